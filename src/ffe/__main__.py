@@ -1,0 +1,3 @@
+from ffe.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""ffe.backtest."""

@@ -1,0 +1,129 @@
+"""What a backtest produced: equity, positions, trades, orders, denials, and statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ffe.decide.strategy import Strategy
+from ffe.domain.market import FloatArray, MarketData
+from ffe.domain.orders import Denied, Trade
+from ffe.execution.simulated import SimOrder
+from ffe.portfolio.ledger import Ledger
+from ffe.portfolio.stats import Stats, compute_stats, periods_per_year
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclasses.dataclass(eq=False)
+class BacktestResult:
+    """The outcome of one run. Domain objects (trades, fills) are built when first asked for."""
+
+    market: MarketData
+    strategy: Strategy
+    config: Any  # BacktestConfig; typed loosely to avoid an import cycle with the engine
+    targets: FloatArray
+    equity: FloatArray
+    positions: FloatArray
+    ledger: Ledger
+    orders: list[SimOrder]
+    denials: list[tuple[int, Denied]]
+    halted_at: int | None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The strategy's parameters."""
+        if dataclasses.is_dataclass(self.strategy):
+            return dataclasses.asdict(self.strategy)  # type: ignore[arg-type]
+        return {}
+
+    @cached_property
+    def benchmark(self) -> FloatArray:
+        """Buy and hold of an equal-weight basket of the symbols, as prices."""
+        marks = self.market.mark
+        first = marks[np.argmax(~np.isnan(marks), axis=0), np.arange(marks.shape[1])]
+        with np.errstate(invalid="ignore"):
+            relative = np.nanmean(marks / first, axis=1)
+        return np.asarray(relative, dtype=np.float64)
+
+    @cached_property
+    def stats(self) -> Stats:
+        """Performance statistics of the run."""
+        exposure = (self.positions != 0.0).any(axis=1)
+        return compute_stats(
+            times=self.market.times,
+            equity=self.equity,
+            trades=self.ledger.trades,  # type: ignore[arg-type]
+            exposure=exposure,
+            benchmark=self.benchmark,
+            periods_per_year=periods_per_year(self.market.times, self.market.timeframe),
+            commissions=self.ledger.commissions,
+        )
+
+    @cached_property
+    def trades(self) -> list[Trade]:
+        """Closed round trips, oldest first."""
+        times = self._datetimes()
+        symbols = self.market.symbols
+        return [
+            Trade(
+                symbol=symbols[t.symbol],
+                entry_time=times[t.entry_bar],
+                exit_time=times[t.exit_bar],
+                entry_price=t.entry_price,
+                exit_price=t.exit_price,
+                quantity=t.quantity,
+                pnl=t.pnl,
+                commission=t.commission,
+            )
+            for t in self.ledger.trades
+        ]
+
+    def open_positions(self) -> dict[str, float]:
+        """Positions still open at the end of the run."""
+        return {
+            self.market.symbols[j]: float(q)
+            for j, q in enumerate(self.ledger.positions)
+            if q != 0.0
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stats, trades, open positions and denials as JSON-ready data."""
+        times = self._datetimes()
+        return {
+            "strategy": self.strategy.name,
+            "params": self.params,
+            "symbols": list(self.market.symbols),
+            "stats": self.stats.as_dict(),
+            "trades": [_trade_dict(trade) for trade in self.trades],
+            "open_positions": self.open_positions(),
+            "denials": [
+                {"time": times[bar].isoformat(), "symbol": d.intent.symbol, "check": d.check,
+                 "reason": d.reason}
+                for bar, d in self.denials
+            ],
+            "halted_at": None if self.halted_at is None else times[self.halted_at].isoformat(),
+        }
+
+    def _datetimes(self) -> list[datetime]:
+        micros = self.market.times.astype("datetime64[us]").astype(np.int64).tolist()
+        return [_EPOCH + timedelta(microseconds=m) for m in micros]
+
+
+def _trade_dict(trade: Trade) -> dict[str, Any]:
+    return {
+        "symbol": trade.symbol,
+        "direction": trade.direction,
+        "entry_time": trade.entry_time.isoformat(),
+        "exit_time": trade.exit_time.isoformat(),
+        "entry_price": trade.entry_price,
+        "exit_price": trade.exit_price,
+        "size": abs(trade.quantity),
+        "pnl": trade.pnl,
+        "return_pct": trade.return_pct,
+        "commission": trade.commission,
+    }

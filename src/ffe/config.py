@@ -1,0 +1,158 @@
+"""Settings: environment (``FFE__SECTION__KEY``) over ``config.local.yaml`` over ``config.yaml``
+over the defaults below.
+
+The YAML files are read from the working directory, or from the directory named by the
+``FFE_CONFIG_DIR`` environment variable. Unknown keys are refused with the key's name, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from ffe.domain.errors import ConfigError
+
+CONFIG_FILES = ("config.yaml", "config.local.yaml")  # later files win
+
+
+def _default_data_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("ffe", appauthor=False)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSettings(Section):
+    dir: Path = Field(default_factory=_default_data_dir, description="where imported bars live")
+    alpha_vantage_key: SecretStr | None = None
+
+
+class BacktestSettings(Section):
+    cash: float = Field(10_000.0, gt=0)
+    commission: float = Field(0.0, ge=0, lt=1, description="fraction of traded notional")
+    fixed_commission: float = Field(0.0, ge=0, description="currency per fill")
+    slippage_bps: float = Field(0.0, ge=0, lt=10_000)
+    fill_at: Literal["next_open", "close"] = "next_open"
+    lot_size: float = Field(1.0, gt=0, description="smallest tradable quantity")
+    report_dir: Path = Path("reports")
+
+
+class RiskSettings(Section):
+    max_position_pct: float = Field(1.0, gt=0, description="largest position, fraction of equity")
+    max_gross_leverage: float = Field(1.0, gt=0)
+    max_drawdown: float | None = Field(
+        None, gt=0, le=1, description="halt and flatten at this drawdown; none disables"
+    )
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    json_format: bool = Field(False, alias="json")
+
+
+class DatabaseSettings(Section):
+    url: SecretStr = SecretStr("sqlite:///ffe.db")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FFE__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    data: DataSettings = DataSettings()
+    backtest: BacktestSettings = BacktestSettings()
+    risk: RiskSettings = RiskSettings()
+    logging: LoggingSettings = LoggingSettings()
+    database: DatabaseSettings = DatabaseSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [
+            InitSettingsSource(settings_cls, _read_yaml(path))
+            for path in reversed(_config_paths())
+        ]
+        return (init_settings, env_settings, *files)
+
+
+def _config_paths() -> list[Path]:
+    base = Path(os.environ.get("FFE_CONFIG_DIR", "."))
+    return [base / name for name in CONFIG_FILES]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation failures into a ConfigError that names the key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see `ffe config show`)")
+        else:
+            lines.append(f"  {key}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, with every secret replaced by ``'***'``."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json", by_alias=True)
+    dumped["database"]["url"] = _mask_url(settings.database.url.get_secret_value())
+    if settings.data.alpha_vantage_key is not None:
+        dumped["data"]["alpha_vantage_key"] = "***"
+    return dumped
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password of a database URL, keep the rest readable."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, has_password, _ = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if has_password else ''}@{host}"

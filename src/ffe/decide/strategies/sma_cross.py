@@ -1,0 +1,44 @@
+"""Moving-average crossover, always in the market."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ffe.decide.indicators import crossed_above, sma
+from ffe.decide.strategy import register
+from ffe.domain.errors import StrategyError
+from ffe.domain.market import FloatArray, History
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class SmaCross:
+    """Long when the fast SMA crosses above the slow one, short when it crosses below.
+
+    Same rule as backtesting.py's canonical SmaCross example, so the two produce the same
+    trades on the same bars.
+    """
+
+    name: ClassVar[str] = "sma_cross"
+    fast: int = 10
+    slow: int = 20
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fast < self.slow:
+            raise StrategyError(
+                f"sma_cross needs 1 <= fast < slow, got fast={self.fast}, slow={self.slow}"
+            )
+
+    def warmup(self) -> int:
+        return self.slow
+
+    def targets(self, history: History) -> FloatArray:
+        close = history.close
+        fast, slow = sma(close, self.fast), sma(close, self.slow)
+        out = np.full(close.shape, np.nan)
+        out[crossed_above(fast, slow)] = 1.0
+        out[crossed_above(slow, fast)] = -1.0
+        return out

@@ -1,0 +1,102 @@
+"""The Strategy port and the registry of built-in strategies.
+
+A strategy maps a point-in-time ``History`` to target positions: an array of shape
+``(len(history), n_symbols)`` where a number is an instruction ("hold this signed fraction
+of equity in this symbol from now on") and NaN means "no new instruction". Row ``i`` may
+depend only on bars ``0..i``. The engine can therefore ask once for the whole history (fast)
+or bar by bar with a growing history (how the paper agent runs); both give the same rows,
+and the engine checks that on every run (see ``ffe.backtest.causality``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ffe.domain.errors import StrategyError
+from ffe.domain.market import FloatArray, History
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Turns history into target positions. See the module docstring for the contract."""
+
+    name: ClassVar[str]
+
+    def targets(self, history: History) -> FloatArray:
+        """Target weights for every bar of ``history``; NaN where there is no instruction."""
+        ...
+
+    def warmup(self) -> int:
+        """Bars of history needed before the first instruction can appear."""
+        ...
+
+
+_REGISTRY: dict[str, Callable[..., Strategy]] = {}
+
+
+def register(cls: type[Any]) -> type[Any]:
+    """Class decorator: make a dataclass strategy available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    """Names of every registered strategy."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
+    """Build a strategy by name, converting and checking parameters (strings are accepted)."""
+    _load_builtins()
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
+    return factory(**_coerce_params(name, factory, dict(params or {})))
+
+
+def parameters(name: str) -> dict[str, Any]:
+    """The parameters of a strategy with their defaults."""
+    _load_builtins()
+    factory = _REGISTRY.get(name)
+    if factory is None or not dataclasses.is_dataclass(factory):
+        raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
+    return {field.name: field.default for field in dataclasses.fields(factory)}
+
+
+def _coerce_params(name: str, factory: Any, params: dict[str, Any]) -> dict[str, Any]:
+    fields = {field.name: field for field in dataclasses.fields(factory)}
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise StrategyError(
+            f"strategy {name!r} has no parameter {', '.join(unknown)}; "
+            f"its parameters are: {', '.join(fields) or 'none'}"
+        )
+    coerced: dict[str, Any] = {}
+    for key, value in params.items():
+        kind = type(fields[key].default)
+        try:
+            coerced[key] = _convert(kind, value)
+        except ValueError:
+            raise StrategyError(
+                f"parameter {key}={value!r} of strategy {name!r} must be {kind.__name__}"
+            ) from None
+    return coerced
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if kind is int:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError
+        return int(number)
+    if kind is bool and isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return kind(value)
+
+
+def _load_builtins() -> None:
+    # Importing the module registers the built-ins; done lazily to keep `ffe --help` fast.
+    from ffe.decide import strategies  # noqa: F401

@@ -1,0 +1,38 @@
+"""The error hierarchy, grouped by what the operator must do.
+
+A risk denial is not an error: it is a value (see ``ffe.domain.orders.Denied``).
+"""
+
+from __future__ import annotations
+
+
+class FfeError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigError(FfeError):
+    """The configuration is wrong: fix the named setting and start again."""
+
+
+class DataError(FfeError):
+    """Market data is missing or malformed: fix the named file or symbol."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+
+
+class StrategyError(FfeError):
+    """A strategy was misconfigured or misbehaved: fix the strategy or its parameters."""
+
+
+class BrokerError(FfeError):
+    """The broker refused or failed a request: stop and inspect."""
+
+
+class TemporaryBrokerError(BrokerError):
+    """The broker is temporarily unavailable: retry later."""

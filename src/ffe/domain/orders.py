@@ -1,0 +1,134 @@
+"""Decisions, order intents, orders, fills and risk verdicts."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @classmethod
+    def of(cls, quantity: float) -> Side:
+        return cls.BUY if quantity > 0 else cls.SELL
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a strategy wants: hold ``target`` (signed fraction of equity) in ``symbol``."""
+
+    time: datetime
+    symbol: str
+    target: float
+    confidence: float = 1.0
+    rationale: str = ""
+    votes: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """A market order the engine would like to send, before the risk check."""
+
+    client_id: str
+    time: datetime
+    symbol: str
+    quantity: float  # signed: positive buys, negative sells
+    reference_price: float
+    reduces_only: bool = False
+
+    @property
+    def side(self) -> Side:
+        return Side.of(self.quantity)
+
+    @property
+    def notional(self) -> float:
+        return abs(self.quantity) * self.reference_price
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """The risk engine let the intent through."""
+
+    intent: OrderIntent
+
+    @property
+    def approved(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """The risk engine stopped the intent, and says which check and why."""
+
+    intent: OrderIntent
+    check: str
+    reason: str
+
+    @property
+    def approved(self) -> bool:
+        return False
+
+
+Verdict = Approved | Denied
+
+
+class OrderStatus(enum.Enum):
+    PENDING = "pending"
+    FILLED = "filled"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class Order:
+    """An order accepted by a broker. Mutable only in its status."""
+
+    client_id: str
+    symbol: str
+    quantity: float
+    submitted_at: datetime
+    status: OrderStatus = OrderStatus.PENDING
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An execution: ``quantity`` (signed) of ``symbol`` at ``price``, paying ``commission``."""
+
+    client_id: str
+    time: datetime
+    symbol: str
+    quantity: float
+    price: float
+    commission: float
+
+    @property
+    def side(self) -> Side:
+        return Side.of(self.quantity)
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A closed round trip: entry and exit of one lot (backtesting.py calls these trades)."""
+
+    symbol: str
+    entry_time: datetime
+    exit_time: datetime
+    entry_price: float
+    exit_price: float
+    quantity: float  # signed: positive for long, negative for short
+    pnl: float  # net of the commissions attributed to this lot
+    commission: float = field(default=0.0)
+
+    @property
+    def direction(self) -> str:
+        return "long" if self.quantity > 0 else "short"
+
+    @property
+    def return_pct(self) -> float:
+        """Price return of the trade in the trade's direction, before costs."""
+        sign = 1.0 if self.quantity > 0 else -1.0
+        return sign * (self.exit_price / self.entry_price - 1.0)

@@ -1,0 +1,99 @@
+"""The simulated broker: fills market orders against bars with the shared fill model.
+
+Used by backtests and by the paper agent alike. Orders are identified by client ids, and the
+broker works in bar positions so the backtest's hot loop stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from ffe.domain.market import MarketData
+from ffe.domain.orders import OrderStatus
+from ffe.execution.fill_model import FillModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SimFill:
+    """A fill in bar coordinates; the engine turns these into domain ``Fill``s on demand."""
+
+    client_id: str
+    bar: int
+    symbol: int
+    quantity: float
+    price: float
+    commission: float
+
+
+@dataclass(slots=True)
+class SimOrder:
+    client_id: str
+    bar: int  # bar of the decision
+    symbol: int
+    quantity: float
+    status: OrderStatus = OrderStatus.PENDING
+    reason: str = ""
+
+
+class SimulatedBroker:
+    """Accepts market orders and fills them at the bar the fill model names."""
+
+    def __init__(self, market: MarketData, fill_model: FillModel) -> None:
+        self._model = fill_model
+        self._prices = market.open if fill_model.at == "next_open" else market.close
+        self._n_bars = market.n_bars
+        self._pending: list[SimOrder] = []
+        self.orders: list[SimOrder] = []
+
+    @property
+    def fill_model(self) -> FillModel:
+        return self._model
+
+    def submit(self, client_id: str, bar: int, symbol: int, quantity: float) -> SimOrder:
+        """Queue a market order decided at ``bar``."""
+        order = SimOrder(client_id, bar, symbol, quantity)
+        self.orders.append(order)
+        self._pending.append(order)
+        log.debug("order submitted %s qty=%s bar=%d", client_id, quantity, bar)
+        return order
+
+    def next_fill_bar(self) -> int | None:
+        """The earliest bar at which a pending order can fill, if any."""
+        if not self._pending:
+            return None
+        return min(order.bar for order in self._pending) + self._model.delay
+
+    def fill_due(self, bar: int) -> list[SimFill]:
+        """Fill every pending order due at or before ``bar``; reject those without a price."""
+        due = [o for o in self._pending if o.bar + self._model.delay <= bar]
+        if not due:
+            return []
+        self._pending = [o for o in self._pending if o.bar + self._model.delay > bar]
+        return [fill for order in due if (fill := self._fill(order)) is not None]
+
+    def cancel_all(self, reason: str) -> list[SimOrder]:
+        """Cancel every pending order (end of data, emergency stop)."""
+        cancelled = self._pending
+        for order in cancelled:
+            order.status, order.reason = OrderStatus.CANCELLED, reason
+        self._pending = []
+        return cancelled
+
+    def _fill(self, order: SimOrder) -> SimFill | None:
+        fill_bar = order.bar + self._model.delay
+        if fill_bar >= self._n_bars:
+            order.status, order.reason = OrderStatus.CANCELLED, "no bar left to fill at"
+            return None
+        reference = float(self._prices[fill_bar, order.symbol])
+        if math.isnan(reference):
+            order.status, order.reason = OrderStatus.REJECTED, "symbol has no bar to fill at"
+            log.info("order rejected %s: no price at bar %d", order.client_id, fill_bar)
+            return None
+        price = self._model.price(order.quantity, reference)
+        order.status = OrderStatus.FILLED
+        fee = self._model.fee(order.quantity, price)
+        return SimFill(order.client_id, fill_bar, order.symbol, order.quantity, price, fee)

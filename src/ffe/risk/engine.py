@@ -1,0 +1,158 @@
+"""Pre-trade risk checks. Each check returns a denial or nothing; the engine returns a verdict
+for every intent instead of raising, so a denial is recorded like any other outcome.
+
+Orders that only reduce a position always pass: a risk limit must never trap a position.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ffe.domain.orders import Approved, Denied, OrderIntent, Verdict
+
+log = logging.getLogger(__name__)
+_TOLERANCE = 1e-9
+
+
+@dataclass(slots=True)
+class AccountState:
+    """What the checks see: equity, peak equity and positions projected with the intents
+    approved so far in the current batch."""
+
+    equity: float
+    peak_equity: float
+    positions: dict[str, float] = field(default_factory=dict)
+    prices: dict[str, float] = field(default_factory=dict)
+    gross_exposure: float = 0.0
+    halted: bool = False
+
+    @property
+    def drawdown(self) -> float:
+        """Fraction below the peak, as a positive number (0.25 is 25% down)."""
+        if self.peak_equity <= 0:
+            return 0.0
+        return max(0.0, 1.0 - self.equity / self.peak_equity)
+
+    def position_after(self, intent: OrderIntent) -> tuple[float, float]:
+        before = self.positions.get(intent.symbol, 0.0)
+        return before, before + intent.quantity
+
+    def apply(self, intent: OrderIntent) -> None:
+        before, after = self.position_after(intent)
+        price = intent.reference_price
+        self.gross_exposure += (abs(after) - abs(before)) * price
+        self.positions[intent.symbol] = after
+
+
+def reduces_only(before: float, after: float) -> bool:
+    """True when the order shrinks a position toward zero without flipping it."""
+    return abs(after) <= abs(before) and after * before >= 0
+
+
+class RiskCheck(Protocol):
+    """One pre-trade rule."""
+
+    name: str
+
+    def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
+        """A denial with its reason, or None to let the intent through."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MaxPositionPct:
+    """No position larger than ``limit`` times equity."""
+
+    limit: float
+    name: str = "max_position_pct"
+
+    def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
+        _, after = account.position_after(intent)
+        value = abs(after) * intent.reference_price
+        if value <= self.limit * account.equity * (1 + _TOLERANCE):
+            return None
+        share = value / account.equity if account.equity > 0 else float("inf")
+        return Denied(
+            intent,
+            self.name,
+            f"position in {intent.symbol} would be {share:.1%} of equity, limit {self.limit:.1%}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MaxGrossLeverage:
+    """Sum of absolute position values no larger than ``limit`` times equity."""
+
+    limit: float
+    name: str = "max_gross_leverage"
+
+    def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
+        before, after = account.position_after(intent)
+        gross = account.gross_exposure + (abs(after) - abs(before)) * intent.reference_price
+        if gross <= self.limit * account.equity * (1 + _TOLERANCE):
+            return None
+        leverage = gross / account.equity if account.equity > 0 else float("inf")
+        return Denied(
+            intent, self.name, f"gross leverage would be {leverage:.2f}x, limit {self.limit:.2f}x"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MaxDrawdownHalt:
+    """Once equity is ``limit`` below its peak, trading halts: only reducing orders pass."""
+
+    limit: float
+    name: str = "max_drawdown"
+
+    def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
+        if not account.halted and account.drawdown < self.limit:
+            return None
+        return Denied(
+            intent,
+            self.name,
+            f"trading halted: drawdown reached {account.drawdown:.1%}, limit {self.limit:.1%}",
+        )
+
+
+class RiskEngine:
+    """Runs every check on every intent; the first denial wins."""
+
+    def __init__(self, checks: Iterable[RiskCheck] = (), max_drawdown: float | None = None):
+        self.checks: tuple[RiskCheck, ...] = tuple(checks)
+        self.max_drawdown = max_drawdown
+        if max_drawdown is not None:
+            self.checks += (MaxDrawdownHalt(max_drawdown),)
+
+    @classmethod
+    def from_limits(
+        cls, *, max_position_pct: float, max_gross_leverage: float, max_drawdown: float | None
+    ) -> RiskEngine:
+        checks = (MaxPositionPct(max_position_pct), MaxGrossLeverage(max_gross_leverage))
+        return cls(checks, max_drawdown=max_drawdown)
+
+    def evaluate(self, intents: Sequence[OrderIntent], account: AccountState) -> list[Verdict]:
+        """A verdict per intent, in order; approved intents update the projected account."""
+        verdicts: list[Verdict] = []
+        for intent in intents:
+            verdict = self._check_one(intent, account)
+            if verdict.approved:
+                account.apply(intent)
+            else:
+                log.info("order denied %s: %s", intent.client_id, getattr(verdict, "reason", ""))
+            verdicts.append(verdict)
+        return verdicts
+
+    def _check_one(self, intent: OrderIntent, account: AccountState) -> Verdict:
+        before, after = account.position_after(intent)
+        if reduces_only(before, after):
+            return Approved(intent)
+        if account.equity <= 0:
+            return Denied(intent, "equity", "account equity is not positive")
+        for check in self.checks:
+            denied = check.check(intent, account)
+            if denied is not None:
+                return denied
+        return Approved(intent)
