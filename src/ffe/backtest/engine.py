@@ -13,6 +13,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -23,7 +24,7 @@ from ffe.decide.strategy import Strategy
 from ffe.domain.market import FloatArray, MarketData
 from ffe.domain.orders import Denied, OrderIntent
 from ffe.execution.fill_model import FillModel
-from ffe.execution.simulated import SimulatedBroker
+from ffe.execution.simulated import SimFill, SimulatedBroker
 from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reduces_only
 
@@ -66,10 +67,24 @@ def run_backtest(
         if config.check_lookahead:
             verify_point_in_time(strategy, market, targets)
     simulation = _Simulation(market, config, risk)
-    for bar in np.flatnonzero(~np.isnan(targets).all(axis=1)).tolist():
-        simulation.step(bar, targets[bar])
+    for bar, symbols, weights in _instructions(targets):
+        simulation.step(bar, symbols, weights)
     simulation.finish()
     return simulation.result(strategy, targets)
+
+
+def _instructions(targets: FloatArray) -> Iterator[tuple[int, list[int], list[float]]]:
+    """(bar, symbols, weights) for every bar with at least one instruction, in time order."""
+    bars_array, symbols_array = np.nonzero(~np.isnan(targets))
+    weights = targets[bars_array, symbols_array].tolist()
+    bars, symbols = bars_array.tolist(), symbols_array.tolist()
+    start, count = 0, len(bars)
+    while start < count:
+        bar, stop = bars[start], start + 1
+        while stop < count and bars[stop] == bar:
+            stop += 1
+        yield bar, symbols[start:stop], weights[start:stop]
+        start = stop
 
 
 def bar_time(market: MarketData, bar: int) -> datetime:
@@ -94,15 +109,24 @@ class _Simulation:
         self._monitored = 0  # equity of bars before this one has been checked for drawdown
         self._sequence = 0
         self._index = {symbol: i for i, symbol in enumerate(market.symbols)}
+        self._micros = market.times.astype("datetime64[us]").astype(np.int64)
+        self._watching = risk.max_drawdown is not None
+        self._close = market.close
+        self._lot = config.lot_size
+        self._cost_factor = 1.0 + config.fill.cost_rate
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
-    def step(self, bar: int, row: FloatArray) -> None:
+    def step(self, bar: int, symbols: list[int], weights: list[float]) -> None:
         self._advance(bar)
-        self._decide(bar, row)
+        self._decide(bar, symbols, weights)
         if self.config.fill.delay == 0:
             self._apply_fills(bar)
 
     def finish(self) -> None:
-        self._advance(self.market.n_bars)
+        self._advance(self.market.n_bars - 1)
+        if self._watching:
+            self._watch_drawdown(self.market.n_bars)
+            self._advance(self.market.n_bars - 1)
         for order in self.broker.cancel_all("end of data"):
             log.debug("order cancelled at end of data %s", order.client_id)
 
@@ -126,19 +150,23 @@ class _Simulation:
     # -- time moves forward -------------------------------------------------------------
 
     def _advance(self, bar: int) -> None:
-        """Apply every fill due before ``bar`` and watch drawdown on the bars between."""
+        """Apply every fill due at or before ``bar`` (fills happen at the open, before the
+        decision at the close) and watch drawdown on the bars in between."""
+        broker = self.broker
         while True:
-            due = self.broker.next_fill_bar()
-            until = bar if due is None or due >= bar else due
-            if self._watch_drawdown(until):
-                continue  # a halt queued flattening orders: look again
-            if due is None or due >= bar:
+            due = broker.next_fill_bar()
+            if self._watching and self._watch_drawdown(bar if due is None or due > bar else due):
+                continue  # a halt queued orders that flatten the book: look again
+            if due is None or due > bar:
                 return
             self._apply_fills(due)
 
     def _apply_fills(self, bar: int) -> None:
-        for fill in self.broker.fill_due(bar):
-            self.ledger.apply_fill(fill.bar, fill.symbol, fill.quantity, fill.price, fill.commission)
+        self.broker.fill_due(bar, self._on_fill)
+
+    def _on_fill(self, fill: SimFill) -> None:
+        self.ledger.apply_fill(fill.bar, fill.symbol, fill.quantity, fill.price, fill.commission)
+        if self._debug:
             log.debug("order filled %s qty=%s px=%s", fill.client_id, fill.quantity, fill.price)
 
     def _watch_drawdown(self, until: int) -> bool:
@@ -146,7 +174,6 @@ class _Simulation:
         limit = self.risk.max_drawdown
         start = self._monitored
         if limit is None or self.halted_at is not None or until <= start:
-            self._monitored = max(start, until)
             return False
         equity = self.ledger.cash + self.marks[start:until] @ self.ledger.positions
         peaks = np.maximum.accumulate(np.maximum(equity, self._peak))
@@ -162,29 +189,31 @@ class _Simulation:
 
     # -- decisions become orders ----------------------------------------------------------
 
-    def _decide(self, bar: int, row: FloatArray) -> None:
-        marks = self.marks[bar]
+    def _decide(self, bar: int, symbols: list[int], weights: list[float]) -> None:
+        marks = self.marks[bar].tolist()
         equity = self.ledger.equity(marks)
         peak = max(self._peak, equity)
-        time = bar_time(self.market, bar)
+        time = _EPOCH + timedelta(microseconds=self._micros.item(bar))
         intents = [
             intent
-            for symbol in np.flatnonzero(~np.isnan(row)).tolist()
-            if (intent := self._intent(bar, time, symbol, float(row[symbol]), equity))
+            for symbol, weight in zip(symbols, weights, strict=True)
+            if (intent := self._intent(bar, time, symbol, weight, equity))
         ]
         if intents:
-            self._submit(bar, intents, AccountState(equity, peak, halted=self.halted_at is not None))
+            account = AccountState(equity, peak, halted=self.halted_at is not None)
+            account.gross_exposure = self.ledger.gross_exposure(marks)
+            self._submit(bar, intents, account)
 
     def _intent(
         self, bar: int, time: datetime, symbol: int, weight: float, equity: float
     ) -> OrderIntent | None:
-        price = float(self.market.close[bar, symbol])
-        if math.isnan(price) or price <= 0:
-            return None  # the symbol has no bar here: nothing sensible to size against
-        lot = self.config.lot_size
-        raw = weight * max(equity, 0.0) / (price * (1.0 + self.config.fill.cost_rate))
+        price = self._close.item(bar, symbol)
+        if not price > 0:
+            return None  # no bar (NaN) or a bad price: nothing sensible to size against
+        lot = self._lot
+        raw = weight * max(equity, 0.0) / (price * self._cost_factor)
         target = math.copysign(math.floor(abs(raw) / lot + 1e-9) * lot, raw)
-        delta = target - float(self.ledger.positions[symbol])
+        delta = target - self.ledger.held.get(symbol, 0.0)
         if abs(delta) < lot * 1e-9:
             return None
         self._sequence += 1
@@ -193,12 +222,12 @@ class _Simulation:
         )
 
     def _submit(self, bar: int, intents: list[OrderIntent], account: AccountState) -> None:
-        positions, marks, index = self.ledger.positions, self.marks[bar], self._index
-        account.gross_exposure = float(np.abs(positions) @ marks)
+        index, held = self._index, self.ledger.held
         for intent in intents:
-            account.positions[intent.symbol] = float(positions[index[intent.symbol]])
+            account.positions[intent.symbol] = held.get(index[intent.symbol], 0.0)
         # Reductions first, so they free room under the limits for what follows.
-        intents.sort(key=lambda i: not reduces_only(*account.position_after(i)))
+        if len(intents) > 1:
+            intents.sort(key=lambda i: not reduces_only(*account.position_after(i)))
         for verdict in self.risk.evaluate(intents, account):
             intent = verdict.intent
             if isinstance(verdict, Denied):
@@ -208,9 +237,9 @@ class _Simulation:
 
     def _flatten(self, bar: int) -> None:
         time = bar_time(self.market, bar)
-        for symbol in np.flatnonzero(self.ledger.positions).tolist():
+        for symbol, held in sorted(self.ledger.held.items()):
             self._sequence += 1
-            quantity = -float(self.ledger.positions[symbol])
+            quantity = -held
             client_id = f"bt-{self._sequence}-flatten"
             log.info("flatten %s qty=%s at %s", client_id, quantity, time.isoformat())
             self.broker.submit(client_id, bar, symbol, quantity)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ffe.domain.market import MarketData
 from ffe.domain.orders import OrderStatus
@@ -17,8 +19,7 @@ from ffe.execution.fill_model import FillModel
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class SimFill:
+class SimFill(NamedTuple):
     """A fill in bar coordinates; the engine turns these into domain ``Fill``s on demand."""
 
     client_id: str
@@ -47,6 +48,7 @@ class SimulatedBroker:
         self._prices = market.open if fill_model.at == "next_open" else market.close
         self._n_bars = market.n_bars
         self._pending: list[SimOrder] = []
+        self._next_due: int | None = None
         self.orders: list[SimOrder] = []
 
     @property
@@ -58,29 +60,38 @@ class SimulatedBroker:
         order = SimOrder(client_id, bar, symbol, quantity)
         self.orders.append(order)
         self._pending.append(order)
-        log.debug("order submitted %s qty=%s bar=%d", client_id, quantity, bar)
+        due = bar + self._model.delay
+        if self._next_due is None or due < self._next_due:
+            self._next_due = due
         return order
 
     def next_fill_bar(self) -> int | None:
         """The earliest bar at which a pending order can fill, if any."""
-        if not self._pending:
-            return None
-        return min(order.bar for order in self._pending) + self._model.delay
+        return self._next_due
 
-    def fill_due(self, bar: int) -> list[SimFill]:
-        """Fill every pending order due at or before ``bar``; reject those without a price."""
-        due = [o for o in self._pending if o.bar + self._model.delay <= bar]
-        if not due:
-            return []
-        self._pending = [o for o in self._pending if o.bar + self._model.delay > bar]
-        return [fill for order in due if (fill := self._fill(order)) is not None]
+    def fill_due(self, bar: int, on_fill: Callable[[SimFill], None]) -> None:
+        """Fill every pending order due at or before ``bar``, in submission order, passing
+        each fill to ``on_fill``; orders without a price to fill at are rejected."""
+        if self._next_due is None or self._next_due > bar:
+            return
+        delay = self._model.delay
+        if all(o.bar + delay <= bar for o in self._pending):
+            due, self._pending, self._next_due = self._pending, [], None
+        else:
+            due = [o for o in self._pending if o.bar + delay <= bar]
+            self._pending = [o for o in self._pending if o.bar + delay > bar]
+            self._next_due = min(o.bar for o in self._pending) + delay
+        for order in due:
+            fill = self._fill(order)
+            if fill is not None:
+                on_fill(fill)
 
     def cancel_all(self, reason: str) -> list[SimOrder]:
         """Cancel every pending order (end of data, emergency stop)."""
         cancelled = self._pending
         for order in cancelled:
             order.status, order.reason = OrderStatus.CANCELLED, reason
-        self._pending = []
+        self._pending, self._next_due = [], None
         return cancelled
 
     def _fill(self, order: SimOrder) -> SimFill | None:
@@ -88,7 +99,7 @@ class SimulatedBroker:
         if fill_bar >= self._n_bars:
             order.status, order.reason = OrderStatus.CANCELLED, "no bar left to fill at"
             return None
-        reference = float(self._prices[fill_bar, order.symbol])
+        reference = self._prices.item(fill_bar, order.symbol)
         if math.isnan(reference):
             order.status, order.reason = OrderStatus.REJECTED, "symbol has no bar to fill at"
             log.info("order rejected %s: no price at bar %d", order.client_id, fill_bar)

@@ -9,11 +9,15 @@ lot in the other direction. Money is float64: exact enough for backtests (errors
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ffe.domain.market import FloatArray
+
+_ZERO = 1e-12
 
 
 @dataclass(slots=True)
@@ -26,8 +30,7 @@ class Lot:
     commission: float  # entry commission not yet attributed to a closed trade
 
 
-@dataclass(frozen=True, slots=True)
-class ClosedTrade:
+class ClosedTrade(NamedTuple):
     """A closed round trip in bar coordinates."""
 
     symbol: int
@@ -41,30 +44,58 @@ class ClosedTrade:
 
 
 class Ledger:
-    """Cash and positions of one account over a run."""
+    """Cash and positions of one account over a run.
+
+    ``held`` maps a symbol's position (its column) to its quantity, for open positions only,
+    so marking to market costs as much as the number of positions, not of symbols.
+    """
 
     def __init__(self, n_symbols: int, cash: float) -> None:
+        self.n_symbols = n_symbols
         self.initial_cash = cash
         self.cash = cash
-        self.positions: FloatArray = np.zeros(n_symbols)
+        self.held: dict[int, float] = {}
         self.commissions = 0.0
         self.realized_pnl = 0.0
         self.lots: list[deque[Lot]] = [deque() for _ in range(n_symbols)]
         self.trades: list[ClosedTrade] = []
         self._changes: list[tuple[int, int, float, float]] = []  # bar, symbol, qty, cash flow
 
-    def equity(self, prices: FloatArray) -> float:
-        """Cash plus positions marked at ``prices`` (one price per symbol, no NaN)."""
-        return self.cash + float(self.positions @ prices)
+    def position(self, symbol: int) -> float:
+        return self.held.get(symbol, 0.0)
+
+    @property
+    def positions(self) -> FloatArray:
+        """Current positions as an array, one entry per symbol."""
+        array = np.zeros(self.n_symbols)
+        for symbol, quantity in self.held.items():
+            array[symbol] = quantity
+        return array
+
+    def equity(self, prices: Sequence[float]) -> float:
+        """Cash plus open positions marked at ``prices`` (indexed by symbol)."""
+        total = self.cash
+        for symbol, quantity in self.held.items():
+            total += quantity * prices[symbol]
+        return total
+
+    def gross_exposure(self, prices: Sequence[float]) -> float:
+        """Sum of the absolute values of open positions at ``prices``."""
+        total = 0.0
+        for symbol, quantity in self.held.items():
+            total += abs(quantity) * prices[symbol]
+        return total
 
     def apply_fill(self, bar: int, symbol: int, quantity: float, price: float, fee: float) -> None:
         """Book a fill: move cash, update the position, close or open lots."""
         flow = -quantity * price - fee
         self.cash += flow
         self.commissions += fee
-        self.positions[symbol] += quantity
-        if abs(self.positions[symbol]) < 1e-12:
-            self.positions[symbol] = 0.0
+        after = self.held.get(symbol, 0.0) + quantity
+        if abs(after) < _ZERO:
+            self.held.pop(symbol, None)
+        else:
+            self.held[symbol] = after
         self._changes.append((bar, symbol, quantity, flow))
         self._match_lots(bar, symbol, quantity, price, fee)
 
@@ -75,8 +106,7 @@ class Ledger:
         while lots and remaining and (lots[0].quantity > 0) != (remaining > 0):
             lot = lots[0]
             closed = -remaining if abs(remaining) < abs(lot.quantity) else lot.quantity
-            share = closed / lot.quantity
-            entry_fee = lot.commission * share
+            entry_fee = lot.commission * (closed / lot.quantity)
             exit_fee = abs(closed) * fee_per_unit
             pnl = closed * (price - lot.price) - entry_fee - exit_fee
             self.realized_pnl += pnl
@@ -91,23 +121,23 @@ class Ledger:
                 lot.quantity -= closed
                 lot.commission -= entry_fee
             remaining += closed
-        if remaining:
+        if abs(remaining) > _ZERO:
             lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))
 
     def position_path(self, n_bars: int) -> FloatArray:
         """Positions held at the close of every bar, shape (n_bars, n_symbols)."""
-        delta = np.zeros((n_bars, len(self.positions)))
-        if self._changes:
-            bars, symbols, quantities, _ = zip(*self._changes, strict=True)
-            np.add.at(delta, (np.asarray(bars), np.asarray(symbols)), np.asarray(quantities))
-        path = np.cumsum(delta, axis=0)
-        path[np.abs(path) < 1e-12] = 0.0
+        width = self.n_symbols
+        if not self._changes:
+            return np.zeros((n_bars, width))
+        bars, symbols, quantities, _ = (np.asarray(c) for c in zip(*self._changes, strict=True))
+        flat = np.bincount(bars * width + symbols, weights=quantities, minlength=n_bars * width)
+        path = np.cumsum(flat.reshape(n_bars, width), axis=0)
+        path[np.abs(path) < _ZERO] = 0.0
         return path
 
     def cash_path(self, n_bars: int) -> FloatArray:
         """Cash at the close of every bar."""
-        delta = np.zeros(n_bars)
-        if self._changes:
-            bars, _, _, flows = zip(*self._changes, strict=True)
-            np.add.at(delta, np.asarray(bars), np.asarray(flows))
-        return self.initial_cash + np.cumsum(delta)
+        if not self._changes:
+            return np.full(n_bars, self.initial_cash)
+        bars, _, _, flows = (np.asarray(c) for c in zip(*self._changes, strict=True))
+        return self.initial_cash + np.cumsum(np.bincount(bars, weights=flows, minlength=n_bars))

@@ -146,8 +146,9 @@ class RiskEngine:
         return verdicts
 
     def _check_one(self, intent: OrderIntent, account: AccountState) -> Verdict:
-        before, after = account.position_after(intent)
-        if reduces_only(before, after):
+        before = account.positions.get(intent.symbol, 0.0)
+        after = before + intent.quantity
+        if abs(after) <= abs(before) and after * before >= 0:  # reduces only
             return Approved(intent)
         if account.equity <= 0:
             return Denied(intent, "equity", "account equity is not positive")

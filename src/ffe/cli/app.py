@@ -1,0 +1,57 @@
+"""The ``ffe`` command. Heavy libraries are imported inside commands so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from ffe.cli.backtest import backtest_app
+from ffe.cli.common import console, user_errors
+from ffe.cli.data import data_app
+
+app = typer.Typer(
+    name="ffe",
+    help="Finance Feedback Engine: backtest, paper-trade and run trading decisions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(backtest_app, name="backtest")
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from ffe import __version__
+
+        console.print(f"ffe {__version__}")
+        raise typer.Exit()
+
+
+@config_app.command("show")
+def config_show(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+) -> None:
+    """Print the effective configuration (environment over config.local.yaml over config.yaml
+    over defaults), with secrets masked."""
+    with user_errors():
+        import yaml
+
+        from ffe.config import load_settings, masked
+
+        shown = masked(load_settings())
+        if as_json:
+            typer.echo(json.dumps(shown, indent=2))
+        else:
+            typer.echo(yaml.safe_dump(shown, sort_keys=False).rstrip())
+
+
+def main() -> None:
+    """Entry point of the ``ffe`` console script."""
+    app()

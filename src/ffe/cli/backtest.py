@@ -1,0 +1,259 @@
+"""``ffe backtest``: run one backtest, or sweep a parameter grid."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ffe.cli.common import console, err_console, user_errors
+
+if TYPE_CHECKING:
+    from ffe.backtest.result import BacktestResult
+    from ffe.config import Settings
+    from ffe.domain.market import MarketData
+
+backtest_app = typer.Typer(help="Backtest strategies on bundled, imported or synthetic bars.",
+                           no_args_is_help=True)
+
+STRATEGY = typer.Option("sma_cross", "--strategy", "-s", help="Strategy name.")
+SYMBOLS = typer.Option(["SP500"], "--symbol", help="Symbol to trade; repeat for several.")
+SYNTHETIC = typer.Option(0, "--synthetic", help="Trade N synthetic symbols instead.", min=0)
+BARS = typer.Option(2520, "--bars", help="Bars per synthetic symbol.", min=2)
+SEED = typer.Option(0, "--seed", help="Seed of the synthetic market.")
+START = typer.Option(None, "--start", help="First date to use (YYYY-MM-DD).")
+END = typer.Option(None, "--end", help="Last date to use (YYYY-MM-DD).")
+CASH = typer.Option(None, "--cash", help="Starting cash [config: backtest.cash].")
+COMMISSION = typer.Option(None, "--commission", help="Commission, fraction of notional.")
+SLIPPAGE = typer.Option(None, "--slippage-bps", help="Slippage in basis points.")
+FILL = typer.Option(None, "--fill", help="Fill at next_open (default) or close.")
+
+
+def _load_market(settings: Settings, symbols: list[str], synthetic: int, bars: int, seed: int,
+                 start: str | None, end: str | None) -> MarketData:
+    from ffe import bootstrap
+    from ffe.data import SyntheticMarket, load_market
+
+    if synthetic:
+        source: Any = SyntheticMarket(synthetic, bars, seed=seed)
+        if start is None and end is None:
+            return source.to_market()  # type: ignore[no-any-return]
+        symbols = source.symbols()
+    else:
+        source = bootstrap.data_catalog(settings)
+    return load_market(source, symbols, start=start, end=end)
+
+
+@backtest_app.command("run")
+def run(
+    strategy: str = STRATEGY,
+    symbol: list[str] = SYMBOLS,
+    param: list[str] = typer.Option([], "--param", "-p", help="Strategy parameter name=value."),
+    synthetic: int = SYNTHETIC,
+    bars: int = BARS,
+    seed: int = SEED,
+    start: str | None = START,
+    end: str | None = END,
+    cash: float | None = CASH,
+    commission: float | None = COMMISSION,
+    slippage_bps: float | None = SLIPPAGE,
+    fill: str | None = FILL,
+    as_json: bool = typer.Option(False, "--json", help="Print stats and trades as JSON."),
+    report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
+) -> None:
+    """Run one backtest and print its statistics."""
+    with user_errors():
+        from ffe import bootstrap
+        from ffe.backtest.engine import run_backtest
+        from ffe.config import load_settings
+        from ffe.decide.strategy import make_strategy
+
+        settings = load_settings()
+        params = _params(param)
+        chosen = make_strategy(strategy, params)
+        market = _load_market(settings, symbol, synthetic, bars, seed, start, end)
+        config = bootstrap.backtest_config(settings, cash=cash, commission=commission,
+                                           slippage_bps=slippage_bps, at=fill)
+        result = run_backtest(market, chosen, config, bootstrap.risk_engine(settings))
+        if report is not None:
+            _write_report(result, report)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2))
+            return
+        _print_result(result)
+        if report is not None:
+            console.print(f"report written to [bold]{report}[/bold]")
+
+
+def _params(specs: list[str]) -> dict[str, str]:
+    from ffe.domain.errors import ConfigError
+
+    params: dict[str, str] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param {spec!r} must look like name=value, e.g. fast=10")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def _write_report(result: BacktestResult, path: Path) -> None:
+    from ffe.backtest.report import render_backtest_report, write_report
+
+    symbols = ", ".join(result.market.symbols[:5]) + ("…" if result.market.n_symbols > 5 else "")
+    html = render_backtest_report(
+        title=f"{result.strategy.name} on {symbols}",
+        subtitle=f"{result.stats.start:%Y-%m-%d} to {result.stats.end:%Y-%m-%d}, "
+        f"{result.market.n_bars:,} bars of {result.market.timeframe}",
+        times=result.market.times,
+        equity=result.equity,
+        benchmark_equity=result.benchmark,
+        trades=result.trades,
+        stats=result.stats,
+        params={**result.params, "cash": result.config.cash, "fill": result.config.fill.at,
+                "commission": result.config.fill.commission},
+    )
+    write_report(path, html)
+
+
+def _print_result(result: BacktestResult) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.strategy.name} {result.params}", show_header=False)
+    table.add_column("statistic", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in result.stats.as_dict().items():
+        table.add_row(name.replace("_", " "), _format(name, value))
+    console.print(table)
+    if result.denials:
+        err_console.print(f"{len(result.denials)} orders were denied by risk checks "
+                          "(see --json for each reason)")
+    if result.halted_at is not None:
+        err_console.print("[yellow]trading halted: the drawdown limit was reached[/yellow]")
+
+
+_PERCENT = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate",
+            "avg_trade_return", "exposure", "best_trade", "worst_trade", "buy_and_hold_return"}
+
+
+def _format(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and name in _PERCENT:
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 100 and not math.isinf(value) else f"{value:,.2f}"
+    return str(value)
+
+
+@backtest_app.command("sweep")
+def sweep(
+    strategy: str = STRATEGY,
+    symbol: list[str] = SYMBOLS,
+    param: list[str] = typer.Option(
+        ..., "--param", "-p", help="Grid axis: name=1,2,3 or name=5..50:5 (stop included)."
+    ),
+    metric: str = typer.Option("sharpe", "--metric", help="Statistic to sort by."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes; 0 = all cores.", min=0),
+    top: int = typer.Option(20, "--top", help="Rows to show.", min=1),
+    synthetic: int = SYNTHETIC,
+    bars: int = BARS,
+    seed: int = SEED,
+    start: str | None = START,
+    end: str | None = END,
+    cash: float | None = CASH,
+    commission: float | None = COMMISSION,
+    slippage_bps: float | None = SLIPPAGE,
+    fill: str | None = FILL,
+    as_json: bool = typer.Option(False, "--json", help="Print every row as JSON."),
+    report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
+) -> None:
+    """Backtest every combination of a parameter grid on all local cores."""
+    with user_errors():
+        from ffe import bootstrap
+        from ffe.backtest.sweep import combinations, parse_grid, run_sweep
+        from ffe.config import load_settings
+
+        settings = load_settings()
+        _check_metric(metric)
+        grid = combinations(parse_grid(param))
+        market = _load_market(settings, symbol, synthetic, bars, seed, start, end)
+        config = bootstrap.backtest_config(settings, cash=cash, commission=commission,
+                                           slippage_bps=slippage_bps, at=fill)
+        risk = bootstrap.risk_engine(settings)
+        with _progress(len(grid), quiet=as_json) as advance:
+            rows = run_sweep(market, strategy, grid, config, risk, jobs=jobs,
+                             on_done=lambda _: advance())
+        flat = sorted((row.flat() for row in rows), key=lambda r: _rank(r.get(metric)))
+        if report is not None:
+            _write_sweep_report(strategy, list(parse_grid(param)), flat, metric, report)
+        if as_json:
+            typer.echo(json.dumps(flat, indent=2))
+            return
+        _print_sweep(flat, list(parse_grid(param)), metric, top)
+        if report is not None:
+            console.print(f"report written to [bold]{report}[/bold]")
+
+
+def _check_metric(metric: str) -> None:
+    from dataclasses import fields
+
+    from ffe.domain.errors import ConfigError
+    from ffe.portfolio.stats import Stats
+
+    names = [f.name for f in fields(Stats)]
+    if metric not in names:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of: {', '.join(names)}")
+
+
+def _rank(value: Any) -> tuple[int, float]:
+    if isinstance(value, int | float) and not math.isnan(value):
+        return (0, -float(value))
+    if value == "inf":
+        return (0, -math.inf)
+    return (1, 0.0)
+
+
+class _progress:
+    """A rich progress bar on stderr (silent with --json)."""
+
+    def __init__(self, total: int, *, quiet: bool) -> None:
+        from rich.progress import Progress
+
+        self._bar = Progress(console=err_console, disable=quiet, transient=False)
+        self._task = self._bar.add_task("backtests", total=total)
+
+    def __enter__(self) -> Any:
+        self._bar.start()
+        return lambda: self._bar.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+def _print_sweep(rows: list[dict[str, Any]], names: list[str], metric: str, top: int) -> None:
+    from rich.table import Table
+
+    columns = [*names, metric, "total_return", "max_drawdown", "n_trades"]
+    columns = list(dict.fromkeys(columns))
+    table = Table(title=f"best {min(top, len(rows))} of {len(rows)} by {metric}")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in rows[:top]:
+        if "error" in row:
+            table.add_row(*[str(row.get(n, "")) for n in names], f"[red]{row['error']}[/red]")
+            continue
+        table.add_row(*[_format(c, row.get(c)) for c in columns])
+    console.print(table)
+
+
+def _write_sweep_report(strategy: str, names: list[str], rows: list[dict[str, Any]],
+                        metric: str, path: Path) -> None:
+    from ffe.backtest.report import render_sweep_report, write_report
+
+    html = render_sweep_report(title=f"{strategy} sweep", param_names=names, rows=rows,
+                               metric=metric)
+    write_report(path, html)

@@ -1,0 +1,26 @@
+"""Helpers shared by the command modules: consoles and user-facing error handling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_USER_ERROR = 2
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an FfeError into a one-line message and exit code 2, without a traceback."""
+    from ffe.domain.errors import FfeError
+
+    try:
+        yield
+    except FfeError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(EXIT_USER_ERROR) from None
