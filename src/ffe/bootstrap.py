@@ -24,7 +24,7 @@ def fill_model(settings: Settings, **overrides: Any) -> FillModel:
     """The fill model from ``backtest`` settings, with command-line overrides (None = keep)."""
     from ffe.execution.fill_model import FillModel
 
-    values = {
+    values: dict[str, Any] = {
         "at": settings.backtest.fill_at,
         "commission": settings.backtest.commission,
         "fixed_commission": settings.backtest.fixed_commission,

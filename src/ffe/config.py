@@ -95,8 +95,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         files = [
-            InitSettingsSource(settings_cls, _read_yaml(path))
-            for path in reversed(_config_paths())
+            InitSettingsSource(settings_cls, _read_yaml(path)) for path in reversed(_config_paths())
         ]
         return (init_settings, env_settings, *files)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -217,9 +217,7 @@ class _Simulation:
         if abs(delta) < lot * 1e-9:
             return None
         self._sequence += 1
-        return OrderIntent(
-            f"bt-{self._sequence}", time, self.market.symbols[symbol], delta, price
-        )
+        return OrderIntent(f"bt-{self._sequence}", time, self.market.symbols[symbol], delta, price)
 
     def _submit(self, bar: int, intents: list[OrderIntent], account: AccountState) -> None:
         index, held = self._index, self.ledger.held

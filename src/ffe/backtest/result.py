@@ -36,10 +36,11 @@ class BacktestResult:
 
     @property
     def params(self) -> dict[str, Any]:
-        """The strategy's parameters."""
-        if dataclasses.is_dataclass(self.strategy):
-            return dataclasses.asdict(self.strategy)  # type: ignore[arg-type]
-        return {}
+        """The strategy's parameters (those that are plain values)."""
+        if not dataclasses.is_dataclass(self.strategy):
+            return {}
+        values = {f.name: getattr(self.strategy, f.name) for f in dataclasses.fields(self.strategy)}
+        return {k: v for k, v in values.items() if isinstance(v, int | float | str | bool)}
 
     @cached_property
     def benchmark(self) -> FloatArray:
@@ -57,7 +58,7 @@ class BacktestResult:
         return compute_stats(
             times=self.market.times,
             equity=self.equity,
-            trades=self.ledger.trades,  # type: ignore[arg-type]
+            trades=self.ledger.trades,
             exposure=exposure,
             benchmark=self.benchmark,
             periods_per_year=periods_per_year(self.market.times, self.market.timeframe),
@@ -102,8 +103,12 @@ class BacktestResult:
             "trades": [_trade_dict(trade) for trade in self.trades],
             "open_positions": self.open_positions(),
             "denials": [
-                {"time": times[bar].isoformat(), "symbol": d.intent.symbol, "check": d.check,
-                 "reason": d.reason}
+                {
+                    "time": times[bar].isoformat(),
+                    "symbol": d.intent.symbol,
+                    "check": d.check,
+                    "reason": d.reason,
+                }
                 for bar, d in self.denials
             ],
             "halted_at": None if self.halted_at is None else times[self.halted_at].isoformat(),

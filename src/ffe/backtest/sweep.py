@@ -76,7 +76,9 @@ def combinations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     names = list(grid)
     total = math.prod(len(values) for values in grid.values())
     if total > _MAX_COMBINATIONS:
-        raise ConfigError(f"the grid has {total:,} combinations; the limit is {_MAX_COMBINATIONS:,}")
+        raise ConfigError(
+            f"the grid has {total:,} combinations; the limit is {_MAX_COMBINATIONS:,}"
+        )
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
 
 

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from ffe.config import Settings
     from ffe.domain.market import MarketData
 
-backtest_app = typer.Typer(help="Backtest strategies on bundled, imported or synthetic bars.",
-                           no_args_is_help=True)
+backtest_app = typer.Typer(
+    help="Backtest strategies on bundled, imported or synthetic bars.", no_args_is_help=True
+)
 
 STRATEGY = typer.Option("sma_cross", "--strategy", "-s", help="Strategy name.")
 SYMBOLS = typer.Option(["SP500"], "--symbol", help="Symbol to trade; repeat for several.")
@@ -32,8 +33,15 @@ SLIPPAGE = typer.Option(None, "--slippage-bps", help="Slippage in basis points."
 FILL = typer.Option(None, "--fill", help="Fill at next_open (default) or close.")
 
 
-def _load_market(settings: Settings, symbols: list[str], synthetic: int, bars: int, seed: int,
-                 start: str | None, end: str | None) -> MarketData:
+def _load_market(
+    settings: Settings,
+    symbols: list[str],
+    synthetic: int,
+    bars: int,
+    seed: int,
+    start: str | None,
+    end: str | None,
+) -> MarketData:
     from ffe import bootstrap
     from ffe.data import SyntheticMarket, load_market
 
@@ -75,8 +83,9 @@ def run(
         params = _params(param)
         chosen = make_strategy(strategy, params)
         market = _load_market(settings, symbol, synthetic, bars, seed, start, end)
-        config = bootstrap.backtest_config(settings, cash=cash, commission=commission,
-                                           slippage_bps=slippage_bps, at=fill)
+        config = bootstrap.backtest_config(
+            settings, cash=cash, commission=commission, slippage_bps=slippage_bps, at=fill
+        )
         result = run_backtest(market, chosen, config, bootstrap.risk_engine(settings))
         if report is not None:
             _write_report(result, report)
@@ -113,8 +122,12 @@ def _write_report(result: BacktestResult, path: Path) -> None:
         benchmark_equity=result.benchmark,
         trades=result.trades,
         stats=result.stats,
-        params={**result.params, "cash": result.config.cash, "fill": result.config.fill.at,
-                "commission": result.config.fill.commission},
+        params={
+            **result.params,
+            "cash": result.config.cash,
+            "fill": result.config.fill.at,
+            "commission": result.config.fill.commission,
+        },
     )
     write_report(path, html)
 
@@ -129,14 +142,25 @@ def _print_result(result: BacktestResult) -> None:
         table.add_row(name.replace("_", " "), _format(name, value))
     console.print(table)
     if result.denials:
-        err_console.print(f"{len(result.denials)} orders were denied by risk checks "
-                          "(see --json for each reason)")
+        err_console.print(
+            f"{len(result.denials)} orders were denied by risk checks (see --json for each reason)"
+        )
     if result.halted_at is not None:
         err_console.print("[yellow]trading halted: the drawdown limit was reached[/yellow]")
 
 
-_PERCENT = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate",
-            "avg_trade_return", "exposure", "best_trade", "worst_trade", "buy_and_hold_return"}
+_PERCENT = {
+    "total_return",
+    "cagr",
+    "annual_volatility",
+    "max_drawdown",
+    "win_rate",
+    "avg_trade_return",
+    "exposure",
+    "best_trade",
+    "worst_trade",
+    "buy_and_hold_return",
+}
 
 
 def _format(name: str, value: Any) -> str:
@@ -181,12 +205,14 @@ def sweep(
         _check_metric(metric)
         grid = combinations(parse_grid(param))
         market = _load_market(settings, symbol, synthetic, bars, seed, start, end)
-        config = bootstrap.backtest_config(settings, cash=cash, commission=commission,
-                                           slippage_bps=slippage_bps, at=fill)
+        config = bootstrap.backtest_config(
+            settings, cash=cash, commission=commission, slippage_bps=slippage_bps, at=fill
+        )
         risk = bootstrap.risk_engine(settings)
-        with _progress(len(grid), quiet=as_json) as advance:
-            rows = run_sweep(market, strategy, grid, config, risk, jobs=jobs,
-                             on_done=lambda _: advance())
+        with _Progress(len(grid), quiet=as_json) as advance:
+            rows = run_sweep(
+                market, strategy, grid, config, risk, jobs=jobs, on_done=lambda _: advance()
+            )
         flat = sorted((row.flat() for row in rows), key=lambda r: _rank(r.get(metric)))
         if report is not None:
             _write_sweep_report(strategy, list(parse_grid(param)), flat, metric, report)
@@ -217,7 +243,7 @@ def _rank(value: Any) -> tuple[int, float]:
     return (1, 0.0)
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr (silent with --json)."""
 
     def __init__(self, total: int, *, quiet: bool) -> None:
@@ -250,10 +276,12 @@ def _print_sweep(rows: list[dict[str, Any]], names: list[str], metric: str, top:
     console.print(table)
 
 
-def _write_sweep_report(strategy: str, names: list[str], rows: list[dict[str, Any]],
-                        metric: str, path: Path) -> None:
+def _write_sweep_report(
+    strategy: str, names: list[str], rows: list[dict[str, Any]], metric: str, path: Path
+) -> None:
     from ffe.backtest.report import render_sweep_report, write_report
 
-    html = render_sweep_report(title=f"{strategy} sweep", param_names=names, rows=rows,
-                               metric=metric)
+    html = render_sweep_report(
+        title=f"{strategy} sweep", param_names=names, rows=rows, metric=metric
+    )
     write_report(path, html)

@@ -23,7 +23,7 @@ FIELDS = ("open", "high", "low", "close", "volume")
 
 
 def _frozen(values: npt.ArrayLike, dtype: type = np.float64) -> FloatArray:
-    array = np.array(values, dtype=dtype)  # always a private copy
+    array: FloatArray = np.array(values, dtype=dtype)  # always a private copy
     array.flags.writeable = False
     return array
 
@@ -75,7 +75,11 @@ class MarketData:
         return MarketData(
             self.symbols,
             self.times[start:stop],
-            *(getattr(self, name)[start:stop] for name in FIELDS),
+            open=self.open[start:stop],
+            high=self.high[start:stop],
+            low=self.low[start:stop],
+            close=self.close[start:stop],
+            volume=self.volume[start:stop],
             timeframe=self.timeframe,
         )
 

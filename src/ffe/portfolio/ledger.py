@@ -131,7 +131,7 @@ class Ledger:
             return np.zeros((n_bars, width))
         bars, symbols, quantities, _ = (np.asarray(c) for c in zip(*self._changes, strict=True))
         flat = np.bincount(bars * width + symbols, weights=quantities, minlength=n_bars * width)
-        path = np.cumsum(flat.reshape(n_bars, width), axis=0)
+        path: FloatArray = np.cumsum(flat.reshape(n_bars, width), axis=0, dtype=np.float64)
         path[np.abs(path) < _ZERO] = 0.0
         return path
 
@@ -140,4 +140,6 @@ class Ledger:
         if not self._changes:
             return np.full(n_bars, self.initial_cash)
         bars, _, _, flows = (np.asarray(c) for c in zip(*self._changes, strict=True))
-        return self.initial_cash + np.cumsum(np.bincount(bars, weights=flows, minlength=n_bars))
+        flow = np.bincount(bars, weights=flows, minlength=n_bars)
+        cash: FloatArray = self.initial_cash + np.cumsum(flow, dtype=np.float64)
+        return cash

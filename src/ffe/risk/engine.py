@@ -55,7 +55,10 @@ def reduces_only(before: float, after: float) -> bool:
 class RiskCheck(Protocol):
     """One pre-trade rule."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short identifier shown with every denial."""
+        ...
 
     def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
         """A denial with its reason, or None to let the intent through."""
@@ -124,13 +127,16 @@ class RiskEngine:
         self.checks: tuple[RiskCheck, ...] = tuple(checks)
         self.max_drawdown = max_drawdown
         if max_drawdown is not None:
-            self.checks += (MaxDrawdownHalt(max_drawdown),)
+            self.checks = (*self.checks, MaxDrawdownHalt(max_drawdown))
 
     @classmethod
     def from_limits(
         cls, *, max_position_pct: float, max_gross_leverage: float, max_drawdown: float | None
     ) -> RiskEngine:
-        checks = (MaxPositionPct(max_position_pct), MaxGrossLeverage(max_gross_leverage))
+        checks: tuple[RiskCheck, ...] = (
+            MaxPositionPct(max_position_pct),
+            MaxGrossLeverage(max_gross_leverage),
+        )
         return cls(checks, max_drawdown=max_drawdown)
 
     def evaluate(self, intents: Sequence[OrderIntent], account: AccountState) -> list[Verdict]:

@@ -1,0 +1,492 @@
+"""Self-contained HTML reports of a backtest and of a parameter sweep.
+
+Each report is one file that works offline: plotly.js is embedded inline once, and nothing
+is fetched from a network. Every string that comes from a user (titles, parameters, symbols)
+is escaped. Plotly is imported inside the functions so that the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ffe.domain.orders import Trade
+from ffe.portfolio.stats import Stats, drawdown_series
+
+FloatArray = npt.NDArray[np.float64]
+
+MAX_MARKED_TRADES = 1500  # two markers per trade: a browser stays responsive at a few thousand
+MAX_TABLE_TRADES = 1000
+_TABLE_EDGE = MAX_TABLE_TRADES // 2
+_LONG_COLOUR, _SHORT_COLOUR = "#1a9850", "#d73027"
+_TRADE_COLUMNS = "#|Entry time|Exit time|Direction|Quantity|Entry price|Exit price|P&amp;L|Return"
+_PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+
+_STAT_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("start", "Start", "time"), ("end", "End", "time"),
+    ("duration", "Duration", "days"), ("initial_equity", "Initial equity", "money"),
+    ("final_equity", "Final equity", "money"), ("peak_equity", "Peak equity", "money"),
+    ("total_return", "Total return", "pct"), ("buy_and_hold_return", "Buy & hold return", "pct"),
+    ("cagr", "CAGR", "pct"), ("annual_volatility", "Annual volatility", "pct"),
+    ("sharpe", "Sharpe ratio", "ratio"), ("sortino", "Sortino ratio", "ratio"),
+    ("calmar", "Calmar ratio", "ratio"), ("max_drawdown", "Max drawdown", "pct"),
+    ("max_drawdown_duration", "Max drawdown duration", "days"), ("exposure", "Exposure", "pct"),
+    ("n_trades", "Trades", "int"), ("win_rate", "Win rate", "pct"),
+    ("profit_factor", "Profit factor", "ratio"), ("expectancy", "Expectancy", "money"),
+    ("avg_trade_return", "Average trade", "pct"), ("best_trade", "Best trade", "pct"),
+    ("worst_trade", "Worst trade", "pct"), ("commissions", "Commissions", "money"),
+)  # fmt: skip
+
+_CSS = """
+:root { color-scheme: light; --muted: #5f6b7a; --line: #e3e7ed; --accent: #2c5cc5; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f6f8fa; color: #1f2328; line-height: 1.45;
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", sans-serif; }
+main { max-width: 1200px; margin: 0 auto; padding: 24px; }
+header h1 { margin: 0 0 4px; font-size: 24px; }
+header .subtitle { margin: 0 0 16px; color: var(--muted); }
+section { background: #fff; border: 1px solid var(--line); border-radius: 8px;
+  padding: 16px 20px; margin-bottom: 20px; }
+h2 { font-size: 16px; margin: 0 0 12px; }
+.note { color: var(--muted); font-size: 13px; margin: 8px 0 0; }
+.params { display: flex; flex-wrap: wrap; gap: 6px 18px; margin: 0; }
+.params div { display: flex; gap: 6px; } .params dd, .stats dd { margin: 0; }
+.params dt, .stats dt { color: var(--muted); }
+.stats { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr));
+  gap: 0 32px; margin: 0; }
+.stats div { display: flex; justify-content: space-between; padding: 5px 0;
+  border-bottom: 1px solid var(--line); }
+.table-wrap { overflow-x: auto; max-height: 640px; overflow-y: auto; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: right;
+  white-space: nowrap; }
+th { position: sticky; top: 0; background: #f0f3f7; font-weight: 600; }
+th:first-child, td:first-child { text-align: left; }
+tbody tr:hover { background: #f6f9ff; }
+td.text { text-align: left; } .gain { color: #1a7f37; } .loss { color: #cf222e; }
+tr.gap td { text-align: center; color: var(--muted); font-style: italic; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th[data-order=desc]::after { content: " \\25BC"; color: var(--accent); }
+table.sortable th[data-order=asc]::after { content: " \\25B2"; color: var(--accent); }
+"""
+
+# Clicking a header sorts by that column; cells carry their raw value in data-value.
+_SORT_SCRIPT = """
+for (const table of document.querySelectorAll("table.sortable")) {
+  table.tHead.addEventListener("click", (event) => {
+    const th = event.target.closest("th");
+    if (!th) return;
+    const col = th.cellIndex, desc = th.dataset.order !== "desc";
+    for (const cell of th.parentElement.cells) delete cell.dataset.order;
+    th.dataset.order = desc ? "desc" : "asc";
+    const body = table.tBodies[0], rows = Array.from(body.rows);
+    const key = (row) => row.cells[col].dataset.value;
+    rows.sort((a, b) => {
+      const x = key(a), y = key(b);
+      if (x === "" || y === "") return (x === "") - (y === "");
+      const order = isNaN(x) || isNaN(y) ? x.localeCompare(y) : Number(x) - Number(y);
+      return desc ? -order : order;
+    });
+    body.append(...rows);
+  });
+}
+"""
+
+
+def render_backtest_report(
+    *,
+    title: str,
+    subtitle: str,
+    times: npt.NDArray[np.datetime64],
+    equity: FloatArray,
+    benchmark_equity: FloatArray | None,
+    trades: Sequence[Trade],
+    stats: Stats,
+    params: Mapping[str, object],
+) -> str:
+    """A full HTML page: parameters, statistics, equity and drawdown charts, and trades."""
+    chart = _equity_chart(times, np.asarray(equity, dtype=np.float64), benchmark_equity, trades)
+    sections = (
+        _section("Statistics", _stats_list(stats)),
+        _section("Equity and drawdown", chart),
+        _section(f"Trades ({len(trades):,})", _trades_table(trades)),
+    )
+    return _page(title, _header(title, subtitle, params) + "".join(sections))
+
+
+def render_sweep_report(
+    *,
+    title: str,
+    param_names: Sequence[str],
+    rows: Sequence[Mapping[str, object]],
+    metric: str,
+) -> str:
+    """A full HTML page: every run of a sweep ranked by ``metric``, and a chart of the grid."""
+    ranked = sorted(rows, key=lambda row: _rank_key(_metric_of(row, metric)))
+    chart = _sweep_chart(param_names, rows, metric)
+    sections = []
+    if chart:
+        sections.append(_section(f"{metric} over the grid", chart))
+    sections.append(_section(f"Runs ({len(rows):,})", _sweep_table(param_names, ranked, metric)))
+    subtitle = f"{len(rows):,} runs ranked by {metric}, best first"
+    body = _header(title, subtitle, {}) + "".join(sections)
+    return _page(title, body, script=_SORT_SCRIPT)
+
+
+def write_report(path: Path, html: str) -> Path:
+    """Write ``html`` to ``path`` atomically, creating parent directories; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A reader (or a crash) never sees half a report: write aside, then rename over.
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a report is for reading
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _page(title: str, body: str, script: str = "") -> str:
+    tail = f"<script>{script}</script>" if script else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body>\n<main>\n{body}\n</main>\n{tail}\n</body>\n</html>\n"
+    )
+
+
+def _header(title: str, subtitle: str, params: Mapping[str, object]) -> str:
+    parts = [f"<h1>{escape(title)}</h1>"]
+    if subtitle:
+        parts.append(f'<p class="subtitle">{escape(subtitle)}</p>')
+    if params:
+        items = "".join(
+            f"<div><dt>{escape(str(key))}</dt><dd>{escape(str(value))}</dd></div>"
+            for key, value in params.items()
+        )
+        parts.append(f'<dl class="params">{items}</dl>')
+    return f"<header>{''.join(parts)}</header>\n"
+
+
+def _section(heading: str, content: str) -> str:
+    return f"<section>\n<h2>{escape(heading)}</h2>\n{content}\n</section>\n"
+
+
+def _figure_html(figure: Any) -> str:
+    # Each report has one figure, so it carries the one inline copy of plotly.js; a fixed
+    # div id (plotly's default is random) makes the same run give the same file.
+    html = figure.to_html(
+        full_html=False, include_plotlyjs=True, config=_PLOT_CONFIG, div_id="ffe-chart"
+    )
+    return str(html)
+
+
+def _format_value(value: object, kind: str) -> str:
+    """``value`` as text for a table: percentages with %, durations in days."""
+    if isinstance(value, datetime):
+        return _format_time(value)
+    if isinstance(value, timedelta):
+        return f"{value / timedelta(days=1):,.1f} days"
+    if not isinstance(value, numbers.Real):
+        return str(value)
+    number = float(value)
+    if math.isnan(number):
+        return "—"
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    if kind == "pct":
+        return f"{number:,.2%}"
+    if kind == "int":
+        return f"{number:,.0f}"
+    return f"{number:,.2f}"
+
+
+def _format_price(price: float) -> str:
+    # Small prices (crypto pairs, FX crosses) need more than two decimals to say anything.
+    return f"{price:,.2f}" if abs(price) >= 1 else f"{price:.6g}"
+
+
+def _format_time(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    if (value.hour, value.minute, value.second) == (0, 0, 0):
+        return value.strftime("%Y-%m-%d")
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+def _stats_list(stats: Stats) -> str:
+    values = (
+        (label, _format_value(getattr(stats, name), kind)) for name, label, kind in _STAT_ROWS
+    )
+    items = "".join(
+        f"<div><dt>{escape(label)}</dt><dd>{escape(text)}</dd></div>" for label, text in values
+    )
+    return f'<dl class="stats">{items}</dl>'
+
+
+def _equity_chart(
+    times: npt.NDArray[np.datetime64],
+    equity: FloatArray,
+    benchmark_equity: FloatArray | None,
+    trades: Sequence[Trade],
+) -> str:
+    from plotly.subplots import make_subplots
+
+    x = np.asarray(times).astype("datetime64[s]")  # whole seconds: shorter JSON
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.03
+    )
+    line = {"x": x, "mode": "lines", "row": 1, "col": 1}
+    figure.add_scatter(y=equity, name="Strategy", line={"color": "#2c5cc5", "width": 1.6}, **line)
+    benchmark = _scaled_benchmark(benchmark_equity, float(equity[0]))
+    if benchmark is not None:
+        style = {"color": "#8c959f", "width": 1.2, "dash": "dot"}
+        figure.add_scatter(y=benchmark, name="Buy & hold", line=style, **line)
+    marked = _thin(trades, MAX_MARKED_TRADES)
+    for trace in _marker_traces(times, equity, marked):
+        figure.add_scatter(row=1, col=1, **trace)
+    figure.add_scatter(
+        x=x, y=drawdown_series(equity), name="Drawdown", mode="lines", fill="tozeroy",
+        line={"color": _SHORT_COLOUR, "width": 1}, row=2, col=1,
+    )  # fmt: skip
+    figure.update_layout(
+        template="plotly_white", height=620, hovermode="x unified",
+        margin={"l": 60, "r": 20, "t": 20, "b": 40},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+    )  # fmt: skip
+    figure.update_yaxes(title_text="Equity", row=1, col=1)
+    figure.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
+    html = _figure_html(figure)
+    if len(marked) < len(trades):
+        html += f'<p class="note">Markers show {len(marked):,} of {len(trades):,} trades.</p>'
+    return html
+
+
+def _scaled_benchmark(benchmark: FloatArray | None, start_equity: float) -> FloatArray | None:
+    """The benchmark rescaled so that its first known value equals the starting equity."""
+    if benchmark is None:
+        return None
+    values = np.asarray(benchmark, dtype=np.float64)
+    known = np.flatnonzero(np.isfinite(values) & (values != 0))
+    if len(known) == 0:
+        return None
+    return values * (start_equity / float(values[known[0]]))
+
+
+def _thin(trades: Sequence[Trade], limit: int) -> Sequence[Trade]:
+    """At most ``limit`` trades, evenly spread over the run."""
+    if len(trades) <= limit:
+        return trades
+    keep = np.unique(np.linspace(0, len(trades) - 1, limit).round().astype(np.int64))
+    return [trades[i] for i in keep]
+
+
+def _marker_traces(
+    times: npt.NDArray[np.datetime64], equity: FloatArray, trades: Sequence[Trade]
+) -> list[dict[str, Any]]:
+    """Entry triangles (long up green, short down red) and exit crosses, placed on equity."""
+    longs = [trade for trade in trades if trade.quantity > 0]
+    shorts = [trade for trade in trades if trade.quantity <= 0]
+    specs = (
+        ("Long entry", longs, "entry_time", "triangle-up", _LONG_COLOUR),
+        ("Short entry", shorts, "entry_time", "triangle-down", _SHORT_COLOUR),
+        ("Exit", trades, "exit_time", "x-thin-open", "#57606a"),
+    )
+    traces = []
+    for name, group, attribute, symbol, colour in specs:
+        if not group:
+            continue
+        when = _to_datetime64([getattr(trade, attribute) for trade in group])
+        bar = np.clip(np.searchsorted(times, when, side="right") - 1, 0, len(equity) - 1)
+        marker = {"symbol": symbol, "color": colour, "size": 9, "line": {"width": 1}}
+        text = [_marker_text(trade) for trade in group]
+        x, y = when.astype("datetime64[s]"), equity[bar]
+        traces.append(dict(x=x, y=y, name=name, mode="markers", marker=marker, text=text))
+    return traces
+
+
+def _marker_text(trade: Trade) -> str:
+    # Plotly renders a little HTML in hover text, so the symbol is escaped like any input.
+    return (
+        f"{escape(trade.symbol)} {trade.direction} {abs(trade.quantity):,.6g}"
+        f" @ {_format_price(trade.entry_price)} → {_format_price(trade.exit_price)}"
+        f"<br>P&amp;L {trade.pnl:,.2f} ({trade.return_pct:+.2%})"
+    )
+
+
+def _to_datetime64(values: Iterable[datetime]) -> npt.NDArray[np.datetime64]:
+    naive = [v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v for v in values]
+    return np.array(naive, dtype="datetime64[ns]")
+
+
+def _trades_table(trades: Sequence[Trade]) -> str:
+    if not trades:
+        return '<p class="note">No trades.</p>'
+    head = "".join(f"<th>{name}</th>" for name in _TRADE_COLUMNS.split("|"))
+    if len(trades) <= MAX_TABLE_TRADES:
+        body = _trade_rows(trades, 1)
+        note = ""
+    else:
+        hidden = len(trades) - 2 * _TABLE_EDGE
+        gap = f'<tr class="gap"><td colspan="9">… {hidden:,} trades not shown …</td></tr>'
+        tail_start = len(trades) - _TABLE_EDGE
+        body = _trade_rows(trades[:_TABLE_EDGE], 1) + gap
+        body += _trade_rows(trades[tail_start:], tail_start + 1)
+        note = (
+            f'<p class="note">Showing the first and last {_TABLE_EDGE:,} of '
+            f"{len(trades):,} trades.</p>"
+        )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'{note}<div class="table-wrap">{table}</div>'
+
+
+def _trade_rows(trades: Sequence[Trade], first_number: int) -> str:
+    rows = []
+    for number, trade in enumerate(trades, start=first_number):
+        tone = "gain" if trade.pnl > 0 else "loss" if trade.pnl < 0 else ""
+        rows.append(
+            f"<tr><td>{number:,}</td><td>{_format_time(trade.entry_time)}</td>"
+            f"<td>{_format_time(trade.exit_time)}</td><td>{trade.direction}</td>"
+            f"<td>{abs(trade.quantity):,.6g}</td><td>{_format_price(trade.entry_price)}</td>"
+            f"<td>{_format_price(trade.exit_price)}</td>"
+            f'<td class="{tone}">{trade.pnl:,.2f}</td>'
+            f'<td class="{tone}">{_format_value(trade.return_pct, "pct")}</td></tr>'
+        )
+    return "".join(rows)
+
+
+def _metric_of(row: Mapping[str, object], metric: str) -> float:
+    value = row.get(metric)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return math.nan
+
+
+def _rank_key(value: float) -> tuple[bool, float]:
+    """Sort key: larger first, NaN last."""
+    return (math.isnan(value), -value if not math.isnan(value) else 0.0)
+
+
+def _value_key(value: object) -> tuple[int, float, str]:
+    """Sort key for parameter values: numbers numerically, then anything else as text."""
+    if isinstance(value, numbers.Real):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _sweep_table(
+    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
+) -> str:
+    others = [key for row in rows for key in row if key not in param_names and key != metric]
+    columns = [*param_names, metric, *dict.fromkeys(others)]
+    head = "".join(
+        f"<th{' data-order=desc' if name == metric else ''}>{escape(name)}</th>" for name in columns
+    )
+    body = "".join(
+        "<tr>" + "".join(_sweep_cell(row.get(name)) for name in columns) + "</tr>" for row in rows
+    )
+    table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    note = '<p class="note">Click a column header to sort by it.</p>'
+    return f'<div class="table-wrap">{table}</div>{note}'
+
+
+def _sweep_cell(value: object) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isnan(number):
+            return '<td data-value="">—</td>'
+        text = f"{number:,.0f}" if isinstance(value, numbers.Integral) else f"{number:.4g}"
+        return f'<td data-value="{number!r}">{escape(text)}</td>'
+    text = "" if value is None else str(value)
+    return f'<td class="text" data-value="{escape(text)}">{escape(text)}</td>'
+
+
+def _sweep_chart(
+    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
+) -> str:
+    if not param_names or not rows:
+        return ""
+    if len(param_names) == 1:
+        return _line_chart(param_names[0], rows, metric)
+    if len(param_names) == 2:
+        return _heatmap(param_names[0], param_names[1], rows, metric)
+    first, second = sorted(param_names, key=lambda name: -_effect(name, rows, metric))[:2]
+    note = (
+        f'<p class="note">{escape(first)} and {escape(second)} change {escape(metric)} the most; '
+        f"each cell shows the best {escape(metric)} over the other parameters.</p>"
+    )
+    return _heatmap(first, second, rows, metric) + note
+
+
+def _best_by(
+    keys: Callable[[Mapping[str, object]], object],
+    rows: Iterable[Mapping[str, object]],
+    metric: str,
+) -> dict[object, float]:
+    """The best ``metric`` for each key, NaN where a key has no value of the metric."""
+    best: dict[object, float] = {}
+    for row in rows:
+        key, value = keys(row), _metric_of(row, metric)
+        current = best.get(key, math.nan)
+        best[key] = value if math.isnan(current) or value > current else current
+    return best
+
+
+def _effect(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> float:
+    """How far the best ``metric`` moves across the values of one parameter."""
+    best = _best_by(lambda row: row.get(name), rows, metric).values()
+    known = [value for value in best if not math.isnan(value)]
+    return max(known) - min(known) if known else 0.0
+
+
+def _line_chart(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
+    import plotly.graph_objects as go
+
+    best = _best_by(lambda row: row.get(name), rows, metric)
+    xs = sorted(best, key=_value_key)
+    ys = [_or_none(best[x]) for x in xs]
+    figure = go.Figure(go.Scatter(x=[str(x) for x in xs], y=ys, mode="lines+markers"))
+    figure.update_layout(template="plotly_white", height=420, xaxis_title=name, yaxis_title=metric)
+    figure.update_xaxes(type="category")
+    return _figure_html(figure)
+
+
+def _heatmap(x_name: str, y_name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
+    import plotly.graph_objects as go
+
+    best = _best_by(lambda row: (row.get(x_name), row.get(y_name)), rows, metric)
+    xs = sorted({row.get(x_name) for row in rows}, key=_value_key)
+    ys = sorted({row.get(y_name) for row in rows}, key=_value_key)
+    # Missing or NaN combinations stay None, which plotly leaves blank.
+    z = [[_or_none(best.get((x, y), math.nan)) for x in xs] for y in ys]
+    heatmap = go.Heatmap(
+        x=[str(x) for x in xs], y=[str(y) for y in ys], z=z, colorscale="Viridis",
+        colorbar={"title": {"text": metric}}, hoverongaps=False,
+    )  # fmt: skip
+    figure = go.Figure(heatmap)
+    figure.update_layout(
+        template="plotly_white", height=520, xaxis_title=x_name, yaxis_title=y_name
+    )
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="category")
+    return _figure_html(figure)
+
+
+def _or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value

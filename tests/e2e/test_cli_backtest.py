@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ffe.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FFE__DATA__DIR", str(tmp_path / "data"))
+
+
+def test_backtest_run_when_demo_then_table_and_report(tmp_path: Path) -> None:
+    report = tmp_path / "out" / "demo.html"
+
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            "run",
+            "--strategy",
+            "sma_cross",
+            "--symbol",
+            "SP500",
+            "--param",
+            "fast=10",
+            "--param",
+            "slow=20",
+            "--cash",
+            "10000",
+            "--commission",
+            "0.002",
+            "--report",
+            str(report),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "sharpe" in result.output
+    assert "n trades" in result.output
+    html = report.read_text(encoding="utf-8")
+    assert "sma_cross" in html
+    assert html.lstrip().lower().startswith("<!doctype html")
+
+
+def test_backtest_run_when_json_then_stats_and_every_trade(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            "run",
+            "--symbol",
+            "NASDAQ",
+            "--param",
+            "fast=20",
+            "--param",
+            "slow=50",
+            "--cash",
+            "1000000",
+            "--json",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["stats"]["n_trades"] == len(data["trades"]) > 10
+    first = data["trades"][0]
+    assert set(first) >= {
+        "entry_time",
+        "exit_time",
+        "entry_price",
+        "exit_price",
+        "direction",
+        "size",
+        "pnl",
+    }
+    assert first["entry_time"] < first["exit_time"]
+
+
+def test_backtest_run_when_unknown_strategy_then_exit_2_with_choices() -> None:
+    result = runner.invoke(app, ["backtest", "run", "--strategy", "nope"])
+
+    assert result.exit_code == 2
+    assert "available: buy_and_hold, momentum, sma_cross" in result.output
+
+
+def test_backtest_run_when_bad_param_syntax_then_exit_2() -> None:
+    result = runner.invoke(app, ["backtest", "run", "--param", "fast10"])
+
+    assert result.exit_code == 2
+    assert "name=value" in result.output
+
+
+def test_backtest_run_when_unknown_symbol_then_exit_2_naming_it() -> None:
+    result = runner.invoke(app, ["backtest", "run", "--symbol", "NOPE"])
+
+    assert result.exit_code == 2
+    assert "NOPE" in result.output
+
+
+def test_backtest_run_when_synthetic_momentum_then_runs() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            "run",
+            "--strategy",
+            "momentum",
+            "--synthetic",
+            "20",
+            "--bars",
+            "300",
+            "--param",
+            "lookback=50",
+            "--param",
+            "rebalance=10",
+            "--cash",
+            "1000000",
+            "--json",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["symbols"]) == 20
+
+
+def test_backtest_sweep_when_grid_then_sorted_rows_and_heatmap(tmp_path: Path) -> None:
+    report = tmp_path / "sweep.html"
+
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            "sweep",
+            "--symbol",
+            "SP500",
+            "-p",
+            "fast=5,10",
+            "-p",
+            "slow=20,40",
+            "--metric",
+            "total_return",
+            "--jobs",
+            "1",
+            "--json",
+            "--report",
+            str(report),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    returns = [row["total_return"] for row in rows]
+    assert len(rows) == 4
+    assert returns == sorted(returns, reverse=True)
+    assert '"type":"heatmap"' in report.read_text(encoding="utf-8").replace(" ", "")
+
+
+def test_backtest_sweep_when_unknown_metric_then_exit_2_listing_metrics() -> None:
+    result = runner.invoke(app, ["backtest", "sweep", "-p", "fast=5,10", "--metric", "shrp"])
+
+    assert result.exit_code == 2
+    assert "sharpe" in result.output
