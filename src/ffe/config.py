@@ -9,6 +9,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from ffe.domain.errors import ConfigError
@@ -119,12 +121,47 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+ENV_PREFIX = "FFE__"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings, turning validation failures into a ConfigError that names the key."""
+    _check_environment()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid configuration from the environment: {exc}") from None
+
+
+def _check_environment() -> None:
+    """Refuse ``FFE__`` variables that name no setting: pydantic-settings would ignore them."""
+    sections = Settings.model_fields
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        field = sections.get(section)
+        if field is None:
+            raise ConfigError(
+                f"{section}: unknown section (from environment variable {name}); "
+                f"sections are {', '.join(sections)}"
+            )
+        known = _keys(field.annotation)
+        if key and key.split("__")[0] not in known:
+            raise ConfigError(
+                f"{section}.{key}: unknown key (from environment variable {name}); "
+                f"keys of {section} are {', '.join(sorted(known))}"
+            )
+
+
+def _keys(model: Any) -> set[str]:
+    fields = getattr(model, "model_fields", {})
+    return set(fields) | {f.alias for f in fields.values() if f.alias}
+
+
+_SENSITIVE = re.compile(r"key|secret|password|token|url|database", re.IGNORECASE)
 
 
 def _explain(exc: ValidationError) -> str:
@@ -133,6 +170,8 @@ def _explain(exc: ValidationError) -> str:
         key = ".".join(str(part) for part in error["loc"])
         if error["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling; see `ffe config show`)")
+        elif _SENSITIVE.search(key):
+            lines.append(f"  {key}: {error['msg']} (value hidden: it may hold a secret)")
         else:
             lines.append(f"  {key}: {error['msg']} (got {error.get('input')!r})")
     return "\n".join(lines)
@@ -147,8 +186,12 @@ def masked(settings: Settings) -> dict[str, Any]:
     return dumped
 
 
+_QUERY_SECRET = re.compile(r"((?:password|passwd|pwd|secret|token)=)[^&;]*", re.IGNORECASE)
+
+
 def _mask_url(url: str) -> str:
-    """Hide the password of a database URL, keep the rest readable."""
+    """Hide the password of a database URL (in the authority or the query), keep the rest."""
+    url = _QUERY_SECRET.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

@@ -119,12 +119,6 @@ def test_load_settings_when_unknown_key_in_env_then_error_names_key(monkeypatch)
         load_settings()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an env var with a misspelt section (FFE__BACKTST__CASH) or any unknown "
-    "top-level FFE__ name is silently ignored: pydantic-settings only reads env vars of known "
-    "fields, so the typo falls back to the default instead of a ConfigError",
-)
 def test_load_settings_when_unknown_section_in_env_then_error_names_key(monkeypatch):
     monkeypatch.setenv("FFE__BACKTST__CASH", "5")
 
@@ -170,12 +164,6 @@ def test_load_settings_when_yaml_top_level_not_mapping_then_error_names_file(con
         load_settings()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: FFE__DATABASE set to a plain string (not JSON) makes pydantic-settings raise "
-    "SettingsError, which load_settings does not turn into a ConfigError, so the CLI "
-    "prints a traceback",
-)
 def test_load_settings_when_env_sets_whole_section_to_non_json_then_config_error(monkeypatch):
     monkeypatch.setenv("FFE__DATABASE", "postgresql://app:hunter2@db/ffe")
 
@@ -183,11 +171,6 @@ def test_load_settings_when_env_sets_whole_section_to_non_json_then_config_error
         load_settings()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _explain echoes the rejected input, so a section given as a string in YAML "
-    "(database: postgresql://user:password@host) prints the password in the ConfigError",
-)
 def test_load_settings_when_database_section_is_a_url_then_error_hides_password(config_dir):
     write(config_dir, "config.yaml", "database: postgresql://app:hunter2@db/ffe\n")
 
@@ -215,13 +198,10 @@ def test_masked_when_url_has_no_password_then_unchanged(monkeypatch, url):
     assert masked(load_settings())["database"]["url"] == url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _mask_url only hides user:password@host; a libpq-style password in the "
-    "query string (?password=...) is shown in clear",
-)
 def test_masked_when_password_in_query_string_then_hidden(monkeypatch):
-    monkeypatch.setenv("FFE__DATABASE__URL", "postgresql://db.example/ffe?user=app&password=hunter2")
+    monkeypatch.setenv(
+        "FFE__DATABASE__URL", "postgresql://db.example/ffe?user=app&password=hunter2"
+    )
 
     assert "hunter2" not in str(masked(load_settings()))
 

@@ -20,6 +20,12 @@ class Timeframe:
 
     @classmethod
     def parse(cls, text: str) -> Timeframe:
+        if text.strip().endswith("M"):
+            # Exchanges write a month as 1M; reading it as one minute would be silently wrong.
+            raise DataError(
+                f"timeframe {text!r} is ambiguous: months are not supported; "
+                "write minutes with a lower-case m, like 15m"
+            )
         match = _PATTERN.match(text.strip().lower())
         if match is None or int(match.group(1)) == 0:
             raise DataError(

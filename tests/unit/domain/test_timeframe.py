@@ -40,11 +40,6 @@ def test_parse_when_invalid_then_error_quotes_input_and_says_what_to_use(text):
     assert "use a count and a unit, like 1d, 4h, 15m" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse lower-cases its input, so '1M' (one month in Binance/pandas "
-    "notation) silently becomes one minute instead of being refused",
-)
 def test_parse_when_upper_case_m_then_refused_not_read_as_minutes():
     with pytest.raises(DataError):
         Timeframe.parse("1M")
