@@ -37,13 +37,9 @@ CASH = 10_000_000.0
 COMMISSION = 0.002
 REL_TOL = 1e-9
 
-pytestmark = [
-    # backtesting.py warns that the last position stays open (finalize_trades=False), which is
-    # the behaviour being matched; pandas may warn from inside backtesting.py's internals.
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+# backtesting.py warns that the last position stays open (finalize_trades=False), which is
+# the behaviour being matched.
+pytestmark = pytest.mark.filterwarnings("ignore:Some trades remain open:UserWarning")
 
 
 class SmaCross(Strategy):

@@ -165,7 +165,7 @@ class _Simulation:
         self.broker.fill_due(bar, self._on_fill)
 
     def _on_fill(self, fill: SimFill) -> None:
-        self.ledger.apply_fill(fill.bar, fill.symbol, fill.quantity, fill.price, fill.commission)
+        self.ledger.apply_fill(*fill[1:])
         if self._debug:
             log.debug("order filled %s qty=%s px=%s", fill.client_id, fill.quantity, fill.price)
 
@@ -200,9 +200,9 @@ class _Simulation:
             if (intent := self._intent(bar, time, symbol, weight, equity))
         ]
         if intents:
-            account = AccountState(equity, peak, halted=self.halted_at is not None)
-            account.gross_exposure = self.ledger.gross_exposure(marks)
-            self._submit(bar, intents, account)
+            halted = self.halted_at is not None
+            gross = self.ledger.gross_exposure(marks)
+            self._submit(bar, intents, AccountState(equity, peak, None, gross, halted))
 
     def _intent(
         self, bar: int, time: datetime, symbol: int, weight: float, equity: float

@@ -42,7 +42,7 @@ def import_bars(
         bool, typer.Option("--replace", help="Overwrite a symbol imported before.")
     ] = False,
 ) -> None:
-    """Validate a file of bars fully, then add it to the data catalog under SYMBOL."""
+    """Validate a file of bars fully, then add it to the data catalog as --symbol."""
     from ffe.domain import FfeError
 
     try:

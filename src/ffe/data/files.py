@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from ffe.data.source import BAR_COLUMNS, TIME_INDEX
+from ffe.data.source import TIME_INDEX
 from ffe.data.validate import Rows, check_bars
 from ffe.domain import DataError, Timeframe
 
@@ -31,6 +31,7 @@ _NULL_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 _ZONE_SUFFIX = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
 _DELIMITERS = (",", ";", "\t", "|")
 _PARQUET_MAGIC = b"PAR1"
+_TEXT = pd.StringDtype("pyarrow")  # vectorized string methods, in C++ rather than Python
 _EXPECTED = (
     "a bar file needs a time column (named time, timestamp, date or datetime), open, high, "
     "low, close and optionally volume; names are not case-sensitive"
@@ -52,12 +53,12 @@ def normalize_bars(raw: pd.DataFrame, rows: Rows) -> pd.DataFrame:
     if raw.empty:
         raise rows.file_error("there are no bars: the file has no data rows")
     columns = _find_columns(raw, rows)
-    times = parse_times(raw[columns["time"]], rows)
-    data = {
-        name: _parse_numbers(raw[columns[name]], name, rows) if name in columns else None
-        for name in BAR_COLUMNS
-    }
-    data["volume"] = data["volume"] if data["volume"] is not None else np.zeros(len(raw))
+    times = _parse_times(raw[columns["time"]], rows)
+    data = {name: _parse_numbers(raw[columns[name]], name, rows) for name in _REQUIRED}
+    has_volume = "volume" in columns
+    data["volume"] = (
+        _parse_numbers(raw[columns["volume"]], "volume", rows) if has_volume else np.zeros(len(raw))
+    )
     return pd.DataFrame(data, index=pd.DatetimeIndex(times, name=TIME_INDEX))
 
 
@@ -83,14 +84,14 @@ def _find_columns(raw: pd.DataFrame, rows: Rows) -> dict[str, str]:
     return {"time": by_name[time_names[0]], **found_columns}
 
 
-def parse_times(values: pd.Series, rows: Rows) -> pd.DatetimeIndex:
+def _parse_times(values: pd.Series, rows: Rows) -> pd.DatetimeIndex:
     """Bar times as a UTC DatetimeIndex: datetimes, date/time text or integer epochs."""
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.Series(pd.to_datetime(values, utc=True))
     elif _is_number(values):
         parsed = _from_epoch(values.to_numpy(dtype=np.float64, na_value=np.nan), rows)
     else:
-        parsed = _from_text(values.astype("string").str.strip(), rows)
+        parsed = _from_text(values.astype(_TEXT).str.strip(), rows)
     rows.check(parsed.isna().to_numpy(), lambda _: "the bar time is missing")
     return pd.DatetimeIndex(parsed).as_unit("ns")
 
@@ -130,7 +131,7 @@ def _parse_text_times(text: pd.Series) -> pd.Series:
 def _from_epoch(numbers: FloatArray, rows: Rows) -> pd.Series:
     """Epoch numbers, in seconds or milliseconds (told apart by size), as UTC times."""
     rows.check(~np.isfinite(numbers), lambda _: "the bar time is missing")
-    # 1e11 seconds is the year 5138 and 1e11 milliseconds is 1973: real data is never between.
+    # Seconds reach 1e11 only in the year 5138, milliseconds pass it in 1973: size tells them apart.
     unit: Literal["s", "ms"] = "ms" if np.abs(numbers).max() >= 1e11 else "s"
     try:
         return pd.Series(pd.to_datetime(numbers, unit=unit, utc=True))
@@ -146,7 +147,7 @@ def _is_number(values: pd.Series) -> bool:
 def _parse_numbers(values: pd.Series, name: str, rows: Rows) -> FloatArray:
     if _is_number(values):
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    text = values.astype("string").str.strip()
+    text = values.astype(_TEXT).str.strip()
     null = text.isna() | text.str.lower().isin(_NULL_TEXT)
     numbers = pd.to_numeric(text.mask(null), errors="coerce")
     rows.check(
@@ -179,9 +180,10 @@ def _read_parquet(data: bytes, source: str) -> tuple[pd.DataFrame, Rows]:
 
 
 def _read_csv(data: bytes, source: str) -> tuple[pd.DataFrame, Rows]:
-    header, header_line, records, lines = _split_records(_decode(data, source), source)
-    rows = Rows(source, np.asarray(lines, dtype=np.int64), header_line=header_line)
-    widths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
+    records, lines = _split_records(_decode(data, source), source)
+    header = [field.strip() for field in records[0]]
+    rows = Rows(source, np.asarray(lines[1:], dtype=np.int64), header_line=lines[0])
+    widths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))[1:]
     rows.check(
         widths != len(header),
         lambda p: (
@@ -189,7 +191,14 @@ def _read_csv(data: bytes, source: str) -> tuple[pd.DataFrame, Rows]:
             "every line needs one value per column"
         ),
     )
-    return pd.DataFrame(records, columns=header, dtype="string"), rows
+    raw = pd.DataFrame(records[1:], columns=header, dtype=_TEXT)
+    # Rows of empty fields (spreadsheets leave them at the end) carry no bar: drop them.
+    filled = [raw.iloc[:, i].str.strip().fillna("").to_numpy() != "" for i in range(len(header))]
+    keep = np.logical_or.reduce(filled) if len(raw) else np.ones(0, dtype=np.bool_)
+    if keep.all():
+        return raw, rows
+    assert rows.lines is not None  # set just above
+    return raw.loc[keep].reset_index(drop=True), Rows(source, rows.lines[keep], lines[0])
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -210,29 +219,24 @@ def _decode(data: bytes, source: str) -> str:
         ) from None
 
 
-def _split_records(text: str, source: str) -> tuple[list[str], int, list[list[str]], list[int]]:
-    """The header and its line number, then every non-blank record and its first line."""
+def _split_records(text: str, source: str) -> tuple[list[list[str]], list[int]]:
+    """Every non-blank record (the header first) and the line it starts on."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
-    header: list[str] | None = None
-    header_line = 0
     records: list[list[str]] = []
     lines: list[int] = []
     previous = 0
     try:
         for record in reader:
-            start, previous = previous + 1, reader.line_num
-            if not any(field.strip() for field in record):
-                continue  # blank lines (and rows of empty fields) carry no bar
-            if header is None:
-                header, header_line = record, start
-            else:
+            # A blank line reads as no field, or as one field of spaces.
+            if len(record) > 1 or (record and record[0].strip()):
                 records.append(record)
-                lines.append(start)
+                lines.append(previous + 1)
+            previous = reader.line_num
     except csv.Error as exc:
         raise DataError(f"not valid CSV: {exc}", path=source, line=reader.line_num) from None
-    if header is None:
+    if not records:
         raise DataError(f"the file is empty: {_EXPECTED}", path=source)
-    return [field.strip() for field in header], header_line, records, lines
+    return records, lines
 
 
 def _delimiter(text: str) -> str:

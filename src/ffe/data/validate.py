@@ -94,11 +94,13 @@ def conform(frame: pd.DataFrame, rows: Rows) -> pd.DataFrame:
         raise rows.file_error(f"missing column(s) {', '.join(missing)} (found {found})")
     index = frame.index
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    result = pd.DataFrame(
-        {name: frame[name].to_numpy(dtype=np.float64) for name in BAR_COLUMNS},
-        index=pd.DatetimeIndex(index.as_unit("ns"), name=TIME_INDEX),
-    )
-    return result
+    try:
+        columns = {
+            name: frame[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in BAR_COLUMNS
+        }
+    except (TypeError, ValueError) as exc:
+        raise rows.file_error(f"bar columns must hold numbers ({exc})") from None
+    return pd.DataFrame(columns, index=pd.DatetimeIndex(index.as_unit("ns"), name=TIME_INDEX))
 
 
 def check_bars(frame: pd.DataFrame, rows: Rows, timeframe: Timeframe | None) -> pd.DataFrame:
@@ -122,11 +124,9 @@ def describe_time(stamp: pd.Timestamp) -> str:
 
 
 def timeframe_for(seconds: int) -> Timeframe:
-    """The timeframe that spans ``seconds``, in the largest unit that divides it."""
-    for unit, size in _UNIT_SECONDS:
-        if seconds % size == 0:
-            return Timeframe(seconds // size, unit)
-    raise ValueError(f"bar spacing of {seconds} seconds is not a whole number of seconds")
+    """The timeframe that spans ``seconds`` (at least 1), in the largest unit that divides it."""
+    unit, size = next((u, s) for u, s in _UNIT_SECONDS if seconds % s == 0)
+    return Timeframe(seconds // size, unit)
 
 
 def _check_times(index: pd.DatetimeIndex, rows: Rows) -> None:

@@ -6,6 +6,9 @@ is not yet enough history. Strategies built only from these cannot look ahead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -14,11 +17,39 @@ from ffe.domain.market import FloatArray
 
 
 def sma(values: FloatArray, window: int) -> FloatArray:
-    """Simple moving average over ``window`` bars (pandas' rolling mean, bit for bit)."""
+    """Simple moving average over ``window`` bars, equal bit for bit to pandas'
+    ``rolling(window).mean()`` (so crossovers agree with peers that use pandas)."""
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
-    frame = pd.DataFrame(values) if values.ndim == 2 else pd.Series(values)
-    return np.asarray(frame.rolling(window).mean().to_numpy(), dtype=np.float64)
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 1:
+        return _rolling_mean(array, window)
+    out = np.empty(array.shape)
+    for column in range(array.shape[1]):
+        out[:, column] = _rolling_mean(np.ascontiguousarray(array[:, column]), window)
+    return out
+
+
+def _rolling_mean(values: FloatArray, window: int) -> FloatArray:
+    # pandas' own kernel, called without building a Series and a Rolling object each time:
+    # a third of the cost, the same bits. Falls back to the public API if pandas moves it.
+    if _roll_mean is not None:
+        end = np.arange(1, len(values) + 1, dtype=np.int64)
+        start = np.maximum(end - window, 0)
+        return np.asarray(_roll_mean(values, start, end, window), dtype=np.float64)
+    rolled = pd.Series(values).rolling(window).mean().to_numpy()
+    return np.asarray(rolled, dtype=np.float64)
+
+
+def _load_roll_mean() -> Callable[..., FloatArray] | None:
+    try:
+        from pandas._libs.window.aggregations import roll_mean  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - only on a pandas that reorganised its internals
+        return None
+    return cast("Callable[..., FloatArray]", roll_mean)
+
+
+_roll_mean = _load_roll_mean()
 
 
 def trailing_return(values: FloatArray, lookback: int) -> FloatArray:

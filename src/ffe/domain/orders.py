@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 class Side(enum.Enum):
@@ -28,16 +29,18 @@ class Decision:
     votes: tuple[tuple[str, float], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class OrderIntent:
-    """A market order the engine would like to send, before the risk check."""
+class OrderIntent(NamedTuple):
+    """A market order the engine would like to send, before the risk check.
+
+    A named tuple rather than a dataclass: immutable all the same, and several times cheaper
+    to create in the backtest's hot loop.
+    """
 
     client_id: str
     time: datetime
     symbol: str
     quantity: float  # signed: positive buys, negative sells
     reference_price: float
-    reduces_only: bool = False
 
     @property
     def side(self) -> Side:
@@ -48,8 +51,7 @@ class OrderIntent:
         return abs(self.quantity) * self.reference_price
 
 
-@dataclass(frozen=True, slots=True)
-class Approved:
+class Approved(NamedTuple):
     """The risk engine let the intent through."""
 
     intent: OrderIntent
@@ -59,8 +61,7 @@ class Approved:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class Denied:
+class Denied(NamedTuple):
     """The risk engine stopped the intent, and says which check and why."""
 
     intent: OrderIntent

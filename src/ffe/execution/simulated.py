@@ -45,6 +45,7 @@ class SimulatedBroker:
 
     def __init__(self, market: MarketData, fill_model: FillModel) -> None:
         self._model = fill_model
+        self._delay = fill_model.delay
         self._prices = market.open if fill_model.at == "next_open" else market.close
         self._n_bars = market.n_bars
         self._pending: list[SimOrder] = []
@@ -60,9 +61,8 @@ class SimulatedBroker:
         order = SimOrder(client_id, bar, symbol, quantity)
         self.orders.append(order)
         self._pending.append(order)
-        due = bar + self._model.delay
-        if self._next_due is None or due < self._next_due:
-            self._next_due = due
+        if self._next_due is None:
+            self._next_due = bar + self._delay  # orders arrive in time order
         return order
 
     def next_fill_bar(self) -> int | None:
@@ -74,13 +74,13 @@ class SimulatedBroker:
         each fill to ``on_fill``; orders without a price to fill at are rejected."""
         if self._next_due is None or self._next_due > bar:
             return
-        delay = self._model.delay
-        if all(o.bar + delay <= bar for o in self._pending):
-            due, self._pending, self._next_due = self._pending, [], None
+        delay, pending = self._delay, self._pending
+        if pending[-1].bar + delay <= bar:  # pending is in time order: all are due
+            due, self._pending, self._next_due = pending, [], None
         else:
-            due = [o for o in self._pending if o.bar + delay <= bar]
-            self._pending = [o for o in self._pending if o.bar + delay > bar]
-            self._next_due = min(o.bar for o in self._pending) + delay
+            due = [o for o in pending if o.bar + delay <= bar]
+            self._pending = pending[len(due) :]
+            self._next_due = self._pending[0].bar + delay
         for order in due:
             fill = self._fill(order)
             if fill is not None:
@@ -95,7 +95,7 @@ class SimulatedBroker:
         return cancelled
 
     def _fill(self, order: SimOrder) -> SimFill | None:
-        fill_bar = order.bar + self._model.delay
+        fill_bar = order.bar + self._delay
         if fill_bar >= self._n_bars:
             order.status, order.reason = OrderStatus.CANCELLED, "no bar left to fill at"
             return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from ffe.domain.orders import Approved, Denied, OrderIntent, Verdict
@@ -17,17 +17,25 @@ log = logging.getLogger(__name__)
 _TOLERANCE = 1e-9
 
 
-@dataclass(slots=True)
 class AccountState:
     """What the checks see: equity, peak equity and positions projected with the intents
     approved so far in the current batch."""
 
-    equity: float
-    peak_equity: float
-    positions: dict[str, float] = field(default_factory=dict)
-    prices: dict[str, float] = field(default_factory=dict)
-    gross_exposure: float = 0.0
-    halted: bool = False
+    __slots__ = ("equity", "gross_exposure", "halted", "peak_equity", "positions")
+
+    def __init__(
+        self,
+        equity: float,
+        peak_equity: float,
+        positions: dict[str, float] | None = None,
+        gross_exposure: float = 0.0,
+        halted: bool = False,
+    ) -> None:
+        self.equity = equity
+        self.peak_equity = peak_equity
+        self.positions = positions if positions is not None else {}
+        self.gross_exposure = gross_exposure
+        self.halted = halted
 
     @property
     def drawdown(self) -> float:
@@ -142,24 +150,25 @@ class RiskEngine:
     def evaluate(self, intents: Sequence[OrderIntent], account: AccountState) -> list[Verdict]:
         """A verdict per intent, in order; approved intents update the projected account."""
         verdicts: list[Verdict] = []
+        positions = account.positions
         for intent in intents:
-            verdict = self._check_one(intent, account)
-            if verdict.approved:
-                account.apply(intent)
+            before = positions.get(intent.symbol, 0.0)
+            after = before + intent.quantity
+            denied = None if reduces_only(before, after) else self._deny(intent, account)
+            if denied is None:
+                account.gross_exposure += (abs(after) - abs(before)) * intent.reference_price
+                positions[intent.symbol] = after
+                verdicts.append(Approved(intent))
             else:
-                log.info("order denied %s: %s", intent.client_id, getattr(verdict, "reason", ""))
-            verdicts.append(verdict)
+                log.info("order denied %s: %s", intent.client_id, denied.reason)
+                verdicts.append(denied)
         return verdicts
 
-    def _check_one(self, intent: OrderIntent, account: AccountState) -> Verdict:
-        before = account.positions.get(intent.symbol, 0.0)
-        after = before + intent.quantity
-        if abs(after) <= abs(before) and after * before >= 0:  # reduces only
-            return Approved(intent)
+    def _deny(self, intent: OrderIntent, account: AccountState) -> Denied | None:
         if account.equity <= 0:
             return Denied(intent, "equity", "account equity is not positive")
         for check in self.checks:
             denied = check.check(intent, account)
             if denied is not None:
                 return denied
-        return Approved(intent)
+        return None

@@ -227,3 +227,21 @@ def test_read_parquet_when_file_corrupt_then_data_error(tmp_path):
     path.write_bytes(b"PAR1" + np.arange(100, dtype=np.uint8).tobytes())
 
     assert "not a readable Parquet file" in str(_error(path))
+
+
+def test_read_when_rows_of_empty_fields_then_skipped_and_lines_still_physical(write_bars):
+    rows = ["2024-01-02,1,2,0.5,1.5", ",,,,", "2024-01-03,1,2,0.5,1.5", "2024-01-04,1,0.1,0.5,1"]
+
+    error = _error(write_bars(*rows, header="time,open,high,low,close"))
+
+    assert error.line == 5
+    assert "high 0.1 is below low 0.5" in str(error)
+
+
+def test_read_when_windows_line_endings_then_lines_counted_once(tmp_path):
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(
+        b"time,open,high,low,close\r\n2024-01-02,1,2,0.5,1.5\r\n\r\n2024-01-03,1,0.2,0.5,1\r\n"
+    )
+
+    assert _error(path).line == 4

@@ -10,6 +10,7 @@ import pytest
 
 from ffe.data import validate_bars
 from ffe.data.files import read_bars_file
+from ffe.data.validate import timeframe_for
 from ffe.domain import DataError, Timeframe
 
 DAILY = Timeframe(1, "d")
@@ -212,3 +213,31 @@ def test_validate_bars_when_column_missing_then_error_names_it():
 
     with pytest.raises(DataError, match="missing column"):
         validate_bars(frame, source="mem")
+
+
+def test_validate_bars_when_nullable_column_has_na_then_error_says_missing():
+    frame = pd.DataFrame(
+        {"open": [1.0, None], "high": 2.0, "low": 0.5, "close": 1.5, "volume": 0.0},
+        index=pd.DatetimeIndex(["2024-01-02", "2024-01-03"]),
+    ).astype({"open": "Float64"})
+
+    with pytest.raises(DataError, match="row 2: open missing"):
+        validate_bars(frame, source="mem")
+
+
+def test_validate_bars_when_column_holds_text_then_data_error():
+    frame = pd.DataFrame(
+        {"open": ["x"], "high": 2.0, "low": 0.5, "close": 1.5, "volume": 0.0},
+        index=pd.DatetimeIndex(["2024-01-02"]),
+    )
+
+    with pytest.raises(DataError, match="bar columns must hold numbers"):
+        validate_bars(frame, source="mem")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(86_400, "1d"), (604_800, "1w"), (7_200, "2h"), (900, "15m"), (90, "90s"), (1, "1s")],
+)
+def test_timeframe_for_then_largest_unit_that_divides(seconds, expected):
+    assert str(timeframe_for(seconds)) == expected

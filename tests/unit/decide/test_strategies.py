@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ffe.backtest.causality import batch_targets, stream_targets
 from ffe.data import SyntheticMarket
 from ffe.decide import available, make_strategy, parameters
+from ffe.decide.indicators import sma
 from ffe.domain import History, StrategyError
 
 
@@ -100,3 +102,15 @@ def test_history_when_given_to_strategy_then_has_no_future_bars(make_market) -> 
     assert len(history.times) == 2
     with pytest.raises(ValueError, match="read-only"):
         history.close[0, 0] = 99.0
+
+
+@pytest.mark.parametrize("window", [1, 3, 20])
+def test_sma_when_compared_with_pandas_then_equal_bit_for_bit(window: int) -> None:
+    values = SyntheticMarket(3, 500, seed=9).to_market().close.copy()
+    values[:7, 1] = np.nan  # a symbol that starts late
+    values[100, 2] = np.nan  # and a gap
+
+    ours = sma(values, window)
+
+    expected = pd.DataFrame(values).rolling(window).mean().to_numpy()
+    np.testing.assert_array_equal(ours, expected)

@@ -15,7 +15,9 @@ def trade(entry: float, exit_: float, quantity: float) -> Trade:
     return Trade("X", T0, T0 + timedelta(days=1), entry, exit_, quantity, pnl=0.0)
 
 
-@pytest.mark.parametrize(("quantity", "side"), [(3.0, Side.BUY), (0.001, Side.BUY), (-2.0, Side.SELL)])
+@pytest.mark.parametrize(
+    ("quantity", "side"), [(3.0, Side.BUY), (0.001, Side.BUY), (-2.0, Side.SELL)]
+)
 def test_side_of_when_signed_quantity_then_buy_for_positive_sell_for_negative(quantity, side):
     assert Side.of(quantity) is side
 

@@ -142,10 +142,19 @@ def test_next_fill_bar_when_orders_pending_then_earliest_due_bar():
     sim = broker()
     assert sim.next_fill_bar() is None
 
-    sim.submit("late", bar=2, symbol=0, quantity=1.0)
+    # Orders arrive in time order, as the backtest loop submits them.
     sim.submit("early", bar=0, symbol=0, quantity=1.0)
+    sim.submit("late", bar=2, symbol=0, quantity=1.0)
 
     assert sim.next_fill_bar() == 1
+
+
+def test_next_fill_bar_when_fill_at_close_then_decision_bar():
+    sim = broker(at="close")
+
+    sim.submit("c1", bar=2, symbol=0, quantity=1.0)
+
+    assert sim.next_fill_bar() == 2
 
 
 def test_fill_due_when_only_some_orders_due_then_rest_wait_and_next_bar_updates():
@@ -163,24 +172,37 @@ def test_fill_due_when_only_some_orders_due_then_rest_wait_and_next_bar_updates(
 def test_fill_due_when_several_orders_due_then_fills_in_submission_order():
     sim, got = broker(), Recorder()
     sim.submit("first", bar=1, symbol=1, quantity=1.0)
-    sim.submit("second", bar=0, symbol=0, quantity=-1.0)  # due earlier, submitted later
+    sim.submit("second", bar=1, symbol=0, quantity=-1.0)
     sim.submit("third", bar=1, symbol=0, quantity=2.0)
 
     sim.fill_due(2, got)
 
     assert [f.client_id for f in got.fills] == ["first", "second", "third"]
-    assert [f.bar for f in got.fills] == [2, 1, 2]  # each at its own fill bar
-    assert [f.price for f in got.fills] == [120.0, 11.0, 12.0]
+    assert [f.price for f in got.fills] == [120.0, 12.0, 12.0]
+
+
+def test_fill_due_when_called_after_several_due_bars_then_each_fills_at_its_own_bar():
+    sim, got = broker(), Recorder()
+    sim.submit("first", bar=0, symbol=0, quantity=1.0)
+    sim.submit("second", bar=1, symbol=0, quantity=1.0)
+
+    sim.fill_due(2, got)
+
+    assert [(f.client_id, f.bar, f.price) for f in got.fills] == [
+        ("first", 1, 11.0),
+        ("second", 2, 12.0),
+    ]
+    assert sim.next_fill_bar() is None
 
 
 def test_orders_when_submitted_then_all_kept_with_final_status():
     sim, got = broker(), Recorder()
-    sim.submit("ok", bar=1, symbol=0, quantity=1.0)
     sim.submit("no-price", bar=0, symbol=1, quantity=1.0)
+    sim.submit("ok", bar=1, symbol=0, quantity=1.0)
 
     sim.fill_due(2, got)
 
     assert [(o.client_id, o.status) for o in sim.orders] == [
-        ("ok", OrderStatus.FILLED),
         ("no-price", OrderStatus.REJECTED),
+        ("ok", OrderStatus.FILLED),
     ]

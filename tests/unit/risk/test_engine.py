@@ -19,7 +19,9 @@ from ffe.risk.engine import (
 T0 = datetime(2024, 1, 2, tzinfo=UTC)
 
 
-def intent(quantity: float, symbol: str = "A", price: float = 100.0, cid: str = "c1") -> OrderIntent:
+def intent(
+    quantity: float, symbol: str = "A", price: float = 100.0, cid: str = "c1"
+) -> OrderIntent:
     return OrderIntent(cid, T0, symbol, quantity, reference_price=price)
 
 
@@ -109,8 +111,15 @@ def test_drawdown_when_equity_and_peak_then_positive_fraction_below_peak(equity,
 
 @pytest.mark.parametrize(
     ("before", "after", "expected"),
-    [(10, 4, True), (10, 0, True), (-10, -4, True), (0, 0, True), (10, 12, False),
-     (10, -2, False), (0, 1, False)],
+    [
+        (10, 4, True),
+        (10, 0, True),
+        (-10, -4, True),
+        (0, 0, True),
+        (10, 12, False),
+        (10, -2, False),
+        (0, 1, False),
+    ],
 )
 def test_reduces_only_when_position_changes_then_true_only_toward_zero(before, after, expected):
     assert reduces_only(before, after) is expected
