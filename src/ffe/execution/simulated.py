@@ -57,7 +57,9 @@ class SimulatedBroker:
         return self._model
 
     def submit(self, client_id: str, bar: int, symbol: int, quantity: float) -> SimOrder:
-        """Queue a market order decided at ``bar``."""
+        """Queue a market order decided at ``bar`` (bars never go back in time)."""
+        if self._pending and bar < self._pending[-1].bar:
+            raise ValueError(f"order {client_id} at bar {bar} is older than a pending order")
         order = SimOrder(client_id, bar, symbol, quantity)
         self.orders.append(order)
         self._pending.append(order)

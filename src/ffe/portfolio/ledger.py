@@ -103,9 +103,12 @@ class Ledger:
         lots = self.lots[symbol]
         remaining = quantity
         fee_per_unit = fee / abs(quantity) if quantity else 0.0
-        while lots and remaining and (lots[0].quantity > 0) != (remaining > 0):
+        while lots and abs(remaining) > _ZERO and (lots[0].quantity > 0) != (remaining > 0):
             lot = lots[0]
-            closed = -remaining if abs(remaining) < abs(lot.quantity) else lot.quantity
+            # Within rounding of the lot's size counts as closing it: fractional sizes such as
+            # 0.1 + 0.2 - 0.3 must not leave a dust lot behind.
+            partial = abs(remaining) < abs(lot.quantity) * (1.0 - 1e-9)
+            closed = -remaining if partial else lot.quantity
             entry_fee = lot.commission * (closed / lot.quantity)
             exit_fee = abs(closed) * fee_per_unit
             pnl = closed * (price - lot.price) - entry_fee - exit_fee
@@ -115,11 +118,11 @@ class Ledger:
                     symbol, lot.bar, bar, lot.price, price, closed, pnl, entry_fee + exit_fee
                 )
             )
-            if closed == lot.quantity:
-                lots.popleft()
-            else:
+            if partial:
                 lot.quantity -= closed
                 lot.commission -= entry_fee
+            else:
+                lots.popleft()
             remaining += closed
         if abs(remaining) > _ZERO:
             lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))

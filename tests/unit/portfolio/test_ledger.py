@@ -167,13 +167,6 @@ def test_paths_when_fills_then_state_at_close_of_each_bar():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _match_lots compares float quantities exactly, so buy 0.1 + buy 0.2 then "
-    "sell 0.3 leaves a 2.8e-17 dust lot on a flat position; the next close books it as "
-    "a phantom ClosedTrade, inflating the trade count",
-)
 def test_apply_fill_when_fractional_lots_closed_exactly_then_no_dust_lot_nor_phantom_trade():
     ledger = book(F(0, 0, 0.1, 10.0), F(1, 0, 0.2, 10.0), F(2, 0, -0.3, 10.0))
     ledger.apply_fill(3, 0, 1.0, 10.0, 0.0)
