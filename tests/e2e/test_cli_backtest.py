@@ -168,3 +168,10 @@ def test_backtest_sweep_when_unknown_metric_then_exit_2_listing_metrics() -> Non
 
     assert result.exit_code == 2
     assert "sharpe" in result.output
+
+
+def test_backtest_run_when_error_quotes_brackets_then_printed_verbatim_on_one_line() -> None:
+    result = runner.invoke(app, ["backtest", "run", "--param", "[bold]x" + "y" * 120])
+
+    assert result.exit_code == 2
+    assert "[bold]x" + "y" * 120 in result.output

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,5 +23,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except FfeError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)
+        # The message may quote user input such as "[x]": print it as text, never as markup.
+        message = Text("error: ", style="bold red").append(str(exc))
+        err_console.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
