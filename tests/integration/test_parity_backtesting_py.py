@@ -6,6 +6,10 @@ commission and close the old position in the same fill that opens the new one
 from the open, ffe at the decision from the close, so only when and at what price each round
 trip happened, and in which direction, must agree.
 
+In the bundled S&P 500 bars two opens in five equal the previous close, so there a fill at
+the wrong bar can still show the right price; the timestamps catch that, and on the NASDAQ and
+synthetic bars, whose opens gap away from the previous close, the prices tell as well.
+
 backtesting.py is AGPL: it is imported here, in a test, and never from ``src/``.
 """
 
@@ -31,7 +35,7 @@ from ffe.execution import FillModel
 # Both engines buy as many whole units as equity affords, but each sizes from a different
 # price (see the module docstring). With little cash one of them could be unable to afford a
 # single unit while the other can, and a trade would then exist in one list only. Ten million
-# buys thousands of units of the dearest bar in these data, even after a long losing streak,
+# buys hundreds of units of the dearest bar in these data, even after a long losing streak,
 # so every signal becomes a trade in both engines and the comparison is about timing and price.
 CASH = 10_000_000.0
 COMMISSION = 0.002

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ffe.data.source import BAR_COLUMNS, BarSource
-from ffe.data.validate import describe_time
+from ffe.data.validate import describe_time, nanos
 from ffe.domain import DataError, MarketData, Timeframe
 
 FloatArray = npt.NDArray[np.float64]
@@ -53,7 +53,7 @@ def load_market(
 
 def _align(frames: list[pd.DataFrame]) -> tuple[npt.NDArray[np.datetime64], dict[str, FloatArray]]:
     """The union of the frames' times, and ``(T, N)`` arrays per column, NaN where absent."""
-    stamps = [pd.DatetimeIndex(frame.index).asi8 for frame in frames]
+    stamps = [nanos(pd.DatetimeIndex(frame.index)) for frame in frames]
     times = np.unique(np.concatenate(stamps))
     arrays = {name: np.full((times.size, len(frames)), np.nan) for name in BAR_COLUMNS}
     for column, (frame, own) in enumerate(zip(frames, stamps, strict=True)):

@@ -134,7 +134,7 @@ def _from_epoch(numbers: FloatArray, rows: Rows) -> pd.Series:
     # Seconds reach 1e11 only in the year 5138, milliseconds pass it in 1973: size tells them apart.
     unit: Literal["s", "ms"] = "ms" if np.abs(numbers).max() >= 1e11 else "s"
     try:
-        return pd.Series(pd.to_datetime(numbers, unit=unit, utc=True))
+        return pd.Series(pd.to_datetime(pd.Series(numbers), unit=unit, utc=True))
     except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
         big = int(np.argmax(np.abs(numbers)))
         raise rows.error(big, f"epoch time {numbers[big]:.0f} is out of range") from None

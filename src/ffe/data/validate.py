@@ -131,7 +131,7 @@ def timeframe_for(seconds: int) -> Timeframe:
 
 def _check_times(index: pd.DatetimeIndex, rows: Rows) -> None:
     rows.check(np.asarray(index.isna()), lambda _: "the bar time is missing")
-    steps = np.diff(index.asi8)
+    steps = np.diff(nanos(index))
     if steps.size and bool(np.all(steps <= 0)) and bool(np.any(steps < 0)):
         raise rows.error(1, "the bars are newest first: sort them oldest first (by time)")
 
@@ -203,7 +203,7 @@ def _check_volume(volume: FloatArray, rows: Rows) -> None:
 
 
 def _check_spacing(index: pd.DatetimeIndex, rows: Rows, timeframe: Timeframe) -> None:
-    steps = np.diff(index.asi8)
+    steps = np.diff(nanos(index))
     if steps.size == 0:
         return
     declared = timeframe.seconds * _NS
@@ -220,3 +220,9 @@ def _check_spacing(index: pd.DatetimeIndex, rows: Rows, timeframe: Timeframe) ->
         )
 
     rows.check(np.concatenate([[False], steps < declared - slack]), too_close)
+
+
+def nanos(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
+    """Nanoseconds since the epoch (UTC) of each bar time."""
+    naive = index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+    return np.asarray(naive, "datetime64[ns]").view(np.int64)
