@@ -111,6 +111,7 @@ class _Simulation:
         self._index = {symbol: i for i, symbol in enumerate(market.symbols)}
         self._micros = market.times.astype("datetime64[us]").astype(np.int64)
         self._watching = risk.max_drawdown is not None
+        self._book = self.ledger.apply_fill
         self._close = market.close
         self._lot = config.lot_size
         self._cost_factor = 1.0 + config.fill.cost_rate
@@ -153,9 +154,15 @@ class _Simulation:
         """Apply every fill due at or before ``bar`` (fills happen at the open, before the
         decision at the close) and watch drawdown on the bars in between."""
         broker = self.broker
+        if not self._watching:
+            due = broker.next_fill_bar()
+            while due is not None and due <= bar:
+                broker.fill_due(due, self._on_fill)
+                due = broker.next_fill_bar()
+            return
         while True:
             due = broker.next_fill_bar()
-            if self._watching and self._watch_drawdown(bar if due is None or due > bar else due):
+            if self._watch_drawdown(bar if due is None or due > bar else due):
                 continue  # a halt queued orders that flatten the book: look again
             if due is None or due > bar:
                 return
@@ -165,7 +172,8 @@ class _Simulation:
         self.broker.fill_due(bar, self._on_fill)
 
     def _on_fill(self, fill: SimFill) -> None:
-        self.ledger.apply_fill(*fill[1:])
+        _, bar, symbol, quantity, price, commission = fill
+        self._book(bar, symbol, quantity, price, commission)
         if self._debug:
             log.debug("order filled %s qty=%s px=%s", fill.client_id, fill.quantity, fill.price)
 
@@ -190,34 +198,26 @@ class _Simulation:
     # -- decisions become orders ----------------------------------------------------------
 
     def _decide(self, bar: int, symbols: list[int], weights: list[float]) -> None:
-        marks = self.marks[bar].tolist()
-        equity = self.ledger.equity(marks)
-        peak = max(self._peak, equity)
+        equity, gross = self.ledger.marked(self.marks[bar].tolist())
         time = _EPOCH + timedelta(microseconds=self._micros.item(bar))
-        intents = [
-            intent
-            for symbol, weight in zip(symbols, weights, strict=True)
-            if (intent := self._intent(bar, time, symbol, weight, equity))
-        ]
+        close, held, names, lot = self._close, self.ledger.held, self.market.symbols, self._lot
+        budget = max(equity, 0.0) / self._cost_factor
+        intents = []
+        for symbol, weight in zip(symbols, weights, strict=True):
+            price = close.item(bar, symbol)
+            if not price > 0:
+                continue  # no bar (NaN) or a bad price: nothing sensible to size against
+            raw = weight * budget / price
+            target = math.copysign(math.floor(abs(raw) / lot + 1e-9) * lot, raw)
+            delta = target - held.get(symbol, 0.0)
+            if abs(delta) >= lot * 1e-9:
+                self._sequence += 1
+                intents.append(
+                    OrderIntent(f"bt-{self._sequence}", time, names[symbol], delta, price)
+                )
         if intents:
-            halted = self.halted_at is not None
-            gross = self.ledger.gross_exposure(marks)
+            peak, halted = max(self._peak, equity), self.halted_at is not None
             self._submit(bar, intents, AccountState(equity, peak, None, gross, halted))
-
-    def _intent(
-        self, bar: int, time: datetime, symbol: int, weight: float, equity: float
-    ) -> OrderIntent | None:
-        price = self._close.item(bar, symbol)
-        if not price > 0:
-            return None  # no bar (NaN) or a bad price: nothing sensible to size against
-        lot = self._lot
-        raw = weight * max(equity, 0.0) / (price * self._cost_factor)
-        target = math.copysign(math.floor(abs(raw) / lot + 1e-9) * lot, raw)
-        delta = target - self.ledger.held.get(symbol, 0.0)
-        if abs(delta) < lot * 1e-9:
-            return None
-        self._sequence += 1
-        return OrderIntent(f"bt-{self._sequence}", time, self.market.symbols[symbol], delta, price)
 
     def _submit(self, bar: int, intents: list[OrderIntent], account: AccountState) -> None:
         index, held = self._index, self.ledger.held

@@ -7,7 +7,6 @@ broker works in bar positions so the backtest's hot loop stays cheap.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -102,11 +101,12 @@ class SimulatedBroker:
             order.status, order.reason = OrderStatus.CANCELLED, "no bar left to fill at"
             return None
         reference = self._prices.item(fill_bar, order.symbol)
-        if math.isnan(reference):
+        if reference != reference:  # NaN: the symbol has no bar here
             order.status, order.reason = OrderStatus.REJECTED, "symbol has no bar to fill at"
             log.info("order rejected %s: no price at bar %d", order.client_id, fill_bar)
             return None
-        price = self._model.price(order.quantity, reference)
+        model = self._model
+        price = model.price(order.quantity, reference) if model.slippage_bps else reference
         order.status = OrderStatus.FILLED
-        fee = self._model.fee(order.quantity, price)
+        fee = model.fee(order.quantity, price)
         return SimFill(order.client_id, fill_bar, order.symbol, order.quantity, price, fee)

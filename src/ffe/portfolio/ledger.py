@@ -79,6 +79,15 @@ class Ledger:
             total += quantity * prices[symbol]
         return total
 
+    def marked(self, prices: Sequence[float]) -> tuple[float, float]:
+        """Equity and gross exposure at ``prices``, in one pass over the open positions."""
+        equity, gross = self.cash, 0.0
+        for symbol, quantity in self.held.items():
+            value = quantity * prices[symbol]
+            equity += value
+            gross += abs(value)
+        return equity, gross
+
     def gross_exposure(self, prices: Sequence[float]) -> float:
         """Sum of the absolute values of open positions at ``prices``."""
         total = 0.0
@@ -109,23 +118,26 @@ class Ledger:
             # 0.1 + 0.2 - 0.3 must not leave a dust lot behind.
             partial = abs(remaining) < abs(lot.quantity) * (1.0 - 1e-9)
             closed = -remaining if partial else lot.quantity
-            entry_fee = lot.commission * (closed / lot.quantity)
-            exit_fee = abs(closed) * fee_per_unit
-            pnl = closed * (price - lot.price) - entry_fee - exit_fee
-            self.realized_pnl += pnl
-            self.trades.append(
-                ClosedTrade(
-                    symbol, lot.bar, bar, lot.price, price, closed, pnl, entry_fee + exit_fee
-                )
-            )
+            self._close(symbol, bar, lot, closed, price, abs(closed) * fee_per_unit)
             if partial:
                 lot.quantity -= closed
-                lot.commission -= entry_fee
             else:
                 lots.popleft()
             remaining += closed
         if abs(remaining) > _ZERO:
             lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))
+
+    def _close(
+        self, symbol: int, bar: int, lot: Lot, closed: float, price: float, exit_fee: float
+    ) -> None:
+        """Record ``closed`` units of ``lot`` as a closed trade at ``price``."""
+        entry_fee = lot.commission * (closed / lot.quantity)
+        lot.commission -= entry_fee
+        pnl = closed * (price - lot.price) - entry_fee - exit_fee
+        self.realized_pnl += pnl
+        self.trades.append(
+            ClosedTrade(symbol, lot.bar, bar, lot.price, price, closed, pnl, entry_fee + exit_fee)
+        )
 
     def position_path(self, n_bars: int) -> FloatArray:
         """Positions held at the close of every bar, shape (n_bars, n_symbols)."""

@@ -81,7 +81,7 @@ class MaxPositionPct:
     name: str = "max_position_pct"
 
     def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
-        _, after = account.position_after(intent)
+        after = account.positions.get(intent.symbol, 0.0) + intent.quantity
         value = abs(after) * intent.reference_price
         if value <= self.limit * account.equity * (1 + _TOLERANCE):
             return None
@@ -101,7 +101,8 @@ class MaxGrossLeverage:
     name: str = "max_gross_leverage"
 
     def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
-        before, after = account.position_after(intent)
+        before = account.positions.get(intent.symbol, 0.0)
+        after = before + intent.quantity
         gross = account.gross_exposure + (abs(after) - abs(before)) * intent.reference_price
         if gross <= self.limit * account.equity * (1 + _TOLERANCE):
             return None
@@ -154,7 +155,8 @@ class RiskEngine:
         for intent in intents:
             before = positions.get(intent.symbol, 0.0)
             after = before + intent.quantity
-            denied = None if reduces_only(before, after) else self._deny(intent, account)
+            reducing = abs(after) <= abs(before) and after * before >= 0
+            denied = None if reducing else self._deny(intent, account)
             if denied is None:
                 account.gross_exposure += (abs(after) - abs(before)) * intent.reference_price
                 positions[intent.symbol] = after
