@@ -101,7 +101,7 @@ class SimulatedBroker:
             order.status, order.reason = OrderStatus.CANCELLED, "no bar left to fill at"
             return None
         reference = self._prices.item(fill_bar, order.symbol)
-        if reference != reference:  # NaN: the symbol has no bar here
+        if not reference > 0:  # NaN (the symbol has no bar here) or a broken price
             order.status, order.reason = OrderStatus.REJECTED, "symbol has no bar to fill at"
             log.info("order rejected %s: no price at bar %d", order.client_id, fill_bar)
             return None
