@@ -198,7 +198,7 @@ class _Simulation:
     # -- decisions become orders ----------------------------------------------------------
 
     def _decide(self, bar: int, symbols: list[int], weights: list[float]) -> None:
-        equity, gross = self.ledger.marked(self.marks[bar].tolist())
+        equity, gross = self.ledger.marked(self.marks, bar)
         time = _EPOCH + timedelta(microseconds=self._micros.item(bar))
         close, held, names, lot = self._close, self.ledger.held, self.market.symbols, self._lot
         budget = max(equity, 0.0) / self._cost_factor

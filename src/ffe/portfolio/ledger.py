@@ -79,11 +79,13 @@ class Ledger:
             total += quantity * prices[symbol]
         return total
 
-    def marked(self, prices: Sequence[float]) -> tuple[float, float]:
-        """Equity and gross exposure at ``prices``, in one pass over the open positions."""
+    def marked(self, marks: FloatArray, bar: int) -> tuple[float, float]:
+        """Equity and gross exposure at row ``bar`` of ``marks`` (bars × symbols, no NaN),
+        in one pass over the open positions."""
         equity, gross = self.cash, 0.0
+        price = marks.item
         for symbol, quantity in self.held.items():
-            value = quantity * prices[symbol]
+            value = quantity * price(bar, symbol)
             equity += value
             gross += abs(value)
         return equity, gross
