@@ -111,11 +111,12 @@ class _Simulation:
         self._index = {symbol: i for i, symbol in enumerate(market.symbols)}
         self._micros = market.times.astype("datetime64[us]").astype(np.int64)
         self._watching = risk.max_drawdown is not None
-        self._book = self.ledger.apply_fill
         self._close = market.close
         self._lot = config.lot_size
         self._cost_factor = 1.0 + config.fill.cost_rate
         self._debug = log.isEnabledFor(logging.DEBUG)
+        # Fills go straight to the ledger unless each one is to be logged.
+        self._book = self._on_fill if self._debug else self.ledger.book
 
     def step(self, bar: int, symbols: list[int], weights: list[float]) -> None:
         self._advance(bar)
@@ -157,7 +158,7 @@ class _Simulation:
         if not self._watching:
             due = broker.next_fill_bar()
             while due is not None and due <= bar:
-                broker.fill_due(due, self._on_fill)
+                broker.fill_due(due, self._book)
                 due = broker.next_fill_bar()
             return
         while True:
@@ -169,11 +170,10 @@ class _Simulation:
             self._apply_fills(due)
 
     def _apply_fills(self, bar: int) -> None:
-        self.broker.fill_due(bar, self._on_fill)
+        self.broker.fill_due(bar, self._book)
 
     def _on_fill(self, fill: SimFill) -> None:
-        _, bar, symbol, quantity, price, commission = fill
-        self._book(bar, symbol, quantity, price, commission)
+        self.ledger.book(fill)
         if self._debug:
             log.debug("order filled %s qty=%s px=%s", fill.client_id, fill.quantity, fill.price)
 

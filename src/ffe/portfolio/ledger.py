@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -28,6 +28,21 @@ class Lot:
     quantity: float
     price: float
     commission: float  # entry commission not yet attributed to a closed trade
+
+
+class FillRecord(Protocol):
+    """What the ledger needs to know of a fill, in bar coordinates."""
+
+    @property
+    def bar(self) -> int: ...
+    @property
+    def symbol(self) -> int: ...
+    @property
+    def quantity(self) -> float: ...
+    @property
+    def price(self) -> float: ...
+    @property
+    def commission(self) -> float: ...
 
 
 class ClosedTrade(NamedTuple):
@@ -96,6 +111,10 @@ class Ledger:
         for symbol, quantity in self.held.items():
             total += abs(quantity) * prices[symbol]
         return total
+
+    def book(self, fill: FillRecord) -> None:
+        """Book a fill record (anything with bar, symbol, quantity, price, commission)."""
+        self.apply_fill(fill.bar, fill.symbol, fill.quantity, fill.price, fill.commission)
 
     def apply_fill(self, bar: int, symbol: int, quantity: float, price: float, fee: float) -> None:
         """Book a fill: move cash, update the position, close or open lots."""
