@@ -23,15 +23,25 @@ app.add_typer(data_app, name="data")
 app.add_typer(backtest_app, name="backtest")
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from ffe import __version__
 
         console.print(f"ffe {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """Finance Feedback Engine: backtest, paper-trade and run trading decisions."""
 
 
 @config_app.command("show")
