@@ -46,9 +46,16 @@ class BacktestResult:
     def benchmark(self) -> FloatArray:
         """Buy and hold of an equal-weight basket of the symbols, as prices."""
         marks = self.market.mark
-        first = marks[np.argmax(~np.isnan(marks), axis=0), np.arange(marks.shape[1])]
+        if marks.shape[1] == 1:  # the mean of one price is that price: skip the averaging
+            column = marks[:, 0]
+            known = np.flatnonzero(~np.isnan(column))
+            return column / column[known[0]] if known.size else column.copy()
+        known = ~np.isnan(marks)
+        first = marks[np.argmax(known, axis=0), np.arange(marks.shape[1])]
+        # np.nanmean's own arithmetic (sum of the known over their count), without its copies;
+        # rows with no known mark are 0 / 0, NaN.
         with np.errstate(invalid="ignore"):
-            relative = np.nanmean(marks / first, axis=1)
+            relative = np.where(known, marks / first, 0.0).sum(axis=1) / known.sum(axis=1)
         return np.asarray(relative, dtype=np.float64)
 
     @cached_property

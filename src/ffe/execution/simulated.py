@@ -7,6 +7,7 @@ broker works in bar positions so the backtest's hot loop stays cheap.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -82,10 +83,18 @@ class SimulatedBroker:
             due = [o for o in pending if o.bar + delay <= bar]
             self._pending = pending[len(due) :]
             self._next_due = self._pending[0].bar + delay
+        # The fill itself is inlined: this loop runs once for every order of a backtest.
+        model, prices, n_bars = self._model, self._prices, self._n_bars
         for order in due:
-            fill = self._fill(order)
-            if fill is not None:
-                on_fill(fill)
+            fill_bar, quantity = order.bar + delay, order.quantity
+            reference = prices.item(fill_bar, order.symbol) if fill_bar < n_bars else math.nan
+            if not reference > 0:  # NaN (no bar left, or no bar for the symbol) or broken
+                self._refuse(order, fill_bar)
+                continue
+            price = model.price(quantity, reference) if model.slippage_bps else reference
+            order.status = OrderStatus.FILLED
+            fee = model.fee(quantity, price)
+            on_fill(SimFill(order.client_id, fill_bar, order.symbol, quantity, price, fee))
 
     def cancel_all(self, reason: str) -> list[SimOrder]:
         """Cancel every pending order (end of data, emergency stop)."""
@@ -95,18 +104,9 @@ class SimulatedBroker:
         self._pending, self._next_due = [], None
         return cancelled
 
-    def _fill(self, order: SimOrder) -> SimFill | None:
-        fill_bar = order.bar + self._delay
+    def _refuse(self, order: SimOrder, fill_bar: int) -> None:
         if fill_bar >= self._n_bars:
             order.status, order.reason = OrderStatus.CANCELLED, "no bar left to fill at"
-            return None
-        reference = self._prices.item(fill_bar, order.symbol)
-        if not reference > 0:  # NaN (the symbol has no bar here) or a broken price
-            order.status, order.reason = OrderStatus.REJECTED, "symbol has no bar to fill at"
-            log.info("order rejected %s: no price at bar %d", order.client_id, fill_bar)
-            return None
-        model = self._model
-        price = model.price(order.quantity, reference) if model.slippage_bps else reference
-        order.status = OrderStatus.FILLED
-        fee = model.fee(order.quantity, price)
-        return SimFill(order.client_id, fill_bar, order.symbol, order.quantity, price, fee)
+            return
+        order.status, order.reason = OrderStatus.REJECTED, "symbol has no bar to fill at"
+        log.info("order rejected %s: no price at bar %d", order.client_id, fill_bar)

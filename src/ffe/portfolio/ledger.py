@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ffe.domain.market import FloatArray
 
 _ZERO = 1e-12
+_IntArray = npt.NDArray[np.intp]
+_Columns = tuple[_IntArray, _IntArray, _IntArray, FloatArray, FloatArray]
 
 
 @dataclass(slots=True)
@@ -43,6 +46,14 @@ class FillRecord(Protocol):
     def price(self) -> float: ...
     @property
     def commission(self) -> float: ...
+
+
+class _Fill(NamedTuple):
+    bar: int
+    symbol: int
+    quantity: float
+    price: float
+    commission: float
 
 
 class ClosedTrade(NamedTuple):
@@ -74,7 +85,10 @@ class Ledger:
         self.realized_pnl = 0.0
         self.lots: list[deque[Lot]] = [deque() for _ in range(n_symbols)]
         self.trades: list[ClosedTrade] = []
-        self._changes: list[tuple[int, int, float, float]] = []  # bar, symbol, qty, cash flow
+        # bar, symbol, quantity, cash flow of every fill, flat: no tuple per fill for the
+        # garbage collector to count (a backtest would otherwise trigger a collection or two).
+        self._changes: list[float] = []
+        self._columns: tuple[int, _Columns] | None = None  # _changes as arrays, and its length
 
     def position(self, symbol: int) -> float:
         return self.held.get(symbol, 0.0)
@@ -112,70 +126,108 @@ class Ledger:
             total += abs(quantity) * prices[symbol]
         return total
 
-    def book(self, fill: FillRecord) -> None:
-        """Book a fill record (anything with bar, symbol, quantity, price, commission)."""
-        self.apply_fill(fill.bar, fill.symbol, fill.quantity, fill.price, fill.commission)
-
     def apply_fill(self, bar: int, symbol: int, quantity: float, price: float, fee: float) -> None:
-        """Book a fill: move cash, update the position, close or open lots."""
+        """Book a fill given as plain values."""
+        self.book(_Fill(bar, symbol, quantity, price, fee))
+
+    def book(self, fill: FillRecord) -> None:
+        """Book a fill record (anything with bar, symbol, quantity, price, commission): move
+        cash, update the position, close or open lots. The broker's fills come straight here,
+        once per order of a backtest, hence the work is done here and not in apply_fill."""
+        bar, symbol, quantity, price = fill.bar, fill.symbol, fill.quantity, fill.price
+        fee = fill.commission
         flow = -quantity * price - fee
         self.cash += flow
         self.commissions += fee
-        after = self.held.get(symbol, 0.0) + quantity
+        held = self.held
+        after = held.get(symbol, 0.0) + quantity
         if abs(after) < _ZERO:
-            self.held.pop(symbol, None)
+            held.pop(symbol, None)
         else:
-            self.held[symbol] = after
-        self._changes.append((bar, symbol, quantity, flow))
-        self._match_lots(bar, symbol, quantity, price, fee)
-
-    def _match_lots(self, bar: int, symbol: int, quantity: float, price: float, fee: float) -> None:
+            held[symbol] = after
+        self._changes.extend((bar, symbol, quantity, flow))
         lots = self.lots[symbol]
-        remaining = quantity
         fee_per_unit = fee / abs(quantity) if quantity else 0.0
+        remaining = quantity
+        if lots and (lots[0].quantity > 0) != (quantity > 0):
+            remaining = self._close_lots(lots, bar, symbol, quantity, price, fee_per_unit)
+        if abs(remaining) > _ZERO:
+            lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))
+
+    def _close_lots(
+        self, lots: deque[Lot], bar: int, symbol: int, quantity: float, price: float, fee: float
+    ) -> float:
+        """Close the oldest opposite lots against ``quantity`` at ``price`` (``fee`` per unit),
+        recording a trade for each; return the quantity left to open a lot with."""
+        remaining = quantity
         while lots and abs(remaining) > _ZERO and (lots[0].quantity > 0) != (remaining > 0):
             lot = lots[0]
             # Within rounding of the lot's size counts as closing it: fractional sizes such as
             # 0.1 + 0.2 - 0.3 must not leave a dust lot behind.
             partial = abs(remaining) < abs(lot.quantity) * (1.0 - 1e-9)
             closed = -remaining if partial else lot.quantity
-            self._close(symbol, bar, lot, closed, price, abs(closed) * fee_per_unit)
+            entry_fee = lot.commission * (closed / lot.quantity)
+            exit_fee = abs(closed) * fee
+            pnl = closed * (price - lot.price) - entry_fee - exit_fee
+            self.realized_pnl += pnl
+            self.trades.append(
+                ClosedTrade(
+                    symbol, lot.bar, bar, lot.price, price, closed, pnl, entry_fee + exit_fee
+                )
+            )
             if partial:
                 lot.quantity -= closed
+                lot.commission -= entry_fee
             else:
                 lots.popleft()
             remaining += closed
-        if abs(remaining) > _ZERO:
-            lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))
+        return remaining
 
-    def _close(
-        self, symbol: int, bar: int, lot: Lot, closed: float, price: float, exit_fee: float
-    ) -> None:
-        """Record ``closed`` units of ``lot`` as a closed trade at ``price``."""
-        entry_fee = lot.commission * (closed / lot.quantity)
-        lot.commission -= entry_fee
-        pnl = closed * (price - lot.price) - entry_fee - exit_fee
-        self.realized_pnl += pnl
-        self.trades.append(
-            ClosedTrade(symbol, lot.bar, bar, lot.price, price, closed, pnl, entry_fee + exit_fee)
-        )
+    # Both paths change only at bars with fills: they sum the fills of each such bar, run a
+    # cumulative sum over those few bars, then repeat each level until the next one. Adding
+    # the zeros of the bars in between would not change a bit, and skipping them saves two
+    # passes over every bar of the run.
 
     def position_path(self, n_bars: int) -> FloatArray:
         """Positions held at the close of every bar, shape (n_bars, n_symbols)."""
         width = self.n_symbols
         if not self._changes:
             return np.zeros((n_bars, width))
-        bars, symbols, quantities, _ = (np.asarray(c) for c in zip(*self._changes, strict=True))
-        flat = np.bincount(bars * width + symbols, weights=quantities, minlength=n_bars * width)
-        path: FloatArray = np.cumsum(flat.reshape(n_bars, width), axis=0, dtype=np.float64)
-        path[np.abs(path) < _ZERO] = 0.0
-        return path
+        changed, group, symbols, quantities, _ = self._change_columns()
+        flat = np.bincount(
+            group * width + symbols, weights=quantities, minlength=changed.size * width
+        )
+        levels = np.zeros((changed.size + 1, width))
+        levels[1:] = flat.reshape(changed.size, width).cumsum(axis=0)
+        levels[np.abs(levels) < _ZERO] = 0.0
+        return levels.repeat(_level_lengths(changed, n_bars), axis=0)
 
     def cash_path(self, n_bars: int) -> FloatArray:
         """Cash at the close of every bar."""
         if not self._changes:
             return np.full(n_bars, self.initial_cash)
-        bars, _, _, flows = (np.asarray(c) for c in zip(*self._changes, strict=True))
-        flow = np.bincount(bars, weights=flows, minlength=n_bars)
-        cash: FloatArray = self.initial_cash + np.cumsum(flow, dtype=np.float64)
+        changed, group, _, _, flows = self._change_columns()
+        levels = np.zeros(changed.size + 1)
+        levels[1:] = np.bincount(group, weights=flows, minlength=changed.size).cumsum()
+        cash: FloatArray = self.initial_cash + levels.repeat(_level_lengths(changed, n_bars))
         return cash
+
+    def _change_columns(self) -> _Columns:
+        """The fills so far as arrays: the bars with fills (sorted), each fill's position
+        among those bars, and its symbol, quantity and cash flow. Kept until the next fill:
+        a result asks for both paths."""
+        count = len(self._changes)
+        if self._columns is None or self._columns[0] != count:
+            table = np.array(self._changes, dtype=np.float64).reshape(-1, 4)
+            changed, group = np.unique(table[:, 0].astype(np.intp), return_inverse=True)
+            symbols = table[:, 1].astype(np.intp)
+            self._columns = (count, (changed, group, symbols, table[:, 2], table[:, 3]))
+        return self._columns[1]
+
+
+def _level_lengths(changed: _IntArray, n_bars: int) -> _IntArray:
+    """How many bars each level lasts: the one before the first fill, then one per bar with
+    fills, up to the next such bar or the end."""
+    bounds = np.empty(changed.size + 2, dtype=np.intp)
+    bounds[0], bounds[1:-1], bounds[-1] = 0, changed, n_bars
+    return bounds[1:] - bounds[:-1]

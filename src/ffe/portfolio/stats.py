@@ -45,6 +45,7 @@ JsonValue = float | int | str | None
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_SECONDS = 86_400
 _WEEK_SECONDS = 7 * _DAY_SECONDS
+_DAY_NS = _DAY_SECONDS * 1_000_000_000
 _DAYS_PER_YEAR = 365.25
 _MAX_EXPONENT = 700.0  # math.exp overflows a float just above 709
 _TRADE_FIELDS = tuple(attrgetter(name) for name in ("pnl", "entry_price", "exit_price", "quantity"))
@@ -69,18 +70,17 @@ def periods_per_year(times: npt.NDArray[np.datetime64], timeframe: Timeframe) ->
     Data with any Saturday or Sunday bar trades every day (crypto): 365 days, else 252.
     Intraday bars count the median number of bars per UTC calendar day in ``times``.
     """
-    days = np.asarray(times, dtype="datetime64[D]").astype(np.int64)
-    # 1970-01-01 was a Thursday, so (days + 3) % 7 numbers Monday as 0.
-    has_weekend = bool(np.any((days + 3) % 7 >= 5))
-    trading_days = 365.0 if has_weekend else 252.0
     seconds = timeframe.seconds
     if seconds >= _WEEK_SECONDS:
         return 52.0 * _WEEK_SECONDS / seconds
-    if seconds >= _DAY_SECONDS:
+    nanoseconds = np.asarray(times, dtype="datetime64[ns]").view(np.int64)
+    # 1970-01-01 was a Thursday, so Saturday and Sunday are the last two days of each week
+    # counted from three days before it; one remainder instead of a cast to days and two.
+    weekday_ns = (nanoseconds + 3 * _DAY_NS) % (7 * _DAY_NS)
+    trading_days = 365.0 if bool(np.any(weekday_ns >= 5 * _DAY_NS)) else 252.0
+    if seconds >= _DAY_SECONDS or len(nanoseconds) == 0:
         return trading_days * _DAY_SECONDS / seconds
-    if len(days) == 0:
-        return trading_days * _DAY_SECONDS / seconds
-    _, bars_per_day = np.unique(days, return_counts=True)
+    _, bars_per_day = np.unique(nanoseconds // _DAY_NS, return_counts=True)
     return trading_days * float(np.median(bars_per_day))
 
 
@@ -147,10 +147,11 @@ def compute_stats(
     """Statistics of an equity curve (one value per bar at ``times``) and its closed trades."""
     equity = np.asarray(equity, dtype=np.float64)
     _check_inputs(times, equity, exposure, benchmark, periods_per_year)
-    start, end = _to_datetime(times[0]), _to_datetime(times[-1])
+    nanoseconds = np.asarray(times, dtype="datetime64[ns]").view(np.int64)
+    start, end = _to_datetime(nanoseconds.item(0)), _to_datetime(nanoseconds.item(-1))
     initial, final = float(equity[0]), float(equity[-1])
     cagr = _cagr(initial, final, end - start)
-    max_drawdown, max_drawdown_duration = _drawdown_extremes(times, equity)
+    max_drawdown, max_drawdown_duration = _drawdown_extremes(nanoseconds, equity)
     volatility, sharpe, sortino = _return_ratios(equity, periods_per_year)
     win_rate, profit_factor, expectancy, avg_return, best, worst = _trade_stats(trades)
     return Stats(
@@ -213,8 +214,7 @@ def _check_inputs(
         raise ValueError(f"periods_per_year must be positive, got {ppy}")
 
 
-def _to_datetime(value: np.datetime64) -> datetime:
-    nanoseconds = int(value.astype("datetime64[ns]").astype(np.int64))
+def _to_datetime(nanoseconds: int) -> datetime:
     return _EPOCH + timedelta(microseconds=nanoseconds // 1000)
 
 
@@ -258,20 +258,22 @@ def _return_ratios(equity: FloatArray, ppy: float) -> tuple[float, float, float]
 
 
 def _drawdown_extremes(
-    times: npt.NDArray[np.datetime64], equity: FloatArray
+    nanoseconds: npt.NDArray[np.int64], equity: FloatArray
 ) -> tuple[float, timedelta]:
     """Deepest drawdown, and the longest time from a peak to its recovery (or to the end)."""
     peak = np.maximum.accumulate(equity)
     underwater = equity < peak
     if not underwater.any():
         return 0.0, timedelta(0)
-    depth = float(_drawdown(equity, peak).min())
+    if peak[0] > 0.0:  # then no peak is zero, and the deepest drawdown is at the lowest ratio
+        depth = float((equity / peak).min()) - 1.0
+    else:
+        depth = float(_drawdown(equity, peak).min())
     # The first bar is never underwater, so the flips alternate: into a spell, out of it.
     flips = np.flatnonzero(underwater[1:] != underwater[:-1]) + 1
     if underwater[-1]:
         flips = np.append(flips, len(equity) - 1)  # an ongoing spell ends at the last bar
     first_under, recovered = flips[0::2], flips[1::2]
-    nanoseconds = np.asarray(times, dtype="datetime64[ns]").view(np.int64)
     # A spell lasts from the peak (the bar before it) to the bar that recovers.
     longest = int((nanoseconds[recovered] - nanoseconds[first_under - 1]).max())
     return depth, timedelta(microseconds=longest // 1000)

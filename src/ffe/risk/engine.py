@@ -151,12 +151,21 @@ class RiskEngine:
     def evaluate(self, intents: Sequence[OrderIntent], account: AccountState) -> list[Verdict]:
         """A verdict per intent, in order; approved intents update the projected account."""
         verdicts: list[Verdict] = []
-        positions = account.positions
+        positions, checks = account.positions, self.checks
         for intent in intents:
             before = positions.get(intent.symbol, 0.0)
             after = before + intent.quantity
-            reducing = abs(after) <= abs(before) and after * before >= 0
-            denied = None if reducing else self._deny(intent, account)
+            denied = None
+            # Checks inlined rather than in a helper: this runs for every order of a backtest.
+            if abs(after) <= abs(before) and after * before >= 0:
+                pass  # reduces only: always allowed
+            elif account.equity <= 0:
+                denied = Denied(intent, "equity", "account equity is not positive")
+            else:
+                for check in checks:
+                    denied = check.check(intent, account)
+                    if denied is not None:
+                        break
             if denied is None:
                 account.gross_exposure += (abs(after) - abs(before)) * intent.reference_price
                 positions[intent.symbol] = after
@@ -165,12 +174,3 @@ class RiskEngine:
                 log.info("order denied %s: %s", intent.client_id, denied.reason)
                 verdicts.append(denied)
         return verdicts
-
-    def _deny(self, intent: OrderIntent, account: AccountState) -> Denied | None:
-        if account.equity <= 0:
-            return Denied(intent, "equity", "account equity is not positive")
-        for check in self.checks:
-            denied = check.check(intent, account)
-            if denied is not None:
-                return denied
-        return None
