@@ -175,3 +175,12 @@ def test_backtest_run_when_error_quotes_brackets_then_printed_verbatim_on_one_li
 
     assert result.exit_code == 2
     assert "[bold]x" + "y" * 120 in result.output
+
+
+def test_backtest_run_when_table_then_durations_in_days_and_dates_plain() -> None:
+    result = runner.invoke(app, ["backtest", "run", "--symbol", "SP500"])
+
+    assert result.exit_code == 0, result.output
+    assert "7,301 days" in result.output
+    assert "1999-01-04 " in result.output
+    assert "T00:00:00" not in result.output

@@ -163,9 +163,16 @@ _PERCENT = {
 }
 
 
+_DAYS = {"duration", "max_drawdown_duration"}
+
+
 def _format(name: str, value: Any) -> str:
     if value is None:
         return "-"
+    if name in _DAYS and isinstance(value, int | float):
+        return f"{value:,.0f} days"
+    if name in ("start", "end") and isinstance(value, str):
+        return value.removesuffix("T00:00:00+00:00")
     if isinstance(value, float) and name in _PERCENT:
         return f"{value:.2%}"
     if isinstance(value, float):
