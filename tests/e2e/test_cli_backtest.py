@@ -184,3 +184,16 @@ def test_backtest_run_when_table_then_durations_in_days_and_dates_plain() -> Non
     assert "7,301 days" in result.output
     assert "1999-01-04 " in result.output
     assert "T00:00:00" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--fill", "bogus", "fill_at must be"), ("--cash", "-5", "cash must be positive")],
+)
+def test_backtest_run_when_bad_cost_option_then_exit_2_not_traceback(
+    option: str, value: str, message: str
+) -> None:
+    result = runner.invoke(app, ["backtest", "run", option, value])
+
+    assert result.exit_code == 2
+    assert message in result.output

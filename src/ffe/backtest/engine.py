@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from math import copysign, floor
 from typing import Literal
 
@@ -21,7 +20,8 @@ import numpy as np
 from ffe.backtest.causality import batch_targets, stream_targets, verify_point_in_time
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
-from ffe.domain.market import FloatArray, MarketData
+from ffe.domain.errors import ConfigError
+from ffe.domain.market import FloatArray, MarketData, utc_datetime
 from ffe.domain.orders import Denied, OrderIntent
 from ffe.execution.fill_model import FillModel
 from ffe.execution.simulated import SimFill, SimulatedBroker
@@ -29,7 +29,6 @@ from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reduces_only
 
 log = logging.getLogger(__name__)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +43,9 @@ class BacktestConfig:
 
     def __post_init__(self) -> None:
         if not self.cash > 0:
-            raise ValueError(f"cash must be positive, got {self.cash}")
+            raise ConfigError(f"cash must be positive, got {self.cash}")
         if not self.lot_size > 0:
-            raise ValueError(f"lot_size must be positive, got {self.lot_size}")
+            raise ConfigError(f"lot_size must be positive, got {self.lot_size}")
 
 
 def run_backtest(
@@ -89,12 +88,6 @@ def _instructions(targets: FloatArray) -> Iterator[tuple[int, list[int], list[fl
             stop += 1
         yield bar, symbols[start:stop], weights[start:stop]
         start = stop
-
-
-def bar_time(market: MarketData, bar: int) -> datetime:
-    """The UTC datetime of a bar."""
-    micros = int(market.times[bar].astype("datetime64[us]").astype(np.int64))
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 class _Simulation:
@@ -206,9 +199,7 @@ class _Simulation:
     def _decide(self, bar: int, symbols: list[int], weights: list[float]) -> None:
         ledger = self.ledger
         equity, gross = ledger.marked(self.marks, bar)
-        # Floor division, as numpy's ns -> us cast; positional timedelta arguments are a
-        # third cheaper than microseconds=...
-        time = _EPOCH + timedelta(0, 0, self._nanos.item(bar) // 1000)
+        time = utc_datetime(self._nanos.item(bar))
         close, held, names, lot = self._close, ledger.held, self.market.symbols, self._lot
         budget = max(equity, 0.0) / self._cost_factor
         intents = []
@@ -243,7 +234,7 @@ class _Simulation:
             submit(intent.client_id, bar, index[intent.symbol], intent.quantity)
 
     def _flatten(self, bar: int) -> None:
-        time = bar_time(self.market, bar)
+        time = self.market.time_of(bar)
         for symbol, held in sorted(self.ledger.held.items()):
             self._sequence += 1
             quantity = -held

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -15,8 +14,6 @@ from ffe.domain.orders import Denied, Trade
 from ffe.execution.simulated import SimOrder
 from ffe.portfolio.ledger import Ledger
 from ffe.portfolio.stats import Stats, compute_stats, periods_per_year
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclasses.dataclass(eq=False)
@@ -75,13 +72,12 @@ class BacktestResult:
     @cached_property
     def trades(self) -> list[Trade]:
         """Closed round trips, oldest first."""
-        times = self._datetimes()
-        symbols = self.market.symbols
+        time_of, symbols = self.market.time_of, self.market.symbols
         return [
             Trade(
                 symbol=symbols[t.symbol],
-                entry_time=times[t.entry_bar],
-                exit_time=times[t.exit_bar],
+                entry_time=time_of(t.entry_bar),
+                exit_time=time_of(t.exit_bar),
                 entry_price=t.entry_price,
                 exit_price=t.exit_price,
                 quantity=t.quantity,
@@ -101,7 +97,7 @@ class BacktestResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Stats, trades, open positions and denials as JSON-ready data."""
-        times = self._datetimes()
+        time_of = self.market.time_of
         return {
             "strategy": self.strategy.name,
             "params": self.params,
@@ -111,19 +107,15 @@ class BacktestResult:
             "open_positions": self.open_positions(),
             "denials": [
                 {
-                    "time": times[bar].isoformat(),
+                    "time": time_of(bar).isoformat(),
                     "symbol": d.intent.symbol,
                     "check": d.check,
                     "reason": d.reason,
                 }
                 for bar, d in self.denials
             ],
-            "halted_at": None if self.halted_at is None else times[self.halted_at].isoformat(),
+            "halted_at": None if self.halted_at is None else time_of(self.halted_at).isoformat(),
         }
-
-    def _datetimes(self) -> list[datetime]:
-        micros = self.market.times.astype("datetime64[us]").astype(np.int64).tolist()
-        return [_EPOCH + timedelta(microseconds=m) for m in micros]
 
 
 def _trade_dict(trade: Trade) -> dict[str, Any]:

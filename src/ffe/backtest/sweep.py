@@ -94,17 +94,12 @@ def run_sweep(
 ) -> list[SweepRow]:
     """Backtest every grid point; ``jobs=0`` uses every core, ``jobs=1`` runs in process."""
     workers = min(len(grid), jobs if jobs > 0 else (os.cpu_count() or 1)) or 1
-    rows: list[SweepRow] = []
-    for row in _results(market, strategy, grid, config, risk, workers):
-        rows.append(row)
+    rows: list[SweepRow | None] = [None] * len(grid)
+    for position, row in _results(market, strategy, grid, config, risk, workers):
+        rows[position] = row  # results arrive as they finish; keep the grid's order
         if on_done is not None:
             on_done(row)
-    order = {tuple(sorted(p.items())): i for i, p in enumerate(_as_dicts(grid))}
-    return sorted(rows, key=lambda r: order[tuple(sorted(r.params.items()))])
-
-
-def _as_dicts(grid: Sequence[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
-    return (dict(point) for point in grid)
+    return [row for row in rows if row is not None]
 
 
 def _results(
@@ -114,17 +109,17 @@ def _results(
     config: BacktestConfig,
     risk: RiskEngine,
     workers: int,
-) -> Iterator[SweepRow]:
+) -> Iterator[tuple[int, SweepRow]]:
     if workers == 1:
         _init_worker(market, strategy, config, risk)
-        yield from (_run_point(dict(point)) for point in grid)
+        yield from ((i, _run_point(dict(point))) for i, point in enumerate(grid))
         return
     with ProcessPoolExecutor(
         max_workers=workers, initializer=_init_worker, initargs=(market, strategy, config, risk)
     ) as pool:
-        futures = [pool.submit(_run_point, dict(point)) for point in grid]
+        futures = {pool.submit(_run_point, dict(point)): i for i, point in enumerate(grid)}
         for future in as_completed(futures):
-            yield future.result()
+            yield futures[future], future.result()
 
 
 _WORKER: dict[str, Any] = {}

@@ -12,9 +12,11 @@ import typer
 from ffe.cli.common import console, err_console, user_errors
 
 if TYPE_CHECKING:
+    from ffe.backtest.engine import BacktestConfig
     from ffe.backtest.result import BacktestResult
     from ffe.config import Settings
     from ffe.domain.market import MarketData
+    from ffe.risk.engine import RiskEngine
 
 backtest_app = typer.Typer(
     help="Backtest strategies on bundled, imported or synthetic bars.", no_args_is_help=True
@@ -55,6 +57,30 @@ def _load_market(
     return load_market(source, symbols, start=start, end=end)
 
 
+def _setup(
+    symbols: list[str],
+    synthetic: int,
+    bars: int,
+    seed: int,
+    start: str | None,
+    end: str | None,
+    cash: float | None,
+    commission: float | None,
+    slippage_bps: float | None,
+    fill: str | None,
+) -> tuple[MarketData, BacktestConfig, RiskEngine]:
+    """Market, run configuration and risk limits from settings and command-line overrides."""
+    from ffe import bootstrap
+    from ffe.config import load_settings
+
+    settings = load_settings()
+    market = _load_market(settings, symbols, synthetic, bars, seed, start, end)
+    config = bootstrap.backtest_config(
+        settings, cash=cash, commission=commission, slippage_bps=slippage_bps, at=fill
+    )
+    return market, config, bootstrap.risk_engine(settings)
+
+
 @backtest_app.command("run")
 def run(
     strategy: str = STRATEGY,
@@ -74,19 +100,14 @@ def run(
 ) -> None:
     """Run one backtest and print its statistics."""
     with user_errors():
-        from ffe import bootstrap
         from ffe.backtest.engine import run_backtest
-        from ffe.config import load_settings
         from ffe.decide.strategy import make_strategy
 
-        settings = load_settings()
-        params = _params(param)
-        chosen = make_strategy(strategy, params)
-        market = _load_market(settings, symbol, synthetic, bars, seed, start, end)
-        config = bootstrap.backtest_config(
-            settings, cash=cash, commission=commission, slippage_bps=slippage_bps, at=fill
+        chosen = make_strategy(strategy, _params(param))
+        market, config, risk = _setup(
+            symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
         )
-        result = run_backtest(market, chosen, config, bootstrap.risk_engine(settings))
+        result = run_backtest(market, chosen, config, risk)
         if report is not None:
             _write_report(result, report)
         if as_json:
@@ -204,29 +225,25 @@ def sweep(
 ) -> None:
     """Backtest every combination of a parameter grid on all local cores."""
     with user_errors():
-        from ffe import bootstrap
         from ffe.backtest.sweep import combinations, parse_grid, run_sweep
-        from ffe.config import load_settings
 
-        settings = load_settings()
         _check_metric(metric)
+        names = list(parse_grid(param))
         grid = combinations(parse_grid(param))
-        market = _load_market(settings, symbol, synthetic, bars, seed, start, end)
-        config = bootstrap.backtest_config(
-            settings, cash=cash, commission=commission, slippage_bps=slippage_bps, at=fill
+        market, config, risk = _setup(
+            symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
         )
-        risk = bootstrap.risk_engine(settings)
         with _Progress(len(grid), quiet=as_json) as advance:
             rows = run_sweep(
                 market, strategy, grid, config, risk, jobs=jobs, on_done=lambda _: advance()
             )
         flat = sorted((row.flat() for row in rows), key=lambda r: _rank(r.get(metric)))
         if report is not None:
-            _write_sweep_report(strategy, list(parse_grid(param)), flat, metric, report)
+            _write_sweep_report(strategy, names, flat, metric, report)
         if as_json:
             typer.echo(json.dumps(flat, indent=2))
             return
-        _print_sweep(flat, list(parse_grid(param)), metric, top)
+        _print_sweep(flat, names, metric, top)
         if report is not None:
             console.print(f"report written to [bold]{report}[/bold]")
 

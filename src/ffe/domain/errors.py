@@ -10,8 +10,10 @@ class FfeError(Exception):
     """Base of every error the engine raises on purpose."""
 
 
-class ConfigError(FfeError):
-    """The configuration is wrong: fix the named setting and start again."""
+class ConfigError(FfeError, ValueError):
+    """The configuration is wrong: fix the named setting and start again.
+
+    Also a ValueError, since it is raised for values that configure a component."""
 
 
 class DataError(FfeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,14 @@ FloatArray = npt.NDArray[np.float64]
 TimeArray = npt.NDArray[np.datetime64]
 
 FIELDS = ("open", "high", "low", "close", "volume")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_datetime(nanoseconds: int) -> datetime:
+    """The timezone-aware UTC datetime of a datetime64[ns] value given as an integer
+    (microsecond precision, floored like numpy's ns -> us cast)."""
+    # Positional timedelta arguments: this runs once per order in a backtest.
+    return _EPOCH + timedelta(0, 0, nanoseconds // 1000)
 
 
 def _frozen(values: npt.ArrayLike, dtype: type = np.float64) -> FloatArray:
@@ -63,6 +72,10 @@ class MarketData:
     @property
     def n_symbols(self) -> int:
         return len(self.symbols)
+
+    def time_of(self, bar: int) -> datetime:
+        """The UTC datetime of bar ``bar``."""
+        return utc_datetime(self.times.view(np.int64).item(bar))
 
     def index_of(self, symbol: str) -> int:
         try:

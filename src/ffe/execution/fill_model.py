@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ffe.domain.errors import ConfigError
+
 FillAt = Literal["next_open", "close"]
 
 
@@ -22,9 +24,9 @@ class FillModel:
 
     def __post_init__(self) -> None:
         if self.at not in ("next_open", "close"):
-            raise ValueError(f"fill_at must be 'next_open' or 'close', got {self.at!r}")
+            raise ConfigError(f"fill_at must be 'next_open' or 'close', got {self.at!r}")
         if self.commission < 0 or self.fixed_commission < 0 or self.slippage_bps < 0:
-            raise ValueError("commission, fixed_commission and slippage_bps must be >= 0")
+            raise ConfigError("commission, fixed_commission and slippage_bps must be >= 0")
 
     @property
     def delay(self) -> int:

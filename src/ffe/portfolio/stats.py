@@ -30,19 +30,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from ffe.domain.market import utc_datetime
 from ffe.domain.timeframe import Timeframe
 
 FloatArray = npt.NDArray[np.float64]
 JsonValue = float | int | str | None
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_SECONDS = 86_400
 _WEEK_SECONDS = 7 * _DAY_SECONDS
 _DAY_NS = _DAY_SECONDS * 1_000_000_000
@@ -148,7 +148,7 @@ def compute_stats(
     equity = np.asarray(equity, dtype=np.float64)
     _check_inputs(times, equity, exposure, benchmark, periods_per_year)
     nanoseconds = np.asarray(times, dtype="datetime64[ns]").view(np.int64)
-    start, end = _to_datetime(nanoseconds.item(0)), _to_datetime(nanoseconds.item(-1))
+    start, end = utc_datetime(nanoseconds.item(0)), utc_datetime(nanoseconds.item(-1))
     initial, final = float(equity[0]), float(equity[-1])
     cagr = _cagr(initial, final, end - start)
     max_drawdown, max_drawdown_duration = _drawdown_extremes(nanoseconds, equity)
@@ -212,10 +212,6 @@ def _check_inputs(
             raise ValueError(f"{name} has {len(array)} values, equity has {n}")
     if not ppy > 0:
         raise ValueError(f"periods_per_year must be positive, got {ppy}")
-
-
-def _to_datetime(nanoseconds: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=nanoseconds // 1000)
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ffe.domain import ConfigError
 from ffe.execution.fill_model import FillModel
 
 
@@ -40,7 +41,7 @@ def test_cost_rate_when_commission_and_slippage_then_sum_as_fractions():
 
 
 def test_fill_model_when_fill_at_unknown_then_error_lists_choices():
-    with pytest.raises(ValueError, match="fill_at must be 'next_open' or 'close', got 'bogus'"):
+    with pytest.raises(ConfigError, match="fill_at must be 'next_open' or 'close', got 'bogus'"):
         FillModel(at="bogus")  # type: ignore[arg-type]
 
 
@@ -48,5 +49,5 @@ def test_fill_model_when_fill_at_unknown_then_error_lists_choices():
     "costs", [{"commission": -0.1}, {"fixed_commission": -1.0}, {"slippage_bps": -1.0}]
 )
 def test_fill_model_when_negative_cost_then_error(costs):
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ConfigError, match="must be >= 0"):
         FillModel(**costs)
