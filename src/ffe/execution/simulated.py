@@ -52,10 +52,6 @@ class SimulatedBroker:
         self._next_due: int | None = None
         self.orders: list[SimOrder] = []
 
-    @property
-    def fill_model(self) -> FillModel:
-        return self._model
-
     def submit(self, client_id: str, bar: int, symbol: int, quantity: float) -> SimOrder:
         """Queue a market order decided at ``bar`` (bars never go back in time)."""
         if self._pending and bar < self._pending[-1].bar:

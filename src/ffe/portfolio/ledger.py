@@ -119,13 +119,6 @@ class Ledger:
             gross += abs(value)
         return equity, gross
 
-    def gross_exposure(self, prices: Sequence[float]) -> float:
-        """Sum of the absolute values of open positions at ``prices``."""
-        total = 0.0
-        for symbol, quantity in self.held.items():
-            total += abs(quantity) * prices[symbol]
-        return total
-
     def apply_fill(self, bar: int, symbol: int, quantity: float, price: float, fee: float) -> None:
         """Book a fill given as plain values."""
         self.book(_Fill(bar, symbol, quantity, price, fee))

@@ -48,12 +48,6 @@ class AccountState:
         before = self.positions.get(intent.symbol, 0.0)
         return before, before + intent.quantity
 
-    def apply(self, intent: OrderIntent) -> None:
-        before, after = self.position_after(intent)
-        price = intent.reference_price
-        self.gross_exposure += (abs(after) - abs(before)) * price
-        self.positions[intent.symbol] = after
-
 
 def reduces_only(before: float, after: float) -> bool:
     """True when the order shrinks a position toward zero without flipping it."""

@@ -134,7 +134,9 @@ def test_equity_and_gross_exposure_when_long_and_short_then_marked_at_prices():
     ledger = book(F(0, 0, 2, 10.0), F(0, 1, -3, 20.0), n_symbols=3)
 
     assert ledger.equity([11.0, 19.0, 99.0]) == pytest.approx(CASH - 20 + 60 + 22 - 57)
-    assert ledger.gross_exposure([11.0, 19.0, 99.0]) == pytest.approx(22 + 57)
+    equity, gross = ledger.marked(np.array([[11.0, 19.0, 99.0]]), 0)
+    assert gross == pytest.approx(22 + 57)
+    assert equity == pytest.approx(ledger.equity([11.0, 19.0, 99.0]))
     np.testing.assert_array_equal(ledger.positions, [2.0, -3.0, 0.0])
 
 
