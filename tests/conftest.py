@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+import functools
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -38,3 +43,83 @@ def _make_market(
 @pytest.fixture
 def make_market() -> MarketFactory:
     return _make_market
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own data directory (and so its own SQLite journal), so no test
+    writes to the user's real one. Tests that care set FFE__DATA__DIR themselves."""
+    monkeypatch.setenv("FFE__DATA__DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.delenv("FFE__DATABASE__URL", raising=False)
+
+
+# --- databases: every store test runs on SQLite and on PostgreSQL -------------------------
+
+POSTGRES_URL = os.environ.get("FFE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@functools.cache
+def _postgres_problem() -> str | None:
+    """Why PostgreSQL cannot be used for tests, or None when it can."""
+    import asyncpg
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(_plain(POSTGRES_URL), timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # any failure to connect is the reason to report
+        return f"PostgreSQL at {POSTGRES_URL} is not reachable ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _plain(url: str) -> str:
+    """asyncpg takes postgresql:// URLs without a SQLAlchemy driver suffix."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def require_postgres() -> None:
+    """Skip without PostgreSQL on a developer machine; fail under CI=true, where it must be."""
+    problem = _postgres_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{problem}; CI=true requires it (set FFE_TEST_POSTGRES_URL)")
+    pytest.skip(f"{problem}; set FFE_TEST_POSTGRES_URL or start PostgreSQL to run this")
+
+
+def _admin(sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(_plain(POSTGRES_URL), timeout=10)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; dropped afterwards."""
+    require_postgres()
+    name = f"ffe_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database URL: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{(tmp_path / 'journal.db').as_posix()}"
+        return
+    with postgres_database() as url:
+        yield url

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ffe.data.catalog import DataCatalog
     from ffe.execution.fill_model import FillModel
     from ffe.risk.engine import RiskEngine
+    from ffe.store.database import Database
 
 
 def data_catalog(settings: Settings) -> DataCatalog:
@@ -57,3 +58,39 @@ def backtest_config(
         fill=fill_model(settings, **fill_overrides),
         lot_size=settings.backtest.lot_size,
     )
+
+
+def database(settings: Settings, url: str | None = None) -> Database:
+    """The journal's database: ``url``, else the configured one, else SQLite in the data
+    directory. Nothing connects until it is first used."""
+    from ffe.store.database import Database, DatabaseOptions
+
+    db = settings.database
+    options = DatabaseOptions(
+        pool_size=db.pool_size,
+        max_overflow=db.max_overflow,
+        pool_timeout=db.pool_timeout,
+        pool_recycle=db.pool_recycle,
+        pgbouncer=db.pgbouncer,
+        busy_timeout_ms=db.busy_timeout_ms,
+    )
+    return Database(url or settings.database_url(), options)
+
+
+def auto_upgrade(settings: Settings, db: Database) -> bool:
+    """Whether ``db``'s schema may be migrated on first use (``database.auto_upgrade``)."""
+    mode = settings.database.auto_upgrade
+    return mode == "always" or (mode == "sqlite" and db.is_sqlite)
+
+
+async def open_journal(settings: Settings, url: str | None = None) -> Database:
+    """The journal's database, checked to be at the schema this code expects."""
+    from ffe.store.migrate import ensure_schema
+
+    db = database(settings, url)
+    try:
+        await ensure_schema(db, auto_upgrade=auto_upgrade(settings, db))
+    except BaseException:
+        await db.dispose()
+        raise
+    return db

@@ -67,7 +67,24 @@ class LoggingSettings(Section):
 
 
 class DatabaseSettings(Section):
-    url: SecretStr = SecretStr("sqlite:///ffe.db")
+    url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql://user:pw@host/db; none = the SQLite "
+        "file ffe.db in data.dir",
+    )
+    pool_size: int = Field(5, ge=1, description="PostgreSQL: connections kept open")
+    max_overflow: int = Field(10, ge=0, description="PostgreSQL: extra connections under load")
+    pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
+    pool_recycle: int = Field(1800, ge=-1, description="seconds before a connection is renewed")
+    pgbouncer: bool = Field(
+        False, description="PgBouncer in transaction mode: no pooling or prepared statements here"
+    )
+    busy_timeout_ms: int = Field(5000, ge=0, description="SQLite: wait this long for a lock")
+    auto_upgrade: Literal["sqlite", "always", "never"] = Field(
+        "sqlite", description="migrate an out-of-date schema on first use (default: SQLite only)"
+    )
+    backup_dir: Path | None = Field(None, description="none = backups/ in data.dir")
+    backup_keep: int = Field(7, ge=1, description="backups kept by `ffe backup`")
 
 
 class Settings(BaseSettings):
@@ -86,6 +103,12 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     logging: LoggingSettings = LoggingSettings()
     database: DatabaseSettings = DatabaseSettings()
+
+    def database_url(self) -> str:
+        """The configured database URL, or the SQLite file ``ffe.db`` in the data directory."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{(self.data.dir / 'ffe.db').as_posix()}"
 
     @classmethod
     def settings_customise_sources(
@@ -180,7 +203,7 @@ def _explain(exc: ValidationError) -> str:
 def masked(settings: Settings) -> dict[str, Any]:
     """The settings as plain data, with every secret replaced by ``'***'``."""
     dumped: dict[str, Any] = settings.model_dump(mode="json", by_alias=True)
-    dumped["database"]["url"] = _mask_url(settings.database.url.get_secret_value())
+    dumped["database"]["url"] = _mask_url(settings.database_url())
     if settings.data.alpha_vantage_key is not None:
         dumped["data"]["alpha_vantage_key"] = "***"
     return dumped

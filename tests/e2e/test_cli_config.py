@@ -35,7 +35,8 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
     assert shown["backtest"]["cash"] == 10_000.0
     assert shown["backtest"]["fill_at"] == "next_open"
     assert "max_drawdown" in shown["risk"]
-    assert shown["database"]["url"] == "sqlite:///ffe.db"
+    assert shown["database"]["url"].startswith("sqlite:///")
+    assert shown["database"]["url"].endswith("/ffe.db")
 
 
 def test_config_show_when_config_yaml_then_its_values_shown(config_dir):

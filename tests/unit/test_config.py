@@ -33,7 +33,8 @@ def test_load_settings_when_no_files_nor_env_then_defaults():
     assert settings.backtest.cash == 10_000.0
     assert settings.backtest.fill_at == "next_open"
     assert settings.risk.max_drawdown is None
-    assert settings.database.url.get_secret_value() == "sqlite:///ffe.db"
+    assert settings.database.url is None
+    assert settings.database_url() == f"sqlite:///{(settings.data.dir / 'ffe.db').as_posix()}"
 
 
 def test_load_settings_when_config_yaml_then_overrides_defaults(config_dir):

@@ -103,7 +103,7 @@ class BacktestResult:
             "params": self.params,
             "symbols": list(self.market.symbols),
             "stats": self.stats.as_dict(),
-            "trades": [_trade_dict(trade) for trade in self.trades],
+            "trades": [trade_dict(trade) for trade in self.trades],
             "open_positions": self.open_positions(),
             "denials": [
                 {
@@ -118,7 +118,7 @@ class BacktestResult:
         }
 
 
-def _trade_dict(trade: Trade) -> dict[str, Any]:
+def trade_dict(trade: Trade) -> dict[str, Any]:
     return {
         "symbol": trade.symbol,
         "direction": trade.direction,

@@ -9,6 +9,8 @@ import typer
 from ffe.cli.backtest import backtest_app
 from ffe.cli.common import console, user_errors
 from ffe.cli.data import data_app
+from ffe.cli.db import db_app
+from ffe.cli.runs import runs_app
 
 app = typer.Typer(
     name="ffe",
@@ -21,6 +23,8 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(backtest_app, name="backtest")
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
 
 
 def _print_version(value: bool) -> None:

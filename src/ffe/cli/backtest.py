@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ffe.cli.common import console, err_console, user_errors
+from ffe.cli.common import console, err_console, format_stat, user_errors
 
 if TYPE_CHECKING:
     from ffe.backtest.engine import BacktestConfig
@@ -97,8 +97,11 @@ def run(
     fill: str | None = FILL,
     as_json: bool = typer.Option(False, "--json", help="Print stats and trades as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
+    record: bool = typer.Option(
+        True, "--record/--no-record", help="Record the run in the journal (see `ffe runs`)."
+    ),
 ) -> None:
-    """Run one backtest and print its statistics."""
+    """Run one backtest, print its statistics and record it in the journal."""
     with user_errors():
         from ffe.backtest.engine import run_backtest
         from ffe.decide.strategy import make_strategy
@@ -110,12 +113,33 @@ def run(
         result = run_backtest(market, chosen, config, risk)
         if report is not None:
             _write_report(result, report)
+        # A journal that cannot be written must not cost the user the result: show it first.
+        run_id, failure = _record(result) if record else (None, None)
         if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2))
-            return
-        _print_result(result)
-        if report is not None:
-            console.print(f"report written to [bold]{report}[/bold]")
+            typer.echo(json.dumps({"run_id": run_id, **result.to_dict()}, indent=2))
+        else:
+            _print_result(result)
+            if report is not None:
+                console.print(f"report written to [bold]{report}[/bold]")
+            if run_id is not None:
+                console.print(
+                    f"recorded as run [bold]{run_id[:8]}[/bold] (`ffe runs show {run_id[:8]}`)"
+                )
+        if failure is not None:
+            raise failure
+
+
+def _record(result: BacktestResult) -> tuple[str | None, Exception | None]:
+    """Record ``result`` in the journal: (run id, None), or (None, the StoreError)."""
+    from ffe.cli.db import with_database
+    from ffe.domain.errors import StoreError
+    from ffe.runs.journal import record_backtest
+
+    try:
+        run_id = with_database(None, lambda db: record_backtest(db, result), journal=True)
+    except StoreError as exc:
+        return None, StoreError(f"the run was not recorded: {exc}")
+    return run_id, None
 
 
 def _params(specs: list[str]) -> dict[str, str]:
@@ -160,7 +184,7 @@ def _print_result(result: BacktestResult) -> None:
     table.add_column("statistic", style="bold")
     table.add_column("value", justify="right")
     for name, value in result.stats.as_dict().items():
-        table.add_row(name.replace("_", " "), _format(name, value))
+        table.add_row(name.replace("_", " "), format_stat(name, value))
     console.print(table)
     if result.denials:
         err_console.print(
@@ -168,37 +192,6 @@ def _print_result(result: BacktestResult) -> None:
         )
     if result.halted_at is not None:
         err_console.print("[yellow]trading halted: the drawdown limit was reached[/yellow]")
-
-
-_PERCENT = {
-    "total_return",
-    "cagr",
-    "annual_volatility",
-    "max_drawdown",
-    "win_rate",
-    "avg_trade_return",
-    "exposure",
-    "best_trade",
-    "worst_trade",
-    "buy_and_hold_return",
-}
-
-
-_DAYS = {"duration", "max_drawdown_duration"}
-
-
-def _format(name: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if name in _DAYS and isinstance(value, int | float):
-        return f"{value:,.0f} days"
-    if name in ("start", "end") and isinstance(value, str):
-        return value.removesuffix("T00:00:00+00:00")
-    if isinstance(value, float) and name in _PERCENT:
-        return f"{value:.2%}"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 100 and not math.isinf(value) else f"{value:,.2f}"
-    return str(value)
 
 
 @backtest_app.command("sweep")
@@ -296,7 +289,7 @@ def _print_sweep(rows: list[dict[str, Any]], names: list[str], metric: str, top:
         if "error" in row:
             table.add_row(*[str(row.get(n, "")) for n in names], f"[red]{row['error']}[/red]")
             continue
-        table.add_row(*[_format(c, row.get(c)) for c in columns])
+        table.add_row(*[format_stat(c, row.get(c)) for c in columns])
     console.print(table)
 
 

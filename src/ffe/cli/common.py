@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -27,3 +29,35 @@ def user_errors() -> Iterator[None]:
         message = Text("error: ", style="bold red").append(str(exc))
         err_console.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+_PERCENT = {
+    "total_return",
+    "cagr",
+    "annual_volatility",
+    "max_drawdown",
+    "win_rate",
+    "avg_trade_return",
+    "exposure",
+    "best_trade",
+    "worst_trade",
+    "buy_and_hold_return",
+}
+
+
+_DAYS = {"duration", "max_drawdown_duration"}
+
+
+def format_stat(name: str, value: Any) -> str:
+    """A statistic as shown in tables: percentages, days, dates, rounded numbers."""
+    if value is None:
+        return "-"
+    if name in _DAYS and isinstance(value, int | float):
+        return f"{value:,.0f} days"
+    if name in ("start", "end") and isinstance(value, str):
+        return value.removesuffix("T00:00:00+00:00")
+    if isinstance(value, float) and name in _PERCENT:
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 100 and not math.isinf(value) else f"{value:,.2f}"
+    return str(value)

@@ -38,3 +38,8 @@ class BrokerError(FfeError):
 
 class TemporaryBrokerError(BrokerError):
     """The broker is temporarily unavailable: retry later."""
+
+
+class StoreError(FfeError):
+    """The journal's database could not be read or written: check the named database (is it
+    running, reachable, writable, migrated?) and retry. A failed write leaves nothing behind."""

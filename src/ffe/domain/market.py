@@ -7,6 +7,7 @@ NaN there. Prices are never mutated: the arrays are made read-only.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,6 +77,16 @@ class MarketData:
     def time_of(self, bar: int) -> datetime:
         """The UTC datetime of bar ``bar``."""
         return utc_datetime(self.times.view(np.int64).item(bar))
+
+    def fingerprint(self) -> str:
+        """A SHA-256 over symbols, timeframe, times and every price and volume: two runs with
+        the same fingerprint saw the same bars."""
+        digest = hashlib.sha256()
+        digest.update("\x1f".join((*self.symbols, str(self.timeframe))).encode())
+        digest.update(np.ascontiguousarray(self.times).view(np.int64).tobytes())
+        for name in FIELDS:
+            digest.update(np.ascontiguousarray(getattr(self, name)).tobytes())
+        return digest.hexdigest()
 
     def index_of(self, symbol: str) -> int:
         try:

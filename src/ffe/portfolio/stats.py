@@ -28,11 +28,11 @@ so it is pure numpy with no per-bar Python loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -116,6 +116,28 @@ class Stats:
     def as_dict(self) -> dict[str, JsonValue]:
         """JSON-safe primitives: ISO times, durations in days, nan as None, inf as "inf"."""
         return {field.name: _json_value(getattr(self, field.name)) for field in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, JsonValue]) -> Stats:
+        """The inverse of ``as_dict`` (for stats read back from the journal)."""
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            value = data.get(field.name)
+            if field.name in ("start", "end"):
+                values[field.name] = datetime.fromisoformat(str(value))
+            elif field.name in ("duration", "max_drawdown_duration"):
+                values[field.name] = timedelta(days=_float_of(value or 0.0))
+            elif field.name == "n_trades":
+                values[field.name] = int(_float_of(value or 0))
+            else:
+                values[field.name] = _float_of(value)
+        return cls(**values)
+
+
+def _float_of(value: JsonValue) -> float:
+    if value is None:
+        return math.nan
+    return float(value)  # numbers, and "inf" / "-inf" as strings
 
 
 def _json_value(value: object) -> JsonValue:

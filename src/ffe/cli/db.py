@@ -1,0 +1,150 @@
+"""``ffe db``: the journal's schema (migrations) and health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import typer
+
+from ffe.cli.common import console, err_console, user_errors
+
+if TYPE_CHECKING:
+    from ffe.store.database import Database
+
+db_app = typer.Typer(help="The journal database: migrations and checks.", no_args_is_help=True)
+
+URL = typer.Option(
+    None, "--url", help="Database URL [config: database.url; default SQLite in data.dir]."
+)
+T = TypeVar("T")
+
+
+def with_database(
+    url: str | None, work: Callable[[Database], Awaitable[T]], *, journal: bool = False
+) -> T:
+    """Run ``work`` on the configured (or given) database and close it afterwards.
+
+    With ``journal``, the schema is checked first (and, for SQLite, migrated if behind)."""
+    from ffe import bootstrap
+    from ffe.config import load_settings
+
+    async def main() -> T:
+        settings = load_settings()
+        if journal:
+            db = await bootstrap.open_journal(settings, url)
+        else:
+            db = bootstrap.database(settings, url)
+        async with db:
+            return await work(db)
+
+    return asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def upgrade(
+    revision: str = typer.Argument("head", help="Target revision."), url: str | None = URL
+) -> None:
+    """Migrate the schema up to REVISION (default: the newest)."""
+    with user_errors():
+        from ffe.store import migrate
+
+        async def work(db: Database) -> tuple[str | None, str | None]:
+            return await migrate.current(db), await migrate.upgrade(db, revision)
+
+        before, after = with_database(url, work)
+        where = _where(url)
+        if before == after:
+            console.print(f"{where}: already at {after}, nothing to do")
+        else:
+            console.print(f"{where}: upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("downgrade")
+def downgrade(
+    revision: str = typer.Argument(..., help="Target revision, or 'base' to drop every table."),
+    url: str | None = URL,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before dropping data."),
+) -> None:
+    """Migrate the schema down to REVISION. Downgrades can drop tables and their rows."""
+    with user_errors():
+        from ffe.store import migrate
+
+        where = _where(url)
+        if not yes and not typer.confirm(
+            f"Downgrade {where} to {revision}? Tables (and their rows) may be dropped."
+        ):
+            raise typer.Exit(1)
+
+        async def work(db: Database) -> str | None:
+            return await migrate.downgrade(db, revision)
+
+        console.print(f"{where}: now at {with_database(url, work) or 'base (empty)'}")
+
+
+@db_app.command("current")
+def current(
+    url: str | None = URL, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """Print the revision the database is at, and whether that is the newest."""
+    with user_errors():
+        from ffe.store import migrate
+
+        async def work(db: Database) -> str | None:
+            return await migrate.current(db)
+
+        at, head = with_database(url, work), migrate.head()
+        if as_json:
+            typer.echo(json.dumps({"database": _where(url), "current": at, "head": head}))
+            return
+        state = "up to date" if at == head else "behind: run `ffe db upgrade`"
+        console.print(f"{_where(url)}: {at or 'empty (no revision)'} (head {head}, {state})")
+
+
+@db_app.command("history")
+def history(url: str | None = URL) -> None:
+    """List every migration, newest first, marking the database's current one."""
+    with user_errors():
+        from rich.table import Table
+
+        from ffe.store import migrate
+
+        revisions = with_database(url, migrate.history)
+        table = Table(title="migrations, newest first")
+        for column in ("revision", "down from", "", "description"):
+            table.add_column(column)
+        for rev in revisions:
+            marks = " ".join(
+                m for m, on in (("head", rev.is_head), ("current", rev.is_current)) if on
+            )
+            table.add_row(rev.id, rev.down or "-", marks, rev.message.splitlines()[0])
+        console.print(table)
+
+
+@db_app.command("check")
+def check(url: str | None = URL) -> None:
+    """Check the database: reachable, migrated, and its own integrity checks clean."""
+    with user_errors():
+        from ffe.store import migrate
+
+        async def work(db: Database) -> tuple[list[str], str | None]:
+            return await db.integrity_problems(), await migrate.current(db)
+
+        problems, at = with_database(url, work)
+        head = migrate.head()
+        if at != head:
+            problems.append(f"schema at {at or 'none'}, expected {head}: run `ffe db upgrade`")
+        if problems:
+            for problem in problems:
+                err_console.print(f"[red]problem:[/red] {problem}", highlight=False)
+            raise typer.Exit(1)
+        console.print(f"{_where(url)}: ok (schema {head}, integrity check clean)")
+
+
+def _where(url: str | None) -> str:
+    from ffe.config import load_settings
+    from ffe.store.database import mask
+
+    return mask(url or load_settings().database_url())

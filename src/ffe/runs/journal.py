@@ -1,0 +1,210 @@
+"""Backtests in the journal: record a finished run, and read one back for a report.
+
+The backtest engine itself knows nothing of databases; this module turns a
+``BacktestResult`` into journal rows (the run with its config, code version, data
+fingerprint and stats; its trades; its equity curve) in one transaction, so a run is either
+recorded whole or not at all.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+import ffe
+from ffe.domain.orders import Trade
+from ffe.portfolio.stats import Stats
+
+if TYPE_CHECKING:
+    from ffe.backtest.result import BacktestResult
+    from ffe.store.database import Database
+    from ffe.store.models import Run
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@cache
+def code_version() -> str:
+    """ffe's version, plus the git commit (and ``.dirty``) when running from a checkout."""
+    root = Path(ffe.__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return ffe.__version__
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ffe.__version__
+    return f"{ffe.__version__}+g{commit}{'.dirty' if dirty else ''}"
+
+
+def run_config(result: BacktestResult) -> dict[str, Any]:
+    """How the run was configured, as JSON-ready data."""
+    config = result.config
+    fill = config.fill
+    return {
+        "cash": config.cash,
+        "lot_size": config.lot_size,
+        "mode": config.mode,
+        "fill": {
+            "at": fill.at,
+            "commission": fill.commission,
+            "fixed_commission": fill.fixed_commission,
+            "slippage_bps": fill.slippage_bps,
+        },
+        "first_bar": result.market.time_of(0).isoformat(),
+        "last_bar": result.market.time_of(result.market.n_bars - 1).isoformat(),
+        "bars": result.market.n_bars,
+    }
+
+
+async def record_backtest(
+    db: Database, result: BacktestResult, *, extra_config: Mapping[str, Any] | None = None
+) -> str:
+    """Store the run, its trades and its equity curve in one transaction; return the run id."""
+    from ffe.store.repositories import unit_of_work
+
+    market = result.market
+    times = [market.time_of(bar) for bar in range(market.n_bars)]
+    benchmark = [None if np.isnan(v) else float(v) for v in result.benchmark]
+    async with unit_of_work(db) as uow:
+        run = await uow.runs.add(
+            kind="backtest",
+            strategy=result.strategy.name,
+            params=result.params,
+            symbols=market.symbols,
+            timeframe=str(market.timeframe),
+            config={**run_config(result), **(extra_config or {})},
+            code_version=code_version(),
+            data_fingerprint=market.fingerprint(),
+            started_at=None,
+        )
+        await uow.journal.add_trades(run.id, result.trades)
+        await uow.journal.add_equity(run.id, times, result.equity.tolist(), benchmark=benchmark)
+        await uow.runs.finish(run, result.stats.as_dict())
+        return run.id
+
+
+@dataclass(frozen=True)
+class StoredBacktest:
+    """A recorded backtest as read back: enough to print it, compare it, or redraw its report."""
+
+    run: Run
+    trades: list[Trade]
+    times: npt.NDArray[np.datetime64]
+    equity: FloatArray
+    benchmark: FloatArray | None
+
+    @property
+    def stats(self) -> Stats | None:
+        return Stats.from_dict(self.run.stats) if self.run.stats else None
+
+
+async def load_backtest(db: Database, ref: str, *, with_curves: bool = True) -> StoredBacktest:
+    """The run ``ref`` (an id or a unique prefix of one) with its trades and equity curve."""
+    from ffe.store.repositories import unit_of_work
+
+    async with unit_of_work(db) as uow:
+        run = await uow.runs.get(ref)
+        trades = await uow.journal.trades(run.id) if with_curves else []
+        points = await uow.journal.equity(run.id) if with_curves else []
+    times = np.array([p.time.replace(tzinfo=None) for p in points], dtype="datetime64[ns]")
+    equity = np.array([p.equity for p in points], dtype=np.float64)
+    marks = [p.benchmark for p in points]
+    benchmark = (
+        np.array([np.nan if m is None else m for m in marks], dtype=np.float64)
+        if any(m is not None for m in marks)
+        else None
+    )
+    return StoredBacktest(run, trades, times, equity, benchmark)
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """A run's own row as JSON-ready data (no trades or curve)."""
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "strategy": run.strategy,
+        "params": run.params,
+        "symbols": run.symbols,
+        "timeframe": run.timeframe,
+        "status": run.status,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "code_version": run.code_version,
+        "data_fingerprint": run.data_fingerprint,
+        "config": run.config,
+        "stats": run.stats,
+        "error": run.error,
+    }
+
+
+def compare_runs(a: Run, b: Run) -> dict[str, Any]:
+    """Both runs' settings and stats, each stat's difference (b - a), and what they share."""
+    stats_a, stats_b = a.stats or {}, b.stats or {}
+    stats = {}
+    for name in dict.fromkeys([*stats_a, *stats_b]):
+        va, vb = stats_a.get(name), stats_b.get(name)
+        both_numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (va, vb))
+        stats[name] = {"a": va, "b": vb, "diff": vb - va if both_numbers else None}  # type: ignore[operator]
+    return {
+        "a": run_summary(a) | {"stats": None},
+        "b": run_summary(b) | {"stats": None},
+        "same_data": a.data_fingerprint is not None and a.data_fingerprint == b.data_fingerprint,
+        "same_code": a.code_version == b.code_version,
+        "same_config": a.config == b.config,
+        "stats": stats,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def render_stored_report(stored: StoredBacktest) -> str:
+    """The HTML report of a recorded run, drawn from the journal alone (no re-run)."""
+    from ffe.backtest.report import render_backtest_report
+
+    run, stats = stored.run, stored.stats
+    if stats is None or not stored.equity.size:
+        from ffe.domain.errors import StoreError
+
+        raise StoreError(f"run {run.id[:8]} has no stats or equity recorded (status {run.status})")
+    symbols = ", ".join(run.symbols[:5]) + ("…" if len(run.symbols) > 5 else "")
+    config = run.config
+    fill = config.get("fill", {})
+    return render_backtest_report(
+        title=f"{run.strategy} on {symbols}",
+        subtitle=f"{stats.start:%Y-%m-%d} to {stats.end:%Y-%m-%d}, "
+        f"{len(stored.equity):,} bars of {run.timeframe} (run {run.id[:8]}, {run.code_version})",
+        times=stored.times,
+        equity=stored.equity,
+        benchmark_equity=stored.benchmark,
+        trades=stored.trades,
+        stats=stats,
+        params={
+            **run.params,
+            "cash": config.get("cash"),
+            "fill": fill.get("at"),
+            "commission": fill.get("commission"),
+        },
+    )

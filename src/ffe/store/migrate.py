@@ -1,0 +1,139 @@
+"""Schema migrations (Alembic, shipped inside the package): what ``ffe db`` runs.
+
+Every function takes a ``Database`` and runs Alembic on one of its connections, inside one
+transaction where the database allows it (both SQLite and PostgreSQL do for DDL), so a
+migration that fails half way leaves the schema as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from ffe.domain.errors import StoreError
+from ffe.store.database import Database
+from ffe.store.models import Base
+
+SCRIPT_LOCATION = "ffe.store:migrations"
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: str
+    down: str | None
+    message: str
+    is_head: bool
+    is_current: bool
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The newest revision this version of ffe knows."""
+    heads = ScriptDirectory.from_config(_config()).get_heads()
+    if len(heads) != 1:
+        raise StoreError(f"the migrations have {len(heads)} heads; expected one")
+    return heads[0]
+
+
+async def _run(db: Database, doing: str, work: Callable[[Connection], Any]) -> Any:
+    with db.errors(doing):
+        async with db.engine.begin() as connection:
+            return await connection.run_sync(work)
+
+
+async def upgrade(db: Database, revision: str = "head") -> str | None:
+    """Migrate up to ``revision``; return the revision the database is then at."""
+    await _run(db, "migrate", lambda c: command.upgrade(_config(c), revision))
+    return await current(db)
+
+
+async def downgrade(db: Database, revision: str) -> str | None:
+    """Migrate down to ``revision`` (``base`` removes every table); return where it stands."""
+    await _run(db, "migrate", lambda c: command.downgrade(_config(c), revision))
+    return await current(db)
+
+
+async def current(db: Database) -> str | None:
+    """The revision the database is at; None for an empty (never migrated) database."""
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    result: str | None = await _run(db, "read", read)
+    return result
+
+
+async def history(db: Database | None = None) -> list[Revision]:
+    """Every revision, newest first, marking the head and (given a database) the current one."""
+    at = await current(db) if db is not None else None
+    script = ScriptDirectory.from_config(_config())
+    heads = set(script.get_heads())
+    return [
+        Revision(
+            id=rev.revision,
+            down=rev.down_revision if isinstance(rev.down_revision, str | None) else None,
+            message=(rev.doc or "").strip(),
+            is_head=rev.revision in heads,
+            is_current=rev.revision == at,
+        )
+        for rev in script.walk_revisions()
+    ]
+
+
+async def pending_changes(db: Database) -> list[Any]:
+    """Differences between the models and the database's schema (empty when they agree)."""
+
+    def compare(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    result: list[Any] = await _run(db, "read", compare)
+    return result
+
+
+async def ensure_schema(db: Database, *, auto_upgrade: bool) -> None:
+    """Make sure the database is at the head revision before it is used.
+
+    With ``auto_upgrade`` (the embedded SQLite default), an empty or older database is
+    migrated; otherwise a database that is behind is an error that says what to run."""
+    at, wanted = await current(db), head()
+    if at == wanted:
+        return
+    known = {revision.id for revision in await history()}
+    if at is not None and at not in known:
+        raise StoreError(
+            f"the database {db} is at revision {at}, which this version of ffe does not know "
+            "(it was migrated by a newer ffe): upgrade ffe"
+        )
+    if not auto_upgrade:
+        raise StoreError(
+            f"the database {db} is at revision {at or 'none (empty)'}, ffe needs {wanted}: "
+            "run `ffe db upgrade`"
+        )
+    await upgrade(db)
+
+
+async def new_revision(db: Database, message: str) -> str:
+    """Write a migration for what the models changed since ``db``'s revision (for developers:
+    upgrade an empty database to head first, change the models, then run this)."""
+
+    def write(connection: Connection) -> str:
+        script = command.revision(_config(connection), message=message, autogenerate=True)
+        return str(getattr(script, "path", script))
+
+    result: str = await _run(db, "read", write)
+    return result
