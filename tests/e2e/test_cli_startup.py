@@ -9,7 +9,18 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("numpy", "pandas", "pyarrow", "arch", "plotly", "scipy", "statsmodels")
+HEAVY = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "arch",
+    "plotly",
+    "scipy",
+    "statsmodels",
+    "sqlalchemy",
+    "alembic",
+    "asyncpg",
+)
 
 
 def test_cli_when_help_then_heavy_libraries_not_imported() -> None:

@@ -46,27 +46,32 @@ def list_runs(
 
 
 def _print_runs(runs: list[Run]) -> None:
+    from rich import box
     from rich.table import Table
 
     if not runs:
         console.print("no runs recorded yet: `ffe backtest run` records one")
         return
-    table = Table(title=f"{len(runs)} newest runs")
-    for column in ("id", "kind", "strategy", "params", "symbols", "started", "status"):
-        table.add_column(column)
+    table = Table(
+        title=f"{len(runs)} newest runs", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    table.add_column("id", no_wrap=True, min_width=8)  # never cut: it is what users type next
+    for column in ("strategy", "params", "symbols"):
+        table.add_column(column, overflow="fold", ratio=1)
+    table.add_column("started", no_wrap=True)
     for name in ("return", "sharpe", "trades"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name) + 2)
     for run in runs:
         stats = run.stats or {}
-        symbols = ", ".join(run.symbols[:3]) + ("…" if len(run.symbols) > 3 else "")
+        label = run.strategy if run.kind == "backtest" else f"{run.kind} {run.strategy}"
+        if run.status != "finished":
+            label += f" ({run.status})"
         table.add_row(
             run.id[:8],
-            run.kind,
-            run.strategy,
+            label,
             " ".join(f"{k}={v}" for k, v in run.params.items()),
-            symbols,
-            f"{run.started_at:%Y-%m-%d %H:%M}",
-            run.status,
+            ",".join(run.symbols),
+            f"{run.started_at:%Y-%m-%d}",
             format_stat("total_return", stats.get("total_return")),
             format_stat("sharpe", stats.get("sharpe")),
             format_stat("n_trades", stats.get("n_trades")),
