@@ -123,3 +123,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         return
     with postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests of PostgreSQL-only behaviour."""
+    with postgres_database() as url:
+        yield url
