@@ -115,6 +115,16 @@ def postgres_database() -> Iterator[str]:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def new_postgres_database() -> Iterator[Callable[[], str]]:
+    """Call it for the URL of a new, empty PostgreSQL database; all are dropped afterwards.
+    Usable inside async tests (the admin connection runs on a thread of its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as admin:
+        yield lambda: admin.submit(stack.enter_context, postgres_database()).result()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """An empty database URL: a SQLite file, then a fresh PostgreSQL database."""

@@ -7,6 +7,7 @@ import json
 import typer
 
 from ffe.cli.backtest import backtest_app
+from ffe.cli.backup import backup_command, restore_command
 from ffe.cli.common import console, user_errors
 from ffe.cli.data import data_app
 from ffe.cli.db import db_app
@@ -25,6 +26,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 
 
 def _print_version(value: bool) -> None:

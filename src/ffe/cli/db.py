@@ -143,6 +143,28 @@ def check(url: str | None = URL) -> None:
         console.print(f"{_where(url)}: ok (schema {head}, integrity check clean)")
 
 
+@db_app.command("copy")
+def copy(
+    source: str | None = typer.Option(
+        None, "--from", help="Database to copy from [default: the configured one]."
+    ),
+    target: str = typer.Option(..., "--to", help="Database to copy into (migrated if empty)."),
+    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Rows per batch."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace target rows that differ from the source's."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Copy the journal into another database (SQLite or PostgreSQL) and verify it.
+
+    Every table is copied with its ids, then each table's row count and checksum compared on
+    both sides. Running it again copies only what is missing."""
+    with user_errors():
+        from ffe.cli.backup import copy_journal
+
+        copy_journal(source, target, batch_size=batch_size, overwrite=overwrite, as_json=as_json)
+
+
 def _where(url: str | None) -> str:
     from ffe.config import load_settings
     from ffe.store.database import mask
