@@ -187,7 +187,11 @@ def _sqlite_engine(url: URL, options: DatabaseOptions) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _before_connect(*_: Any) -> None:
-        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database or "").parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise NotADirectoryError(f"{folder} is a file, not a folder") from None
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -201,6 +205,7 @@ def _sqlite_engine(url: URL, options: DatabaseOptions) -> AsyncEngine:
     return engine
 
 
+_LOST = "lost the connection to the server: check that it is up, then retry"
 _HINTS = (
     (("disk is full", "no space left", "disk full", "diskfull"), "the disk is full: free space"),
     (("database is locked", "database table is locked"), "another process holds the lock"),
@@ -208,7 +213,15 @@ _HINTS = (
         ("connection refused", "could not connect", "connect call failed", "name or service"),
         "is the server running and FFE__DATABASE__URL right?",
     ),
-    (("unable to open database", "readonly database", "read-only"), "check the path and rights"),
+    (
+        ("connection is closed", "connection was closed", "terminating connection", "reset by"),
+        _LOST,
+    ),
+    (
+        ("unable to open database", "readonly database", "read-only", "not a folder"),
+        "check the path and rights",
+    ),
+    (("sqlstate 3d000",), "create the database, or fix FFE__DATABASE__URL"),
     (("no such table", "does not exist", "undefinedtable"), "run `ffe db upgrade`"),
     (("unique constraint", "duplicate key"), "that row is already recorded"),
 )
@@ -218,7 +231,10 @@ def describe_failure(doing: str, where: str, exc: BaseException) -> str:
     """One line: what failed, where, the driver's reason and, when known, what to do."""
     cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    lowered = f"{type(cause).__name__} {reason}".lower()
+    sqlstate = getattr(cause, "sqlstate", None)  # PostgreSQL's error code, e.g. 3D000
+    lowered = f"{type(cause).__name__} sqlstate {sqlstate} {reason}".lower()
     hint = next((h for keys, h in _HINTS if any(k in lowered for k in keys)), None)
+    if hint is None and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        hint = _LOST  # the driver's words vary with the moment the connection went
     message = f"could not {doing} the database {where}: {reason}"
     return f"{message} ({hint})" if hint else message

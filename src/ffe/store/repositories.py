@@ -5,21 +5,25 @@
         await uow.journal.add_decisions(run.id, rows)
     # committed here; on an exception nothing of the block is kept
 
-Bulk writes (decisions, trades, equity) go through Core ``INSERT ... executemany`` so a
-batch of thousands of rows is one round trip per few hundred rows, not one per row.
+Bulk writes (decisions, trades, equity) are one driver-level ``executemany`` per batch: the
+INSERT is compiled once per table, dialect and set of columns, each column's values go through
+its type's bind processor in one pass, and values shared by the whole batch (the run id, the
+``created_at`` default) are converted once rather than once per row.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ColumnDefault, Dialect, Row, Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ffe.domain.errors import StoreError
@@ -37,6 +41,53 @@ from ffe.store.models import (
 from ffe.store.types import utc_now
 
 _HEX = re.compile(r"[0-9a-f]{4,32}")
+
+Processor = Callable[[Any], Any]
+
+
+@functools.lru_cache(maxsize=64)
+def _bulk_insert(
+    table: Table, dialect: Dialect, columns: frozenset[str]
+) -> tuple[str, tuple[str, ...], tuple[Processor | None, ...]]:
+    """The driver-level INSERT of ``columns`` into ``table``, the column of each positional
+    parameter in order, and each one's bind processor (None when the driver takes the value
+    as it is)."""
+    compiled = insert(table).compile(
+        dialect=dialect, column_keys=sorted(columns), for_executemany=True
+    )
+    order = tuple(compiled.positiontup or ())
+    processors = tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
+    )
+    return str(compiled), order, processors
+
+
+def _defaults(table: Table, given: Iterable[str]) -> dict[str, Any]:
+    """Python-side defaults of the columns not in ``given``, evaluated once for a batch."""
+    found: dict[str, Any] = {}
+    for column in table.columns:
+        default = column.default
+        if column.name in given or default is None:
+            continue
+        if not isinstance(default, ColumnDefault) or default.is_clause_element:
+            raise TypeError(f"{table.name}.{column.name}: bulk inserts take Python defaults only")
+        found[column.name] = default.arg(None) if default.is_callable else default.arg
+    return found
+
+
+def _column_values(
+    name: str,
+    process: Processor | None,
+    rows: Sequence[Mapping[str, Any]],
+    shared: Mapping[str, Any],
+) -> Iterable[Any]:
+    """What the driver gets for column ``name``: one converted value repeated for a shared
+    column, else every row's value (None where a row leaves it out), converted."""
+    if name in shared:
+        value = shared[name]
+        return itertools.repeat(value if process is None else process(value), len(rows))
+    values = [row.get(name) for row in rows]
+    return values if process is None else [process(value) for value in values]
 
 
 def new_id() -> str:
@@ -128,27 +179,52 @@ class JournalRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def _insert_many(self, table: Any, rows: list[dict[str, Any]]) -> int:
-        if rows:
-            await self.session.execute(insert(table), rows)
+    async def _insert_many(
+        self, model: Any, rows: Sequence[Mapping[str, Any]], **shared: Any
+    ) -> int:
+        """INSERT ``rows`` into ``model``'s table in one executemany; ``shared`` values go in
+        every row. The columns are those any row names, the shared ones and the ones with a
+        Python default; a row that leaves one of them out gets None there."""
+        if not rows:
+            return 0
+        table = cast(Table, model.__table__)
+        named = frozenset().union(*rows, shared)
+        unknown = named - set(table.c.keys())
+        if unknown:
+            raise StoreError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+        shared = _defaults(table, named) | shared
+        await self.session.flush()  # anything pending (a run the rows point to) goes first
+        connection = await self.session.connection()
+        sql, order, processors = _bulk_insert(table, connection.dialect, named | set(shared))
+        try:
+            columns = [
+                _column_values(name, process, rows, shared)
+                for name, process in zip(order, processors, strict=True)
+            ]
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"could not write to {table.name}: {exc}") from exc
+        await connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
         return len(rows)
 
     async def add_decisions(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Write decision rows (``time``, ``symbol``, ``target`` and optional ``confidence``,
         ``rationale``, ``votes``, ``inputs_fingerprint``) in one statement; return the count."""
-        now = utc_now()
-        batch = [{"created_at": now, **row, "run_id": run_id} for row in rows]
-        return await self._insert_many(Decision.__table__, batch)
+        return await self._insert_many(Decision, list(rows), run_id=run_id)
 
-    async def last_decisions(self, run_id: str, limit: int = 1000) -> list[Decision]:
-        """The newest ``limit`` decisions of a run, newest first."""
+    async def last_decisions(self, run_id: str, limit: int = 1000) -> Sequence[Row[Any]]:
+        """The newest ``limit`` decisions of a run, newest first, as read-only rows with the
+        ``decisions`` columns as attributes (``row.time``, ``row.votes``, ...).
+
+        Plain rows, not ORM objects: building a thousand tracked objects costs several times
+        the query itself, and a dashboard or calibration table only reads them."""
+        table = Decision.__table__
         query = (
-            select(Decision)
-            .where(Decision.run_id == run_id)
-            .order_by(Decision.id.desc())
+            select(*table.columns)
+            .where(table.c.run_id == run_id)
+            .order_by(table.c.id.desc())
             .limit(limit)
         )
-        return list((await self.session.scalars(query)).all())
+        return (await self.session.execute(query)).all()
 
     async def count(self, model: Any, run_id: str) -> int:
         query = select(func.count()).select_from(model).where(model.run_id == run_id)
@@ -169,7 +245,7 @@ class JournalRepository:
             }
             for t in trades
         ]
-        return await self._insert_many(TradeRow.__table__, rows)
+        return await self._insert_many(TradeRow, rows)
 
     async def trades(self, run_id: str) -> list[Trade]:
         query = select(TradeRow).where(TradeRow.run_id == run_id).order_by(TradeRow.id)
@@ -207,7 +283,7 @@ class JournalRepository:
             }
             for i, (time, value) in enumerate(zip(times, equity, strict=True))
         ]
-        return await self._insert_many(EquityPoint.__table__, rows)
+        return await self._insert_many(EquityPoint, rows)
 
     async def equity(self, run_id: str) -> list[EquityPoint]:
         query = select(EquityPoint).where(EquityPoint.run_id == run_id).order_by(EquityPoint.time)
