@@ -40,10 +40,29 @@ pytest: $(VENV)/.installed-dev
 
 test: lint types imports pytest
 
-bench: $(VENV)/.installed-dev
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[bench]'
-	$(BIN)/python -m bench.bench_single_asset
-	$(BIN)/python -m bench.bench_multi_asset
+# The benchmarks run ffe compiled with mypyc (see [tool.hatch.build.targets.wheel.hooks.mypyc]
+# in pyproject.toml), installed as a wheel in a virtualenv of their own so that $(VENV) stays
+# editable and pure Python. The hook compiles next to the sources it is given, so the wheel is
+# built from a temporary copy of the tree: no .so ever lands in src/ (it would shadow the .py).
+BENCH_VENV ?= .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+
+$(BENCH_BIN)/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+
+$(BENCH_VENV)/.installed: pyproject.toml README.md .gitignore $(shell find src -name '*.py') \
+		| $(BENCH_BIN)/python
+	copy=$$(mktemp -d) && trap 'rm -rf "$$copy"' EXIT && \
+		cp -R pyproject.toml README.md .gitignore src "$$copy"/ && \
+		HATCH_BUILD_HOOK_ENABLE_MYPYC=true \
+		$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) "$$copy[bench]"
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_BIN)/python -m bench.bench_single_asset
+	$(BENCH_BIN)/python -m bench.bench_multi_asset
+	$(BENCH_BIN)/python -m bench.bench_journal
 
 clean:
-	rm -rf $(VENV) reports .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) reports .mypy_cache .ruff_cache .pytest_cache

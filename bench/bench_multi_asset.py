@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    ffe_build,
     interleaved,
     machine,
     table,
@@ -281,6 +282,7 @@ def print_report(full: dict[str, Any], sliced: dict[str, Any] | None) -> None:
             for engine in ("ffe", "backtrader")
         ]
     print(f"momentum {PARAMS}, commission {COMMISSION}; market generation not timed")
+    print(f"ffe build: {ffe_build()}")
     print(table(["run", "symbols", "bars", "median s", "bar-steps/s"], rows))
     print(
         f"\nffe bar-steps/s, full market: {rate:,.0f} (target >= {TARGET_BAR_STEPS:,.0f}): "
@@ -322,6 +324,7 @@ def payload(args: argparse.Namespace, full: dict[str, Any], sliced: Any, load: A
             "backtrader_timed": "Cerebro setup from prepared DataFrames + run",
             "note": "backtrader is a speed comparison, not parity",
         },
+        "ffe_build": ffe_build(),
         "ffe_full": full,
         "slice": sliced,
         "targets": {"bar_steps_per_s": TARGET_BAR_STEPS, "memory_mb": TARGET_MEMORY_MB},

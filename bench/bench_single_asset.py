@@ -6,16 +6,25 @@ inside). Both are warmed up, then timed in turns (the headline: each run starts 
 other engine's, caches cold), then each in a row (caches warm, as in a parameter sweep); the
 medians are compared. The run fails (exit 2) when the engines did not close the same trades.
 
-    python -m bench.bench_single_asset [--repeats 30] [--strict]
+The report names the ffe build it ran: compiled (mypyc, as ``make bench`` installs it) or pure
+Python. A compiled run then runs this benchmark again in a subprocess on the pure-Python
+sources in ``src/``, so both builds' ratios come from the same ``make bench``.
+
+    python -m bench.bench_single_asset [--repeats 30] [--strict] [--no-pure]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,8 +33,10 @@ from backtesting.lib import crossover
 from backtesting.test import SMA
 
 from bench.common import (
+    PURE,
     Timing,
     consecutive,
+    ffe_build,
     interleaved,
     machine,
     table,
@@ -42,6 +53,7 @@ from ffe.domain import MarketData
 from ffe.execution import FillModel
 
 TARGET_RATIO = 20.0
+ROOT = Path(__file__).resolve().parents[1]
 SYMBOL = "SP500"
 FAST, SLOW = 10, 20
 COMMISSION = 0.002
@@ -141,6 +153,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs of each engine")
     parser.add_argument("--strict", action="store_true", help=f"exit 1 below {TARGET_RATIO}x")
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON result")
+    parser.add_argument(
+        "--no-pure",
+        action="store_true",
+        help="on a compiled build, do not also time the pure-Python ffe from src/",
+    )
+    # Internal: how the compiled run gets the pure-Python run's figures back.
+    parser.add_argument("--summary-to", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -180,6 +199,7 @@ def print_report(measured: dict[str, Any], bars: int, args: argparse.Namespace) 
         f"{args.warmup} warm-up runs, then {args.repeats} runs of each taking turns "
         f"(interleaved) and {args.repeats} of each in a row (back to back)"
     )
+    print(f"ffe build: {measured['build']}")
     rows = [
         [f"{name} ({mode.replace('_', ' ')})", t.median * 1e3, t.best * 1e3, bars / t.median]
         for mode in ("interleaved", "back_to_back")
@@ -200,7 +220,88 @@ def print_report(measured: dict[str, Any], bars: int, args: argparse.Namespace) 
     )
 
 
-def payload(measured: dict[str, Any], bars: int, args: argparse.Namespace, load: Any) -> Any:
+def summary(measured: dict[str, Any], bars: int) -> dict[str, Any]:
+    """What one run measured, for the JSON result (and from the pure-Python subprocess)."""
+    headline = ratios(measured["interleaved"])
+    return {
+        "ffe_build": measured["build"],
+        "timings": {
+            mode: {
+                name: t.as_dict() | {"bars_per_s": bars / t.median}
+                for name, t in measured[mode].items()
+            }
+            for mode in ("interleaved", "back_to_back")
+        },
+        "ratio_median": headline["median"],
+        "ratio_best": headline["best"],
+        "ratio_back_to_back": ratios(measured["back_to_back"]),
+        "trades": measured["trades"],
+        "trades_identical": measured["difference"] is None,
+        "trade_difference": measured["difference"],
+    }
+
+
+def time_pure_python(args: argparse.Namespace) -> tuple[dict[str, Any] | None, int]:
+    """This benchmark again, in a subprocess that imports ffe from the sources in ``src/``
+    (pure Python), with the same repeats: its summary (None if it has none) and exit code."""
+    source = ROOT / "src"
+    if not (source / "ffe").is_dir():
+        print("\nno src/ffe beside the benchmark: the pure-Python comparison is skipped")
+        return None, 0
+    path = os.pathsep.join(p for p in (str(source), os.environ.get("PYTHONPATH")) if p)
+    print("\nThe same benchmark on pure-Python ffe (src/, in a subprocess):", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "pure.json"
+        command = [sys.executable, "-m", "bench.bench_single_asset", "--no-write", "--no-pure"]
+        command += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+        command += ["--summary-to", str(out)]
+        env = os.environ | {"PYTHONPATH": path}
+        code = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+        pure = json.loads(out.read_text()) if out.exists() else None
+    if pure is not None and pure["ffe_build"] != PURE:
+        print(f"the subprocess ran {pure['ffe_build']} ffe, not pure Python: comparison dropped")
+        return None, code
+    return pure, code
+
+
+def print_builds(measured: dict[str, Any], pure: dict[str, Any]) -> None:
+    """Both builds side by side: the ratio each reached against backtesting.py (each in its
+    own process) and ffe's own median time."""
+    ours = measured["interleaved"]["ffe"].median, measured["back_to_back"]["ffe"].median
+    theirs = pure["timings"]["interleaved"]["ffe"]["median_s"]
+    theirs_warm = pure["timings"]["back_to_back"]["ffe"]["median_s"]
+    rows = [
+        [
+            measured["build"],
+            ratios(measured["interleaved"])["median"],
+            ratios(measured["back_to_back"])["median"],
+            ours[0] * 1e3,
+            ours[1] * 1e3,
+        ],
+        [
+            f"{pure['ffe_build']} (subprocess)",
+            pure["ratio_median"],
+            pure["ratio_back_to_back"]["median"],
+            theirs * 1e3,
+            theirs_warm * 1e3,
+        ],
+    ]
+    headers = ["ffe build", "x interleaved", "x back to back", "ffe ms interl.", "ffe ms b2b"]
+    print("\nBoth builds (ratios are medians against backtesting.py in the same process):")
+    print(table(headers, rows))
+    print(
+        f"compiled ffe takes {ours[0] / theirs:.0%} of pure-Python ffe's time interleaved, "
+        f"{ours[1] / theirs_warm:.0%} back to back"
+    )
+
+
+def payload(
+    measured: dict[str, Any],
+    bars: int,
+    args: argparse.Namespace,
+    load: Any,
+    pure: dict[str, Any] | None,
+) -> Any:
     headline = ratios(measured["interleaved"])
     return {
         "benchmark": "single_asset",
@@ -221,21 +322,12 @@ def payload(measured: dict[str, Any], bars: int, args: argparse.Namespace, load:
             "ffe_timed": "run_backtest + result.stats",
             "backtesting_py_timed": "Backtest.run",
         },
-        "timings": {
-            mode: {
-                name: t.as_dict() | {"bars_per_s": bars / t.median}
-                for name, t in measured[mode].items()
-            }
-            for mode in ("interleaved", "back_to_back")
-        },
-        "ratio_median": headline["median"],
-        "ratio_best": headline["best"],
-        "ratio_back_to_back": ratios(measured["back_to_back"]),
+        **summary(measured, bars),
         "target_ratio": TARGET_RATIO,
         "passed": headline["median"] >= TARGET_RATIO,
-        "trades": measured["trades"],
-        "trades_identical": measured["difference"] is None,
-        "trade_difference": measured["difference"],
+        # The pure-Python ffe timed right after, in a subprocess (None when this run was pure
+        # Python itself, or with --no-pure).
+        "pure_python": pure,
         "versions": versions("ffe", "numpy", "pandas", "backtesting"),
         "machine": machine() | {"load_average_before": load},
     }
@@ -247,12 +339,20 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Some trades remain open", category=UserWarning)
     market = load_market(BundledBarSource(), [SYMBOL])
     load_before = machine()["load_average_1_5_15"]
-    measured = measure(market, args)
+    measured = measure(market, args) | {"build": ffe_build()}
     print_report(measured, market.n_bars, args)
+    if args.summary_to is not None:
+        args.summary_to.write_text(json.dumps(summary(measured, market.n_bars)))
+    pure, pure_code = None, 0
+    if measured["build"] != PURE and not args.no_pure:
+        pure, pure_code = time_pure_python(args)
+        if pure is not None:
+            print_builds(measured, pure)
     if not args.no_write:
-        path = write_result("single_asset", payload(measured, market.n_bars, args, load_before))
+        result = payload(measured, market.n_bars, args, load_before, pure)
+        path = write_result("single_asset", result)
         print(f"wrote {path.relative_to(path.parents[2])}")
-    if measured["difference"] is not None:
+    if measured["difference"] is not None or pure_code == 2:
         return 2
     ratio = ratios(measured["interleaved"])["median"]
     return 1 if args.strict and ratio < TARGET_RATIO else 0

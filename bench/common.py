@@ -7,6 +7,7 @@ loaded backtesting.py or backtrader.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import os
 import platform
@@ -19,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The modules the optional compiled build turns into C extensions with mypyc (the list in
+# [tool.hatch.build.targets.wheel.hooks.mypyc] of pyproject.toml).
+COMPILED_MODULES = (
+    "ffe.backtest.engine",
+    "ffe.risk.engine",
+    "ffe.execution.simulated",
+    "ffe.portfolio.ledger",
+)
+COMPILED, PURE = "compiled (mypyc)", "pure Python"
 
 
 @dataclass(slots=True)
@@ -87,6 +97,17 @@ def consecutive(func: Callable[[], Any], *, repeats: int) -> Timing:
         seconds, timing.last = time_once(func)
         timing.samples.append(seconds)
     return timing
+
+
+def ffe_build() -> str:
+    """Which ffe this process runs: COMPILED when the hot modules were loaded from extension
+    modules, PURE when from ``.py`` files (``partly compiled`` for a mix)."""
+    compiled = [
+        not str(importlib.import_module(name).__file__).endswith(".py") for name in COMPILED_MODULES
+    ]
+    if all(compiled):
+        return COMPILED
+    return "partly compiled" if any(compiled) else PURE
 
 
 def versions(*distributions: str) -> dict[str, str | None]:

@@ -10,7 +10,6 @@ passes the same risk engine and fill model as the paper agent's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import copysign, floor
 from typing import Literal
@@ -24,7 +23,7 @@ from ffe.domain.errors import ConfigError
 from ffe.domain.market import FloatArray, MarketData, utc_datetime
 from ffe.domain.orders import Denied, OrderIntent
 from ffe.execution.fill_model import FillModel
-from ffe.execution.simulated import SimFill, SimulatedBroker
+from ffe.execution.simulated import SimulatedBroker
 from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reduces_only
 
@@ -47,6 +46,12 @@ class BacktestConfig:
         if not self.lot_size > 0:
             raise ConfigError(f"lot_size must be positive, got {self.lot_size}")
 
+    def __reduce__(self) -> tuple[type[BacktestConfig], tuple[object, ...]]:
+        # Pickled through __init__: compiled with mypyc (the optional fast build), a frozen
+        # dataclass cannot be restored field by field, and a sweep sends it to its workers.
+        fields = (self.cash, self.fill, self.lot_size, self.mode, self.check_lookahead)
+        return type(self), fields
+
 
 def run_backtest(
     market: MarketData,
@@ -66,28 +71,17 @@ def run_backtest(
         if config.check_lookahead:
             verify_point_in_time(strategy, market, targets)
     simulation = _Simulation(market, config, risk)
-    step = simulation.step
-    for bar, symbols, weights in _instructions(targets):
-        step(bar, symbols, weights)
-    simulation.finish()
+    simulation.run(targets)
     return simulation.result(strategy, targets)
 
 
-def _instructions(targets: FloatArray) -> Iterator[tuple[int, list[int], list[float]]]:
-    """(bar, symbols, weights) for every bar with at least one instruction, in time order."""
+def _instructions(targets: FloatArray) -> tuple[list[int], list[int], list[float]]:
+    """Bar, symbol and weight of every instruction, in time order (then by symbol)."""
     # Flat indices and divmod: cheaper than np.nonzero on the 2-D array, same row-major order.
     flat = targets.ravel()
     index = np.flatnonzero(~np.isnan(flat))
-    weights = flat[index].tolist()
-    bars_array, symbols_array = np.divmod(index, targets.shape[1])
-    bars, symbols = bars_array.tolist(), symbols_array.tolist()
-    start, count = 0, len(bars)
-    while start < count:
-        bar, stop = bars[start], start + 1
-        while stop < count and bars[stop] == bar:
-            stop += 1
-        yield bar, symbols[start:stop], weights[start:stop]
-        start = stop
+    bars, symbols = np.divmod(index, targets.shape[1])
+    return bars.tolist(), symbols.tolist(), flat[index].tolist()
 
 
 class _Simulation:
@@ -114,19 +108,30 @@ class _Simulation:
         self._close = market.close
         self._lot = config.lot_size
         self._cost_factor = 1.0 + config.fill.cost_rate
-        self._fill_at_decision = config.fill.delay == 0
+        self._delay = config.fill.delay
+        self._fill_at_decision = self._delay == 0
         self._debug = log.isEnabledFor(logging.DEBUG)
-        # Fills go straight to the ledger unless each one is to be logged.
-        self._book = self._on_fill if self._debug else self.ledger.book
+
+    def run(self, targets: FloatArray) -> None:
+        """Step through every bar with an instruction, in time order, then finish."""
+        bars, symbols, weights = _instructions(targets)
+        start, count = 0, len(bars)
+        while start < count:
+            bar, stop = bars[start], start + 1
+            while stop < count and bars[stop] == bar:
+                stop += 1
+            self.step(bar, symbols[start:stop], weights[start:stop])
+            start = stop
+        self.finish()
 
     def step(self, bar: int, symbols: list[int], weights: list[float]) -> None:
         if self._watching:
             self._advance(bar)
         else:  # what _advance comes down to without a drawdown limit, one call less per bar
-            self.broker.fill_due(bar, self._book)
+            self._fill(bar)
         self._decide(bar, symbols, weights)
         if self._fill_at_decision:
-            self.broker.fill_due(bar, self._book)
+            self._fill(bar)
 
     def finish(self) -> None:
         self._advance(self.market.n_bars - 1)
@@ -158,23 +163,27 @@ class _Simulation:
     def _advance(self, bar: int) -> None:
         """Apply every fill due at or before ``bar`` (fills happen at the open, before the
         decision at the close) and watch drawdown on the bars in between."""
-        broker = self.broker
         if not self._watching:
             # Each order fills at its own due bar, so one call covers all bars up to ``bar``.
-            broker.fill_due(bar, self._book)
+            self._fill(bar)
             return
         while True:
-            due = broker.next_fill_bar()
+            due = self.broker.next_fill_bar()
             if self._watch_drawdown(bar if due is None or due > bar else due):
                 continue  # a halt queued orders that flatten the book: look again
             if due is None or due > bar:
                 return
-            broker.fill_due(due, self._book)
+            self._fill(due)
 
-    def _on_fill(self, fill: SimFill) -> None:
-        self.ledger.book(fill)
-        if self._debug:
-            log.debug("order filled %s qty=%s px=%s", fill.client_id, fill.quantity, fill.price)
+    def _fill(self, bar: int) -> None:
+        """Fill the orders due at or before ``bar`` and book them in the ledger."""
+        # Called straight (not through a callback) with plain values: once per order.
+        ledger, delay = self.ledger, self._delay
+        for order in self.broker.fill_orders_due(bar):
+            quantity, price = order.quantity, order.fill_price
+            ledger.apply_fill(order.bar + delay, order.symbol, quantity, price, order.commission)
+            if self._debug:
+                log.debug("order filled %s qty=%s px=%s", order.client_id, quantity, price)
 
     def _watch_drawdown(self, until: int) -> bool:
         """Check equity of bars ``[monitored, until)``; on a breach halt and flatten."""
@@ -204,7 +213,8 @@ class _Simulation:
         budget = max(equity, 0.0) / self._cost_factor
         intents = []
         positions: dict[str, float] = {}  # what the risk checks see of the current book
-        for symbol, weight in zip(symbols, weights, strict=True):
+        for k in range(len(symbols)):  # an index, not zip(strict=True): cheaper compiled
+            symbol, weight = symbols[k], weights[k]
             price = close.item(bar, symbol)
             if not price > 0:
                 continue  # no bar (NaN) or a bad price: nothing sensible to size against
@@ -225,13 +235,14 @@ class _Simulation:
         # Reductions first, so they free room under the limits for what follows.
         if len(intents) > 1:
             intents.sort(key=lambda i: not reduces_only(*account.position_after(i)))
-        index, submit = self._index, self.broker.submit
+        # broker.submit, not a bound method kept in a local: compiled, that is a direct call.
+        index, broker = self._index, self.broker
         for verdict in self.risk.evaluate(intents, account):
             if isinstance(verdict, Denied):
                 self.denials.append((bar, verdict))
                 continue
             intent = verdict.intent
-            submit(intent.client_id, bar, index[intent.symbol], intent.quantity)
+            broker.submit(intent.client_id, bar, index[intent.symbol], intent.quantity)
 
     def _flatten(self, bar: int) -> None:
         time = self.market.time_of(bar)

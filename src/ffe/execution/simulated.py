@@ -30,7 +30,7 @@ class SimFill(NamedTuple):
     commission: float
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class SimOrder:
     client_id: str
     bar: int  # bar of the decision
@@ -38,6 +38,43 @@ class SimOrder:
     quantity: float
     status: OrderStatus = OrderStatus.PENDING
     reason: str = ""
+    fill_price: float = math.nan  # set when filled, with the commission paid
+    commission: float = 0.0
+
+    # Written out, not generated: mypyc compiles this one (a dataclass's generated __init__
+    # stays interpreted in the compiled build), and it runs once for every order.
+    def __init__(
+        self,
+        client_id: str,
+        bar: int,
+        symbol: int,
+        quantity: float,
+        status: OrderStatus = OrderStatus.PENDING,
+        reason: str = "",
+        fill_price: float = math.nan,
+        commission: float = 0.0,
+    ) -> None:
+        self.client_id = client_id
+        self.bar = bar
+        self.symbol = symbol
+        self.quantity = quantity
+        self.status = status
+        self.reason = reason
+        self.fill_price = fill_price
+        self.commission = commission
+
+    def __reduce__(self) -> tuple[type[SimOrder], tuple[object, ...]]:
+        # Pickled through __init__, which a class compiled with mypyc needs.
+        return type(self), (
+            self.client_id,
+            self.bar,
+            self.symbol,
+            self.quantity,
+            self.status,
+            self.reason,
+            self.fill_price,
+            self.commission,
+        )
 
 
 class SimulatedBroker:
@@ -45,6 +82,7 @@ class SimulatedBroker:
 
     def __init__(self, market: MarketData, fill_model: FillModel) -> None:
         self._model = fill_model
+        self._slippage = fill_model.slippage_bps != 0.0  # read once: the model is frozen
         self._delay = fill_model.delay
         self._prices = market.open if fill_model.at == "next_open" else market.close
         self._n_bars = market.n_bars
@@ -70,8 +108,26 @@ class SimulatedBroker:
     def fill_due(self, bar: int, on_fill: Callable[[SimFill], None]) -> None:
         """Fill every pending order due at or before ``bar``, in submission order, passing
         each fill to ``on_fill``; orders without a price to fill at are rejected."""
+        delay = self._delay
+        for order in self.fill_orders_due(bar):
+            on_fill(
+                SimFill(
+                    order.client_id,
+                    order.bar + delay,
+                    order.symbol,
+                    order.quantity,
+                    order.fill_price,
+                    order.commission,
+                )
+            )
+
+    def fill_orders_due(self, bar: int) -> list[SimOrder]:
+        """Fill every pending order due at or before ``bar`` and return the filled ones in
+        submission order (each fills at its own due bar, with its fill price and commission
+        set); orders without a price to fill at are rejected. The backtest books these
+        directly: no fill record and no callback per order."""
         if self._next_due is None or self._next_due > bar:
-            return
+            return []
         delay, pending = self._delay, self._pending
         if pending[-1].bar + delay <= bar:  # pending is in time order: all are due
             due, self._pending, self._next_due = pending, [], None
@@ -81,16 +137,18 @@ class SimulatedBroker:
             self._next_due = self._pending[0].bar + delay
         # The fill itself is inlined: this loop runs once for every order of a backtest.
         model, prices, n_bars = self._model, self._prices, self._n_bars
+        filled = []
         for order in due:
             fill_bar, quantity = order.bar + delay, order.quantity
             reference = prices.item(fill_bar, order.symbol) if fill_bar < n_bars else math.nan
             if not reference > 0:  # NaN (no bar left, or no bar for the symbol) or broken
                 self._refuse(order, fill_bar)
                 continue
-            price = model.price(quantity, reference) if model.slippage_bps else reference
-            order.status = OrderStatus.FILLED
-            fee = model.fee(quantity, price)
-            on_fill(SimFill(order.client_id, fill_bar, order.symbol, quantity, price, fee))
+            price = model.price(quantity, reference) if self._slippage else reference
+            order.status, order.fill_price = OrderStatus.FILLED, price
+            order.commission = model.fee(quantity, price)
+            filled.append(order)
+        return filled
 
     def cancel_all(self, reason: str) -> list[SimOrder]:
         """Cancel every pending order (end of data, emergency stop)."""

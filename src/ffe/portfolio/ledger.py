@@ -23,7 +23,7 @@ _IntArray = npt.NDArray[np.intp]
 _Columns = tuple[_IntArray, _IntArray, _IntArray, FloatArray, FloatArray]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Lot:
     """An open piece of a position: what was bought (or sold short), when and at what price."""
 
@@ -31,6 +31,18 @@ class Lot:
     quantity: float
     price: float
     commission: float  # entry commission not yet attributed to a closed trade
+
+    # Written out, not generated: mypyc compiles this one (a dataclass's generated __init__
+    # stays interpreted in the compiled build), and a lot is made for nearly every fill.
+    def __init__(self, bar: int, quantity: float, price: float, commission: float) -> None:
+        self.bar = bar
+        self.quantity = quantity
+        self.price = price
+        self.commission = commission
+
+    def __reduce__(self) -> tuple[type[Lot], tuple[int, float, float, float]]:
+        # Pickled through __init__, which a class compiled with mypyc needs.
+        return type(self), (self.bar, self.quantity, self.price, self.commission)
 
 
 class FillRecord(Protocol):
@@ -46,14 +58,6 @@ class FillRecord(Protocol):
     def price(self) -> float: ...
     @property
     def commission(self) -> float: ...
-
-
-class _Fill(NamedTuple):
-    bar: int
-    symbol: int
-    quantity: float
-    price: float
-    commission: float
 
 
 class ClosedTrade(NamedTuple):
@@ -90,6 +94,11 @@ class Ledger:
         self._changes: list[float] = []
         self._columns: tuple[int, _Columns] | None = None  # _changes as arrays, and its length
 
+    def __reduce__(self) -> tuple[type[Ledger], tuple[int, float], object]:
+        # Rebuilt through __init__, then given its state: compiled with mypyc (the optional
+        # fast build), a class whose __init__ takes arguments cannot be unpickled otherwise.
+        return type(self), (self.n_symbols, self.initial_cash), self.__getstate__()
+
     def position(self, symbol: int) -> float:
         return self.held.get(symbol, 0.0)
 
@@ -119,16 +128,14 @@ class Ledger:
             gross += abs(value)
         return equity, gross
 
-    def apply_fill(self, bar: int, symbol: int, quantity: float, price: float, fee: float) -> None:
-        """Book a fill given as plain values."""
-        self.book(_Fill(bar, symbol, quantity, price, fee))
-
     def book(self, fill: FillRecord) -> None:
-        """Book a fill record (anything with bar, symbol, quantity, price, commission): move
-        cash, update the position, close or open lots. The broker's fills come straight here,
-        once per order of a backtest, hence the work is done here and not in apply_fill."""
-        bar, symbol, quantity, price = fill.bar, fill.symbol, fill.quantity, fill.price
-        fee = fill.commission
+        """Book a fill record (anything with bar, symbol, quantity, price, commission)."""
+        self.apply_fill(fill.bar, fill.symbol, fill.quantity, fill.price, fill.commission)
+
+    def apply_fill(self, bar: int, symbol: int, quantity: float, price: float, fee: float) -> None:
+        """Book a fill given as plain values: move cash, update the position, close or open
+        lots. The backtest books every order's fill here, hence the work is done here (plain
+        values: no record to build or read per fill)."""
         flow = -quantity * price - fee
         self.cash += flow
         self.commissions += fee

@@ -15,6 +15,9 @@ from ffe.domain.orders import Approved, Denied, OrderIntent, Verdict
 
 log = logging.getLogger(__name__)
 _TOLERANCE = 1e-9
+# Pickling: each check pickles through its __init__ (``__reduce__``). Compiled with mypyc (the
+# optional fast build), a frozen dataclass cannot be restored field by field, and a sweep
+# sends its risk engine to worker processes.
 
 
 class AccountState:
@@ -86,6 +89,9 @@ class MaxPositionPct:
             f"position in {intent.symbol} would be {share:.1%} of equity, limit {self.limit:.1%}",
         )
 
+    def __reduce__(self) -> tuple[type[MaxPositionPct], tuple[float, str]]:
+        return type(self), (self.limit, self.name)  # see "Pickling" above
+
 
 @dataclass(frozen=True, slots=True)
 class MaxGrossLeverage:
@@ -105,6 +111,9 @@ class MaxGrossLeverage:
             intent, self.name, f"gross leverage would be {leverage:.2f}x, limit {self.limit:.2f}x"
         )
 
+    def __reduce__(self) -> tuple[type[MaxGrossLeverage], tuple[float, str]]:
+        return type(self), (self.limit, self.name)  # see "Pickling" above
+
 
 @dataclass(frozen=True, slots=True)
 class MaxDrawdownHalt:
@@ -121,6 +130,9 @@ class MaxDrawdownHalt:
             self.name,
             f"trading halted: drawdown reached {account.drawdown:.1%}, limit {self.limit:.1%}",
         )
+
+    def __reduce__(self) -> tuple[type[MaxDrawdownHalt], tuple[float, str]]:
+        return type(self), (self.limit, self.name)  # see "Pickling" above
 
 
 class RiskEngine:
