@@ -3,7 +3,7 @@
 ``backup(db, directory)`` writes ``<name>-<UTC time>.db`` (SQLite, through the online backup
 API, safe while other processes write) or ``<name>-<UTC time>.dump`` (PostgreSQL, through
 ``pg_dump --format=custom``), and beside it a manifest ``<backup>.json``: the schema revision,
-the file's size and SHA-256, and every table's row count and checksum (see ``ffe.store.copy``).
+the file's size and SHA-256, and every table's row count and checksum (see ``ffe.store.tables``).
 Files appear under their final name only once complete. Only the newest ``keep`` backups of
 that database are kept in the directory.
 
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import re
-import shutil
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,64 +34,25 @@ from sqlalchemy import table as table_named
 
 from ffe.domain.errors import ConfigError, StoreError
 from ffe.store import migrate
-from ffe.store.copy import Digest, digest_tables, snapshot, table_digests
 from ffe.store.database import Database, describe_failure
+from ffe.store.manifest import (
+    Manifest,
+    fsync_directory,
+    fsync_file,
+    manifest_path,
+    read_manifest,
+    sha256_of,
+    write_atomically,
+)
 from ffe.store.models import TABLES
+from ffe.store.pg_tools import client_tool, run_client_tool
 from ffe.store.repositories import unit_of_work
+from ffe.store.tables import Digest, digest_tables, snapshot, table_digests
 
-FORMAT = 1
 #: ``<name>-20261122T120000Z.db``; ``-2``, ``-3``... when two are made within one second.
 BACKUP_NAME = re.compile(
     r"^(?P<stem>.+)-(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<n>\d+))?\.(?P<ext>db|dump)$"
 )
-_CLIENT_TOOLS = (
-    "install the PostgreSQL client tools (Debian/Ubuntu: apt install postgresql-client; "
-    "macOS: brew install libpq), at the server's major version or newer"
-)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a backup holds, written beside it as ``<backup>.json``."""
-
-    engine: str
-    revision: str
-    created_at: str
-    database: str
-    size: int
-    sha256: str
-    tables: dict[str, Digest]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "engine": self.engine,
-            "revision": self.revision,
-            "created_at": self.created_at,
-            "database": self.database,
-            "size": self.size,
-            "sha256": self.sha256,
-            "tables": {
-                name: {"rows": d.rows, "checksum": d.checksum} for name, d in self.tables.items()
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        if data.get("format") != FORMAT:
-            raise ValueError(f"unknown manifest format {data.get('format')!r}")
-        return cls(
-            engine=str(data["engine"]),
-            revision=str(data["revision"]),
-            created_at=str(data["created_at"]),
-            database=str(data["database"]),
-            size=int(data["size"]),
-            sha256=str(data["sha256"]),
-            tables={
-                str(name): Digest(int(d["rows"]), str(d["checksum"]))
-                for name, d in data["tables"].items()
-            },
-        )
 
 
 @dataclass(frozen=True)
@@ -105,17 +64,7 @@ class RestoreReport:
     rows: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "backup": self.backup,
-            "database": self.database,
-            "revision": self.revision,
-            "head": self.head,
-            "rows": self.rows,
-        }
-
-
-def manifest_path(backup_file: Path) -> Path:
-    return backup_file.with_name(f"{backup_file.name}.json")
+        return asdict(self)
 
 
 def backup_stem(db: Database) -> str:
@@ -175,14 +124,14 @@ async def backup(db: Database, directory: Path | str, keep: int = 7) -> Path:
                 created_at=_now().isoformat(timespec="seconds"),
                 database=str(db),
                 size=partial.stat().st_size,
-                sha256=await asyncio.to_thread(_sha256, partial),
+                sha256=await asyncio.to_thread(sha256_of, partial),
                 tables=digests,
             )
             # The manifest lands first: a backup under its final name always has one.
-            _write_atomically(manifest_path(final), json.dumps(manifest.as_dict(), indent=2))
-            _fsync(partial)
+            write_atomically(manifest_path(final), json.dumps(manifest.as_dict(), indent=2))
+            fsync_file(partial)
             os.replace(partial, final)
-            _fsync_directory(directory)
+            fsync_directory(directory)
     finally:
         for leftover in _with_sidecars(partial):
             leftover.unlink(missing_ok=True)
@@ -280,12 +229,12 @@ def _one_file(path: Path) -> None:
 
 
 async def _backup_postgres(db: Database, partial: Path) -> tuple[str, dict[str, Digest]]:
-    pg_dump = _tool("pg_dump", "back up")
+    pg_dump = client_tool("pg_dump", "back up")
     async with snapshot(db) as reading:
         revision = _require_head(await reading.run_sync(_revision_of))
         # pg_dump reads the very snapshot the checksums are computed from.
         exported = (await reading.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
-        await _run(
+        await run_client_tool(
             [pg_dump, "--format=custom", f"--snapshot={exported}", f"--file={partial}"],
             db,
         )
@@ -339,36 +288,6 @@ async def restore(
     return RestoreReport(backup_file.name, str(db), manifest.revision, migrate.head(), rows)
 
 
-async def read_manifest(backup_file: Path) -> Manifest:
-    """The backup's manifest, once the file is checked to be the one the manifest describes."""
-    where = manifest_path(backup_file)
-    if not backup_file.is_file():
-        raise StoreError(f"there is no backup at {backup_file}")
-    if not where.is_file():
-        raise StoreError(
-            f"{backup_file.name} has no manifest ({where.name}) beside it: restore backups made "
-            "by `ffe backup`, keeping the two files together"
-        )
-    try:
-        manifest = Manifest.from_dict(json.loads(where.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StoreError(f"the manifest {where.name} is unreadable ({exc})") from exc
-    size = backup_file.stat().st_size
-    if size != manifest.size or await asyncio.to_thread(_sha256, backup_file) != manifest.sha256:
-        raise StoreError(
-            f"{backup_file.name} is damaged or was changed after it was made: its "
-            f"{'size' if size != manifest.size else 'SHA-256'} does not match {where.name}; "
-            "nothing was restored"
-        )
-    known = {revision.id for revision in await migrate.history()}
-    if manifest.revision not in known:
-        raise StoreError(
-            f"{backup_file.name} is at schema revision {manifest.revision}, which this ffe does "
-            "not know (it was made by a newer ffe): restore it with that version"
-        )
-    return manifest
-
-
 async def _holds_rows(db: Database) -> bool:
     if db.sqlite_path is not None and (
         not db.sqlite_path.is_file() or db.sqlite_path.stat().st_size == 0
@@ -415,9 +334,9 @@ def _take_place_of(staging: Path, target: Path) -> None:
     with _file_errors("restore into", str(target)):
         for sidecar in _with_sidecars(target)[1:]:
             sidecar.unlink(missing_ok=True)
-        _fsync(staging)
+        fsync_file(staging)
         os.replace(staging, target)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
 
 
 def _release(target: Path) -> None:
@@ -438,11 +357,11 @@ def _release(target: Path) -> None:
 
 
 async def _restore_postgres(db: Database, backup_file: Path) -> None:
-    pg_restore = _tool("pg_restore", "restore")
+    pg_restore = client_tool("pg_restore", "restore")
     # The table of contents must read back before anything is dropped.
-    await _run([pg_restore, "--list", str(backup_file)], None)
+    await run_client_tool([pg_restore, "--list", str(backup_file)], None)
     await db.dispose()
-    await _run(
+    await run_client_tool(
         [
             pg_restore,
             "--clean",
@@ -495,87 +414,6 @@ async def _counts(db: Database, manifest: Manifest) -> dict[str, int]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _tool(name: str, doing: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        raise StoreError(
-            f"{name} is not on PATH, and it is needed to {doing} PostgreSQL: " + _CLIENT_TOOLS
-        )
-    return found
-
-
-def _libpq(db: Database) -> tuple[list[str], dict[str, str]]:
-    """Connection arguments for pg_dump/pg_restore; the password goes in the environment,
-    never on a command line another user could read."""
-    url = db.url
-    args = [f"--dbname={url.database or 'postgres'}"]
-    args += [f"--host={url.host}"] if url.host else []
-    args += [f"--port={url.port}"] if url.port else []
-    args += [f"--username={url.username}"] if url.username else []
-    env = dict(os.environ)
-    if url.password is not None:
-        env["PGPASSWORD"] = str(url.password)
-    for option in ("sslmode", "ssl"):
-        if option in url.query:
-            env["PGSSLMODE"] = str(url.query[option])
-    return args, env
-
-
-async def _run(command: list[str], db: Database | None) -> None:
-    """Run a PostgreSQL client tool (against ``db`` when given); a failure is a StoreError
-    quoting what the tool said."""
-    args, env = _libpq(db) if db is not None else ([], None)
-    process = await asyncio.create_subprocess_exec(
-        *command[:1],
-        *args,
-        *command[1:],
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    _, err = await process.communicate()
-    if process.returncode != 0:
-        said = " ".join(err.decode(errors="replace").split())[:500] or "no message"
-        where = f" on {db}" if db is not None else ""
-        raise StoreError(
-            f"{Path(command[0]).name} failed{where} (exit {process.returncode}): {said}"
-        )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_atomically(path: Path, content: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(content, encoding="utf-8")
-    _fsync(partial)
-    os.replace(partial, path)
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb+") as file:
-        os.fsync(file.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable (where the platform allows opening a directory)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _with_sidecars(path: Path) -> list[Path]:

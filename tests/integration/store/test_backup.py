@@ -17,11 +17,12 @@ from sqlalchemy import select
 from ffe.domain.errors import StoreError
 from ffe.store import backup as backup_module
 from ffe.store import migrate
-from ffe.store.backup import backup, list_backups, manifest_path, restore
-from ffe.store.copy import table_digests
+from ffe.store.backup import backup, list_backups, restore
 from ffe.store.database import Database
+from ffe.store.manifest import manifest_path
 from ffe.store.models import AuditEntry
 from ffe.store.repositories import unit_of_work
+from ffe.store.tables import table_digests
 
 
 def _sqlite(path: Path) -> Database:

@@ -11,20 +11,18 @@ from sqlalchemy import select, text, update
 
 from ffe.domain.errors import StoreError
 from ffe.store import migrate
-from ffe.store.copy import (
+from ffe.store.copy import VerificationError, copy_database, verify_copy
+from ffe.store.database import Database
+from ffe.store.models import TABLES, AuditEntry, Decision, EquityPoint, Run
+from ffe.store.repositories import unit_of_work
+from ffe.store.tables import (
     Checksum,
-    VerificationError,
-    copy_database,
     normal,
     normal_row,
     primary_key,
     select_rows,
     table_digests,
-    verify_copy,
 )
-from ffe.store.database import Database
-from ffe.store.models import TABLES, AuditEntry, Decision, EquityPoint, Run
-from ffe.store.repositories import unit_of_work
 
 
 def _sqlite(tmp_path: Path, name: str) -> Database:
