@@ -155,26 +155,10 @@ def _params(specs: list[str]) -> dict[str, str]:
 
 
 def _write_report(result: BacktestResult, path: Path) -> None:
-    from ffe.backtest.report import render_backtest_report, write_report
+    from ffe.backtest.report import write_report
+    from ffe.runs.journal import render_result_report
 
-    symbols = ", ".join(result.market.symbols[:5]) + ("…" if result.market.n_symbols > 5 else "")
-    html = render_backtest_report(
-        title=f"{result.strategy.name} on {symbols}",
-        subtitle=f"{result.stats.start:%Y-%m-%d} to {result.stats.end:%Y-%m-%d}, "
-        f"{result.market.n_bars:,} bars of {result.market.timeframe}",
-        times=result.market.times,
-        equity=result.equity,
-        benchmark_equity=result.benchmark,
-        trades=result.trades,
-        stats=result.stats,
-        params={
-            **result.params,
-            "cash": result.config.cash,
-            "fill": result.config.fill.at,
-            "commission": result.config.fill.commission,
-        },
-    )
-    write_report(path, html)
+    write_report(path, render_result_report(result))
 
 
 def _print_result(result: BacktestResult) -> None:

@@ -9,7 +9,7 @@ recorded whole or not at all.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -175,29 +175,70 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def render_result_report(result: BacktestResult) -> str:
+    """The HTML report of a backtest just run."""
+    stats = result.stats
+    return _render(
+        result.strategy.name,
+        result.market.symbols,
+        result.params,
+        run_config(result),
+        subtitle=f"{stats.start:%Y-%m-%d} to {stats.end:%Y-%m-%d}, "
+        f"{result.market.n_bars:,} bars of {result.market.timeframe}",
+        curves=(result.market.times, result.equity, result.benchmark),
+        trades=result.trades,
+        stats=stats,
+    )
+
+
 def render_stored_report(stored: StoredBacktest) -> str:
     """The HTML report of a recorded run, drawn from the journal alone (no re-run)."""
-    from ffe.backtest.report import render_backtest_report
-
     run, stats = stored.run, stored.stats
     if stats is None or not stored.equity.size:
         from ffe.domain.errors import StoreError
 
         raise StoreError(f"run {run.id[:8]} has no stats or equity recorded (status {run.status})")
-    symbols = ", ".join(run.symbols[:5]) + ("…" if len(run.symbols) > 5 else "")
-    config = run.config
-    fill = config.get("fill", {})
-    return render_backtest_report(
-        title=f"{run.strategy} on {symbols}",
+    return _render(
+        run.strategy,
+        run.symbols,
+        run.params,
+        run.config,
         subtitle=f"{stats.start:%Y-%m-%d} to {stats.end:%Y-%m-%d}, "
         f"{len(stored.equity):,} bars of {run.timeframe} (run {run.id[:8]}, {run.code_version})",
-        times=stored.times,
-        equity=stored.equity,
-        benchmark_equity=stored.benchmark,
+        curves=(stored.times, stored.equity, stored.benchmark),
         trades=stored.trades,
         stats=stats,
+    )
+
+
+def _render(
+    strategy: str,
+    symbols: Sequence[str],
+    params: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    subtitle: str,
+    curves: tuple[npt.NDArray[np.datetime64], FloatArray, FloatArray | None],
+    trades: Sequence[Trade],
+    stats: Stats,
+) -> str:
+    """One report layout for runs just made and runs read back: the same title and the same
+    parameter list, taken from the config ``run_config`` records."""
+    from ffe.backtest.report import render_backtest_report
+
+    times, equity, benchmark = curves
+    fill = config.get("fill", {})
+    shown = ", ".join(symbols[:5]) + ("…" if len(symbols) > 5 else "")
+    return render_backtest_report(
+        title=f"{strategy} on {shown}",
+        subtitle=subtitle,
+        times=times,
+        equity=equity,
+        benchmark_equity=benchmark,
+        trades=trades,
+        stats=stats,
         params={
-            **run.params,
+            **params,
             "cash": config.get("cash"),
             "fill": fill.get("at"),
             "commission": fill.get("commission"),
