@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffe.decide.strategy import Strategy
+from ffe.decide.strategy import Explained, Strategy, explain
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History, MarketData
 
@@ -17,6 +17,13 @@ from ffe.domain.market import FloatArray, History, MarketData
 def batch_targets(strategy: Strategy, market: MarketData) -> FloatArray:
     """Targets for every bar from one call over the whole history."""
     return _checked(strategy, strategy.targets(market.history()), market.n_bars, market)
+
+
+def batch_explained(strategy: Strategy, market: MarketData) -> Explained:
+    """Targets and decisions for every bar from one call over the whole history."""
+    explained = explain(strategy, market.history())
+    targets = _checked(strategy, explained.targets, market.n_bars, market)
+    return Explained(targets, explained.decisions)
 
 
 def stream_targets(strategy: Strategy, market: MarketData) -> FloatArray:

@@ -16,12 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-from ffe.backtest.causality import batch_targets, stream_targets, verify_point_in_time
+from ffe.backtest.causality import batch_explained, stream_targets, verify_point_in_time
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import ConfigError
 from ffe.domain.market import FloatArray, MarketData, utc_datetime
-from ffe.domain.orders import Denied, OrderIntent
+from ffe.domain.orders import Decision, Denied, OrderIntent
 from ffe.execution.fill_model import FillModel
 from ffe.execution.simulated import SimulatedBroker
 from ffe.portfolio.ledger import Ledger
@@ -64,15 +64,19 @@ def run_backtest(
     risk = risk or RiskEngine.from_limits(
         max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None
     )
+    decisions: tuple[Decision, ...] = ()
     if config.mode == "stream":
         targets = stream_targets(strategy, market)
     else:
-        targets = batch_targets(strategy, market)
+        explained = batch_explained(strategy, market)
+        targets, decisions = explained.targets, explained.decisions
         if config.check_lookahead:
             verify_point_in_time(strategy, market, targets)
     simulation = _Simulation(market, config, risk)
     simulation.run(targets)
-    return simulation.result(strategy, targets)
+    result = simulation.result(strategy, targets)
+    result.decisions = decisions
+    return result
 
 
 def _instructions(targets: FloatArray) -> tuple[list[int], list[int], list[float]]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ffe.decide.strategy import Strategy
 from ffe.domain.market import FloatArray, MarketData
-from ffe.domain.orders import Denied, Trade
+from ffe.domain.orders import Decision, Denied, Trade
 from ffe.execution.simulated import SimOrder
 from ffe.portfolio.ledger import Ledger
 from ffe.portfolio.stats import Stats, compute_stats, periods_per_year
@@ -30,6 +30,7 @@ class BacktestResult:
     orders: list[SimOrder]
     denials: list[tuple[int, Denied]]
     halted_at: int | None
+    decisions: tuple[Decision, ...] = ()  # from strategies that explain themselves
 
     @property
     def params(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History
+from ffe.domain.orders import Decision
 
 
 @runtime_checkable
@@ -31,6 +32,31 @@ class Strategy(Protocol):
     def warmup(self) -> int:
         """Bars of history needed before the first instruction can appear."""
         ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Explained:
+    """Targets together with the decisions behind them (one per decision bar and symbol)."""
+
+    targets: FloatArray
+    decisions: tuple[Decision, ...] = ()
+
+
+@runtime_checkable
+class ExplainingStrategy(Strategy, Protocol):
+    """A strategy that can also say why: its decisions carry confidence and a rationale,
+    which the journal stores. ``explain(h).targets`` must equal ``targets(h)``."""
+
+    def explain(self, history: History) -> Explained:
+        """Targets for every bar of ``history`` and the decisions that produced them."""
+        ...
+
+
+def explain(strategy: Strategy, history: History) -> Explained:
+    """``strategy.explain`` when it has one, otherwise its targets with no decisions."""
+    if isinstance(strategy, ExplainingStrategy):
+        return strategy.explain(history)
+    return Explained(strategy.targets(history))
 
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}

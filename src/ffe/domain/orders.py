@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Side(enum.Enum):
@@ -19,7 +20,13 @@ class Side(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a strategy wants: hold ``target`` (signed fraction of equity) in ``symbol``."""
+    """What a strategy wants: hold ``target`` (signed fraction of equity) in ``symbol``.
+
+    ``target`` is NaN for a hold (no new instruction). ``votes`` are each model's weight;
+    ``details`` holds the numbers behind the decision (expected return, probability of a
+    profit, each model's forecast), JSON-ready, and is journaled with it. ``horizon`` is the
+    number of bars after which the decision's outcome is judged.
+    """
 
     time: datetime
     symbol: str
@@ -27,6 +34,8 @@ class Decision:
     confidence: float = 1.0
     rationale: str = ""
     votes: tuple[tuple[str, float], ...] = ()
+    horizon: int = 1
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 class OrderIntent(NamedTuple):
