@@ -87,6 +87,27 @@ class DatabaseSettings(Section):
     backup_keep: int = Field(7, ge=1, description="backups kept by `ffe backup`")
 
 
+class LlmSettings(Section):
+    provider: Literal["none", "ollama", "openai"] = Field(
+        "none", description="none: no LLM voter; ollama; openai: any OpenAI-compatible server"
+    )
+    base_url: str | None = Field(
+        None,
+        description="none = http://localhost:11434 for ollama; openai needs one, e.g. "
+        "http://localhost:8000/v1",
+    )
+    model: str | None = Field(None, description="e.g. llama3.1:8b; required unless provider none")
+    api_key: SecretStr | None = Field(None, description="sent as a bearer token (openai)")
+    timeout_s: float = Field(60.0, gt=0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, le=10, description="on timeouts, 429 and 5xx")
+    anonymize: bool = Field(True, description="hide symbol, dates and price level in prompts")
+    mode: Literal["single", "debate"] = Field("single", description="debate: bull, bear, judge")
+    cache_dir: Path | None = Field(None, description="none = llm-cache/ in data.dir")
+    cache_mode: Literal["read_write", "read_only", "off"] = Field(
+        "read_write", description="read_only replays cached answers without a server"
+    )
+
+
 class Settings(BaseSettings):
     """The effective configuration of one process."""
 
@@ -103,6 +124,11 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     logging: LoggingSettings = LoggingSettings()
     database: DatabaseSettings = DatabaseSettings()
+    llm: LlmSettings = LlmSettings()
+
+    def llm_cache_dir(self) -> Path:
+        """Where LLM answers are cached: ``llm.cache_dir``, else ``llm-cache`` in data.dir."""
+        return self.llm.cache_dir or self.data.dir / "llm-cache"
 
     def database_url(self) -> str:
         """The configured database URL, or the SQLite file ``ffe.db`` in the data directory."""
@@ -206,6 +232,10 @@ def masked(settings: Settings) -> dict[str, Any]:
     dumped["database"]["url"] = _mask_url(settings.database_url())
     if settings.data.alpha_vantage_key is not None:
         dumped["data"]["alpha_vantage_key"] = "***"
+    if settings.llm.api_key is not None:
+        dumped["llm"]["api_key"] = "***"
+    if settings.llm.base_url is not None:
+        dumped["llm"]["base_url"] = _mask_url(settings.llm.base_url)
     return dumped
 
 
