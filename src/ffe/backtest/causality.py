@@ -41,14 +41,24 @@ def verify_point_in_time(strategy: Strategy, market: MarketData, targets: FloatA
     if cut is None:
         return
     hidden = _checked(strategy, strategy.targets(History(market, cut)), cut, market)
-    same = (hidden == targets[:cut]) | (np.isnan(hidden) & np.isnan(targets[:cut]))
-    if not same.all():
-        first = int(np.argmin(same.all(axis=1)))
+    changed = first_difference(targets[:cut], hidden)
+    if changed is not None:
+        first, _ = changed
         raise StrategyError(
             f"strategy {strategy.name!r} looks ahead: its instruction for bar "
             f"{market.times[first]} changed when bars from {market.times[cut]} on were "
             "hidden. A strategy may only use bars up to the one it decides on."
         )
+
+
+def first_difference(a: FloatArray, b: FloatArray) -> tuple[int, int] | None:
+    """Bar and symbol of the first entry where two target arrays of one shape differ (NaN
+    equals NaN), in time order; None when they are the same."""
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    if same.all():
+        return None
+    bar, symbol = np.argwhere(~same)[0]
+    return int(bar), int(symbol)
 
 
 def _cut_point(strategy: Strategy, n_bars: int) -> int | None:

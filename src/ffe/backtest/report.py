@@ -1,4 +1,4 @@
-"""Self-contained HTML reports of a backtest and of a parameter sweep.
+"""Self-contained HTML reports of a backtest, of a walk-forward run and of a parameter sweep.
 
 Each report is one file that works offline: plotly.js is embedded inline once, and nothing
 is fetched from a network. Every string that comes from a user (titles, parameters, symbols)
@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ffe.domain.orders import Trade
 from ffe.portfolio.stats import Stats, drawdown_series
+
+if TYPE_CHECKING:
+    from ffe.backtest.walkforward import WalkForwardResult
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -31,6 +34,30 @@ _TABLE_EDGE = MAX_TABLE_TRADES // 2
 _LONG_COLOUR, _SHORT_COLOUR = "#1a9850", "#d73027"
 _TRADE_COLUMNS = "#|Entry time|Exit time|Direction|Quantity|Entry price|Exit price|P&amp;L|Return"
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+_BAND_COLOUR, _BOUNDARY_COLOUR = "#2c5cc5", "#8c959f"
+_SEGMENT_COLUMNS = "#|Test from|Test to|Bars|Return|Sharpe|Max drawdown|Trades"
+
+
+class SegmentRow(Protocol):
+    """What the report shows of one walk-forward segment."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def test_start_time(self) -> datetime: ...
+    @property
+    def test_end_time(self) -> datetime: ...
+    @property
+    def bars(self) -> int: ...
+    @property
+    def total_return(self) -> float: ...
+    @property
+    def sharpe(self) -> float: ...
+    @property
+    def max_drawdown(self) -> float: ...
+    @property
+    def n_trades(self) -> int: ...
+
 
 _STAT_ROWS: tuple[tuple[str, str, str], ...] = (
     ("start", "Start", "time"), ("end", "End", "time"),
@@ -113,15 +140,50 @@ def render_backtest_report(
     trades: Sequence[Trade],
     stats: Stats,
     params: Mapping[str, object],
+    segments: Sequence[SegmentRow] = (),
 ) -> str:
-    """A full HTML page: parameters, statistics, equity and drawdown charts, and trades."""
-    chart = _equity_chart(times, np.asarray(equity, dtype=np.float64), benchmark_equity, trades)
-    sections = (
+    """A full HTML page: parameters, statistics, equity and drawdown charts, and trades.
+
+    With ``segments`` (a walk-forward run) the charts shade each segment's test window and
+    a table gives each segment's performance."""
+    curve = np.asarray(equity, dtype=np.float64)
+    chart = _equity_chart(times, curve, benchmark_equity, trades, segments)
+    sections = [
         _section("Statistics", _stats_list(stats)),
         _section("Equity and drawdown", chart),
-        _section(f"Trades ({len(trades):,})", _trades_table(trades)),
-    )
+    ]
+    if segments:
+        sections.append(
+            _section(f"Walk-forward segments ({len(segments):,})", _segment_table(segments))
+        )
+    sections.append(_section(f"Trades ({len(trades):,})", _trades_table(trades)))
     return _page(title, _header(title, subtitle, params) + "".join(sections))
+
+
+def render_walk_forward_report(result: WalkForwardResult) -> str:
+    """The report of a walk-forward run: the joined out-of-sample run, its segments marked."""
+    backtest, spec = result.backtest, result.spec
+    stats, market, fill = backtest.stats, backtest.market, backtest.config.fill
+    shown = ", ".join(market.symbols[:5]) + ("…" if len(market.symbols) > 5 else "")
+    return render_backtest_report(
+        title=f"{backtest.strategy.name} on {shown}, walked forward",
+        subtitle=f"{stats.start:%Y-%m-%d} to {stats.end:%Y-%m-%d}, {market.n_bars:,} "
+        f"out-of-sample bars of {market.timeframe} in {len(result.segments)} segments "
+        f"({spec.train:,} bars before each window of {spec.test:,})",
+        times=market.times,
+        equity=backtest.equity,
+        benchmark_equity=backtest.benchmark,
+        trades=backtest.trades,
+        stats=stats,
+        params={
+            **backtest.params,
+            "cash": backtest.config.cash,
+            "fill": fill.at,
+            "commission": fill.commission,
+            "walk-forward": str(spec),
+        },
+        segments=result.segments,
+    )
 
 
 def render_sweep_report(
@@ -245,6 +307,7 @@ def _equity_chart(
     equity: FloatArray,
     benchmark_equity: FloatArray | None,
     trades: Sequence[Trade],
+    segments: Sequence[SegmentRow] = (),
 ) -> str:
     from plotly.subplots import make_subplots
 
@@ -272,10 +335,57 @@ def _equity_chart(
     )  # fmt: skip
     figure.update_yaxes(title_text="Equity", row=1, col=1)
     figure.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
+    _mark_segments(figure, times, segments)
     html = _figure_html(figure)
     if len(marked) < len(trades):
         html += f'<p class="note">Markers show {len(marked):,} of {len(trades):,} trades.</p>'
     return html
+
+
+def _mark_segments(
+    figure: Any, times: npt.NDArray[np.datetime64], segments: Sequence[SegmentRow]
+) -> None:
+    """A dashed line where each segment's test window starts, every other window shaded
+    (on both charts), and the segment's number at the top of the equity chart."""
+    if not segments:
+        return
+    starts = _to_datetime64([segment.test_start_time for segment in segments])
+    last = np.asarray(times).astype("datetime64[ns]")[-1]
+    ends = np.append(starts[1:], last)  # windows meet: each band reaches the next start
+    for index, segment in enumerate(segments):
+        x0, x1 = (str(x.astype("datetime64[s]")) for x in (starts[index], ends[index]))
+        if index % 2 == 0:
+            figure.add_vrect(
+                x0=x0, x1=x1, fillcolor=_BAND_COLOUR, opacity=0.06, line_width=0,
+                layer="below", row="all", col=1,
+            )  # fmt: skip
+        line = {"color": _BOUNDARY_COLOUR, "width": 1, "dash": "dash"}
+        figure.add_vline(x=x0, line=line, row="all", col=1)
+        figure.add_annotation(
+            x=x0, y=1, yref="y domain", text=f"#{segment.number}", showarrow=False,
+            xanchor="left", yanchor="top", font={"size": 10, "color": "#57606a"}, row=1, col=1,
+        )  # fmt: skip
+
+
+def _segment_table(segments: Sequence[SegmentRow]) -> str:
+    head = "".join(f"<th>{name}</th>" for name in _SEGMENT_COLUMNS.split("|"))
+    rows = []
+    for segment in segments:
+        tone = "gain" if segment.total_return > 0 else "loss" if segment.total_return < 0 else ""
+        rows.append(
+            f"<tr><td>{segment.number:,}</td><td>{_format_time(segment.test_start_time)}</td>"
+            f"<td>{_format_time(segment.test_end_time)}</td><td>{segment.bars:,}</td>"
+            f'<td class="{tone}">{_format_value(segment.total_return, "pct")}</td>'
+            f"<td>{_format_value(segment.sharpe, 'ratio')}</td>"
+            f"<td>{_format_value(segment.max_drawdown, 'pct')}</td>"
+            f"<td>{segment.n_trades:,}</td></tr>"
+        )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    note = (
+        '<p class="note">Each segment\'s numbers are of the joined run over its test window, '
+        "from the equity at the close before it; trades are the round trips closed in it.</p>"
+    )
+    return f'<div class="table-wrap">{table}</div>{note}'
 
 
 def _scaled_benchmark(benchmark: FloatArray | None, start_equity: float) -> FloatArray | None:

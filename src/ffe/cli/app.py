@@ -8,9 +8,11 @@ import typer
 
 from ffe.cli.backtest import backtest_app
 from ffe.cli.backup import backup_command, restore_command
+from ffe.cli.check import check_app
 from ffe.cli.common import console, user_errors
 from ffe.cli.data import data_app
 from ffe.cli.db import db_app
+from ffe.cli.llm import llm_app
 from ffe.cli.runs import runs_app
 
 app = typer.Typer(
@@ -24,8 +26,10 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(backtest_app, name="backtest")
+app.add_typer(check_app, name="check")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.add_typer(llm_app, name="llm")
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 

@@ -14,6 +14,7 @@ from ffe.cli.common import console, err_console, format_stat, user_errors
 if TYPE_CHECKING:
     from ffe.backtest.engine import BacktestConfig
     from ffe.backtest.result import BacktestResult
+    from ffe.backtest.walkforward import WalkForwardResult, WalkForwardSpec
     from ffe.config import Settings
     from ffe.domain.market import MarketData
     from ffe.risk.engine import RiskEngine
@@ -95,48 +96,119 @@ def run(
     commission: float | None = COMMISSION,
     slippage_bps: float | None = SLIPPAGE,
     fill: str | None = FILL,
+    walk_forward: str | None = typer.Option(
+        None,
+        "--walk-forward",
+        help="Walk forward, e.g. train=750,test=250: each window of `test` bars is traded by a "
+        "fresh strategy given only the `train` bars before it and the window.",
+    ),
+    jobs: int = typer.Option(
+        0, "--jobs", "-j", help="Worker processes for --walk-forward; 0 = all cores.", min=0
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print stats and trades as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
     record: bool = typer.Option(
         True, "--record/--no-record", help="Record the run in the journal (see `ffe runs`)."
     ),
 ) -> None:
-    """Run one backtest, print its statistics and record it in the journal."""
+    """Run one backtest (or a walk-forward run), print its statistics and record it in the
+    journal."""
     with user_errors():
         from ffe.backtest.engine import run_backtest
+        from ffe.backtest.walkforward import WalkForwardSpec
         from ffe.decide.strategy import make_strategy
 
-        chosen = make_strategy(strategy, _params(param))
+        params = _params(param)
+        chosen = make_strategy(strategy, params)
+        spec = WalkForwardSpec.parse(walk_forward) if walk_forward is not None else None
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
         )
-        result = run_backtest(market, chosen, config, risk)
-        if report is not None:
-            _write_report(result, report)
-        # A journal that cannot be written must not cost the user the result: show it first.
-        run_id, failure = _record(result) if record else (None, None)
-        if as_json:
-            typer.echo(json.dumps({"run_id": run_id, **result.to_dict()}, indent=2))
+        if spec is None:
+            result, walked = run_backtest(market, chosen, config, risk), None
         else:
-            _print_result(result)
-            if report is not None:
-                console.print(f"report written to [bold]{report}[/bold]")
-            if run_id is not None:
-                console.print(
-                    f"recorded as run [bold]{run_id[:8]}[/bold] (`ffe runs show {run_id[:8]}`)"
-                )
-        if failure is not None:
-            raise failure
+            walked = _walk_forward(market, strategy, params, spec, (config, risk), jobs, as_json)
+            result = walked.backtest
+        _show(result, walked, report=report, record=record, as_json=as_json)
 
 
-def _record(result: BacktestResult) -> tuple[str | None, Exception | None]:
+def _walk_forward(
+    market: MarketData,
+    strategy: str,
+    params: dict[str, str],
+    spec: WalkForwardSpec,
+    setup: tuple[BacktestConfig, RiskEngine],
+    jobs: int,
+    quiet: bool,
+) -> WalkForwardResult:
+    from ffe.backtest.walkforward import run_walk_forward
+
+    config, risk = setup
+    total = len(spec.windows(market.n_bars))  # too few bars fail here, before the bar shows
+    with _Progress(total, quiet=quiet, description="segments") as advance:
+        return run_walk_forward(
+            market, strategy, params, spec.train, spec.test, config, risk,
+            workers=jobs or None, progress=advance,
+        )  # fmt: skip
+
+
+def _show(
+    result: BacktestResult,
+    walked: WalkForwardResult | None,
+    *,
+    report: Path | None,
+    record: bool,
+    as_json: bool,
+) -> None:
+    """Write the report, record the run, and print it (as a table or JSON)."""
+    if report is not None:
+        _write_report(result, report, walked)
+    extra = None if walked is None else {"walk_forward": _spec_config(walked)}
+    # A journal that cannot be written must not cost the user the result: show it first.
+    run_id, failure = _record(result, extra) if record else (None, None)
+    if as_json:
+        data = {"run_id": run_id, **result.to_dict()}
+        if walked is not None:
+            data["walk_forward"] = walked.to_dict()
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        _print_result(result)
+        if walked is not None:
+            _print_segments(walked)
+        if report is not None:
+            console.print(f"report written to [bold]{report}[/bold]")
+        if run_id is not None:
+            console.print(
+                f"recorded as run [bold]{run_id[:8]}[/bold] (`ffe runs show {run_id[:8]}`)"
+            )
+    if failure is not None:
+        raise failure
+
+
+def _spec_config(walked: WalkForwardResult) -> dict[str, Any]:
+    """The walk-forward part of a recorded run's config."""
+    return {
+        "train": walked.spec.train,
+        "test": walked.spec.test,
+        "segments": len(walked.segments),
+        "first_test_bar": walked.segments[0].test_start_time.isoformat(),
+    }
+
+
+def _record(
+    result: BacktestResult, extra_config: dict[str, Any] | None = None
+) -> tuple[str | None, Exception | None]:
     """Record ``result`` in the journal: (run id, None), or (None, the StoreError)."""
     from ffe.cli.db import with_database
     from ffe.domain.errors import StoreError
     from ffe.runs.journal import record_backtest
 
     try:
-        run_id = with_database(None, lambda db: record_backtest(db, result), journal=True)
+        run_id = with_database(
+            None,
+            lambda db: record_backtest(db, result, extra_config=extra_config),
+            journal=True,
+        )
     except StoreError as exc:
         return None, StoreError(f"the run was not recorded: {exc}")
     return run_id, None
@@ -154,11 +226,14 @@ def _params(specs: list[str]) -> dict[str, str]:
     return params
 
 
-def _write_report(result: BacktestResult, path: Path) -> None:
-    from ffe.backtest.report import write_report
+def _write_report(
+    result: BacktestResult, path: Path, walked: WalkForwardResult | None = None
+) -> None:
+    from ffe.backtest.report import render_walk_forward_report, write_report
     from ffe.runs.journal import render_result_report
 
-    write_report(path, render_result_report(result))
+    html = render_result_report(result) if walked is None else render_walk_forward_report(walked)
+    write_report(path, html)
 
 
 def _print_result(result: BacktestResult) -> None:
@@ -176,6 +251,30 @@ def _print_result(result: BacktestResult) -> None:
         )
     if result.halted_at is not None:
         err_console.print("[yellow]trading halted: the drawdown limit was reached[/yellow]")
+
+
+def _print_segments(walked: WalkForwardResult) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"walk-forward {walked.spec}: {len(walked.segments)} segments, out of sample",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("#", "test from", "to", "bars", "return", "sharpe", "max dd", "trades"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for segment in walked.segments:
+        table.add_row(
+            str(segment.number),
+            format_stat("start", segment.test_start_time.isoformat()),
+            format_stat("end", segment.test_end_time.isoformat()),
+            f"{segment.bars:,}",
+            format_stat("total_return", segment.total_return),
+            format_stat("sharpe", segment.sharpe),
+            format_stat("max_drawdown", segment.max_drawdown),
+            str(segment.n_trades),
+        )
+    console.print(table)
 
 
 @backtest_app.command("sweep")
@@ -247,11 +346,11 @@ def _rank(value: Any) -> tuple[int, float]:
 class _Progress:
     """A rich progress bar on stderr (silent with --json)."""
 
-    def __init__(self, total: int, *, quiet: bool) -> None:
+    def __init__(self, total: int, *, quiet: bool, description: str = "backtests") -> None:
         from rich.progress import Progress
 
         self._bar = Progress(console=err_console, disable=quiet, transient=False)
-        self._task = self._bar.add_task("backtests", total=total)
+        self._task = self._bar.add_task(description, total=total)
 
     def __enter__(self) -> Any:
         self._bar.start()
