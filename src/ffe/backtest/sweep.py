@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,7 +116,12 @@ def _results(
         yield from ((i, _run_point(dict(point))) for i, point in enumerate(grid))
         return
     with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(market, strategy, config, risk)
+        # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
+        # have started can hang for ever.
+        mp_context=multiprocessing.get_context("spawn"),
+        max_workers=workers,
+        initializer=_init_worker,
+        initargs=(market, strategy, config, risk),
     ) as pool:
         futures = {pool.submit(_run_point, dict(point)): i for i, point in enumerate(grid)}
         for future in as_completed(futures):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -245,7 +246,12 @@ def _segment_results(
         yield from ((i, _explain_segment(setup, window)) for i, window in enumerate(windows))
         return
     with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(setup,)
+        # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
+        # have started can hang for ever.
+        mp_context=multiprocessing.get_context("spawn"),
+        max_workers=workers,
+        initializer=_init_worker,
+        initargs=(setup,),
     ) as pool:
         futures = {pool.submit(_worker_segment, window): i for i, window in enumerate(windows)}
         try:

@@ -1,0 +1,104 @@
+"""The HTML report of ``ffe forecast bench``: scores per horizon, skill against the random
+walk, and how the ensemble's weights moved over time."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from ffe.backtest.report import _figure_html, _header, _page, _section
+from ffe.forecast.evaluate import BEST, ENSEMBLE, EQUAL, BenchResult, Score
+from ffe.forecast.models import BASELINE
+
+_COLUMNS = "Model|n|MASE|CRPS (bp)|Coverage 80%|Coverage 95%|DM statistic|p-value"
+
+
+def render_forecast_report(result: BenchResult) -> str:
+    title = f"Forecast benchmark: {result.symbol}"
+    subtitle = (
+        f"Rolling origins {result.first_origin} to {result.last_origin}; every model refitted "
+        f"on the last {result.window} bars every {result.refit_every} bars and scored only on "
+        "bars after each origin."
+    )
+    sections = [_section("Skill against the random walk", _figure_html(_figure(result)))]
+    for horizon in sorted({score.horizon for score in result.scores}):
+        rows = [score for score in result.scores if score.horizon == horizon]
+        sections.append(_section(f"{horizon} bar(s) ahead", _table(rows)))
+    sections.append(
+        _section(
+            "How to read this",
+            "<p>CRPS skill is 1 minus the model's mean CRPS over the random walk's: above 0 "
+            "is better than the random walk. The Diebold-Mariano test compares squared "
+            "errors with the random walk's; a negative statistic with p below 0.05 is "
+            f"significant skill. <b>{escape(BEST)}</b> is picked with hindsight and is a "
+            f"ceiling, not a strategy; <b>{escape(ENSEMBLE)}</b> learns its weights only from "
+            f"outcomes known at the time; <b>{escape(EQUAL)}</b> averages the models.</p>",
+        )
+    )
+    body = _header(title, subtitle, {}) + "".join(sections)
+    return _page(title, body)
+
+
+def _figure(result: BenchResult) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    horizons = sorted(result.weights)
+    figure = make_subplots(
+        rows=2,
+        cols=1,
+        subplot_titles=(
+            "CRPS skill over the random walk (higher is better)",
+            f"Ensemble weights over time ({horizons[-1]} bar(s) ahead)",
+        ),
+        vertical_spacing=0.12,
+    )
+    for horizon in horizons:
+        rows = [s for s in result.scores if s.horizon == horizon]
+        baseline = next(s.crps for s in rows if s.model == BASELINE)
+        names = [s.model for s in rows if s.model != BASELINE]
+        skill = [1 - s.crps / baseline for s in rows if s.model != BASELINE]
+        figure.add_trace(go.Bar(name=f"h={horizon}", x=names, y=skill), row=1, col=1)
+    weights = result.weights[horizons[-1]]
+    times = result.times.astype("datetime64[ms]").astype(object)
+    stride = max(1, len(times) // 1500)
+    for k, model in enumerate(result.models):
+        figure.add_trace(
+            go.Scatter(
+                x=times[::stride],
+                y=np.round(weights[::stride, k], 4),
+                name=model,
+                stackgroup="weights",
+                mode="lines",
+                line={"width": 0.5},
+            ),
+            row=2,
+            col=1,
+        )
+    figure.update_layout(template="plotly_white", height=760, barmode="group")
+    figure.update_yaxes(tickformat=".1%", row=1, col=1)
+    figure.update_yaxes(tickformat=".0%", range=[0, 1], row=2, col=1)
+    return figure
+
+
+def _table(rows: list[Score]) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in _COLUMNS.split("|"))
+    body = []
+    for s in rows:
+        name = s.model + (f" ({s.note})" if s.note else "")
+        dm = "" if s.dm_statistic is None else f"{s.dm_statistic:+.2f}"
+        p = "" if s.dm_p_value is None else f"{s.dm_p_value:.3f}"
+        cells = (
+            escape(name),
+            f"{s.n:,}",
+            f"{s.mase:.3f}",
+            f"{s.crps * 1e4:.2f}",
+            f"{s.coverage_80:.1%}",
+            f"{s.coverage_95:.1%}",
+            dm,
+            p,
+        )
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -1,0 +1,127 @@
+"""``ffe forecast``: honest, rolling-origin benchmarks of the forecasting models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ffe.cli.common import console, err_console, user_errors
+
+if TYPE_CHECKING:
+    from ffe.forecast.evaluate import BenchResult
+
+forecast_app = typer.Typer(help="Forecasting models and their benchmarks.", no_args_is_help=True)
+
+
+@forecast_app.command("bench")
+def bench(
+    symbol: str = typer.Option("SP500", "--symbol", help="Symbol to forecast."),
+    horizon: list[int] = typer.Option(
+        [1, 5], "--horizon", "-h", help="Bars ahead to score; repeat for several.", min=1
+    ),
+    models: str | None = typer.Option(
+        None, "--models", help="Comma-separated models (default: all; naive is always added)."
+    ),
+    window: int = typer.Option(500, "--window", help="Training window in bars.", min=30),
+    refit_every: int = typer.Option(21, "--refit-every", help="Refit every N bars.", min=1),
+    start: str | None = typer.Option(None, "--start", help="First date to use (YYYY-MM-DD)."),
+    end: str | None = typer.Option(None, "--end", help="Last date to use (YYYY-MM-DD)."),
+    eta: float = typer.Option(2.0, "--eta", help="Ensemble: learning rate of the weights."),
+    discount: float = typer.Option(0.99, "--discount", help="Ensemble: decay of old losses."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes; 0 = all cores.", min=0),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
+    report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
+) -> None:
+    """Rolling-origin walk-forward of every model (no window sees its future), scored with
+    MASE, CRPS, interval coverage and a Diebold-Mariano test against the random walk."""
+    with user_errors():
+        import numpy as np
+
+        from ffe import bootstrap
+        from ffe.config import load_settings
+        from ffe.data import load_market
+        from ffe.forecast.base import Series
+        from ffe.forecast.ensemble import HedgeConfig
+        from ffe.forecast.evaluate import evaluate
+        from ffe.forecast.models import BASELINE, parse_models
+        from ffe.forecast.rolling import RollingSpec, rolling_forecasts
+
+        names = parse_models(models)
+        if BASELINE not in names:
+            names = (BASELINE, *names)
+        hedge = HedgeConfig(eta=eta, discount=discount)
+        market = load_market(
+            bootstrap.data_catalog(load_settings()), [symbol], start=start, end=end
+        )
+        series = Series(symbol, np.log(market.mark[:, 0]), market.times)
+        spec = RollingSpec(horizon=max(horizon), window=window, refit_every=refit_every)
+        total = len(spec.origins(len(series))) * len(names)
+        with _progress(total, quiet=as_json) as advance:
+            panel = rolling_forecasts(series, names, spec, workers=jobs or None, progress=advance)
+        result = evaluate(panel, series.values, sorted(set(horizon)), window, refit_every, hedge)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            _print(result)
+        if report is not None:
+            from ffe.backtest.forecast_report import render_forecast_report
+            from ffe.backtest.report import write_report
+
+            path = write_report(report, render_forecast_report(result))
+            err_console.print(f"report written to {path}")
+
+
+class _progress:  # noqa: N801 - used like a function in a with statement
+    def __init__(self, total: int, *, quiet: bool) -> None:
+        from rich.progress import Progress
+
+        self._bar = Progress(console=err_console, disable=quiet)
+        self._task = self._bar.add_task("forecasts", total=total)
+
+    def __enter__(self) -> Any:
+        self._bar.start()
+        return lambda n: self._bar.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+def _print(result: BenchResult) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result.symbol}: {result.first_origin} to {result.last_origin}, "
+        f"window {result.window}, refit every {result.refit_every} bars",
+        title_justify="left",
+    )
+    for column in ("h", "model", "n", "MASE", "CRPS (bp)", "cov 80%", "cov 95%", "DM", "p"):
+        left = column == "model"
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
+    notes = []
+    for score in result.scores:
+        name = score.model
+        if score.note:
+            notes.append(f"h={score.horizon}: {name} is {score.note}")
+        style = "bold green" if score.beats_random_walk else None
+        table.add_row(
+            str(score.horizon),
+            name,
+            f"{score.n:,}",
+            f"{score.mase:.3f}",
+            f"{score.crps * 1e4:.2f}",
+            f"{score.coverage_80:.1%}",
+            f"{score.coverage_95:.1%}",
+            "" if score.dm_statistic is None else f"{score.dm_statistic:+.2f}",
+            "" if score.dm_p_value is None else f"{score.dm_p_value:.3f}",
+            style=style,
+        )
+    console.print(table)
+    for note in notes:
+        console.print(note)
+    console.print(
+        "DM: Diebold-Mariano on squared error against the random walk (naive); negative means "
+        "smaller errors. Green: better than the random walk at the 5% level."
+    )

@@ -1,0 +1,127 @@
+"""Combining models: Hedge-style weights learned from each model's realized loss.
+
+Each model's weight is ``exp(-eta * S)``, renormalized, where ``S`` is its discounted sum of
+relative losses: the CRPS of its forecast divided by the mean CRPS of all models at that
+origin (so losses are near 1 whatever the market's volatility, and ``eta`` needs no
+rescaling). A forecast's loss joins the sum only once its outcome is known: the ``h``-step
+forecast made at origin ``t`` is judged at bar ``t + h``. Weights at origin ``t`` therefore use
+only outcomes known by ``t``. A model with no forecast at an origin is left out there and the
+others' weights are renormalized.
+
+The combined forecast is the weighted mixture of the models' normal forecasts, summarized
+by its mean and variance (law of total variance) and read as a normal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ffe.domain.errors import ConfigError
+from ffe.forecast.metrics import crps_normal
+from ffe.forecast.rolling import Panel
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeConfig:
+    """``eta``: how hard a model's past losses pull its weight down; ``discount``: the
+    per-outcome decay of old losses (0.99 remembers roughly the last hundred)."""
+
+    eta: float = 2.0
+    discount: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not self.eta >= 0:
+            raise ConfigError(f"eta must be >= 0, got {self.eta}")
+        if not 0 < self.discount <= 1:
+            raise ConfigError(f"discount must be in (0, 1], got {self.discount}")
+
+
+class Hedge:
+    """Online weights over ``n_models`` models; ``observe`` feeds one origin's losses."""
+
+    __slots__ = ("_config", "_score", "observed")
+
+    def __init__(self, n_models: int, config: HedgeConfig | None = None) -> None:
+        self._config = config or HedgeConfig()
+        self._score = np.zeros(n_models)
+        self.observed = 0
+
+    def observe(self, crps: FloatArray) -> None:
+        """Add one origin's CRPS per model (NaN for a model with no forecast there)."""
+        known = np.isfinite(crps)
+        if not known.any():
+            return
+        average = float(crps[known].mean())
+        relative = np.where(known, crps / average if average > 0 else 1.0, 1.0)
+        self._score = self._config.discount * self._score + relative
+        self.observed += 1
+
+    def weights(self, available: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+        """Current weights, zero for models not ``available``, summing to one."""
+        logits = -self._config.eta * (self._score - self._score.min())
+        raw = np.exp(logits)
+        if available is not None:
+            raw = np.where(available, raw, 0.0)
+        total = raw.sum()
+        out: FloatArray = raw / total if total > 0 else raw
+        return out
+
+    @property
+    def scores(self) -> FloatArray:
+        return self._score.copy()
+
+
+def panel_crps(panel: Panel, step: int) -> FloatArray:
+    """CRPS of every model at every origin for ``step`` bars ahead, shape (models, origins);
+    NaN where the model failed or the outcome is not in the data."""
+    actual = panel.actual[:, step - 1]
+    mean, sd = panel.mean[:, :, step - 1], panel.sd[:, :, step - 1]
+    out = np.full(mean.shape, np.nan)
+    ok = np.isfinite(mean) & np.isfinite(sd) & np.isfinite(actual)[None, :]
+    if ok.any():
+        out[ok] = crps_normal(np.broadcast_to(actual, mean.shape)[ok], mean[ok], sd[ok])
+    return out
+
+
+def hedge_weights(panel: Panel, step: int, config: HedgeConfig | None = None) -> FloatArray:
+    """Weights at every origin, shape (origins, models), learned from ``step``-ahead losses
+    known by each origin (origins are consecutive bars, so origin ``i`` knows the outcomes
+    of origins ``<= i - step``)."""
+    crps = panel_crps(panel, step)
+    available = np.isfinite(panel.mean[:, :, step - 1])
+    hedge = Hedge(len(panel.models), config)
+    out = np.zeros((len(panel.origins), len(panel.models)))
+    for i in range(len(panel.origins)):
+        known = i - step
+        if known >= 0:
+            hedge.observe(crps[:, known])
+        out[i] = hedge.weights(available[:, i])
+    return out
+
+
+def equal_weights(panel: Panel, step: int) -> FloatArray:
+    available = np.isfinite(panel.mean[:, :, step - 1]).T.astype(np.float64)
+    total = available.sum(axis=1, keepdims=True)
+    out: FloatArray = np.divide(available, total, out=np.zeros_like(available), where=total > 0)
+    return out
+
+
+def combine(mean: FloatArray, sd: FloatArray, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Mixture mean and standard deviation of per-model normals.
+
+    ``mean``/``sd`` have shape (models, origins, ...) and ``weights`` (origins, models);
+    NaN forecasts must carry zero weight."""
+    w = weights.T.reshape(weights.shape[1], weights.shape[0], *([1] * (mean.ndim - 2)))
+    m = np.nan_to_num(mean)
+    s = np.nan_to_num(sd)
+    mix_mean = (w * m).sum(axis=0)
+    second = (w * (s**2 + m**2)).sum(axis=0)
+    mix_sd = np.sqrt(np.maximum(second - mix_mean**2, 0.0))
+    none = weights.sum(axis=1) == 0
+    mix_mean[none], mix_sd[none] = np.nan, np.nan
+    return mix_mean, mix_sd

@@ -1,0 +1,192 @@
+"""The forecast benchmark: every model and three ways of combining them, judged on the same
+rolling origins against the random walk.
+
+For each horizon ``h`` the sample is the origins where every model forecast and the outcome
+``h`` bars later is in the data. On it, per model:
+
+- MASE: mean absolute error of the ``h``-step cumulative log return, scaled at each origin by
+  the mean absolute one-bar change over the model's training window (known at the origin);
+- CRPS of the normal forecast (mean CRPS, in log-return units);
+- coverage of the 80 % and 95 % intervals;
+- a Diebold–Mariano test of squared error against the random walk (``naive``): the
+  statistic (negative = smaller errors than the random walk) and its two-sided p-value.
+
+The combinations: ``ensemble`` (Hedge weights from realized CRPS, known-at-the-time only),
+``equal`` (the plain average of the available models), and ``best_single`` (the model with
+the lowest CRPS over the whole sample: chosen in hindsight, so a bar no real-time method
+is given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import norm
+
+from ffe.domain.errors import ConfigError
+from ffe.forecast.base import LEVELS
+from ffe.forecast.ensemble import HedgeConfig, combine, equal_weights, hedge_weights, panel_crps
+from ffe.forecast.metrics import crps_normal, diebold_mariano, interval_coverage, naive_scale
+from ffe.forecast.models import BASELINE
+from ffe.forecast.rolling import Panel
+
+FloatArray = npt.NDArray[np.float64]
+ENSEMBLE, EQUAL, BEST = "ensemble", "equal", "best_single"
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One row of the benchmark table."""
+
+    horizon: int
+    model: str
+    n: int
+    mase: float
+    crps: float
+    coverage_80: float
+    coverage_95: float
+    dm_statistic: float | None
+    dm_p_value: float | None
+    note: str = ""
+
+    @property
+    def beats_random_walk(self) -> bool:
+        """Smaller squared errors than the random walk at the 5 % level."""
+        return (
+            self.dm_statistic is not None
+            and self.dm_p_value is not None
+            and self.dm_statistic < 0
+            and self.dm_p_value < 0.05
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BenchResult:
+    symbol: str
+    first_origin: str
+    last_origin: str
+    window: int
+    refit_every: int
+    scores: tuple[Score, ...]
+    weights: dict[int, FloatArray] = field(repr=False)  # horizon -> (origins, models)
+    models: tuple[str, ...] = ()
+    times: npt.NDArray[np.datetime64] = field(default_factory=lambda: np.array([]), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        final = {
+            str(h): dict(zip(self.models, map(float, w[-1]), strict=True))
+            for h, w in self.weights.items()
+        }
+        return {
+            "symbol": self.symbol,
+            "first_origin": self.first_origin,
+            "last_origin": self.last_origin,
+            "window": self.window,
+            "refit_every": self.refit_every,
+            "scores": [asdict(score) for score in self.scores],
+            "final_weights": final,
+        }
+
+
+def evaluate(
+    panel: Panel,
+    values: FloatArray,
+    horizons: list[int],
+    window: int,
+    refit_every: int,
+    hedge: HedgeConfig | None = None,
+) -> BenchResult:
+    """Score every model and combination of ``panel`` at each horizon (see module doc)."""
+    if BASELINE not in panel.models:
+        raise ConfigError(f"the benchmark needs the random walk ({BASELINE!r}) among the models")
+    bad = [h for h in horizons if not 1 <= h <= panel.horizon]
+    if bad:
+        raise ConfigError(f"horizons {bad} outside 1..{panel.horizon} of the forecasts")
+    scale = naive_scale(values, window, panel.origins)
+    scores: list[Score] = []
+    weights: dict[int, FloatArray] = {}
+    for h in horizons:
+        hedged = hedge_weights(panel, h, hedge)
+        weights[h] = hedged
+        scores.extend(_horizon_scores(panel, h, scale, hedged))
+    times = panel.times
+    return BenchResult(
+        symbol=panel.symbol,
+        first_origin=str(times[0])[:10],
+        last_origin=str(times[-1])[:10],
+        window=window,
+        refit_every=refit_every,
+        scores=tuple(scores),
+        weights=weights,
+        models=panel.models,
+        times=times,
+    )
+
+
+def _horizon_scores(panel: Panel, h: int, scale: FloatArray, hedged: FloatArray) -> list[Score]:
+    step = h - 1
+    actual = panel.actual[:, step]
+    means, sds = panel.mean[:, :, step], panel.sd[:, :, step]
+    sample = np.isfinite(actual) & np.isfinite(means).all(axis=0) & np.isfinite(sds).all(axis=0)
+    if sample.sum() <= h + 1:
+        raise ConfigError(f"too few origins with outcomes for horizon {h}: {int(sample.sum())}")
+    y, s = actual[sample], scale[sample]
+    rw_error = (y - means[panel.index(BASELINE), sample]) ** 2
+    rows: list[Score] = []
+
+    def score(name: str, mean: FloatArray, sd: FloatArray, note: str = "") -> Score:
+        error = (y - mean) ** 2
+        baseline = name == BASELINE
+        test = None if baseline else diebold_mariano(error, rw_error, horizon=h)
+        lower = [mean - z * sd for z in _Z]
+        upper = [mean + z * sd for z in _Z]
+        return Score(
+            horizon=h,
+            model=name,
+            n=len(y),
+            mase=float(np.mean(np.abs(y - mean) / s)),
+            crps=float(np.mean(crps_normal(y, mean, sd))),
+            coverage_80=interval_coverage(y, lower[0], upper[0]),
+            coverage_95=interval_coverage(y, lower[1], upper[1]),
+            dm_statistic=None if test is None else _finite_or_none(test.statistic),
+            dm_p_value=None if test is None else float(test.p_value),
+            note=note,
+        )
+
+    for k, name in enumerate(panel.models):
+        # Each model's own intervals for coverage (statsforecast's are not always normal).
+        row = score(name, means[k, sample], sds[k, sample])
+        lo80, hi80 = panel.lower[k, 0, sample, step], panel.upper[k, 0, sample, step]
+        lo95, hi95 = panel.lower[k, 1, sample, step], panel.upper[k, 1, sample, step]
+        rows.append(
+            _replace(
+                row,
+                coverage_80=interval_coverage(y, lo80, hi80),
+                coverage_95=interval_coverage(y, lo95, hi95),
+            )
+        )
+    for name, w in ((ENSEMBLE, hedged), (EQUAL, equal_weights(panel, h))):
+        mix_mean, mix_sd = combine(means[:, :, None], sds[:, :, None], w)
+        rows.append(score(name, mix_mean[sample, 0], mix_sd[sample, 0]))
+    crps = panel_crps(panel, h)[:, sample].mean(axis=1)
+    best = int(np.argmin(crps))
+    rows.append(
+        score(BEST, means[best, sample], sds[best, sample], note=f"{panel.models[best]}, hindsight")
+    )
+    return rows
+
+
+_Z = tuple(float(norm.ppf(0.5 + level / 200)) for level in LEVELS)  # 80 %, 95 %
+
+
+def _replace(score: Score, **changes: Any) -> Score:
+    values = asdict(score)
+    values.update(changes)
+    return Score(**values)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
