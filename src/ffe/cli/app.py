@@ -12,6 +12,7 @@ from ffe.cli.check import check_app
 from ffe.cli.common import console, user_errors
 from ffe.cli.data import data_app
 from ffe.cli.db import db_app
+from ffe.cli.decisions import decisions_app
 from ffe.cli.forecast import forecast_app
 from ffe.cli.llm import llm_app
 from ffe.cli.runs import runs_app
@@ -30,6 +31,7 @@ app.add_typer(backtest_app, name="backtest")
 app.add_typer(check_app, name="check")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(runs_app, name="runs")
+app.add_typer(decisions_app, name="decisions")
 app.add_typer(db_app, name="db")
 app.add_typer(llm_app, name="llm")
 app.command("backup")(backup_command)

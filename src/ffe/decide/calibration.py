@@ -155,6 +155,8 @@ class OnlineRecalibrator:
                 continue
             starts.append(i)
             used.append(available)
+        if not starts:  # never enough known outcomes: every confidence stays raw
+            return []
         stops = [*starts[1:], len(n_known)]
         return list(zip(starts, stops, used, strict=True))
 

@@ -89,11 +89,11 @@ def parameters(name: str) -> dict[str, Any]:
     factory = _REGISTRY.get(name)
     if factory is None or not dataclasses.is_dataclass(factory):
         raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
-    return {field.name: field.default for field in dataclasses.fields(factory)}
+    return {field.name: field.default for field in dataclasses.fields(factory) if field.init}
 
 
 def _coerce_params(name: str, factory: Any, params: dict[str, Any]) -> dict[str, Any]:
-    fields = {field.name: field for field in dataclasses.fields(factory)}
+    fields = {field.name: field for field in dataclasses.fields(factory) if field.init}
     unknown = sorted(set(params) - set(fields))
     if unknown:
         raise StrategyError(

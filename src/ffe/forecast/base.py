@@ -25,6 +25,7 @@ from ffe.domain.market import FloatArray, TimeArray
 
 LEVELS: tuple[int, ...] = (80, 95)
 """Central prediction-interval levels (percent) every forecast carries."""
+_Z = tuple(float(norm.ppf(0.5 + level / 200)) for level in LEVELS)
 
 
 class ForecastError(FfeError):
@@ -83,8 +84,7 @@ class Forecast:
         mean = np.asarray(mean, dtype=np.float64)
         sd = np.maximum(np.asarray(sd, dtype=np.float64), 0.0)
         lower, upper = [], []
-        for level in LEVELS:
-            z = float(norm.ppf(0.5 + level / 200))
+        for z in _Z:
             lower.append(mean - z * sd)
             upper.append(mean + z * sd)
         return cls(mean, sd, tuple(lower), tuple(upper))

@@ -111,7 +111,9 @@ class ArimaForecaster(_StatsForecastModel):
     def _build(self) -> Any:
         from statsforecast.models import AutoARIMA
 
-        return AutoARIMA(season_length=1)
+        # The approximate (CSS) search over small orders: about 2.5x faster to fit, and on
+        # daily log prices it picks the same (0,1,0)-like models.
+        return AutoARIMA(season_length=1, max_p=2, max_q=2, approximation=True)
 
 
 class ThetaForecaster(_StatsForecastModel):
@@ -144,11 +146,12 @@ class GarchForecaster:
         from arch import arch_model
 
         returns = 100.0 * np.diff(series.values[-self.window :])
-        model = arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                fitted = model.fit(disp="off")
+            try:  # arch rejects NaN already when the model is built
+                model = arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+                # show_warning=False: arch re-enables its ConvergenceWarning over our filter.
+                fitted = model.fit(disp="off", show_warning=False)
             except Exception as exc:
                 self._params = None
                 raise ForecastError(f"garch: fit failed: {exc}") from exc
@@ -164,8 +167,8 @@ class GarchForecaster:
         if self._params is None:
             raise ForecastError("garch is not fitted")
         returns = 100.0 * np.diff(series.values[-self.window :])
-        model = arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
         try:
+            model = arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
             out = model.forecast(params=self._params, horizon=horizon, reindex=False)
         except Exception as exc:
             raise ForecastError(f"garch: forecast failed: {exc}") from exc
@@ -261,7 +264,10 @@ class LightGbmForecaster:
             raise ForecastError(f"lightgbm was trained for {self.max_horizon} steps, not {horizon}")
         returns = np.diff(series.values[-self.window :])
         row = self.features(returns)
-        steps = np.array([float(model.predict(row)[0]) for model in self._models[:horizon]])
+        # One row: a booster's predict otherwise starts OpenMP threads for it (~100x slower).
+        steps = np.array(
+            [float(model.predict(row, num_threads=1)[0]) for model in self._models[:horizon]]
+        )
         weights = 0.5 ** (np.arange(len(returns))[::-1] / _VOL_HALF_LIFE)
         volatility = math.sqrt(float(np.dot(weights, returns**2) / weights.sum()))
         sd = volatility * np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))

@@ -8,6 +8,7 @@ recorded whole or not at all.
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 import ffe
-from ffe.domain.orders import Trade
+from ffe.domain.orders import Decision, Trade
 from ffe.portfolio.stats import Stats
 
 if TYPE_CHECKING:
@@ -95,8 +96,74 @@ async def record_backtest(
         )
         await uow.journal.add_trades(run.id, result.trades)
         await uow.journal.add_equity(run.id, times, result.equity.tolist(), benchmark=benchmark)
+        if result.decisions:
+            await uow.journal.add_decisions(run.id, [decision_row(d) for d in result.decisions])
+            ids = await uow.journal.decision_ids(run.id)
+            await uow.journal.add_outcomes(decision_outcomes(result, ids))
         await uow.runs.finish(run, result.stats.as_dict())
         return run.id
+
+
+def decision_row(decision: Decision) -> dict[str, Any]:
+    """A decision as a journal row: the numbers behind it go in ``votes`` (JSON)."""
+    votes = {
+        "weights": dict(decision.votes),
+        "horizon": decision.horizon,
+        **{k: _json_number(v) for k, v in decision.details.items()},
+    }
+    target = decision.target
+    return {
+        "time": decision.time,
+        "symbol": decision.symbol,
+        "target": 0.0 if math.isnan(target) else target,  # a hold: details["action"] says so
+        "confidence": decision.confidence,
+        "rationale": decision.rationale,
+        "votes": votes,
+    }
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_number(v) for k, v in value.items()}
+    return value
+
+
+def decision_outcomes(result: BacktestResult, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """What came of each decision once its horizon had passed: the log return of the symbol
+    over the horizon and whether the side it considered beat its costs. Decisions whose
+    horizon runs past the data have no outcome yet."""
+    market = result.market
+    bar_of = {int(t): i for i, t in enumerate(market.times.view(np.int64))}
+    rows = []
+    for decision_id, decision in zip(ids, result.decisions, strict=True):
+        bar = bar_of.get(_nanoseconds(decision.time))
+        later = None if bar is None else bar + decision.horizon
+        if later is None or later >= market.n_bars:
+            continue
+        column = market.index_of(decision.symbol)
+        start, end = market.mark[bar, column], market.mark[later, column]
+        if not (start > 0 and end > 0):
+            continue
+        realized = math.log(end / start)
+        side = decision.details.get("side", 1 if decision.target > 0 else -1)
+        cost = float(decision.details.get("cost", 0.0))
+        hit = realized > math.log1p(cost) if side > 0 else realized < math.log1p(-cost)
+        rows.append(
+            {
+                "decision_id": decision_id,
+                "horizon": decision.horizon,
+                "realized_return": realized,
+                "hit": bool(hit),
+                "resolved_at": market.time_of(later),
+            }
+        )
+    return rows
+
+
+def _nanoseconds(time: datetime) -> int:
+    return int(np.datetime64(time.replace(tzinfo=None), "ns").view(np.int64))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ffe.store.database import Database
 from ffe.store.models import (
     AuditEntry,
     Decision,
+    DecisionOutcome,
     EquityPoint,
     Fill,
     Order,
@@ -210,6 +211,40 @@ class JournalRepository:
         """Write decision rows (``time``, ``symbol``, ``target`` and optional ``confidence``,
         ``rationale``, ``votes``, ``inputs_fingerprint``) in one statement; return the count."""
         return await self._insert_many(Decision, list(rows), run_id=run_id)
+
+    async def decision_ids(self, run_id: str) -> list[int]:
+        """Ids of a run's decisions in the order they were written."""
+        query = select(Decision.id).where(Decision.run_id == run_id).order_by(Decision.id)
+        return list((await self.session.scalars(query)).all())
+
+    async def add_outcomes(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write decision outcome rows (``decision_id``, ``horizon``, ``realized_return``,
+        ``hit``, ``resolved_at``) in one statement; return the count."""
+        return await self._insert_many(DecisionOutcome, list(rows))
+
+    async def decisions_with_outcomes(self, run_id: str) -> Sequence[Row[Any]]:
+        """Every decision of a run, oldest first, with its outcome columns (``horizon``,
+        ``realized_return``, ``hit``, ``resolved_at``; None while unresolved)."""
+        d, o = Decision.__table__, DecisionOutcome.__table__
+        query = (
+            select(
+                d.c.id,
+                d.c.time,
+                d.c.symbol,
+                d.c.target,
+                d.c.confidence,
+                d.c.rationale,
+                d.c.votes,
+                o.c.horizon,
+                o.c.realized_return,
+                o.c.hit,
+                o.c.resolved_at,
+            )
+            .select_from(d.outerjoin(o, o.c.decision_id == d.c.id))
+            .where(d.c.run_id == run_id)
+            .order_by(d.c.id)
+        )
+        return cast(Sequence[Row[Any]], (await self.session.execute(query)).all())
 
     async def last_decisions(self, run_id: str, limit: int = 1000) -> Sequence[Row[Any]]:
         """The newest ``limit`` decisions of a run, newest first, as read-only rows with the

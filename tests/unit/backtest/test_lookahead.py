@@ -19,7 +19,17 @@ from ffe.domain.market import utc_datetime
 # Parameters that keep a strategy fast enough for this check; a strategy not listed runs
 # with its registry defaults.
 FAST_PARAMS: dict[str, dict[str, Any]] = {
-    "ensemble": {},  # to be tuned by the ensemble's author: the cheapest models that still run
+    # A statistical, an ML and a volatility model on a short window: every stage of the
+    # decision (forecasts, Hedge weights, recalibration, sizing) runs, in seconds. Each
+    # forecaster on its own is poisoned in tests/unit/forecast/test_rolling.py.
+    "ensemble": {
+        "models": "naive,auto_ets,lightgbm,garch",
+        "window": 250,
+        "refit_every": 50,
+        "threshold": 0.5,
+        "min_outcomes": 20,
+        "workers": 1,
+    },
 }
 
 

@@ -1,0 +1,427 @@
+"""The decision engine: from the ensemble's forecast distribution to a sized, explained
+decision, and the ``ensemble`` strategy that runs it over history.
+
+At each decision bar ``t`` the models' forecasts of the cumulative log return over the next
+``horizon`` bars are combined with Hedge weights learned from outcomes known by ``t``
+(``ffe.forecast.ensemble``), giving a normal N(mu, sd). Then, with ``c`` the round-trip cost:
+
+- expected return net of costs, long: ``exp(mu + sd^2 / 2) - 1 - c`` (short: the negative
+  of the gross part, minus ``c``);
+- probability of a profit, long: ``P(r > log(1 + c))``; short: ``P(r < log(1 - c))``;
+- the side with the higher probability is the candidate; its probability is the raw
+  confidence, recalibrated (isotonic, fitted only on outcomes known by ``t``) once enough
+  outcomes exist;
+- size: the smallest of volatility targeting (``target_vol`` over the annualized one-bar
+  volatility forecast), capped fractional Kelly (``kelly_fraction * |mu| / sd^2``) and
+  ``max_weight``;
+- below the confidence ``threshold``, or with no positive expected net return, it holds:
+  no new instruction (``hold="keep"``) or flat (``hold="flat"``).
+
+Every decision carries its rationale: each model's vote and weight and the numbers above.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.stats import norm
+
+from ffe.decide.calibration import OnlineRecalibrator
+from ffe.decide.strategy import Explained, register
+from ffe.domain.errors import StrategyError
+from ffe.domain.market import FloatArray, History, utc_datetime
+from ffe.domain.orders import Decision
+from ffe.forecast.base import Forecaster, ForecastError, Series
+from ffe.forecast.ensemble import Hedge, HedgeConfig, combine, hedge_weights
+from ffe.forecast.metrics import crps_normal
+from ffe.forecast.models import DEFAULT_MODELS, make_forecaster, parse_models
+from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPolicy:
+    """How a forecast distribution becomes a position (see the module docstring)."""
+
+    threshold: float = 0.55
+    cost_bps: float = 10.0
+    target_vol: float = 0.15
+    kelly_fraction: float = 0.5
+    max_weight: float = 1.0
+    allow_short: bool = True
+    hold: str = "keep"
+
+    def __post_init__(self) -> None:
+        checks = (
+            (0 <= self.threshold <= 1, f"threshold must be in [0, 1], got {self.threshold}"),
+            (0 <= self.cost_bps < 10_000, f"cost_bps must be in [0, 10000), got {self.cost_bps}"),
+            (self.target_vol > 0, f"target_vol must be positive, got {self.target_vol}"),
+            (self.kelly_fraction > 0, f"kelly_fraction must be positive: {self.kelly_fraction}"),
+            (self.max_weight > 0, f"max_weight must be positive, got {self.max_weight}"),
+            (self.hold in ("keep", "flat"), f"hold must be keep or flat, got {self.hold!r}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise StrategyError(f"ensemble: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """The numbers of one decision before calibration."""
+
+    side: int  # +1 long, -1 short, 0 none
+    expected_return: float  # net of costs, for the chosen side
+    prob_profit: float
+    size: float  # unsigned fraction of equity
+    sized_by: str
+    vol_annual: float
+    kelly: float
+
+
+def call(mu: float, sd: float, vol_bar: float, policy: DecisionPolicy, per_year: float) -> Call:
+    """The side, expected net return, probability of a profit and size for N(mu, sd)."""
+    cost = policy.cost_bps / 1e4
+    sd = max(sd, 1e-12)
+    gross = math.exp(mu + sd * sd / 2) - 1
+    p_long = float(norm.sf((math.log1p(cost) - mu) / sd))
+    p_short = float(norm.cdf((math.log1p(-cost) - mu) / sd)) if policy.allow_short else 0.0
+    side = 1 if p_long >= p_short else -1
+    prob = p_long if side > 0 else p_short
+    expected = side * gross - cost
+    vol_annual = vol_bar * math.sqrt(per_year)
+    by_vol = policy.target_vol / vol_annual if vol_annual > 0 else policy.max_weight
+    kelly = policy.kelly_fraction * abs(mu) / (sd * sd)
+    size, sized_by = min(
+        (by_vol, "volatility target"), (kelly, "fractional Kelly"), (policy.max_weight, "cap")
+    )
+    return Call(side, expected, prob, size, sized_by, vol_annual, kelly)
+
+
+def rationale(
+    symbol: str,
+    action: str,
+    target: float,
+    horizon: int,
+    made: Call,
+    confidence: float,
+    policy: DecisionPolicy,
+    votes: Sequence[tuple[str, float, float]],
+) -> str:
+    """One paragraph a trader can read: what, why, and who voted how."""
+    side = "long" if made.side > 0 else "short"
+    head = {
+        "buy": f"{symbol}: go long {target:.0%} of equity",
+        "sell": f"{symbol}: go short {abs(target):.0%} of equity",
+        "hold": f"{symbol}: hold",
+    }[action]
+    reason = (
+        f"{side} has P(profit) {made.prob_profit:.1%} over {horizon} bars, confidence "
+        f"{confidence:.1%} (threshold {policy.threshold:.0%}), expected return net of costs "
+        f"{made.expected_return:+.2%}"
+    )
+    sizing = (
+        f"; sized by {made.sized_by} (volatility {made.vol_annual:.1%} a year)"
+        if action != "hold"
+        else ""
+    )
+    ranked = sorted(votes, key=lambda vote: -vote[1])
+    voters = ", ".join(f"{name} {weight:.0%} ({mean:+.2%})" for name, weight, mean in ranked)
+    return f"{head}. {reason}{sizing}. Votes (weight, forecast): {voters}."
+
+
+def _decision(
+    symbol: str,
+    time: datetime,
+    models: Sequence[str],
+    weights: FloatArray,
+    means: FloatArray,
+    sds: FloatArray,
+    mu: float,
+    sd: float,
+    vol_bar: float,
+    horizon: int,
+    raw: Call,
+    confidence: float,
+    policy: DecisionPolicy,
+) -> Decision:
+    act = confidence >= policy.threshold and raw.expected_return > 0 and raw.size > 0
+    if act:
+        target = raw.side * raw.size
+        action = "buy" if raw.side > 0 else "sell"
+    else:
+        target = math.nan if policy.hold == "keep" else 0.0
+        action = "hold"
+    votes = [
+        (name, float(weights[k]), float(means[k]))
+        for k, name in enumerate(models)
+        if weights[k] > 0 and math.isfinite(means[k])
+    ]
+    details: dict[str, Any] = {
+        "action": action,
+        "side": raw.side,
+        "cost": policy.cost_bps / 1e4,
+        "mean": mu,
+        "sd": sd,
+        "expected_return": raw.expected_return,
+        "prob_profit": raw.prob_profit,
+        "raw_confidence": raw.prob_profit,
+        "vol_bar": vol_bar,
+        "vol_annual": raw.vol_annual,
+        "kelly": raw.kelly,
+        "sized_by": raw.sized_by,
+        "models": {
+            name: {"weight": w, "mean": m, "sd": float(sds[models.index(name)])}
+            for name, w, m in votes
+        },
+    }
+    return Decision(
+        time=time,
+        symbol=symbol,
+        target=target,
+        confidence=confidence,
+        rationale=rationale(symbol, action, target, horizon, raw, confidence, policy, votes),
+        votes=tuple((name, w) for name, w, _ in votes),
+        horizon=horizon,
+        details=details,
+    )
+
+
+def _workers(requested: int) -> int:
+    if requested > 0:
+        return requested
+    # Inside a pool's worker (a walk-forward segment, a sweep point) stay in this process.
+    return 1 if multiprocessing.parent_process() is not None else (os.cpu_count() or 1)
+
+
+def _per_year(times: np.ndarray[Any, Any]) -> float:
+    days = np.asarray(times, dtype="datetime64[D]").view(np.int64)
+    weekend = ((days + 3) % 7 >= 5).any()  # 1970-01-01 was a Thursday
+    return 365.0 if weekend else 252.0
+
+
+@register
+@dataclass(frozen=True)
+class EnsembleStrategy:
+    """Forecasting ensemble with feedback-weighted models and calibrated confidence.
+
+    ``models``: comma-separated forecasters; ``window``: training bars; ``refit_every``:
+    bars between refits; ``horizon``: bars each decision looks ahead (and is judged after);
+    ``every``: bars between decisions; ``eta``/``discount``: the Hedge weights; the
+    decision policy's fields; ``calibrate``/``min_outcomes``: isotonic recalibration of the
+    confidence once that many outcomes are known; ``workers``: processes (0 = all cores).
+    """
+
+    name: ClassVar[str] = "ensemble"
+    models: str = ",".join(DEFAULT_MODELS)
+    window: int = 500
+    refit_every: int = 21
+    horizon: int = 5
+    every: int = 5
+    eta: float = 2.0
+    discount: float = 0.99
+    threshold: float = 0.55
+    cost_bps: float = 10.0
+    target_vol: float = 0.15
+    kelly_fraction: float = 0.5
+    max_weight: float = 1.0
+    allow_short: bool = True
+    hold: str = "keep"
+    calibrate: bool = True
+    min_outcomes: int = 50
+    workers: int = 0
+    _policy: DecisionPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            parse_models(self.models)
+            HedgeConfig(self.eta, self.discount)
+            RollingSpec(self.horizon, self.window, self.refit_every)
+        except Exception as exc:
+            raise StrategyError(f"ensemble: {exc}") from None
+        if self.every < 1:
+            raise StrategyError(f"ensemble: every must be at least 1, got {self.every}")
+        policy = DecisionPolicy(
+            self.threshold,
+            self.cost_bps,
+            self.target_vol,
+            self.kelly_fraction,
+            self.max_weight,
+            self.allow_short,
+            self.hold,
+        )
+        object.__setattr__(self, "_policy", policy)
+
+    def warmup(self) -> int:
+        return self.window
+
+    def targets(self, history: History) -> FloatArray:
+        return self.explain(history).targets
+
+    def explain(self, history: History) -> Explained:
+        targets = np.full((len(history), len(history.symbols)), np.nan)
+        decisions: list[Decision] = []
+        for j, symbol in enumerate(history.symbols):
+            column = history.mark[:, j]
+            known = np.flatnonzero(np.isfinite(column) & (column > 0))
+            if known.size == 0 or len(column) - known[0] < self.window:
+                continue
+            first = int(known[0])
+            series = Series(symbol, np.log(column[first:]), history.times[first:])
+            for bar, decision in self._decide_series(series):
+                targets[first + bar, j] = decision.target
+                decisions.append(decision)
+        decisions.sort(key=lambda d: (d.time, d.symbol))
+        return Explained(targets, tuple(decisions))
+
+    def _decide_series(self, series: Series) -> list[tuple[int, Decision]]:
+        spec = RollingSpec(self.horizon, self.window, self.refit_every)
+        names = parse_models(self.models)
+        panel = rolling_forecasts(series, names, spec, workers=_workers(self.workers))
+        h = self.horizon
+        weights = hedge_weights(panel, h, HedgeConfig(self.eta, self.discount))
+        mix_mean, mix_sd = combine(panel.mean[:, :, h - 1], panel.sd[:, :, h - 1], weights)
+        vol_bar = _one_bar_volatility(panel, weights)
+        per_year = _per_year(series.times[: panel.origins[0] + 1])
+        rows = [i for i in range(0, len(panel.origins), self.every) if np.isfinite(mix_mean[i])]
+        calls = [
+            call(float(mix_mean[i]), float(mix_sd[i]), float(vol_bar[i]), self._policy, per_year)
+            for i in rows
+        ]
+        confidence = self._confidence(panel, rows, calls)
+        out = []
+        for n, i in enumerate(rows):
+            bar = int(panel.origins[i])
+            decision = _decision(
+                series.symbol,
+                utc_datetime(int(series.times[bar].astype("datetime64[ns]").astype(np.int64))),
+                panel.models,
+                weights[i],
+                panel.mean[:, i, h - 1],
+                panel.sd[:, i, h - 1],
+                float(mix_mean[i]),
+                float(mix_sd[i]),
+                float(vol_bar[i]),
+                h,
+                calls[n],
+                float(confidence[n]),
+                self._policy,
+            )
+            out.append((bar, decision))
+        return out
+
+    def _confidence(self, panel: Panel, rows: list[int], calls: list[Call]) -> FloatArray:
+        raw = np.array([c.prob_profit for c in calls])
+        if not self.calibrate or not rows:
+            return raw
+        h, cost = self.horizon, self._policy.cost_bps / 1e4
+        index = np.asarray(rows, dtype=np.int64)
+        realized = panel.actual[index, h - 1]
+        side = np.array([c.side for c in calls], dtype=np.float64)
+        threshold = np.where(side > 0, math.log1p(cost), -math.log1p(-cost))
+        known = np.isfinite(realized)
+        hit = np.where(known, (side * np.nan_to_num(realized) > threshold), 0).astype(int)
+        never = len(panel.origins) + h + 1  # outcomes past the data are never known
+        known_at = np.where(known, index + h, never)
+        recalibrator = OnlineRecalibrator(refit_every=20, min_samples=self.min_outcomes)
+        return recalibrator.recalibrate(raw, index, known_at, hit)
+
+
+def _one_bar_volatility(panel: Panel, weights: FloatArray) -> FloatArray:
+    """GARCH's one-bar sd where it forecast, else the ensemble's one-bar sd."""
+    _, mix_sd = combine(panel.mean[:, :, 0], panel.sd[:, :, 0], weights)
+    if "garch" in panel.models:
+        garch = panel.sd[panel.index("garch"), :, 0]
+        return np.where(np.isfinite(garch), garch, mix_sd)
+    return mix_sd
+
+
+class EnsembleDecider:
+    """The live decision step: fitted models, online Hedge weights, one decision per call.
+
+    ``refit(series)`` fits every model on the window ending at the last bar; ``decide(series)``
+    forecasts from the last bar with the fitted parameters (no refit), first feeding the
+    weights the outcome of the forecast made ``horizon`` bars ago, and returns the decision.
+    The same functions as the ``ensemble`` strategy's: the same numbers on the same bars.
+    """
+
+    def __init__(self, strategy: EnsembleStrategy, extra: Sequence[Forecaster] = ()) -> None:
+        self.strategy = strategy
+        names = parse_models(strategy.models)
+        self.models: list[Forecaster] = [
+            make_forecaster(name, strategy.window, strategy.horizon) for name in names
+        ]
+        self.models.extend(extra)
+        self.names = [model.name for model in self.models]
+        self._hedge = Hedge(len(self.models), HedgeConfig(strategy.eta, strategy.discount))
+        self._pending: dict[int, tuple[FloatArray, FloatArray, float]] = {}
+        self._per_year = 252.0
+
+    def refit(self, series: Series) -> list[str]:
+        """Fit every model; the names of those that failed (they sit out until the next)."""
+        self._per_year = _per_year(series.times)
+        failed = []
+        for model in self.models:
+            try:
+                model.fit(series)
+            except ForecastError:
+                failed.append(model.name)
+        return failed
+
+    def decide(self, series: Series) -> Decision:
+        h, t = self.strategy.horizon, len(series) - 1
+        self._learn(series, t)
+        n = len(self.models)
+        means, sds = np.full(n, np.nan), np.full(n, np.nan)
+        one_bar = np.full(n, np.nan)
+        for k, model in enumerate(self.models):
+            try:
+                forecast = model.forecast(series, h)
+            except ForecastError:
+                continue
+            means[k], sds[k], one_bar[k] = forecast.mean[-1], forecast.sd[-1], forecast.sd[0]
+        available = np.isfinite(means)
+        if not available.any():
+            raise StrategyError(f"{series.symbol}: no model could forecast")
+        self._pending[t] = (means, sds, float(series.values[-1]))
+        weights = self._hedge.weights(available)
+        mix_mean, mix_sd = combine(means[:, None], sds[:, None], weights[None, :])
+        mu, sd = float(mix_mean[0]), float(mix_sd[0])
+        garch = self.names.index("garch") if "garch" in self.names else -1
+        if garch >= 0 and np.isfinite(one_bar[garch]):
+            vol_bar = float(one_bar[garch])
+        else:
+            vol_bar = float(combine(means[:, None] / h, one_bar[:, None], weights[None, :])[1][0])
+        made = call(mu, sd, vol_bar, self.strategy._policy, self._per_year)
+        time = utc_datetime(int(series.times[-1].astype("datetime64[ns]").astype(np.int64)))
+        return _decision(
+            series.symbol,
+            time,
+            self.names,
+            weights,
+            means,
+            sds,
+            mu,
+            sd,
+            vol_bar,
+            h,
+            made,
+            made.prob_profit,
+            self.strategy._policy,
+        )
+
+    def _learn(self, series: Series, t: int) -> None:
+        """Feed the weights every pending forecast whose outcome bar has arrived."""
+        h = self.strategy.horizon
+        for origin in sorted(o for o in self._pending if o + h <= t):
+            means, sds, start = self._pending.pop(origin)
+            outcome = float(series.values[origin + h] - start) if origin + h < len(series) else 0
+            crps = np.full(len(means), np.nan)
+            ok = np.isfinite(means)
+            crps[ok] = crps_normal(np.full(ok.sum(), outcome), means[ok], sds[ok])
+            self._hedge.observe(crps)
