@@ -214,7 +214,10 @@ class EnsembleStrategy:
     bars between refits; ``horizon``: bars each decision looks ahead (and is judged after);
     ``every``: bars between decisions; ``eta``/``discount``: the Hedge weights; the
     decision policy's fields; ``calibrate``/``min_outcomes``: isotonic recalibration of the
-    confidence once that many outcomes are known; ``workers``: processes (0 = all cores).
+    confidence once that many outcomes are known, trusted with weight n / (n +
+    ``calibration_prior``) after n outcomes; ``workers``: processes (0 = all cores).
+    ``llm_*``: an optional LLM voter (``ffe.decide.llm``), asked only on decision bars (its
+    answers cached in ``llm_cache`` for deterministic replays); off by default.
     """
 
     name: ClassVar[str] = "ensemble"
@@ -234,7 +237,17 @@ class EnsembleStrategy:
     hold: str = "keep"
     calibrate: bool = True
     min_outcomes: int = 50
+    calibration_prior: float = 200.0
     workers: int = 0
+    llm_provider: str = "none"
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_mode: str = "single"
+    llm_cache: str = ""
+    llm_cache_mode: str = "read_write"
+    llm_timeout: float = 60.0
+    llm_retries: int = 3
+    llm_anonymize: bool = True
     _policy: DecisionPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -246,6 +259,10 @@ class EnsembleStrategy:
             raise StrategyError(f"ensemble: {exc}") from None
         if self.every < 1:
             raise StrategyError(f"ensemble: every must be at least 1, got {self.every}")
+        try:
+            self.llm()  # checks the LLM settings; builds nothing when the provider is none
+        except Exception as exc:
+            raise StrategyError(f"ensemble: {exc}") from None
         policy = DecisionPolicy(
             self.threshold,
             self.cost_bps,
@@ -259,6 +276,26 @@ class EnsembleStrategy:
 
     def warmup(self) -> int:
         return self.window
+
+    def llm(self) -> Forecaster | None:
+        """The LLM voter these parameters describe, or None."""
+        if self.llm_provider == "none":
+            return None
+        from pathlib import Path
+
+        from ffe.decide.llm import make_llm_forecaster
+
+        return make_llm_forecaster(
+            self.llm_provider,
+            base_url=self.llm_url or None,
+            model=self.llm_model or None,
+            timeout_s=self.llm_timeout,
+            max_retries=self.llm_retries,
+            anonymize=self.llm_anonymize,
+            mode=self.llm_mode,  # type: ignore[arg-type]
+            cache_dir=Path(self.llm_cache) if self.llm_cache else None,
+            cache_mode=self.llm_cache_mode,  # type: ignore[arg-type]
+        )
 
     def targets(self, history: History) -> FloatArray:
         return self.explain(history).targets
@@ -283,12 +320,16 @@ class EnsembleStrategy:
         spec = RollingSpec(self.horizon, self.window, self.refit_every)
         names = parse_models(self.models)
         panel = rolling_forecasts(series, names, spec, workers=_workers(self.workers))
+        rows = list(range(0, len(panel.origins), self.every))
+        voter = self.llm()
+        if voter is not None:
+            panel = _ask_at(voter, panel, series, rows)
         h = self.horizon
         weights = hedge_weights(panel, h, HedgeConfig(self.eta, self.discount))
         mix_mean, mix_sd = combine(panel.mean[:, :, h - 1], panel.sd[:, :, h - 1], weights)
         vol_bar = _one_bar_volatility(panel, weights)
         per_year = _per_year(series.times[: panel.origins[0] + 1])
-        rows = [i for i in range(0, len(panel.origins), self.every) if np.isfinite(mix_mean[i])]
+        rows = [i for i in rows if np.isfinite(mix_mean[i])]
         calls = [
             call(float(mix_mean[i]), float(mix_sd[i]), float(vol_bar[i]), self._policy, per_year)
             for i in rows
@@ -329,7 +370,31 @@ class EnsembleStrategy:
         never = len(panel.origins) + h + 1  # outcomes past the data are never known
         known_at = np.where(known, index + h, never)
         recalibrator = OnlineRecalibrator(refit_every=20, min_samples=self.min_outcomes)
-        return recalibrator.recalibrate(raw, index, known_at, hit)
+        fitted = recalibrator.recalibrate(raw, index, known_at, hit)
+        # An isotonic fit on a few dozen outcomes is a staircase of noise: trust it in
+        # proportion to the outcomes it was fitted on (n / (n + prior)), the rest raw.
+        n_known = np.searchsorted(np.sort(known_at), index, side="right")
+        trust = n_known / (n_known + self.calibration_prior)
+        blended: FloatArray = trust * fitted + (1 - trust) * raw
+        return blended
+
+
+def _ask_at(voter: Forecaster, panel: Panel, series: Series, rows: list[int]) -> Panel:
+    """``panel`` with ``voter``'s forecasts at the origins ``rows`` (NaN elsewhere, and where
+    it failed: the other models' weights are then renormalized without it)."""
+    n, h, k = len(panel.origins), panel.horizon, panel.lower.shape[1]
+    mean, sd = np.full((n, h), np.nan), np.full((n, h), np.nan)
+    lower, upper = np.full((k, n, h), np.nan), np.full((k, n, h), np.nan)
+    for i in rows:
+        seen = series.upto(int(panel.origins[i]) + 1)
+        try:
+            voter.fit(seen)
+            forecast = voter.forecast(seen, h)
+        except ForecastError:
+            continue
+        mean[i], sd[i] = forecast.mean, forecast.sd
+        lower[:, i], upper[:, i] = forecast.lower, forecast.upper
+    return panel.with_model(voter.name, mean, sd, lower, upper)
 
 
 def _one_bar_volatility(panel: Panel, weights: FloatArray) -> FloatArray:

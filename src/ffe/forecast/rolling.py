@@ -80,6 +80,28 @@ class Panel:
     def index(self, model: str) -> int:
         return self.models.index(model)
 
+    def with_model(
+        self,
+        name: str,
+        mean: npt.NDArray[np.float64],
+        sd: npt.NDArray[np.float64],
+        lower: npt.NDArray[np.float64],
+        upper: npt.NDArray[np.float64],
+    ) -> Panel:
+        """This panel with one more model: ``mean``/``sd`` (origins, horizon), ``lower``/
+        ``upper`` (levels, origins, horizon), NaN where it did not forecast."""
+        return Panel(
+            symbol=self.symbol,
+            models=(*self.models, name),
+            origins=self.origins,
+            times=self.times,
+            mean=np.concatenate([self.mean, mean[None]]),
+            sd=np.concatenate([self.sd, sd[None]]),
+            lower=np.concatenate([self.lower, lower[None]]),
+            upper=np.concatenate([self.upper, upper[None]]),
+            actual=self.actual,
+        )
+
 
 def realized(
     values: npt.NDArray[np.float64], origins: IntArray, horizon: int
