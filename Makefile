@@ -63,6 +63,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_single_asset
 	$(BENCH_BIN)/python -m bench.bench_multi_asset
 	$(BENCH_BIN)/python -m bench.bench_journal
+	$(BENCH_BIN)/python -m bench.bench_decisions
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) reports .mypy_cache .ruff_cache .pytest_cache
