@@ -259,6 +259,16 @@ class EnsembleStrategy:
             raise StrategyError(f"ensemble: {exc}") from None
         if self.every < 1:
             raise StrategyError(f"ensemble: every must be at least 1, got {self.every}")
+        # Checked here, not when the recalibration runs: 0 outcomes fails deep in a run, and
+        # a prior <= 0 gives NaN (0 / 0) or out-of-range confidences.
+        if self.min_outcomes < 1:
+            raise StrategyError(
+                f"ensemble: min_outcomes must be at least 1, got {self.min_outcomes}"
+            )
+        if not self.calibration_prior > 0:
+            raise StrategyError(
+                f"ensemble: calibration_prior must be positive, got {self.calibration_prior}"
+            )
         try:
             self.llm()  # checks the LLM settings; builds nothing when the provider is none
         except Exception as exc:
@@ -443,13 +453,14 @@ class EnsembleDecider:
         self._learn(series, t)
         n = len(self.models)
         means, sds = np.full(n, np.nan), np.full(n, np.nan)
-        one_bar = np.full(n, np.nan)
+        one_mean, one_bar = np.full(n, np.nan), np.full(n, np.nan)
         for k, model in enumerate(self.models):
             try:
                 forecast = model.forecast(series, h)
             except ForecastError:
                 continue
-            means[k], sds[k], one_bar[k] = forecast.mean[-1], forecast.sd[-1], forecast.sd[0]
+            means[k], sds[k] = forecast.mean[-1], forecast.sd[-1]
+            one_mean[k], one_bar[k] = forecast.mean[0], forecast.sd[0]
         available = np.isfinite(means)
         if not available.any():
             raise StrategyError(f"{series.symbol}: no model could forecast")
@@ -461,7 +472,7 @@ class EnsembleDecider:
         if garch >= 0 and np.isfinite(one_bar[garch]):
             vol_bar = float(one_bar[garch])
         else:
-            vol_bar = float(combine(means[:, None] / h, one_bar[:, None], weights[None, :])[1][0])
+            vol_bar = float(combine(one_mean[:, None], one_bar[:, None], weights[None, :])[1][0])
         made = call(mu, sd, vol_bar, self.strategy._policy, self._per_year)
         time = utc_datetime(int(series.times[-1].astype("datetime64[ns]").astype(np.int64)))
         return _decision(

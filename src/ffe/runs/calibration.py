@@ -67,7 +67,11 @@ async def load_calibration(db: Database, ref: str, bins: int = 10) -> Calibratio
             f"run {run.id} has no decisions: strategy {run.strategy!r} does not explain its "
             "decisions (try --strategy ensemble)"
         )
-    resolved = [r for r in rows if r.hit is not None and r.confidence is not None]
+    resolved = [
+        r
+        for r in rows
+        if r.hit is not None and r.confidence is not None and np.isfinite(r.confidence)
+    ]
     if not resolved:
         raise FfeError(f"run {run.id}: none of its {len(rows)} decisions has an outcome yet")
     hit = np.array([bool(r.hit) for r in resolved], dtype=np.float64)
