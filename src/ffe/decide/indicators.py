@@ -43,7 +43,7 @@ def _rolling_mean(values: FloatArray, window: int) -> FloatArray:
 
 def _load_roll_mean() -> Callable[..., FloatArray] | None:
     try:
-        from pandas._libs.window.aggregations import roll_mean  # type: ignore[import-not-found]
+        from pandas._libs.window.aggregations import roll_mean  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # pragma: no cover - only on a pandas that reorganised its internals
         return None
     return cast("Callable[..., FloatArray]", roll_mean)
