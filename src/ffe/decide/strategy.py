@@ -60,6 +60,10 @@ def explain(strategy: Strategy, history: History) -> Explained:
 
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
+# Built-ins whose module is heavy to import (scipy, sklearn, the forecasting libraries): the
+# module registers the strategy when it is first asked for by name, so a backtest of
+# sma_cross (and every spawned sweep worker) does not pay a second of imports for it.
+_LAZY: dict[str, str] = {"ensemble": "ffe.decide.ensemble"}
 
 
 def register(cls: type[Any]) -> type[Any]:
@@ -71,13 +75,12 @@ def register(cls: type[Any]) -> type[Any]:
 def available() -> list[str]:
     """Names of every registered strategy."""
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted({*_REGISTRY, *_LAZY})
 
 
 def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
     """Build a strategy by name, converting and checking parameters (strings are accepted)."""
-    _load_builtins()
-    factory = _REGISTRY.get(name)
+    factory = _lookup(name)
     if factory is None:
         raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
     return factory(**_coerce_params(name, factory, dict(params or {})))
@@ -85,8 +88,7 @@ def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strateg
 
 def parameters(name: str) -> dict[str, Any]:
     """The parameters of a strategy with their defaults."""
-    _load_builtins()
-    factory = _REGISTRY.get(name)
+    factory = _lookup(name)
     if factory is None or not dataclasses.is_dataclass(factory):
         raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
     return {field.name: field.default for field in dataclasses.fields(factory) if field.init}
@@ -121,6 +123,15 @@ def _convert(kind: type, value: Any) -> Any:
     if kind is bool and isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return kind(value)
+
+
+def _lookup(name: str) -> Callable[..., Strategy] | None:
+    _load_builtins()
+    if name not in _REGISTRY and name in _LAZY:
+        import importlib
+
+        importlib.import_module(_LAZY[name])
+    return _REGISTRY.get(name)
 
 
 def _load_builtins() -> None:

@@ -14,7 +14,8 @@ from arch.data import sp500
 from scipy.stats import lognorm, norm
 
 from ffe.decide import make_strategy
-from ffe.decide.ensemble import DecisionPolicy, EnsembleDecider, EnsembleStrategy, call
+from ffe.decide.ensemble import EnsembleDecider, EnsembleStrategy
+from ffe.decide.policy import DecisionPolicy, call
 from ffe.decide.strategy import Explained
 from ffe.domain import MarketData, StrategyError
 from ffe.domain.orders import Decision

@@ -1,8 +1,7 @@
 """Built-in strategies; importing this package registers them."""
 
-from ffe.decide.ensemble import EnsembleStrategy
 from ffe.decide.strategies.buy_and_hold import BuyAndHold
 from ffe.decide.strategies.momentum import Momentum
 from ffe.decide.strategies.sma_cross import SmaCross
 
-__all__ = ["BuyAndHold", "EnsembleStrategy", "Momentum", "SmaCross"]
+__all__ = ["BuyAndHold", "Momentum", "SmaCross"]
