@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ffe.backtest.report import _figure_html, _header, _page, _section
+from ffe.backtest.html import figure_html, header, page, section
 from ffe.forecast.evaluate import BEST, ENSEMBLE, EQUAL, BenchResult, Score
 from ffe.forecast.models import BASELINE
 
@@ -22,12 +22,12 @@ def render_forecast_report(result: BenchResult) -> str:
         f"on the last {result.window} bars every {result.refit_every} bars and scored only on "
         "bars after each origin."
     )
-    sections = [_section("Skill against the random walk", _figure_html(_figure(result)))]
+    sections = [section("Skill against the random walk", figure_html(_figure(result)))]
     for horizon in sorted({score.horizon for score in result.scores}):
         rows = [score for score in result.scores if score.horizon == horizon]
-        sections.append(_section(f"{horizon} bar(s) ahead", _table(rows)))
+        sections.append(section(f"{horizon} bar(s) ahead", _table(rows)))
     sections.append(
-        _section(
+        section(
             "How to read this",
             "<p>CRPS skill is 1 minus the model's mean CRPS over the random walk's: above 0 "
             "is better than the random walk. The Diebold-Mariano test compares squared "
@@ -37,8 +37,8 @@ def render_forecast_report(result: BenchResult) -> str:
             f"outcomes known at the time; <b>{escape(EQUAL)}</b> averages the models.</p>",
         )
     )
-    body = _header(title, subtitle, {}) + "".join(sections)
-    return _page(title, body)
+    body = header(title, subtitle, {}) + "".join(sections)
+    return page(title, body)
 
 
 def _figure(result: BenchResult) -> Any:

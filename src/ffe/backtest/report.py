@@ -1,4 +1,4 @@
-"""Self-contained HTML reports of a backtest, of a walk-forward run and of a parameter sweep.
+"""Self-contained HTML reports of a backtest and of a walk-forward run (sweeps: sweep_report.py).
 
 Each report is one file that works offline: plotly.js is embedded inline once, and nothing
 is fetched from a network. Every string that comes from a user (titles, parameters, symbols)
@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from ffe.backtest.html import figure_html, header, page, section
 from ffe.domain.orders import Trade
 from ffe.portfolio.stats import Stats, drawdown_series
 
@@ -33,7 +31,6 @@ MAX_TABLE_TRADES = 1000
 _TABLE_EDGE = MAX_TABLE_TRADES // 2
 _LONG_COLOUR, _SHORT_COLOUR = "#1a9850", "#d73027"
 _TRADE_COLUMNS = "#|Entry time|Exit time|Direction|Quantity|Entry price|Exit price|P&amp;L|Return"
-_PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 _BAND_COLOUR, _BOUNDARY_COLOUR = "#2c5cc5", "#8c959f"
 _SEGMENT_COLUMNS = "#|Test from|Test to|Bars|Return|Sharpe|Max drawdown|Trades"
 
@@ -74,61 +71,6 @@ _STAT_ROWS: tuple[tuple[str, str, str], ...] = (
     ("worst_trade", "Worst trade", "pct"), ("commissions", "Commissions", "money"),
 )  # fmt: skip
 
-_CSS = """
-:root { color-scheme: light; --muted: #5f6b7a; --line: #e3e7ed; --accent: #2c5cc5; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f6f8fa; color: #1f2328; line-height: 1.45;
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", sans-serif; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px; }
-header h1 { margin: 0 0 4px; font-size: 24px; }
-header .subtitle { margin: 0 0 16px; color: var(--muted); }
-section { background: #fff; border: 1px solid var(--line); border-radius: 8px;
-  padding: 16px 20px; margin-bottom: 20px; }
-h2 { font-size: 16px; margin: 0 0 12px; }
-.note { color: var(--muted); font-size: 13px; margin: 8px 0 0; }
-.params { display: flex; flex-wrap: wrap; gap: 6px 18px; margin: 0; }
-.params div { display: flex; gap: 6px; } .params dd, .stats dd { margin: 0; }
-.params dt, .stats dt { color: var(--muted); }
-.stats { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr));
-  gap: 0 32px; margin: 0; }
-.stats div { display: flex; justify-content: space-between; padding: 5px 0;
-  border-bottom: 1px solid var(--line); }
-.table-wrap { overflow-x: auto; max-height: 640px; overflow-y: auto; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: right;
-  white-space: nowrap; }
-th { position: sticky; top: 0; background: #f0f3f7; font-weight: 600; }
-th:first-child, td:first-child { text-align: left; }
-tbody tr:hover { background: #f6f9ff; }
-td.text { text-align: left; } .gain { color: #1a7f37; } .loss { color: #cf222e; }
-tr.gap td { text-align: center; color: var(--muted); font-style: italic; }
-table.sortable th { cursor: pointer; user-select: none; }
-table.sortable th[data-order=desc]::after { content: " \\25BC"; color: var(--accent); }
-table.sortable th[data-order=asc]::after { content: " \\25B2"; color: var(--accent); }
-"""
-
-# Clicking a header sorts by that column; cells carry their raw value in data-value.
-_SORT_SCRIPT = """
-for (const table of document.querySelectorAll("table.sortable")) {
-  table.tHead.addEventListener("click", (event) => {
-    const th = event.target.closest("th");
-    if (!th) return;
-    const col = th.cellIndex, desc = th.dataset.order !== "desc";
-    for (const cell of th.parentElement.cells) delete cell.dataset.order;
-    th.dataset.order = desc ? "desc" : "asc";
-    const body = table.tBodies[0], rows = Array.from(body.rows);
-    const key = (row) => row.cells[col].dataset.value;
-    rows.sort((a, b) => {
-      const x = key(a), y = key(b);
-      if (x === "" || y === "") return (x === "") - (y === "");
-      const order = isNaN(x) || isNaN(y) ? x.localeCompare(y) : Number(x) - Number(y);
-      return desc ? -order : order;
-    });
-    body.append(...rows);
-  });
-}
-"""
-
 
 def render_backtest_report(
     *,
@@ -149,15 +91,15 @@ def render_backtest_report(
     curve = np.asarray(equity, dtype=np.float64)
     chart = _equity_chart(times, curve, benchmark_equity, trades, segments)
     sections = [
-        _section("Statistics", _stats_list(stats)),
-        _section("Equity and drawdown", chart),
+        section("Statistics", _stats_list(stats)),
+        section("Equity and drawdown", chart),
     ]
     if segments:
         sections.append(
-            _section(f"Walk-forward segments ({len(segments):,})", _segment_table(segments))
+            section(f"Walk-forward segments ({len(segments):,})", _segment_table(segments))
         )
-    sections.append(_section(f"Trades ({len(trades):,})", _trades_table(trades)))
-    return _page(title, _header(title, subtitle, params) + "".join(sections))
+    sections.append(section(f"Trades ({len(trades):,})", _trades_table(trades)))
+    return page(title, header(title, subtitle, params) + "".join(sections))
 
 
 def render_walk_forward_report(result: WalkForwardResult) -> str:
@@ -184,79 +126,6 @@ def render_walk_forward_report(result: WalkForwardResult) -> str:
         },
         segments=result.segments,
     )
-
-
-def render_sweep_report(
-    *,
-    title: str,
-    param_names: Sequence[str],
-    rows: Sequence[Mapping[str, object]],
-    metric: str,
-) -> str:
-    """A full HTML page: every run of a sweep ranked by ``metric``, and a chart of the grid."""
-    ranked = sorted(rows, key=lambda row: _rank_key(_metric_of(row, metric)))
-    chart = _sweep_chart(param_names, rows, metric)
-    sections = []
-    if chart:
-        sections.append(_section(f"{metric} over the grid", chart))
-    sections.append(_section(f"Runs ({len(rows):,})", _sweep_table(param_names, ranked, metric)))
-    subtitle = f"{len(rows):,} runs ranked by {metric}, best first"
-    body = _header(title, subtitle, {}) + "".join(sections)
-    return _page(title, body, script=_SORT_SCRIPT)
-
-
-def write_report(path: Path, html: str) -> Path:
-    """Write ``html`` to ``path`` atomically, creating parent directories; return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A reader (or a crash) never sees half a report: write aside, then rename over.
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a report is for reading
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _page(title: str, body: str, script: str = "") -> str:
-    tail = f"<script>{script}</script>" if script else ""
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n<main>\n{body}\n</main>\n{tail}\n</body>\n</html>\n"
-    )
-
-
-def _header(title: str, subtitle: str, params: Mapping[str, object]) -> str:
-    parts = [f"<h1>{escape(title)}</h1>"]
-    if subtitle:
-        parts.append(f'<p class="subtitle">{escape(subtitle)}</p>')
-    if params:
-        items = "".join(
-            f"<div><dt>{escape(str(key))}</dt><dd>{escape(str(value))}</dd></div>"
-            for key, value in params.items()
-        )
-        parts.append(f'<dl class="params">{items}</dl>')
-    return f"<header>{''.join(parts)}</header>\n"
-
-
-def _section(heading: str, content: str) -> str:
-    return f"<section>\n<h2>{escape(heading)}</h2>\n{content}\n</section>\n"
-
-
-def _figure_html(figure: Any) -> str:
-    # Each report has one figure, so it carries the one inline copy of plotly.js; a fixed
-    # div id (plotly's default is random) makes the same run give the same file.
-    html = figure.to_html(
-        full_html=False, include_plotlyjs=True, config=_PLOT_CONFIG, div_id="ffe-chart"
-    )
-    return str(html)
 
 
 def _format_value(value: object, kind: str) -> str:
@@ -336,7 +205,7 @@ def _equity_chart(
     figure.update_yaxes(title_text="Equity", row=1, col=1)
     figure.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
     _mark_segments(figure, times, segments)
-    html = _figure_html(figure)
+    html = figure_html(figure)
     if len(marked) < len(trades):
         html += f'<p class="note">Markers show {len(marked):,} of {len(trades):,} trades.</p>'
     return html
@@ -479,124 +348,3 @@ def _trade_rows(trades: Sequence[Trade], first_number: int) -> str:
             f'<td class="{tone}">{_format_value(trade.return_pct, "pct")}</td></tr>'
         )
     return "".join(rows)
-
-
-def _metric_of(row: Mapping[str, object], metric: str) -> float:
-    value = row.get(metric)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    return math.nan
-
-
-def _rank_key(value: float) -> tuple[bool, float]:
-    """Sort key: larger first, NaN last."""
-    return (math.isnan(value), -value if not math.isnan(value) else 0.0)
-
-
-def _value_key(value: object) -> tuple[int, float, str]:
-    """Sort key for parameter values: numbers numerically, then anything else as text."""
-    if isinstance(value, numbers.Real):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
-
-
-def _sweep_table(
-    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
-) -> str:
-    others = [key for row in rows for key in row if key not in param_names and key != metric]
-    columns = [*param_names, metric, *dict.fromkeys(others)]
-    head = "".join(
-        f"<th{' data-order=desc' if name == metric else ''}>{escape(name)}</th>" for name in columns
-    )
-    body = "".join(
-        "<tr>" + "".join(_sweep_cell(row.get(name)) for name in columns) + "</tr>" for row in rows
-    )
-    table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    note = '<p class="note">Click a column header to sort by it.</p>'
-    return f'<div class="table-wrap">{table}</div>{note}'
-
-
-def _sweep_cell(value: object) -> str:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-        if math.isnan(number):
-            return '<td data-value="">—</td>'
-        text = f"{number:,.0f}" if isinstance(value, numbers.Integral) else f"{number:.4g}"
-        return f'<td data-value="{number!r}">{escape(text)}</td>'
-    text = "" if value is None else str(value)
-    return f'<td class="text" data-value="{escape(text)}">{escape(text)}</td>'
-
-
-def _sweep_chart(
-    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
-) -> str:
-    if not param_names or not rows:
-        return ""
-    if len(param_names) == 1:
-        return _line_chart(param_names[0], rows, metric)
-    if len(param_names) == 2:
-        return _heatmap(param_names[0], param_names[1], rows, metric)
-    first, second = sorted(param_names, key=lambda name: -_effect(name, rows, metric))[:2]
-    note = (
-        f'<p class="note">{escape(first)} and {escape(second)} change {escape(metric)} the most; '
-        f"each cell shows the best {escape(metric)} over the other parameters.</p>"
-    )
-    return _heatmap(first, second, rows, metric) + note
-
-
-def _best_by(
-    keys: Callable[[Mapping[str, object]], object],
-    rows: Iterable[Mapping[str, object]],
-    metric: str,
-) -> dict[object, float]:
-    """The best ``metric`` for each key, NaN where a key has no value of the metric."""
-    best: dict[object, float] = {}
-    for row in rows:
-        key, value = keys(row), _metric_of(row, metric)
-        current = best.get(key, math.nan)
-        best[key] = value if math.isnan(current) or value > current else current
-    return best
-
-
-def _effect(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> float:
-    """How far the best ``metric`` moves across the values of one parameter."""
-    best = _best_by(lambda row: row.get(name), rows, metric).values()
-    known = [value for value in best if not math.isnan(value)]
-    return max(known) - min(known) if known else 0.0
-
-
-def _line_chart(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
-    import plotly.graph_objects as go
-
-    best = _best_by(lambda row: row.get(name), rows, metric)
-    xs = sorted(best, key=_value_key)
-    ys = [_or_none(best[x]) for x in xs]
-    figure = go.Figure(go.Scatter(x=[str(x) for x in xs], y=ys, mode="lines+markers"))
-    figure.update_layout(template="plotly_white", height=420, xaxis_title=name, yaxis_title=metric)
-    figure.update_xaxes(type="category")
-    return _figure_html(figure)
-
-
-def _heatmap(x_name: str, y_name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
-    import plotly.graph_objects as go
-
-    best = _best_by(lambda row: (row.get(x_name), row.get(y_name)), rows, metric)
-    xs = sorted({row.get(x_name) for row in rows}, key=_value_key)
-    ys = sorted({row.get(y_name) for row in rows}, key=_value_key)
-    # Missing or NaN combinations stay None, which plotly leaves blank.
-    z = [[_or_none(best.get((x, y), math.nan)) for x in xs] for y in ys]
-    heatmap = go.Heatmap(
-        x=[str(x) for x in xs], y=[str(y) for y in ys], z=z, colorscale="Viridis",
-        colorbar={"title": {"text": metric}}, hoverongaps=False,
-    )  # fmt: skip
-    figure = go.Figure(heatmap)
-    figure.update_layout(
-        template="plotly_white", height=520, xaxis_title=x_name, yaxis_title=y_name
-    )
-    figure.update_xaxes(type="category")
-    figure.update_yaxes(type="category")
-    return _figure_html(figure)
-
-
-def _or_none(value: float) -> float | None:
-    return None if math.isnan(value) else value

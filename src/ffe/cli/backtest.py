@@ -229,7 +229,8 @@ def _params(specs: list[str]) -> dict[str, str]:
 def _write_report(
     result: BacktestResult, path: Path, walked: WalkForwardResult | None = None
 ) -> None:
-    from ffe.backtest.report import render_walk_forward_report, write_report
+    from ffe.backtest.html import write_report
+    from ffe.backtest.report import render_walk_forward_report
     from ffe.runs.journal import render_result_report
 
     html = render_result_report(result) if walked is None else render_walk_forward_report(walked)
@@ -379,7 +380,8 @@ def _print_sweep(rows: list[dict[str, Any]], names: list[str], metric: str, top:
 def _write_sweep_report(
     strategy: str, names: list[str], rows: list[dict[str, Any]], metric: str, path: Path
 ) -> None:
-    from ffe.backtest.report import render_sweep_report, write_report
+    from ffe.backtest.html import write_report
+    from ffe.backtest.sweep_report import render_sweep_report
 
     html = render_sweep_report(
         title=f"{strategy} sweep", param_names=names, rows=rows, metric=metric

@@ -86,7 +86,7 @@ def calibration(
         else:
             _print(result)
         if report is not None:
-            from ffe.backtest.report import write_report
+            from ffe.backtest.html import write_report
             from ffe.runs.calibration_report import render_calibration_report
 
             path = write_report(report, render_calibration_report(result))

@@ -68,7 +68,7 @@ def bench(
             _print(result)
         if report is not None:
             from ffe.backtest.forecast_report import render_forecast_report
-            from ffe.backtest.report import write_report
+            from ffe.backtest.html import write_report
 
             path = write_report(report, render_forecast_report(result))
             err_console.print(f"report written to {path}")

@@ -212,7 +212,7 @@ def report(
 ) -> None:
     """Draw a recorded backtest's HTML report again, from the journal alone."""
     with user_errors():
-        from ffe.backtest.report import write_report
+        from ffe.backtest.html import write_report
         from ffe.runs.journal import render_stored_report
 
         write_report(output, render_stored_report(_load(url, run_id, curves=True)))

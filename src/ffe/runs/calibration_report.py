@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ffe.backtest.report import _figure_html, _header, _page, _section
+from ffe.backtest.html import figure_html, header, page, section
 from ffe.runs.calibration import Calibration
 
 
@@ -15,8 +15,8 @@ def render_calibration_report(result: Calibration) -> str:
         f"ECE {result.stated.ece:.3f}"
         + ("" if result.raw is None else f" (before recalibration {result.raw.ece:.3f})")
     )
-    body = _header(title, subtitle, {}) + _section("Reliability", _figure_html(_figure(result)))
-    return _page(title, body)
+    body = header(title, subtitle, {}) + section("Reliability", figure_html(_figure(result)))
+    return page(title, body)
 
 
 def _figure(result: Calibration) -> Any:

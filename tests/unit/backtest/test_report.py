@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ffe.backtest.report import render_backtest_report, render_sweep_report, write_report
+from ffe.backtest.html import write_report
+from ffe.backtest.report import render_backtest_report
+from ffe.backtest.sweep_report import render_sweep_report
 from ffe.domain.orders import Trade
 from ffe.portfolio.stats import Stats, compute_stats
 

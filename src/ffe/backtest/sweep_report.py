@@ -1,0 +1,151 @@
+"""The HTML report of a parameter sweep: every run ranked by a metric, and a line chart or
+heatmap of the metric over the grid."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from html import escape
+
+from ffe.backtest.html import SORT_SCRIPT, figure_html, header, page, section
+
+
+def render_sweep_report(
+    *,
+    title: str,
+    param_names: Sequence[str],
+    rows: Sequence[Mapping[str, object]],
+    metric: str,
+) -> str:
+    """A full HTML page: every run of a sweep ranked by ``metric``, and a chart of the grid."""
+    ranked = sorted(rows, key=lambda row: _rank_key(_metric_of(row, metric)))
+    chart = _sweep_chart(param_names, rows, metric)
+    sections = []
+    if chart:
+        sections.append(section(f"{metric} over the grid", chart))
+    sections.append(section(f"Runs ({len(rows):,})", _sweep_table(param_names, ranked, metric)))
+    subtitle = f"{len(rows):,} runs ranked by {metric}, best first"
+    body = header(title, subtitle, {}) + "".join(sections)
+    return page(title, body, script=SORT_SCRIPT)
+
+
+def _metric_of(row: Mapping[str, object], metric: str) -> float:
+    value = row.get(metric)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return math.nan
+
+
+def _rank_key(value: float) -> tuple[bool, float]:
+    """Sort key: larger first, NaN last."""
+    return (math.isnan(value), -value if not math.isnan(value) else 0.0)
+
+
+def _value_key(value: object) -> tuple[int, float, str]:
+    """Sort key for parameter values: numbers numerically, then anything else as text."""
+    if isinstance(value, numbers.Real):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _sweep_table(
+    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
+) -> str:
+    others = [key for row in rows for key in row if key not in param_names and key != metric]
+    columns = [*param_names, metric, *dict.fromkeys(others)]
+    head = "".join(
+        f"<th{' data-order=desc' if name == metric else ''}>{escape(name)}</th>" for name in columns
+    )
+    body = "".join(
+        "<tr>" + "".join(_sweep_cell(row.get(name)) for name in columns) + "</tr>" for row in rows
+    )
+    table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    note = '<p class="note">Click a column header to sort by it.</p>'
+    return f'<div class="table-wrap">{table}</div>{note}'
+
+
+def _sweep_cell(value: object) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isnan(number):
+            return '<td data-value="">—</td>'
+        text = f"{number:,.0f}" if isinstance(value, numbers.Integral) else f"{number:.4g}"
+        return f'<td data-value="{number!r}">{escape(text)}</td>'
+    text = "" if value is None else str(value)
+    return f'<td class="text" data-value="{escape(text)}">{escape(text)}</td>'
+
+
+def _sweep_chart(
+    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
+) -> str:
+    if not param_names or not rows:
+        return ""
+    if len(param_names) == 1:
+        return _line_chart(param_names[0], rows, metric)
+    if len(param_names) == 2:
+        return _heatmap(param_names[0], param_names[1], rows, metric)
+    first, second = sorted(param_names, key=lambda name: -_effect(name, rows, metric))[:2]
+    note = (
+        f'<p class="note">{escape(first)} and {escape(second)} change {escape(metric)} the most; '
+        f"each cell shows the best {escape(metric)} over the other parameters.</p>"
+    )
+    return _heatmap(first, second, rows, metric) + note
+
+
+def _best_by(
+    keys: Callable[[Mapping[str, object]], object],
+    rows: Iterable[Mapping[str, object]],
+    metric: str,
+) -> dict[object, float]:
+    """The best ``metric`` for each key, NaN where a key has no value of the metric."""
+    best: dict[object, float] = {}
+    for row in rows:
+        key, value = keys(row), _metric_of(row, metric)
+        current = best.get(key, math.nan)
+        best[key] = value if math.isnan(current) or value > current else current
+    return best
+
+
+def _effect(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> float:
+    """How far the best ``metric`` moves across the values of one parameter."""
+    best = _best_by(lambda row: row.get(name), rows, metric).values()
+    known = [value for value in best if not math.isnan(value)]
+    return max(known) - min(known) if known else 0.0
+
+
+def _line_chart(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
+    import plotly.graph_objects as go
+
+    best = _best_by(lambda row: row.get(name), rows, metric)
+    xs = sorted(best, key=_value_key)
+    ys = [_or_none(best[x]) for x in xs]
+    figure = go.Figure(go.Scatter(x=[str(x) for x in xs], y=ys, mode="lines+markers"))
+    figure.update_layout(template="plotly_white", height=420, xaxis_title=name, yaxis_title=metric)
+    figure.update_xaxes(type="category")
+    return figure_html(figure)
+
+
+def _heatmap(x_name: str, y_name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
+    import plotly.graph_objects as go
+
+    best = _best_by(lambda row: (row.get(x_name), row.get(y_name)), rows, metric)
+    xs = sorted({row.get(x_name) for row in rows}, key=_value_key)
+    ys = sorted({row.get(y_name) for row in rows}, key=_value_key)
+    # Missing or NaN combinations stay None, which plotly leaves blank.
+    z = [[_or_none(best.get((x, y), math.nan)) for x in xs] for y in ys]
+    heatmap = go.Heatmap(
+        x=[str(x) for x in xs], y=[str(y) for y in ys], z=z, colorscale="Viridis",
+        colorbar={"title": {"text": metric}}, hoverongaps=False,
+    )  # fmt: skip
+    figure = go.Figure(heatmap)
+    figure.update_layout(
+        template="plotly_white", height=520, xaxis_title=x_name, yaxis_title=y_name
+    )
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="category")
+    return figure_html(figure)
+
+
+def _or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
