@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from math import copysign, floor
 from typing import Literal
 
 import numpy as np
@@ -26,6 +25,7 @@ from ffe.execution.fill_model import FillModel
 from ffe.execution.simulated import SimulatedBroker
 from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reduces_only
+from ffe.risk.sizing import sizing_budget, target_quantity
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class _Simulation:
         self._watching = risk.max_drawdown is not None
         self._close = market.close
         self._lot = config.lot_size
-        self._cost_factor = 1.0 + config.fill.cost_rate
+        self._cost_rate = config.fill.cost_rate
         self._delay = config.fill.delay
         self._fill_at_decision = self._delay == 0
         self._debug = log.isEnabledFor(logging.DEBUG)
@@ -214,7 +214,7 @@ class _Simulation:
         equity, gross = ledger.marked(self.marks, bar)
         time = utc_datetime(self._nanos.item(bar))
         close, held, names, lot = self._close, ledger.held, self.market.symbols, self._lot
-        budget = max(equity, 0.0) / self._cost_factor
+        budget = sizing_budget(equity, self._cost_rate)
         intents = []
         positions: dict[str, float] = {}  # what the risk checks see of the current book
         for k in range(len(symbols)):  # an index, not zip(strict=True): cheaper compiled
@@ -222,8 +222,7 @@ class _Simulation:
             price = close.item(bar, symbol)
             if not price > 0:
                 continue  # no bar (NaN) or a bad price: nothing sensible to size against
-            raw = weight * budget / price
-            target = copysign(floor(abs(raw) / lot + 1e-9) * lot, raw)
+            target = target_quantity(weight, budget, price, lot)
             before = held.get(symbol, 0.0)
             delta = target - before
             if abs(delta) >= lot * 1e-9:

@@ -150,6 +150,22 @@ class SimulatedBroker:
             filled.append(order)
         return filled
 
+    def reprice(self, market: MarketData) -> None:
+        """Fill from ``market``'s prices from now on: the paper broker's market grows by a bar
+        at a time, and only prices of bars already seen are ever read."""
+        self._prices = market.open if self._model.at == "next_open" else market.close
+        self._n_bars = market.n_bars
+
+    def cancel(self, client_id: str, reason: str) -> SimOrder | None:
+        """Cancel one pending order; None when no pending order has that id."""
+        for k, order in enumerate(self._pending):
+            if order.client_id == client_id:
+                del self._pending[k]
+                self._next_due = self._pending[0].bar + self._delay if self._pending else None
+                order.status, order.reason = OrderStatus.CANCELLED, reason
+                return order
+        return None
+
     def cancel_all(self, reason: str) -> list[SimOrder]:
         """Cancel every pending order (end of data, emergency stop)."""
         cancelled = self._pending

@@ -42,6 +42,9 @@ RUN_KINDS = ("backtest", "paper", "live")
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 JOB_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 ROLES = ("viewer", "trader", "admin")
+AGENT_STATUSES = ("running", "paused", "halted", "stopped")
+AGENT_COMMANDS = ("pause", "resume", "stop", "emergency_stop", "reset")
+APPROVAL_STATUSES = ("pending", "approved", "rejected", "expired", "sent")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -282,6 +285,76 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(256))
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class AgentState(Base):
+    """One row per trading account: which run trades it, who holds its lease, where the agent
+    got to (``checkpoint``), and whether it is paused or halted.
+
+    The lease makes one running agent per account: an agent takes it by writing its ``owner``
+    while the row is free or the previous lease has expired, and renews it as it runs."""
+
+    __tablename__ = "agent_states"
+    __table_args__ = (_one_of("status", AGENT_STATUSES),)
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("runs.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default="stopped")
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    halted_reason: Mapped[str | None] = mapped_column(Text)
+    last_bar_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+class AgentCommand(Base):
+    """A control command for an account's agent, from the CLI or the API; the running agent
+    carries it out and stamps ``handled_at``."""
+
+    __tablename__ = "agent_commands"
+    __table_args__ = (
+        _one_of("command", AGENT_COMMANDS),
+        Index("ix_agent_commands_account_handled_at", "account", "handled_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    result: Mapped[str | None] = mapped_column(Text)
+
+
+class Approval(Base):
+    """An order waiting for a person to approve or reject it before ``expires_at``."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        _one_of("status", APPROVAL_STATUSES),
+        Index("ix_approvals_account_status", "account", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = _run_fk()
+    account: Mapped[str] = mapped_column(String(64))
+    decision_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("decisions.id", ondelete="SET NULL"), index=True
+    )
+    client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime)  # the bar the order was decided on
+    symbol: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[float] = mapped_column(Double)
+    reference_price: Mapped[float] = mapped_column(Double)
+    rationale: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(128))
 
 
 #: Tables in an order where every foreign key points backwards (for copies and checks).

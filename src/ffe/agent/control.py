@@ -1,0 +1,183 @@
+"""Control: the one facade the CLI (and later the API) uses to steer agents, and how a running
+agent carries out what it is told.
+
+Commands travel through the database (``agent_commands``), so an agent in another process, or
+on another machine sharing the journal, obeys them within ``command_poll_s``. Approvals are
+decided in the database too and picked up by the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ffe.agent import persist
+from ffe.domain.errors import FfeError
+from ffe.store.database import Database
+from ffe.store.models import AGENT_COMMANDS, Approval
+from ffe.store.repositories import unit_of_work
+
+if TYPE_CHECKING:
+    from ffe.agent.loop import StepCore
+    from ffe.agent.runner import Agent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    account: str
+    status: str
+    run_id: str | None
+    owner: str | None
+    lease_expires_at: datetime | None
+    halted_reason: str | None
+    last_bar_time: datetime | None
+    checkpoint: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "status": self.status,
+            "running": self.owner is not None,
+            "run_id": self.run_id,
+            "owner": self.owner,
+            "lease_expires_at": _iso(self.lease_expires_at),
+            "halted_reason": self.halted_reason,
+            "last_bar_time": _iso(self.last_bar_time),
+            "bar": None if self.checkpoint is None else self.checkpoint.get("bar"),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class AgentService:
+    """Start is ``Agent.run``; everything else an operator does to agents goes through here."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def status(self, account: str | None = None) -> list[AgentStatus]:
+        states = await persist.list_states(self.db)
+        return [
+            AgentStatus(
+                s.account,
+                s.status,
+                s.run_id,
+                s.owner,
+                s.lease_expires_at,
+                s.halted_reason,
+                s.last_bar_time,
+                s.checkpoint,
+            )
+            for s in states
+            if account is None or s.account == account
+        ]
+
+    async def command(self, account: str, command: str, actor: str = "cli") -> int:
+        """Queue ``command`` (pause, resume, stop, emergency_stop, reset) for the account."""
+        if command not in AGENT_COMMANDS:
+            raise FfeError(f"unknown command {command!r}: use one of {', '.join(AGENT_COMMANDS)}")
+        if await persist.get_state(self.db, account) is None:
+            raise FfeError(f"no agent has run on account {account!r} (see `ffe agent status`)")
+        command_id = await persist.queue_command(self.db, account, command, actor)
+        async with unit_of_work(self.db) as uow:
+            await uow.audit.record(actor, f"agent.{command}", account, {"command_id": command_id})
+        return command_id
+
+    async def approvals(self, account: str | None = None) -> list[Approval]:
+        return await persist.pending_approvals(self.db, account)
+
+    async def approve(self, approval_id: int, actor: str = "cli") -> Approval:
+        return await self._decide(approval_id, "approved", actor)
+
+    async def reject(self, approval_id: int, actor: str = "cli") -> Approval:
+        return await self._decide(approval_id, "rejected", actor)
+
+    async def _decide(self, approval_id: int, status: str, actor: str) -> Approval:
+        approval = await persist.decide_approval(self.db, approval_id, status, actor)
+        async with unit_of_work(self.db) as uow:
+            await uow.audit.record(
+                actor,
+                f"approval.{status}",
+                str(approval_id),
+                {"client_order_id": approval.client_order_id},
+            )
+        return approval
+
+
+# -- inside the running agent ----------------------------------------------------------------
+
+
+async def carry_out(agent: Agent, core: StepCore, command: str, actor: str) -> None:
+    """Do what ``command`` says, now."""
+    account = agent.config.account
+    log.warning("control: %s from %s on %s", command, actor, account)
+    if command == "pause":
+        agent.paused = True
+        await persist.set_state(agent.db, account, status="paused")
+    elif command == "resume":
+        agent.paused = False
+        await persist.set_state(
+            agent.db, account, status="halted" if agent.emergency else "running"
+        )
+    elif command == "stop":
+        agent.stopping, agent.paused = True, False
+    elif command == "emergency_stop":
+        await emergency_stop(agent, core, f"emergency stop by {actor}")
+    elif command == "reset":
+        agent.emergency, core.halted_at, core.halt_reason = None, None, None
+        await persist.set_state(
+            agent.db, account, status="paused" if agent.paused else "running", halted_reason=None
+        )
+
+
+async def emergency_stop(agent: Agent, core: StepCore, reason: str) -> None:
+    """Cancel open orders, flatten every position, and trade nothing more until reset."""
+    agent.emergency = reason
+    await core.cancel_working(reason)
+    core.desk.waiting.clear()
+    if core.last_bar >= 0:
+        await core.flatten(core.last_bar, "emergency")
+        await core.collect_fills(core.last_bar)
+    await core.flush()
+    await persist.set_state(agent.db, agent.config.account, status="halted", halted_reason=reason)
+    agent._event("risk_halt", reason, {"account": agent.config.account})
+
+
+async def settle_approvals(agent: Agent, core: StepCore, *, wait: bool) -> None:
+    """Send approved orders, drop rejected and expired ones. With ``wait`` (replay), block
+    until nothing is pending, obeying control commands meanwhile."""
+    from ffe.agent.loop import _utcnow
+
+    while core.desk.waiting and not agent.stopping:
+        rows = await persist.approvals_for_run(
+            agent.db, core.journal.run_id, ("pending", "approved", "rejected")
+        )
+        now, expired = _utcnow(), []
+        for row in rows:
+            waiting = core.desk.waiting.get(row.client_order_id)
+            if waiting is None:
+                continue
+            if row.status == "pending" and row.expires_at > now:
+                continue
+            del core.desk.waiting[row.client_order_id]
+            if row.status == "approved":
+                await core.send_approved(waiting.intent, waiting.decision)
+                await persist.mark_approvals(agent.db, [row.id], "sent", "agent")
+            elif row.status == "pending":
+                expired.append(row.id)
+        await persist.mark_approvals(agent.db, expired, "expired", "expiry")
+        for client_id in [
+            c for c in core.desk.waiting if c not in {r.client_order_id for r in rows}
+        ]:
+            del core.desk.waiting[client_id]  # decided and recorded elsewhere
+        if not wait or not core.desk.waiting:
+            return
+        await asyncio.sleep(agent.config.command_poll_s)
+        await agent._obey(core, force=True)

@@ -1,0 +1,415 @@
+"""The trading agent: the backtest's loop, one bar at a time, against a broker.
+
+Each step: fills for the new bar, the strategy's instruction, sizing and the risk engine
+exactly as in the backtest, the approval policy, orders to the broker, the journal, and the
+outcomes of earlier decisions. With the paper broker on replayed bars it makes the backtest's
+trades (tested); with a real broker the same code sends real orders.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+
+from ffe.agent.approvals import ApprovalDesk
+from ffe.agent.journal import AgentJournal, PendingDecision
+from ffe.agent.stepper import Stepper
+from ffe.decide.strategy import Strategy
+from ffe.domain.errors import BrokerError, ConfigError
+from ffe.domain.market import History, MarketData, utc_datetime
+from ffe.domain.orders import Decision, Denied, OrderIntent, OrderStatus, Trade
+from ffe.execution.broker import Broker, BrokerOrder
+from ffe.execution.fill_model import FillModel
+from ffe.execution.paper import PaperBroker
+from ffe.portfolio.ledger import Ledger
+from ffe.risk.engine import AccountState, RiskEngine, reduces_only
+from ffe.risk.sizing import sizing_budget, target_quantity
+from ffe.runs.journal import decision_row
+
+log = logging.getLogger(__name__)
+
+ApprovalMode = Literal["auto", "manual", "on_new_asset"]
+APPROVAL_MODES = ("auto", "manual", "on_new_asset")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """How an agent trades one account. Risk limits live in the RiskEngine beside it."""
+
+    account: str = "paper"
+    cash: float = 10_000.0
+    fill: FillModel = field(default_factory=FillModel)
+    lot_size: float = 1.0
+    approval: ApprovalMode = "auto"
+    approval_ttl_s: float = 3600.0
+    flush_every: int = 256  # bars between journal writes when no order forces one
+    flush_interval_s: float = 2.0
+    command_poll_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.approval not in APPROVAL_MODES:
+            raise ConfigError(f"approval must be one of {', '.join(APPROVAL_MODES)}")
+        if not self.cash > 0 or not self.lot_size > 0:
+            raise ConfigError("cash and lot_size must be positive")
+        if not self.account or len(self.account) > 64:
+            raise ConfigError("the account name must be 1 to 64 characters")
+
+
+@dataclass(slots=True)
+class _Outcome:
+    decision: PendingDecision
+    bar: int
+    symbol: int
+    horizon: int
+    side: int
+    cost: float
+
+
+class StepCore:
+    """The state of one account's trading and the step itself, without clock or control.
+
+    Everything between two bars that the backtest does, in the same order with the same
+    numbers: ``step`` is the unit the agent loop repeats and the benchmark times."""
+
+    def __init__(
+        self,
+        market: MarketData,
+        strategy: Strategy,
+        stepper: Stepper,
+        broker: Broker,
+        risk: RiskEngine,
+        journal: AgentJournal,
+        config: AgentConfig,
+        desk: ApprovalDesk,
+        prefix: str,
+    ) -> None:
+        self.market = market
+        self.strategy = strategy
+        self.stepper = stepper
+        self.broker = broker
+        self.risk = risk
+        self.journal = journal
+        self.config = config
+        self.desk = desk
+        self.prefix = prefix
+        self.ledger = Ledger(market.n_symbols, config.cash)
+        self.index = {symbol: i for i, symbol in enumerate(market.symbols)}
+        self.peak = config.cash
+        self.halted_at: int | None = None
+        self.halt_reason: str | None = None
+        self.trades_journaled = 0
+        self.working: dict[str, BrokerOrder] = {}  # sent and not finished
+        self.outcomes: list[_Outcome] = []
+        self.denials: list[tuple[int, Denied]] = []
+        self.last_bar = -1
+        self.strategy_seconds = 0.0
+        self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
+
+    # -- one bar --------------------------------------------------------------------------
+
+    async def step(self, market: MarketData, bar: int, *, decide: bool = True) -> None:
+        if market is not self.market:
+            self.market = market
+        await self.collect_fills(bar)
+        if decide:
+            await self.decide(bar)
+        await self.collect_fills(bar)  # orders that fill at the deciding bar's close
+        self.watch_drawdown(bar)
+        if self.halted_at == bar:
+            await self.flatten(bar, "drawdown")
+            await self.collect_fills(bar)
+        equity, _ = self.ledger.marked(self._marks(), bar)
+        time_ = self.market.time_of(bar)
+        self.journal.equity(time_, equity, self.ledger.cash)
+        self.resolve_outcomes(bar)
+        self.last_bar = bar
+
+    async def collect_fills(self, bar: int) -> None:
+        """Book what the broker filled since the last look."""
+        broker = self.broker
+        if isinstance(broker, PaperBroker):
+            updates = broker.on_bar(self.market, bar)
+        else:
+            updates = await self._poll_working()
+        for order in updates:
+            self._book(bar, order)
+
+    async def _poll_working(self) -> list[BrokerOrder]:
+        updates = []
+        for client_id, known in list(self.working.items()):
+            now = await self.broker.order(client_id, known.symbol)
+            if now is not None and (now.filled_quantity != known.filled_quantity or now.done):
+                updates.append(now)
+        return updates
+
+    def _book(self, bar: int, order: BrokerOrder) -> None:
+        known = self.working.pop(order.client_id, None)
+        before_qty = 0.0 if known is None else known.filled_quantity
+        before_fee = 0.0 if known is None else known.commission
+        quantity = order.filled_quantity - before_qty
+        if abs(quantity) > 0:
+            if known is None or before_qty == 0:
+                price = order.average_price
+            else:  # the price of the new part, from the two running averages
+                paid = order.average_price * order.filled_quantity
+                price = (paid - known.average_price * before_qty) / quantity
+            fee = order.commission - before_fee
+            self._apply_fill(bar, order, quantity, price, fee)
+        if not order.done:
+            self.working[order.client_id] = order
+        self.journal.order_update(order)
+        if order.status is not OrderStatus.FILLED:
+            log.info("order %s %s: %s", order.client_id, order.status.value, order.reason)
+
+    def _apply_fill(
+        self, bar: int, order: BrokerOrder, qty: float, price: float, fee: float
+    ) -> None:
+        symbol = self.index[order.symbol]
+        trades_before = len(self.ledger.trades)
+        self.ledger.apply_fill(bar, symbol, qty, price, fee)
+        time_ = self.market.time_of(bar)
+        self.journal.fill(order.client_id, time_, order.symbol, qty, price, fee)
+        log.info("order filled %s qty=%s px=%s", order.client_id, qty, price)
+        self.on_event(
+            "fill", f"{order.symbol} {qty:+g} @ {price:.6g}", {"client_id": order.client_id}
+        )
+        for closed in self.ledger.trades[trades_before:]:
+            self.journal.trade(self._trade(closed))
+            self.trades_journaled += 1
+
+    def _trade(self, closed: Any) -> Trade:
+        time_of = self.market.time_of
+        return Trade(
+            symbol=self.market.symbols[closed.symbol],
+            entry_time=time_of(closed.entry_bar),
+            exit_time=time_of(closed.exit_bar),
+            entry_price=closed.entry_price,
+            exit_price=closed.exit_price,
+            quantity=closed.quantity,
+            pnl=closed.pnl,
+            commission=closed.commission,
+        )
+
+    # -- deciding -------------------------------------------------------------------------
+
+    async def decide(self, bar: int) -> None:
+        started = time.perf_counter()
+        row, decisions = self.stepper.step(History(self.market, bar + 1))
+        self.strategy_seconds += time.perf_counter() - started
+        pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
+        intents, account = self._intents(bar, row)
+        if not intents:
+            return
+        if len(intents) > 1:  # reductions first, as the backtest does
+            intents.sort(key=lambda i: not reduces_only(*account.position_after(i)))
+        for verdict in self.risk.evaluate(intents, account):
+            decision = pending.get(verdict.intent.symbol)
+            self._journal_verdict(decision, verdict)
+            if isinstance(verdict, Denied):
+                self.denials.append((bar, verdict))
+                continue
+            if await self.desk.needs_approval(verdict.intent, self):
+                self.desk.queue(verdict.intent, decision, self)
+                continue
+            await self.send(verdict.intent, decision)
+
+    def _intents(self, bar: int, row: Any) -> tuple[list[OrderIntent], AccountState]:
+        ledger, lot = self.ledger, self.config.lot_size
+        equity, gross = ledger.marked(self._marks(), bar)
+        budget = sizing_budget(equity, self.config.fill.cost_rate)
+        time_ = self.market.time_of(bar)
+        close, names, held = self.market.close, self.market.symbols, ledger.held
+        intents, positions = [], {}
+        for symbol in np.flatnonzero(~np.isnan(row)).tolist():
+            price = close.item(bar, symbol)
+            if not price > 0:
+                continue
+            before = held.get(symbol, 0.0)
+            delta = target_quantity(float(row[symbol]), budget, price, lot) - before
+            if abs(delta) >= lot * 1e-9:
+                name = names[symbol]
+                intents.append(
+                    OrderIntent(f"{self.prefix}-{bar}-{symbol}", time_, name, delta, price)
+                )
+                positions[name] = before
+        peak = max(self.peak, equity)
+        return intents, AccountState(equity, peak, positions, gross, self.halted_at is not None)
+
+    def _journal_decision(self, decision: Decision, bar: int) -> PendingDecision:
+        pending = self.journal.decision(decision_row(decision))
+        if decision.details or decision.horizon != 1 or decision.confidence != 1.0:
+            side = int(decision.details.get("side", 1 if decision.target > 0 else -1))
+            cost = float(decision.details.get("cost", 0.0))
+            symbol = self.index[decision.symbol]
+            self.outcomes.append(_Outcome(pending, bar, symbol, decision.horizon, side, cost))
+        return pending
+
+    def _journal_verdict(self, decision: PendingDecision | None, verdict: Any) -> None:
+        intent = verdict.intent
+        denied = isinstance(verdict, Denied)
+        self.journal.verdict(
+            decision,
+            {
+                "time": intent.time,
+                "symbol": intent.symbol,
+                "approved": not denied,
+                "requested_quantity": intent.quantity,
+                "approved_quantity": 0.0 if denied else intent.quantity,
+                "check_name": verdict.check if denied else None,
+                "reason": verdict.reason if denied else None,
+            },
+        )
+        if denied:
+            log.info("order denied %s by %s: %s", intent.client_id, verdict.check, verdict.reason)
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(
+        self, intent: OrderIntent, decision: PendingDecision | None
+    ) -> BrokerOrder | None:
+        """Journal the order, then send it (journal first for venues with their own state)."""
+        self.journal.order(decision, _order_row(intent))
+        if self.broker.durable:
+            await self.flush()
+        try:
+            order = await self.broker.submit(
+                intent.client_id, intent.symbol, intent.quantity, intent.reference_price
+            )
+        except BrokerError as exc:
+            log.error("order %s not sent: %s", intent.client_id, exc)
+            self.on_event("error", f"order {intent.client_id} not sent: {exc}", {})
+            rejected = BrokerOrder(
+                intent.client_id,
+                intent.symbol,
+                intent.quantity,
+                OrderStatus.REJECTED,
+                reason=str(exc),
+            )
+            self.journal.order_update(rejected)
+            return None
+        log.info("order sent %s %s qty=%s", intent.client_id, intent.symbol, intent.quantity)
+        self.working[order.client_id] = BrokerOrder(
+            order.client_id, order.symbol, order.quantity, broker_id=order.broker_id
+        )
+        if order.done or order.filled_quantity:
+            self._book(self.last_bar if self.last_bar >= 0 else 0, order)
+        return order
+
+    async def send_approved(self, intent: OrderIntent, decision: PendingDecision | None) -> None:
+        """An order a person approved: the risk engine looks again at today's account."""
+        bar = max(self.last_bar, 0)
+        equity, gross = self.ledger.marked(self._marks(), bar)
+        before = self.ledger.held.get(self.index[intent.symbol], 0.0)
+        account = AccountState(
+            equity,
+            max(self.peak, equity),
+            {intent.symbol: before},
+            gross,
+            self.halted_at is not None,
+        )
+        verdict = self.risk.evaluate([intent], account)[0]
+        self._journal_verdict(decision, verdict)
+        if isinstance(verdict, Denied):
+            self.denials.append((bar, verdict))
+            return
+        await self.send(intent, decision)
+        self.desk.traded.add(intent.symbol)
+
+    async def flatten(self, bar: int, why: str) -> None:
+        """Close every position with market orders (they pass risk: they only reduce)."""
+        time_, close = self.market.time_of(bar), self.market.close
+        for symbol, held in sorted(self.ledger.held.items()):
+            name = self.market.symbols[symbol]
+            client_id = f"{self.prefix}-{bar}-{symbol}-{why[:1]}"
+            intent = OrderIntent(client_id, time_, name, -held, close.item(bar, symbol))
+            log.info("flatten %s qty=%s (%s)", client_id, -held, why)
+            await self.send(intent, None)
+
+    async def cancel_working(self, reason: str) -> None:
+        for client_id, order in list(self.working.items()):
+            cancelled = await self.broker.cancel(client_id, order.symbol)
+            if cancelled is not None:
+                self._book(max(self.last_bar, 0), cancelled)
+            log.info("order cancelled %s: %s", client_id, reason)
+
+    # -- risk over time -------------------------------------------------------------------
+
+    def watch_drawdown(self, bar: int) -> None:
+        limit = self.risk.max_drawdown
+        if limit is None or self.halted_at is not None:
+            return
+        equity, _ = self.ledger.marked(self._marks(), bar)
+        self.peak = max(self.peak, equity)
+        if equity <= self.peak * (1.0 - limit):
+            self.halted_at = bar
+            self.halt_reason = f"drawdown reached {1 - equity / self.peak:.1%}, limit {limit:.1%}"
+            log.warning("drawdown limit %.1f%% reached at bar %d: halting", limit * 100, bar)
+            self.on_event("risk_halt", self.halt_reason, {"bar": bar})
+
+    def resolve_outcomes(self, bar: int) -> None:
+        if not self.outcomes:
+            return
+        marks, keep = self._marks(), []
+        for outcome in self.outcomes:
+            later = outcome.bar + outcome.horizon
+            if later > bar:
+                keep.append(outcome)
+                continue
+            start, end = marks.item(outcome.bar, outcome.symbol), marks.item(later, outcome.symbol)
+            if not (start > 0 and end > 0):
+                continue
+            realized = math.log(end / start)
+            cost = outcome.cost
+            hit = realized > math.log1p(cost) if outcome.side > 0 else realized < math.log1p(-cost)
+            self.journal.outcome(
+                outcome.decision,
+                {
+                    "horizon": outcome.horizon,
+                    "realized_return": realized,
+                    "hit": bool(hit),
+                    "resolved_at": self.market.time_of(later),
+                },
+            )
+        self.outcomes = keep
+
+    def _marks(self) -> Any:
+        mark = self.market.mark
+        return np.nan_to_num(mark) if mark.size and np.isnan(mark[0]).any() else mark
+
+    # -- journal --------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "bar": self.last_bar,
+            "peak": self.peak,
+            "halted_at": self.halted_at,
+            "halt_reason": self.halt_reason,
+            "trades": self.trades_journaled,
+        }
+
+    async def flush(self, lease: timedelta = timedelta(seconds=30)) -> None:
+        last = self.market.time_of(self.last_bar) if self.last_bar >= 0 else None
+        await self.journal.flush(self.checkpoint(), last, _utcnow() + lease)
+
+
+def _order_row(intent: OrderIntent) -> dict[str, Any]:
+    return {
+        "client_order_id": intent.client_id,
+        "time": intent.time,
+        "symbol": intent.symbol,
+        "quantity": intent.quantity,
+        "order_type": "market",
+        "status": "pending",
+        "filled_quantity": 0.0,
+    }
+
+
+def _utcnow() -> datetime:
+    return utc_datetime(time.time_ns())

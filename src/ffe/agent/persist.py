@@ -1,0 +1,223 @@
+"""The agent's rows outside the run journal: the account's state and lease, control commands
+and the approval queue. Every function is one short transaction.
+
+The lease: one running agent per account. An agent takes the account's row when nobody holds
+it, when the holder's lease has expired, or when the holder was a process on this machine that
+no longer exists (a killed agent need not wait out its lease). It renews the lease with every
+journal flush and gives it up when it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ffe.domain.errors import FfeError
+from ffe.store.database import Database
+from ffe.store.models import AgentCommand, AgentState, Approval
+from ffe.store.types import utc_now
+
+LEASE_TTL = timedelta(seconds=30)
+
+
+class LeaseHeldError(FfeError):
+    """Another agent trades this account: stop it first, or wait for its lease to expire."""
+
+
+def new_owner() -> str:
+    """This process's lease identity: host, pid and a random token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_gone(owner: str | None) -> bool:
+    """True when ``owner`` was a process on this host that has ended."""
+    if owner is None:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # a second agent in this process: the lease decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+async def acquire_lease(
+    db: Database, account: str, owner: str, ttl: timedelta = LEASE_TTL
+) -> AgentState:
+    """Take the account's lease or raise LeaseHeldError naming the holder."""
+    now = utc_now()
+    with db.errors("take the agent's lease"):
+        async with db.session() as session:
+            state = await session.get(AgentState, account, with_for_update=not db.is_sqlite)
+            if state is None:
+                state = AgentState(account=account, status="stopped", updated_at=now)
+                session.add(state)
+                try:
+                    await session.flush()
+                except IntegrityError:  # another agent created it at the same moment
+                    raise LeaseHeldError(
+                        f"account {account!r} is being taken by another agent"
+                    ) from None
+            free = state.owner is None or state.owner == owner
+            expired = state.lease_expires_at is not None and state.lease_expires_at < now
+            if not (free or expired or _holder_gone(state.owner)):
+                raise LeaseHeldError(
+                    f"account {account!r} is traded by agent {state.owner} (lease until "
+                    f"{state.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC): stop it with "
+                    f"`ffe agent stop --account {account}` or wait for the lease to expire"
+                )
+            claimed = await session.execute(
+                update(AgentState)
+                .where(AgentState.account == account)
+                .where(or_(AgentState.owner.is_(None), AgentState.owner == state.owner))
+                .values(owner=owner, lease_expires_at=now + ttl, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                raise LeaseHeldError(f"account {account!r} was just taken by another agent")
+            await session.refresh(state)
+            return state
+
+
+async def release_lease(db: Database, account: str, owner: str, status: str) -> None:
+    """Give the lease up (only if we still hold it) and record the final status."""
+    with db.errors("release the agent's lease"):
+        async with db.session() as session:
+            await session.execute(
+                update(AgentState)
+                .where(and_(AgentState.account == account, AgentState.owner == owner))
+                .values(owner=None, lease_expires_at=None, status=status, updated_at=utc_now())
+                .execution_options(synchronize_session=False)
+            )
+
+
+async def set_state(db: Database, account: str, **values: Any) -> None:
+    with db.errors("update the agent's state"):
+        async with db.session() as session:
+            await session.execute(
+                update(AgentState)
+                .where(AgentState.account == account)
+                .values(**values, updated_at=utc_now())
+                .execution_options(synchronize_session=False)
+            )
+
+
+async def get_state(db: Database, account: str) -> AgentState | None:
+    with db.errors("read the agent's state"):
+        async with db.session() as session:
+            return await session.get(AgentState, account)
+
+
+async def list_states(db: Database) -> Sequence[AgentState]:
+    with db.errors("read the agents' states"):
+        async with db.session() as session:
+            return (await session.scalars(select(AgentState).order_by(AgentState.account))).all()
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+async def queue_command(db: Database, account: str, command: str, actor: str) -> int:
+    with db.errors("queue the command"):
+        async with db.session() as session:
+            row = AgentCommand(account=account, command=command, actor=actor, created_at=utc_now())
+            session.add(row)
+            await session.flush()
+            return row.id
+
+
+async def take_commands(db: Database, account: str) -> list[AgentCommand]:
+    """Commands not yet handled, oldest first, stamped handled as they are taken."""
+    with db.errors("read control commands"):
+        async with db.session() as session:
+            query = (
+                select(AgentCommand)
+                .where(AgentCommand.account == account, AgentCommand.handled_at.is_(None))
+                .order_by(AgentCommand.id)
+            )
+            commands = list((await session.scalars(query)).all())
+            now = utc_now()
+            for command in commands:
+                command.handled_at, command.result = now, "taken"
+            return commands
+
+
+# -- approvals ------------------------------------------------------------------------------
+
+
+async def pending_approvals(db: Database, account: str | None = None) -> list[Approval]:
+    with db.errors("read approvals"):
+        async with db.session() as session:
+            query = select(Approval).where(Approval.status == "pending").order_by(Approval.id)
+            if account is not None:
+                query = query.where(Approval.account == account)
+            return list((await session.scalars(query)).all())
+
+
+async def approvals_for_run(db: Database, run_id: str, statuses: Sequence[str]) -> list[Approval]:
+    with db.errors("read approvals"):
+        async with db.session() as session:
+            query = (
+                select(Approval)
+                .where(Approval.run_id == run_id, Approval.status.in_(statuses))
+                .order_by(Approval.id)
+            )
+            return list((await session.scalars(query)).all())
+
+
+async def decide_approval(
+    db: Database, approval_id: int, status: str, actor: str, now: datetime | None = None
+) -> Approval:
+    """Approve or reject a pending approval; FfeError when it is unknown or no longer waiting
+    (already decided, or expired)."""
+    now = now or utc_now()
+    with db.errors("record the approval"):
+        async with db.session() as session:
+            approval = await session.get(Approval, approval_id)
+            if approval is None:
+                raise FfeError(f"no approval {approval_id} (see `ffe agent approvals`)")
+            if approval.status != "pending":
+                raise FfeError(f"approval {approval_id} is already {approval.status}")
+            if approval.expires_at <= now:
+                raise FfeError(
+                    f"approval {approval_id} expired at {approval.expires_at:%H:%M:%S} UTC"
+                )
+            approval.status, approval.decided_at, approval.decided_by = status, now, actor
+            await session.flush()
+            return approval
+
+
+async def mark_approvals(db: Database, ids: Sequence[int], status: str, by: str) -> None:
+    if not ids:
+        return
+    with db.errors("update approvals"):
+        async with db.session() as session:
+            await session.execute(
+                update(Approval)
+                .where(Approval.id.in_(list(ids)))
+                .values(status=status, decided_at=utc_now(), decided_by=by)
+                .execution_options(synchronize_session=False)
+            )

@@ -1,0 +1,359 @@
+"""The agent's life: take the account's lease, open or resume its run, rebuild its state from
+the journal, reconcile with the broker, step through the clock's bars while obeying control
+commands, and close the run.
+
+A restart picks up the run the account was trading: the ledger is rebuilt from the journaled
+fills, working orders from the journaled orders, the rest from the checkpoint; the bars after
+the checkpoint are stepped again and make the same rows (order ids are derived from the run
+and the bar, so a replayed order has the id it had, and a broker that already has it sends
+nothing twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import select
+
+from ffe.agent import persist
+from ffe.agent.approvals import ApprovalDesk
+from ffe.agent.journal import AgentJournal
+from ffe.agent.loop import AgentConfig, StepCore
+from ffe.agent.reconcile import reconcile, restore
+from ffe.agent.stepper import Stepper
+from ffe.backtest.engine import BacktestConfig
+from ffe.backtest.result import BacktestResult
+from ffe.decide.strategy import Strategy
+from ffe.domain.errors import FfeError
+from ffe.domain.market import MarketData
+from ffe.execution.broker import Broker
+from ffe.risk.engine import RiskEngine
+from ffe.runs.journal import code_version
+from ffe.store.database import Database
+from ffe.store.models import Run
+from ffe.store.repositories import unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    live: bool
+
+    def ticks(self, start: int) -> Any: ...
+
+
+class Notify(Protocol):
+    def publish(self, event: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What the agent trades, as recorded on its run."""
+
+    strategy: str
+    params: dict[str, Any] = field(default_factory=dict)
+    kind: str = "paper"  # or "live"
+    broker: str = "paper"
+    fresh: bool = False  # start a new run even if the account's last one is unfinished
+
+
+@dataclass(slots=True)
+class AgentReport:
+    run_id: str
+    status: str
+    resumed: bool
+    bars: int
+    first_bar: int
+    reconciliation: dict[str, Any]
+    stats: dict[str, Any] | None = None
+
+
+class Agent:
+    """One account's trading agent. ``run()`` returns when the clock ends or on ``stop``."""
+
+    def __init__(
+        self,
+        db: Database,
+        market: MarketData,
+        strategy: Strategy,
+        stepper: Stepper,
+        broker: Broker,
+        risk: RiskEngine,
+        clock: Clock,
+        config: AgentConfig,
+        spec: RunSpec,
+        notify: Notify | None = None,
+    ) -> None:
+        self.db, self.market, self.strategy, self.stepper = db, market, strategy, stepper
+        self.broker, self.risk, self.clock, self.config = broker, risk, clock, config
+        self.spec, self.notify = spec, notify
+        self.owner = persist.new_owner()
+        self.paused = False
+        self.stopping = False
+        self.emergency: str | None = None
+        self.core: StepCore | None = None
+        self._last_commands = 0.0
+        self._last_flush = time.monotonic()
+        self._bars_since_flush = 0
+        self.step_seconds: list[float] = []
+        self.time_steps = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> AgentReport:
+        account = self.config.account
+        state = await persist.acquire_lease(self.db, account, self.owner)
+        status = "stopped"
+        try:
+            run, resumed = await self._open_run(state.run_id)
+            core = self._core(run.id)
+            first = await restore(core, self.db, run.id, state.checkpoint if resumed else None)
+            self.emergency = state.halted_reason if resumed and state.status == "halted" else None
+            report = AgentReport(run.id, "running", resumed, 0, first, {})
+            report.reconciliation = await reconcile(core, self.db, account)
+            await persist.set_state(
+                self.db, account, run_id=run.id, status="halted" if self.emergency else "running"
+            )
+            self._event("started", f"agent started on {account} (run {run.id[:8]})", {})
+            report.status, report.bars = await self._loop(core, first)
+            status = "halted" if self.emergency else "stopped"
+            report.stats = await self._close_run(core, run.id, report.status)
+            return report
+        except BaseException as exc:
+            await self._fail(exc)
+            raise
+        finally:
+            await self.broker.close()
+            await persist.release_lease(self.db, account, self.owner, status)
+
+    async def _open_run(self, previous: str | None) -> tuple[Run, bool]:
+        async with unit_of_work(self.db) as uow:
+            if previous is not None and not self.spec.fresh:
+                run = await uow.session.get(Run, previous)
+                if run is not None and run.status in ("running", "interrupted") and self._same(run):
+                    run.status = "running"
+                    return run, True
+            run = await uow.runs.add(
+                kind=self.spec.kind,
+                strategy=self.spec.strategy,
+                code_version=code_version(),
+                params=self.spec.params,
+                symbols=list(self.market.symbols),
+                timeframe=str(self.market.timeframe),
+                config=self._run_config(),
+                data_fingerprint=self.market.fingerprint(),
+            )
+            return run, False
+
+    def _same(self, run: Run) -> bool:
+        return (
+            run.strategy == self.spec.strategy
+            and dict(run.params) == self.spec.params
+            and list(run.symbols) == list(self.market.symbols)
+            and run.kind == self.spec.kind
+        )
+
+    def _run_config(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "agent": {
+                "account": c.account,
+                "broker": self.spec.broker,
+                "approval": c.approval,
+                "clock": "live" if self.clock.live else "replay",
+            },
+            "cash": c.cash,
+            "lot_size": c.lot_size,
+            "fill": {
+                "at": c.fill.at,
+                "commission": c.fill.commission,
+                "fixed_commission": c.fill.fixed_commission,
+                "slippage_bps": c.fill.slippage_bps,
+            },
+            "risk": {"checks": [check.name for check in self.risk.checks]},
+        }
+
+    def _core(self, run_id: str) -> StepCore:
+        c = self.config
+        journal = AgentJournal(self.db, run_id, c.account, self.owner)
+        desk = ApprovalDesk(c.approval, timedelta(seconds=c.approval_ttl_s), c.account)
+        core = StepCore(
+            self.market,
+            self.strategy,
+            self.stepper,
+            self.broker,
+            self.risk,
+            journal,
+            c,
+            desk,
+            prefix=run_id[:10],
+        )
+        core.on_event = self._event
+        self.core = core
+        return core
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _loop(self, core: StepCore, first: int) -> tuple[str, int]:
+        bars = 0
+        async for market, bar in self.clock.ticks(first):
+            await self._obey(core, force=False)
+            while self.paused and not self.stopping:
+                await asyncio.sleep(self.config.command_poll_s)
+                await self._obey(core, force=True)
+            if self.stopping:
+                return "interrupted", bars
+            started = time.perf_counter() if self.time_steps else 0.0
+            await core.step(market, bar, decide=self.emergency is None)
+            if self.time_steps:
+                self.step_seconds.append(time.perf_counter() - started)
+            bars += 1
+            await self._after_step(core)
+        end = "finished" if not self.clock.live else "interrupted"
+        return ("interrupted" if self.stopping else end), bars
+
+    async def _after_step(self, core: StepCore) -> None:
+        from ffe.agent.control import settle_approvals
+
+        self._bars_since_flush += 1
+        desk = core.desk
+        if desk.queued_since_flush or self._flush_due():
+            await self._flush(core)
+            desk.queued_since_flush = 0
+        if desk.waiting:
+            await settle_approvals(self, core, wait=not self.clock.live)
+
+    def _flush_due(self) -> bool:
+        c = self.config
+        if self._bars_since_flush >= c.flush_every:
+            return True
+        return time.monotonic() - self._last_flush >= c.flush_interval_s
+
+    async def _flush(self, core: StepCore) -> None:
+        await core.flush()
+        self._bars_since_flush, self._last_flush = 0, time.monotonic()
+
+    async def _obey(self, core: StepCore, *, force: bool) -> None:
+        from ffe.agent.control import carry_out
+
+        now = time.monotonic()
+        if not force and now - self._last_commands < self.config.command_poll_s:
+            return
+        self._last_commands = now
+        for command in await persist.take_commands(self.db, self.config.account):
+            await carry_out(self, core, command.command, command.actor)
+
+    # -- the end --------------------------------------------------------------------------
+
+    async def _close_run(self, core: StepCore, run_id: str, status: str) -> dict[str, Any] | None:
+        if status == "finished":
+            await core.cancel_working("end of data")
+        await self._flush(core)
+        stats = None
+        if core.last_bar >= 0:
+            stats = self.result(core).stats.as_dict()
+        async with unit_of_work(self.db) as uow:
+            run = await uow.runs.get(run_id)
+            if status == "finished":
+                await uow.runs.finish(run, stats)
+            else:
+                run.status, run.stats = "interrupted", stats
+        self._event("stopped", f"agent {status} on {self.config.account}", {"run_id": run_id})
+        return stats
+
+    def result(self, core: StepCore) -> BacktestResult:
+        """The run so far as a backtest result (same statistics, same reports)."""
+        n = core.last_bar + 1
+        market = self.market.select(0, n) if n < self.market.n_bars else self.market
+        positions = core.ledger.position_path(n)
+        marks = np.nan_to_num(market.mark)
+        equity = core.ledger.cash_path(n) + np.einsum("tn,tn->t", positions, marks)
+        config = BacktestConfig(
+            cash=self.config.cash,
+            fill=self.config.fill,
+            lot_size=self.config.lot_size,
+            check_lookahead=False,
+        )
+        targets = np.full((n, market.n_symbols), np.nan)
+        return BacktestResult(
+            market=market,
+            strategy=self.strategy,
+            config=config,
+            targets=targets,
+            equity=equity,
+            positions=positions,
+            ledger=core.ledger,
+            orders=[],
+            denials=core.denials,
+            halted_at=core.halted_at,
+        )
+
+    async def _fail(self, exc: BaseException) -> None:
+        core = self.core
+        if core is None:
+            return
+        try:
+            await self._flush(core)  # keep what was done before the failure
+            async with unit_of_work(self.db) as uow:
+                run = await uow.runs.get(core.journal.run_id)
+                error = f"{type(exc).__name__}: {exc}"
+                await uow.runs.fail(
+                    run, error, status="interrupted" if _interrupt(exc) else "failed"
+                )
+        except FfeError as nested:
+            log.error("could not record the failure in the journal: %s", nested)
+        if not _interrupt(exc):
+            self._event("error", f"agent failed: {exc}", {})
+
+    def _event(self, kind: str, text: str, data: dict[str, Any]) -> None:
+        if self.notify is None:
+            return
+        from ffe.agent.loop import _utcnow
+        from ffe.agent.notify import Event
+
+        title = f"ffe {kind.replace('_', ' ')}"
+        event = Event(kind=kind, title=title, text=text, data=data, time=_utcnow())  # type: ignore[arg-type,unused-ignore]
+        self.notify.publish(event)
+
+
+def _interrupt(exc: BaseException) -> bool:
+    return isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+
+
+async def journal_orders(db: Database, run_id: str) -> list[Any]:
+    from ffe.store.models import Order
+
+    async with db.session() as session:
+        query = select(Order).where(Order.run_id == run_id).order_by(Order.id)
+        return list((await session.scalars(query)).all())
+
+
+def paper_agent(
+    db: Database,
+    market: MarketData,
+    strategy: Strategy,
+    params: dict[str, Any],
+    config: AgentConfig,
+    risk: RiskEngine,
+    *,
+    speed: float | None = None,
+    fresh: bool = False,
+    notify: Notify | None = None,
+) -> Agent:
+    """A paper agent replaying ``market`` through the simulated broker."""
+    from ffe.agent.clock import ReplayClock
+    from ffe.agent.stepper import stepper_for
+    from ffe.execution.paper import PaperBroker
+
+    broker = PaperBroker(market, config.fill, config.cash)
+    spec = RunSpec(strategy=strategy.name, params=params, fresh=fresh)
+    clock = ReplayClock(market, speed=speed)
+    return Agent(
+        db, market, strategy, stepper_for(strategy), broker, risk, clock, config, spec, notify
+    )

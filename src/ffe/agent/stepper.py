@@ -1,0 +1,107 @@
+"""One decision step at a time: the strategy's instruction for the newest bar.
+
+A plain strategy is asked for targets over the history up to the newest bar and its last row
+is the instruction: exactly what the backtest's stream mode does, which is checked to equal
+batch mode for every built-in. The ensemble strategy would refit every model on every bar
+that way, so it steps through ``EnsembleDecider`` instead: refit every ``refit_every`` bars,
+decide every ``every`` bars, weights learned from each outcome as it arrives.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ffe.decide.strategy import Strategy
+from ffe.domain.market import FloatArray, History, utc_datetime
+from ffe.domain.orders import Decision
+
+if TYPE_CHECKING:
+    from ffe.decide.ensemble import EnsembleDecider
+
+
+class Stepper(Protocol):
+    """Targets (one per symbol, NaN for no instruction) and decisions for the newest bar."""
+
+    def step(self, history: History) -> tuple[FloatArray, list[Decision]]: ...
+
+
+class StrategyStepper:
+    """Any strategy, asked about the whole history seen so far."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+
+    def step(self, history: History) -> tuple[FloatArray, list[Decision]]:
+        rows = np.asarray(self.strategy.targets(history), dtype=np.float64)
+        row = rows[-1]
+        nanos = int(history.times[-1].astype("datetime64[ns]").astype(np.int64))
+        time = utc_datetime(nanos)
+        decisions = [
+            Decision(
+                time,
+                symbol,
+                float(row[j]),
+                rationale=f"{self.strategy.name}: hold {float(row[j]):+.2f} of equity",
+            )
+            for j, symbol in enumerate(history.symbols)
+            if not math.isnan(row[j])
+        ]
+        return row, decisions
+
+
+class EnsembleStepper:
+    """The ensemble strategy through its live decider, one decider per symbol."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        from ffe.decide.ensemble import EnsembleStrategy
+
+        if not isinstance(strategy, EnsembleStrategy):
+            raise TypeError("EnsembleStepper needs the ensemble strategy")
+        self.strategy = strategy
+        voter = strategy.llm()
+        extra = [voter] if voter is not None else []
+        self._extra = extra
+        self._deciders: dict[int, EnsembleDecider] = {}
+
+    def step(self, history: History) -> tuple[FloatArray, list[Decision]]:
+        from ffe.forecast.base import Series
+
+        s = self.strategy
+        row = np.full(len(history.symbols), np.nan)
+        decisions = []
+        for j, symbol in enumerate(history.symbols):
+            column = history.mark[:, j]
+            known = np.flatnonzero(np.isfinite(column) & (column > 0))
+            if known.size == 0:
+                continue
+            first = int(known[0])
+            origin = len(column) - 1 - (first + s.window - 1)  # as RollingSpec counts them
+            if origin < 0:
+                continue
+            decider = self._deciders.get(j)
+            if decider is None:
+                decider = self._deciders[j] = self._new_decider()
+            series = Series(symbol, np.log(column[first:]), history.times[first:])
+            if origin % s.refit_every == 0 or origin == 0:
+                decider.refit(series)
+            if origin % s.every != 0:
+                continue
+            decision = decider.decide(series)
+            row[j] = decision.target
+            decisions.append(decision)
+        return row, decisions
+
+    def _new_decider(self) -> EnsembleDecider:
+        from ffe.decide.ensemble import EnsembleDecider, EnsembleStrategy
+
+        assert isinstance(self.strategy, EnsembleStrategy)  # checked in __init__
+        return EnsembleDecider(self.strategy, self._extra)
+
+
+def stepper_for(strategy: Strategy) -> Stepper:
+    if getattr(strategy, "name", "") == "ensemble":
+        return EnsembleStepper(strategy)
+    return StrategyStepper(strategy)
