@@ -1,5 +1,5 @@
 # Two commands for a fresh machine with Python 3.11+:
-#   make run    installs ffe in .venv and runs the demo backtest on bundled data
+#   make run    installs ffe in .venv and runs the paper agent on replayed bundled data
 #   make test   installs the dev tools and runs lint, types, import contracts and tests
 
 PYTHON ?= python3
@@ -22,8 +22,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
-	$(BIN)/ffe backtest run --strategy sma_cross --symbol SP500 --param fast=10 --param slow=20 \
-		--cash 10000 --commission 0.002 --report reports/demo.html
+	$(BIN)/ffe agent run --strategy sma_cross --symbol SP500 --param fast=10 --param slow=20 \
+		--cash 10000 --commission 0.002
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
@@ -64,6 +64,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_multi_asset
 	$(BENCH_BIN)/python -m bench.bench_journal
 	$(BENCH_BIN)/python -m bench.bench_decisions
+	$(BENCH_BIN)/python -m bench.bench_agent
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) reports .mypy_cache .ruff_cache .pytest_cache

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Any
 from ffe.config import Settings
 
 if TYPE_CHECKING:
+    from ffe.agent.notify import Notifications
+    from ffe.agent.runner import Agent
     from ffe.backtest.engine import BacktestConfig
     from ffe.data.catalog import DataCatalog
     from ffe.execution.fill_model import FillModel
+    from ffe.risk.breaker import CircuitBreaker
     from ffe.risk.engine import RiskEngine
     from ffe.store.database import Database
 
@@ -36,14 +39,39 @@ def fill_model(settings: Settings, **overrides: Any) -> FillModel:
 
 
 def risk_engine(settings: Settings) -> RiskEngine:
-    """Pre-trade checks from the ``risk`` settings."""
-    from ffe.risk.engine import RiskEngine
+    """Pre-trade checks from the ``risk`` settings. The emergency stop is always there; it
+    and the other checks that read the live agent's RiskContext allow everything without one
+    (a backtest)."""
+    from ffe.risk import rules
+    from ffe.risk.engine import MaxGrossLeverage, MaxPositionPct, RiskCheck, RiskEngine
 
     risk = settings.risk
-    return RiskEngine.from_limits(
-        max_position_pct=risk.max_position_pct,
-        max_gross_leverage=risk.max_gross_leverage,
-        max_drawdown=risk.max_drawdown,
+    # First denial wins: the halts go first so their reason is the one reported.
+    checks: list[RiskCheck] = [rules.EmergencyHalt()]
+    if risk.max_daily_loss is not None:
+        checks.append(rules.MaxDailyLoss(risk.max_daily_loss))
+    if risk.max_bar_age_s is not None:
+        checks.append(rules.StaleData(risk.max_bar_age_s))
+    if risk.max_trades_per_day is not None:
+        checks.append(rules.MaxTradesPerDay(risk.max_trades_per_day))
+    if risk.loss_cooldown_bars is not None:
+        checks.append(rules.LossCooldown(risk.loss_cooldown_bars))
+    if risk.min_confidence is not None:
+        checks.append(rules.MinConfidence(risk.min_confidence))
+    checks += [MaxPositionPct(risk.max_position_pct), MaxGrossLeverage(risk.max_gross_leverage)]
+    return RiskEngine(checks, max_drawdown=risk.max_drawdown)
+
+
+def broker_breaker(settings: Settings, *, name: str = "broker") -> CircuitBreaker:
+    """The circuit breaker around broker calls, from the ``risk.broker_*`` settings."""
+    from ffe.risk.breaker import CircuitBreaker
+
+    risk = settings.risk
+    return CircuitBreaker(
+        failure_threshold=risk.broker_failures,
+        window_s=risk.broker_window_s,
+        cooldown_s=risk.broker_cooldown_s,
+        name=name,
     )
 
 
@@ -94,3 +122,168 @@ async def open_journal(settings: Settings, url: str | None = None) -> Database:
         await db.dispose()
         raise
     return db
+
+
+async def agent(
+    settings: Settings,
+    strategy: str,
+    params: dict[str, Any],
+    symbols: list[str],
+    *,
+    replay: bool = True,
+    start: str | None = None,
+    end: str | None = None,
+    account: str | None = None,
+    approval: str | None = None,
+    cash: float | None = None,
+    commission: float | None = None,
+    speed: float | None = None,
+    fresh: bool = False,
+    live: bool = False,
+) -> Agent:
+    """A trading agent wired from settings and command-line overrides, its journal open."""
+    from ffe.agent.loop import AgentConfig
+    from ffe.agent.runner import Agent, RunSpec
+    from ffe.agent.stepper import stepper_for
+    from ffe.data import load_market
+    from ffe.decide.strategy import make_strategy
+
+    chosen = settings.agent
+    real_money = _real_money(settings)
+    if real_money and not (chosen.live and live):
+        from ffe.domain.errors import ConfigError
+
+        raise ConfigError(
+            f"agent.broker={chosen.broker} without its sandbox/practice mode trades real money: "
+            "set agent.live: true in the config AND pass --live to do that on purpose"
+        )
+    catalog = data_catalog(settings)
+    market = load_market(catalog, symbols, start=start, end=end)
+    config = AgentConfig(
+        account=account or chosen.account,
+        cash=settings.backtest.cash if cash is None else cash,
+        fill=fill_model(settings, commission=commission),
+        lot_size=settings.backtest.lot_size,
+        approval=(approval or chosen.approval),  # type: ignore[arg-type]
+        approval_ttl_s=chosen.approval_ttl_s,
+        flush_every=chosen.flush_every,
+    )
+    made = make_strategy(strategy, params)
+    broker = agent_broker(settings, market, config, live=live)
+    clock = _agent_clock(settings, catalog, symbols, market, replay=replay, speed=speed)
+    kind = "live" if chosen.broker != "paper" else "paper"
+    coerced = {key: getattr(made, key) for key in params}  # as typed, like a backtest records
+    spec = RunSpec(strategy=made.name, params=coerced, kind=kind, broker=chosen.broker, fresh=fresh)
+    db = await open_journal(settings)
+    return Agent(
+        db,
+        market,
+        made,
+        stepper_for(made),
+        broker,
+        risk_engine(settings),
+        clock,
+        config,
+        spec,
+        _notifications(settings),
+    )
+
+
+def _real_money(settings: Settings) -> bool:
+    chosen = settings.agent
+    return (chosen.broker == "ccxt" and not chosen.ccxt_sandbox) or (
+        chosen.broker == "oanda" and not chosen.oanda_practice
+    )
+
+
+def notifications(settings: Settings) -> Notifications:
+    """The agent's notifiers from the ``notify`` settings: Telegram when a token and chat id are
+    set, one webhook per URL, each sent only ``notify.events``. None set: it notifies nobody."""
+    from ffe.agent.notify import Notifications, Notifier, TelegramNotifier, WebhookNotifier
+
+    notify = settings.notify
+    kinds = frozenset(notify.events)
+    chosen: list[Notifier] = []
+    if notify.telegram_token is not None and notify.telegram_chat_id is not None:
+        token, chat = notify.telegram_token.get_secret_value(), notify.telegram_chat_id
+        base = notify.telegram_base_url
+        chosen.append(TelegramNotifier(token, chat, base, notify.timeout_s, kinds=kinds))
+    secret = None if notify.webhook_secret is None else notify.webhook_secret.get_secret_value()
+    for number, url in enumerate(notify.webhook_urls, start=1):
+        name = f"webhook-{number}"
+        chosen.append(WebhookNotifier(url, secret, notify.timeout_s, kinds=kinds, name=name))
+    return Notifications(chosen, timeout_s=notify.timeout_s)
+
+
+def _notifications(settings: Settings) -> Any:
+    """The configured notifiers, or None when none is configured."""
+    notify = getattr(settings, "notify", None)
+    if notify is None or not (notify.telegram_token or notify.webhook_urls):
+        return None
+    return notifications(settings)
+
+
+def _agent_clock(
+    settings: Settings,
+    catalog: DataCatalog,
+    symbols: list[str],
+    market: Any,
+    *,
+    replay: bool,
+    speed: float | None,
+) -> Any:
+    from ffe.agent.clock import PollingClock, ReplayClock
+
+    if replay:
+        return ReplayClock(market, speed=speed)
+    from ffe.data import load_market
+
+    async def fetch() -> Any:
+        return load_market(data_catalog(settings), symbols)
+
+    interval = settings.agent.poll_interval_s or market.timeframe.seconds
+    return PollingClock(fetch, interval)
+
+
+def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = False) -> Any:
+    """The broker ``agent.broker`` names: the paper broker, or a venue behind a circuit
+    breaker. Venues start in their sandbox / practice mode."""
+    from ffe.domain.errors import ConfigError
+
+    chosen = settings.agent
+    if chosen.broker == "paper":
+        from ffe.execution.paper import PaperBroker
+
+        return PaperBroker(market, config.fill, config.cash)
+    from ffe.agent.guarded import GuardedBroker
+
+    allow_live = chosen.live and live
+    if chosen.broker == "ccxt":
+        from ffe.execution.ccxt_broker import CcxtBroker
+
+        if chosen.ccxt_api_key is None or chosen.ccxt_secret is None:
+            raise ConfigError("agent.broker=ccxt needs agent.ccxt_api_key and agent.ccxt_secret")
+        venue: Any = CcxtBroker(
+            chosen.ccxt_exchange,
+            api_key=chosen.ccxt_api_key.get_secret_value(),
+            secret=chosen.ccxt_secret.get_secret_value(),
+            sandbox=chosen.ccxt_sandbox,
+            live=allow_live,
+            symbols=tuple(market.symbols),
+            quote=chosen.ccxt_quote,
+        )
+    else:
+        from ffe.execution.oanda_broker import OandaBroker
+
+        if chosen.oanda_token is None or chosen.oanda_account_id is None:
+            raise ConfigError(
+                "agent.broker=oanda needs agent.oanda_token and agent.oanda_account_id"
+            )
+        practice = chosen.oanda_practice
+        venue = OandaBroker(
+            chosen.oanda_token.get_secret_value(),
+            chosen.oanda_account_id,
+            environment="practice" if practice else "live",
+            live=allow_live and not practice,
+        )
+    return GuardedBroker(venue, broker_breaker(settings, name=chosen.broker))

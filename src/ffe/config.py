@@ -11,10 +11,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -58,6 +66,27 @@ class RiskSettings(Section):
     max_gross_leverage: float = Field(1.0, gt=0)
     max_drawdown: float | None = Field(
         None, gt=0, le=1, description="halt and flatten at this drawdown; none disables"
+    )
+    # Live agent only (a backtest has no trading day to track); none disables each.
+    max_daily_loss: float | None = Field(
+        None, gt=0, le=1, description="halt and flatten for the UTC day at this loss of its equity"
+    )
+    max_trades_per_day: int | None = Field(None, ge=1, description="orders sent per UTC day")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="no new risk on a decision less confident than this"
+    )
+    max_bar_age_s: float | None = Field(
+        None, gt=0, description="no new risk when the newest bar is older (seconds)"
+    )
+    loss_cooldown_bars: int | None = Field(
+        None, ge=1, description="bars without new risk in a symbol after a losing trade in it"
+    )
+    broker_failures: int = Field(
+        5, ge=1, description="broker failures within broker_window_s that open the circuit"
+    )
+    broker_window_s: float = Field(60.0, gt=0, description="seconds over which failures count")
+    broker_cooldown_s: float = Field(
+        30.0, ge=0, description="seconds the broker circuit stays open before one probe call"
     )
 
 
@@ -108,6 +137,65 @@ class LlmSettings(Section):
     )
 
 
+class AgentSettings(Section):
+    account: str = Field("paper", min_length=1, max_length=64, description="one agent each")
+    broker: Literal["paper", "ccxt", "oanda"] = Field("paper", description="where orders go")
+    live: bool = Field(
+        False, description="allow real money (ccxt without sandbox, oanda live); also needs --live"
+    )
+    approval: Literal["auto", "manual", "on_new_asset"] = "auto"
+    approval_ttl_s: float = Field(3600.0, gt=0, description="unanswered approvals expire")
+    poll_interval_s: float | None = Field(
+        None, gt=0, description="live data: seconds between polls; none = the bar interval"
+    )
+    flush_every: int = Field(256, ge=1, description="bars between journal writes at most")
+    ccxt_exchange: str = "binance"
+    ccxt_api_key: SecretStr | None = None
+    ccxt_secret: SecretStr | None = None
+    ccxt_sandbox: bool = Field(True, description="the exchange's test network")
+    ccxt_quote: str = Field("USDT", description="the account currency on the exchange")
+    oanda_token: SecretStr | None = None
+    oanda_account_id: str | None = None
+    oanda_practice: bool = Field(True, description="practice account (no real money)")
+
+
+NotifyEvent = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped"]
+
+
+class NotifySettings(Section):
+    """Where the agent reports approvals waiting, fills, risk halts, errors, start and stop."""
+
+    telegram_token: SecretStr | None = Field(None, description="bot token, from @BotFather")
+    telegram_chat_id: str | None = Field(
+        None,
+        coerce_numbers_to_str=True,
+        validate_default=True,
+        description="the chat, group or channel to message; goes with telegram_token",
+    )
+    telegram_base_url: str = Field("https://api.telegram.org", description="Bot API server")
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="each is sent every event as JSON; env: a JSON list",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="sign webhook requests (HMAC-SHA256 in X-FFE-Signature)"
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(get_args(NotifyEvent)), description="the kinds to send"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="seconds per request")
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def check_telegram_pair(cls, chat_id: str | None, info: ValidationInfo) -> str | None:
+        if (chat_id is None) != (info.data.get("telegram_token") is None):
+            raise ValueError(
+                "notify.telegram_token and notify.telegram_chat_id go together: set both, or "
+                "neither for no Telegram messages"
+            )
+        return chat_id
+
+
 class Settings(BaseSettings):
     """The effective configuration of one process."""
 
@@ -125,6 +213,8 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     database: DatabaseSettings = DatabaseSettings()
     llm: LlmSettings = LlmSettings()
+    agent: AgentSettings = AgentSettings()
+    notify: NotifySettings = NotifySettings()
 
     def llm_cache_dir(self) -> Path:
         """Where LLM answers are cached: ``llm.cache_dir``, else ``llm-cache`` in data.dir."""
@@ -236,7 +326,24 @@ def masked(settings: Settings) -> dict[str, Any]:
         dumped["llm"]["api_key"] = "***"
     if settings.llm.base_url is not None:
         dumped["llm"]["base_url"] = _mask_url(settings.llm.base_url)
+    _mask_notify(settings.notify, dumped["notify"])
     return dumped
+
+
+def _mask_notify(notify: NotifySettings, shown: dict[str, Any]) -> None:
+    for key in ("telegram_token", "webhook_secret"):
+        if getattr(notify, key) is not None:
+            shown[key] = "***"
+    shown["telegram_base_url"] = _mask_url(notify.telegram_base_url)
+    shown["webhook_urls"] = [_mask_webhook(url) for url in notify.webhook_urls]
+
+
+def _mask_webhook(url: str) -> str:
+    """Keep a webhook URL's scheme and host only: services such as Slack and Discord put the
+    secret in its path."""
+    scheme, sep, rest = _mask_url(url).partition("://")
+    host, *tail = re.split(r"(?=[/?#])", rest, maxsplit=1)
+    return f"{scheme}{sep}{host}/***" if tail and tail[0].strip("/") else f"{scheme}{sep}{rest}"
 
 
 _QUERY_SECRET = re.compile(r"((?:password|passwd|pwd|secret|token)=)[^&;]*", re.IGNORECASE)

@@ -31,7 +31,16 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
 
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.stdout)
-    assert list(shown) == ["data", "backtest", "risk", "logging", "database", "llm"]
+    assert list(shown) == [
+        "data",
+        "backtest",
+        "risk",
+        "logging",
+        "database",
+        "llm",
+        "agent",
+        "notify",
+    ]
     assert shown["backtest"]["cash"] == 10_000.0
     assert shown["backtest"]["fill_at"] == "next_open"
     assert "max_drawdown" in shown["risk"]

@@ -76,7 +76,7 @@ class PollingClock:
             except DataError as exc:
                 log.warning("no new bars this time: %s", exc)
                 fresh = None
-            if fresh is not None:
+            if fresh is not None and fresh.n_bars > 0:  # an empty first market has no last bar
                 before = 0 if self.market is None else self.market.n_bars
                 self.market = fresh if self.market is None else _append(self.market, fresh)
                 for bar in range(max(before, start), self.market.n_bars):

@@ -132,6 +132,7 @@ async def carry_out(agent: Agent, core: StepCore, command: str, actor: str) -> N
         await emergency_stop(agent, core, f"emergency stop by {actor}")
     elif command == "reset":
         agent.emergency, core.halted_at, core.halt_reason = None, None, None
+        core.context.reset_emergency()
         await persist.set_state(
             agent.db, account, status="paused" if agent.paused else "running", halted_reason=None
         )
@@ -140,6 +141,7 @@ async def carry_out(agent: Agent, core: StepCore, command: str, actor: str) -> N
 async def emergency_stop(agent: Agent, core: StepCore, reason: str) -> None:
     """Cancel open orders, flatten every position, and trade nothing more until reset."""
     agent.emergency = reason
+    core.context.emergency_stop(reason)
     await core.cancel_working(reason)
     core.desk.waiting.clear()
     if core.last_bar >= 0:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ffe.domain.errors import FfeError
 from ffe.domain.orders import Trade
 from ffe.execution.broker import BrokerOrder
 from ffe.store.database import Database
@@ -38,6 +39,10 @@ from ffe.store.models import Decision as DecisionRow
 from ffe.store.types import utc_now
 
 log = logging.getLogger(__name__)
+
+
+class LeaseLostError(FfeError):
+    """Another agent took this account's lease: this one must stop trading at once."""
 
 
 @dataclass(slots=True, eq=False)
@@ -154,9 +159,9 @@ class AgentJournal:
         with self.db.errors("write the agent's journal"):
             async with self.db.engine.begin() as connection:
                 await self._write(connection, buffer)
-                await connection.execute(
+                renewed = await connection.execute(
                     update(AgentState)
-                    .where(AgentState.account == self.account)
+                    .where(AgentState.account == self.account, AgentState.owner == self.owner)
                     .values(
                         checkpoint=dict(checkpoint),
                         last_bar_time=last_bar_time,
@@ -164,6 +169,11 @@ class AgentJournal:
                         updated_at=utc_now(),
                     )
                 )
+                if renewed.rowcount != 1:  # rolls the whole write back
+                    raise LeaseLostError(
+                        f"agent {self.owner} lost the lease on account {self.account!r} to "
+                        "another agent: stopping without writing"
+                    )
         self._buffer = _Buffer()
         self.flushes += 1
 

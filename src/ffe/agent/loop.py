@@ -30,6 +30,7 @@ from ffe.execution.fill_model import FillModel
 from ffe.execution.paper import PaperBroker
 from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reduces_only
+from ffe.risk.rules import RiskContext, daily_loss_tripped
 from ffe.risk.sizing import sizing_budget, target_quantity
 from ffe.runs.journal import decision_row
 
@@ -110,6 +111,9 @@ class StepCore:
         self.denials: list[tuple[int, Denied]] = []
         self.last_bar = -1
         self.strategy_seconds = 0.0
+        self.context = RiskContext()
+        self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
+        self._flattened_day: object = None
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
 
     # -- one bar --------------------------------------------------------------------------
@@ -118,9 +122,11 @@ class StepCore:
         if market is not self.market:
             self.market = market
         await self.collect_fills(bar)
+        self._on_bar(bar)
         if decide:
             await self.decide(bar)
         await self.collect_fills(bar)  # orders that fill at the deciding bar's close
+        await self._watch_daily_loss(bar)
         self.watch_drawdown(bar)
         if self.halted_at == bar:
             await self.flatten(bar, "drawdown")
@@ -130,6 +136,24 @@ class StepCore:
         self.journal.equity(time_, equity, self.ledger.cash)
         self.resolve_outcomes(bar)
         self.last_bar = bar
+
+    def _on_bar(self, bar: int) -> None:
+        bar_time = self.market.time_of(bar)
+        equity, _ = self.ledger.marked(self._marks(), bar)
+        self.context.on_bar(bar, bar_time, _utcnow() if self.live_clock else bar_time, equity)
+
+    async def _watch_daily_loss(self, bar: int) -> None:
+        """The daily loss kill switch: once tripped, flatten (once a day) and say so."""
+        context = self.context
+        context.update_equity(self.ledger.marked(self._marks(), bar)[0])
+        if not daily_loss_tripped(self.risk.checks, context) or self._flattened_day == context.day:
+            return
+        self._flattened_day = context.day
+        reason = context.daily_halt_reason or "daily loss limit hit"
+        log.warning("kill switch at bar %d: %s", bar, reason)
+        self.on_event("risk_halt", reason, {"bar": bar})
+        await self.flatten(bar, "loss")
+        await self.collect_fills(bar)
 
     async def collect_fills(self, bar: int) -> None:
         """Book what the broker filled since the last look."""
@@ -183,6 +207,7 @@ class StepCore:
         for closed in self.ledger.trades[trades_before:]:
             self.journal.trade(self._trade(closed))
             self.trades_journaled += 1
+            self.context.on_trade_closed(order.symbol, closed.pnl)
 
     def _trade(self, closed: Any) -> Trade:
         time_of = self.market.time_of
@@ -204,6 +229,8 @@ class StepCore:
         row, decisions = self.stepper.step(History(self.market, bar + 1))
         self.strategy_seconds += time.perf_counter() - started
         pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
+        for made in decisions:
+            self.context.set_confidence(made.symbol, made.confidence)
         intents, account = self._intents(bar, row)
         if not intents:
             return
@@ -239,8 +266,9 @@ class StepCore:
                     OrderIntent(f"{self.prefix}-{bar}-{symbol}", time_, name, delta, price)
                 )
                 positions[name] = before
-        peak = max(self.peak, equity)
-        return intents, AccountState(equity, peak, positions, gross, self.halted_at is not None)
+        peak, halted = max(self.peak, equity), self.halted_at is not None
+        self.context.update_equity(equity)
+        return intents, AccountState(equity, peak, positions, gross, halted, self.context)
 
     def _journal_decision(self, decision: Decision, bar: int) -> PendingDecision:
         pending = self.journal.decision(decision_row(decision))
@@ -295,6 +323,7 @@ class StepCore:
             self.journal.order_update(rejected)
             return None
         log.info("order sent %s %s qty=%s", intent.client_id, intent.symbol, intent.quantity)
+        self.context.on_order_sent(intent.symbol)
         self.working[order.client_id] = BrokerOrder(
             order.client_id, order.symbol, order.quantity, broker_id=order.broker_id
         )
@@ -392,6 +421,8 @@ class StepCore:
             "halted_at": self.halted_at,
             "halt_reason": self.halt_reason,
             "trades": self.trades_journaled,
+            "risk": self.context.to_dict(),
+            "flattened_day": None if self._flattened_day is None else str(self._flattened_day),
         }
 
     async def flush(self, lease: timedelta = timedelta(seconds=30)) -> None:

@@ -149,6 +149,20 @@ async def queue_command(db: Database, account: str, command: str, actor: str) ->
             return row.id
 
 
+async def drop_stale_commands(db: Database, account: str) -> int:
+    """Mark commands queued while no agent ran as handled without effect (a ``stop`` sent to
+    nobody must not end the next run at its first bar); returns how many."""
+    with db.errors("read control commands"):
+        async with db.session() as session:
+            result = await session.execute(
+                update(AgentCommand)
+                .where(AgentCommand.account == account, AgentCommand.handled_at.is_(None))
+                .values(handled_at=utc_now(), result="dropped: no agent was running")
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def take_commands(db: Database, account: str) -> list[AgentCommand]:
     """Commands not yet handled, oldest first, stamped handled as they are taken."""
     with db.errors("read control commands"):

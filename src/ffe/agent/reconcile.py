@@ -4,6 +4,7 @@ before acting, and record what was found."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from ffe.agent.persist import approvals_for_run
 from ffe.domain.orders import OrderIntent, OrderStatus
 from ffe.execution.broker import BrokerOrder
 from ffe.execution.paper import PaperBroker
+from ffe.risk.rules import RiskContext
 from ffe.store.database import Database
 from ffe.store.models import Fill, Order, TradeRow
 from ffe.store.repositories import unit_of_work
@@ -48,6 +50,10 @@ async def restore(
     core.peak = float(checkpoint.get("peak", core.config.cash))
     core.halted_at = checkpoint.get("halted_at")
     core.halt_reason = checkpoint.get("halt_reason")
+    if checkpoint.get("risk"):
+        core.context = RiskContext.from_dict(checkpoint["risk"])
+    if checkpoint.get("flattened_day"):
+        core._flattened_day = date.fromisoformat(checkpoint["flattened_day"])
     for order in working:
         core.working[order.client_order_id] = BrokerOrder(
             order.client_order_id,

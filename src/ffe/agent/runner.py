@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -103,14 +104,26 @@ class Agent:
         self._bars_since_flush = 0
         self.step_seconds: list[float] = []
         self.time_steps = False
+        self.on_bar: Callable[[int], None] | None = None
+
+    def request_stop(self) -> None:
+        """Stop after the current step (signal handlers call this)."""
+        self.stopping = True
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> AgentReport:
         account = self.config.account
-        state = await persist.acquire_lease(self.db, account, self.owner)
+        try:
+            state = await persist.acquire_lease(self.db, account, self.owner)
+        except BaseException:
+            await self.broker.close()
+            raise
         status = "stopped"
         try:
+            dropped = await persist.drop_stale_commands(self.db, account)
+            if dropped:
+                log.warning("dropped %d control command(s) sent while no agent ran", dropped)
             run, resumed = await self._open_run(state.run_id)
             core = self._core(run.id)
             first = await restore(core, self.db, run.id, state.checkpoint if resumed else None)
@@ -131,6 +144,9 @@ class Agent:
         finally:
             await self.broker.close()
             await persist.release_lease(self.db, account, self.owner, status)
+            closing = getattr(self.notify, "aclose", None)
+            if closing is not None:  # deliver the last events (stopped, error), briefly
+                await closing(5.0)
 
     async def _open_run(self, previous: str | None) -> tuple[Run, bool]:
         async with unit_of_work(self.db) as uow:
@@ -195,6 +211,7 @@ class Agent:
             prefix=run_id[:10],
         )
         core.on_event = self._event
+        core.live_clock = self.clock.live
         self.core = core
         return core
 
@@ -210,11 +227,15 @@ class Agent:
             if self.stopping:
                 return "interrupted", bars
             started = time.perf_counter() if self.time_steps else 0.0
+            strategy_before = core.strategy_seconds
             await core.step(market, bar, decide=self.emergency is None)
-            if self.time_steps:
-                self.step_seconds.append(time.perf_counter() - started)
             bars += 1
             await self._after_step(core)
+            if self.time_steps:  # the agent's own work: the step and its journal, not the strategy
+                spent = time.perf_counter() - started
+                self.step_seconds.append(spent - (core.strategy_seconds - strategy_before))
+            if self.on_bar is not None:
+                self.on_bar(bar)
         end = "finished" if not self.clock.live else "interrupted"
         return ("interrupted" if self.stopping else end), bars
 
@@ -270,7 +291,8 @@ class Agent:
     def result(self, core: StepCore) -> BacktestResult:
         """The run so far as a backtest result (same statistics, same reports)."""
         n = core.last_bar + 1
-        market = self.market.select(0, n) if n < self.market.n_bars else self.market
+        market = core.market  # a polling clock's market grows past the one the agent began with
+        market = market.select(0, n) if n < market.n_bars else market
         positions = core.ledger.position_path(n)
         marks = np.nan_to_num(market.mark)
         equity = core.ledger.cash_path(n) + np.einsum("tn,tn->t", positions, marks)

@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from ffe.cli.agent import agent_app
 from ffe.cli.backtest import backtest_app
 from ffe.cli.backup import backup_command, restore_command
 from ffe.cli.check import check_app
@@ -30,6 +31,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(check_app, name="check")
 app.add_typer(forecast_app, name="forecast")
+app.add_typer(agent_app, name="agent")
 app.add_typer(runs_app, name="runs")
 app.add_typer(decisions_app, name="decisions")
 app.add_typer(db_app, name="db")

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ffe.domain.orders import Approved, Denied, OrderIntent, Verdict
+
+if TYPE_CHECKING:
+    from ffe.risk.rules import RiskContext
 
 log = logging.getLogger(__name__)
 _TOLERANCE = 1e-9
@@ -22,9 +25,10 @@ _TOLERANCE = 1e-9
 
 class AccountState:
     """What the checks see: equity, peak equity and positions projected with the intents
-    approved so far in the current batch."""
+    approved so far in the current batch. ``context`` is the live agent's day-to-day state
+    (see ``ffe.risk.rules``); None in a backtest, where the checks that read it allow all."""
 
-    __slots__ = ("equity", "gross_exposure", "halted", "peak_equity", "positions")
+    __slots__ = ("context", "equity", "gross_exposure", "halted", "peak_equity", "positions")
 
     def __init__(
         self,
@@ -33,12 +37,14 @@ class AccountState:
         positions: dict[str, float] | None = None,
         gross_exposure: float = 0.0,
         halted: bool = False,
+        context: RiskContext | None = None,
     ) -> None:
         self.equity = equity
         self.peak_equity = peak_equity
         self.positions = positions if positions is not None else {}
         self.gross_exposure = gross_exposure
         self.halted = halted
+        self.context = context
 
     @property
     def drawdown(self) -> float:

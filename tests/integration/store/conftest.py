@@ -10,7 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ffe.store import migrate
 from ffe.store.database import Database
 from ffe.store.models import (
+    AgentCommand,
+    AgentState,
     ApiKey,
+    Approval,
     Decision,
     DecisionOutcome,
     Fill,
@@ -83,6 +86,7 @@ async def _fill_journal(db: Database, n: int = 12) -> None:
         decisions = list((await session.scalars(select(Decision.id).order_by(Decision.id))).all())
         await _fill_orders(session, runs[0].id, decisions[:n])
         await _fill_accounts(session, decisions[:n])
+        await _fill_agent(session, runs[1].id, decisions[n:])
         for i in range(3):
             await uow.audit.record("tester", f"action.{i}", f"target {i}", {"i": i, "ok": True})
 
@@ -216,6 +220,51 @@ async def _fill_accounts(session: AsyncSession, decisions: list[int]) -> None:
                 last_used_at=None if u.id % 2 else T0,
             )
             for u in users
+        ]
+    )
+
+
+async def _fill_agent(session: AsyncSession, run_id: str, decisions: list[int]) -> None:
+    session.add_all(
+        [
+            AgentState(
+                account="paper",
+                run_id=run_id,
+                status="halted",
+                owner="host:1:ab",
+                lease_expires_at=T0,
+                halted_reason="emergency stop by cli",
+                last_bar_time=T0,
+                checkpoint={"bar": 12, "risk": {"equity": None}},
+            ),
+            AgentState(account="überkonto", status="stopped"),
+            AgentCommand(
+                account="paper",
+                command="emergency_stop",
+                actor="cli",
+                handled_at=T0.astimezone(PLUS_FIVE),
+                result="taken",
+            ),
+            AgentCommand(account="paper", command="reset", actor="api"),
+        ]
+    )
+    session.add_all(
+        [
+            Approval(
+                run_id=run_id,
+                account="paper",
+                decision_id=decision if i else None,
+                client_order_id=f"{run_id[:10]}-{i}-0",
+                time=T0 + timedelta(hours=i),
+                symbol="SP500",
+                quantity=-1.5 * i,
+                reference_price=2e3 + 1e-9 * i,
+                rationale=None if i == 1 else f"raison {i}",
+                status=("pending", "approved", "rejected", "expired", "sent")[i % 5],
+                expires_at=T0 + timedelta(days=1),
+                decided_by=None if i % 2 else "tester",
+            )
+            for i, decision in enumerate(decisions[:5])
         ]
     )
 

@@ -1,0 +1,244 @@
+"""``ffe agent``: run the trading agent, and steer it from another terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from ffe.cli.common import console, err_console, format_stat, user_errors
+
+if TYPE_CHECKING:
+    from ffe.agent.control import AgentService
+    from ffe.agent.runner import Agent, AgentReport
+    from ffe.config import Settings
+
+T = TypeVar("T")
+
+agent_app = typer.Typer(
+    help="Paper and live trading: run the agent, approve its orders, pause or stop it.",
+    no_args_is_help=True,
+)
+ACCOUNT = typer.Option(None, "--account", "-a", help="Account [config: agent.account].")
+JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _with_service(settings: Settings, work: Callable[[AgentService], Awaitable[T]]) -> T:
+    from ffe import bootstrap
+    from ffe.agent.control import AgentService
+
+    async def main() -> T:
+        db = await bootstrap.open_journal(settings)
+        try:
+            return await work(AgentService(db))
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@agent_app.command("run")
+def run(
+    strategy: str = typer.Option("sma_cross", "--strategy", "-s", help="Strategy name."),
+    symbols: list[str] = typer.Option(["SP500"], "--symbol", help="Symbol; repeat for several."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Strategy parameter KEY=VALUE."),
+    replay: bool = typer.Option(
+        True, "--replay/--poll", help="Replay stored bars, or poll the data for new ones."
+    ),
+    speed: float = typer.Option(
+        0.0, "--speed", help="Replay N bars per second (0: at once).", min=0
+    ),
+    start: str = typer.Option(None, "--start", help="First date of the bars (YYYY-MM-DD)."),
+    end: str = typer.Option(None, "--end", help="Last date of the bars (YYYY-MM-DD)."),
+    account: str = ACCOUNT,
+    approval: str = typer.Option(None, "--approval", help="auto, manual or on_new_asset."),
+    cash: float = typer.Option(None, "--cash", help="Starting cash [config: backtest.cash]."),
+    commission: float = typer.Option(None, "--commission", help="Fraction of notional."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new run; don't resume."),
+    live: bool = typer.Option(False, "--live", help="Trade real money (needs agent.live too)."),
+    as_json: bool = JSON,
+) -> None:
+    """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully).
+
+    The run is journaled like a backtest (`ffe runs show ID`); run it again to resume."""
+    from ffe.cli.backtest import _params
+    from ffe.config import load_settings
+
+    with user_errors():
+        settings = load_settings()
+        options = {
+            "account": account,
+            "approval": approval,
+            "cash": cash,
+            "fresh": fresh,
+            "commission": commission,
+            "speed": speed or None,
+            "live": live,
+        }
+        build = _builder(settings, strategy, _params(param), symbols, replay, start, end, options)
+        report = asyncio.run(_run(build, quiet=as_json))
+    _print_report(report, as_json)
+
+
+def _builder(
+    settings: Settings,
+    strategy: str,
+    params: dict[str, Any],
+    symbols: list[str],
+    replay: bool,
+    start: str | None,
+    end: str | None,
+    options: dict[str, Any],
+) -> Callable[[], Awaitable[Agent]]:
+    from ffe import bootstrap
+
+    return lambda: bootstrap.agent(
+        settings, strategy, params, symbols, replay=replay, start=start, end=end, **options
+    )
+
+
+async def _run(build: Callable[[], Awaitable[Agent]], *, quiet: bool) -> AgentReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    agent = await build()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, agent.request_stop)
+    total = agent.market.n_bars if not agent.clock.live else None
+    columns = (TextColumn("[bold]agent"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"))
+    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+        task = progress.add_task("replay", total=total)
+        agent.on_bar = lambda bar: progress.update(task, completed=bar + 1)
+        try:
+            return await agent.run()
+        finally:
+            await agent.db.dispose()
+
+
+def _print_report(report: AgentReport, as_json: bool) -> None:
+    data = {
+        "run_id": report.run_id,
+        "status": report.status,
+        "resumed": report.resumed,
+        "first_bar": report.first_bar,
+        "bars": report.bars,
+        "reconciliation": report.reconciliation,
+        "stats": report.stats,
+    }
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    verb = "resumed" if report.resumed else "started"
+    console.print(
+        f"run [bold]{report.run_id[:8]}[/bold] {verb} at bar {report.first_bar}, stepped "
+        f"{report.bars} bars: {report.status} (`ffe runs show {report.run_id[:8]}`)"
+    )
+    if not report.reconciliation.get("consistent", True):
+        err_console.print(f"[yellow]reconciliation:[/yellow] {report.reconciliation}")
+    for name in ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades"):
+        if report.stats and name in report.stats:
+            console.print(f"  {name:<14} {format_stat(name, report.stats[name])}")
+
+
+@agent_app.command("status")
+def status(account: str = ACCOUNT, as_json: bool = JSON) -> None:
+    """Every account's agent: running or not, paused or halted, the last bar it finished."""
+    from ffe.config import load_settings
+
+    with user_errors():
+        found = _with_service(load_settings(), lambda s: s.status(account))
+    rows = [s.as_dict() for s in found]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no agent has run yet: start one with `ffe agent run`")
+    for row in rows:
+        running = "running" if row["running"] else "not running"
+        console.print(
+            f"[bold]{row['account']}[/bold] {row['status']} ({running}) run "
+            f"{(row['run_id'] or '-')[:8]} last bar {row['last_bar_time'] or '-'}"
+            + (f" halted: {row['halted_reason']}" if row["halted_reason"] else "")
+        )
+
+
+def _command(name: str, command: str, doc: str) -> None:
+    def send(account: str = ACCOUNT) -> None:
+        from ffe.config import load_settings
+
+        with user_errors():
+            settings = load_settings()
+            target = account or settings.agent.account
+            _with_service(settings, lambda s: s.command(target, command))
+        console.print(f"{command.replace('_', ' ')} sent to the agent on {target}")
+
+    send.__doc__ = doc
+    agent_app.command(name)(send)
+
+
+_command("pause", "pause", "Stop deciding until resumed (orders already sent still fill).")
+_command("resume", "resume", "Go on deciding after a pause.")
+_command("stop", "stop", "Stop the agent after its current step; run it again to resume.")
+_command(
+    "emergency-stop",
+    "emergency_stop",
+    "Cancel open orders, flatten every position, and trade nothing more until reset.",
+)
+_command("reset", "reset", "Lift an emergency stop or a risk halt.")
+
+
+@agent_app.command("approvals")
+def approvals(account: str = ACCOUNT, as_json: bool = JSON) -> None:
+    """Orders waiting for approval."""
+    from ffe.config import load_settings
+
+    with user_errors():
+        waiting = _with_service(load_settings(), lambda s: s.approvals(account))
+    rows = [
+        {
+            "id": a.id,
+            "account": a.account,
+            "symbol": a.symbol,
+            "quantity": a.quantity,
+            "price": a.reference_price,
+            "time": a.time.isoformat(),
+            "expires_at": a.expires_at.isoformat(),
+            "rationale": a.rationale,
+        }
+        for a in waiting
+    ]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no orders are waiting for approval")
+    for row in rows:
+        console.print(
+            f"[bold]{row['id']}[/bold] {row['account']} {row['symbol']} {row['quantity']:+g} @ "
+            f"{row['price']:.6g} (bar {row['time']}, expires {row['expires_at']}) "
+            f"{row['rationale'] or ''}"
+        )
+
+
+@agent_app.command("approve")
+def approve(approval_id: int = typer.Argument(..., help="Id from `ffe agent approvals`.")) -> None:
+    """Approve a waiting order: the agent checks risk again and sends it."""
+    from ffe.config import load_settings
+
+    with user_errors():
+        _with_service(load_settings(), lambda s: s.approve(approval_id))
+    console.print(f"approved {approval_id}")
+
+
+@agent_app.command("reject")
+def reject(approval_id: int = typer.Argument(..., help="Id from `ffe agent approvals`.")) -> None:
+    """Reject a waiting order: it is not sent."""
+    from ffe.config import load_settings
+
+    with user_errors():
+        _with_service(load_settings(), lambda s: s.reject(approval_id))
+    console.print(f"rejected {approval_id}")

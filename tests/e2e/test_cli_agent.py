@@ -1,0 +1,158 @@
+"""`ffe agent`: a paper run replays stored bars into the journal like a backtest, with the same
+trades; the steering commands answer clearly when there is nothing to steer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from ffe.cli.app import app
+
+runner = CliRunner()
+# 2015 to the end of the bundled SP500 bars: about a thousand bars, a second per run.
+SETTINGS = ["--symbol", "SP500", "--strategy", "sma_cross", "-p", "fast=10", "-p", "slow=20"]
+SETTINGS += ["--start", "2015-01-01"]
+AGENT_RUN = ["agent", "run", *SETTINGS, "--json"]
+
+
+def _ok(*args: str) -> Result:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _json(*args: str) -> Any:
+    return json.loads(_ok(*args).stdout)
+
+
+async def _hold_lease(account: str, owner: str) -> None:
+    """Take the account's lease in the CLI's journal, as another running agent would."""
+    from ffe import bootstrap
+    from ffe.agent import persist
+    from ffe.config import load_settings
+
+    db = await bootstrap.open_journal(load_settings())
+    try:
+        await persist.acquire_lease(db, account, owner, ttl=timedelta(hours=1))
+    finally:
+        await db.dispose()
+
+
+def _refused(*args: str) -> Result:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    return result
+
+
+def test_agent_run_when_replay_then_finished_paper_run_with_backtest_trades():
+    report = _json(*AGENT_RUN)
+    backtest = _json("backtest", "run", *SETTINGS, "--json")
+
+    shown = _json("runs", "show", report["run_id"][:8], "--json")
+    listed = _json("runs", "list", "--json")
+
+    assert report["status"] == "finished"
+    assert report["resumed"] is False
+    assert report["bars"] > 900
+    assert report["reconciliation"]["consistent"] is True
+    assert shown["id"] == report["run_id"]
+    assert shown["kind"] == "paper"
+    assert shown["status"] == "finished"
+    assert shown["params"] == {"fast": 10, "slow": 20}
+    expected = backtest["stats"]
+    assert expected["n_trades"] > 10
+    assert shown["stats"]["n_trades"] == expected["n_trades"]
+    assert shown["stats"]["final_equity"] == pytest.approx(expected["final_equity"], rel=1e-12)
+    assert shown["stats"]["total_return"] == pytest.approx(expected["total_return"], abs=1e-12)
+    assert report["stats"]["n_trades"] == expected["n_trades"]
+    assert shown["trades"] == backtest["trades"]
+    kinds = {run["id"]: run["kind"] for run in listed}
+    assert kinds[report["run_id"]] == "paper"
+    assert kinds[backtest["run_id"]] == "backtest"
+
+
+def test_agent_run_when_previous_run_finished_then_new_run_started():
+    first = _json(*AGENT_RUN)
+
+    second = _json(*AGENT_RUN)
+
+    listed = [run for run in _json("runs", "list", "--json") if run["kind"] == "paper"]
+    assert second["run_id"] != first["run_id"]
+    assert second["resumed"] is False
+    assert second["first_bar"] == 0
+    assert second["status"] == "finished"
+    assert second["stats"]["n_trades"] == first["stats"]["n_trades"]
+    assert [(r["id"], r["status"]) for r in listed] == [
+        (second["run_id"], "finished"),
+        (first["run_id"], "finished"),
+    ]
+
+
+def test_agent_run_when_account_held_by_live_agent_then_error_naming_it():
+    holder = f"{socket.gethostname()}:{os.getppid()}:elsewhere"  # a process that is alive
+    asyncio.run(_hold_lease("paper", holder))
+
+    result = _refused(*AGENT_RUN)
+
+    assert holder in result.output
+    assert "ffe agent stop --account paper" in result.output
+    assert _json("runs", "list", "--json") == []
+
+
+def test_agent_status_when_run_finished_then_account_listed_not_running():
+    report = _json(*AGENT_RUN)
+
+    status = _json("agent", "status", "--json")
+    table = _ok("agent", "status").stdout
+
+    assert len(status) == 1
+    assert status[0]["account"] == "paper"
+    assert status[0]["running"] is False
+    assert status[0]["owner"] is None
+    assert status[0]["status"] == "stopped"
+    assert status[0]["run_id"] == report["run_id"]
+    assert status[0]["bar"] == report["bars"] - 1
+    assert "not running" in table
+
+
+def test_agent_status_when_no_agent_ever_ran_then_says_how_to_start_one():
+    assert _json("agent", "status", "--json") == []
+    assert "ffe agent run" in _ok("agent", "status").stdout
+
+
+def test_agent_approvals_when_queue_empty_then_says_so():
+    table = _ok("agent", "approvals").stdout
+
+    assert "no orders are waiting for approval" in table
+    assert _json("agent", "approvals", "--json") == []
+
+
+def test_agent_approve_when_id_unknown_then_error_naming_it():
+    result = _refused("agent", "approve", "999")
+
+    assert "no approval 999" in result.output
+    assert "ffe agent approvals" in result.output
+
+
+def test_agent_reject_when_id_unknown_then_error_naming_it():
+    assert "no approval 998" in _refused("agent", "reject", "998").output
+
+
+def test_agent_pause_when_account_never_ran_then_error_saying_so():
+    result = _refused("agent", "pause", "--account", "nosuch")
+
+    assert "no agent has run on account 'nosuch'" in result.output
+
+
+def test_agent_run_when_approval_mode_bogus_then_error_listing_modes():
+    result = _refused("agent", "run", *SETTINGS, "--approval", "bogus")
+
+    assert "approval must be one of auto, manual, on_new_asset" in result.output
+    assert _json("runs", "list", "--json") == []  # nothing was started

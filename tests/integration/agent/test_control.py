@@ -1,0 +1,237 @@
+"""Steering a running agent: pause, resume, emergency stop, reset, stop; approvals; the lease."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from ffe.agent.control import AgentService
+from ffe.agent.loop import AgentConfig
+from ffe.agent.persist import LeaseHeldError
+from ffe.agent.runner import paper_agent
+from ffe.data import DataCatalog, load_market
+from ffe.decide.strategy import make_strategy
+from ffe.execution.fill_model import FillModel
+from ffe.risk.engine import RiskEngine
+from ffe.store import migrate
+from ffe.store.database import Database
+from ffe.store.models import Approval, Order, Run
+
+PARAMS = {"fast": 5, "slow": 10}
+
+
+@pytest.fixture
+async def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'journal.db'}")
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
+
+
+def _agent(db, tmp_path, *, start="2014-01-01", end=None, speed=None, **config):
+    market = load_market(DataCatalog(tmp_path), ["SP500"], start=start, end=end)
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+    settings = AgentConfig(fill=FillModel(commission=0.001), command_poll_s=0.02, **config)
+    return paper_agent(
+        db, market, make_strategy("sma_cross", PARAMS), PARAMS, settings, risk, speed=speed
+    )
+
+
+async def _until(predicate, timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def _count(db, model, *where):
+    async with db.session() as session:
+        return (
+            await session.execute(select(func.count()).select_from(model).where(*where))
+        ).scalar_one()
+
+
+async def test_pause_when_commanded_then_no_bars_until_resume(db, tmp_path):
+    agent = _agent(db, tmp_path, speed=400)
+    service = AgentService(db)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.last_bar > 20)
+
+    await service.command("paper", "pause")
+    await _until(lambda: agent.paused)
+    held_at = agent.core.last_bar
+    await asyncio.sleep(0.3)
+    paused_status = (await service.status("paper"))[0].status
+    still = agent.core.last_bar
+    await service.command("paper", "resume")
+    await _until(lambda: agent.core.last_bar > still + 10)
+    await service.command("paper", "stop")
+    report = await task
+
+    assert paused_status == "paused"
+    assert still <= held_at + 1  # at most the step that was under way
+    assert report.status == "interrupted"
+    status = (await service.status("paper"))[0]
+    assert status.owner is None
+    assert status.status == "stopped"
+
+
+async def test_emergency_stop_when_positions_open_then_flat_and_no_new_orders_until_reset(
+    db, tmp_path
+):
+    agent = _agent(db, tmp_path, speed=400)
+    service = AgentService(db)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.ledger.held)
+
+    await service.command("paper", "emergency_stop")
+    await _until(lambda: agent.emergency is not None)
+    halted_bar = agent.core.last_bar
+    await _until(lambda: agent.core.last_bar > halted_bar + 60)  # sma_cross would have traded
+    flat = dict(agent.core.ledger.held)
+    await agent.core.flush()
+    run_id = agent.core.journal.run_id
+    orders_while_halted = await _count(db, Order, Order.run_id == run_id)
+    await asyncio.sleep(0.2)
+    await agent.core.flush()
+    orders_later = await _count(db, Order, Order.run_id == run_id)
+    halted = (await service.status("paper"))[0]
+
+    await service.command("paper", "reset")
+    await _until(lambda: agent.emergency is None)
+    report = await task  # runs to the end of the data
+
+    assert flat == {}
+    assert halted.status == "halted"
+    assert "emergency stop" in halted.halted_reason
+    assert orders_later == orders_while_halted
+    assert report.status == "finished"
+    assert await _count(db, Order, Order.run_id == run_id) > orders_later  # trading resumed
+
+
+async def test_stop_when_run_again_then_resumes_the_same_run(db, tmp_path):
+    first = _agent(db, tmp_path, speed=500)
+    task = asyncio.create_task(first.run())
+    await _until(lambda: first.core is not None and first.core.last_bar > 50)
+    await AgentService(db).command("paper", "stop")
+    stopped = await task
+
+    second = await _agent(db, tmp_path).run()
+
+    assert stopped.status == "interrupted"
+    assert not stopped.resumed
+    assert second.resumed
+    assert second.run_id == stopped.run_id
+    assert second.first_bar > 0
+    assert await _count(db, Run) == 1
+
+
+async def test_lease_when_account_is_traded_then_second_agent_refused(db, tmp_path):
+    first = _agent(db, tmp_path, speed=300)
+    task = asyncio.create_task(first.run())
+    await _until(lambda: first.core is not None)
+
+    with pytest.raises(LeaseHeldError, match="ffe agent stop --account paper"):
+        await _agent(db, tmp_path).run()
+    other_account = await _agent(db, tmp_path, account="other", end="2014-03-01").run()
+    first.request_stop()
+    await task
+
+    assert other_account.status == "finished"
+
+
+async def _approver(db, decide, stop):
+    service = AgentService(db)
+    seen = []
+    while not stop.is_set():
+        for approval in await service.approvals("paper"):
+            seen.append(approval.id)
+            if decide(len(seen)):
+                await service.approve(approval.id, actor="tester")
+            else:
+                await service.reject(approval.id, actor="tester")
+        await asyncio.sleep(0.02)
+    return seen
+
+
+async def test_manual_approval_when_some_rejected_then_only_approved_are_sent(db, tmp_path):
+    agent = _agent(db, tmp_path, end="2014-06-30", approval="manual")
+    stop = asyncio.Event()
+    approver = asyncio.create_task(_approver(db, lambda n: n % 2 == 1, stop))
+
+    report = await agent.run()
+    stop.set()
+    seen = await approver
+
+    async with db.session() as session:
+        rows = (await session.scalars(select(Approval).order_by(Approval.id))).all()
+        sent = set((await session.scalars(select(Order.client_order_id))).all())
+    assert len(seen) >= 3
+    assert report.status == "finished"
+    assert {r.status for r in rows} == {"sent", "rejected"}
+    assert sent == {r.client_order_id for r in rows if r.status == "sent"}
+    assert all(r.decided_by == "tester" for r in rows if r.status == "rejected")
+
+
+async def test_manual_approval_when_nobody_answers_then_expired_and_nothing_sent(db, tmp_path):
+    agent = _agent(db, tmp_path, end="2014-03-31", approval="manual", approval_ttl_s=0.05)
+
+    await agent.run()
+
+    async with db.session() as session:
+        statuses = set((await session.scalars(select(Approval.status))).all())
+    assert statuses == {"expired"}
+    assert await _count(db, Order) == 0
+
+
+async def test_on_new_asset_when_symbol_traded_before_then_later_orders_skip_approval(db, tmp_path):
+    agent = _agent(db, tmp_path, end="2014-06-30", approval="on_new_asset")
+    stop = asyncio.Event()
+    approver = asyncio.create_task(_approver(db, lambda n: True, stop))
+
+    await agent.run()
+    stop.set()
+    seen = await approver
+
+    assert len(seen) == 1  # only the first order of SP500 waited
+    assert await _count(db, Order) > 3
+
+
+async def test_daily_loss_when_limit_hit_then_flattened_and_halt_notified(db, make_market):
+    from ffe.risk.engine import MaxGrossLeverage, MaxPositionPct
+    from ffe.risk.rules import EmergencyHalt, MaxDailyLoss
+
+    # Hourly bars over three days; a crash on the second day, a recovery on the third.
+    closes = [100.0] * 24 + [100.0 - 1.5 * k for k in range(1, 25)] + [70.0 + k for k in range(24)]
+    market = make_market(closes)
+    market = type(market)(
+        market.symbols,
+        market.times[0] + (market.times - market.times[0]) // 24,
+        market.open,
+        market.high,
+        market.low,
+        market.close,
+        market.volume,
+    )
+    risk = RiskEngine(
+        [EmergencyHalt(), MaxDailyLoss(0.05), MaxPositionPct(1.0), MaxGrossLeverage(1.0)]
+    )
+    events = []
+
+    class Collect:
+        def publish(self, event):
+            events.append(event)
+
+    strategy = make_strategy("buy_and_hold", {})
+    agent = paper_agent(db, market, strategy, {}, AgentConfig(), risk, notify=Collect())
+    await agent.run()
+
+    halts = [e for e in events if e.kind == "risk_halt"]
+    assert len(halts) == 1
+    assert "daily loss" in halts[0].text
+    result = agent.result(agent.core)
+    day_two = slice(24, 48)
+    assert (result.positions[day_two][-5:] == 0).all()  # flattened after the kill switch
+    assert 24 <= halts[0].data["bar"] < 48  # tripped on the day of the crash
+    assert result.positions[23, 0] > 0  # it was holding before

@@ -1,0 +1,287 @@
+"""The agent's own rows, on SQLite and on PostgreSQL: the account lease (one agent per
+account, taken over when expired or when its holder died), control commands, approvals."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ffe.agent import persist
+from ffe.agent.journal import AgentJournal, LeaseLostError
+from ffe.agent.persist import LeaseHeldError
+from ffe.domain.errors import FfeError
+from ffe.store import migrate
+from ffe.store.database import Database
+from ffe.store.models import Approval
+from ffe.store.repositories import unit_of_work
+from ffe.store.types import utc_now
+
+ACCOUNT = "paper"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated, empty journal on SQLite, then on PostgreSQL."""
+    database = Database(database_url)
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
+
+
+def _dead_local_owner() -> str:
+    """The lease owner string of a process on this host that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}:x"
+
+
+# -- the lease ------------------------------------------------------------------------------
+
+
+async def test_acquire_lease_when_account_new_then_taken_by_owner(db):
+    before = utc_now()
+
+    state = await persist.acquire_lease(db, ACCOUNT, "host:1:a")
+    stored = await persist.get_state(db, ACCOUNT)
+
+    assert state.owner == "host:1:a"
+    assert stored is not None
+    assert stored.owner == "host:1:a"
+    assert stored.lease_expires_at is not None
+    assert stored.lease_expires_at >= before + persist.LEASE_TTL - timedelta(seconds=1)
+
+
+async def test_acquire_lease_when_held_by_another_then_lease_held_error_naming_holder(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:first")
+
+    with pytest.raises(LeaseHeldError) as raised:
+        await persist.acquire_lease(db, ACCOUNT, "otherhost:2:second")
+
+    message = str(raised.value)
+    assert "otherhost:1:first" in message
+    assert f"ffe agent stop --account {ACCOUNT}" in message
+    stored = await persist.get_state(db, ACCOUNT)
+    assert stored is not None
+    assert stored.owner == "otherhost:1:first"
+
+
+async def test_acquire_lease_when_same_owner_again_then_renewed(db):
+    first = await persist.acquire_lease(db, ACCOUNT, "host:1:a", ttl=timedelta(seconds=5))
+
+    again = await persist.acquire_lease(db, ACCOUNT, "host:1:a", ttl=timedelta(minutes=5))
+
+    assert again.owner == "host:1:a"
+    assert first.lease_expires_at is not None
+    assert again.lease_expires_at is not None
+    assert again.lease_expires_at > first.lease_expires_at
+
+
+async def test_acquire_lease_when_released_then_second_owner_takes_it(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:first")
+    await persist.release_lease(db, ACCOUNT, "otherhost:1:first", "stopped")
+    released = await persist.get_state(db, ACCOUNT)
+
+    state = await persist.acquire_lease(db, ACCOUNT, "otherhost:2:second")
+
+    assert released is not None
+    assert released.owner is None
+    assert released.lease_expires_at is None
+    assert released.status == "stopped"
+    assert state.owner == "otherhost:2:second"
+
+
+async def test_release_lease_when_not_the_holder_then_lease_kept(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:first")
+
+    await persist.release_lease(db, ACCOUNT, "otherhost:2:second", "stopped")
+
+    with pytest.raises(LeaseHeldError):
+        await persist.acquire_lease(db, ACCOUNT, "otherhost:3:third")
+
+
+async def test_acquire_lease_when_expired_then_taken(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:first", ttl=timedelta(seconds=-1))
+
+    state = await persist.acquire_lease(db, ACCOUNT, "otherhost:2:second")
+
+    assert state.owner == "otherhost:2:second"
+    assert state.lease_expires_at is not None
+    assert state.lease_expires_at > utc_now()
+
+
+async def test_acquire_lease_when_holder_is_dead_local_process_then_taken_at_once(db):
+    dead = _dead_local_owner()
+    await persist.acquire_lease(db, ACCOUNT, dead, ttl=timedelta(hours=1))
+
+    state = await persist.acquire_lease(db, ACCOUNT, "otherhost:2:second")
+
+    assert state.owner == "otherhost:2:second"
+
+
+async def test_acquire_lease_when_holder_is_live_local_process_then_lease_held_error(db):
+    alive = f"{socket.gethostname()}:{os.getppid()}:x"  # the process that started pytest
+    await persist.acquire_lease(db, ACCOUNT, alive, ttl=timedelta(hours=1))
+
+    with pytest.raises(LeaseHeldError, match=alive):
+        await persist.acquire_lease(db, ACCOUNT, "otherhost:2:second")
+
+
+async def test_acquire_lease_when_holder_pid_gone_on_other_host_then_lease_held_error(db):
+    pid = _dead_local_owner().split(":")[1]
+    remote = f"not-{socket.gethostname()}:{pid}:x"  # its pid means nothing here
+    await persist.acquire_lease(db, ACCOUNT, remote, ttl=timedelta(hours=1))
+
+    with pytest.raises(LeaseHeldError):
+        await persist.acquire_lease(db, ACCOUNT, "otherhost:2:second")
+
+
+async def test_acquire_lease_when_two_accounts_then_each_has_its_own(db):
+    await persist.acquire_lease(db, "one", "otherhost:1:a")
+
+    state = await persist.acquire_lease(db, "two", "otherhost:2:b")
+
+    assert state.owner == "otherhost:2:b"
+    assert [s.account for s in await persist.list_states(db)] == ["one", "two"]
+
+
+async def test_journal_flush_when_lease_taken_over_then_other_agent_row_untouched(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:first", ttl=timedelta(seconds=-1))
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:2:second")
+    stale = AgentJournal(db, "run-of-first", ACCOUNT, "otherhost:1:first")
+
+    with pytest.raises(LeaseLostError, match="lost the lease"):
+        await stale.flush({"bar": 999}, None, utc_now() + timedelta(hours=1))
+
+    stored = await persist.get_state(db, ACCOUNT)
+    assert stored is not None
+    assert stored.checkpoint != {"bar": 999}
+    assert stored.owner == "otherhost:2:second"
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+async def test_take_commands_when_queued_then_returned_once_oldest_first(db):
+    first = await persist.queue_command(db, ACCOUNT, "pause", "cli")
+    second = await persist.queue_command(db, ACCOUNT, "stop", "api:alice")
+    await persist.queue_command(db, "other", "pause", "cli")
+
+    taken = await persist.take_commands(db, ACCOUNT)
+    again = await persist.take_commands(db, ACCOUNT)
+
+    assert [(c.id, c.command, c.actor) for c in taken] == [
+        (first, "pause", "cli"),
+        (second, "stop", "api:alice"),
+    ]
+    assert all(c.handled_at is not None and c.result == "taken" for c in taken)
+    assert again == []
+    assert [c.command for c in await persist.take_commands(db, "other")] == ["pause"]
+
+
+async def test_take_commands_when_new_command_after_take_then_only_new_one(db):
+    await persist.queue_command(db, ACCOUNT, "pause", "cli")
+    await persist.take_commands(db, ACCOUNT)
+    later = await persist.queue_command(db, ACCOUNT, "resume", "cli")
+
+    taken = await persist.take_commands(db, ACCOUNT)
+
+    assert [(c.id, c.command) for c in taken] == [(later, "resume")]
+
+
+# -- approvals ------------------------------------------------------------------------------
+
+
+async def _approval(db: Database, client_id: str, *, expires_in: timedelta) -> int:
+    """A pending approval on a new paper run; its id."""
+    async with unit_of_work(db) as uow:
+        run = await uow.runs.add(kind="paper", strategy="x", code_version="t")
+        run_id = run.id
+    async with db.session() as session:
+        row = Approval(
+            run_id=run_id,
+            account=ACCOUNT,
+            client_order_id=client_id,
+            time=datetime(2024, 1, 2, tzinfo=UTC),
+            symbol="SP500",
+            quantity=3.0,
+            reference_price=4_700.5,
+            rationale="sma cross",
+            status="pending",
+            expires_at=utc_now() + expires_in,
+        )
+        session.add(row)
+        await session.flush()
+        return row.id
+
+
+async def _stored(db: Database, approval_id: int) -> Approval:
+    async with db.session() as session:
+        approval = await session.get(Approval, approval_id)
+    assert approval is not None
+    return approval
+
+
+async def test_decide_approval_when_pending_then_approved_by_actor(db):
+    approval_id = await _approval(db, "c-1", expires_in=timedelta(hours=1))
+
+    decided = await persist.decide_approval(db, approval_id, "approved", "cli")
+    waiting = await persist.pending_approvals(db, ACCOUNT)
+    stored = await persist.approvals_for_run(db, decided.run_id, ("approved",))
+
+    assert decided.status == "approved"
+    assert decided.decided_by == "cli"
+    assert decided.decided_at is not None
+    assert waiting == []
+    assert [(a.id, a.client_order_id, a.decided_by) for a in stored] == [
+        (approval_id, "c-1", "cli")
+    ]
+
+
+async def test_decide_approval_when_rejected_then_no_longer_pending(db):
+    kept = await _approval(db, "c-1", expires_in=timedelta(hours=1))
+    dropped = await _approval(db, "c-2", expires_in=timedelta(hours=1))
+
+    await persist.decide_approval(db, dropped, "rejected", "cli")
+
+    assert [a.id for a in await persist.pending_approvals(db)] == [kept]
+
+
+async def test_decide_approval_when_id_unknown_then_error_pointing_to_list(db):
+    with pytest.raises(FfeError, match=r"no approval 999 \(see `ffe agent approvals`\)"):
+        await persist.decide_approval(db, 999, "approved", "cli")
+
+
+async def test_decide_approval_when_already_decided_then_error_saying_how(db):
+    approval_id = await _approval(db, "c-1", expires_in=timedelta(hours=1))
+    await persist.decide_approval(db, approval_id, "rejected", "alice")
+
+    with pytest.raises(FfeError, match=f"approval {approval_id} is already rejected"):
+        await persist.decide_approval(db, approval_id, "approved", "bob")
+
+    stored = await _stored(db, approval_id)
+    assert (stored.status, stored.decided_by) == ("rejected", "alice")
+
+
+async def test_decide_approval_when_expired_then_error_and_still_pending(db):
+    approval_id = await _approval(db, "c-1", expires_in=timedelta(seconds=-1))
+
+    with pytest.raises(FfeError, match=f"approval {approval_id} expired at"):
+        await persist.decide_approval(db, approval_id, "approved", "cli")
+
+    stored = await _stored(db, approval_id)
+    assert (stored.status, stored.decided_at) == ("pending", None)
+
+
+async def test_decide_approval_when_now_past_expiry_then_error(db):
+    approval_id = await _approval(db, "c-1", expires_in=timedelta(minutes=5))
+
+    with pytest.raises(FfeError, match="expired"):
+        await persist.decide_approval(
+            db, approval_id, "approved", "cli", now=utc_now() + timedelta(minutes=6)
+        )
