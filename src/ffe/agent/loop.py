@@ -21,10 +21,11 @@ import numpy as np
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.journal import AgentJournal, PendingDecision
 from ffe.agent.stepper import Stepper
+from ffe.backtest.result import trade_of
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import BrokerError, ConfigError
 from ffe.domain.market import History, MarketData, utc_datetime
-from ffe.domain.orders import Decision, Denied, OrderIntent, OrderStatus, Trade
+from ffe.domain.orders import Decision, Denied, OrderIntent, OrderStatus
 from ffe.execution.broker import Broker, BrokerOrder
 from ffe.execution.fill_model import FillModel
 from ffe.execution.paper import PaperBroker
@@ -112,6 +113,8 @@ class StepCore:
         self.last_bar = -1
         self.strategy_seconds = 0.0
         self.context = RiskContext()
+        self._marked_market: MarketData | None = None
+        self._marked: Any = None
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
         self._flattened_day: object = None
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
@@ -205,22 +208,9 @@ class StepCore:
             "fill", f"{order.symbol} {qty:+g} @ {price:.6g}", {"client_id": order.client_id}
         )
         for closed in self.ledger.trades[trades_before:]:
-            self.journal.trade(self._trade(closed))
+            self.journal.trade(trade_of(closed, self.market))
             self.trades_journaled += 1
             self.context.on_trade_closed(order.symbol, closed.pnl)
-
-    def _trade(self, closed: Any) -> Trade:
-        time_of = self.market.time_of
-        return Trade(
-            symbol=self.market.symbols[closed.symbol],
-            entry_time=time_of(closed.entry_bar),
-            exit_time=time_of(closed.exit_bar),
-            entry_price=closed.entry_price,
-            exit_price=closed.exit_price,
-            quantity=closed.quantity,
-            pnl=closed.pnl,
-            commission=closed.commission,
-        )
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -409,8 +399,14 @@ class StepCore:
         self.outcomes = keep
 
     def _marks(self) -> Any:
-        mark = self.market.mark
-        return np.nan_to_num(mark) if mark.size and np.isnan(mark[0]).any() else mark
+        """Marks without NaN (they would poison the sums), made once per market, not per
+        call: a leading NaN means a copy of the whole matrix."""
+        market = self.market
+        if self._marked_market is not market:
+            mark = market.mark
+            self._marked = np.nan_to_num(mark) if mark.size and np.isnan(mark[0]).any() else mark
+            self._marked_market = market
+        return self._marked
 
     # -- journal --------------------------------------------------------------------------
 

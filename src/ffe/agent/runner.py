@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import select
 
 from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
@@ -346,14 +345,6 @@ class Agent:
 
 def _interrupt(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
-
-
-async def journal_orders(db: Database, run_id: str) -> list[Any]:
-    from ffe.store.models import Order
-
-    async with db.session() as session:
-        query = select(Order).where(Order.run_id == run_id).order_by(Order.id)
-        return list((await session.scalars(query)).all())
 
 
 def paper_agent(

@@ -12,7 +12,7 @@ from ffe.decide.strategy import Strategy
 from ffe.domain.market import FloatArray, MarketData
 from ffe.domain.orders import Decision, Denied, Trade
 from ffe.execution.simulated import SimOrder
-from ffe.portfolio.ledger import Ledger
+from ffe.portfolio.ledger import ClosedTrade, Ledger
 from ffe.portfolio.stats import Stats, compute_stats, periods_per_year
 
 
@@ -73,20 +73,7 @@ class BacktestResult:
     @cached_property
     def trades(self) -> list[Trade]:
         """Closed round trips, oldest first."""
-        time_of, symbols = self.market.time_of, self.market.symbols
-        return [
-            Trade(
-                symbol=symbols[t.symbol],
-                entry_time=time_of(t.entry_bar),
-                exit_time=time_of(t.exit_bar),
-                entry_price=t.entry_price,
-                exit_price=t.exit_price,
-                quantity=t.quantity,
-                pnl=t.pnl,
-                commission=t.commission,
-            )
-            for t in self.ledger.trades
-        ]
+        return [trade_of(t, self.market) for t in self.ledger.trades]
 
     def open_positions(self) -> dict[str, float]:
         """Positions still open at the end of the run."""
@@ -117,6 +104,21 @@ class BacktestResult:
             ],
             "halted_at": None if self.halted_at is None else time_of(self.halted_at).isoformat(),
         }
+
+
+def trade_of(closed: ClosedTrade, market: MarketData) -> Trade:
+    """A ledger's closed trade (bar and column positions) as a domain ``Trade``."""
+    time_of = market.time_of
+    return Trade(
+        symbol=market.symbols[closed.symbol],
+        entry_time=time_of(closed.entry_bar),
+        exit_time=time_of(closed.exit_bar),
+        entry_price=closed.entry_price,
+        exit_price=closed.exit_price,
+        quantity=closed.quantity,
+        pnl=closed.pnl,
+        commission=closed.commission,
+    )
 
 
 def trade_dict(trade: Trade) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class PaperBroker:
         self._sim = SimulatedBroker(market, fill)
         self._index = {symbol: i for i, symbol in enumerate(market.symbols)}
         self._orders: dict[str, SimOrder] = {}
+        self._working: dict[str, SimOrder] = {}  # not yet filled, refused or cancelled
         self._bar = -1
         self.cash = cash
         self.positions: dict[str, float] = {}
@@ -54,9 +55,8 @@ class PaperBroker:
         self.cash = cash
         self.positions = {s: q for s, q in positions.items() if abs(q) > _ZERO}
         for client_id, bar, symbol, quantity in working:
-            self._orders[client_id] = self._sim.submit(
-                client_id, bar, self._symbol(symbol), quantity
-            )
+            order = self._sim.submit(client_id, bar, self._symbol(symbol), quantity)
+            self._orders[client_id] = self._working[client_id] = order
 
     def on_bar(self, market: MarketData, bar: int) -> list[BrokerOrder]:
         """Bar ``bar`` of ``market`` has closed: fill what is due, return the filled orders."""
@@ -66,8 +66,7 @@ class PaperBroker:
         self._bar = bar
         names = market.symbols
         delay = self._fill.delay
-        due = [o for o in self._orders.values() if o.status is OrderStatus.PENDING
-               and o.bar + delay <= bar]  # fmt: skip
+        due = [o for o in self._working.values() if o.bar + delay <= bar]
         for order in self._sim.fill_orders_due(bar):
             symbol = names[order.symbol]
             self.cash -= order.quantity * order.fill_price + order.commission
@@ -76,6 +75,8 @@ class PaperBroker:
                 self.positions.pop(symbol, None)
             else:
                 self.positions[symbol] = after
+        for order in due:
+            del self._working[order.client_id]
         return [_view(order, names) for order in due]  # filled, or refused with a reason
 
     async def submit(
@@ -87,7 +88,7 @@ class PaperBroker:
         if self._bar < 0:
             raise BrokerError("the paper broker has not seen a bar yet: call on_bar first")
         order = self._sim.submit(client_id, self._bar, self._symbol(symbol), quantity)
-        self._orders[client_id] = order
+        self._orders[client_id] = self._working[client_id] = order
         return _view(order, self._market.symbols)
 
     async def order(self, client_id: str, symbol: str) -> BrokerOrder | None:
@@ -96,11 +97,12 @@ class PaperBroker:
 
     async def cancel(self, client_id: str, symbol: str) -> BrokerOrder | None:
         self._sim.cancel(client_id, "cancelled")
+        self._working.pop(client_id, None)
         return await self.order(client_id, symbol)
 
     async def open_orders(self) -> list[BrokerOrder]:
         names = self._market.symbols
-        return [_view(o, names) for o in self._orders.values() if o.status is OrderStatus.PENDING]
+        return [_view(o, names) for o in self._working.values()]
 
     async def account(self) -> AccountSnapshot:
         return AccountSnapshot(self.cash, dict(self.positions))
