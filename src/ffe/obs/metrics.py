@@ -1,0 +1,279 @@
+"""Prometheus metrics for the service: one ``Metrics`` object owns the registry and every metric.
+
+Each ``Metrics`` has its own ``CollectorRegistry`` (never the global default one), so several
+apps can live in one process, as they do in tests.
+
+Several worker processes (``uvicorn --workers N``, gunicorn) each hold their own counters, and a
+scrape reaches only one of them. prometheus_client's multiprocess mode fixes that: every process
+writes its values to files in a shared directory and ``render()`` merges the files. The mode is
+chosen when prometheus_client is first imported, so ``PROMETHEUS_MULTIPROC_DIR`` must be in the
+environment of the command that starts the workers (export it in the shell, the container or
+the unit file), not set from Python later; the directory must exist and should be emptied
+before the workers start. Keep one ``Metrics`` per process in that mode: two objects in one
+process write the same files and overwrite each other's values.
+
+Labels: pass the route *template* (``/api/v1/runs/{run_id}``) to ``observe_request``, never
+the raw path, or every id becomes a new time series.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+from ffe.domain.errors import ConfigError
+
+__all__ = [
+    "BREAKER_STATES",
+    "CACHE_RESULTS",
+    "DECISION_BUCKETS",
+    "MULTIPROC_ENV",
+    "REQUEST_BUCKETS",
+    "Metrics",
+    "mark_process_dead",
+]
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""The environment variable that switches prometheus_client to multiprocess mode."""
+
+REQUEST_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""HTTP latency buckets in seconds: 1 ms to 10 s."""
+
+DECISION_BUCKETS: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+"""Decision latency buckets in seconds: 1 ms to a minute, since LLM providers can be slow."""
+
+BREAKER_STATES: Final = {"closed": 0, "half_open": 1, "open": 2}
+"""Circuit breaker state names and the gauge value each is exported as."""
+
+CACHE_RESULTS: Final = frozenset({"hit", "miss", "error"})
+"""The results ``Metrics.cache_event`` accepts."""
+
+
+def _multiprocess_enabled() -> bool:
+    """True when prometheus_client was imported with the multiprocess directory in the env."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def _env_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower()) or None
+
+
+def _resolve_multiprocess_dir(explicit: str | Path | None) -> Path | None:
+    """The directory to merge at render time, or None in single-process mode."""
+    env = _env_dir()
+    wanted = explicit if explicit is not None else env
+    if wanted is None:
+        if _multiprocess_enabled():
+            raise ConfigError(
+                f"{MULTIPROC_ENV} was removed from the environment after prometheus_client "
+                "was imported: keep it set for the life of the process"
+            )
+        return None
+    path = Path(wanted)
+    if not _multiprocess_enabled():
+        raise ConfigError(
+            f"multiprocess metrics need {MULTIPROC_ENV}={path} in the environment before "
+            "prometheus_client is first imported: export it where the workers are started"
+        )
+    if env is None or Path(env).resolve() != path.resolve():
+        raise ConfigError(
+            f"multiprocess_dir {path} differs from {MULTIPROC_ENV}={env}, where this "
+            "process writes its values: use the same directory"
+        )
+    if not path.is_dir():
+        raise ConfigError(f"{MULTIPROC_ENV}={path} is not a directory: create it (empty)")
+    return path
+
+
+def mark_process_dead(pid: int, multiprocess_dir: str | Path | None = None) -> None:
+    """Drop a dead worker's live gauges (queue depth, breaker state) in multiprocess mode.
+
+    Call it from the process manager when a worker exits (gunicorn's ``child_exit`` hook).
+    The directory defaults to ``PROMETHEUS_MULTIPROC_DIR``; nothing happens without one.
+    """
+    path = str(multiprocess_dir) if multiprocess_dir is not None else _env_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    """The engine's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self, multiprocess_dir: str | Path | None = None) -> None:
+        """Build every metric; in multiprocess mode check the directory (``ConfigError``)."""
+        self.multiprocess_dir = _resolve_multiprocess_dir(multiprocess_dir)
+        self.registry = CollectorRegistry()
+        if self.multiprocess_dir is None:
+            # Per-process CPU and memory make no sense summed over workers: single process only.
+            ProcessCollector(registry=self.registry)
+        self._nonfinite_accounts: set[str] = set()
+        self._build_http_and_decisions()
+        self._build_gauges()
+
+    def _build_http_and_decisions(self) -> None:
+        registry = self.registry
+        self._requests = Counter(
+            "ffe_http_requests",
+            "HTTP requests served, by route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self._request_seconds = Histogram(
+            "ffe_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self._decisions = Counter(
+            "ffe_decisions",
+            "Trading decisions made, by symbol and action.",
+            ["symbol", "action"],
+            registry=registry,
+        )
+        self._decision_seconds = Histogram(
+            "ffe_decision_latency_seconds",
+            "Time taken to make one decision.",
+            buckets=DECISION_BUCKETS,
+            registry=registry,
+        )
+        self._cache = Counter(
+            "ffe_cache_requests",
+            "Cache lookups by cache and result (hit, miss, error).",
+            ["cache", "result"],
+            registry=registry,
+        )
+
+    def _build_gauges(self) -> None:
+        registry = self.registry
+        self._breaker = Gauge(
+            "ffe_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["name"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._portfolio = Gauge(
+            "ffe_portfolio_value",
+            "Portfolio equity by account, in the account currency.",
+            ["account"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self._queue_depth = Gauge(
+            "ffe_job_queue_depth",
+            "Jobs waiting in this process's queue (summed over workers).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._heartbeat = Gauge(
+            "ffe_agent_heartbeat_timestamp_seconds",
+            "Unix time of the agent's last heartbeat.",
+            ["account"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and its latency; ``route`` is the template, not the path."""
+        method = method.upper()
+        self._requests.labels(method=method, route=route, status=str(status)).inc()
+        self._request_seconds.labels(method=method, route=route).observe(max(seconds, 0.0))
+
+    def record_decision(self, symbol: str, action: str, seconds: float | None = None) -> None:
+        """Count one decision; with ``seconds``, also observe how long it took."""
+        self._decisions.labels(symbol=symbol, action=action).inc()
+        if seconds is not None:
+            self._decision_seconds.observe(max(seconds, 0.0))
+
+    def set_breaker(self, name: str, state: str) -> None:
+        """Export a circuit breaker's state: ``closed``, ``half_open`` or ``open``."""
+        if state not in BREAKER_STATES:
+            raise ValueError(
+                f"unknown circuit breaker state {state!r}: use one of {', '.join(BREAKER_STATES)}"
+            )
+        self._breaker.labels(name=name).set(BREAKER_STATES[state])
+
+    def set_portfolio_value(self, account: str, value: float) -> None:
+        """Export an account's equity; NaN and infinities are skipped (the last value stays)."""
+        if not math.isfinite(value):
+            if account not in self._nonfinite_accounts:
+                logger.warning("portfolio value of %s is %s: not exported", account, value)
+                self._nonfinite_accounts.add(account)
+            return
+        self._nonfinite_accounts.discard(account)
+        self._portfolio.labels(account=account).set(float(value))
+
+    def cache_event(self, cache: str, result: str) -> None:
+        """Count one cache lookup; ``result`` is ``hit``, ``miss`` or ``error``."""
+        if result not in CACHE_RESULTS:
+            raise ValueError(
+                f"unknown cache result {result!r}: use one of {', '.join(sorted(CACHE_RESULTS))}"
+            )
+        self._cache.labels(cache=cache, result=result).inc()
+
+    def set_queue_depth(self, depth: int) -> None:
+        """Export how many jobs wait in this process's queue."""
+        self._queue_depth.set(depth)
+
+    def set_agent_heartbeat(self, account: str, unix_time: float) -> None:
+        """Export the Unix time of an agent's last heartbeat."""
+        self._heartbeat.labels(account=account).set(unix_time)
+
+    def mark_process_dead(self, pid: int) -> None:
+        """Drop a dead worker's live gauges; does nothing in single-process mode."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(pid, self.multiprocess_dir)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type, merged over workers in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(merged), CONTENT_TYPE_LATEST

@@ -1,0 +1,224 @@
+"""Prometheus metrics: names, labels, validation, own registries, and workers merged on render."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ffe.domain.errors import ConfigError
+from ffe.obs.metrics import MULTIPROC_ENV, Metrics, mark_process_dead
+
+ROUTE = "/api/v1/runs/{run_id}"
+
+
+def sample(metrics: Metrics, metric: str, /, **labels: str) -> float | None:
+    """The value of one sample in the rendered exposition, or None when absent."""
+    body, _ = metrics.render()
+    return sample_in(body, metric, **labels)
+
+
+def sample_in(body: bytes, metric: str, /, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+@pytest.fixture
+def metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    return Metrics()
+
+
+def test_observe_request_when_called_then_counter_and_histogram_by_route_template(metrics):
+    metrics.observe_request("get", ROUTE, 200, 0.004)
+    metrics.observe_request("GET", ROUTE, 200, 0.2)
+    metrics.observe_request("GET", ROUTE, 404, 0.001)
+
+    assert sample(metrics, "ffe_http_requests_total", method="GET", route=ROUTE, status="200") == 2
+    assert sample(metrics, "ffe_http_requests_total", status="404") == 1
+    count = sample(metrics, "ffe_http_request_duration_seconds_count", route=ROUTE)
+    assert count == 3
+    total = sample(metrics, "ffe_http_request_duration_seconds_sum", method="GET")
+    assert total == pytest.approx(0.205)
+
+
+def test_observe_request_buckets_when_rendered_then_span_1ms_to_10s(metrics):
+    metrics.observe_request("GET", "/health", 200, 0.0005)
+    body, _ = metrics.render()
+
+    bounds = {
+        s.labels["le"]
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "ffe_http_request_duration_seconds_bucket"
+    }
+    assert {"0.001", "10.0", "+Inf"} <= bounds
+    assert sample_in(body, "ffe_http_request_duration_seconds_bucket", le="0.001") == 1
+
+
+def test_metrics_when_two_instances_then_registries_are_independent(monkeypatch):
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    first, second = Metrics(), Metrics()
+
+    first.cache_event("bars", "hit")
+
+    assert sample(first, "ffe_cache_requests_total", cache="bars", result="hit") == 1
+    assert sample(second, "ffe_cache_requests_total", cache="bars", result="hit") is None
+
+
+def test_record_decision_when_seconds_given_then_latency_observed(metrics):
+    metrics.record_decision("BTC/USDT", "buy", seconds=0.3)
+    metrics.record_decision("BTC/USDT", "buy")
+    metrics.record_decision("ETH/USDT", "hold")
+
+    assert sample(metrics, "ffe_decisions_total", symbol="BTC/USDT", action="buy") == 2
+    assert sample(metrics, "ffe_decisions_total", symbol="ETH/USDT", action="hold") == 1
+    assert sample(metrics, "ffe_decision_latency_seconds_count") == 1
+    assert sample(metrics, "ffe_decision_latency_seconds_sum") == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(("state", "value"), [("closed", 0), ("half_open", 1), ("open", 2)])
+def test_set_breaker_when_known_state_then_gauge_value(metrics, state, value):
+    metrics.set_breaker("binance", state)
+
+    assert sample(metrics, "ffe_circuit_breaker_state", name="binance") == value
+
+
+def test_set_breaker_when_unknown_state_then_value_error_naming_states(metrics):
+    with pytest.raises(ValueError, match="half_open"):
+        metrics.set_breaker("binance", "tripped")
+
+
+def test_set_portfolio_value_when_finite_then_exported_per_account(metrics):
+    metrics.set_portfolio_value("paper", 10_500.25)
+    metrics.set_portfolio_value("live", 99.0)
+
+    assert sample(metrics, "ffe_portfolio_value", account="paper") == 10_500.25
+    assert sample(metrics, "ffe_portfolio_value", account="live") == 99.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_set_portfolio_value_when_not_finite_then_skipped_and_last_value_kept(metrics, bad):
+    metrics.set_portfolio_value("paper", 100.0)
+
+    metrics.set_portfolio_value("paper", bad)
+    metrics.set_portfolio_value("fresh", bad)
+
+    assert sample(metrics, "ffe_portfolio_value", account="paper") == 100.0
+    assert sample(metrics, "ffe_portfolio_value", account="fresh") is None
+
+
+def test_cache_event_when_results_then_counted_by_cache_and_result(metrics):
+    for result in ("hit", "hit", "miss", "error"):
+        metrics.cache_event("quotes", result)
+
+    assert sample(metrics, "ffe_cache_requests_total", cache="quotes", result="hit") == 2
+    assert sample(metrics, "ffe_cache_requests_total", cache="quotes", result="miss") == 1
+    assert sample(metrics, "ffe_cache_requests_total", cache="quotes", result="error") == 1
+
+
+def test_cache_event_when_unknown_result_then_value_error(metrics):
+    with pytest.raises(ValueError, match="unknown cache result 'stale'"):
+        metrics.cache_event("quotes", "stale")
+
+
+def test_set_queue_depth_and_heartbeat_when_set_then_latest_values_exported(metrics):
+    metrics.set_queue_depth(4)
+    metrics.set_queue_depth(1)
+    metrics.set_agent_heartbeat("paper", 1_700_000_000.5)
+
+    assert sample(metrics, "ffe_job_queue_depth") == 1
+    assert sample(metrics, "ffe_agent_heartbeat_timestamp_seconds", account="paper") == (
+        1_700_000_000.5
+    )
+
+
+def test_render_when_single_process_then_prometheus_text_with_process_metrics(metrics):
+    body, content_type = metrics.render()
+
+    assert content_type.startswith("text/plain")
+    assert b"# TYPE ffe_http_requests_total counter" in body
+    assert b"process_cpu_seconds_total" in body or sys.platform != "linux"
+
+
+def test_metrics_when_dir_given_without_env_then_config_error_says_to_export(monkeypatch, tmp_path):
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+
+    with pytest.raises(ConfigError, match=f"{MULTIPROC_ENV}=.* before prometheus_client"):
+        Metrics(multiprocess_dir=tmp_path)
+
+
+def test_mark_process_dead_when_single_process_then_nothing_happens(metrics, monkeypatch):
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+
+    metrics.mark_process_dead(12345)
+    mark_process_dead(12345)
+
+    assert metrics.multiprocess_dir is None
+
+
+_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from ffe.obs.metrics import Metrics
+    requests, depth, state = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    m = Metrics()
+    for _ in range(requests):
+        m.observe_request("GET", "/api/v1/runs/{run_id}", 200, 0.01)
+    m.set_queue_depth(depth)
+    m.set_breaker("broker", state)
+    print(os.getpid())
+    """
+)
+
+_READER = textwrap.dedent(
+    """
+    import sys
+    from ffe.obs.metrics import Metrics
+    m = Metrics()
+    for pid in sys.argv[1:]:
+        m.mark_process_dead(int(pid))
+    sys.stdout.write(m.render()[0].decode())
+    """
+)
+
+
+def _python(code: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
+def _finish(proc: subprocess.Popen[str]) -> str:
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    return out
+
+
+def test_render_when_multiprocess_then_workers_are_merged(tmp_path: Path):
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    writers = [_python(_WRITER, env, "3", "2", "open"), _python(_WRITER, env, "4", "5", "closed")]
+    first_pid, _ = (int(_finish(w)) for w in writers)
+
+    merged = _finish(_python(_READER, env)).encode()
+    after_death = _finish(_python(_READER, env, str(first_pid))).encode()
+
+    route = {"route": "/api/v1/runs/{run_id}"}
+    assert sample_in(merged, "ffe_http_requests_total", **route) == 7
+    assert sample_in(merged, "ffe_http_request_duration_seconds_count", **route) == 7
+    assert sample_in(merged, "ffe_job_queue_depth") == 7
+    assert sample_in(merged, "ffe_circuit_breaker_state", name="broker") == 2
+    assert b"process_cpu_seconds_total" not in merged
+    # A dead worker's counts stay; its live gauges go.
+    assert sample_in(after_death, "ffe_http_requests_total", **route) == 7
+    assert sample_in(after_death, "ffe_job_queue_depth") == 5
+    assert sample_in(after_death, "ffe_circuit_breaker_state", name="broker") == 0
