@@ -12,6 +12,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.signal import lfilter
 
 from ffe.domain.market import FloatArray
 
@@ -50,6 +51,47 @@ def _load_roll_mean() -> Callable[..., FloatArray] | None:
 
 
 _roll_mean = _load_roll_mean()
+
+
+def rsi(values: FloatArray, window: int = 14) -> FloatArray:
+    """Relative strength index (0 to 100) with Wilder's smoothing: the average gain and loss
+    start as the plain mean of the first ``window`` changes, then each new change enters
+    with weight ``1 / window``. NaN until a column has ``window`` changes; 50 where prices
+    did not move at all. Expects prices carried forward over missing bars (a NaN after a
+    column's first value makes the rest of it NaN)."""
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 1:
+        return _rsi(array, window)
+    out = np.empty(array.shape)
+    for column in range(array.shape[1]):
+        out[:, column] = _rsi(array[:, column], window)
+    return out
+
+
+def _rsi(values: FloatArray, window: int) -> FloatArray:
+    out = np.full(values.shape, np.nan)
+    known = np.flatnonzero(np.isfinite(values))
+    if known.size == 0 or len(values) - known[0] <= window:
+        return out
+    first = int(known[0])
+    change = np.diff(values[first:])
+    up = _wilder(np.maximum(change, 0.0), window)
+    down = _wilder(np.maximum(-change, 0.0), window)
+    total = up + down
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[first + window :] = np.where(total == 0, 50.0, 100.0 * up / total)
+    return out
+
+
+def _wilder(changes: FloatArray, window: int) -> FloatArray:
+    """Wilder's running average from the ``window``-th change on (an exponential average
+    with weight ``1 / window``, seeded with the mean of the first ``window``)."""
+    seed = float(changes[:window].mean())
+    weight = 1.0 / window
+    rest, _ = lfilter([weight], [1.0, weight - 1.0], changes[window:], zi=[(1 - weight) * seed])
+    return np.concatenate([[seed], np.asarray(rest, dtype=np.float64)])
 
 
 def trailing_return(values: FloatArray, lookback: int) -> FloatArray:
