@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -173,15 +172,23 @@ def test_recalibrate_when_overconfident_then_later_decisions_much_better_calibra
     assert calibrated.max() <= 1.0
 
 
-def test_recalibrate_when_5000_decisions_then_well_under_a_second() -> None:
+def test_recalibrate_when_5000_decisions_then_fits_once_per_refit_block(monkeypatch) -> None:
+    # What keeps it fast (not a timing, which a busy machine makes flaky): one isotonic fit
+    # per refit_every decisions, not one per decision.
+    from sklearn.isotonic import IsotonicRegression
+
     confidence, hit = overconfident(5000, seed=12)
     decided, known = decisions(5000, seed=13)
     recalibrator = OnlineRecalibrator(refit_every=20, min_samples=50)
+    fits = []
+    original = IsotonicRegression.fit
+    monkeypatch.setattr(
+        IsotonicRegression, "fit", lambda self, *a, **k: fits.append(1) or original(self, *a, **k)
+    )
 
-    started = time.perf_counter()
     recalibrator.recalibrate(confidence, decided, known, hit)
 
-    assert time.perf_counter() - started < 1.0
+    assert 0 < len(fits) <= 5000 // 20 + 1
 
 
 @pytest.mark.parametrize(
