@@ -1,0 +1,216 @@
+// Charts on TradingView's Lightweight Charts (vendored, loaded by the pages that chart as the
+// global `LightweightCharts`). The only module that calls the library: equity with drawdown,
+// candlesticks with forecast bands, and two equity curves compared.
+
+const COLORS = {
+  text: "#8391a7",
+  grid: "rgba(34, 44, 61, 0.55)",
+  border: "#222c3d",
+  accent: "#4d9bff",
+  up: "#26b089",
+  down: "#ef5b5b",
+  warn: "#f0b43c",
+  sma20: "#b48cff",
+  sma50: "#54c7ec",
+};
+const DASHED = 2;
+
+function lib() {
+  const charts = window.LightweightCharts;
+  if (!charts) throw new Error("The chart library did not load; reload the page.");
+  return charts;
+}
+
+/** An ISO-8601 time as the library's UTC timestamp in seconds. */
+export const toTime = (iso) => Math.floor(new Date(iso).getTime() / 1000);
+
+/** Points sorted by time with one value per time (the last wins), as the library needs. */
+export function series(points, valueOf, timeOf = (p) => toTime(p.time)) {
+  const byTime = new Map();
+  for (const point of points) {
+    const time = timeOf(point);
+    const value = valueOf(point);
+    if (Number.isFinite(time) && value !== null && value !== undefined) byTime.set(time, { time, ...value });
+  }
+  return [...byTime.values()].sort((a, b) => a.time - b.time);
+}
+
+function create(container, extra = {}) {
+  const chart = lib().createChart(container, {
+    autoSize: true,
+    layout: {
+      background: { type: "solid", color: "transparent" },
+      textColor: COLORS.text,
+      fontSize: 11,
+      fontFamily: getComputedStyle(document.body).fontFamily,
+      panes: { separatorColor: COLORS.border, separatorHoverColor: "rgba(77, 155, 255, 0.2)" },
+    },
+    grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
+    rightPriceScale: { borderColor: COLORS.border },
+    // Years of daily bars must fit a phone's width when zoomed out.
+    timeScale: { borderColor: COLORS.border, rightOffset: 4, minBarSpacing: 0.02 },
+    crosshair: { mode: 0 },
+    ...extra,
+  });
+  return chart;
+}
+
+// Show the time of day only when the bars are closer than a day apart.
+function fitTime(chart, data) {
+  if (data.length > 1) {
+    const step = (data[data.length - 1].time - data[0].time) / (data.length - 1);
+    chart.applyOptions({ timeScale: { timeVisible: step < 86400 } });
+  }
+  chart.timeScale().fitContent();
+}
+
+/** Equity (area) above its drawdown from the running peak (a second pane, in percent). */
+export function equityChart(container) {
+  const charts = lib();
+  const chart = create(container);
+  const equity = chart.addSeries(charts.AreaSeries, {
+    lineColor: COLORS.accent, lineWidth: 2,
+    topColor: "rgba(77, 155, 255, 0.28)", bottomColor: "rgba(77, 155, 255, 0.02)",
+    priceLineVisible: false, title: "equity",
+  });
+  const drawdown = chart.addSeries(charts.BaselineSeries, {
+    baseValue: { type: "price", price: 0 },
+    topLineColor: COLORS.down, bottomLineColor: COLORS.down, lineWidth: 1,
+    topFillColor1: "rgba(0, 0, 0, 0)", topFillColor2: "rgba(0, 0, 0, 0)",
+    bottomFillColor1: "rgba(239, 91, 91, 0.08)", bottomFillColor2: "rgba(239, 91, 91, 0.4)",
+    priceFormat: { type: "percent", precision: 1, minMove: 0.1 },
+    priceLineVisible: false, lastValueVisible: true, title: "drawdown",
+  }, 1);
+  chart.panes()[1]?.setStretchFactor(0.35);
+  let peak = -Infinity;
+  let last = -Infinity;
+
+  const ddOf = (p) => {
+    peak = Math.max(peak, p.equity);
+    const dd = Number.isFinite(p.drawdown) ? p.drawdown : peak > 0 ? p.equity / peak - 1 : 0;
+    return dd * 100;
+  };
+  return {
+    chart,
+    /** Replace the data with points [{time, equity, drawdown?}]; returns how many. */
+    setData(points) {
+      peak = -Infinity;
+      const sorted = [...points].sort((x, y) => toTime(x.time) - toTime(y.time));
+      const clean = series(sorted, (p) => (Number.isFinite(p.equity) ? { value: p.equity, dd: ddOf(p) } : null));
+      equity.setData(clean.map(({ time, value }) => ({ time, value })));
+      drawdown.setData(clean.map(({ time, dd }) => ({ time, value: dd })));
+      last = clean.length ? clean[clean.length - 1].time : -Infinity;
+      fitTime(chart, clean);
+      return clean.length;
+    },
+    /** Add one live point {time, equity, drawdown?}; older points than the last are ignored. */
+    append(point) {
+      const time = toTime(point.time);
+      if (!Number.isFinite(point.equity) || !(time >= last)) return false;
+      last = time;
+      equity.update({ time, value: point.equity });
+      drawdown.update({ time, value: ddOf(point) });
+      return true;
+    },
+  };
+}
+
+/** Simple moving average of closes over `n` bars, as line data. */
+function sma(bars, n) {
+  const out = [];
+  let sum = 0;
+  for (let i = 0; i < bars.length; i += 1) {
+    sum += bars[i].close;
+    if (i >= n) sum -= bars[i - n].close;
+    if (i >= n - 1) out.push({ time: bars[i].time, value: sum / n });
+  }
+  return out;
+}
+
+/** Candlesticks with volume, two moving averages and forecast bands (80% and 95%). */
+export function candleChart(container) {
+  const charts = lib();
+  const chart = create(container);
+  const candles = chart.addSeries(charts.CandlestickSeries, {
+    upColor: COLORS.up, downColor: COLORS.down, borderVisible: false,
+    wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+  });
+  const volume = chart.addSeries(charts.HistogramSeries, {
+    priceFormat: { type: "volume" }, priceScaleId: "volume", lastValueVisible: false, priceLineVisible: false,
+  });
+  volume.priceScale().applyOptions({ scaleMargins: { top: 0.84, bottom: 0 } });
+  const line = (color, extra = {}) => chart.addSeries(charts.LineSeries, {
+    color, lineWidth: 1, priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false, ...extra,
+  });
+  const sma20 = line(COLORS.sma20);
+  const sma50 = line(COLORS.sma50);
+  const bands = {
+    lower95: line("rgba(77, 155, 255, 0.45)", { lineStyle: DASHED }),
+    upper95: line("rgba(77, 155, 255, 0.45)", { lineStyle: DASHED }),
+    lower80: line("rgba(77, 155, 255, 0.95)"),
+    upper80: line("rgba(77, 155, 255, 0.95)"),
+    mean: line(COLORS.warn, { lineWidth: 2, lastValueVisible: true, title: "forecast" }),
+  };
+  let lastBar = null;
+  let barCount = 0;
+  let barSeconds = 86400;
+  // A few bars ahead are lost among hundreds: show the recent past and the forecast.
+  const focus = (ahead) => {
+    if (!ahead || barCount <= 160) return chart.timeScale().fitContent();
+    const shown = Math.max(60, Math.min(150, Math.round(container.clientWidth / 6)));
+    chart.timeScale().setVisibleLogicalRange({ from: barCount - shown, to: barCount + ahead + 3 });
+  };
+  // A forecast step without a time is placed one bar interval after the previous one.
+  const stepTime = (p) => (p.time ? toTime(p.time) : lastBar ? lastBar.time + p.step * barSeconds : NaN);
+
+  return {
+    chart,
+    setBars(rawBars) {
+      const bars = series(rawBars, (b) => (Number.isFinite(b.close) ? { open: b.open, high: b.high, low: b.low, close: b.close, volume: b.volume } : null));
+      candles.setData(bars.map(({ time, open, high, low, close }) => ({ time, open, high, low, close })));
+      volume.setData(bars.map((b) => ({
+        time: b.time, value: Number.isFinite(b.volume) ? b.volume : 0,
+        color: b.close >= b.open ? "rgba(38, 176, 137, 0.3)" : "rgba(239, 91, 91, 0.3)",
+      })));
+      sma20.setData(sma(bars, 20));
+      sma50.setData(sma(bars, 50));
+      lastBar = bars.length ? bars[bars.length - 1] : null;
+      barCount = bars.length;
+      if (bars.length > 1) barSeconds = bars[bars.length - 1].time - bars[bars.length - 2].time;
+      fitTime(chart, bars);
+      return bars.length;
+    },
+    /** Forecast path [{time, mean, lower80, upper80, lower95, upper95}], drawn from the last bar. */
+    setForecast(path) {
+      for (const [key, target] of Object.entries(bands)) {
+        const data = series(path || [], (p) => (Number.isFinite(p[key]) ? { value: p[key] } : null), stepTime);
+        if (lastBar && data.length && data[0].time > lastBar.time) data.unshift({ time: lastBar.time, value: lastBar.close });
+        target.setData(data);
+      }
+      focus((path || []).length);
+    },
+  };
+}
+
+/** Two runs' equity as returns since their start, so runs with different cash compare. */
+export function compareChart(container) {
+  const charts = lib();
+  const chart = create(container);
+  const percent = { type: "percent", precision: 1, minMove: 0.1 };
+  const a = chart.addSeries(charts.LineSeries, { color: COLORS.accent, lineWidth: 2, priceFormat: percent, title: "A" });
+  const b = chart.addSeries(charts.LineSeries, { color: COLORS.warn, lineWidth: 2, priceFormat: percent, title: "B" });
+  const growth = (points) => {
+    const data = series(points, (p) => (Number.isFinite(p.equity) ? { value: p.equity } : null));
+    const first = data.length ? data[0].value : 0;
+    return first > 0 ? data.map((p) => ({ time: p.time, value: (p.value / first - 1) * 100 })) : [];
+  };
+  return {
+    chart,
+    setData(pointsA, pointsB) {
+      const da = growth(pointsA);
+      a.setData(da);
+      b.setData(growth(pointsB));
+      fitTime(chart, da);
+    },
+  };
+}

@@ -1,0 +1,114 @@
+// Overview: the account's equity and drawdown, positions and fills, kept live by the stream.
+import {
+  $, every, fillSelect, fillTable, fmtMoney, fmtPct, fmtQty, fmtSigned, fmtTime, getJson, isNum,
+  num, onStream, prependRow, serviceStatus, setText, signClass, startPage, td, el,
+} from "../app.js";
+import { equityChart } from "../charts.js";
+
+const query = new URLSearchParams(location.search);
+let account = query.get("account") || null;
+let lastPortfolio = null;
+let worstDrawdown = null; // from the equity curve, when the portfolio does not say
+
+function renderPortfolio(p) {
+  lastPortfolio = p;
+  account ??= p.account;
+  setText("stat-equity", fmtMoney(p.equity));
+  setText("stat-cash", fmtMoney(p.cash));
+  setText("stat-positions-value", fmtMoney(p.positions_value));
+  setText("stat-pnl", fmtSigned(p.pnl), signClass(p.pnl));
+  // return_pct is in percent (12.3 means 12.3%).
+  setText("stat-return", isNum(p.return_pct) ? fmtPct(p.return_pct / 100, { sign: true }) : "—", signClass(p.return_pct));
+  const dd = $("stat-drawdown");
+  const worst = isNum(p.max_drawdown) ? p.max_drawdown : worstDrawdown;
+  dd.replaceChildren(fmtPct(p.drawdown), isNum(worst) ? el("small", {}, `max ${fmtPct(worst, { digits: 1 })}`) : "");
+  setText("as-of", p.as_of ? `as of ${fmtTime(p.as_of)} UTC` : "");
+  fillTable("positions-table", (p.positions || []).filter((x) => x.quantity), positionRow, "No open positions");
+}
+
+function positionRow(x) {
+  return el("tr", {},
+    td(x.symbol),
+    num(fmtQty(x.quantity), x.quantity < 0 ? "down" : ""),
+    num(fmtMoney(x.average_price)),
+    num(fmtMoney(x.mark_price)),
+    num(fmtMoney(x.market_value)),
+    num(fmtSigned(x.unrealized_pnl), signClass(x.unrealized_pnl)));
+}
+
+function fillRow(f) {
+  const side = f.quantity > 0 ? "buy" : "sell";
+  return el("tr", {},
+    td(fmtTime(f.time)),
+    td(f.symbol),
+    el("td", {}, el("span", { class: `action ${side}` }, side)),
+    num(fmtQty(Math.abs(f.quantity))),
+    num(fmtMoney(f.price)),
+    num(isNum(f.commission) ? fmtMoney(f.commission) : "—"));
+}
+
+function showAgent(a) {
+  const pill = $("agent-pill");
+  pill.dataset.status = a ? a.status : "stopped";
+  pill.textContent = a ? `agent ${a.status}` : "no agent";
+}
+
+function setupAccounts(agents) {
+  const accounts = [...new Set((agents || []).map((a) => a.account))];
+  if (accounts.length < 2) return;
+  const select = $("account");
+  fillSelect(select, accounts.map((value) => ({ value })), account ?? accounts[0]);
+  $("account-picker").hidden = false;
+  select.addEventListener("change", () => {
+    location.search = `?account=${encodeURIComponent(select.value)}`;
+  });
+}
+
+/** Refresh the portfolio at most once per `ms`, however many events ask for it. */
+function throttled(fn, ms) {
+  let waiting = false;
+  return () => {
+    if (waiting) return;
+    waiting = true;
+    setTimeout(() => { waiting = false; fn().catch(() => {}); }, ms);
+  };
+}
+
+startPage(async () => {
+  const chart = equityChart($("equity-chart"));
+  const empty = $("equity-chart").querySelector(".chart-empty");
+  const scope = () => (account ? { account } : {});
+  const loadPortfolio = async () => renderPortfolio(await getJson("/portfolio", scope()));
+
+  await loadPortfolio();
+  const [equity, fills, status] = await Promise.all([
+    getJson("/equity", { ...scope(), limit: 5000 }),
+    getJson("/fills", { ...scope(), limit: 15 }),
+    serviceStatus(),
+  ]);
+  const points = equity.points || [];
+  empty.hidden = chart.setData(points) > 0;
+  worstDrawdown = points.reduce((worst, p) => (isNum(p.drawdown) ? Math.min(worst, p.drawdown) : worst), 0);
+  if (!isNum(lastPortfolio?.max_drawdown)) renderPortfolio(lastPortfolio);
+  fillTable("fills-table", fills.items || [], fillRow, "No fills yet");
+  setupAccounts(status.agents);
+  showAgent((status.agents || []).find((a) => a.account === account));
+
+  const mine = (data) => !data.account || !account || data.account === account;
+  const refresh = throttled(loadPortfolio, 1500);
+  onStream("equity", (data) => {
+    if (!mine(data)) return;
+    if (chart.append(data)) empty.hidden = true;
+    setText("stat-equity", fmtMoney(data.equity));
+    if (isNum(data.cash)) setText("stat-cash", fmtMoney(data.cash));
+    refresh();
+  });
+  onStream("fill", (data) => {
+    if (!mine(data)) return;
+    prependRow("fills-table", fillRow(data), 15);
+    refresh();
+  });
+  onStream("agent", (data) => { if (mine(data)) showAgent(data); });
+  // The stream is the fast path; a slow poll covers a dropped connection.
+  every(20000, loadPortfolio, false);
+});
