@@ -140,3 +140,46 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database, for tests of PostgreSQL-only behaviour."""
     with postgres_database() as url:
         yield url
+
+
+# --- Redis: the kv backends' tests run against a real Redis -------------------------------
+
+REDIS_URL = os.environ.get("FFE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@functools.cache
+def _redis_problem() -> str | None:
+    """Why Redis cannot be used for tests, or None when it can."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from ffe.kv import redact_url
+
+    client = redis.Redis.from_url(
+        REDIS_URL, socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:  # any failure to answer is the reason to report
+        return f"Redis at {redact_url(REDIS_URL)} is not reachable ({type(exc).__name__}: {exc})"
+    finally:
+        client.close()
+    return None
+
+
+def require_redis() -> None:
+    """Skip without Redis on a developer machine; fail under CI=true, where it must be."""
+    problem = _redis_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{problem}; CI=true requires it (set FFE_TEST_REDIS_URL)")
+    pytest.skip(f"{problem}; set FFE_TEST_REDIS_URL or start Redis to run this")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The URL of the test Redis (FFE_TEST_REDIS_URL); tests keep to keys of their own."""
+    require_redis()
+    return REDIS_URL
