@@ -1,5 +1,5 @@
 # Two commands for a fresh machine with Python 3.11+:
-#   make run    installs ffe in .venv and runs the paper agent on replayed bundled data
+#   make run    installs ffe in .venv and starts the dashboard, API and paper agent (ffe run)
 #   make test   installs the dev tools and runs lint, types, import contracts and tests
 
 PYTHON ?= python3
@@ -22,8 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
-	$(BIN)/ffe agent run --strategy sma_cross --symbol SP500 --param fast=10 --param slow=20 \
-		--cash 10000 --commission 0.002
+	$(BIN)/ffe run --strategy sma_cross --symbol SP500 --param fast=10 --param slow=20
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
@@ -65,6 +64,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_journal
 	$(BENCH_BIN)/python -m bench.bench_decisions
 	$(BENCH_BIN)/python -m bench.bench_agent
+	$(BENCH_BIN)/python -m bench.bench_api
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) reports .mypy_cache .ruff_cache .pytest_cache

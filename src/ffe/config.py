@@ -159,6 +159,44 @@ class AgentSettings(Section):
     oanda_practice: bool = Field(True, description="practice account (no real money)")
 
 
+class ApiSettings(Section):
+    """The REST API, the dashboard and the main job (``ffe run``, ``ffe serve``)."""
+
+    host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 for every one")
+    port: int = Field(8000, ge=1, le=65535)
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses to start without a real secret_key"
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="signs dashboard sessions; none = a random key kept in data.dir "
+        "(development only)",
+    )
+    session_ttl_s: int = Field(43_200, ge=60, description="dashboard login lifetime (seconds)")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API; none: closed"
+    )
+    rate_limit: int = Field(1200, ge=1, description="requests per key (or address) per minute")
+    login_rate_limit: int = Field(10, ge=1, description="login attempts per address per minute")
+    workers: int = Field(1, ge=1, le=64, description="`ffe serve` worker processes")
+    max_jobs: int = Field(1, ge=1, le=32, description="backtests and sweeps run at once")
+    analysis_symbols: list[str] = Field(
+        default_factory=lambda: ["SP500"], description="analysed in the background"
+    )
+    analysis_interval_s: float = Field(300.0, gt=0, description="seconds between analyses")
+    otel_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces"
+    )
+
+
+class RedisSettings(Section):
+    url: SecretStr | None = Field(
+        None,
+        description="redis://HOST:6379/0 for a shared cache, rate limits and live fan-out "
+        "across workers; none = in process",
+    )
+
+
 NotifyEvent = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped"]
 
 
@@ -215,6 +253,8 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     agent: AgentSettings = AgentSettings()
     notify: NotifySettings = NotifySettings()
+    api: ApiSettings = ApiSettings()
+    redis: RedisSettings = RedisSettings()
 
     def llm_cache_dir(self) -> Path:
         """Where LLM answers are cached: ``llm.cache_dir``, else ``llm-cache`` in data.dir."""
@@ -327,6 +367,10 @@ def masked(settings: Settings) -> dict[str, Any]:
     if settings.llm.base_url is not None:
         dumped["llm"]["base_url"] = _mask_url(settings.llm.base_url)
     _mask_notify(settings.notify, dumped["notify"])
+    if settings.api.secret_key is not None:
+        dumped["api"]["secret_key"] = "***"
+    if settings.redis.url is not None:
+        dumped["redis"]["url"] = _mask_url(settings.redis.url.get_secret_value())
     return dumped
 
 

@@ -118,6 +118,8 @@ class StepCore:
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
         self._flattened_day: object = None
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
+        # Watchers of the live loop (the API's event stream); never part of the journal.
+        self.on_decision: Callable[[Decision, int], None] | None = None
 
     # -- one bar --------------------------------------------------------------------------
 
@@ -205,7 +207,16 @@ class StepCore:
         self.journal.fill(order.client_id, time_, order.symbol, qty, price, fee)
         log.info("order filled %s qty=%s px=%s", order.client_id, qty, price)
         self.on_event(
-            "fill", f"{order.symbol} {qty:+g} @ {price:.6g}", {"client_id": order.client_id}
+            "fill",
+            f"{order.symbol} {qty:+g} @ {price:.6g}",
+            {
+                "client_id": order.client_id,
+                "symbol": order.symbol,
+                "quantity": qty,
+                "price": price,
+                "commission": fee,
+                "time": time_.isoformat(),
+            },
         )
         for closed in self.ledger.trades[trades_before:]:
             self.journal.trade(trade_of(closed, self.market))
@@ -219,6 +230,9 @@ class StepCore:
         row, decisions = self.stepper.step(History(self.market, bar + 1))
         self.strategy_seconds += time.perf_counter() - started
         pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
+        if self.on_decision is not None:
+            for made in decisions:
+                self.on_decision(made, bar)
         for made in decisions:
             self.context.set_confidence(made.symbol, made.confidence)
         intents, account = self._intents(bar, row)

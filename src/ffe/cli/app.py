@@ -17,6 +17,13 @@ from ffe.cli.decisions import decisions_app
 from ffe.cli.forecast import forecast_app
 from ffe.cli.llm import llm_app
 from ffe.cli.runs import runs_app
+from ffe.cli.serve import (
+    health_command,
+    keys_app,
+    run_command,
+    serve_command,
+    users_app,
+)
 
 app = typer.Typer(
     name="ffe",
@@ -36,6 +43,11 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(decisions_app, name="decisions")
 app.add_typer(db_app, name="db")
 app.add_typer(llm_app, name="llm")
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+app.command("run")(run_command)
+app.command("serve")(serve_command)
+app.command("health")(health_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 

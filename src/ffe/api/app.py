@@ -1,0 +1,232 @@
+"""The app factory: ``create_app(settings)`` wires routes, auth, limits, metrics, logs and
+the dashboard; nothing connects until the app starts (its lifespan opens ``Services``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ffe import __version__
+from ffe.api.deps import LoginRequiredError
+from ffe.api.services import Services
+from ffe.api.supervisor import AgentLaunch
+from ffe.config import Settings
+from ffe.domain.errors import ConfigError, DataError, FfeError, StoreError, StrategyError
+from ffe.obs.logs import new_request_id, request_id
+from ffe.obs.tracing import span
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, services: Services | None = None, *, agent: AgentLaunch | None = None
+) -> FastAPI:
+    """The API and dashboard. With ``services`` given (tests), the app uses them as they are
+    and does not close them; otherwise it opens its own at startup. ``agent``: start this
+    paper agent in the process once the app is up (``ffe run``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        from ffe.obs.tracing import configure_tracing, shutdown_tracing
+
+        traced = configure_tracing(settings.api.otel_endpoint, "ffe-api")
+        opened = await Services.open(settings)
+        opened.jobs.on_change = lambda job: opened.publish("job", job)
+        app.state.services = opened
+        if agent is not None:
+            try:
+                await opened.supervisor.start(agent)
+            except FfeError as exc:  # the API stays up and the dashboard says why
+                opened.supervisor.error = str(exc)
+                log.error("the paper agent did not start: %s", exc)
+        try:
+            yield
+        finally:
+            await opened.close()
+            if traced:
+                shutdown_tracing()
+
+    app = FastAPI(
+        title="Finance Feedback Engine",
+        version=__version__,
+        description="Decisions, risk, paper and live trading, backtests and forecasts.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    _routes(app)
+    _errors(app)
+    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Requested-With"],
+        )
+    app.add_middleware(RequestContext)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    from ffe.api.routes import admin, auth, docs, health, jobs, pages, runs, stream, trading
+
+    for module in (health, auth, trading, jobs, runs, admin, stream, docs, pages):
+        app.include_router(module.router)
+    pages.mount_static(app)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems), "errors": _plain(exc)}, 422)
+
+    @app.exception_handler(FfeError)
+    async def refused(request: Request, exc: FfeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, _status_of(exc, request.method))
+
+    @app.exception_handler(LoginRequiredError)
+    async def login(request: Request, exc: LoginRequiredError) -> RedirectResponse:
+        from urllib.parse import quote
+
+        return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        rid = request_id.get()
+        return JSONResponse({"detail": f"internal error (request id {rid})"}, 500)
+
+
+def _status_of(exc: FfeError, method: str) -> int:
+    """The HTTP status of an error the engine raised on purpose, by what the caller must do."""
+    message = str(exc)
+    if isinstance(exc, StoreError) and not message.startswith(("no run", "run id")):
+        return 503  # the journal is down: retry later
+    if message.startswith("no ") or (isinstance(exc, DataError) and method == "GET"):
+        return 404
+    if "already running" in message:
+        return 409
+    if isinstance(exc, ConfigError | DataError | StrategyError) or type(exc).__name__ in (
+        "ForecastError",
+        "StoreError",
+    ):
+        return 422  # the request names something that does not exist or cannot work
+    return 400
+
+
+def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The spec, with 422 answers described as this app sends them: ``detail`` as one
+    readable sentence and ``errors`` as the list of problems."""
+    original = app.openapi
+
+    def spec() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        found = original()
+        schemas = found.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in schemas:
+            schemas["HTTPValidationError"] = {
+                "title": "HTTPValidationError",
+                "type": "object",
+                "required": ["detail", "errors"],
+                "properties": {
+                    "detail": {"type": "string", "title": "Detail"},
+                    "errors": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ValidationError"},
+                    },
+                },
+            }
+        app.openapi_schema = found
+        return found
+
+    return spec
+
+
+def _plain(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+class RequestContext:
+    """Per request: an id (``X-Request-ID``, kept from the caller when sane), the request
+    count and latency by route template for Prometheus, and one log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else new_request_id()
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+                _rate_headers(scope, message)
+            await send(message)
+
+        try:
+            method = scope["method"]
+            with span(f"{method} request", **{"http.request.method": method}) as s:
+                await self.app(scope, receive, send_with_id)
+                template = getattr(scope.get("route"), "path", None) or "(unmatched)"
+                s.set_attribute("http.route", template)
+                s.set_attribute("http.response.status_code", status_code)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "(unmatched)"
+            services = getattr(scope["app"].state, "services", None)
+            if services is not None:
+                services.metrics.observe_request(scope["method"], template, status_code, elapsed)
+            log.info("%s %s %d %.1fms", scope["method"], template, status_code, elapsed * 1e3)
+            request_id.reset(token)
+
+
+def _rate_headers(scope: Scope, message: Message) -> None:
+    state = scope.get("state") or {}
+    decision = state.get("rate")
+    if decision is None:
+        return
+    message["headers"] += [
+        (b"x-ratelimit-limit", str(decision.limit).encode()),
+        (b"x-ratelimit-remaining", str(max(0, decision.remaining)).encode()),
+    ]
+
+
+def app_from_environment() -> FastAPI:
+    """For ``uvicorn --factory`` (``ffe serve --workers N``): settings from the environment
+    and config files, read in each worker."""
+    from ffe.config import load_settings
+    from ffe.obs.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.logging.level, settings.logging.json_format)
+    return create_app(settings)

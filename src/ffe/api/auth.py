@@ -1,0 +1,273 @@
+"""Who is calling: API keys with scopes, dashboard users with passwords, and the signed
+session a login hands out.
+
+Secrets are never stored: an API key is kept as a public prefix (to find it) and an argon2
+hash of the whole key; a password as an argon2 hash. A key is shown once, when it is made.
+Verifying argon2 costs tens of milliseconds on purpose, so a verified key is remembered for
+``cache_s`` seconds (by a SHA-256 of the key, in this process only); revoking a key takes
+effect within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select, update
+
+from ffe.domain.errors import ConfigError, FfeError
+from ffe.store.database import Database
+from ffe.store.models import ROLES, ApiKey, User
+from ffe.store.repositories import unit_of_work
+
+SCOPES = ("read", "trade", "admin")
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "trader": frozenset({"read", "trade"}),
+    "admin": frozenset(SCOPES),
+}
+KEY_PREFIX = "ffe_"
+_hasher = PasswordHasher()
+
+
+class AuthError(FfeError):
+    """The caller could not be identified: log in again or send a valid key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: a dashboard user or an API key, and what it may do."""
+
+    name: str
+    kind: Literal["user", "key"]
+    scopes: frozenset[str]
+    ident: str = ""  # unique: a key's prefix (names may repeat), a user's name
+
+    @property
+    def limit_key(self) -> str:
+        """What its rate limit is counted against."""
+        return f"{self.kind}:{self.ident or self.name}"
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names the caller."""
+        return f"{self.kind}:{self.name}"
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "scopes": sorted(self.scopes)}
+
+
+def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The scopes, refused with a message naming the valid ones when one is unknown. Each
+    scope implies the ones below it (admin > trade > read)."""
+    given = frozenset(s.strip().lower() for s in scopes if s.strip())
+    unknown = given - set(SCOPES)
+    if unknown or not given:
+        raise ConfigError(
+            f"unknown scope {', '.join(sorted(unknown)) or '(none given)'}: use read, trade "
+            "or admin (admin includes trade, trade includes read)"
+        )
+    top = max(SCOPES.index(s) for s in given)
+    return frozenset(SCOPES[: top + 1])
+
+
+def hash_secret(secret: str) -> str:
+    return _hasher.hash(secret)
+
+
+def verify_secret(stored_hash: str, secret: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, secret)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key just made: ``key`` is shown to the user once and never stored."""
+
+    id: int
+    name: str
+    key: str
+    prefix: str
+    scopes: frozenset[str]
+
+
+async def create_key(db: Database, name: str, scopes: Iterable[str], actor: str) -> NewKey:
+    """Make an API key with ``scopes``; the audit log records who made it."""
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise ConfigError("a key needs a name of 1 to 64 characters (who or what uses it)")
+    granted = check_scopes(scopes)
+    prefix = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    async with unit_of_work(db) as uow:
+        row = ApiKey(name=name, prefix=prefix, key_hash=hash_secret(key), scopes=sorted(granted))
+        uow.session.add(row)
+        await uow.session.flush()
+        await uow.audit.record(actor, "key.create", prefix, {"name": name, "scopes": row.scopes})
+        return NewKey(row.id, name, key, prefix, granted)
+
+
+async def list_keys(db: Database) -> list[ApiKey]:
+    async with db.session() as session:
+        return list((await session.scalars(select(ApiKey).order_by(ApiKey.id))).all())
+
+
+async def revoke_key(db: Database, ref: str, actor: str) -> ApiKey:
+    """Revoke the key whose prefix (or id) is ``ref``."""
+    async with unit_of_work(db) as uow:
+        query = select(ApiKey).where(
+            (ApiKey.prefix == ref) | (ApiKey.id == int(ref) if ref.isdigit() else False)
+        )
+        row = (await uow.session.scalars(query)).one_or_none()
+        if row is None:
+            raise FfeError(f"no API key {ref!r} (see `ffe keys list`)")
+        row.revoked_at = row.revoked_at or datetime.now(UTC)
+        await uow.audit.record(actor, "key.revoke", row.prefix, {"name": row.name})
+        return row
+
+
+class KeyVerifier:
+    """Checks presented API keys against the database, remembering good ones briefly."""
+
+    def __init__(self, db: Database, cache_s: float = 30.0) -> None:
+        self.db = db
+        self.cache_s = cache_s
+        self._known: dict[bytes, tuple[Principal, float]] = {}
+
+    async def verify(self, key: str) -> Principal:
+        digest = hashlib.sha256(key.encode()).digest()
+        known = self._known.get(digest)
+        now = time.monotonic()
+        if known is not None and known[1] > now:
+            return known[0]
+        principal = await self._lookup(key)
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[digest] = (principal, now + self.cache_s)
+        return principal
+
+    def forget(self) -> None:
+        """Drop remembered keys (after a revocation in this process)."""
+        self._known.clear()
+
+    async def _lookup(self, key: str) -> Principal:
+        prefix = key[len(KEY_PREFIX) :].partition("_")[0] if key.startswith(KEY_PREFIX) else ""
+        if not prefix:
+            raise AuthError("malformed API key: expected ffe_<prefix>_<secret>")
+        async with self.db.session() as session:
+            row = (
+                await session.scalars(select(ApiKey).where(ApiKey.prefix == prefix))
+            ).one_or_none()
+            if row is None or row.revoked_at is not None or not verify_secret(row.key_hash, key):
+                raise AuthError("invalid or revoked API key")
+            await session.execute(
+                update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=datetime.now(UTC))
+            )
+            return Principal(row.name, "key", frozenset(row.scopes), row.prefix)
+
+
+# -- users and sessions -----------------------------------------------------------------------
+
+
+async def create_user(db: Database, username: str, password: str, role: str, actor: str) -> User:
+    """Add a dashboard user; passwords shorter than 8 characters are refused."""
+    username = username.strip()
+    if not username or len(username) > 64:
+        raise ConfigError("a username has 1 to 64 characters")
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if len(password) < 8:
+        raise ConfigError("a password needs at least 8 characters")
+    async with unit_of_work(db) as uow:
+        taken = await uow.session.scalar(select(User.id).where(User.username == username))
+        if taken is not None:
+            raise ConfigError(f"user {username!r} exists: pick another name")
+        user = User(username=username, password_hash=hash_secret(password), role=role)
+        uow.session.add(user)
+        await uow.session.flush()
+        await uow.audit.record(actor, "user.create", username, {"role": role})
+        return user
+
+
+async def set_password(db: Database, username: str, password: str, actor: str) -> None:
+    if len(password) < 8:
+        raise ConfigError("a password needs at least 8 characters")
+    async with unit_of_work(db) as uow:
+        user = await uow.session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise FfeError(f"no user {username!r} (see `ffe users list`)")
+        user.password_hash = hash_secret(password)
+        await uow.audit.record(actor, "user.password", username, None)
+
+
+async def count_users(db: Database) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def list_users(db: Database) -> list[User]:
+    async with db.session() as session:
+        return list((await session.scalars(select(User).order_by(User.id))).all())
+
+
+async def check_login(db: Database, username: str, password: str) -> Principal:
+    """The user, if the password is right and the account enabled; else ``AuthError``."""
+    async with db.session() as session:
+        user = await session.scalar(select(User).where(User.username == username))
+    # Hash anyway when the user is unknown, so timing does not tell which names exist.
+    stored = user.password_hash if user is not None else _DUMMY_HASH
+    good = verify_secret(stored, password)
+    if user is None or not good or user.disabled:
+        raise AuthError("wrong username or password")
+    return Principal(user.username, "user", ROLE_SCOPES[user.role])
+
+
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTokens:
+    """Signs and checks dashboard sessions (HS256 JWTs)."""
+
+    secret: str
+    ttl_s: int
+
+    def issue(self, principal: Principal) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=self.ttl_s)
+        claims = {
+            "sub": principal.name,
+            "scopes": sorted(principal.scopes),
+            "iat": now,
+            "exp": expires,
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self.secret, algorithm="HS256"), expires
+
+    def check(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token, self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("session expired: log in again") from None
+        except jwt.PyJWTError:
+            raise AuthError("invalid session token: log in again") from None
+        scopes = frozenset(str(s) for s in claims.get("scopes", ()) if s in SCOPES)
+        return Principal(str(claims["sub"]), "user", scopes)

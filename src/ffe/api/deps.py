@@ -1,0 +1,128 @@
+"""Dependencies the routes declare, so a signature reads as documentation:
+
+    async def approve(id: int, services: ServicesDep, who: Trader) -> ...
+
+``Reader``, ``Trader`` and ``Admin`` authenticate the caller (API key, bearer session token
+or the dashboard's session cookie), check its scope and count it against its rate limit.
+``PageUser`` does the same for dashboard pages, sending a stranger to the login page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, WebSocket, status
+
+from ffe.api.auth import KEY_PREFIX, AuthError, Principal
+from ffe.api.services import Services
+
+SESSION_COOKIE = "ffe_session"
+CSRF_HEADER = "x-requested-with"
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+class LoginRequiredError(Exception):
+    """A dashboard page was asked for without a valid session: redirect to the login page."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def identify(
+    services: Services,
+    headers: Mapping[str, str],
+    cookies: Mapping[str, str],
+    method: str,
+) -> Principal:
+    """Who sent a request with these headers and cookies; ``AuthError`` when nobody valid."""
+    get = headers.get
+    authorization: str = get("authorization") or ""
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credential:
+        credential = credential.strip()
+        if credential.startswith(KEY_PREFIX):
+            return await services.keys.verify(credential)
+        return services.tokens.check(credential)
+    api_key = get("x-api-key")
+    if api_key:
+        return await services.keys.verify(api_key.strip())
+    session = cookies.get(SESSION_COOKIE)
+    if session:
+        if method in _UNSAFE and not get(CSRF_HEADER):
+            raise AuthError(f"cookie sessions must send the {CSRF_HEADER} header on {method}")
+        return services.tokens.check(session)
+    raise AuthError(
+        "authentication required: send Authorization: Bearer <API key or session token>, "
+        "or X-API-Key, or log in to the dashboard"
+    )
+
+
+async def _principal(request: Request, services: ServicesDep) -> Principal:
+    try:
+        principal = await identify(services, request.headers, request.cookies, request.method)
+    except AuthError as exc:
+        raise _unauthorized(str(exc)) from None
+    request.state.principal = principal
+    await services.check_rate(request, principal.limit_key)
+    return principal
+
+
+def _scoped(scope: str) -> object:
+    async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not principal.allows(scope):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this needs the {scope!r} scope; {principal.actor} has "
+                f"{', '.join(sorted(principal.scopes)) or 'none'}",
+            )
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(_scoped("read"))]
+Trader = Annotated[Principal, Depends(_scoped("trade"))]
+Admin = Annotated[Principal, Depends(_scoped("admin"))]
+
+
+async def _page_user(request: Request, services: ServicesDep) -> Principal:
+    session = request.cookies.get(SESSION_COOKIE)
+    if not session:
+        raise LoginRequiredError(request.url.path)
+    try:
+        principal = services.tokens.check(session)
+    except AuthError:
+        raise LoginRequiredError(request.url.path) from None
+    request.state.principal = principal
+    return principal
+
+
+PageUser = Annotated[Principal, Depends(_page_user)]
+
+
+async def websocket_principal(websocket: WebSocket, services: Services) -> Principal | None:
+    """The caller of a WebSocket (cookie, bearer header or ``?token=``), or None."""
+    cookies = dict(websocket.cookies)
+    token = websocket.query_params.get("token")
+    headers = dict(websocket.headers)
+    if token and "authorization" not in headers:
+        headers["authorization"] = f"Bearer {token}"
+    try:
+        return await identify(services, headers, cookies, "GET")
+    except AuthError:
+        return None

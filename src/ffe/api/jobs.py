@@ -1,0 +1,317 @@
+"""Background jobs: backtests, parameter sweeps and forecast benchmarks submitted through the
+API, run one at a time (``api.max_jobs``) off the event loop, with progress, in the journal's
+``jobs`` table.
+
+A job is claimed by an atomic ``queued -> running`` update, so with several workers sharing
+a database each job runs once. Jobs left ``running`` by a process that died are marked failed
+when the next one starts; queued ones are picked up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from ffe.config import Settings
+from ffe.domain.errors import FfeError
+from ffe.kv import KvBackends
+from ffe.obs.metrics import Metrics
+from ffe.store.database import Database
+from ffe.store.models import Job
+from ffe.store.repositories import new_id
+
+log = logging.getLogger(__name__)
+
+KINDS = ("backtest", "sweep", "forecast_bench")
+Progress = Callable[[float], None]
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": job.progress,
+        "error": job.error,
+        "run_id": job.run_id,
+        "payload": job.payload,
+        "result": job.result,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+    }
+
+
+class JobService:
+    """Submits, runs and reports jobs."""
+
+    def __init__(self, settings: Settings, db: Database, kv: KvBackends, metrics: Metrics) -> None:
+        self.settings, self.db, self.kv, self.metrics = settings, db, kv, metrics
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.on_change: Callable[[dict[str, Any]], Any] | None = None
+        self._progress: dict[str, float] = {}
+
+    async def submit(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if kind not in KINDS:
+            raise FfeError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
+        job = Job(id=new_id(), kind=kind, status="queued", payload=payload, progress=0.0)
+        async with self.db.session() as session:
+            session.add(job)
+        self.queue.put_nowait(job.id)
+        await self._changed(job)
+        return job_dict(job)
+
+    async def get(self, job_id: str) -> Job:
+        async with self.db.session() as session:
+            job = await session.get(Job, job_id)
+        if job is None:
+            raise FfeError(f"no job {job_id!r}")
+        if job.id in self._progress and job.status == "running":
+            job.progress = self._progress[job.id]
+        return job
+
+    async def list(self, kind: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
+        query = select(Job).order_by(Job.created_at.desc(), Job.id)
+        counted = select(func.count()).select_from(Job)
+        if kind is not None:
+            query, counted = query.where(Job.kind == kind), counted.where(Job.kind == kind)
+        async with self.db.session() as session:
+            rows = list((await session.scalars(query.limit(limit).offset(offset))).all())
+            total = int(await session.scalar(counted) or 0)
+        return rows, total
+
+    async def counts(self) -> dict[str, int]:
+        query = select(Job.status, func.count()).group_by(Job.status)
+        async with self.db.session() as session:
+            found = {status: int(n) for status, n in (await session.execute(query)).all()}
+        return {"queued": found.get("queued", 0), "running": found.get("running", 0)}
+
+    # -- the workers --------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        return asyncio.create_task(self._serve(), name="ffe-jobs")
+
+    async def close(self) -> None:
+        self._progress.clear()
+
+    async def _serve(self) -> None:
+        await self._recover()
+        workers = [self._worker() for _ in range(self.settings.api.max_jobs)]
+        await asyncio.gather(*workers)
+
+    async def _recover(self) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.status == "running")
+                .values(status="failed", error="interrupted: the server stopped while it ran")
+            )
+            queued = (await session.scalars(select(Job.id).where(Job.status == "queued"))).all()
+        for job_id in queued:
+            self.queue.put_nowait(job_id)
+
+    async def _worker(self) -> None:
+        while True:
+            job_id = await self.queue.get()
+            self.metrics.set_queue_depth(self.queue.qsize())
+            try:
+                await self._run(job_id)
+            except FfeError as exc:  # the journal failed: the job stays as it was
+                log.error("job %s: %s", job_id, exc)
+
+    async def _claim(self, job_id: str) -> Job | None:
+        now = datetime.now(UTC)
+        async with self.db.session() as session:
+            claimed = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued")
+                .values(status="running", started_at=now)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # another worker has it, or it was cancelled
+            return await session.get(Job, job_id)
+
+    async def _run(self, job_id: str) -> None:
+        job = await self._claim(job_id)
+        if job is None:
+            return
+        await self._changed(job)
+        self._progress[job_id] = 0.0
+        loop = asyncio.get_running_loop()
+
+        def progress(fraction: float) -> None:
+            self._progress[job_id] = max(0.0, min(1.0, fraction))
+
+        try:
+            work = _WORK[job.kind]
+            result, run_id = await loop.run_in_executor(
+                None, work, self.settings, dict(job.payload), progress
+            )
+            values: dict[str, Any] = {
+                "status": "finished",
+                "result": result,
+                "run_id": run_id,
+                "progress": 1.0,
+            }
+        except Exception as exc:  # any failure of the work is the job's result, not a crash
+            log.warning("job %s (%s) failed: %s", job_id, job.kind, exc)
+            values = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self._progress.pop(job_id, None)
+        async with self.db.session() as session:
+            await session.execute(
+                update(Job).where(Job.id == job_id).values(finished_at=datetime.now(UTC), **values)
+            )
+        await self._changed(await self.get(job_id))
+
+    async def _changed(self, job: Job) -> None:
+        self.metrics.set_queue_depth(self.queue.qsize())
+        if self.on_change is not None:
+            await self.on_change(job_dict(job))
+
+
+# -- the work, run on a thread -------------------------------------------------------------
+
+
+def _backtest(
+    settings: Settings, payload: dict[str, Any], progress: Progress
+) -> tuple[dict[str, Any], str | None]:
+    from ffe import bootstrap
+    from ffe.backtest.engine import run_backtest
+    from ffe.data import load_market
+    from ffe.decide.strategy import make_strategy
+
+    market = load_market(
+        bootstrap.data_catalog(settings),
+        payload["symbols"],
+        start=payload.get("start"),
+        end=payload.get("end"),
+    )
+    strategy = make_strategy(payload["strategy"], payload.get("params") or {})
+    config = bootstrap.backtest_config(
+        settings, cash=payload.get("cash"), commission=payload.get("commission")
+    )
+    progress(0.1)
+    result = run_backtest(market, strategy, config, risk=bootstrap.risk_engine(settings))
+    progress(0.8)
+    run_id = asyncio.run(_record(settings, result))
+    stats = result.stats.as_dict()
+    return {"stats": stats, "trades": len(result.trades), "bars": market.n_bars}, run_id
+
+
+async def _record(settings: Settings, result: Any) -> str:
+    from ffe import bootstrap
+    from ffe.runs.journal import record_backtest
+
+    db = await bootstrap.open_journal(settings)
+    try:
+        return await record_backtest(db, result, extra_config={"source": "api"})
+    finally:
+        await db.dispose()
+
+
+def _sweep(
+    settings: Settings, payload: dict[str, Any], progress: Progress
+) -> tuple[dict[str, Any], str | None]:
+    from ffe import bootstrap
+    from ffe.backtest.sweep import combinations, run_sweep
+    from ffe.data import load_market
+
+    market = load_market(
+        bootstrap.data_catalog(settings),
+        [payload["symbol"]],
+        start=payload.get("start"),
+        end=payload.get("end"),
+    )
+    grid = combinations(payload["grid"])
+    done = [0]
+
+    def advance(_: Any) -> None:
+        done[0] += 1
+        progress(done[0] / len(grid))
+
+    rows = run_sweep(
+        market,
+        payload["strategy"],
+        grid,
+        bootstrap.backtest_config(settings),
+        bootstrap.risk_engine(settings),
+        jobs=1 if len(grid) < 16 else 0,
+        on_done=advance,
+    )
+    metric = payload.get("metric", "sharpe")
+    found: list[dict[str, Any]] = [
+        {"params": r.params, "value": _number(r.stats.get(metric)), "stats": r.stats}
+        for r in rows
+        if r.error is None
+    ]
+    ranked = sorted(found, key=lambda r: -math.inf if r["value"] is None else float(r["value"]))
+    errors = [{"params": r.params, "error": r.error} for r in rows if r.error]
+    best = ranked[-1] if ranked else None
+    return {
+        "metric": metric,
+        "params": list(payload["grid"]),
+        "rows": found,
+        "best": best,
+        "errors": errors,
+    }, None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _forecast_bench(
+    settings: Settings, payload: dict[str, Any], progress: Progress
+) -> tuple[dict[str, Any], str | None]:
+    import numpy as np
+
+    from ffe import bootstrap
+    from ffe.data import load_market
+    from ffe.forecast.base import Series
+    from ffe.forecast.evaluate import evaluate
+    from ffe.forecast.models import BASELINE, parse_models
+    from ffe.forecast.rolling import RollingSpec, rolling_forecasts
+
+    names = parse_models(payload.get("models"))
+    names = names if BASELINE in names else (BASELINE, *names)
+    symbol, horizons = payload["symbol"], sorted(set(payload.get("horizons") or [1]))
+    market = load_market(
+        bootstrap.data_catalog(settings),
+        [symbol],
+        start=payload.get("start"),
+        end=payload.get("end"),
+    )
+    series = Series(symbol, np.log(market.mark[:, 0]), market.times)
+    window, refit = int(payload.get("window", 500)), int(payload.get("refit_every", 21))
+    spec = RollingSpec(horizon=max(horizons), window=window, refit_every=refit)
+    total = max(1, len(spec.origins(len(series))) * len(names))
+    done = [0]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        progress(0.95 * done[0] / total)
+
+    panel = rolling_forecasts(series, names, spec, workers=1, progress=advance)
+    result = evaluate(panel, series.values, horizons, window, refit)
+    return result.to_dict(), None
+
+
+_WORK: dict[
+    str, Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]]
+] = {
+    "backtest": _backtest,
+    "sweep": _sweep,
+    "forecast_bench": _forecast_bench,
+}

@@ -1,0 +1,349 @@
+"""Read models for the API: the account's portfolio, equity, orders, fills, decisions and
+approvals, read from the journal (or, for the portfolio, from the agent running in this
+process, which is fresher than its last journal flush)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, func, select
+
+from ffe.agent import persist
+from ffe.store.database import Database
+from ffe.store.models import Approval, Decision, DecisionOutcome, EquityPoint, Fill, Order, Run
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def finite(value: Any) -> float | None:
+    """A float for JSON: None for NaN and infinities (JSON has neither)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+async def paged(db: Database, query: Select[Any], limit: int, offset: int) -> tuple[list[Any], int]:
+    counted = select(func.count()).select_from(query.order_by(None).subquery())
+    async with db.session() as session:
+        total = int(await session.scalar(counted) or 0)
+        rows = list((await session.scalars(query.limit(limit).offset(offset))).all())
+    return rows, total
+
+
+async def account_run(db: Database, account: str) -> str | None:
+    """The run the account's agent trades (or last traded)."""
+    state = await persist.get_state(db, account)
+    return None if state is None else state.run_id
+
+
+# -- portfolio ------------------------------------------------------------------------------
+
+
+def live_portfolio(agent: Any, peak: float, max_drawdown: float) -> dict[str, Any] | None:
+    """The portfolio of an agent running in this process, from its ledger; ``peak`` and
+    ``max_drawdown`` as its supervisor tracked them bar by bar."""
+    core = agent.core
+    if core is None or core.last_bar < 0:
+        return None
+    bar = core.last_bar
+    marks = core._marks()
+    equity, _ = core.ledger.marked(marks, bar)
+    ledger = core.ledger
+    positions = []
+    for i, quantity in sorted(ledger.held.items()):
+        if quantity == 0:
+            continue
+        mark = finite(marks[bar, i])
+        symbol = core.market.symbols[i]
+        positions.append(_position(symbol, quantity, _average(ledger.lots[i]), mark))
+    found = _summary(
+        agent.config.account,
+        core.journal.run_id,
+        core.market.time_of(bar),
+        ledger.cash,
+        equity,
+        agent.config.cash,
+        max(peak, equity),
+        positions,
+    )
+    found["max_drawdown"] = finite(min(max_drawdown, found["drawdown"] or 0.0))
+    return found
+
+
+def _average(lots: Sequence[Any]) -> float | None:
+    held = sum(lot.quantity for lot in lots)
+    if not lots or held == 0:
+        return None
+    return float(sum(lot.quantity * lot.price for lot in lots) / held)
+
+
+def _position(
+    symbol: str, quantity: float, average: float | None, mark: float | None
+) -> dict[str, Any]:
+    value = None if mark is None else quantity * mark
+    unrealized = None if mark is None or average is None else quantity * (mark - average)
+    return {
+        "symbol": symbol,
+        "quantity": quantity,
+        "average_price": finite(average),
+        "mark_price": mark,
+        "market_value": finite(value),
+        "unrealized_pnl": finite(unrealized),
+    }
+
+
+def _summary(
+    account: str,
+    run_id: str | None,
+    as_of: datetime | None,
+    cash: float | None,
+    equity: float | None,
+    start: float | None,
+    peak: float | None,
+    positions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    pnl = None if equity is None or start is None else equity - start
+    drawdown = None if equity is None or not peak else min(0.0, equity / peak - 1)
+    return {
+        "account": account,
+        "run_id": run_id,
+        "as_of": iso(as_of),
+        "cash": finite(cash),
+        "equity": finite(equity),
+        "positions_value": finite(None if equity is None or cash is None else equity - cash),
+        "pnl": finite(pnl),
+        "return_pct": finite(None if pnl is None or not start else 100 * pnl / start),
+        "drawdown": finite(drawdown),
+        "max_drawdown": None,
+        "positions": positions,
+    }
+
+
+async def journal_portfolio(db: Database, account: str) -> dict[str, Any]:
+    """The portfolio as the account's journal last recorded it."""
+    run_id = await account_run(db, account)
+    if run_id is None:
+        return _summary(account, None, None, None, None, None, None, [])
+    async with db.session() as session:
+        run = await session.get(Run, run_id)
+        last = await session.scalar(
+            select(EquityPoint)
+            .where(EquityPoint.run_id == run_id)
+            .order_by(EquityPoint.time.desc())
+            .limit(1)
+        )
+        peak = await session.scalar(
+            select(func.max(EquityPoint.equity)).where(EquityPoint.run_id == run_id)
+        )
+        fills = (
+            await session.execute(
+                select(Fill.symbol, Fill.quantity, Fill.price)
+                .where(Fill.run_id == run_id)
+                .order_by(Fill.id)
+            )
+        ).all()
+    start = None if run is None else (run.config or {}).get("cash")
+    positions = _positions_from_fills(fills, None if last is None else last.time)
+    found = _summary(
+        account,
+        run_id,
+        None if last is None else last.time,
+        None if last is None else last.cash,
+        None if last is None else last.equity,
+        start,
+        peak,
+        positions,
+    )
+    stats = (run.stats if run is not None else None) or {}
+    found["max_drawdown"] = finite(_negative(stats.get("max_drawdown")))
+    return found
+
+
+def _negative(value: Any) -> float | None:
+    """Drawdowns as negative fractions, however a run's stats stored them."""
+    if not isinstance(value, int | float):
+        return None
+    return -abs(float(value))
+
+
+def _positions_from_fills(fills: Sequence[Any], as_of: datetime | None) -> list[dict[str, Any]]:
+    held: dict[str, list[float]] = {}  # symbol -> [quantity, average price, last price]
+    for symbol, quantity, price in fills:
+        position = held.setdefault(symbol, [0.0, 0.0, price])
+        before = position[0]
+        after = before + quantity
+        if before == 0 or (before > 0) != (after > 0):
+            position[1] = price  # opened or flipped: the new side's cost is this fill
+        elif abs(after) > abs(before):
+            position[1] = (before * position[1] + quantity * price) / after
+        position[0], position[2] = after, price
+    found = []
+    for symbol, (quantity, average, last) in sorted(held.items()):
+        if abs(quantity) < 1e-12:
+            continue
+        mark = _close_at(symbol, as_of) or last
+        found.append(_position(symbol, quantity, average, mark))
+    return found
+
+
+def _close_at(symbol: str, as_of: datetime | None) -> float | None:
+    if as_of is None:
+        return None
+    series = _closes(symbol)
+    if series is None:
+        return None
+    times, closes = series
+    at = int(np.searchsorted(times, np.datetime64(as_of.replace(tzinfo=None), "ns"), "right"))
+    return finite(closes[at - 1]) if at > 0 else None
+
+
+@functools.lru_cache(maxsize=32)
+def _closes(symbol: str) -> tuple[Any, Any] | None:
+    from ffe.config import load_settings
+    from ffe.data import DataCatalog, load_market
+    from ffe.domain.errors import FfeError
+
+    try:
+        market = load_market(DataCatalog(load_settings().data.dir), [symbol])
+    except FfeError:
+        return None
+    return market.times, market.close[:, 0]
+
+
+# -- curves and lists -----------------------------------------------------------------------
+
+
+async def equity_points(db: Database, run_id: str, limit: int) -> list[dict[str, Any]]:
+    """The run's equity with its drawdown, thinned evenly to at most ``limit`` points (the
+    drawdown is computed on every point first, so thinning never hides the worst one)."""
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(EquityPoint.time, EquityPoint.equity, EquityPoint.cash)
+                .where(EquityPoint.run_id == run_id)
+                .order_by(EquityPoint.time)
+            )
+        ).all()
+    if not rows:
+        return []
+    equity = np.array([r.equity for r in rows], dtype=float)
+    peak = np.fmax.accumulate(equity)
+    drawdown = np.where(peak > 0, equity / peak - 1, 0.0)
+    keep = _thin(len(rows), limit, int(np.argmin(drawdown)))
+    return [
+        {
+            "time": iso(rows[i].time),
+            "equity": finite(equity[i]),
+            "cash": finite(rows[i].cash),
+            "drawdown": finite(drawdown[i]),
+        }
+        for i in keep
+    ]
+
+
+def _thin(n: int, limit: int, must: int) -> list[int]:
+    if n <= limit:
+        return list(range(n))
+    chosen = set(np.linspace(0, n - 1, limit).astype(int).tolist())
+    chosen.add(must)
+    return sorted(chosen)
+
+
+def order_dict(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "run_id": order.run_id,
+        "client_order_id": order.client_order_id,
+        "time": iso(order.time),
+        "symbol": order.symbol,
+        "quantity": order.quantity,
+        "order_type": order.order_type,
+        "status": order.status,
+        "filled_quantity": order.filled_quantity,
+    }
+
+
+def fill_dict(fill: Fill) -> dict[str, Any]:
+    return {
+        "id": fill.id,
+        "run_id": fill.run_id,
+        "time": iso(fill.time),
+        "symbol": fill.symbol,
+        "quantity": fill.quantity,
+        "price": fill.price,
+        "commission": fill.commission,
+    }
+
+
+def approval_dict(row: Approval) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "account": row.account,
+        "run_id": row.run_id,
+        "client_order_id": row.client_order_id,
+        "time": iso(row.time),
+        "symbol": row.symbol,
+        "quantity": row.quantity,
+        "reference_price": row.reference_price,
+        "rationale": row.rationale,
+        "status": row.status,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "decided_at": iso(row.decided_at),
+        "decided_by": row.decided_by,
+    }
+
+
+def decision_action(target: float | None) -> str:
+    if target is None or not math.isfinite(target):
+        return "hold"
+    if target == 0:
+        return "flat"
+    return "buy" if target > 0 else "sell"
+
+
+async def decisions(
+    db: Database, run_id: str, symbol: str | None, limit: int, offset: int
+) -> dict[str, Any]:
+    d, o = Decision.__table__, DecisionOutcome.__table__
+    where = [d.c.run_id == run_id] + ([d.c.symbol == symbol] if symbol else [])
+    query = (
+        select(d, o.c.horizon, o.c.realized_return, o.c.hit)
+        .select_from(d.outerjoin(o, o.c.decision_id == d.c.id))
+        .where(*where)
+        .order_by(d.c.id.desc())
+    )
+    counted = select(func.count()).select_from(d).where(*where)
+    async with db.session() as session:
+        total = int(await session.scalar(counted) or 0)
+        rows = (await session.execute(query.limit(limit).offset(offset))).all()
+    items = [
+        {
+            "id": r.id,
+            "run_id": r.run_id,
+            "time": iso(r.time),
+            "symbol": r.symbol,
+            "target": finite(r.target),
+            "action": decision_action(r.target),
+            "confidence": finite(r.confidence),
+            "rationale": r.rationale,
+            "votes": r.votes,
+            "outcome": None
+            if r.horizon is None
+            else {"horizon": r.horizon, "realized_return": finite(r.realized_return), "hit": r.hit},
+        }
+        for r in rows
+    ]
+    return page(items, total, limit, offset)

@@ -1,0 +1,1 @@
+"""The API routes, one module per area; each route is a few lines over the facade."""

@@ -1,0 +1,47 @@
+"""Logging in to the dashboard, out again, and who am I."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+
+from ffe.api.auth import AuthError, check_login
+from ffe.api.deps import SESSION_COOKIE, Reader, ServicesDep
+from ffe.api.schemas import Login
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+@router.post("/login")
+async def login(body: Login, request: Request, response: Response, services: ServicesDep) -> Any:
+    """Check a username and password; answer a session token and set it as a cookie."""
+    address = request.client.host if request.client else "unknown"
+    await services.check_rate(request, f"login:{address}", services.settings.api.login_rate_limit)
+    try:
+        principal = await check_login(services.db, body.username, body.password)
+    except AuthError as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
+    token, expires = services.tokens.issue(principal)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=services.settings.api.session_ttl_s,
+        httponly=True,
+        samesite="strict",
+        secure=services.settings.api.environment == "production",
+        path="/",
+    )
+    return {"token": token, "expires_at": expires.isoformat(), "user": principal.as_dict()}
+
+
+@router.post("/logout")
+async def logout(response: Response, who: Reader) -> Any:
+    """Forget the session cookie."""
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return {"logged_out": who.name}
+
+
+@router.get("/me")
+async def me(who: Reader) -> Any:
+    return who.as_dict()

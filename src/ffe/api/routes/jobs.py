@@ -1,0 +1,116 @@
+"""Backtests, sweeps and forecast benchmarks as background jobs: submit, poll, fetch."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, status
+
+from ffe.api.deps import Reader, ServicesDep, Trader
+from ffe.api.jobs import job_dict
+from ffe.api.queries import page
+from ffe.api.routes.common import Limit, Offset, not_found
+from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, SweepRequest
+from ffe.api.services import Services
+from ffe.domain.errors import DataError, FfeError
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+def _check_strategy(name: str, params: dict[str, Any] | None = None) -> None:
+    """Refuse an unknown strategy or parameter now, not when the job runs."""
+    from ffe.decide.strategy import available, make_strategy
+
+    if name not in available():
+        raise FfeError(f"unknown strategy {name!r}: use one of {', '.join(available())}")
+    make_strategy(name, params or {})  # StrategyError names a bad parameter
+
+
+def _check_symbols(services: Services, symbols: list[str]) -> None:
+    from ffe import bootstrap
+
+    known = set(bootstrap.data_catalog(services.settings).symbols())
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        raise DataError(
+            f"no bars for {', '.join(missing)}: import them with `ffe data import` "
+            f"(stored: {', '.join(sorted(known)) or 'none'})"
+        )
+
+
+@router.post("/backtests", status_code=status.HTTP_202_ACCEPTED)
+async def submit_backtest(body: BacktestRequest, services: ServicesDep, who: Trader) -> Any:
+    """Queue a backtest; poll ``GET /api/v1/jobs/{id}`` for its progress and result."""
+    _check_strategy(body.strategy, body.params)
+    await asyncio.to_thread(_check_symbols, services, body.symbols)
+    return await services.jobs.submit("backtest", body.model_dump())
+
+
+@router.get("/backtests")
+async def list_backtests(
+    services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
+) -> Any:
+    rows, total = await services.jobs.list("backtest", limit, offset)
+    return page([job_dict(r) for r in rows], total, limit, offset)
+
+
+@router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED)
+async def submit_sweep(body: SweepRequest, services: ServicesDep, who: Trader) -> Any:
+    """Queue a parameter sweep over ``grid``; the result ranks every point by ``metric``."""
+    _check_strategy(body.strategy)
+    await asyncio.to_thread(_check_symbols, services, [body.symbol])
+    return await services.jobs.submit("sweep", body.model_dump())
+
+
+@router.get("/sweeps")
+async def list_sweeps(
+    services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
+) -> Any:
+    rows, total = await services.jobs.list("sweep", limit, offset)
+    return page([job_dict(r) for r in rows], total, limit, offset)
+
+
+@router.post("/forecast/bench", status_code=status.HTTP_202_ACCEPTED)
+async def submit_forecast_bench(
+    body: ForecastBenchRequest, services: ServicesDep, who: Trader
+) -> Any:
+    """Queue a forecast benchmark (every model against the random walk)."""
+    from ffe.forecast.models import parse_models
+
+    parse_models(body.models)  # an unknown model is named now, not when the job runs
+    await asyncio.to_thread(_check_symbols, services, [body.symbol])
+    return await services.jobs.submit("forecast_bench", body.model_dump())
+
+
+@router.get("/forecast/bench")
+async def forecast_bench(services: ServicesDep, who: Reader) -> Any:
+    """The newest finished forecast benchmark."""
+    rows, _ = await services.jobs.list("forecast_bench", 50, 0)
+    for row in rows:
+        if row.status == "finished":
+            return job_dict(row)
+    raise not_found("no finished forecast benchmark: POST /api/v1/forecast/bench to run one")
+
+
+@router.get("/jobs")
+async def list_jobs(
+    services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
+) -> Any:
+    rows, total = await services.jobs.list(None, limit, offset)
+    return page([job_dict(r) for r in rows], total, limit, offset)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
+    """A job's status, progress (0 to 1), error and result."""
+    try:
+        return job_dict(await services.jobs.get(job_id))
+    except FfeError as exc:
+        raise not_found(str(exc)) from None
+
+
+@router.get("/backtests/{job_id}")
+async def get_backtest(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
+    return await get_job(job_id, services, who)

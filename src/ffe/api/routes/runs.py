@@ -1,0 +1,222 @@
+"""The journal's runs (backtests, paper and live sessions), strategies, market data and the
+analysis endpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from ffe.api import queries
+from ffe.api.deps import Admin, Reader, ServicesDep
+from ffe.api.routes.common import Limit, Offset
+from ffe.store.repositories import unit_of_work
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+RunRef = Annotated[str, Path(pattern=r"^[0-9a-f]{4,32}$", description="a run id or its prefix")]
+SymbolPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+
+
+@router.get("/runs")
+async def list_runs(
+    services: ServicesDep,
+    who: Reader,
+    kind: Literal["backtest", "paper", "live"] | None = None,
+    strategy: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Any:
+    """Runs newest first."""
+    from ffe.runs.journal import run_summary
+
+    async with unit_of_work(services.db) as uow:
+        runs = await uow.runs.list(kind=kind, strategy=strategy, limit=limit + 1, offset=offset)
+    items = [run_summary(r) for r in runs[:limit]]
+    total = offset + len(runs)  # a lower bound; cheap, and enough to page on
+    return queries.page(items, total, limit, offset)
+
+
+@router.get("/runs/compare")
+async def compare(
+    services: ServicesDep,
+    who: Reader,
+    a: Annotated[str, Query(pattern=r"^[0-9a-f]{4,32}$")],
+    b: Annotated[str, Query(pattern=r"^[0-9a-f]{4,32}$")],
+) -> Any:
+    """Two runs' settings and statistics side by side."""
+    from ffe.runs.journal import compare_runs
+
+    async with unit_of_work(services.db) as uow:
+        first, second = await uow.runs.get(a), await uow.runs.get(b)
+    return compare_runs(first, second)
+
+
+@router.get("/runs/{run_id}")
+async def get_run(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
+    from ffe.runs.journal import run_summary
+
+    async with unit_of_work(services.db) as uow:
+        return run_summary(await uow.runs.get(run_id))
+
+
+@router.get("/runs/{run_id}/equity")
+async def run_equity(
+    run_id: RunRef,
+    services: ServicesDep,
+    who: Reader,
+    limit: Annotated[int, Query(ge=2, le=100_000)] = 2000,
+) -> Any:
+    async with unit_of_work(services.db) as uow:
+        run = await uow.runs.get(run_id)
+    return {"run_id": run.id, "points": await queries.equity_points(services.db, run.id, limit)}
+
+
+@router.get("/runs/{run_id}/trades")
+async def run_trades(
+    run_id: RunRef, services: ServicesDep, who: Reader, limit: Limit = 100, offset: Offset = 0
+) -> Any:
+    async with unit_of_work(services.db) as uow:
+        run = await uow.runs.get(run_id)
+        trades = await uow.journal.trades(run.id)
+    items = [
+        {
+            "symbol": t.symbol,
+            "entry_time": queries.iso(t.entry_time),
+            "exit_time": queries.iso(t.exit_time),
+            "entry_price": t.entry_price,
+            "exit_price": t.exit_price,
+            "quantity": t.quantity,
+            "pnl": queries.finite(t.pnl),
+            "commission": t.commission,
+        }
+        for t in trades[offset : offset + limit]
+    ]
+    return queries.page(items, len(trades), limit, offset)
+
+
+@router.get("/runs/{run_id}/report", response_class=HTMLResponse)
+async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
+    """The run's HTML report (equity, drawdown, trades), as ``ffe runs report`` writes it."""
+    import asyncio
+
+    from ffe.runs.journal import load_backtest, render_stored_report
+
+    stored = await load_backtest(services.db, run_id)
+    html = await asyncio.to_thread(render_stored_report, stored)
+    return HTMLResponse(html)
+
+
+@router.get("/strategies")
+async def strategies(who: Reader) -> Any:
+    """Strategy names and their default parameters."""
+    from ffe.decide.strategy import available, parameters
+
+    return {"items": [{"name": name, "params": _plain(parameters(name))} for name in available()]}
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v if isinstance(v, int | float | str | bool) or v is None else str(v)
+        for k, v in params.items()
+    }
+
+
+@router.get("/market/symbols")
+async def symbols(services: ServicesDep, who: Reader) -> Any:
+    """The symbols with stored bars."""
+    import asyncio
+
+    from ffe import bootstrap
+
+    entries = await asyncio.to_thread(bootstrap.data_catalog(services.settings).list_entries)
+    items = [
+        {
+            "symbol": e.symbol,
+            "timeframe": str(e.timeframe),
+            "first": queries.iso(e.first),
+            "last": queries.iso(e.last),
+            "bars": e.count,
+            "source": e.source,
+        }
+        for e in entries
+    ]
+    return {"items": items}
+
+
+@router.get("/market/{symbol}/bars")
+async def bars(
+    symbol: SymbolPath,
+    services: ServicesDep,
+    who: Reader,
+    limit: Annotated[int, Query(ge=1, le=20_000)] = 500,
+) -> Any:
+    """The newest ``limit`` bars of a symbol."""
+    key = f"bars:{symbol}:{limit}"
+    from ffe.kv.cache import get_json, set_json
+
+    cached = await get_json(services.kv.cache, key)
+    if cached is not None:
+        return cached
+    import asyncio
+
+    found = await asyncio.to_thread(_bars, services, symbol, limit)
+    await set_json(services.kv.cache, key, found, 60.0)
+    return found
+
+
+def _bars(services: Any, symbol: str, limit: int) -> dict[str, Any]:
+    from ffe import bootstrap
+    from ffe.data import load_market
+    from ffe.domain.market import utc_datetime
+
+    market = load_market(bootstrap.data_catalog(services.settings), [symbol])
+    first = max(0, market.n_bars - limit)
+    times = market.times.view("int64")
+    rows = [
+        {
+            "time": utc_datetime(int(times[i])).isoformat(),
+            "open": queries.finite(market.open[i, 0]),
+            "high": queries.finite(market.high[i, 0]),
+            "low": queries.finite(market.low[i, 0]),
+            "close": queries.finite(market.close[i, 0]),
+            "volume": queries.finite(market.volume[i, 0]),
+        }
+        for i in range(first, market.n_bars)
+    ]
+    return {"symbol": symbol, "timeframe": str(market.timeframe), "bars": rows}
+
+
+@router.get("/analysis/{symbol}")
+async def analysis(
+    symbol: SymbolPath, services: ServicesDep, who: Reader, response: Response
+) -> Any:
+    """Latest forecast with its bands, indicators and the decision the ensemble would make;
+    computed in the background and cached. 202 with Retry-After while it is computed."""
+    found = await services.analysis.get(symbol)
+    if found is None:
+        return JSONResponse(
+            {"status": "computing", "symbol": symbol},
+            status_code=status.HTTP_202_ACCEPTED,
+            headers={"Retry-After": "2"},
+        )
+    return found
+
+
+@router.get("/audit")
+async def audit(services: ServicesDep, who: Admin, limit: Limit = 100) -> Any:
+    """Who did what: control actions, approvals, keys, logins (newest first)."""
+    async with unit_of_work(services.db) as uow:
+        entries = await uow.audit.recent(limit)
+    items = [
+        {
+            "id": e.id,
+            "time": queries.iso(e.time),
+            "actor": e.actor,
+            "action": e.action,
+            "target": e.target,
+            "details": e.details,
+        }
+        for e in entries
+    ]
+    return {"items": items}

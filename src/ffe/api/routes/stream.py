@@ -1,0 +1,72 @@
+"""The live stream: decisions, fills, equity, approvals, jobs and agent state over a
+WebSocket, fanned out across workers through the event bus (Redis when configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from ffe.api.deps import get_services, websocket_principal
+from ffe.api.services import EVENTS
+
+router = APIRouter(prefix="/api/v1", tags=["stream"])
+log = logging.getLogger(__name__)
+POLICY_VIOLATION = 1008
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket) -> None:
+    """Authenticate (session cookie, ``Authorization`` or ``?token=``), then forward every
+    event as JSON ``{"type", "time", "data"}`` until the client goes."""
+    services = websocket.app.state.services if hasattr(websocket.app.state, "services") else None
+    if services is None:
+        services = get_services(websocket)  # type: ignore[arg-type]
+    origin = websocket.headers.get("origin")
+    if origin is not None and not _same_origin(websocket, origin, services):
+        await websocket.close(POLICY_VIOLATION, "origin not allowed")
+        return
+    principal = await websocket_principal(websocket, services)
+    if principal is None or not principal.allows("read"):
+        await websocket.close(POLICY_VIOLATION, "authentication required")
+        return
+    await websocket.accept()
+    await websocket.send_json({"type": "hello", "data": {"user": principal.as_dict()}})
+    try:
+        async with services.kv.bus.subscribe(EVENTS) as events:
+            await _forward(websocket, events)
+    except WebSocketDisconnect:
+        return
+
+
+async def _forward(websocket: WebSocket, events: Any) -> None:
+    async def send() -> None:
+        async for message in events:
+            await websocket.send_json(message)
+
+    tasks = {asyncio.create_task(send()), asyncio.create_task(_drain(websocket))}
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and isinstance(task.exception(), Exception):
+            log.info("stream closed: %s", task.exception())
+
+
+async def _drain(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, so a close is noticed at once."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+def _same_origin(websocket: WebSocket, origin: str, services: Any) -> bool:
+    """Cookies ride along on cross-site WebSocket handshakes: only our own origin, or one
+    CORS allows, may open the stream."""
+    host = websocket.headers.get("host", "")
+    allowed = set(services.settings.api.cors_origins)
+    return origin in allowed or origin.split("://", 1)[-1] == host

@@ -1,0 +1,274 @@
+"""The account: status, portfolio, positions, orders, fills, equity, decisions, approvals,
+and the agent's controls."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from sqlalchemy import select
+
+from ffe.api import queries
+from ffe.api.deps import Reader, ServicesDep, Trader
+from ffe.api.routes.common import Account, Limit, Offset, account_of, not_found
+from ffe.api.schemas import AgentCommandBody, AgentStart
+from ffe.api.services import Services
+from ffe.domain.errors import FfeError
+from ffe.store.models import Approval, Fill, Order
+
+router = APIRouter(prefix="/api/v1", tags=["trading"])
+
+
+@router.get("/status")
+async def get_status(services: ServicesDep, who: Reader) -> Any:
+    """Version, mode, agents and jobs at a glance."""
+    return await services.status()
+
+
+@router.get("/portfolio")
+async def portfolio(services: ServicesDep, who: Reader, account: Account = None) -> Any:
+    """Cash, equity, P&L, drawdown and open positions of the account."""
+    return await _portfolio(services, account_of(services, account))
+
+
+async def _portfolio(services: Services, account: str) -> dict[str, Any]:
+    from ffe.kv.cache import get_json, set_json
+
+    agent = services.supervisor.agent
+    if services.supervisor.running and agent.config.account == account:
+        supervisor = services.supervisor
+        live = queries.live_portfolio(agent, supervisor.peak, supervisor.max_drawdown)
+        if live is not None:
+            return live
+    # Read from the journal at most once a second per account (shared by every worker when
+    # Redis is configured): dashboards and bots poll this.
+    key = f"portfolio:{account}"
+    cached = await get_json(services.kv.cache, key)
+    if cached is not None:
+        return dict(cached)
+    found = await queries.journal_portfolio(services.db, account)
+    await set_json(services.kv.cache, key, found, 1.0)
+    return found
+
+
+@router.get("/positions")
+async def positions(services: ServicesDep, who: Reader, account: Account = None) -> Any:
+    found = await _portfolio(services, account_of(services, account))
+    return {"items": found["positions"], "as_of": found["as_of"]}
+
+
+async def _run_of(services: Services, account: str | None, run_id: str | None) -> str | None:
+    return run_id or await queries.account_run(services.db, account_of(services, account))
+
+
+RunId = Annotated[
+    str | None, Query(pattern=r"^[0-9a-f]{4,32}$", description="default: the account's")
+]
+Symbol = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+@router.get("/orders")
+async def orders(
+    services: ServicesDep,
+    who: Reader,
+    account: Account = None,
+    run_id: RunId = None,
+    symbol: Symbol = None,
+    order_status: Annotated[str | None, Query(alias="status", max_length=16)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Any:
+    run = await _run_of(services, account, run_id)
+    query = select(Order).where(Order.run_id == (run or "")).order_by(Order.id.desc())
+    if symbol:
+        query = query.where(Order.symbol == symbol)
+    if order_status:
+        query = query.where(Order.status == order_status)
+    rows, total = await queries.paged(services.db, query, limit, offset)
+    return queries.page([queries.order_dict(r) for r in rows], total, limit, offset)
+
+
+@router.get("/fills")
+async def fills(
+    services: ServicesDep,
+    who: Reader,
+    account: Account = None,
+    run_id: RunId = None,
+    symbol: Symbol = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Any:
+    run = await _run_of(services, account, run_id)
+    query = select(Fill).where(Fill.run_id == (run or "")).order_by(Fill.id.desc())
+    if symbol:
+        query = query.where(Fill.symbol == symbol)
+    rows, total = await queries.paged(services.db, query, limit, offset)
+    return queries.page([queries.fill_dict(r) for r in rows], total, limit, offset)
+
+
+@router.get("/equity")
+async def equity(
+    services: ServicesDep,
+    who: Reader,
+    account: Account = None,
+    run_id: RunId = None,
+    limit: Annotated[int, Query(ge=2, le=100_000)] = 2000,
+) -> Any:
+    """The equity curve and its drawdown, thinned to ``limit`` points."""
+    run = await _run_of(services, account, run_id)
+    points = [] if run is None else await queries.equity_points(services.db, run, limit)
+    return {"run_id": run, "points": points}
+
+
+@router.get("/decisions")
+async def decisions(
+    services: ServicesDep,
+    who: Reader,
+    account: Account = None,
+    run_id: RunId = None,
+    symbol: Symbol = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Any:
+    """Decisions newest first, with rationale, model votes and outcome once known."""
+    run = await _run_of(services, account, run_id)
+    if run is None:
+        return queries.page([], 0, limit, offset)
+    return await queries.decisions(services.db, run, symbol, limit, offset)
+
+
+@router.get("/decisions/calibration")
+async def calibration(
+    services: ServicesDep,
+    who: Reader,
+    account: Account = None,
+    run_id: RunId = None,
+    bins: Annotated[int, Query(ge=2, le=50)] = 10,
+) -> Any:
+    """How often decisions of each confidence were right."""
+    from ffe.runs.calibration import load_calibration
+
+    run = await _run_of(services, account, run_id)
+    if run is None:
+        raise not_found("no run yet: start the agent or give run_id")
+    try:
+        found = (await load_calibration(services.db, run, bins)).to_dict()
+    except FfeError as exc:  # no decisions, or none resolved yet: an empty chart, and why
+        return {"run_id": run, "n": 0, "ece": None, "brier": None, "bins": [], "note": str(exc)}
+    stated = found["stated"] or {"bins": [], "ece": None, "brier": None}
+    rows = [
+        {
+            "lo": b["low"],
+            "hi": b["high"],
+            **{k: v for k, v in b.items() if k not in ("low", "high")},
+        }
+        for b in stated["bins"]
+    ]
+    return {
+        "run_id": found["run_id"],
+        "n": found["resolved"],
+        "decisions": found["decisions"],
+        "ece": queries.finite(stated["ece"]),
+        "brier": queries.finite(stated["brier"]),
+        "bins": rows,
+    }
+
+
+@router.get("/approvals")
+async def approvals(
+    services: ServicesDep,
+    who: Reader,
+    account: Account = None,
+    approval_status: Annotated[
+        Literal["pending", "approved", "rejected", "expired", "sent"] | None,
+        Query(alias="status"),
+    ] = "pending",
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Any:
+    """Orders waiting for a person (``status=pending``), or decided ones."""
+    query = select(Approval).order_by(Approval.id.desc())
+    if account:
+        query = query.where(Approval.account == account)
+    if approval_status:
+        query = query.where(Approval.status == approval_status)
+    rows, total = await queries.paged(services.db, query, limit, offset)
+    return queries.page([queries.approval_dict(r) for r in rows], total, limit, offset)
+
+
+ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.post("/approvals/{approval_id}/approve")
+async def approve(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
+    """Send the order (it passes the risk checks again first)."""
+    row = await services.agents.approve(approval_id, who.actor)
+    await services.publish("approval", queries.approval_dict(row))
+    return queries.approval_dict(row)
+
+
+@router.post("/approvals/{approval_id}/reject")
+async def reject(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
+    row = await services.agents.reject(approval_id, who.actor)
+    await services.publish("approval", queries.approval_dict(row))
+    return queries.approval_dict(row)
+
+
+@router.get("/agent")
+async def agent(services: ServicesDep, who: Reader) -> Any:
+    """Every account's agent, and the one this process runs."""
+    states = [s.as_dict() for s in await services.agents.status()]
+    return {"agents": states, "supervised": services.supervisor.describe()}
+
+
+@router.post("/agent/start", status_code=status.HTTP_202_ACCEPTED)
+async def start_agent(body: AgentStart, services: ServicesDep, who: Trader) -> Any:
+    """Start the paper agent in this process, replaying stored bars."""
+    from ffe.api.supervisor import AgentLaunch
+
+    launch = AgentLaunch(
+        strategy=body.strategy,
+        symbols=body.symbols,
+        params=dict(body.params),
+        speed=body.speed or None,
+        approval=body.approval,
+        fresh=body.fresh,
+    )
+    await services.supervisor.start(launch)
+    async with _audit(services) as audit:
+        await audit.record(who.actor, "agent.start", launch.account, body.model_dump())
+    return {"supervised": services.supervisor.describe()}
+
+
+Command = Literal["pause", "resume", "stop", "emergency-stop", "reset"]
+
+
+@router.post("/agent/{command}")
+async def command(
+    command: Command,
+    services: ServicesDep,
+    who: Trader,
+    body: Annotated[AgentCommandBody | None, Body()] = None,
+) -> Any:
+    """Pause, resume, stop, emergency-stop (cancel, flatten, halt) or reset the agent."""
+    account = account_of(services, body.account if body else None)
+    name = command.replace("-", "_")
+    if name not in ("pause", "resume", "stop", "emergency_stop", "reset"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no command {command!r}")
+    command_id = await services.agents.command(account, name, who.actor)
+    await services.publish("event", {"kind": "command", "command": name, "account": account})
+    services.publish_state_soon(account)
+    return {"command_id": command_id, "account": account, "command": name}
+
+
+def _audit(services: Services) -> Any:
+    from contextlib import asynccontextmanager
+
+    from ffe.store.repositories import unit_of_work
+
+    @asynccontextmanager
+    async def audit() -> Any:
+        async with unit_of_work(services.db) as uow:
+            yield uow.audit
+
+    return audit()

@@ -1,0 +1,170 @@
+"""The application facade: one object the routes, the dashboard and the WebSocket share.
+
+Built from settings by ``Services.open`` (the app factory's lifespan calls it), so nothing
+connects at import time and tests can build the app against a database of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import HTTPException, Request, status
+
+from ffe import __version__
+from ffe.agent.control import AgentService
+from ffe.api.auth import KeyVerifier, SessionTokens
+from ffe.api.secrets import session_secret
+from ffe.config import Settings
+from ffe.kv import KvBackends, make_backends
+from ffe.obs.health import HealthChecks, disk_probe, heartbeat_probe, memory_probe, ping_probe
+from ffe.obs.metrics import Metrics
+from ffe.store.database import Database
+
+if TYPE_CHECKING:
+    from ffe.api.analysis import AnalysisService
+    from ffe.api.jobs import JobService
+    from ffe.api.supervisor import AgentSupervisor
+
+log = logging.getLogger(__name__)
+
+EVENTS = "events"  # the bus channel the live stream fans out
+
+
+@dataclass
+class Services:
+    """Everything a request may need, opened once per process."""
+
+    settings: Settings
+    db: Database
+    kv: KvBackends
+    metrics: Metrics
+    tokens: SessionTokens
+    keys: KeyVerifier
+    agents: AgentService
+    jobs: JobService
+    analysis: AnalysisService
+    supervisor: AgentSupervisor
+    health: HealthChecks = field(default_factory=HealthChecks)
+    started: float = field(default_factory=time.monotonic)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, background: bool = True) -> Services:
+        """Open the journal (migrating SQLite on first use), Redis or its in-process stand-ins,
+        and the job and analysis workers (``background``)."""
+        from ffe import bootstrap
+        from ffe.api.analysis import AnalysisService
+        from ffe.api.jobs import JobService
+        from ffe.api.supervisor import AgentSupervisor
+
+        secret = session_secret(settings)  # first: a production config without one stops here
+        db = await bootstrap.open_journal(settings)
+        metrics = Metrics()
+        redis_url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
+        kv = make_backends(redis_url, observer=lambda result: metrics.cache_event("kv", result))
+        services = cls(
+            settings=settings,
+            db=db,
+            kv=kv,
+            metrics=metrics,
+            tokens=SessionTokens(secret, settings.api.session_ttl_s),
+            keys=KeyVerifier(db),
+            agents=AgentService(db),
+            jobs=JobService(settings, db, kv, metrics),
+            analysis=AnalysisService(settings, kv),
+            supervisor=AgentSupervisor(settings, kv, metrics),
+        )
+        services._add_checks()
+        if background:
+            services._tasks += [services.jobs.start(), services.analysis.start()]
+        return services
+
+    def _add_checks(self) -> None:
+        checks = self.health
+        checks.add("database", ping_probe(self._ping_database, "database"))
+        if self.kv.redis_url is not None:
+            # Without Redis the API still serves (no shared cache): degraded, not down.
+            checks.add("redis", ping_probe(self.kv.ping, "redis"), critical=False)
+        checks.add("disk", disk_probe(self.settings.data.dir))
+        checks.add("memory", memory_probe(), critical=False)
+        checks.add("agent", heartbeat_probe(self._agent_heartbeat, 60.0), critical=False)
+
+    async def _ping_database(self) -> str:
+        from sqlalchemy import text
+
+        async with self.db.session() as session:
+            await session.execute(text("SELECT 1"))
+        return str(self.db)
+
+    async def _agent_heartbeat(self) -> Any:
+        """When the account's agent last renewed its lease (None: no agent running)."""
+        for state in await self.agents.status(self.settings.agent.account):
+            if state.owner is not None and state.lease_expires_at is not None:
+                from datetime import timedelta
+
+                return state.lease_expires_at - timedelta(seconds=30)
+        return None
+
+    async def close(self) -> None:
+        await self.supervisor.stop(wait_s=10.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.jobs.close()
+        await self.kv.close()
+        await self.db.dispose()
+
+    async def check_rate(self, request: Request, key: str, limit: int | None = None) -> None:
+        """Count a request against ``key``'s per-minute limit; 429 with Retry-After when over."""
+        limit = limit or self.settings.api.rate_limit
+        decision = await self.kv.limiter.hit(key, limit, 60.0)
+        request.state.rate = decision
+        if not decision.allowed:
+            retry = max(1, int(decision.reset_s + 0.999))
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"rate limit of {limit} requests per minute reached: retry in {retry}s",
+                headers={"Retry-After": str(retry)},
+            )
+
+    async def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """Send an event to every live-stream subscriber, in every worker."""
+        from ffe.agent.loop import _utcnow
+
+        message = {"type": kind, "time": _utcnow().isoformat(), "data": data}
+        await self.kv.bus.publish(EVENTS, message)
+
+    def publish_state_soon(self, account: str, delays: tuple[float, ...] = (0.5, 2.0)) -> None:
+        """Publish the account's agent state after a command, once the agent (which polls
+        for commands every quarter second) has had time to carry it out."""
+
+        async def later() -> None:
+            for delay in delays:
+                await asyncio.sleep(delay)
+                for state in await self.agents.status(account):
+                    await self.publish("agent", state.as_dict())
+
+        task = asyncio.create_task(later())
+        self._tasks.append(task)
+        task.add_done_callback(
+            lambda done: self._tasks.remove(done) if done in self._tasks else None
+        )
+
+    async def status(self) -> dict[str, Any]:
+        from ffe.agent.loop import _utcnow
+
+        agents = [s.as_dict() for s in await self.agents.status()]
+        return {
+            "version": __version__,
+            "environment": self.settings.api.environment,
+            "mode": "paper" if self.settings.agent.broker == "paper" else "live",
+            "time": _utcnow().isoformat(),
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "redis": self.kv.redis_url is not None,
+            "agents": agents,
+            "jobs": await self.jobs.counts(),
+        }

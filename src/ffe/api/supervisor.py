@@ -1,0 +1,211 @@
+"""The paper agent inside the API process (``ffe run``, ``POST /api/v1/agent/start``): one
+asyncio task running ``Agent.run``, wired so its decisions, fills, equity and state reach the
+live stream and the metrics.
+
+Control commands (pause, stop, emergency stop) still go through the journal like the CLI's,
+so an agent started here obeys the CLI and the other way round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ffe.config import Settings
+from ffe.domain.errors import FfeError
+from ffe.domain.orders import Decision
+from ffe.kv import KvBackends
+from ffe.obs.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+EVENTS = "events"
+
+
+def action_of(target: float, previous: float | None = None) -> str:
+    """A decision's target as a word: buy (long), sell (short), flat."""
+    if not math.isfinite(target) or target == 0:
+        return "flat"
+    return "buy" if target > 0 else "sell"
+
+
+@dataclass
+class AgentLaunch:
+    """What the supervised agent trades."""
+
+    strategy: str = "sma_cross"
+    symbols: list[str] = field(default_factory=lambda: ["SP500"])
+    params: dict[str, Any] = field(default_factory=dict)
+    speed: float | None = 20.0
+    approval: str | None = None
+    fresh: bool = False
+    account: str | None = None
+
+
+class AgentSupervisor:
+    """Starts, watches and stops the one in-process agent."""
+
+    def __init__(self, settings: Settings, kv: KvBackends, metrics: Metrics) -> None:
+        self.settings, self.kv, self.metrics = settings, kv, metrics
+        self.agent: Any = None
+        self.launch: AgentLaunch | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.error: str | None = None
+        self._last_equity = 0.0
+        self.peak = 0.0  # the agent's highest equity, bar by bar, for its drawdown
+        self.max_drawdown = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def describe(self) -> dict[str, Any]:
+        launch = self.launch or AgentLaunch()
+        return {
+            "running": self.running,
+            "account": launch.account or self.settings.agent.account,
+            "strategy": launch.strategy if self.launch else None,
+            "symbols": launch.symbols if self.launch else [],
+            "params": launch.params if self.launch else {},
+            "speed": launch.speed if self.launch else None,
+            "error": self.error,
+        }
+
+    async def start(self, launch: AgentLaunch) -> None:
+        """Build the agent from settings and run it in the background."""
+        from ffe import bootstrap
+
+        if self.running:
+            raise FfeError("the agent is already running here: stop it first")
+        agent = await bootstrap.agent(
+            self.settings,
+            launch.strategy,
+            dict(launch.params),
+            list(launch.symbols),
+            replay=True,
+            speed=launch.speed,
+            approval=launch.approval,
+            fresh=launch.fresh,
+            account=launch.account,
+        )
+        agent.notify = _Relay(self, agent.notify)
+        agent.on_bar = lambda bar: self._on_bar(agent, bar)
+        self.agent, self.launch, self.error = agent, launch, None
+        self.peak, self.max_drawdown = 0.0, 0.0
+        self.task = asyncio.create_task(self._run(agent), name="ffe-agent")
+
+    async def _run(self, agent: Any) -> None:
+        try:
+            report = await agent.run()
+            log.info("agent %s: %s after %d bars", report.run_id[:8], report.status, report.bars)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep the API up; the dashboard shows why the agent stopped
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("agent stopped: %s", self.error)
+        finally:
+            await agent.db.dispose()
+            await self._emit_state(agent)
+
+    async def stop(self, wait_s: float = 10.0) -> None:
+        """Ask the agent to stop after its step, then wait for it (cancel if it hangs)."""
+        task = self.task
+        if task is None or task.done():
+            return
+        self.agent.request_stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), wait_s)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- what the running agent reports -----------------------------------------------------
+
+    def _on_bar(self, agent: Any, bar: int) -> None:
+        core = agent.core
+        if core is None:
+            return
+        if core.on_decision is None:
+            core.on_decision = lambda decision, at: self._on_decision(agent, decision, at)
+        equity, _ = core.ledger.marked(core._marks(), bar)
+        self.peak = max(self.peak, equity)
+        if self.peak > 0:
+            self.max_drawdown = min(self.max_drawdown, equity / self.peak - 1)
+        now = time.monotonic()
+        if now - self._last_equity < 0.2:  # a fast replay steps thousands of bars a second
+            return
+        self._last_equity = now
+        account = agent.config.account
+        self.metrics.set_portfolio_value(account, equity)
+        self.metrics.set_agent_heartbeat(account, time.time())
+        data = {
+            "account": account,
+            "time": core.market.time_of(bar).isoformat(),
+            "bar": bar,
+            "equity": equity,
+            "cash": core.ledger.cash,
+        }
+        self._send("equity", data)
+
+    def _on_decision(self, agent: Any, decision: Decision, bar: int) -> None:
+        action = action_of(decision.target)
+        self.metrics.record_decision(decision.symbol, action)
+        data = {
+            "account": agent.config.account,
+            "time": agent.core.market.time_of(bar).isoformat(),
+            "symbol": decision.symbol,
+            "target": decision.target,
+            "action": action,
+            "confidence": decision.confidence,
+            "rationale": decision.rationale,
+        }
+        self._send("decision", data)
+
+    async def _emit_state(self, agent: Any) -> None:
+        from ffe.agent.control import AgentService
+
+        try:
+            for state in await AgentService(agent.db).status(agent.config.account):
+                await self._publish("agent", state.as_dict())
+        except FfeError as exc:
+            log.warning("could not read the agent's state: %s", exc)
+
+    def _send(self, kind: str, data: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._publish(kind, data))
+        task.add_done_callback(_log_failure)
+
+    async def _publish(self, kind: str, data: dict[str, Any]) -> None:
+        from ffe.agent.loop import _utcnow
+
+        message = {"type": kind, "time": _utcnow().isoformat(), "data": data}
+        await self.kv.bus.publish(EVENTS, message)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("live event not sent: %s", task.exception())
+
+
+class _Relay:
+    """The agent's notifications (fills, halts, approvals, start and stop) as stream events."""
+
+    def __init__(self, supervisor: AgentSupervisor, inner: Any = None) -> None:
+        self.supervisor = supervisor
+        self.inner = inner  # the configured notifiers (Telegram, webhooks) still get theirs
+
+    def publish(self, event: Any) -> None:
+        if self.inner is not None:
+            self.inner.publish(event)
+        agent = self.supervisor.agent
+        data = {"kind": event.kind, "text": event.text, **event.data}
+        if agent is not None:
+            data.setdefault("account", agent.config.account)
+        kind = {"fill": "fill", "approval_waiting": "approval"}.get(event.kind, "event")
+        self.supervisor._send(kind, data)
+        if event.kind in ("started", "stopped", "risk_halt") and agent is not None:
+            task = asyncio.get_running_loop().create_task(self.supervisor._emit_state(agent))
+            task.add_done_callback(_log_failure)

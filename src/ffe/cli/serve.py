@@ -1,0 +1,309 @@
+"""``ffe run`` (API, dashboard and the paper agent in one process), ``ffe serve`` (the API
+alone, for several workers behind a load balancer), ``ffe health``, ``ffe keys`` and
+``ffe users``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ffe.cli.common import console, err_console, user_errors
+
+if TYPE_CHECKING:
+    from ffe.config import Settings
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+users_app = typer.Typer(help="Dashboard users: create, list, passwd.", no_args_is_help=True)
+
+
+def run_command(
+    host: str = typer.Option(None, "--host", help="Address to listen on [config: api.host]."),
+    port: int = typer.Option(None, "--port", help="Port [config: api.port].", min=1, max=65535),
+    strategy: str = typer.Option("sma_cross", "--strategy", "-s", help="The agent's strategy."),
+    symbols: list[str] = typer.Option(["SP500"], "--symbol", help="Symbol; repeat for several."),
+    param: list[str] = typer.Option(
+        ["fast=10", "slow=20"], "--param", "-p", help="Strategy parameter KEY=VALUE."
+    ),
+    speed: float = typer.Option(20.0, "--speed", help="Replay N bars per second.", min=0),
+    no_agent: bool = typer.Option(False, "--no-agent", help="Start the API and dashboard only."),
+) -> None:
+    """Start everything on embedded defaults: the API, the dashboard and the paper agent
+    replaying the bundled S&P 500. Prints the URL and how to log in the first time."""
+    from ffe.api.supervisor import AgentLaunch
+    from ffe.cli.backtest import _params
+
+    with user_errors():
+        settings = _settings(host, port)
+        launch = None
+        if not no_agent:
+            params = _params(param)
+            launch = AgentLaunch(strategy, list(symbols), params, speed or None)
+        _serve(settings, launch)
+
+
+def serve_command(
+    host: str = typer.Option(None, "--host", help="Address to listen on [config: api.host]."),
+    port: int = typer.Option(None, "--port", help="Port [config: api.port].", min=1, max=65535),
+    workers: int = typer.Option(None, "--workers", help="Processes [config: api.workers].", min=1),
+) -> None:
+    """Start the API and dashboard without an agent. With several workers set
+    FFE__REDIS__URL, so rate limits, caches and the live stream are shared."""
+    with user_errors():
+        settings = _settings(host, port, workers=workers)
+        if settings.api.workers > 1:
+            _serve_workers(settings)
+        else:
+            _serve(settings, None)
+
+
+def _settings(host: str | None, port: int | None, workers: int | None = None) -> Settings:
+    from ffe.config import load_settings
+
+    settings = load_settings()
+    overrides = {"host": host, "port": port, "workers": workers}
+    changed = {k: v for k, v in overrides.items() if v is not None}
+    if changed:
+        api = settings.api.model_copy(update=changed)
+        settings = settings.model_copy(update={"api": api})
+    from ffe.api.secrets import session_secret
+
+    session_secret(settings)  # refuse a production config without a secret before anything
+    return settings
+
+
+def _serve(settings: Settings, launch: Any) -> None:
+    import uvicorn
+
+    from ffe.api.app import create_app
+    from ffe.obs.logs import configure_logging
+
+    configure_logging(settings.logging.level, settings.logging.json_format)
+    password = asyncio.run(_first_user(settings))
+    app = create_app(settings, agent=launch)
+    url = f"http://{_display_host(settings.api.host)}:{settings.api.port}"
+    say = functools.partial(err_console.print, soft_wrap=True)  # never break a URL in two
+    say(f"[bold]ffe[/bold] dashboard and API on {url}  (API docs: {url}/docs)")
+    if password is not None:
+        say(
+            f"first time: log in as [bold]admin[/bold] with password [bold]{password}[/bold] "
+            "(shown once; change it with `ffe users passwd admin`)"
+        )
+    else:
+        say("log in with your dashboard user (`ffe users create` adds one)")
+    if launch is not None:
+        say(
+            f"paper agent: {launch.strategy} on {', '.join(launch.symbols)}, "
+            f"replaying at {launch.speed or 'full'} bars/s; Ctrl-C stops everything"
+        )
+    config = uvicorn.Config(
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+def _serve_workers(settings: Settings) -> None:
+    import os
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from ffe.obs.metrics import MULTIPROC_ENV
+
+    # Each worker writes its metrics to files here and /metrics adds them up, whichever worker
+    # answers the scrape. It must be in the environment before a worker imports the client.
+    made = None
+    if not os.environ.get(MULTIPROC_ENV):
+        made = tempfile.mkdtemp(prefix="ffe-metrics-")
+        os.environ[MULTIPROC_ENV] = made
+
+    err_console.print(
+        f"ffe API on http://{_display_host(settings.api.host)}:{settings.api.port} "
+        f"with {settings.api.workers} workers"
+    )
+    if settings.redis.url is None:
+        err_console.print(
+            "[yellow]warning:[/yellow] no FFE__REDIS__URL: each worker keeps its own rate "
+            "limits, cache and live stream"
+        )
+    try:
+        uvicorn.run(
+            "ffe.api.app:app_from_environment",
+            factory=True,
+            host=settings.api.host,
+            port=settings.api.port,
+            workers=settings.api.workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+async def _first_user(settings: Settings) -> str | None:
+    """With no dashboard user yet, make ``admin`` with a random password; return it."""
+    from ffe import bootstrap
+    from ffe.api import auth
+
+    db = await bootstrap.open_journal(settings)
+    try:
+        if await auth.count_users(db) > 0:
+            return None
+        password = secrets.token_urlsafe(12)
+        await auth.create_user(db, "admin", password, "admin", "ffe run")
+        return password
+    finally:
+        await db.dispose()
+
+
+def health_command(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check what the API's /health/ready checks (database, Redis, disk, memory, agent)
+    from here; exit 1 when a critical check fails."""
+    with user_errors():
+        from ffe.api.services import Services
+        from ffe.config import load_settings
+
+        async def check() -> Any:
+            services = await Services.open(load_settings(), background=False)
+            try:
+                return await services.health.run()
+            finally:
+                await services.close()
+
+        report = asyncio.run(check())
+        body = report.as_dict()
+        if as_json:
+            typer.echo(json.dumps(body, indent=2))
+        else:
+            for name, check_ in body["checks"].items():
+                mark = "[green]ok[/green]" if check_["ok"] else "[red]FAIL[/red]"
+                console.print(f"{mark:>18}  {name:<9} {check_['detail']}")
+            console.print(f"status: {body['status']}")
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+def _with_db(work: Any) -> Any:
+    from ffe import bootstrap
+    from ffe.config import load_settings
+
+    async def main() -> Any:
+        db = await bootstrap.open_journal(load_settings())
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="Who or what uses the key."),
+    scope: list[str] = typer.Option(["read"], "--scope", help="read, trade or admin."),
+) -> None:
+    """Make an API key. It is printed once: store it now."""
+    from ffe.api import auth
+
+    with user_errors():
+        made = _with_db(lambda db: auth.create_key(db, name, scope, "cli"))
+        err_console.print(f"key {made.prefix} for {made.name}: {', '.join(sorted(made.scopes))}")
+        err_console.print("store it now; it is not shown again:")
+        typer.echo(made.key)
+
+
+@keys_app.command("list")
+def keys_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Every key (never the secret): prefix, name, scopes, last use, revoked."""
+    from ffe.api import auth
+
+    with user_errors():
+        rows = _with_db(auth.list_keys)
+        items = [
+            {
+                "prefix": r.prefix,
+                "name": r.name,
+                "scopes": r.scopes,
+                "last_used_at": None if r.last_used_at is None else r.last_used_at.isoformat(),
+                "revoked": r.revoked_at is not None,
+            }
+            for r in rows
+        ]
+        if as_json:
+            typer.echo(json.dumps(items, indent=2))
+            return
+        for item in items:
+            state = "revoked" if item["revoked"] else "active"
+            console.print(
+                f"{item['prefix']}  {item['name']:<20} {','.join(item['scopes']):<16} {state}"
+            )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    prefix: str = typer.Argument(..., help="The key's prefix (`ffe keys list`)."),
+) -> None:
+    """Revoke a key; running API processes refuse it within 30 seconds."""
+    from ffe.api import auth
+
+    with user_errors():
+        row = _with_db(lambda db: auth.revoke_key(db, prefix, "cli"))
+        console.print(f"revoked {row.prefix} ({row.name})")
+
+
+@users_app.command("create")
+def users_create(
+    username: str = typer.Argument(...),
+    role: str = typer.Option("viewer", "--role", help="viewer, trader or admin."),
+    password: str = typer.Option(
+        ..., "--password", prompt=True, hide_input=True, confirmation_prompt=True
+    ),
+) -> None:
+    """Add a dashboard user."""
+    from ffe.api import auth
+
+    with user_errors():
+        _with_db(lambda db: auth.create_user(db, username, password, role, "cli"))
+        console.print(f"user {username} ({role}) created")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str = typer.Argument(...),
+    password: str = typer.Option(
+        ..., "--password", prompt=True, hide_input=True, confirmation_prompt=True
+    ),
+) -> None:
+    """Set a user's password."""
+    from ffe.api import auth
+
+    with user_errors():
+        _with_db(lambda db: auth.set_password(db, username, password, "cli"))
+        console.print(f"password of {username} changed")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    from ffe.api import auth
+
+    with user_errors():
+        for user in _with_db(auth.list_users):
+            state = " (disabled)" if user.disabled else ""
+            console.print(f"{user.username:<20} {user.role}{state}")

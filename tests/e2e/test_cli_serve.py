@@ -1,0 +1,142 @@
+"""`ffe run` and `ffe serve` as a user starts them: a real server process, a first login
+printed once, several workers whose metrics add up, and the keys and health commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from ffe.cli.app import app
+
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    """Start ``python -m ffe ARGS``; yield its base URL and the file its stderr goes to."""
+    port = _free_port()
+    log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ffe", *args, "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_live(url, process, log)
+        yield url, log
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"{args[0]} did not stop on Ctrl-C:\n{log.read_text()}") from None
+        # uvicorn re-raises the SIGINT it handled, after a clean shutdown: 130 like any Ctrl-C
+        assert process.returncode in (0, 130, -signal.SIGINT), log.read_text()
+        assert "Traceback" not in log.read_text()
+
+
+def _wait_live(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited:\n{log.read_text()}"
+        try:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"server did not come up:\n{log.read_text()}")
+
+
+def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
+    with _server("run", "--speed", "0") as (url, log):
+        printed = log.read_text()
+        assert url in printed
+        password = re.search(r"log in as admin with password (\S+)", printed)
+        assert password is not None, printed
+        with httpx.Client(base_url=url) as client:
+            login = {"username": "admin", "password": password.group(1)}
+            assert client.post("/api/v1/auth/login", json=login).status_code == 200
+            deadline = time.monotonic() + 60
+            while client.get("/api/v1/fills").json()["total"] == 0:
+                assert time.monotonic() < deadline, "the paper agent made no fill"
+                time.sleep(0.5)
+            page = client.get("/overview")
+            assert page.status_code == 200
+            assert "<html" in page.text.lower()
+    # a second start finds the user and prints no new password
+    with _server("run", "--no-agent") as (_, log):
+        assert "password" not in log.read_text().split("log in")[-1].split("\n")[0]
+
+
+def test_serve_with_two_workers_counts_every_request_in_metrics():
+    key = runner.invoke(app, ["keys", "create", "scraper", "--scope", "read"]).stdout.strip()
+    with _server("serve", "--workers", "2") as (url, _):
+        headers = {"Authorization": f"Bearer {key}"}
+        for _ in range(30):
+            with httpx.Client(base_url=url, headers=headers) as client:  # new connection each
+                assert client.get("/api/v1/status").status_code == 200
+        body = httpx.get(f"{url}/metrics", headers=headers).text
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("ffe_http_requests_total{") and 'route="/api/v1/status"' in line
+    )
+    assert counted == 30
+
+
+def test_keys_create_prints_the_key_once_and_list_never_shows_it():
+    made = runner.invoke(app, ["keys", "create", "ci-bot", "--scope", "trade"])
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()
+    assert key.startswith("ffe_")
+    listed = runner.invoke(app, ["keys", "list", "--json"])
+    rows = json.loads(listed.stdout)
+    assert rows[0]["name"] == "ci-bot"
+    assert rows[0]["scopes"] == ["read", "trade"]
+    assert key not in listed.stdout
+    revoked = runner.invoke(app, ["keys", "revoke", rows[0]["prefix"]])
+    assert revoked.exit_code == 0
+    assert json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)[0]["revoked"]
+
+
+def test_keys_create_when_scope_unknown_then_error_names_the_valid_ones():
+    made = runner.invoke(app, ["keys", "create", "x", "--scope", "root"])
+    assert made.exit_code != 0
+    assert "read, trade or admin" in made.output
+
+
+def test_health_reports_checks_and_exits_zero_when_ready():
+    result = runner.invoke(app, ["health", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["checks"]["database"]["ok"] is True
+    assert body["status"] in ("ok", "degraded")
+
+
+def test_health_when_database_unreachable_then_exit_one(monkeypatch):
+    monkeypatch.setenv("FFE__DATABASE__URL", "postgresql://nobody@127.0.0.1:1/none")
+    result = runner.invoke(app, ["health", "--json"])
+    assert result.exit_code != 0

@@ -1,0 +1,166 @@
+"""The account through the API: the paper agent started, watched live, steered, its
+approvals decided, its portfolio read; backtest jobs run and reported."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def _wait(check: Any, timeout: float = 60.0, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def _start(api, **body: Any) -> dict[str, Any]:
+    response = api.client.post("/api/v1/agent/start", json=body, headers=api.headers("trader"))
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def _finished(api) -> bool:
+    return not api.client.get("/api/v1/agent", headers=api.headers()).json()["supervised"][
+        "running"
+    ]
+
+
+def test_agent_started_through_the_api_trades_and_the_portfolio_matches_the_journal(api):
+    _start(api, strategy="sma_cross", params={"fast": 10, "slow": 20}, speed=0)
+    _wait(lambda: _finished(api))
+    portfolio = api.client.get("/api/v1/portfolio", headers=api.headers()).json()
+    fills = api.client.get("/api/v1/fills?limit=1000", headers=api.headers()).json()
+    assert fills["total"] > 10
+    held = sum(f["quantity"] for f in fills["items"])
+    assert [p["quantity"] for p in portfolio["positions"]] == ([held] if held else [])
+    equity = api.client.get("/api/v1/equity?limit=100", headers=api.headers()).json()
+    assert len(equity["points"]) <= 101
+    assert abs(equity["points"][-1]["equity"] - portfolio["equity"]) < 1e-6
+    assert min(p["drawdown"] for p in equity["points"]) <= 0
+    decisions = api.client.get("/api/v1/decisions?limit=5", headers=api.headers()).json()
+    assert decisions["total"] > 0
+    assert len(decisions["items"]) == 5
+    assert {d["action"] for d in decisions["items"]} <= {"buy", "sell", "flat", "hold"}
+
+
+def test_stream_pushes_decisions_fills_and_equity_of_the_running_agent(api):
+    with api.client.websocket_connect(
+        "/api/v1/stream", headers={"Authorization": f"Bearer {api.keys['viewer']}"}
+    ) as ws:
+        assert ws.receive_json()["type"] == "hello"
+        _start(api, strategy="sma_cross", params={"fast": 5, "slow": 10}, speed=0)
+        seen: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 60
+        while len(seen.keys() & {"decision", "fill", "equity"}) < 3:
+            assert time.monotonic() < deadline, seen.keys()
+            message = ws.receive_json()
+            seen.setdefault(message["type"], message["data"])
+    assert seen["fill"]["symbol"] == "SP500"
+    assert seen["fill"]["price"] > 0
+    assert seen["equity"]["account"] == "paper"
+    assert seen["equity"]["equity"] > 0
+    assert seen["decision"]["action"] in ("buy", "sell", "flat")
+
+
+def test_manual_approval_through_the_api_sends_the_order(api):
+    _start(api, strategy="buy_and_hold", speed=0, approval="manual")
+    pending = _wait(
+        lambda: api.client.get("/api/v1/approvals", headers=api.headers()).json()["items"]
+    )
+    first = pending[0]
+    assert first["status"] == "pending"
+    assert first["symbol"] == "SP500"
+    viewer = api.client.post(
+        f"/api/v1/approvals/{first['id']}/approve", headers=api.headers("viewer")
+    )
+    assert viewer.status_code == 403
+    approved = api.client.post(
+        f"/api/v1/approvals/{first['id']}/approve", headers=api.headers("trader")
+    )
+    assert approved.status_code == 200
+    assert approved.json()["decided_by"] == "key:trader-key"
+    _wait(lambda: _finished(api))
+    fills = api.client.get("/api/v1/fills", headers=api.headers()).json()["items"]
+    assert fills
+    assert fills[-1]["quantity"] > 0
+    audit = api.client.get("/api/v1/audit", headers=api.headers()).json()["items"]
+    assert any(e["action"] == "approval.approved" for e in audit)
+
+
+def test_emergency_stop_through_the_api_flattens_and_halts(api):
+    _start(api, strategy="buy_and_hold", speed=200)
+    _wait(lambda: api.client.get("/api/v1/portfolio", headers=api.headers()).json()["positions"])
+    stopped = api.client.post("/api/v1/agent/emergency-stop", headers=api.headers("trader"))
+    assert stopped.status_code == 200
+    assert stopped.json()["command"] == "emergency_stop"
+
+    def halted() -> bool:
+        agents = api.client.get("/api/v1/agent", headers=api.headers()).json()["agents"]
+        return bool(agents) and agents[0]["status"] == "halted"
+
+    _wait(halted)
+    assert api.client.get("/api/v1/portfolio", headers=api.headers()).json()["positions"] == []
+    api.client.post("/api/v1/agent/stop", headers=api.headers("trader"))
+    _wait(lambda: _finished(api))
+
+
+def test_backtest_job_runs_and_its_report_and_run_are_served(api):
+    body = {"strategy": "sma_cross", "symbols": ["SP500"], "params": {"fast": 10, "slow": 30}}
+    job = api.client.post("/api/v1/backtests", json=body, headers=api.headers("trader")).json()
+    assert job["status"] == "queued"
+
+    def done() -> dict[str, Any] | None:
+        found = api.client.get(f"/api/v1/jobs/{job['id']}", headers=api.headers()).json()
+        return found if found["status"] in ("finished", "failed") else None
+
+    finished = _wait(done)
+    assert finished["status"] == "finished", finished["error"]
+    assert finished["result"]["trades"] > 0
+    assert finished["progress"] == 1.0
+    run = api.client.get(f"/api/v1/runs/{finished['run_id']}", headers=api.headers()).json()
+    assert run["params"] == {"fast": 10, "slow": 30}
+    report = api.client.get(f"/api/v1/runs/{finished['run_id']}/report", headers=api.headers())
+    assert report.status_code == 200
+    assert "<html" in report.text.lower()
+    listed = api.client.get("/api/v1/backtests", headers=api.headers()).json()
+    assert listed["items"][0]["id"] == job["id"]
+
+
+def test_sweep_job_ranks_its_grid(api):
+    body = {"strategy": "sma_cross", "symbol": "SP500", "grid": {"fast": [5, 10], "slow": [30, 60]}}
+    job = api.client.post("/api/v1/sweeps", json=body, headers=api.headers("trader")).json()
+    done = _wait(
+        lambda: (
+            found
+            if (found := api.client.get(f"/api/v1/jobs/{job['id']}", headers=api.headers()).json())[
+                "status"
+            ]
+            in ("finished", "failed")
+            else None
+        )
+    )
+    assert done["status"] == "finished", done["error"]
+    rows = done["result"]["rows"]
+    assert len(rows) == 4
+    best = max(r["value"] for r in rows if r["value"] is not None)
+    assert done["result"]["best"]["value"] == best
+
+
+def test_metrics_count_requests_by_route_template(api):
+    api.client.get("/api/v1/runs/abcd", headers=api.headers())
+    body = api.client.get("/metrics", headers=api.headers()).text
+    assert 'route="/api/v1/runs/{run_id}"' in body
+    assert "ffe_http_request_duration_seconds_bucket" in body
+
+
+def test_health_ready_reports_each_check_without_auth(api):
+    response = api.client.get("/health/ready")
+    assert response.status_code == 200
+    checks = response.json()["checks"]
+    assert checks["database"]["ok"]
+    assert checks["disk"]["ok"]
+    assert "redis" not in checks  # not configured: in-process cache, nothing to check
