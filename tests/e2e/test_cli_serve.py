@@ -79,6 +79,8 @@ def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
         with httpx.Client(base_url=url) as client:
             login = {"username": "admin", "password": password.group(1)}
             assert client.post("/api/v1/auth/login", json=login).status_code == 200
+            supervised = client.get("/api/v1/agent").json()["supervised"]
+            assert supervised["params"] == {"fast": 10, "slow": 20}  # typed, not "10"
             deadline = time.monotonic() + 60
             while client.get("/api/v1/fills").json()["total"] == 0:
                 assert time.monotonic() < deadline, "the paper agent made no fill"

@@ -46,7 +46,7 @@ class AnalysisService:
         self.settings, self.kv = settings, kv
         self.ttl_s = settings.api.analysis_interval_s * 3
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._errors: dict[str, str] = {}
+        self._errors: dict[str, FfeError] = {}
         # The last result of this process: what a request gets when the cache (Redis) is down.
         self._local: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -69,8 +69,7 @@ class AnalysisService:
         if local is not None and time.monotonic() - local[0] < self.ttl_s:
             return local[1]
         if symbol in self._errors and symbol not in self._running:
-            error = self._errors.pop(symbol)
-            raise FfeError(error)
+            raise self._errors.pop(symbol)  # a DataError stays one: 404 for an unknown symbol
         if symbol not in self._running:
             self._running[symbol] = asyncio.create_task(self.refresh(symbol))
         return None
@@ -80,10 +79,11 @@ class AnalysisService:
             result = await asyncio.to_thread(compute, self.settings, symbol)
         except FfeError as exc:
             log.warning("analysis of %s failed: %s", symbol, exc)
-            self._errors[symbol] = str(exc)
+            self._errors[symbol] = exc
         except Exception as exc:  # a model blowing up must not kill the scheduler
             log.exception("analysis of %s failed", symbol)
-            self._errors[symbol] = f"analysis of {symbol} failed: {type(exc).__name__}: {exc}"
+            message = f"analysis of {symbol} failed: {type(exc).__name__}: {exc}"
+            self._errors[symbol] = FfeError(message)
         else:
             self._errors.pop(symbol, None)
             self._local[symbol] = (time.monotonic(), result)

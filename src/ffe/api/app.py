@@ -3,6 +3,7 @@ the dashboard; nothing connects until the app starts (its lifespan opens ``Servi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -94,15 +95,16 @@ def _routes(app: FastAPI) -> None:
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
-            for e in exc.errors()
-        ]
+        problems = [_problem(e) for e in exc.errors()]
         return JSONResponse({"detail": "; ".join(problems), "errors": _plain(exc)}, 422)
 
     @app.exception_handler(FfeError)
     async def refused(request: Request, exc: FfeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, _status_of(exc, request.method))
+        code = _status_of(exc, request.method)
+        body: dict[str, Any] = {"detail": str(exc)}
+        if code == 422:  # the same shape as a schema refusal, as the spec declares for 422
+            body["errors"] = [{"loc": ["body"], "msg": str(exc), "type": type(exc).__name__}]
+        return JSONResponse(body, code)
 
     @app.exception_handler(LoginRequiredError)
     async def login(request: Request, exc: LoginRequiredError) -> RedirectResponse:
@@ -122,7 +124,9 @@ def _status_of(exc: FfeError, method: str) -> int:
     message = str(exc)
     if isinstance(exc, StoreError) and not message.startswith(("no run", "run id")):
         return 503  # the journal is down: retry later
-    if message.startswith("no ") or (isinstance(exc, DataError) and method == "GET"):
+    if isinstance(exc, DataError):
+        return 404 if method == "GET" else 422  # a missing resource, or a request naming one
+    if message.startswith("no "):
         return 404
     if "already running" in message:
         return 409
@@ -163,6 +167,16 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return spec
 
 
+def _problem(error: Any) -> str:
+    """One validation problem as a sentence that names the field."""
+    if error.get("type") == "json_invalid":
+        where = error["loc"][-1] if len(error["loc"]) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error", error["msg"])
+        return f"the body is not valid JSON (at character {where}: {reason})"
+    field = ".".join(str(p) for p in error["loc"] if p != "body") or "body"
+    return f"{field}: {error['msg']}"
+
+
 def _plain(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
@@ -178,15 +192,20 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        incoming = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
+        )
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else new_request_id()
         token = request_id.set(rid)
         started = time.perf_counter()
         status_code = 500
 
+        started_sending = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status_code
+            nonlocal status_code, started_sending
             if message["type"] == "http.response.start":
+                started_sending = True
                 status_code = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
                 _rate_headers(scope, message)
@@ -195,7 +214,15 @@ class RequestContext:
         try:
             method = scope["method"]
             with span(f"{method} request", **{"http.request.method": method}) as s:
-                await self.app(scope, receive, send_with_id)
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    # Answered here, inside the request's context, so the 500 carries the id
+                    # the operator will find in the log.
+                    log.exception("unhandled error on %s %s", method, scope.get("path"))
+                    if status_code != 500 or started_sending:
+                        raise
+                    await _internal_error(send_with_id, rid)
                 template = getattr(scope.get("route"), "path", None) or "(unmatched)"
                 s.set_attribute("http.route", template)
                 s.set_attribute("http.response.status_code", status_code)
@@ -208,6 +235,13 @@ class RequestContext:
                 services.metrics.observe_request(scope["method"], template, status_code, elapsed)
             log.info("%s %s %d %.1fms", scope["method"], template, status_code, elapsed * 1e3)
             request_id.reset(token)
+
+
+async def _internal_error(send: Send, rid: str) -> None:
+    body = json.dumps({"detail": f"internal error (request id {rid})"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _rate_headers(scope: Scope, message: Message) -> None:

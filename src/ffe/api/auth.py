@@ -10,6 +10,7 @@ effect within that time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -36,6 +37,8 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
 }
 KEY_PREFIX = "ffe_"
 _hasher = PasswordHasher()
+# Checked when a name or key prefix is unknown, so timing does not tell which ones exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
 
 
 class AuthError(FfeError):
@@ -142,31 +145,62 @@ async def revoke_key(db: Database, ref: str, actor: str) -> ApiKey:
         return row
 
 
-class KeyVerifier:
-    """Checks presented API keys against the database, remembering good ones briefly."""
+@dataclass(slots=True)
+class _Known:
+    principal: Principal
+    prefix: str
+    checked_until: float  # monotonic: trust it without asking the database until then
+    used_written: float  # monotonic: when last_used_at was last written
 
-    def __init__(self, db: Database, cache_s: float = 30.0) -> None:
+
+class KeyVerifier:
+    """Checks presented API keys against the database, remembering good ones.
+
+    The argon2 check runs once per key and process, on a worker thread (it takes tens to
+    hundreds of milliseconds on purpose), and requests that present the same unknown key at
+    once share that one check. After ``cache_s`` a remembered key is re-checked for
+    revocation with one cheap query, not a new hash; ``last_used_at`` is written at most once
+    a minute per key.
+    """
+
+    def __init__(self, db: Database, cache_s: float = 30.0, used_every_s: float = 60.0) -> None:
         self.db = db
         self.cache_s = cache_s
-        self._known: dict[bytes, tuple[Principal, float]] = {}
+        self.used_every_s = used_every_s
+        self._known: dict[bytes, _Known] = {}
+        self._checking: dict[bytes, asyncio.Future[_Known]] = {}
 
     async def verify(self, key: str) -> Principal:
         digest = hashlib.sha256(key.encode()).digest()
         known = self._known.get(digest)
         now = time.monotonic()
-        if known is not None and known[1] > now:
-            return known[0]
-        principal = await self._lookup(key)
+        if known is not None and known.checked_until > now:
+            return known.principal
+        pending = self._checking.get(digest)
+        if pending is not None:
+            return (await asyncio.shield(pending)).principal
+        future: asyncio.Future[_Known] = asyncio.get_running_loop().create_future()
+        self._checking[digest] = future
+        try:
+            checked = await (self._revalidate(known) if known else self._lookup(key))
+            future.set_result(checked)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            self._known.pop(digest, None)
+            raise
+        finally:
+            del self._checking[digest]
         if len(self._known) > 10_000:
             self._known.clear()
-        self._known[digest] = (principal, now + self.cache_s)
-        return principal
+        self._known[digest] = checked
+        return checked.principal
 
     def forget(self) -> None:
         """Drop remembered keys (after a revocation in this process)."""
         self._known.clear()
 
-    async def _lookup(self, key: str) -> Principal:
+    async def _lookup(self, key: str) -> _Known:
         prefix = key[len(KEY_PREFIX) :].partition("_")[0] if key.startswith(KEY_PREFIX) else ""
         if not prefix:
             raise AuthError("malformed API key: expected ffe_<prefix>_<secret>")
@@ -174,12 +208,35 @@ class KeyVerifier:
             row = (
                 await session.scalars(select(ApiKey).where(ApiKey.prefix == prefix))
             ).one_or_none()
-            if row is None or row.revoked_at is not None or not verify_secret(row.key_hash, key):
-                raise AuthError("invalid or revoked API key")
-            await session.execute(
-                update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=datetime.now(UTC))
+        stored = row.key_hash if row is not None else _DUMMY_HASH
+        good = await asyncio.to_thread(verify_secret, stored, key)
+        if row is None or row.revoked_at is not None or not good:
+            raise AuthError("invalid or revoked API key")
+        principal = Principal(row.name, "key", frozenset(row.scopes), row.prefix)
+        known = _Known(principal, prefix, 0.0, 0.0)
+        return await self._revalidate(known)
+
+    async def _revalidate(self, known: _Known) -> _Known:
+        """Still not revoked? Also note the key's use, at most once a minute."""
+        now = time.monotonic()
+        async with self.db.session() as session:
+            revoked = await session.scalar(
+                select(ApiKey.revoked_at).where(ApiKey.prefix == known.prefix)
             )
-            return Principal(row.name, "key", frozenset(row.scopes), row.prefix)
+            exists = revoked is not None or await session.scalar(
+                select(ApiKey.id).where(ApiKey.prefix == known.prefix)
+            )
+            if revoked is not None or not exists:
+                raise AuthError("invalid or revoked API key")
+            if now - known.used_written >= self.used_every_s:
+                await session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.prefix == known.prefix)
+                    .values(last_used_at=datetime.now(UTC))
+                )
+                known.used_written = now
+        known.checked_until = time.monotonic() + self.cache_s
+        return known
 
 
 # -- users and sessions -----------------------------------------------------------------------
@@ -230,15 +287,11 @@ async def check_login(db: Database, username: str, password: str) -> Principal:
     """The user, if the password is right and the account enabled; else ``AuthError``."""
     async with db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
-    # Hash anyway when the user is unknown, so timing does not tell which names exist.
     stored = user.password_hash if user is not None else _DUMMY_HASH
-    good = verify_secret(stored, password)
+    good = await asyncio.to_thread(verify_secret, stored, password)
     if user is None or not good or user.disabled:
         raise AuthError("wrong username or password")
     return Principal(user.username, "user", ROLE_SCOPES[user.role])
-
-
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ CSRF_HEADER = "x-requested-with"
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a plain def would be sent to the thread pool on every request
     services: Services = request.app.state.services
     return services
 

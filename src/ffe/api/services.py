@@ -51,6 +51,14 @@ class Services:
     health: HealthChecks = field(default_factory=HealthChecks)
     started: float = field(default_factory=time.monotonic)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """A lock of this process per name: concurrent misses of one cache entry share one
+        computation instead of each doing it."""
+        if len(self._locks) > 1000:
+            self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+        return self._locks.setdefault(name, asyncio.Lock())
 
     @classmethod
     async def open(cls, settings: Settings, *, background: bool = True) -> Services:

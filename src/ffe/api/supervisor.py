@@ -57,6 +57,7 @@ class AgentSupervisor:
         self.error: str | None = None
         self._last_equity = 0.0
         self.peak = 0.0  # the agent's highest equity, bar by bar, for its drawdown
+        self._strategy_seconds = 0.0  # the agent's time in its strategy, as last seen
         self.max_drawdown = 0.0
 
     @property
@@ -94,8 +95,9 @@ class AgentSupervisor:
         )
         agent.notify = _Relay(self, agent.notify)
         agent.on_bar = lambda bar: self._on_bar(agent, bar)
+        launch.params = dict(agent.spec.params)  # as the strategy typed them ("10" -> 10)
         self.agent, self.launch, self.error = agent, launch, None
-        self.peak, self.max_drawdown = 0.0, 0.0
+        self.peak, self.max_drawdown, self._strategy_seconds = 0.0, 0.0, 0.0
         self.task = asyncio.create_task(self._run(agent), name="ffe-agent")
 
     async def _run(self, agent: Any) -> None:
@@ -142,6 +144,9 @@ class AgentSupervisor:
         account = agent.config.account
         self.metrics.set_portfolio_value(account, equity)
         self.metrics.set_agent_heartbeat(account, time.time())
+        breaker = getattr(agent.broker, "breaker", None)  # venue brokers are guarded
+        if breaker is not None:
+            self.metrics.set_breaker(breaker.name, breaker.state)
         data = {
             "account": account,
             "time": core.market.time_of(bar).isoformat(),
@@ -153,7 +158,10 @@ class AgentSupervisor:
 
     def _on_decision(self, agent: Any, decision: Decision, bar: int) -> None:
         action = action_of(decision.target)
-        self.metrics.record_decision(decision.symbol, action)
+        # The step's time in the strategy: counted once, with the bar's first decision.
+        spent = agent.core.strategy_seconds - self._strategy_seconds
+        self._strategy_seconds = agent.core.strategy_seconds
+        self.metrics.record_decision(decision.symbol, action, spent if spent > 0 else None)
         data = {
             "account": agent.config.account,
             "time": agent.core.market.time_of(bar).isoformat(),

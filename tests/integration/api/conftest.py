@@ -49,6 +49,8 @@ def make_api(monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[Api]:
     from ffe.api.app import create_app
 
     monkeypatch.setenv("FFE__API__ANALYSIS_INTERVAL_S", "3600")
+    # No background analysis unless a test asks: each one fits models for seconds.
+    monkeypatch.setenv("FFE__API__ANALYSIS_SYMBOLS", "[]")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()

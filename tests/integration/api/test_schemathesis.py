@@ -112,16 +112,8 @@ def _check(case: schemathesis.Case, response: httpx.Response) -> None:
     # Logging in with a wrong password is the one route that answers 401 itself.
     refused = {429} if case.path == "/api/v1/auth/login" else {401, 429}
     assert response.status_code not in refused, response.text
-    checks = [not_a_server_error, content_type_conformance]
-    # A refusal by the engine (422 without "errors") breaks the declared 422 schema, a known
-    # bug (test_refusal_when_422_then_matches_its_declared_schema); all else is checked.
-    if not _refused_by_the_engine(response):
-        checks.append(response_schema_conformance)
+    checks = [not_a_server_error, content_type_conformance, response_schema_conformance]
     case.validate_response(response, checks=checks)
-
-
-def _refused_by_the_engine(response: httpx.Response) -> bool:
-    return response.status_code == 422 and "errors" not in response.json()
 
 
 def _stop_started_agent(api: Api, response: httpx.Response) -> None:
@@ -168,12 +160,6 @@ def test_validation_error_when_answered_then_matches_its_declared_schema(fuzzed:
     case.validate_response(response, checks=[response_schema_conformance])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=schemathesis.errors.FailureGroup,
-    reason="bug: the spec's 422 schema requires 'errors', but the FfeError handler answers "
-    "422 refusals (ConfigError, DataError, StrategyError, ForecastError) with 'detail' only",
-)
 def test_refusal_when_422_then_matches_its_declared_schema(fuzzed: Api) -> None:
     case = SCHEMA["/api/v1/backtests"]["POST"].Case(
         body={"params": {"fsat": 5}}, media_type="application/json"

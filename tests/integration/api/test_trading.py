@@ -3,6 +3,7 @@ approvals decided, its portfolio read; backtest jobs run and reported."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -45,6 +46,12 @@ def test_agent_started_through_the_api_trades_and_the_portfolio_matches_the_jour
     assert decisions["total"] > 0
     assert len(decisions["items"]) == 5
     assert {d["action"] for d in decisions["items"]} <= {"buy", "sell", "flat", "hold"}
+    metrics = api.client.get("/metrics", headers=api.headers()).text
+    assert 'ffe_decisions_total{action="buy",symbol="SP500"}' in metrics
+    latency = re.search(r"^ffe_decision_latency_seconds_count (\S+)$", metrics, re.M)
+    assert latency is not None
+    assert float(latency.group(1)) > 0
+    assert re.search(r'^ffe_portfolio_value\{account="paper"\} \S+$', metrics, re.M)
 
 
 def test_stream_pushes_decisions_fills_and_equity_of_the_running_agent(api):

@@ -20,4 +20,11 @@ async def openapi(request: Request, who: Reader) -> Any:
 
 @router.get("/docs")
 async def docs(who: Reader) -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="ffe API")
+    # Served from the package, not a CDN: the docs work offline and leak nothing.
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="ffe API",
+        swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+        swagger_favicon_url="/static/img/favicon.svg",
+    )

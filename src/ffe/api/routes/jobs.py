@@ -52,24 +52,36 @@ async def submit_backtest(body: BacktestRequest, services: ServicesDep, who: Tra
 async def list_backtests(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
-    rows, total = await services.jobs.list("backtest", limit, offset)
-    return page([job_dict(r) for r in rows], total, limit, offset)
+    return await _jobs(services, "backtest", limit, offset)
 
 
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED)
 async def submit_sweep(body: SweepRequest, services: ServicesDep, who: Trader) -> Any:
     """Queue a parameter sweep over ``grid``; the result ranks every point by ``metric``."""
     _check_strategy(body.strategy)
+    _check_grid(body.strategy, list(body.grid))
     await asyncio.to_thread(_check_symbols, services, [body.symbol])
     return await services.jobs.submit("sweep", body.model_dump())
+
+
+def _check_grid(strategy: str, names: list[str]) -> None:
+    from ffe.decide.strategy import parameters
+    from ffe.domain.errors import StrategyError
+
+    known = parameters(strategy)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise StrategyError(
+            f"strategy {strategy!r} has no parameter {', '.join(unknown)}; "
+            f"its parameters: {', '.join(known) or 'none'}"
+        )
 
 
 @router.get("/sweeps")
 async def list_sweeps(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
-    rows, total = await services.jobs.list("sweep", limit, offset)
-    return page([job_dict(r) for r in rows], total, limit, offset)
+    return await _jobs(services, "sweep", limit, offset)
 
 
 @router.post("/forecast/bench", status_code=status.HTTP_202_ACCEPTED)
@@ -98,7 +110,11 @@ async def forecast_bench(services: ServicesDep, who: Reader) -> Any:
 async def list_jobs(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
-    rows, total = await services.jobs.list(None, limit, offset)
+    return await _jobs(services, None, limit, offset)
+
+
+async def _jobs(services: Services, kind: str | None, limit: int, offset: int) -> Any:
+    rows, total = await services.jobs.list(kind, limit, offset)
     return page([job_dict(r) for r in rows], total, limit, offset)
 
 

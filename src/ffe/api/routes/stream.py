@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from ffe.api.deps import get_services, websocket_principal
+from ffe.api.deps import websocket_principal
 from ffe.api.services import EVENTS
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
@@ -21,9 +21,7 @@ POLICY_VIOLATION = 1008
 async def stream(websocket: WebSocket) -> None:
     """Authenticate (session cookie, ``Authorization`` or ``?token=``), then forward every
     event as JSON ``{"type", "time", "data"}`` until the client goes."""
-    services = websocket.app.state.services if hasattr(websocket.app.state, "services") else None
-    if services is None:
-        services = get_services(websocket)  # type: ignore[arg-type]
+    services = websocket.app.state.services
     origin = websocket.headers.get("origin")
     if origin is not None and not _same_origin(websocket, origin, services):
         await websocket.close(POLICY_VIOLATION, "origin not allowed")

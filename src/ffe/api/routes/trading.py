@@ -3,9 +3,10 @@ and the agent's controls."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from sqlalchemy import select
 
 from ffe.api import queries
@@ -28,27 +29,40 @@ async def get_status(services: ServicesDep, who: Reader) -> Any:
 @router.get("/portfolio")
 async def portfolio(services: ServicesDep, who: Reader, account: Account = None) -> Any:
     """Cash, equity, P&L, drawdown and open positions of the account."""
-    return await _portfolio(services, account_of(services, account))
+    chosen = account_of(services, account)
+    agent = services.supervisor.agent
+    if not (services.supervisor.running and agent.config.account == chosen):
+        # The journal's answer is cached as JSON: sent as it is, not decoded and re-encoded.
+        return Response(await _journal_portfolio(services, chosen), media_type="application/json")
+    return await _portfolio(services, chosen)
 
 
 async def _portfolio(services: Services, account: str) -> dict[str, Any]:
-    from ffe.kv.cache import get_json, set_json
-
     agent = services.supervisor.agent
     if services.supervisor.running and agent.config.account == account:
         supervisor = services.supervisor
         live = queries.live_portfolio(agent, supervisor.peak, supervisor.max_drawdown)
         if live is not None:
             return live
-    # Read from the journal at most once a second per account (shared by every worker when
-    # Redis is configured): dashboards and bots poll this.
+    return dict(json.loads(await _journal_portfolio(services, account)))
+
+
+async def _journal_portfolio(services: Services, account: str) -> bytes:
+    """The account's portfolio from the journal as JSON, read at most once a second per
+    account (shared by every worker when Redis is configured): dashboards and bots poll it.
+    Requests that miss the cache at once share one read."""
     key = f"portfolio:{account}"
-    cached = await get_json(services.kv.cache, key)
+    cached = await services.kv.cache.get(key)
     if cached is not None:
-        return dict(cached)
-    found = await queries.journal_portfolio(services.db, account)
-    await set_json(services.kv.cache, key, found, 1.0)
-    return found
+        return cached
+    async with services.lock(key):
+        cached = await services.kv.cache.get(key)
+        if cached is not None:
+            return cached
+        found = await queries.journal_portfolio(services.db, account)
+        body = json.dumps(found, separators=(",", ":")).encode()
+        await services.kv.cache.set(key, body, 1.0)
+        return body
 
 
 @router.get("/positions")
@@ -79,13 +93,17 @@ async def orders(
     offset: Offset = 0,
 ) -> Any:
     run = await _run_of(services, account, run_id)
-    query = select(Order).where(Order.run_id == (run or "")).order_by(Order.id.desc())
-    if symbol:
-        query = query.where(Order.symbol == symbol)
+    query = _of_run(Order, run, symbol)
     if order_status:
         query = query.where(Order.status == order_status)
     rows, total = await queries.paged(services.db, query, limit, offset)
     return queries.page([queries.order_dict(r) for r in rows], total, limit, offset)
+
+
+def _of_run(model: Any, run: str | None, symbol: str | None) -> Any:
+    """The run's rows of ``model`` (orders, fills), newest first, maybe of one symbol."""
+    query = select(model).where(model.run_id == (run or "")).order_by(model.id.desc())
+    return query.where(model.symbol == symbol) if symbol else query
 
 
 @router.get("/fills")
@@ -99,10 +117,7 @@ async def fills(
     offset: Offset = 0,
 ) -> Any:
     run = await _run_of(services, account, run_id)
-    query = select(Fill).where(Fill.run_id == (run or "")).order_by(Fill.id.desc())
-    if symbol:
-        query = query.where(Fill.symbol == symbol)
-    rows, total = await queries.paged(services.db, query, limit, offset)
+    rows, total = await queries.paged(services.db, _of_run(Fill, run, symbol), limit, offset)
     return queries.page([queries.fill_dict(r) for r in rows], total, limit, offset)
 
 

@@ -109,6 +109,11 @@ startPage(async () => {
     refresh();
   });
   onStream("agent", (data) => { if (mine(data)) showAgent(data); });
-  // The stream is the fast path; a slow poll covers a dropped connection.
-  every(20000, loadPortfolio, false);
+  // The stream is the fast path; a slow poll covers a dropped connection and fills that were
+  // made before this page connected but journaled after it first read them.
+  const loadFills = async () =>
+    fillTable("fills-table", (await getJson("/fills", { ...scope(), limit: 15 })).items || [],
+      fillRow, "No fills yet");
+  every(20000, async () => { await loadPortfolio(); await loadFills(); }, false);
+  setTimeout(loadFills, 3000);
 });

@@ -1,0 +1,74 @@
+"""API keys are checked with argon2 once per key and process, concurrent first uses share that
+check, and a revoked key stops working once its remembered check runs out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ffe.api import auth
+from ffe.api.auth import AuthError, KeyVerifier
+from ffe.store import migrate
+from ffe.store.database import Database
+
+
+@pytest.fixture
+async def db(tmp_path):
+    database = Database(f"sqlite:///{(tmp_path / 'keys.db').as_posix()}")
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
+
+
+async def test_verify_when_64_requests_bring_a_new_key_at_once_then_one_hash_check(db, monkeypatch):
+    made = await auth.create_key(db, "bot", ["read"], "test")
+    checks = []
+    real = auth.verify_secret
+    monkeypatch.setattr(auth, "verify_secret", lambda h, k: checks.append(k) or real(h, k))
+    verifier = KeyVerifier(db)
+
+    found = await asyncio.gather(*(verifier.verify(made.key) for _ in range(64)))
+
+    assert {p.name for p in found} == {"bot"}
+    assert len(checks) == 1
+
+
+async def test_verify_when_key_revoked_then_refused_after_the_remembered_check(db, monkeypatch):
+    made = await auth.create_key(db, "bot", ["read"], "test")
+    verifier = KeyVerifier(db, cache_s=0.0)  # re-check on every use
+    checks = []
+    real = auth.verify_secret
+    monkeypatch.setattr(auth, "verify_secret", lambda h, k: checks.append(k) or real(h, k))
+    assert (await verifier.verify(made.key)).scopes == {"read"}
+    assert (await verifier.verify(made.key)).name == "bot"
+    assert len(checks) == 1  # the re-check asks the database, it does not hash again
+
+    await auth.revoke_key(db, made.prefix, "test")
+
+    with pytest.raises(AuthError, match="revoked"):
+        await verifier.verify(made.key)
+
+
+async def test_verify_when_wrong_secret_with_a_real_prefix_then_refused(db):
+    made = await auth.create_key(db, "bot", ["read"], "test")
+    forged = made.key[:-6] + "AAAAAA"
+    with pytest.raises(AuthError, match="invalid"):
+        await KeyVerifier(db).verify(forged)
+
+
+async def test_last_used_is_written_at_most_once_a_minute(db):
+    from sqlalchemy import select
+
+    from ffe.store.models import ApiKey
+
+    made = await auth.create_key(db, "bot", ["read"], "test")
+    verifier = KeyVerifier(db, cache_s=0.0, used_every_s=60.0)
+    await verifier.verify(made.key)
+    async with db.session() as session:
+        first = await session.scalar(select(ApiKey.last_used_at))
+    await verifier.verify(made.key)
+    async with db.session() as session:
+        second = await session.scalar(select(ApiKey.last_used_at))
+    assert first is not None
+    assert second == first
