@@ -40,6 +40,8 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
         "llm",
         "agent",
         "notify",
+        "api",
+        "redis",
     ]
     assert shown["backtest"]["cash"] == 10_000.0
     assert shown["backtest"]["fill_at"] == "next_open"

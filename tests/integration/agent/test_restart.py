@@ -52,14 +52,44 @@ def _agent(env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _bar(url: str) -> int:
+    """The last bar the account's agent checkpointed (-1: none yet)."""
+
+    async def read() -> int:
+        db = Database(url)
+        try:
+            async with unit_of_work(db) as uow:
+                state = await uow.session.get(AgentState, "paper")
+        except Exception:  # tables not there yet, or locked by the writer: nothing to see
+            return -1
+        finally:
+            await db.dispose()
+        checkpoint = None if state is None else state.checkpoint
+        return int((checkpoint or {}).get("bar", -1))
+
+    return asyncio.run(read())
+
+
+def _started(process: subprocess.Popen[str], url: str, after: int, wait_s: float = 60) -> None:
+    """Wait until the agent has stepped past bar ``after`` (or exited): start-up is imports
+    and data loading, whose time depends on the machine, so kills are timed from here."""
+    deadline = time.monotonic() + wait_s
+    while process.poll() is None and time.monotonic() < deadline and _bar(url) <= after:
+        time.sleep(0.05)
+
+
 def _kill_and_restart(env: dict[str, str], kills: int, seed: int) -> tuple[int, str]:
-    """Start the agent ``kills`` times, each killed after a random delay, then let it finish;
-    the number of kills that hit a running process and the last run's output."""
+    """Start the agent ``kills`` times, each killed a random moment after it has begun to
+    step (some kills before that), then let it finish; the number of kills that hit a
+    running process and the last run's output."""
     rng = random.Random(seed)
     landed = 0
-    for _ in range(kills):
+    url = env["FFE__DATABASE__URL"]
+    for number in range(kills):
         process = _agent(env)
-        time.sleep(rng.uniform(0.8, 3.0))  # start-up takes about a second: some land early
+        if number % 3 != 2:  # two in three kills land while it trades, the rest at start-up
+            _started(process, url, _bar(url))
+        time.sleep(rng.uniform(0.0, 0.6))
         if process.poll() is not None:  # it reached the end of the data first
             out, err = process.communicate(timeout=60)
             assert process.returncode == 0, err[-2000:]
