@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -158,9 +158,10 @@ class KeyVerifier:
 
     The argon2 check runs once per key and process, on a worker thread (it takes tens to
     hundreds of milliseconds on purpose), and requests that present the same unknown key at
-    once share that one check. After ``cache_s`` a remembered key is re-checked for
-    revocation with one cheap query, not a new hash; ``last_used_at`` is written at most once
-    a minute per key.
+    once share that one check. Every ``cache_s`` a remembered key is re-checked for
+    revocation in the background with one cheap query, while requests go on being served:
+    a revoked key is refused once that check has seen it. ``last_used_at`` is written at most
+    once every ``used_every_s`` per key.
     """
 
     def __init__(self, db: Database, cache_s: float = 30.0, used_every_s: float = 60.0) -> None:
@@ -173,28 +174,39 @@ class KeyVerifier:
     async def verify(self, key: str) -> Principal:
         digest = hashlib.sha256(key.encode()).digest()
         known = self._known.get(digest)
-        now = time.monotonic()
-        if known is not None and known.checked_until > now:
+        if known is not None:
+            if known.checked_until <= time.monotonic() and digest not in self._checking:
+                self._check(digest, self._revalidate(known))  # in the background
             return known.principal
         pending = self._checking.get(digest)
-        if pending is not None:
-            return (await asyncio.shield(pending)).principal
-        future: asyncio.Future[_Known] = asyncio.get_running_loop().create_future()
-        self._checking[digest] = future
-        try:
-            checked = await (self._revalidate(known) if known else self._lookup(key))
-            future.set_result(checked)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            self._known.pop(digest, None)
-            raise
-        finally:
-            del self._checking[digest]
-        if len(self._known) > 10_000:
-            self._known.clear()
-        self._known[digest] = checked
-        return checked.principal
+        if pending is None:
+            pending = self._check(digest, self._lookup(key))
+        return (await asyncio.shield(pending)).principal
+
+    def _check(self, digest: bytes, work: Coroutine[Any, Any, _Known]) -> asyncio.Future[_Known]:
+        """Run one check of a key; its result is remembered, a failure forgets the key."""
+
+        async def run() -> _Known:
+            try:
+                checked = await work
+            except BaseException:
+                self._known.pop(digest, None)
+                raise
+            finally:
+                self._checking.pop(digest, None)
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[digest] = checked
+            return checked
+
+        task = asyncio.ensure_future(run())
+        task.add_done_callback(_retrieve)
+        self._checking[digest] = task
+        return task
+
+    async def settle(self) -> None:
+        """Wait for the checks under way (tests, shutdown)."""
+        await asyncio.gather(*self._checking.values(), return_exceptions=True)
 
     def forget(self) -> None:
         """Drop remembered keys (after a revocation in this process)."""
@@ -213,30 +225,34 @@ class KeyVerifier:
         if row is None or row.revoked_at is not None or not good:
             raise AuthError("invalid or revoked API key")
         principal = Principal(row.name, "key", frozenset(row.scopes), row.prefix)
-        known = _Known(principal, prefix, 0.0, 0.0)
-        return await self._revalidate(known)
+        return await self._revalidate(_Known(principal, prefix, 0.0, 0.0))
 
     async def _revalidate(self, known: _Known) -> _Known:
-        """Still not revoked? Also note the key's use, at most once a minute."""
+        """Still there and not revoked? Also note the key's use, at most once a minute."""
         now = time.monotonic()
         async with self.db.session() as session:
-            revoked = await session.scalar(
-                select(ApiKey.revoked_at).where(ApiKey.prefix == known.prefix)
-            )
-            exists = revoked is not None or await session.scalar(
-                select(ApiKey.id).where(ApiKey.prefix == known.prefix)
-            )
-            if revoked is not None or not exists:
+            found = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.revoked_at).where(ApiKey.prefix == known.prefix)
+                )
+            ).one_or_none()
+            if found is None or found.revoked_at is not None:
                 raise AuthError("invalid or revoked API key")
             if now - known.used_written >= self.used_every_s:
                 await session.execute(
                     update(ApiKey)
-                    .where(ApiKey.prefix == known.prefix)
+                    .where(ApiKey.id == found.id)
                     .values(last_used_at=datetime.now(UTC))
                 )
                 known.used_written = now
         known.checked_until = time.monotonic() + self.cache_s
         return known
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a background check's failure as seen: the next request meets it as AuthError."""
+    if not task.cancelled():
+        task.exception()
 
 
 # -- users and sessions -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,14 +52,36 @@ class Services:
     health: HealthChecks = field(default_factory=HealthChecks)
     started: float = field(default_factory=time.monotonic)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _fresh: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    _refreshing: dict[str, asyncio.Task[bytes]] = field(default_factory=dict)
 
-    def lock(self, name: str) -> asyncio.Lock:
-        """A lock of this process per name: concurrent misses of one cache entry share one
-        computation instead of each doing it."""
-        if len(self._locks) > 1000:
-            self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-        return self._locks.setdefault(name, asyncio.Lock())
+    async def fresh(self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]]) -> bytes:
+        """``compute()``'s answer, at most ``ttl_s`` old, shared through the cache (Redis when
+        configured). Once an answer has expired, requests get it while one background refresh
+        runs, so nobody waits on a database read under load; only the very first waits."""
+        held = self._fresh.get(key)
+        if held is not None and time.monotonic() - held[0] < ttl_s:
+            return held[1]
+        refresh = self._refreshing.get(key)
+        if refresh is None:
+            refresh = asyncio.create_task(self._refresh(key, ttl_s, compute))
+            self._refreshing[key] = refresh
+            refresh.add_done_callback(lambda _: self._refreshing.pop(key, None))
+        if held is not None:
+            return held[1]
+        return await asyncio.shield(refresh)
+
+    async def _refresh(
+        self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        body = await self.kv.cache.get(key)  # another worker may have just read it
+        if body is None:
+            body = await compute()
+            await self.kv.cache.set(key, body, ttl_s)
+        if len(self._fresh) > 1000:
+            self._fresh.clear()
+        self._fresh[key] = (time.monotonic(), body)
+        return body
 
     @classmethod
     async def open(cls, settings: Settings, *, background: bool = True) -> Services:

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -152,6 +152,7 @@ class Metrics:
             # Per-process CPU and memory make no sense summed over workers: single process only.
             ProcessCollector(registry=self.registry)
         self._nonfinite_accounts: set[str] = set()
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._build_http_and_decisions()
         self._build_gauges()
 
@@ -221,9 +222,18 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its latency; ``route`` is the template, not the path."""
-        method = method.upper()
-        self._requests.labels(method=method, route=route, status=str(status)).inc()
-        self._request_seconds.labels(method=method, route=route).observe(max(seconds, 0.0))
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() costs more than the counting; keep each pair once
+            upper = method.upper()
+            children = (
+                self._requests.labels(method=upper, route=route, status=str(status)),
+                self._request_seconds.labels(method=upper, route=route),
+            )
+            if len(self._request_children) < 10_000:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(max(seconds, 0.0))
 
     def record_decision(self, symbol: str, action: str, seconds: float | None = None) -> None:
         """Count one decision; with ``seconds``, also observe how long it took."""

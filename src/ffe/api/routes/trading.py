@@ -49,20 +49,13 @@ async def _portfolio(services: Services, account: str) -> dict[str, Any]:
 
 async def _journal_portfolio(services: Services, account: str) -> bytes:
     """The account's portfolio from the journal as JSON, read at most once a second per
-    account (shared by every worker when Redis is configured): dashboards and bots poll it.
-    Requests that miss the cache at once share one read."""
-    key = f"portfolio:{account}"
-    cached = await services.kv.cache.get(key)
-    if cached is not None:
-        return cached
-    async with services.lock(key):
-        cached = await services.kv.cache.get(key)
-        if cached is not None:
-            return cached
+    account (shared by every worker when Redis is configured): dashboards and bots poll it."""
+
+    async def read() -> bytes:
         found = await queries.journal_portfolio(services.db, account)
-        body = json.dumps(found, separators=(",", ":")).encode()
-        await services.kv.cache.set(key, body, 1.0)
-        return body
+        return json.dumps(found, separators=(",", ":")).encode()
+
+    return await services.fresh(f"portfolio:{account}", 1.0, read)
 
 
 @router.get("/positions")
