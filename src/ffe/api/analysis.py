@@ -21,6 +21,7 @@ from ffe.kv.cache import get_json, set_json
 log = logging.getLogger(__name__)
 
 _PREFIX = "analysis:"
+_RETRY_FAILED_S = 60.0  # a failed analysis is not retried for this long (models are slow)
 
 
 def compute(settings: Settings, symbol: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ class AnalysisService:
         self.settings, self.kv = settings, kv
         self.ttl_s = settings.api.analysis_interval_s * 3
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._errors: dict[str, FfeError] = {}
+        self._errors: dict[str, tuple[float, FfeError]] = {}  # answered until retried
         # The last result of this process: what a request gets when the cache (Redis) is down.
         self._local: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -68,8 +69,11 @@ class AnalysisService:
         local = self._local.get(symbol)
         if local is not None and time.monotonic() - local[0] < self.ttl_s:
             return local[1]
-        if symbol in self._errors and symbol not in self._running:
-            raise self._errors.pop(symbol)  # a DataError stays one: 404 for an unknown symbol
+        failed = self._errors.get(symbol)
+        if failed is not None and symbol not in self._running:
+            if time.monotonic() - failed[0] < _RETRY_FAILED_S:
+                raise failed[1]  # a DataError stays one: 404 for an unknown symbol
+            del self._errors[symbol]
         if symbol not in self._running:
             self._running[symbol] = asyncio.create_task(self.refresh(symbol))
         return None
@@ -79,11 +83,11 @@ class AnalysisService:
             result = await asyncio.to_thread(compute, self.settings, symbol)
         except FfeError as exc:
             log.warning("analysis of %s failed: %s", symbol, exc)
-            self._errors[symbol] = exc
+            self._errors[symbol] = (time.monotonic(), exc)
         except Exception as exc:  # a model blowing up must not kill the scheduler
             log.exception("analysis of %s failed", symbol)
             message = f"analysis of {symbol} failed: {type(exc).__name__}: {exc}"
-            self._errors[symbol] = FfeError(message)
+            self._errors[symbol] = (time.monotonic(), FfeError(message))
         else:
             self._errors.pop(symbol, None)
             self._local[symbol] = (time.monotonic(), result)

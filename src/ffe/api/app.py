@@ -23,8 +23,8 @@ from ffe.api.services import Services
 from ffe.api.supervisor import AgentLaunch
 from ffe.config import Settings
 from ffe.domain.errors import ConfigError, DataError, FfeError, StoreError, StrategyError
+from ffe.obs import tracing
 from ffe.obs.logs import new_request_id, request_id
-from ffe.obs.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ def _errors(app: FastAPI) -> None:
     async def refused(request: Request, exc: FfeError) -> JSONResponse:
         code = _status_of(exc, request.method)
         body: dict[str, Any] = {"detail": str(exc)}
+        if code == 503:  # the journal's address and error are for the log, not the caller
+            log.error("journal unavailable on %s %s: %s", request.method, request.url.path, exc)
+            rid = request_id.get()
+            body["detail"] = f"the journal is unavailable: retry later (request id {rid})"
         if code == 422:  # the same shape as a schema refusal, as the spec declares for 422
             body["errors"] = [{"loc": ["body"], "msg": str(exc), "type": type(exc).__name__}]
         return JSONResponse(body, code)
@@ -116,12 +120,6 @@ def _errors(app: FastAPI) -> None:
         from urllib.parse import quote
 
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        rid = request_id.get()
-        return JSONResponse({"detail": f"internal error (request id {rid})"}, 500)
 
 
 def _status_of(exc: FfeError, method: str) -> int:
@@ -188,7 +186,8 @@ def _plain(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 class RequestContext:
     """Per request: an id (``X-Request-ID``, kept from the caller when sane), the request
-    count and latency by route template for Prometheus, and one log line."""
+    count and latency by route template for Prometheus, a span when tracing is on, one log
+    line, and a 500 that carries the id when a route crashes."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -197,49 +196,57 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
-        )
-        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else new_request_id()
+        rid = _request_id_of(scope)
         token = request_id.set(rid)
         started = time.perf_counter()
-        status_code = 500
-
-        started_sending = False
+        sent: dict[str, Any] = {"status": 500, "started": False}
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status_code, started_sending
             if message["type"] == "http.response.start":
-                started_sending = True
-                status_code = message["status"]
+                sent["started"], sent["status"] = True, message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
                 _rate_headers(scope, message)
             await send(message)
 
         try:
-            method = scope["method"]
-            with span(f"{method} request", **{"http.request.method": method}) as s:
-                try:
-                    await self.app(scope, receive, send_with_id)
-                except Exception:
-                    # Answered here, inside the request's context, so the 500 carries the id
-                    # the operator will find in the log.
-                    log.exception("unhandled error on %s %s", method, scope.get("path"))
-                    if status_code != 500 or started_sending:
-                        raise
-                    await _internal_error(send_with_id, rid)
-                template = getattr(scope.get("route"), "path", None) or "(unmatched)"
-                s.set_attribute("http.route", template)
-                s.set_attribute("http.response.status_code", status_code)
+            if tracing.enabled():  # no span objects at all when nothing exports them
+                method = scope["method"]
+                with tracing.span(f"{method} request", **{"http.request.method": method}) as cur:
+                    await self._answer(scope, receive, send_with_id, rid, sent)
+                    cur.set_attribute("http.route", _template(scope))
+                    cur.set_attribute("http.response.status_code", sent["status"])
+            else:
+                await self._answer(scope, receive, send_with_id, rid, sent)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "(unmatched)"
+            template, status_code = _template(scope), sent["status"]
             services = getattr(scope["app"].state, "services", None)
             if services is not None:
                 services.metrics.observe_request(scope["method"], template, status_code, elapsed)
             log.info("%s %s %d %.1fms", scope["method"], template, status_code, elapsed * 1e3)
             request_id.reset(token)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, sent: dict[str, Any]
+    ) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            # Answered here, inside the request's context, so the 500 carries the id the
+            # operator will find in the log.
+            log.exception("unhandled error on %s %s", scope["method"], scope.get("path"))
+            if sent["started"]:
+                raise
+            await _internal_error(send, rid)
+
+
+def _request_id_of(scope: Scope) -> str:
+    incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else new_request_id()
+
+
+def _template(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", None) or "(unmatched)"
 
 
 async def _internal_error(send: Send, rid: str) -> None:

@@ -223,7 +223,7 @@ def _sweep(
     settings: Settings, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
     from ffe import bootstrap
-    from ffe.backtest.sweep import combinations, run_sweep
+    from ffe.backtest.sweep import combinations, rank_key, run_sweep
     from ffe.data import load_market
 
     market = load_market(
@@ -254,9 +254,9 @@ def _sweep(
         for r in rows
         if r.error is None
     ]
-    ranked = sorted(found, key=lambda r: -math.inf if r["value"] is None else float(r["value"]))
+    ranked = sorted(found, key=lambda r: rank_key(r["stats"].get(metric)))
     errors = [{"params": r.params, "error": r.error} for r in rows if r.error]
-    best = ranked[-1] if ranked else None
+    best = ranked[0] if ranked else None
     return {
         "metric": metric,
         "params": list(payload["grid"]),

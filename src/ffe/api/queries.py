@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,8 +133,9 @@ def _summary(
     }
 
 
-async def journal_portfolio(db: Database, account: str) -> dict[str, Any]:
-    """The portfolio as the account's journal last recorded it."""
+async def journal_portfolio(db: Database, account: str, data_dir: Any) -> dict[str, Any]:
+    """The portfolio as the account's journal last recorded it, marked with the bars in
+    ``data_dir``."""
     run_id = await account_run(db, account)
     if run_id is None:
         return _summary(account, None, None, None, None, None, None, [])
@@ -155,7 +158,8 @@ async def journal_portfolio(db: Database, account: str) -> dict[str, Any]:
             )
         ).all()
     start = None if run is None else (run.config or {}).get("cash")
-    positions = _positions_from_fills(fills, None if last is None else last.time)
+    held = _positions_from_fills(fills)
+    positions = await _marked(data_dir, held, None if last is None else last.time)
     found = _summary(
         account,
         run_id,
@@ -178,30 +182,50 @@ def _negative(value: Any) -> float | None:
     return -abs(float(value))
 
 
-def _positions_from_fills(fills: Sequence[Any], as_of: datetime | None) -> list[dict[str, Any]]:
-    held: dict[str, list[float]] = {}  # symbol -> [quantity, average price, last price]
+def _positions_from_fills(fills: Sequence[Any]) -> dict[str, tuple[float, float | None, float]]:
+    """Each symbol's position, average price and last fill price from its fills, in order.
+
+    The average is over the lots still held, first in first out, as the agent's ledger keeps
+    them, so the journal and a running agent report the same price."""
+    lots: dict[str, deque[list[float]]] = {}  # symbol -> [quantity, price] oldest first
+    last: dict[str, float] = {}
     for symbol, quantity, price in fills:
-        position = held.setdefault(symbol, [0.0, 0.0, price])
-        before = position[0]
-        after = before + quantity
-        if before == 0 or (before > 0) != (after > 0):
-            position[1] = price  # opened or flipped: the new side's cost is this fill
-        elif abs(after) > abs(before):
-            position[1] = (before * position[1] + quantity * price) / after
-        position[0], position[2] = after, price
+        held, remaining = lots.setdefault(symbol, deque()), float(quantity)
+        while held and remaining and (held[0][0] > 0) != (remaining > 0):
+            take = min(abs(held[0][0]), abs(remaining))
+            held[0][0] -= math.copysign(take, held[0][0])
+            remaining -= math.copysign(take, remaining)
+            if abs(held[0][0]) < 1e-12:
+                held.popleft()
+        if abs(remaining) > 1e-12:
+            held.append([remaining, float(price)])
+        last[symbol] = float(price)
+    found: dict[str, tuple[float, float | None, float]] = {}
+    for symbol, held in sorted(lots.items()):
+        quantity = sum(q for q, _ in held)
+        if abs(quantity) > 1e-12:
+            found[symbol] = (quantity, sum(q * p for q, p in held) / quantity, last[symbol])
+    return found
+
+
+async def _marked(
+    data_dir: Any, held: dict[str, tuple[float, float | None, float]], as_of: datetime | None
+) -> list[dict[str, Any]]:
+    """The positions marked at each symbol's close at ``as_of`` (the last fill's price when
+    the bars are not stored); bars are read off the event loop."""
+    import asyncio
+
     found = []
-    for symbol, (quantity, average, last) in sorted(held.items()):
-        if abs(quantity) < 1e-12:
-            continue
-        mark = _close_at(symbol, as_of) or last
+    for symbol, (quantity, average, last) in held.items():
+        mark = await asyncio.to_thread(_close_at, data_dir, symbol, as_of) or last
         found.append(_position(symbol, quantity, average, mark))
     return found
 
 
-def _close_at(symbol: str, as_of: datetime | None) -> float | None:
+def _close_at(data_dir: Any, symbol: str, as_of: datetime | None) -> float | None:
     if as_of is None:
         return None
-    series = _closes(symbol)
+    series = _closes(str(data_dir), symbol)
     if series is None:
         return None
     times, closes = series
@@ -210,13 +234,12 @@ def _close_at(symbol: str, as_of: datetime | None) -> float | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _closes(symbol: str) -> tuple[Any, Any] | None:
-    from ffe.config import load_settings
+def _closes(data_dir: str, symbol: str) -> tuple[Any, Any] | None:
     from ffe.data import DataCatalog, load_market
     from ffe.domain.errors import FfeError
 
     try:
-        market = load_market(DataCatalog(load_settings().data.dir), [symbol])
+        market = load_market(DataCatalog(Path(data_dir)), [symbol])
     except FfeError:
         return None
     return market.times, market.close[:, 0]
@@ -307,11 +330,10 @@ def approval_dict(row: Approval) -> dict[str, Any]:
 
 
 def decision_action(target: float | None) -> str:
-    if target is None or not math.isfinite(target):
-        return "hold"
-    if target == 0:
-        return "flat"
-    return "buy" if target > 0 else "sell"
+    """The word for a decision's target, as the live stream says it."""
+    from ffe.api.supervisor import action_of
+
+    return "hold" if target is None else action_of(target)
 
 
 async def decisions(

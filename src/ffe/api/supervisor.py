@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 EVENTS = "events"
 
 
-def action_of(target: float, previous: float | None = None) -> str:
-    """A decision's target as a word: buy (long), sell (short), flat."""
-    if not math.isfinite(target) or target == 0:
+def action_of(target: float) -> str:
+    """A decision's target as a word: buy (long), sell (short), flat, or hold (NaN: keep)."""
+    if not math.isfinite(target):
+        return "hold"
+    if target == 0:
         return "flat"
     return "buy" if target > 0 else "sell"
 
@@ -58,6 +60,8 @@ class AgentSupervisor:
         self._last_equity = 0.0
         self.peak = 0.0  # the agent's highest equity, bar by bar, for its drawdown
         self._strategy_seconds = 0.0  # the agent's time in its strategy, as last seen
+        self._starting = asyncio.Lock()  # two starts at once: the second is refused cleanly
+        self._sending: set[asyncio.Task[None]] = set()
         self.max_drawdown = 0.0
 
     @property
@@ -78,10 +82,14 @@ class AgentSupervisor:
 
     async def start(self, launch: AgentLaunch) -> None:
         """Build the agent from settings and run it in the background."""
+        if self._starting.locked() or self.running:
+            raise FfeError("the agent is already running here: stop it first")
+        async with self._starting:
+            await self._start(launch)
+
+    async def _start(self, launch: AgentLaunch) -> None:
         from ffe import bootstrap
 
-        if self.running:
-            raise FfeError("the agent is already running here: stop it first")
         agent = await bootstrap.agent(
             self.settings,
             launch.strategy,
@@ -110,8 +118,8 @@ class AgentSupervisor:
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("agent stopped: %s", self.error)
         finally:
-            await agent.db.dispose()
             await self._emit_state(agent)
+            await agent.db.dispose()
 
     async def stop(self, wait_s: float = 10.0) -> None:
         """Ask the agent to stop after its step, then wait for it (cancel if it hangs)."""
@@ -184,6 +192,8 @@ class AgentSupervisor:
 
     def _send(self, kind: str, data: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._publish(kind, data))
+        self._sending.add(task)  # a task nobody holds may be collected before it runs
+        task.add_done_callback(self._sending.discard)
         task.add_done_callback(_log_failure)
 
     async def _publish(self, kind: str, data: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -302,9 +301,15 @@ def sweep(
 ) -> None:
     """Backtest every combination of a parameter grid on all local cores."""
     with user_errors():
-        from ffe.backtest.sweep import combinations, parse_grid, run_sweep
+        from ffe.backtest.sweep import (
+            check_metric,
+            combinations,
+            parse_grid,
+            rank_key,
+            run_sweep,
+        )
 
-        _check_metric(metric)
+        check_metric(metric)
         names = list(parse_grid(param))
         grid = combinations(parse_grid(param))
         market, config, risk = _setup(
@@ -314,7 +319,7 @@ def sweep(
             rows = run_sweep(
                 market, strategy, grid, config, risk, jobs=jobs, on_done=lambda _: advance()
             )
-        flat = sorted((row.flat() for row in rows), key=lambda r: _rank(r.get(metric)))
+        flat = sorted((row.flat() for row in rows), key=lambda r: rank_key(r.get(metric)))
         if report is not None:
             _write_sweep_report(strategy, names, flat, metric, report)
         if as_json:
@@ -323,25 +328,6 @@ def sweep(
         _print_sweep(flat, names, metric, top)
         if report is not None:
             console.print(f"report written to [bold]{report}[/bold]")
-
-
-def _check_metric(metric: str) -> None:
-    from dataclasses import fields
-
-    from ffe.domain.errors import ConfigError
-    from ffe.portfolio.stats import Stats
-
-    names = [f.name for f in fields(Stats)]
-    if metric not in names:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of: {', '.join(names)}")
-
-
-def _rank(value: Any) -> tuple[int, float]:
-    if isinstance(value, int | float) and not math.isnan(value):
-        return (0, -float(value))
-    if value == "inf":
-        return (0, -math.inf)
-    return (1, 0.0)
 
 
 class _Progress:

@@ -85,6 +85,11 @@ def shutdown_tracing() -> None:
         provider.shutdown()
 
 
+def enabled() -> bool:
+    """Whether spans are exported (callers may skip building them otherwise)."""
+    return _state.provider is not None
+
+
 def force_flush(timeout_ms: int = 5_000) -> bool:
     """Export the spans waiting in the batch now; True when done in time or nothing to do."""
     if _state.provider is None:

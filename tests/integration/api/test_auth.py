@@ -239,3 +239,39 @@ def test_control_actions_are_written_to_the_audit_log(api):
     entries = api.client.get("/api/v1/audit", headers=api.headers()).json()["items"]
     assert any(e["action"] == "key.create" and e["actor"] == "key:admin-key" for e in entries)
     assert api.client.get("/api/v1/audit", headers=api.headers("trader")).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "x"]
+)
+def test_login_next_when_it_leaves_the_site_then_goes_to_overview(target):
+    from ffe.api.routes.pages import safe_next
+
+    assert safe_next(target) == "/overview"
+
+
+def test_login_next_when_local_path_then_kept():
+    from ffe.api.routes.pages import safe_next
+
+    assert safe_next("/decisions?run_id=abcd") == "/decisions?run_id=abcd"
+
+
+def test_journal_down_when_anonymous_then_503_without_database_details(api_with, monkeypatch):
+    from ffe.api.routes import auth as auth_routes
+    from ffe.domain.errors import StoreError
+
+    async def dead(*args: object, **kwargs: object) -> None:
+        raise StoreError("postgresql://ffe:***@db.internal.example:5432/prod: unreachable")
+
+    with api_with() as api:
+        monkeypatch.setattr(auth_routes, "check_login", dead)
+        response = api.client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": "whatever"}
+        )
+        assert response.status_code == 503
+        assert "db.internal.example" not in response.text
+        assert "retry" in response.json()["detail"]
+        health = api.client.get("/health/ready").json()
+        assert all("detail" not in check for check in health["checks"].values())
+        detailed = api.client.get("/health/ready", headers=api.headers("viewer")).json()
+        assert all("detail" in check for check in detailed["checks"].values())

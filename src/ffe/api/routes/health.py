@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from ffe.api.deps import Reader, ServicesDep
+from ffe.api.deps import Reader, ServicesDep, identify
+from ffe.api.services import Services
+from ffe.domain.errors import FfeError
 
 router = APIRouter(tags=["health"])
 
@@ -19,12 +21,24 @@ async def live() -> Any:
 
 
 @router.get("/health/ready")
-async def ready(services: ServicesDep) -> Any:
+async def ready(request: Request, services: ServicesDep) -> Any:
     """Database, Redis (when configured), disk, memory and the agent's heartbeat; 503 when a
-    critical check fails, so a load balancer stops sending traffic here."""
+    critical check fails, so a load balancer stops sending traffic here. Each check's detail
+    (addresses, paths, errors) only for a caller with the read scope."""
     report = await services.health.run()
-    body = report.as_dict()
+    body: dict[str, Any] = report.as_dict()
+    if not await _may_read(request, services):
+        for check in body["checks"].values():
+            check.pop("detail", None)
     return JSONResponse(body, status_code=200 if report.ok else 503)
+
+
+async def _may_read(request: Request, services: Services) -> bool:
+    try:
+        principal = await identify(services, request.headers, request.cookies, "GET")
+    except FfeError:  # nobody, or a key that fails: the anonymous view
+        return False
+    return principal.allows("read")
 
 
 @router.get("/metrics", response_class=Response)

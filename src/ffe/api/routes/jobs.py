@@ -13,7 +13,7 @@ from ffe.api.queries import page
 from ffe.api.routes.common import Limit, Offset, not_found
 from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, SweepRequest
 from ffe.api.services import Services
-from ffe.domain.errors import DataError, FfeError
+from ffe.domain.errors import DataError, FfeError, StrategyError
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -24,7 +24,7 @@ def _check_strategy(name: str, params: dict[str, Any] | None = None) -> None:
     from ffe.decide.strategy import available, make_strategy
 
     if name not in available():
-        raise FfeError(f"unknown strategy {name!r}: use one of {', '.join(available())}")
+        raise StrategyError(f"unknown strategy {name!r}: use one of {', '.join(available())}")
     make_strategy(name, params or {})  # StrategyError names a bad parameter
 
 
@@ -58,15 +58,17 @@ async def list_backtests(
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED)
 async def submit_sweep(body: SweepRequest, services: ServicesDep, who: Trader) -> Any:
     """Queue a parameter sweep over ``grid``; the result ranks every point by ``metric``."""
+    from ffe.backtest.sweep import check_metric
+
     _check_strategy(body.strategy)
     _check_grid(body.strategy, list(body.grid))
+    check_metric(body.metric)
     await asyncio.to_thread(_check_symbols, services, [body.symbol])
     return await services.jobs.submit("sweep", body.model_dump())
 
 
 def _check_grid(strategy: str, names: list[str]) -> None:
     from ffe.decide.strategy import parameters
-    from ffe.domain.errors import StrategyError
 
     known = parameters(strategy)
     unknown = [name for name in names if name not in known]

@@ -48,6 +48,10 @@ def safe_next(target: str | None) -> str:
     """A local path to go to after login; anything else (another host) goes to the default."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return _DEFAULT_PAGE
+    # Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    # "/\t/evil.example" would leave the site: no control characters, no backslashes.
+    if "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return _DEFAULT_PAGE
     return target
 
 

@@ -5,7 +5,14 @@ const form = document.getElementById("login-form");
 const error = document.getElementById("login-error");
 
 function safeNext(target) {
-  return target && target.startsWith("/") && !target.startsWith("//") && !target.startsWith("/\\") ? target : "/overview";
+  // Only a path on this site: resolve it as the browser would and compare origins.
+  if (!target || !target.startsWith("/")) return "/overview";
+  try {
+    const url = new URL(target, window.location.origin);
+    return url.origin === window.location.origin ? url.pathname + url.search + url.hash : "/overview";
+  } catch {
+    return "/overview";
+  }
 }
 
 form.addEventListener("submit", async (event) => {
