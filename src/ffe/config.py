@@ -188,6 +188,13 @@ class ApiSettings(Section):
         None, description="OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces"
     )
 
+    @field_validator("cors_origins")
+    @classmethod
+    def check_origins(cls, origins: list[str]) -> list[str]:
+        if "*" in origins:  # with cookies allowed, "*" would let every site act as the user
+            raise ValueError("list the dashboard's origins, e.g. https://desk.example; not *")
+        return origins
+
 
 class RedisSettings(Section):
     url: SecretStr | None = Field(

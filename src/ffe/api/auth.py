@@ -317,19 +317,27 @@ class SessionTokens:
     secret: str
     ttl_s: int
 
-    def issue(self, principal: Principal) -> tuple[str, datetime]:
+    def issue(self, principal: Principal, version: str = "") -> tuple[str, datetime]:
+        """A signed session for ``principal``; ``version`` ties it to the user's password."""
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=self.ttl_s)
         claims = {
             "sub": principal.name,
             "scopes": sorted(principal.scopes),
+            "pv": version,
             "iat": now,
             "exp": expires,
             "jti": secrets.token_hex(8),
         }
         return jwt.encode(claims, self.secret, algorithm="HS256"), expires
 
+    def version_of(self, token: str) -> str:
+        """The password version a (checked) token was issued for."""
+        claims = jwt.decode(token, self.secret, algorithms=["HS256"])
+        return str(claims.get("pv", ""))
+
     def check(self, token: str) -> Principal:
+        """The user a token was issued to, if its signature holds and it has not expired."""
         try:
             claims = jwt.decode(
                 token, self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
@@ -340,3 +348,60 @@ class SessionTokens:
             raise AuthError("invalid session token: log in again") from None
         scopes = frozenset(str(s) for s in claims.get("scopes", ()) if s in SCOPES)
         return Principal(str(claims["sub"]), "user", scopes)
+
+
+def password_version(password_hash: str) -> str:
+    """A short fingerprint of a password hash: sessions carry it, so a new password ends them."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class _UserState:
+    role: str
+    disabled: bool
+    version: str
+    checked_until: float
+
+
+class SessionChecker:
+    """Dashboard sessions that last only as long as their user does: a changed password, a
+    disabled or deleted account ends them, and the role is read again (a demotion takes
+    effect), within ``cache_s`` seconds in every process."""
+
+    def __init__(self, db: Database, tokens: SessionTokens, cache_s: float = 30.0) -> None:
+        self.db, self.tokens, self.cache_s = db, tokens, cache_s
+        self._users: dict[str, _UserState] = {}
+
+    async def issue(self, principal: Principal) -> tuple[str, datetime]:
+        state = await self._user(principal.name, fresh=True)
+        return self.tokens.issue(principal, "" if state is None else state.version)
+
+    async def check(self, token: str) -> Principal:
+        claimed = self.tokens.check(token)  # signature and expiry first
+        state = await self._user(claimed.name)
+        if state is None or state.disabled or state.version != self.tokens.version_of(token):
+            raise AuthError("this session has ended (password changed or user disabled): log in")
+        return Principal(claimed.name, "user", ROLE_SCOPES[state.role])
+
+    def forget(self) -> None:
+        self._users.clear()
+
+    async def _user(self, name: str, *, fresh: bool = False) -> _UserState | None:
+        known = self._users.get(name)
+        if known is not None and not fresh and known.checked_until > time.monotonic():
+            return known
+        async with self.db.session() as session:
+            user = await session.scalar(select(User).where(User.username == name))
+        if user is None:
+            self._users.pop(name, None)
+            return None
+        state = _UserState(
+            user.role,
+            user.disabled,
+            password_version(user.password_hash),
+            time.monotonic() + self.cache_s,
+        )
+        if len(self._users) > 10_000:
+            self._users.clear()
+        self._users[name] = state
+        return state

@@ -58,7 +58,7 @@ async def identify(
         credential = credential.strip()
         if credential.startswith(KEY_PREFIX):
             return await services.keys.verify(credential)
-        return services.tokens.check(credential)
+        return await services.sessions.check(credential)
     api_key = get("x-api-key")
     if api_key:
         return await services.keys.verify(api_key.strip())
@@ -66,7 +66,7 @@ async def identify(
     if session:
         if method in _UNSAFE and not get(CSRF_HEADER):
             raise AuthError(f"cookie sessions must send the {CSRF_HEADER} header on {method}")
-        return services.tokens.check(session)
+        return await services.sessions.check(session)
     raise AuthError(
         "authentication required: send Authorization: Bearer <API key or session token>, "
         "or X-API-Key, or log in to the dashboard"
@@ -109,7 +109,7 @@ async def _page_user(request: Request, services: ServicesDep) -> Principal:
     if not session:
         raise LoginRequiredError(request.url.path)
     try:
-        principal = services.tokens.check(session)
+        principal = await services.sessions.check(session)
     except AuthError:
         raise LoginRequiredError(request.url.path) from None
     request.state.principal = principal

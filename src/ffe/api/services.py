@@ -11,13 +11,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request, status
 
 from ffe import __version__
 from ffe.agent.control import AgentService
-from ffe.api.auth import KeyVerifier, SessionTokens
+from ffe.api.auth import KeyVerifier, SessionChecker, SessionTokens
+from ffe.api.events import EVENTS, event_message
 from ffe.api.secrets import session_secret
 from ffe.config import Settings
 from ffe.kv import KvBackends, make_backends
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENTS = "events"  # the bus channel the live stream fans out
-
 
 @dataclass
 class Services:
@@ -44,6 +44,7 @@ class Services:
     kv: KvBackends
     metrics: Metrics
     tokens: SessionTokens
+    sessions: SessionChecker
     keys: KeyVerifier
     agents: AgentService
     jobs: JobService
@@ -102,7 +103,8 @@ class Services:
             db=db,
             kv=kv,
             metrics=metrics,
-            tokens=SessionTokens(secret, settings.api.session_ttl_s),
+            tokens=(tokens := SessionTokens(secret, settings.api.session_ttl_s)),
+            sessions=SessionChecker(db, tokens),
             keys=KeyVerifier(db),
             agents=AgentService(db),
             jobs=JobService(settings, db, kv, metrics),
@@ -135,8 +137,6 @@ class Services:
         """When the account's agent last renewed its lease (None: no agent running)."""
         for state in await self.agents.status(self.settings.agent.account):
             if state.owner is not None and state.lease_expires_at is not None:
-                from datetime import timedelta
-
                 return state.lease_expires_at - timedelta(seconds=30)
         return None
 
@@ -164,10 +164,7 @@ class Services:
 
     async def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Send an event to every live-stream subscriber, in every worker."""
-        from ffe.agent.loop import _utcnow
-
-        message = {"type": kind, "time": _utcnow().isoformat(), "data": data}
-        await self.kv.bus.publish(EVENTS, message)
+        await self.kv.bus.publish(EVENTS, event_message(kind, data))
 
     def publish_state_soon(self, account: str, delays: tuple[float, ...] = (0.5, 2.0)) -> None:
         """Publish the account's agent state after a command, once the agent (which polls
@@ -186,14 +183,12 @@ class Services:
         )
 
     async def status(self) -> dict[str, Any]:
-        from ffe.agent.loop import _utcnow
-
         agents = [s.as_dict() for s in await self.agents.status()]
         return {
             "version": __version__,
             "environment": self.settings.api.environment,
             "mode": "paper" if self.settings.agent.broker == "paper" else "live",
-            "time": _utcnow().isoformat(),
+            "time": datetime.now(UTC).isoformat(),
             "uptime_s": round(time.monotonic() - self.started, 3),
             "redis": self.kv.redis_url is not None,
             "agents": agents,

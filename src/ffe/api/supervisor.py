@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ffe.api.events import EVENTS, event_message
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
 from ffe.domain.orders import Decision
@@ -22,8 +23,6 @@ from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-EVENTS = "events"
 
 
 def action_of(target: float) -> str:
@@ -197,10 +196,8 @@ class AgentSupervisor:
         task.add_done_callback(_log_failure)
 
     async def _publish(self, kind: str, data: dict[str, Any]) -> None:
-        from ffe.agent.loop import _utcnow
 
-        message = {"type": kind, "time": _utcnow().isoformat(), "data": data}
-        await self.kv.bus.publish(EVENTS, message)
+        await self.kv.bus.publish(EVENTS, event_message(kind, data))
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

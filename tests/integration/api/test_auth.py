@@ -275,3 +275,35 @@ def test_journal_down_when_anonymous_then_503_without_database_details(api_with,
         assert all("detail" not in check for check in health["checks"].values())
         detailed = api.client.get("/health/ready", headers=api.headers("viewer")).json()
         assert all("detail" in check for check in detailed["checks"].values())
+
+
+def test_session_when_password_changed_then_ended(api, password):
+    from ffe.api import auth
+
+    token = api.client.post(
+        "/api/v1/auth/login", json={"username": "trader", "password": password}
+    ).json()["token"]
+    api.client.cookies.clear()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api.client.get("/api/v1/auth/me", headers=bearer).status_code == 200
+    api.client.portal.call(  # type: ignore[union-attr]
+        auth.set_password, api.services.db, "trader", "a brand new password", "test"
+    )
+    api.services.sessions.forget()  # another process would see it within its cache_s
+
+    ended = api.client.get("/api/v1/auth/me", headers=bearer)
+
+    assert ended.status_code == 401
+    assert "log in" in ended.json()["detail"]
+
+
+def test_reset_of_an_emergency_stop_needs_admin(api):
+    refused = api.client.post("/api/v1/agent/reset", headers=api.headers("trader"))
+    assert refused.status_code == 403
+    assert "admin" in refused.json()["detail"]
+
+
+def test_cors_wildcard_is_refused_with_what_to_do(monkeypatch):
+    monkeypatch.setenv("FFE__API__CORS_ORIGINS", '["*"]')
+    with pytest.raises(ConfigError, match="list the dashboard's origins"):
+        load_settings()

@@ -17,12 +17,15 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 async def login(body: Login, request: Request, response: Response, services: ServicesDep) -> Any:
     """Check a username and password; answer a session token and set it as a cookie."""
     address = request.client.host if request.client else "unknown"
-    await services.check_rate(request, f"login:{address}", services.settings.api.login_rate_limit)
+    limit = services.settings.api.login_rate_limit
+    await services.check_rate(request, f"login:{address}", limit)
+    # Per name too: behind a load balancer every caller may share one address.
+    await services.check_rate(request, f"login-user:{body.username.lower()}", limit)
     try:
         principal = await check_login(services.db, body.username, body.password)
     except AuthError as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
-    token, expires = services.tokens.issue(principal)
+    token, expires = await services.sessions.issue(principal)
     response.set_cookie(
         SESSION_COOKIE,
         token,

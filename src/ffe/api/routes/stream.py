@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ffe.api.deps import websocket_principal
-from ffe.api.services import EVENTS
+from ffe.api.events import EVENTS
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 log = logging.getLogger(__name__)

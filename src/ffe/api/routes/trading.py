@@ -261,8 +261,9 @@ async def command(
     """Pause, resume, stop, emergency-stop (cancel, flatten, halt) or reset the agent."""
     account = account_of(services, body.account if body else None)
     name = command.replace("-", "_")
-    if name not in ("pause", "resume", "stop", "emergency_stop", "reset"):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no command {command!r}")
+    if name == "reset" and not who.allows("admin"):
+        # Lifting an emergency stop is for whoever may change the rules, not every trader.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "reset needs the 'admin' scope")
     command_id = await services.agents.command(account, name, who.actor)
     await services.publish("event", {"kind": "command", "command": name, "account": account})
     services.publish_state_soon(account)
