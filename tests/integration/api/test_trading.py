@@ -7,6 +7,8 @@ import re
 import time
 from typing import Any
 
+import pytest
+
 
 def _wait(check: Any, timeout: float = 60.0, every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
@@ -171,3 +173,23 @@ def test_health_ready_reports_each_check_without_auth(api):
     assert checks["database"]["ok"]
     assert checks["disk"]["ok"]
     assert "redis" not in checks  # not configured: in-process cache, nothing to check
+
+
+def test_stream_when_its_key_is_revoked_then_closed(api, monkeypatch):
+    from starlette.websockets import WebSocketDisconnect
+
+    from ffe.api.routes import stream
+
+    monkeypatch.setattr(stream, "RECHECK_S", 0.2)
+    made = api.client.post(
+        "/api/v1/keys", json={"name": "watcher", "scopes": ["read"]}, headers=api.headers()
+    ).json()
+    with api.client.websocket_connect(
+        "/api/v1/stream", headers={"Authorization": f"Bearer {made['key']}"}
+    ) as ws:
+        assert ws.receive_json()["type"] == "hello"
+        revoked = api.client.delete(f"/api/v1/keys/{made['prefix']}", headers=api.headers())
+        assert revoked.status_code == 200
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1008

@@ -4,7 +4,9 @@ WebSocket, fanned out across workers through the event bus (Redis when configure
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -15,6 +17,7 @@ from ffe.api.events import EVENTS
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
+RECHECK_S = 30.0  # how often an open stream's credentials are checked again
 
 
 @router.websocket("/stream")
@@ -34,17 +37,21 @@ async def stream(websocket: WebSocket) -> None:
     await websocket.send_json({"type": "hello", "data": {"user": principal.as_dict()}})
     try:
         async with services.kv.bus.subscribe(EVENTS) as events:
-            await _forward(websocket, events)
+            await _forward(websocket, events, _still_allowed(websocket, services))
     except WebSocketDisconnect:
         return
 
 
-async def _forward(websocket: WebSocket, events: Any) -> None:
+async def _forward(websocket: WebSocket, events: Any, watch: Coroutine[Any, Any, None]) -> None:
     async def send() -> None:
         async for message in events:
             await websocket.send_json(message)
 
-    tasks = {asyncio.create_task(send()), asyncio.create_task(_drain(websocket))}
+    tasks = {
+        asyncio.create_task(send()),
+        asyncio.create_task(_drain(websocket)),
+        asyncio.create_task(watch),
+    }
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -52,6 +59,19 @@ async def _forward(websocket: WebSocket, events: Any) -> None:
     for task in done:
         if not task.cancelled() and isinstance(task.exception(), Exception):
             log.info("stream closed: %s", task.exception())
+
+
+async def _still_allowed(websocket: WebSocket, services: Any) -> None:
+    """Return (ending the stream) once the caller's session has expired or ended, or its key
+    was revoked: a stream outlives the handshake that let it in."""
+    while True:
+        await asyncio.sleep(RECHECK_S)
+        principal = await websocket_principal(websocket, services)
+        if principal is None or not principal.allows("read"):
+            log.info("stream closed: its credentials are no longer valid")
+            with contextlib.suppress(RuntimeError):  # the client may be gone already
+                await websocket.close(POLICY_VIOLATION, "authentication expired")
+            return
 
 
 async def _drain(websocket: WebSocket) -> None:
