@@ -52,6 +52,7 @@ class AnalysisService:
         self._local: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def start(self) -> asyncio.Task[None]:
+        """Run the schedule in the background."""
         return asyncio.create_task(self._schedule(), name="ffe-analysis")
 
     async def _schedule(self) -> None:
@@ -79,6 +80,7 @@ class AnalysisService:
         return None
 
     async def refresh(self, symbol: str) -> None:
+        """Analyse ``symbol`` now and cache the result (or remember why it failed)."""
         try:
             result = await asyncio.to_thread(compute, self.settings, symbol)
         except FfeError as exc:

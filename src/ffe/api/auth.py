@@ -65,9 +65,11 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
     def allows(self, scope: str) -> bool:
+        """Whether the caller has ``scope``."""
         return scope in self.scopes
 
     def as_dict(self) -> dict[str, Any]:
+        """The caller as JSON: name, kind and scopes."""
         return {"name": self.name, "kind": self.kind, "scopes": sorted(self.scopes)}
 
 
@@ -86,10 +88,12 @@ def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
 
 
 def hash_secret(secret: str) -> str:
+    """An argon2 hash of a password or key."""
     return _hasher.hash(secret)
 
 
 def verify_secret(stored_hash: str, secret: str) -> bool:
+    """Whether ``secret`` matches ``stored_hash`` (False for a malformed hash)."""
     try:
         return _hasher.verify(stored_hash, secret)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -127,6 +131,7 @@ async def create_key(db: Database, name: str, scopes: Iterable[str], actor: str)
 
 
 async def list_keys(db: Database) -> list[ApiKey]:
+    """Every API key (hashes, never the keys), oldest first."""
     async with db.session() as session:
         return list((await session.scalars(select(ApiKey).order_by(ApiKey.id))).all())
 
@@ -172,6 +177,7 @@ class KeyVerifier:
         self._checking: dict[bytes, asyncio.Future[_Known]] = {}
 
     async def verify(self, key: str) -> Principal:
+        """The principal a key belongs to; ``AuthError`` for a bad or revoked key."""
         digest = hashlib.sha256(key.encode()).digest()
         known = self._known.get(digest)
         if known is not None:
@@ -279,6 +285,7 @@ async def create_user(db: Database, username: str, password: str, role: str, act
 
 
 async def set_password(db: Database, username: str, password: str, actor: str) -> None:
+    """Give a user a new password (8 characters at least); their sessions end."""
     if len(password) < 8:
         raise ConfigError("a password needs at least 8 characters")
     async with unit_of_work(db) as uow:
@@ -290,11 +297,13 @@ async def set_password(db: Database, username: str, password: str, actor: str) -
 
 
 async def count_users(db: Database) -> int:
+    """How many dashboard users exist."""
     async with db.session() as session:
         return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
 
 async def list_users(db: Database) -> list[User]:
+    """Every dashboard user, oldest first."""
     async with db.session() as session:
         return list((await session.scalars(select(User).order_by(User.id))).all())
 
@@ -373,10 +382,12 @@ class SessionChecker:
         self._users: dict[str, _UserState] = {}
 
     async def issue(self, principal: Principal) -> tuple[str, datetime]:
+        """A session token for a user who just logged in, and when it expires."""
         state = await self._user(principal.name, fresh=True)
         return self.tokens.issue(principal, "" if state is None else state.version)
 
     async def check(self, token: str) -> Principal:
+        """The user of a session that is still valid; ``AuthError`` otherwise."""
         claimed = self.tokens.check(token)  # signature and expiry first
         state = await self._user(claimed.name)
         if state is None or state.disabled or state.version != self.tokens.version_of(token):
@@ -384,6 +395,7 @@ class SessionChecker:
         return Principal(claimed.name, "user", ROLE_SCOPES[state.role])
 
     def forget(self) -> None:
+        """Drop what is remembered, so the next use asks the database."""
         self._users.clear()
 
     async def _user(self, name: str, *, fresh: bool = False) -> _UserState | None:

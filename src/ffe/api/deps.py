@@ -23,6 +23,7 @@ _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def get_services(request: Request) -> Services:
+    """The facade the app opened at start-up."""
     # async: a plain def would be sent to the thread pool on every request
     services: Services = request.app.state.services
     return services

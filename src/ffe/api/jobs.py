@@ -33,6 +33,8 @@ Progress = Callable[[float], None]
 
 
 def job_dict(job: Job) -> dict[str, Any]:
+    """A job as JSON."""
+
     def iso(value: datetime | None) -> str | None:
         return None if value is None else value.isoformat()
 
@@ -61,6 +63,7 @@ class JobService:
         self._progress: dict[str, float] = {}
 
     async def submit(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Queue a job; it runs when a worker is free."""
         if kind not in KINDS:
             raise FfeError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
         job = Job(id=new_id(), kind=kind, status="queued", payload=payload, progress=0.0)
@@ -71,6 +74,7 @@ class JobService:
         return job_dict(job)
 
     async def get(self, job_id: str) -> Job:
+        """One job, with live progress while it runs here."""
         async with self.db.session() as session:
             job = await session.get(Job, job_id)
         if job is None:
@@ -80,6 +84,7 @@ class JobService:
         return job
 
     async def list(self, kind: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
+        """Jobs newest first (of one ``kind``), and how many there are."""
         query = select(Job).order_by(Job.created_at.desc(), Job.id)
         counted = select(func.count()).select_from(Job)
         if kind is not None:
@@ -90,6 +95,7 @@ class JobService:
         return rows, total
 
     async def counts(self) -> dict[str, int]:
+        """How many jobs are queued and running."""
         query = select(Job.status, func.count()).group_by(Job.status)
         async with self.db.session() as session:
             found = {status: int(n) for status, n in (await session.execute(query)).all()}
@@ -98,9 +104,11 @@ class JobService:
     # -- the workers --------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
+        """Run the job workers in the background."""
         return asyncio.create_task(self._serve(), name="ffe-jobs")
 
     async def close(self) -> None:
+        """Forget the progress of jobs (the workers are cancelled by the caller)."""
         self._progress.clear()
 
     async def _serve(self) -> None:

@@ -21,6 +21,7 @@ from ffe.store.models import Approval, Decision, DecisionOutcome, EquityPoint, F
 
 
 def iso(value: datetime | None) -> str | None:
+    """An ISO-8601 time, or None."""
     return None if value is None else value.isoformat()
 
 
@@ -33,10 +34,12 @@ def finite(value: Any) -> float | None:
 
 
 def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    """A page of a list, as every list route answers."""
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 async def paged(db: Database, query: Select[Any], limit: int, offset: int) -> tuple[list[Any], int]:
+    """One page of ``query``'s rows and how many rows it has in all."""
     counted = select(func.count()).select_from(query.order_by(None).subquery())
     async with db.session() as session:
         total = int(await session.scalar(counted) or 0)
@@ -285,6 +288,7 @@ def _thin(n: int, limit: int, must: int) -> list[int]:
 
 
 def order_dict(order: Order) -> dict[str, Any]:
+    """An order as JSON."""
     return {
         "id": order.id,
         "run_id": order.run_id,
@@ -299,6 +303,7 @@ def order_dict(order: Order) -> dict[str, Any]:
 
 
 def fill_dict(fill: Fill) -> dict[str, Any]:
+    """A fill as JSON."""
     return {
         "id": fill.id,
         "run_id": fill.run_id,
@@ -311,6 +316,7 @@ def fill_dict(fill: Fill) -> dict[str, Any]:
 
 
 def approval_dict(row: Approval) -> dict[str, Any]:
+    """An approval as JSON."""
     return {
         "id": row.id,
         "account": row.account,
@@ -339,6 +345,7 @@ def decision_action(target: float | None) -> str:
 async def decisions(
     db: Database, run_id: str, symbol: str | None, limit: int, offset: int
 ) -> dict[str, Any]:
+    """A page of a run's decisions, newest first, with their outcomes."""
     d, o = Decision.__table__, DecisionOutcome.__table__
     where = [d.c.run_id == run_id] + ([d.c.symbol == symbol] if symbol else [])
     query = (

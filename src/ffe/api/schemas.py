@@ -14,7 +14,10 @@ Scalar = int | float | str | bool
 
 
 class Body(BaseModel):
+    """A request body: unknown fields, NaN and infinities refused."""
+
     # NaN and infinities parse as JSON numbers in Python; no amount of money is either.
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
 
@@ -42,11 +45,15 @@ class Dated(Body):
 
 
 class Login(Body):
+    """A dashboard login."""
+
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
 
 class AgentStart(Body):
+    """What the paper agent started here trades."""
+
     strategy: str = Field("sma_cross", min_length=1, max_length=64)
     symbols: list[str] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=50)
     params: dict[str, Scalar] = Field(default_factory=dict)
@@ -61,10 +68,14 @@ class AgentStart(Body):
 
 
 class AgentCommandBody(Body):
+    """Which account a command is for (default: agent.account)."""
+
     account: str | None = Field(None, min_length=1, max_length=64)
 
 
 class BacktestRequest(Dated):
+    """A backtest to run as a job."""
+
     strategy: str = Field("sma_cross", min_length=1, max_length=64)
     symbols: list[str] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=500)
     params: dict[str, Scalar] = Field(default_factory=dict)
@@ -78,6 +89,8 @@ class BacktestRequest(Dated):
 
 
 class SweepRequest(Dated):
+    """A parameter grid to backtest, ranked by ``metric``."""
+
     strategy: str = Field("sma_cross", min_length=1, max_length=64)
     symbol: str = Field("SP500", pattern=_SYMBOL)
     grid: dict[str, list[Scalar]] = Field(min_length=1, max_length=4)
@@ -97,6 +110,8 @@ class SweepRequest(Dated):
 
 
 class ForecastBenchRequest(Dated):
+    """A forecast benchmark: every model against the random walk."""
+
     symbol: str = Field("SP500", pattern=_SYMBOL)
     horizons: list[int] = Field(default_factory=lambda: [1, 5], min_length=1, max_length=5)
     models: str | None = Field(None, max_length=200, description="comma-separated; none: all")
@@ -112,6 +127,8 @@ class ForecastBenchRequest(Dated):
 
 
 class KeyRequest(Body):
+    """An API key to make."""
+
     name: str = Field(min_length=1, max_length=64)
     scopes: list[Literal["read", "trade", "admin"]] = Field(min_length=1)
 

@@ -141,6 +141,7 @@ class Services:
         return None
 
     async def close(self) -> None:
+        """Stop the agent and the workers, and close Redis and the journal."""
         await self.supervisor.stop(wait_s=10.0)
         for task in self._tasks:
             task.cancel()
@@ -183,6 +184,7 @@ class Services:
         )
 
     async def status(self) -> dict[str, Any]:
+        """Version, mode, agents and jobs at a glance."""
         agents = [s.as_dict() for s in await self.agents.status()]
         return {
             "version": __version__,

@@ -65,9 +65,11 @@ class AgentSupervisor:
 
     @property
     def running(self) -> bool:
+        """Whether the agent is running here."""
         return self.task is not None and not self.task.done()
 
     def describe(self) -> dict[str, Any]:
+        """What the agent here trades, and whether it runs (or why it stopped)."""
         launch = self.launch or AgentLaunch()
         return {
             "running": self.running,

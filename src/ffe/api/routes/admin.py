@@ -15,6 +15,7 @@ router = APIRouter(prefix="/api/v1/keys", tags=["admin"])
 
 @router.get("")
 async def list_keys(services: ServicesDep, who: Admin) -> Any:
+    """Every API key: prefix, name, scopes, last use; never the key."""
     rows = await auth.list_keys(services.db)
     items = [
         {
@@ -50,6 +51,7 @@ async def revoke_key(
     services: ServicesDep,
     who: Admin,
 ) -> Any:
+    """Revoke a key by its prefix; this worker refuses it at once, others within 30 s."""
     row = await auth.revoke_key(services.db, prefix, who.actor)
     services.keys.forget()
     return {"prefix": row.prefix, "revoked_at": queries.iso(row.revoked_at)}

@@ -47,4 +47,5 @@ async def logout(response: Response, who: Reader) -> Any:
 
 @router.get("/me")
 async def me(who: Reader) -> Any:
+    """Who the caller is and what it may do."""
     return who.as_dict()

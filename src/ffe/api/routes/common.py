@@ -16,8 +16,10 @@ Account = Annotated[
 
 
 def account_of(services: Services, account: str | None) -> str:
+    """The account a request is about: the one it names, or the configured one."""
     return account or services.settings.agent.account
 
 
 def not_found(message: str) -> HTTPException:
+    """A 404 with what was not found."""
     return HTTPException(status.HTTP_404_NOT_FOUND, message)

@@ -15,11 +15,13 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/openapi.json")
 async def openapi(request: Request, who: Reader) -> Any:
+    """The OpenAPI spec of the API."""
     return JSONResponse(request.app.openapi())
 
 
 @router.get("/docs")
 async def docs(who: Reader) -> HTMLResponse:
+    """Interactive API docs (Swagger UI, served from the package)."""
     # Served from the package, not a CDN: the docs work offline and leak nothing.
     return get_swagger_ui_html(
         openapi_url="/openapi.json",

@@ -52,6 +52,7 @@ async def submit_backtest(body: BacktestRequest, services: ServicesDep, who: Tra
 async def list_backtests(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
+    """Backtest jobs, newest first."""
     return await _jobs(services, "backtest", limit, offset)
 
 
@@ -83,6 +84,7 @@ def _check_grid(strategy: str, names: list[str]) -> None:
 async def list_sweeps(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
+    """Sweep jobs, newest first."""
     return await _jobs(services, "sweep", limit, offset)
 
 
@@ -112,6 +114,7 @@ async def forecast_bench(services: ServicesDep, who: Reader) -> Any:
 async def list_jobs(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
+    """Every job, newest first."""
     return await _jobs(services, None, limit, offset)
 
 
@@ -131,4 +134,5 @@ async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
 
 @router.get("/backtests/{job_id}")
 async def get_backtest(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
+    """A backtest job (the same as ``GET /api/v1/jobs/{job_id}``)."""
     return await get_job(job_id, services, who)

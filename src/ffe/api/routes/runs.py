@@ -54,6 +54,7 @@ async def compare(
 
 @router.get("/runs/{run_id}")
 async def get_run(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
+    """One run: what ran, on what, its status and statistics."""
     from ffe.runs.journal import run_summary
 
     async with unit_of_work(services.db) as uow:
@@ -67,6 +68,7 @@ async def run_equity(
     who: Reader,
     limit: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ) -> Any:
+    """A run's equity curve and drawdown, thinned to ``limit`` points."""
     async with unit_of_work(services.db) as uow:
         run = await uow.runs.get(run_id)
     return {"run_id": run.id, "points": await queries.equity_points(services.db, run.id, limit)}
@@ -76,6 +78,7 @@ async def run_equity(
 async def run_trades(
     run_id: RunRef, services: ServicesDep, who: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> Any:
+    """A run's closed trades, in order."""
     async with unit_of_work(services.db) as uow:
         run = await uow.runs.get(run_id)
         trades = await uow.journal.trades(run.id)

@@ -60,6 +60,7 @@ async def _journal_portfolio(services: Services, account: str) -> bytes:
 
 @router.get("/positions")
 async def positions(services: ServicesDep, who: Reader, account: Account = None) -> Any:
+    """The account's open positions."""
     found = await _portfolio(services, account_of(services, account))
     return {"items": found["positions"], "as_of": found["as_of"]}
 
@@ -85,6 +86,7 @@ async def orders(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Any:
+    """The account's orders, newest first."""
     run = await _run_of(services, account, run_id)
     query = _of_run(Order, run, symbol)
     if order_status:
@@ -109,6 +111,7 @@ async def fills(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Any:
+    """The account's fills, newest first."""
     run = await _run_of(services, account, run_id)
     rows, total = await queries.paged(services.db, _of_run(Fill, run, symbol), limit, offset)
     return queries.page([queries.fill_dict(r) for r in rows], total, limit, offset)
@@ -217,6 +220,7 @@ async def approve(approval_id: ApprovalId, services: ServicesDep, who: Trader) -
 
 @router.post("/approvals/{approval_id}/reject")
 async def reject(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
+    """Drop a waiting order."""
     row = await services.agents.reject(approval_id, who.actor)
     await services.publish("approval", queries.approval_dict(row))
     return queries.approval_dict(row)
