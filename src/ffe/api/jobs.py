@@ -3,8 +3,9 @@ API, run one at a time (``api.max_jobs``) off the event loop, with progress, in 
 ``jobs`` table.
 
 A job is claimed by an atomic ``queued -> running`` update, so with several workers sharing
-a database each job runs once. Jobs left ``running`` by a process that died are marked failed
-when the next one starts; queued ones are picked up again.
+a database each job runs once. The process running a job writes a heartbeat (and the
+progress) every few seconds; a job whose heartbeat is stale is marked failed by any worker,
+and queued jobs whose worker went away are picked up by another.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import secrets
+import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -29,6 +33,8 @@ from ffe.store.repositories import new_id
 log = logging.getLogger(__name__)
 
 KINDS = ("backtest", "sweep", "forecast_bench")
+HEARTBEAT_S = 5.0  # a running job's process says it is alive this often
+STALE_S = 30.0  # and is taken for dead this long after it last did
 Progress = Callable[[float], None]
 
 
@@ -61,6 +67,8 @@ class JobService:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.on_change: Callable[[dict[str, Any]], Any] | None = None
         self._progress: dict[str, float] = {}
+        self._queued: set[str] = set()  # in this process's queue, not yet taken
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def submit(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Queue a job; it runs when a worker is free."""
@@ -69,6 +77,7 @@ class JobService:
         job = Job(id=new_id(), kind=kind, status="queued", payload=payload, progress=0.0)
         async with self.db.session() as session:
             session.add(job)
+        self._queued.add(job.id)
         self.queue.put_nowait(job.id)
         await self._changed(job)
         return job_dict(job)
@@ -112,24 +121,37 @@ class JobService:
         self._progress.clear()
 
     async def _serve(self) -> None:
-        await self._recover()
         workers = [self._worker() for _ in range(self.settings.api.max_jobs)]
-        await asyncio.gather(*workers)
+        await asyncio.gather(self._watch(), *workers)
 
-    async def _recover(self) -> None:
+    async def _watch(self) -> None:
+        """Every ``STALE_S``: give up jobs whose process stopped beating (it died), and pick
+        up queued ones (their worker may have gone before running them)."""
+        while True:
+            await self.recover()
+            await asyncio.sleep(STALE_S)
+
+    async def recover(self) -> int:
+        """Mark lost the running jobs with a stale heartbeat; queue the waiting ones here."""
+        stale = datetime.now(UTC) - timedelta(seconds=STALE_S)
         async with self.db.session() as session:
-            await session.execute(
+            lost = await session.execute(
                 update(Job)
                 .where(Job.status == "running")
-                .values(status="failed", error="interrupted: the server stopped while it ran")
+                .where((Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < stale))
+                .values(status="failed", error="interrupted: the process running it stopped")
             )
             queued = (await session.scalars(select(Job.id).where(Job.status == "queued"))).all()
         for job_id in queued:
-            self.queue.put_nowait(job_id)
+            if job_id not in self._queued:
+                self._queued.add(job_id)
+                self.queue.put_nowait(job_id)
+        return int(lost.rowcount)  # type: ignore[attr-defined]
 
     async def _worker(self) -> None:
         while True:
             job_id = await self.queue.get()
+            self._queued.discard(job_id)
             self.metrics.set_queue_depth(self.queue.qsize())
             try:
                 await self._run(job_id)
@@ -142,11 +164,24 @@ class JobService:
             claimed = await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "queued")
-                .values(status="running", started_at=now)
+                .values(status="running", started_at=now, owner=self.owner, heartbeat_at=now)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return None  # another worker has it, or it was cancelled
             return await session.get(Job, job_id)
+
+    async def _beat(self, job_id: str) -> None:
+        """While the job runs: say so, with its progress, for the other workers to see."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            async with self.db.session() as session:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.owner == self.owner)
+                    .values(
+                        heartbeat_at=datetime.now(UTC), progress=self._progress.get(job_id, 0.0)
+                    )
+                )
 
     async def _run(self, job_id: str) -> None:
         job = await self._claim(job_id)
@@ -154,32 +189,35 @@ class JobService:
             return
         await self._changed(job)
         self._progress[job_id] = 0.0
-        loop = asyncio.get_running_loop()
+        beating = asyncio.create_task(self._beat(job_id))
 
         def progress(fraction: float) -> None:
             self._progress[job_id] = max(0.0, min(1.0, fraction))
 
         try:
-            work = _WORK[job.kind]
-            result, run_id = await loop.run_in_executor(
-                None, work, self.settings, dict(job.payload), progress
-            )
-            values: dict[str, Any] = {
-                "status": "finished",
-                "result": result,
-                "run_id": run_id,
-                "progress": 1.0,
-            }
-        except Exception as exc:  # any failure of the work is the job's result, not a crash
-            log.warning("job %s (%s) failed: %s", job_id, job.kind, exc)
-            values = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            values = await self._work(job, progress)
         finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
             self._progress.pop(job_id, None)
         async with self.db.session() as session:
             await session.execute(
-                update(Job).where(Job.id == job_id).values(finished_at=datetime.now(UTC), **values)
+                update(Job)
+                .where(Job.id == job_id, Job.owner == self.owner)
+                .values(finished_at=datetime.now(UTC), **values)
             )
         await self._changed(await self.get(job_id))
+
+    async def _work(self, job: Job, progress: Progress) -> dict[str, Any]:
+        """Run the job's work on a thread; what to record of it."""
+        try:
+            result, run_id = await asyncio.get_running_loop().run_in_executor(
+                None, _WORK[job.kind], self.settings, dict(job.payload), progress
+            )
+        except Exception as exc:  # any failure of the work is the job's result, not a crash
+            log.warning("job %s (%s) failed: %s", job.id, job.kind, exc)
+            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        return {"status": "finished", "result": result, "run_id": run_id, "progress": 1.0}
 
     async def _changed(self, job: Job) -> None:
         self.metrics.set_queue_depth(self.queue.qsize())

@@ -240,6 +240,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Which process runs it and when that process last said so: with several API workers, a
+    # job is given up for lost only once its heartbeat is stale, not whenever a worker starts.
+    owner: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class User(Base):

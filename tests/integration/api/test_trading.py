@@ -68,6 +68,10 @@ def test_stream_pushes_decisions_fills_and_equity_of_the_running_agent(api):
             assert time.monotonic() < deadline, seen.keys()
             message = ws.receive_json()
             seen.setdefault(message["type"], message["data"])
+        # Leave first: the test client cancels the server at once when its block ends, which
+        # can land mid-unsubscribe; a real server lets the handler finish.
+        ws.close()
+        time.sleep(0.3)
     assert seen["fill"]["symbol"] == "SP500"
     assert seen["fill"]["price"] > 0
     assert seen["equity"]["account"] == "paper"
