@@ -91,6 +91,9 @@ class AgentSupervisor:
     async def _start(self, launch: AgentLaunch) -> None:
         from ffe import bootstrap
 
+        # Loading the bars first imports the data libraries (seconds, the first time): done on
+        # a thread, so the API keeps answering; building the agent then finds them loaded.
+        await asyncio.to_thread(_warm, self.settings, launch)
         agent = await bootstrap.agent(
             self.settings,
             launch.strategy,
@@ -200,6 +203,15 @@ class AgentSupervisor:
     async def _publish(self, kind: str, data: dict[str, Any]) -> None:
 
         await self.kv.bus.publish(EVENTS, event_message(kind, data))
+
+
+def _warm(settings: Settings, launch: AgentLaunch) -> None:
+    from ffe import bootstrap
+    from ffe.data import load_market
+    from ffe.decide.strategy import make_strategy
+
+    load_market(bootstrap.data_catalog(settings), list(launch.symbols))
+    make_strategy(launch.strategy, dict(launch.params))  # imports the strategy's libraries
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
