@@ -70,6 +70,9 @@ def create_app(
         version=__version__,
         description="Decisions, risk, paper and live trading, backtests and forecasts.",
         lifespan=lifespan,
+        # ffe counts and traces requests itself (RequestContext, api.otel_endpoint); FastAPI's
+        # own telemetry would do it twice, and asks for OpenTelemetry providers per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -92,7 +95,8 @@ def create_app(
 def _routes(app: FastAPI) -> None:
     from ffe.api.routes import admin, auth, docs, health, jobs, pages, runs, stream, trading
 
-    for module in (health, auth, trading, jobs, runs, admin, stream, docs, pages):
+    # Routes are matched in this order: the ones polled most (portfolio, status) first.
+    for module in (trading, health, auth, jobs, runs, admin, stream, docs, pages):
         app.include_router(module.router)
     pages.mount_static(app)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from ffe.api import queries
@@ -27,8 +27,9 @@ async def get_status(services: ServicesDep, who: Reader) -> Any:
 
 
 @router.get("/portfolio")
-async def portfolio(services: ServicesDep, who: Reader, account: Account = None) -> Any:
+async def portfolio(request: Request, who: Reader, account: Account = None) -> Any:
     """Cash, equity, P&L, drawdown and open positions of the account."""
+    services: Services = request.app.state.services  # not a dependency: the hottest route
     chosen = account_of(services, account)
     agent = services.supervisor.agent
     if not (services.supervisor.running and agent.config.account == chosen):
