@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,9 @@ class AgentSupervisor:
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("agent stopped: %s", self.error)
         finally:
+            # Events still on their way read the agent's journal: let them land before it
+            # closes (a read left waiting on a closed connection never finishes).
+            await asyncio.gather(*self._sending, return_exceptions=True)
             await self._emit_state(agent)
             await agent.db.dispose()
 
@@ -195,7 +199,10 @@ class AgentSupervisor:
             log.warning("could not read the agent's state: %s", exc)
 
     def _send(self, kind: str, data: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._publish(kind, data))
+        self._spawn(self._publish(kind, data))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._sending.add(task)  # a task nobody holds may be collected before it runs
         task.add_done_callback(self._sending.discard)
         task.add_done_callback(_log_failure)
@@ -235,6 +242,6 @@ class _Relay:
             data.setdefault("account", agent.config.account)
         kind = {"fill": "fill", "approval_waiting": "approval"}.get(event.kind, "event")
         self.supervisor._send(kind, data)
-        if event.kind in ("started", "stopped", "risk_halt") and agent is not None:
-            task = asyncio.get_running_loop().create_task(self.supervisor._emit_state(agent))
-            task.add_done_callback(_log_failure)
+        if event.kind in ("started", "risk_halt") and agent is not None:
+            # "stopped" is left to the supervisor, which says so once the run has ended
+            self.supervisor._spawn(self.supervisor._emit_state(agent))

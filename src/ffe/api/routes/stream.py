@@ -52,10 +52,12 @@ async def _forward(websocket: WebSocket, events: Any, watch: Coroutine[Any, Any,
         asyncio.create_task(_drain(websocket)),
         asyncio.create_task(watch),
     }
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when the handler itself is cancelled (server shutdown): no task left over
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         if not task.cancelled() and isinstance(task.exception(), Exception):
             log.info("stream closed: %s", task.exception())
