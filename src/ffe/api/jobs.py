@@ -11,6 +11,7 @@ and queued jobs whose worker went away are picked up by another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -68,6 +69,10 @@ class JobService:
         self.on_change: Callable[[dict[str, Any]], Any] | None = None
         self._progress: dict[str, float] = {}
         self._queued: set[str] = set()  # in this process's queue, not yet taken
+        # Set on close: the watcher finishes what it is writing instead of being cancelled
+        # mid-transaction (a journal connection closed under a cancelled session can hang).
+        self.stopping = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def submit(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -121,15 +126,23 @@ class JobService:
         self._progress.clear()
 
     async def _serve(self) -> None:
+        self._watcher = asyncio.create_task(self._watch())
         workers = [self._worker() for _ in range(self.settings.api.max_jobs)]
-        await asyncio.gather(self._watch(), *workers)
+        await asyncio.gather(self._watcher, *workers)
+
+    async def stop(self, wait_s: float = 5.0) -> None:
+        """Let the watcher finish what it is writing and end (the caller cancels the rest)."""
+        self.stopping.set()
+        if self._watcher is not None:
+            await asyncio.wait({self._watcher}, timeout=wait_s)
 
     async def _watch(self) -> None:
         """Every ``STALE_S``: give up jobs whose process stopped beating (it died), and pick
         up queued ones (their worker may have gone before running them)."""
-        while True:
+        while not self.stopping.is_set():
             await self.recover()
-            await asyncio.sleep(STALE_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), STALE_S)
 
     async def recover(self) -> int:
         """Mark lost the running jobs with a stale heartbeat; queue the waiting ones here."""

@@ -143,9 +143,17 @@ class Services:
     async def close(self) -> None:
         """Stop the agent and the workers, and close Redis and the journal."""
         await self.supervisor.stop(wait_s=10.0)
-        for task in self._tasks:
+        # Work that reads or writes the journal ends at its next pause, so no session is cut
+        # off mid-transaction by the cancels below (a journal connection closed under a
+        # cancelled session can leave a task waiting for ever).
+        await self.jobs.stop()
+        await self.keys.settle()
+        pending = [*self._tasks, *self._refreshing.values()]
+        if self._refreshing:
+            await asyncio.wait(list(self._refreshing.values()), timeout=5.0)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
         await self.jobs.close()
         await self.kv.close()
         await self.db.dispose()
