@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from ffe.api import heap
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
 from ffe.kv import KvBackends
@@ -56,9 +57,13 @@ class AnalysisService:
         return asyncio.create_task(self._schedule(), name="ffe-analysis")
 
     async def _schedule(self) -> None:
+        first = True
         while True:
             for symbol in self.settings.api.analysis_symbols:
                 await self.refresh(symbol)
+            if first:  # the forecasting libraries are loaded now: out of the collector's way
+                heap.settle()
+                first = False
             await asyncio.sleep(self.settings.api.analysis_interval_s)
 
     async def get(self, symbol: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from ffe.api import heap
 from ffe.api.events import EVENTS, event_message
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
@@ -95,6 +96,7 @@ class AgentSupervisor:
         # Loading the bars first imports the data libraries (seconds, the first time): done on
         # a thread, so the API keeps answering; building the agent then finds them loaded.
         await asyncio.to_thread(_warm, self.settings, launch)
+        heap.settle()  # and what the strategy imported stays out of the collector's way
         agent = await bootstrap.agent(
             self.settings,
             launch.strategy,

@@ -36,6 +36,12 @@ class BundledBarSource:
             raise unknown_symbol(symbol, BUNDLED_SYMBOLS)
 
 
+def import_libraries() -> None:
+    """Import the packages the bundled bars come from (arch, with scipy and statsmodels), as
+    loading them the first time would: for a server that would rather pay it at start-up."""
+    from arch.data import nasdaq, sp500  # noqa: F401
+
+
 @functools.cache
 def _load(symbol: str) -> pd.DataFrame:
     # arch pulls in scipy and statsmodels; importing it here keeps `ffe --help` fast.

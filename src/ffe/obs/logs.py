@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -48,8 +48,9 @@ _RECORD_FIELDS = frozenset(
 
 
 def new_request_id() -> str:
-    """A fresh request id: 16 hex digits of a random UUID."""
-    return uuid.uuid4().hex[:16]
+    """A fresh request id: 16 random hex digits (as unlikely to repeat as a UUID's first 16,
+    without building a UUID on every request)."""
+    return os.urandom(8).hex()
 
 
 @contextmanager
