@@ -1,7 +1,9 @@
 """The API under load: ffe's authenticated portfolio against a bare FastAPI endpoint, with wrk.
 
-Two uvicorn servers run side by side, each one process with the same settings (log level
-warning, no access log): ``ffe serve`` on a fresh data directory holding a journaled paper
+Two uvicorn servers run side by side with the same settings (as many worker processes as the
+machine has usable cores, as a deployment would run them; log level warning, no access log;
+uvicorn's default event loop, uvloop when installed): ``ffe serve`` on a fresh data directory
+holding a journaled paper
 run of ``sma_cross`` 10/20 on the bundled S&P 500, and ``bench/bare_fastapi.py``, one route
 returning a small dict. wrk (2 threads, 64 connections) loads ``GET /api/v1/portfolio`` with
 a read-scoped API key and ``GET /json`` in turn, each run after an untimed warm-up, the order
@@ -18,7 +20,12 @@ ffe's rate limiter stays on but with a limit too high to refuse (it still counts
 request), and no background analysis runs. Inherited ``FFE_*`` variables are dropped, so the
 servers run on the embedded defaults. Needs wrk (``apt-get install wrk``, ``brew install wrk``).
 
-    python -m bench.bench_api [--rounds N] [--duration S] [--json PATH] [--no-write] [--strict]
+``--workers 1`` measures one process each. One event loop then answers all 64 connections in
+turn while wrk takes part of the cores, and on the 2-core machine p99 swung from run to run:
+69 to 232 ms for ffe, 35 to 150 ms for bare FastAPI (bench/results/api-1worker.json is one).
+
+    python -m bench.bench_api [--workers N] [--rounds N] [--duration S] [--json PATH]
+                              [--no-write] [--strict]
 """
 
 from __future__ import annotations
@@ -55,10 +62,11 @@ CONNECTIONS, THREADS = 64, 2
 RATE_LIMIT = 100_000_000
 PORTFOLIO, BARE = "/api/v1/portfolio", "/json"
 USER, PASSWORD = "bench", "bench-password-not-secret"
-# Both as one uvicorn process; `ffe serve` runs uvicorn with log level warning, no access log.
-FFE_SERVER = "-m ffe serve --host 127.0.0.1 --workers 1"
+# The same uvicorn settings for both: `ffe serve` runs uvicorn with log level warning and no
+# access log; {workers} processes each.
+FFE_SERVER = "-m ffe serve --host 127.0.0.1 --workers {workers}"
 BARE_SERVER = (
-    "-m uvicorn bench.bare_fastapi:app --host 127.0.0.1 --workers 1 --log-level warning "
+    "-m uvicorn bench.bare_fastapi:app --host 127.0.0.1 --workers {workers} --log-level warning "
     "--no-access-log"
 )
 PAPER_RUN = "agent run --strategy sma_cross --symbol SP500 -p fast=10 -p slow=20"
@@ -374,16 +382,17 @@ def measure(wrk: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[st
         env = _env(folder)
         print("seeding: API key, dashboard user, paper run of sma_cross on SP500", flush=True)
         key = _seed(env)
-        ffe_command = [sys.executable, *FFE_SERVER.split()]
+        ffe_command = [sys.executable, *FFE_SERVER.format(workers=args.workers).split()]
         ffe = stack.enter_context(
             Server("ffe", ffe_command, env, folder / "ffe.log", "/health/live")
         )
-        bare_command = [sys.executable, *BARE_SERVER.split()]
+        bare_command = [sys.executable, *BARE_SERVER.format(workers=args.workers).split()]
         bare = stack.enter_context(
             Server("bare", bare_command, dict(os.environ), folder / "bare.log", BARE)
         )
         ffe.wait_ready()
         bare.wait_ready()
+        print(f"both servers: {args.workers} uvicorn worker process(es) each", flush=True)
         targets = {
             "bare": Target(bare.url + BARE, None, bare),
             "ffe": Target(ffe.url + PORTFOLIO, f"Authorization: Bearer {key}", ffe),
@@ -394,8 +403,15 @@ def measure(wrk: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[st
     return {"rounds": runs, **summarise(runs)}, dashboard
 
 
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workers", type=int, default=_usable_cores(), help="processes per server (default: cores)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before each")
@@ -422,11 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         "when": utc_now(),
         "machine": machine(),
         "versions": {
-            **versions("fastapi", "starlette", "uvicorn", "httpx"),
+            **versions("fastapi", "starlette", "uvicorn", "uvloop", "httpx"),
             "wrk": _wrk_version(wrk),
         },
         "build": ffe_build(),
         "settings": {
+            "workers": args.workers,
             "connections": CONNECTIONS,
             "threads": THREADS,
             "rounds": args.rounds,
