@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests.support.clock import FakeClock
 
 from ffe.agent.guarded import BrokerCircuitOpenError, GuardedBroker
 from ffe.domain.errors import BrokerError, TemporaryBrokerError
@@ -14,17 +15,6 @@ from ffe.execution.broker import AccountSnapshot, BrokerOrder
 from ffe.risk.breaker import CircuitBreaker, CircuitOpenError
 
 THRESHOLD, WINDOW_S, COOLDOWN_S = 3, 60.0, 30.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FlakyBroker:

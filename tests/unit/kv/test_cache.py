@@ -6,19 +6,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from tests.support.clock import FakeClock
 
 from ffe.kv import MemoryCache, get_json, set_json
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def test_get_when_set_and_within_ttl_then_hit():

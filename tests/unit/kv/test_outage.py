@@ -5,16 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from tests.support.clock import FakeClock
 
 from ffe.kv import Outage
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_should_try_when_up_then_always():
@@ -29,7 +22,7 @@ def test_should_try_when_down_then_once_per_pause():
     outage.failed(ConnectionError("refused"))
 
     within_pause = outage.should_try()
-    clock.now += 1.0
+    clock.advance(1.0)
     after_pause = [outage.should_try(), outage.should_try()]
 
     assert not within_pause

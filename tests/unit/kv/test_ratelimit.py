@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tests.support.clock import FakeClock
 
 from ffe.kv import MemoryRateLimiter, RateDecision
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def test_hit_when_within_limit_then_allowed_with_remaining_counting_down():

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from tests.support.clock import FakeClock
 
 from ffe.domain.errors import FfeError
 from ffe.risk.breaker import CircuitBreaker, CircuitOpenError
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def breaker(clock: FakeClock, threshold: int = 3) -> CircuitBreaker:
