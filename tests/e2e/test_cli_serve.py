@@ -138,7 +138,11 @@ def test_health_reports_checks_and_exits_zero_when_ready():
     assert body["status"] in ("ok", "degraded")
 
 
-def test_health_when_database_unreachable_then_exit_one(monkeypatch):
+def test_health_when_database_unreachable_then_every_check_listed_and_exit_one(monkeypatch):
     monkeypatch.setenv("FFE__DATABASE__URL", "postgresql://nobody@127.0.0.1:1/none")
     result = runner.invoke(app, ["health", "--json"])
-    assert result.exit_code != 0
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)
+    assert body["status"] == "fail"
+    assert body["checks"]["database"]["ok"] is False
+    assert body["checks"]["disk"]["ok"] is True  # the rest is still checked

@@ -5,13 +5,15 @@ Secrets are never stored: an API key is kept as a public prefix (to find it) and
 hash of the whole key; a password as an argon2 hash. A key is shown once, when it is made.
 Verifying argon2 costs tens of milliseconds on purpose, so a verified key is remembered for
 ``cache_s`` seconds (by a SHA-256 of the key, in this process only); revoking a key takes
-effect within that time.
+effect within that time. A logged-out session is revoked by its token id in the shared cache
+(``ffe.kv``), so every worker refuses it, not only the browser that dropped its cookie.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Coroutine, Iterable
@@ -25,6 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import func, select, update
 
 from ffe.domain.errors import ConfigError, FfeError
+from ffe.kv import Cache
 from ffe.store.database import Database
 from ffe.store.models import ROLES, ApiKey, User
 from ffe.store.repositories import unit_of_work
@@ -36,6 +39,8 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
 }
 KEY_PREFIX = "ffe_"
+_REVOKED = "session-revoked:"  # + a token id: a logged-out session, in the shared cache
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 # Checked when a name or key prefix is unknown, so timing does not tell which ones exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
@@ -320,8 +325,18 @@ async def check_login(db: Database, username: str, password: str) -> Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionClaims:
+    """What a session token with a good signature, not yet expired, says."""
+
+    principal: Principal
+    version: str  # the password version it was issued for
+    token_id: str  # its ``jti``: what a logout revokes
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SessionTokens:
-    """Signs and checks dashboard sessions (HS256 JWTs)."""
+    """Signs and checks dashboard sessions (HS256 JWTs, each with a random ``jti``)."""
 
     secret: str
     ttl_s: int
@@ -336,17 +351,12 @@ class SessionTokens:
             "pv": version,
             "iat": now,
             "exp": expires,
-            "jti": secrets.token_hex(8),
+            "jti": secrets.token_hex(16),
         }
         return jwt.encode(claims, self.secret, algorithm="HS256"), expires
 
-    def version_of(self, token: str) -> str:
-        """The password version a (checked) token was issued for."""
-        claims = jwt.decode(token, self.secret, algorithms=["HS256"])
-        return str(claims.get("pv", ""))
-
-    def check(self, token: str) -> Principal:
-        """The user a token was issued to, if its signature holds and it has not expired."""
+    def read(self, token: str) -> SessionClaims:
+        """The claims of a token whose signature holds and which has not expired."""
         try:
             claims = jwt.decode(
                 token, self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
@@ -356,7 +366,18 @@ class SessionTokens:
         except jwt.PyJWTError:
             raise AuthError("invalid session token: log in again") from None
         scopes = frozenset(str(s) for s in claims.get("scopes", ()) if s in SCOPES)
-        return Principal(str(claims["sub"]), "user", scopes)
+        # A signed token without a jti can still be revoked: by a digest of the token.
+        token_id = str(claims.get("jti") or hashlib.sha256(token.encode()).hexdigest()[:32])
+        return SessionClaims(
+            Principal(str(claims["sub"]), "user", scopes),
+            str(claims.get("pv", "")),
+            token_id,
+            datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
+
+    def check(self, token: str) -> Principal:
+        """The user a token was issued to, if its signature holds and it has not expired."""
+        return self.read(token).principal
 
 
 def password_version(password_hash: str) -> str:
@@ -375,11 +396,22 @@ class _UserState:
 class SessionChecker:
     """Dashboard sessions that last only as long as their user does: a changed password, a
     disabled or deleted account ends them, and the role is read again (a demotion takes
-    effect), within ``cache_s`` seconds in every process."""
+    effect), within ``cache_s`` seconds in every process.
 
-    def __init__(self, db: Database, tokens: SessionTokens, cache_s: float = 30.0) -> None:
-        self.db, self.tokens, self.cache_s = db, tokens, cache_s
+    A logout revokes its token until the token expires: at once in this process, and in
+    the others through ``revocations`` (the shared cache, Redis when configured), at once
+    for a token they have not checked in the last ``cache_s`` seconds and within
+    ``cache_s`` for one they have. While Redis is unreachable a logout holds in its own
+    process only, and the other processes do not learn of it later.
+    """
+
+    def __init__(
+        self, db: Database, tokens: SessionTokens, revocations: Cache, cache_s: float = 30.0
+    ) -> None:
+        self.db, self.tokens, self.revocations, self.cache_s = db, tokens, revocations, cache_s
         self._users: dict[str, _UserState] = {}
+        self._revoked: dict[str, float] = {}  # token id -> its expiry (epoch seconds)
+        self._live: dict[str, float] = {}  # token id -> monotonic: not revoked until then
 
     async def issue(self, principal: Principal) -> tuple[str, datetime]:
         """A session token for a user who just logged in, and when it expires."""
@@ -388,15 +420,62 @@ class SessionChecker:
 
     async def check(self, token: str) -> Principal:
         """The user of a session that is still valid; ``AuthError`` otherwise."""
-        claimed = self.tokens.check(token)  # signature and expiry first
-        state = await self._user(claimed.name)
-        if state is None or state.disabled or state.version != self.tokens.version_of(token):
+        claims = self.tokens.read(token)  # signature and expiry first
+        if await self._is_revoked(claims):
+            raise AuthError("this session was logged out: log in again")
+        state = await self._user(claims.principal.name)
+        if state is None or state.disabled or state.version != claims.version:
             raise AuthError("this session has ended (password changed or user disabled): log in")
-        return Principal(claimed.name, "user", ROLE_SCOPES[state.role])
+        return Principal(claims.principal.name, "user", ROLE_SCOPES[state.role])
+
+    async def revoke(self, token: str) -> bool:
+        """End a session for every process until it expires; False when ``token`` is no
+        valid session (nothing to end)."""
+        try:
+            claims = self.tokens.read(token)
+        except AuthError:
+            return False
+        self._remember_revoked(claims)
+        key = _REVOKED + claims.token_id
+        # Past the token's own expiry by a minute, for workers whose clocks run behind.
+        ttl_s = (claims.expires - datetime.now(UTC)).total_seconds() + 60.0
+        await self.revocations.set(key, b"1", ttl_s)
+        shared = await self.revocations.get(key) is not None
+        log.log(
+            logging.INFO if shared else logging.WARNING,
+            "session %s of %s logged out %s",
+            claims.token_id,
+            claims.principal.name,
+            "in every worker" if shared else "in this process only: the shared cache is down",
+        )
+        return True
 
     def forget(self) -> None:
-        """Drop what is remembered, so the next use asks the database."""
+        """Drop what is remembered, so the next use asks the database and the shared cache
+        (revocations made or seen here are kept)."""
         self._users.clear()
+        self._live.clear()
+
+    async def _is_revoked(self, claims: SessionClaims) -> bool:
+        token_id = claims.token_id
+        if token_id in self._revoked:
+            return True
+        if self._live.get(token_id, 0.0) > time.monotonic():
+            return False
+        if await self.revocations.get(_REVOKED + token_id) is not None:
+            self._remember_revoked(claims)  # and so it holds here through a Redis outage
+            return True
+        if len(self._live) > 10_000:
+            self._live.clear()
+        self._live[token_id] = time.monotonic() + self.cache_s
+        return False
+
+    def _remember_revoked(self, claims: SessionClaims) -> None:
+        self._live.pop(claims.token_id, None)
+        if len(self._revoked) > 1_000:  # only expired ones may go: they are refused anyway
+            now = time.time()
+            self._revoked = {k: exp for k, exp in self._revoked.items() if exp > now}
+        self._revoked[claims.token_id] = claims.expires.timestamp()
 
     async def _user(self, name: str, *, fresh: bool = False) -> _UserState | None:
         known = self._users.get(name)

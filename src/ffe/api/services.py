@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request, status
+from sqlalchemy.exc import SQLAlchemyError
 
 from ffe import __version__
 from ffe.agent.control import AgentService
@@ -22,6 +23,7 @@ from ffe.api.auth import KeyVerifier, SessionChecker, SessionTokens
 from ffe.api.events import EVENTS, event_message
 from ffe.api.secrets import session_secret
 from ffe.config import Settings
+from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends, make_backends
 from ffe.obs.health import HealthChecks, disk_probe, heartbeat_probe, memory_probe, ping_probe
 from ffe.obs.metrics import Metrics
@@ -33,6 +35,30 @@ if TYPE_CHECKING:
     from ffe.api.supervisor import AgentSupervisor
 
 log = logging.getLogger(__name__)
+# A journal unreachable at start-up is checked again after 1 s, then twice as long each
+# time, at most every 30 s.
+JOURNAL_RETRY_S = (1.0, 30.0)
+
+
+def journal_unreachable(exc: StoreError) -> bool:
+    """Whether the journal's database failed to answer (down, refused, a missing directory),
+    which may pass, rather than answered with something wrong (a schema this ffe cannot use)."""
+    return isinstance(exc.__cause__, OSError | SQLAlchemyError)
+
+
+async def _open_journal(settings: Settings) -> tuple[Database, bool]:
+    """The journal, checked and migrated, and True; or, when its database does not answer,
+    its unchecked handle and False: the API still starts (readiness fails and requests that
+    need the journal get 503) instead of exiting, which would only restart it in a loop."""
+    from ffe import bootstrap
+
+    try:
+        return await bootstrap.open_journal(settings), True
+    except StoreError as exc:
+        if not journal_unreachable(exc):
+            raise
+        log.error("the journal is unreachable; starting without it and retrying: %s", exc)
+        return bootstrap.database(settings), False
 
 
 @dataclass
@@ -52,6 +78,7 @@ class Services:
     supervisor: AgentSupervisor
     health: HealthChecks = field(default_factory=HealthChecks)
     started: float = field(default_factory=time.monotonic)
+    journal_checked: bool = True  # False while start-up waits for the journal to answer
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _fresh: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     _refreshing: dict[str, asyncio.Task[bytes]] = field(default_factory=dict)
@@ -87,14 +114,15 @@ class Services:
     @classmethod
     async def open(cls, settings: Settings, *, background: bool = True) -> Services:
         """Open the journal (migrating SQLite on first use), Redis or its in-process stand-ins,
-        and the job and analysis workers (``background``)."""
-        from ffe import bootstrap
+        and the job and analysis workers (``background``). A journal that does not answer
+        is waited for in the background (``_await_journal``); one that answers with a schema
+        this ffe cannot use stops here."""
         from ffe.api.analysis import AnalysisService
         from ffe.api.jobs import JobService
         from ffe.api.supervisor import AgentSupervisor
 
         secret = session_secret(settings)  # first: a production config without one stops here
-        db = await bootstrap.open_journal(settings)
+        db, journal_ready = await _open_journal(settings)
         metrics = Metrics()
         redis_url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
         kv = make_backends(redis_url, observer=lambda result: metrics.cache_event("kv", result))
@@ -104,7 +132,7 @@ class Services:
             kv=kv,
             metrics=metrics,
             tokens=(tokens := SessionTokens(secret, settings.api.session_ttl_s)),
-            sessions=SessionChecker(db, tokens),
+            sessions=SessionChecker(db, tokens, kv.cache),  # logouts shared through kv
             keys=KeyVerifier(db),
             agents=AgentService(db),
             jobs=JobService(settings, db, kv, metrics),
@@ -113,8 +141,40 @@ class Services:
         )
         services._add_checks()
         if background:
-            services._tasks += [services.jobs.start(), services.analysis.start()]
+            services._tasks.append(services.analysis.start())  # bars, not the journal
+        if journal_ready:
+            services._journal_ready(background)
+        else:
+            services.journal_checked = False
+            services._tasks.append(asyncio.create_task(services._await_journal(background)))
         return services
+
+    def _journal_ready(self, background: bool) -> None:
+        if background:
+            self._tasks.append(self.jobs.start())
+
+    async def _await_journal(self, background: bool) -> None:
+        """Check the journal again, less and less often, until it answers; then start the
+        job workers. Meanwhile requests that need it get 503 and readiness fails."""
+        from ffe import bootstrap
+        from ffe.store.migrate import ensure_schema
+
+        delay = JOURNAL_RETRY_S[0]
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, JOURNAL_RETRY_S[1])
+            try:
+                await ensure_schema(
+                    self.db, auto_upgrade=bootstrap.auto_upgrade(self.settings, self.db)
+                )
+            except StoreError as exc:
+                if not journal_unreachable(exc):  # reachable but unusable: say it every time
+                    log.error("the journal answers but cannot be used: %s", exc)
+                continue
+            log.warning("the journal %s answers again: serving it", self.db)
+            self.journal_checked = True
+            self._journal_ready(background)
+            return
 
     def _add_checks(self) -> None:
         checks = self.health
@@ -131,6 +191,8 @@ class Services:
 
         async with self.db.session() as session:
             await session.execute(text("SELECT 1"))
+        if not self.journal_checked:  # it answers, but its schema is not known to be right
+            raise StoreError(f"{self.db} answers; its schema is checked again shortly")
         return str(self.db)
 
     async def _agent_heartbeat(self) -> Any:

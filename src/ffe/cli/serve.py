@@ -80,15 +80,28 @@ def _serve(settings: Settings, launch: Any) -> None:
     import uvicorn
 
     from ffe.api.app import create_app
+    from ffe.api.services import journal_unreachable
+    from ffe.domain.errors import StoreError
     from ffe.obs.logs import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.json_format)
-    password = asyncio.run(_first_user(settings))
+    say = functools.partial(err_console.print, soft_wrap=True)  # never break a URL in two
+    unreachable: StoreError | None = None
+    try:
+        password = asyncio.run(_first_user(settings))
+    except StoreError as exc:
+        if not journal_unreachable(exc):
+            raise
+        password, unreachable = None, exc
     app = create_app(settings, agent=launch)
     url = f"http://{_display_host(settings.api.host)}:{settings.api.port}"
-    say = functools.partial(err_console.print, soft_wrap=True)  # never break a URL in two
     say(f"[bold]ffe[/bold] dashboard and API on {url}  (API docs: {url}/docs)")
-    if password is not None:
+    if unreachable is not None:
+        say(
+            f"[yellow]warning:[/yellow] {unreachable}. Starting anyway: /health/ready fails "
+            "and requests that need the journal get 503 until it answers."
+        )
+    elif password is not None:
         say(
             f"first time: log in as [bold]admin[/bold] with password [bold]{password}[/bold] "
             "(shown once; change it with `ffe users passwd admin`)"

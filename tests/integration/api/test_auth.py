@@ -19,7 +19,13 @@ PUBLIC = {"/health/live", "/health/ready", "/login", "/api/v1/auth/login"}
 def _concrete(path: str) -> str:
     """A path for a route template: hex ids, numbers and symbols where the template has
     parameters."""
-    fill = {"job_id": "0" * 32, "run_id": "abcd", "prefix": "deadbeef", "symbol": "SP500"}
+    fill = {
+        "job_id": "0" * 32,
+        "run_id": "abcd",
+        "prefix": "deadbeef",
+        "symbol": "SP500",
+        "page": "overview",
+    }
     return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m.group(1), "1"), path)
 
 
@@ -144,6 +150,86 @@ def test_session_token_as_bearer_works_and_tampered_one_does_not(api, password):
     forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
     bad = api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
     assert bad.status_code == 401
+
+
+def _log_in(api, password: str, username: str = "trader") -> str:
+    response = api.client.post(
+        "/api/v1/auth/login", json={"username": username, "password": password}
+    )
+    assert response.status_code == 200
+    return str(response.json()["token"])
+
+
+def test_logout_when_token_used_again_then_401_as_bearer_and_cookie(api, password):
+    client = api.client
+    token, other = _log_in(api, password), _log_in(api, password)
+    client.cookies.clear()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/auth/me", headers=bearer).status_code == 200
+
+    out = client.post("/api/v1/auth/logout", headers=bearer)
+
+    assert out.status_code == 200
+    assert out.json() == {"logged_out": "trader"}
+    as_bearer = client.get("/api/v1/auth/me", headers=bearer)
+    assert as_bearer.status_code == 401
+    assert "logged out" in as_bearer.json()["detail"]
+    client.cookies.set("ffe_session", token)
+    assert client.get("/api/v1/auth/me").status_code == 401
+    client.cookies.clear()
+    still = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other}"})
+    assert still.status_code == 200  # the user's other session goes on
+    assert still.json()["name"] == "trader"
+
+
+def test_logout_by_cookie_then_the_copied_token_is_refused_and_the_page_asks_to_log_in(
+    api, password
+):
+    client = api.client
+    token = _log_in(api, password)  # the login also set the cookie
+    csrf = {"X-Requested-With": "ffe"}
+
+    assert client.post("/api/v1/auth/logout", headers=csrf).status_code == 200
+
+    assert "ffe_session" not in client.cookies
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/auth/me", headers=bearer).status_code == 401
+    client.cookies.set("ffe_session", token)
+    page = client.get("/overview", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/login")
+
+
+def test_logout_when_session_already_ended_or_missing_then_401_as_before(api, password):
+    client = api.client
+    token = _log_in(api, password)
+    client.cookies.clear()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/auth/logout", headers=bearer).status_code == 200
+
+    again = client.post("/api/v1/auth/logout", headers=bearer)
+    nobody = client.post("/api/v1/auth/logout")
+    forged = client.post("/api/v1/auth/logout", headers={"Authorization": "Bearer x.y.z"})
+
+    assert (again.status_code, nobody.status_code, forged.status_code) == (401, 401, 401)
+
+
+def test_logout_with_an_api_key_then_the_key_still_works(api):
+    out = api.client.post("/api/v1/auth/logout", headers=api.headers("viewer"))
+
+    assert out.status_code == 200
+    assert api.client.get("/api/v1/auth/me", headers=api.headers("viewer")).status_code == 200
+
+
+def test_revoked_session_when_this_process_forgets_its_cache_then_still_refused(api, password):
+    token = _log_in(api, password)
+    api.client.cookies.clear()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api.client.post("/api/v1/auth/logout", headers=bearer).status_code == 200
+
+    api.services.sessions.forget()
+
+    assert api.client.get("/api/v1/auth/me", headers=bearer).status_code == 401
 
 
 def test_expired_session_when_used_then_401_says_log_in_again(api):

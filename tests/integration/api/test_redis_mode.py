@@ -88,6 +88,48 @@ def test_stream_event_published_by_one_worker_reaches_a_client_of_another(api_wi
     assert message["data"]["id"] == job["id"]
 
 
+def test_session_logged_out_through_one_worker_is_refused_by_another(api_with, redis_url, password):
+    with api_with(FFE__REDIS__URL=_db(redis_url)) as first:
+        from fastapi.testclient import TestClient
+
+        from ffe.api.app import create_app
+
+        with TestClient(create_app(first.settings)) as second:
+            login = {"username": "viewer", "password": password}
+            token = first.client.post("/api/v1/auth/login", json=login).json()["token"]
+            other = first.client.post("/api/v1/auth/login", json=login).json()["token"]
+            first.client.cookies.clear()
+            bearer = {"Authorization": f"Bearer {token}"}
+            out = first.client.post("/api/v1/auth/logout", headers=bearer)
+            refused = second.get("/api/v1/auth/me", headers=bearer)
+            second.cookies.set("ffe_session", token)
+            refused_cookie = second.get("/api/v1/auth/me")
+            second.cookies.clear()
+            still = second.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other}"})
+    assert out.status_code == 200
+    assert (refused.status_code, refused_cookie.status_code) == (401, 401)
+    assert "logged out" in refused.json()["detail"]
+    assert still.status_code == 200
+
+
+def test_logout_while_redis_is_down_then_refused_in_that_worker(api_with, password):
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    with _private_redis(port) as server, api_with(FFE__REDIS__URL=url) as api:
+        login = {"username": "viewer", "password": password}
+        token = api.client.post("/api/v1/auth/login", json=login).json()["token"]
+        api.client.cookies.clear()
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert api.client.get("/api/v1/auth/me", headers=bearer).status_code == 200
+        server.kill()
+        server.wait()
+        out = api.client.post("/api/v1/auth/logout", headers=bearer)
+        api.services.sessions.forget()  # past its cache window, too
+        after = api.client.get("/api/v1/auth/me", headers=bearer)
+    assert out.status_code == 200
+    assert after.status_code == 401
+
+
 def test_api_when_redis_stops_mid_run_then_serves_without_cache(api_with):
     port = _free_port()
     with _private_redis(port) as server:

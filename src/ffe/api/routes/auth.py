@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from ffe.api.auth import AuthError, check_login
+from ffe.api.auth import KEY_PREFIX, AuthError, check_login
 from ffe.api.deps import SESSION_COOKIE, Reader, ServicesDep
 from ffe.api.schemas import Login
 
@@ -39,10 +39,23 @@ async def login(body: Login, request: Request, response: Response, services: Ser
 
 
 @router.post("/logout")
-async def logout(response: Response, who: Reader) -> Any:
-    """Forget the session cookie."""
+async def logout(request: Request, response: Response, who: Reader, services: ServicesDep) -> Any:
+    """End the sessions the request carries (bearer token and cookie) in every worker, and
+    forget the cookie."""
+    for token in _session_tokens(request):
+        await services.sessions.revoke(token)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return {"logged_out": who.name}
+
+
+def _session_tokens(request: Request) -> set[str]:
+    """The session tokens sent: a bearer that is no API key, and the cookie (both end, as a
+    cookie left valid after logout would keep working wherever it was copied)."""
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    tokens = {request.cookies.get(SESSION_COOKIE, "")}
+    if scheme.lower() == "bearer" and not credential.strip().startswith(KEY_PREFIX):
+        tokens.add(credential.strip())
+    return tokens - {""}
 
 
 @router.get("/me")
