@@ -163,6 +163,36 @@ def test_backtest_sweep_when_grid_then_sorted_rows_and_heatmap(tmp_path: Path) -
     assert '"type":"heatmap"' in report.read_text(encoding="utf-8").replace(" ", "")
 
 
+def test_backtest_sweep_when_lower_is_better_then_smallest_first() -> None:
+    args = ["backtest", "sweep", "--synthetic", "1", "--bars", "400", "--jobs", "1"]
+    args += ["-p", "fast=3,5,10", "-p", "slow=20,40", "--metric", "annual_volatility", "--json"]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    volatility = [row["annual_volatility"] for row in json.loads(result.stdout)]
+    assert len(set(volatility)) > 1
+    assert volatility == sorted(volatility)
+
+
+def test_backtest_sweep_when_table_then_title_says_which_way_is_better() -> None:
+    args = ["backtest", "sweep", "--synthetic", "1", "--bars", "400", "--jobs", "1"]
+    args += ["-p", "fast=5,10", "-p", "slow=20", "--metric", "max_drawdown_duration"]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    assert "best 2 of 2 by max_drawdown_duration (lower is better)" in result.output
+
+
+def test_backtest_sweep_when_metric_has_no_better_way_then_exit_2_listing_rankable() -> None:
+    result = runner.invoke(app, ["backtest", "sweep", "-p", "fast=5,10", "--metric", "n_trades"])
+
+    assert result.exit_code == 2
+    assert "cannot rank by 'n_trades'" in result.output
+    assert "annual_volatility" in result.output
+
+
 def test_backtest_sweep_when_unknown_metric_then_exit_2_listing_metrics() -> None:
     result = runner.invoke(app, ["backtest", "sweep", "-p", "fast=5,10", "--metric", "shrp"])
 

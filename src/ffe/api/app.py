@@ -109,6 +109,12 @@ def _routes(app: FastAPI) -> None:
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        sent = request.headers.get("content-type", "")
+        has_body = bool(sent) or request.headers.get("content-length", "0") not in ("", "0")
+        if has_body and not _is_json(sent) and _body_refused(exc):  # a body, not said as JSON
+            said = f"not {sent!r}" if sent else "it had no Content-Type"
+            detail = f"send the body as JSON with Content-Type: application/json ({said})"
+            return JSONResponse({"detail": detail}, 415)
         problems = [_problem(e) for e in exc.errors()]
         return JSONResponse({"detail": "; ".join(problems), "errors": _plain(exc)}, 422)
 
@@ -177,6 +183,16 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return found
 
     return spec
+
+
+def _body_refused(exc: RequestValidationError) -> bool:
+    """Whether the body as a whole was refused (not one of its fields)."""
+    return any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors())
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 def _problem(error: Any) -> str:

@@ -282,9 +282,13 @@ def _sweep(
     settings: Settings, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
     from ffe import bootstrap
-    from ffe.backtest.sweep import combinations, rank_key, run_sweep
+    from ffe.backtest.objective import direction_of, rank_key
+    from ffe.backtest.sweep import combinations, run_sweep
     from ffe.data import load_market
 
+    metric = payload.get("metric", "sharpe")
+    # Before any backtest runs: a job queued by an older version may name an unrankable metric.
+    direction = direction_of(metric)
     market = load_market(
         bootstrap.data_catalog(settings),
         [payload["symbol"]],
@@ -307,17 +311,17 @@ def _sweep(
         jobs=1 if len(grid) < 16 else 0,
         on_done=advance,
     )
-    metric = payload.get("metric", "sharpe")
     found: list[dict[str, Any]] = [
         {"params": r.params, "value": _number(r.stats.get(metric)), "stats": r.stats}
         for r in rows
         if r.error is None
     ]
-    ranked = sorted(found, key=lambda r: rank_key(r["stats"].get(metric)))
+    ranked = sorted(found, key=lambda r: rank_key(r["stats"].get(metric), direction))
     errors = [{"params": r.params, "error": r.error} for r in rows if r.error]
     best = ranked[0] if ranked else None
     return {
         "metric": metric,
+        "direction": direction,  # which way "best" and the ranking go: maximize or minimize
         "params": list(payload["grid"]),
         "rows": found,
         "best": best,

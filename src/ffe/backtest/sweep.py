@@ -83,27 +83,6 @@ def combinations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def check_metric(metric: str) -> None:
-    """Refuse a metric the stats do not have, naming the ones they do."""
-    from dataclasses import fields
-
-    from ffe.portfolio.stats import Stats
-
-    names = [f.name for f in fields(Stats)]
-    if metric not in names:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of: {', '.join(names)}")
-
-
-def rank_key(value: Any) -> tuple[int, float]:
-    """Sort key putting the highest metric value first and missing values last (a profit
-    factor with no losing trade is stored as "inf": the best)."""
-    if isinstance(value, int | float) and not math.isnan(value):
-        return (0, -float(value))
-    if value == "inf":
-        return (0, -math.inf)
-    return (1, 0.0)
-
-
 def run_sweep(
     market: MarketData,
     strategy: str,

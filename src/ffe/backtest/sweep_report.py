@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 
 from ffe.backtest.html import SORT_SCRIPT, figure_html, header, page, section
+from ffe.backtest.objective import DIRECTIONS, Direction, describe, is_better, rank_key
 
 
 def render_sweep_report(
@@ -17,15 +18,23 @@ def render_sweep_report(
     param_names: Sequence[str],
     rows: Sequence[Mapping[str, object]],
     metric: str,
+    direction: Direction | None = None,
 ) -> str:
-    """A full HTML page: every run of a sweep ranked by ``metric``, and a chart of the grid."""
-    ranked = sorted(rows, key=lambda row: _rank_key(_metric_of(row, metric)))
-    chart = _sweep_chart(param_names, rows, metric)
+    """A full HTML page: every run of a sweep ranked by ``metric`` (best first, the best being
+    the largest or the smallest as ``direction`` says), and a chart of the grid.
+
+    ``direction`` defaults to the metric's own (``ffe.backtest.objective.DIRECTIONS``), and to
+    maximize for a score that is not a statistic of ours.
+    """
+    direction = direction or DIRECTIONS.get(metric, "maximize")
+    ranked = sorted(rows, key=lambda row: rank_key(_metric_of(row, metric), direction))
+    chart = _sweep_chart(param_names, rows, metric, direction)
     sections = []
     if chart:
         sections.append(section(f"{metric} over the grid", chart))
-    sections.append(section(f"Runs ({len(rows):,})", _sweep_table(param_names, ranked, metric)))
-    subtitle = f"{len(rows):,} runs ranked by {metric}, best first"
+    table = _sweep_table(param_names, ranked, metric, direction)
+    sections.append(section(f"Runs ({len(rows):,})", table))
+    subtitle = f"{len(rows):,} runs ranked by {metric} ({describe(direction)}), best first"
     body = header(title, subtitle, {}) + "".join(sections)
     return page(title, body, script=SORT_SCRIPT)
 
@@ -37,11 +46,6 @@ def _metric_of(row: Mapping[str, object], metric: str) -> float:
     return math.nan
 
 
-def _rank_key(value: float) -> tuple[bool, float]:
-    """Sort key: larger first, NaN last."""
-    return (math.isnan(value), -value if not math.isnan(value) else 0.0)
-
-
 def _value_key(value: object) -> tuple[int, float, str]:
     """Sort key for parameter values: numbers numerically, then anything else as text."""
     if isinstance(value, numbers.Real):
@@ -50,13 +54,15 @@ def _value_key(value: object) -> tuple[int, float, str]:
 
 
 def _sweep_table(
-    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
+    param_names: Sequence[str],
+    rows: Sequence[Mapping[str, object]],
+    metric: str,
+    direction: Direction,
 ) -> str:
     others = [key for row in rows for key in row if key not in param_names and key != metric]
     columns = [*param_names, metric, *dict.fromkeys(others)]
-    head = "".join(
-        f"<th{' data-order=desc' if name == metric else ''}>{escape(name)}</th>" for name in columns
-    )
+    order = f" data-order={'desc' if direction == 'maximize' else 'asc'}"
+    head = "".join(f"<th{order if name == metric else ''}>{escape(name)}</th>" for name in columns)
     body = "".join(
         "<tr>" + "".join(_sweep_cell(row.get(name)) for name in columns) + "</tr>" for row in rows
     )
@@ -77,47 +83,56 @@ def _sweep_cell(value: object) -> str:
 
 
 def _sweep_chart(
-    param_names: Sequence[str], rows: Sequence[Mapping[str, object]], metric: str
+    param_names: Sequence[str],
+    rows: Sequence[Mapping[str, object]],
+    metric: str,
+    direction: Direction,
 ) -> str:
     if not param_names or not rows:
         return ""
     if len(param_names) == 1:
-        return _line_chart(param_names[0], rows, metric)
+        return _line_chart(param_names[0], rows, metric, direction)
     if len(param_names) == 2:
-        return _heatmap(param_names[0], param_names[1], rows, metric)
-    first, second = sorted(param_names, key=lambda name: -_effect(name, rows, metric))[:2]
+        return _heatmap(param_names[0], param_names[1], rows, metric, direction)
+    effect = {name: _effect(name, rows, metric, direction) for name in param_names}
+    first, second = sorted(param_names, key=lambda name: -effect[name])[:2]
     note = (
         f'<p class="note">{escape(first)} and {escape(second)} change {escape(metric)} the most; '
         f"each cell shows the best {escape(metric)} over the other parameters.</p>"
     )
-    return _heatmap(first, second, rows, metric) + note
+    return _heatmap(first, second, rows, metric, direction) + note
 
 
 def _best_by(
     keys: Callable[[Mapping[str, object]], object],
     rows: Iterable[Mapping[str, object]],
     metric: str,
+    direction: Direction,
 ) -> dict[object, float]:
     """The best ``metric`` for each key, NaN where a key has no value of the metric."""
     best: dict[object, float] = {}
     for row in rows:
         key, value = keys(row), _metric_of(row, metric)
         current = best.get(key, math.nan)
-        best[key] = value if math.isnan(current) or value > current else current
+        best[key] = value if is_better(value, current, direction) else current
     return best
 
 
-def _effect(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> float:
+def _effect(
+    name: str, rows: Sequence[Mapping[str, object]], metric: str, direction: Direction
+) -> float:
     """How far the best ``metric`` moves across the values of one parameter."""
-    best = _best_by(lambda row: row.get(name), rows, metric).values()
+    best = _best_by(lambda row: row.get(name), rows, metric, direction).values()
     known = [value for value in best if not math.isnan(value)]
     return max(known) - min(known) if known else 0.0
 
 
-def _line_chart(name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
+def _line_chart(
+    name: str, rows: Sequence[Mapping[str, object]], metric: str, direction: Direction
+) -> str:
     import plotly.graph_objects as go
 
-    best = _best_by(lambda row: row.get(name), rows, metric)
+    best = _best_by(lambda row: row.get(name), rows, metric, direction)
     xs = sorted(best, key=_value_key)
     ys = [_or_none(best[x]) for x in xs]
     figure = go.Figure(go.Scatter(x=[str(x) for x in xs], y=ys, mode="lines+markers"))
@@ -126,10 +141,16 @@ def _line_chart(name: str, rows: Sequence[Mapping[str, object]], metric: str) ->
     return figure_html(figure)
 
 
-def _heatmap(x_name: str, y_name: str, rows: Sequence[Mapping[str, object]], metric: str) -> str:
+def _heatmap(
+    x_name: str,
+    y_name: str,
+    rows: Sequence[Mapping[str, object]],
+    metric: str,
+    direction: Direction,
+) -> str:
     import plotly.graph_objects as go
 
-    best = _best_by(lambda row: (row.get(x_name), row.get(y_name)), rows, metric)
+    best = _best_by(lambda row: (row.get(x_name), row.get(y_name)), rows, metric, direction)
     xs = sorted({row.get(x_name) for row in rows}, key=_value_key)
     ys = sorted({row.get(y_name) for row in rows}, key=_value_key)
     # Missing or NaN combinations stay None, which plotly leaves blank.
@@ -137,6 +158,7 @@ def _heatmap(x_name: str, y_name: str, rows: Sequence[Mapping[str, object]], met
     heatmap = go.Heatmap(
         x=[str(x) for x in xs], y=[str(y) for y in ys], z=z, colorscale="Viridis",
         colorbar={"title": {"text": metric}}, hoverongaps=False,
+        reversescale=direction == "minimize",  # the best cells stay the bright ones
     )  # fmt: skip
     figure = go.Figure(heatmap)
     figure.update_layout(

@@ -12,6 +12,7 @@ from ffe.cli.common import console, err_console, format_stat, user_errors
 
 if TYPE_CHECKING:
     from ffe.backtest.engine import BacktestConfig
+    from ffe.backtest.objective import Direction
     from ffe.backtest.result import BacktestResult
     from ffe.backtest.walkforward import WalkForwardResult, WalkForwardSpec
     from ffe.config import Settings
@@ -284,7 +285,11 @@ def sweep(
     param: list[str] = typer.Option(
         ..., "--param", "-p", help="Grid axis: name=1,2,3 or name=5..50:5 (stop included)."
     ),
-    metric: str = typer.Option("sharpe", "--metric", help="Statistic to sort by."),
+    metric: str = typer.Option(
+        "sharpe",
+        "--metric",
+        help="Statistic to rank by, best first: the lowest first where lower is better.",
+    ),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes; 0 = all cores.", min=0),
     top: int = typer.Option(20, "--top", help="Rows to show.", min=1),
     synthetic: int = SYNTHETIC,
@@ -301,15 +306,10 @@ def sweep(
 ) -> None:
     """Backtest every combination of a parameter grid on all local cores."""
     with user_errors():
-        from ffe.backtest.sweep import (
-            check_metric,
-            combinations,
-            parse_grid,
-            rank_key,
-            run_sweep,
-        )
+        from ffe.backtest.objective import direction_of, rank_key
+        from ffe.backtest.sweep import combinations, parse_grid, run_sweep
 
-        check_metric(metric)
+        direction = direction_of(metric)
         names = list(parse_grid(param))
         grid = combinations(parse_grid(param))
         market, config, risk = _setup(
@@ -319,13 +319,15 @@ def sweep(
             rows = run_sweep(
                 market, strategy, grid, config, risk, jobs=jobs, on_done=lambda _: advance()
             )
-        flat = sorted((row.flat() for row in rows), key=lambda r: rank_key(r.get(metric)))
+        flat = sorted(
+            (row.flat() for row in rows), key=lambda r: rank_key(r.get(metric), direction)
+        )
         if report is not None:
-            _write_sweep_report(strategy, names, flat, metric, report)
+            _write_sweep_report(strategy, names, flat, metric, direction, report)
         if as_json:
             typer.echo(json.dumps(flat, indent=2))
             return
-        _print_sweep(flat, names, metric, top)
+        _print_sweep(flat, names, metric, direction, top)
         if report is not None:
             console.print(f"report written to [bold]{report}[/bold]")
 
@@ -347,12 +349,17 @@ class _Progress:
         self._bar.stop()
 
 
-def _print_sweep(rows: list[dict[str, Any]], names: list[str], metric: str, top: int) -> None:
+def _print_sweep(
+    rows: list[dict[str, Any]], names: list[str], metric: str, direction: Direction, top: int
+) -> None:
     from rich.table import Table
+
+    from ffe.backtest.objective import describe
 
     columns = [*names, metric, "total_return", "max_drawdown", "n_trades"]
     columns = list(dict.fromkeys(columns))
-    table = Table(title=f"best {min(top, len(rows))} of {len(rows)} by {metric}")
+    shown = min(top, len(rows))
+    table = Table(title=f"best {shown} of {len(rows)} by {metric} ({describe(direction)})")
     for column in columns:
         table.add_column(column.replace("_", " "), justify="right")
     for row in rows[:top]:
@@ -364,12 +371,21 @@ def _print_sweep(rows: list[dict[str, Any]], names: list[str], metric: str, top:
 
 
 def _write_sweep_report(
-    strategy: str, names: list[str], rows: list[dict[str, Any]], metric: str, path: Path
+    strategy: str,
+    names: list[str],
+    rows: list[dict[str, Any]],
+    metric: str,
+    direction: Direction,
+    path: Path,
 ) -> None:
     from ffe.backtest.html import write_report
     from ffe.backtest.sweep_report import render_sweep_report
 
     html = render_sweep_report(
-        title=f"{strategy} sweep", param_names=names, rows=rows, metric=metric
+        title=f"{strategy} sweep",
+        param_names=names,
+        rows=rows,
+        metric=metric,
+        direction=direction,
     )
     write_report(path, html)

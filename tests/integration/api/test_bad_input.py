@@ -273,6 +273,14 @@ def test_post_backtest_when_param_of_wrong_type_then_422_names_it(api: Api) -> N
     assert "fast='abc'" in _detail(response)
 
 
+def test_post_sweep_when_metric_has_no_better_way_then_422_names_rankable_ones(api: Api) -> None:
+    response = _post(api, "/api/v1/sweeps", {"grid": {"fast": [5]}, "metric": "n_trades"})
+
+    assert response.status_code == 422
+    assert "cannot rank by 'n_trades'" in _detail(response)
+    assert "annual_volatility" in _detail(response)
+
+
 def test_post_sweep_when_grid_param_unknown_then_422_names_it(api: Api) -> None:
     response = _post(api, "/api/v1/sweeps", {"grid": {"fsat": [5, 10]}})
 
@@ -442,3 +450,34 @@ def test_unhandled_error_when_route_crashes_then_500_carries_the_request_id(
     assert response.headers["x-request-id"] == "my-req-1"
     assert response.json()["detail"] == "internal error (request id my-req-1)"
     assert "simulated bug" not in response.text  # internals stay in the log
+
+
+# -- content types --------------------------------------------------------------------------
+
+
+def test_post_when_body_is_json_sent_as_text_plain_then_415_says_what_to_send(api: Api) -> None:
+    response = api.client.post(
+        "/api/v1/auth/login",
+        content=b'{"username": "admin", "password": "x"}',
+        headers={"content-type": "text/plain"},
+    )
+
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in _detail(response)
+    assert "text/plain" in _detail(response)
+
+
+def test_post_when_body_has_no_content_type_then_415(api: Api) -> None:
+    response = api.client.post(
+        "/api/v1/backtests", content=b'{"strategy": "sma_cross"}', headers=api.headers()
+    )
+
+    assert response.status_code == 415
+    assert "no Content-Type" in _detail(response)
+
+
+def test_post_when_json_body_is_a_list_then_still_422(api: Api) -> None:
+    response = _post(api, "/api/v1/backtests", [1, 2, 3])
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body"]

@@ -143,24 +143,41 @@ def test_backtest_job_runs_and_its_report_and_run_are_served(api):
     assert listed["items"][0]["id"] == job["id"]
 
 
-def test_sweep_job_ranks_its_grid(api):
-    body = {"strategy": "sma_cross", "symbol": "SP500", "grid": {"fast": [5, 10], "slow": [30, 60]}}
-    job = api.client.post("/api/v1/sweeps", json=body, headers=api.headers("trader")).json()
+def _sweep(api, **body: Any) -> dict[str, Any]:
+    """Submit a sweep of SP500 and wait for it to end; return the finished job."""
+    body = {"strategy": "sma_cross", "symbol": "SP500", **body}
+    response = api.client.post("/api/v1/sweeps", json=body, headers=api.headers("trader"))
+    assert response.status_code == 202, response.text
+    path = f"/api/v1/jobs/{response.json()['id']}"
     done = _wait(
         lambda: (
             found
-            if (found := api.client.get(f"/api/v1/jobs/{job['id']}", headers=api.headers()).json())[
-                "status"
-            ]
+            if (found := api.client.get(path, headers=api.headers()).json())["status"]
             in ("finished", "failed")
             else None
         )
     )
     assert done["status"] == "finished", done["error"]
+    return done
+
+
+def test_sweep_job_ranks_its_grid(api):
+    done = _sweep(api, grid={"fast": [5, 10], "slow": [30, 60]})
+
     rows = done["result"]["rows"]
     assert len(rows) == 4
     best = max(r["value"] for r in rows if r["value"] is not None)
     assert done["result"]["best"]["value"] == best
+    assert done["result"]["direction"] == "maximize"
+
+
+def test_sweep_job_by_a_lower_is_better_metric_picks_the_smallest(api):
+    done = _sweep(api, grid={"fast": [5, 10, 20], "slow": [60]}, metric="annual_volatility")
+
+    values = [r["value"] for r in done["result"]["rows"] if r["value"] is not None]
+    assert len(set(values)) > 1
+    assert done["result"]["direction"] == "minimize"
+    assert done["result"]["best"]["value"] == min(values)
 
 
 def test_metrics_count_requests_by_route_template(api):

@@ -164,6 +164,47 @@ def test_sweep_report_ranks_best_first_and_nan_last():
     assert metric_column(html) == ["1.25", "0.5", "-0.75", "—"]
 
 
+def test_sweep_report_when_lower_is_better_then_smallest_first_and_said_so():
+    rows = [{**row, "vol": row["sharpe"]} for row in SWEEP_ROWS]
+
+    html = render_sweep_report(
+        title="Sweep", param_names=["fast", "slow"], rows=rows, metric="vol", direction="minimize"
+    )
+
+    assert metric_column(html) == ["-0.75", "0.5", "1.25", "—"]
+    assert "ranked by vol (lower is better), best first" in html
+    assert "<th data-order=asc>vol</th>" in html
+    (heatmap,), _ = figure_of(html)
+    assert heatmap["reversescale"] is True
+
+
+def test_sweep_report_when_lower_is_better_then_heatmap_cell_keeps_the_smallest():
+    rows = [
+        {"a": a, "b": b, "c": c, "vol": 10 * a + b + 0.01 * c}
+        for a in (1, 2)
+        for b in (1, 2)
+        for c in (1, 2)
+    ]
+
+    html = render_sweep_report(
+        title="Sweep", param_names=["c", "b", "a"], rows=rows, metric="vol", direction="minimize"
+    )
+
+    (heatmap,), _ = figure_of(html)
+    assert heatmap["z"][0] == [pytest.approx(11.01), pytest.approx(21.01)]  # best over c
+
+
+def test_sweep_report_when_no_direction_given_then_the_metrics_own():
+    rows = [{"fast": 5, "annual_volatility": 0.2}, {"fast": 10, "annual_volatility": 0.1}]
+
+    html = render_sweep_report(
+        title="Sweep", param_names=["fast"], rows=rows, metric="annual_volatility"
+    )
+
+    assert "ranked by annual_volatility (lower is better)" in html
+    assert html.index('data-value="0.1"') < html.index('data-value="0.2"')
+
+
 def test_sweep_report_with_two_params_has_heatmap_with_blank_cells():
     html = render_sweep_report(
         title="Sweep", param_names=["fast", "slow"], rows=SWEEP_ROWS, metric="sharpe"

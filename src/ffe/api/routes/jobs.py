@@ -58,12 +58,14 @@ async def list_backtests(
 
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED)
 async def submit_sweep(body: SweepRequest, services: ServicesDep, who: Trader) -> Any:
-    """Queue a parameter sweep over ``grid``; the result ranks every point by ``metric``."""
-    from ffe.backtest.sweep import check_metric
+    """Queue a parameter sweep over ``grid``; the result's ``best`` is the best point by
+    ``metric``, the largest or the smallest value as its ``direction`` (maximize or minimize)
+    says."""
+    from ffe.backtest.objective import direction_of
 
     _check_strategy(body.strategy)
     _check_grid(body.strategy, list(body.grid))
-    check_metric(body.metric)
+    direction_of(body.metric)  # an unknown or unrankable metric is refused now
     await asyncio.to_thread(_check_symbols, services, [body.symbol])
     return await services.jobs.submit("sweep", body.model_dump())
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -22,6 +23,30 @@ router = APIRouter(include_in_schema=False)
 
 _FOREVER = "public, max-age=31536000, immutable"
 _DEFAULT_PAGE = "/overview"
+# The pages that are a template and nothing else, each at ``/<name>``.
+PAGES = frozenset(
+    {"overview", "agent", "decisions", "backtests", "optimization", "analysis", "health"}
+)
+
+
+class _PageName(Convertor[str]):
+    """One of ``PAGES`` as a path segment.
+
+    The route matches only these names, so any other path answers as an unknown path always
+    has (404 before any login check, not a 405 or a redirect to log in), and the route never
+    takes a path meant for ``/metrics``, ``/docs`` or the ``/static`` mount.
+    """
+
+    regex = "|".join(sorted(PAGES))
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("dashboard_page", _PageName())
 
 
 def _csp(request: Request) -> str:
@@ -67,44 +92,14 @@ async def home() -> RedirectResponse:
     return RedirectResponse(_DEFAULT_PAGE, status_code=303)
 
 
-@router.get("/overview")
-async def overview(request: Request, user: PageUser) -> HTMLResponse:
-    return _page(request, user, "overview")
-
-
-@router.get("/agent")
-async def agent(request: Request, user: PageUser) -> HTMLResponse:
-    return _page(request, user, "agent")
-
-
-@router.get("/decisions")
-async def decisions(request: Request, user: PageUser) -> HTMLResponse:
-    return _page(request, user, "decisions")
-
-
-@router.get("/backtests")
-async def backtests(request: Request, user: PageUser) -> HTMLResponse:
-    return _page(request, user, "backtests")
+@router.get("/{page:dashboard_page}")
+async def dashboard_page(request: Request, user: PageUser, page: str) -> HTMLResponse:
+    return _page(request, user, page)
 
 
 @router.get("/backtests/{job_id}")
 async def backtest_job(request: Request, user: PageUser, job_id: str) -> HTMLResponse:
     return _page(request, user, "backtest_job", job_id=job_id)
-
-
-@router.get("/optimization")
-async def optimization(request: Request, user: PageUser) -> HTMLResponse:
-    return _page(request, user, "optimization")
-
-
-@router.get("/analysis")
-async def analysis(request: Request, user: PageUser) -> HTMLResponse:
-    return _page(request, user, "analysis")
-
-
-@router.get("/health")
-async def health(request: Request, user: PageUser) -> HTMLResponse:
-    return _page(request, user, "health")
 
 
 class _DashboardStatic(StaticFiles):

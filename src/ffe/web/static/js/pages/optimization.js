@@ -4,6 +4,7 @@ import {
   marketSymbols, num, onStream, parseValue, postJson, showError, startPage, stateBadge, strategies,
   td, toast,
 } from "../app.js";
+import { describeDirection, isBetter, rankRows } from "../ranking.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const short = (id) => String(id).slice(0, 8);
@@ -115,7 +116,8 @@ function select(id) {
 function showSweep(job) {
   $("sweep-result").hidden = false;
   const p = job.payload || {};
-  $("sweep-title").textContent = `Sweep ${short(job.id)}: ${p.strategy || ""} on ${p.symbol || ""}, by ${p.metric || "sharpe"}`;
+  const direction = describeDirection(job.result?.direction);
+  $("sweep-title").textContent = `Sweep ${short(job.id)}: ${p.strategy || ""} on ${p.symbol || ""}, by ${p.metric || "sharpe"}${direction ? ` (${direction})` : ""}`;
   stateBadge($("job-status"), job.status);
   const progress = Math.max(0, Math.min(1, job.progress ?? 0));
   $("job-progress").value = progress;
@@ -153,10 +155,11 @@ function drawHeatmap(result) {
   const cells = new Map();
   for (const r of rows) {
     const id = `${key(yName ? r.params[yName] : null)}|${key(r.params[xName])}`;
-    if (!cells.has(id) || r.value > cells.get(id).value) cells.set(id, r);
+    if (!cells.has(id) || isBetter(r.value, cells.get(id).value, result.direction)) cells.set(id, r);
   }
   const values = [...cells.values()].map((r) => r.value);
   const lo = Math.min(...values), hi = Math.max(...values);
+  const [best, worst] = result.direction === "minimize" ? [lo, hi] : [hi, lo];
   const metric = result.metric || "sharpe";
   box.style.gridTemplateColumns = `auto repeat(${xs.length}, minmax(44px, 1fr))`;
   const parts = [el("div", { class: "axis-label" }, yName ? `${yName} ↓ ${xName} →` : `${xName} →`)];
@@ -166,8 +169,8 @@ function drawHeatmap(result) {
     for (const x of xs) {
       const r = cells.get(`${key(y)}|${key(x)}`);
       if (!r) { parts.push(el("div", { class: "cell missing" }, "·")); continue; }
-      const t = hi > lo ? (r.value - lo) / (hi - lo) : 1;
-      const cell = el("div", { class: r.value === hi ? "cell best" : "cell", title: `${JSON.stringify(r.params)}\n${metric}: ${fmtStat(metric, r.value)}` }, fmtStat(metric, r.value));
+      const t = hi > lo ? (r.value - worst) / (best - worst) : 1;
+      const cell = el("div", { class: r.value === best ? "cell best" : "cell", title: `${JSON.stringify(r.params)}\n${metric}: ${fmtStat(metric, r.value)}` }, fmtStat(metric, r.value));
       cell.style.background = heat(t);
       parts.push(cell);
     }
@@ -175,12 +178,12 @@ function drawHeatmap(result) {
   box.replaceChildren(...parts);
   const bar = el("i");
   bar.style.background = `linear-gradient(to top, ${heat(0)}, ${heat(0.5)}, ${heat(1)})`;
-  $("heat-scale").replaceChildren(el("span", {}, fmtStat(metric, hi)), bar, el("span", {}, fmtStat(metric, lo)));
+  $("heat-scale").replaceChildren(el("span", {}, fmtStat(metric, best)), bar, el("span", {}, fmtStat(metric, worst)));
 }
 
 function rankTable(result) {
   const metric = result.metric || "sharpe";
-  const rows = [...(result.rows || [])].sort((a, b) => (b.value ?? -Infinity) - (a.value ?? -Infinity));
+  const rows = rankRows(result.rows || [], result.direction);
   let rank = 0;
   fillTable("sweep-table", rows.slice(0, 200), (r) => {
     const s = r.stats || {};
