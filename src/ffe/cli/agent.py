@@ -65,7 +65,7 @@ def run(
     """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully).
 
     The run is journaled like a backtest (`ffe runs show ID`); run it again to resume."""
-    from ffe.cli.backtest import _params
+    from ffe.cli.common import parse_params
     from ffe.config import load_settings
 
     with user_errors():
@@ -79,7 +79,9 @@ def run(
             "speed": speed or None,
             "live": live,
         }
-        build = _builder(settings, strategy, _params(param), symbols, replay, start, end, options)
+        build = _builder(
+            settings, strategy, parse_params(param), symbols, replay, start, end, options
+        )
         report = asyncio.run(_run(build, quiet=as_json))
     _print_report(report, as_json)
 

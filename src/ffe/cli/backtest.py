@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ffe.cli.common import console, err_console, format_stat, user_errors
+from ffe.cli.common import Progress, console, err_console, format_stat, parse_params, user_errors
 
 if TYPE_CHECKING:
     from ffe.backtest.engine import BacktestConfig
@@ -36,7 +36,7 @@ SLIPPAGE = typer.Option(None, "--slippage-bps", help="Slippage in basis points."
 FILL = typer.Option(None, "--fill", help="Fill at next_open (default) or close.")
 
 
-def _load_market(
+def load_market_for(
     settings: Settings,
     symbols: list[str],
     synthetic: int,
@@ -75,7 +75,7 @@ def _setup(
     from ffe.config import load_settings
 
     settings = load_settings()
-    market = _load_market(settings, symbols, synthetic, bars, seed, start, end)
+    market = load_market_for(settings, symbols, synthetic, bars, seed, start, end)
     config = bootstrap.backtest_config(
         settings, cash=cash, commission=commission, slippage_bps=slippage_bps, at=fill
     )
@@ -118,7 +118,7 @@ def run(
         from ffe.backtest.walkforward import WalkForwardSpec
         from ffe.decide.strategy import make_strategy
 
-        params = _params(param)
+        params = parse_params(param)
         chosen = make_strategy(strategy, params)
         spec = WalkForwardSpec.parse(walk_forward) if walk_forward is not None else None
         market, config, risk = _setup(
@@ -145,7 +145,7 @@ def _walk_forward(
 
     config, risk = setup
     total = len(spec.windows(market.n_bars))  # too few bars fail here, before the bar shows
-    with _Progress(total, quiet=quiet, description="segments") as advance:
+    with Progress(total, quiet=quiet, description="segments") as advance:
         return run_walk_forward(
             market, strategy, params, spec.train, spec.test, config, risk,
             workers=jobs or None, progress=advance,
@@ -212,18 +212,6 @@ def _record(
     except StoreError as exc:
         return None, StoreError(f"the run was not recorded: {exc}")
     return run_id, None
-
-
-def _params(specs: list[str]) -> dict[str, str]:
-    from ffe.domain.errors import ConfigError
-
-    params: dict[str, str] = {}
-    for spec in specs:
-        name, sep, value = spec.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--param {spec!r} must look like name=value, e.g. fast=10")
-        params[name.strip()] = value.strip()
-    return params
 
 
 def _write_report(
@@ -315,7 +303,7 @@ def sweep(
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
         )
-        with _Progress(len(grid), quiet=as_json) as advance:
+        with Progress(len(grid), quiet=as_json) as advance:
             rows = run_sweep(
                 market, strategy, grid, config, risk, jobs=jobs, on_done=lambda _: advance()
             )
@@ -330,23 +318,6 @@ def sweep(
         _print_sweep(flat, names, metric, direction, top)
         if report is not None:
             console.print(f"report written to [bold]{report}[/bold]")
-
-
-class _Progress:
-    """A rich progress bar on stderr (silent with --json)."""
-
-    def __init__(self, total: int, *, quiet: bool, description: str = "backtests") -> None:
-        from rich.progress import Progress
-
-        self._bar = Progress(console=err_console, disable=quiet, transient=False)
-        self._task = self._bar.add_task(description, total=total)
-
-    def __enter__(self) -> Any:
-        self._bar.start()
-        return lambda: self._bar.advance(self._task)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
 
 
 def _print_sweep(

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.text import Text
 
-from ffe.cli.backtest import END, SEED, START, STRATEGY, SYMBOLS, SYNTHETIC, _params, _Progress
-from ffe.cli.common import console, err_console, user_errors
+from ffe.cli.backtest import END, SEED, START, STRATEGY, SYMBOLS, SYNTHETIC
+from ffe.cli.common import Progress, console, err_console, parse_params, user_errors
 
 if TYPE_CHECKING:
     from ffe.backtest.lookahead import LookaheadReport
@@ -55,11 +55,11 @@ def lookahead(
         from ffe.backtest.lookahead import check_lookahead, cut_points
         from ffe.decide.strategy import make_strategy
 
-        params = _params(param)
+        params = parse_params(param)
         probe = make_strategy(strategy, params)  # a bad name or parameter fails before loading
         market = _market(symbol, synthetic, bars, seed, start, end)
         runs = len(cut_points(market.n_bars, probe.warmup(), cuts)) + 1
-        with _Progress(runs, quiet=as_json, description="strategy runs") as advance:
+        with Progress(runs, quiet=as_json, description="strategy runs") as advance:
             report = check_lookahead(
                 lambda: make_strategy(strategy, params), market, cuts, progress=advance
             )
@@ -83,11 +83,11 @@ def _market(
     start: str | None,
     end: str | None,
 ) -> MarketData:
-    from ffe.cli.backtest import _load_market
+    from ffe.cli.backtest import load_market_for
     from ffe.config import load_settings
 
     generated = bars if synthetic and bars is not None else SYNTHETIC_BARS
-    market = _load_market(load_settings(), symbols, synthetic, generated, seed, start, end)
+    market = load_market_for(load_settings(), symbols, synthetic, generated, seed, start, end)
     if bars is not None and not synthetic and market.n_bars > bars:
         market = market.select(market.n_bars - bars, market.n_bars)
     return market

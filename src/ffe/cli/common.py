@@ -61,3 +61,33 @@ def format_stat(name: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4f}" if abs(value) < 100 and not math.isinf(value) else f"{value:,.2f}"
     return str(value)
+
+
+def parse_params(specs: list[str]) -> dict[str, str]:
+    """``--param name=value`` options as a dict (values as typed, for the strategy to parse)."""
+    from ffe.domain.errors import ConfigError
+
+    params: dict[str, str] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param {spec!r} must look like name=value, e.g. fast=10")
+        params[name.strip()] = value.strip()
+    return params
+
+
+class Progress:
+    """A rich progress bar on stderr (silent with --json)."""
+
+    def __init__(self, total: int, *, quiet: bool, description: str = "backtests") -> None:
+        from rich.progress import Progress as Bar
+
+        self._bar = Bar(console=err_console, disable=quiet, transient=False)
+        self._task = self._bar.add_task(description, total=total)
+
+    def __enter__(self) -> Any:
+        self._bar.start()
+        return lambda: self._bar.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()

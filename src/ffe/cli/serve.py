@@ -35,13 +35,13 @@ def run_command(
     """Start everything on embedded defaults: the API, the dashboard and the paper agent
     replaying the bundled S&P 500. Prints the URL and how to log in the first time."""
     from ffe.api.supervisor import AgentLaunch
-    from ffe.cli.backtest import _params
+    from ffe.cli.common import parse_params
 
     with user_errors():
         settings = _settings(host, port)
         launch = None
         if not no_agent:
-            params = _params(param)
+            params = parse_params(param)
             launch = AgentLaunch(strategy, list(symbols), params, speed or None)
         _serve(settings, launch)
 
