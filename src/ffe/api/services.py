@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class Services:
         secret = session_secret(settings)  # first: a production config without one stops here
         db, journal_ready = await _open_journal(settings)
         metrics = Metrics()
+        metrics.forget_dead_processes()  # workers that crashed before this one started
         redis_url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
         kv = make_backends(redis_url, observer=lambda result: metrics.cache_event("kv", result))
         services = cls(
@@ -219,6 +221,7 @@ class Services:
         await self.jobs.close()
         await self.kv.close()
         await self.db.dispose()
+        self.metrics.mark_process_dead(os.getpid())  # several workers: this one's gauges go
 
     async def check_rate(self, request: Request, key: str, limit: int | None = None) -> None:
         """Count a request against ``key``'s per-minute limit; 429 with Retry-After when over."""

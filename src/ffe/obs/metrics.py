@@ -280,6 +280,22 @@ class Metrics:
         if self.multiprocess_dir is not None:
             mark_process_dead(pid, self.multiprocess_dir)
 
+    def forget_dead_processes(self) -> list[int]:
+        """Drop the live gauges of every worker that is gone, crashed ones included (uvicorn
+        has no hook for a worker exiting: each new worker sweeps at start-up); the pids."""
+        if self.multiprocess_dir is None:
+            return []
+        dead = sorted(
+            {
+                pid
+                for path in self.multiprocess_dir.glob("gauge_live*_*.db")
+                if (pid := _pid_of(path.stem)) is not None and not _alive(pid)
+            }
+        )
+        for pid in dead:
+            mark_process_dead(pid, self.multiprocess_dir)
+        return dead
+
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, merged over workers in multiprocess mode."""
         if self.multiprocess_dir is None:
@@ -287,3 +303,19 @@ class Metrics:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
         return generate_latest(merged), CONTENT_TYPE_LATEST
+
+
+def _pid_of(stem: str) -> int | None:
+    """The process id in a multiprocess file's name (``gauge_livesum_1234``)."""
+    tail = stem.rpartition("_")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -222,3 +223,34 @@ def test_render_when_multiprocess_then_workers_are_merged(tmp_path: Path):
     assert sample_in(after_death, "ffe_http_requests_total", **route) == 7
     assert sample_in(after_death, "ffe_job_queue_depth") == 5
     assert sample_in(after_death, "ffe_circuit_breaker_state", name="broker") == 0
+
+
+_SWEEPER = textwrap.dedent(
+    """
+    import json, sys
+    from ffe.obs.metrics import Metrics
+    m = Metrics()
+    m.set_queue_depth(1)  # this process is alive: its gauge stays
+    gone = m.forget_dead_processes()
+    print(json.dumps({"gone": gone, "body": m.render()[0].decode()}))
+    """
+)
+
+
+def test_forget_dead_processes_when_worker_exited_then_its_gauges_go_live_ones_stay(
+    tmp_path: Path,
+):
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    exited = int(_finish(_python(_WRITER, env, "2", "6", "open")))  # exits without cleaning up
+
+    swept = json.loads(_finish(_python(_SWEEPER, env)))
+
+    assert swept["gone"] == [exited]
+    body = swept["body"].encode()
+    assert sample_in(body, "ffe_job_queue_depth") == 1  # the dead worker's 6 is gone
+    assert sample_in(body, "ffe_http_requests_total", route="/api/v1/runs/{run_id}") == 2
+    assert not list(tmp_path.glob(f"gauge_live*_{exited}.db"))
+
+
+def test_forget_dead_processes_when_single_process_then_nothing(metrics):
+    assert metrics.forget_dead_processes() == []
