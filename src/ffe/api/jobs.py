@@ -6,6 +6,14 @@ A job is claimed by an atomic ``queued -> running`` update, so with several work
 a database each job runs once. The process running a job writes a heartbeat (and the
 progress) every few seconds; a job whose heartbeat is stale is marked failed by any worker,
 and queued jobs whose worker went away are picked up by another.
+
+Jobs run on threads of their own (not the event loop's default executor). When the server
+shuts down (``stop``), each running job is asked to stop: the work looks at the flag each
+time it reports progress (a sweep also between grid points, dropping the points not yet
+started), and the job ends ``cancelled`` with the error "stopped: the server shut down". It is
+not queued again: sweeps and benchmarks do not resume, so a restart would run it again from
+the start, unasked, maybe the very load the server was stopped to end; submit it again to
+re-run it. Jobs still queued stay queued, and the next start (or another worker) runs them.
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ import math
 import os
 import secrets
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +47,25 @@ log = logging.getLogger(__name__)
 KINDS = ("backtest", "sweep", "forecast_bench")
 HEARTBEAT_S = 5.0  # a running job's process says it is alive this often
 STALE_S = 30.0  # and is taken for dead this long after it last did
-Progress = Callable[[float], None]
+STOPPED = "stopped: the server shut down"
+
+
+class JobStoppedError(Exception):
+    """The job was asked to stop, and stopped before its work was done."""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a job's work reports how far it has got to, and learns from whether to stop."""
+
+    report: Callable[[float], None]
+    stop: threading.Event  # set when the job is asked to stop (the server shuts down)
+
+    def __call__(self, fraction: float) -> None:
+        """Record ``fraction`` done; raise ``JobStoppedError`` if the job was asked to stop."""
+        if self.stop.is_set():
+            raise JobStoppedError(STOPPED)
+        self.report(fraction)
 
 
 def job_dict(job: Job) -> dict[str, Any]:
@@ -73,6 +102,11 @@ class JobService:
         # mid-transaction (a journal connection closed under a cancelled session can hang).
         self.stopping = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        # The work runs here, not on the loop's default executor, so that closing can stop
+        # taking work without waiting on whatever else that executor runs.
+        self._executor = ThreadPoolExecutor(settings.api.max_jobs, thread_name_prefix="ffe-job")
+        self._stops: dict[str, threading.Event] = {}  # jobs running here, by id
+        self._running: set[asyncio.Task[None]] = set()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def submit(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +156,9 @@ class JobService:
         return asyncio.create_task(self._serve(), name="ffe-jobs")
 
     async def close(self) -> None:
-        """Forget the progress of jobs (the workers are cancelled by the caller)."""
+        """Take no more work and forget the progress of jobs (the workers are cancelled by the
+        caller, after ``stop``)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self._progress.clear()
 
     async def _serve(self) -> None:
@@ -131,10 +167,33 @@ class JobService:
         await asyncio.gather(self._watcher, *workers)
 
     async def stop(self, wait_s: float = 5.0) -> None:
-        """Let the watcher finish what it is writing and end (the caller cancels the rest)."""
+        """Claim no more jobs, ask the running ones to stop, and give them and the watcher
+        ``wait_s`` to record how they ended (the caller cancels the rest)."""
         self.stopping.set()
-        if self._watcher is not None:
-            await asyncio.wait({self._watcher}, timeout=wait_s)
+        if self._stops:
+            log.warning(
+                "asking %d running job(s) to stop: the server is shutting down", len(self._stops)
+            )
+        for stop in self._stops.values():
+            stop.set()
+        waiting = {*self._running, *([self._watcher] if self._watcher is not None else [])}
+        if waiting:
+            await asyncio.wait(waiting, timeout=wait_s)
+        if self._stops:  # their work has not come back yet (one long backtest, say)
+            await self._give_up(list(self._stops))
+
+    async def _give_up(self, job_ids: Sequence[str]) -> None:
+        """Record as stopped the jobs still running here, whose worker is about to go."""
+        log.warning("job(s) %s did not stop in time; recorded as stopped", ", ".join(job_ids))
+        try:
+            async with self.db.session() as session:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_(job_ids), Job.owner == self.owner, Job.status == "running")
+                    .values(status="cancelled", error=STOPPED, finished_at=datetime.now(UTC))
+                )
+        except FfeError as exc:  # the next start's recover() marks them lost instead
+            log.error("could not record the stopped jobs: %s", exc)
 
     async def _watch(self) -> None:
         """Every ``STALE_S``: give up jobs whose process stopped beating (it died), and pick
@@ -166,22 +225,32 @@ class JobService:
             job_id = await self.queue.get()
             self._queued.discard(job_id)
             self.metrics.set_queue_depth(self.queue.qsize())
+            running = asyncio.create_task(self._run(job_id))  # for stop() to wait on
+            self._running.add(running)
             try:
-                await self._run(job_id)
+                await running
             except FfeError as exc:  # the journal failed: the job stays as it was
                 log.error("job %s: %s", job_id, exc)
+            finally:
+                self._running.discard(running)
 
     async def _claim(self, job_id: str) -> Job | None:
+        if self.stopping.is_set():
+            return None  # it stays queued, for the next start or another worker
         now = datetime.now(UTC)
-        async with self.db.session() as session:
-            claimed = await session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "queued")
-                .values(status="running", started_at=now, owner=self.owner, heartbeat_at=now)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None  # another worker has it, or it was cancelled
-            return await session.get(Job, job_id)
+        with contextlib.suppress(_UnclaimedError):
+            async with self.db.session() as session:
+                claimed = await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued")
+                    .values(status="running", started_at=now, owner=self.owner, heartbeat_at=now)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    return None  # another worker has it, or it was cancelled
+                if self.stopping.is_set():  # stopped while claiming: roll the claim back
+                    raise _UnclaimedError
+                return await session.get(Job, job_id)
+        return None
 
     async def _beat(self, job_id: str) -> None:
         """While the job runs: say so, with its progress, for the other workers to see."""
@@ -200,34 +269,41 @@ class JobService:
         job = await self._claim(job_id)
         if job is None:
             return
+        stop = self._stops[job_id] = threading.Event()
+        if self.stopping.is_set():  # stop() came while the claim was being committed
+            stop.set()
         await self._changed(job)
         self._progress[job_id] = 0.0
         beating = asyncio.create_task(self._beat(job_id))
 
-        def progress(fraction: float) -> None:
+        def report(fraction: float) -> None:
             self._progress[job_id] = max(0.0, min(1.0, fraction))
 
         try:
-            values = await self._work(job, progress)
+            values = await self._work(job, Progress(report, stop))
         finally:
             beating.cancel()
             await asyncio.gather(beating, return_exceptions=True)
             self._progress.pop(job_id, None)
+            self._stops.pop(job_id, None)
         async with self.db.session() as session:
-            await session.execute(
+            await session.execute(  # still running: stop() may have recorded it stopped
                 update(Job)
-                .where(Job.id == job_id, Job.owner == self.owner)
+                .where(Job.id == job_id, Job.owner == self.owner, Job.status == "running")
                 .values(finished_at=datetime.now(UTC), **values)
             )
         await self._changed(await self.get(job_id))
 
     async def _work(self, job: Job, progress: Progress) -> dict[str, Any]:
-        """Run the job's work on a thread; what to record of it."""
+        """Run the job's work on a job thread; what to record of it."""
         try:
             result, run_id = await asyncio.get_running_loop().run_in_executor(
-                None, _WORK[job.kind], self.settings, dict(job.payload), progress
+                self._executor, _WORK[job.kind], self.settings, dict(job.payload), progress
             )
         except Exception as exc:  # any failure of the work is the job's result, not a crash
+            if progress.stop.is_set():  # it ended because it was asked to, not of itself
+                log.warning("job %s (%s) %s", job.id, job.kind, STOPPED)
+                return {"status": "cancelled", "error": STOPPED}
             log.warning("job %s (%s) failed: %s", job.id, job.kind, exc)
             return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         return {"status": "finished", "result": result, "run_id": run_id, "progress": 1.0}
@@ -236,6 +312,10 @@ class JobService:
         self.metrics.set_queue_depth(self.queue.qsize())
         if self.on_change is not None:
             await self.on_change(job_dict(job))
+
+
+class _UnclaimedError(Exception):
+    """Raised inside a claim's transaction to roll it back."""
 
 
 # -- the work, run on a thread -------------------------------------------------------------
@@ -310,6 +390,7 @@ def _sweep(
         bootstrap.risk_engine(settings),
         jobs=1 if len(grid) < 16 else 0,
         on_done=advance,
+        cancel=progress.stop,
     )
     found: list[dict[str, Any]] = [
         {"params": r.params, "value": _number(r.stats.get(metric)), "stats": r.stats}

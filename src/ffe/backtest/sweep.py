@@ -1,14 +1,21 @@
-"""Parameter sweeps: one backtest per combination of a grid, on all local cores."""
+"""Parameter sweeps: one backtest per combination of a grid, on all local cores.
+
+A sweep can be stopped between points (``run_sweep(cancel=...)``): points not yet started
+are dropped, and the worker processes end once the points they hold are done.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
+import threading
+from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +27,11 @@ from ffe.risk.engine import RiskEngine
 
 _RANGE = re.compile(r"^(-?[\d.]+)\.\.(-?[\d.]+)(?::(-?[\d.]+))?$")
 _MAX_COMBINATIONS = 100_000
+_POLL_S = 0.2  # how often a sweep waiting on its worker processes looks at its cancel flag
+
+
+class SweepStoppedError(FfeError):
+    """The sweep was asked to stop (its ``cancel`` flag was set) before every point ran."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +104,26 @@ def run_sweep(
     *,
     jobs: int = 0,
     on_done: Callable[[SweepRow], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[SweepRow]:
-    """Backtest every grid point; ``jobs=0`` uses every core, ``jobs=1`` runs in process."""
+    """Backtest every grid point; ``jobs=0`` uses every core, ``jobs=1`` runs in process.
+
+    Once ``cancel`` is set no further point is started or reported, and ``SweepStoppedError`` is
+    raised (unless every point had already run)."""
     workers = min(len(grid), jobs if jobs > 0 else (os.cpu_count() or 1)) or 1
+    stop = cancel or threading.Event()
     rows: list[SweepRow | None] = [None] * len(grid)
-    for position, row in _results(market, strategy, grid, config, risk, workers):
-        rows[position] = row  # results arrive as they finish; keep the grid's order
-        if on_done is not None:
-            on_done(row)
-    return [row for row in rows if row is not None]
+    # closing: when on_done raises, the worker processes are stopped now, not when the
+    # traceback holding this frame is collected.
+    with contextlib.closing(_results(market, strategy, grid, config, risk, workers, stop)) as found:
+        for position, row in found:
+            rows[position] = row  # results arrive as they finish; keep the grid's order
+            if on_done is not None:
+                on_done(row)
+    done = [row for row in rows if row is not None]
+    if len(done) < len(grid):
+        raise SweepStoppedError(f"the sweep was stopped after {len(done)} of {len(grid)} points")
+    return done
 
 
 def _results(
@@ -110,25 +133,47 @@ def _results(
     config: BacktestConfig,
     risk: RiskEngine,
     workers: int,
-) -> Iterator[tuple[int, SweepRow]]:
+    stop: threading.Event,
+) -> Generator[tuple[int, SweepRow], None, None]:
     if workers == 1:
         _init_worker(market, strategy, config, risk)
-        yield from ((i, _run_point(dict(point))) for i, point in enumerate(grid))
+        for i, point in enumerate(grid):
+            if stop.is_set():
+                return
+            yield i, _run_point(dict(point))
         return
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
         # have started can hang for ever.
         mp_context=multiprocessing.get_context("spawn"),
         max_workers=workers,
-        initializer=_init_worker,
+        initializer=_init_pool_worker,
         initargs=(market, strategy, config, risk),
-    ) as pool:
-        futures = {pool.submit(_run_point, dict(point)): i for i, point in enumerate(grid)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    )
+    try:
+        pending = {pool.submit(_run_point, dict(point)): i for i, point in enumerate(grid)}
+        while pending and not stop.is_set():
+            finished, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if stop.is_set():
+                    return
+                yield pending.pop(future), future.result()
+    finally:
+        # Also on a stop or an error: the points not yet started are dropped, and the workers
+        # end once the point each holds is done, instead of running the rest of the grid.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _WORKER: dict[str, Any] = {}
+
+
+def _init_pool_worker(
+    market: MarketData, strategy: str, config: BacktestConfig, risk: RiskEngine
+) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when its
+    # workers stop, rather than each dying mid-point with a traceback (a broken pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(market, strategy, config, risk)
 
 
 def _init_worker(

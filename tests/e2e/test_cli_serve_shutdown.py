@@ -1,0 +1,116 @@
+"""Ctrl-C on `ffe serve` while a long sweep runs: the server exits within seconds, not when
+the sweep would have ended, and the sweep is recorded as stopped by the shutdown (not as
+failed by its worker processes dying of the same Ctrl-C)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from ffe.api.jobs import STOPPED
+from ffe.cli.app import app
+from ffe.config import load_settings
+from ffe.store.models import Job
+
+pytestmark = pytest.mark.slow
+
+# About 2,000 backtests of SP500's 5,000 bars: over a minute on two cores if left to run.
+LONG_SWEEP = {
+    "strategy": "sma_cross",
+    "symbol": "SP500",
+    "grid": {"fast": list(range(2, 42)), "slow": list(range(50, 100))},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until(
+    what: str, ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited:\n{log.read_text()}"
+        try:
+            if ready():
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen in 60s:\n{log.read_text()}")
+
+
+def _stored_job(job_id: str) -> Job | None:
+    from ffe import bootstrap
+
+    async def read() -> Job | None:
+        db = await bootstrap.open_journal(load_settings())
+        try:
+            async with db.session() as session:
+                return await session.scalar(select(Job).where(Job.id == job_id))
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
+
+
+def test_serve_when_ctrl_c_during_long_sweep_then_exits_within_seconds():
+    made = CliRunner().invoke(app, ["keys", "create", "sweeper", "--scope", "trade"])
+    assert made.exit_code == 0, made.output
+    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ffe", "serve", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FFE__API__ANALYSIS_SYMBOLS": "[]"},  # no model fitting
+            start_new_session=True,  # a process group of its own, as a terminal gives it
+        )
+    try:
+        _wait_until("start-up", lambda: httpx.get(f"{url}/health/live").is_success, process, log)
+        submitted = httpx.post(f"{url}/api/v1/sweeps", json=LONG_SWEEP, headers=headers)
+        assert submitted.status_code == 202, submitted.text
+        job = f"{url}/api/v1/jobs/{submitted.json()['id']}"
+
+        def working() -> bool:
+            found = httpx.get(job, headers=headers).json()
+            return bool(found["status"] == "running" and found["progress"] > 0)
+
+        _wait_until("the sweep's first points", working, process, log)
+
+        # Ctrl-C in a terminal: to the whole group, the sweep's worker processes included
+        os.killpg(process.pid, signal.SIGINT)
+        started = time.monotonic()
+        process.wait(20)  # a hang fails here, not at the timing assertion below
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    printed = log.read_text()
+    assert took < 10.0, f"exit took {took:.1f}s:\n{printed}"
+    # uvicorn re-raises the SIGINT it handled, after a clean shutdown: 130 like any Ctrl-C
+    assert process.returncode in (0, 130, -signal.SIGINT), printed
+    assert "Traceback" not in printed
+    stored = _stored_job(submitted.json()["id"])
+    assert stored is not None
+    assert (stored.status, stored.error) == ("cancelled", STOPPED)
