@@ -15,11 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ffe import __version__
 from ffe.api import heap
-from ffe.api.deps import LoginRequiredError
+from ffe.api.auth import SCOPES
+from ffe.api.deps import SESSION_COOKIE, LoginRequiredError, required_scope
 from ffe.api.services import Services
 from ffe.api.supervisor import AgentLaunch
 from ffe.config import Settings
@@ -157,8 +159,9 @@ def _status_of(exc: FfeError, method: str) -> int:
 
 
 def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """The spec, with 422 answers described as this app sends them: ``detail`` as one
-    readable sentence and ``errors`` as the list of problems."""
+    """The spec, with 422 answers described as this app sends them (``detail`` as one
+    readable sentence and ``errors`` as the list of problems), and with how callers
+    authenticate and the scope each operation needs. Built once, on first request."""
     original = app.openapi
 
     def spec() -> dict[str, Any]:
@@ -179,10 +182,83 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     },
                 },
             }
+        _document_security(app, found)
         app.openapi_schema = found
         return found
 
     return spec
+
+
+# How deps.identify knows a caller, as the spec's security schemes (any one of them will do).
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (ffe_...) or a session token from POST /api/v1/auth/login.",
+    },
+    "apiKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key (ffe_...).",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "The dashboard's session, set by POST /api/v1/auth/login; "
+        "POST and DELETE must also send the X-Requested-With header.",
+    },
+}
+_REFUSAL = {
+    "title": "Refusal",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+}
+
+
+def _document_security(app: FastAPI, spec: dict[str, Any]) -> None:
+    """Declare the security schemes, and on each operation whose route checks a scope (the
+    marks of ``deps.checks_scope``) the requirement and that scope; public ones stay bare."""
+    components = spec.setdefault("components", {})
+    components["securitySchemes"] = SECURITY_SCHEMES
+    components.setdefault("schemas", {})["Refusal"] = _REFUSAL
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        scope = _scope_of(route)
+        if scope is None:
+            continue
+        operations = spec.get("paths", {}).get(route.path_format, {})
+        for method in route.methods or ():
+            if method.lower() in operations:
+                _secure(operations[method.lower()], scope)
+
+
+def _scope_of(route: APIRoute) -> str | None:
+    """The highest scope the route's dependencies (or the route itself) check, or None."""
+    calls: list[object] = [route.endpoint]
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        calls += [d.call for d in dependant.dependencies]
+        pending += dependant.dependencies
+    scopes = {scope for scope in map(required_scope, calls) if scope}
+    return max(scopes, key=SCOPES.index, default=None)
+
+
+def _secure(operation: dict[str, Any], scope: str) -> None:
+    wider = SCOPES[SCOPES.index(scope) + 1 :]
+    also = f", or one that includes it ({', '.join(wider)})" if wider else ""
+    said = f"Needs the `{scope}` scope{also}: send an API key or a session (see security)."
+    operation["description"] = f"{operation.get('description', '')}\n\n{said}".lstrip()
+    operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    operation["x-required-scope"] = scope
+    refusal = {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}}
+    responses = operation.setdefault("responses", {})
+    responses.setdefault("401", {"description": "No valid credentials", "content": refusal})
+    responses.setdefault("403", {"description": "Not the scope this needs", "content": refusal})
 
 
 def _body_refused(exc: RequestValidationError) -> bool:

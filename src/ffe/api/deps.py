@@ -5,21 +5,25 @@
 ``Reader``, ``Trader`` and ``Admin`` authenticate the caller (API key, bearer session token
 or the dashboard's session cookie), check its scope and count it against its rate limit.
 ``PageUser`` does the same for dashboard pages, sending a stranger to the login page.
+Each of these checks is marked with its scope (``checks_scope``), which is how the OpenAPI
+spec knows what every operation needs (``required_scope``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 
-from ffe.api.auth import KEY_PREFIX, AuthError, Principal
+from ffe.api.auth import KEY_PREFIX, SCOPES, AuthError, Principal
 from ffe.api.services import Services
 
 SESSION_COOKIE = "ffe_session"
 CSRF_HEADER = "x-requested-with"
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SCOPE_MARK = "ffe_required_scope"
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 async def get_services(request: Request) -> Services:
@@ -92,8 +96,28 @@ async def authenticate(request: Request, scope: str) -> Principal:
     return principal
 
 
+def checks_scope(scope: str) -> Callable[[_F], _F]:
+    """Mark a function (a dependency, or a route that calls ``authenticate`` itself) as
+    checking ``scope``. Only the OpenAPI spec reads the mark, once: nothing per request."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+
+    def mark(func: _F) -> _F:
+        setattr(func, _SCOPE_MARK, scope)
+        return func
+
+    return mark
+
+
+def required_scope(func: object) -> str | None:
+    """The scope ``func`` was marked as checking, or None."""
+    scope = getattr(func, _SCOPE_MARK, None)
+    return scope if isinstance(scope, str) else None
+
+
 def _scoped(scope: str) -> object:
     # One flat dependency per route: every nested one costs FastAPI a resolution per request.
+    @checks_scope(scope)
     async def check(request: Request) -> Principal:
         return await authenticate(request, scope)
 

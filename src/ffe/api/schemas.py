@@ -1,9 +1,13 @@
-"""Request bodies. Unknown fields are refused, so a typo gets a 422 that names it instead of
-being ignored."""
+"""Request bodies, and the answers the spec describes.
+
+Bodies refuse unknown fields, so a typo gets a 422 that names it instead of being ignored.
+Answers (``Answer`` and below) only document what the routes send: the routes name them in
+``responses=``, never ``response_model=``, so nothing is validated or re-serialized per
+request, and what a route sends stays exactly what it builds (see ``ffe.api.queries``)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -140,3 +144,240 @@ def _check_symbols(symbols: list[str]) -> list[str]:
         if not re.fullmatch(_SYMBOL, symbol):
             raise ValueError(f"{symbol!r} is not a symbol (letters, digits and ._:/- only)")
     return symbols
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+class Answer(BaseModel):
+    """An answer as the spec describes it; answers may carry fields added later."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Page(Answer):
+    """A page of a list: ``items``, how many there are in all, and the page asked for."""
+
+    total: int = Field(description="items in all (a lower bound for runs)")
+    limit: int
+    offset: int
+
+
+class AgentState(Answer):
+    """An account's agent as the journal records it."""
+
+    account: str
+    status: Literal["running", "paused", "halted", "stopped"]
+    running: bool = Field(description="whether a process holds the agent's lease")
+    run_id: str | None
+    owner: str | None
+    lease_expires_at: datetime | None
+    halted_reason: str | None
+    last_bar_time: datetime | None
+    bar: int | None
+
+
+class JobCounts(Answer):
+    """Jobs waiting and running."""
+
+    queued: int
+    running: int
+
+
+class Status(Answer):
+    """Version, mode, agents and jobs at a glance."""
+
+    version: str
+    environment: str
+    mode: Literal["paper", "live"]
+    time: datetime
+    uptime_s: float
+    redis: bool = Field(description="whether Redis is configured")
+    agents: list[AgentState]
+    jobs: JobCounts
+
+
+class Supervised(Answer):
+    """The paper agent this process runs (or last ran)."""
+
+    running: bool
+    account: str
+    strategy: str | None
+    symbols: list[str]
+    params: dict[str, Any]
+    speed: float | None = Field(description="bars per second; null: at once")
+    error: str | None = Field(description="why it stopped, when it failed")
+
+
+class Agents(Answer):
+    """Every account's agent, and the one this process runs."""
+
+    agents: list[AgentState]
+    supervised: Supervised
+
+
+class Position(Answer):
+    """An open position, marked at the last price known."""
+
+    symbol: str
+    quantity: float = Field(description="signed: negative for a short")
+    average_price: float | None
+    mark_price: float | None
+    market_value: float | None
+    unrealized_pnl: float | None
+
+
+class Portfolio(Answer):
+    """Cash, equity, P&L and drawdown of an account, and its open positions."""
+
+    account: str
+    run_id: str | None
+    as_of: datetime | None
+    cash: float | None
+    equity: float | None
+    positions_value: float | None
+    pnl: float | None
+    return_pct: float | None
+    drawdown: float | None = Field(description="from the peak, as a negative fraction")
+    max_drawdown: float | None
+    positions: list[Position]
+
+
+class Positions(Answer):
+    """The account's open positions."""
+
+    items: list[Position]
+    as_of: datetime | None
+
+
+class Order(Answer):
+    """An order sent (or to be sent) to a broker."""
+
+    id: int
+    run_id: str
+    client_order_id: str
+    time: datetime
+    symbol: str
+    quantity: float = Field(description="signed: positive buys")
+    order_type: str
+    status: str
+    filled_quantity: float
+
+
+class OrderPage(Page):
+    """A page of orders, newest first."""
+
+    items: list[Order]
+
+
+class Fill(Answer):
+    """A fill of an order."""
+
+    id: int
+    run_id: str
+    time: datetime
+    symbol: str
+    quantity: float = Field(description="signed: positive buys")
+    price: float
+    commission: float
+
+
+class FillPage(Page):
+    """A page of fills, newest first."""
+
+    items: list[Fill]
+
+
+class EquityPoint(Answer):
+    """The account's value at one time, and its drawdown from the peak before it."""
+
+    time: datetime
+    equity: float | None
+    cash: float | None
+    drawdown: float | None
+
+
+class EquityCurve(Answer):
+    """A run's equity curve, thinned evenly (keeping its deepest drawdown)."""
+
+    run_id: str | None = Field(description="null: the account has no run yet")
+    points: list[EquityPoint]
+
+
+class Outcome(Answer):
+    """What followed a decision once its horizon had passed."""
+
+    horizon: int = Field(description="bars")
+    realized_return: float | None
+    hit: bool | None
+
+
+class Decision(Answer):
+    """What the engine decided for one symbol at one bar, and why."""
+
+    id: int
+    run_id: str
+    time: datetime
+    symbol: str
+    target: float | None = Field(description="the position aimed at; null: keep (hold)")
+    action: Literal["buy", "sell", "flat", "hold"]
+    confidence: float | None
+    rationale: str | None
+    votes: dict[str, Any] | None
+    outcome: Outcome | None
+
+
+class DecisionPage(Page):
+    """A page of decisions, newest first."""
+
+    items: list[Decision]
+
+
+class Approval(Answer):
+    """An order waiting for a person, or decided by one."""
+
+    id: int
+    account: str
+    run_id: str
+    client_order_id: str
+    time: datetime
+    symbol: str
+    quantity: float
+    reference_price: float
+    rationale: str | None
+    status: Literal["pending", "approved", "rejected", "expired", "sent"]
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+
+class ApprovalPage(Page):
+    """A page of approvals, newest first."""
+
+    items: list[Approval]
+
+
+class RunSummary(Answer):
+    """A run: what ran, on what, its status and statistics."""
+
+    id: str
+    kind: Literal["backtest", "paper", "live"]
+    strategy: str
+    params: dict[str, Any]
+    symbols: list[str]
+    timeframe: str | None
+    status: Literal["running", "finished", "failed", "interrupted"]
+    started_at: datetime
+    finished_at: datetime | None
+    code_version: str
+    data_fingerprint: str | None
+    config: dict[str, Any]
+    stats: dict[str, Any] | None
+    error: str | None
+
+
+class RunPage(Page):
+    """A page of runs, newest first."""
+
+    items: list[RunSummary]

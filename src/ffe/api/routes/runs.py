@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ffe.api import queries
+from ffe.api import queries, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
 from ffe.api.routes.common import Limit, Offset
 from ffe.store.repositories import unit_of_work
@@ -18,7 +18,7 @@ RunRef = Annotated[str, Path(pattern=r"^[0-9a-f]{4,32}$", description="a run id 
 SymbolPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 
 
-@router.get("/runs")
+@router.get("/runs", responses={200: {"model": schemas.RunPage}})
 async def list_runs(
     services: ServicesDep,
     who: Reader,
@@ -52,7 +52,7 @@ async def compare(
     return compare_runs(first, second)
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", responses={200: {"model": schemas.RunSummary}})
 async def get_run(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """One run: what ran, on what, its status and statistics."""
     from ffe.runs.journal import run_summary
@@ -61,7 +61,7 @@ async def get_run(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
         return run_summary(await uow.runs.get(run_id))
 
 
-@router.get("/runs/{run_id}/equity")
+@router.get("/runs/{run_id}/equity", responses={200: {"model": schemas.EquityCurve}})
 async def run_equity(
     run_id: RunRef,
     services: ServicesDep,

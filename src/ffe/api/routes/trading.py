@@ -10,8 +10,8 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 
-from ffe.api import queries
-from ffe.api.deps import Reader, ServicesDep, Trader, authenticate
+from ffe.api import queries, schemas
+from ffe.api.deps import Reader, ServicesDep, Trader, authenticate, checks_scope
 from ffe.api.routes.common import Account, Limit, Offset, account_of, not_found
 from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
@@ -21,7 +21,7 @@ from ffe.store.models import Approval, Fill, Order
 router = APIRouter(prefix="/api/v1", tags=["trading"])
 
 
-@router.get("/status")
+@router.get("/status", responses={200: {"model": schemas.Status}})
 async def get_status(services: ServicesDep, who: Reader) -> Any:
     """Version, mode, agents and jobs at a glance."""
     return await services.status()
@@ -29,7 +29,8 @@ async def get_status(services: ServicesDep, who: Reader) -> Any:
 
 # The hottest route (dashboards and bots poll it) declares no FastAPI parameters: each one
 # costs a dependency resolution per request, which was a fifth of this route's time. It
-# checks the caller and reads ``account`` itself, and the spec below says what it takes.
+# checks the caller and reads ``account`` itself, and the spec below (and the mark
+# ``checks_scope``, which the spec's security is built from) says what it takes.
 _ACCOUNT_SPEC = {
     "name": "account",
     "in": "query",
@@ -48,10 +49,11 @@ _INVALID_SPEC = {
 @router.get(
     "/portfolio",
     openapi_extra={"parameters": [_ACCOUNT_SPEC]},
-    responses={422: _INVALID_SPEC},
+    responses={200: {"model": schemas.Portfolio}, 422: _INVALID_SPEC},
 )
+@checks_scope("read")
 async def portfolio(request: Request) -> Any:
-    """Cash, equity, P&L, drawdown and open positions of the account (read scope)."""
+    """Cash, equity, P&L, drawdown and open positions of the account."""
     await authenticate(request, "read")
     services: Services = request.app.state.services
     chosen = account_of(services, _account_param(request))
@@ -99,7 +101,7 @@ async def _journal_portfolio(services: Services, account: str) -> bytes:
     return await services.fresh(f"portfolio:{account}", 1.0, read)
 
 
-@router.get("/positions")
+@router.get("/positions", responses={200: {"model": schemas.Positions}})
 async def positions(services: ServicesDep, who: Reader, account: Account = None) -> Any:
     """The account's open positions."""
     found = await _portfolio(services, account_of(services, account))
@@ -116,7 +118,7 @@ RunId = Annotated[
 Symbol = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 
-@router.get("/orders")
+@router.get("/orders", responses={200: {"model": schemas.OrderPage}})
 async def orders(
     services: ServicesDep,
     who: Reader,
@@ -142,7 +144,7 @@ def _of_run(model: Any, run: str | None, symbol: str | None) -> Any:
     return query.where(model.symbol == symbol) if symbol else query
 
 
-@router.get("/fills")
+@router.get("/fills", responses={200: {"model": schemas.FillPage}})
 async def fills(
     services: ServicesDep,
     who: Reader,
@@ -158,7 +160,7 @@ async def fills(
     return queries.page([queries.fill_dict(r) for r in rows], total, limit, offset)
 
 
-@router.get("/equity")
+@router.get("/equity", responses={200: {"model": schemas.EquityCurve}})
 async def equity(
     services: ServicesDep,
     who: Reader,
@@ -172,7 +174,7 @@ async def equity(
     return {"run_id": run, "points": points}
 
 
-@router.get("/decisions")
+@router.get("/decisions", responses={200: {"model": schemas.DecisionPage}})
 async def decisions(
     services: ServicesDep,
     who: Reader,
@@ -226,7 +228,7 @@ async def calibration(
     }
 
 
-@router.get("/approvals")
+@router.get("/approvals", responses={200: {"model": schemas.ApprovalPage}})
 async def approvals(
     services: ServicesDep,
     who: Reader,
@@ -251,7 +253,7 @@ async def approvals(
 ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.post("/approvals/{approval_id}/approve")
+@router.post("/approvals/{approval_id}/approve", responses={200: {"model": schemas.Approval}})
 async def approve(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
     """Send the order (it passes the risk checks again first)."""
     row = await services.agents.approve(approval_id, who.actor)
@@ -259,7 +261,7 @@ async def approve(approval_id: ApprovalId, services: ServicesDep, who: Trader) -
     return queries.approval_dict(row)
 
 
-@router.post("/approvals/{approval_id}/reject")
+@router.post("/approvals/{approval_id}/reject", responses={200: {"model": schemas.Approval}})
 async def reject(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
     """Drop a waiting order."""
     row = await services.agents.reject(approval_id, who.actor)
@@ -267,7 +269,7 @@ async def reject(approval_id: ApprovalId, services: ServicesDep, who: Trader) ->
     return queries.approval_dict(row)
 
 
-@router.get("/agent")
+@router.get("/agent", responses={200: {"model": schemas.Agents}})
 async def agent(services: ServicesDep, who: Reader) -> Any:
     """Every account's agent, and the one this process runs."""
     states = [s.as_dict() for s in await services.agents.status()]
@@ -303,7 +305,8 @@ async def command(
     who: Trader,
     body: Annotated[AgentCommandBody | None, Body()] = None,
 ) -> Any:
-    """Pause, resume, stop, emergency-stop (cancel, flatten, halt) or reset the agent."""
+    """Pause, resume, stop, emergency-stop (cancel, flatten, halt) or reset the agent (reset
+    lifts an emergency stop, and needs the admin scope)."""
     account = account_of(services, body.account if body else None)
     name = command.replace("-", "_")
     if name == "reset" and not who.allows("admin"):
