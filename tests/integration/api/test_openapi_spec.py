@@ -4,11 +4,11 @@ routes it describes match the schemas it declares for them."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jsonschema_rs
 from fastapi.routing import APIRoute
+from tests.support.wait import wait_for
 
 from .test_auth import PUBLIC, _concrete, _routes
 
@@ -61,16 +61,6 @@ def _conforms(api, spec: dict[str, Any], template: str, path: str, method: str =
     errors = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(body)]
     assert not errors, (path, errors)
     return body
-
-
-def _wait(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 def test_spec_declares_how_callers_authenticate(api):
@@ -146,7 +136,7 @@ def test_answers_of_an_agent_that_traded_match_their_declared_schemas(api):
     body = {"strategy": "buy_and_hold", "speed": 0, "approval": "manual"}
     started = api.client.post("/api/v1/agent/start", json=body, headers=api.headers("trader"))
     assert started.status_code == 202, started.text
-    pending = _wait(lambda: _conforms(api, spec, *DESCRIBED[8])["items"])
+    pending = wait_for(lambda: _conforms(api, spec, *DESCRIBED[8])["items"])
     _conforms(api, spec, "/api/v1/portfolio", "/api/v1/portfolio")  # while it runs: live
     _conforms(api, spec, "/api/v1/positions", "/api/v1/positions")
     approve = "/api/v1/approvals/{approval_id}/approve"
@@ -154,7 +144,7 @@ def test_answers_of_an_agent_that_traded_match_their_declared_schemas(api):
     approved = _conforms(
         api, spec, approve, f"/api/v1/approvals/{pending[0]['id']}/approve", "POST"
     )
-    _wait(
+    wait_for(
         lambda: not _conforms(api, spec, "/api/v1/agent", "/api/v1/agent")["supervised"]["running"]
     )
 

@@ -8,16 +8,7 @@ import time
 from typing import Any
 
 import pytest
-
-
-def _wait(check: Any, timeout: float = 60.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
+from tests.support.wait import wait_for
 
 
 def _start(api, **body: Any) -> dict[str, Any]:
@@ -34,7 +25,7 @@ def _finished(api) -> bool:
 
 def test_agent_started_through_the_api_trades_and_the_portfolio_matches_the_journal(api):
     _start(api, strategy="sma_cross", params={"fast": 10, "slow": 20}, speed=0)
-    _wait(lambda: _finished(api))
+    wait_for(lambda: _finished(api))
     portfolio = api.client.get("/api/v1/portfolio", headers=api.headers()).json()
     fills = api.client.get("/api/v1/fills?limit=1000", headers=api.headers()).json()
     assert fills["total"] > 10
@@ -81,7 +72,7 @@ def test_stream_pushes_decisions_fills_and_equity_of_the_running_agent(api):
 
 def test_manual_approval_through_the_api_sends_the_order(api):
     _start(api, strategy="buy_and_hold", speed=0, approval="manual")
-    pending = _wait(
+    pending = wait_for(
         lambda: api.client.get("/api/v1/approvals", headers=api.headers()).json()["items"]
     )
     first = pending[0]
@@ -96,7 +87,7 @@ def test_manual_approval_through_the_api_sends_the_order(api):
     )
     assert approved.status_code == 200
     assert approved.json()["decided_by"] == "key:trader-key"
-    _wait(lambda: _finished(api))
+    wait_for(lambda: _finished(api))
     fills = api.client.get("/api/v1/fills", headers=api.headers()).json()["items"]
     assert fills
     assert fills[-1]["quantity"] > 0
@@ -106,7 +97,7 @@ def test_manual_approval_through_the_api_sends_the_order(api):
 
 def test_emergency_stop_through_the_api_flattens_and_halts(api):
     _start(api, strategy="buy_and_hold", speed=200)
-    _wait(lambda: api.client.get("/api/v1/portfolio", headers=api.headers()).json()["positions"])
+    wait_for(lambda: api.client.get("/api/v1/portfolio", headers=api.headers()).json()["positions"])
     stopped = api.client.post("/api/v1/agent/emergency-stop", headers=api.headers("trader"))
     assert stopped.status_code == 200
     assert stopped.json()["command"] == "emergency_stop"
@@ -115,10 +106,10 @@ def test_emergency_stop_through_the_api_flattens_and_halts(api):
         agents = api.client.get("/api/v1/agent", headers=api.headers()).json()["agents"]
         return bool(agents) and agents[0]["status"] == "halted"
 
-    _wait(halted)
+    wait_for(halted)
     assert api.client.get("/api/v1/portfolio", headers=api.headers()).json()["positions"] == []
     api.client.post("/api/v1/agent/stop", headers=api.headers("trader"))
-    _wait(lambda: _finished(api))
+    wait_for(lambda: _finished(api))
 
 
 def test_backtest_job_runs_and_its_report_and_run_are_served(api):
@@ -130,7 +121,7 @@ def test_backtest_job_runs_and_its_report_and_run_are_served(api):
         found = api.client.get(f"/api/v1/jobs/{job['id']}", headers=api.headers()).json()
         return found if found["status"] in ("finished", "failed") else None
 
-    finished = _wait(done)
+    finished = wait_for(done)
     assert finished["status"] == "finished", finished["error"]
     assert finished["result"]["trades"] > 0
     assert finished["progress"] == 1.0
@@ -149,7 +140,7 @@ def _sweep(api, **body: Any) -> dict[str, Any]:
     response = api.client.post("/api/v1/sweeps", json=body, headers=api.headers("trader"))
     assert response.status_code == 202, response.text
     path = f"/api/v1/jobs/{response.json()['id']}"
-    done = _wait(
+    done = wait_for(
         lambda: (
             found
             if (found := api.client.get(path, headers=api.headers()).json())["status"]
