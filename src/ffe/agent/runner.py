@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -104,6 +104,8 @@ class Agent:
         self.step_seconds: list[float] = []
         self.time_steps = False
         self.on_bar: Callable[[int], None] | None = None
+        # Awaited once the run is open and restored, before its first bar (its run id).
+        self.on_open: Callable[[str], Awaitable[None]] | None = None
 
     def request_stop(self) -> None:
         """Stop after the current step (signal handlers call this)."""
@@ -218,6 +220,8 @@ class Agent:
 
     async def _loop(self, core: StepCore, first: int) -> tuple[str, int]:
         bars = 0
+        if self.on_open is not None:
+            await self.on_open(core.journal.run_id)
         async for market, bar in self.clock.ticks(first):
             await self._obey(core, force=False)
             while self.paused and not self.stopping:

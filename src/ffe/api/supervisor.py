@@ -18,6 +18,7 @@ from typing import Any
 
 from ffe.api import heap
 from ffe.api.events import EVENTS, event_message
+from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
 from ffe.domain.orders import Decision
@@ -110,6 +111,7 @@ class AgentSupervisor:
         )
         agent.notify = _Relay(self, agent.notify)
         agent.on_bar = lambda bar: self._on_bar(agent, bar)
+        agent.on_open = lambda run_id: self._seed(agent, run_id)
         launch.params = dict(agent.spec.params)  # as the strategy typed them ("10" -> 10)
         self.agent, self.launch, self.error = agent, launch, None
         self.peak, self.max_drawdown, self._strategy_seconds = 0.0, 0.0, 0.0
@@ -142,6 +144,16 @@ class AgentSupervisor:
         except TimeoutError:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    async def _seed(self, agent: Any, run_id: str) -> None:
+        """Carry the peak and worst drawdown of the run the agent opened (or resumed) over
+        from its journal, so a restart does not measure the drawdown from where it began."""
+        try:
+            peak, worst = await journal_drawdown(agent.db, run_id)
+        except FfeError as exc:  # the portfolio's drawdown then starts here; trading goes on
+            log.warning("could not read the run's drawdown from the journal: %s", exc)
+            return
+        self.peak, self.max_drawdown = max(self.peak, peak), min(self.max_drawdown, worst)
 
     # -- what the running agent reports -----------------------------------------------------
 
