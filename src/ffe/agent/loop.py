@@ -136,7 +136,7 @@ class StepCore:
         if self.halted_at == bar:
             await self.flatten(bar, "drawdown")
             await self.collect_fills(bar)
-        equity, _ = self.ledger.marked(self._marks(), bar)
+        equity, _ = self.ledger.marked(self.marks(), bar)
         time_ = self.market.time_of(bar)
         self.journal.equity(time_, equity, self.ledger.cash)
         self.resolve_outcomes(bar)
@@ -144,13 +144,13 @@ class StepCore:
 
     def _on_bar(self, bar: int) -> None:
         bar_time = self.market.time_of(bar)
-        equity, _ = self.ledger.marked(self._marks(), bar)
+        equity, _ = self.ledger.marked(self.marks(), bar)
         self.context.on_bar(bar, bar_time, _utcnow() if self.live_clock else bar_time, equity)
 
     async def _watch_daily_loss(self, bar: int) -> None:
         """The daily loss kill switch: once tripped, flatten (once a day) and say so."""
         context = self.context
-        context.update_equity(self.ledger.marked(self._marks(), bar)[0])
+        context.update_equity(self.ledger.marked(self.marks(), bar)[0])
         if not daily_loss_tripped(self.risk.checks, context) or self._flattened_day == context.day:
             return
         self._flattened_day = context.day
@@ -253,7 +253,7 @@ class StepCore:
 
     def _intents(self, bar: int, row: Any) -> tuple[list[OrderIntent], AccountState]:
         ledger, lot = self.ledger, self.config.lot_size
-        equity, gross = ledger.marked(self._marks(), bar)
+        equity, gross = ledger.marked(self.marks(), bar)
         budget = sizing_budget(equity, self.config.fill.cost_rate)
         time_ = self.market.time_of(bar)
         close, names, held = self.market.close, self.market.symbols, ledger.held
@@ -338,7 +338,7 @@ class StepCore:
     async def send_approved(self, intent: OrderIntent, decision: PendingDecision | None) -> None:
         """An order a person approved: the risk engine looks again at today's account."""
         bar = max(self.last_bar, 0)
-        equity, gross = self.ledger.marked(self._marks(), bar)
+        equity, gross = self.ledger.marked(self.marks(), bar)
         before = self.ledger.held.get(self.index[intent.symbol], 0.0)
         account = AccountState(
             equity,
@@ -378,7 +378,7 @@ class StepCore:
         limit = self.risk.max_drawdown
         if limit is None or self.halted_at is not None:
             return
-        equity, _ = self.ledger.marked(self._marks(), bar)
+        equity, _ = self.ledger.marked(self.marks(), bar)
         self.peak = max(self.peak, equity)
         if equity <= self.peak * (1.0 - limit):
             self.halted_at = bar
@@ -389,7 +389,7 @@ class StepCore:
     def resolve_outcomes(self, bar: int) -> None:
         if not self.outcomes:
             return
-        marks, keep = self._marks(), []
+        marks, keep = self.marks(), []
         for outcome in self.outcomes:
             later = outcome.bar + outcome.horizon
             if later > bar:
@@ -412,7 +412,7 @@ class StepCore:
             )
         self.outcomes = keep
 
-    def _marks(self) -> Any:
+    def marks(self) -> Any:
         """Marks without NaN (they would poison the sums), made once per market, not per
         call: a leading NaN means a copy of the whole matrix."""
         market = self.market

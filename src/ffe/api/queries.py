@@ -60,6 +60,44 @@ async def paged(db: Database, query: Select[Any], limit: int, offset: int) -> tu
     return rows, total
 
 
+async def orders_page(
+    db: Database, run: str | None, symbol: str | None, status: str | None, limit: int, offset: int
+) -> dict[str, Any]:
+    """A page of the run's orders, newest first, maybe of one symbol or status."""
+    query = _of_run(Order, run, symbol)
+    if status:
+        query = query.where(Order.status == status)
+    rows, total = await paged(db, query, limit, offset)
+    return page([order_dict(r) for r in rows], total, limit, offset)
+
+
+async def fills_page(
+    db: Database, run: str | None, symbol: str | None, limit: int, offset: int
+) -> dict[str, Any]:
+    """A page of the run's fills, newest first, maybe of one symbol."""
+    rows, total = await paged(db, _of_run(Fill, run, symbol), limit, offset)
+    return page([fill_dict(r) for r in rows], total, limit, offset)
+
+
+def _of_run(model: Any, run: str | None, symbol: str | None) -> Select[Any]:
+    """The run's rows of ``model`` (orders, fills), newest first, maybe of one symbol."""
+    query = select(model).where(model.run_id == (run or "")).order_by(model.id.desc())
+    return query.where(model.symbol == symbol) if symbol else query
+
+
+async def approvals_page(
+    db: Database, account: str | None, status: str | None, limit: int, offset: int
+) -> dict[str, Any]:
+    """A page of approvals, newest first, maybe of one account or status."""
+    query = select(Approval).order_by(Approval.id.desc())
+    if account:
+        query = query.where(Approval.account == account)
+    if status:
+        query = query.where(Approval.status == status)
+    rows, total = await paged(db, query, limit, offset)
+    return page([approval_dict(r) for r in rows], total, limit, offset)
+
+
 async def account_run(db: Database, account: str) -> str | None:
     """The run the account's agent trades (or last traded)."""
     state = await persist.get_state(db, account)
@@ -76,7 +114,7 @@ def live_portfolio(agent: Any, peak: float, max_drawdown: float) -> dict[str, An
     if core is None or core.last_bar < 0:
         return None
     bar = core.last_bar
-    marks = core._marks()
+    marks = core.marks()
     equity, _ = core.ledger.marked(marks, bar)
     ledger = core.ledger
     positions = []

@@ -163,7 +163,7 @@ class AgentSupervisor:
             return
         if core.on_decision is None:
             core.on_decision = lambda decision, at: self._on_decision(agent, decision, at)
-        equity, _ = core.ledger.marked(core._marks(), bar)
+        equity, _ = core.ledger.marked(core.marks(), bar)
         self.peak = max(self.peak, equity)
         if self.peak > 0:
             self.max_drawdown = min(self.max_drawdown, equity / self.peak - 1)

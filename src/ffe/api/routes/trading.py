@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
 
 from ffe.api import queries, schemas
 from ffe.api.deps import Reader, ServicesDep, Trader, authenticate, checks_scope
@@ -16,7 +15,6 @@ from ffe.api.routes.common import Account, Limit, Offset, account_of, not_found
 from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
 from ffe.domain.errors import FfeError
-from ffe.store.models import Approval, Fill, Order
 
 router = APIRouter(prefix="/api/v1", tags=["trading"])
 
@@ -131,17 +129,7 @@ async def orders(
 ) -> Any:
     """The account's orders, newest first."""
     run = await _run_of(services, account, run_id)
-    query = _of_run(Order, run, symbol)
-    if order_status:
-        query = query.where(Order.status == order_status)
-    rows, total = await queries.paged(services.db, query, limit, offset)
-    return queries.page([queries.order_dict(r) for r in rows], total, limit, offset)
-
-
-def _of_run(model: Any, run: str | None, symbol: str | None) -> Any:
-    """The run's rows of ``model`` (orders, fills), newest first, maybe of one symbol."""
-    query = select(model).where(model.run_id == (run or "")).order_by(model.id.desc())
-    return query.where(model.symbol == symbol) if symbol else query
+    return await queries.orders_page(services.db, run, symbol, order_status, limit, offset)
 
 
 @router.get("/fills", responses={200: {"model": schemas.FillPage}})
@@ -156,8 +144,7 @@ async def fills(
 ) -> Any:
     """The account's fills, newest first."""
     run = await _run_of(services, account, run_id)
-    rows, total = await queries.paged(services.db, _of_run(Fill, run, symbol), limit, offset)
-    return queries.page([queries.fill_dict(r) for r in rows], total, limit, offset)
+    return await queries.fills_page(services.db, run, symbol, limit, offset)
 
 
 @router.get("/equity", responses={200: {"model": schemas.EquityCurve}})
@@ -241,13 +228,7 @@ async def approvals(
     offset: Offset = 0,
 ) -> Any:
     """Orders waiting for a person (``status=pending``), or decided ones."""
-    query = select(Approval).order_by(Approval.id.desc())
-    if account:
-        query = query.where(Approval.account == account)
-    if approval_status:
-        query = query.where(Approval.status == approval_status)
-    rows, total = await queries.paged(services.db, query, limit, offset)
-    return queries.page([queries.approval_dict(r) for r in rows], total, limit, offset)
+    return await queries.approvals_page(services.db, account, approval_status, limit, offset)
 
 
 ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
