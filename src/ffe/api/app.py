@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ffe import __version__
@@ -131,6 +133,15 @@ def _errors(app: FastAPI) -> None:
         if code == 422:  # the same shape as a schema refusal, as the spec declares for 422
             body["errors"] = [{"loc": ["body"], "msg": str(exc), "type": type(exc).__name__}]
         return JSONResponse(body, code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+            # FastAPI says only "There was an error parsing the body"
+            detail = f"the body is not UTF-8 text (byte {cause.start}): send JSON encoded as UTF-8"
+            return JSONResponse({"detail": detail}, 400)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(LoginRequiredError)
     async def login(request: Request, exc: LoginRequiredError) -> RedirectResponse:

@@ -481,3 +481,22 @@ def test_post_when_json_body_is_a_list_then_still_422(api: Api) -> None:
 
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body"]
+
+
+def test_post_when_body_is_not_utf8_then_400_says_so(api: Api) -> None:
+    response = api.client.post(
+        "/api/v1/backtests",
+        content=b'{"strategy": "sma_cross\xff"}',
+        headers={**api.headers(), "content-type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert "not UTF-8" in _detail(response)
+    assert "byte 23" in _detail(response)
+
+
+def test_other_http_errors_keep_their_status_and_headers(api: Api) -> None:
+    response = api.client.get("/api/v1/portfolio")  # no credentials
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"

@@ -37,7 +37,8 @@ function renderJob(job) {
   if (job.run_id) facts.push(el("div", {}, el("dt", {}, "Run"), el("dd", {}, el("a", { href: `/decisions?run_id=${encodeURIComponent(job.run_id)}` }, job.run_id))));
   $("job-facts").replaceChildren(...facts);
   $("job-error").hidden = !job.error;
-  $("job-error").textContent = job.error ? `The backtest failed: ${job.error}` : "";
+  const ended = job.status === "cancelled" ? "The backtest was stopped" : "The backtest failed";
+  $("job-error").textContent = job.error ? `${ended}: ${job.error}` : "";
   if (job.status === "finished" && !shownResult) {
     shownResult = true;
     showResult(job).catch(showError);
