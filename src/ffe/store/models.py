@@ -197,6 +197,9 @@ class EquityPoint(Base):
     """The account's value at one bar (and, for reports, the buy-and-hold benchmark's)."""
 
     __tablename__ = "equity_points"
+    # A run's peak equity (the drawdown's reference, read on every portfolio refresh) from
+    # the index alone, instead of a scan of every point the run has journaled.
+    __table_args__ = (Index("ix_equity_points_run_id_equity", "run_id", "equity"),)
 
     run_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
