@@ -1,33 +1,29 @@
-"""Who is calling: API keys with scopes, dashboard users with passwords, and the signed
-session a login hands out.
+"""Who is calling: API keys with scopes and dashboard users with passwords (the session a
+login hands out is in ``sessions``).
 
 Secrets are never stored: an API key is kept as a public prefix (to find it) and an argon2
 hash of the whole key; a password as an argon2 hash. A key is shown once, when it is made.
 Verifying argon2 costs tens of milliseconds on purpose, so a verified key is remembered for
 ``cache_s`` seconds (by a SHA-256 of the key, in this process only); revoking a key takes
-effect within that time. A logged-out session is revoked by its token id in the shared cache
-(``ffe.kv``), so every worker refuses it, not only the browser that dropped its cookie.
+effect within that time, and at once in the process that revoked it (``forget``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import secrets
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select, update
 
 from ffe.domain.errors import ConfigError, FfeError
-from ffe.kv import Cache
 from ffe.store.database import Database
 from ffe.store.models import ROLES, ApiKey, User
 from ffe.store.repositories import unit_of_work
@@ -39,8 +35,6 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
 }
 KEY_PREFIX = "ffe_"
-_REVOKED = "session-revoked:"  # + a token id: a logged-out session, in the shared cache
-log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 # Checked when a name or key prefix is unknown, so timing does not tell which ones exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
@@ -180,6 +174,7 @@ class KeyVerifier:
         self.used_every_s = used_every_s
         self._known: dict[bytes, _Known] = {}
         self._checking: dict[bytes, asyncio.Future[_Known]] = {}
+        self._generation = 0  # bumped by forget(): checks begun before it prove nothing
 
     async def verify(self, key: str) -> Principal:
         """The principal a key belongs to; ``AuthError`` for a bad or revoked key."""
@@ -197,6 +192,8 @@ class KeyVerifier:
     def _check(self, digest: bytes, work: Coroutine[Any, Any, _Known]) -> asyncio.Future[_Known]:
         """Run one check of a key; its result is remembered, a failure forgets the key."""
 
+        generation = self._generation
+
         async def run() -> _Known:
             try:
                 checked = await work
@@ -204,10 +201,13 @@ class KeyVerifier:
                 self._known.pop(digest, None)
                 raise
             finally:
-                self._checking.pop(digest, None)
-            if len(self._known) > 10_000:
-                self._known.clear()
-            self._known[digest] = checked
+                if self._checking.get(digest) is task:
+                    del self._checking[digest]
+            # A check that read the key before a revocation here must not vouch for it after.
+            if generation == self._generation:
+                if len(self._known) > 10_000:
+                    self._known.clear()
+                self._known[digest] = checked
             return checked
 
         task = asyncio.ensure_future(run())
@@ -220,8 +220,11 @@ class KeyVerifier:
         await asyncio.gather(*self._checking.values(), return_exceptions=True)
 
     def forget(self) -> None:
-        """Drop remembered keys (after a revocation in this process)."""
+        """Drop remembered keys (after a revocation in this process), and the checks under
+        way with them: a revoked key is refused here from now on."""
+        self._generation += 1
         self._known.clear()
+        self._checking.clear()
 
     async def _lookup(self, key: str) -> _Known:
         prefix = key[len(KEY_PREFIX) :].partition("_")[0] if key.startswith(KEY_PREFIX) else ""
@@ -322,177 +325,3 @@ async def check_login(db: Database, username: str, password: str) -> Principal:
     if user is None or not good or user.disabled:
         raise AuthError("wrong username or password")
     return Principal(user.username, "user", ROLE_SCOPES[user.role])
-
-
-@dataclass(frozen=True, slots=True)
-class SessionClaims:
-    """What a session token with a good signature, not yet expired, says."""
-
-    principal: Principal
-    version: str  # the password version it was issued for
-    token_id: str  # its ``jti``: what a logout revokes
-    expires: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SessionTokens:
-    """Signs and checks dashboard sessions (HS256 JWTs, each with a random ``jti``)."""
-
-    secret: str
-    ttl_s: int
-
-    def issue(self, principal: Principal, version: str = "") -> tuple[str, datetime]:
-        """A signed session for ``principal``; ``version`` ties it to the user's password."""
-        now = datetime.now(UTC)
-        expires = now + timedelta(seconds=self.ttl_s)
-        claims = {
-            "sub": principal.name,
-            "scopes": sorted(principal.scopes),
-            "pv": version,
-            "iat": now,
-            "exp": expires,
-            "jti": secrets.token_hex(16),
-        }
-        return jwt.encode(claims, self.secret, algorithm="HS256"), expires
-
-    def read(self, token: str) -> SessionClaims:
-        """The claims of a token whose signature holds and which has not expired."""
-        try:
-            claims = jwt.decode(
-                token, self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("session expired: log in again") from None
-        except jwt.PyJWTError:
-            raise AuthError("invalid session token: log in again") from None
-        scopes = frozenset(str(s) for s in claims.get("scopes", ()) if s in SCOPES)
-        # A signed token without a jti can still be revoked: by a digest of the token.
-        token_id = str(claims.get("jti") or hashlib.sha256(token.encode()).hexdigest()[:32])
-        return SessionClaims(
-            Principal(str(claims["sub"]), "user", scopes),
-            str(claims.get("pv", "")),
-            token_id,
-            datetime.fromtimestamp(int(claims["exp"]), UTC),
-        )
-
-    def check(self, token: str) -> Principal:
-        """The user a token was issued to, if its signature holds and it has not expired."""
-        return self.read(token).principal
-
-
-def password_version(password_hash: str) -> str:
-    """A short fingerprint of a password hash: sessions carry it, so a new password ends them."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-@dataclass(slots=True)
-class _UserState:
-    role: str
-    disabled: bool
-    version: str
-    checked_until: float
-
-
-class SessionChecker:
-    """Dashboard sessions that last only as long as their user does: a changed password, a
-    disabled or deleted account ends them, and the role is read again (a demotion takes
-    effect), within ``cache_s`` seconds in every process.
-
-    A logout revokes its token until the token expires: at once in this process, and in
-    the others through ``revocations`` (the shared cache, Redis when configured), at once
-    for a token they have not checked in the last ``cache_s`` seconds and within
-    ``cache_s`` for one they have. While Redis is unreachable a logout holds in its own
-    process only, and the other processes do not learn of it later.
-    """
-
-    def __init__(
-        self, db: Database, tokens: SessionTokens, revocations: Cache, cache_s: float = 30.0
-    ) -> None:
-        self.db, self.tokens, self.revocations, self.cache_s = db, tokens, revocations, cache_s
-        self._users: dict[str, _UserState] = {}
-        self._revoked: dict[str, float] = {}  # token id -> its expiry (epoch seconds)
-        self._live: dict[str, float] = {}  # token id -> monotonic: not revoked until then
-
-    async def issue(self, principal: Principal) -> tuple[str, datetime]:
-        """A session token for a user who just logged in, and when it expires."""
-        state = await self._user(principal.name, fresh=True)
-        return self.tokens.issue(principal, "" if state is None else state.version)
-
-    async def check(self, token: str) -> Principal:
-        """The user of a session that is still valid; ``AuthError`` otherwise."""
-        claims = self.tokens.read(token)  # signature and expiry first
-        if await self._is_revoked(claims):
-            raise AuthError("this session was logged out: log in again")
-        state = await self._user(claims.principal.name)
-        if state is None or state.disabled or state.version != claims.version:
-            raise AuthError("this session has ended (password changed or user disabled): log in")
-        return Principal(claims.principal.name, "user", ROLE_SCOPES[state.role])
-
-    async def revoke(self, token: str) -> bool:
-        """End a session for every process until it expires; False when ``token`` is no
-        valid session (nothing to end)."""
-        try:
-            claims = self.tokens.read(token)
-        except AuthError:
-            return False
-        self._remember_revoked(claims)
-        key = _REVOKED + claims.token_id
-        # Past the token's own expiry by a minute, for workers whose clocks run behind.
-        ttl_s = (claims.expires - datetime.now(UTC)).total_seconds() + 60.0
-        await self.revocations.set(key, b"1", ttl_s)
-        shared = await self.revocations.get(key) is not None
-        log.log(
-            logging.INFO if shared else logging.WARNING,
-            "session %s of %s logged out %s",
-            claims.token_id,
-            claims.principal.name,
-            "in every worker" if shared else "in this process only: the shared cache is down",
-        )
-        return True
-
-    def forget(self) -> None:
-        """Drop what is remembered, so the next use asks the database and the shared cache
-        (revocations made or seen here are kept)."""
-        self._users.clear()
-        self._live.clear()
-
-    async def _is_revoked(self, claims: SessionClaims) -> bool:
-        token_id = claims.token_id
-        if token_id in self._revoked:
-            return True
-        if self._live.get(token_id, 0.0) > time.monotonic():
-            return False
-        if await self.revocations.get(_REVOKED + token_id) is not None:
-            self._remember_revoked(claims)  # and so it holds here through a Redis outage
-            return True
-        if len(self._live) > 10_000:
-            self._live.clear()
-        self._live[token_id] = time.monotonic() + self.cache_s
-        return False
-
-    def _remember_revoked(self, claims: SessionClaims) -> None:
-        self._live.pop(claims.token_id, None)
-        if len(self._revoked) > 1_000:  # only expired ones may go: they are refused anyway
-            now = time.time()
-            self._revoked = {k: exp for k, exp in self._revoked.items() if exp > now}
-        self._revoked[claims.token_id] = claims.expires.timestamp()
-
-    async def _user(self, name: str, *, fresh: bool = False) -> _UserState | None:
-        known = self._users.get(name)
-        if known is not None and not fresh and known.checked_until > time.monotonic():
-            return known
-        async with self.db.session() as session:
-            user = await session.scalar(select(User).where(User.username == name))
-        if user is None:
-            self._users.pop(name, None)
-            return None
-        state = _UserState(
-            user.role,
-            user.disabled,
-            password_version(user.password_hash),
-            time.monotonic() + self.cache_s,
-        )
-        if len(self._users) > 10_000:
-            self._users.clear()
-        self._users[name] = state
-        return state

@@ -24,6 +24,11 @@ def preload() -> None:
 
 def settle() -> None:
     """Collect what is garbage now, then move every survivor out of the collector's sight.
-    One pause, early in the process's life, instead of one on every full pass after it."""
+    One pause (a full pass over the whole heap) at a start-up or warm-up, instead of one on
+    every full pass after it.
+
+    Everything frozen before is thawed first: what was alive at the last freeze and is
+    garbage since (a stopped agent, say) is collected now instead of kept for good."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request, status
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ffe import __version__
 from ffe.agent.control import AgentService
-from ffe.api.auth import KeyVerifier, SessionChecker, SessionTokens
+from ffe.api.auth import KeyVerifier
 from ffe.api.events import EVENTS, event_message
 from ffe.api.secrets import session_secret
+from ffe.api.sessions import SessionChecker, SessionTokens
 from ffe.config import Settings
 from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends, make_backends
@@ -42,9 +43,13 @@ JOURNAL_RETRY_S = (1.0, 30.0)
 
 
 def journal_unreachable(exc: StoreError) -> bool:
-    """Whether the journal's database failed to answer (down, refused, a missing directory),
-    which may pass, rather than answered with something wrong (a schema this ffe cannot use)."""
-    return isinstance(exc.__cause__, OSError | SQLAlchemyError)
+    """Whether the journal's database failed to answer (down, refusing connections, a folder
+    missing), which may pass, rather than answered with something wrong (a corrupt file, a
+    schema this ffe cannot use, a failed migration, no rights), which will not by itself."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(cause, DBAPIError) and cause.connection_invalidated
 
 
 async def _open_journal(settings: Settings) -> tuple[Database, bool]:
@@ -134,7 +139,9 @@ class Services:
             kv=kv,
             metrics=metrics,
             tokens=(tokens := SessionTokens(secret, settings.api.session_ttl_s)),
-            sessions=SessionChecker(db, tokens, kv.cache),  # logouts shared through kv
+            sessions=SessionChecker(
+                db, tokens, kv.cache, shared=kv.redis_url is not None
+            ),  # logouts shared through kv
             keys=KeyVerifier(db),
             agents=AgentService(db),
             jobs=JobService(settings, db, kv, metrics),
@@ -170,7 +177,9 @@ class Services:
                     self.db, auto_upgrade=bootstrap.auto_upgrade(self.settings, self.db)
                 )
             except StoreError as exc:
-                if not journal_unreachable(exc):  # reachable but unusable: say it every time
+                if journal_unreachable(exc):
+                    log.warning("the journal is still unreachable (next try in %.0f s)", delay)
+                else:  # it answers, with something an operator must fix
                     log.error("the journal answers but cannot be used: %s", exc)
                 continue
             log.warning("the journal %s answers again: serving it", self.db)

@@ -97,7 +97,6 @@ class AgentSupervisor:
         # Loading the bars first imports the data libraries (seconds, the first time): done on
         # a thread, so the API keeps answering; building the agent then finds them loaded.
         await asyncio.to_thread(_warm, self.settings, launch)
-        heap.settle()  # and what the strategy imported stays out of the collector's way
         agent = await bootstrap.agent(
             self.settings,
             launch.strategy,
@@ -115,6 +114,9 @@ class AgentSupervisor:
         launch.params = dict(agent.spec.params)  # as the strategy typed them ("10" -> 10)
         self.agent, self.launch, self.error = agent, launch, None
         self.peak, self.max_drawdown, self._strategy_seconds = 0.0, 0.0, 0.0
+        # What the strategy imported and the new agent built stay out of the collector's way;
+        # the agent it replaces is unreachable now, so it is collected, not frozen.
+        heap.settle()
         self.task = asyncio.create_task(self._run(agent), name="ffe-agent")
 
     async def _run(self, agent: Any) -> None:

@@ -99,7 +99,9 @@ def _serve(settings: Settings, launch: Any) -> None:
     if unreachable is not None:
         say(
             f"[yellow]warning:[/yellow] {unreachable}. Starting anyway: /health/ready fails "
-            "and requests that need the journal get 503 until it answers."
+            "and requests that need the journal get 503 until it answers. No dashboard user "
+            "was checked or made: once it answers, `ffe users create NAME --role admin` adds "
+            "one if there is none, and the agent can be started from the Agent page."
         )
     elif password is not None:
         say(

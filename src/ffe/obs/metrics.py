@@ -18,6 +18,7 @@ the raw path, or every id becomes a new time series.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -292,8 +293,10 @@ class Metrics:
                 if (pid := _pid_of(path.stem)) is not None and not _alive(pid)
             }
         )
-        for pid in dead:
-            mark_process_dead(pid, self.multiprocess_dir)
+        for pid in dead:  # workers start together: another may be removing the same files
+            for path in self.multiprocess_dir.glob(f"gauge_live*_{pid}.db"):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         return dead
 
     def render(self) -> tuple[bytes, str]:

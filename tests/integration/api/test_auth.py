@@ -233,7 +233,8 @@ def test_revoked_session_when_this_process_forgets_its_cache_then_still_refused(
 
 
 def test_expired_session_when_used_then_401_says_log_in_again(api):
-    from ffe.api.auth import Principal, SessionTokens
+    from ffe.api.auth import Principal
+    from ffe.api.sessions import SessionTokens
 
     tokens = SessionTokens(api.services.tokens.secret, -10)
     token, _ = tokens.issue(Principal("admin", "user", frozenset({"read"})))

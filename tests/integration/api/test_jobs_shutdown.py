@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from typing import Any
 
@@ -77,8 +78,11 @@ def test_stop_when_work_ignores_the_flag_then_recorded_stopped_and_not_overwritt
 
     services = api.services
 
+    returned = threading.Event()
+
     def stubborn(settings, payload, progress):  # type: ignore[no-untyped-def]
         time.sleep(1.5)  # one long unit of work that never looks at the flag
+        returned.set()
         return {"ok": True}, None
 
     async def scenario() -> tuple[str, str | None, str, str | None]:
@@ -90,7 +94,9 @@ def test_stop_when_work_ignores_the_flag_then_recorded_stopped_and_not_overwritt
                 await asyncio.sleep(0.05)
             await services.jobs.stop(wait_s=0.2)
             at_stop = await services.jobs.get(job["id"])
-            await asyncio.sleep(2.0)  # the work comes back, and would have recorded "finished"
+            while not returned.is_set():  # the work comes back ...
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # ... and would have recorded "finished" by now
             after = await services.jobs.get(job["id"])
         finally:
             jobs._WORK["backtest"] = real

@@ -115,3 +115,18 @@ async def _migrated(settings: object) -> None:
 
     db = await bootstrap.open_journal(settings)  # type: ignore[arg-type]
     await db.dispose()
+
+
+def test_journal_file_corrupt_then_start_refused_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_retries: None
+) -> None:
+    """A file that is not a database answers, wrongly: waiting will not fix it."""
+    from ffe.api.services import Services
+    from ffe.domain.errors import StoreError
+
+    path = tmp_path / "ffe.db"
+    path.write_bytes(b"this is not a SQLite database, whatever its name says" * 100)
+    monkeypatch.setenv("FFE__DATABASE__URL", f"sqlite+aiosqlite:///{path}")
+
+    with pytest.raises(StoreError, match="not a database"):
+        asyncio.run(Services.open(load_settings(), background=False))

@@ -55,6 +55,36 @@ async def test_verify_when_key_revoked_then_refused_after_the_remembered_check(d
         await verifier.verify(made.key)
 
 
+async def test_forget_when_a_check_read_the_key_before_the_revoke_then_it_cannot_vouch(
+    db, monkeypatch
+):
+    """The revoking worker refuses the key at once, even while a re-check that read the key
+    before the revoke is still finishing (it used to write the key back as good)."""
+    made = await auth.create_key(db, "bot", ["read"], "test")
+    verifier = KeyVerifier(db, cache_s=0.0)  # every use re-checks in the background
+    await verifier.verify(made.key)
+    read, release = asyncio.Event(), asyncio.Event()
+    real = KeyVerifier._revalidate
+
+    async def slow(self: KeyVerifier, known: object) -> object:
+        checked = await real(self, known)  # type: ignore[arg-type]
+        read.set()  # it saw the key unrevoked ...
+        await release.wait()  # ... and finishes only after the revoke
+        return checked
+
+    monkeypatch.setattr(KeyVerifier, "_revalidate", slow)
+    await verifier.verify(made.key)  # served from memory; starts the slow re-check
+    await asyncio.wait_for(read.wait(), 10)
+
+    await auth.revoke_key(db, made.prefix, "test")
+    verifier.forget()  # what the revoke route does in its worker
+    release.set()
+    await asyncio.sleep(0.1)  # the old check returns now, and must not be remembered
+
+    with pytest.raises(AuthError, match="revoked"):
+        await verifier.verify(made.key)
+
+
 async def test_verify_when_wrong_secret_with_a_real_prefix_then_refused(db):
     made = await auth.create_key(db, "bot", ["read"], "test")
     forged = made.key[:-6] + "AAAAAA"

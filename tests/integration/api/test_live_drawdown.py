@@ -53,7 +53,7 @@ def _last_bar(api) -> int:
 def test_agent_resumed_on_its_run_then_live_drawdown_equals_the_journals(api, tmp_path):
     supervisor = api.services.supervisor
     _import_dip(Path(api.settings.data.dir), tmp_path)
-    _start(api, speed=100)
+    _start(api, speed=20)  # 7 s of margin after bar 60 for the stop to land
     _wait(lambda: _last_bar(api) >= 60)  # past the peak (bar 19) and the trough (bar 39)
     api.client.portal.call(supervisor.stop)
     first_run, stopped_at = supervisor.agent.core.journal.run_id, _last_bar(api)
