@@ -3,25 +3,14 @@ restart: the live portfolio and the journal's agree."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from tests.support.wait import wait_for
 
 from ffe.api import queries
 from ffe.data import DataCatalog
-
-
-def _wait(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def _import_dip(data_dir: Path, tmp_path: Path) -> None:
@@ -54,13 +43,13 @@ def test_agent_resumed_on_its_run_then_live_drawdown_equals_the_journals(api, tm
     supervisor = api.services.supervisor
     _import_dip(Path(api.settings.data.dir), tmp_path)
     _start(api, speed=20)  # 7 s of margin after bar 60 for the stop to land
-    _wait(lambda: _last_bar(api) >= 60)  # past the peak (bar 19) and the trough (bar 39)
+    wait_for(lambda: _last_bar(api) >= 60)  # past the peak (bar 19) and the trough (bar 39)
     api.client.portal.call(supervisor.stop)
     first_run, stopped_at = supervisor.agent.core.journal.run_id, _last_bar(api)
     assert stopped_at < 199, "the replay ended before the stop: slow it down"
 
     _start(api, speed=0)  # resumes the run and replays the rest at once
-    _wait(lambda: not supervisor.running)
+    wait_for(lambda: not supervisor.running)
     assert supervisor.error is None
     assert supervisor.agent.core.journal.run_id == first_run
     live = queries.live_portfolio(supervisor.agent, supervisor.peak, supervisor.max_drawdown)
