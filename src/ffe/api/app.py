@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -41,6 +41,39 @@ def create_app(
     and does not close them; otherwise it opens its own at startup. ``agent``: start this
     paper agent in the process once the app is up (``ffe run``)."""
 
+    app = FastAPI(
+        title="Finance Feedback Engine",
+        version=__version__,
+        description="Decisions, risk, paper and live trading, backtests and forecasts.",
+        lifespan=_lifespan(settings, services, agent),
+        # ffe counts and traces requests itself (RequestContext, api.otel_endpoint); FastAPI's
+        # own telemetry would do it twice, and asks for OpenTelemetry providers per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    _routes(app)
+    _errors(app)
+    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Requested-With"],
+        )
+    app.add_middleware(RequestContext)
+    return app
+
+
+def _lifespan(
+    settings: Settings, services: Services | None, agent: AgentLaunch | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What the app does at start-up and shutdown: open (and close) its services, warm and
+    freeze the heap, start the paper agent."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
@@ -70,31 +103,7 @@ def create_app(
             if traced:
                 shutdown_tracing()
 
-    app = FastAPI(
-        title="Finance Feedback Engine",
-        version=__version__,
-        description="Decisions, risk, paper and live trading, backtests and forecasts.",
-        lifespan=lifespan,
-        # ffe counts and traces requests itself (RequestContext, api.otel_endpoint); FastAPI's
-        # own telemetry would do it twice, and asks for OpenTelemetry providers per request.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    _routes(app)
-    _errors(app)
-    app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
-    if settings.api.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.api.cors_origins,
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Requested-With"],
-        )
-    app.add_middleware(RequestContext)
-    return app
+    return lifespan
 
 
 def _routes(app: FastAPI) -> None:
