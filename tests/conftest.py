@@ -7,12 +7,16 @@ import contextlib
 import functools
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from ffe.domain import MarketData
+
+if TYPE_CHECKING:
+    from ffe.store.database import Database
 
 MarketFactory = Callable[..., MarketData]
 
@@ -133,6 +137,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         return
     with postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated, empty journal on SQLite, then on PostgreSQL."""
+    from ffe.store import migrate
+    from ffe.store.database import Database
+
+    database = Database(database_url)
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,22 +15,12 @@ from ffe.agent import persist
 from ffe.agent.journal import AgentJournal, LeaseLostError
 from ffe.agent.persist import LeaseHeldError
 from ffe.domain.errors import FfeError
-from ffe.store import migrate
 from ffe.store.database import Database
 from ffe.store.models import Approval
 from ffe.store.repositories import unit_of_work
 from ffe.store.types import utc_now
 
 ACCOUNT = "paper"
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    """A migrated, empty journal on SQLite, then on PostgreSQL."""
-    database = Database(database_url)
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
 
 
 def _dead_local_owner() -> str:

@@ -4,7 +4,6 @@ PostgreSQL; the run's peak and worst drawdown come from the same SQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,21 +11,11 @@ import numpy as np
 import pytest
 
 from ffe.api.queries import equity_points, journal_drawdown
-from ffe.store import migrate
 from ffe.store.database import Database
 from ffe.store.repositories import unit_of_work
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 Point = tuple[datetime, float, float | None]
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    """A migrated, empty journal on SQLite, then on PostgreSQL."""
-    database = Database(database_url)
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
 
 
 async def _run_with(db: Database, equity: list[float], cash: list[float | None]) -> str:

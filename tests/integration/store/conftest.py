@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ffe.store import migrate
 from ffe.store.database import Database
 from ffe.store.models import (
     AgentCommand,
@@ -25,16 +24,6 @@ from ffe.store.models import (
     User,
 )
 from ffe.store.repositories import unit_of_work
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    """A migrated, empty journal on SQLite, then on PostgreSQL."""
-    database = Database(database_url)
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
-
 
 # --- a journal with rows in every table, for copies, backups and restores -----------------
 
