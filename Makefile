@@ -1,32 +1,44 @@
 # Two commands for a fresh machine with Python 3.11+:
 #   make run    installs ffe in .venv and starts the dashboard, API and paper agent (ffe run)
 #   make test   installs the dev tools and runs lint, types, import contracts and tests
+# Both install from the committed locks (requirements*.lock: every package of the tree pinned
+# with its hashes), so a fresh machine gets what CI tested; `make lock` re-resolves them.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= --disable-pip-version-check --quiet
+# pip itself is pinned too: the resolver and the hash checks are its.
+PIP_VERSION ?= 26.3
+RUN_LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+BENCH_LOCK := requirements-bench.lock
 
-.PHONY: run test lint types imports pytest bench clean
+.PHONY: run test lint types imports lockcheck pytest bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) pip==$(PIP_VERSION)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e .
+# Every package from the lock with its hashes, then ffe itself without dependencies or build
+# isolation (hatchling is in the lock as well), so nothing outside the lock is installed.
+$(VENV)/.installed: $(RUN_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r $(RUN_LOCK)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev]'
+$(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
 	$(BIN)/ffe run --strategy sma_cross --symbol SP500 --param fast=10 --param slow=20
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 types: $(VENV)/.installed-dev
 	$(BIN)/mypy
@@ -34,10 +46,15 @@ types: $(VENV)/.installed-dev
 imports: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
+# The locks still satisfy pyproject.toml's ranges (not: equal a fresh resolve, so a release
+# upstream never turns CI red by itself).
+lockcheck: $(VENV)/.installed-dev
+	$(BIN)/python tools/check_lock.py $(RUN_LOCK) $(DEV_LOCK) $(BENCH_LOCK)
+
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest -n 2 -q
 
-test: lint types imports pytest
+test: lockcheck lint types imports pytest
 
 # The benchmarks run ffe compiled with mypyc (see [tool.hatch.build.targets.wheel.hooks.mypyc]
 # in pyproject.toml), installed as a wheel in a virtualenv of their own so that $(VENV) stays
@@ -48,14 +65,17 @@ BENCH_BIN := $(BENCH_VENV)/bin
 
 $(BENCH_BIN)/python:
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) pip==$(PIP_VERSION)
 
-$(BENCH_VENV)/.installed: pyproject.toml README.md .gitignore $(shell find src -name '*.py') \
-		| $(BENCH_BIN)/python
+# The bench lock holds the build tools of the compiled wheel too (hatch-mypyc, mypy), so the
+# wheel is built without build isolation from pinned tools.
+$(BENCH_VENV)/.installed: $(BENCH_LOCK) pyproject.toml README.md .gitignore \
+		$(shell find src -name '*.py') | $(BENCH_BIN)/python
+	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r $(BENCH_LOCK)
 	copy=$$(mktemp -d) && trap 'rm -rf "$$copy"' EXIT && \
 		cp -R pyproject.toml README.md .gitignore src "$$copy"/ && \
 		HATCH_BUILD_HOOK_ENABLE_MYPYC=true \
-		$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) "$$copy[bench]"
+		$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation "$$copy"
 	touch $@
 
 bench: $(BENCH_VENV)/.installed
@@ -65,6 +85,26 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_decisions
 	$(BENCH_BIN)/python -m bench.bench_agent
 	$(BENCH_BIN)/python -m bench.bench_api
+
+# Re-resolve the locks to the newest releases inside pyproject.toml's ranges, for every
+# supported Python (--universal): the dev lock first, then the others constrained to its pins
+# so the three agree. Hashes, not index URLs, are recorded: pip installs them through whatever
+# index it is configured for (a mirror, a wheelhouse).
+LOCK_FLAGS = --universal --python-version 3.11 --generate-hashes --quiet --upgrade
+BUILD_REQS = 'hatchling>=1.24' 'editables>=0.5'  # editables: hatchling's editable installs
+MYPYC_REQS = 'hatch-mypyc==0.16.0' 'mypy>=1.11,<3' 'pandas-stubs>=2.2,<3'
+
+# uv comes with the dev tools; on a machine with neither lock nor venv yet, from its range.
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) 'uv>=0.9,<1'
+
+lock: | $(BIN)/uv
+	printf '%s\n' $(BUILD_REQS) $(MYPYC_REQS) | $(BIN)/uv pip compile $(LOCK_FLAGS) \
+		pyproject.toml - --extra dev --extra bench -o $(DEV_LOCK)
+	printf '%s\n' $(BUILD_REQS) | $(BIN)/uv pip compile $(LOCK_FLAGS) \
+		pyproject.toml - -c $(DEV_LOCK) -o $(RUN_LOCK)
+	printf '%s\n' $(BUILD_REQS) $(MYPYC_REQS) | $(BIN)/uv pip compile $(LOCK_FLAGS) \
+		pyproject.toml - --extra bench -c $(DEV_LOCK) -o $(BENCH_LOCK)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) reports .mypy_cache .ruff_cache .pytest_cache

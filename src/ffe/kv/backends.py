@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -53,7 +54,10 @@ class KvBackends:
             return "in process"
         try:
             async with asyncio.timeout(timeout_s):
-                await self.client.ping()
+                reply = self.client.ping()
+                # redis-py 7 types the asyncio client's ping as "Awaitable[bool] | bool"
+                if inspect.isawaitable(reply):
+                    await reply
         except REDIS_ERRORS as error:
             raise KvUnavailableError(
                 f"Redis at {self.where} does not answer ({type(error).__name__}: {error}): "
