@@ -327,15 +327,17 @@ def _backtest(
     from ffe import bootstrap
     from ffe.backtest.engine import run_backtest
     from ffe.data import load_market
-    from ffe.decide.strategy import make_strategy
+    from ffe.decide.strategy import make_strategy, refuse_settings_only
 
+    params = payload.get("params") or {}
+    refuse_settings_only(payload["strategy"], params)  # a job queued before they were refused
     market = load_market(
         bootstrap.data_catalog(settings),
         payload["symbols"],
         start=payload.get("start"),
         end=payload.get("end"),
     )
-    strategy = make_strategy(payload["strategy"], payload.get("params") or {})
+    strategy = make_strategy(payload["strategy"], params)
     config = bootstrap.backtest_config(
         settings, cash=payload.get("cash"), commission=payload.get("commission")
     )
@@ -365,7 +367,9 @@ def _sweep(
     from ffe.backtest.objective import direction_of, rank_key
     from ffe.backtest.sweep import combinations, run_sweep
     from ffe.data import load_market
+    from ffe.decide.strategy import refuse_settings_only
 
+    refuse_settings_only(payload["strategy"], payload["grid"])  # queued before they were refused
     metric = payload.get("metric", "sharpe")
     # Before any backtest runs: a job queued by an older version may name an unrankable metric.
     direction = direction_of(metric)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ffe.decide.calibration import OnlineRecalibrator
 from ffe.decide.policy import Call, DecisionPolicy, call, make_decision
-from ffe.decide.strategy import Explained, register
+from ffe.decide.strategy import Explained, register, server_setting
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History, utc_datetime
 from ffe.domain.orders import Decision
@@ -70,6 +70,7 @@ class EnsembleStrategy:
     ``calibration_prior``) after n outcomes; ``workers``: processes (0 = all cores).
     ``llm_*``: an optional LLM voter (``ffe.decide.llm``), asked only on decision bars (its
     answers cached in ``llm_cache`` for deterministic replays); off by default.
+    ``workers`` and ``llm_*`` are server settings: API requests may not set them.
     """
 
     name: ClassVar[str] = "ensemble"
@@ -90,16 +91,18 @@ class EnsembleStrategy:
     calibrate: bool = True
     min_outcomes: int = 50
     calibration_prior: float = 200.0
-    workers: int = 0
-    llm_provider: str = "none"
-    llm_url: str = ""
-    llm_model: str = ""
-    llm_mode: str = "single"
-    llm_cache: str = ""
-    llm_cache_mode: str = "read_write"
-    llm_timeout: float = 60.0
-    llm_retries: int = 3
-    llm_anonymize: bool = True
+    # Settings only (never from an API request): a number of processes, and the LLM voter,
+    # which names a host to call, a folder to write, a time budget and what leaves the server.
+    workers: int = server_setting(0, "compute.max_workers")
+    llm_provider: str = server_setting("none", "llm.provider")
+    llm_url: str = server_setting("", "llm.base_url")
+    llm_model: str = server_setting("", "llm.model")
+    llm_mode: str = server_setting("single", "llm.mode")
+    llm_cache: str = server_setting("", "llm.cache_dir")
+    llm_cache_mode: str = server_setting("read_write", "llm.cache_mode")
+    llm_timeout: float = server_setting(60.0, "llm.timeout_s")
+    llm_retries: int = server_setting(3, "llm.max_retries")
+    llm_anonymize: bool = server_setting(True, "llm.anonymize")
     _policy: DecisionPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -11,8 +11,8 @@ and the engine checks that on every run (see ``ffe.backtest.causality``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History
@@ -87,11 +87,57 @@ def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strateg
 
 
 def parameters(name: str) -> dict[str, Any]:
-    """The parameters of a strategy with their defaults."""
+    """The parameters of a strategy with their defaults (those only settings set included)."""
+    return {field.name: field.default for field in _fields(name)}
+
+
+_SETTING = "ffe.server_setting"  # dataclass field metadata: the setting that holds it
+_T = TypeVar("_T")
+
+
+def server_setting(default: _T, setting: str) -> _T:
+    """A strategy parameter only the server's settings may set: one that names a host, a
+    path, a number of processes or a time budget. ``setting`` is the setting that holds it
+    (e.g. ``llm.base_url``). Requests to the API may not name it (see ``settings_only``)."""
+    found: _T = dataclasses.field(default=default, metadata={_SETTING: setting})
+    return found
+
+
+def settings_only(name: str) -> dict[str, str]:
+    """The parameters of strategy ``name`` that only settings may set, each with its setting."""
+    return {
+        field.name: field.metadata[_SETTING]
+        for field in _fields(name)
+        if _SETTING in field.metadata
+    }
+
+
+def caller_parameters(name: str) -> dict[str, Any]:
+    """The parameters of strategy ``name`` a caller (an API request) may set, with defaults."""
+    return {f.name: f.default for f in _fields(name) if _SETTING not in f.metadata}
+
+
+def refuse_settings_only(name: str, params: Iterable[str]) -> None:
+    """Raise ``StrategyError`` naming the first of ``params`` that only settings may set."""
+    held = settings_only(name)
+    for param in params:
+        if param in held:
+            raise StrategyError(settings_only_message(name, param, held[param]))
+
+
+def settings_only_message(strategy: str, param: str, setting: str) -> str:
+    """Why a request may not set ``param``, and what to do instead."""
+    return (
+        f"{param} is a server setting ({setting}), not a parameter a request may set: remove "
+        f"it from the parameters of strategy {strategy!r}; the server's operator configures it"
+    )
+
+
+def _fields(name: str) -> list[dataclasses.Field[Any]]:
     factory = _lookup(name)
     if factory is None or not dataclasses.is_dataclass(factory):
         raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
-    return {field.name: field.default for field in dataclasses.fields(factory) if field.init}
+    return [field for field in dataclasses.fields(factory) if field.init]
 
 
 def _coerce_params(name: str, factory: Any, params: dict[str, Any]) -> dict[str, Any]:

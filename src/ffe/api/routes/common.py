@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
 
 from ffe.api.services import Services
 
@@ -23,3 +25,23 @@ def account_of(services: Services, account: str | None) -> str:
 def not_found(message: str) -> HTTPException:
     """A 404 with what was not found."""
     return HTTPException(status.HTTP_404_NOT_FOUND, message)
+
+
+def refuse_server_settings(strategy: str, names: Iterable[str], where: str) -> None:
+    """422 naming each of ``names`` (the keys of the body's ``where``) that only the server's
+    settings may set for ``strategy``: a host, a path, a number of processes, a time budget."""
+    from ffe.decide.strategy import settings_only, settings_only_message
+
+    held = settings_only(strategy)
+    problems = [
+        {
+            "type": "server_setting",
+            "loc": ("body", where, name),
+            "msg": settings_only_message(strategy, name, held[name]),
+            "input": name,
+        }
+        for name in names
+        if name in held
+    ]
+    if problems:
+        raise RequestValidationError(problems)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, status
 from ffe.api.deps import Reader, ServicesDep, Trader
 from ffe.api.jobs import job_dict
 from ffe.api.queries import page
-from ffe.api.routes.common import Limit, Offset, not_found
+from ffe.api.routes.common import Limit, Offset, not_found, refuse_server_settings
 from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, SweepRequest
 from ffe.api.services import Services
 from ffe.domain.errors import DataError, FfeError, StrategyError
@@ -25,6 +25,7 @@ def _check_strategy(name: str, params: dict[str, Any] | None = None) -> None:
 
     if name not in available():
         raise StrategyError(f"unknown strategy {name!r}: use one of {', '.join(available())}")
+    refuse_server_settings(name, params or {}, "params")
     make_strategy(name, params or {})  # StrategyError names a bad parameter
 
 
@@ -64,6 +65,7 @@ async def submit_sweep(body: SweepRequest, services: ServicesDep, who: Trader) -
     from ffe.backtest.objective import direction_of
 
     _check_strategy(body.strategy)
+    refuse_server_settings(body.strategy, body.grid, "grid")
     _check_grid(body.strategy, list(body.grid))
     direction_of(body.metric)  # an unknown or unrankable metric is refused now
     await asyncio.to_thread(_check_symbols, services, [body.symbol])

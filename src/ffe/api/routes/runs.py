@@ -112,10 +112,20 @@ async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
 
 @router.get("/strategies")
 async def strategies(who: Reader) -> Any:
-    """Strategy names and their default parameters."""
-    from ffe.decide.strategy import available, parameters
+    """Strategy names and the parameters a request may set, with their defaults; and the
+    parameters only the server's settings set (``settings``: each with its setting)."""
+    from ffe.decide.strategy import available, caller_parameters, settings_only
 
-    return {"items": [{"name": name, "params": _plain(parameters(name))} for name in available()]}
+    return {
+        "items": [
+            {
+                "name": name,
+                "params": _plain(caller_parameters(name)),
+                "settings": settings_only(name),
+            }
+            for name in available()
+        ]
+    }
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,14 @@ from fastapi.exceptions import RequestValidationError
 
 from ffe.api import queries, schemas
 from ffe.api.deps import Reader, ServicesDep, Trader, authenticate, checks_scope
-from ffe.api.routes.common import Account, Limit, Offset, account_of, not_found
+from ffe.api.routes.common import (
+    Account,
+    Limit,
+    Offset,
+    account_of,
+    not_found,
+    refuse_server_settings,
+)
 from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
 from ffe.domain.errors import FfeError
@@ -262,6 +269,8 @@ async def start_agent(body: AgentStart, services: ServicesDep, who: Trader) -> A
     """Start the paper agent in this process, replaying stored bars."""
     from ffe.api.supervisor import AgentLaunch
 
+    if body.params:  # before anything starts: a host, a path or a pool size is not the caller's
+        refuse_server_settings(body.strategy, body.params, "params")
     launch = AgentLaunch(
         strategy=body.strategy,
         symbols=body.symbols,
