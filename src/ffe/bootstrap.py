@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ffe.config import Settings
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     from ffe.agent.runner import Agent
     from ffe.backtest.engine import BacktestConfig
     from ffe.data.catalog import DataCatalog
+    from ffe.decide.strategy import Strategy
     from ffe.execution.fill_model import FillModel
     from ffe.risk.breaker import CircuitBreaker
     from ffe.risk.engine import RiskEngine
@@ -86,6 +88,53 @@ def backtest_config(
         fill=fill_model(settings, **fill_overrides),
         lot_size=settings.backtest.lot_size,
     )
+
+
+POOL_SETTING = "compute.max_workers"  # the setting that sizes a strategy's own pool
+
+
+def max_workers(settings: Settings) -> int:
+    """The most processes one pool may start: ``compute.max_workers``, else the cores."""
+    import os
+
+    return settings.compute.max_workers or os.cpu_count() or 1
+
+
+def pool_size(settings: Settings, requested: int | None = None) -> int:
+    """Processes for a pool asked for ``requested`` (None or 0: as many as allowed), never
+    more than ``max_workers``."""
+    cap = max_workers(settings)
+    return cap if requested is None or requested <= 0 else min(requested, cap)
+
+
+def strategy_params(
+    settings: Settings, name: str, params: Mapping[str, Any], *, fill: bool = True
+) -> dict[str, Any]:
+    """``params`` of strategy ``name`` with the size of the strategy's own pool at most
+    ``compute.max_workers`` (0: the cap); with ``fill``, the cap where ``params`` do not say."""
+    from ffe.decide.strategy import make_strategy
+
+    found = dict(params)
+    for param in _pool_params(name):
+        if param in found:  # converted as the strategy would ("8" -> 8), or refused
+            asked = getattr(make_strategy(name, {param: found[param]}), param)
+            found[param] = pool_size(settings, asked)
+        elif fill:
+            found[param] = max_workers(settings)
+    return found
+
+
+def strategy(settings: Settings, name: str, params: Mapping[str, Any]) -> Strategy:
+    """Strategy ``name`` with ``params``, its own pool sized by ``strategy_params``."""
+    from ffe.decide.strategy import make_strategy
+
+    return make_strategy(name, strategy_params(settings, name, params))
+
+
+def _pool_params(name: str) -> list[str]:
+    from ffe.decide.strategy import settings_only
+
+    return [param for param, setting in settings_only(name).items() if setting == POOL_SETTING]
 
 
 def database(settings: Settings, url: str | None = None) -> Database:

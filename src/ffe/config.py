@@ -196,6 +196,18 @@ class ApiSettings(Section):
         return origins
 
 
+class ComputeSettings(Section):
+    """How many processes the work a request or a command starts may use."""
+
+    max_workers: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="processes any one pool may start (a sweep, a walk-forward run, the "
+        "ensemble's forecasts, a forecast benchmark); none = the machine's cores",
+    )
+
+
 class RedisSettings(Section):
     url: SecretStr | None = Field(
         None,
@@ -262,6 +274,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
     redis: RedisSettings = RedisSettings()
+    compute: ComputeSettings = ComputeSettings()
 
     def llm_cache_dir(self) -> Path:
         """Where LLM answers are cached: ``llm.cache_dir``, else ``llm-cache`` in data.dir."""

@@ -227,3 +227,17 @@ def test_backtest_run_when_bad_cost_option_then_exit_2_not_traceback(
 
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_backtest_run_when_workers_above_compute_max_workers_then_capped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The command line is the operator's: -p workers=N is allowed there, at most the cap.
+    monkeypatch.setenv("FFE__COMPUTE__MAX_WORKERS", "1")
+    ensemble = ["-s", "ensemble", "-p", "models=naive", "-p", "window=100"]
+    synthetic = ["--synthetic", "1", "--bars", "300", "--json", "--no-record"]
+
+    result = runner.invoke(app, ["backtest", "run", *ensemble, "-p", "workers=100000", *synthetic])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["params"]["workers"] == 1

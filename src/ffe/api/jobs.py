@@ -327,7 +327,7 @@ def _backtest(
     from ffe import bootstrap
     from ffe.backtest.engine import run_backtest
     from ffe.data import load_market
-    from ffe.decide.strategy import make_strategy, refuse_settings_only
+    from ffe.decide.strategy import refuse_settings_only
 
     params = payload.get("params") or {}
     refuse_settings_only(payload["strategy"], params)  # a job queued before they were refused
@@ -337,7 +337,7 @@ def _backtest(
         start=payload.get("start"),
         end=payload.get("end"),
     )
-    strategy = make_strategy(payload["strategy"], params)
+    strategy = bootstrap.strategy(settings, payload["strategy"], params)
     config = bootstrap.backtest_config(
         settings, cash=payload.get("cash"), commission=payload.get("commission")
     )
@@ -392,7 +392,7 @@ def _sweep(
         grid,
         bootstrap.backtest_config(settings),
         bootstrap.risk_engine(settings),
-        jobs=1 if len(grid) < 16 else 0,
+        jobs=1 if len(grid) < 16 else bootstrap.pool_size(settings),
         on_done=advance,
         cancel=progress.stop,
     )

@@ -103,7 +103,12 @@ def run(
         "fresh strategy given only the `train` bars before it and the window.",
     ),
     jobs: int = typer.Option(
-        0, "--jobs", "-j", help="Worker processes for --walk-forward; 0 = all cores.", min=0
+        0,
+        "--jobs",
+        "-j",
+        help="Worker processes for --walk-forward; 0 = as many as allowed "
+        "[config: compute.max_workers, default: all cores].",
+        min=0,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print stats and trades as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
@@ -114,12 +119,17 @@ def run(
     """Run one backtest (or a walk-forward run), print its statistics and record it in the
     journal."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.engine import run_backtest
         from ffe.backtest.walkforward import WalkForwardSpec
+        from ffe.config import load_settings
         from ffe.decide.strategy import make_strategy
 
-        params = parse_params(param)
+        settings = load_settings()
+        # -p workers=N is the operator's to give here, but still at most compute.max_workers.
+        params = bootstrap.strategy_params(settings, strategy, parse_params(param))
         chosen = make_strategy(strategy, params)
+        jobs = bootstrap.pool_size(settings, jobs)
         spec = WalkForwardSpec.parse(walk_forward) if walk_forward is not None else None
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
@@ -135,7 +145,7 @@ def run(
 def _walk_forward(
     market: MarketData,
     strategy: str,
-    params: dict[str, str],
+    params: dict[str, Any],
     spec: WalkForwardSpec,
     setup: tuple[BacktestConfig, RiskEngine],
     jobs: int,
@@ -148,7 +158,7 @@ def _walk_forward(
     with Progress(total, quiet=quiet, description="segments") as advance:
         return run_walk_forward(
             market, strategy, params, spec.train, spec.test, config, risk,
-            workers=jobs or None, progress=advance,
+            workers=jobs, progress=advance,
         )  # fmt: skip
 
 
@@ -278,7 +288,14 @@ def sweep(
         "--metric",
         help="Statistic to rank by, best first: the lowest first where lower is better.",
     ),
-    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes; 0 = all cores.", min=0),
+    jobs: int = typer.Option(
+        0,
+        "--jobs",
+        "-j",
+        help="Worker processes; 0 = as many as allowed [config: compute.max_workers, "
+        "default: all cores].",
+        min=0,
+    ),
     top: int = typer.Option(20, "--top", help="Rows to show.", min=1),
     synthetic: int = SYNTHETIC,
     bars: int = BARS,
@@ -294,12 +311,19 @@ def sweep(
 ) -> None:
     """Backtest every combination of a parameter grid on all local cores."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.objective import direction_of, rank_key
         from ffe.backtest.sweep import combinations, parse_grid, run_sweep
+        from ffe.config import load_settings
 
+        settings = load_settings()
         direction = direction_of(metric)
         names = list(parse_grid(param))
-        grid = combinations(parse_grid(param))
+        grid = [
+            bootstrap.strategy_params(settings, strategy, point, fill=False)  # workers: capped
+            for point in combinations(parse_grid(param))
+        ]
+        jobs = bootstrap.pool_size(settings, jobs)
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
         )

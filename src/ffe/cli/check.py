@@ -52,10 +52,12 @@ def lookahead(
     are garbage; every instruction and decision at or before the cut must stay the same.
     """
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.lookahead import check_lookahead, cut_points
+        from ffe.config import load_settings
         from ffe.decide.strategy import make_strategy
 
-        params = parse_params(param)
+        params = bootstrap.strategy_params(load_settings(), strategy, parse_params(param))
         probe = make_strategy(strategy, params)  # a bad name or parameter fails before loading
         market = _market(symbol, synthetic, bars, seed, start, end)
         runs = len(cut_points(market.n_bars, probe.warmup(), cuts)) + 1

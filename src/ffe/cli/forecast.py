@@ -31,7 +31,14 @@ def bench(
     end: str | None = typer.Option(None, "--end", help="Last date to use (YYYY-MM-DD)."),
     eta: float = typer.Option(2.0, "--eta", help="Ensemble: learning rate of the weights."),
     discount: float = typer.Option(0.99, "--discount", help="Ensemble: decay of old losses."),
-    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes; 0 = all cores.", min=0),
+    jobs: int = typer.Option(
+        0,
+        "--jobs",
+        "-j",
+        help="Worker processes; 0 = as many as allowed [config: compute.max_workers, "
+        "default: all cores].",
+        min=0,
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
 ) -> None:
@@ -53,14 +60,14 @@ def bench(
         if BASELINE not in names:
             names = (BASELINE, *names)
         hedge = HedgeConfig(eta=eta, discount=discount)
-        market = load_market(
-            bootstrap.data_catalog(load_settings()), [symbol], start=start, end=end
-        )
+        settings = load_settings()
+        market = load_market(bootstrap.data_catalog(settings), [symbol], start=start, end=end)
         series = Series(symbol, np.log(market.mark[:, 0]), market.times)
         spec = RollingSpec(horizon=max(horizon), window=window, refit_every=refit_every)
         total = len(spec.origins(len(series))) * len(names)
         with _progress(total, quiet=as_json) as advance:
-            panel = rolling_forecasts(series, names, spec, workers=jobs or None, progress=advance)
+            workers = bootstrap.pool_size(settings, jobs)
+            panel = rolling_forecasts(series, names, spec, workers=workers, progress=advance)
         result = evaluate(panel, series.values, sorted(set(horizon)), window, refit_every, hedge)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))

@@ -45,10 +45,12 @@ from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
 
 
 def _workers(requested: int) -> int:
-    if requested > 0:
-        return requested
-    # Inside a pool's worker (a walk-forward segment, a sweep point) stay in this process.
-    return 1 if multiprocessing.parent_process() is not None else (os.cpu_count() or 1)
+    # Inside a pool's worker (a walk-forward segment, a sweep point) stay in this process:
+    # the pool above has the processes it may have, and a pool in each of its workers would
+    # multiply them.
+    if multiprocessing.parent_process() is not None:
+        return 1
+    return requested if requested > 0 else (os.cpu_count() or 1)
 
 
 def _per_year(times: np.ndarray[Any, Any]) -> float:
@@ -67,7 +69,8 @@ class EnsembleStrategy:
     ``every``: bars between decisions; ``eta``/``discount``: the Hedge weights; the
     decision policy's fields; ``calibrate``/``min_outcomes``: isotonic recalibration of the
     confidence once that many outcomes are known, trusted with weight n / (n +
-    ``calibration_prior``) after n outcomes; ``workers``: processes (0 = all cores).
+    ``calibration_prior``) after n outcomes; ``workers``: processes for the rolling
+    forecasts (1: this process; 0: one per core; always 1 inside a pool's worker).
     ``llm_*``: an optional LLM voter (``ffe.decide.llm``), asked only on decision bars (its
     answers cached in ``llm_cache`` for deterministic replays); off by default.
     ``workers`` and ``llm_*`` are server settings: API requests may not set them.
@@ -93,7 +96,7 @@ class EnsembleStrategy:
     calibration_prior: float = 200.0
     # Settings only (never from an API request): a number of processes, and the LLM voter,
     # which names a host to call, a folder to write, a time budget and what leaves the server.
-    workers: int = server_setting(0, "compute.max_workers")
+    workers: int = server_setting(1, "compute.max_workers")
     llm_provider: str = server_setting("none", "llm.provider")
     llm_url: str = server_setting("", "llm.base_url")
     llm_model: str = server_setting("", "llm.model")

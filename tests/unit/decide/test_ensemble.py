@@ -448,3 +448,17 @@ def test_decider_when_refit_on_the_strategy_schedule_then_same_decisions_as_stra
         assert replayed.details == made.details
         assert replayed.rationale == made.rationale
         np.testing.assert_array_equal(replayed.target, made.target)
+
+
+def test_workers_when_inside_a_pools_worker_then_one_whatever_asked() -> None:
+    # A pool in each worker of a pool would multiply the processes past any cap.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ffe.decide.ensemble import _workers
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        inside = pool.submit(_workers, 8).result(timeout=60)
+
+    assert (inside, _workers(8)) == (1, 8)

@@ -46,6 +46,16 @@ def test_settings_only_when_any_strategy_then_exactly_the_host_path_and_budget_o
     assert settings_only(name) == HOST_PATH_OR_BUDGET.get(name, {})
 
 
+def test_settings_only_when_setting_named_then_it_is_a_real_setting() -> None:
+    from ffe.config import Settings
+
+    settings = Settings()
+    for held in HOST_PATH_OR_BUDGET.values():
+        for setting in held.values():
+            section, key = setting.split(".")
+            assert key in type(getattr(settings, section)).model_fields, setting
+
+
 def test_caller_parameters_when_ensemble_then_the_decision_ones_with_defaults() -> None:
     caller = caller_parameters("ensemble")
 

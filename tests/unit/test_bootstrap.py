@@ -1,0 +1,61 @@
+"""What the composition root decides from settings: how many processes a pool may start."""
+
+from __future__ import annotations
+
+import pytest
+
+from ffe import bootstrap
+from ffe.config import Settings
+from ffe.domain import StrategyError
+
+
+def capped(n: int) -> Settings:
+    return Settings(compute={"max_workers": n})  # type: ignore[arg-type]
+
+
+def test_pool_size_when_asked_for_more_than_the_cap_then_the_cap() -> None:
+    assert bootstrap.pool_size(capped(2), 100_000) == 2
+
+
+def test_pool_size_when_asked_for_less_or_nothing_then_that_or_the_cap() -> None:
+    assert bootstrap.pool_size(capped(4), 3) == 3
+    assert bootstrap.pool_size(capped(4), 0) == 4
+    assert bootstrap.pool_size(capped(4), None) == 4
+
+
+def test_max_workers_when_not_set_then_the_machines_cores() -> None:
+    import os
+
+    assert bootstrap.max_workers(Settings()) == (os.cpu_count() or 1)
+
+
+def test_strategy_when_workers_above_the_cap_then_the_cap() -> None:
+    made = bootstrap.strategy(capped(2), "ensemble", {"workers": "100000"})
+
+    assert made.workers == 2  # type: ignore[attr-defined]
+
+
+def test_strategy_when_workers_not_given_then_the_cap() -> None:
+    made = bootstrap.strategy(capped(3), "ensemble", {"window": 200})
+
+    assert (made.workers, made.window) == (3, 200)  # type: ignore[attr-defined]
+
+
+def test_strategy_params_when_not_filling_then_only_given_pool_sizes_capped() -> None:
+    settings = capped(2)
+
+    assert bootstrap.strategy_params(settings, "ensemble", {"window": 9}, fill=False) == {
+        "window": 9
+    }
+    assert bootstrap.strategy_params(settings, "ensemble", {"workers": 7}, fill=False) == {
+        "workers": 2
+    }
+
+
+def test_strategy_params_when_strategy_has_no_pool_then_unchanged() -> None:
+    assert bootstrap.strategy_params(capped(1), "sma_cross", {"fast": "5"}) == {"fast": "5"}
+
+
+def test_strategy_params_when_workers_not_a_number_then_error_names_it() -> None:
+    with pytest.raises(StrategyError, match="workers"):
+        bootstrap.strategy_params(capped(2), "ensemble", {"workers": "many"})
