@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ffe.cli.common import Progress, console, err_console, format_stat, parse_params, user_errors
+from ffe.cli.common import (
+    JOBS,
+    Progress,
+    console,
+    err_console,
+    format_stat,
+    parse_params,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ffe.backtest.engine import BacktestConfig
@@ -288,14 +296,7 @@ def sweep(
         "--metric",
         help="Statistic to rank by, best first: the lowest first where lower is better.",
     ),
-    jobs: int = typer.Option(
-        0,
-        "--jobs",
-        "-j",
-        help="Worker processes; 0 = as many as allowed [config: compute.max_workers, "
-        "default: all cores].",
-        min=0,
-    ),
+    jobs: int = JOBS,
     top: int = typer.Option(20, "--top", help="Rows to show.", min=1),
     synthetic: int = SYNTHETIC,
     bars: int = BARS,
@@ -319,10 +320,8 @@ def sweep(
         settings = load_settings()
         direction = direction_of(metric)
         names = list(parse_grid(param))
-        grid = [
-            bootstrap.strategy_params(settings, strategy, point, fill=False)  # workers: capped
-            for point in combinations(parse_grid(param))
-        ]
+        points = combinations(parse_grid(param))  # workers=N below: at most the cap
+        grid = [bootstrap.strategy_params(settings, strategy, p, fill=False) for p in points]
         jobs = bootstrap.pool_size(settings, jobs)
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill

@@ -15,6 +15,9 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXIT_USER_ERROR = 2
+JOBS = typer.Option(
+    0, "--jobs", "-j", help="Worker processes; 0 = as many as compute.max_workers allows.", min=0
+)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ffe.cli.common import console, err_console, user_errors
+from ffe.cli.common import JOBS, console, err_console, user_errors
 
 if TYPE_CHECKING:
     from ffe.forecast.evaluate import BenchResult
@@ -31,14 +31,7 @@ def bench(
     end: str | None = typer.Option(None, "--end", help="Last date to use (YYYY-MM-DD)."),
     eta: float = typer.Option(2.0, "--eta", help="Ensemble: learning rate of the weights."),
     discount: float = typer.Option(0.99, "--discount", help="Ensemble: decay of old losses."),
-    jobs: int = typer.Option(
-        0,
-        "--jobs",
-        "-j",
-        help="Worker processes; 0 = as many as allowed [config: compute.max_workers, "
-        "default: all cores].",
-        min=0,
-    ),
+    jobs: int = JOBS,
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
 ) -> None:
