@@ -26,7 +26,7 @@ def test_pool_size_when_asked_for_less_or_nothing_then_that_or_the_cap() -> None
 def test_max_workers_when_not_set_then_the_machines_cores() -> None:
     import os
 
-    assert bootstrap.max_workers(Settings()) == (os.cpu_count() or 1)
+    assert bootstrap.max_workers(Settings(compute={"max_workers": None})) == (os.cpu_count() or 1)  # type: ignore[arg-type]
 
 
 def test_strategy_when_workers_above_the_cap_then_the_cap() -> None:
