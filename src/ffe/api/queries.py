@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 
 from ffe.agent import persist
+from ffe.domain.orders import action_of
+from ffe.runs.journal import journaled_target
 from ffe.store.database import Database
 from ffe.store.models import Approval, Decision, DecisionOutcome, EquityPoint, Fill, Order, Run
 
@@ -430,17 +432,11 @@ def approval_dict(row: Approval) -> dict[str, Any]:
     }
 
 
-def decision_action(target: float | None) -> str:
-    """The word for a decision's target, as the live stream says it."""
-    from ffe.api.supervisor import action_of
-
-    return "hold" if target is None else action_of(target)
-
-
 async def decisions(
     db: Database, run_id: str, symbol: str | None, limit: int, offset: int
 ) -> dict[str, Any]:
-    """A page of a run's decisions, newest first, with their outcomes."""
+    """A page of a run's decisions, newest first, with their outcomes; a hold that kept the
+    position has no target (null) and the action ``hold``."""
     d, o = Decision.__table__, DecisionOutcome.__table__
     where = [d.c.run_id == run_id] + ([d.c.symbol == symbol] if symbol else [])
     query = (
@@ -453,21 +449,25 @@ async def decisions(
     async with db.session() as session:
         total = int(await session.scalar(counted) or 0)
         rows = (await session.execute(query.limit(limit).offset(offset))).all()
-    items = [
-        {
-            "id": r.id,
-            "run_id": r.run_id,
-            "time": iso(r.time),
-            "symbol": r.symbol,
-            "target": finite(r.target),
-            "action": decision_action(r.target),
-            "confidence": finite(r.confidence),
-            "rationale": r.rationale,
-            "votes": r.votes,
-            "outcome": None
-            if r.horizon is None
-            else {"horizon": r.horizon, "realized_return": finite(r.realized_return), "hit": r.hit},
-        }
-        for r in rows
-    ]
-    return page(items, total, limit, offset)
+        params = await session.scalar(select(Run.params).where(Run.id == run_id))
+    return page([_decision_dict(r, params) for r in rows], total, limit, offset)
+
+
+def _decision_dict(row: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    target = journaled_target(row.target, row.votes, params)
+    return {
+        "id": row.id,
+        "run_id": row.run_id,
+        "time": iso(row.time),
+        "symbol": row.symbol,
+        "target": finite(target),
+        "action": action_of(target),
+        "confidence": finite(row.confidence),
+        "rationale": row.rationale,
+        "votes": row.votes,
+        "outcome": None if row.horizon is None else _outcome(row),
+    }
+
+
+def _outcome(row: Any) -> dict[str, Any]:
+    return {"horizon": row.horizon, "realized_return": finite(row.realized_return), "hit": row.hit}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -21,20 +20,11 @@ from ffe.api.events import EVENTS, event_message
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
-from ffe.domain.orders import Decision
+from ffe.domain.orders import Decision, action_of
 from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-def action_of(target: float) -> str:
-    """A decision's target as a word: buy (long), sell (short), flat, or hold (NaN: keep)."""
-    if not math.isfinite(target):
-        return "hold"
-    if target == 0:
-        return "flat"
-    return "buy" if target > 0 else "sell"
 
 
 @dataclass
