@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffe.api import heap
-from ffe.api.events import EVENTS, event_message
+from ffe.api.events import publish_event
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
@@ -215,7 +215,7 @@ class AgentSupervisor:
 
     async def _publish(self, kind: str, data: dict[str, Any]) -> None:
 
-        await self.kv.bus.publish(EVENTS, event_message(kind, data))
+        await publish_event(self.kv.bus, kind, data)
 
 
 def _warm(settings: Settings, launch: AgentLaunch) -> None:
