@@ -4,10 +4,11 @@ process, which is fresher than its last journal flush)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     true,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ffe.agent import persist
 from ffe.domain.orders import action_of
@@ -189,13 +192,31 @@ def _summary(
     }
 
 
+_REPEATABLE = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+@contextlib.asynccontextmanager
+async def read_snapshot(db: Database) -> AsyncIterator[AsyncSession]:
+    """A session whose reads all see one state of the journal, whatever an agent commits
+    meanwhile: SQLite's driver opens no transaction for reads (each would see its own
+    moment), so one is begun; PostgreSQL's reads go in one REPEATABLE READ transaction."""
+    async with db.session() as session:
+        if db.is_sqlite:
+            await session.execute(text("BEGIN"))
+        else:
+            await session.execute(
+                text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            )
+        yield session
+
+
 async def journal_portfolio(db: Database, account: str, data_dir: Any) -> dict[str, Any]:
     """The portfolio as the account's journal last recorded it, marked with the bars in
-    ``data_dir``."""
+    ``data_dir``; read in one snapshot, so cash, equity and positions are of one moment."""
     run_id = await account_run(db, account)
     if run_id is None:
         return _summary(account, None, None, None, None, None, None, [])
-    async with db.session() as session:
+    async with read_snapshot(db) as session:
         run = await session.get(Run, run_id)
         last = await session.scalar(
             select(EquityPoint)
