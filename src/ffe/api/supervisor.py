@@ -187,6 +187,7 @@ class AgentSupervisor:
         data = {
             "account": agent.config.account,
             "time": agent.core.market.time_of(bar).isoformat(),
+            "bar": bar,
             "symbol": decision.symbol,
             "target": decision.target,
             "action": action,
