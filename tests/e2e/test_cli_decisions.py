@@ -95,6 +95,8 @@ def test_decisions_list_when_ensemble_run_then_decisions_with_outcomes(
         bar = days.index(row["time"][:10])
         assert row["rationale"].startswith("SP500: ")
         assert math.fsum(row["votes"]["weights"].values()) == pytest.approx(1.0)
+        held = row["votes"]["action"] == "hold"  # the run keeps its position on a hold
+        assert (row["action"], row["target"] is None) == (row["votes"]["action"], held)
         if bar + HORIZON >= len(days):
             assert row["outcome"] is None
             continue

@@ -4,10 +4,11 @@ process, which is fresher than its last journal flush)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,14 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     true,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ffe.agent import persist
+from ffe.domain.orders import action_of
+from ffe.runs.journal import journaled_target
 from ffe.store.database import Database
 from ffe.store.models import Approval, Decision, DecisionOutcome, EquityPoint, Fill, Order, Run
 
@@ -187,13 +192,31 @@ def _summary(
     }
 
 
+_REPEATABLE = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+@contextlib.asynccontextmanager
+async def read_snapshot(db: Database) -> AsyncIterator[AsyncSession]:
+    """A session whose reads all see one state of the journal, whatever an agent commits
+    meanwhile: SQLite's driver opens no transaction for reads (each would see its own
+    moment), so one is begun; PostgreSQL's reads go in one REPEATABLE READ transaction."""
+    async with db.session() as session:
+        if db.is_sqlite:
+            await session.execute(text("BEGIN"))
+        else:
+            await session.execute(
+                text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            )
+        yield session
+
+
 async def journal_portfolio(db: Database, account: str, data_dir: Any) -> dict[str, Any]:
     """The portfolio as the account's journal last recorded it, marked with the bars in
-    ``data_dir``."""
+    ``data_dir``; read in one snapshot, so cash, equity and positions are of one moment."""
     run_id = await account_run(db, account)
     if run_id is None:
         return _summary(account, None, None, None, None, None, None, [])
-    async with db.session() as session:
+    async with read_snapshot(db) as session:
         run = await session.get(Run, run_id)
         last = await session.scalar(
             select(EquityPoint)
@@ -430,17 +453,11 @@ def approval_dict(row: Approval) -> dict[str, Any]:
     }
 
 
-def decision_action(target: float | None) -> str:
-    """The word for a decision's target, as the live stream says it."""
-    from ffe.api.supervisor import action_of
-
-    return "hold" if target is None else action_of(target)
-
-
 async def decisions(
     db: Database, run_id: str, symbol: str | None, limit: int, offset: int
 ) -> dict[str, Any]:
-    """A page of a run's decisions, newest first, with their outcomes."""
+    """A page of a run's decisions, newest first, with their outcomes; a hold that kept the
+    position has no target (null) and the action ``hold``."""
     d, o = Decision.__table__, DecisionOutcome.__table__
     where = [d.c.run_id == run_id] + ([d.c.symbol == symbol] if symbol else [])
     query = (
@@ -453,21 +470,25 @@ async def decisions(
     async with db.session() as session:
         total = int(await session.scalar(counted) or 0)
         rows = (await session.execute(query.limit(limit).offset(offset))).all()
-    items = [
-        {
-            "id": r.id,
-            "run_id": r.run_id,
-            "time": iso(r.time),
-            "symbol": r.symbol,
-            "target": finite(r.target),
-            "action": decision_action(r.target),
-            "confidence": finite(r.confidence),
-            "rationale": r.rationale,
-            "votes": r.votes,
-            "outcome": None
-            if r.horizon is None
-            else {"horizon": r.horizon, "realized_return": finite(r.realized_return), "hit": r.hit},
-        }
-        for r in rows
-    ]
-    return page(items, total, limit, offset)
+        params = await session.scalar(select(Run.params).where(Run.id == run_id))
+    return page([_decision_dict(r, params) for r in rows], total, limit, offset)
+
+
+def _decision_dict(row: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    target = journaled_target(row.target, row.votes, params)
+    return {
+        "id": row.id,
+        "run_id": row.run_id,
+        "time": iso(row.time),
+        "symbol": row.symbol,
+        "target": finite(target),
+        "action": action_of(target),
+        "confidence": finite(row.confidence),
+        "rationale": row.rationale,
+        "votes": row.votes,
+        "outcome": None if row.horizon is None else _outcome(row),
+    }
+
+
+def _outcome(row: Any) -> dict[str, Any]:
+    return {"horizon": row.horizon, "realized_return": finite(row.realized_return), "hit": row.hit}

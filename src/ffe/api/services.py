@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from ffe import __version__
 from ffe.agent.control import AgentService
 from ffe.api.auth import KeyVerifier
-from ffe.api.events import EVENTS, event_message
+from ffe.api.events import publish_event
 from ffe.api.secrets import session_secret
 from ffe.api.sessions import SessionChecker, SessionTokens
 from ffe.config import Settings
@@ -247,7 +247,7 @@ class Services:
 
     async def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Send an event to every live-stream subscriber, in every worker."""
-        await self.kv.bus.publish(EVENTS, event_message(kind, data))
+        await publish_event(self.kv.bus, kind, data)
 
     def publish_state_soon(self, account: str, delays: tuple[float, ...] = (0.5, 2.0)) -> None:
         """Publish the account's agent state after a command, once the agent (which polls

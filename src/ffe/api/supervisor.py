@@ -10,31 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from ffe.api import heap
-from ffe.api.events import EVENTS, event_message
+from ffe.api.events import publish_event
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
-from ffe.domain.orders import Decision
+from ffe.domain.orders import Decision, action_of
 from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-def action_of(target: float) -> str:
-    """A decision's target as a word: buy (long), sell (short), flat, or hold (NaN: keep)."""
-    if not math.isfinite(target):
-        return "hold"
-    if target == 0:
-        return "flat"
-    return "buy" if target > 0 else "sell"
 
 
 @dataclass
@@ -197,6 +187,7 @@ class AgentSupervisor:
         data = {
             "account": agent.config.account,
             "time": agent.core.market.time_of(bar).isoformat(),
+            "bar": bar,
             "symbol": decision.symbol,
             "target": decision.target,
             "action": action,
@@ -225,7 +216,7 @@ class AgentSupervisor:
 
     async def _publish(self, kind: str, data: dict[str, Any]) -> None:
 
-        await self.kv.bus.publish(EVENTS, event_message(kind, data))
+        await publish_event(self.kv.bus, kind, data)
 
 
 def _warm(settings: Settings, launch: AgentLaunch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,26 +31,31 @@ def list_decisions(
 ) -> None:
     """The newest decisions of a run with their rationale and outcome."""
     with user_errors():
+        from ffe.domain.orders import action_of
+        from ffe.runs.journal import journaled_target
         from ffe.store.repositories import unit_of_work
 
-        async def work(db: Database) -> list[Any]:
+        async def work(db: Database) -> tuple[list[Any], dict[str, Any]]:
             async with unit_of_work(db) as uow:
                 run = await uow.runs.get(run_id)
                 rows = await uow.journal.decisions_with_outcomes(run.id)
-            return list(rows[-limit:])
+            return list(rows[-limit:]), dict(run.params or {})
 
-        rows = with_database(url, work, journal=True)
+        rows, params = with_database(url, work, journal=True)
         if as_json:
-            keys = ("time", "symbol", "target", "confidence", "rationale", "votes")
+            keys = ("time", "symbol", "confidence", "rationale", "votes")
+            targets = [journaled_target(r.target, r.votes, params) for r in rows]
             out = [
                 {
                     **{k: getattr(r, k) for k in keys},
                     "time": r.time.isoformat(),
+                    "target": None if math.isnan(target) else target,
+                    "action": action_of(target),
                     "outcome": None
                     if r.hit is None
                     else {"realized_return": r.realized_return, "hit": r.hit},
                 }
-                for r in rows
+                for r, target in zip(rows, targets, strict=True)
             ]
             typer.echo(json.dumps(out, indent=2))
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,16 @@ class Decision:
     votes: tuple[tuple[str, float], ...] = ()
     horizon: int = 1
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def action_of(target: float) -> str:
+    """A decision's target as a word: buy (long), sell (short), flat, or hold (NaN: keep the
+    position as it is)."""
+    if not math.isfinite(target):
+        return "hold"
+    if target == 0:
+        return "flat"
+    return "buy" if target > 0 else "sell"
 
 
 class OrderIntent(NamedTuple):

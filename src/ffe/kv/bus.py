@@ -258,6 +258,9 @@ class RedisEventBus:
         self._listener: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()  # cancelled, not yet ended
         self._listening = asyncio.Event()
+        # One publish at a time on Redis: concurrent ones could take different connections
+        # and arrive out of order, which a numbered stream would read as a missed event.
+        self._publishing = asyncio.Lock()
 
     @property
     def dropped(self) -> int:
@@ -270,17 +273,19 @@ class RedisEventBus:
         return self._listening.is_set()
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        """Deliver ``message`` here, then to every other process (unless Redis is down)."""
+        """Deliver ``message`` here, then to every other process (unless Redis is down), in
+        the order of the calls."""
         payload = _codec.encode(message)
         self._fanout.deliver(channel, payload)
         if not self._outage.should_try():
             return
-        try:
-            await self._client.publish(self._prefix + channel, self._origin + b" " + payload)
-        except REDIS_ERRORS as error:
-            self._outage.failed(error)
-        else:
-            self._outage.succeeded()
+        async with self._publishing:
+            try:
+                await self._client.publish(self._prefix + channel, self._origin + b" " + payload)
+            except REDIS_ERRORS as error:
+                self._outage.failed(error)
+            else:
+                self._outage.succeeded()
 
     def subscribe(self, channel: str) -> Subscription:
         """A new subscription to ``channel``; ``async with`` waits (briefly) until listening."""

@@ -112,14 +112,35 @@ def decision_row(decision: Decision) -> dict[str, Any]:
         **{k: _json_number(v) for k, v in decision.details.items()},
     }
     target = decision.target
+    if math.isnan(target):  # the column holds a number: the row says it keeps the position
+        votes.update(action="hold", keep=True)
+    elif votes.get("action") == "hold":  # the ensemble's hold="flat": it goes flat
+        votes["keep"] = False
     return {
         "time": decision.time,
         "symbol": decision.symbol,
-        "target": 0.0 if math.isnan(target) else target,  # a hold: details["action"] says so
+        "target": 0.0 if math.isnan(target) else target,  # a hold: votes["keep"] says so
         "confidence": decision.confidence,
         "rationale": decision.rationale,
         "votes": votes,
     }
+
+
+def journaled_target(
+    target: float, votes: Mapping[str, Any] | None, params: Mapping[str, Any] | None
+) -> float:
+    """A journaled decision's target as the engine made it: NaN for a hold that kept the
+    position (the row's ``target`` column says 0.0 for it), from the run's ``params``.
+
+    Rows written since holds were marked say so in ``votes["keep"]``; older rows of an
+    ensemble's hold kept the position unless the run set ``hold="flat"``."""
+    votes = votes or {}
+    if votes.get("action") != "hold":
+        return target
+    keep = votes.get("keep")
+    if not isinstance(keep, bool):
+        keep = (params or {}).get("hold", "keep") != "flat"
+    return math.nan if keep else target
 
 
 def _json_number(value: Any) -> Any:

@@ -223,3 +223,19 @@ async def test_close_when_last_subscriber_leaves_while_connecting_then_listener_
         while listener_tasks():
             await asyncio.sleep(0.01)
     await bus.close()
+
+
+async def test_publish_when_many_at_once_then_other_process_receives_them_in_order(
+    new_client: NewClient, prefix: str
+):
+    publisher, receiver = RedisEventBus(new_client(), prefix), RedisEventBus(new_client(), prefix)
+    try:
+        async with receiver.subscribe("events") as subscription:
+            await asyncio.gather(*(publisher.publish("events", {"n": n}) for n in range(200)))
+
+            received = [(await next_message(subscription))["n"] for _ in range(200)]
+    finally:
+        await publisher.close()
+        await receiver.close()
+
+    assert received == list(range(200))

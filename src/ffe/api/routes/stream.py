@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ffe.api.deps import websocket_principal
-from ffe.api.events import EVENTS
+from ffe.api.events import EVENTS, publisher
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 log = logging.getLogger(__name__)
@@ -22,8 +22,9 @@ RECHECK_S = 30.0  # how often an open stream's credentials are checked again
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
-    """Authenticate (session cookie, ``Authorization`` or ``?token=``), then forward every
-    event as JSON ``{"type", "time", "data"}`` until the client goes."""
+    """Authenticate (session cookie, ``Authorization`` or ``?token=``), say hello with the
+    number of this process's last event, then forward every event as JSON
+    ``{"type", "time", "source", "seq", "data"}`` until the client goes."""
     services = websocket.app.state.services
     origin = websocket.headers.get("origin")
     if origin is not None and not _same_origin(websocket, origin, services):
@@ -34,9 +35,14 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(POLICY_VIOLATION, "authentication required")
         return
     await websocket.accept()
-    await websocket.send_json({"type": "hello", "data": {"user": principal.as_dict()}})
+    # Subscribed before the hello is sent, and numbered from there: the client reads again
+    # what it shows when the hello comes, and every event after it reaches the client.
+    events = services.kv.bus.subscribe(EVENTS)
+    mine = publisher(services.kv.bus)
+    hello = {"user": principal.as_dict(), "source": mine.source, "seq": mine.seq}
     try:
-        async with services.kv.bus.subscribe(EVENTS) as events:
+        async with events:
+            await websocket.send_json({"type": "hello", "data": hello})
             await _forward(websocket, events, _still_allowed(websocket, services))
     except WebSocketDisconnect:
         return

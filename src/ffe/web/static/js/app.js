@@ -2,6 +2,7 @@
 // and small DOM helpers. Pages import what they need; nothing here touches the network until
 // a page asks. Data is always put in the page as text (never as HTML): rationales and symbols
 // come from outside.
+import { coalesced, sequenced } from "./sequence.js";
 
 export const API = "/api/v1";
 export const canTrade = document.body.dataset.canTrade === "true";
@@ -187,6 +188,8 @@ const compact = new Intl.NumberFormat("en-US", { maximumFractionDigits: 6 });
 export const isNum = (x) => typeof x === "number" && Number.isFinite(x);
 export const fmtMoney = (x) => (isNum(x) ? money.format(x) : DASH);
 export const fmtNum = (x, digits = 2) => (isNum(x) ? x.toFixed(digits) : x === "inf" ? "∞" : DASH);
+/** A decision's target: a hold keeps the position as it is, so it has none ("keep"). */
+export const fmtTarget = (d) => (d.action === "hold" && !isNum(d.target) ? "keep" : fmtNum(d.target));
 export const fmtQty = (x) => (isNum(x) ? compact.format(x) : DASH);
 export const fmtSigned = (x) => (isNum(x) ? (x > 0 ? "+" : "") + money.format(x) : DASH);
 export const signClass = (x) => (isNum(x) && x !== 0 ? (x > 0 ? "up" : "down") : "");
@@ -266,8 +269,20 @@ export function every(ms, fn, now = true) {
 }
 
 const handlers = new Map();
+const resyncs = [];
 let socket = null;
 let retryMs = 1000;
+
+/** Call `fn()` whenever the stream (re)connects or misses an event: it reads again from the
+ *  API what the page shows, since the stream alone can no longer keep it true. Calls are
+ *  folded: one at a time, and one more after it when asked meanwhile. */
+export function onResync(fn) {
+  const run = coalesced(fn);
+  resyncs.push(() => run().catch(showError));
+  if (!socket) connect();
+}
+
+const track = sequenced(() => { for (const run of resyncs) run(); });
 
 /** Call `fn(data, message)` for each stream message of `type` ("*" for all). Connects the
  *  WebSocket on first use and reconnects with backoff when it drops. */
@@ -305,6 +320,7 @@ function dispatch(raw) {
   let message;
   try { message = JSON.parse(raw); } catch { return; }
   if (!message || typeof message.type !== "string") return;
+  track(message);
   for (const fn of [...(handlers.get(message.type) || []), ...(handlers.get("*") || [])]) {
     try { fn(message.data || {}, message); } catch (error) { console.error(error); }
   }

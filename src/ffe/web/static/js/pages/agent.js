@@ -1,12 +1,16 @@
 // Agent: state and controls, starting a paper agent, the approval queue and live decisions.
 import {
   $, actionBadge, busy, canTrade, confirmAction, el, every, fillSelect, fillTable, fmtAgo, fmtMoney,
-  fmtNum, fmtPct, fmtQty, fmtTime, getJson, marketSymbols, num, onStream, paramInputs, postJson,
-  prependRow, readParams, showError, stateBadge, strategies, startPage, td, toast,
+  fmtPct, fmtQty, fmtTarget, fmtTime, getJson, marketSymbols, num, onResync, onStream, paramInputs,
+  postJson, readParams, showError, stateBadge, strategies, startPage, td, toast,
 } from "../app.js";
+import { latestBar, mergeDecisions } from "../sequence.js";
 
 let account = new URLSearchParams(location.search).get("account") || null;
 let current = null; // the selected account's AgentStatus
+// The newest bar the stream has shown for the selected account's run: the journal (and so
+// GET /agent) is written every few seconds, months of bars behind a fast replay.
+let liveBar = null;
 
 // Which commands make sense in which state; emergency stop always does.
 const ENABLED = {
@@ -40,8 +44,8 @@ function showState(agents, supervised) {
   $("fact-run").textContent = current?.run_id || "—";
   $("fact-owner").textContent = current?.owner || "—";
   $("fact-lease").textContent = current?.lease_expires_at ? fmtAgo(current.lease_expires_at) : "—";
-  $("fact-bar-time").textContent = fmtTime(current?.last_bar_time);
-  $("fact-bar").textContent = current?.bar ?? "—";
+  if (liveBar && liveBar.run !== (current?.run_id ?? null)) liveBar = null;
+  showBar();
   const here = supervised && supervised.account === account && supervised.strategy;
   $("fact-strategy").textContent = here ? supervised.strategy : "—";
   $("fact-symbols").textContent = here ? (supervised.symbols || []).join(", ") : "—";
@@ -53,6 +57,20 @@ function showState(agents, supervised) {
     button.disabled = !ENABLED[button.dataset.command](status);
   }
   showAgents(agents);
+}
+
+/** The bar facts: the journal's, or the stream's when newer. */
+function showBar() {
+  const shown = latestBar({ time: current?.last_bar_time, bar: current?.bar }, liveBar);
+  $("fact-bar-time").textContent = fmtTime(shown.time);
+  $("fact-bar").textContent = shown.bar ?? "—";
+}
+
+function onLiveBar(data) {
+  if (!current || current.status === "stopped") return;
+  liveBar = latestBar(liveBar, { run: current.run_id, time: data.time, bar: data.bar });
+  liveBar.run = current.run_id;
+  showBar();
 }
 
 function showAgents(agents) {
@@ -131,22 +149,34 @@ async function loadApprovals() {
 
 // -- decisions ---------------------------------------------------------------------------------
 
+const KEEP = 50; // decisions the table keeps
 let decisionsRun; // the run whose decisions the table shows
+let shownDecisions = []; // newest first: the journal's, then what the stream added
 
-/** The latest decisions of the agent's current run (reloaded when a new run starts). */
-async function loadDecisions() {
+/** The latest decisions of the agent's current run (reloaded when a new run starts, and
+ *  with `again` when the stream missed some); the stream's newer ones stay on top, since
+ *  the agent journals them every few seconds. */
+async function loadDecisions(again = false) {
   const runId = current?.run_id ?? null;
-  if (runId === decisionsRun) return;
+  if (runId === decisionsRun && !again) return;
+  if (runId !== decisionsRun) shownDecisions = [];
   decisionsRun = runId;
   const query = runId ? { run_id: runId } : account ? { account } : {};
   const found = await getJson("/decisions", { ...query, limit: 20 });
-  fillTable("agent-decisions", found.items || [], decisionRow, "No decisions yet");
+  shownDecisions = mergeDecisions(found.items || [], shownDecisions, KEEP);
+  fillTable("agent-decisions", shownDecisions, decisionRow, "No decisions yet");
+}
+
+function addDecision(d) {
+  shownDecisions = mergeDecisions([], [d, ...shownDecisions], KEEP);
+  fillTable("agent-decisions", shownDecisions, decisionRow, "No decisions yet");
+  $("agent-decisions").tBodies[0].rows[0]?.classList.add("fresh");
 }
 
 function decisionRow(d) {
-  return el("tr", {},
+  return el("tr", { "data-testid": "agent-decision" },
     td(fmtTime(d.time)), td(d.symbol), el("td", {}, actionBadge(d.action)),
-    num(fmtNum(d.target)), num(fmtPct(d.confidence, { digits: 0 })),
+    num(fmtTarget(d)), num(fmtPct(d.confidence, { digits: 0 })),
     el("td", { class: "text" }, d.rationale || "—"));
 }
 
@@ -191,7 +221,14 @@ startPage(async () => {
   onStream("agent", () => loadAgent().catch(showError));
   onStream("event", () => followUp());
   onStream("approval", () => loadApprovals().catch(showError));
-  onStream("decision", (data) => { if (mine(data)) prependRow("agent-decisions", decisionRow(data), 50); });
+  onStream("decision", (data) => {
+    if (!mine(data)) return;
+    addDecision(data);
+    onLiveBar(data);
+  });
+  onStream("equity", (data) => { if (mine(data)) onLiveBar(data); });
+  // A new connection, or a missed event: read again all that the page shows.
+  onResync(async () => { await loadAgent(); await Promise.all([loadDecisions(true), loadApprovals()]); });
   every(5000, loadAgent, false);
   every(15000, loadApprovals, false);
 });

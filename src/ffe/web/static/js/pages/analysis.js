@@ -1,6 +1,6 @@
 // Analysis: a symbol's candles with the forecast's bands, its indicators and the current call.
 import {
-  $, actionBadge, api, el, fillSelect, fillTable, fmtMoney, fmtNum, fmtPct, fmtTime, getJson, isNum,
+  $, actionBadge, api, el, fillSelect, fillTable, fmtMoney, fmtNum, fmtPct, fmtTarget, fmtTime, getJson, isNum,
   marketSymbols, num, setText, showError, signClass, startPage, td,
 } from "../app.js";
 import { candleChart } from "../charts.js";
@@ -36,7 +36,7 @@ function showIndicators(a) {
 function showDecision(a) {
   const d = a.decision || {};
   $("an-action").replaceChildren(actionBadge(d.action));
-  setText("an-target", fmtNum(d.target));
+  setText("an-target", fmtTarget(d));
   setText("an-confidence", fmtPct(d.confidence, { digits: 0 }));
   setText("an-asof", fmtTime(a.as_of));
   setText("an-computed", fmtTime(a.computed_at));

@@ -1,7 +1,7 @@
 // Decisions: a filtered, paged list with rationale and outcome, and the calibration diagram.
 import {
-  $, actionBadge, ApiError, el, fillTable, fmtNum, fmtPct, fmtTime, getJson, isNum, num, setText, showError,
-  startPage, td,
+  $, actionBadge, ApiError, el, fillTable, fmtNum, fmtPct, fmtTarget, fmtTime, getJson, isNum, num, setText,
+  showError, startPage, td,
 } from "../app.js";
 
 const PAGE = 50;
@@ -37,7 +37,7 @@ function detailRow(d) {
 function decisionRow(d) {
   const row = el("tr", { class: "clickable", title: "Show the full rationale" },
     td(fmtTime(d.time)), td(d.symbol), el("td", {}, actionBadge(d.action)),
-    num(fmtNum(d.target)), confidenceCell(d.confidence), outcomeCell(d.outcome),
+    num(fmtTarget(d)), confidenceCell(d.confidence), outcomeCell(d.outcome),
     el("td", { class: "text" }, el("span", { class: "clamp" }, d.rationale || "—")));
   row.addEventListener("click", () => {
     const next = row.nextElementSibling;

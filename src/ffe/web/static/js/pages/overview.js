@@ -1,7 +1,9 @@
 // Overview: the account's equity and drawdown, positions and fills, kept live by the stream.
+// The cards come from one /portfolio answer at a time (one state of the account), never
+// partly from a stream event: cash and positions then always add up to the equity shown.
 import {
   $, every, fillSelect, fillTable, fmtMoney, fmtPct, fmtQty, fmtSigned, fmtTime, getJson, isNum,
-  num, onStream, prependRow, serviceStatus, setText, signClass, startPage, td, el,
+  num, onResync, onStream, prependRow, serviceStatus, setText, signClass, startPage, td, el,
 } from "../app.js";
 import { equityChart } from "../charts.js";
 
@@ -79,6 +81,11 @@ startPage(async () => {
   const empty = $("equity-chart").querySelector(".chart-empty");
   const scope = () => (account ? { account } : {});
   const loadPortfolio = async () => renderPortfolio(await getJson("/portfolio", scope()));
+  const showCurve = (points) => {
+    empty.hidden = chart.setData(points) > 0;
+    worstDrawdown = points.reduce((worst, p) => (isNum(p.drawdown) ? Math.min(worst, p.drawdown) : worst), 0);
+    if (!isNum(lastPortfolio?.max_drawdown)) renderPortfolio(lastPortfolio);
+  };
 
   await loadPortfolio();
   const [equity, fills, status] = await Promise.all([
@@ -86,10 +93,7 @@ startPage(async () => {
     getJson("/fills", { ...scope(), limit: 15 }),
     serviceStatus(),
   ]);
-  const points = equity.points || [];
-  empty.hidden = chart.setData(points) > 0;
-  worstDrawdown = points.reduce((worst, p) => (isNum(p.drawdown) ? Math.min(worst, p.drawdown) : worst), 0);
-  if (!isNum(lastPortfolio?.max_drawdown)) renderPortfolio(lastPortfolio);
+  showCurve(equity.points || []);
   fillTable("fills-table", fills.items || [], fillRow, "No fills yet");
   setupAccounts(status.agents);
   showAgent((status.agents || []).find((a) => a.account === account));
@@ -99,9 +103,7 @@ startPage(async () => {
   onStream("equity", (data) => {
     if (!mine(data)) return;
     if (chart.append(data)) empty.hidden = true;
-    setText("stat-equity", fmtMoney(data.equity));
-    if (isNum(data.cash)) setText("stat-cash", fmtMoney(data.cash));
-    refresh();
+    refresh(); // the cards: from the next whole answer, not from this event's two numbers
   });
   onStream("fill", (data) => {
     if (!mine(data)) return;
@@ -115,5 +117,10 @@ startPage(async () => {
     fillTable("fills-table", (await getJson("/fills", { ...scope(), limit: 15 })).items || [],
       fillRow, "No fills yet");
   every(20000, async () => { await loadPortfolio(); await loadFills(); }, false);
+  // A new connection, or a missed event: read again all that the page shows.
+  onResync(async () => {
+    const [, curve] = await Promise.all([loadPortfolio(), getJson("/equity", { ...scope(), limit: 5000 }), loadFills()]);
+    showCurve(curve.points || []);
+  });
   setTimeout(loadFills, 3000);
 });
