@@ -37,7 +37,7 @@ def _stored_secret(path: Path) -> str:
         stored = path.read_text(encoding="utf-8").strip()
         if len(stored) >= MIN_SECRET_LENGTH:
             return stored
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory
     value = secrets.token_urlsafe(48)
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
