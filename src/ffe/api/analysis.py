@@ -15,7 +15,7 @@ from typing import Any
 
 from ffe.api import heap
 from ffe.config import Settings
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import FfeError, NotFoundError
 from ffe.kv import KvBackends
 from ffe.kv.cache import get_json, set_json
 
@@ -81,8 +81,19 @@ class AnalysisService:
                 raise failed[1]  # a DataError stays one: 404 for an unknown symbol
             del self._errors[symbol]
         if symbol not in self._running:
+            # No task, and no error kept, for a symbol without bars: any name can be asked for.
+            if not await asyncio.to_thread(self._has_bars, symbol):
+                raise NotFoundError(
+                    f"no bars for symbol {symbol!r}: GET /api/v1/market/symbols lists the "
+                    "stored ones; `ffe data import` adds more"
+                )
             self._running[symbol] = asyncio.create_task(self.refresh(symbol))
         return None
+
+    def _has_bars(self, symbol: str) -> bool:
+        from ffe import bootstrap
+
+        return symbol in bootstrap.data_catalog(self.settings).symbols()
 
     async def refresh(self, symbol: str) -> None:
         """Analyse ``symbol`` now and cache the result (or remember why it failed)."""
