@@ -113,3 +113,25 @@ def test_run_when_last_run_interrupted_then_says_it_resumes_it_and_new_starts_af
     assert re.search(r"\d+ order\(s\) wait for approval", said), said
     assert "`ffe run --new` starts a new run instead" in said
     assert fresh != first
+
+
+def test_serve_when_data_folder_not_writable_then_one_line_says_what_to_fix(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "afile").write_text("a file where the data folder should be")
+    env = {**os.environ, "FFE__DATA__DIR": str(tmp_path / "afile" / "data")}
+    env.pop("FFE__API__SECRET_KEY", None)
+
+    done = subprocess.run(
+        _ffe("serve", "--port", str(_free_port())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr  # one line
+    assert "make data.dir (FFE__DATA__DIR) a folder this user can write" in done.stderr

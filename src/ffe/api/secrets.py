@@ -68,6 +68,17 @@ def secret_weakness(value: str) -> str | None:
 
 
 def _stored_secret(path: Path) -> str:
+    try:
+        return _read_or_make(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep the session key in {path.parent} ({exc.strerror or exc}): make "
+            "data.dir (FFE__DATA__DIR) a folder this user can write, or set "
+            "FFE__API__SECRET_KEY"
+        ) from None
+
+
+def _read_or_make(path: Path) -> str:
     if path.is_file():
         stored = path.read_text(encoding="utf-8").strip()
         if len(stored) >= MIN_SECRET_LENGTH:

@@ -56,3 +56,19 @@ def test_secret_weakness_when_random_keys_then_almost_never_refused() -> None:
     refused = [k for k in (secrets.token_urlsafe(48) for _ in range(2000)) if secret_weakness(k)]
 
     assert len(refused) <= 1, refused
+
+
+def test_session_secret_when_data_dir_cannot_be_written_then_config_error_says_what_to_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # A file where the data folder should be: refused for root too, unlike a chmod.
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setenv("FFE__DATA__DIR", str(tmp_path / "afile" / "data"))
+
+    with pytest.raises(ConfigError) as refused:
+        session_secret(load_settings())
+
+    said = str(refused.value)
+    assert f"cannot keep the session key in {tmp_path / 'afile' / 'data'}" in said
+    assert "FFE__DATA__DIR" in said
+    assert "FFE__API__SECRET_KEY" in said
