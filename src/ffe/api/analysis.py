@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ffe.api import heap
+from ffe.api.background import watched
 from ffe.config import Settings
 from ffe.domain.errors import FfeError, NotFoundError
 from ffe.kv import KvBackends
@@ -87,7 +88,8 @@ class AnalysisService:
                     f"no bars for symbol {symbol!r}: GET /api/v1/market/symbols lists the "
                     "stored ones; `ffe data import` adds more"
                 )
-            self._running[symbol] = asyncio.create_task(self.refresh(symbol))
+            analysing = asyncio.create_task(self.refresh(symbol))
+            self._running[symbol] = watched(analysing, f"analysis of {symbol}")
         return None
 
     def _has_bars(self, symbol: str) -> bool:
