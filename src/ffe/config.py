@@ -172,6 +172,11 @@ class ApiSettings(Section):
         description="signs dashboard sessions; none = a random key kept in data.dir "
         "(development only)",
     )
+    first_admin_password: SecretStr | None = Field(
+        None,
+        description="the password `ffe run` gives the admin user it makes when there is none; "
+        "unset: a random one, printed in development, written to a 0600 file in production",
+    )
     session_ttl_s: int = Field(43_200, ge=60, description="dashboard login lifetime (seconds)")
     cors_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to call the API; none: closed"

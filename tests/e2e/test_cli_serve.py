@@ -72,7 +72,7 @@ def _wait_live(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
     with _server("run", "--speed", "0") as (url, log):
-        printed = log.read_text()
+        printed = _printed(log, "paper agent: replaying")  # the banner follows the first answer
         assert url in printed
         password = re.search(r"log in as admin with password (\S+)", printed)
         assert password is not None, printed
@@ -90,7 +90,17 @@ def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
             assert "<html" in page.text.lower()
     # a second start finds the user and prints no new password
     with _server("run", "--no-agent") as (_, log):
-        assert "password" not in log.read_text().split("log in")[-1].split("\n")[0]
+        printed = _printed(log, "log in with your dashboard user")
+        assert "password" not in printed.split("log in")[-1].split("\n")[0]
+
+
+def _printed(log: Path, last: str, timeout_s: float = 30.0) -> str:
+    """What the server printed, once it has printed ``last``."""
+    deadline = time.monotonic() + timeout_s
+    while last not in log.read_text():
+        assert time.monotonic() < deadline, f"{last!r} never printed:\n{log.read_text()}"
+        time.sleep(0.05)
+    return log.read_text()
 
 
 def test_serve_with_two_workers_counts_every_request_in_metrics():

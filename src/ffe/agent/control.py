@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ffe.agent import persist
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import FfeError, NotFoundError
 from ffe.store.database import Database
 from ffe.store.models import AGENT_COMMANDS, Approval
 from ffe.store.repositories import unit_of_work
@@ -84,7 +84,7 @@ class AgentService:
         if command not in AGENT_COMMANDS:
             raise FfeError(f"unknown command {command!r}: use one of {', '.join(AGENT_COMMANDS)}")
         if await persist.get_state(self.db, account) is None:
-            raise FfeError(f"no agent has run on account {account!r} (see `ffe agent status`)")
+            raise NotFoundError(f"no agent has run on account {account!r} (see `ffe agent status`)")
         command_id = await persist.queue_command(self.db, account, command, actor)
         async with unit_of_work(self.db) as uow:
             await uow.audit.record(actor, f"agent.{command}", account, {"command_id": command_id})

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import ConflictError, FfeError, NotFoundError
 from ffe.store.database import Database
 from ffe.store.models import AgentCommand, AgentState, Approval
 from ffe.store.types import utc_now
@@ -212,11 +212,11 @@ async def decide_approval(
         async with db.session() as session:
             approval = await session.get(Approval, approval_id)
             if approval is None:
-                raise FfeError(f"no approval {approval_id} (see `ffe agent approvals`)")
+                raise NotFoundError(f"no approval {approval_id} (see `ffe agent approvals`)")
             if approval.status != "pending":
-                raise FfeError(f"approval {approval_id} is already {approval.status}")
+                raise ConflictError(f"approval {approval_id} is already {approval.status}")
             if approval.expires_at <= now:
-                raise FfeError(
+                raise ConflictError(
                     f"approval {approval_id} expired at {approval.expires_at:%H:%M:%S} UTC"
                 )
             approval.status, approval.decided_at, approval.decided_by = status, now, actor

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from ffe.api import heap
+from ffe.api.background import watched
 from ffe.config import Settings
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import FfeError, NotFoundError
 from ffe.kv import KvBackends
 from ffe.kv.cache import get_json, set_json
 
@@ -81,8 +82,20 @@ class AnalysisService:
                 raise failed[1]  # a DataError stays one: 404 for an unknown symbol
             del self._errors[symbol]
         if symbol not in self._running:
-            self._running[symbol] = asyncio.create_task(self.refresh(symbol))
+            # No task, and no error kept, for a symbol without bars: any name can be asked for.
+            if not await asyncio.to_thread(self._has_bars, symbol):
+                raise NotFoundError(
+                    f"no bars for symbol {symbol!r}: GET /api/v1/market/symbols lists the "
+                    "stored ones; `ffe data import` adds more"
+                )
+            analysing = asyncio.create_task(self.refresh(symbol))
+            self._running[symbol] = watched(analysing, f"analysis of {symbol}")
         return None
+
+    def _has_bars(self, symbol: str) -> bool:
+        from ffe import bootstrap
+
+        return symbol in bootstrap.data_catalog(self.settings).symbols()
 
     async def refresh(self, symbol: str) -> None:
         """Analyse ``symbol`` now and cache the result (or remember why it failed)."""

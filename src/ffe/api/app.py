@@ -27,7 +27,15 @@ from ffe.api.deps import SESSION_COOKIE, LoginRequiredError, required_scope
 from ffe.api.services import Services
 from ffe.api.supervisor import AgentLaunch
 from ffe.config import Settings
-from ffe.domain.errors import ConfigError, DataError, FfeError, StoreError, StrategyError
+from ffe.domain.errors import (
+    ConfigError,
+    ConflictError,
+    DataError,
+    FfeError,
+    NotFoundError,
+    StoreError,
+    StrategyError,
+)
 from ffe.obs import tracing
 from ffe.obs.logs import new_request_id, request_id
 
@@ -160,20 +168,18 @@ def _errors(app: FastAPI) -> None:
 
 
 def _status_of(exc: FfeError, method: str) -> int:
-    """The HTTP status of an error the engine raised on purpose, by what the caller must do."""
-    message = str(exc)
-    if isinstance(exc, StoreError) and not message.startswith(("no run", "run id")):
+    """The HTTP status of an error the engine raised on purpose, by its type: what the caller
+    must do (never by its message)."""
+    if isinstance(exc, NotFoundError):
+        return 404  # check the name against the list the message points to
+    if isinstance(exc, ConflictError):
+        return 409  # the state forbids it now: wait, or change the state first
+    if isinstance(exc, StoreError):
         return 503  # the journal is down: retry later
     if isinstance(exc, DataError):
         return 404 if method == "GET" else 422  # a missing resource, or a request naming one
-    if message.startswith("no "):
-        return 404
-    if "already running" in message:
-        return 409
-    if isinstance(exc, ConfigError | DataError | StrategyError) or type(exc).__name__ in (
-        "ForecastError",
-        "StoreError",
-    ):
+    # ForecastError by name: importing ffe.forecast would load scipy into every API process.
+    if isinstance(exc, ConfigError | StrategyError) or type(exc).__name__ == "ForecastError":
         return 422  # the request names something that does not exist or cannot work
     return 400
 

@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select, update
 
-from ffe.domain.errors import ConfigError, FfeError
+from ffe.domain.errors import ConfigError, FfeError, NotFoundError
 from ffe.store.database import Database
 from ffe.store.models import ROLES, ApiKey, User
 from ffe.store.repositories import unit_of_work
@@ -143,7 +143,7 @@ async def revoke_key(db: Database, ref: str, actor: str) -> ApiKey:
         )
         row = (await uow.session.scalars(query)).one_or_none()
         if row is None:
-            raise FfeError(f"no API key {ref!r} (see `ffe keys list`)")
+            raise NotFoundError(f"no API key {ref!r} (see `ffe keys list`)")
         row.revoked_at = row.revoked_at or datetime.now(UTC)
         await uow.audit.record(actor, "key.revoke", row.prefix, {"name": row.name})
         return row
@@ -299,7 +299,7 @@ async def set_password(db: Database, username: str, password: str, actor: str) -
     async with unit_of_work(db) as uow:
         user = await uow.session.scalar(select(User).where(User.username == username))
         if user is None:
-            raise FfeError(f"no user {username!r} (see `ffe users list`)")
+            raise NotFoundError(f"no user {username!r} (see `ffe users list`)")
         user.password_hash = hash_secret(password)
         await uow.audit.record(actor, "user.password", username, None)
 

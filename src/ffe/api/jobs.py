@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from ffe.config import Settings
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import FfeError, NotFoundError
 from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
 from ffe.store.database import Database
@@ -126,7 +126,7 @@ class JobService:
         async with self.db.session() as session:
             job = await session.get(Job, job_id)
         if job is None:
-            raise FfeError(f"no job {job_id!r}")
+            raise NotFoundError(f"no job {job_id!r}")
         if job.id in self._progress and job.status == "running":
             job.progress = self._progress[job.id]
         return job

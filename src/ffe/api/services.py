@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from ffe import __version__
 from ffe.agent.control import AgentService
 from ffe.api.auth import KeyVerifier
+from ffe.api.background import watched
 from ffe.api.events import publish_event
 from ffe.api.secrets import session_secret
 from ffe.api.sessions import SessionChecker, SessionTokens
@@ -98,7 +99,9 @@ class Services:
             return held[1]
         refresh = self._refreshing.get(key)
         if refresh is None:
-            refresh = asyncio.create_task(self._refresh(key, ttl_s, compute))
+            refresh = watched(
+                asyncio.create_task(self._refresh(key, ttl_s, compute)), f"refreshing {key}"
+            )
             self._refreshing[key] = refresh
             refresh.add_done_callback(lambda _: self._refreshing.pop(key, None))
         if held is not None:
@@ -150,7 +153,8 @@ class Services:
         )
         services._add_checks()
         if background:
-            services._tasks.append(services.analysis.start())  # bars, not the journal
+            analysing = watched(services.analysis.start(), "the background analysis")
+            services._tasks.append(analysing)  # bars, not the journal
         if journal_ready:
             services._journal_ready(background)
         else:
@@ -160,7 +164,7 @@ class Services:
 
     def _journal_ready(self, background: bool) -> None:
         if background:
-            self._tasks.append(self.jobs.start())
+            self._tasks.append(watched(self.jobs.start(), "the job workers"))
 
     async def _await_journal(self, background: bool) -> None:
         """Check the journal again, less and less often, until it answers; then start the
@@ -259,7 +263,7 @@ class Services:
                 for state in await self.agents.status(account):
                     await self.publish("agent", state.as_dict())
 
-        task = asyncio.create_task(later())
+        task = watched(asyncio.create_task(later()), f"publishing the state of agent {account}")
         self._tasks.append(task)
         task.add_done_callback(
             lambda done: self._tasks.remove(done) if done in self._tasks else None

@@ -19,7 +19,7 @@ from ffe.api import heap
 from ffe.api.events import publish_event
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import ConflictError, FfeError
 from ffe.domain.orders import Decision, action_of
 from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
@@ -77,7 +77,7 @@ class AgentSupervisor:
     async def start(self, launch: AgentLaunch) -> None:
         """Build the agent from settings and run it in the background."""
         if self._starting.locked() or self.running:
-            raise FfeError("the agent is already running here: stop it first")
+            raise ConflictError("the agent is already running here: stop it first")
         async with self._starting:
             await self._start(launch)
 

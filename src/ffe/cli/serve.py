@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import secrets
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -31,9 +31,13 @@ def run_command(
     ),
     speed: float = typer.Option(20.0, "--speed", help="Replay N bars per second.", min=0),
     no_agent: bool = typer.Option(False, "--no-agent", help="Start the API and dashboard only."),
+    new: bool = typer.Option(
+        False, "--new", help="Start a new agent run instead of resuming the last one."
+    ),
 ) -> None:
     """Start everything on embedded defaults: the API, the dashboard and the paper agent
-    replaying the bundled S&P 500. Prints the URL and how to log in the first time."""
+    replaying the bundled S&P 500. Prints the URL once the server answers, how to log in the
+    first time, and which run the agent resumes (`--new` starts a new one)."""
     from ffe.api.supervisor import AgentLaunch
     from ffe.cli.common import parse_params
 
@@ -42,7 +46,7 @@ def run_command(
         launch = None
         if not no_agent:
             params = parse_params(param)
-            launch = AgentLaunch(strategy, list(symbols), params, speed or None)
+            launch = AgentLaunch(strategy, list(symbols), params, speed or None, fresh=new)
         _serve(settings, launch)
 
 
@@ -81,21 +85,23 @@ def _serve(settings: Settings, launch: Any) -> None:
 
     from ffe.api.app import create_app
     from ffe.api.services import journal_unreachable
+    from ffe.cli.startup import agent_report, announce_when_up, check_port, preflight
     from ffe.domain.errors import StoreError
     from ffe.obs.logs import configure_logging
 
+    check_port(settings.api.host, settings.api.port)
     configure_logging(settings.logging.level, settings.logging.json_format)
     say = functools.partial(err_console.print, soft_wrap=True)  # never break a URL in two
     unreachable: StoreError | None = None
+    previous = None
     try:
-        password = asyncio.run(_first_user(settings))
+        login, previous = preflight(settings, launch.account if launch else None)
     except StoreError as exc:
         if not journal_unreachable(exc):
             raise
-        password, unreachable = None, exc
+        login, unreachable = None, exc
     app = create_app(settings, agent=launch)
     url = f"http://{_display_host(settings.api.host)}:{settings.api.port}"
-    say(f"[bold]ffe[/bold] dashboard and API on {url}  (API docs: {url}/docs)")
     if unreachable is not None:
         say(
             f"[yellow]warning:[/yellow] {unreachable}. Starting anyway: /health/ready fails "
@@ -103,18 +109,18 @@ def _serve(settings: Settings, launch: Any) -> None:
             "was checked or made: once it answers, `ffe users create NAME --role admin` adds "
             "one if there is none, and the agent can be started from the Agent page."
         )
-    elif password is not None:
-        say(
-            f"first time: log in as [bold]admin[/bold] with password [bold]{password}[/bold] "
-            "(shown once; change it with `ffe users passwd admin`)"
-        )
-    else:
-        say("log in with your dashboard user (`ffe users create` adds one)")
-    if launch is not None:
-        say(
-            f"paper agent: {launch.strategy} on {', '.join(launch.symbols)}, "
-            f"replaying at {launch.speed or 'full'} bars/s; Ctrl-C stops everything"
-        )
+
+    def banner() -> Iterator[str]:  # printed once the server answers, never before
+        yield f"[bold]ffe[/bold] dashboard and API on {url}  (API docs: {url}/docs)"
+        if unreachable is None:
+            yield login or "log in with your dashboard user (`ffe users create` adds one)"
+        if launch is not None:
+            yield from filter(None, [agent_report(app, previous)])
+            yield (
+                f"paper agent: replaying at {launch.speed or 'full'} bars/s; "
+                "Ctrl-C stops everything"
+            )
+
     config = uvicorn.Config(
         app,
         host=settings.api.host,
@@ -123,7 +129,9 @@ def _serve(settings: Settings, launch: Any) -> None:
         access_log=False,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    announce_when_up(server, url, say, banner)
+    server.run()
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -133,8 +141,10 @@ def _serve_workers(settings: Settings) -> None:
 
     import uvicorn
 
+    from ffe.cli.startup import check_port
     from ffe.obs.metrics import MULTIPROC_ENV
 
+    check_port(settings.api.host, settings.api.port)
     # Each worker writes its metrics to files here and /metrics adds them up, whichever worker
     # answers the scrape. It must be in the environment before a worker imports the client.
     made = None
@@ -168,22 +178,6 @@ def _serve_workers(settings: Settings) -> None:
 
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
-async def _first_user(settings: Settings) -> str | None:
-    """With no dashboard user yet, make ``admin`` with a random password; return it."""
-    from ffe import bootstrap
-    from ffe.api import auth
-
-    db = await bootstrap.open_journal(settings)
-    try:
-        if await auth.count_users(db) > 0:
-            return None
-        password = secrets.token_urlsafe(12)
-        await auth.create_user(db, "admin", password, "admin", "ffe run")
-        return password
-    finally:
-        await db.dispose()
 
 
 def health_command(

@@ -201,6 +201,7 @@ def _to_table(frame: pd.DataFrame, summary: ImportSummary) -> pa.Table:
 def _write_atomically(table: pa.Table, target: Path) -> None:
     """Write to a temp file beside ``target`` and rename it over; never leave the temp."""
     try:
+        target.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data dir
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=_TEMP_PREFIX)
     except OSError as exc:

@@ -43,3 +43,13 @@ class TemporaryBrokerError(BrokerError):
 class StoreError(FfeError):
     """The journal's database could not be read or written: check the named database (is it
     running, reachable, writable, migrated?) and retry. A failed write leaves nothing behind."""
+
+
+class NotFoundError(FfeError, LookupError):
+    """What was named (a run, job, key, user, approval, symbol) does not exist, or names no
+    single one: check the name against the list the message points to."""
+
+
+class ConflictError(FfeError):
+    """What was named exists but its state forbids this now (already running, still running,
+    already decided): wait for it to change, or change it first (the message says how)."""

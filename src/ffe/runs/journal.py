@@ -283,9 +283,15 @@ def render_stored_report(stored: StoredBacktest) -> str:
     """The HTML report of a recorded run, drawn from the journal alone (no re-run)."""
     run, stats = stored.run, stored.stats
     if stats is None or not stored.equity.size:
-        from ffe.domain.errors import StoreError
+        from ffe.domain.errors import ConflictError, NotFoundError
 
-        raise StoreError(f"run {run.id[:8]} has no stats or equity recorded (status {run.status})")
+        if run.status == "running":
+            raise ConflictError(
+                f"run {run.id[:8]} is still running: its report is drawn once it finishes"
+            )
+        raise NotFoundError(
+            f"run {run.id[:8]} has no report: no stats or equity recorded (status {run.status})"
+        )
     return _render(
         run.strategy,
         run.symbols,

@@ -46,6 +46,7 @@ from ffe.store.manifest import (
 )
 from ffe.store.models import TABLES
 from ffe.store.pg_tools import client_tool, run_client_tool
+from ffe.store.private import private_file, private_folder
 from ffe.store.repositories import unit_of_work
 from ffe.store.tables import Digest, digest_tables, snapshot, table_digests
 
@@ -108,11 +109,13 @@ async def backup(db: Database, directory: Path | str, keep: int = 7) -> Path:
         raise ConfigError(f"keep must be at least 1, not {keep}")
     directory = Path(directory)
     with _file_errors("write a backup into", str(directory)):
-        directory.mkdir(parents=True, exist_ok=True)
+        private_folder(directory)
     stem, extension = backup_stem(db), _extension(db)
     final = _free_name(directory, stem, extension)
     partial = directory / f".{final.name}.partial"
     try:
+        with _file_errors("write a backup into", str(directory)):
+            private_file(partial)  # SQLite and pg_dump write into it and keep its mode
         if db.is_sqlite:
             revision, digests = await _backup_sqlite(db, partial)
         else:
@@ -309,7 +312,7 @@ async def _restore_sqlite(db: Database, backup_file: Path, manifest: Manifest) -
     if target is None:  # pragma: no cover - is_sqlite implies a path
         raise StoreError(f"{db} has no file to restore into")
     with _file_errors("restore into", str(target)):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(target.parent)
     revision = await asyncio.to_thread(_check_sqlite_file, backup_file, backup_file.name)
     if revision != manifest.revision:
         raise StoreError(
@@ -318,6 +321,8 @@ async def _restore_sqlite(db: Database, backup_file: Path, manifest: Manifest) -
         )
     staging = target.with_name(f".{target.name}.restore-{uuid4().hex[:8]}")
     try:
+        with _file_errors("restore into", str(target)):
+            private_file(staging)
         await asyncio.to_thread(_sqlite_copy, backup_file, staging, 5.0, "frozen")
         await db.dispose()  # no connection of ours may keep the old file open
         await asyncio.to_thread(_take_place_of, staging, target)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import NullPool
 
 from ffe.domain.errors import ConfigError, StoreError
+from ffe.store.private import private_file, private_folder
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -187,11 +188,9 @@ def _sqlite_engine(url: URL, options: DatabaseOptions) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _before_connect(*_: Any) -> None:
-        folder = Path(url.database or "").parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise NotADirectoryError(f"{folder} is a file, not a folder") from None
+        path = Path(url.database or "")
+        private_folder(path.parent)
+        private_file(path)  # before SQLite makes it (and its -wal, -shm) with the umask's mode
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

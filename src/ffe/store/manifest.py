@@ -14,6 +14,7 @@ from typing import Any
 
 from ffe.domain.errors import StoreError
 from ffe.store import migrate
+from ffe.store.private import private_file
 from ffe.store.tables import Digest
 
 FORMAT = 1
@@ -107,6 +108,7 @@ def sha256_of(path: Path) -> str:
 
 def write_atomically(path: Path, content: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
+    private_file(partial)
     partial.write_text(content, encoding="utf-8")
     fsync_file(partial)
     os.replace(partial, path)

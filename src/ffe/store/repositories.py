@@ -26,7 +26,7 @@ from uuid import uuid4
 from sqlalchemy import ColumnDefault, Dialect, Row, Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ffe.domain.errors import StoreError
+from ffe.domain.errors import NotFoundError, StoreError
 from ffe.domain.orders import Trade
 from ffe.store.database import Database
 from ffe.store.models import (
@@ -142,16 +142,16 @@ class RunRepository:
         """The run whose id is ``ref`` or starts with it (at least 4 hex characters)."""
         ref = ref.strip().lower()
         if not _HEX.fullmatch(ref):
-            raise StoreError(
+            raise NotFoundError(
                 f"{ref!r} is not a run id: give 4 to 32 hex digits from `ffe runs list`"
             )
         found = (
             await self.session.scalars(select(Run).where(Run.id.startswith(ref)).limit(2))
         ).all()
         if not found:
-            raise StoreError(f"no run {ref!r} in this journal (see `ffe runs list`)")
+            raise NotFoundError(f"no run {ref!r} in this journal (see `ffe runs list`)")
         if len(found) > 1:
-            raise StoreError(f"run id {ref!r} is ambiguous: give more of it")
+            raise NotFoundError(f"run id {ref!r} is ambiguous: give more of it")
         return found[0]
 
     async def list(

@@ -14,7 +14,7 @@ import pytest
 from ffe.agent import persist
 from ffe.agent.journal import AgentJournal, LeaseLostError
 from ffe.agent.persist import LeaseHeldError
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import ConflictError, NotFoundError
 from ffe.store.database import Database
 from ffe.store.models import Approval
 from ffe.store.repositories import unit_of_work
@@ -242,7 +242,7 @@ async def test_decide_approval_when_rejected_then_no_longer_pending(db):
 
 
 async def test_decide_approval_when_id_unknown_then_error_pointing_to_list(db):
-    with pytest.raises(FfeError, match=r"no approval 999 \(see `ffe agent approvals`\)"):
+    with pytest.raises(NotFoundError, match=r"no approval 999 \(see `ffe agent approvals`\)"):
         await persist.decide_approval(db, 999, "approved", "cli")
 
 
@@ -250,7 +250,7 @@ async def test_decide_approval_when_already_decided_then_error_saying_how(db):
     approval_id = await _approval(db, "c-1", expires_in=timedelta(hours=1))
     await persist.decide_approval(db, approval_id, "rejected", "alice")
 
-    with pytest.raises(FfeError, match=f"approval {approval_id} is already rejected"):
+    with pytest.raises(ConflictError, match=f"approval {approval_id} is already rejected"):
         await persist.decide_approval(db, approval_id, "approved", "bob")
 
     stored = await _stored(db, approval_id)
@@ -260,7 +260,7 @@ async def test_decide_approval_when_already_decided_then_error_saying_how(db):
 async def test_decide_approval_when_expired_then_error_and_still_pending(db):
     approval_id = await _approval(db, "c-1", expires_in=timedelta(seconds=-1))
 
-    with pytest.raises(FfeError, match=f"approval {approval_id} expired at"):
+    with pytest.raises(ConflictError, match=f"approval {approval_id} expired at"):
         await persist.decide_approval(db, approval_id, "approved", "cli")
 
     stored = await _stored(db, approval_id)
@@ -270,7 +270,7 @@ async def test_decide_approval_when_expired_then_error_and_still_pending(db):
 async def test_decide_approval_when_now_past_expiry_then_error(db):
     approval_id = await _approval(db, "c-1", expires_in=timedelta(minutes=5))
 
-    with pytest.raises(FfeError, match="expired"):
+    with pytest.raises(ConflictError, match="expired"):
         await persist.decide_approval(
             db, approval_id, "approved", "cli", now=utc_now() + timedelta(minutes=6)
         )

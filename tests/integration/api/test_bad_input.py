@@ -4,7 +4,6 @@ strategies, jobs, approvals and accounts, missing auth and missing scopes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -355,19 +354,23 @@ def test_agent_command_when_unknown_then_422_names_valid_ones(api: Api) -> None:
     assert "'pause', 'resume', 'stop', 'emergency-stop' or 'reset'" in _detail(response)
 
 
-def test_get_analysis_when_symbol_unknown_then_eventually_4xx_names_it(api: Api) -> None:
-    # The first request starts the analysis and answers 202; its failure is the next answer.
-    statuses = []
-    for _ in range(50):
-        response = _get(api, "/api/v1/analysis/NOPE")
-        statuses.append(response.status_code)
-        if response.status_code != 202:
-            break
-        time.sleep(0.1)
+def test_get_analysis_when_symbol_unknown_then_404_at_once_and_nothing_kept(api: Api) -> None:
+    analysis = api.services.analysis
 
-    assert statuses[0] == 202
-    assert 400 <= response.status_code < 500, statuses
-    assert "unknown symbol 'NOPE'" in _detail(response)
+    answers = [_get(api, f"/api/v1/analysis/MADEUP{i}") for i in range(20)]
+
+    assert {r.status_code for r in answers} == {404}
+    assert "no bars for symbol 'MADEUP0'" in _detail(answers[0])
+    assert "/api/v1/market/symbols" in _detail(answers[0])
+    assert analysis._running == {}  # no task started
+    assert not any(s.startswith("MADEUP") for s in analysis._errors)  # no record kept
+
+
+def test_get_analysis_when_symbol_has_bars_then_202_while_computed(api: Api) -> None:
+    response = _get(api, "/api/v1/analysis/SP500")
+
+    assert response.status_code == 202
+    assert response.headers["Retry-After"] == "2"
 
 
 # -- query parameters -----------------------------------------------------------------------

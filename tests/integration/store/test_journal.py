@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from ffe.domain.errors import StoreError
+from ffe.domain.errors import NotFoundError, StoreError
 from ffe.domain.orders import Trade
 from ffe.store.models import ApiKey, Decision, Order, Run
 from ffe.store.repositories import unit_of_work
@@ -158,9 +158,9 @@ async def test_run_when_deleted_then_its_rows_go_with_it(db):
 async def test_runs_get_when_prefix_unknown_or_ambiguous_or_not_hex_then_clear_error(db):
     await _new_run(db)
     async with unit_of_work(db) as uow:
-        with pytest.raises(StoreError, match="no run"):
+        with pytest.raises(NotFoundError, match="no run"):
             await uow.runs.get("0000000000000000")
-        with pytest.raises(StoreError, match="not a run id"):
+        with pytest.raises(NotFoundError, match="not a run id"):
             await uow.runs.get("x%")
 
 

@@ -13,7 +13,7 @@ from ffe.api.queries import page
 from ffe.api.routes.common import Limit, Offset, not_found, refuse_server_settings
 from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, SweepRequest
 from ffe.api.services import Services
-from ffe.domain.errors import DataError, FfeError, StrategyError
+from ffe.domain.errors import DataError, StrategyError
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -130,10 +130,7 @@ async def _jobs(services: Services, kind: str | None, limit: int, offset: int) -
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
     """A job's status, progress (0 to 1), error and result."""
-    try:
-        return job_dict(await services.jobs.get(job_id))
-    except FfeError as exc:
-        raise not_found(str(exc)) from None
+    return job_dict(await services.jobs.get(job_id))
 
 
 @router.get("/backtests/{job_id}")
