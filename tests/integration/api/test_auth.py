@@ -5,6 +5,7 @@ refuses a weak secret."""
 from __future__ import annotations
 
 import re
+import secrets
 
 import pytest
 from starlette.routing import Mount
@@ -303,9 +304,10 @@ def test_production_when_secret_default_or_weak_then_refuses_to_start(monkeypatc
 def test_production_with_a_real_secret_starts(monkeypatch):
     from ffe.api.secrets import session_secret
 
+    secret = secrets.token_urlsafe(48)
     monkeypatch.setenv("FFE__API__ENVIRONMENT", "production")
-    monkeypatch.setenv("FFE__API__SECRET_KEY", "k" * 48)
-    assert session_secret(load_settings()) == "k" * 48
+    monkeypatch.setenv("FFE__API__SECRET_KEY", secret)
+    assert session_secret(load_settings()) == secret
 
 
 def test_development_secret_is_made_once_and_kept_private(monkeypatch, tmp_path):
