@@ -80,6 +80,7 @@ def _serve(settings: Settings, launch: Any) -> None:
     import uvicorn
 
     from ffe.api.app import create_app
+    from ffe.api.server import server_options
     from ffe.api.services import journal_unreachable
     from ffe.domain.errors import StoreError
     from ffe.obs.logs import configure_logging
@@ -122,6 +123,7 @@ def _serve(settings: Settings, launch: Any) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
+        **server_options(settings.api.header_timeout_s),
     )
     uvicorn.Server(config).run()
 
@@ -133,6 +135,7 @@ def _serve_workers(settings: Settings) -> None:
 
     import uvicorn
 
+    from ffe.api.server import server_options
     from ffe.obs.metrics import MULTIPROC_ENV
 
     # Each worker writes its metrics to files here and /metrics adds them up, whichever worker
@@ -160,6 +163,7 @@ def _serve_workers(settings: Settings) -> None:
             workers=settings.api.workers,
             log_level="warning",
             access_log=False,
+            **server_options(settings.api.header_timeout_s),
         )
     finally:
         if made is not None:
