@@ -183,6 +183,32 @@ class ApiSettings(Section):
     )
     rate_limit: int = Field(1200, ge=1, description="requests per key (or address) per minute")
     login_rate_limit: int = Field(10, ge=1, description="login attempts per address per minute")
+    max_body_bytes: int = Field(
+        2**20, ge=1024, description="largest request body; larger ones get 413 (bytes)"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="seconds a client may take to send a request's headers"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; none: the peer is the client",
+    )
+    auth_failures_limit: int = Field(
+        20, ge=1, description="failed authentications per address per window before 429"
+    )
+    auth_failures_window_s: float = Field(
+        300.0, gt=0, description="the window failed authentications are counted in (seconds)"
+    )
+    login_failures_free: int = Field(
+        3, ge=1, description="wrong passwords per address and user before each next waits"
+    )
+    login_backoff_max_s: float = Field(
+        900.0, gt=0, description="the longest wait after wrong passwords (seconds)"
+    )
+    hash_threads: int = Field(
+        2, ge=1, le=32, description="threads checking argon2 hashes (keys, passwords)"
+    )
     workers: int = Field(1, ge=1, le=64, description="`ffe serve` worker processes")
     max_jobs: int = Field(1, ge=1, le=32, description="backtests and sweeps run at once")
     analysis_symbols: list[str] = Field(
@@ -192,6 +218,20 @@ class ApiSettings(Section):
     otel_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces"
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def check_proxies(cls, proxies: list[str]) -> list[str]:
+        import ipaddress
+
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an address or network: use e.g. 10.0.0.5 or 10.0.0.0/8"
+                ) from None
+        return [proxy.strip() for proxy in proxies]
 
     @field_validator("cors_origins")
     @classmethod

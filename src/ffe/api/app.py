@@ -72,8 +72,19 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Requested-With"],
         )
+    _edge(app, settings)
     app.add_middleware(RequestContext)
     return app
+
+
+def _edge(app: FastAPI, settings: Settings) -> None:
+    """Bodies only from identified callers and only up to a size; security headers."""
+    from ffe.api.bodies import BodyGuard
+    from ffe.api.clients import TrustedProxies
+    from ffe.api.headers import SecurityHeaders
+
+    app.add_middleware(BodyGuard, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(SecurityHeaders, proxies=TrustedProxies(settings.api.trusted_proxies))
 
 
 def _lifespan(

@@ -5,7 +5,9 @@ Secrets are never stored: an API key is kept as a public prefix (to find it) and
 hash of the whole key; a password as an argon2 hash. A key is shown once, when it is made.
 Verifying argon2 costs tens of milliseconds on purpose, so a verified key is remembered for
 ``cache_s`` seconds (by a SHA-256 of the key, in this process only); revoking a key takes
-effect within that time, and at once in the process that revoked it (``forget``).
+effect within that time, and at once in the process that revoked it (``forget``). A key whose
+prefix is unknown or revoked is refused without a hash, and hashes run on an executor of
+their own (``hashing``), so a flood of bogus keys cannot starve other work of threads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -42,6 +45,29 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
 
 class AuthError(FfeError):
     """The caller could not be identified: log in again or send a valid key."""
+
+
+class NoCredentialsError(AuthError):
+    """The request brought no credentials (or a cookie without its CSRF header): nothing
+    was tried, so nothing counts as a failed attempt."""
+
+
+class WrongSecretError(AuthError):
+    """A key with a real prefix and a wrong secret: the one refusal that cost a hash."""
+
+    def __init__(self, message: str, prefix: str) -> None:
+        super().__init__(message)
+        self.prefix = prefix
+
+
+#: Called with a key's prefix just before its hash is checked; raises to refuse the check.
+HashGate = Callable[[str], Awaitable[None]]
+
+
+async def check_hash(executor: Executor | None, stored_hash: str, secret: str) -> bool:
+    """``verify_secret`` on ``executor`` (the loop's default one when None)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, verify_secret, stored_hash, secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,16 +194,25 @@ class KeyVerifier:
     once every ``used_every_s`` per key.
     """
 
-    def __init__(self, db: Database, cache_s: float = 30.0, used_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache_s: float = 30.0,
+        used_every_s: float = 60.0,
+        *,
+        hashing: Executor | None = None,
+    ) -> None:
         self.db = db
+        self.hashing = hashing
         self.cache_s = cache_s
         self.used_every_s = used_every_s
         self._known: dict[bytes, _Known] = {}
         self._checking: dict[bytes, asyncio.Future[_Known]] = {}
         self._generation = 0  # bumped by forget(): checks begun before it prove nothing
 
-    async def verify(self, key: str) -> Principal:
-        """The principal a key belongs to; ``AuthError`` for a bad or revoked key."""
+    async def verify(self, key: str, gate: HashGate | None = None) -> Principal:
+        """The principal a key belongs to; ``AuthError`` for a bad or revoked key. ``gate``
+        is awaited before a hash is checked, and may refuse it by raising."""
         digest = hashlib.sha256(key.encode()).digest()
         known = self._known.get(digest)
         if known is not None:
@@ -186,7 +221,7 @@ class KeyVerifier:
             return known.principal
         pending = self._checking.get(digest)
         if pending is None:
-            pending = self._check(digest, self._lookup(key))
+            pending = self._check(digest, self._lookup(key, gate))
         return (await asyncio.shield(pending)).principal
 
     def _check(self, digest: bytes, work: Coroutine[Any, Any, _Known]) -> asyncio.Future[_Known]:
@@ -226,7 +261,7 @@ class KeyVerifier:
         self._known.clear()
         self._checking.clear()
 
-    async def _lookup(self, key: str) -> _Known:
+    async def _lookup(self, key: str, gate: HashGate | None) -> _Known:
         prefix = key[len(KEY_PREFIX) :].partition("_")[0] if key.startswith(KEY_PREFIX) else ""
         if not prefix:
             raise AuthError("malformed API key: expected ffe_<prefix>_<secret>")
@@ -234,10 +269,14 @@ class KeyVerifier:
             row = (
                 await session.scalars(select(ApiKey).where(ApiKey.prefix == prefix))
             ).one_or_none()
-        stored = row.key_hash if row is not None else _DUMMY_HASH
-        good = await asyncio.to_thread(verify_secret, stored, key)
-        if row is None or row.revoked_at is not None or not good:
+        # Prefixes are not secret (they name keys in lists and logs): refusing an unknown one
+        # without a hash tells a caller nothing it could not learn, and costs nothing.
+        if row is None or row.revoked_at is not None:
             raise AuthError("invalid or revoked API key")
+        if gate is not None:
+            await gate(prefix)
+        if not await check_hash(self.hashing, row.key_hash, key):
+            raise WrongSecretError("invalid or revoked API key", prefix)
         principal = Principal(row.name, "key", frozenset(row.scopes), row.prefix)
         return await self._revalidate(_Known(principal, prefix, 0.0, 0.0))
 
@@ -316,12 +355,15 @@ async def list_users(db: Database) -> list[User]:
         return list((await session.scalars(select(User).order_by(User.id))).all())
 
 
-async def check_login(db: Database, username: str, password: str) -> Principal:
-    """The user, if the password is right and the account enabled; else ``AuthError``."""
+async def check_login(
+    db: Database, username: str, password: str, hashing: Executor | None = None
+) -> Principal:
+    """The user, if the password is right and the account enabled; else ``AuthError``.
+    The hash is checked on ``hashing`` (the loop's default executor when None)."""
     async with db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
     stored = user.password_hash if user is not None else _DUMMY_HASH
-    good = await asyncio.to_thread(verify_secret, stored, password)
+    good = await check_hash(hashing, stored, password)
     if user is None or not good or user.disabled:
         raise AuthError("wrong username or password")
     return Principal(user.username, "user", ROLE_SCOPES[user.role])

@@ -16,8 +16,16 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 
-from ffe.api.auth import KEY_PREFIX, SCOPES, AuthError, Principal
+from ffe.api.auth import (
+    KEY_PREFIX,
+    SCOPES,
+    AuthError,
+    HashGate,
+    NoCredentialsError,
+    Principal,
+)
 from ffe.api.services import Services
+from ffe.api.throttle import ThrottledError
 
 SESSION_COOKIE = "ffe_session"
 CSRF_HEADER = "x-requested-with"
@@ -49,30 +57,60 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
+def refusal(exc: AuthError) -> HTTPException:
+    """The answer to a caller who could not be identified: 401, or 429 once its address has
+    failed too often."""
+    if isinstance(exc, ThrottledError):
+        return HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    return _unauthorized(str(exc))
+
+
 async def identify(
     services: Services,
     headers: Mapping[str, str],
     cookies: Mapping[str, str],
     method: str,
+    address: str,
 ) -> Principal:
-    """Who sent a request with these headers and cookies; ``AuthError`` when nobody valid."""
+    """Who sent a request with these headers and cookies from ``address``; ``AuthError``
+    when nobody valid (``ThrottledError`` once the address has failed too often)."""
+    throttle = services.throttle
+    try:
+        return await _credential(services, headers, cookies, method, throttle.gate(address))
+    except AuthError as exc:
+        raise await throttle.refused(address, exc) from None
+
+
+async def _credential(
+    services: Services,
+    headers: Mapping[str, str],
+    cookies: Mapping[str, str],
+    method: str,
+    gate: HashGate,
+) -> Principal:
     get = headers.get
     authorization: str = get("authorization") or ""
     scheme, _, credential = authorization.partition(" ")
     if scheme.lower() == "bearer" and credential:
         credential = credential.strip()
         if credential.startswith(KEY_PREFIX):
-            return await services.keys.verify(credential)
+            return await services.keys.verify(credential, gate)
         return await services.sessions.check(credential)
     api_key = get("x-api-key")
     if api_key:
-        return await services.keys.verify(api_key.strip())
+        return await services.keys.verify(api_key.strip(), gate)
     session = cookies.get(SESSION_COOKIE)
     if session:
         if method in _UNSAFE and not get(CSRF_HEADER):
-            raise AuthError(f"cookie sessions must send the {CSRF_HEADER} header on {method}")
+            raise NoCredentialsError(
+                f"cookie sessions must send the {CSRF_HEADER} header on {method}"
+            )
         return await services.sessions.check(session)
-    raise AuthError(
+    raise NoCredentialsError(
         "authentication required: send Authorization: Bearer <API key or session token>, "
         "or X-API-Key, or log in to the dashboard"
     )
@@ -81,10 +119,16 @@ async def identify(
 async def authenticate(request: Request, scope: str) -> Principal:
     """The caller, checked for ``scope`` and counted against its rate limit."""
     services: Services = request.app.state.services
-    try:
-        principal = await identify(services, request.headers, request.cookies, request.method)
-    except AuthError as exc:
-        raise _unauthorized(str(exc)) from None
+    # A request with a body was identified before its body was read (bodies.BodyGuard).
+    principal: Principal | None = getattr(request.state, "identified", None)
+    if principal is None:
+        address = services.proxies.client(request.scope)
+        try:
+            principal = await identify(
+                services, request.headers, request.cookies, request.method, address
+            )
+        except AuthError as exc:
+            raise refusal(exc) from None
     request.state.principal = principal
     await services.check_rate(request, principal.limit_key)
     if not principal.allows(scope):
@@ -151,7 +195,8 @@ async def websocket_principal(websocket: WebSocket, services: Services) -> Princ
     headers = dict(websocket.headers)
     if token and "authorization" not in headers:
         headers["authorization"] = f"Bearer {token}"
+    address = services.proxies.client(websocket.scope)
     try:
-        return await identify(services, headers, cookies, "GET")
+        return await identify(services, headers, cookies, "GET", address)
     except AuthError:
         return None

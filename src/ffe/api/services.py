@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,11 @@ from ffe import __version__
 from ffe.agent.control import AgentService
 from ffe.api.auth import KeyVerifier
 from ffe.api.background import watched
+from ffe.api.clients import TrustedProxies
 from ffe.api.events import publish_event
 from ffe.api.secrets import session_secret
 from ffe.api.sessions import SessionChecker, SessionTokens
+from ffe.api.throttle import AuthThrottle, LoginBackoff
 from ffe.config import Settings
 from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends, make_backends
@@ -83,6 +86,12 @@ class Services:
     jobs: JobService
     analysis: AnalysisService
     supervisor: AgentSupervisor
+    # argon2 checks: threads of their own, so health probes and other work never queue
+    # behind a flood of hashes (the loop's default executor is what those use).
+    hashing: ThreadPoolExecutor
+    proxies: TrustedProxies  # whose X-Forwarded-For and X-Forwarded-Proto are believed
+    throttle: AuthThrottle  # failed authentications per client address
+    backoff: LoginBackoff  # wrong passwords per client address and user
     health: HealthChecks = field(default_factory=HealthChecks)
     started: float = field(default_factory=time.monotonic)
     journal_checked: bool = True  # False while start-up waits for the journal to answer
@@ -136,6 +145,8 @@ class Services:
         metrics.forget_dead_processes()  # workers that crashed before this one started
         redis_url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
         kv = make_backends(redis_url, observer=lambda result: metrics.cache_event("kv", result))
+        api = settings.api
+        hashing = ThreadPoolExecutor(api.hash_threads, thread_name_prefix="ffe-hash")
         services = cls(
             settings=settings,
             db=db,
@@ -145,11 +156,15 @@ class Services:
             sessions=SessionChecker(
                 db, tokens, kv.cache, shared=kv.redis_url is not None
             ),  # logouts shared through kv
-            keys=KeyVerifier(db),
+            keys=KeyVerifier(db, hashing=hashing),
             agents=AgentService(db),
             jobs=JobService(settings, db, kv, metrics),
             analysis=AnalysisService(settings, kv),
             supervisor=AgentSupervisor(settings, kv, metrics),
+            hashing=hashing,
+            proxies=TrustedProxies(api.trusted_proxies),
+            throttle=AuthThrottle(kv.limiter, api.auth_failures_limit, api.auth_failures_window_s),
+            backoff=LoginBackoff(kv.cache, api.login_failures_free, api.login_backoff_max_s),
         )
         services._add_checks()
         if background:
@@ -233,6 +248,7 @@ class Services:
         await asyncio.gather(*pending, return_exceptions=True)
         await self.jobs.close()
         await self.kv.close()
+        self.hashing.shutdown(wait=False, cancel_futures=True)
         await self.db.dispose()
         self.metrics.mark_process_dead(os.getpid())  # several workers: this one's gauges go
 

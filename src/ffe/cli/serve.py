@@ -84,6 +84,7 @@ def _serve(settings: Settings, launch: Any) -> None:
     import uvicorn
 
     from ffe.api.app import create_app
+    from ffe.api.server import server_options
     from ffe.api.services import journal_unreachable
     from ffe.cli.startup import agent_report, announce_when_up, check_port, preflight
     from ffe.domain.errors import StoreError
@@ -128,6 +129,7 @@ def _serve(settings: Settings, launch: Any) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
+        **server_options(settings.api.header_timeout_s),
     )
     server = uvicorn.Server(config)
     announce_when_up(server, url, say, banner)
@@ -141,6 +143,7 @@ def _serve_workers(settings: Settings) -> None:
 
     import uvicorn
 
+    from ffe.api.server import server_options
     from ffe.cli.startup import check_port
     from ffe.obs.metrics import MULTIPROC_ENV
 
@@ -170,6 +173,7 @@ def _serve_workers(settings: Settings) -> None:
             workers=settings.api.workers,
             log_level="warning",
             access_log=False,
+            **server_options(settings.api.header_timeout_s),
         )
     finally:
         if made is not None:

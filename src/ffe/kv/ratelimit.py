@@ -52,6 +52,11 @@ class RateLimiter(Protocol):
         """Count one hit on ``key`` and decide it."""
         ...
 
+    async def peek(self, key: str) -> tuple[int, float]:
+        """The hits on ``key`` in its current window and the seconds until it ends, without
+        counting one: (0, 0.0) when no window is open."""
+        ...
+
 
 def _check(limit: int, window_s: float) -> None:
     if limit < 0:
@@ -93,6 +98,12 @@ class MemoryRateLimiter:
         self._windows[key] = (count, ends)
         return _decide(count, limit, ends - now)
 
+    async def peek(self, key: str) -> tuple[int, float]:
+        """The hits on ``key`` in its open window and the seconds it has left."""
+        now = self._clock()
+        count, ends = self._windows.get(key, (0, now))
+        return (count, ends - now) if ends > now else (0, 0.0)
+
     def _sweep(self, now: float) -> None:
         # Keys that stopped hitting would otherwise stay forever; a pass a minute bounds them.
         if now < self._next_sweep:
@@ -123,6 +134,7 @@ class RedisRateLimiter:
         self._outage = outage if outage is not None else Outage()
         # No round trip here: redis-py loads the script on first use (and after a restart).
         self._script = client.register_script(_HIT_SCRIPT)
+        self._client = client
 
     async def hit(self, key: str, limit: int, window_s: float) -> RateDecision:
         """Count one hit on ``key`` across all workers and decide it."""
@@ -138,3 +150,20 @@ class RedisRateLimiter:
                 self._outage.succeeded()
                 return _decide(int(count), limit, int(ttl_ms) / 1000)
         return await self._fallback.hit(key, limit, window_s)
+
+    async def peek(self, key: str) -> tuple[int, float]:
+        """The hits on ``key`` across all workers and the seconds its window has left."""
+        if self._outage.should_try():
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.get(self._prefix + key)
+                    pipe.pttl(self._prefix + key)
+                    count, ttl_ms = await pipe.execute()
+            except REDIS_ERRORS as error:
+                self._outage.failed(error)
+            else:
+                self._outage.succeeded()
+                if count is None or int(ttl_ms) <= 0:
+                    return 0, 0.0
+                return int(count), int(ttl_ms) / 1000
+        return await self._fallback.peek(key)

@@ -45,7 +45,9 @@ async def _seed(settings: Settings) -> dict[str, str]:
         await db.dispose()
 
 
-def make_api(monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[Api]:
+def make_api(
+    monkeypatch: pytest.MonkeyPatch, peer: str = "testclient", **env: str
+) -> Iterator[Api]:
     from ffe.api.app import create_app
 
     monkeypatch.setenv("FFE__API__ANALYSIS_INTERVAL_S", "3600")
@@ -55,7 +57,8 @@ def make_api(monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[Api]:
         monkeypatch.setenv(name, value)
     settings = load_settings()
     keys = asyncio.run(_seed(settings))
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False, client=(peer, 50000)) as client:
         yield Api(client, settings, keys)
 
 
@@ -66,7 +69,8 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
 
 @pytest.fixture
 def api_with(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AbstractContextManager[Api]]:
-    """``with api_with(FFE__API__RATE_LIMIT="5") as api:`` an API with these settings."""
+    """``with api_with(FFE__API__RATE_LIMIT="5") as api:`` an API with these settings
+    (``peer=`` the address its test client connects from)."""
     return contextlib.contextmanager(lambda **env: make_api(monkeypatch, **env))
 
 

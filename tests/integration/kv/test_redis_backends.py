@@ -112,6 +112,21 @@ async def test_hit_when_counter_left_without_expiry_then_window_set(
     assert 0 < await client.pttl(f"{prefix}k") <= 60_000
 
 
+async def test_peek_when_another_worker_counted_then_seen_and_not_counted(
+    new_client: NewClient, prefix: str
+):
+    counting = RedisRateLimiter(new_client(), prefix)
+    peeking = RedisRateLimiter(new_client(), prefix)
+    for _ in range(3):
+        await counting.hit("k", limit=10, window_s=60)
+
+    first, second = await peeking.peek("k"), await peeking.peek("k")
+
+    assert first[0] == second[0] == 3
+    assert 0 < first[1] <= 60
+    assert await peeking.peek("other") == (0, 0.0)
+
+
 async def next_message(subscription: Subscription, timeout_s: float = 2.0) -> dict[str, object]:
     async with asyncio.timeout(timeout_s):
         return await subscription.get()

@@ -91,3 +91,25 @@ async def test_hit_when_limit_or_window_invalid_then_value_error(
 
     with pytest.raises(ValueError, match=message):
         await limiter.hit("k", limit, window_s)
+
+
+async def test_peek_when_hits_counted_then_shows_them_without_counting_one():
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    for _ in range(2):
+        await limiter.hit("client-1", limit=5, window_s=60)
+    clock.advance(20)
+
+    seen = [await limiter.peek("client-1") for _ in range(3)]
+
+    assert seen == [(2, 40.0)] * 3
+    assert await limiter.peek("client-2") == (0, 0.0)
+
+
+async def test_peek_when_window_ended_then_nothing_counted():
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    await limiter.hit("client-1", limit=5, window_s=10)
+    clock.advance(10)
+
+    assert await limiter.peek("client-1") == (0, 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -9,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from ffe.api.auth import KEY_PREFIX, AuthError, check_login
 from ffe.api.deps import SESSION_COOKIE, Reader, ServicesDep
 from ffe.api.schemas import Login
+from ffe.api.services import Services
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -16,15 +18,17 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 @router.post("/login")
 async def login(body: Login, request: Request, response: Response, services: ServicesDep) -> Any:
     """Check a username and password; answer a session token and set it as a cookie."""
-    address = request.client.host if request.client else "unknown"
-    limit = services.settings.api.login_rate_limit
-    await services.check_rate(request, f"login:{address}", limit)
-    # Per name too: behind a load balancer every caller may share one address.
-    await services.check_rate(request, f"login-user:{body.username.lower()}", limit)
+    address = services.proxies.client(request.scope)
+    await services.check_rate(request, f"login:{address}", services.settings.api.login_rate_limit)
+    # Wrong passwords slow down the address that sends them, for that user only: the user
+    # is never locked, so the right password from elsewhere still logs in.
+    await _wait_for_backoff(services, address, body.username)
     try:
-        principal = await check_login(services.db, body.username, body.password)
+        principal = await check_login(services.db, body.username, body.password, services.hashing)
     except AuthError as exc:
+        await services.backoff.failed(address, body.username)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
+    await services.backoff.succeeded(address, body.username)
     token, expires = await services.sessions.issue(principal)
     response.set_cookie(
         SESSION_COOKIE,
@@ -36,6 +40,17 @@ async def login(body: Login, request: Request, response: Response, services: Ser
         path="/",
     )
     return {"token": token, "expires_at": expires.isoformat(), "user": principal.as_dict()}
+
+
+async def _wait_for_backoff(services: Services, address: str, username: str) -> None:
+    wait_s = await services.backoff.wait_s(address, username)
+    if wait_s > 0:
+        retry = max(1, math.ceil(wait_s))
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many wrong passwords for {username!r} from {address}: retry in {retry}s",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 @router.post("/logout")

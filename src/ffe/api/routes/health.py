@@ -35,7 +35,8 @@ async def ready(request: Request, services: ServicesDep) -> Any:
 
 async def _may_read(request: Request, services: Services) -> bool:
     try:
-        principal = await identify(services, request.headers, request.cookies, "GET")
+        address = services.proxies.client(request.scope)
+        principal = await identify(services, request.headers, request.cookies, "GET", address)
     except FfeError:  # nobody, or a key that fails: the anonymous view
         return False
     return principal.allows("read")

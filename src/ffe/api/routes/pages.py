@@ -56,7 +56,7 @@ def _csp(request: Request) -> str:
     return (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         f"img-src 'self' data:; connect-src 'self' ws://{host} wss://{host}; "
-        "frame-ancestors 'self'; base-uri 'self'; form-action 'self'"
+        "frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
     )
 
 

@@ -1,0 +1,123 @@
+"""Failed authentications, counted where every worker sees them (``ffe.kv``: Redis when
+configured, in process otherwise).
+
+``AuthThrottle`` counts failed authentications per client address. Past ``limit`` in a window
+the address's failing attempts get 429 instead of 401, and none of them costs an argon2 hash:
+a key needing a hash is checked only if this address has not already failed with that key's
+prefix. Credentials that are checked without a hash (a session, a key this process has
+verified) and keys with another prefix are still accepted, so one attacker behind a shared
+address does not lock out everyone else behind it.
+
+``LoginBackoff`` does the same for passwords, per address and user name: after ``free``
+wrong passwords each further one makes that address wait twice as long before it may try
+that user again (1 s, 2 s, 4 s ... up to ``max_s``). The right password from another address
+is never held up, so nobody can lock a user out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+
+from ffe.api.auth import AuthError, HashGate, NoCredentialsError, WrongSecretError
+from ffe.kv import Cache, RateLimiter
+
+
+class ThrottledError(AuthError):
+    """Too many failed attempts from this address: wait ``retry_after_s`` and try again."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AuthThrottle:
+    """Failed authentications per client address (see the module docstring)."""
+
+    def __init__(self, limiter: RateLimiter, limit: int, window_s: float) -> None:
+        self.limiter, self.limit, self.window_s = limiter, limit, window_s
+
+    async def refused(self, address: str, error: AuthError) -> AuthError:
+        """Count ``error`` against ``address``; the error to answer: ``error`` itself, or a
+        ``ThrottledError`` once the address is past the limit."""
+        if isinstance(error, ThrottledError | NoCredentialsError):
+            return error  # nothing was checked: not a failed attempt
+        decision = await self.limiter.hit(_key(address), self.limit, self.window_s)
+        if isinstance(error, WrongSecretError):
+            await self.limiter.hit(_key(address, error.prefix), self.limit, self.window_s)
+        if decision.allowed:
+            return error
+        return _throttled(address, decision.reset_s)
+
+    def gate(self, address: str) -> HashGate:
+        """What a key check from ``address`` awaits before it spends a hash."""
+
+        async def before_hash(prefix: str) -> None:
+            failed, reset_s = await self.limiter.peek(_key(address))
+            if failed < self.limit:
+                return
+            failed_here, reset_here_s = await self.limiter.peek(_key(address, prefix))
+            if failed_here:
+                raise _throttled(address, max(reset_s, reset_here_s))
+
+        return before_hash
+
+
+def _key(address: str, prefix: str = "") -> str:
+    return f"authfail:{address}:{prefix}" if prefix else f"authfail:{address}"
+
+
+def _throttled(address: str, retry_after_s: float) -> ThrottledError:
+    wait = max(1, math.ceil(retry_after_s))
+    return ThrottledError(
+        f"too many failed authentications from {address}: retry in {wait}s with valid credentials",
+        wait,
+    )
+
+
+class LoginBackoff:
+    """Wrong passwords per client address and user name (see the module docstring)."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        free: int,
+        max_s: float,
+        clock: Callable[[], float] = time.time,  # wall time: shared by every worker
+    ) -> None:
+        self.cache, self.free, self.max_s, self.clock = cache, free, max_s, clock
+
+    async def wait_s(self, address: str, username: str) -> float:
+        """How long ``address`` must wait before it may try ``username`` again (0: now)."""
+        _, until = await self._read(address, username)
+        return max(0.0, until - self.clock())
+
+    async def failed(self, address: str, username: str) -> float:
+        """Record a wrong password; how long the address must now wait."""
+        failures, _ = await self._read(address, username)
+        failures += 1
+        wait = 0.0 if failures < self.free else min(self.max_s, 2.0 ** (failures - self.free))
+        record = json.dumps({"failures": failures, "until": self.clock() + wait}).encode()
+        # Forgotten once the address has kept quiet for the longest wait after its own.
+        await self.cache.set(_login_key(address, username), record, wait + self.max_s)
+        return wait
+
+    async def succeeded(self, address: str, username: str) -> None:
+        """The right password: this address starts afresh for this user."""
+        await self.cache.delete(_login_key(address, username))
+
+    async def _read(self, address: str, username: str) -> tuple[int, float]:
+        found = await self.cache.get(_login_key(address, username))
+        if found is None:
+            return 0, 0.0
+        try:
+            record = json.loads(found)
+            return int(record["failures"]), float(record["until"])
+        except (ValueError, KeyError, TypeError):
+            return 0, 0.0
+
+
+def _login_key(address: str, username: str) -> str:
+    return f"login-failures:{address}:{username.strip().lower()}"
