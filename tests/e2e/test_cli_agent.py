@@ -156,3 +156,87 @@ def test_agent_run_when_approval_mode_bogus_then_error_listing_modes():
 
     assert "approval must be one of auto, manual, on_new_asset" in result.output
     assert _json("runs", "list", "--json") == []  # nothing was started
+
+
+async def _in_journal(work: Any) -> Any:
+    from ffe import bootstrap
+    from ffe.config import load_settings
+
+    db = await bootstrap.open_journal(load_settings())
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def test_agent_reset_after_emergency_stop_when_no_agent_running_then_not_halted():
+    _json(*AGENT_RUN)
+
+    stopped = _ok("agent", "emergency-stop").stdout
+    halted = _json("agent", "status", "--json")[0]
+    reset = _ok("agent", "reset").stdout
+    lifted = _json("agent", "status", "--json")[0]
+
+    assert "halted now" in stopped
+    assert (halted["status"], halted["running"]) == ("halted", False)
+    assert halted["halted_reason"] == "emergency stop by cli"
+    assert "no longer halted" in reset
+    assert (lifted["status"], lifted["halted_reason"]) == ("stopped", None)
+
+
+@pytest.mark.parametrize("command", ["pause", "resume", "stop"])
+def test_agent_command_when_no_agent_running_then_refused_saying_so(command):
+    _json(*AGENT_RUN)
+
+    result = _refused("agent", command)
+
+    assert "no agent is running on account 'paper'" in result.output
+    assert _json("agent", "status", "--json")[0]["status"] == "stopped"
+
+
+def test_agent_status_when_holder_killed_and_its_lease_expired_then_not_running():
+    from ffe.agent import persist
+
+    async def killed(db: Any) -> None:
+        await persist.acquire_lease(db, "paper", "otherhost:7:killed", timedelta(seconds=-65))
+        await persist.set_state(db, "paper", status="running")
+
+    asyncio.run(_in_journal(killed))
+
+    status = _json("agent", "status", "--json")[0]
+    table = _ok("agent", "status").stdout
+
+    assert (status["running"], status["status"]) == (False, "stopped")
+    assert "not running" in table
+
+
+def test_agent_approve_when_its_run_no_longer_runs_then_refused_and_still_pending():
+    from ffe.store.models import Approval
+    from ffe.store.types import utc_now
+
+    report = _json(*AGENT_RUN)
+
+    async def waiting(db: Any) -> int:
+        async with db.session() as session:
+            row = Approval(
+                run_id=report["run_id"],
+                account="paper",
+                client_order_id="left-behind",
+                time=utc_now(),
+                symbol="SP500",
+                quantity=1.0,
+                reference_price=100.0,
+                status="pending",
+                expires_at=utc_now() + timedelta(hours=1),
+            )
+            session.add(row)
+            await session.flush()
+            return int(row.id)
+
+    approval_id = asyncio.run(_in_journal(waiting))
+
+    result = _refused("agent", "approve", str(approval_id))
+
+    assert f"approval {approval_id} belongs to run {report['run_id'][:8]}" in result.output
+    assert "no agent is trading now" in result.output
+    assert [a["id"] for a in _json("agent", "approvals", "--json")] == [approval_id]

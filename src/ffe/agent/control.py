@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ffe.agent import persist
+from ffe.agent.persist import NoAgentRunningError
 from ffe.domain.errors import FfeError, NotFoundError
+from ffe.risk.rules import RiskContext
 from ffe.store.database import Database
-from ffe.store.models import AGENT_COMMANDS, Approval
+from ffe.store.models import AGENT_COMMANDS, AgentState, Approval
 from ffe.store.repositories import unit_of_work
+from ffe.store.types import utc_now
 
 if TYPE_CHECKING:
     from ffe.agent.loop import StepCore
@@ -29,8 +33,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class AgentStatus:
+    """An account's agent as it is now: ``running`` only while a live agent holds an
+    unexpired lease, and ``status`` then as it reports; otherwise halted or stopped."""
+
     account: str
     status: str
+    running: bool
     run_id: str | None
     owner: str | None
     lease_expires_at: datetime | None
@@ -38,11 +46,29 @@ class AgentStatus:
     last_bar_time: datetime | None
     checkpoint: dict[str, Any] | None
 
+    @classmethod
+    def of(cls, state: AgentState, now: datetime) -> AgentStatus:
+        running = persist.lease_live(state, now)
+        status = state.status
+        if not running:  # a killed agent leaves "running" behind; a halt outlives its agent
+            status = "halted" if status == "halted" else "stopped"
+        return cls(
+            state.account,
+            status,
+            running,
+            state.run_id,
+            state.owner if running else None,
+            state.lease_expires_at if running else None,
+            state.halted_reason if status == "halted" else None,
+            state.last_bar_time,
+            state.checkpoint,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "account": self.account,
             "status": self.status,
-            "running": self.owner is not None,
+            "running": self.running,
             "run_id": self.run_id,
             "owner": self.owner,
             "lease_expires_at": _iso(self.lease_expires_at),
@@ -52,8 +78,23 @@ class AgentStatus:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CommandSent:
+    """What became of a command: queued for the running agent, or applied to the account's
+    stored state at once because no agent runs (``queued`` False); ``message`` says which."""
+
+    command_id: int
+    queued: bool
+    message: str
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+# Halt and reset are the account's state, so with no agent running they are applied to it at
+# once; pause, resume and stop steer a running agent, so with none they are refused.
+_STATE_COMMANDS = ("emergency_stop", "reset")
 
 
 class AgentService:
@@ -64,43 +105,69 @@ class AgentService:
 
     async def status(self, account: str | None = None) -> list[AgentStatus]:
         states = await persist.list_states(self.db)
-        return [
-            AgentStatus(
-                s.account,
-                s.status,
-                s.run_id,
-                s.owner,
-                s.lease_expires_at,
-                s.halted_reason,
-                s.last_bar_time,
-                s.checkpoint,
-            )
-            for s in states
-            if account is None or s.account == account
-        ]
+        now = utc_now()
+        return [AgentStatus.of(s, now) for s in states if account is None or s.account == account]
 
-    async def command(self, account: str, command: str, actor: str = "cli") -> int:
-        """Queue ``command`` (pause, resume, stop, emergency_stop, reset) for the account."""
+    async def command(self, account: str, command: str, actor: str = "cli") -> CommandSent:
+        """Send ``command`` (pause, resume, stop, emergency_stop, reset) to the account's
+        running agent; with none running, apply a halt or reset to the stored state at once,
+        and refuse the others with NoAgentRunningError."""
         if command not in AGENT_COMMANDS:
             raise FfeError(f"unknown command {command!r}: use one of {', '.join(AGENT_COMMANDS)}")
-        if await persist.get_state(self.db, account) is None:
+        state = await persist.get_state(self.db, account)
+        if state is None:
             raise NotFoundError(f"no agent has run on account {account!r} (see `ffe agent status`)")
-        command_id = await persist.queue_command(self.db, account, command, actor)
+        sent = None
+        if not persist.lease_live(state):
+            sent = await self._when_idle(account, command, actor, state)
+        if sent is None:  # an agent runs (or took the account just now): it carries it out
+            command_id = await persist.queue_command(self.db, account, command, actor)
+            what = command.replace("_", " ")
+            sent = CommandSent(command_id, True, f"{what} sent to the agent on {account}")
         async with unit_of_work(self.db) as uow:
-            await uow.audit.record(actor, f"agent.{command}", account, {"command_id": command_id})
-        return command_id
+            details = {"command_id": sent.command_id, "queued": sent.queued}
+            await uow.audit.record(actor, f"agent.{command}", account, details)
+        return sent
+
+    async def _when_idle(
+        self, account: str, command: str, actor: str, state: AgentState
+    ) -> CommandSent | None:
+        if command not in _STATE_COMMANDS:
+            raise NoAgentRunningError(
+                f"no agent is running on account {account!r}: nothing to "
+                f"{command.replace('_', ' ')} (start one with `ffe agent run`)"
+            )
+        change = _halted(actor) if command == "emergency_stop" else _lifted
+        was_halted = state.status == "halted"
+        command_id = await persist.apply_if_idle(self.db, account, command, actor, change)
+        if command_id is None:
+            return None
+        if command == "emergency_stop":
+            message = (
+                f"no agent is running on {account}: the account is halted now; the next "
+                "agent on it cancels open orders, closes its positions and trades nothing "
+                "until `ffe agent reset`"
+            )
+        elif was_halted:
+            message = f"no agent is running on {account}: the account is no longer halted"
+        else:
+            message = f"no agent is running on {account} and the account was not halted"
+        return CommandSent(command_id, False, message)
 
     async def approvals(self, account: str | None = None) -> list[Approval]:
         return await persist.pending_approvals(self.db, account)
 
     async def approve(self, approval_id: int, actor: str = "cli") -> Approval:
+        """Approve a pending order; ApprovalClosedError when no agent trades its run."""
         return await self._decide(approval_id, "approved", actor)
 
     async def reject(self, approval_id: int, actor: str = "cli") -> Approval:
         return await self._decide(approval_id, "rejected", actor)
 
     async def _decide(self, approval_id: int, status: str, actor: str) -> Approval:
-        approval = await persist.decide_approval(self.db, approval_id, status, actor)
+        approval = await persist.decide_approval(
+            self.db, approval_id, status, actor, live_run_only=status == "approved"
+        )
         async with unit_of_work(self.db) as uow:
             await uow.audit.record(
                 actor,
@@ -109,6 +176,23 @@ class AgentService:
                 {"client_order_id": approval.client_order_id},
             )
         return approval
+
+
+def _halted(actor: str) -> Callable[[AgentState], dict[str, Any]]:
+    return lambda state: {"status": "halted", "halted_reason": f"emergency stop by {actor}"}
+
+
+def _lifted(state: AgentState) -> dict[str, Any]:
+    """The account no longer halted: its state, and the halts its run's checkpoint carries
+    (an emergency stop in the risk state, a drawdown halt), as a running agent's reset does."""
+    checkpoint = None if state.checkpoint is None else dict(state.checkpoint)
+    if checkpoint is not None:
+        checkpoint["halted_at"], checkpoint["halt_reason"] = None, None
+        if checkpoint.get("risk"):
+            context = RiskContext.from_dict(checkpoint["risk"])
+            context.reset_emergency()
+            checkpoint["risk"] = context.to_dict()
+    return {"status": "stopped", "halted_reason": None, "checkpoint": checkpoint}
 
 
 # -- inside the running agent ----------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.journal import AgentJournal, PendingDecision
 from ffe.agent.stepper import Stepper
@@ -435,9 +436,9 @@ class StepCore:
             "flattened_day": None if self._flattened_day is None else str(self._flattened_day),
         }
 
-    async def flush(self, lease: timedelta = timedelta(seconds=30)) -> None:
+    async def flush(self, lease: timedelta | None = None) -> None:
         last = self.market.time_of(self.last_bar) if self.last_bar >= 0 else None
-        await self.journal.flush(self.checkpoint(), last, _utcnow() + lease)
+        await self.journal.flush(self.checkpoint(), last, _utcnow() + (lease or persist.LEASE_TTL))
 
 
 def _order_row(intent: OrderIntent) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,14 @@ LEASE_TTL = timedelta(seconds=30)
 
 class LeaseHeldError(FfeError):
     """Another agent trades this account: stop it first, or wait for its lease to expire."""
+
+
+class NoAgentRunningError(ConflictError):
+    """The command needs a running agent and none holds the account: start one first."""
+
+
+class ApprovalClosedError(ConflictError):
+    """The approval's run is not being traded: nothing would send the order."""
 
 
 def new_owner() -> str:
@@ -54,6 +62,16 @@ def _holder_gone(owner: str | None) -> bool:
     except PermissionError:
         return False
     return _is_zombie(pid)
+
+
+def lease_live(state: AgentState, now: datetime | None = None) -> bool:
+    """Whether an agent holds the account now: its lease has not expired and its holder is
+    not a process on this host that has ended (a killed agent never released its lease)."""
+    if state.owner is None or state.lease_expires_at is None:
+        return False
+    if state.lease_expires_at <= (now or utc_now()):
+        return False
+    return not _holder_gone(state.owner)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -114,6 +132,20 @@ async def release_lease(db: Database, account: str, owner: str, status: str) -> 
             )
 
 
+async def renew_lease(db: Database, account: str, owner: str, ttl: timedelta = LEASE_TTL) -> bool:
+    """Extend ``owner``'s lease by ``ttl`` from now; False when it no longer holds it."""
+    now = utc_now()
+    with db.errors("renew the agent's lease"):
+        async with db.session() as session:
+            renewed = await session.execute(
+                update(AgentState)
+                .where(AgentState.account == account, AgentState.owner == owner)
+                .values(lease_expires_at=now + ttl, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            return int(renewed.rowcount) == 1  # type: ignore[attr-defined]
+
+
 async def set_state(db: Database, account: str, **values: Any) -> None:
     with db.errors("update the agent's state"):
         async with db.session() as session:
@@ -149,15 +181,64 @@ async def queue_command(db: Database, account: str, command: str, actor: str) ->
             return row.id
 
 
-async def drop_stale_commands(db: Database, account: str) -> int:
-    """Mark commands queued while no agent ran as handled without effect (a ``stop`` sent to
-    nobody must not end the next run at its first bar); returns how many."""
+async def apply_if_idle(
+    db: Database,
+    account: str,
+    command: str,
+    actor: str,
+    change: Callable[[AgentState], dict[str, Any]],
+) -> int | None:
+    """When no agent holds the account, write ``change(state)`` to its stored state and
+    record ``command`` as carried out, in one transaction; the command's id. None, writing
+    nothing, when an agent holds it (the command must then go to that agent)."""
+    now = utc_now()
+    with db.errors("apply the command"):
+        async with db.session() as session:
+            state = await session.get(AgentState, account, with_for_update=not db.is_sqlite)
+            if state is None or lease_live(state, now):
+                return None
+            # Written only if nobody took the lease since it was read (as acquire_lease does).
+            applied = await session.execute(
+                update(AgentState)
+                .where(AgentState.account == account)
+                .where(_same_holder(state))
+                .values(**change(state), updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if int(applied.rowcount) != 1:  # type: ignore[attr-defined]
+                return None
+            row = AgentCommand(
+                account=account,
+                command=command,
+                actor=actor,
+                created_at=now,
+                handled_at=now,
+                result="applied to the stored state: no agent was running",
+            )
+            session.add(row)
+            await session.flush()
+            return row.id
+
+
+def _same_holder(state: AgentState) -> Any:
+    if state.owner is None:
+        return AgentState.owner.is_(None)
+    return and_(
+        AgentState.owner == state.owner, AgentState.lease_expires_at == state.lease_expires_at
+    )
+
+
+async def drop_stale_commands(db: Database, account: str, before: datetime) -> int:
+    """Mark commands queued before ``before`` (when the agent took the lease) and never
+    taken as handled without effect: they were sent to an agent that ended before it took
+    them (a ``stop`` meant for it must not end the next run at its first bar). How many."""
     with db.errors("read control commands"):
         async with db.session() as session:
             result = await session.execute(
                 update(AgentCommand)
                 .where(AgentCommand.account == account, AgentCommand.handled_at.is_(None))
-                .values(handled_at=utc_now(), result="dropped: no agent was running")
+                .where(AgentCommand.created_at < before)
+                .values(handled_at=utc_now(), result="dropped: its agent had stopped")
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
@@ -203,10 +284,17 @@ async def approvals_for_run(db: Database, run_id: str, statuses: Sequence[str]) 
 
 
 async def decide_approval(
-    db: Database, approval_id: int, status: str, actor: str, now: datetime | None = None
+    db: Database,
+    approval_id: int,
+    status: str,
+    actor: str,
+    now: datetime | None = None,
+    *,
+    live_run_only: bool = False,
 ) -> Approval:
     """Approve or reject a pending approval; FfeError when it is unknown or no longer waiting
-    (already decided, or expired)."""
+    (already decided, or expired). With ``live_run_only``, ApprovalClosedError when no agent
+    trades the approval's run now (nothing would send the order)."""
     now = now or utc_now()
     with db.errors("record the approval"):
         async with db.session() as session:
@@ -219,9 +307,22 @@ async def decide_approval(
                 raise ConflictError(
                     f"approval {approval_id} expired at {approval.expires_at:%H:%M:%S} UTC"
                 )
+            if live_run_only:
+                await _check_run_traded(session, approval, now)
             approval.status, approval.decided_at, approval.decided_by = status, now, actor
             await session.flush()
             return approval
+
+
+async def _check_run_traded(session: Any, approval: Approval, now: datetime) -> None:
+    state = await session.get(AgentState, approval.account)
+    if state is not None and state.run_id == approval.run_id and lease_live(state, now):
+        return
+    raise ApprovalClosedError(
+        f"approval {approval.id} belongs to run {approval.run_id[:8]}, which no agent is "
+        f"trading now: nothing would send the order, so it was not approved (see "
+        f"`ffe agent status`)"
+    )
 
 
 async def mark_approvals(db: Database, ids: Sequence[int], status: str, by: str) -> None:

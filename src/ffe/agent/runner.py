@@ -30,13 +30,13 @@ from ffe.agent.stepper import Stepper
 from ffe.backtest.engine import BacktestConfig
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
-from ffe.domain.errors import FfeError
+from ffe.domain.errors import FfeError, StoreError
 from ffe.domain.market import MarketData
 from ffe.execution.broker import Broker
 from ffe.risk.engine import RiskEngine
 from ffe.runs.journal import code_version
 from ffe.store.database import Database
-from ffe.store.models import Run
+from ffe.store.models import AgentState, Run
 from ffe.store.repositories import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class Agent:
         self.paused = False
         self.stopping = False
         self.emergency: str | None = None
+        self._halt_due = False  # the account was halted when the agent started
         self.core: StepCore | None = None
         self._last_commands = 0.0
         self._last_flush = time.monotonic()
@@ -116,25 +117,22 @@ class Agent:
     async def run(self) -> AgentReport:
         account = self.config.account
         try:
-            state = await persist.acquire_lease(self.db, account, self.owner)
+            state = await persist.acquire_lease(self.db, account, self.owner, persist.LEASE_TTL)
         except BaseException:
             await self.broker.close()
             raise
         status = "stopped"
+        keeper = asyncio.create_task(self._keep_lease(), name="ffe-agent-lease")
         try:
-            dropped = await persist.drop_stale_commands(self.db, account)
+            dropped = await persist.drop_stale_commands(self.db, account, state.updated_at)
             if dropped:
-                log.warning("dropped %d control command(s) sent while no agent ran", dropped)
+                log.warning("dropped %d control command(s) sent to an agent that ended", dropped)
             run, resumed = await self._open_run(state.run_id)
             core = self._core(run.id)
             first = await restore(core, self.db, run.id, state.checkpoint if resumed else None)
-            self.emergency = state.halted_reason if resumed and state.status == "halted" else None
             report = AgentReport(run.id, "running", resumed, 0, first, {})
             report.reconciliation = await reconcile(core, self.db, account)
-            await persist.set_state(
-                self.db, account, run_id=run.id, status="halted" if self.emergency else "running"
-            )
-            self._event("started", f"agent started on {account} (run {run.id[:8]})", {})
+            await self._begin(core, run.id, state)
             report.status, report.bars = await self._loop(core, first)
             status = "halted" if self.emergency else "stopped"
             report.stats = await self._close_run(core, run.id, report.status)
@@ -143,11 +141,54 @@ class Agent:
             await self._fail(exc)
             raise
         finally:
-            await self.broker.close()
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            await self._end(account, status)
+
+    async def _begin(self, core: StepCore, run_id: str, state: AgentState) -> None:
+        """Record the run as the account's; an account halted (an emergency stop, maybe sent
+        while no agent ran) stays halted whatever run trades it, until reset."""
+        account = self.config.account
+        halted = (state.halted_reason or "halted") if state.status == "halted" else None
+        await persist.set_state(
+            self.db,
+            account,
+            run_id=run_id,
+            status="halted" if halted else "running",
+            halted_reason=halted,
+        )
+        self._event("started", f"agent started on {account} (run {run_id[:8]})", {})
+        if halted:
+            log.warning("account %s is halted (%s): trading nothing until reset", account, halted)
+            # Carried out after the first bar (the broker has no prices before): cancels
+            # what is working and closes what the run holds, if anything.
+            self.emergency, self._halt_due = halted, True
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease while the agent lives, also while it is paused or waits for bars
+        (flushes renew it too, but only while bars are stepped)."""
+        account = self.config.account
+        while True:
+            await asyncio.sleep(persist.LEASE_TTL.total_seconds() / 3)
+            try:
+                held = await persist.renew_lease(self.db, account, self.owner, persist.LEASE_TTL)
+            except FfeError as exc:  # the loop meets the same journal and stops on it
+                log.warning("could not renew the agent's lease: %s", exc)
+                continue
+            if not held:
+                log.error("agent %s lost the lease on %s: stopping", self.owner, account)
+                self.stopping = True
+                return
+
+    async def _end(self, account: str, status: str) -> None:
+        await self.broker.close()
+        try:
             await persist.release_lease(self.db, account, self.owner, status)
-            closing = getattr(self.notify, "aclose", None)
-            if closing is not None:  # deliver the last events (stopped, error), briefly
-                await closing(5.0)
+        except FfeError as exc:  # the journal is down: the lease expires by itself
+            log.warning("could not release the agent's lease: %s", exc)
+        closing = getattr(self.notify, "aclose", None)
+        if closing is not None:  # deliver the last events (stopped, error), briefly
+            await closing(5.0)
 
     async def _open_run(self, previous: str | None) -> tuple[Run, bool]:
         async with unit_of_work(self.db) as uow:
@@ -243,9 +284,12 @@ class Agent:
         return ("interrupted" if self.stopping else end), bars
 
     async def _after_step(self, core: StepCore) -> None:
-        from ffe.agent.control import settle_approvals
+        from ffe.agent.control import emergency_stop, settle_approvals
 
         self._bars_since_flush += 1
+        if self._halt_due and self.emergency is not None:
+            self._halt_due = False
+            await emergency_stop(self, core, self.emergency)
         desk = core.desk
         if desk.queued_since_flush or self._flush_due():
             await self._flush(core)
@@ -328,9 +372,10 @@ class Agent:
             async with unit_of_work(self.db) as uow:
                 run = await uow.runs.get(core.journal.run_id)
                 error = f"{type(exc).__name__}: {exc}"
-                await uow.runs.fail(
-                    run, error, status="interrupted" if _interrupt(exc) else "failed"
-                )
+                # A journal failure interrupts the run rather than failing it: it resumes
+                # once the journal answers again (the API's supervisor restarts it).
+                resumable = _interrupt(exc) or isinstance(exc, StoreError)
+                await uow.runs.fail(run, error, status="interrupted" if resumable else "failed")
         except FfeError as nested:
             log.error("could not record the failure in the journal: %s", nested)
         if not _interrupt(exc):

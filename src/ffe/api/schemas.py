@@ -168,7 +168,10 @@ class AgentState(Answer):
 
     account: str
     status: Literal["running", "paused", "halted", "stopped"]
-    running: bool = Field(description="whether a process holds the agent's lease")
+    running: bool = Field(
+        description="whether a live agent holds the account's lease now (unexpired, and not "
+        "held by a process of this host that has ended)"
+    )
     run_id: str | None
     owner: str | None
     lease_expires_at: datetime | None
@@ -207,6 +210,10 @@ class Supervised(Answer):
     params: dict[str, Any]
     speed: float | None = Field(description="bars per second; null: at once")
     error: str | None = Field(description="why it stopped, when it failed")
+    restarting: bool = Field(
+        False, description="it failed on the journal and is restarted once the journal answers"
+    )
+    restarts: int = Field(0, description="restarts after journal failures since it was started")
 
 
 class Agents(Answer):

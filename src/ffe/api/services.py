@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request, status
@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ffe import __version__
 from ffe.agent.control import AgentService
+from ffe.agent.persist import LEASE_TTL
 from ffe.api.auth import KeyVerifier
 from ffe.api.background import watched
 from ffe.api.clients import TrustedProxies
@@ -31,7 +32,14 @@ from ffe.api.throttle import AuthThrottle, LoginBackoff
 from ffe.config import Settings
 from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends, make_backends
-from ffe.obs.health import HealthChecks, disk_probe, heartbeat_probe, memory_probe, ping_probe
+from ffe.obs.health import (
+    HealthChecks,
+    ProbeError,
+    disk_probe,
+    heartbeat_probe,
+    memory_probe,
+    ping_probe,
+)
 from ffe.obs.metrics import Metrics
 from ffe.store.database import Database
 
@@ -227,9 +235,15 @@ class Services:
 
     async def _agent_heartbeat(self) -> Any:
         """When the account's agent last renewed its lease (None: no agent running)."""
+        supervisor = self.supervisor
+        if supervisor.restarting:
+            raise ProbeError(
+                f"the agent stopped on a journal failure and is restarted once the journal "
+                f"answers (restarts so far: {supervisor.restarts})"
+            )
         for state in await self.agents.status(self.settings.agent.account):
-            if state.owner is not None and state.lease_expires_at is not None:
-                return state.lease_expires_at - timedelta(seconds=30)
+            if state.running and state.lease_expires_at is not None:
+                return state.lease_expires_at - LEASE_TTL
         return None
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ so an agent started here obeys the CLI and the other way round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -19,12 +20,15 @@ from ffe.api import heap
 from ffe.api.events import publish_event
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
-from ffe.domain.errors import ConflictError, FfeError
+from ffe.domain.errors import ConflictError, FfeError, StoreError
 from ffe.domain.orders import Decision, action_of
 from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
+# After a journal failure the agent is restarted after 1 s, then twice as long after each
+# failure in a row, at most every 60 s (a run longer than that starts the count afresh).
+RESTART_BACKOFF_S = (1.0, 60.0)
 
 
 @dataclass
@@ -41,7 +45,8 @@ class AgentLaunch:
 
 
 class AgentSupervisor:
-    """Starts, watches and stops the one in-process agent."""
+    """Starts, watches and stops the one in-process agent; restarts it, with backoff, when
+    the journal failed under it (a database outage, a full disk) once the journal answers."""
 
     def __init__(self, settings: Settings, kv: KvBackends, metrics: Metrics) -> None:
         self.settings, self.kv, self.metrics = settings, kv, metrics
@@ -49,16 +54,24 @@ class AgentSupervisor:
         self.launch: AgentLaunch | None = None
         self.task: asyncio.Task[Any] | None = None
         self.error: str | None = None
+        self.restarts = 0  # since the last start by a person
+        self.restarting = False  # the agent failed on the journal; a restart is due
         self._last_equity = 0.0
         self.peak = 0.0  # the agent's highest equity, bar by bar, for its drawdown
         self._strategy_seconds = 0.0  # the agent's time in its strategy, as last seen
         self._starting = asyncio.Lock()  # two starts at once: the second is refused cleanly
+        self._stop = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
         self.max_drawdown = 0.0
 
     @property
     def running(self) -> bool:
-        """Whether the agent is running here."""
+        """Whether the agent is running here (not while it waits to be restarted)."""
+        return self.active and not self.restarting
+
+    @property
+    def active(self) -> bool:
+        """Whether the agent runs here or waits to be restarted."""
         return self.task is not None and not self.task.done()
 
     def describe(self) -> dict[str, Any]:
@@ -72,16 +85,20 @@ class AgentSupervisor:
             "params": launch.params if self.launch else {},
             "speed": launch.speed if self.launch else None,
             "error": self.error,
+            "restarting": self.restarting and self.active,
+            "restarts": self.restarts,
         }
 
     async def start(self, launch: AgentLaunch) -> None:
         """Build the agent from settings and run it in the background."""
-        if self._starting.locked() or self.running:
+        if self._starting.locked() or self.active:
             raise ConflictError("the agent is already running here: stop it first")
         async with self._starting:
-            await self._start(launch)
+            agent = await self._build(launch)
+            self.restarts, self.restarting, self._stop = 0, False, asyncio.Event()
+            self.task = asyncio.create_task(self._supervise(agent, launch), name="ffe-agent")
 
-    async def _start(self, launch: AgentLaunch) -> None:
+    async def _build(self, launch: AgentLaunch, owner: str | None = None) -> Any:
         from ffe import bootstrap
 
         # Loading the bars first imports the data libraries (seconds, the first time): done on
@@ -95,9 +112,11 @@ class AgentSupervisor:
             replay=True,
             speed=launch.speed,
             approval=launch.approval,
-            fresh=launch.fresh,
+            fresh=launch.fresh and owner is None,  # a restart resumes the run it was trading
             account=launch.account,
         )
+        if owner is not None:  # the lease it held is taken back at once, not waited out
+            agent.owner = owner
         agent.notify = _Relay(self, agent.notify)
         agent.on_bar = lambda bar: self._on_bar(agent, bar)
         agent.on_open = lambda run_id: self._seed(agent, run_id)
@@ -107,16 +126,63 @@ class AgentSupervisor:
         # What the strategy imported and the new agent built stay out of the collector's way;
         # the agent it replaces is unreachable now, so it is collected, not frozen.
         heap.settle()
-        self.task = asyncio.create_task(self._run(agent), name="ffe-agent")
+        return agent
 
-    async def _run(self, agent: Any) -> None:
+    async def _supervise(self, agent: Any, launch: AgentLaunch) -> None:
+        """Run the agent; after a journal failure, restart it (same run, same lease) once
+        the journal answers, waiting longer after each failure in a row."""
+        delay = RESTART_BACKOFF_S[0]
+        while agent is not None:
+            began = time.monotonic()
+            failure = await self._run(agent)
+            if not isinstance(failure, StoreError) or self._stop.is_set():
+                return
+            if time.monotonic() - began > RESTART_BACKOFF_S[1]:
+                delay = RESTART_BACKOFF_S[0]  # it had been running well: a fresh failure
+            agent = await self._restart(launch, agent.owner, delay)
+            delay = min(delay * 2, RESTART_BACKOFF_S[1])
+
+    async def _restart(self, launch: AgentLaunch, owner: str, delay: float) -> Any:
+        """The agent rebuilt, after ``delay`` and then as long as the journal does not
+        answer, longer each time; None when stopped meanwhile or the rebuild fails
+        otherwise."""
+        self.restarting = True
+        try:
+            while True:
+                log.warning("agent: restarting in %.1f s (%s)", delay, self.error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                    return None
+                try:
+                    agent = await self._build(launch, owner)
+                except StoreError as exc:
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    delay = min(delay * 2, RESTART_BACKOFF_S[1])
+                    continue
+                except FfeError as exc:
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    log.error("agent: not restarted: %s", self.error)
+                    return None
+                if self._stop.is_set():  # stopped while it was being built
+                    await agent.db.dispose()
+                    return None
+                self.restarts += 1
+                self.metrics.record_agent_restart(agent.config.account)
+                log.warning("agent: restarted (restart %d) on its run", self.restarts)
+                return agent
+        finally:
+            self.restarting = False
+
+    async def _run(self, agent: Any) -> BaseException | None:
+        """Run the agent to its end; the exception it failed with, if any."""
+        failure: BaseException | None = None
         try:
             report = await agent.run()
             log.info("agent %s: %s after %d bars", report.run_id[:8], report.status, report.bars)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # keep the API up; the dashboard shows why the agent stopped
-            self.error = f"{type(exc).__name__}: {exc}"
+            failure, self.error = exc, f"{type(exc).__name__}: {exc}"
             log.error("agent stopped: %s", self.error)
         finally:
             # Events still on their way read the agent's journal: let them land before it
@@ -124,12 +190,14 @@ class AgentSupervisor:
             await asyncio.gather(*self._sending, return_exceptions=True)
             await self._emit_state(agent)
             await agent.db.dispose()
+        return failure
 
     async def stop(self, wait_s: float = 10.0) -> None:
         """Ask the agent to stop after its step, then wait for it (cancel if it hangs)."""
         task = self.task
         if task is None or task.done():
             return
+        self._stop.set()  # no restart after this
         self.agent.request_stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), wait_s)

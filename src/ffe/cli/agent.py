@@ -148,7 +148,8 @@ def _print_report(report: AgentReport, as_json: bool) -> None:
 
 @agent_app.command("status")
 def status(account: str = ACCOUNT, as_json: bool = JSON) -> None:
-    """Every account's agent: running or not, paused or halted, the last bar it finished."""
+    """Every account's agent: running (a live agent holds its lease) or not, paused or halted,
+    the last bar it finished."""
     from ffe.config import load_settings
 
     with user_errors():
@@ -175,8 +176,8 @@ def _command(name: str, command: str, doc: str) -> None:
         with user_errors():
             settings = load_settings()
             target = account or settings.agent.account
-            _with_service(settings, lambda s: s.command(target, command))
-        console.print(f"{command.replace('_', ' ')} sent to the agent on {target}")
+            sent = _with_service(settings, lambda s: s.command(target, command))
+        console.print(sent.message)
 
     send.__doc__ = doc
     agent_app.command(name)(send)

@@ -184,6 +184,12 @@ class Metrics:
             buckets=DECISION_BUCKETS,
             registry=registry,
         )
+        self._agent_restarts = Counter(
+            "ffe_agent_restarts",
+            "Times the agent was restarted after its journal failed, by account.",
+            ["account"],
+            registry=registry,
+        )
         self._cache = Counter(
             "ffe_cache_requests",
             "Cache lookups by cache and result (hit, miss, error).",
@@ -241,6 +247,10 @@ class Metrics:
         self._decisions.labels(symbol=symbol, action=action).inc()
         if seconds is not None:
             self._decision_seconds.observe(max(seconds, 0.0))
+
+    def record_agent_restart(self, account: str) -> None:
+        """Count one restart of an account's agent by the API's supervisor."""
+        self._agent_restarts.labels(account=account).inc()
 
     def set_breaker(self, name: str, state: str) -> None:
         """Export a circuit breaker's state: ``closed``, ``half_open`` or ``open``."""

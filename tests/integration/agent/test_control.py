@@ -235,3 +235,158 @@ async def test_daily_loss_when_limit_hit_then_flattened_and_halt_notified(db, ma
     assert (result.positions[day_two][-5:] == 0).all()  # flattened after the kill switch
     assert 24 <= halts[0].data["bar"] < 48  # tripped on the day of the crash
     assert result.positions[23, 0] > 0  # it was holding before
+
+
+# -- the truth with no agent running ----------------------------------------------------------
+
+
+async def _ran_and_stopped(db, tmp_path, *, past_bar=30):
+    """An account whose agent traded a while and was stopped: the run id."""
+    agent = _agent(db, tmp_path, speed=500)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.last_bar > past_bar)
+    agent.request_stop()
+    return (await task).run_id
+
+
+async def test_status_when_agent_killed_and_its_lease_expired_then_not_running(db):
+    from datetime import timedelta
+
+    from ffe.agent import persist
+
+    await persist.acquire_lease(db, "paper", "otherhost:4242:killed", ttl=timedelta(seconds=-65))
+    await persist.set_state(db, "paper", status="running")
+
+    shown = (await AgentService(db).status("paper"))[0]
+
+    assert shown.running is False
+    assert shown.as_dict()["running"] is False
+    assert shown.status == "stopped"
+    assert shown.owner is None
+
+
+@pytest.mark.parametrize("command", ["pause", "resume", "stop"])
+async def test_command_when_no_agent_running_then_refused_and_nothing_queued(db, tmp_path, command):
+    from ffe.agent import persist
+    from ffe.agent.persist import NoAgentRunningError
+
+    await _ran_and_stopped(db, tmp_path)
+
+    with pytest.raises(NoAgentRunningError, match="no agent is running on account 'paper'"):
+        await AgentService(db).command("paper", command)
+
+    assert await persist.take_commands(db, "paper") == []
+    assert (await AgentService(db).status("paper"))[0].status == "stopped"
+
+
+async def test_emergency_stop_when_no_agent_running_then_halted_at_once_and_next_run_flat(
+    db, tmp_path
+):
+    run_id = await _ran_and_stopped(db, tmp_path, past_bar=200)
+    service = AgentService(db)
+    orders_before = await _count(db, Order, Order.run_id == run_id)
+
+    sent = await service.command("paper", "emergency_stop", actor="tester")
+    halted = (await service.status("paper"))[0]
+    agent = _agent(db, tmp_path)
+    report = await agent.run()
+    after = (await service.status("paper"))[0]
+
+    assert sent.queued is False
+    assert "halted now" in sent.message
+    assert (halted.status, halted.running) == ("halted", False)
+    assert halted.halted_reason == "emergency stop by tester"
+    assert report.resumed
+    assert report.run_id == run_id
+    assert agent.core.ledger.held == {}  # what the run held was closed
+    # Only the closing orders: sma_cross would have traded over the years replayed.
+    assert await _count(db, Order, Order.run_id == run_id) <= orders_before + 1
+    assert (after.status, after.halted_reason) == ("halted", "emergency stop by tester")
+
+
+async def test_emergency_stop_when_no_agent_running_then_a_fresh_run_trades_nothing(db, tmp_path):
+    await _ran_and_stopped(db, tmp_path)
+    await AgentService(db).command("paper", "emergency_stop")
+    market = load_market(DataCatalog(tmp_path), ["SP500"], start="2014-01-01")
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+    fresh = paper_agent(
+        db, market, make_strategy("sma_cross", PARAMS), PARAMS, AgentConfig(), risk, fresh=True
+    )
+    task = asyncio.create_task(fresh.run())
+    await _until(lambda: fresh.core is not None and fresh.core.last_bar > 0)
+    while_running = (await AgentService(db).status("paper"))[0]
+    report = await task
+
+    assert not report.resumed
+    assert (while_running.status, while_running.running) == ("halted", True)
+    assert await _count(db, Order, Order.run_id == report.run_id) == 0
+
+
+async def test_reset_when_no_agent_running_then_halt_lifted_and_next_run_trades(db, tmp_path):
+    agent = _agent(db, tmp_path, speed=400)
+    service = AgentService(db)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.ledger.held)
+    await service.command("paper", "emergency_stop")
+    await _until(lambda: agent.emergency is not None)
+    agent.request_stop()
+    run_id = (await task).run_id
+    orders_halted = await _count(db, Order, Order.run_id == run_id)
+
+    sent = await service.command("paper", "reset")
+    lifted = (await service.status("paper"))[0]
+    report = await _agent(db, tmp_path).run()
+
+    assert sent.queued is False
+    assert "no longer halted" in sent.message
+    assert (lifted.status, lifted.halted_reason) == ("stopped", None)
+    assert report.run_id == run_id
+    assert report.status == "finished"
+    assert await _count(db, Order, Order.run_id == run_id) > orders_halted  # it traded again
+    assert (await service.status("paper"))[0].status == "stopped"
+
+
+async def test_paused_agent_when_its_lease_period_passes_then_still_running(
+    db, tmp_path, monkeypatch
+):
+    from datetime import timedelta
+
+    from ffe.agent import persist
+
+    monkeypatch.setattr(persist, "LEASE_TTL", timedelta(seconds=0.6))
+    agent = _agent(db, tmp_path, speed=200)
+    service = AgentService(db)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.last_bar > 5)
+    await service.command("paper", "pause")
+    await _until(lambda: agent.paused)
+
+    await asyncio.sleep(2.0)  # more than three lease periods without a bar
+    paused = (await service.status("paper"))[0]
+    agent.request_stop()
+    await task
+
+    assert (paused.status, paused.running) == ("paused", True)
+
+
+async def test_approve_when_the_approvals_run_no_longer_runs_then_refused(db, tmp_path):
+    from ffe.agent.persist import ApprovalClosedError
+
+    agent = _agent(db, tmp_path, end="2014-06-30", approval="manual")
+    service = AgentService(db)
+    task = asyncio.create_task(agent.run())
+    waiting = await _until_approval(service)
+    agent.request_stop()
+    await task
+
+    with pytest.raises(ApprovalClosedError, match="no agent is trading now"):
+        await service.approve(waiting.id, actor="tester")
+
+    assert [a.id for a in await service.approvals("paper")] == [waiting.id]  # still pending
+
+
+async def _until_approval(service):
+    async with asyncio.timeout(10):
+        while not (found := await service.approvals("paper")):
+            await asyncio.sleep(0.02)
+    return found[0]

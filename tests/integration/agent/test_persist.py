@@ -153,6 +153,87 @@ async def test_journal_flush_when_lease_taken_over_then_other_agent_row_untouche
     assert stored.owner == "otherhost:2:second"
 
 
+async def _stored_state(db: Database) -> persist.AgentState:
+    state = await persist.get_state(db, ACCOUNT)
+    assert state is not None
+    return state
+
+
+async def test_lease_live_when_owner_died_and_lease_expired_then_false(db):
+    # A holder on another host (its pid means nothing here) whose lease ran out: SIGKILLed.
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:killed", ttl=timedelta(seconds=-35))
+
+    state = await _stored_state(db)
+
+    assert state.owner == "otherhost:1:killed"  # nobody released it
+    assert persist.lease_live(state) is False
+
+
+async def test_lease_live_when_holder_is_dead_local_process_then_false_before_expiry(db):
+    await persist.acquire_lease(db, ACCOUNT, _dead_local_owner(), ttl=timedelta(hours=1))
+
+    assert persist.lease_live(await _stored_state(db)) is False
+
+
+async def test_lease_live_when_held_and_unexpired_then_true_until_its_expiry(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a", ttl=timedelta(minutes=5))
+    state = await _stored_state(db)
+
+    assert persist.lease_live(state) is True
+    assert persist.lease_live(state, now=utc_now() + timedelta(minutes=6)) is False
+
+
+async def test_renew_lease_when_held_then_extended_and_when_taken_over_then_false(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a", ttl=timedelta(seconds=5))
+
+    renewed = await persist.renew_lease(db, ACCOUNT, "otherhost:1:a", timedelta(minutes=5))
+    extended = (await _stored_state(db)).lease_expires_at
+    lost = await persist.renew_lease(db, ACCOUNT, "otherhost:2:b", timedelta(minutes=5))
+
+    assert renewed is True
+    assert extended is not None
+    assert extended > utc_now() + timedelta(minutes=4)
+    assert lost is False
+    assert (await _stored_state(db)).owner == "otherhost:1:a"
+
+
+async def test_apply_if_idle_when_agent_holds_account_then_nothing_written(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a", ttl=timedelta(minutes=5))
+
+    applied = await persist.apply_if_idle(
+        db, ACCOUNT, "emergency_stop", "cli", lambda _: {"status": "halted"}
+    )
+
+    assert applied is None
+    assert (await _stored_state(db)).status == "stopped"
+    assert await persist.take_commands(db, ACCOUNT) == []
+
+
+async def test_apply_if_idle_when_lease_expired_then_state_changed_and_command_recorded(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a", ttl=timedelta(seconds=-1))
+
+    applied = await persist.apply_if_idle(
+        db, ACCOUNT, "emergency_stop", "cli", lambda _: {"status": "halted"}
+    )
+
+    assert applied is not None
+    assert (await _stored_state(db)).status == "halted"
+    assert await persist.take_commands(db, ACCOUNT) == []  # carried out, not waiting
+
+
+async def test_drop_stale_commands_when_queued_after_the_lease_was_taken_then_kept(db):
+    stale = await persist.queue_command(db, ACCOUNT, "stop", "cli")
+    state = await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a")
+    fresh = await persist.queue_command(db, ACCOUNT, "pause", "cli")
+
+    dropped = await persist.drop_stale_commands(db, ACCOUNT, state.updated_at)
+    taken = await persist.take_commands(db, ACCOUNT)
+
+    assert dropped == 1
+    assert [c.id for c in taken] == [fresh]
+    assert stale != fresh
+
+
 # -- commands -------------------------------------------------------------------------------
 
 
@@ -274,3 +355,27 @@ async def test_decide_approval_when_now_past_expiry_then_error(db):
         await persist.decide_approval(
             db, approval_id, "approved", "cli", now=utc_now() + timedelta(minutes=6)
         )
+
+
+async def test_decide_approval_when_no_agent_trades_its_run_then_approval_refused(db):
+    approval_id = await _approval(db, "c-1", expires_in=timedelta(hours=1))
+
+    with pytest.raises(persist.ApprovalClosedError, match="which no agent is trading now"):
+        await persist.decide_approval(db, approval_id, "approved", "cli", live_run_only=True)
+
+    stored = await _stored(db, approval_id)
+    assert (stored.status, stored.decided_at) == ("pending", None)
+
+
+async def test_decide_approval_when_agent_trades_another_run_then_refused(db):
+    approval_id = await _approval(db, "c-1", expires_in=timedelta(hours=1))
+    other = await _approval(db, "c-2", expires_in=timedelta(hours=1))
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a")
+    await persist.set_state(db, ACCOUNT, run_id=(await _stored(db, other)).run_id)
+
+    with pytest.raises(persist.ApprovalClosedError):
+        await persist.decide_approval(db, approval_id, "approved", "cli", live_run_only=True)
+    approved = await persist.decide_approval(db, other, "approved", "cli", live_run_only=True)
+
+    assert approved.status == "approved"
+    assert (await _stored(db, approval_id)).status == "pending"

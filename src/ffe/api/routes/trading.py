@@ -241,9 +241,20 @@ async def approvals(
 ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.post("/approvals/{approval_id}/approve", responses={200: {"model": schemas.Approval}})
+# A state-dependent refusal: the agent (or the run an approval belongs to) is not running.
+_NOT_RUNNING = {
+    "description": "No agent is running to carry it out",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}},
+}
+
+
+@router.post(
+    "/approvals/{approval_id}/approve",
+    responses={200: {"model": schemas.Approval}, 409: _NOT_RUNNING},
+)
 async def approve(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
-    """Send the order (it passes the risk checks again first)."""
+    """Send the order (it passes the risk checks again first); 409 when no agent trades the
+    approval's run any more."""
     row = await services.agents.approve(approval_id, who.actor)
     await services.publish("approval", queries.approval_dict(row))
     return queries.approval_dict(row)
@@ -288,7 +299,7 @@ async def start_agent(body: AgentStart, services: ServicesDep, who: Trader) -> A
 Command = Literal["pause", "resume", "stop", "emergency-stop", "reset"]
 
 
-@router.post("/agent/{command}")
+@router.post("/agent/{command}", responses={409: _NOT_RUNNING})
 async def command(
     command: Command,
     services: ServicesDep,
@@ -296,16 +307,23 @@ async def command(
     body: Annotated[AgentCommandBody | None, Body()] = None,
 ) -> Any:
     """Pause, resume, stop, emergency-stop (cancel, flatten, halt) or reset the agent (reset
-    lifts an emergency stop, and needs the admin scope)."""
+    lifts an emergency stop, and needs the admin scope). With no agent running, emergency-stop
+    and reset change the account's state at once (``queued`` false) and the others get 409."""
     account = account_of(services, body.account if body else None)
     name = command.replace("-", "_")
     if name == "reset" and not who.allows("admin"):
         # Lifting an emergency stop is for whoever may change the rules, not every trader.
         raise HTTPException(status.HTTP_403_FORBIDDEN, "reset needs the 'admin' scope")
-    command_id = await services.agents.command(account, name, who.actor)
+    sent = await services.agents.command(account, name, who.actor)  # 409: ConflictError
     await services.publish("event", {"kind": "command", "command": name, "account": account})
-    services.publish_state_soon(account)
-    return {"command_id": command_id, "account": account, "command": name}
+    services.publish_state_soon(account, (0.0,) if not sent.queued else (0.5, 2.0))
+    return {
+        "command_id": sent.command_id,
+        "account": account,
+        "command": name,
+        "queued": sent.queued,
+        "detail": sent.message,
+    }
 
 
 def _audit(services: Services) -> Any:

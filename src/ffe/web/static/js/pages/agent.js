@@ -107,7 +107,8 @@ async function sendCommand(button) {
   await busy(button, async () => {
     const done = await postJson(`/agent/${command}`, account ? { account } : {});
     const name = done.command.replace("_", " ");
-    toast(`${name[0].toUpperCase()}${name.slice(1)} sent to ${done.account}`, "ok");
+    // With no agent running, a halt or reset is applied at once: the answer says so.
+    toast(done.detail || `${name[0].toUpperCase()}${name.slice(1)} sent to ${done.account}`, "ok");
     followUp();
   });
 }
