@@ -8,6 +8,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tests.conftest import _admin
@@ -35,9 +36,15 @@ async def _migrate(url: str) -> None:
         await migrate.upgrade(db)
 
 
-async def _agent_has_run(db: Database, account: str) -> None:
+async def _agent_runs_elsewhere(db: Database, account: str) -> None:
+    """An agent on another machine holds the account's lease, so a command is queued for it."""
+    expires = datetime.now(UTC) + timedelta(minutes=5)
     async with db.session() as session:
-        session.add(AgentState(account=account, status="stopped"))
+        session.add(
+            AgentState(
+                account=account, status="running", owner="elsewhere:1:x", lease_expires_at=expires
+            )
+        )
 
 
 def test_journal_down_when_portfolio_polled_and_agent_commanded_then_no_unretrieved_task(
@@ -51,7 +58,7 @@ def test_journal_down_when_portfolio_polled_and_agent_commanded_then_no_unretrie
     for api in make_api(monkeypatch, FFE__DATABASE__URL=url, FFE__API__RATE_LIMIT="100000"):
         headers = api.headers("trader")
         account = api.settings.agent.account
-        api.client.portal.call(_agent_has_run, api.services.db, account)  # type: ignore[union-attr]
+        api.client.portal.call(_agent_runs_elsewhere, api.services.db, account)  # type: ignore[union-attr]
         assert api.client.get("/api/v1/portfolio", headers=headers).status_code == 200
         paused = api.client.post("/api/v1/agent/pause", json={}, headers=headers)
         assert paused.status_code == 200, paused.text

@@ -65,6 +65,9 @@ def _fuzz_api(mp: pytest.MonkeyPatch, data_dir: str) -> Iterator[Api]:
         mp,
         FFE__API__RATE_LIMIT="1000000",
         FFE__API__LOGIN_RATE_LIMIT="1000000",
+        # wrong passwords and bogus keys are what a fuzzer sends: no backoff, no throttle
+        FFE__API__LOGIN_FAILURES_FREE="1000000",
+        FFE__API__AUTH_FAILURES_LIMIT="1000000",
         FFE__API__ANALYSIS_SYMBOLS="[]",  # no background analysis to wait for at shutdown
     )
 
