@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, HTTPException, Path, status
 
 from ffe.api.deps import Reader, ServicesDep, Trader
 from ffe.api.jobs import job_dict
+from ffe.api.jobstop import JobEndedError, JobNotFoundError
 from ffe.api.queries import page
 from ffe.api.routes.common import Limit, Offset, not_found
-from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, SweepRequest
+from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, JobAnswer, SweepRequest
 from ffe.api.services import Services
 from ffe.domain.errors import DataError, FfeError, StrategyError
 
@@ -132,6 +133,29 @@ async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
         return job_dict(await services.jobs.get(job_id))
     except FfeError as exc:
         raise not_found(str(exc)) from None
+
+
+_REFUSED = {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}}
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    responses={
+        200: {"model": JobAnswer, "description": "The job, now cancelled."},
+        404: {"description": "No job has this id.", "content": _REFUSED},
+        409: {"description": "The job has already ended.", "content": _REFUSED},
+    },
+)
+async def cancel_job(job_id: JobId, services: ServicesDep, who: Trader) -> Any:
+    """Cancel a queued job (it will not run) or a running one: its processes are ended now,
+    or within a few seconds if another server process runs it. The job stays listed, with
+    status ``cancelled`` and who cancelled it as its error."""
+    try:
+        return job_dict(await services.jobs.cancel(job_id, who.actor))
+    except JobNotFoundError as exc:
+        raise not_found(str(exc)) from None
+    except JobEndedError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
 @router.get("/backtests/{job_id}")
