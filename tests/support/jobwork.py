@@ -40,3 +40,9 @@ def stubborn(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dic
     progress(0.5)
     time.sleep(float(payload.get("sleep_s", 60)))
     return {"ok": True}, None
+
+
+def broken(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Fails the way work fails on bad input."""
+    progress(0.25)
+    raise ValueError("no bars for XYZ: import them first")

@@ -79,6 +79,11 @@ class JobProcess:
         code = self._popen.wait()
         raise JobCrashedError(f"the job's process ended without a result (exit status {code})")
 
+    @property
+    def returncode(self) -> int | None:
+        """How the process ended (negative: the signal that ended it); None while it runs."""
+        return self._popen.poll()
+
     def terminate(self) -> None:
         """Ask every process of the group to end now (``close`` makes sure they did)."""
         self._signal(signal.SIGTERM)
@@ -177,7 +182,10 @@ def _main(fd: int) -> None:
 
 def _end_with_server() -> None:
     """Wait for stdin to close (the server ended, maybe killed); then end this group."""
-    sys.stdin.buffer.read()
+    # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds its lock, and
+    # the interpreter aborts at exit when it cannot take it.
+    while os.read(sys.stdin.fileno(), 4096):
+        continue
     os.killpg(0, signal.SIGTERM)
     time.sleep(GRACE_S)
     os.killpg(0, signal.SIGKILL)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
@@ -40,11 +40,13 @@ from ffe.api.jobproc import JobProcessError, RunningJob
 from ffe.api.jobstop import JobNotFoundError, cancel_job, time_limit_error
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
-from ffe.kv import KvBackends
-from ffe.obs.metrics import Metrics
 from ffe.store.database import Database
 from ffe.store.models import Job
 from ffe.store.repositories import new_id
+
+if TYPE_CHECKING:  # a job process imports this module: it needs neither (redis, prometheus)
+    from ffe.kv import KvBackends
+    from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
