@@ -1,6 +1,7 @@
 """The dashboard in a real browser against a real ``ffe run``: log in, watch the paper agent
-trade, approve an order, run a backtest and read its report, cancel a waiting one, use it on
-a phone, and stop everything in an emergency. Each step leaves a screenshot in the test artifacts.
+trade, approve an order, run a backtest and read its report, cancel a waiting backtest and a
+running sweep, use it on a phone, and stop everything in an emergency. Each step leaves a
+screenshot in the test artifacts.
 
 The emergency stop halts the shared paper agent, so it comes last in this module.
 """
@@ -141,7 +142,7 @@ def test_run_a_backtest_then_open_its_report(
     shot(page, "report")
 
 
-def test_cancel_a_waiting_backtest_then_it_never_runs(
+def test_cancel_a_waiting_backtest_then_the_running_sweep_from_their_pages(
     page: Page, paper_server: Any, logged_in: Any, shot: Any
 ) -> None:
     logged_in(page, paper_server)
@@ -172,10 +173,20 @@ def test_cancel_a_waiting_backtest_then_it_never_runs(
         shot(page, "cancelled")
         stored = _api(page, paper_server, f"/jobs/{job_id}")
         assert (stored["status"], stored["started_at"]) == ("cancelled", None)
-    finally:
+
+        page.goto(f"{paper_server.url}/optimization?job={held.json()['id']}")  # the sweep
+        expect(page.get_by_test_id("job-status")).to_have_text("running")
+        page.get_by_test_id("cancel-job").click()
+        expect(dialog).to_contain_text("Cancel this sweep?")
+        page.get_by_test_id("confirm-yes").click()
+        expect(page.get_by_test_id("job-status")).to_have_text("cancelled")
+        expect(page.get_by_test_id("cancel-job")).to_be_hidden()
+        shot(page, "sweep-cancelled")
+    finally:  # free the only job slot for the tests after this one, whatever happened
         url = f"{paper_server.url}/api/v1/jobs/{held.json()['id']}/cancel"
-        freed = page.request.post(url, headers=as_page)
-    assert freed.status == 200, freed.text()  # the slot is free for the tests after this one
+        page.request.post(url, headers=as_page)
+    sweep = _api(page, paper_server, f"/jobs/{held.json()['id']}")
+    assert (sweep["status"], sweep["error"]) == ("cancelled", "cancelled by user:admin")
 
 
 def test_phone_layout_fits_the_screen_and_the_menu_toggles(
