@@ -6,7 +6,9 @@ test, and imported as the top-level module ``jobwork`` (a job process cannot imp
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,16 @@ def broken(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[
     """Fails the way work fails on bad input."""
     progress(0.25)
     raise ValueError("no bars for XYZ: import them first")
+
+
+def pool_sleeper(
+    settings: Any, payload: dict[str, Any], progress: Any
+) -> tuple[dict[str, Any], None]:
+    """Keep a pool of two worker processes busy for a minute (a sweep that will not end)."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        sleeping = [pool.submit(time.sleep, 60) for _ in range(2)]
+        progress(0.5)
+        for each in sleeping:
+            each.result()
+    return {"ok": True}, None
