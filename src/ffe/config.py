@@ -253,6 +253,22 @@ class ComputeSettings(Section):
     )
 
 
+class JobTimeLimits(Section):
+    """Seconds a job of each kind may run before it is stopped (and fails, saying so)."""
+
+    backtest: float = Field(900.0, gt=0, description="a backtest job (POST /api/v1/backtests)")
+    sweep: float = Field(1800.0, gt=0, description="a parameter sweep job (POST /api/v1/sweeps)")
+    forecast_bench: float = Field(
+        1800.0, gt=0, description="a forecast benchmark job (POST /api/v1/forecast/bench)"
+    )
+
+
+class JobsSettings(Section):
+    """Background jobs run by the API (backtests, sweeps, forecast benchmarks)."""
+
+    time_limit_s: JobTimeLimits = JobTimeLimits()
+
+
 class RedisSettings(Section):
     url: SecretStr | None = Field(
         None,
@@ -318,6 +334,7 @@ class Settings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
+    jobs: JobsSettings = JobsSettings()
     redis: RedisSettings = RedisSettings()
     compute: ComputeSettings = ComputeSettings()
 

@@ -116,3 +116,44 @@ def test_serve_when_ctrl_c_during_long_sweep_then_exits_within_seconds():
     stored = _stored_job(submitted.json()["id"])
     assert stored is not None
     assert (stored.status, stored.error) == ("cancelled", STOPPED)
+
+
+def test_serve_when_killed_during_long_sweep_then_the_sweeps_processes_end_too():
+    import psutil
+
+    made = CliRunner().invoke(app, ["keys", "create", "sweeper", "--scope", "trade"])
+    assert made.exit_code == 0, made.output
+    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ffe", "serve", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FFE__API__ANALYSIS_SYMBOLS": "[]"},
+        )
+    try:
+        _wait_until("start-up", lambda: httpx.get(f"{url}/health/live").is_success, process, log)
+        submitted = httpx.post(f"{url}/api/v1/sweeps", json=LONG_SWEEP, headers=headers)
+        assert submitted.status_code == 202, submitted.text
+        job = f"{url}/api/v1/jobs/{submitted.json()['id']}"
+
+        def working() -> bool:
+            found = httpx.get(job, headers=headers).json()
+            return bool(found["status"] == "running" and found["progress"] >= 0.02)
+
+        _wait_until("the sweep's first points", working, process, log)
+        sweep = psutil.Process(process.pid).children(recursive=True)
+
+        process.kill()  # SIGKILL: no shutdown code of the server runs
+        process.wait(10)
+        _, alive = psutil.wait_procs(sweep, timeout=5.0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert len(sweep) >= 3, sweep  # the job's process and its pool's workers
+    assert alive == [], f"left running after the server was killed: {alive}"

@@ -1,19 +1,21 @@
 """Background jobs: backtests, parameter sweeps and forecast benchmarks submitted through the
-API, run one at a time (``api.max_jobs``) off the event loop, with progress, in the journal's
-``jobs`` table.
+API, run one at a time (``api.max_jobs``), with progress, in the journal's ``jobs`` table.
 
 A job is claimed by an atomic ``queued -> running`` update, so with several workers sharing
 a database each job runs once. The process running a job writes a heartbeat (and the
 progress) every few seconds; a job whose heartbeat is stale is marked failed by any worker,
 and queued jobs whose worker went away are picked up by another.
 
-Jobs run on threads of their own (not the event loop's default executor). When the server
-shuts down (``stop``), each running job is asked to stop: the work looks at the flag each
-time it reports progress (a sweep also between grid points, dropping the points not yet
-started), and the job ends ``cancelled`` with the error "stopped: the server shut down". It is
-not queued again: sweeps and benchmarks do not resume, so a restart would run it again from
-the start, unasked, maybe the very load the server was stopped to end; submit it again to
-re-run it. Jobs still queued stay queued, and the next start (or another worker) runs them.
+Each job's work runs in a child process leading a process group of its own (``jobproc``), so
+that it can be ended with every process it started, cooperative or not. A job ends early when
+it is cancelled (``cancel``: a queued one never runs; a running one here is ended at once, one
+running in another process when that process next beats), when it runs past the time limit of
+its kind (``jobs.time_limit_s``; it fails, and the error names the setting to raise), and
+when the server shuts down (``stop``): then it ends ``cancelled`` with the error "stopped: the
+server shut down". It is not queued again: sweeps and benchmarks do not resume, so a restart
+would run it again from the start, unasked, maybe the very load the server was stopped to end;
+submit it again to re-run it. Jobs still queued stay queued, and the next start (or another
+worker) runs them.
 """
 
 from __future__ import annotations
@@ -30,17 +32,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
+from ffe.api.jobproc import JobProcessError, RunningJob
+from ffe.api.jobstop import JobNotFoundError, cancel_job, time_limit_error
 from ffe.config import Settings
-from ffe.domain.errors import FfeError, NotFoundError
-from ffe.kv import KvBackends
-from ffe.obs.metrics import Metrics
+from ffe.domain.errors import FfeError
 from ffe.store.database import Database
 from ffe.store.models import Job
 from ffe.store.repositories import new_id
+
+if TYPE_CHECKING:  # a job process imports this module: it needs neither (redis, prometheus)
+    from ffe.kv import KvBackends
+    from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,8 @@ class Progress:
     """What a job's work reports how far it has got to, and learns from whether to stop."""
 
     report: Callable[[float], None]
-    stop: threading.Event  # set when the job is asked to stop (the server shuts down)
+    # Never set in a job process: a job is stopped by ending its process group (jobproc).
+    stop: threading.Event
 
     def __call__(self, fraction: float) -> None:
         """Record ``fraction`` done; raise ``JobStoppedError`` if the job was asked to stop."""
@@ -105,7 +112,7 @@ class JobService:
         # The work runs here, not on the loop's default executor, so that closing can stop
         # taking work without waiting on whatever else that executor runs.
         self._executor = ThreadPoolExecutor(settings.api.max_jobs, thread_name_prefix="ffe-job")
-        self._stops: dict[str, threading.Event] = {}  # jobs running here, by id
+        self._stops: dict[str, RunningJob] = {}  # jobs running here, by id
         self._running: set[asyncio.Task[None]] = set()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -126,9 +133,21 @@ class JobService:
         async with self.db.session() as session:
             job = await session.get(Job, job_id)
         if job is None:
-            raise NotFoundError(f"no job {job_id!r}")
+            raise JobNotFoundError(f"no job {job_id!r}")
         if job.id in self._progress and job.status == "running":
             job.progress = self._progress[job.id]
+        return job
+
+    async def cancel(self, job_id: str, actor: str) -> Job:
+        """Cancel a queued job (it will not run) or a running one (its processes end now if
+        they run here, else when their server next beats); ``JobNotFoundError`` for an
+        unknown id, ``JobEndedError`` for a job that has already ended."""
+        job = await cancel_job(self.db, job_id, f"cancelled by {actor}")
+        log.warning("job %s (%s) cancelled by %s", job.id, job.kind, actor)
+        running = self._stops.get(job_id)
+        if running is not None:
+            running.end("cancelled", job.error or "cancelled")
+        await self._changed(job)
         return job
 
     async def list(self, kind: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
@@ -174,8 +193,8 @@ class JobService:
             log.warning(
                 "asking %d running job(s) to stop: the server is shutting down", len(self._stops)
             )
-        for stop in self._stops.values():
-            stop.set()
+        for running in self._stops.values():
+            running.end("cancelled", STOPPED)
         waiting = {*self._running, *([self._watcher] if self._watcher is not None else [])}
         if waiting:
             await asyncio.wait(waiting, timeout=wait_s)
@@ -252,35 +271,39 @@ class JobService:
                 return await session.get(Job, job_id)
         return None
 
-    async def _beat(self, job_id: str) -> None:
-        """While the job runs: say so, with its progress, for the other workers to see."""
+    async def _beat(self, job_id: str, running: RunningJob) -> None:
+        """While the job runs: say so, with its progress, for the other workers to see; end
+        it if it was cancelled elsewhere (the CLI, another worker)."""
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             async with self.db.session() as session:
-                await session.execute(
+                beat = await session.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.owner == self.owner)
+                    .where(Job.id == job_id, Job.owner == self.owner, Job.status == "running")
                     .values(
                         heartbeat_at=datetime.now(UTC), progress=self._progress.get(job_id, 0.0)
                     )
                 )
+            if beat.rowcount != 1:  # type: ignore[attr-defined]
+                running.end("cancelled", "cancelled")  # the journal already says by whom
+                return
 
     async def _run(self, job_id: str) -> None:
         job = await self._claim(job_id)
         if job is None:
             return
-        stop = self._stops[job_id] = threading.Event()
+        running = self._stops[job_id] = RunningJob()
         if self.stopping.is_set():  # stop() came while the claim was being committed
-            stop.set()
+            running.end("cancelled", STOPPED)
         await self._changed(job)
         self._progress[job_id] = 0.0
-        beating = asyncio.create_task(self._beat(job_id))
+        beating = asyncio.create_task(self._beat(job_id, running))
 
         def report(fraction: float) -> None:
             self._progress[job_id] = max(0.0, min(1.0, fraction))
 
         try:
-            values = await self._work(job, Progress(report, stop))
+            values = await self._work(job, report, running)
         finally:
             beating.cancel()
             await asyncio.gather(beating, return_exceptions=True)
@@ -294,18 +317,27 @@ class JobService:
             )
         await self._changed(await self.get(job_id))
 
-    async def _work(self, job: Job, progress: Progress) -> dict[str, Any]:
-        """Run the job's work on a job thread; what to record of it."""
+    async def _work(
+        self, job: Job, report: Callable[[float], None], running: RunningJob
+    ) -> dict[str, Any]:
+        """Run the job's work in a job process, within its time limit; what to record of it."""
+        args = (_WORK[job.kind], self.settings, dict(job.payload))
+        work = asyncio.get_running_loop().run_in_executor(
+            self._executor, running.run, _in_job_process, args, report
+        )
+        limit_s = float(getattr(self.settings.jobs.time_limit_s, job.kind))
+        if not (await asyncio.wait({work}, timeout=limit_s))[0]:
+            running.end("failed", time_limit_error(job.kind, limit_s))
         try:
-            result, run_id = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _WORK[job.kind], self.settings, dict(job.payload), progress
-            )
+            result, run_id = await work
         except Exception as exc:  # any failure of the work is the job's result, not a crash
-            if progress.stop.is_set():  # it ended because it was asked to, not of itself
-                log.warning("job %s (%s) %s", job.id, job.kind, STOPPED)
-                return {"status": "cancelled", "error": STOPPED}
+            if running.reason is not None:  # it ended because it was told to, not of itself
+                status, error = running.reason
+                log.warning("job %s (%s) ended: %s", job.id, job.kind, error)
+                return {"status": status, "error": error}
             log.warning("job %s (%s) failed: %s", job.id, job.kind, exc)
-            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            error = str(exc) if isinstance(exc, JobProcessError) else f"{type(exc).__name__}: {exc}"
+            return {"status": "failed", "error": error}
         return {"status": "finished", "result": result, "run_id": run_id, "progress": 1.0}
 
     async def _changed(self, job: Job) -> None:
@@ -318,7 +350,16 @@ class _UnclaimedError(Exception):
     """Raised inside a claim's transaction to roll it back."""
 
 
-# -- the work, run on a thread -------------------------------------------------------------
+# -- the work, run in a job process (see jobproc) --------------------------------------------
+
+
+def _in_job_process(
+    work: Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]],
+    settings: Settings,
+    payload: dict[str, Any],
+    report: Callable[[float], None],
+) -> tuple[dict[str, Any], str | None]:
+    return work(settings, payload, Progress(report, threading.Event()))
 
 
 def _backtest(

@@ -388,3 +388,19 @@ class RunPage(Page):
     """A page of runs, newest first."""
 
     items: list[RunSummary]
+
+
+class JobAnswer(Answer):
+    """A background job: a backtest, a parameter sweep or a forecast benchmark."""
+
+    id: str
+    kind: Literal["backtest", "sweep", "forecast_bench"]
+    status: Literal["queued", "running", "finished", "failed", "cancelled"]
+    progress: float = Field(description="0 to 1")
+    error: str | None = Field(description="why it failed or was cancelled")
+    run_id: str | None
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

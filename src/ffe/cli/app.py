@@ -15,6 +15,7 @@ from ffe.cli.data import data_app
 from ffe.cli.db import db_app
 from ffe.cli.decisions import decisions_app
 from ffe.cli.forecast import forecast_app
+from ffe.cli.jobs import jobs_app
 from ffe.cli.llm import llm_app
 from ffe.cli.runs import runs_app
 from ffe.cli.serve import (
@@ -40,6 +41,7 @@ app.add_typer(check_app, name="check")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(agent_app, name="agent")
 app.add_typer(runs_app, name="runs")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(decisions_app, name="decisions")
 app.add_typer(db_app, name="db")
 app.add_typer(llm_app, name="llm")

@@ -1,6 +1,7 @@
 """The dashboard in a real browser against a real ``ffe run``: log in, watch the paper agent
-trade, approve an order, run a backtest and read its report, use it on a phone, and stop
-everything in an emergency. Each step leaves a screenshot in the test artifacts.
+trade, approve an order, run a backtest and read its report, cancel a waiting backtest and a
+running sweep, use it on a phone, and stop everything in an emergency. Each step leaves a
+screenshot in the test artifacts.
 
 The emergency stop halts the shared paper agent, so it comes last in this module.
 """
@@ -139,6 +140,53 @@ def test_run_a_backtest_then_open_its_report(
     expect(report.locator("h1")).to_contain_text("sma_cross on SP500", timeout=30_000)
     expect(report.locator("#ffe-chart .main-svg").first).to_be_visible(timeout=30_000)
     shot(page, "report")
+
+
+def test_cancel_a_waiting_backtest_then_the_running_sweep_from_their_pages(
+    page: Page, paper_server: Any, logged_in: Any, shot: Any
+) -> None:
+    logged_in(page, paper_server)
+    # A sweep of about 2,000 backtests holds the only job slot, so the backtest waits.
+    grid = {"fast": list(range(2, 42)), "slow": list(range(50, 100))}
+    sweep = {"strategy": "sma_cross", "symbol": "SP500", "grid": grid}
+    as_page = {"X-Requested-With": "ffe"}  # what the dashboard's own calls send
+    held = page.request.post(f"{paper_server.url}/api/v1/sweeps", data=sweep, headers=as_page)
+    assert held.status == 202, held.text()
+    try:
+        page.get_by_test_id("nav-backtests").click()
+        page.get_by_test_id("backtest-strategy").select_option("sma_cross")
+        page.get_by_test_id("backtest-symbol").select_option("SP500")
+        page.get_by_test_id("backtest-submit").click()
+        expect(page).to_have_url(re.compile(r"/backtests/[0-9a-f-]{8,}$"))
+        expect(page.get_by_test_id("job-status")).to_have_text("queued")
+        job_id = page.url.rsplit("/", 1)[1]
+
+        page.get_by_test_id("cancel-job").click()
+        dialog = page.get_by_test_id("confirm-dialog")
+        expect(dialog).to_contain_text("Cancel this backtest?")
+        shot(page, "confirm")
+        page.get_by_test_id("confirm-yes").click()
+
+        expect(page.get_by_test_id("job-status")).to_have_text("cancelled")
+        expect(page.get_by_test_id("job-error")).to_contain_text("stopped: cancelled by")
+        expect(page.get_by_test_id("cancel-job")).to_be_hidden()
+        shot(page, "cancelled")
+        stored = _api(page, paper_server, f"/jobs/{job_id}")
+        assert (stored["status"], stored["started_at"]) == ("cancelled", None)
+
+        page.goto(f"{paper_server.url}/optimization?job={held.json()['id']}")  # the sweep
+        expect(page.get_by_test_id("job-status")).to_have_text("running")
+        page.get_by_test_id("cancel-job").click()
+        expect(dialog).to_contain_text("Cancel this sweep?")
+        page.get_by_test_id("confirm-yes").click()
+        expect(page.get_by_test_id("job-status")).to_have_text("cancelled")
+        expect(page.get_by_test_id("cancel-job")).to_be_hidden()
+        shot(page, "sweep-cancelled")
+    finally:  # free the only job slot for the tests after this one, whatever happened
+        url = f"{paper_server.url}/api/v1/jobs/{held.json()['id']}/cancel"
+        page.request.post(url, headers=as_page)
+    sweep = _api(page, paper_server, f"/jobs/{held.json()['id']}")
+    assert (sweep["status"], sweep["error"]) == ("cancelled", "cancelled by user:admin")
 
 
 def test_phone_layout_fits_the_screen_and_the_menu_toggles(

@@ -46,29 +46,23 @@ def test_recover_when_heartbeat_stale_then_failed_and_fresh_one_left_running(api
     assert "stopped" in lost["error"]
 
 
-def test_two_workers_when_one_job_queued_then_it_runs_once(api):
+def test_two_workers_when_one_job_queued_then_it_runs_once(api, tmp_path, monkeypatch):
+    from tests.support import jobwork
+
     services = api.services
+    tally = tmp_path / "tally"
+    jobwork.use(monkeypatch, "backtest", "tally")
 
-    async def scenario() -> int:
+    async def scenario() -> None:
         other = JobService(services.settings, services.db, services.kv, services.metrics)
-        calls = []
+        async with services.db.session() as session:
+            session.add(
+                Job(id="c" * 32, kind="backtest", status="queued", payload={"tally": str(tally)})
+            )
+        await asyncio.gather(services.jobs._run("c" * 32), other._run("c" * 32))
 
-        def work(settings, payload, progress):  # type: ignore[no-untyped-def]
-            calls.append(1)
-            return {"ok": True}, None
+    api.client.portal.call(scenario)  # type: ignore[union-attr]
 
-        from ffe.api import jobs
-
-        real = jobs._WORK["backtest"]
-        jobs._WORK["backtest"] = work
-        try:
-            async with services.db.session() as session:
-                session.add(Job(id="c" * 32, kind="backtest", status="queued", payload={}))
-            await asyncio.gather(services.jobs._run("c" * 32), other._run("c" * 32))
-        finally:
-            jobs._WORK["backtest"] = real
-        return len(calls)
-
-    assert api.client.portal.call(scenario) == 1  # type: ignore[union-attr]
+    assert tally.read_text().splitlines() == ["ran"]
     done = api.client.get(f"/api/v1/jobs/{'c' * 32}", headers=api.headers()).json()
     assert done["status"] == "finished"

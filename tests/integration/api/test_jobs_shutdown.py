@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from typing import Any
 
@@ -73,33 +72,22 @@ def test_close_when_sweep_running_then_prompt_and_job_stopped_by_shutdown(api_wi
     assert (waiting.status, waiting.owner, waiting.started_at) == ("queued", None, None)
 
 
-def test_stop_when_work_ignores_the_flag_then_recorded_stopped_and_not_overwritten(api):
-    from ffe.api import jobs
+def test_stop_when_work_ignores_the_flag_then_recorded_stopped_and_not_overwritten(
+    api, monkeypatch
+):
+    from tests.support import jobwork
 
     services = api.services
-
-    returned = threading.Event()
-
-    def stubborn(settings, payload, progress):  # type: ignore[no-untyped-def]
-        time.sleep(1.5)  # one long unit of work that never looks at the flag
-        returned.set()
-        return {"ok": True}, None
+    jobwork.use(monkeypatch, "backtest", "stubborn")
 
     async def scenario() -> tuple[str, str | None, str, str | None]:
-        real = jobs._WORK["backtest"]
-        jobs._WORK["backtest"] = stubborn
-        try:
-            job = await services.jobs.submit("backtest", {})
-            while job["id"] not in services.jobs._stops:  # running on its thread
-                await asyncio.sleep(0.05)
-            await services.jobs.stop(wait_s=0.2)
-            at_stop = await services.jobs.get(job["id"])
-            while not returned.is_set():  # the work comes back ...
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # ... and would have recorded "finished" by now
-            after = await services.jobs.get(job["id"])
-        finally:
-            jobs._WORK["backtest"] = real
+        job = await services.jobs.submit("backtest", {"sleep_s": 1.5})
+        while services.jobs._progress.get(job["id"], 0.0) < 0.5:  # in its sleep
+            await asyncio.sleep(0.05)
+        await services.jobs.stop(wait_s=0.2)
+        at_stop = await services.jobs.get(job["id"])
+        await asyncio.sleep(2.0)  # the sleep would have ended, and "finished" been recorded
+        after = await services.jobs.get(job["id"])
         return at_stop.status, at_stop.error, after.status, after.error
 
     found = api.client.portal.call(scenario)  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
+from tests.support import jobwork
 
 from ffe.api import jobs
 from ffe.api.app import create_app
@@ -48,19 +49,13 @@ REVOKE = SCHEMA.include(method="DELETE", path_regex=r"^/api/v1/keys/")
 EVERYTHING_ELSE = SCHEMA.exclude(method="DELETE", path_regex=r"^/api/v1/keys/")
 
 
-def _instant_work(
-    settings: Settings, payload: dict[str, Any], progress: Any
-) -> tuple[dict[str, Any], None]:
-    return {"fake": True}, None
-
-
 def _fuzz_api(mp: pytest.MonkeyPatch, data_dir: str) -> Iterator[Api]:
     mp.setenv("FFE__DATA__DIR", data_dir)
     mp.delenv("FFE__DATABASE__URL", raising=False)
     # The HTTP layer is under test, not the jobs: a fuzzed sweep of 2000 points or a forecast
     # benchmark of every model runs for minutes, and the app waits for it on shutdown.
     for kind in jobs.KINDS:
-        mp.setitem(jobs._WORK, kind, _instant_work)
+        jobwork.use(mp, kind, "instant")
     yield from make_api(
         mp,
         FFE__API__RATE_LIMIT="1000000",

@@ -11,7 +11,7 @@ from ffe.api.deps import Reader, ServicesDep, Trader
 from ffe.api.jobs import job_dict
 from ffe.api.queries import page
 from ffe.api.routes.common import Limit, Offset, not_found, refuse_server_settings
-from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, SweepRequest
+from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, JobAnswer, SweepRequest
 from ffe.api.services import Services
 from ffe.domain.errors import DataError, StrategyError
 
@@ -131,6 +131,24 @@ async def _jobs(services: Services, kind: str | None, limit: int, offset: int) -
 async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
     """A job's status, progress (0 to 1), error and result."""
     return job_dict(await services.jobs.get(job_id))
+
+
+_REFUSED = {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}}
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    responses={
+        200: {"model": JobAnswer, "description": "The job, now cancelled."},
+        404: {"description": "No job has this id.", "content": _REFUSED},
+        409: {"description": "The job has already ended.", "content": _REFUSED},
+    },
+)
+async def cancel_job(job_id: JobId, services: ServicesDep, who: Trader) -> Any:
+    """Cancel a queued job (it will not run) or a running one: its processes are ended now,
+    or within a few seconds if another server process runs it. The job stays listed, with
+    status ``cancelled`` and who cancelled it as its error."""
+    return job_dict(await services.jobs.cancel(job_id, who.actor))  # 404, 409: by error type
 
 
 @router.get("/backtests/{job_id}")

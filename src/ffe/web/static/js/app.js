@@ -95,11 +95,12 @@ export function showError(error) {
 }
 
 /** Ask before doing something that cannot be undone; resolves true when confirmed. */
-export function confirmAction({ title, message, confirmLabel = "Confirm" }) {
+export function confirmAction({ title, message, confirmLabel = "Confirm", keepLabel = "Cancel" }) {
   const dialog = document.getElementById("confirm-dialog");
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-message").textContent = message;
   document.getElementById("confirm-yes").textContent = confirmLabel;
+  dialog.querySelector('[value="cancel"]').textContent = keepLabel;
   dialog.returnValue = "";
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });

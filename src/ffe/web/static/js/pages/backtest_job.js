@@ -1,7 +1,7 @@
 // One backtest job: status and progress until it ends, then its statistics, equity and report.
 import {
-  $, API, ApiError, el, fmtMoney, fmtStat, fmtTime, getJson, labelOf, onStream, showError,
-  startPage, stateBadge,
+  $, API, ApiError, busy, canTrade, confirmAction, el, fmtMoney, fmtStat, fmtTime, getJson,
+  labelOf, onStream, postJson, showError, startPage, stateBadge, toast,
 } from "../app.js";
 import { equityChart } from "../charts.js";
 
@@ -19,6 +19,7 @@ function fact(label, value) {
 
 function renderJob(job) {
   stateBadge($("job-status"), job.status);
+  $("cancel-job").hidden = !canTrade || ENDED.has(job.status);
   const progress = Math.max(0, Math.min(1, job.progress ?? 0));
   $("job-progress").value = progress;
   $("job-progress").setAttribute("aria-valuenow", String(Math.round(progress * 100)));
@@ -74,7 +75,22 @@ async function showResult(job) {
   equityChart($("run-equity-chart")).setData(equity.points || []);
 }
 
+async function cancelJob(button) {
+  const confirmed = await confirmAction({
+    title: "Cancel this backtest?",
+    message: "A waiting backtest will not run; a running one is stopped now and records no result.",
+    confirmLabel: "Cancel backtest",
+    keepLabel: "Keep it",
+  });
+  if (!confirmed) return;
+  await busy(button, async () => {
+    renderJob(await postJson(`/jobs/${encodeURIComponent(jobId)}/cancel`));
+    toast("Backtest cancelled", "ok");
+  });
+}
+
 startPage(async () => {
+  $("cancel-job").addEventListener("click", (event) => cancelJob(event.currentTarget));
   let job;
   try {
     job = await getJson(`/jobs/${encodeURIComponent(jobId)}`);

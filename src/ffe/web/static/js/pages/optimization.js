@@ -1,6 +1,6 @@
 // Optimization: submit a parameter sweep, list sweeps, and show one as a heatmap and a ranking.
 import {
-  $, busy, canTrade, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, labelOf,
+  $, busy, canTrade, confirmAction, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, labelOf,
   marketSymbols, num, onStream, parseValue, postJson, showError, startPage, stateBadge, strategies,
   td, toast,
 } from "../app.js";
@@ -119,6 +119,7 @@ function showSweep(job) {
   const direction = describeDirection(job.result?.direction);
   $("sweep-title").textContent = `Sweep ${short(job.id)}: ${p.strategy || ""} on ${p.symbol || ""}, by ${p.metric || "sharpe"}${direction ? ` (${direction})` : ""}`;
   stateBadge($("job-status"), job.status);
+  $("cancel-job").hidden = !canTrade || !ACTIVE.has(job.status);
   const progress = Math.max(0, Math.min(1, job.progress ?? 0));
   $("job-progress").value = progress;
   $("job-progress-label").textContent = `${Math.round(progress * 100)}%`;
@@ -128,6 +129,23 @@ function showSweep(job) {
   const result = job.status === "finished" ? job.result || {} : {};
   drawHeatmap(result);
   rankTable(result);
+}
+
+async function cancelSweep(button) {
+  const id = selected;
+  const confirmed = await confirmAction({
+    title: "Cancel this sweep?",
+    message: "A waiting sweep will not run; a running one is stopped now, with its worker processes, and records no result.",
+    confirmLabel: "Cancel sweep",
+    keepLabel: "Keep it",
+  });
+  if (!confirmed) return;
+  await busy(button, async () => {
+    const job = await postJson(`/jobs/${encodeURIComponent(id)}/cancel`);
+    if (selected === id) showSweep(job);
+    toast("Sweep cancelled", "ok");
+    await loadSweeps();
+  });
 }
 
 const sortValues = (values) => [...values].sort((a, b) => (typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b))));
@@ -196,6 +214,7 @@ function rankTable(result) {
 }
 
 startPage(async () => {
+  $("cancel-job").addEventListener("click", (event) => cancelSweep(event.currentTarget));
   if (selected) select(selected);
   await Promise.all([canTrade ? setupForm() : null, loadSweeps()]);
   onStream("job", (job) => {

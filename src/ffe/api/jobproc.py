@@ -1,0 +1,195 @@
+"""A job's work in a child process that leads a process group of its own.
+
+Why a process: a backtest is one long call that never looks at a stop flag, and sweeps and
+benchmarks start pools of worker processes. Ending the group (``RunningJob.end``: a cancel,
+the job's time limit, the server's shutdown) ends the job's process, its pools' workers and
+whatever they started, whether or not the work cooperates: SIGTERM to the group, SIGKILL to
+whatever is left ``GRACE_S`` later. A child whose server goes away, even SIGKILLed, sees its
+stdin close and ends its own group the same way.
+
+The child is a fresh interpreter (``python -m ffe.api.jobproc FD``), not a fork of the server:
+it inherits none of the server's threads, locks or open connections. The server sends it, on
+stdin, its ``sys.path`` and then a pickled ``(target, args)``; the child calls
+``target(*args, report)`` and answers on the pipe ``FD`` with pickled frames: progress
+fractions, then the result or the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+GRACE_S = 2.0  # after SIGTERM, how long a job's processes have before SIGKILL
+_FRAME = struct.Struct("!I")  # the length of the pickle that follows
+
+
+class JobProcessError(Exception):
+    """The work in the job's process did not give an answer."""
+
+
+class JobWorkError(JobProcessError):
+    """The work raised; the message is the error's type and text."""
+
+
+class JobCrashedError(JobProcessError):
+    """The job's process ended without an answer (killed, or out of memory)."""
+
+
+class JobProcess:
+    """One job's work, running in a child process that leads a process group of its own."""
+
+    def __init__(self, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        read, write = os.pipe()
+        try:
+            self._popen = subprocess.Popen(
+                [sys.executable, "-m", "ffe.api.jobproc", str(write)],
+                stdin=subprocess.PIPE,
+                pass_fds=(write,),
+                start_new_session=True,  # a new process group: the one signalled to end it
+            )
+        finally:
+            os.close(write)
+        self.pid = self._popen.pid
+        self._answers = os.fdopen(read, "rb")
+        assert self._popen.stdin is not None  # stdin=PIPE
+        self._stdin: IO[bytes] = self._popen.stdin
+        with contextlib.suppress(BrokenPipeError):  # it died at once: answer() says so
+            pickle.dump(sys.path, self._stdin)
+            pickle.dump((target, args), self._stdin)
+            self._stdin.flush()
+
+    def answer(self, report: Callable[[float], None]) -> Any:
+        """Wait for the work's result, passing its progress to ``report``."""
+        for kind, value in _frames(self._answers):
+            if kind == "progress":
+                report(value)
+            elif kind == "done":
+                return value
+            else:
+                raise JobWorkError(value)
+        code = self._popen.wait()
+        raise JobCrashedError(f"the job's process ended without a result (exit status {code})")
+
+    @property
+    def returncode(self) -> int | None:
+        """How the process ended (negative: the signal that ended it); None while it runs."""
+        return self._popen.poll()
+
+    def terminate(self) -> None:
+        """Ask every process of the group to end now (``close`` makes sure they did)."""
+        self._signal(signal.SIGTERM)
+
+    def close(self, grace_s: float = GRACE_S) -> None:
+        """Wait for the process to end (killing it after ``grace_s``), end whatever is left in
+        its group the same way, and free the pipes."""
+        try:
+            self._popen.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self._popen.wait()
+        if self._signal(0):  # a pool's workers outlived it
+            self._signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while self._signal(0) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._signal(signal.SIGKILL)
+        for pipe in (self._stdin, self._answers):
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def _signal(self, signum: int) -> bool:
+        """Send ``signum`` to the group; whether any process of it was there to get it."""
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+
+class RunningJob:
+    """A job running in this server: its process once started, and why it was ended."""
+
+    def __init__(self) -> None:
+        self.reason: tuple[str, str] | None = None  # (status, error) it was ended with
+        self._process: JobProcess | None = None
+        self._lock = threading.Lock()
+
+    def end(self, status: str, error: str) -> None:
+        """End the job's processes now; the job is to be recorded with ``status`` and
+        ``error`` (the first reason given wins)."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = (status, error)
+            if self._process is not None:
+                self._process.terminate()
+
+    def run(
+        self, target: Callable[..., Any], args: tuple[Any, ...], report: Callable[[float], None]
+    ) -> Any:
+        """Run ``target(*args, report)`` in a job process and wait for its result (blocks)."""
+        process = JobProcess(target, args)
+        with self._lock:
+            self._process = process
+            if self.reason is not None:  # ended before its process had started
+                process.terminate()
+        try:
+            return process.answer(report)
+        finally:
+            process.close()
+
+
+def _frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
+    while header := stream.read(_FRAME.size):
+        if len(header) < _FRAME.size:
+            return
+        body = stream.read(_FRAME.unpack(header)[0])
+        yield pickle.loads(body)  # from our own child, over a pipe only it holds
+
+
+# -- in the child ------------------------------------------------------------------------------
+
+
+def _main(fd: int) -> None:
+    answers = os.fdopen(fd, "wb")
+    os.set_inheritable(fd, False)  # the pools' workers must not hold the answer pipe open
+    lock = threading.Lock()
+
+    def send(message: tuple[str, Any]) -> None:
+        body = pickle.dumps(message)
+        with lock:
+            answers.write(_FRAME.pack(len(body)) + body)
+            answers.flush()
+
+    sys.path[:] = pickle.load(sys.stdin.buffer)
+    target, args = pickle.load(sys.stdin.buffer)
+    threading.Thread(target=_end_with_server, name="ffe-job-orphan", daemon=True).start()
+    try:
+        value = target(*args, lambda fraction: send(("progress", fraction)))
+    except Exception as exc:  # any failure of the work is the job's answer
+        send(("error", f"{type(exc).__name__}: {exc}"))
+    else:
+        send(("done", value))
+
+
+def _end_with_server() -> None:
+    """Wait for stdin to close (the server ended, maybe killed); then end this group."""
+    # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds its lock, and
+    # the interpreter aborts at exit when it cannot take it.
+    while os.read(sys.stdin.fileno(), 4096):
+        continue
+    os.killpg(0, signal.SIGTERM)
+    time.sleep(GRACE_S)
+    os.killpg(0, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    _main(int(sys.argv[1]))

@@ -1,0 +1,63 @@
+"""Stand-in work for jobs, put in ``ffe.api.jobs._WORK`` by tests. A job's work runs in a
+process of its own, which finds it by module and name: so it is defined here, not inside a
+test, and imported as the top-level module ``jobwork`` (a job process cannot import
+``tests.support``: a dependency installs a package named ``tests``)."""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def use(monkeypatch: pytest.MonkeyPatch, kind: str, name: str) -> None:
+    """Make jobs of ``kind`` run the function ``name`` of this module in their processes."""
+    from ffe.api import jobs
+
+    # A job process starts with the server's sys.path.
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    work = getattr(importlib.import_module("jobwork"), name)
+    monkeypatch.setitem(jobs._WORK, kind, work)
+
+
+def instant(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Done at once."""
+    return {"instant": True}, None
+
+
+def tally(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Add a line to the file ``payload["tally"]`` each time it runs."""
+    with Path(payload["tally"]).open("a") as file:
+        file.write("ran\n")
+    return {"ok": True}, None
+
+
+def stubborn(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """One long unit of work that never looks at a stop flag (``payload["sleep_s"]``)."""
+    progress(0.5)
+    time.sleep(float(payload.get("sleep_s", 60)))
+    return {"ok": True}, None
+
+
+def broken(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Fails the way work fails on bad input."""
+    progress(0.25)
+    raise ValueError("no bars for XYZ: import them first")
+
+
+def pool_sleeper(
+    settings: Any, payload: dict[str, Any], progress: Any
+) -> tuple[dict[str, Any], None]:
+    """Keep a pool of two worker processes busy for a minute (a sweep that will not end)."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        sleeping = [pool.submit(time.sleep, 60) for _ in range(2)]
+        progress(0.5)
+        for each in sleeping:
+            each.result()
+    return {"ok": True}, None

@@ -1,0 +1,68 @@
+"""A job's work in a process of its own: its answer, its failure, and its end when told."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ffe.api.jobproc import JobProcess, JobWorkError, RunningJob
+
+
+@pytest.fixture
+def jobwork(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    import importlib
+    from pathlib import Path
+
+    support = Path(__file__).resolve().parents[2] / "support"
+    monkeypatch.syspath_prepend(str(support))  # the job process starts with this sys.path
+    return importlib.import_module("jobwork")
+
+
+def test_process_when_work_returns_then_answer_progress_and_clean_exit(jobwork):
+    reported: list[float] = []
+    process = JobProcess(jobwork.stubborn, (None, {"sleep_s": 0}))
+
+    answer = process.answer(reported.append)
+    process.close()
+
+    assert answer == ({"ok": True}, None)
+    assert reported == [0.5]
+    assert process.returncode == 0  # no abort at exit (a daemon thread reading stdin)
+
+
+def test_process_when_work_raises_then_error_names_type_and_message(jobwork):
+    process = JobProcess(jobwork.broken, (None, {}))
+
+    with pytest.raises(JobWorkError, match=r"^ValueError: no bars for XYZ: import them first$"):
+        process.answer(lambda fraction: None)
+    process.close()
+
+    assert process.returncode == 0
+
+
+def test_running_job_when_ended_then_process_stops_at_once_and_reason_kept(jobwork):
+    import threading
+
+    running = RunningJob()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            running.run(jobwork.stubborn, (None, {"sleep_s": 60}), lambda fraction: None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(3.0)  # started, in its sleep
+    started = time.monotonic()
+
+    running.end("cancelled", "cancelled by test")
+    thread.join(10)
+
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 5.0
+    assert running.reason == ("cancelled", "cancelled by test")
+    assert len(outcome) == 1
+    assert "without a result" in str(outcome[0])
