@@ -41,8 +41,12 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
         "agent",
         "notify",
         "api",
+        "jobs",
         "redis",
+        "compute",
     ]
+    assert shown["jobs"]["time_limit_s"]["sweep"] > 0
+    assert shown["compute"]["max_workers"] is None  # the machine's cores
     assert shown["backtest"]["cash"] == 10_000.0
     assert shown["backtest"]["fill_at"] == "next_open"
     assert "max_drawdown" in shown["risk"]

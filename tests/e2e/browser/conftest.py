@@ -191,7 +191,12 @@ def start_server(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_live(url, process, log)
-        found = re.search(r"log in as admin with password (\S+)", log.read_text())
+        # the banner, with the first password, is printed once the server has answered
+        deadline = time.monotonic() + 15
+        found = None
+        while found is None and time.monotonic() < deadline:
+            found = re.search(r"log in as admin with password (\S+)", log.read_text())
+            time.sleep(0.1)
         if found is None:
             pytest.fail(f"ffe run printed no first password:\n{log.read_text()}")
         yield Server(url, found.group(1), log)

@@ -103,11 +103,12 @@ async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """The run's HTML report (equity, drawdown, trades), as ``ffe runs report`` writes it."""
     import asyncio
 
+    from ffe.api.headers import REPORT_CSP
     from ffe.runs.journal import load_backtest, render_stored_report
 
     stored = await load_backtest(services.db, run_id)
     html = await asyncio.to_thread(render_stored_report, stored)
-    return HTMLResponse(html)
+    return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_CSP})
 
 
 @router.get("/strategies")
