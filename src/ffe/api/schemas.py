@@ -8,13 +8,40 @@ request, and what a route sends stays exactly what it builds (see ``ffe.api.quer
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _SYMBOL = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 Scalar = int | float | str | bool
+# The constraints live in the types, so the spec states them and a client (or a fuzzer)
+# reading it knows what is accepted: a symbol, a calendar date, a parameter name.
+Symbol = Annotated[str, Field(pattern=_SYMBOL, description="letters, digits and ._:/-")]
+Day = Annotated[str, Field(pattern=_DATE, json_schema_extra={"format": "date"})]
+ParamName = Annotated[str, Field(pattern=_NAME)]
+
+
+def _strategy_names() -> list[str]:
+    from ffe.decide.strategy import available
+
+    return available()
+
+
+def _metric_names() -> list[str]:
+    from ffe.backtest.objective import DIRECTIONS
+
+    return list(DIRECTIONS)
+
+
+# Named in the spec as enums; the routes refuse other names with a 422 that lists these.
+StrategyName = Annotated[
+    str, Field(min_length=1, max_length=64, json_schema_extra={"enum": _strategy_names()})
+]
+Metric = Annotated[
+    str, Field(min_length=1, max_length=32, json_schema_extra={"enum": _metric_names()})
+]
 
 
 class Body(BaseModel):
@@ -28,8 +55,8 @@ class Body(BaseModel):
 class Dated(Body):
     """A body with an optional ``start`` and ``end`` date (YYYY-MM-DD, start not after end)."""
 
-    start: str | None = Field(None, pattern=_DATE)
-    end: str | None = Field(None, pattern=_DATE)
+    start: Day | None = None
+    end: Day | None = None
 
     @field_validator("start", "end")
     @classmethod
@@ -58,16 +85,16 @@ class Login(Body):
 class AgentStart(Body):
     """What the paper agent started here trades."""
 
-    strategy: str = Field("sma_cross", min_length=1, max_length=64)
-    symbols: list[str] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=50)
-    params: dict[str, Scalar] = Field(default_factory=dict)
+    strategy: StrategyName = "sma_cross"
+    symbols: list[Symbol] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=50)
+    params: dict[ParamName, Scalar] = Field(default_factory=dict)
     speed: float | None = Field(20.0, ge=0, le=100_000, description="bars per second; 0: at once")
     approval: Literal["auto", "manual", "on_new_asset"] | None = None
     fresh: bool = False
 
-    @field_validator("symbols")
+    @field_validator("symbols", mode="before")
     @classmethod
-    def _symbols(cls, symbols: list[str]) -> list[str]:
+    def _symbols(cls, symbols: object) -> object:
         return _check_symbols(symbols)
 
 
@@ -80,33 +107,42 @@ class AgentCommandBody(Body):
 class BacktestRequest(Dated):
     """A backtest to run as a job."""
 
-    strategy: str = Field("sma_cross", min_length=1, max_length=64)
-    symbols: list[str] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=500)
-    params: dict[str, Scalar] = Field(default_factory=dict)
+    strategy: StrategyName = "sma_cross"
+    symbols: list[Symbol] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=500)
+    params: dict[ParamName, Scalar] = Field(default_factory=dict)
     cash: float | None = Field(None, gt=0, le=1e15)
     commission: float | None = Field(None, ge=0, lt=1)
 
-    @field_validator("symbols")
+    @field_validator("symbols", mode="before")
     @classmethod
-    def _symbols(cls, symbols: list[str]) -> list[str]:
+    def _symbols(cls, symbols: object) -> object:
         return _check_symbols(symbols)
 
 
 class SweepRequest(Dated):
     """A parameter grid to backtest, ranked by ``metric``."""
 
-    strategy: str = Field("sma_cross", min_length=1, max_length=64)
+    strategy: StrategyName = "sma_cross"
     symbol: str = Field("SP500", pattern=_SYMBOL)
-    grid: dict[str, list[Scalar]] = Field(min_length=1, max_length=4)
-    metric: str = Field("sharpe", min_length=1, max_length=32)
+    grid: dict[ParamName, Annotated[list[Scalar], Field(min_length=1, max_length=2_000)]] = Field(
+        min_length=1, max_length=4
+    )
+    metric: Metric = "sharpe"
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _no_empty(cls, grid: object) -> object:
+        # before the type's own bounds, for a sentence that names the parameter
+        for name, values in grid.items() if isinstance(grid, dict) else ():
+            if values == []:
+                raise ValueError(f"grid parameter {name!r} has no values")
+        return grid
 
     @field_validator("grid")
     @classmethod
     def _grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
         total = 1
-        for name, values in grid.items():
-            if not values:
-                raise ValueError(f"grid parameter {name!r} has no values")
+        for values in grid.values():
             total *= len(values)
         if total > 2_000:
             raise ValueError(f"the grid has {total} points; at most 2000 per sweep")
@@ -117,15 +153,20 @@ class ForecastBenchRequest(Dated):
     """A forecast benchmark: every model against the random walk."""
 
     symbol: str = Field("SP500", pattern=_SYMBOL)
-    horizons: list[int] = Field(default_factory=lambda: [1, 5], min_length=1, max_length=5)
+    horizons: list[Annotated[int, Field(ge=1, le=60)]] = Field(
+        default_factory=lambda: [1, 5], min_length=1, max_length=5
+    )
     models: str | None = Field(None, max_length=200, description="comma-separated; none: all")
     window: int = Field(500, ge=30, le=10_000)
     refit_every: int = Field(21, ge=1, le=1_000)
 
-    @field_validator("horizons")
+    @field_validator("horizons", mode="before")
     @classmethod
-    def _horizons(cls, horizons: list[int]) -> list[int]:
-        if any(h < 1 or h > 60 for h in horizons):
+    def _horizons(cls, horizons: object) -> object:
+        # before the type's own bounds, for one sentence instead of one error per horizon
+        if isinstance(horizons, list) and any(
+            isinstance(h, int | float) and not 1 <= h <= 60 for h in horizons
+        ):
             raise ValueError("horizons are 1 to 60 bars")
         return horizons
 
@@ -137,11 +178,12 @@ class KeyRequest(Body):
     scopes: list[Literal["read", "trade", "admin"]] = Field(min_length=1)
 
 
-def _check_symbols(symbols: list[str]) -> list[str]:
+def _check_symbols(symbols: object) -> object:
+    """A sentence for the first string that is not a symbol (other shapes: the type's error)."""
     import re
 
-    for symbol in symbols:
-        if not re.fullmatch(_SYMBOL, symbol):
+    for symbol in symbols if isinstance(symbols, list) else ():
+        if isinstance(symbol, str) and not re.fullmatch(_SYMBOL, symbol.strip()):
             raise ValueError(f"{symbol!r} is not a symbol (letters, digits and ._:/- only)")
     return symbols
 
