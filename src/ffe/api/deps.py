@@ -92,28 +92,44 @@ async def _credential(
     method: str,
     gate: HashGate,
 ) -> Principal:
-    get = headers.get
-    authorization: str = get("authorization") or ""
-    scheme, _, credential = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credential:
+    """The caller by the first credential the request presents (Authorization, X-API-Key,
+    the session cookie). Every credential presented must hold: one that does not is refused
+    even when another would pass, so a mix-up is answered, never guessed past."""
+    presented = _presented(headers, cookies)
+    if not presented:
+        raise NoCredentialsError(
+            "authentication required: send Authorization: Bearer <API key or session token>, "
+            "or X-API-Key, or log in to the dashboard"
+        )
+    if presented[0][0] == "cookie" and method in _UNSAFE and not headers.get(CSRF_HEADER):
+        raise NoCredentialsError(f"cookie sessions must send the {CSRF_HEADER} header on {method}")
+    principals = [await _check(services, kind, value, gate) for kind, value in presented]
+    return principals[0]
+
+
+def _presented(headers: Mapping[str, str], cookies: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each credential the request carries, as (kind, value), the one that decides first."""
+    presented: list[tuple[str, str]] = []
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise AuthError("the Authorization header must be 'Bearer <API key or session token>'")
         credential = credential.strip()
-        if credential.startswith(KEY_PREFIX):
-            return await services.keys.verify(credential, gate)
-        return await services.sessions.check(credential)
-    api_key = get("x-api-key")
-    if api_key:
-        return await services.keys.verify(api_key.strip(), gate)
+        presented.append(("key" if credential.startswith(KEY_PREFIX) else "token", credential))
+    api_key = headers.get("x-api-key")
+    if api_key is not None:
+        presented.append(("key", api_key.strip()))
     session = cookies.get(SESSION_COOKIE)
-    if session:
-        if method in _UNSAFE and not get(CSRF_HEADER):
-            raise NoCredentialsError(
-                f"cookie sessions must send the {CSRF_HEADER} header on {method}"
-            )
-        return await services.sessions.check(session)
-    raise NoCredentialsError(
-        "authentication required: send Authorization: Bearer <API key or session token>, "
-        "or X-API-Key, or log in to the dashboard"
-    )
+    if session is not None:
+        presented.append(("cookie", session))
+    return presented
+
+
+async def _check(services: Services, kind: str, value: str, gate: HashGate) -> Principal:
+    if kind == "key":
+        return await services.keys.verify(value, gate)
+    return await services.sessions.check(value)
 
 
 async def authenticate(request: Request, scope: str) -> Principal:

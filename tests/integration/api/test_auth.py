@@ -396,3 +396,24 @@ def test_cors_wildcard_is_refused_with_what_to_do(monkeypatch):
     monkeypatch.setenv("FFE__API__CORS_ORIGINS", '["*"]')
     with pytest.raises(ConfigError, match="list the dashboard's origins"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"X-API-Key": "ffe_nope_nope"},
+        {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        {"Authorization": "Bearer "},
+        {"Cookie": "ffe_session=not-a-token"},
+    ],
+    ids=["bad key header", "basic scheme", "empty bearer", "bad cookie"],
+)
+def test_valid_key_beside_an_invalid_credential_then_401(api, extra):
+    valid = {"X-API-Key": api.keys["admin"]}
+    if "X-API-Key" in extra:
+        valid = api.headers("admin")  # the valid key as a bearer, the bad one as X-API-Key
+
+    answer = api.client.get("/api/v1/status", headers={**valid, **extra})
+
+    assert api.client.get("/api/v1/status", headers=valid).status_code == 200
+    assert answer.status_code == 401, answer.text
