@@ -102,12 +102,13 @@ def _lifespan(
         from ffe.obs.tracing import configure_tracing, shutdown_tracing
 
         traced = configure_tracing(settings.api.otel_endpoint, "ffe-api")
+        # The libraries the routes load on first use, imported before anything that runs on
+        # threads starts (the analysis imports them too: heap.py), then everything made at
+        # start-up frozen: full collections stay short instead of pausing requests.
+        await asyncio.to_thread(heap.preload)
         opened = await Services.open(settings)
         opened.jobs.on_change = lambda job: opened.publish("job", job)
         app.state.services = opened
-        # The libraries the routes load on first use, imported now, then everything made at
-        # start-up frozen: full collections stay short instead of pausing requests (heap.py).
-        await asyncio.to_thread(heap.preload)
         heap.settle()
         if agent is not None:
             try:

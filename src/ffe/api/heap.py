@@ -15,11 +15,16 @@ import gc
 
 def preload() -> None:
     """Import the libraries the routes would otherwise import on first use: the data
-    loaders and the bundled bars' packages. Seconds, the first time: run it on a thread."""
+    loaders, the bundled bars' packages and the forecasting stack. Seconds, the first time:
+    run it on a thread."""
     import ffe.data  # noqa: F401  (pandas, pyarrow)
     from ffe.data.bundled import import_libraries
 
     import_libraries()
+    # The forecasting stack too (0.15 s more): routes, the analysis and the agent's warm-up
+    # import it on first use, and two threads importing it at once can meet in a circular
+    # import (narwhals, through scikit-learn), where Python raises _DeadlockError in one.
+    import ffe.decide.analysis  # noqa: F401
 
 
 def settle() -> None:
