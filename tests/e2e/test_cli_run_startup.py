@@ -15,12 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.server import free_port
 
 
 def _ffe(*args: str) -> list[str]:
@@ -30,7 +25,7 @@ def _ffe(*args: str) -> list[str]:
 @contextmanager
 def _started(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """``ffe run ARGS`` on a free port, its output into ``log``; stopped with Ctrl-C."""
-    port = _free_port()
+    port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             _ffe("run", *args, "--port", str(port)),
@@ -123,7 +118,7 @@ def test_serve_when_data_folder_not_writable_then_one_line_says_what_to_fix(
     env.pop("FFE__API__SECRET_KEY", None)
 
     done = subprocess.run(
-        _ffe("serve", "--port", str(_free_port())),
+        _ffe("serve", "--port", str(free_port())),
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,18 +4,12 @@ printed once, several workers whose metrics add up, and the keys and health comm
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from tests.support.server import ffe_server
 from typer.testing import CliRunner
 
 from ffe.cli.app import app
@@ -23,55 +17,8 @@ from ffe.cli.app import app
 runner = CliRunner()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
-    """Start ``python -m ffe ARGS``; yield its base URL and the file its stderr goes to."""
-    port = _free_port()
-    log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ffe", *args, "--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_live(url, process, log)
-        yield url, log
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError(f"{args[0]} did not stop on Ctrl-C:\n{log.read_text()}") from None
-        # uvicorn re-raises the SIGINT it handled, after a clean shutdown: 130 like any Ctrl-C
-        assert process.returncode in (0, 130, -signal.SIGINT), log.read_text()
-        assert "Traceback" not in log.read_text()
-
-
-def _wait_live(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"server exited:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server did not come up:\n{log.read_text()}")
-
-
 def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
-    with _server("run", "--speed", "0") as (url, log):
+    with ffe_server("run", "--speed", "0") as (url, log):
         printed = _printed(log, "paper agent: replaying")  # the banner follows the first answer
         assert url in printed
         password = re.search(r"log in as admin with password (\S+)", printed)
@@ -89,7 +36,7 @@ def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
             assert page.status_code == 200
             assert "<html" in page.text.lower()
     # a second start finds the user and prints no new password
-    with _server("run", "--no-agent") as (_, log):
+    with ffe_server("run", "--no-agent") as (_, log):
         printed = _printed(log, "log in with your dashboard user")
         assert "password" not in printed.split("log in")[-1].split("\n")[0]
 
@@ -105,7 +52,7 @@ def _printed(log: Path, last: str, timeout_s: float = 30.0) -> str:
 
 def test_serve_with_two_workers_counts_every_request_in_metrics():
     key = runner.invoke(app, ["keys", "create", "scraper", "--scope", "read"]).stdout.strip()
-    with _server("serve", "--workers", "2") as (url, _):
+    with ffe_server("serve", "--workers", "2") as (url, _):
         headers = {"Authorization": f"Bearer {key}"}
         for _ in range(30):
             with httpx.Client(base_url=url, headers=headers) as client:  # new connection each

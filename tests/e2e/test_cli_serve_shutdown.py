@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from tests.support.server import free_port
 from typer.testing import CliRunner
 
 from ffe.api.jobs import STOPPED
@@ -32,12 +32,6 @@ LONG_SWEEP = {
     "symbol": "SP500",
     "grid": {"fast": list(range(2, 42)), "slow": list(range(50, 100))},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_until(
@@ -73,7 +67,7 @@ def test_serve_when_ctrl_c_during_long_sweep_then_exits_within_seconds():
     made = CliRunner().invoke(app, ["keys", "create", "sweeper", "--scope", "trade"])
     assert made.exit_code == 0, made.output
     headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
     with log.open("wb") as sink:
@@ -124,7 +118,7 @@ def test_serve_when_killed_during_long_sweep_then_the_sweeps_processes_end_too()
     made = CliRunner().invoke(app, ["keys", "create", "sweeper", "--scope", "trade"])
     assert made.exit_code == 0, made.output
     headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
     with log.open("wb") as sink:

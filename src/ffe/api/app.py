@@ -24,6 +24,7 @@ from ffe import __version__
 from ffe.api import heap
 from ffe.api.auth import SCOPES
 from ffe.api.deps import SESSION_COOKIE, LoginRequiredError, required_scope
+from ffe.api.routes.common import refusal
 from ffe.api.services import Services
 from ffe.api.supervisor import AgentLaunch
 from ffe.config import Settings
@@ -170,6 +171,10 @@ def _errors(app: FastAPI) -> None:
             # FastAPI says only "There was an error parsing the body"
             detail = f"the body is not UTF-8 text (byte {cause.start}): send JSON encoded as UTF-8"
             return JSONResponse({"detail": detail}, 400)
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route on the path
+            allowed = ", ".join(_methods_at(app, request.url.path))
+            exc = StarletteHTTPException(405, exc.detail, headers={"Allow": allowed})
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(LoginRequiredError)
@@ -177,6 +182,17 @@ def _errors(app: FastAPI) -> None:
         from urllib.parse import quote
 
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+
+def _methods_at(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of ``app`` answers at ``path``."""
+    methods = {
+        method
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.path_regex.match(path)
+        for method in route.methods or ()
+    }
+    return sorted(methods)
 
 
 def _status_of(exc: FfeError, method: str) -> int:
@@ -221,6 +237,7 @@ def _openapi_with_our_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 },
             }
         _document_security(app, found)
+        _document_refusals(found)
         app.openapi_schema = found
         return found
 
@@ -297,6 +314,38 @@ def _secure(operation: dict[str, Any], scope: str) -> None:
     responses = operation.setdefault("responses", {})
     responses.setdefault("401", {"description": "No valid credentials", "content": refusal})
     responses.setdefault("403", {"description": "Not the scope this needs", "content": refusal})
+
+
+# Answers any operation of a kind may give, whatever its route does: the ones a route gives
+# for reasons of its own (409, a 404 found by a query) are declared on the route.
+_NAMED = refusal("Nothing has this id or name")
+_RATE_LIMITED = refusal("Too many requests (or failed credentials) from this caller: wait")
+_TOO_LARGE = refusal("The body is over api.max_body_bytes")
+_NOT_JSON = refusal("The body is not JSON (send Content-Type: application/json)")
+_NOT_UTF8 = refusal("The body is not UTF-8 text")
+
+
+def _document_refusals(spec: dict[str, Any]) -> None:
+    """404 on operations that name something in their path, 429 on those that check a
+    caller (rate limit, failed credentials) and on login (backoff), 400, 413 and 415 on
+    those that take a body, and 503 on readiness."""
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "{" in path:
+                responses.setdefault("404", _NAMED)
+            if operation.get("security") or path == "/api/v1/auth/login":
+                responses.setdefault("429", _RATE_LIMITED)
+            if "requestBody" in operation:
+                responses.setdefault("400", _NOT_UTF8)
+                responses.setdefault("413", _TOO_LARGE)
+                responses.setdefault("415", _NOT_JSON)
+    login = spec.get("paths", {}).get("/api/v1/auth/login", {}).get("post")
+    if login is not None:
+        login["responses"].setdefault("401", refusal("Wrong user name or password"))
+    ready = spec.get("paths", {}).get("/health/ready", {}).get("get")
+    if ready is not None:
+        ready["responses"].setdefault("503", {"description": "A check failed: see its answer"})
 
 
 def _body_refused(exc: RequestValidationError) -> bool:

@@ -14,10 +14,12 @@ from ffe.api.clients import TrustedProxies
 # For JSON and anything else that is no page: nothing may load, nothing may frame it.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # A stored run's HTML report: the page carries its charts' code inline (plotly), loads nothing
-# from elsewhere, and the dashboard shows it in a frame of its own origin.
+# from elsewhere, and the dashboard shows it in a frame of its own origin. Sandboxed, so that
+# script runs in an origin of its own: it can draw the charts, never call the API as the user.
 REPORT_CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "img-src data: blob:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+    "img-src data: blob:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'; "
+    "sandbox allow-scripts"
 )
 HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts are not ours to decide
 

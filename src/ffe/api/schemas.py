@@ -35,6 +35,19 @@ def _metric_names() -> list[str]:
     return list(DIRECTIONS)
 
 
+def _model_pattern(schema: dict[str, Any]) -> None:
+    """``models`` in the spec: empty (every model) or known names separated by commas. Read
+    when the spec is built, so the forecasting libraries load only then."""
+    from ffe.forecast.models import available_models
+
+    name = "(" + "|".join(available_models()) + ")"
+    schema["pattern"] = rf"^$|^ *{name} *(, *{name} *)*$"
+
+
+# A dict whose keys must match a pattern: pydantic states the pattern (patternProperties);
+# this says no other key is accepted, as the validator does.
+_CLOSED: dict[str, Any] = {"additionalProperties": False}
+
 # Named in the spec as enums; the routes refuse other names with a 422 that lists these.
 StrategyName = Annotated[
     str, Field(min_length=1, max_length=64, json_schema_extra={"enum": _strategy_names()})
@@ -87,7 +100,7 @@ class AgentStart(Body):
 
     strategy: StrategyName = "sma_cross"
     symbols: list[Symbol] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=50)
-    params: dict[ParamName, Scalar] = Field(default_factory=dict)
+    params: dict[ParamName, Scalar] = Field(default_factory=dict, json_schema_extra=_CLOSED)
     speed: float | None = Field(20.0, ge=0, le=100_000, description="bars per second; 0: at once")
     approval: Literal["auto", "manual", "on_new_asset"] | None = None
     fresh: bool = False
@@ -109,7 +122,7 @@ class BacktestRequest(Dated):
 
     strategy: StrategyName = "sma_cross"
     symbols: list[Symbol] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=500)
-    params: dict[ParamName, Scalar] = Field(default_factory=dict)
+    params: dict[ParamName, Scalar] = Field(default_factory=dict, json_schema_extra=_CLOSED)
     cash: float | None = Field(None, gt=0, le=1e15)
     commission: float | None = Field(None, ge=0, lt=1)
 
@@ -125,7 +138,7 @@ class SweepRequest(Dated):
     strategy: StrategyName = "sma_cross"
     symbol: str = Field("SP500", pattern=_SYMBOL)
     grid: dict[ParamName, Annotated[list[Scalar], Field(min_length=1, max_length=2_000)]] = Field(
-        min_length=1, max_length=4
+        min_length=1, max_length=4, json_schema_extra=_CLOSED
     )
     metric: Metric = "sharpe"
 
@@ -156,7 +169,9 @@ class ForecastBenchRequest(Dated):
     horizons: list[Annotated[int, Field(ge=1, le=60)]] = Field(
         default_factory=lambda: [1, 5], min_length=1, max_length=5
     )
-    models: str | None = Field(None, max_length=200, description="comma-separated; none: all")
+    models: Annotated[str, Field(json_schema_extra=_model_pattern)] | None = Field(
+        None, max_length=200, description="comma-separated model names; none or empty: all"
+    )
     window: int = Field(500, ge=30, le=10_000)
     refit_every: int = Field(21, ge=1, le=1_000)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,12 @@ Account = Annotated[
 def account_of(services: Services, account: str | None) -> str:
     """The account a request is about: the one it names, or the configured one."""
     return account or services.settings.agent.account
+
+
+def refusal(description: str) -> dict[str, Any]:
+    """A refusal answer for ``responses=``: the spec's ``Refusal`` body (``detail``)."""
+    schema = {"$ref": "#/components/schemas/Refusal"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def not_found(message: str) -> HTTPException:

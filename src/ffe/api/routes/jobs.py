@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, status
 from ffe.api.deps import Reader, ServicesDep, Trader
 from ffe.api.jobs import job_dict
 from ffe.api.queries import page
-from ffe.api.routes.common import Limit, Offset, not_found, refuse_server_settings
+from ffe.api.routes.common import Limit, Offset, not_found, refusal, refuse_server_settings
 from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, JobAnswer, SweepRequest
 from ffe.api.services import Services
 from ffe.domain.errors import DataError, StrategyError
@@ -104,7 +104,7 @@ async def submit_forecast_bench(
     return await services.jobs.submit("forecast_bench", body.model_dump())
 
 
-@router.get("/forecast/bench")
+@router.get("/forecast/bench", responses={404: refusal("No forecast benchmark has finished yet.")})
 async def forecast_bench(services: ServicesDep, who: Reader) -> Any:
     """The newest finished forecast benchmark."""
     rows, _ = await services.jobs.list("forecast_bench", 50, 0)
@@ -133,15 +133,12 @@ async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
     return job_dict(await services.jobs.get(job_id))
 
 
-_REFUSED = {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}}
-
-
 @router.post(
     "/jobs/{job_id}/cancel",
     responses={
         200: {"model": JobAnswer, "description": "The job, now cancelled."},
-        404: {"description": "No job has this id.", "content": _REFUSED},
-        409: {"description": "The job has already ended.", "content": _REFUSED},
+        404: refusal("No job has this id."),
+        409: refusal("The job has already ended."),
     },
 )
 async def cancel_job(job_id: JobId, services: ServicesDep, who: Trader) -> Any:

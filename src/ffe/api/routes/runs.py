@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from ffe.api import queries, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
-from ffe.api.routes.common import Limit, Offset
+from ffe.api.routes.common import Limit, Offset, refusal
 from ffe.store.repositories import unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -37,7 +37,7 @@ async def list_runs(
     return queries.page(items, total, limit, offset)
 
 
-@router.get("/runs/compare")
+@router.get("/runs/compare", responses={404: refusal("No run has one of these ids")})
 async def compare(
     services: ServicesDep,
     who: Reader,
@@ -98,7 +98,11 @@ async def run_trades(
     return queries.page(items, len(trades), limit, offset)
 
 
-@router.get("/runs/{run_id}/report", response_class=HTMLResponse)
+@router.get(
+    "/runs/{run_id}/report",
+    response_class=HTMLResponse,
+    responses={409: refusal("The run has not finished: no report yet")},
+)
 async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """The run's HTML report (equity, drawdown, trades), as ``ffe runs report`` writes it."""
     import asyncio
@@ -201,7 +205,21 @@ def _bars(services: Any, symbol: str, limit: int) -> dict[str, Any]:
     return {"symbol": symbol, "timeframe": str(market.timeframe), "bars": rows}
 
 
-@router.get("/analysis/{symbol}")
+_COMPUTING = {
+    "description": "Being computed: ask again after Retry-After seconds",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["status", "symbol"],
+                "properties": {"status": {"const": "computing"}, "symbol": {"type": "string"}},
+            }
+        }
+    },
+}
+
+
+@router.get("/analysis/{symbol}", responses={202: _COMPUTING})
 async def analysis(
     symbol: SymbolPath, services: ServicesDep, who: Reader, response: Response
 ) -> Any:

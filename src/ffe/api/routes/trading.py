@@ -17,6 +17,7 @@ from ffe.api.routes.common import (
     Offset,
     account_of,
     not_found,
+    refusal,
     refuse_server_settings,
 )
 from ffe.api.schemas import AgentCommandBody, AgentStart
@@ -185,7 +186,7 @@ async def decisions(
     return await queries.decisions(services.db, run, symbol, limit, offset)
 
 
-@router.get("/decisions/calibration")
+@router.get("/decisions/calibration", responses={404: refusal("No run yet, or none with this id")})
 async def calibration(
     services: ServicesDep,
     who: Reader,
@@ -242,15 +243,16 @@ ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 # A state-dependent refusal: the agent (or the run an approval belongs to) is not running.
-_NOT_RUNNING = {
-    "description": "No agent is running to carry it out",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}},
-}
+_NOT_RUNNING = refusal("No agent is running to carry it out")
+_DECIDED = refusal("The approval was already decided or has expired")
 
 
 @router.post(
     "/approvals/{approval_id}/approve",
-    responses={200: {"model": schemas.Approval}, 409: _NOT_RUNNING},
+    responses={
+        200: {"model": schemas.Approval},
+        409: refusal("No agent trades the approval's run, or it was already decided or expired"),
+    },
 )
 async def approve(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
     """Send the order (it passes the risk checks again first); 409 when no agent trades the
@@ -260,7 +262,9 @@ async def approve(approval_id: ApprovalId, services: ServicesDep, who: Trader) -
     return queries.approval_dict(row)
 
 
-@router.post("/approvals/{approval_id}/reject", responses={200: {"model": schemas.Approval}})
+@router.post(
+    "/approvals/{approval_id}/reject", responses={200: {"model": schemas.Approval}, 409: _DECIDED}
+)
 async def reject(approval_id: ApprovalId, services: ServicesDep, who: Trader) -> Any:
     """Drop a waiting order."""
     row = await services.agents.reject(approval_id, who.actor)
@@ -275,7 +279,11 @@ async def agent(services: ServicesDep, who: Reader) -> Any:
     return {"agents": states, "supervised": services.supervisor.describe()}
 
 
-@router.post("/agent/start", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/agent/start",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: refusal("An agent already runs here: stop it first")},
+)
 async def start_agent(body: AgentStart, services: ServicesDep, who: Trader) -> Any:
     """Start the paper agent in this process, replaying stored bars."""
     from ffe.api.supervisor import AgentLaunch

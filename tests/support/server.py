@@ -1,0 +1,67 @@
+"""An ffe server process for end-to-end tests: a free loopback port, start, wait until it
+answers, stop with Ctrl-C and check it stopped cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def ffe_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    """Start ``python -m ffe ARGS --port P``; yield its base URL and the file its output goes
+    to (in FFE__DATA__DIR). On leaving, Ctrl-C: it must stop within 30 s, cleanly."""
+    port = free_port()
+    log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ffe", *args, "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_live(url, process, log)
+        yield url, log
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"{args[0]} did not stop on Ctrl-C:\n{log.read_text()}") from None
+        # uvicorn re-raises the SIGINT it handled, after a clean shutdown: 130 like any Ctrl-C
+        assert process.returncode in (0, 130, -signal.SIGINT), log.read_text()
+        assert "Traceback" not in log.read_text()
+
+
+def wait_live(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Until ``url``'s /health/live answers 200; AssertionError with the log if the process
+    exits or nothing answers in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited:\n{log.read_text()}"
+        try:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"server did not come up:\n{log.read_text()}")
