@@ -17,7 +17,7 @@ def preload() -> None:
     """Import the libraries the routes would otherwise import on first use: the data
     loaders, the bundled bars' packages and the forecasting stack. Seconds, the first time:
     run it on a thread."""
-    import ffe.data  # noqa: F401  (pandas, pyarrow)
+    import ffe.data  # pandas, pyarrow
     from ffe.data.bundled import import_libraries
 
     import_libraries()
