@@ -353,7 +353,10 @@ async def test_paused_agent_when_its_lease_period_passes_then_still_running(
 
     from ffe.agent import persist
 
-    monkeypatch.setattr(persist, "LEASE_TTL", timedelta(seconds=0.6))
+    # Renewed every second: a journal write stalled for a second or two (an fsync on a
+    # loaded machine) is not a lost lease.
+    ttl = timedelta(seconds=3)
+    monkeypatch.setattr(persist, "LEASE_TTL", ttl)
     agent = _agent(db, tmp_path, speed=200)
     service = AgentService(db)
     task = asyncio.create_task(agent.run())
@@ -361,7 +364,7 @@ async def test_paused_agent_when_its_lease_period_passes_then_still_running(
     await service.command("paper", "pause")
     await _until(lambda: agent.paused)
 
-    await asyncio.sleep(2.0)  # more than three lease periods without a bar
+    await asyncio.sleep(3 * ttl.total_seconds())  # three lease periods without a bar
     paused = (await service.status("paper"))[0]
     agent.request_stop()
     await task
