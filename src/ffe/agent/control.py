@@ -92,11 +92,6 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-# Halt and reset are the account's state, so with no agent running they are applied to it at
-# once; pause, resume and stop steer a running agent, so with none they are refused.
-_STATE_COMMANDS = ("emergency_stop", "reset")
-
-
 class AgentService:
     """Start is ``Agent.run``; everything else an operator does to agents goes through here."""
 
@@ -132,12 +127,12 @@ class AgentService:
     async def _when_idle(
         self, account: str, command: str, actor: str, state: AgentState
     ) -> CommandSent | None:
-        if command not in _STATE_COMMANDS:
+        change = state_change(command, actor)
+        if change is None:
             raise NoAgentRunningError(
                 f"no agent is running on account {account!r}: nothing to "
                 f"{command.replace('_', ' ')} (start one with `ffe agent run`)"
             )
-        change = _halted(actor) if command == "emergency_stop" else _lifted
         was_halted = state.status == "halted"
         command_id = await persist.apply_if_idle(self.db, account, command, actor, change)
         if command_id is None:
@@ -176,6 +171,20 @@ class AgentService:
                 {"client_order_id": approval.client_order_id},
             )
         return approval
+
+
+def state_change(command: str, actor: str) -> persist.StateChange | None:
+    """How ``command`` from ``actor`` changes the account's stored state when no agent is
+    there to carry it out; None for the commands that only steer a running agent.
+
+    Halt and reset are the account's state, so with no agent running they are applied to it
+    (at once, or by the next agent when they were sent to one that ended before it took them);
+    pause, resume and stop steer a running agent, so with none they are refused or dropped."""
+    if command == "emergency_stop":
+        return _halted(actor)
+    if command == "reset":
+        return _lifted
+    return None
 
 
 def _halted(actor: str) -> Callable[[AgentState], dict[str, Any]]:

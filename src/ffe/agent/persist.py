@@ -133,7 +133,8 @@ async def release_lease(db: Database, account: str, owner: str, status: str) -> 
 
 
 async def renew_lease(db: Database, account: str, owner: str, ttl: timedelta = LEASE_TTL) -> bool:
-    """Extend ``owner``'s lease by ``ttl`` from now; False when it no longer holds it."""
+    """Extend ``owner``'s lease by ``ttl`` from now; False when it no longer holds it (another
+    agent took it, or a command was applied to the stored state after it lapsed)."""
     now = utc_now()
     with db.errors("renew the agent's lease"):
         async with db.session() as session:
@@ -188,9 +189,10 @@ async def apply_if_idle(
     actor: str,
     change: Callable[[AgentState], dict[str, Any]],
 ) -> int | None:
-    """When no agent holds the account, write ``change(state)`` to its stored state and
-    record ``command`` as carried out, in one transaction; the command's id. None, writing
-    nothing, when an agent holds it (the command must then go to that agent)."""
+    """When no agent holds the account, write ``change(state)`` to its stored state, clear
+    the lapsed lease, and record ``command`` as carried out, in one transaction; the command's
+    id. None, writing nothing, when an agent holds it (the command must then go to that
+    agent)."""
     now = utc_now()
     with db.errors("apply the command"):
         async with db.session() as session:
@@ -202,7 +204,9 @@ async def apply_if_idle(
                 update(AgentState)
                 .where(AgentState.account == account)
                 .where(_same_holder(state))
-                .values(**change(state), updated_at=now)
+                # The lapsed holder, maybe alive with its loop blocked, must not renew the
+                # lease and trade on past the change: it finds the lease gone and stops.
+                .values(**change(state), owner=None, lease_expires_at=None, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
             if int(applied.rowcount) != 1:  # type: ignore[attr-defined]
@@ -228,20 +232,47 @@ def _same_holder(state: AgentState) -> Any:
     )
 
 
-async def drop_stale_commands(db: Database, account: str, before: datetime) -> int:
-    """Mark commands queued before ``before`` (when the agent took the lease) and never
-    taken as handled without effect: they were sent to an agent that ended before it took
-    them (a ``stop`` meant for it must not end the next run at its first bar). How many."""
-    with db.errors("read control commands"):
+StateChange = Callable[[AgentState], dict[str, Any]]
+
+
+async def settle_stale_commands(
+    db: Database,
+    account: str,
+    owner: str,
+    before: datetime,
+    change_of: Callable[[str, str], StateChange | None],
+) -> tuple[AgentState, list[AgentCommand]]:
+    """Settle the commands queued before ``before`` (when ``owner`` took the lease) and never
+    taken: their agent ended before it took them. One that changes the account's state
+    (``change_of(command, actor)`` is not None: a halt, a reset) is applied to the stored
+    state, oldest first, as it would have been with no agent running; the others are dropped
+    (a ``stop`` meant for that agent must not end this run at its first bar). The account's
+    state after them, and the commands settled."""
+    with db.errors("settle control commands"):
         async with db.session() as session:
-            result = await session.execute(
-                update(AgentCommand)
+            state = await session.get(AgentState, account, with_for_update=not db.is_sqlite)
+            if state is None or state.owner != owner:
+                raise LeaseHeldError(f"account {account!r} was just taken by another agent")
+            query = (
+                select(AgentCommand)
                 .where(AgentCommand.account == account, AgentCommand.handled_at.is_(None))
                 .where(AgentCommand.created_at < before)
-                .values(handled_at=utc_now(), result="dropped: its agent had stopped")
-                .execution_options(synchronize_session=False)
+                .order_by(AgentCommand.id)
             )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            commands = list((await session.scalars(query)).all())
+            now = utc_now()
+            for command in commands:
+                command.handled_at = now
+                change = change_of(command.command, command.actor)
+                if change is None:
+                    command.result = "dropped: its agent had stopped"
+                    continue
+                for name, value in change(state).items():
+                    setattr(state, name, value)
+                state.updated_at = now
+                command.result = "applied to the stored state: its agent had stopped"
+            await session.flush()
+            return state, commands
 
 
 async def take_commands(db: Database, account: str) -> list[AgentCommand]:

@@ -124,9 +124,7 @@ class Agent:
         status = "stopped"
         keeper = asyncio.create_task(self._keep_lease(), name="ffe-agent-lease")
         try:
-            dropped = await persist.drop_stale_commands(self.db, account, state.updated_at)
-            if dropped:
-                log.warning("dropped %d control command(s) sent to an agent that ended", dropped)
+            state = await self._settle_stale(state)
             run, resumed = await self._open_run(state.run_id)
             core = self._core(run.id)
             first = await restore(core, self.db, run.id, state.checkpoint if resumed else None)
@@ -144,6 +142,24 @@ class Agent:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
             await self._end(account, status)
+
+    async def _settle_stale(self, state: AgentState) -> AgentState:
+        """The account's state once the commands sent to an agent that ended before it took
+        them are settled: a halt or reset it never saw is applied (an emergency stop reported
+        as sent is never lost), the rest dropped."""
+        from ffe.agent.control import state_change
+
+        state, stale = await persist.settle_stale_commands(
+            self.db, self.config.account, self.owner, state.updated_at, state_change
+        )
+        for command in stale:
+            log.warning(
+                "control: %s from %s, sent to an agent that ended: %s",
+                command.command,
+                command.actor,
+                command.result,
+            )
+        return state
 
     async def _begin(self, core: StepCore, run_id: str, state: AgentState) -> None:
         """Record the run as the account's; an account halted (an emergency stop, maybe sent

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffe.api import heap
+from ffe.api.background import watched
 from ffe.api.events import publish_event
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
@@ -96,7 +97,8 @@ class AgentSupervisor:
         async with self._starting:
             agent = await self._build(launch)
             self.restarts, self.restarting, self._stop = 0, False, asyncio.Event()
-            self.task = asyncio.create_task(self._supervise(agent, launch), name="ffe-agent")
+            task = asyncio.create_task(self._supervise(agent, launch), name="ffe-agent")
+            self.task = watched(task, "the agent's supervisor")
 
     async def _build(self, launch: AgentLaunch, owner: str | None = None) -> Any:
         from ffe import bootstrap
@@ -129,6 +131,16 @@ class AgentSupervisor:
         return agent
 
     async def _supervise(self, agent: Any, launch: AgentLaunch) -> None:
+        """Run the agent, restarting it after journal failures; a failure of the supervision
+        itself (a rebuild or a cleanup failing unforeseen) ends it with ``error`` saying why,
+        so the API stays up and tells it."""
+        try:
+            await self._keep_running(agent, launch)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("agent: stopped, not restarted: %s", self.error, exc_info=exc)
+
+    async def _keep_running(self, agent: Any, launch: AgentLaunch) -> None:
         """Run the agent; after a journal failure, restart it (same run, same lease) once
         the journal answers, waiting longer after each failure in a row."""
         delay = RESTART_BACKOFF_S[0]
@@ -159,12 +171,13 @@ class AgentSupervisor:
                     self.error = f"{type(exc).__name__}: {exc}"
                     delay = min(delay * 2, RESTART_BACKOFF_S[1])
                     continue
-                except FfeError as exc:
+                except Exception as exc:  # a broken setting or strategy: a person must look
                     self.error = f"{type(exc).__name__}: {exc}"
-                    log.error("agent: not restarted: %s", self.error)
+                    exc_info = None if isinstance(exc, FfeError) else exc
+                    log.error("agent: not restarted: %s", self.error, exc_info=exc_info)
                     return None
                 if self._stop.is_set():  # stopped while it was being built
-                    await agent.db.dispose()
+                    await self._dispose(agent)
                     return None
                 self.restarts += 1
                 self.metrics.record_agent_restart(agent.config.account)
@@ -189,8 +202,16 @@ class AgentSupervisor:
             # closes (a read left waiting on a closed connection never finishes).
             await asyncio.gather(*self._sending, return_exceptions=True)
             await self._emit_state(agent)
-            await agent.db.dispose()
+            await self._dispose(agent)
         return failure
+
+    async def _dispose(self, agent: Any) -> None:
+        """Close the agent's journal; a failure is told, not raised (the agent is over)."""
+        try:
+            await agent.db.dispose()
+        except Exception as exc:
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+            log.error("agent: could not close its journal: %s", exc, exc_info=exc)
 
     async def stop(self, wait_s: float = 10.0) -> None:
         """Ask the agent to stop after its step, then wait for it (cancel if it hangs)."""
@@ -270,7 +291,7 @@ class AgentSupervisor:
         try:
             for state in await AgentService(agent.db).status(agent.config.account):
                 await self._publish("agent", state.as_dict())
-        except FfeError as exc:
+        except Exception as exc:  # the journal or the bus is down: the state is told later
             log.warning("could not read the agent's state: %s", exc)
 
     def _send(self, kind: str, data: dict[str, Any]) -> None:

@@ -353,7 +353,10 @@ async def test_paused_agent_when_its_lease_period_passes_then_still_running(
 
     from ffe.agent import persist
 
-    monkeypatch.setattr(persist, "LEASE_TTL", timedelta(seconds=0.6))
+    # Renewed every second: a journal write stalled for a second or two (an fsync on a
+    # loaded machine) is not a lost lease.
+    ttl = timedelta(seconds=3)
+    monkeypatch.setattr(persist, "LEASE_TTL", ttl)
     agent = _agent(db, tmp_path, speed=200)
     service = AgentService(db)
     task = asyncio.create_task(agent.run())
@@ -361,7 +364,7 @@ async def test_paused_agent_when_its_lease_period_passes_then_still_running(
     await service.command("paper", "pause")
     await _until(lambda: agent.paused)
 
-    await asyncio.sleep(2.0)  # more than three lease periods without a bar
+    await asyncio.sleep(3 * ttl.total_seconds())  # three lease periods without a bar
     paused = (await service.status("paper"))[0]
     agent.request_stop()
     await task
@@ -390,3 +393,106 @@ async def _until_approval(service):
         while not (found := await service.approvals("paper")):
             await asyncio.sleep(0.02)
     return found[0]
+
+
+async def test_emergency_stop_when_queued_for_an_agent_that_died_elsewhere_then_next_agent_halted(
+    db, tmp_path
+):
+    from datetime import timedelta
+
+    from ffe.agent import persist
+    from ffe.store.types import utc_now
+
+    # An agent on another host holds the account, then dies: its lease looks live meanwhile.
+    await persist.acquire_lease(db, "paper", "otherhost:4242:died", ttl=timedelta(minutes=5))
+    await persist.set_state(db, "paper", status="running")
+    sent = await AgentService(db).command("paper", "emergency_stop", actor="tester")
+    await persist.set_state(db, "paper", lease_expires_at=utc_now() - timedelta(seconds=1))
+
+    agent = _agent(db, tmp_path)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.last_bar > 0)
+    while_running = (await AgentService(db).status("paper"))[0]
+    report = await task
+    after = (await AgentService(db).status("paper"))[0]
+
+    assert sent.queued is True
+    assert (while_running.status, while_running.running) == ("halted", True)
+    assert await _count(db, Order, Order.run_id == report.run_id) == 0  # sma_cross would trade
+    assert (after.status, after.halted_reason) == ("halted", "emergency stop by tester")
+
+
+class _BlockableAgent:
+    """An agent trading in a thread and event loop of its own, as a second process would,
+    whose loop can be blocked (longer than its lease) at a bar and released."""
+
+    def __init__(self, url, tmp_path):
+        import threading
+
+        self.url, self.tmp_path = url, tmp_path
+        self.blocking, self.blocked, self.release = (threading.Event() for _ in range(3))
+        self.agent = None
+        self.report = None
+        self.thread = threading.Thread(target=asyncio.run, args=(self._trade(),), daemon=True)
+
+    def _on_bar(self, bar):
+        if self.blocking.is_set() and not self.release.is_set():
+            self.blocked.set()
+            self.release.wait(30)
+
+    async def _trade(self):
+        database = Database(self.url)
+        agent = _agent(database, self.tmp_path, speed=200)
+        agent.on_bar = self._on_bar
+        self.agent = agent
+        try:
+            self.report = await agent.run()
+        except Exception:  # the lease lost under it
+            pass
+        finally:
+            await database.dispose()
+
+    async def block(self):
+        self.blocking.set()
+        await asyncio.to_thread(self.blocked.wait, 10)
+
+    async def unblock(self):
+        self.release.set()
+        await asyncio.to_thread(self.thread.join, 20)
+
+
+async def test_emergency_stop_when_agent_alive_but_its_lease_lapsed_then_it_stops_trading(
+    tmp_path,
+):
+    from datetime import timedelta
+
+    from ffe.agent import persist
+    from ffe.store.types import utc_now
+
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    db = Database(url)
+    await migrate.upgrade(db)
+    other = _BlockableAgent(url, tmp_path)
+    other.thread.start()
+    try:
+        await _until(lambda: other.agent is not None and other.agent.core is not None)
+        agent = other.agent
+        await _until(lambda: agent.core.last_bar > 20)
+        await other.block()
+        await persist.set_state(db, "paper", lease_expires_at=utc_now() - timedelta(seconds=1))
+        sent = await AgentService(db).command("paper", "emergency_stop", actor="tester")
+        run_id = agent.core.journal.run_id
+        orders_at_halt = await _count(db, Order, Order.run_id == run_id)
+        await other.unblock()
+        after = (await AgentService(db).status("paper"))[0]
+
+        assert sent.queued is False
+        assert not other.thread.is_alive()
+        assert other.report is None or other.report.status == "interrupted"
+        assert agent.core.last_bar < agent.market.n_bars - 1  # it did not trade on to the end
+        assert await _count(db, Order, Order.run_id == run_id) == orders_at_halt
+        assert (after.status, after.halted_reason) == ("halted", "emergency stop by tester")
+    finally:
+        other.release.set()
+        other.thread.join(20)
+        await db.dispose()

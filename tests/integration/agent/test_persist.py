@@ -221,17 +221,73 @@ async def test_apply_if_idle_when_lease_expired_then_state_changed_and_command_r
     assert await persist.take_commands(db, ACCOUNT) == []  # carried out, not waiting
 
 
-async def test_drop_stale_commands_when_queued_after_the_lease_was_taken_then_kept(db):
+def _halt_or_reset(command, actor):
+    if command == "emergency_stop":
+        return lambda state: {"status": "halted", "halted_reason": f"stop by {actor}"}
+    if command == "reset":
+        return lambda state: {"status": "stopped", "halted_reason": None}
+    return None
+
+
+async def test_settle_stale_commands_when_queued_after_the_lease_was_taken_then_kept(db):
     stale = await persist.queue_command(db, ACCOUNT, "stop", "cli")
     state = await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a")
     fresh = await persist.queue_command(db, ACCOUNT, "pause", "cli")
 
-    dropped = await persist.drop_stale_commands(db, ACCOUNT, state.updated_at)
+    _, settled = await persist.settle_stale_commands(
+        db, ACCOUNT, "otherhost:1:a", state.updated_at, _halt_or_reset
+    )
     taken = await persist.take_commands(db, ACCOUNT)
 
-    assert dropped == 1
+    assert [(c.id, c.result) for c in settled] == [(stale, "dropped: its agent had stopped")]
     assert [c.id for c in taken] == [fresh]
-    assert stale != fresh
+
+
+async def test_settle_stale_commands_when_halt_was_never_taken_then_applied_in_order(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:gone", ttl=timedelta(seconds=-1))
+    for command, actor in [("emergency_stop", "a"), ("stop", "b"), ("emergency_stop", "c")]:
+        await persist.queue_command(db, ACCOUNT, command, actor)
+    state = await persist.acquire_lease(db, ACCOUNT, "otherhost:2:next")
+
+    settled_state, settled = await persist.settle_stale_commands(
+        db, ACCOUNT, "otherhost:2:next", state.updated_at, _halt_or_reset
+    )
+    stored = await _stored_state(db)
+
+    applied, dropped = "applied to the stored state", "dropped"
+    assert [c.result.split(":")[0] for c in settled] == [applied, dropped, applied]
+    assert (settled_state.status, settled_state.halted_reason) == ("halted", "stop by c")
+    assert (stored.status, stored.halted_reason, stored.owner) == (
+        "halted",
+        "stop by c",
+        "otherhost:2:next",
+    )
+    assert await persist.take_commands(db, ACCOUNT) == []
+
+
+async def test_settle_stale_commands_when_lease_not_held_then_lease_held_error(db):
+    await persist.queue_command(db, ACCOUNT, "emergency_stop", "cli")
+    state = await persist.acquire_lease(db, ACCOUNT, "otherhost:1:a", ttl=timedelta(minutes=5))
+
+    with pytest.raises(LeaseHeldError):
+        await persist.settle_stale_commands(
+            db, ACCOUNT, "otherhost:2:b", state.updated_at, _halt_or_reset
+        )
+
+    assert (await _stored_state(db)).status == "stopped"
+
+
+async def test_renew_lease_when_a_command_was_applied_after_it_lapsed_then_false(db):
+    await persist.acquire_lease(db, ACCOUNT, "otherhost:1:blocked", ttl=timedelta(seconds=-1))
+    await persist.apply_if_idle(
+        db, ACCOUNT, "emergency_stop", "cli", lambda _: {"status": "halted"}
+    )
+
+    renewed = await persist.renew_lease(db, ACCOUNT, "otherhost:1:blocked", timedelta(minutes=5))
+    stored = await _stored_state(db)
+
+    assert renewed is False
+    assert (stored.status, stored.owner, stored.lease_expires_at) == ("halted", None, None)
 
 
 # -- commands -------------------------------------------------------------------------------

@@ -117,30 +117,32 @@ def _journal_failing() -> Iterator[None]:
 
 
 def test_agent_when_its_journal_fails_then_restarted_on_its_run_once_it_answers(
-    api, monkeypatch, caplog
+    api_with, monkeypatch, caplog
 ):
     from ffe.api import supervisor
 
     monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", (0.2, 1.0))
     caplog.set_level(logging.WARNING, logger="ffe.api.supervisor")
-    _start(api, strategy="sma_cross", params={"fast": 5, "slow": 10}, speed=40)
-    watched = api.services.supervisor
-    wait_for(lambda: watched.agent.core is not None and watched.agent.core.last_bar > 10)
-    run_id = watched.agent.core.journal.run_id
+    # A journal write every few bars: the outage is met at once, not after 256 bars.
+    with api_with(FFE__AGENT__FLUSH_EVERY="4") as api:
+        _start(api, strategy="sma_cross", params={"fast": 5, "slow": 10}, speed=40)
+        watched = api.services.supervisor
+        wait_for(lambda: watched.agent.core is not None and watched.agent.core.last_bar > 10)
+        run_id = watched.agent.core.journal.run_id
 
-    with _journal_failing():
-        wait_for(lambda: watched.restarting, timeout=10)
-        time.sleep(1.5)  # the outage goes on: restarts are tried, and fail
-        during = watched.describe()
-        # Details of /health/ready need a key checked in the journal: the checks themselves.
-        report = api.client.portal.call(api.services.health.run).as_dict()
-        health = report["checks"]["agent"]
-    wait_for(lambda: watched.running, timeout=20)
-    bar = watched.agent.core.last_bar if watched.agent.core else 0
-    wait_for(lambda: watched.agent.core is not None and watched.agent.core.last_bar > bar + 5)
-    after = _agents(api)
-    metrics = api.client.get("/metrics", headers=api.headers()).text
-    _post(api, "agent/stop")
+        with _journal_failing():
+            wait_for(lambda: watched.restarting, timeout=10)
+            time.sleep(1.5)  # the outage goes on: restarts are tried, and fail
+            during = watched.describe()
+            # Details of /health/ready need a key checked in the journal: the checks themselves.
+            report = api.client.portal.call(api.services.health.run).as_dict()
+            health = report["checks"]["agent"]
+        wait_for(lambda: watched.running, timeout=20)
+        bar = watched.agent.core.last_bar if watched.agent.core else 0
+        wait_for(lambda: watched.agent.core is not None and watched.agent.core.last_bar > bar + 5)
+        after = _agents(api)
+        metrics = api.client.get("/metrics", headers=api.headers()).text
+        _post(api, "agent/stop")
 
     assert (during["running"], during["restarting"], during["restarts"]) == (False, True, 0)
     assert "disk is full" in during["error"]
