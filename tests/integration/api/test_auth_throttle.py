@@ -10,7 +10,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
+from tests.support.server import uvicorn_serving
 
 from ffe.api import auth
 
@@ -104,6 +106,28 @@ def test_forwarded_for_when_peer_is_not_trusted_then_ignored(api_with):
         ]
 
     assert codes == [401, 401, 429, 429]  # one client, whatever it claims
+
+
+def test_forwarded_headers_when_a_loopback_peer_sends_them_to_a_real_server_then_ignored(
+    api_with,
+):
+    # uvicorn would believe 127.0.0.1 by default: only api.trusted_proxies (none here) may
+    with (
+        api_with(FFE__API__AUTH_FAILURES_LIMIT="2") as api,
+        uvicorn_serving(api.settings) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        codes = [
+            client.get(
+                "/api/v1/status",
+                headers={**_bearer(_bogus_key()), "X-Forwarded-For": f"198.51.100.{n}"},
+            ).status_code
+            for n in range(4)
+        ]
+        live = client.get("/health/live", headers={"X-Forwarded-Proto": "https"})
+
+    assert codes == [401, 401, 429, 429]  # one client, 127.0.0.1, whatever it claims
+    assert "strict-transport-security" not in live.headers  # not TLS, whatever it claims
 
 
 def test_health_ready_when_hashing_is_saturated_then_answers_at_once(api_with, monkeypatch):
