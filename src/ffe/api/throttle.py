@@ -6,7 +6,9 @@ the address's failing attempts get 429 instead of 401, and none of them costs an
 a key needing a hash is checked only if this address has not already failed with that key's
 prefix. Credentials that are checked without a hash (a session, a key this process has
 verified) and keys with another prefix are still accepted, so one attacker behind a shared
-address does not lock out everyone else behind it.
+address does not lock out everyone else behind it. A failing session (expired, logged out)
+costs no hash either: it is neither counted nor ever answered with 429, as its 401 is what
+sends a dashboard user back to the login page.
 
 ``LoginBackoff`` does the same for passwords, per address and user name: after ``free``
 wrong passwords each further one makes that address wait twice as long before it may try
@@ -21,7 +23,7 @@ import math
 import time
 from collections.abc import Callable
 
-from ffe.api.auth import AuthError, HashGate, NoCredentialsError, WrongSecretError
+from ffe.api.auth import AuthError, HashGate, NoCredentialsError, SessionError, WrongSecretError
 from ffe.kv import Cache, RateLimiter
 
 
@@ -42,8 +44,8 @@ class AuthThrottle:
     async def refused(self, address: str, error: AuthError) -> AuthError:
         """Count ``error`` against ``address``; the error to answer: ``error`` itself, or a
         ``ThrottledError`` once the address is past the limit."""
-        if isinstance(error, ThrottledError | NoCredentialsError):
-            return error  # nothing was checked: not a failed attempt
+        if isinstance(error, ThrottledError | NoCredentialsError | SessionError):
+            return error  # nothing was checked, or nothing that costs a hash: not counted
         decision = await self.limiter.hit(_key(address), self.limit, self.window_s)
         if isinstance(error, WrongSecretError):
             await self.limiter.hit(_key(address, error.prefix), self.limit, self.window_s)

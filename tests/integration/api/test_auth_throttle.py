@@ -80,6 +80,25 @@ def test_failing_address_when_past_the_limit_then_valid_credentials_still_accept
         assert by_session.status_code == 200
 
 
+def test_session_when_it_fails_then_401_never_429_and_not_counted(api_with):
+    with api_with(FFE__API__AUTH_FAILURES_LIMIT="2") as api:
+
+        def status(headers: dict[str, str]) -> int:
+            return api.client.get("/api/v1/status", headers=headers).status_code
+
+        # a session failure costs no hash: it is not a failed attempt of this address
+        sessions = [status(_bearer("not.a.session")) for _ in range(3)]
+        keys = [status(_bearer(_bogus_key())) for _ in range(3)]
+        # past the limit, an expired or forged session still gets 401, which sends the
+        # dashboard's user to the login page (429 would leave them stuck)
+        cookie = status({"Cookie": "ffe_session=expired.or.forged"})
+        token = status(_bearer("expired.or.forged"))
+
+    assert sessions == [401, 401, 401]
+    assert keys == [401, 401, 429]
+    assert (cookie, token) == (401, 401)
+
+
 def test_forwarded_for_when_peer_is_a_trusted_proxy_then_each_client_counted_alone(api_with):
     env = {"FFE__API__AUTH_FAILURES_LIMIT": "2", "FFE__API__TRUSTED_PROXIES": '["10.0.0.0/8"]'}
     with api_with(peer="10.1.2.3", **env) as api:
