@@ -14,10 +14,14 @@ sends a dashboard user back to the login page.
 wrong passwords each further one makes that address wait twice as long before it may try
 that user again (1 s, 2 s, 4 s ... up to ``max_s``). The right password from another address
 is never held up, so nobody can lock a user out.
+
+Both count an IPv6 client by its /64: one host is commonly given a whole /64, and could
+otherwise take a fresh address for every attempt.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import time
@@ -67,8 +71,23 @@ class AuthThrottle:
         return before_hash
 
 
+def _client(address: str) -> str:
+    """Who ``address`` is counted as: itself, or its /64 for IPv6 (an IPv4 address written
+    as IPv6, ``::ffff:a.b.c.d``, is that IPv4 address)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # "unknown", or a test client's name
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def _key(address: str, prefix: str = "") -> str:
-    return f"authfail:{address}:{prefix}" if prefix else f"authfail:{address}"
+    client = _client(address)
+    return f"authfail:{client}:{prefix}" if prefix else f"authfail:{client}"
 
 
 def _throttled(address: str, retry_after_s: float) -> ThrottledError:
@@ -122,4 +141,4 @@ class LoginBackoff:
 
 
 def _login_key(address: str, username: str) -> str:
-    return f"login-failures:{address}:{username.strip().lower()}"
+    return f"login-failures:{_client(address)}:{username.strip().lower()}"
