@@ -71,7 +71,7 @@ class AuthThrottle:
         return before_hash
 
 
-def _client(address: str) -> str:
+def counted_as(address: str) -> str:
     """Who ``address`` is counted as: itself, or its /64 for IPv6 (an IPv4 address written
     as IPv6, ``::ffff:a.b.c.d``, is that IPv4 address)."""
     try:
@@ -86,7 +86,7 @@ def _client(address: str) -> str:
 
 
 def _key(address: str, prefix: str = "") -> str:
-    client = _client(address)
+    client = counted_as(address)
     return f"authfail:{client}:{prefix}" if prefix else f"authfail:{client}"
 
 
@@ -141,4 +141,4 @@ class LoginBackoff:
 
 
 def _login_key(address: str, username: str) -> str:
-    return f"login-failures:{_client(address)}:{username.strip().lower()}"
+    return f"login-failures:{counted_as(address)}:{username.strip().lower()}"

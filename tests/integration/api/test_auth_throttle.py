@@ -229,3 +229,25 @@ def test_password_when_one_address_failed_then_right_password_from_another_logs_
     assert 429 in attacker
     assert owner == 200
     assert attacker_with_the_right_one == 429  # still waiting: its wait is not lifted by luck
+
+
+def test_login_when_ipv6_clients_share_a_64_then_one_rate_limit(api_with):
+    env = {
+        "FFE__API__TRUSTED_PROXIES": '["10.0.0.1"]',
+        "FFE__API__LOGIN_RATE_LIMIT": "2",
+        "FFE__API__LOGIN_FAILURES_FREE": "100",  # the rate limit, not the backoff, answers
+    }
+    with api_with(peer="10.0.0.1", **env) as api:
+
+        def login(client: str) -> int:
+            return api.client.post(
+                "/api/v1/auth/login",
+                json={"username": "admin", "password": "wrong password"},
+                headers={"X-Forwarded-For": client},
+            ).status_code
+
+        same_64 = [login(f"2001:db8:1:2::{n}") for n in range(1, 4)]
+        other_64 = login("2001:db8:1:3::1")
+
+    assert same_64 == [401, 401, 429]
+    assert other_64 == 401
