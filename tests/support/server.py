@@ -8,12 +8,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from ffe.config import Settings
 
 
 def free_port() -> int:
@@ -65,3 +70,34 @@ def wait_live(url: str, process: subprocess.Popen[bytes], log: Path, timeout: fl
             pass
         time.sleep(0.2)
     raise AssertionError(f"server did not come up:\n{log.read_text()}")
+
+
+@contextmanager
+def uvicorn_serving(settings: Settings, header_timeout_s: float = 10.0) -> Iterator[int]:
+    """An app on ``settings``, on a real uvicorn at 127.0.0.1 (a free port) in a thread of
+    this process, configured as ``ffe serve`` configures it; yields the port."""
+    import uvicorn
+
+    from ffe.api.app import create_app
+    from ffe.api.server import server_options
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_level="warning",
+        **server_options(header_timeout_s),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -52,6 +52,12 @@ class NoCredentialsError(AuthError):
     was tried, so nothing counts as a failed attempt."""
 
 
+class SessionError(AuthError):
+    """A session token or cookie that does not hold (expired, logged out, forged). It cost
+    no hash, so it is never counted as a failed attempt nor answered with 429: the 401 is
+    what sends a dashboard user back to the login page."""
+
+
 class WrongSecretError(AuthError):
     """A key with a real prefix and a wrong secret: the one refusal that cost a hash."""
 

@@ -4,6 +4,11 @@ The peer of the socket is the client, unless the peer is one of ``api.trusted_pr
 the client is the address that proxy put last into ``X-Forwarded-For`` (walking back over
 further trusted proxies), and ``X-Forwarded-Proto`` says whether the client used https. From
 any other peer those headers are ignored, as anyone can send them.
+
+A header sent on several lines counts as one list, its lines joined in order: some proxies
+(HAProxy's ``add-header``) add a line of their own instead of appending to the client's, and
+the client's line must not win. So the proto believed is the last one given, the one our
+proxy added.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class TrustedProxies:
             return True
         if not self.trusts(_peer(scope)):
             return False
-        said = _header(scope, b"x-forwarded-proto").split(",")[0].strip().lower()
+        said = _header(scope, b"x-forwarded-proto").split(",")[-1].strip().lower()
         return said == "https"
 
 
@@ -61,7 +66,6 @@ def _peer(scope: Scope) -> str:
 
 
 def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+    """Every line of header ``name``, in order, joined as one comma-separated list."""
+    lines = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
+    return ", ".join(str(line) for line in lines)

@@ -8,6 +8,11 @@ for good. ``HeaderTimeoutH11`` closes a connection whose request head is not com
 ``header_timeout_s`` seconds after the connection opened or the request's first byte came.
 Bodies are not timed here (a slow upload is bounded by ``api.max_body_bytes`` and by the
 reverse proxy); see docs/api.md.
+
+uvicorn's own reading of ``X-Forwarded-For`` and ``X-Forwarded-Proto`` is turned off: it
+believes them from 127.0.0.1 (or ``FORWARDED_ALLOW_IPS``) and rewrites the client's address
+and scheme before the app sees them, so a local peer could claim any address.
+``api.trusted_proxies`` (``ffe.api.clients``) is the only authority on those headers.
 """
 
 from __future__ import annotations
@@ -66,4 +71,5 @@ def server_options(header_timeout_s: float) -> dict[str, Any]:
     return {
         "http": functools.partial(HeaderTimeoutH11, header_timeout_s=header_timeout_s),
         "timeout_keep_alive": KEEP_ALIVE_S,
+        "proxy_headers": False,  # ffe.api.clients decides whom to believe
     }

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from sqlalchemy import select
 
-from ffe.api.auth import ROLE_SCOPES, SCOPES, AuthError, Principal
+from ffe.api.auth import ROLE_SCOPES, SCOPES, AuthError, Principal, SessionError
 from ffe.kv import Cache
 from ffe.store.database import Database
 from ffe.store.models import User
@@ -62,9 +62,9 @@ class SessionTokens:
                 token, self.secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
             )
         except jwt.ExpiredSignatureError:
-            raise AuthError("session expired: log in again") from None
+            raise SessionError("session expired: log in again") from None
         except jwt.PyJWTError:
-            raise AuthError("invalid session token: log in again") from None
+            raise SessionError("invalid session token: log in again") from None
         scopes = frozenset(str(s) for s in claims.get("scopes", ()) if s in SCOPES)
         # A signed token without a jti can still be revoked: by a digest of the token.
         token_id = str(claims.get("jti") or hashlib.sha256(token.encode()).hexdigest()[:32])
@@ -126,13 +126,13 @@ class SessionChecker:
         return self.tokens.issue(principal, "" if state is None else state.version)
 
     async def check(self, token: str) -> Principal:
-        """The user of a session that is still valid; ``AuthError`` otherwise."""
+        """The user of a session that is still valid; ``SessionError`` otherwise."""
         claims = self.tokens.read(token)  # signature and expiry first
         if await self._is_revoked(claims):
-            raise AuthError("this session was logged out: log in again")
+            raise SessionError("this session was logged out: log in again")
         state = await self._user(claims.principal.name)
         if state is None or state.disabled or state.version != claims.version:
-            raise AuthError("this session has ended (password changed or user disabled): log in")
+            raise SessionError("this session has ended (password changed or user disabled): log in")
         return Principal(claims.principal.name, "user", ROLE_SCOPES[state.role])
 
     async def revoke(self, token: str) -> bool:

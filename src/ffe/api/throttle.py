@@ -6,22 +6,28 @@ the address's failing attempts get 429 instead of 401, and none of them costs an
 a key needing a hash is checked only if this address has not already failed with that key's
 prefix. Credentials that are checked without a hash (a session, a key this process has
 verified) and keys with another prefix are still accepted, so one attacker behind a shared
-address does not lock out everyone else behind it.
+address does not lock out everyone else behind it. A failing session (expired, logged out)
+costs no hash either: it is neither counted nor ever answered with 429, as its 401 is what
+sends a dashboard user back to the login page.
 
 ``LoginBackoff`` does the same for passwords, per address and user name: after ``free``
 wrong passwords each further one makes that address wait twice as long before it may try
 that user again (1 s, 2 s, 4 s ... up to ``max_s``). The right password from another address
 is never held up, so nobody can lock a user out.
+
+Both count an IPv6 client by its /64: one host is commonly given a whole /64, and could
+otherwise take a fresh address for every attempt.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import time
 from collections.abc import Callable
 
-from ffe.api.auth import AuthError, HashGate, NoCredentialsError, WrongSecretError
+from ffe.api.auth import AuthError, HashGate, NoCredentialsError, SessionError, WrongSecretError
 from ffe.kv import Cache, RateLimiter
 
 
@@ -42,8 +48,8 @@ class AuthThrottle:
     async def refused(self, address: str, error: AuthError) -> AuthError:
         """Count ``error`` against ``address``; the error to answer: ``error`` itself, or a
         ``ThrottledError`` once the address is past the limit."""
-        if isinstance(error, ThrottledError | NoCredentialsError):
-            return error  # nothing was checked: not a failed attempt
+        if isinstance(error, ThrottledError | NoCredentialsError | SessionError):
+            return error  # nothing was checked, or nothing that costs a hash: not counted
         decision = await self.limiter.hit(_key(address), self.limit, self.window_s)
         if isinstance(error, WrongSecretError):
             await self.limiter.hit(_key(address, error.prefix), self.limit, self.window_s)
@@ -65,8 +71,23 @@ class AuthThrottle:
         return before_hash
 
 
+def counted_as(address: str) -> str:
+    """Who ``address`` is counted as: itself, or its /64 for IPv6 (an IPv4 address written
+    as IPv6, ``::ffff:a.b.c.d``, is that IPv4 address)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # "unknown", or a test client's name
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def _key(address: str, prefix: str = "") -> str:
-    return f"authfail:{address}:{prefix}" if prefix else f"authfail:{address}"
+    client = counted_as(address)
+    return f"authfail:{client}:{prefix}" if prefix else f"authfail:{client}"
 
 
 def _throttled(address: str, retry_after_s: float) -> ThrottledError:
@@ -120,4 +141,4 @@ class LoginBackoff:
 
 
 def _login_key(address: str, username: str) -> str:
-    return f"login-failures:{address}:{username.strip().lower()}"
+    return f"login-failures:{counted_as(address)}:{username.strip().lower()}"

@@ -10,7 +10,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
+from tests.support.server import uvicorn_serving
 
 from ffe.api import auth
 
@@ -78,6 +80,25 @@ def test_failing_address_when_past_the_limit_then_valid_credentials_still_accept
         assert by_session.status_code == 200
 
 
+def test_session_when_it_fails_then_401_never_429_and_not_counted(api_with):
+    with api_with(FFE__API__AUTH_FAILURES_LIMIT="2") as api:
+
+        def status(headers: dict[str, str]) -> int:
+            return api.client.get("/api/v1/status", headers=headers).status_code
+
+        # a session failure costs no hash: it is not a failed attempt of this address
+        sessions = [status(_bearer("not.a.session")) for _ in range(3)]
+        keys = [status(_bearer(_bogus_key())) for _ in range(3)]
+        # past the limit, an expired or forged session still gets 401, which sends the
+        # dashboard's user to the login page (429 would leave them stuck)
+        cookie = status({"Cookie": "ffe_session=expired.or.forged"})
+        token = status(_bearer("expired.or.forged"))
+
+    assert sessions == [401, 401, 401]
+    assert keys == [401, 401, 429]
+    assert (cookie, token) == (401, 401)
+
+
 def test_forwarded_for_when_peer_is_a_trusted_proxy_then_each_client_counted_alone(api_with):
     env = {"FFE__API__AUTH_FAILURES_LIMIT": "2", "FFE__API__TRUSTED_PROXIES": '["10.0.0.0/8"]'}
     with api_with(peer="10.1.2.3", **env) as api:
@@ -104,6 +125,28 @@ def test_forwarded_for_when_peer_is_not_trusted_then_ignored(api_with):
         ]
 
     assert codes == [401, 401, 429, 429]  # one client, whatever it claims
+
+
+def test_forwarded_headers_when_a_loopback_peer_sends_them_to_a_real_server_then_ignored(
+    api_with,
+):
+    # uvicorn would believe 127.0.0.1 by default: only api.trusted_proxies (none here) may
+    with (
+        api_with(FFE__API__AUTH_FAILURES_LIMIT="2") as api,
+        uvicorn_serving(api.settings) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        codes = [
+            client.get(
+                "/api/v1/status",
+                headers={**_bearer(_bogus_key()), "X-Forwarded-For": f"198.51.100.{n}"},
+            ).status_code
+            for n in range(4)
+        ]
+        live = client.get("/health/live", headers={"X-Forwarded-Proto": "https"})
+
+    assert codes == [401, 401, 429, 429]  # one client, 127.0.0.1, whatever it claims
+    assert "strict-transport-security" not in live.headers  # not TLS, whatever it claims
 
 
 def test_health_ready_when_hashing_is_saturated_then_answers_at_once(api_with, monkeypatch):
@@ -186,3 +229,25 @@ def test_password_when_one_address_failed_then_right_password_from_another_logs_
     assert 429 in attacker
     assert owner == 200
     assert attacker_with_the_right_one == 429  # still waiting: its wait is not lifted by luck
+
+
+def test_login_when_ipv6_clients_share_a_64_then_one_rate_limit(api_with):
+    env = {
+        "FFE__API__TRUSTED_PROXIES": '["10.0.0.1"]',
+        "FFE__API__LOGIN_RATE_LIMIT": "2",
+        "FFE__API__LOGIN_FAILURES_FREE": "100",  # the rate limit, not the backoff, answers
+    }
+    with api_with(peer="10.0.0.1", **env) as api:
+
+        def login(client: str) -> int:
+            return api.client.post(
+                "/api/v1/auth/login",
+                json={"username": "admin", "password": "wrong password"},
+                headers={"X-Forwarded-For": client},
+            ).status_code
+
+        same_64 = [login(f"2001:db8:1:2::{n}") for n in range(1, 4)]
+        other_64 = login("2001:db8:1:3::1")
+
+    assert same_64 == [401, 401, 429]
+    assert other_64 == 401

@@ -5,15 +5,11 @@ run a real uvicorn on 127.0.0.1, bounded in time and size."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
-import uvicorn
-
-from ffe.api.app import create_app
-from ffe.api.server import server_options
+from tests.support.server import uvicorn_serving
 
 MIB = 2**20
 
@@ -70,35 +66,12 @@ def test_post_when_anonymous_then_401_before_the_body_is_parsed(api):
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-@contextmanager
-def _serving(api, header_timeout_s: float = 10.0) -> Iterator[int]:
-    """An app on the test's settings, on a real uvicorn at 127.0.0.1 (a free port), as
-    ``ffe serve`` runs it; yields the port."""
-    config = uvicorn.Config(
-        create_app(api.settings),
-        host="127.0.0.1",
-        port=0,
-        lifespan="on",
-        log_level="warning",
-        **server_options(header_timeout_s),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def test_post_when_anonymous_and_a_large_body_streams_slowly_then_401_before_reading_it(api):
     planned = 64 * MIB
-    with _serving(api) as port, socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with (
+        uvicorn_serving(api.settings) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+    ):
         sock.sendall(
             b"POST /api/v1/backtests HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -126,7 +99,7 @@ def test_post_when_anonymous_and_a_large_body_streams_slowly_then_401_before_rea
 
 
 def test_connection_when_request_head_never_completes_then_closed_after_the_timeout(api):
-    with _serving(api, header_timeout_s=1.0) as port:
+    with uvicorn_serving(api.settings, header_timeout_s=1.0) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
             started = time.monotonic()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from ffe.api.clients import TrustedProxies
 
 
-def _scope(peer: str, **headers: str) -> dict[str, object]:
+def _scope(peer: str, *lines: tuple[str, str], **headers: str) -> dict[str, object]:
     raw = [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()]
+    raw += [(k.lower().encode(), v.encode()) for k, v in lines]
     return {"type": "http", "scheme": "http", "client": (peer, 1234), "headers": raw}
 
 
@@ -33,3 +34,21 @@ def test_https_when_forwarded_proto_from_a_stranger_then_not_believed():
 
     assert not proxies.https(_scope("192.0.2.1", x_forwarded_proto="https"))
     assert proxies.https(_scope("10.0.0.2", x_forwarded_proto="https"))
+
+
+def test_client_when_the_proxy_adds_a_second_forwarded_for_line_then_its_line_wins():
+    proxies = TrustedProxies(["10.0.0.2"])
+    scope = _scope(
+        "10.0.0.2",
+        ("X-Forwarded-For", "1.2.3.4"),  # the client's own, spoofed
+        ("X-Forwarded-For", "198.51.100.7"),  # the one the proxy added (HAProxy add-header)
+    )
+
+    assert proxies.client(scope) == "198.51.100.7"
+
+
+def test_https_when_the_proxy_adds_a_second_forwarded_proto_line_then_its_line_wins():
+    proxies = TrustedProxies(["10.0.0.2"])
+    lines = (("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http"))
+
+    assert not proxies.https(_scope("10.0.0.2", *lines))

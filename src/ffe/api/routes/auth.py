@@ -11,6 +11,7 @@ from ffe.api.auth import KEY_PREFIX, AuthError, check_login
 from ffe.api.deps import SESSION_COOKIE, Reader, ServicesDep
 from ffe.api.schemas import Login
 from ffe.api.services import Services
+from ffe.api.throttle import counted_as
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -19,7 +20,8 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 async def login(body: Login, request: Request, response: Response, services: ServicesDep) -> Any:
     """Check a username and password; answer a session token and set it as a cookie."""
     address = services.proxies.client(request.scope)
-    await services.check_rate(request, f"login:{address}", services.settings.api.login_rate_limit)
+    limit = services.settings.api.login_rate_limit
+    await services.check_rate(request, f"login:{counted_as(address)}", limit)
     # Wrong passwords slow down the address that sends them, for that user only: the user
     # is never locked, so the right password from elsewhere still logs in.
     await _wait_for_backoff(services, address, body.username)
