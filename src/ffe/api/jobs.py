@@ -223,14 +223,21 @@ class JobService:
                 await asyncio.wait_for(self.stopping.wait(), STALE_S)
 
     async def recover(self) -> int:
-        """Mark lost the running jobs with a stale heartbeat; queue the waiting ones here."""
-        stale = datetime.now(UTC) - timedelta(seconds=STALE_S)
+        """Mark lost the running jobs with a stale heartbeat, except those this process still
+        runs (their heartbeat may be stale only because the journal failed for a while);
+        queue the waiting ones here."""
+        now = datetime.now(UTC)
+        stale = now - timedelta(seconds=STALE_S)
         async with self.db.session() as session:
             lost = await session.execute(
                 update(Job)
-                .where(Job.status == "running")
+                .where(Job.status == "running", Job.id.not_in(list(self._stops)))
                 .where((Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < stale))
-                .values(status="failed", error="interrupted: the process running it stopped")
+                .values(
+                    status="failed",
+                    error="interrupted: the process running it stopped",
+                    finished_at=now,
+                )
             )
             queued = (await session.scalars(select(Job.id).where(Job.status == "queued"))).all()
         for job_id in queued:
@@ -273,20 +280,36 @@ class JobService:
 
     async def _beat(self, job_id: str, running: RunningJob) -> None:
         """While the job runs: say so, with its progress, for the other workers to see; end
-        it if it was cancelled elsewhere (the CLI, another worker)."""
+        it if it was cancelled elsewhere (the CLI, another worker). A journal that fails for a
+        while does not end the job: it beats again next time (logged once per outage), and
+        until then ``recover`` here leaves it alone; other workers give it up only if the
+        outage outlasts ``STALE_S``."""
+        failing = False
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            async with self.db.session() as session:
-                beat = await session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.owner == self.owner, Job.status == "running")
-                    .values(
-                        heartbeat_at=datetime.now(UTC), progress=self._progress.get(job_id, 0.0)
-                    )
-                )
-            if beat.rowcount != 1:  # type: ignore[attr-defined]
+            try:
+                beating = await self._beat_once(job_id)
+            except FfeError as exc:
+                if not failing:
+                    log.error("job %s: heartbeat not recorded, will retry: %s", job_id, exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("job %s: heartbeat recorded again", job_id)
+                failing = False
+            if not beating:
                 running.end("cancelled", "cancelled")  # the journal already says by whom
                 return
+
+    async def _beat_once(self, job_id: str) -> bool:
+        """Record the job's heartbeat and progress; False if it is no longer running here."""
+        async with self.db.session() as session:
+            beat = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.owner == self.owner, Job.status == "running")
+                .values(heartbeat_at=datetime.now(UTC), progress=self._progress.get(job_id, 0.0))
+            )
+        return bool(beat.rowcount == 1)  # type: ignore[attr-defined]
 
     async def _run(self, job_id: str) -> None:
         job = await self._claim(job_id)
