@@ -50,6 +50,15 @@ def broken(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[
     raise ValueError("no bars for XYZ: import them first")
 
 
+def killed(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Dies the way the system's out-of-memory killer ends a process: SIGKILL, no answer."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {"ok": True}, None
+
+
 def pool_sleeper(
     settings: Any, payload: dict[str, Any], progress: Any
 ) -> tuple[dict[str, Any], None]:
