@@ -19,7 +19,7 @@ from sqlalchemy import select
 from tests.support.server import free_port
 from typer.testing import CliRunner
 
-from ffe.api.jobs import STOPPED
+from ffe.api.jobstop import STOPPED
 from ffe.cli.app import app
 from ffe.config import load_settings
 from ffe.store.models import Job

@@ -1,4 +1,4 @@
-"""Stand-in work for jobs, put in ``ffe.api.jobs._WORK`` by tests. A job's work runs in a
+"""Stand-in work for jobs, put in ``ffe.api.jobwork.WORK`` by tests. A job's work runs in a
 process of its own, which finds it by module and name: so it is defined here, not inside a
 test, and imported as the top-level module ``jobwork`` (a job process cannot import
 ``tests.support``: a dependency installs a package named ``tests``)."""
@@ -17,12 +17,12 @@ import pytest
 
 def use(monkeypatch: pytest.MonkeyPatch, kind: str, name: str) -> None:
     """Make jobs of ``kind`` run the function ``name`` of this module in their processes."""
-    from ffe.api import jobs
+    from ffe.api.jobwork import WORK
 
     # A job process starts with the server's sys.path.
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     work = getattr(importlib.import_module("jobwork"), name)
-    monkeypatch.setitem(jobs._WORK, kind, work)
+    monkeypatch.setitem(WORK, kind, work)
 
 
 def instant(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
