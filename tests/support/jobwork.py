@@ -1,4 +1,4 @@
-"""Stand-in work for jobs, put in ``ffe.api.jobs._WORK`` by tests. A job's work runs in a
+"""Stand-in work for jobs, put in ``ffe.api.jobwork.WORK`` by tests. A job's work runs in a
 process of its own, which finds it by module and name: so it is defined here, not inside a
 test, and imported as the top-level module ``jobwork`` (a job process cannot import
 ``tests.support``: a dependency installs a package named ``tests``)."""
@@ -17,12 +17,12 @@ import pytest
 
 def use(monkeypatch: pytest.MonkeyPatch, kind: str, name: str) -> None:
     """Make jobs of ``kind`` run the function ``name`` of this module in their processes."""
-    from ffe.api import jobs
+    from ffe.api.jobwork import WORK
 
     # A job process starts with the server's sys.path.
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     work = getattr(importlib.import_module("jobwork"), name)
-    monkeypatch.setitem(jobs._WORK, kind, work)
+    monkeypatch.setitem(WORK, kind, work)
 
 
 def instant(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
@@ -48,6 +48,15 @@ def broken(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[
     """Fails the way work fails on bad input."""
     progress(0.25)
     raise ValueError("no bars for XYZ: import them first")
+
+
+def killed(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Dies the way the system's out-of-memory killer ends a process: SIGKILL, no answer."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {"ok": True}, None
 
 
 def pool_sleeper(

@@ -76,8 +76,7 @@ class JobProcess:
                 return value
             else:
                 raise JobWorkError(value)
-        code = self._popen.wait()
-        raise JobCrashedError(f"the job's process ended without a result (exit status {code})")
+        raise JobCrashedError(_crash_message(self._popen.wait()))
 
     @property
     def returncode(self) -> int | None:
@@ -121,12 +120,16 @@ class RunningJob:
     def __init__(self) -> None:
         self.reason: tuple[str, str] | None = None  # (status, error) it was ended with
         self._process: JobProcess | None = None
+        self._closed = False  # its process has ended and been reaped: its group id is free
         self._lock = threading.Lock()
 
     def end(self, status: str, error: str) -> None:
         """End the job's processes now; the job is to be recorded with ``status`` and
-        ``error`` (the first reason given wins)."""
+        ``error`` (the first reason given wins). Nothing once its process has been closed: its
+        process group id may belong to another process by then."""
         with self._lock:
+            if self._closed:
+                return
             if self.reason is None:
                 self.reason = (status, error)
             if self._process is not None:
@@ -145,6 +148,23 @@ class RunningJob:
             return process.answer(report)
         finally:
             process.close()
+            with self._lock:
+                self._process, self._closed = None, True
+
+
+def _crash_message(code: int) -> str:
+    """Why a job's process that ended without an answer most likely did, and what to change."""
+    ended = f"exit status {code}"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            ended = f"killed by {signal.Signals(-code).name}"
+    return (
+        f"the job's process ended without a result ({ended}): most likely it was killed, "
+        "often by the system when memory ran out; to use less, lower compute.max_workers "
+        "(environment: FFE__COMPUTE__MAX_WORKERS) or submit a smaller grid or date range; if "
+        "something outside the server ends long runs, set jobs.time_limit_s.<kind> below its "
+        "limit so the job stops with an error that says so"
+    )
 
 
 def _frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:

@@ -1,21 +1,22 @@
-"""Background jobs: backtests, parameter sweeps and forecast benchmarks submitted through the
-API, run one at a time (``api.max_jobs``), with progress, in the journal's ``jobs`` table.
+"""Background jobs: backtests, parameter sweeps and forecast benchmarks submitted through the API,
+run one at a time (``api.max_jobs``), with progress, in the journal's ``jobs`` table.
 
-A job is claimed by an atomic ``queued -> running`` update, so with several workers sharing
-a database each job runs once. The process running a job writes a heartbeat (and the
-progress) every few seconds; a job whose heartbeat is stale is marked failed by any worker,
-and queued jobs whose worker went away are picked up by another.
+A job is claimed by an atomic ``queued -> running`` update, so with several workers sharing a
+database each job runs once. The process running a job writes a heartbeat (and the progress) every
+few seconds; a job whose heartbeat is stale is marked failed by any worker but the one running it (a
+journal outage makes a live job's heartbeat stale too), and queued jobs whose worker went away are
+picked up by another.
 
-Each job's work runs in a child process leading a process group of its own (``jobproc``), so
-that it can be ended with every process it started, cooperative or not. A job ends early when
-it is cancelled (``cancel``: a queued one never runs; a running one here is ended at once, one
-running in another process when that process next beats), when it runs past the time limit of
-its kind (``jobs.time_limit_s``; it fails, and the error names the setting to raise), and
-when the server shuts down (``stop``): then it ends ``cancelled`` with the error "stopped: the
-server shut down". It is not queued again: sweeps and benchmarks do not resume, so a restart
-would run it again from the start, unasked, maybe the very load the server was stopped to end;
-submit it again to re-run it. Jobs still queued stay queued, and the next start (or another
-worker) runs them.
+What each kind of job does is in ``jobwork``. Each job's work runs in a child process leading a
+process group of its own (``jobproc``), so that it can be ended with every process it started,
+cooperative or not. A job ends early when it is cancelled (``cancel``: a queued one never runs; a
+running one here is ended at once, one running in another process when that process next beats),
+when it runs past the time limit of its kind (``jobs.time_limit_s``; it fails, and the error names
+the setting to raise), and when the server shuts down (``stop``): then it ends ``cancelled`` with
+the error "stopped: the server shut down". It is not queued again: sweeps and benchmarks do not
+resume, so a restart would run it again from the start, unasked, maybe the very load the server was
+stopped to end; submit it again to re-run it. Jobs still queued stay queued, and the next start (or
+another worker) runs them.
 """
 
 from __future__ import annotations
@@ -23,56 +24,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import secrets
 import socket
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
 from ffe.api.jobproc import JobProcessError, RunningJob
-from ffe.api.jobstop import JobNotFoundError, cancel_job, time_limit_error
+from ffe.api.jobstop import STOPPED, JobNotFoundError, cancel_job, time_limit_error
+from ffe.api.jobwork import KINDS, WORK, in_job_process
 from ffe.config import Settings
 from ffe.domain.errors import FfeError
 from ffe.store.database import Database
 from ffe.store.models import Job
 from ffe.store.repositories import new_id
 
-if TYPE_CHECKING:  # a job process imports this module: it needs neither (redis, prometheus)
+if TYPE_CHECKING:  # for annotations only: importing them loads redis and prometheus
     from ffe.kv import KvBackends
     from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-KINDS = ("backtest", "sweep", "forecast_bench")
 HEARTBEAT_S = 5.0  # a running job's process says it is alive this often
 STALE_S = 30.0  # and is taken for dead this long after it last did
-STOPPED = "stopped: the server shut down"
-
-
-class JobStoppedError(Exception):
-    """The job was asked to stop, and stopped before its work was done."""
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """What a job's work reports how far it has got to, and learns from whether to stop."""
-
-    report: Callable[[float], None]
-    # Never set in a job process: a job is stopped by ending its process group (jobproc).
-    stop: threading.Event
-
-    def __call__(self, fraction: float) -> None:
-        """Record ``fraction`` done; raise ``JobStoppedError`` if the job was asked to stop."""
-        if self.stop.is_set():
-            raise JobStoppedError(STOPPED)
-        self.report(fraction)
 
 
 def job_dict(job: Job) -> dict[str, Any]:
@@ -223,14 +201,21 @@ class JobService:
                 await asyncio.wait_for(self.stopping.wait(), STALE_S)
 
     async def recover(self) -> int:
-        """Mark lost the running jobs with a stale heartbeat; queue the waiting ones here."""
-        stale = datetime.now(UTC) - timedelta(seconds=STALE_S)
+        """Mark lost the running jobs with a stale heartbeat, except those this process still
+        runs (their heartbeat may be stale only because the journal failed for a while);
+        queue the waiting ones here."""
+        now = datetime.now(UTC)
+        stale = now - timedelta(seconds=STALE_S)
         async with self.db.session() as session:
             lost = await session.execute(
                 update(Job)
-                .where(Job.status == "running")
+                .where(Job.status == "running", Job.id.not_in(list(self._stops)))
                 .where((Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < stale))
-                .values(status="failed", error="interrupted: the process running it stopped")
+                .values(
+                    status="failed",
+                    error="interrupted: the process running it stopped",
+                    finished_at=now,
+                )
             )
             queued = (await session.scalars(select(Job.id).where(Job.status == "queued"))).all()
         for job_id in queued:
@@ -273,20 +258,36 @@ class JobService:
 
     async def _beat(self, job_id: str, running: RunningJob) -> None:
         """While the job runs: say so, with its progress, for the other workers to see; end
-        it if it was cancelled elsewhere (the CLI, another worker)."""
+        it if it was cancelled elsewhere (the CLI, another worker). A journal that fails for a
+        while does not end the job: it beats again next time (logged once per outage), and
+        until then ``recover`` here leaves it alone; other workers give it up only if the
+        outage outlasts ``STALE_S``."""
+        failing = False
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            async with self.db.session() as session:
-                beat = await session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.owner == self.owner, Job.status == "running")
-                    .values(
-                        heartbeat_at=datetime.now(UTC), progress=self._progress.get(job_id, 0.0)
-                    )
-                )
-            if beat.rowcount != 1:  # type: ignore[attr-defined]
+            try:
+                beating = await self._beat_once(job_id)
+            except FfeError as exc:
+                if not failing:
+                    log.error("job %s: heartbeat not recorded, will retry: %s", job_id, exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("job %s: heartbeat recorded again", job_id)
+                failing = False
+            if not beating:
                 running.end("cancelled", "cancelled")  # the journal already says by whom
                 return
+
+    async def _beat_once(self, job_id: str) -> bool:
+        """Record the job's heartbeat and progress; False if it is no longer running here."""
+        async with self.db.session() as session:
+            beat = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.owner == self.owner, Job.status == "running")
+                .values(heartbeat_at=datetime.now(UTC), progress=self._progress.get(job_id, 0.0))
+            )
+        return bool(beat.rowcount == 1)  # type: ignore[attr-defined]
 
     async def _run(self, job_id: str) -> None:
         job = await self._claim(job_id)
@@ -321,9 +322,9 @@ class JobService:
         self, job: Job, report: Callable[[float], None], running: RunningJob
     ) -> dict[str, Any]:
         """Run the job's work in a job process, within its time limit; what to record of it."""
-        args = (_WORK[job.kind], self.settings, dict(job.payload))
+        args = (WORK[job.kind], self.settings, dict(job.payload))
         work = asyncio.get_running_loop().run_in_executor(
-            self._executor, running.run, _in_job_process, args, report
+            self._executor, running.run, in_job_process, args, report
         )
         limit_s = float(getattr(self.settings.jobs.time_limit_s, job.kind))
         if not (await asyncio.wait({work}, timeout=limit_s))[0]:
@@ -348,159 +349,3 @@ class JobService:
 
 class _UnclaimedError(Exception):
     """Raised inside a claim's transaction to roll it back."""
-
-
-# -- the work, run in a job process (see jobproc) --------------------------------------------
-
-
-def _in_job_process(
-    work: Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]],
-    settings: Settings,
-    payload: dict[str, Any],
-    report: Callable[[float], None],
-) -> tuple[dict[str, Any], str | None]:
-    return work(settings, payload, Progress(report, threading.Event()))
-
-
-def _backtest(
-    settings: Settings, payload: dict[str, Any], progress: Progress
-) -> tuple[dict[str, Any], str | None]:
-    from ffe import bootstrap
-    from ffe.backtest.engine import run_backtest
-    from ffe.data import load_market
-    from ffe.decide.strategy import refuse_settings_only
-
-    params = payload.get("params") or {}
-    refuse_settings_only(payload["strategy"], params)  # a job queued before they were refused
-    market = load_market(
-        bootstrap.data_catalog(settings),
-        payload["symbols"],
-        start=payload.get("start"),
-        end=payload.get("end"),
-    )
-    strategy = bootstrap.strategy(settings, payload["strategy"], params)
-    config = bootstrap.backtest_config(
-        settings, cash=payload.get("cash"), commission=payload.get("commission")
-    )
-    progress(0.1)
-    result = run_backtest(market, strategy, config, risk=bootstrap.risk_engine(settings))
-    progress(0.8)
-    run_id = asyncio.run(_record(settings, result))
-    stats = result.stats.as_dict()
-    return {"stats": stats, "trades": len(result.trades), "bars": market.n_bars}, run_id
-
-
-async def _record(settings: Settings, result: Any) -> str:
-    from ffe import bootstrap
-    from ffe.runs.journal import record_backtest
-
-    db = await bootstrap.open_journal(settings)
-    try:
-        return await record_backtest(db, result, extra_config={"source": "api"})
-    finally:
-        await db.dispose()
-
-
-def _sweep(
-    settings: Settings, payload: dict[str, Any], progress: Progress
-) -> tuple[dict[str, Any], str | None]:
-    from ffe import bootstrap
-    from ffe.backtest.objective import direction_of, rank_key
-    from ffe.backtest.sweep import combinations, run_sweep
-    from ffe.data import load_market
-    from ffe.decide.strategy import refuse_settings_only
-
-    refuse_settings_only(payload["strategy"], payload["grid"])  # queued before they were refused
-    metric = payload.get("metric", "sharpe")
-    # Before any backtest runs: a job queued by an older version may name an unrankable metric.
-    direction = direction_of(metric)
-    market = load_market(
-        bootstrap.data_catalog(settings),
-        [payload["symbol"]],
-        start=payload.get("start"),
-        end=payload.get("end"),
-    )
-    grid = combinations(payload["grid"])
-    done = [0]
-
-    def advance(_: Any) -> None:
-        done[0] += 1
-        progress(done[0] / len(grid))
-
-    rows = run_sweep(
-        market,
-        payload["strategy"],
-        grid,
-        bootstrap.backtest_config(settings),
-        bootstrap.risk_engine(settings),
-        jobs=1 if len(grid) < 16 else bootstrap.pool_size(settings),
-        on_done=advance,
-        cancel=progress.stop,
-    )
-    found: list[dict[str, Any]] = [
-        {"params": r.params, "value": _number(r.stats.get(metric)), "stats": r.stats}
-        for r in rows
-        if r.error is None
-    ]
-    ranked = sorted(found, key=lambda r: rank_key(r["stats"].get(metric), direction))
-    errors = [{"params": r.params, "error": r.error} for r in rows if r.error]
-    best = ranked[0] if ranked else None
-    return {
-        "metric": metric,
-        "direction": direction,  # which way "best" and the ranking go: maximize or minimize
-        "params": list(payload["grid"]),
-        "rows": found,
-        "best": best,
-        "errors": errors,
-    }, None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _forecast_bench(
-    settings: Settings, payload: dict[str, Any], progress: Progress
-) -> tuple[dict[str, Any], str | None]:
-    import numpy as np
-
-    from ffe import bootstrap
-    from ffe.data import load_market
-    from ffe.forecast.base import Series
-    from ffe.forecast.evaluate import evaluate
-    from ffe.forecast.models import BASELINE, parse_models
-    from ffe.forecast.rolling import RollingSpec, rolling_forecasts
-
-    names = parse_models(payload.get("models"))
-    names = names if BASELINE in names else (BASELINE, *names)
-    symbol, horizons = payload["symbol"], sorted(set(payload.get("horizons") or [1]))
-    market = load_market(
-        bootstrap.data_catalog(settings),
-        [symbol],
-        start=payload.get("start"),
-        end=payload.get("end"),
-    )
-    series = Series(symbol, np.log(market.mark[:, 0]), market.times)
-    window, refit = int(payload.get("window", 500)), int(payload.get("refit_every", 21))
-    spec = RollingSpec(horizon=max(horizons), window=window, refit_every=refit)
-    total = max(1, len(spec.origins(len(series))) * len(names))
-    done = [0]
-
-    def advance(n: int) -> None:
-        done[0] += n
-        progress(0.95 * done[0] / total)
-
-    panel = rolling_forecasts(series, names, spec, workers=1, progress=advance)
-    result = evaluate(panel, series.values, horizons, window, refit)
-    return result.to_dict(), None
-
-
-_WORK: dict[
-    str, Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]]
-] = {
-    "backtest": _backtest,
-    "sweep": _sweep,
-    "forecast_bench": _forecast_bench,
-}

@@ -11,6 +11,7 @@ from ffe.store.database import Database
 from ffe.store.models import Job
 
 ACTIVE = ("queued", "running")  # the states a job can be cancelled in
+STOPPED = "stopped: the server shut down"  # the error of a job ended by the server's shutdown
 
 
 class JobNotFoundError(NotFoundError):

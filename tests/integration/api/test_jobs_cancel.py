@@ -48,24 +48,25 @@ def _gone_within(pids: set[int], timeout_s: float) -> set[int]:
     return _alive(pids)
 
 
-def test_cancel_when_sweep_running_then_cancelled_and_its_processes_gone(api):
-    before = _descendants()
-    trader = api.headers("trader")
-    job_id = api.client.post("/api/v1/sweeps", json=LONG_SWEEP, headers=trader).json()["id"]
-    _, seen = _watch(api, job_id, lambda job, _: job["status"] == "running" and job["progress"])
+def test_cancel_when_sweep_running_then_cancelled_and_its_processes_gone(api_with):
+    with api_with(FFE__COMPUTE__MAX_WORKERS="2") as api:  # a pool of two, whatever the cores
+        before = _descendants()
+        trader = api.headers("trader")
+        job_id = api.client.post("/api/v1/sweeps", json=LONG_SWEEP, headers=trader).json()["id"]
+        _, seen = _watch(api, job_id, lambda job, _: job["status"] == "running" and job["progress"])
 
-    answer = api.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=trader)
+        answer = api.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=trader)
 
-    assert answer.status_code == 200, answer.text
-    assert (answer.json()["status"], answer.json()["error"]) == (
-        "cancelled",
-        "cancelled by key:trader-key",
-    )
-    job_processes = (seen | _descendants()) - before
-    assert len(job_processes) >= 3  # the job's process and its pool's workers (two or more)
-    assert _gone_within(job_processes, 5.0) == set()
-    stored = api.client.get(f"/api/v1/jobs/{job_id}", headers=trader).json()
-    assert (stored["status"], stored["result"]) == ("cancelled", None)
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["status"], answer.json()["error"]) == (
+            "cancelled",
+            "cancelled by key:trader-key",
+        )
+        job_processes = (seen | _descendants()) - before
+        assert len(job_processes) >= 3  # the job's process and its pool's two workers
+        assert _gone_within(job_processes, 5.0) == set()
+        stored = api.client.get(f"/api/v1/jobs/{job_id}", headers=trader).json()
+        assert (stored["status"], stored["result"]) == ("cancelled", None)
 
 
 def test_job_when_over_its_time_limit_then_failed_saying_so_and_its_processes_gone(
@@ -88,14 +89,16 @@ def test_job_when_over_its_time_limit_then_failed_saying_so_and_its_processes_go
         assert _gone_within(job_processes, 5.0) == set()
 
 
-def test_cancel_when_job_queued_then_it_never_runs(api, monkeypatch):
+def test_cancel_when_job_queued_then_it_never_runs(api, monkeypatch, tmp_path):
     jobwork.use(monkeypatch, "backtest", "stubborn")
+    jobwork.use(monkeypatch, "sweep", "tally")
     trader = api.headers("trader")
     services = api.services
+    cancelled_tally, later_tally = tmp_path / "cancelled", tmp_path / "later"
 
     async def submit() -> tuple[str, str]:
         running = await services.jobs.submit("backtest", {"sleep_s": 3})
-        queued = await services.jobs.submit("backtest", {"sleep_s": 3})
+        queued = await services.jobs.submit("sweep", {"tally": str(cancelled_tally)})
         return running["id"], queued["id"]
 
     running, queued = api.client.portal.call(submit)  # type: ignore[union-attr]
@@ -105,9 +108,13 @@ def test_cancel_when_job_queued_then_it_never_runs(api, monkeypatch):
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "cancelled"
-    ended, _ = _watch(api, running, lambda job, _: job["finished_at"])
+    # One worker takes jobs in order: once a job queued after it has run, the cancelled one
+    # has been taken off the queue, and would have run by then if it were going to.
+    later = api.client.portal.call(services.jobs.submit, "sweep", {"tally": str(later_tally)})  # type: ignore[union-attr]
+    ended, _ = _watch(api, later["id"], lambda job, _: job["finished_at"])
     assert ended["status"] == "finished"
-    time.sleep(1.0)  # the worker has taken the cancelled job off its queue by now
+    assert later_tally.read_text().splitlines() == ["ran"]
+    assert not cancelled_tally.exists()
     never = api.client.get(f"/api/v1/jobs/{queued}", headers=trader).json()
     assert (never["status"], never["started_at"], never["result"]) == ("cancelled", None, None)
 

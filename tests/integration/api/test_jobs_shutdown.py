@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ffe.api.jobs import STOPPED
+from ffe.api.jobstop import STOPPED
 from ffe.config import Settings
 from ffe.store.models import Job
 

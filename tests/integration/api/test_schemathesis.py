@@ -17,8 +17,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from tests.support import jobwork
 
-from ffe.api import jobs
 from ffe.api.app import create_app
+from ffe.api.jobwork import KINDS
 from ffe.config import Settings
 
 from .conftest import PASSWORD, Api, make_api
@@ -54,7 +54,7 @@ def _fuzz_api(mp: pytest.MonkeyPatch, data_dir: str) -> Iterator[Api]:
     mp.delenv("FFE__DATABASE__URL", raising=False)
     # The HTTP layer is under test, not the jobs: a fuzzed sweep of 2000 points or a forecast
     # benchmark of every model runs for minutes, and the app waits for it on shutdown.
-    for kind in jobs.KINDS:
+    for kind in KINDS:
         jobwork.use(mp, kind, "instant")
     yield from make_api(
         mp,

@@ -7,6 +7,10 @@ import json
 import time
 from typing import Any
 
+import anyio
+
+RECEIVE_S = 10.0  # a stream that sends nothing this long has stopped: fail, do not hang
+
 
 def _strict(text: str) -> dict[str, Any]:
     def refuse(constant: str) -> None:
@@ -15,9 +19,26 @@ def _strict(text: str) -> dict[str, Any]:
     return dict(json.loads(text, parse_constant=refuse))
 
 
+def _receive_text(ws: Any, timeout_s: float = RECEIVE_S) -> str:
+    """The next message, or an AssertionError after ``timeout_s`` (the test client's own
+    ``receive_text`` waits for ever). It waits on the session's event loop, as the client
+    does, so that nothing is left waiting when the session closes."""
+
+    async def receive() -> Any:
+        with anyio.fail_after(timeout_s):
+            return await ws._send_rx.receive()  # what the client's receive() waits on
+
+    try:
+        message = ws.portal.call(receive)
+    except TimeoutError:
+        raise AssertionError(f"the stream sent nothing for {timeout_s:g} s") from None
+    assert message["type"] == "websocket.send", message  # not closed
+    return str(message["text"])
+
+
 def test_stream_when_agent_runs_then_events_numbered_one_by_one_after_the_hello(api):
     with api.client.websocket_connect("/api/v1/stream", headers=api.headers("viewer")) as ws:
-        hello = _strict(ws.receive_text())
+        hello = _strict(_receive_text(ws))
         started = api.client.post(
             "/api/v1/agent/start",
             json={"strategy": "sma_cross", "params": {"fast": 5, "slow": 10}, "speed": 0},
@@ -27,7 +48,7 @@ def test_stream_when_agent_runs_then_events_numbered_one_by_one_after_the_hello(
         received, deadline = [], time.monotonic() + 60
         while len(received) < 200:
             assert time.monotonic() < deadline, len(received)
-            received.append(_strict(ws.receive_text()))
+            received.append(_strict(_receive_text(ws)))
         ws.close()
         time.sleep(0.3)
 
@@ -36,3 +57,20 @@ def test_stream_when_agent_runs_then_events_numbered_one_by_one_after_the_hello(
     assert [m["seq"] for m in received] == list(range(first + 1, first + 201))
     assert {m["source"] for m in received} == {hello["data"]["source"]}
     assert {"decision", "fill"} <= {m["type"] for m in received}
+
+
+def test_receive_text_when_stream_silent_then_fails_instead_of_hanging(api):
+    with api.client.websocket_connect("/api/v1/stream", headers=api.headers("viewer")) as ws:
+        _receive_text(ws)  # the hello; nothing runs, so nothing follows
+        started = time.monotonic()
+        try:
+            _receive_text(ws, timeout_s=0.5)
+        except AssertionError as exc:
+            failed = str(exc)
+        else:
+            failed = ""
+        ws.close()
+        time.sleep(0.3)  # the stream's handler ends before the session does
+
+    assert failed == "the stream sent nothing for 0.5 s"
+    assert time.monotonic() - started < 5.0

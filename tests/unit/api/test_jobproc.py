@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ffe.api.jobproc import JobProcess, JobWorkError, RunningJob
+from ffe.api.jobproc import JobCrashedError, JobProcess, JobWorkError, RunningJob
 
 
 @pytest.fixture
@@ -66,3 +66,33 @@ def test_running_job_when_ended_then_process_stops_at_once_and_reason_kept(jobwo
     assert running.reason == ("cancelled", "cancelled by test")
     assert len(outcome) == 1
     assert "without a result" in str(outcome[0])
+
+
+def test_running_job_when_ended_after_its_process_closed_then_no_group_signalled(
+    jobwork, monkeypatch
+):
+    import os
+
+    running = RunningJob()
+    running.run(jobwork.instant, (None, {}), lambda fraction: None)
+    signalled: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "killpg", lambda pid, signum: signalled.append((pid, signum)))
+
+    running.end("cancelled", "cancelled too late")  # its group id may be another's by now
+
+    assert signalled == []
+    assert running.reason is None
+
+
+def test_process_when_killed_without_answer_then_error_names_cause_and_settings(jobwork):
+    process = JobProcess(jobwork.killed, (None, {}))
+
+    with pytest.raises(JobCrashedError) as crashed:
+        process.answer(lambda fraction: None)
+    process.close()
+
+    message = str(crashed.value)
+    assert "killed by SIGKILL" in message
+    assert "memory" in message
+    assert "compute.max_workers" in message
+    assert "jobs.time_limit_s" in message

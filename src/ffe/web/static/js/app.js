@@ -121,6 +121,26 @@ export async function busy(button, work) {
   }
 }
 
+/**
+ * The Cancel button of a job's page: ask first, then cancel job `id` and pass the job, as the
+ * server now has it, to `cancelled`. `what` names the job ("backtest"); `alsoStops` says what
+ * else a running one loses (", with its worker processes,").
+ */
+export async function cancelJob(button, id, { what, alsoStops = "", cancelled }) {
+  const confirmed = await confirmAction({
+    title: `Cancel this ${what}?`,
+    message: `A waiting ${what} will not run; a running one is stopped now${alsoStops} and records no result.`,
+    confirmLabel: `Cancel ${what}`,
+    keepLabel: "Keep it",
+  });
+  if (!confirmed) return;
+  await busy(button, async () => {
+    const job = await postJson(`/jobs/${encodeURIComponent(id)}/cancel`);
+    toast(`${what[0].toUpperCase()}${what.slice(1)} cancelled`, "ok");
+    await cancelled(job);
+  });
+}
+
 // -- DOM helpers -------------------------------------------------------------------------------
 
 /** Make an element: el("td", {class: "num"}, "1.00"). Children are text or nodes. */

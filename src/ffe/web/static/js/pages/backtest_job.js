@@ -1,7 +1,7 @@
 // One backtest job: status and progress until it ends, then its statistics, equity and report.
 import {
-  $, API, ApiError, busy, canTrade, confirmAction, el, fmtMoney, fmtStat, fmtTime, getJson,
-  labelOf, onStream, postJson, showError, startPage, stateBadge, toast,
+  $, API, ApiError, canTrade, cancelJob, el, fmtMoney, fmtStat, fmtTime, getJson,
+  labelOf, onStream, showError, startPage, stateBadge,
 } from "../app.js";
 import { equityChart } from "../charts.js";
 
@@ -75,22 +75,10 @@ async function showResult(job) {
   equityChart($("run-equity-chart")).setData(equity.points || []);
 }
 
-async function cancelJob(button) {
-  const confirmed = await confirmAction({
-    title: "Cancel this backtest?",
-    message: "A waiting backtest will not run; a running one is stopped now and records no result.",
-    confirmLabel: "Cancel backtest",
-    keepLabel: "Keep it",
-  });
-  if (!confirmed) return;
-  await busy(button, async () => {
-    renderJob(await postJson(`/jobs/${encodeURIComponent(jobId)}/cancel`));
-    toast("Backtest cancelled", "ok");
-  });
-}
-
 startPage(async () => {
-  $("cancel-job").addEventListener("click", (event) => cancelJob(event.currentTarget));
+  $("cancel-job").addEventListener("click", (event) =>
+    cancelJob(event.currentTarget, jobId, { what: "backtest", cancelled: renderJob }),
+  );
   let job;
   try {
     job = await getJson(`/jobs/${encodeURIComponent(jobId)}`);

@@ -1,6 +1,6 @@
 // Optimization: submit a parameter sweep, list sweeps, and show one as a heatmap and a ranking.
 import {
-  $, busy, canTrade, confirmAction, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, labelOf,
+  $, busy, canTrade, cancelJob, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, labelOf,
   marketSymbols, num, onStream, parseValue, postJson, showError, startPage, stateBadge, strategies,
   td, toast,
 } from "../app.js";
@@ -131,20 +131,15 @@ function showSweep(job) {
   rankTable(result);
 }
 
-async function cancelSweep(button) {
+function cancelSweep(button) {
   const id = selected;
-  const confirmed = await confirmAction({
-    title: "Cancel this sweep?",
-    message: "A waiting sweep will not run; a running one is stopped now, with its worker processes, and records no result.",
-    confirmLabel: "Cancel sweep",
-    keepLabel: "Keep it",
-  });
-  if (!confirmed) return;
-  await busy(button, async () => {
-    const job = await postJson(`/jobs/${encodeURIComponent(id)}/cancel`);
-    if (selected === id) showSweep(job);
-    toast("Sweep cancelled", "ok");
-    await loadSweeps();
+  return cancelJob(button, id, {
+    what: "sweep",
+    alsoStops: ", with its worker processes,",
+    async cancelled(job) {
+      if (selected === id) showSweep(job);
+      await loadSweeps();
+    },
   });
 }
 
