@@ -322,13 +322,19 @@ def sweep(
         names = list(parse_grid(param))
         points = combinations(parse_grid(param))  # workers=N below: at most the cap
         grid = [bootstrap.strategy_params(settings, strategy, p, fill=False) for p in points]
-        jobs = bootstrap.pool_size(settings, jobs)
+        executor = bootstrap.executor(settings, jobs)
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
         )
         with Progress(len(grid), quiet=as_json) as advance:
             rows = run_sweep(
-                market, strategy, grid, config, risk, jobs=jobs, on_done=lambda _: advance()
+                market,
+                strategy,
+                grid,
+                config,
+                risk,
+                executor=executor,
+                on_done=lambda _: advance(),
             )
         flat = sorted(
             (row.flat() for row in rows), key=lambda r: rank_key(r.get(metric), direction)
