@@ -45,3 +45,23 @@ def nested(workers: int, item: int) -> tuple[int, list[int]]:
 
     inner = LocalExecutor(workers).map(pid, range(4), None)
     return os.getpid(), in_order(inner, 4)
+
+
+def ensemble_pool(shared: int, item: int) -> int:
+    """Decisions of an ensemble asked for ``shared`` workers, here, where starting a process
+    pool raises."""
+    from ffe.compute import executor
+    from ffe.data import SyntheticMarket
+    from ffe.decide.ensemble import EnsembleStrategy
+
+    market = SyntheticMarket(1, 260, seed=item).to_market()
+    strategy = EnsembleStrategy(models="naive,drift", window=150, refit_every=20, workers=shared)
+    real, executor.ProcessPoolExecutor = executor.ProcessPoolExecutor, _no_pool  # type: ignore[assignment,misc]
+    try:
+        return len(strategy.explain(market.history()).decisions)
+    finally:
+        executor.ProcessPoolExecutor = real  # type: ignore[misc]
+
+
+def _no_pool(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("a process pool was started")
