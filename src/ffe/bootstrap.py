@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ffe.agent.notify import Notifications
     from ffe.agent.runner import Agent
     from ffe.backtest.engine import BacktestConfig
+    from ffe.compute import Executor
     from ffe.data.catalog import DataCatalog
     from ffe.decide.strategy import Strategy
     from ffe.execution.fill_model import FillModel
@@ -105,6 +106,14 @@ def pool_size(settings: Settings, requested: int | None = None) -> int:
     more than ``max_workers``."""
     cap = max_workers(settings)
     return cap if requested is None or requested <= 0 else min(requested, cap)
+
+
+def executor(settings: Settings, requested: int | None = None) -> Executor:
+    """Where parallel work (sweep points, walk-forward segments, forecast blocks) runs: a
+    local process pool of ``pool_size(settings, requested)`` workers."""
+    from ffe.compute import LocalExecutor
+
+    return LocalExecutor(pool_size(settings, requested))
 
 
 def strategy_params(

@@ -117,7 +117,7 @@ def _sweep(
         grid,
         bootstrap.backtest_config(settings),
         bootstrap.risk_engine(settings),
-        jobs=1 if len(grid) < 16 else bootstrap.pool_size(settings),
+        executor=bootstrap.executor(settings, 1 if len(grid) < 16 else None),
         on_done=advance,
         cancel=progress.stop,
     )

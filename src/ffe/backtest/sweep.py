@@ -1,4 +1,4 @@
-"""Parameter sweeps: one backtest per combination of a grid, on all local cores.
+"""Parameter sweeps: one backtest per combination of a grid, spread over an executor.
 
 A sweep can be stopped between points (``run_sweep(cancel=...)``): points not yet started
 are dropped, and the worker processes end once the points they hold are done.
@@ -9,17 +9,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import multiprocessing
-import os
 import re
-import signal
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ffe.backtest.engine import BacktestConfig, run_backtest
+from ffe.compute import Executor, LocalExecutor
 from ffe.decide.strategy import make_strategy
 from ffe.domain.errors import ConfigError, FfeError
 from ffe.domain.market import MarketData
@@ -27,7 +24,6 @@ from ffe.risk.engine import RiskEngine
 
 _RANGE = re.compile(r"^(-?[\d.]+)\.\.(-?[\d.]+)(?::(-?[\d.]+))?$")
 _MAX_COMBINATIONS = 100_000
-_POLL_S = 0.2  # how often a sweep waiting on its worker processes looks at its cancel flag
 
 
 class SweepStoppedError(FfeError):
@@ -105,17 +101,20 @@ def run_sweep(
     jobs: int = 0,
     on_done: Callable[[SweepRow], None] | None = None,
     cancel: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> list[SweepRow]:
-    """Backtest every grid point; ``jobs=0`` uses every core, ``jobs=1`` runs in process.
+    """Backtest every grid point on ``executor`` (else a local pool of ``jobs`` processes:
+    0 uses every core, 1 runs in process).
 
     Once ``cancel`` is set no further point is started or reported, and ``SweepStoppedError`` is
     raised (unless every point had already run)."""
-    workers = min(len(grid), jobs if jobs > 0 else (os.cpu_count() or 1)) or 1
-    stop = cancel or threading.Event()
+    pool = executor or LocalExecutor(jobs)
+    setup = _SweepSetup(market, strategy, config, risk)  # sent once per worker, not per point
+    points = [dict(point) for point in grid]
     rows: list[SweepRow | None] = [None] * len(grid)
     # closing: when on_done raises, the worker processes are stopped now, not when the
     # traceback holding this frame is collected.
-    with contextlib.closing(_results(market, strategy, grid, config, risk, workers, stop)) as found:
+    with contextlib.closing(pool.map(_run_point, points, setup, cancel=cancel)) as found:
         for position, row in found:
             rows[position] = row  # results arrive as they finish; keep the grid's order
             if on_done is not None:
@@ -126,67 +125,20 @@ def run_sweep(
     return done
 
 
-def _results(
-    market: MarketData,
-    strategy: str,
-    grid: Sequence[Mapping[str, Any]],
-    config: BacktestConfig,
-    risk: RiskEngine,
-    workers: int,
-    stop: threading.Event,
-) -> Generator[tuple[int, SweepRow], None, None]:
-    if workers == 1:
-        _init_worker(market, strategy, config, risk)
-        for i, point in enumerate(grid):
-            if stop.is_set():
-                return
-            yield i, _run_point(dict(point))
-        return
-    pool = ProcessPoolExecutor(
-        # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
-        # have started can hang for ever.
-        mp_context=multiprocessing.get_context("spawn"),
-        max_workers=workers,
-        initializer=_init_pool_worker,
-        initargs=(market, strategy, config, risk),
-    )
+@dataclass(frozen=True, slots=True)
+class _SweepSetup:
+    """What every grid point needs."""
+
+    market: MarketData
+    strategy: str
+    config: BacktestConfig
+    risk: RiskEngine
+
+
+def _run_point(setup: _SweepSetup, params: dict[str, Any]) -> SweepRow:
     try:
-        pending = {pool.submit(_run_point, dict(point)): i for i, point in enumerate(grid)}
-        while pending and not stop.is_set():
-            finished, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-            for future in finished:
-                if stop.is_set():
-                    return
-                yield pending.pop(future), future.result()
-    finally:
-        # Also on a stop or an error: the points not yet started are dropped, and the workers
-        # end once the point each holds is done, instead of running the rest of the grid.
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _init_pool_worker(
-    market: MarketData, strategy: str, config: BacktestConfig, risk: RiskEngine
-) -> None:
-    # Ctrl-C in a terminal reaches the whole process group: the parent decides when its
-    # workers stop, rather than each dying mid-point with a traceback (a broken pool).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _init_worker(market, strategy, config, risk)
-
-
-def _init_worker(
-    market: MarketData, strategy: str, config: BacktestConfig, risk: RiskEngine
-) -> None:
-    # The market is sent once per worker process, not once per grid point.
-    _WORKER.update(market=market, strategy=strategy, config=config, risk=risk)
-
-
-def _run_point(params: dict[str, Any]) -> SweepRow:
-    try:
-        strategy = make_strategy(_WORKER["strategy"], params)
-        result = run_backtest(_WORKER["market"], strategy, _WORKER["config"], _WORKER["risk"])
+        strategy = make_strategy(setup.strategy, params)
+        result = run_backtest(setup.market, strategy, setup.config, setup.risk)
         return SweepRow(params, result.stats.as_dict())
     except FfeError as exc:
         return SweepRow(params, error=str(exc))

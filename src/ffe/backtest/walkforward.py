@@ -7,7 +7,8 @@ rows are kept. The windows' targets, joined, are then traded as one continuous r
 out-of-sample bars by the normal engine, so cash and positions carry from one window into
 the next just as they would have in real time.
 
-Segments are independent, so they run in a process pool (one process per core by default).
+Segments are independent, so they run on an executor (a local process pool, one process per
+core, by default).
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import multiprocessing
-import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -29,6 +27,7 @@ import numpy as np
 from ffe.backtest.causality import batch_explained, stream_targets, verify_point_in_time
 from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.backtest.result import BacktestResult
+from ffe.compute import Executor, LocalExecutor, in_order
 from ffe.decide.strategy import Explained, make_strategy
 from ffe.domain.errors import ConfigError
 from ffe.domain.market import FloatArray, History, MarketData
@@ -160,11 +159,12 @@ def run_walk_forward(
     risk: RiskEngine | None = None,
     workers: int | None = None,
     progress: Callable[[], None] | None = None,
+    executor: Executor | None = None,
 ) -> WalkForwardResult:
     """Walk ``strategy_name`` forward over ``market``; see the module docstring.
 
-    ``workers`` processes compute the segments (None: one per core; 1: in this process).
-    ``progress`` is called each time a segment is done.
+    ``executor`` computes the segments (else a local pool of ``workers`` processes; None: one
+    per core; 1: in this process). ``progress`` is called each time a segment is done.
     """
     config = config or BacktestConfig()
     spec = WalkForwardSpec(train, test)
@@ -179,7 +179,7 @@ def run_walk_forward(
             strategy_name,
         )
     setup = _SegmentSetup(market, strategy_name, dict(params or {}), train, config)
-    parts = _explain_segments(setup, windows, workers, progress)
+    parts = _explain_segments(setup, windows, executor or LocalExecutor(workers), progress)
     targets = np.full((market.n_bars, market.n_symbols), np.nan)
     for (start, stop), part in zip(windows, parts, strict=True):
         targets[start:stop] = part.targets
@@ -198,7 +198,7 @@ def run_walk_forward(
 
 @dataclass(frozen=True, slots=True)
 class _SegmentSetup:
-    """What every segment needs; sent once to each worker process."""
+    """What every segment needs; sent once to each worker process, not once per segment."""
 
     market: MarketData
     strategy: str
@@ -227,51 +227,15 @@ def _explain_segment(setup: _SegmentSetup, window: Window) -> Explained:
 def _explain_segments(
     setup: _SegmentSetup,
     windows: Sequence[Window],
-    workers: int | None,
+    executor: Executor,
     progress: Callable[[], None] | None,
 ) -> list[Explained]:
-    count = min(len(windows), workers if workers else (os.cpu_count() or 1))
-    parts: list[Explained | None] = [None] * len(windows)
-    for index, part in _segment_results(setup, windows, max(count, 1)):
-        parts[index] = part
+    def done(index: int, part: Explained) -> None:
         if progress is not None:
             progress()
-    return [part for part in parts if part is not None]
 
-
-def _segment_results(
-    setup: _SegmentSetup, windows: Sequence[Window], workers: int
-) -> Iterator[tuple[int, Explained]]:
-    if workers == 1:
-        yield from ((i, _explain_segment(setup, window)) for i, window in enumerate(windows))
-        return
-    with ProcessPoolExecutor(
-        # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
-        # have started can hang for ever.
-        mp_context=multiprocessing.get_context("spawn"),
-        max_workers=workers,
-        initializer=_init_worker,
-        initargs=(setup,),
-    ) as pool:
-        futures = {pool.submit(_worker_segment, window): i for i, window in enumerate(windows)}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:  # one segment failed (or the caller stopped): stop the rest
-                future.cancel()
-
-
-_WORKER: dict[str, _SegmentSetup] = {}
-
-
-def _init_worker(setup: _SegmentSetup) -> None:
-    # The market is sent once per worker process, not once per segment.
-    _WORKER["setup"] = setup
-
-
-def _worker_segment(window: Window) -> Explained:
-    return _explain_segment(_WORKER["setup"], window)
+    # One segment failing raises here, and the segments not yet started are dropped.
+    return in_order(executor.map(_explain_segment, windows, setup, progress=done), len(windows))
 
 
 # -- the joined run -------------------------------------------------------------------

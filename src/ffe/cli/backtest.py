@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ffe.backtest.objective import Direction
     from ffe.backtest.result import BacktestResult
     from ffe.backtest.walkforward import WalkForwardResult, WalkForwardSpec
+    from ffe.compute import Executor
     from ffe.config import Settings
     from ffe.domain.market import MarketData
     from ffe.risk.engine import RiskEngine
@@ -137,7 +138,7 @@ def run(
         # -p workers=N is the operator's to give here, but still at most compute.max_workers.
         params = bootstrap.strategy_params(settings, strategy, parse_params(param))
         chosen = make_strategy(strategy, params)
-        jobs = bootstrap.pool_size(settings, jobs)
+        executor = bootstrap.executor(settings, jobs)
         spec = WalkForwardSpec.parse(walk_forward) if walk_forward is not None else None
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
@@ -145,7 +146,9 @@ def run(
         if spec is None:
             result, walked = run_backtest(market, chosen, config, risk), None
         else:
-            walked = _walk_forward(market, strategy, params, spec, (config, risk), jobs, as_json)
+            walked = _walk_forward(
+                market, strategy, params, spec, (config, risk), executor, as_json
+            )
             result = walked.backtest
         _show(result, walked, report=report, record=record, as_json=as_json)
 
@@ -156,7 +159,7 @@ def _walk_forward(
     params: dict[str, Any],
     spec: WalkForwardSpec,
     setup: tuple[BacktestConfig, RiskEngine],
-    jobs: int,
+    executor: Executor,
     quiet: bool,
 ) -> WalkForwardResult:
     from ffe.backtest.walkforward import run_walk_forward
@@ -166,7 +169,7 @@ def _walk_forward(
     with Progress(total, quiet=quiet, description="segments") as advance:
         return run_walk_forward(
             market, strategy, params, spec.train, spec.test, config, risk,
-            workers=jobs, progress=advance,
+            progress=advance, executor=executor,
         )  # fmt: skip
 
 
@@ -322,13 +325,19 @@ def sweep(
         names = list(parse_grid(param))
         points = combinations(parse_grid(param))  # workers=N below: at most the cap
         grid = [bootstrap.strategy_params(settings, strategy, p, fill=False) for p in points]
-        jobs = bootstrap.pool_size(settings, jobs)
+        executor = bootstrap.executor(settings, jobs)
         market, config, risk = _setup(
             symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
         )
         with Progress(len(grid), quiet=as_json) as advance:
             rows = run_sweep(
-                market, strategy, grid, config, risk, jobs=jobs, on_done=lambda _: advance()
+                market,
+                strategy,
+                grid,
+                config,
+                risk,
+                executor=executor,
+                on_done=lambda _: advance(),
             )
         flat = sorted(
             (row.flat() for row in rows), key=lambda r: rank_key(r.get(metric), direction)

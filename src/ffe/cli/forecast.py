@@ -59,8 +59,8 @@ def bench(
         spec = RollingSpec(horizon=max(horizon), window=window, refit_every=refit_every)
         total = len(spec.origins(len(series))) * len(names)
         with _progress(total, quiet=as_json) as advance:
-            workers = bootstrap.pool_size(settings, jobs)
-            panel = rolling_forecasts(series, names, spec, workers=workers, progress=advance)
+            executor = bootstrap.executor(settings, jobs)
+            panel = rolling_forecasts(series, names, spec, progress=advance, executor=executor)
         result = evaluate(panel, series.values, sorted(set(horizon)), window, refit_every, hedge)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))

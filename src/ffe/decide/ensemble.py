@@ -23,8 +23,6 @@ Every decision carries its rationale: each model's vote and weight and the numbe
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -42,15 +40,6 @@ from ffe.forecast.ensemble import Hedge, HedgeConfig, combine, hedge_weights
 from ffe.forecast.metrics import crps_normal
 from ffe.forecast.models import DEFAULT_MODELS, make_forecaster, parse_models
 from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
-
-
-def _workers(requested: int) -> int:
-    # Inside a pool's worker (a walk-forward segment, a sweep point) stay in this process:
-    # the pool above has the processes it may have, and a pool in each of its workers would
-    # multiply them.
-    if multiprocessing.parent_process() is not None:
-        return 1
-    return requested if requested > 0 else (os.cpu_count() or 1)
 
 
 def _per_year(times: np.ndarray[Any, Any]) -> float:
@@ -187,7 +176,9 @@ class EnsembleStrategy:
     def _decide_series(self, series: Series) -> list[tuple[int, Decision]]:
         spec = RollingSpec(self.horizon, self.window, self.refit_every)
         names = parse_models(self.models)
-        panel = rolling_forecasts(series, names, spec, workers=_workers(self.workers))
+        # Inside a pool's worker (a walk-forward segment, a sweep point) the executor runs in
+        # that process: a pool in each worker of a pool would multiply the processes.
+        panel = rolling_forecasts(series, names, spec, workers=self.workers)
         rows = list(range(0, len(panel.origins), self.every))
         voter = self.llm()
         if voter is not None:

@@ -11,15 +11,13 @@ model itself.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from ffe.compute import Executor, LocalExecutor, in_order
 from ffe.domain.errors import ConfigError
 from ffe.forecast.base import LEVELS, ForecastError, Series
 from ffe.forecast.models import make_forecaster
@@ -117,6 +115,15 @@ def realized(
 
 _BLOCKS_PER_TASK = 8  # refit blocks per unit of work: progress steps and load balance
 
+Block = tuple[npt.NDArray[np.float64], ...]  # one model's (mean, sd, lower, upper) at some origins
+
+
+def _block(shared: tuple[Series, RollingSpec], task: tuple[str, int, int]) -> Block:
+    # The series goes to each worker once, with the spec; a task names the model and origins.
+    series, spec = shared
+    name, lo, hi = task
+    return model_forecasts(name, series, spec, lo, hi)
+
 
 def model_forecasts(
     name: str, series: Series, spec: RollingSpec, first: int = 0, stop: int | None = None
@@ -161,9 +168,11 @@ def rolling_forecasts(
     spec: RollingSpec,
     workers: int | None = 1,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Panel:
-    """Every model's forecast at every origin, spread over ``workers`` processes (None: one
-    per core) in blocks of refits, which gives the same numbers as one process."""
+    """Every model's forecast at every origin, spread over ``executor`` (else a local pool of
+    ``workers`` processes; None: one per core) in blocks of refits, which gives the same
+    numbers as one process."""
     origins = spec.origins(len(series))
     n = len(origins)
     if n == 0:
@@ -172,26 +181,14 @@ def rolling_forecasts(
         )
     step = spec.refit_every * _BLOCKS_PER_TASK
     tasks = [(name, lo, min(lo + step, n)) for name in models for lo in range(0, n, step)]
-    parts: dict[tuple[str, int], tuple[npt.NDArray[np.float64], ...]] = {}
-    workers = min(len(tasks), workers or os.cpu_count() or 1)
-    if workers <= 1:
-        for name, lo, hi in tasks:
-            parts[name, lo] = model_forecasts(name, series, spec, lo, hi)
-            if progress is not None:
-                progress(hi - lo)
-    else:
-        # spawn, not fork: a child forked after LightGBM's OpenMP threads started can hang.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {
-                pool.submit(model_forecasts, name, series, spec, lo, hi): (name, lo, hi)
-                for name, lo, hi in tasks
-            }
-            for future in as_completed(futures):
-                name, lo, hi = futures[future]
-                parts[name, lo] = future.result()
-                if progress is not None:
-                    progress(hi - lo)
+    pool = executor or LocalExecutor(workers)
+
+    def done(index: int, block: Block) -> None:
+        if progress is not None:
+            progress(tasks[index][2] - tasks[index][1])
+
+    blocks = in_order(pool.map(_block, tasks, (series, spec), progress=done), len(tasks))
+    parts = {(name, lo): block for (name, lo, _), block in zip(tasks, blocks, strict=True)}
 
     def joined(name: str, which: int, axis: int) -> npt.NDArray[np.float64]:
         return np.concatenate([parts[name, lo][which] for lo in range(0, n, step)], axis=axis)

@@ -38,9 +38,9 @@ def test_run_sweep_when_cancel_set_after_first_point_then_no_further_point_runs(
     ran: list[dict[str, object]] = []
     real = sweep._run_point
 
-    def counted(params: dict[str, object]) -> SweepRow:
+    def counted(setup: Any, params: dict[str, object]) -> SweepRow:
         ran.append(params)
-        return real(params)
+        return real(setup, params)
 
     monkeypatch.setattr(sweep, "_run_point", counted)
 

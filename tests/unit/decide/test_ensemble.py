@@ -450,15 +450,19 @@ def test_decider_when_refit_on_the_strategy_schedule_then_same_decisions_as_stra
         np.testing.assert_array_equal(replayed.target, made.target)
 
 
-def test_workers_when_inside_a_pools_worker_then_one_whatever_asked() -> None:
+def test_workers_when_inside_a_pools_worker_then_one_whatever_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A pool in each worker of a pool would multiply the processes past any cap.
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    import importlib
+    from pathlib import Path
 
-    from ffe.decide.ensemble import _workers
+    from ffe.compute import LocalExecutor, in_order
 
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        inside = pool.submit(_workers, 8).result(timeout=60)
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "support"))
+    work = importlib.import_module("executorwork")
+    inside = in_order(LocalExecutor(2).map(work.ensemble_pool, range(2), 8), 2)
 
-    assert (inside, _workers(8)) == (1, 8)
+    assert all(count > 0 for count in inside)  # decided, without a pool of its own
+    with pytest.raises(RuntimeError, match="pool was started"):  # outside one, 8 is a pool
+        work.ensemble_pool(8, 0)

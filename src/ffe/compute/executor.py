@@ -1,0 +1,157 @@
+"""The executor port: run one function over many items, in parallel where that pays.
+
+Sweep points, walk-forward segments and rolling-forecast blocks are independent, so each
+runs through ``Executor.map``. ``LocalExecutor`` is a pool of spawned processes on this
+machine; another implementation (a cluster) can take its place behind the same port.
+
+Nested use is the port's business: inside a worker of a ``LocalExecutor`` pool every
+executor runs in that process, so a pool in each worker never multiplies the processes past
+the cap the outer pool was given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Protocol, TypeVar
+
+S = TypeVar("S")
+T = TypeVar("T")
+R = TypeVar("R")
+
+Results = Generator[tuple[int, R], None, None]
+
+_POLL_S = 0.2  # how often a map waiting on its worker processes looks at its cancel flag
+
+
+class Executor(Protocol):
+    """Runs ``fn(shared, item)`` for every item, in parallel where it can."""
+
+    @property
+    def workers(self) -> int:
+        """The most items run at once."""
+        ...
+
+    def map(
+        self,
+        fn: Callable[[S, T], R],
+        items: Iterable[T],
+        shared: S,
+        *,
+        progress: Callable[[int, R], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Results[R]:
+        """``(index, result)`` pairs as the items finish (``in_order`` sorts them back).
+
+        ``fn`` must be picklable (a module-level function); ``shared`` is sent once to each
+        worker, not once per item. ``progress(index, result)`` is called for each finished
+        item before it is yielded. Once ``cancel`` is set (by the caller, or by ``progress``),
+        items not yet started are dropped and nothing further is yielded: the generator ends
+        early, and the caller compares what it got with what it asked for. An exception in
+        ``fn`` is raised here, and the items not yet started are dropped. Close the generator
+        (``contextlib.closing``) when stopping before its end, so the workers stop now.
+        """
+        ...
+
+
+def in_order(pairs: Iterable[tuple[int, R]], total: int) -> list[R]:
+    """The results of ``pairs`` by index; indices never yielded (a cancelled map) are left
+    out, so a list shorter than ``total`` says the map stopped early."""
+    found: list[tuple[bool, Any]] = [(False, None)] * total
+    for index, result in pairs:
+        found[index] = (True, result)
+    return [result for done, result in found if done]
+
+
+# Filled by the pool's initializer: the worker's fn and shared data, sent once; not empty
+# says this process is a pool's worker.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(fn: Callable[[Any, Any], Any], shared: Any) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when its
+    # workers stop, rather than each dying mid-item with a traceback (a broken pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER.update(fn=fn, shared=shared)
+
+
+def _run_item(item: Any) -> Any:
+    return _WORKER["fn"](_WORKER["shared"], item)
+
+
+class LocalExecutor:
+    """A pool of up to ``workers`` spawned processes; ``workers <= 1`` (or a call from inside
+    a pool's worker) runs every item in the calling process, with no pool."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        """``workers``: None or 0 for one per core."""
+        self._workers = workers if workers and workers > 0 else (os.cpu_count() or 1)
+
+    @property
+    def workers(self) -> int:
+        """The most items run at once."""
+        return self._workers
+
+    def map(
+        self,
+        fn: Callable[[S, T], R],
+        items: Iterable[T],
+        shared: S,
+        *,
+        progress: Callable[[int, R], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Results[R]:
+        """See ``Executor.map``."""
+        todo = list(items)
+        stop = cancel or threading.Event()
+        workers = min(self._workers, len(todo))
+        if workers <= 1 or _WORKER:
+            pairs = _in_process(fn, todo, shared, stop)
+        else:
+            pairs = _in_pool(fn, todo, shared, stop, workers)
+        with contextlib.closing(pairs):
+            for index, result in pairs:
+                if progress is not None:
+                    progress(index, result)
+                yield index, result
+
+
+def _in_process(
+    fn: Callable[[S, T], R], items: Sequence[T], shared: S, stop: threading.Event
+) -> Results[R]:
+    for index, item in enumerate(items):
+        if stop.is_set():
+            return
+        yield index, fn(shared, item)
+
+
+def _in_pool(
+    fn: Callable[[S, T], R], items: Sequence[T], shared: S, stop: threading.Event, workers: int
+) -> Results[R]:
+    pool = ProcessPoolExecutor(
+        # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
+        # have started can hang for ever.
+        mp_context=multiprocessing.get_context("spawn"),
+        max_workers=workers,
+        initializer=_init_worker,
+        initargs=(fn, shared),
+    )
+    try:
+        pending: dict[Future[Any], int] = {
+            pool.submit(_run_item, item): index for index, item in enumerate(items)
+        }
+        while pending and not stop.is_set():
+            finished, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if stop.is_set():
+                    return
+                yield pending.pop(future), future.result()
+    finally:
+        # Also on a stop or an error: the items not yet started are dropped, and the workers
+        # end once the item each holds is done, instead of running the rest.
+        pool.shutdown(wait=True, cancel_futures=True)
