@@ -11,15 +11,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ffe.agent.journal import PendingDecision
+from ffe.agent.clock import utcnow
+from ffe.agent.journal import AgentJournal, PendingDecision
 from ffe.domain.orders import OrderIntent
-
-if TYPE_CHECKING:
-    from ffe.agent.loop import StepCore
+from ffe.portfolio.ledger import Ledger
 
 log = logging.getLogger(__name__)
+
+
+class DeskStep(Protocol):
+    """What the desk reads of the agent's step (``StepCore``), named here so the desk does
+    not import the step that holds it."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def index(self) -> dict[str, int]: ...
+    @property
+    def journal(self) -> AgentJournal: ...
+    def on_event(self, kind: str, text: str, data: dict[str, Any], /) -> None: ...
 
 
 @dataclass(slots=True)
@@ -37,7 +49,7 @@ class ApprovalDesk:
         self.waiting: dict[str, Waiting] = {}  # by client order id
         self.queued_since_flush = 0
 
-    async def needs_approval(self, intent: OrderIntent, core: StepCore) -> bool:
+    async def needs_approval(self, intent: OrderIntent, core: DeskStep) -> bool:
         if self.mode == "auto":
             return False
         if self.mode == "manual":
@@ -45,10 +57,8 @@ class ApprovalDesk:
         held = core.ledger.held.get(core.index[intent.symbol], 0.0) != 0.0
         return not (held or intent.symbol in self.traded)
 
-    def queue(self, intent: OrderIntent, decision: PendingDecision | None, core: StepCore) -> None:
-        from ffe.agent.loop import _utcnow
-
-        now = _utcnow()
+    def queue(self, intent: OrderIntent, decision: PendingDecision | None, core: DeskStep) -> None:
+        now = utcnow()
         row: dict[str, Any] = {
             "account": self.account,
             "client_order_id": intent.client_id,

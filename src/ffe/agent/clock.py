@@ -11,14 +11,20 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 
 import numpy as np
 
 from ffe.domain.errors import ConfigError, DataError
-from ffe.domain.market import MarketData
+from ffe.domain.market import MarketData, utc_datetime
 
 log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def utcnow() -> datetime:
+    """The wall-clock time now, in UTC, as the agent stamps what it journals."""
+    return utc_datetime(time.time_ns())
 
 
 class ReplayClock:

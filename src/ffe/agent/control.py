@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ffe.agent import persist
+from ffe.agent.clock import utcnow
 from ffe.agent.persist import NoAgentRunningError
 from ffe.domain.errors import FfeError, NotFoundError
 from ffe.risk.rules import RiskContext
@@ -25,8 +26,7 @@ from ffe.store.repositories import unit_of_work
 from ffe.store.types import utc_now
 
 if TYPE_CHECKING:
-    from ffe.agent.loop import StepCore
-    from ffe.agent.runner import Agent
+    from ffe.agent.loop import AgentConfig, StepCore
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,23 @@ def _lifted(state: AgentState) -> dict[str, Any]:
 # -- inside the running agent ----------------------------------------------------------------
 
 
-async def carry_out(agent: Agent, core: StepCore, command: str, actor: str) -> None:
+class RunningAgent(Protocol):
+    """What control reads and steers of a running agent (``ffe.agent.runner.Agent``),
+    named here so control does not import the runner that calls it."""
+
+    paused: bool
+    stopping: bool
+    emergency: str | None
+
+    @property
+    def db(self) -> Database: ...
+    @property
+    def config(self) -> AgentConfig: ...
+    def event(self, kind: str, text: str, data: dict[str, Any]) -> None: ...
+    async def obey(self, core: StepCore, *, force: bool) -> None: ...
+
+
+async def carry_out(agent: RunningAgent, core: StepCore, command: str, actor: str) -> None:
     """Do what ``command`` says, now."""
     account = agent.config.account
     log.warning("control: %s from %s on %s", command, actor, account)
@@ -231,7 +247,7 @@ async def carry_out(agent: Agent, core: StepCore, command: str, actor: str) -> N
         )
 
 
-async def emergency_stop(agent: Agent, core: StepCore, reason: str) -> None:
+async def emergency_stop(agent: RunningAgent, core: StepCore, reason: str) -> None:
     """Cancel open orders, flatten every position, and trade nothing more until reset."""
     agent.emergency = reason
     core.context.emergency_stop(reason)
@@ -242,19 +258,17 @@ async def emergency_stop(agent: Agent, core: StepCore, reason: str) -> None:
         await core.collect_fills(core.last_bar)
     await core.flush()
     await persist.set_state(agent.db, agent.config.account, status="halted", halted_reason=reason)
-    agent._event("risk_halt", reason, {"account": agent.config.account})
+    agent.event("risk_halt", reason, {"account": agent.config.account})
 
 
-async def settle_approvals(agent: Agent, core: StepCore, *, wait: bool) -> None:
+async def settle_approvals(agent: RunningAgent, core: StepCore, *, wait: bool) -> None:
     """Send approved orders, drop rejected and expired ones. With ``wait`` (replay), block
     until nothing is pending, obeying control commands meanwhile."""
-    from ffe.agent.loop import _utcnow
-
     while core.desk.waiting and not agent.stopping:
         rows = await persist.approvals_for_run(
             agent.db, core.journal.run_id, ("pending", "approved", "rejected")
         )
-        now, expired = _utcnow(), []
+        now, expired = utcnow(), []
         for row in rows:
             waiting = core.desk.waiting.get(row.client_order_id)
             if waiting is None:
@@ -275,4 +289,4 @@ async def settle_approvals(agent: Agent, core: StepCore, *, wait: bool) -> None:
         if not wait or not core.desk.waiting:
             return
         await asyncio.sleep(agent.config.command_poll_s)
-        await agent._obey(core, force=True)
+        await agent.obey(core, force=True)

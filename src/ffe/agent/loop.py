@@ -13,19 +13,20 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
 
 from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
+from ffe.agent.clock import utcnow
 from ffe.agent.journal import AgentJournal, PendingDecision
 from ffe.agent.stepper import Stepper
 from ffe.backtest.result import trade_of
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import BrokerError, ConfigError
-from ffe.domain.market import History, MarketData, utc_datetime
+from ffe.domain.market import History, MarketData
 from ffe.domain.orders import Decision, Denied, OrderIntent, OrderStatus
 from ffe.execution.broker import Broker, BrokerOrder
 from ffe.execution.fill_model import FillModel
@@ -146,7 +147,7 @@ class StepCore:
     def _on_bar(self, bar: int) -> None:
         bar_time = self.market.time_of(bar)
         equity, _ = self.ledger.marked(self.marks(), bar)
-        self.context.on_bar(bar, bar_time, _utcnow() if self.live_clock else bar_time, equity)
+        self.context.on_bar(bar, bar_time, utcnow() if self.live_clock else bar_time, equity)
 
     async def _watch_daily_loss(self, bar: int) -> None:
         """The daily loss kill switch: once tripped, flatten (once a day) and say so."""
@@ -438,7 +439,7 @@ class StepCore:
 
     async def flush(self, lease: timedelta | None = None) -> None:
         last = self.market.time_of(self.last_bar) if self.last_bar >= 0 else None
-        await self.journal.flush(self.checkpoint(), last, _utcnow() + (lease or persist.LEASE_TTL))
+        await self.journal.flush(self.checkpoint(), last, utcnow() + (lease or persist.LEASE_TTL))
 
 
 def _order_row(intent: OrderIntent) -> dict[str, Any]:
@@ -451,7 +452,3 @@ def _order_row(intent: OrderIntent) -> dict[str, Any]:
         "status": "pending",
         "filled_quantity": 0.0,
     }
-
-
-def _utcnow() -> datetime:
-    return utc_datetime(time.time_ns())

@@ -23,6 +23,8 @@ import numpy as np
 
 from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
+from ffe.agent.clock import utcnow
+from ffe.agent.control import carry_out, emergency_stop, settle_approvals, state_change
 from ffe.agent.journal import AgentJournal
 from ffe.agent.loop import AgentConfig, StepCore
 from ffe.agent.reconcile import reconcile, restore
@@ -147,8 +149,6 @@ class Agent:
         """The account's state once the commands sent to an agent that ended before it took
         them are settled: a halt or reset it never saw is applied (an emergency stop reported
         as sent is never lost), the rest dropped."""
-        from ffe.agent.control import state_change
-
         state, stale = await persist.settle_stale_commands(
             self.db, self.config.account, self.owner, state.updated_at, state_change
         )
@@ -173,7 +173,7 @@ class Agent:
             status="halted" if halted else "running",
             halted_reason=halted,
         )
-        self._event("started", f"agent started on {account} (run {run_id[:8]})", {})
+        self.event("started", f"agent started on {account} (run {run_id[:8]})", {})
         if halted:
             log.warning("account %s is halted (%s): trading nothing until reset", account, halted)
             # Carried out after the first bar (the broker has no prices before): cancels
@@ -268,7 +268,7 @@ class Agent:
             desk,
             prefix=run_id[:10],
         )
-        core.on_event = self._event
+        core.on_event = self.event
         core.live_clock = self.clock.live
         self.core = core
         return core
@@ -280,10 +280,10 @@ class Agent:
         if self.on_open is not None:
             await self.on_open(core.journal.run_id)
         async for market, bar in self.clock.ticks(first):
-            await self._obey(core, force=False)
+            await self.obey(core, force=False)
             while self.paused and not self.stopping:
                 await asyncio.sleep(self.config.command_poll_s)
-                await self._obey(core, force=True)
+                await self.obey(core, force=True)
             if self.stopping:
                 return "interrupted", bars
             started = time.perf_counter() if self.time_steps else 0.0
@@ -300,8 +300,6 @@ class Agent:
         return ("interrupted" if self.stopping else end), bars
 
     async def _after_step(self, core: StepCore) -> None:
-        from ffe.agent.control import emergency_stop, settle_approvals
-
         self._bars_since_flush += 1
         if self._halt_due and self.emergency is not None:
             self._halt_due = False
@@ -323,9 +321,9 @@ class Agent:
         await core.flush()
         self._bars_since_flush, self._last_flush = 0, time.monotonic()
 
-    async def _obey(self, core: StepCore, *, force: bool) -> None:
-        from ffe.agent.control import carry_out
-
+    async def obey(self, core: StepCore, *, force: bool) -> None:
+        """Carry out the control commands sent to this agent (at most once a poll unless
+        ``force``)."""
         now = time.monotonic()
         if not force and now - self._last_commands < self.config.command_poll_s:
             return
@@ -348,7 +346,7 @@ class Agent:
                 await uow.runs.finish(run, stats)
             else:
                 run.status, run.stats = "interrupted", stats
-        self._event("stopped", f"agent {status} on {self.config.account}", {"run_id": run_id})
+        self.event("stopped", f"agent {status} on {self.config.account}", {"run_id": run_id})
         return stats
 
     def result(self, core: StepCore) -> BacktestResult:
@@ -395,16 +393,16 @@ class Agent:
         except FfeError as nested:
             log.error("could not record the failure in the journal: %s", nested)
         if not _interrupt(exc):
-            self._event("error", f"agent failed: {exc}", {})
+            self.event("error", f"agent failed: {exc}", {})
 
-    def _event(self, kind: str, text: str, data: dict[str, Any]) -> None:
+    def event(self, kind: str, text: str, data: dict[str, Any]) -> None:
+        """Send ``kind`` with ``text`` to the notifier, if there is one."""
         if self.notify is None:
             return
-        from ffe.agent.loop import _utcnow
         from ffe.agent.notify import Event
 
         title = f"ffe {kind.replace('_', ' ')}"
-        event = Event(kind=kind, title=title, text=text, data=data, time=_utcnow())  # type: ignore[arg-type,unused-ignore]
+        event = Event(kind=kind, title=title, text=text, data=data, time=utcnow())  # type: ignore[arg-type,unused-ignore]
         self.notify.publish(event)
 
 
