@@ -220,7 +220,7 @@ def _record(
     result: BacktestResult, extra_config: dict[str, Any] | None = None
 ) -> tuple[str | None, Exception | None]:
     """Record ``result`` in the journal: (run id, None), or (None, the StoreError)."""
-    from ffe.cli.db import with_database
+    from ffe.cli.common import with_database
     from ffe.domain.errors import StoreError
     from ffe.runs.journal import record_backtest
 

@@ -1,15 +1,20 @@
-"""Helpers shared by the command modules: consoles and user-facing error handling."""
+"""Helpers shared by the command modules: consoles, user-facing error handling and the
+journal database a command works on."""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from ffe.store.database import Database
 
 console = Console()
 err_console = Console(stderr=True)
@@ -18,6 +23,32 @@ EXIT_USER_ERROR = 2
 JOBS = typer.Option(
     0, "--jobs", "-j", help="Worker processes; 0 = as many as compute.max_workers allows.", min=0
 )
+
+URL = typer.Option(
+    None, "--url", help="Database URL [config: database.url; default SQLite in data.dir]."
+)
+T = TypeVar("T")
+
+
+def with_database(
+    url: str | None, work: Callable[[Database], Awaitable[T]], *, journal: bool = False
+) -> T:
+    """Run ``work`` on the configured (or given) database and close it afterwards.
+
+    With ``journal``, the schema is checked first (and, for SQLite, migrated if behind)."""
+    from ffe import bootstrap
+    from ffe.config import load_settings
+
+    async def main() -> T:
+        settings = load_settings()
+        if journal:
+            db = await bootstrap.open_journal(settings, url)
+        else:
+            db = bootstrap.database(settings, url)
+        async with db:
+            return await work(db)
+
+    return asyncio.run(main())
 
 
 @contextmanager

@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
 
-from ffe.cli.common import console, err_console, user_errors
+from ffe.cli.backup import copy_journal
+from ffe.cli.common import URL, console, err_console, user_errors, with_database
 
 if TYPE_CHECKING:
     from ffe.store.database import Database
 
 db_app = typer.Typer(help="The journal database: migrations and checks.", no_args_is_help=True)
-
-URL = typer.Option(
-    None, "--url", help="Database URL [config: database.url; default SQLite in data.dir]."
-)
-T = TypeVar("T")
-
-
-def with_database(
-    url: str | None, work: Callable[[Database], Awaitable[T]], *, journal: bool = False
-) -> T:
-    """Run ``work`` on the configured (or given) database and close it afterwards.
-
-    With ``journal``, the schema is checked first (and, for SQLite, migrated if behind)."""
-    from ffe import bootstrap
-    from ffe.config import load_settings
-
-    async def main() -> T:
-        settings = load_settings()
-        if journal:
-            db = await bootstrap.open_journal(settings, url)
-        else:
-            db = bootstrap.database(settings, url)
-        async with db:
-            return await work(db)
-
-    return asyncio.run(main())
 
 
 @db_app.command("upgrade")
@@ -160,8 +133,6 @@ def copy(
     Every table is copied with its ids, then each table's row count and checksum compared on
     both sides. Running it again copies only what is missing."""
     with user_errors():
-        from ffe.cli.backup import copy_journal
-
         copy_journal(source, target, batch_size=batch_size, overwrite=overwrite, as_json=as_json)
 
 

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ffe.cli.common import console, err_console, user_errors
-from ffe.cli.db import URL, with_database
+from ffe.cli.common import URL, console, err_console, user_errors, with_database
 
 if TYPE_CHECKING:
     from ffe.decide.calibration import ReliabilityTable

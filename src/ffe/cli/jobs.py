@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ffe.cli.common import console, user_errors
-from ffe.cli.db import URL, with_database
+from ffe.cli.common import URL, console, user_errors, with_database
 
 if TYPE_CHECKING:
     from ffe.store.database import Database

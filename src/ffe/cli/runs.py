@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ffe.cli.common import console, format_stat, user_errors
-from ffe.cli.db import URL, with_database
+from ffe.cli.common import URL, console, format_stat, user_errors, with_database
 
 if TYPE_CHECKING:
     from ffe.runs.journal import StoredBacktest
