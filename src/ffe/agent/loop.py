@@ -118,7 +118,7 @@ class StepCore:
         self._marked_market: MarketData | None = None
         self._marked: Any = None
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
-        self._flattened_day: object = None
+        self.flattened_day: object = None  # the day the daily-loss switch last flattened
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
         self.on_decision: Callable[[Decision, int], None] | None = None
@@ -153,9 +153,9 @@ class StepCore:
         """The daily loss kill switch: once tripped, flatten (once a day) and say so."""
         context = self.context
         context.update_equity(self.ledger.marked(self.marks(), bar)[0])
-        if not daily_loss_tripped(self.risk.checks, context) or self._flattened_day == context.day:
+        if not daily_loss_tripped(self.risk.checks, context) or self.flattened_day == context.day:
             return
-        self._flattened_day = context.day
+        self.flattened_day = context.day
         reason = context.daily_halt_reason or "daily loss limit hit"
         log.warning("kill switch at bar %d: %s", bar, reason)
         self.on_event("risk_halt", reason, {"bar": bar})
@@ -170,7 +170,7 @@ class StepCore:
         else:
             updates = await self._poll_working()
         for order in updates:
-            self._book(bar, order)
+            self.book(bar, order)
 
     async def _poll_working(self) -> list[BrokerOrder]:
         updates = []
@@ -180,7 +180,8 @@ class StepCore:
                 updates.append(now)
         return updates
 
-    def _book(self, bar: int, order: BrokerOrder) -> None:
+    def book(self, bar: int, order: BrokerOrder) -> None:
+        """Book what ``order`` filled since it was last seen, and stop watching it once done."""
         known = self.working.pop(order.client_id, None)
         before_qty = 0.0 if known is None else known.filled_quantity
         before_fee = 0.0 if known is None else known.commission
@@ -334,7 +335,7 @@ class StepCore:
             order.client_id, order.symbol, order.quantity, broker_id=order.broker_id
         )
         if order.done or order.filled_quantity:
-            self._book(self.last_bar if self.last_bar >= 0 else 0, order)
+            self.book(self.last_bar if self.last_bar >= 0 else 0, order)
         return order
 
     async def send_approved(self, intent: OrderIntent, decision: PendingDecision | None) -> None:
@@ -371,7 +372,7 @@ class StepCore:
         for client_id, order in list(self.working.items()):
             cancelled = await self.broker.cancel(client_id, order.symbol)
             if cancelled is not None:
-                self._book(max(self.last_bar, 0), cancelled)
+                self.book(max(self.last_bar, 0), cancelled)
             log.info("order cancelled %s: %s", client_id, reason)
 
     # -- risk over time -------------------------------------------------------------------
@@ -434,7 +435,7 @@ class StepCore:
             "halt_reason": self.halt_reason,
             "trades": self.trades_journaled,
             "risk": self.context.to_dict(),
-            "flattened_day": None if self._flattened_day is None else str(self._flattened_day),
+            "flattened_day": None if self.flattened_day is None else str(self.flattened_day),
         }
 
     async def flush(self, lease: timedelta | None = None) -> None:

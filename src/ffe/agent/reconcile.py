@@ -53,7 +53,7 @@ async def restore(
     if checkpoint.get("risk"):
         core.context = RiskContext.from_dict(checkpoint["risk"])
     if checkpoint.get("flattened_day"):
-        core._flattened_day = date.fromisoformat(checkpoint["flattened_day"])
+        core.flattened_day = date.fromisoformat(checkpoint["flattened_day"])
     for order in working:
         core.working[order.client_order_id] = BrokerOrder(
             order.client_order_id,
@@ -113,7 +113,7 @@ async def reconcile(core: StepCore, db: Database, account: str) -> dict[str, Any
             core.journal.order_update(gone)
             findings["missing"].append(client_id)
         elif now.done or now.filled_quantity != known.filled_quantity:
-            core._book(max(core.last_bar, 0), now)
+            core.book(max(core.last_bar, 0), now)
             findings["settled"].append(client_id)
     open_ids = {o.client_id for o in await broker.open_orders()}
     findings["unknown"] = sorted(open_ids - core.working.keys())
