@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import ffe_build, machine, table, utc_now, verdict, versions, write_result
-from ffe.agent.loop import AgentConfig
 from ffe.agent.runner import paper_agent
+from ffe.agent.step import AgentConfig
 from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.data import load_market
 from ffe.data.bundled import BundledBarSource

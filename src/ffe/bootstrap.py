@@ -200,8 +200,8 @@ async def agent(
     live: bool = False,
 ) -> Agent:
     """A trading agent wired from settings and command-line overrides, its journal open."""
-    from ffe.agent.loop import AgentConfig
     from ffe.agent.runner import Agent, RunSpec
+    from ffe.agent.step import AgentConfig
     from ffe.agent.stepper import stepper_for
     from ffe.data import load_market
     from ffe.decide.strategy import make_strategy

@@ -26,7 +26,7 @@ from ffe.store.repositories import unit_of_work
 from ffe.store.types import utc_now
 
 if TYPE_CHECKING:
-    from ffe.agent.loop import AgentConfig, StepCore
+    from ffe.agent.step import AgentConfig, StepCore
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import numpy as np
 from sqlalchemy import func, select
 
 from ffe.agent.approvals import Waiting
-from ffe.agent.loop import StepCore
 from ffe.agent.persist import approvals_for_run
+from ffe.agent.step import StepCore
 from ffe.domain.orders import OrderIntent, OrderStatus
 from ffe.execution.broker import BrokerOrder
 from ffe.execution.paper import PaperBroker

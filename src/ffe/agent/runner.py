@@ -26,8 +26,8 @@ from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
 from ffe.agent.control import carry_out, emergency_stop, settle_approvals, state_change
 from ffe.agent.journal import AgentJournal
-from ffe.agent.loop import AgentConfig, StepCore
 from ffe.agent.reconcile import reconcile, restore
+from ffe.agent.step import AgentConfig, StepCore
 from ffe.agent.stepper import Stepper
 from ffe.backtest.engine import BacktestConfig
 from ffe.backtest.result import BacktestResult

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from ffe.agent.control import AgentService
-from ffe.agent.loop import AgentConfig
 from ffe.agent.persist import LeaseHeldError
 from ffe.agent.runner import paper_agent
+from ffe.agent.step import AgentConfig
 from ffe.data import DataCatalog, load_market
 from ffe.decide.strategy import make_strategy
 from ffe.execution.fill_model import FillModel

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from ffe.agent.loop import AgentConfig
 from ffe.agent.runner import paper_agent
+from ffe.agent.step import AgentConfig
 from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.data import DataCatalog, SyntheticMarket, load_market
 from ffe.decide.strategy import make_strategy

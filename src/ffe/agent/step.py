@@ -1,4 +1,5 @@
-"""The trading agent: the backtest's loop, one bar at a time, against a broker.
+"""One step of the trading agent: the backtest's loop body for one bar, against a broker.
+The loop itself (clock, lease, control, the run's start and end) is ``ffe.agent.runner``.
 
 Each step: fills for the new bar, the strategy's instruction, sizing and the risk engine
 exactly as in the backtest, the approval policy, orders to the broker, the journal, and the
