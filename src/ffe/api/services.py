@@ -172,7 +172,9 @@ class Services:
             hashing=hashing,
             proxies=TrustedProxies(api.trusted_proxies),
             throttle=AuthThrottle(kv.limiter, api.auth_failures_limit, api.auth_failures_window_s),
-            backoff=LoginBackoff(kv.cache, api.login_failures_free, api.login_backoff_max_s),
+            backoff=LoginBackoff(
+                kv.cache, api.login_failures_free, api.login_backoff_max_s, limiter=kv.limiter
+            ),
         )
         services._add_checks()
         if background:

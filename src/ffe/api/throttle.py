@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 
 from ffe.api.auth import AuthError, HashGate, NoCredentialsError, SessionError, WrongSecretError
-from ffe.kv import Cache, RateLimiter
+from ffe.kv import Cache, MemoryRateLimiter, RateLimiter
 
 
 class ThrottledError(AuthError):
@@ -107,19 +107,41 @@ class LoginBackoff:
         free: int,
         max_s: float,
         clock: Callable[[], float] = time.time,  # wall time: shared by every worker
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.cache, self.free, self.max_s, self.clock = cache, free, max_s, clock
+        self.limiter = limiter if limiter is not None else MemoryRateLimiter()
 
     async def wait_s(self, address: str, username: str) -> float:
         """How long ``address`` must wait before it may try ``username`` again (0: now)."""
         _, until = await self._read(address, username)
         return max(0.0, until - self.clock())
 
+    async def claim(self, address: str, username: str) -> float:
+        """0 when this attempt may check its password now, else how long to wait. The wait
+        is read, then the attempt claimed in a counter that is one atomic step (one Redis
+        INCR with a shared limiter): of guesses sent together, the free tries left pass and,
+        past them, one per backoff step; the rest wait as if they had failed in turn."""
+        failures, until = await self._read(address, username)
+        wait = until - self.clock()
+        if wait > 0:
+            return wait
+        left = max(1, self.free - 1 - failures)  # the last free try claims alone
+        step = max(1.0, self._wait_after(failures + 1))
+        # One counter per failure count: guesses racing at the same count share it, while
+        # someone trying again after a failure starts on a fresh one.
+        key = f"login-claim:{failures}:{_login_key(address, username)}"
+        decision = await self.limiter.hit(key, left, step)
+        return 0.0 if decision.allowed else max(decision.reset_s, 0.001)
+
+    def _wait_after(self, failures: int) -> float:
+        return 0.0 if failures < self.free else min(self.max_s, 2.0 ** (failures - self.free))
+
     async def failed(self, address: str, username: str) -> float:
         """Record a wrong password; how long the address must now wait."""
         failures, _ = await self._read(address, username)
         failures += 1
-        wait = 0.0 if failures < self.free else min(self.max_s, 2.0 ** (failures - self.free))
+        wait = self._wait_after(failures)
         record = json.dumps({"failures": failures, "until": self.clock() + wait}).encode()
         # Forgotten once the address has kept quiet for the longest wait after its own.
         await self.cache.set(_login_key(address, username), record, wait + self.max_s)

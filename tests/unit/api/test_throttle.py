@@ -56,3 +56,30 @@ async def test_failed_when_ipv6_addresses_share_a_64_then_one_backoff():
     assert await backoff.wait_s("2001:db8:1:2::abcd", "admin") == 2.0
     assert await backoff.wait_s("2001:db8:1:3::1", "admin") == 0.0
     assert await backoff.wait_s("198.51.100.7", "admin") == 0.0
+
+
+async def test_claim_when_guesses_race_past_the_free_tries_then_one_passes_per_step():
+    clock = FakeClock()
+    backoff = LoginBackoff(
+        MemoryCache(clock=clock), free=2, max_s=60.0, clock=clock, limiter=MemoryRateLimiter(clock)
+    )
+    await backoff.failed("198.51.100.7", "admin")  # the last free try is next
+
+    waits = [await backoff.claim("198.51.100.7", "admin") for _ in range(10)]  # read together
+
+    assert waits.count(0.0) == 1
+    assert all(w > 0 for w in waits if w != 0.0)
+    assert await backoff.claim("203.0.113.5", "admin") == 0.0  # another address: free
+
+
+async def test_claim_when_tried_again_after_a_failure_then_not_held_by_the_last_claim():
+    clock = FakeClock()
+    backoff = LoginBackoff(
+        MemoryCache(clock=clock), free=3, max_s=60.0, clock=clock, limiter=MemoryRateLimiter(clock)
+    )
+
+    first = await backoff.claim("198.51.100.7", "admin")
+    await backoff.failed("198.51.100.7", "admin")
+    second = await backoff.claim("198.51.100.7", "admin")  # at once, after one wrong password
+
+    assert (first, second) == (0.0, 0.0)

@@ -45,7 +45,7 @@ async def login(body: Login, request: Request, response: Response, services: Ser
 
 
 async def _wait_for_backoff(services: Services, address: str, username: str) -> None:
-    wait_s = await services.backoff.wait_s(address, username)
+    wait_s = await services.backoff.claim(address, username)
     if wait_s > 0:
         retry = max(1, math.ceil(wait_s))
         raise HTTPException(
