@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from tests.support.server import free_port
+from tests.support.server import ffe_process, free_port
 
 
 def _ffe(*args: str) -> list[str]:
@@ -25,23 +24,8 @@ def _ffe(*args: str) -> list[str]:
 @contextmanager
 def _started(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """``ffe run ARGS`` on a free port, its output into ``log``; stopped with Ctrl-C."""
-    port = free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            _ffe("run", *args, "--port", str(port)),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError(f"ffe run did not stop on Ctrl-C:\n{log.read_text()}") from None
+    with ffe_process(log, "run", *args, env=env) as (url, _):
+        yield url
 
 
 def _wait_for_line(log: Path, pattern: str, timeout_s: float = 90.0) -> re.Match[str]:

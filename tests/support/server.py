@@ -29,11 +29,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def ffe_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
-    """Start ``python -m ffe ARGS --port P``; yield its base URL and the file its output goes
-    to (in FFE__DATA__DIR). On leaving, Ctrl-C: it must stop within 30 s, cleanly."""
+def ffe_process(
+    log: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``python -m ffe ARGS --port P`` with its output in ``log``; yield its base URL
+    and the process at once (not waiting for it to answer). On leaving, Ctrl-C: it must stop
+    within 30 s."""
     port = free_port()
-    log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "ffe", *args, "--port", str(port)],
@@ -41,10 +43,8 @@ def ffe_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_live(url, process, log)
-        yield url, log
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -52,9 +52,19 @@ def ffe_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[
         except subprocess.TimeoutExpired:
             process.kill()
             raise AssertionError(f"{args[0]} did not stop on Ctrl-C:\n{log.read_text()}") from None
-        # uvicorn re-raises the SIGINT it handled, after a clean shutdown: 130 like any Ctrl-C
-        assert process.returncode in (0, 130, -signal.SIGINT), log.read_text()
-        assert "Traceback" not in log.read_text()
+
+
+@contextmanager
+def ffe_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    """``ffe_process`` once it answers, its output in FFE__DATA__DIR; yield its base URL and
+    that file. On leaving it must have stopped cleanly: no error status, no traceback."""
+    log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{free_port()}.log"
+    with ffe_process(log, *args, env=env) as (url, process):
+        wait_live(url, process, log)
+        yield url, log
+    # uvicorn re-raises the SIGINT it handled, after a clean shutdown: 130 like any Ctrl-C
+    assert process.returncode in (0, 130, -signal.SIGINT), log.read_text()
+    assert "Traceback" not in log.read_text()
 
 
 def wait_live(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
