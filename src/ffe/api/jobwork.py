@@ -8,32 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ffe.api.jobstop import STOPPED
 from ffe.config import Settings
 
-
-class JobStoppedError(Exception):
-    """The job was asked to stop, and stopped before its work was done."""
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """What a job's work reports how far it has got to, and learns from whether to stop."""
-
-    report: Callable[[float], None]
-    # Never set in a job process: a job is stopped by ending its process group (jobproc).
-    stop: threading.Event
-
-    def __call__(self, fraction: float) -> None:
-        """Record ``fraction`` done; raise ``JobStoppedError`` if the job was asked to stop."""
-        if self.stop.is_set():
-            raise JobStoppedError(STOPPED)
-        self.report(fraction)
+# What a job's work calls with the fraction done. A job is stopped by ending its process
+# group (jobproc), so its work needs no stop flag of its own.
+Progress = Callable[[float], None]
 
 
 def in_job_process(
@@ -43,7 +25,7 @@ def in_job_process(
     report: Callable[[float], None],
 ) -> tuple[dict[str, Any], str | None]:
     """Run ``work`` in a job process, reporting its progress through ``report``."""
-    return work(settings, payload, Progress(report, threading.Event()))
+    return work(settings, payload, report)
 
 
 def _backtest(
@@ -119,7 +101,6 @@ def _sweep(
         bootstrap.risk_engine(settings),
         executor=bootstrap.executor(settings, 1 if len(grid) < 16 else None),
         on_done=advance,
-        cancel=progress.stop,
     )
     found: list[dict[str, Any]] = [
         {"params": r.params, "value": _number(r.stats.get(metric)), "stats": r.stats}
