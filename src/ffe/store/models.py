@@ -247,6 +247,40 @@ class Job(Base):
     # job is given up for lost only once its heartbeat is stale, not whenever a worker starts.
     owner: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Times it was claimed: a job whose worker died is queued again until it reaches
+    # ``jobs.max_attempts``.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Worker(Base):
+    """A process that runs jobs (``ffe worker``, or an API running them in process): who it
+    is, when it last said it was alive, and how many jobs it has run. The API reads it to say
+    when queued jobs have no worker, and ``/metrics`` to count each worker's jobs."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the owner its jobs name
+    kind: Mapped[str] = mapped_column(String(16))  # worker, api, run
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    running: Mapped[int] = mapped_column(Integer, default=0)
+    finished: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CacheEntry(Base):
+    """A cached document (the analysis ``ffe precompute`` fills) when no Redis is configured:
+    the journal is then what the processes share."""
+
+    __tablename__ = "cache_entries"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[Any] = mapped_column(Json)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class User(Base):

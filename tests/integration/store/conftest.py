@@ -13,6 +13,7 @@ from ffe.store.models import (
     AgentState,
     ApiKey,
     Approval,
+    CacheEntry,
     Decision,
     DecisionOutcome,
     Fill,
@@ -22,6 +23,7 @@ from ffe.store.models import (
     RiskVerdict,
     TradeRow,
     User,
+    Worker,
 )
 from ffe.store.repositories import unit_of_work
 
@@ -190,6 +192,29 @@ async def _fill_accounts(session: AsyncSession, decisions: list[int]) -> None:
                 finished_at=T0,
             )
             for i in range(1, 4)
+        ]
+    )
+    session.add_all(
+        [
+            Worker(
+                id=f"host:{i}:ab",
+                kind="worker",
+                host="hôte",
+                pid=i,
+                concurrency=2,
+                heartbeat_at=T0,
+                stopped_at=None if i == 1 else T0,
+                running=i - 1,
+                finished=3 * i,
+                failed=i % 2,
+            )
+            for i in range(1, 3)
+        ]
+    )
+    session.add_all(
+        [
+            CacheEntry(key="analysis:SP500", value={"price": 1e3, "bands": [1, 2]}, expires_at=T0),
+            CacheEntry(key="analysis:ÜBER", value=[1, None, "x"], expires_at=T0),
         ]
     )
     users = [
