@@ -33,7 +33,7 @@ from ffe.backtest.engine import BacktestConfig
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import FfeError, StoreError
-from ffe.domain.market import MarketData
+from ffe.domain.market import MarketData, finite_marks
 from ffe.execution.broker import Broker
 from ffe.risk.engine import RiskEngine
 from ffe.runs.journal import code_version
@@ -355,7 +355,7 @@ class Agent:
         market = core.market  # a polling clock's market grows past the one the agent began with
         market = market.select(0, n) if n < market.n_bars else market
         positions = core.ledger.position_path(n)
-        marks = np.nan_to_num(market.mark)
+        marks = finite_marks(market.mark)
         equity = core.ledger.cash_path(n) + np.einsum("tn,tn->t", positions, marks)
         config = BacktestConfig(
             cash=self.config.cash,

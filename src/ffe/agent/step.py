@@ -27,15 +27,15 @@ from ffe.agent.stepper import Stepper
 from ffe.backtest.result import trade_of
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import BrokerError, ConfigError
-from ffe.domain.market import History, MarketData
+from ffe.domain.market import History, MarketData, finite_marks
 from ffe.domain.orders import Decision, Denied, OrderIntent, OrderStatus
 from ffe.execution.broker import Broker, BrokerOrder
 from ffe.execution.fill_model import FillModel
 from ffe.execution.paper import PaperBroker
 from ffe.portfolio.ledger import Ledger
-from ffe.risk.engine import AccountState, RiskEngine, reduces_only
+from ffe.risk.engine import AccountState, RiskEngine, reductions_first
 from ffe.risk.rules import RiskContext, daily_loss_tripped
-from ffe.risk.sizing import sizing_budget, target_quantity
+from ffe.risk.sizing import order_sizes, sizing_budget
 from ffe.runs.journal import decision_row
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,7 @@ class StepCore:
         intents, account = self._intents(bar, row)
         if not intents:
             return
-        if len(intents) > 1:  # reductions first, as the backtest does
-            intents.sort(key=lambda i: not reduces_only(*account.position_after(i)))
+        reductions_first(intents, account)
         for verdict in self.risk.evaluate(intents, account):
             decision = pending.get(verdict.intent.symbol)
             self._journal_verdict(decision, verdict)
@@ -256,24 +255,26 @@ class StepCore:
             await self.send(verdict.intent, decision)
 
     def _intents(self, bar: int, row: Any) -> tuple[list[OrderIntent], AccountState]:
-        ledger, lot = self.ledger, self.config.lot_size
+        ledger = self.ledger
         equity, gross = ledger.marked(self.marks(), bar)
         budget = sizing_budget(equity, self.config.fill.cost_rate)
-        time_ = self.market.time_of(bar)
-        close, names, held = self.market.close, self.market.symbols, ledger.held
+        time_, names = self.market.time_of(bar), self.market.symbols
+        symbols = np.flatnonzero(~np.isnan(row))
+        weights = row[symbols].tolist()
+        sized = order_sizes(
+            bar,
+            symbols.tolist(),
+            weights,
+            self.market.close,
+            ledger.held,
+            budget,
+            self.config.lot_size,
+        )
         intents, positions = [], {}
-        for symbol in np.flatnonzero(~np.isnan(row)).tolist():
-            price = close.item(bar, symbol)
-            if not price > 0:
-                continue
-            before = held.get(symbol, 0.0)
-            delta = target_quantity(float(row[symbol]), budget, price, lot) - before
-            if abs(delta) >= lot * 1e-9:
-                name = names[symbol]
-                intents.append(
-                    OrderIntent(f"{self.prefix}-{bar}-{symbol}", time_, name, delta, price)
-                )
-                positions[name] = before
+        for symbol, delta, price, before in sized:
+            name = names[symbol]
+            intents.append(OrderIntent(f"{self.prefix}-{bar}-{symbol}", time_, name, delta, price))
+            positions[name] = before
         peak, halted = max(self.peak, equity), self.halted_at is not None
         self.context.update_equity(equity)
         return intents, AccountState(equity, peak, positions, gross, halted, self.context)
@@ -362,11 +363,11 @@ class StepCore:
     async def flatten(self, bar: int, why: str) -> None:
         """Close every position with market orders (they pass risk: they only reduce)."""
         time_, close = self.market.time_of(bar), self.market.close
-        for symbol, held in sorted(self.ledger.held.items()):
+        for symbol, quantity in self.ledger.closing_orders():
             name = self.market.symbols[symbol]
             client_id = f"{self.prefix}-{bar}-{symbol}-{why[:1]}"
-            intent = OrderIntent(client_id, time_, name, -held, close.item(bar, symbol))
-            log.info("flatten %s qty=%s (%s)", client_id, -held, why)
+            intent = OrderIntent(client_id, time_, name, quantity, close.item(bar, symbol))
+            log.info("flatten %s qty=%s (%s)", client_id, quantity, why)
             await self.send(intent, None)
 
     async def cancel_working(self, reason: str) -> None:
@@ -421,8 +422,7 @@ class StepCore:
         call: a leading NaN means a copy of the whole matrix."""
         market = self.market
         if self._marked_market is not market:
-            mark = market.mark
-            self._marked = np.nan_to_num(mark) if mark.size and np.isnan(mark[0]).any() else mark
+            self._marked = finite_marks(market.mark)
             self._marked_market = market
         return self._marked
 

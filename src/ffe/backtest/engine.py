@@ -19,13 +19,13 @@ from ffe.backtest.causality import batch_explained, stream_targets, verify_point
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import ConfigError
-from ffe.domain.market import FloatArray, MarketData, utc_datetime
+from ffe.domain.market import FloatArray, MarketData, finite_marks, utc_datetime
 from ffe.domain.orders import Decision, Denied, OrderIntent
 from ffe.execution.fill_model import FillModel
 from ffe.execution.simulated import SimulatedBroker
 from ffe.portfolio.ledger import Ledger
-from ffe.risk.engine import AccountState, RiskEngine, reduces_only
-from ffe.risk.sizing import sizing_budget, target_quantity
+from ffe.risk.engine import AccountState, RiskEngine, reductions_first
+from ffe.risk.sizing import order_sizes, sizing_budget
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,7 @@ class _Simulation:
         self.market = market
         self.config = config
         self.risk = risk
-        # Marks are carried forward, so NaN can only lead a column: without NaN in the first
-        # row there is none, and no copy is needed (NaN marks would poison the matrix products).
-        mark = market.mark
-        self.marks = np.nan_to_num(mark) if mark.size and np.isnan(mark[0]).any() else mark
+        self.marks = finite_marks(market.mark)
         self.ledger = Ledger(market.n_symbols, config.cash)
         self.broker = SimulatedBroker(market, config.fill)
         self.denials: list[tuple[int, Denied]] = []
@@ -212,32 +209,25 @@ class _Simulation:
     def _decide(self, bar: int, symbols: list[int], weights: list[float]) -> None:
         ledger = self.ledger
         equity, gross = ledger.marked(self.marks, bar)
-        time = utc_datetime(self._nanos.item(bar))
-        close, held, names, lot = self._close, ledger.held, self.market.symbols, self._lot
         budget = sizing_budget(equity, self._cost_rate)
+        sized = order_sizes(bar, symbols, weights, self._close, ledger.held, budget, self._lot)
+        if not sized:
+            return
+        time = utc_datetime(self._nanos.item(bar))
+        names = self.market.symbols
         intents = []
         positions: dict[str, float] = {}  # what the risk checks see of the current book
-        for k in range(len(symbols)):  # an index, not zip(strict=True): cheaper compiled
-            symbol, weight = symbols[k], weights[k]
-            price = close.item(bar, symbol)
-            if not price > 0:
-                continue  # no bar (NaN) or a bad price: nothing sensible to size against
-            target = target_quantity(weight, budget, price, lot)
-            before = held.get(symbol, 0.0)
-            delta = target - before
-            if abs(delta) >= lot * 1e-9:
-                self._sequence += 1
-                name = names[symbol]
-                intents.append(OrderIntent(f"bt-{self._sequence}", time, name, delta, price))
-                positions[name] = before
+        for symbol, delta, price, before in sized:
+            self._sequence += 1
+            name = names[symbol]
+            intents.append(OrderIntent(f"bt-{self._sequence}", time, name, delta, price))
+            positions[name] = before
         if intents:
             peak, halted = max(self._peak, equity), self.halted_at is not None
             self._submit(bar, intents, AccountState(equity, peak, positions, gross, halted))
 
     def _submit(self, bar: int, intents: list[OrderIntent], account: AccountState) -> None:
-        # Reductions first, so they free room under the limits for what follows.
-        if len(intents) > 1:
-            intents.sort(key=lambda i: not reduces_only(*account.position_after(i)))
+        reductions_first(intents, account)
         # broker.submit, not a bound method kept in a local: compiled, that is a direct call.
         index, broker = self._index, self.broker
         for verdict in self.risk.evaluate(intents, account):
@@ -249,9 +239,8 @@ class _Simulation:
 
     def _flatten(self, bar: int) -> None:
         time = self.market.time_of(bar)
-        for symbol, held in sorted(self.ledger.held.items()):
+        for symbol, quantity in self.ledger.closing_orders():
             self._sequence += 1
-            quantity = -held
             client_id = f"bt-{self._sequence}-flatten"
             log.info("flatten %s qty=%s at %s", client_id, quantity, time.isoformat())
             self.broker.submit(client_id, bar, symbol, quantity)

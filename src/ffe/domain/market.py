@@ -112,6 +112,16 @@ class MarketData:
         return History(self, self.n_bars)
 
 
+def finite_marks(mark: FloatArray) -> FloatArray:
+    """``mark`` (bars x symbols, carried forward) with no NaN, for marking a book to market:
+    NaN would poison every sum it enters. Carried forward, NaN can only lead a column (before
+    a symbol's first bar), so a first row without NaN means there is none and no copy is
+    made; otherwise the leading gaps read 0 (nothing can be held there)."""
+    if mark.size and np.isnan(mark[0]).any():
+        return np.nan_to_num(mark)
+    return mark
+
+
 def _forward_fill(values: FloatArray) -> FloatArray:
     """Last known value per column; NaN before a column's first value."""
     rows = np.arange(values.shape[0])[:, None]

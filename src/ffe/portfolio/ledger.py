@@ -117,6 +117,11 @@ class Ledger:
             total += quantity * prices[symbol]
         return total
 
+    def closing_orders(self) -> list[tuple[int, float]]:
+        """``(symbol, quantity)`` of the orders that close every open position, by symbol:
+        what a halt (drawdown, daily loss) sends, in the backtest and the agent alike."""
+        return [(symbol, -quantity) for symbol, quantity in sorted(self.held.items())]
+
     def marked(self, marks: FloatArray, bar: int) -> tuple[float, float]:
         """Equity and gross exposure at row ``bar`` of ``marks`` (bars × symbols, no NaN),
         in one pass over the open positions."""

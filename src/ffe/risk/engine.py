@@ -63,6 +63,13 @@ def reduces_only(before: float, after: float) -> bool:
     return abs(after) <= abs(before) and after * before >= 0
 
 
+def reductions_first(intents: list[OrderIntent], account: AccountState) -> None:
+    """Put the orders that only shrink a position first (a stable sort, in place), so they
+    free room under the limits for the orders that follow them."""
+    if len(intents) > 1:
+        intents.sort(key=lambda i: not reduces_only(*account.position_after(i)))
+
+
 class RiskCheck(Protocol):
     """One pre-trade rule."""
 
