@@ -19,7 +19,6 @@ from ffe.agent import persist
 from ffe.agent.clock import utcnow
 from ffe.agent.persist import NoAgentRunningError
 from ffe.domain.errors import FfeError, NotFoundError
-from ffe.risk.rules import RiskContext
 from ffe.store.database import Database
 from ffe.store.models import AGENT_COMMANDS, AgentState, Approval
 from ffe.store.repositories import unit_of_work
@@ -44,7 +43,7 @@ class AgentStatus:
     lease_expires_at: datetime | None
     halted_reason: str | None
     last_bar_time: datetime | None
-    checkpoint: dict[str, Any] | None
+    checkpoint: persist.Checkpoint | None
 
     @classmethod
     def of(cls, state: AgentState, now: datetime) -> AgentStatus:
@@ -61,7 +60,7 @@ class AgentStatus:
             state.lease_expires_at if running else None,
             state.halted_reason if status == "halted" else None,
             state.last_bar_time,
-            state.checkpoint,
+            persist.Checkpoint.of(state.checkpoint),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,7 +73,7 @@ class AgentStatus:
             "lease_expires_at": _iso(self.lease_expires_at),
             "halted_reason": self.halted_reason,
             "last_bar_time": _iso(self.last_bar_time),
-            "bar": None if self.checkpoint is None else self.checkpoint.get("bar"),
+            "bar": None if self.checkpoint is None else self.checkpoint.bar,
         }
 
 
@@ -194,14 +193,9 @@ def _halted(actor: str) -> Callable[[AgentState], dict[str, Any]]:
 def _lifted(state: AgentState) -> dict[str, Any]:
     """The account no longer halted: its state, and the halts its run's checkpoint carries
     (an emergency stop in the risk state, a drawdown halt), as a running agent's reset does."""
-    checkpoint = None if state.checkpoint is None else dict(state.checkpoint)
-    if checkpoint is not None:
-        checkpoint["halted_at"], checkpoint["halt_reason"] = None, None
-        if checkpoint.get("risk"):
-            context = RiskContext.from_dict(checkpoint["risk"])
-            context.reset_emergency()
-            checkpoint["risk"] = context.to_dict()
-    return {"status": "stopped", "halted_reason": None, "checkpoint": checkpoint}
+    checkpoint = persist.Checkpoint.of(state.checkpoint)
+    lifted = None if checkpoint is None else checkpoint.lifted().as_dict()
+    return {"status": "stopped", "halted_reason": None, "checkpoint": lifted}
 
 
 # -- inside the running agent ----------------------------------------------------------------

@@ -12,19 +12,78 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ffe.domain.errors import ConflictError, FfeError, NotFoundError
+from ffe.risk.rules import RiskContext
 from ffe.store.database import Database
 from ffe.store.models import AgentCommand, AgentState, Approval
 from ffe.store.types import utc_now
 
 LEASE_TTL = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a run stands, as the agent writes it with every journal flush (the account's
+    ``checkpoint`` column, JSON) and reads it back to resume: the last bar it finished, the
+    equity peak its drawdown is measured from, a halt, the trades journaled so far, the risk
+    state (daily loss, cooldowns, emergency stop) and the day the kill switch last flattened."""
+
+    bar: int = -1
+    peak: float | None = None  # None: the run's starting cash
+    halted_at: int | None = None
+    halt_reason: str | None = None
+    trades: int = 0
+    risk: dict[str, Any] | None = None  # RiskContext.to_dict()
+    flattened_day: date | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document stored in the journal."""
+        return {
+            "bar": self.bar,
+            "peak": self.peak,
+            "halted_at": self.halted_at,
+            "halt_reason": self.halt_reason,
+            "trades": self.trades,
+            "risk": self.risk,
+            "flattened_day": None if self.flattened_day is None else str(self.flattened_day),
+        }
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any] | None) -> Checkpoint | None:
+        """The checkpoint a journal row holds (None when it holds none). Keys an older
+        version did not write take their defaults."""
+        if stored is None:
+            return None
+        day = stored.get("flattened_day")
+        halted_at = stored.get("halted_at")
+        peak = stored.get("peak")
+        return cls(
+            bar=int(stored.get("bar", -1)),
+            peak=None if peak is None else float(peak),
+            halted_at=None if halted_at is None else int(halted_at),
+            halt_reason=stored.get("halt_reason"),
+            trades=int(stored.get("trades", 0)),
+            risk=dict(stored["risk"]) if stored.get("risk") else None,
+            flattened_day=date.fromisoformat(day) if day else None,
+        )
+
+    def lifted(self) -> Checkpoint:
+        """The same checkpoint without its halts: no drawdown halt, and the emergency stop
+        in the risk state cleared (what a reset does)."""
+        risk = self.risk
+        if risk:
+            context = RiskContext.from_dict(risk)
+            context.reset_emergency()
+            risk = context.to_dict()
+        return replace(self, halted_at=None, halt_reason=None, risk=risk)
 
 
 class LeaseHeldError(FfeError):

@@ -4,14 +4,13 @@ before acting, and record what was found."""
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
 
 from ffe.agent.approvals import Waiting
-from ffe.agent.persist import approvals_for_run
+from ffe.agent.persist import Checkpoint, approvals_for_run
 from ffe.agent.step import StepCore
 from ffe.domain.orders import OrderIntent, OrderStatus
 from ffe.execution.broker import BrokerOrder
@@ -25,9 +24,7 @@ log = logging.getLogger(__name__)
 _TOLERANCE = 1e-6
 
 
-async def restore(
-    core: StepCore, db: Database, run_id: str, checkpoint: dict[str, Any] | None
-) -> int:
+async def restore(core: StepCore, db: Database, run_id: str, checkpoint: Checkpoint | None) -> int:
     """Rebuild ledger, working orders and risk state of ``run_id``; the bar to go on from."""
     if checkpoint is None:
         return 0
@@ -46,14 +43,14 @@ async def restore(
             bar, core.index[fill.symbol], fill.quantity, fill.price, fill.commission
         )
         core.desk.traded.add(fill.symbol)
-    core.last_bar = int(checkpoint.get("bar", -1))
-    core.peak = float(checkpoint.get("peak", core.config.cash))
-    core.halted_at = checkpoint.get("halted_at")
-    core.halt_reason = checkpoint.get("halt_reason")
-    if checkpoint.get("risk"):
-        core.context = RiskContext.from_dict(checkpoint["risk"])
-    if checkpoint.get("flattened_day"):
-        core.flattened_day = date.fromisoformat(checkpoint["flattened_day"])
+    core.last_bar = checkpoint.bar
+    core.peak = core.config.cash if checkpoint.peak is None else checkpoint.peak
+    core.halted_at = checkpoint.halted_at
+    core.halt_reason = checkpoint.halt_reason
+    if checkpoint.risk:
+        core.context = RiskContext.from_dict(checkpoint.risk)
+    if checkpoint.flattened_day is not None:
+        core.flattened_day = checkpoint.flattened_day
     for order in working:
         core.working[order.client_order_id] = BrokerOrder(
             order.client_order_id,

@@ -129,7 +129,9 @@ class Agent:
             state = await self._settle_stale(state)
             run, resumed = await self._open_run(state.run_id)
             core = self._core(run.id)
-            first = await restore(core, self.db, run.id, state.checkpoint if resumed else None)
+            first = await restore(
+                core, self.db, run.id, persist.Checkpoint.of(state.checkpoint) if resumed else None
+            )
             report = AgentReport(run.id, "running", resumed, 0, first, {})
             report.reconciliation = await reconcile(core, self.db, account)
             await self._begin(core, run.id, state)

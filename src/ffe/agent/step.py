@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -119,7 +119,7 @@ class StepCore:
         self._marked_market: MarketData | None = None
         self._marked: Any = None
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
-        self.flattened_day: object = None  # the day the daily-loss switch last flattened
+        self.flattened_day: date | None = None  # the day the daily-loss switch last flattened
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
         self.on_decision: Callable[[Decision, int], None] | None = None
@@ -428,20 +428,23 @@ class StepCore:
 
     # -- journal --------------------------------------------------------------------------
 
-    def checkpoint(self) -> dict[str, Any]:
-        return {
-            "bar": self.last_bar,
-            "peak": self.peak,
-            "halted_at": self.halted_at,
-            "halt_reason": self.halt_reason,
-            "trades": self.trades_journaled,
-            "risk": self.context.to_dict(),
-            "flattened_day": None if self.flattened_day is None else str(self.flattened_day),
-        }
+    def checkpoint(self) -> persist.Checkpoint:
+        """Where the run stands, for the journal (see ``persist.Checkpoint``)."""
+        return persist.Checkpoint(
+            bar=self.last_bar,
+            peak=self.peak,
+            halted_at=self.halted_at,
+            halt_reason=self.halt_reason,
+            trades=self.trades_journaled,
+            risk=self.context.to_dict(),
+            flattened_day=self.flattened_day,
+        )
 
     async def flush(self, lease: timedelta | None = None) -> None:
         last = self.market.time_of(self.last_bar) if self.last_bar >= 0 else None
-        await self.journal.flush(self.checkpoint(), last, utcnow() + (lease or persist.LEASE_TTL))
+        await self.journal.flush(
+            self.checkpoint().as_dict(), last, utcnow() + (lease or persist.LEASE_TTL)
+        )
 
 
 def _order_row(intent: OrderIntent) -> dict[str, Any]:

@@ -147,14 +147,14 @@ async def last_run(db: Database, account: str) -> LastRun | None:
     if run is None or run.status not in ("running", "interrupted"):
         return None
     pending = await persist.approvals_for_run(db, run.id, ["pending"])
-    checkpoint = state.checkpoint or {}
+    checkpoint = persist.Checkpoint.of(state.checkpoint)
     return LastRun(
         id=run.id,
         strategy=run.strategy,
         symbols=list(run.symbols),
         params=dict(run.params),
         approval=(run.config or {}).get("agent", {}).get("approval"),
-        bar=checkpoint.get("bar"),
+        bar=None if checkpoint is None else checkpoint.bar,
         last_bar_time=None if state.last_bar_time is None else f"{state.last_bar_time:%Y-%m-%d}",
         pending_approvals=len(pending),
     )
