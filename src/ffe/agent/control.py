@@ -1,5 +1,5 @@
-"""Control: the one facade the CLI (and later the API) uses to steer agents, and how a running
-agent carries out what it is told.
+"""Control: the one facade the CLI and the API use to steer agents (a running agent carries
+out what it is told in ``Agent.control``, ``ffe.agent.runner``).
 
 Commands travel through the database (``agent_commands``), so an agent in another process, or
 on another machine sharing the journal, obeys them within ``command_poll_s``. Approvals are
@@ -8,24 +8,19 @@ decided in the database too and picked up by the agent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from ffe.agent import persist
-from ffe.agent.clock import utcnow
 from ffe.agent.persist import NoAgentRunningError
 from ffe.domain.errors import FfeError, NotFoundError
 from ffe.store.database import Database
 from ffe.store.models import AGENT_COMMANDS, AgentState, Approval
 from ffe.store.repositories import unit_of_work
 from ffe.store.types import utc_now
-
-if TYPE_CHECKING:
-    from ffe.agent.step import AgentConfig, StepCore
 
 log = logging.getLogger(__name__)
 
@@ -196,91 +191,3 @@ def _lifted(state: AgentState) -> dict[str, Any]:
     checkpoint = persist.Checkpoint.of(state.checkpoint)
     lifted = None if checkpoint is None else checkpoint.lifted().as_dict()
     return {"status": "stopped", "halted_reason": None, "checkpoint": lifted}
-
-
-# -- inside the running agent ----------------------------------------------------------------
-
-
-class RunningAgent(Protocol):
-    """What control reads and steers of a running agent (``ffe.agent.runner.Agent``),
-    named here so control does not import the runner that calls it."""
-
-    paused: bool
-    stopping: bool
-    emergency: str | None
-
-    @property
-    def db(self) -> Database: ...
-    @property
-    def config(self) -> AgentConfig: ...
-    def event(self, kind: str, text: str, data: dict[str, Any]) -> None: ...
-    async def obey(self, core: StepCore, *, force: bool) -> None: ...
-
-
-async def carry_out(agent: RunningAgent, core: StepCore, command: str, actor: str) -> None:
-    """Do what ``command`` says, now."""
-    account = agent.config.account
-    log.warning("control: %s from %s on %s", command, actor, account)
-    if command == "pause":
-        agent.paused = True
-        await persist.set_state(agent.db, account, status="paused")
-    elif command == "resume":
-        agent.paused = False
-        await persist.set_state(
-            agent.db, account, status="halted" if agent.emergency else "running"
-        )
-    elif command == "stop":
-        agent.stopping, agent.paused = True, False
-    elif command == "emergency_stop":
-        await emergency_stop(agent, core, f"emergency stop by {actor}")
-    elif command == "reset":
-        agent.emergency, core.halted_at, core.halt_reason = None, None, None
-        core.context.reset_emergency()
-        await persist.set_state(
-            agent.db, account, status="paused" if agent.paused else "running", halted_reason=None
-        )
-
-
-async def emergency_stop(agent: RunningAgent, core: StepCore, reason: str) -> None:
-    """Cancel open orders, flatten every position, and trade nothing more until reset."""
-    agent.emergency = reason
-    core.context.emergency_stop(reason)
-    await core.cancel_working(reason)
-    core.desk.waiting.clear()
-    if core.last_bar >= 0:
-        await core.flatten(core.last_bar, "emergency")
-        await core.collect_fills(core.last_bar)
-    await core.flush()
-    await persist.set_state(agent.db, agent.config.account, status="halted", halted_reason=reason)
-    agent.event("risk_halt", reason, {"account": agent.config.account})
-
-
-async def settle_approvals(agent: RunningAgent, core: StepCore, *, wait: bool) -> None:
-    """Send approved orders, drop rejected and expired ones. With ``wait`` (replay), block
-    until nothing is pending, obeying control commands meanwhile."""
-    while core.desk.waiting and not agent.stopping:
-        rows = await persist.approvals_for_run(
-            agent.db, core.journal.run_id, ("pending", "approved", "rejected")
-        )
-        now, expired = utcnow(), []
-        for row in rows:
-            waiting = core.desk.waiting.get(row.client_order_id)
-            if waiting is None:
-                continue
-            if row.status == "pending" and row.expires_at > now:
-                continue
-            del core.desk.waiting[row.client_order_id]
-            if row.status == "approved":
-                await core.send_approved(waiting.intent, waiting.decision)
-                await persist.mark_approvals(agent.db, [row.id], "sent", "agent")
-            elif row.status == "pending":
-                expired.append(row.id)
-        await persist.mark_approvals(agent.db, expired, "expired", "expiry")
-        for client_id in [
-            c for c in core.desk.waiting if c not in {r.client_order_id for r in rows}
-        ]:
-            del core.desk.waiting[client_id]  # decided and recorded elsewhere
-        if not wait or not core.desk.waiting:
-            return
-        await asyncio.sleep(agent.config.command_poll_s)
-        await agent.obey(core, force=True)

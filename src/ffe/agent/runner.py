@@ -24,7 +24,7 @@ import numpy as np
 from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
-from ffe.agent.control import carry_out, emergency_stop, settle_approvals, state_change
+from ffe.agent.control import state_change
 from ffe.agent.journal import AgentJournal
 from ffe.agent.reconcile import reconcile, restore
 from ffe.agent.step import AgentConfig, StepCore
@@ -305,13 +305,13 @@ class Agent:
         self._bars_since_flush += 1
         if self._halt_due and self.emergency is not None:
             self._halt_due = False
-            await emergency_stop(self, core, self.emergency)
+            await self.emergency_stop(core, self.emergency)
         desk = core.desk
         if desk.queued_since_flush or self._flush_due():
             await self._flush(core)
             desk.queued_since_flush = 0
         if desk.waiting:
-            await settle_approvals(self, core, wait=not self.clock.live)
+            await self.settle_approvals(core, wait=not self.clock.live)
 
     def _flush_due(self) -> bool:
         c = self.config
@@ -331,7 +331,72 @@ class Agent:
             return
         self._last_commands = now
         for command in await persist.take_commands(self.db, self.config.account):
-            await carry_out(self, core, command.command, command.actor)
+            await self.control(core, command.command, command.actor)
+
+    async def control(self, core: StepCore, command: str, actor: str) -> None:
+        """Do what ``command`` (pause, resume, stop, emergency_stop, reset) says, now."""
+        account = self.config.account
+        log.warning("control: %s from %s on %s", command, actor, account)
+        if command == "pause":
+            self.paused = True
+            await persist.set_state(self.db, account, status="paused")
+        elif command == "resume":
+            self.paused = False
+            status = "halted" if self.emergency else "running"
+            await persist.set_state(self.db, account, status=status)
+        elif command == "stop":
+            self.stopping, self.paused = True, False
+        elif command == "emergency_stop":
+            await self.emergency_stop(core, f"emergency stop by {actor}")
+        elif command == "reset":
+            self.emergency, core.halted_at, core.halt_reason = None, None, None
+            core.context.reset_emergency()
+            status = "paused" if self.paused else "running"
+            await persist.set_state(self.db, account, status=status, halted_reason=None)
+
+    async def emergency_stop(self, core: StepCore, reason: str) -> None:
+        """Cancel open orders, flatten every position, and trade nothing more until reset."""
+        self.emergency = reason
+        core.context.emergency_stop(reason)
+        await core.cancel_working(reason)
+        core.desk.waiting.clear()
+        if core.last_bar >= 0:
+            await core.flatten(core.last_bar, "emergency")
+            await core.collect_fills(core.last_bar)
+        await core.flush()
+        account = self.config.account
+        await persist.set_state(self.db, account, status="halted", halted_reason=reason)
+        self.event("risk_halt", reason, {"account": account})
+
+    async def settle_approvals(self, core: StepCore, *, wait: bool) -> None:
+        """Send approved orders, drop rejected and expired ones. With ``wait`` (replay), block
+        until nothing is pending, obeying control commands meanwhile."""
+        desk = core.desk
+        while desk.waiting and not self.stopping:
+            rows = await persist.approvals_for_run(
+                self.db, core.journal.run_id, ("pending", "approved", "rejected")
+            )
+            now, expired = utcnow(), []
+            for row in rows:
+                waiting = desk.waiting.get(row.client_order_id)
+                if waiting is None:
+                    continue
+                if row.status == "pending" and row.expires_at > now:
+                    continue
+                del desk.waiting[row.client_order_id]
+                if row.status == "approved":
+                    await core.send_approved(waiting.intent, waiting.decision)
+                    await persist.mark_approvals(self.db, [row.id], "sent", "agent")
+                elif row.status == "pending":
+                    expired.append(row.id)
+            await persist.mark_approvals(self.db, expired, "expired", "expiry")
+            decided = {r.client_order_id for r in rows}
+            for client_id in [c for c in desk.waiting if c not in decided]:
+                del desk.waiting[client_id]  # decided and recorded elsewhere
+            if not wait or not desk.waiting:
+                return
+            await asyncio.sleep(self.config.command_poll_s)
+            await self.obey(core, force=True)
 
     # -- the end --------------------------------------------------------------------------
 
