@@ -27,7 +27,7 @@ from ffe.agent.clock import utcnow
 from ffe.agent.control import state_change
 from ffe.agent.journal import AgentJournal
 from ffe.agent.reconcile import reconcile, restore
-from ffe.agent.step import AgentConfig, StepCore
+from ffe.agent.step import AgentConfig, Snapshot, StepCore
 from ffe.agent.stepper import Stepper
 from ffe.backtest.engine import BacktestConfig
 from ffe.backtest.result import BacktestResult
@@ -109,6 +109,11 @@ class Agent:
         self.on_bar: Callable[[int], None] | None = None
         # Awaited once the run is open and restored, before its first bar (its run id).
         self.on_open: Callable[[str], Awaitable[None]] | None = None
+
+    def snapshot(self) -> Snapshot | None:
+        """What the agent holds after its last finished bar (None before its first)."""
+        core = self.core
+        return None if core is None else core.snapshot()
 
     def request_stop(self) -> None:
         """Stop after the current step (signal handlers call this)."""

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -65,6 +65,31 @@ class AgentConfig:
             raise ConfigError("cash and lot_size must be positive")
         if not self.account or len(self.account) > 64:
             raise ConfigError("the account name must be 1 to 64 characters")
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPosition:
+    """One open position as a running agent holds it."""
+
+    symbol: str
+    quantity: float
+    average_price: float | None  # of the open lots; None when they net to nothing
+    mark: float  # the last mark, 0 before the symbol's first bar
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a running agent holds after its last finished bar: read by the API (the live
+    portfolio) and the publisher, instead of the ledger and market they are made from."""
+
+    account: str
+    run_id: str
+    bar: int
+    time: datetime
+    cash: float
+    equity: float
+    start_cash: float
+    positions: tuple[HeldPosition, ...]
 
 
 @dataclass(slots=True)
@@ -426,6 +451,31 @@ class StepCore:
             self._marked_market = market
         return self._marked
 
+    def snapshot(self) -> Snapshot | None:
+        """The book after the last finished bar; None before the first one."""
+        bar = self.last_bar
+        if bar < 0:
+            return None
+        marks, ledger = self.marks(), self.ledger
+        equity, _ = ledger.marked(marks, bar)
+        positions = tuple(
+            HeldPosition(
+                self.market.symbols[i], quantity, _average(ledger.lots[i]), marks.item(bar, i)
+            )
+            for i, quantity in sorted(ledger.held.items())
+            if quantity != 0
+        )
+        return Snapshot(
+            self.config.account,
+            self.journal.run_id,
+            bar,
+            self.market.time_of(bar),
+            ledger.cash,
+            equity,
+            self.config.cash,
+            positions,
+        )
+
     # -- journal --------------------------------------------------------------------------
 
     def checkpoint(self) -> persist.Checkpoint:
@@ -457,3 +507,11 @@ def _order_row(intent: OrderIntent) -> dict[str, Any]:
         "status": "pending",
         "filled_quantity": 0.0,
     }
+
+
+def _average(lots: Any) -> float | None:
+    """The average price of open lots (None when they net to nothing)."""
+    held = sum(lot.quantity for lot in lots)
+    if not lots or held == 0:
+        return None
+    return float(sum(lot.quantity * lot.price for lot in lots) / held)

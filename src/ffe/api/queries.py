@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ffe.agent import persist
+from ffe.agent.step import Snapshot
 from ffe.domain.orders import action_of
 from ffe.runs.journal import journaled_target
 from ffe.store.database import Database
@@ -112,42 +113,30 @@ async def account_run(db: Database, account: str) -> str | None:
 # -- portfolio ------------------------------------------------------------------------------
 
 
-def live_portfolio(agent: Any, peak: float, max_drawdown: float) -> dict[str, Any] | None:
-    """The portfolio of an agent running in this process, from its ledger; ``peak`` and
+def live_portfolio(
+    snapshot: Snapshot | None, peak: float, max_drawdown: float
+) -> dict[str, Any] | None:
+    """The portfolio of an agent running in this process, from its snapshot; ``peak`` and
     ``max_drawdown`` as its supervisor tracked them bar by bar."""
-    core = agent.core
-    if core is None or core.last_bar < 0:
+    if snapshot is None:
         return None
-    bar = core.last_bar
-    marks = core.marks()
-    equity, _ = core.ledger.marked(marks, bar)
-    ledger = core.ledger
-    positions = []
-    for i, quantity in sorted(ledger.held.items()):
-        if quantity == 0:
-            continue
-        mark = finite(marks[bar, i])
-        symbol = core.market.symbols[i]
-        positions.append(_position(symbol, quantity, _average(ledger.lots[i]), mark))
+    positions = [
+        _position(held.symbol, held.quantity, held.average_price, finite(held.mark))
+        for held in snapshot.positions
+    ]
+    equity = snapshot.equity
     found = _summary(
-        agent.config.account,
-        core.journal.run_id,
-        core.market.time_of(bar),
-        ledger.cash,
+        snapshot.account,
+        snapshot.run_id,
+        snapshot.time,
+        snapshot.cash,
         equity,
-        agent.config.cash,
+        snapshot.start_cash,
         max(peak, equity),
         positions,
     )
     found["max_drawdown"] = finite(min(max_drawdown, found["drawdown"] or 0.0))
     return found
-
-
-def _average(lots: Sequence[Any]) -> float | None:
-    held = sum(lot.quantity for lot in lots)
-    if not lots or held == 0:
-        return None
-    return float(sum(lot.quantity * lot.price for lot in lots) / held)
 
 
 def _position(

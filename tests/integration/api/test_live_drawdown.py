@@ -52,7 +52,8 @@ def test_agent_resumed_on_its_run_then_live_drawdown_equals_the_journals(api, tm
     wait_for(lambda: not supervisor.running)
     assert supervisor.error is None
     assert supervisor.agent.core.journal.run_id == first_run
-    live = queries.live_portfolio(supervisor.agent, supervisor.peak, supervisor.max_drawdown)
+    snapshot = supervisor.agent.snapshot()
+    live = queries.live_portfolio(snapshot, supervisor.peak, supervisor.max_drawdown)
     journal = api.client.get("/api/v1/portfolio", headers=api.headers()).json()
 
     assert live is not None

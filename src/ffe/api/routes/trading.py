@@ -90,7 +90,7 @@ async def _portfolio(services: Services, account: str) -> dict[str, Any]:
     agent = services.supervisor.agent
     if services.supervisor.running and agent.config.account == account:
         supervisor = services.supervisor
-        live = queries.live_portfolio(agent, supervisor.peak, supervisor.max_drawdown)
+        live = queries.live_portfolio(agent.snapshot(), supervisor.peak, supervisor.max_drawdown)
         if live is not None:
             return live
     return dict(json.loads(await _journal_portfolio(services, account)))
