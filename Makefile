@@ -51,8 +51,12 @@ imports: $(VENV)/.installed-dev
 lockcheck: $(VENV)/.installed-dev
 	$(BIN)/python tools/check_lock.py $(RUN_LOCK) $(DEV_LOCK) $(BENCH_LOCK)
 
+# Two groups: most tests on two processes; the suites that start many processes of their
+# own (the browsers, the whole stack on loopback) one at a time after them, so they never
+# share the two cores with each other.
 pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 -q -m "not serial"
+	$(BIN)/pytest -q -m serial
 
 test: lockcheck lint types imports pytest
 

@@ -12,7 +12,11 @@ import re
 import time
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
+
+# Chromium and a server of their own: one at a time, after the other tests (Makefile).
+pytestmark = pytest.mark.serial
 
 ROWS = "tbody tr:not(.empty)"  # a table's data rows, not its "nothing yet" note
 TRADE_S = 60_000  # the replay trades within seconds; a busy runner gets a minute

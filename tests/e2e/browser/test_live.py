@@ -12,6 +12,9 @@ import pytest
 from playwright.sync_api import Page, expect
 from tests.e2e.browser.conftest import Server, start_server
 
+# Chromium and a server of their own: one at a time, after the other tests (Makefile).
+pytestmark = pytest.mark.serial
+
 SAMPLES = 12
 DECISIONS = "#agent-decisions tbody tr:not(.empty)"
 
