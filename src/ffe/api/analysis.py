@@ -13,12 +13,12 @@ import logging
 import time
 from typing import Any
 
-from ffe.api import heap
-from ffe.api.background import watched
 from ffe.config import Settings
 from ffe.domain.errors import FfeError, NotFoundError
 from ffe.kv import KvBackends
 from ffe.kv.cache import get_json, set_json
+from ffe.service import heap
+from ffe.service.background import watched
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from ffe import __version__
 from ffe.agent.control import AgentService
 from ffe.agent.persist import LEASE_TTL
 from ffe.api.auth import KeyVerifier
-from ffe.api.background import watched
 from ffe.api.clients import TrustedProxies
 from ffe.api.events import publish_event
 from ffe.api.secrets import session_secret
@@ -41,6 +40,7 @@ from ffe.obs.health import (
     ping_probe,
 )
 from ffe.obs.metrics import Metrics
+from ffe.service.background import watched
 from ffe.store.database import Database
 
 if TYPE_CHECKING:
