@@ -139,6 +139,28 @@ def test_precompute_when_running_then_probed_serve_reads_it_and_sigterm_exits_0(
     assert (_journal_entries() > 0) == (cache == "journal")
 
 
+def test_run_when_no_precompute_process_then_the_api_computes_analyses_itself() -> None:
+    headers = _key()
+    with (
+        ffe_server("run", "--no-agent") as (url, _),
+        httpx.Client(base_url=url, headers=headers, timeout=10) as client,
+    ):
+        first = client.get("/api/v1/analysis/NASDAQ")  # not scheduled: computed on request
+        scheduled = wait_for(lambda: _answered(client, "SP500"), timeout=180, every=0.5)
+        requested = wait_for(lambda: _answered(client, "NASDAQ"), timeout=180, every=0.5)
+
+    assert first.status_code == 202
+    assert first.headers["Retry-After"] == "2"
+    assert scheduled["computed_at"]
+    assert requested["computed_at"]
+
+
+def _answered(client: httpx.Client, symbol: str) -> dict[str, object] | None:
+    response = client.get(f"/api/v1/analysis/{symbol}")
+    assert response.status_code in (200, 202), response.text
+    return response.json() if response.status_code == 200 else None
+
+
 def test_precompute_once_when_a_symbol_fails_then_exit_1_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
