@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ffe.config import Settings
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ffe.data.catalog import DataCatalog
     from ffe.decide.strategy import Strategy
     from ffe.execution.fill_model import FillModel
+    from ffe.kv import Cache, KvBackends
     from ffe.risk.breaker import CircuitBreaker
     from ffe.risk.engine import RiskEngine
     from ffe.store.database import Database
@@ -161,6 +162,20 @@ def database(settings: Settings, url: str | None = None) -> Database:
         busy_timeout_ms=db.busy_timeout_ms,
     )
     return Database(url or settings.database_url(), options)
+
+
+def analysis_cache(
+    db: Database, kv: KvBackends, observer: Callable[[str], None] | None = None
+) -> Cache:
+    """Where analyses are cached for every process to read (``ffe precompute`` writes, the
+    API reads): Redis when ``redis.url`` is set (``kv.cache``), else the journal's
+    ``cache_entries`` table, which the processes on one machine share. ``observer`` counts
+    the journal's hits and misses (Redis's are counted by ``kv``)."""
+    if kv.redis_url is not None:
+        return kv.cache
+    from ffe.store.cache import JournalCache
+
+    return JournalCache(db, observer=observer)
 
 
 def auto_upgrade(settings: Settings, db: Database) -> bool:

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -211,10 +212,13 @@ class ApiSettings(Section):
     )
     workers: int = Field(1, ge=1, le=64, description="`ffe serve` worker processes")
     max_jobs: int = Field(1, ge=1, le=32, description="backtests and sweeps run at once")
-    analysis_symbols: list[str] = Field(
-        default_factory=lambda: ["SP500"], description="analysed in the background"
+    # Renamed: read as precompute.symbols and precompute.interval_s (see Settings).
+    analysis_symbols: list[str] | None = Field(
+        None, description="deprecated: read as precompute.symbols (which wins when both are set)"
     )
-    analysis_interval_s: float = Field(300.0, gt=0, description="seconds between analyses")
+    analysis_interval_s: float | None = Field(
+        None, gt=0, description="deprecated: read as precompute.interval_s"
+    )
     otel_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces"
     )
@@ -267,6 +271,26 @@ class JobsSettings(Section):
     """Background jobs run by the API (backtests, sweeps, forecast benchmarks)."""
 
     time_limit_s: JobTimeLimits = JobTimeLimits()
+
+
+class PrecomputeSettings(Section):
+    """The analysis of configured symbols, refreshed on a schedule into the shared cache
+    (Redis when redis.url is set, else the journal): by ``ffe precompute``, or inside the API
+    where ``in_api`` is on (``ffe run`` turns it on)."""
+
+    symbols: list[str] = Field(
+        default_factory=lambda: ["SP500"], description="analysed on the schedule"
+    )
+    interval_s: float = Field(300.0, gt=0, description="seconds between refreshes of a symbol")
+    in_api: bool = Field(
+        False,
+        description="the API runs the schedule itself and analyses other symbols on request "
+        "(`ffe run`, `ffe serve --precompute`); off: it only reads what `ffe precompute` caches",
+    )
+    health_port: int = Field(
+        0, ge=0, le=65535, description="`ffe precompute`'s /health and /metrics port; 0 = none"
+    )
+    health_host: str = Field("127.0.0.1", description="the address health_port listens on")
 
 
 class RedisSettings(Section):
@@ -337,6 +361,22 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     redis: RedisSettings = RedisSettings()
     compute: ComputeSettings = ComputeSettings()
+    precompute: PrecomputeSettings = PrecomputeSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """Read ``api.analysis_symbols`` and ``api.analysis_interval_s`` (their names before
+        ``ffe precompute``) as ``precompute.symbols`` and ``precompute.interval_s``; the new
+        keys win where both are set."""
+        if not isinstance(data, dict) or not isinstance(data.get("api"), dict):
+            return data
+        api, section = data["api"], data.get("precompute") or {}
+        moved = {new: api[old] for old, new in _RENAMED.items() if api.get(old) is not None}
+        if not moved or not isinstance(section, dict):
+            return data
+        kept = {key: value for key, value in api.items() if key not in _RENAMED}
+        return {**data, "api": kept, "precompute": {**moved, **section}}
 
     def llm_cache_dir(self) -> Path:
         """Where LLM answers are cached: ``llm.cache_dir``, else ``llm-cache`` in data.dir."""
@@ -361,6 +401,9 @@ class Settings(BaseSettings):
             InitSettingsSource(settings_cls, _read_yaml(path)) for path in reversed(_config_paths())
         ]
         return (init_settings, env_settings, *files)
+
+
+_RENAMED = {"analysis_symbols": "symbols", "analysis_interval_s": "interval_s"}
 
 
 def _config_paths() -> list[Path]:

@@ -44,7 +44,10 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
         "jobs",
         "redis",
         "compute",
+        "precompute",
     ]
+    assert shown["precompute"]["symbols"] == ["SP500"]
+    assert shown["precompute"]["in_api"] is False  # `ffe run` turns it on for itself
     assert shown["jobs"]["time_limit_s"]["sweep"] > 0
     assert shown["compute"]["max_workers"] is None  # the machine's cores
     assert shown["backtest"]["cash"] == 10_000.0

@@ -222,3 +222,35 @@ def test_masked_when_no_alpha_vantage_key_then_none_and_other_values_plain():
     assert shown["data"]["alpha_vantage_key"] is None
     assert shown["backtest"]["cash"] == 10_000.0
     assert shown["logging"]["json"] is False  # dumped under its alias
+
+
+def test_load_settings_when_old_analysis_keys_in_yaml_then_read_as_precompute(config_dir):
+    write(
+        config_dir, "config.yaml", "api:\n  analysis_symbols: [NASDAQ]\n  analysis_interval_s: 60\n"
+    )
+
+    settings = load_settings()
+
+    assert settings.precompute.symbols == ["NASDAQ"]
+    assert settings.precompute.interval_s == 60.0
+    assert settings.api.analysis_symbols is None  # one place to read them from
+
+
+def test_load_settings_when_old_and_new_analysis_keys_then_new_ones_win(config_dir, monkeypatch):
+    write(config_dir, "config.yaml", "precompute:\n  symbols: [SP500, NASDAQ]\n")
+    monkeypatch.setenv("FFE__API__ANALYSIS_SYMBOLS", "[]")
+    monkeypatch.setenv("FFE__API__ANALYSIS_INTERVAL_S", "30")
+
+    settings = load_settings()
+
+    assert settings.precompute.symbols == ["SP500", "NASDAQ"]
+    assert settings.precompute.interval_s == 30.0  # not set under its new name: the old one
+
+
+def test_load_settings_when_precompute_health_port_out_of_range_then_error_names_key(
+    monkeypatch,
+):
+    monkeypatch.setenv("FFE__PRECOMPUTE__HEALTH_PORT", "70000")
+
+    with pytest.raises(ConfigError, match=r"precompute\.health_port"):
+        load_settings()

@@ -21,7 +21,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ffe import __version__
-from ffe.api import heap
 from ffe.api.auth import SCOPES
 from ffe.api.deps import SESSION_COOKIE, LoginRequiredError, required_scope
 from ffe.api.routes.common import refusal
@@ -39,6 +38,7 @@ from ffe.domain.errors import (
 )
 from ffe.obs import tracing
 from ffe.obs.logs import new_request_id, request_id
+from ffe.service import heap
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from ffe import __version__
 from ffe.agent.control import AgentService
 from ffe.agent.persist import LEASE_TTL
 from ffe.api.auth import KeyVerifier
-from ffe.api.background import watched
 from ffe.api.clients import TrustedProxies
 from ffe.api.events import publish_event
 from ffe.api.secrets import session_secret
@@ -41,12 +40,13 @@ from ffe.obs.health import (
     ping_probe,
 )
 from ffe.obs.metrics import Metrics
+from ffe.service.background import watched
 from ffe.store.database import Database
 
 if TYPE_CHECKING:
-    from ffe.api.analysis import AnalysisService
     from ffe.api.jobs import JobService
     from ffe.api.supervisor import AgentSupervisor
+    from ffe.service.analysis import AnalysisReader
 
 log = logging.getLogger(__name__)
 # A journal unreachable at start-up is checked again after 1 s, then twice as long each
@@ -92,7 +92,7 @@ class Services:
     keys: KeyVerifier
     agents: AgentService
     jobs: JobService
-    analysis: AnalysisService
+    analysis: AnalysisReader
     supervisor: AgentSupervisor
     # argon2 checks: threads of their own, so health probes and other work never queue
     # behind a flood of hashes (the loop's default executor is what those use).
@@ -143,9 +143,9 @@ class Services:
         and the job and analysis workers (``background``). A journal that does not answer
         is waited for in the background (``_await_journal``); one that answers with a schema
         this ffe cannot use stops here."""
-        from ffe.api.analysis import AnalysisService
         from ffe.api.jobs import JobService
         from ffe.api.supervisor import AgentSupervisor
+        from ffe.service.analysis import open_analysis
 
         secret = session_secret(settings)  # first: a production config without one stops here
         db, journal_ready = await _open_journal(settings)
@@ -153,6 +153,7 @@ class Services:
         metrics.forget_dead_processes()  # workers that crashed before this one started
         redis_url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
         kv = make_backends(redis_url, observer=lambda result: metrics.cache_event("kv", result))
+        analysis, _ = open_analysis(settings, db, kv, metrics)
         api = settings.api
         hashing = ThreadPoolExecutor(api.hash_threads, thread_name_prefix="ffe-hash")
         services = cls(
@@ -167,7 +168,7 @@ class Services:
             keys=KeyVerifier(db, hashing=hashing),
             agents=AgentService(db),
             jobs=JobService(settings, db, kv, metrics),
-            analysis=AnalysisService(settings, kv),
+            analysis=analysis,
             supervisor=AgentSupervisor(settings, kv, metrics),
             hashing=hashing,
             proxies=TrustedProxies(api.trusted_proxies),
@@ -177,9 +178,9 @@ class Services:
             ),
         )
         services._add_checks()
-        if background:
-            analysing = watched(services.analysis.start(), "the background analysis")
-            services._tasks.append(analysing)  # bars, not the journal
+        if background and analysis.here is not None:  # precompute.in_api (`ffe run`)
+            schedule = asyncio.create_task(analysis.here.run(), name="ffe-analysis")
+            services._tasks.append(watched(schedule, "the background analysis"))
         if journal_ready:
             services._journal_ready(background)
         else:

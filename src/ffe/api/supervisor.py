@@ -16,8 +16,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from ffe.api import heap
-from ffe.api.background import watched
 from ffe.api.events import publish_event
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
@@ -25,6 +23,8 @@ from ffe.domain.errors import ConflictError, FfeError, StoreError
 from ffe.domain.orders import Decision, action_of
 from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
+from ffe.service import heap
+from ffe.service.background import watched
 
 log = logging.getLogger(__name__)
 # After a journal failure the agent is restarted after 1 s, then twice as long after each

@@ -17,6 +17,7 @@ from ffe.cli.decisions import decisions_app
 from ffe.cli.forecast import forecast_app
 from ffe.cli.jobs import jobs_app
 from ffe.cli.llm import llm_app
+from ffe.cli.precompute import precompute_command
 from ffe.cli.runs import runs_app
 from ffe.cli.serve import (
     health_command,
@@ -49,6 +50,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.command("run")(run_command)
 app.command("serve")(serve_command)
+app.command("precompute")(precompute_command)
 app.command("health")(health_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)

@@ -42,7 +42,7 @@ def run_command(
     from ffe.cli.common import parse_params
 
     with user_errors():
-        settings = _settings(host, port)
+        settings = _with_precompute(_settings(host, port))  # one process does everything
         launch = None
         if not no_agent:
             params = parse_params(param)
@@ -54,11 +54,27 @@ def serve_command(
     host: str = typer.Option(None, "--host", help="Address to listen on [config: api.host]."),
     port: int = typer.Option(None, "--port", help="Port [config: api.port].", min=1, max=65535),
     workers: int = typer.Option(None, "--workers", help="Processes [config: api.workers].", min=1),
+    precompute: bool = typer.Option(
+        False,
+        "--precompute",
+        help="Also refresh the analyses of precompute.symbols here, as `ffe run` does, "
+        "instead of in `ffe precompute` [config: precompute.in_api]. One worker only.",
+    ),
 ) -> None:
     """Start the API and dashboard without an agent. With several workers set
-    FFE__REDIS__URL, so rate limits, caches and the live stream are shared."""
+    FFE__REDIS__URL, so rate limits, caches and the live stream are shared. The analysis
+    endpoint reads what `ffe precompute` caches, unless --precompute."""
     with user_errors():
         settings = _settings(host, port, workers=workers)
+        if precompute:
+            settings = _with_precompute(settings)
+        if settings.api.workers > 1 and settings.precompute.in_api:
+            from ffe.domain.errors import ConfigError
+
+            raise ConfigError(
+                "--precompute (precompute.in_api) would analyse every symbol once per worker: "
+                "run `ffe precompute` beside an API of several workers, or use --workers 1"
+            )
         if settings.api.workers > 1:
             _serve_workers(settings)
         else:
@@ -78,6 +94,12 @@ def _settings(host: str | None, port: int | None, workers: int | None = None) ->
 
     session_secret(settings)  # refuse a production config without a secret before anything
     return settings
+
+
+def _with_precompute(settings: Settings) -> Settings:
+    """``settings`` with the analysis schedule run inside the API (precompute.in_api)."""
+    section = settings.precompute.model_copy(update={"in_api": True})
+    return settings.model_copy(update={"precompute": section})
 
 
 def _serve(settings: Settings, launch: Any) -> None:

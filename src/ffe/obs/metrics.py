@@ -40,6 +40,7 @@ from prometheus_client import (
 from ffe.domain.errors import ConfigError
 
 __all__ = [
+    "ANALYSIS_BUCKETS",
     "BREAKER_STATES",
     "CACHE_RESULTS",
     "DECISION_BUCKETS",
@@ -70,6 +71,9 @@ REQUEST_BUCKETS: Final = (
     10.0,
 )
 """HTTP latency buckets in seconds: 1 ms to 10 s."""
+
+ANALYSIS_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+"""One symbol's analysis in seconds: about half a second to a second on daily bars."""
 
 DECISION_BUCKETS: Final = (
     0.001,
@@ -156,6 +160,7 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._build_http_and_decisions()
         self._build_gauges()
+        self._build_analysis()
 
     def _build_http_and_decisions(self) -> None:
         registry = self.registry
@@ -226,6 +231,36 @@ class Metrics:
             registry=registry,
             multiprocess_mode="max",
         )
+
+    def _build_analysis(self) -> None:
+        registry = self.registry
+        self._analysis = Counter(
+            "ffe_analysis_refreshes",
+            "Analyses refreshed into the shared cache, by symbol and result (ok, failed).",
+            ["symbol", "result"],
+            registry=registry,
+        )
+        self._analysis_seconds = Histogram(
+            "ffe_analysis_duration_seconds",
+            "Time taken to analyse one symbol (forecast, bands, indicators, decision).",
+            buckets=ANALYSIS_BUCKETS,
+            registry=registry,
+        )
+        self._analysis_last = Gauge(
+            "ffe_analysis_last_success_timestamp_seconds",
+            "Unix time of the last analysis of each symbol stored in the shared cache.",
+            ["symbol"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def record_analysis(self, symbol: str, ok: bool, seconds: float, unix_time: float) -> None:
+        """Count one refresh of ``symbol``'s analysis that took ``seconds`` and ended at
+        ``unix_time``; a successful one also sets the symbol's last-success time."""
+        self._analysis.labels(symbol=symbol, result="ok" if ok else "failed").inc()
+        self._analysis_seconds.observe(max(seconds, 0.0))
+        if ok:
+            self._analysis_last.labels(symbol=symbol).set(unix_time)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its latency; ``route`` is the template, not the path."""

@@ -50,9 +50,9 @@ def make_api(
 ) -> Iterator[Api]:
     from ffe.api.app import create_app
 
-    monkeypatch.setenv("FFE__API__ANALYSIS_INTERVAL_S", "3600")
-    # No background analysis unless a test asks: each one fits models for seconds.
-    monkeypatch.setenv("FFE__API__ANALYSIS_SYMBOLS", "[]")
+    monkeypatch.setenv("FFE__PRECOMPUTE__INTERVAL_S", "3600")
+    # No scheduled analysis unless a test asks: each one fits models for a second.
+    monkeypatch.setenv("FFE__PRECOMPUTE__SYMBOLS", "[]")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()

@@ -61,7 +61,7 @@ def _gate_state_reads(api, opened: threading.Event) -> None:  # type: ignore[no-
 
 def _logged(caplog: pytest.LogCaptureFixture, start: str) -> bool:
     return any(
-        r.name == "ffe.api.background" and r.getMessage().startswith(start)
+        r.name == "ffe.service.background" and r.getMessage().startswith(start)
         for r in list(caplog.records)
     )
 
@@ -131,7 +131,7 @@ def test_journal_down_when_portfolio_polled_and_agent_commanded_then_no_unretrie
     assert never == [], [r.getMessage() for r in never]
     assert len(statuses) >= 2
     assert set(statuses) == {200}  # the last answer, while the refresh behind it fails
-    logged = [r.getMessage() for r in caplog.records if r.name == "ffe.api.background"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "ffe.service.background"]
     assert any(m.startswith("refreshing portfolio:") for m in logged), logged
     assert any(m.startswith(f"publishing the state of agent {account}") for m in logged), logged
     assert all("not currently accepting connections" in m for m in logged), logged

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ffe.api import queries, schemas
@@ -211,26 +211,37 @@ _COMPUTING = {
         "application/json": {
             "schema": {
                 "type": "object",
-                "required": ["status", "symbol"],
-                "properties": {"status": {"const": "computing"}, "symbol": {"type": "string"}},
+                "required": ["status", "symbol", "detail"],
+                "properties": {
+                    "status": {"const": "computing"},
+                    "symbol": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
             }
         }
     },
 }
 
 
-@router.get("/analysis/{symbol}", responses={202: _COMPUTING})
-async def analysis(
-    symbol: SymbolPath, services: ServicesDep, who: Reader, response: Response
-) -> Any:
-    """Latest forecast with its bands, indicators and the decision the ensemble would make;
-    computed in the background and cached. 202 with Retry-After while it is computed."""
+@router.get(
+    "/analysis/{symbol}",
+    responses={
+        202: _COMPUTING,
+        404: refusal("No bars for the symbol, or it is not one the pre-compute analyses"),
+    },
+)
+async def analysis(symbol: SymbolPath, services: ServicesDep, who: Reader) -> Any:
+    """Latest forecast with its bands, indicators and the decision the ensemble would make,
+    from the cache the pre-compute fills (``ffe precompute``, or the API itself under
+    ``ffe run``). 202 with Retry-After while it is not cached yet."""
+    from ffe.service.analysis import Pending
+
     found = await services.analysis.get(symbol)
-    if found is None:
+    if isinstance(found, Pending):
         return JSONResponse(
-            {"status": "computing", "symbol": symbol},
+            {"status": "computing", "symbol": symbol, "detail": found.detail},
             status_code=status.HTTP_202_ACCEPTED,
-            headers={"Retry-After": "2"},
+            headers={"Retry-After": str(found.retry_after_s)},
         )
     return found
 

@@ -16,7 +16,8 @@ async function analysisOf(symbol, mine) {
     const { status, data, headers } = await api(`/analysis/${encodeURIComponent(symbol)}`);
     if (mine !== generation) return null;
     if (status !== 202) return data;
-    setText("analysis-status", "computing the forecast…");
+    // The server says who computes it: this API, or the pre-compute service beside it.
+    setText("analysis-status", (data && data.detail) || "computing the forecast…");
     const wait = Number(headers.get("Retry-After"));
     await sleep(1000 * (Number.isFinite(wait) && wait > 0 ? Math.min(wait, 10) : 2));
   }

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ffe.api import heap
+from ffe.service import heap
 
 
 class _Node:

@@ -1,0 +1,47 @@
+"""``ffe precompute``: the analysis cache for the configured symbols, refreshed on a schedule
+in a process of its own, so the API only reads it."""
+
+from __future__ import annotations
+
+import typer
+
+from ffe.cli.common import err_console, user_errors
+
+
+def precompute_command(
+    once: bool = typer.Option(
+        False, "--once", help="Refresh every symbol once and exit; exit 1 if one failed."
+    ),
+    health_port: int = typer.Option(
+        None,
+        "--health-port",
+        min=0,
+        max=65535,
+        help="Serve /health/live, /health/ready and /metrics here; 0 = none "
+        "[config: precompute.health_port].",
+    ),
+    health_host: str = typer.Option(
+        None, "--health-host", help="Address of the health port [config: precompute.health_host]."
+    ),
+) -> None:
+    """Refresh the analyses of precompute.symbols every precompute.interval_s into the shared
+    cache (Redis when redis.url is set, else the journal) until SIGTERM or Ctrl-C; `ffe serve`
+    answers GET /api/v1/analysis/{symbol} from it."""
+    import asyncio
+    import functools
+
+    from ffe.config import load_settings
+    from ffe.obs.logs import configure_logging
+    from ffe.service.precompute import Probes, run_precompute
+
+    with user_errors():
+        settings = load_settings()
+        chosen = settings.precompute
+        probes = Probes(
+            health_host or chosen.health_host,
+            chosen.health_port if health_port is None else health_port,
+        )
+        configure_logging(settings.logging.level, settings.logging.json_format)
+        say = functools.partial(err_console.print, soft_wrap=True, highlight=False, markup=False)
+        status = asyncio.run(run_precompute(settings, probes, once=once, say=say))
+    raise typer.Exit(status)
