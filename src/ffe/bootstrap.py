@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from ffe.data.catalog import DataCatalog
     from ffe.decide.strategy import Strategy
     from ffe.execution.fill_model import FillModel
-    from ffe.kv import Cache, KvBackends
+    from ffe.kv import Cache, CacheObserver, KvBackends
+    from ffe.kv.events import Publisher
     from ffe.risk.breaker import CircuitBreaker
     from ffe.risk.engine import RiskEngine
     from ffe.store.database import Database
@@ -195,6 +196,28 @@ async def open_journal(settings: Settings, url: str | None = None) -> Database:
         await db.dispose()
         raise
     return db
+
+
+def kv_backends(settings: Settings, *, observer: CacheObserver | None = None) -> KvBackends:
+    """Cache, rate limiter and event bus: on Redis when ``redis.url`` is set, else in this
+    process. Nothing connects until first used."""
+    from ffe.kv import make_backends
+
+    url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
+    return make_backends(url, observer=observer)
+
+
+def agent_publisher(kv: KvBackends, *, in_process: bool) -> Publisher:
+    """Where an agent reports its decisions, fills, equity and state: inside the API
+    (``in_process``), that process's event bus, which its stream reads (and every worker's,
+    through Redis when configured); in a process of its own, Redis pub/sub when configured,
+    the channel every API worker's stream reads; else nowhere, and the API reads what the
+    agent journaled instead (``ffe.service.journal_tail``)."""
+    from ffe.kv.events import DiscardingPublisher, publisher
+
+    if in_process or kv.redis_url is not None:
+        return publisher(kv.bus)
+    return DiscardingPublisher()
 
 
 async def agent(

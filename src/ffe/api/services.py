@@ -24,13 +24,13 @@ from ffe.agent.control import AgentService
 from ffe.agent.persist import LEASE_TTL
 from ffe.api.auth import KeyVerifier
 from ffe.api.clients import TrustedProxies
-from ffe.api.events import publish_event
 from ffe.api.secrets import session_secret
 from ffe.api.sessions import SessionChecker, SessionTokens
 from ffe.api.throttle import AuthThrottle, LoginBackoff
 from ffe.config import Settings
 from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends, make_backends
+from ffe.kv.events import publish_event
 from ffe.obs.health import (
     HealthChecks,
     ProbeError,

@@ -1,6 +1,6 @@
 """The paper agent inside the API process (``ffe run``, ``POST /api/v1/agent/start``): one
-asyncio task running ``Agent.run``, wired so its decisions, fills, equity and state reach the
-live stream and the metrics.
+asyncio task running ``Agent.run``, reported (decisions, fills, equity, state; the metrics) on
+this process's event bus by ``ffe.service.reporting``, as ``ffe agent run`` reports its own.
 
 Control commands (pause, stop, emergency stop) still go through the journal like the CLI's,
 so an agent started here obeys the CLI and the other way round.
@@ -12,19 +12,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from ffe.api.events import publish_event
 from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
 from ffe.domain.errors import ConflictError, FfeError, StoreError
-from ffe.domain.orders import Decision, action_of
 from ffe.kv import KvBackends
 from ffe.obs.metrics import Metrics
 from ffe.service import heap
 from ffe.service.background import watched
+from ffe.service.reporting import AgentReporter
 
 log = logging.getLogger(__name__)
 # After a journal failure the agent is restarted after 1 s, then twice as long after each
@@ -57,13 +55,19 @@ class AgentSupervisor:
         self.error: str | None = None
         self.restarts = 0  # since the last start by a person
         self.restarting = False  # the agent failed on the journal; a restart is due
-        self._last_equity = 0.0
-        self.peak = 0.0  # the agent's highest equity, bar by bar, for its drawdown
-        self._strategy_seconds = 0.0  # the agent's time in its strategy, as last seen
+        self.reporter: AgentReporter | None = None  # the agent's events and metrics
         self._starting = asyncio.Lock()  # two starts at once: the second is refused cleanly
         self._stop = asyncio.Event()
-        self._sending: set[asyncio.Task[None]] = set()
-        self.max_drawdown = 0.0
+
+    @property
+    def peak(self) -> float:
+        """The agent's highest equity, bar by bar, for its drawdown."""
+        return 0.0 if self.reporter is None else self.reporter.peak
+
+    @property
+    def max_drawdown(self) -> float:
+        """The agent's worst drawdown so far (a fraction <= 0)."""
+        return 0.0 if self.reporter is None else self.reporter.max_drawdown
 
     @property
     def running(self) -> bool:
@@ -119,12 +123,12 @@ class AgentSupervisor:
         )
         if owner is not None:  # the lease it held is taken back at once, not waited out
             agent.owner = owner
-        agent.notify = _Relay(self, agent.notify)
-        agent.on_bar = lambda bar: self._on_bar(agent, bar)
-        agent.on_open = lambda run_id: self._seed(agent, run_id)
+        publisher = bootstrap.agent_publisher(self.kv, in_process=True)
+        reporter = AgentReporter(publisher, self.metrics)
+        agent.on_open = lambda run_id: self._seed(reporter, agent, run_id)
+        reporter.attach(agent)
         launch.params = dict(agent.spec.params)  # as the strategy typed them ("10" -> 10)
-        self.agent, self.launch, self.error = agent, launch, None
-        self.peak, self.max_drawdown, self._strategy_seconds = 0.0, 0.0, 0.0
+        self.agent, self.launch, self.error, self.reporter = agent, launch, None, reporter
         # What the strategy imported and the new agent built stay out of the collector's way;
         # the agent it replaces is unreachable now, so it is collected, not frozen.
         heap.settle()
@@ -200,7 +204,8 @@ class AgentSupervisor:
         finally:
             # Events still on their way read the agent's journal: let them land before it
             # closes (a read left waiting on a closed connection never finishes).
-            await asyncio.gather(*self._sending, return_exceptions=True)
+            if self.reporter is not None:
+                await self.reporter.settle()
             await self._emit_state(agent)
             await self._dispose(agent)
         return failure
@@ -226,7 +231,7 @@ class AgentSupervisor:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _seed(self, agent: Any, run_id: str) -> None:
+    async def _seed(self, reporter: AgentReporter, agent: Any, run_id: str) -> None:
         """Carry the peak and worst drawdown of the run the agent opened (or resumed) over
         from its journal, so a restart does not measure the drawdown from where it began."""
         try:
@@ -234,78 +239,12 @@ class AgentSupervisor:
         except FfeError as exc:  # the portfolio's drawdown then starts here; trading goes on
             log.warning("could not read the run's drawdown from the journal: %s", exc)
             return
-        self.peak, self.max_drawdown = max(self.peak, peak), min(self.max_drawdown, worst)
-
-    # -- what the running agent reports -----------------------------------------------------
-
-    def _on_bar(self, agent: Any, bar: int) -> None:
-        core = agent.core
-        if core is None:
-            return
-        if core.on_decision is None:
-            core.on_decision = lambda decision, at: self._on_decision(agent, decision, at)
-        equity, _ = core.ledger.marked(core.marks(), bar)
-        self.peak = max(self.peak, equity)
-        if self.peak > 0:
-            self.max_drawdown = min(self.max_drawdown, equity / self.peak - 1)
-        now = time.monotonic()
-        if now - self._last_equity < 0.2:  # a fast replay steps thousands of bars a second
-            return
-        self._last_equity = now
-        account = agent.config.account
-        self.metrics.set_portfolio_value(account, equity)
-        self.metrics.set_agent_heartbeat(account, time.time())
-        breaker = getattr(agent.broker, "breaker", None)  # venue brokers are guarded
-        if breaker is not None:
-            self.metrics.set_breaker(breaker.name, breaker.state)
-        data = {
-            "account": account,
-            "time": core.market.time_of(bar).isoformat(),
-            "bar": bar,
-            "equity": equity,
-            "cash": core.ledger.cash,
-        }
-        self._send("equity", data)
-
-    def _on_decision(self, agent: Any, decision: Decision, bar: int) -> None:
-        action = action_of(decision.target)
-        # The step's time in the strategy: counted once, with the bar's first decision.
-        spent = agent.core.strategy_seconds - self._strategy_seconds
-        self._strategy_seconds = agent.core.strategy_seconds
-        self.metrics.record_decision(decision.symbol, action, spent if spent > 0 else None)
-        data = {
-            "account": agent.config.account,
-            "time": agent.core.market.time_of(bar).isoformat(),
-            "bar": bar,
-            "symbol": decision.symbol,
-            "target": decision.target,
-            "action": action,
-            "confidence": decision.confidence,
-            "rationale": decision.rationale,
-        }
-        self._send("decision", data)
+        reporter.seed(peak, worst)
 
     async def _emit_state(self, agent: Any) -> None:
-        from ffe.agent.control import AgentService
-
-        try:
-            for state in await AgentService(agent.db).status(agent.config.account):
-                await self._publish("agent", state.as_dict())
-        except Exception as exc:  # the journal or the bus is down: the state is told later
-            log.warning("could not read the agent's state: %s", exc)
-
-    def _send(self, kind: str, data: dict[str, Any]) -> None:
-        self._spawn(self._publish(kind, data))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._sending.add(task)  # a task nobody holds may be collected before it runs
-        task.add_done_callback(self._sending.discard)
-        task.add_done_callback(_log_failure)
-
-    async def _publish(self, kind: str, data: dict[str, Any]) -> None:
-
-        await publish_event(self.kv.bus, kind, data)
+        """Publish the agent's state once its run has ended."""
+        if self.reporter is not None:
+            await self.reporter.publish_state(agent)
 
 
 def _warm(settings: Settings, launch: AgentLaunch) -> None:
@@ -315,29 +254,3 @@ def _warm(settings: Settings, launch: AgentLaunch) -> None:
 
     load_market(bootstrap.data_catalog(settings), list(launch.symbols))
     make_strategy(launch.strategy, dict(launch.params))  # imports the strategy's libraries
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("live event not sent: %s", task.exception())
-
-
-class _Relay:
-    """The agent's notifications (fills, halts, approvals, start and stop) as stream events."""
-
-    def __init__(self, supervisor: AgentSupervisor, inner: Any = None) -> None:
-        self.supervisor = supervisor
-        self.inner = inner  # the configured notifiers (Telegram, webhooks) still get theirs
-
-    def publish(self, event: Any) -> None:
-        if self.inner is not None:
-            self.inner.publish(event)
-        agent = self.supervisor.agent
-        data = {"kind": event.kind, "text": event.text, **event.data}
-        if agent is not None:
-            data.setdefault("account", agent.config.account)
-        kind = {"fill": "fill", "approval_waiting": "approval"}.get(event.kind, "event")
-        self.supervisor._send(kind, data)
-        if event.kind in ("started", "risk_halt") and agent is not None:
-            # "stopped" is left to the supervisor, which says so once the run has ended
-            self.supervisor._spawn(self.supervisor._emit_state(agent))

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ffe.api.deps import websocket_principal
-from ffe.api.events import EVENTS, publisher
+from ffe.kv.events import EVENTS, publisher
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 log = logging.getLogger(__name__)

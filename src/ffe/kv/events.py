@@ -1,4 +1,5 @@
-"""The live stream's messages: one bus channel, one shape, numbered.
+"""The live stream's messages: one bus channel, one shape, numbered, and the ``Publisher``
+port the agent's reports and the API's events go through.
 
 Each process numbers the events it publishes: ``source`` names the process's publisher and
 ``seq`` counts from 1 by one, over every kind of event. A subscriber that sees a number jump
@@ -12,11 +13,28 @@ import math
 import uuid
 import weakref
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ffe.kv.bus import EventBus
 
 EVENTS = "events"  # the bus channel the WebSocket stream fans out, in every worker
+
+
+class Publisher(Protocol):
+    """Sends one live event (``kind``: decision, fill, equity, agent, ...) to whoever shows
+    them: the stream of this process, or of every API worker when it goes through Redis."""
+
+    async def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """Send the event; never waits for a slow subscriber."""
+        ...
+
+
+class DiscardingPublisher:
+    """Publishes nothing: for a process whose events no stream could receive (an agent in a
+    process of its own without Redis, whose journal the API reads instead)."""
+
+    async def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """Drop the event."""
 
 
 def event_message(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import math
 
-from ffe.api.events import EVENTS, event_message, publish_event, publisher
 from ffe.kv import MemoryEventBus
+from ffe.kv.events import EVENTS, event_message, publish_event, publisher
 
 
 async def test_publish_when_events_of_several_kinds_then_numbered_one_by_one_from_one_source():

@@ -1,0 +1,190 @@
+"""An agent's progress as live events and metrics, wherever the agent runs: inside the API
+(``ffe run``, ``POST /api/v1/agent/start``) or in a process of its own (``ffe agent run``).
+
+``AgentReporter.attach`` hooks the agent: its notifications (fills, halts, approvals, start
+and stop), the opening of its run, each bar (equity, at most five a second: a fast replay
+steps thousands of bars a second) and each decision. Events keep one shape whoever sends them
+(the dashboard and the tests rely on it) and go through a ``Publisher``: the API's event bus
+for the agent inside the API, Redis for an agent of its own process when Redis is configured,
+nowhere otherwise (the API then reads what the agent journaled, ``ffe.service.journal_tail``).
+Publishing runs in tasks of its own, so the trading loop never waits on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from ffe.agent.control import AgentService
+from ffe.agent.runner import Agent
+from ffe.domain.orders import Decision, action_of
+from ffe.kv.events import Publisher
+from ffe.obs.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+EQUITY_INTERVAL_S = 0.2  # equity events and gauges at most five times a second
+# Notifications that change what the agent's state reads; "stopped" is told by the owner of
+# the run once it has ended (the lease is released by then).
+_STATE_CHANGES = ("started", "risk_halt")
+_KIND_OF = {"fill": "fill", "approval_waiting": "approval"}  # the rest go out as "event"
+
+
+class AgentReporter:
+    """Reports one agent: events through ``publisher``, gauges and counters in ``metrics``,
+    and the peak and worst drawdown of its equity, bar by bar (for its live portfolio)."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        metrics: Metrics,
+        *,
+        equity_interval_s: float = EQUITY_INTERVAL_S,
+    ) -> None:
+        self.publisher, self.metrics = publisher, metrics
+        self.equity_interval_s = equity_interval_s
+        self.peak = 0.0
+        self.max_drawdown = 0.0  # a fraction <= 0
+        self._last_equity = -math.inf  # when equity was last reported (monotonic)
+        self._strategy_seconds = 0.0  # the agent's time in its strategy, as last seen
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def attach(self, agent: Agent) -> None:
+        """Report ``agent`` from now on. Hooks it already has (a progress bar, a seed of the
+        drawdown) are kept and called after the reporter's."""
+        agent.notify = _Relay(self, agent, agent.notify)
+        before_bar, before_open = agent.on_bar, agent.on_open
+
+        def on_bar(bar: int) -> None:
+            self._on_bar(agent, bar)
+            if before_bar is not None:
+                before_bar(bar)
+
+        async def on_open(run_id: str) -> None:
+            self._on_open(agent)
+            if before_open is not None:
+                await before_open(run_id)
+
+        agent.on_bar, agent.on_open = on_bar, on_open
+
+    def seed(self, peak: float, worst: float) -> None:
+        """Carry over the peak and worst drawdown the run reached before this agent took it
+        up (a restart), so its drawdown is the run's, not the one since the restart."""
+        self.peak, self.max_drawdown = max(self.peak, peak), min(self.max_drawdown, worst)
+
+    async def settle(self) -> None:
+        """Wait for the events on their way (they may read the agent's journal: let them land
+        before it closes)."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def publish_state(self, agent: Agent) -> None:
+        """Publish the agent's account state as the journal has it (an ``agent`` event); a
+        journal or bus failure is logged, not raised: the state is told again later."""
+        try:
+            for state in await AgentService(agent.db).status(agent.config.account):
+                await self.publisher.publish("agent", state.as_dict())
+        except Exception as exc:
+            log.warning("could not publish the agent's state: %s", exc)
+
+    # -- the hooks ------------------------------------------------------------------------
+
+    def _on_open(self, agent: Agent) -> None:
+        core = agent.core
+        if core is not None:  # decisions from the run's first bar on
+            core.on_decision = lambda decision, bar: self._on_decision(agent, decision, bar)
+
+    def _on_bar(self, agent: Agent, bar: int) -> None:
+        core = agent.core
+        if core is None:
+            return
+        if core.on_decision is None:
+            self._on_open(agent)
+        equity, _ = core.ledger.marked(core.marks(), bar)
+        self.peak = max(self.peak, equity)
+        if self.peak > 0:
+            self.max_drawdown = min(self.max_drawdown, equity / self.peak - 1)
+        now = time.monotonic()
+        if now - self._last_equity < self.equity_interval_s:
+            return
+        self._last_equity = now
+        account = agent.config.account
+        self.metrics.set_portfolio_value(account, equity)
+        self.metrics.set_agent_heartbeat(account, time.time())
+        breaker = getattr(agent.broker, "breaker", None)  # venue brokers are guarded
+        if breaker is not None:
+            self.metrics.set_breaker(breaker.name, breaker.state)
+        data = {
+            "account": account,
+            "time": core.market.time_of(bar).isoformat(),
+            "bar": bar,
+            "equity": equity,
+            "cash": core.ledger.cash,
+        }
+        self.send("equity", data)
+
+    def _on_decision(self, agent: Agent, decision: Decision, bar: int) -> None:
+        core = agent.core
+        if core is None:
+            return
+        action = action_of(decision.target)
+        # The step's time in the strategy: counted once, with the bar's first decision.
+        spent = core.strategy_seconds - self._strategy_seconds
+        self._strategy_seconds = core.strategy_seconds
+        self.metrics.record_decision(decision.symbol, action, spent if spent > 0 else None)
+        data = {
+            "account": agent.config.account,
+            "time": core.market.time_of(bar).isoformat(),
+            "bar": bar,
+            "symbol": decision.symbol,
+            "target": decision.target,
+            "action": action,
+            "confidence": decision.confidence,
+            "rationale": decision.rationale,
+        }
+        self.send("decision", data)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, kind: str, data: dict[str, Any]) -> None:
+        """Publish an event in the background, in the order of the calls."""
+        self.spawn(self.publisher.publish(kind, data))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own, awaited by ``settle``."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._sending.add(task)  # a task nobody holds may be collected before it runs
+        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("live event not sent: %s", task.exception())
+
+
+class _Relay:
+    """The agent's notifications (fills, halts, approvals, start and stop) as live events;
+    the configured notifiers (Telegram, webhooks) still get theirs."""
+
+    def __init__(self, reporter: AgentReporter, agent: Agent, inner: Any = None) -> None:
+        self.reporter, self.agent, self.inner = reporter, agent, inner
+
+    def publish(self, event: Any) -> None:
+        if self.inner is not None:
+            self.inner.publish(event)
+        data = {"kind": event.kind, "text": event.text, **event.data}
+        data.setdefault("account", self.agent.config.account)
+        self.reporter.send(_KIND_OF.get(event.kind, "event"), data)
+        if event.kind in _STATE_CHANGES:
+            self.reporter.spawn(self.reporter.publish_state(self.agent))
+
+    async def aclose(self, timeout_s: float) -> None:
+        """Deliver what the configured notifiers still hold (the agent calls it at its end)."""
+        closing = getattr(self.inner, "aclose", None)
+        if closing is not None:
+            await closing(timeout_s)

@@ -1,0 +1,126 @@
+"""An agent's reports, as the API's supervisor and ``ffe agent run`` both send them: every
+decision from the run's first bar, every fill, equity at most five times a second, its state
+on start; the metrics; the hooks it already had still called."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from ffe.agent.runner import paper_agent
+from ffe.agent.step import AgentConfig
+from ffe.data import DataCatalog, load_market
+from ffe.decide.strategy import make_strategy
+from ffe.execution.fill_model import FillModel
+from ffe.obs.metrics import Metrics
+from ffe.risk.engine import RiskEngine
+from ffe.service.reporting import AgentReporter
+from ffe.store import migrate
+from ffe.store.database import Database
+from ffe.store.models import Decision, Fill
+
+PARAMS = {"fast": 5, "slow": 10}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish(self, kind: str, data: dict[str, Any]) -> None:
+        self.events.append((kind, data))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [data for k, data in self.events if k == kind]
+
+
+@pytest.fixture
+async def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'journal.db'}")
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
+
+
+def _agent(db: Database, tmp_path: Any, strategy: str = "sma_cross") -> Any:
+    market = load_market(DataCatalog(tmp_path), ["SP500"], start="2017-01-01")
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+    config = AgentConfig(fill=FillModel(commission=0.001))
+    params = PARAMS if strategy == "sma_cross" else {}
+    return paper_agent(db, market, make_strategy(strategy, params), params, config, risk)
+
+
+async def _count(db: Database, model: Any) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_reporter_when_agent_runs_then_every_decision_and_fill_and_its_state(db, tmp_path):
+    agent = _agent(db, tmp_path)
+    bars: list[int] = []
+    agent.on_bar = bars.append  # a hook it had before: still called
+    published, metrics = Recorder(), Metrics()
+    reporter = AgentReporter(published, metrics, equity_interval_s=3600.0)
+    reporter.attach(agent)
+
+    report = await agent.run()
+    await reporter.settle()
+
+    decisions, fills = published.of("decision"), published.of("fill")
+    assert len(decisions) == await _count(db, Decision) > 20  # none missed, the first neither
+    assert set(decisions[0]) == {
+        "account", "time", "bar", "symbol", "target", "action", "confidence", "rationale",
+    }  # fmt: skip
+    assert len(fills) == await _count(db, Fill) > 5
+    assert {"kind", "text", "symbol", "quantity", "price", "account"} <= set(fills[0])
+    assert fills[0]["price"] > 0
+    equity = published.of("equity")
+    assert len(equity) == 1  # once an hour at most here
+    assert set(equity[0]) == {"account", "time", "bar", "equity", "cash"}
+    assert published.of("agent")[0]["running"] is True  # on start, from the journal
+    assert bars == list(range(report.bars))
+    counted = sum(
+        metrics.registry.get_sample_value("ffe_decisions_total", {"symbol": "SP500", "action": a})
+        or 0.0
+        for a in ("buy", "sell", "flat", "hold")
+    )
+    assert counted == len(decisions)
+    value = metrics.registry.get_sample_value("ffe_portfolio_value", {"account": "paper"})
+    assert value == equity[0]["equity"]
+
+
+async def test_reporter_when_the_strategy_decides_on_the_first_bar_then_that_decision_too(
+    db, tmp_path
+):
+    agent = _agent(db, tmp_path, "buy_and_hold")
+    published = Recorder()
+    reporter = AgentReporter(published, Metrics())
+    reporter.attach(agent)
+
+    await agent.run()
+    await reporter.settle()
+
+    assert [d["bar"] for d in published.of("decision")][:1] == [0]
+    assert len(published.of("decision")) == await _count(db, Decision)
+
+
+async def test_reporter_drawdown_when_run_then_the_journals_and_a_seeded_worse_one_kept(
+    db, tmp_path
+):
+    from ffe.api.queries import journal_drawdown
+
+    agent = _agent(db, tmp_path)
+    reporter = AgentReporter(Recorder(), Metrics())
+    reporter.attach(agent)
+
+    await agent.run()
+    await reporter.settle()
+    peak, worst = await journal_drawdown(db, agent.core.journal.run_id)
+    tracked = (reporter.peak, reporter.max_drawdown)
+    reporter.seed(peak=1.0, worst=-0.99)
+
+    assert tracked[0] == pytest.approx(peak, rel=1e-12)
+    assert tracked[1] == pytest.approx(worst, rel=1e-9)
+    assert worst < 0
+    assert (reporter.peak, reporter.max_drawdown) == (tracked[0], -0.99)
