@@ -103,6 +103,14 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def held_here(owner: str | None) -> bool:
+    """Whether ``owner`` (a lease holder, as ``new_owner`` names it) is this process."""
+    if owner is None:
+        return False
+    host, _, rest = owner.partition(":")
+    return host == socket.gethostname() and rest.partition(":")[0] == str(os.getpid())
+
+
 def _holder_gone(owner: str | None) -> bool:
     """True when ``owner`` was a process on this host that has ended."""
     if owner is None:

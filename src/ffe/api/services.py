@@ -30,7 +30,7 @@ from ffe.api.throttle import AuthThrottle, LoginBackoff
 from ffe.config import Settings
 from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends, make_backends
-from ffe.kv.events import publish_event
+from ffe.kv.events import publish_event, publisher
 from ffe.obs.health import (
     HealthChecks,
     ProbeError,
@@ -41,6 +41,7 @@ from ffe.obs.health import (
 )
 from ffe.obs.metrics import Metrics
 from ffe.service.background import watched
+from ffe.service.journal_tail import JournalTail
 from ffe.store.database import Database
 
 if TYPE_CHECKING:
@@ -191,6 +192,15 @@ class Services:
     def _journal_ready(self, background: bool) -> None:
         if background:
             self._tasks.append(watched(self.jobs.start(), "the job workers"))
+            self._follow_other_agents()
+
+    def _follow_other_agents(self) -> None:
+        """Show agents of other processes (``ffe agent run``): their gauges from the journal
+        and, without Redis (which carries their events otherwise), their journaled events."""
+        events = publisher(self.kv.bus) if self.kv.redis_url is None else None
+        tail = JournalTail(self.db, self.metrics, events)
+        task = asyncio.create_task(tail.run(), name="ffe-journal-tail")
+        self._tasks.append(watched(task, "following the agents of other processes"))
 
     async def _await_journal(self, background: bool) -> None:
         """Check the journal again, less and less often, until it answers; then start the

@@ -1,0 +1,217 @@
+"""The API's view of an agent of another process without Redis: what that agent journals
+after the first look, published as the agent's own events; nothing of an agent of this
+process; its last rows and its stopped state once it ends; the gauges either way."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ffe.agent import persist
+from ffe.agent.journal import AgentJournal
+from ffe.domain.orders import Decision
+from ffe.obs.metrics import Metrics
+from ffe.runs.journal import decision_row
+from ffe.service.journal_tail import JournalTail
+from ffe.store.repositories import unit_of_work
+
+ELSEWHERE = "otherhost:4242:feedbeef"  # an agent on another machine: its lease is believed
+DAY0 = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+class Recorder:
+    """A publisher keeping what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish(self, kind: str, data: dict[str, Any]) -> None:
+        self.events.append((kind, data))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [data for k, data in self.events if k == kind]
+
+
+class FakeAgent:
+    """Journals bars as an agent holding ``owner``'s lease does: per bar a decision, an
+    order and its fill, and an equity point; a flush writes them with the checkpoint."""
+
+    def __init__(self, db: Any, owner: str, account: str = "paper") -> None:
+        self.db, self.owner, self.account = db, owner, account
+        self.bar = -1
+        self.journal: AgentJournal | None = None
+
+    async def start(self) -> str:
+        await persist.acquire_lease(self.db, self.account, self.owner)
+        async with unit_of_work(self.db) as uow:
+            run = await uow.runs.add(kind="paper", strategy="sma_cross", code_version="test")
+        await persist.set_state(self.db, self.account, run_id=run.id, status="running")
+        self.journal = AgentJournal(self.db, run.id, self.account, self.owner)
+        return run.id
+
+    def time_of(self, bar: int) -> datetime:
+        return DAY0 + timedelta(days=bar)
+
+    async def step(self, bars: int, *, flush: bool = True) -> None:
+        assert self.journal is not None
+        for _ in range(bars):
+            self.bar += 1
+            at, target = self.time_of(self.bar), 1.0 if self.bar % 2 else math.nan
+            pending = self.journal.decision(
+                decision_row(Decision(at, "SP500", target, 0.6, f"bar {self.bar}"))
+            )
+            client_id = f"order-{self.bar}"
+            order = {"client_order_id": client_id, "time": at, "symbol": "SP500",
+                     "quantity": 1.0, "order_type": "market", "status": "filled",
+                     "filled_quantity": 1.0}  # fmt: skip
+            self.journal.order(pending, order)
+            self.journal.fill(client_id, at, "SP500", 1.0, 100.0 + self.bar, 0.1)
+            self.journal.equity(at, 10_000.0 + self.bar, 5_000.0)
+        if flush:
+            lease = datetime.now(UTC) + persist.LEASE_TTL
+            await self.journal.flush({"bar": self.bar}, self.time_of(self.bar), lease)
+
+    async def stop(self) -> None:
+        await persist.release_lease(self.db, self.account, self.owner, "stopped")
+
+
+def _tail(db: Any, publisher: Recorder | None, most: int = 100) -> tuple[JournalTail, Metrics]:
+    metrics = Metrics()
+    return JournalTail(db, metrics, publisher, most=most), metrics
+
+
+def _gauge(metrics: Metrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name, {"account": "paper"})
+
+
+async def test_tail_when_agent_of_another_process_then_publishes_only_what_it_journals_after_the_first_look(  # noqa: E501
+    db,
+):
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(5)
+    published = Recorder()
+    tail, metrics = _tail(db, published)
+
+    await tail.poll()  # the first look: the agent's state, none of its history
+    first = list(published.events)
+    await agent.step(3)
+    await tail.poll()
+    await tail.poll()  # nothing new: nothing again
+
+    assert [kind for kind, _ in first] == ["agent"]
+    assert first[0][1]["running"] is True
+    decisions = published.of("decision")
+    assert [d["rationale"] for d in decisions] == ["bar 5", "bar 6", "bar 7"]
+    assert [d["bar"] for d in decisions] == [5, 6, 7]
+    assert decisions[0]["time"] == agent.time_of(5).isoformat()
+    assert (decisions[0]["action"], decisions[1]["action"]) == ("buy", "hold")
+    assert math.isnan(decisions[1]["target"])  # a hold kept the position, as the agent says
+    fills = published.of("fill")
+    assert [f["client_id"] for f in fills] == ["order-5", "order-6", "order-7"]
+    assert fills[0] | {"text": "SP500 +1 @ 105"} == fills[0]
+    assert published.of("equity") == [
+        {
+            "account": "paper",
+            "time": agent.time_of(7).isoformat(),
+            "bar": 7,
+            "equity": 10_007.0,
+            "cash": 5_000.0,
+        }
+    ]
+    kinds = [kind for kind, _ in published.events[1:]]
+    assert kinds == ["decision", "fill"] * 3 + ["equity"]  # in time order, equity last
+    assert _gauge(metrics, "ffe_portfolio_value") == 10_007.0
+    heartbeat = _gauge(metrics, "ffe_agent_heartbeat_timestamp_seconds")
+    assert heartbeat is not None
+    assert abs(heartbeat - datetime.now(UTC).timestamp()) < 60
+
+
+async def test_tail_when_rows_not_flushed_yet_then_waits_for_the_flush(db):
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(2)
+    published = Recorder()
+    tail, _ = _tail(db, published)
+    await tail.poll()
+
+    await agent.step(2, flush=False)
+    await tail.poll()
+    before_flush = len(published.events)
+    await agent.step(1)
+    await tail.poll()
+
+    assert before_flush == 1  # the state only
+    assert [d["bar"] for d in published.of("decision")] == [2, 3, 4]
+
+
+async def test_tail_when_agent_of_this_process_then_publishes_nothing(db):
+    agent = FakeAgent(db, persist.new_owner())  # this process: it publishes for itself
+    await agent.start()
+    await agent.step(2)
+    published = Recorder()
+    tail, metrics = _tail(db, published)
+
+    await tail.poll()
+    await agent.step(3)
+    await tail.poll()
+    await agent.stop()
+    await tail.poll()
+
+    assert published.events == []
+    assert _gauge(metrics, "ffe_portfolio_value") is None
+
+
+async def test_tail_when_the_agent_stops_then_its_last_rows_and_stopped_state_published(db):
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(2)
+    published = Recorder()
+    tail, _ = _tail(db, published)
+    await tail.poll()
+
+    await agent.step(2)  # its last flush, then it gives the lease up
+    await agent.stop()
+    await tail.poll()
+    after_stop = len(published.events)
+    await tail.poll()
+
+    assert [d["bar"] for d in published.of("decision")] == [2, 3]
+    states = published.of("agent")
+    assert [(s["running"], s["status"]) for s in states] == [(True, "running"), (False, "stopped")]
+    assert published.events[-1][0] == "agent"
+    assert len(published.events) == after_stop  # no longer followed
+
+
+async def test_tail_when_more_rows_than_it_publishes_then_the_newest(db):
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(1)
+    published = Recorder()
+    tail, _ = _tail(db, published, most=4)
+    await tail.poll()
+
+    await agent.step(10)
+    await tail.poll()
+    await agent.step(1)
+    await tail.poll()
+
+    assert [d["bar"] for d in published.of("decision")] == [7, 8, 9, 10, 11]
+    assert [f["client_id"] for f in published.of("fill")][-1] == "order-11"
+    assert [e["bar"] for e in published.of("equity")] == [10, 11]
+
+
+async def test_tail_without_publisher_then_gauges_only(db):
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(2)
+    tail, metrics = _tail(db, None)  # Redis carries the agent's events itself
+
+    await tail.poll()
+    first = _gauge(metrics, "ffe_portfolio_value")
+    await agent.step(3)
+    await tail.poll()
+
+    assert first == 10_001.0
+    assert _gauge(metrics, "ffe_portfolio_value") == 10_004.0
