@@ -203,8 +203,9 @@ def kv_backends(settings: Settings, *, observer: CacheObserver | None = None) ->
     process. Nothing connects until first used."""
     from ffe.kv import make_backends
 
-    url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
-    return make_backends(url, observer=observer)
+    redis = settings.redis
+    url = None if redis.url is None else redis.url.get_secret_value()
+    return make_backends(url, observer=observer, key_prefix=redis.key_prefix)
 
 
 def agent_publisher(kv: KvBackends, *, in_process: bool) -> Publisher:

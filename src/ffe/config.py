@@ -299,6 +299,13 @@ class RedisSettings(Section):
         description="redis://HOST:6379/0 for a shared cache, rate limits and live fan-out "
         "across workers; none = in process",
     )
+    key_prefix: str = Field(
+        "ffe:",
+        min_length=1,
+        max_length=64,
+        description="begins every key and pub/sub channel: deployments sharing one Redis "
+        "each take their own (pub/sub channels ignore the database number)",
+    )
 
 
 NotifyEvent = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped"]

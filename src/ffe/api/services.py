@@ -29,7 +29,7 @@ from ffe.api.sessions import SessionChecker, SessionTokens
 from ffe.api.throttle import AuthThrottle, LoginBackoff
 from ffe.config import Settings
 from ffe.domain.errors import StoreError
-from ffe.kv import KvBackends, make_backends
+from ffe.kv import KvBackends
 from ffe.kv.events import publish_event, publisher
 from ffe.obs.health import (
     HealthChecks,
@@ -144,6 +144,7 @@ class Services:
         and the job and analysis workers (``background``). A journal that does not answer
         is waited for in the background (``_await_journal``); one that answers with a schema
         this ffe cannot use stops here."""
+        from ffe import bootstrap
         from ffe.api.jobs import JobService
         from ffe.api.supervisor import AgentSupervisor
         from ffe.service.analysis import open_analysis
@@ -152,8 +153,7 @@ class Services:
         db, journal_ready = await _open_journal(settings)
         metrics = Metrics()
         metrics.forget_dead_processes()  # workers that crashed before this one started
-        redis_url = None if settings.redis.url is None else settings.redis.url.get_secret_value()
-        kv = make_backends(redis_url, observer=lambda result: metrics.cache_event("kv", result))
+        kv = bootstrap.kv_backends(settings, observer=lambda hit: metrics.cache_event("kv", hit))
         analysis, _ = open_analysis(settings, db, kv, metrics)
         api = settings.api
         hashing = ThreadPoolExecutor(api.hash_threads, thread_name_prefix="ffe-hash")

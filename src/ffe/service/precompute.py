@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ffe import bootstrap
 from ffe.config import Settings
 from ffe.domain.errors import ConfigError
-from ffe.kv import KvBackends, make_backends
+from ffe.kv import KvBackends
 from ffe.obs.health import HealthChecks, Probe, ProbeError, ping_probe
 from ffe.obs.metrics import Metrics
 from ffe.service.analysis import Failure, Precompute, open_analysis
@@ -87,8 +87,7 @@ async def run_precompute(
     with _stopped_by_signals() as stop:  # from the start: a signal during start-up counts
         db = await bootstrap.open_journal(settings)
         metrics = Metrics()
-        redis = None if settings.redis.url is None else settings.redis.url.get_secret_value()
-        kv = make_backends(redis, observer=lambda result: metrics.cache_event("kv", result))
+        kv = bootstrap.kv_backends(settings, observer=lambda hit: metrics.cache_event("kv", hit))
         try:
             _, schedule = open_analysis(settings, db, kv, metrics)
             where = f"Redis at {kv.where}" if kv.redis_url else f"the journal ({db})"
