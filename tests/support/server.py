@@ -30,15 +30,16 @@ def free_port() -> int:
 
 @contextmanager
 def ffe_process(
-    log: Path, *args: str, env: dict[str, str] | None = None
+    log: Path, *args: str, env: dict[str, str] | None = None, port_option: str = "--port"
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start ``python -m ffe ARGS --port P`` with its output in ``log``; yield its base URL
-    and the process at once (not waiting for it to answer). On leaving, Ctrl-C: it must stop
+    """Start ``python -m ffe ARGS --port P`` (``port_option``: ``--health-port`` for a
+    process that serves only its probes) with its output in ``log``; yield its base URL and
+    the process at once (not waiting for it to answer). On leaving, Ctrl-C: it must stop
     within 30 s."""
     port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ffe", *args, "--port", str(port)],
+            [sys.executable, "-m", "ffe", *args, port_option, str(port)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -60,11 +60,19 @@ def run(
     commission: float = typer.Option(None, "--commission", help="Fraction of notional."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run; don't resume."),
     live: bool = typer.Option(False, "--live", help="Trade real money (needs agent.live too)."),
+    health_port: int = typer.Option(
+        0, "--health-port", help="Serve /health/live, /health/ready, /metrics (0: none).", min=0
+    ),
+    health_host: str = typer.Option(
+        "127.0.0.1", "--health-host", help="Address of the --health-port probes."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully).
 
-    The run is journaled like a backtest (`ffe runs show ID`); run it again to resume."""
+    The run is journaled like a backtest (`ffe runs show ID`); run it again to resume. Its
+    decisions, fills, equity and state reach the API's live stream: through Redis when
+    redis.url is set, else from its journal, about three seconds later."""
     from ffe.cli.common import parse_params
     from ffe.config import load_settings
 
@@ -82,7 +90,8 @@ def run(
         build = _builder(
             settings, strategy, parse_params(param), symbols, replay, start, end, options
         )
-        report = asyncio.run(_run(build, quiet=as_json))
+        probes = (health_host, health_port)
+        report = asyncio.run(_run(settings, build, probes, quiet=as_json))
     _print_report(report, as_json)
 
 
@@ -103,8 +112,16 @@ def _builder(
     )
 
 
-async def _run(build: Callable[[], Awaitable[Agent]], *, quiet: bool) -> AgentReport:
+async def _run(
+    settings: Settings,
+    build: Callable[[], Awaitable[Agent]],
+    probes: tuple[str, int],
+    *,
+    quiet: bool,
+) -> AgentReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ffe.service.agent_process import run_agent
 
     agent = await build()
     loop = asyncio.get_running_loop()
@@ -115,10 +132,8 @@ async def _run(build: Callable[[], Awaitable[Agent]], *, quiet: bool) -> AgentRe
     with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
         task = progress.add_task("replay", total=total)
         agent.on_bar = lambda bar: progress.update(task, completed=bar + 1)
-        try:
-            return await agent.run()
-        finally:
-            await agent.db.dispose()
+        host, port = probes
+        return await run_agent(settings, agent, health_host=host, health_port=port)
 
 
 def _print_report(report: AgentReport, as_json: bool) -> None:

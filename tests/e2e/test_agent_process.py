@@ -1,0 +1,148 @@
+"""`ffe agent run` in a process of its own beside `ffe serve`, on one SQLite journal: the API's
+live stream (what the dashboard's Agent page reads) shows the agent's decisions and equity,
+through Redis when configured and from the journal without it; a pause and a stop sent through
+the API reach the agent; the agent's probe port is ready while it holds its lease and counts
+its decisions; the API's metrics show its heartbeat and portfolio value."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.support.server import ffe_process, ffe_server, wait_live
+from tests.support.wait import wait_for
+from typer.testing import CliRunner
+from websockets.sync.client import ClientConnection, connect
+
+from ffe.cli.app import app
+
+# About 1,700 bars at 25 a second: more than a minute, far longer than the test needs.
+AGENT = ["agent", "run", "--symbol", "SP500", "--strategy", "sma_cross", "-p", "fast=5"]
+AGENT += ["-p", "slow=10", "--start", "2012-01-01", "--speed", "25"]
+QUIET = {"FFE__API__ANALYSIS_SYMBOLS": "[]"}  # no background analysis competing for the cores
+SEEN_S = 60.0
+
+
+def _key() -> str:
+    made = CliRunner().invoke(app, ["keys", "create", "e2e-trader", "--scope", "trade"])
+    assert made.exit_code == 0, made.output
+    return made.stdout.strip()
+
+
+@contextmanager
+def _stream(url: str, key: str) -> Iterator[ClientConnection]:
+    address = url.replace("http://", "ws://", 1) + "/api/v1/stream"
+    headers = {"Authorization": f"Bearer {key}"}
+    with connect(address, additional_headers=headers, open_timeout=10) as ws:
+        yield ws
+
+
+def _receive(ws: ClientConnection, deadline: float) -> dict[str, Any]:
+    remaining = deadline - time.monotonic()
+    assert remaining > 0, "the stream did not show the agent's events in time"
+    try:
+        return dict(json.loads(ws.recv(timeout=remaining)))
+    except TimeoutError:
+        raise AssertionError("the stream did not show the agent's events in time") from None
+
+
+def _first_of(ws: ClientConnection, kinds: set[str]) -> dict[str, dict[str, Any]]:
+    """The first message of each of ``kinds`` the stream sends about account paper."""
+    seen: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + SEEN_S
+    while not kinds <= seen.keys():
+        message = _receive(ws, deadline)
+        if message["type"] in kinds and message["data"].get("account") == "paper":
+            seen.setdefault(message["type"], message)
+    return seen
+
+
+def _agent_state(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    agents = httpx.get(f"{url}/api/v1/agent", headers=headers, timeout=10).json()["agents"]
+    return next((a for a in agents if a["account"] == "paper"), {})
+
+
+def _command(url: str, headers: dict[str, str], name: str) -> dict[str, Any]:
+    answer = httpx.post(f"{url}/api/v1/agent/{name}", headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def _counted(metrics: str, name: str) -> float:
+    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", metrics, re.M))
+
+
+def _watch(env: dict[str, str]) -> dict[str, Any]:
+    """Run the API and a separate agent; what the stream, the probes and the API showed."""
+    key, found = _key(), {}
+    headers = {"Authorization": f"Bearer {key}"}
+    log = Path(os.environ["FFE__DATA__DIR"]) / "agent.log"
+    with ffe_server("serve", env=env) as (url, _), _stream(url, key) as ws:
+        found["hello"] = json.loads(ws.recv(timeout=10))
+        with ffe_process(log, *AGENT, env=env, port_option="--health-port") as (probe, agent):
+            wait_live(probe, agent, log)
+            found["seen"] = _first_of(ws, {"decision", "equity"})
+            found["ready"] = httpx.get(f"{probe}/health/ready", timeout=10)
+            found["probe_metrics"] = httpx.get(f"{probe}/metrics", timeout=10).text
+            found["pause"] = _command(url, headers, "pause")
+            wait_for(lambda: _agent_state(url, headers).get("status") == "paused", 30)
+            found["stop"] = _command(url, headers, "stop")
+            found["exit"] = agent.wait(30)
+        found["state"] = _agent_state(url, headers)
+        found["api_metrics"] = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    found["log"] = log.read_text()
+    return found
+
+
+def _assert_agent_seen_and_steered(found: dict[str, Any]) -> None:
+    seen = found["seen"]
+    decision, equity = seen["decision"]["data"], seen["equity"]["data"]
+    assert decision["symbol"] == "SP500"
+    assert decision["action"] in ("buy", "sell", "flat", "hold")
+    assert decision["time"] >= "2012-01-01"
+    assert equity["equity"] > 0
+    assert isinstance(equity["bar"], int)
+    assert found["ready"].status_code == 200, found["ready"].text
+    assert _counted(found["probe_metrics"], "ffe_decisions_total") > 0
+    assert found["pause"]["queued"] is True
+    assert found["stop"]["queued"] is True
+    assert found["exit"] == 0, found["log"]
+    assert (found["state"]["running"], found["state"]["status"]) == (False, "stopped")
+    assert 'ffe_portfolio_value{account="paper"}' in found["api_metrics"]
+    assert 'ffe_agent_heartbeat_timestamp_seconds{account="paper"}' in found["api_metrics"]
+
+
+def test_separate_agent_with_redis_then_the_apis_stream_shows_its_events_as_it_sends_them(
+    redis_url,
+):
+    base = redis_url.rsplit("/", 1)[0] if redis_url.count("/") > 2 else redis_url
+    env = {
+        **QUIET,
+        "FFE__REDIS__URL": f"{base}/{uuid.uuid4().int % 14 + 1}",
+        # pub/sub channels ignore the database: a prefix of this test's own keeps others out
+        "FFE__REDIS__KEY_PREFIX": f"ffe-test-{uuid.uuid4().hex[:8]}:",
+    }
+
+    found = _watch(env)
+
+    _assert_agent_seen_and_steered(found)
+    api = found["hello"]["data"]["source"]
+    assert found["seen"]["decision"]["source"] != api  # published by the agent's process
+    assert found["seen"]["equity"]["source"] == found["seen"]["decision"]["source"]
+
+
+def test_separate_agent_without_redis_then_the_apis_stream_shows_what_it_journaled():
+    found = _watch(dict(QUIET))
+
+    _assert_agent_seen_and_steered(found)
+    api = found["hello"]["data"]["source"]
+    assert found["seen"]["decision"]["source"] == api  # published by the API from the journal
+    assert found["seen"]["equity"]["source"] == api
