@@ -8,8 +8,8 @@ is held by a live agent of another process it:
   lease renewal, ``ffe_portfolio_value`` from the equity it last journaled;
 - with a ``publisher`` (no Redis: nothing else carries that agent's events here), publishes
   what the agent journaled since the last poll as the events the agent would have sent
-  itself: its decisions and fills (the newest ``most`` of each per poll), its latest equity
-  point and its state when that changes.
+  itself: its decisions, fills and orders waiting for approval (the newest ``most`` of each
+  per poll), its latest equity point and its state when that changes.
 
 It starts from the rows journaled when it first sees the agent, never replaying a run's
 history, and it never reads what an agent of this process journals (that one publishes for
@@ -36,13 +36,13 @@ from ffe.kv.events import Publisher
 from ffe.obs.metrics import Metrics
 from ffe.runs.journal import journaled_target
 from ffe.store.database import Database
-from ffe.store.models import AgentState, Decision, EquityPoint, Fill, Order, Run
+from ffe.store.models import AgentState, Approval, Decision, EquityPoint, Fill, Order, Run
 from ffe.store.types import utc_now
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
-MOST_PER_POLL = 100  # decisions, and fills, published per account and poll: the newest
+MOST_PER_POLL = 100  # decisions (fills, approvals) published per account and poll: the newest
 
 
 @dataclass(slots=True)
@@ -53,6 +53,7 @@ class _Followed:
     params: dict[str, Any] | None
     decision_id: int  # the newest row already seen
     fill_id: int
+    approval_id: int
     equity_time: datetime | None
     shown: tuple[Any, ...] | None = None  # the state last published
 
@@ -121,7 +122,10 @@ class JournalTail:
                     select(func.max(Decision.id)).where(Decision.run_id == run_id)
                 )
                 fill = await session.scalar(select(func.max(Fill.id)).where(Fill.run_id == run_id))
-        followed = _Followed(run_id, params, decision or 0, fill or 0, None)
+                approval = await session.scalar(
+                    select(func.max(Approval.id)).where(Approval.run_id == run_id)
+                )
+        followed = _Followed(run_id, params, decision or 0, fill or 0, approval or 0, None)
         await self._catch_up(state.account, followed, state, publish=False)
         return followed
 
@@ -162,7 +166,7 @@ class JournalTail:
     async def _rows(
         self, session: Any, account: str, followed: _Followed, until: datetime, bar: Any
     ) -> list[tuple[str, dict[str, Any]]]:
-        """The decisions and fills journaled since the last look, in time order."""
+        """The decisions, fills and approvals journaled since the last look, in time order."""
         run_id = followed.run_id
         decisions = (
             await session.scalars(
@@ -182,12 +186,23 @@ class JournalTail:
                 .limit(self.most)
             )
         ).all()
+        approvals = (
+            await session.scalars(
+                select(Approval)
+                .where(Approval.run_id == run_id, Approval.id > followed.approval_id)
+                .where(Approval.time <= until)
+                .order_by(Approval.id.desc())
+                .limit(self.most)
+            )
+        ).all()
         bars = await _bars(session, run_id, decisions, until, bar)
         params = followed.params
         found = [(d.time, 0, "decision", _decision(account, d, params, bars)) for d in decisions]
         found += [(f.time, 1, "fill", _fill(account, f, client_id)) for f, client_id in fills]
+        found += [(a.time, 2, "approval", _approval(account, a)) for a in approvals]
         followed.decision_id = max([followed.decision_id, *(d.id for d in decisions)])
         followed.fill_id = max([followed.fill_id, *(f.id for f, _ in fills)])
+        followed.approval_id = max([followed.approval_id, *(a.id for a in approvals)])
         return [(kind, data) for _, _, kind, data in sorted(found, key=lambda e: e[:2])]
 
 
@@ -237,6 +252,16 @@ def _fill(account: str, row: Fill, client_id: str | None) -> dict[str, Any]:
         "price": row.price,
         "commission": row.commission,
         "time": row.time.isoformat(),
+        "account": account,
+    }
+
+
+def _approval(account: str, row: Approval) -> dict[str, Any]:
+    return {
+        "kind": "approval_waiting",
+        "text": f"{row.symbol} {row.quantity:+g} @ {row.reference_price:.6g} waits for "
+        f"approval: `ffe agent approvals --account {account}`",
+        "client_id": row.client_order_id,
         "account": account,
     }
 

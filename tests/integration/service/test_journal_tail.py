@@ -53,7 +53,7 @@ class FakeAgent:
     def time_of(self, bar: int) -> datetime:
         return DAY0 + timedelta(days=bar)
 
-    async def step(self, bars: int, *, flush: bool = True) -> None:
+    async def step(self, bars: int, *, flush: bool = True, approval: bool = False) -> None:
         assert self.journal is not None
         for _ in range(bars):
             self.bar += 1
@@ -68,12 +68,21 @@ class FakeAgent:
             self.journal.order(pending, order)
             self.journal.fill(client_id, at, "SP500", 1.0, 100.0 + self.bar, 0.1)
             self.journal.equity(at, 10_000.0 + self.bar, 5_000.0)
+            if approval:
+                self.journal.approval(pending, _approval(self.account, at, f"waits-{self.bar}"))
         if flush:
             lease = datetime.now(UTC) + persist.LEASE_TTL
             await self.journal.flush({"bar": self.bar}, self.time_of(self.bar), lease)
 
     async def stop(self) -> None:
         await persist.release_lease(self.db, self.account, self.owner, "stopped")
+
+
+def _approval(account: str, at: datetime, client_id: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"account": account, "client_order_id": client_id, "time": at, "symbol": "SP500",
+            "quantity": 2.0, "reference_price": 101.5, "rationale": "why", "status": "pending",
+            "created_at": now, "expires_at": now + timedelta(hours=1)}  # fmt: skip
 
 
 def _tail(db: Any, publisher: Recorder | None, most: int = 100) -> tuple[JournalTail, Metrics]:
@@ -96,7 +105,8 @@ async def test_tail_when_agent_of_another_process_then_publishes_only_what_it_jo
 
     await tail.poll()  # the first look: the agent's state, none of its history
     first = list(published.events)
-    await agent.step(3)
+    await agent.step(2)
+    await agent.step(1, approval=True)
     await tail.poll()
     await tail.poll()  # nothing new: nothing again
 
@@ -120,8 +130,16 @@ async def test_tail_when_agent_of_another_process_then_publishes_only_what_it_jo
             "cash": 5_000.0,
         }
     ]
+    assert published.of("approval") == [
+        {
+            "kind": "approval_waiting",
+            "text": "SP500 +2 @ 101.5 waits for approval: `ffe agent approvals --account paper`",
+            "client_id": "waits-7",
+            "account": "paper",
+        }
+    ]
     kinds = [kind for kind, _ in published.events[1:]]
-    assert kinds == ["decision", "fill"] * 3 + ["equity"]  # in time order, equity last
+    assert kinds == ["decision", "fill"] * 3 + ["approval", "equity"]  # in time order
     assert _gauge(metrics, "ffe_portfolio_value") == 10_007.0
     heartbeat = _gauge(metrics, "ffe_agent_heartbeat_timestamp_seconds")
     assert heartbeat is not None
