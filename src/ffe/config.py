@@ -150,6 +150,10 @@ class AgentSettings(Section):
         None, gt=0, description="live data: seconds between polls; none = the bar interval"
     )
     flush_every: int = Field(256, ge=1, description="bars between journal writes at most")
+    health_port: int = Field(
+        0, ge=0, le=65535, description="`ffe agent run`'s /health and /metrics port; 0 = none"
+    )
+    health_host: str = Field("127.0.0.1", description="the address health_port listens on")
     ccxt_exchange: str = "binance"
     ccxt_api_key: SecretStr | None = None
     ccxt_secret: SecretStr | None = None

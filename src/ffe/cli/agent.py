@@ -61,10 +61,15 @@ def run(
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run; don't resume."),
     live: bool = typer.Option(False, "--live", help="Trade real money (needs agent.live too)."),
     health_port: int = typer.Option(
-        0, "--health-port", help="Serve /health/live, /health/ready, /metrics (0: none).", min=0
+        None,
+        "--health-port",
+        min=0,
+        max=65535,
+        help="Serve /health/live, /health/ready and /metrics here; 0 = none "
+        "[config: agent.health_port].",
     ),
     health_host: str = typer.Option(
-        "127.0.0.1", "--health-host", help="Address of the --health-port probes."
+        None, "--health-host", help="Address of the health port [config: agent.health_host]."
     ),
     as_json: bool = JSON,
 ) -> None:
@@ -90,7 +95,9 @@ def run(
         build = _builder(
             settings, strategy, parse_params(param), symbols, replay, start, end, options
         )
-        probes = (health_host, health_port)
+        chosen = settings.agent
+        port = chosen.health_port if health_port is None else health_port
+        probes = (health_host or chosen.health_host, port)
         report = asyncio.run(_run(settings, build, probes, quiet=as_json))
     _print_report(report, as_json)
 
