@@ -220,7 +220,7 @@ class Services:
         from ffe.service.jobs.runner import start_listeners
 
         self._tasks.append(watched(asyncio.create_task(self.worker.run()), "the job worker"))
-        for listener in start_listeners(self.settings, self.jobs, self.kv):
+        for listener in start_listeners(self.settings, self.jobs, self.kv).tasks:
             self._tasks.append(watched(listener, "listening for submitted jobs"))
 
     async def _await_journal(self, background: bool) -> None:

@@ -3,9 +3,15 @@ the CLI submit, in a process of its own."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ffe.cli.common import err_console, user_errors
+
+if TYPE_CHECKING:
+    from ffe.service.jobs.runner import WorkerProcess
+    from ffe.service.probe import ProbeServer
 
 
 def worker_command(
@@ -35,7 +41,7 @@ def worker_command(
         settings = load_settings()
         configure_logging(settings.logging.level, settings.logging.json_format)
 
-        def ready(process, probes) -> None:  # type: ignore[no-untyped-def]
+        def ready(process: WorkerProcess, probes: ProbeServer | None) -> None:
             where = "" if probes is None else f"; probes on {probes.host}:{probes.port}"
             err_console.print(
                 f"ffe worker {process.worker.owner}: up to {process.worker.concurrency} "

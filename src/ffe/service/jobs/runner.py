@@ -18,8 +18,9 @@ from typing import Any
 
 from ffe import bootstrap
 from ffe.config import Settings
+from ffe.domain.errors import ConfigError
 from ffe.kv import KvBackends, make_backends
-from ffe.obs.health import HealthChecks, ping_probe
+from ffe.obs.health import HealthChecks, ProbeError, ping_probe
 from ffe.obs.metrics import Metrics
 from ffe.service.jobs.queue import JobQueue
 from ffe.service.jobs.wake import listen_postgres, listen_redis, listen_url, poll_interval
@@ -39,9 +40,9 @@ class WorkerProcess:
     kv: KvBackends
     queue: JobQueue
     worker: Worker
+    listeners: Listeners
     metrics: Metrics = field(default_factory=Metrics)
     checks: HealthChecks = field(default_factory=HealthChecks)
-    listeners: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def refresh_metrics(self) -> None:
         """Read the queue and the workers from the journal for ``/metrics``, this worker's own
@@ -65,35 +66,52 @@ async def worker_process(
         queue,
         kind="worker",
         concurrency=concurrency or settings.jobs.concurrency,
-        poll_s=poll_interval(settings, notified=bool(listeners)),
+        poll_s=poll_interval(settings, notified=bool(listeners.tasks)),
     )
-    process = WorkerProcess(settings, db, kv, queue, worker, listeners=listeners)
+    process = WorkerProcess(settings, db, kv, queue, worker, listeners)
     process.checks.add("database", ping_probe(_pinger(db), "database"))
     if redis is not None:  # without Redis a worker still runs jobs: degraded, not down
         process.checks.add("redis", ping_probe(kv.ping, "redis"), critical=False)
+    process.checks.add("wakeup", listeners.probe, critical=False)
     try:
         yield process
     finally:
-        for task in listeners:
+        for task in listeners.tasks:
             task.cancel()
-        await asyncio.gather(*listeners, return_exceptions=True)
+        await asyncio.gather(*listeners.tasks, return_exceptions=True)
         await kv.close()
         await db.dispose()
 
 
-def start_listeners(
-    settings: Settings, queue: JobQueue, kv: KvBackends
-) -> list[asyncio.Task[None]]:
+@dataclass
+class Listeners:
+    """The tasks listening for submissions, and whether each listens now."""
+
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    listening: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def probe(self) -> str:
+        """For ``/health/ready``: which carriers listen; ``ProbeError`` naming those that do
+        not (the worker still finds jobs by polling meanwhile)."""
+        deaf = [name for name, event in self.listening.items() if not event.is_set()]
+        if deaf:
+            raise ProbeError(f"not listening on {', '.join(deaf)}: polling for jobs meanwhile")
+        return f"woken by {', '.join(self.listening) or 'polling only'}"
+
+
+def start_listeners(settings: Settings, queue: JobQueue, kv: KvBackends) -> Listeners:
     """Listen for submissions on Redis and PostgreSQL, where either can carry them."""
-    tasks = []
+    found = Listeners()
     if kv.redis_url is not None:
-        tasks.append(
-            asyncio.create_task(listen_redis(kv.bus, queue.doorbell), name="ffe-wake-redis")
-        )
+        found.listening["redis"] = ready = asyncio.Event()
+        wake = listen_redis(kv.bus, queue.doorbell, ready)
+        found.tasks.append(asyncio.create_task(wake, name="ffe-wake-redis"))
     url = listen_url(settings)
     if url is not None:
-        tasks.append(asyncio.create_task(listen_postgres(url, queue.doorbell), name="ffe-wake-pg"))
-    return tasks
+        found.listening["postgresql"] = ready = asyncio.Event()
+        wake = listen_postgres(url, queue.doorbell, ready)
+        found.tasks.append(asyncio.create_task(wake, name="ffe-wake-postgresql"))
+    return found
 
 
 async def serve_worker(
@@ -110,7 +128,10 @@ async def serve_worker(
         if port:
             app = probe_app(process.checks, process.metrics, process.refresh_metrics)
             probes = ProbeServer(app, settings.jobs.health_host, port)
-            await probes.start()
+            try:
+                await probes.start()
+            except OSError as exc:  # says which address, and to pick another port
+                raise ConfigError(str(exc)) from exc
         try:
             stop = _on_signals(process.worker)
             running = asyncio.create_task(process.worker.run(), name="ffe-worker")

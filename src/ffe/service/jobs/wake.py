@@ -68,10 +68,16 @@ def poll_interval(settings: Settings, *, notified: bool) -> float:
     return POLL_NOTIFIED_S if notified else POLL_S
 
 
-async def listen_redis(bus: EventBus, doorbell: asyncio.Event) -> None:
-    """Ring ``doorbell`` at each submission announced on the kv bus (until cancelled). The
-    bus itself subscribes again after a Redis outage."""
+async def listen_redis(
+    bus: EventBus, doorbell: asyncio.Event, listening: asyncio.Event | None = None
+) -> None:
+    """Ring ``doorbell`` at each submission announced on the kv bus (until cancelled), and
+    once when subscribed, for jobs submitted before. The bus itself subscribes again after a
+    Redis outage. ``listening`` is set once subscribed."""
     async with bus.subscribe(JOBS_CHANNEL) as submitted:
+        if listening is not None:
+            listening.set()
+        doorbell.set()
         async for _ in submitted:
             doorbell.set()
 
