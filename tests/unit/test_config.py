@@ -222,3 +222,21 @@ def test_masked_when_no_alpha_vantage_key_then_none_and_other_values_plain():
     assert shown["data"]["alpha_vantage_key"] is None
     assert shown["backtest"]["cash"] == 10_000.0
     assert shown["logging"]["json"] is False  # dumped under its alias
+
+
+def test_load_settings_when_jobs_stale_s_under_three_heartbeats_then_error_says_why(
+    monkeypatch,
+):
+    monkeypatch.setenv("FFE__JOBS__HEARTBEAT_S", "5")
+    monkeypatch.setenv("FFE__JOBS__STALE_S", "10")
+
+    with pytest.raises(ConfigError, match=r"jobs\.stale_s must be at least 3 heartbeats \(15 s"):
+        load_settings()
+
+
+def test_masked_when_listen_url_has_password_then_hidden(monkeypatch):
+    monkeypatch.setenv("FFE__DATABASE__LISTEN_URL", "postgresql://ffe:s3cret@db:5432/ffe")
+
+    shown = masked(load_settings())
+
+    assert shown["database"]["listen_url"] == "postgresql://ffe:***@db:5432/ffe"
