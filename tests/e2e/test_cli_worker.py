@@ -35,7 +35,8 @@ from ffe.service.jobs.stop import NO_WORKER
 from ffe.store.database import Database
 from ffe.store.models import Job
 
-pytestmark = pytest.mark.slow
+# Workers, their job processes and servers of their own: one at a time, after the other tests.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 STANDIN = Path(__file__).resolve().parents[1] / "support" / "standin_ffe.py"
 FAST = {  # a dead worker is noticed within about two seconds
