@@ -328,8 +328,13 @@ def test_submit_when_worker_idle_then_picked_up_well_under_a_second(carrier, req
         _until_alive(setup, 1, [idle])
         wait_for(lambda: _listening(port, carrier), timeout=30)
         took = [_pick_up(setup, {"n": n}) for n in range(3)]
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        [registered] = setup.queue_call(lambda queue: queue.registry.alive())
 
     assert max(took) < 1.0, took
+    own = f'ffe_worker_jobs{{kind="worker",state="finished",worker="{registered.id}"}} 3.0'
+    assert own in metrics  # the worker's own counts, as of the scrape
+    assert "ffe_job_queue_depth 0.0" in metrics
 
 
 def _pick_up(setup: Setup, payload: dict[str, Any]) -> float:
