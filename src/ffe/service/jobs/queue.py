@@ -288,7 +288,11 @@ class JobQueue:
             await session.execute(
                 update(Job)
                 .where(Job.id == job_id, lost)
-                .values(status="failed", error=interrupted_error(attempts), finished_at=now)
+                .values(
+                    status="failed",
+                    error=interrupted_error(attempts, self.settings.max_attempts),
+                    finished_at=now,
+                )
                 .execution_options(synchronize_session=False)
             )
             log.error("job %s failed: interrupted %d time(s)", job_id, attempts)

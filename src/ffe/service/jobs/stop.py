@@ -35,14 +35,14 @@ def time_limit_error(kind: str, limit_s: float) -> str:
     )
 
 
-def interrupted_error(attempts: int) -> str:
-    """What a job records when its workers died under it ``attempts`` times, the most
-    ``jobs.max_attempts`` allows."""
+def interrupted_error(attempts: int, max_attempts: int) -> str:
+    """What a job records when its workers died under it ``attempts`` times, as many as
+    ``jobs.max_attempts`` (``max_attempts``) allows."""
     times = "once" if attempts == 1 else f"{attempts} times"
     return (
         f"interrupted: the process running it stopped {times} (jobs.max_attempts is "
-        f"{attempts}); the job may need more memory or time than its workers have: submit it "
-        "again, smaller, or raise jobs.max_attempts (environment: FFE__JOBS__MAX_ATTEMPTS)"
+        f"{max_attempts}); the job may need more memory or time than its workers have: submit "
+        "it again, smaller, or raise jobs.max_attempts (environment: FFE__JOBS__MAX_ATTEMPTS)"
     )
 
 
