@@ -115,6 +115,11 @@ class DatabaseSettings(Section):
     )
     backup_dir: Path | None = Field(None, description="none = backups/ in data.dir")
     backup_keep: int = Field(7, ge=1, description="backups kept by `ffe backup`")
+    listen_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL: a direct connection (not through PgBouncer) that workers "
+        "LISTEN on to wake when a job is submitted; none = the journal's url, unless pgbouncer",
+    )
 
 
 class LlmSettings(Section):
@@ -215,7 +220,13 @@ class ApiSettings(Section):
         2, ge=1, le=32, description="threads checking argon2 hashes (keys, passwords)"
     )
     workers: int = Field(1, ge=1, le=64, description="`ffe serve` worker processes")
-    max_jobs: int = Field(1, ge=1, le=32, description="backtests and sweeps run at once")
+    max_jobs: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="jobs an API process runs at once when it runs jobs (`ffe run`, "
+        "`ffe serve --jobs`)",
+    )
     # Renamed: read as precompute.symbols and precompute.interval_s (see Settings).
     analysis_symbols: list[str] | None = Field(
         None, description="deprecated: read as precompute.symbols (which wins when both are set)"
@@ -272,9 +283,48 @@ class JobTimeLimits(Section):
 
 
 class JobsSettings(Section):
-    """Background jobs run by the API (backtests, sweeps, forecast benchmarks)."""
+    """Background jobs (backtests, sweeps, forecast benchmarks): who runs them, and how."""
 
     time_limit_s: JobTimeLimits = JobTimeLimits()
+    in_api: bool = Field(
+        False, description="`ffe serve` runs jobs in its own process too (`ffe run` always does)"
+    )
+    concurrency: int = Field(1, ge=1, le=64, description="jobs one `ffe worker` runs at once")
+    max_attempts: int = Field(
+        2, ge=1, le=100, description="claims of a job whose worker died before it is failed"
+    )
+    poll_s: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="seconds between looks for queued jobs; none = 0.1 when nothing can "
+        "notify a worker (SQLite without Redis), 5 when Redis or PostgreSQL can",
+    )
+    drain_s: float = Field(
+        20.0, ge=0, description="on SIGTERM, seconds a worker waits for its running jobs"
+    )
+    nice: int = Field(10, ge=0, le=19, description="CPU niceness added to each job's processes")
+    health_port: int = Field(
+        0, ge=0, le=65535, description="`ffe worker` probes and metrics port; 0 = none"
+    )
+    health_host: str = Field("127.0.0.1", description="address the worker's probes listen on")
+    heartbeat_s: float = Field(
+        5.0, gt=0, le=60, description="seconds between a worker's heartbeats (and its jobs')"
+    )
+    stale_s: float = Field(
+        30.0, gt=0, le=3600, description="a job or worker silent this long is taken for dead"
+    )
+
+    @field_validator("stale_s")
+    @classmethod
+    def check_stale(cls, stale_s: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_s", 5.0)
+        if stale_s < 3 * heartbeat:
+            raise ValueError(
+                f"jobs.stale_s must be at least 3 heartbeats ({3 * heartbeat:g} s with "
+                f"jobs.heartbeat_s at {heartbeat:g}): one late beat must not end a live job"
+            )
+        return stale_s
 
 
 class PrecomputeSettings(Section):
@@ -507,6 +557,10 @@ def masked(settings: Settings) -> dict[str, Any]:
         dumped["api"]["secret_key"] = "***"
     if settings.redis.url is not None:
         dumped["redis"]["url"] = _mask_url(settings.redis.url.get_secret_value())
+    if settings.database.listen_url is not None:
+        dumped["database"]["listen_url"] = _mask_url(
+            settings.database.listen_url.get_secret_value()
+        )
     return dumped
 
 

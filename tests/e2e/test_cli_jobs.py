@@ -75,3 +75,16 @@ def test_jobs_cancel_when_ended_or_unknown_then_refused_with_a_message(journal):
     assert table.exit_code == 0, table.output
     assert DONE in table.output
     assert QUEUED not in table.output
+
+
+def test_jobs_list_when_no_worker_alive_then_queued_job_says_so_and_how_to_start_one(journal):
+    from ffe.service.jobs.stop import NO_WORKER
+
+    listed = json.loads(runner.invoke(app, ["jobs", "list", "--json"]).stdout)
+    shown = json.loads(runner.invoke(app, ["jobs", "show", "a1"]).stdout)
+    table = runner.invoke(app, ["jobs", "list"])
+
+    assert {job["id"]: job["waiting"] for job in listed} == {QUEUED: NO_WORKER, DONE: None}
+    assert (shown["waiting"], shown["attempts"]) == (NO_WORKER, 0)
+    assert table.exit_code == 0, table.output
+    assert "queued jobs wait for a worker: start one with `ffe worker`" in table.output

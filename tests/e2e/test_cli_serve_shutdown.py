@@ -1,4 +1,4 @@
-"""Ctrl-C on `ffe serve` while a long sweep runs: the server exits within seconds, not when
+"""Ctrl-C on `ffe serve --jobs` while a long sweep runs: the server exits within seconds, not when
 the sweep would have ended, and the sweep is recorded as stopped by the shutdown (not as
 failed by its worker processes dying of the same Ctrl-C)."""
 
@@ -20,9 +20,9 @@ from sqlalchemy import select
 from tests.support.server import free_port, wait_live
 from typer.testing import CliRunner
 
-from ffe.api.jobstop import STOPPED
 from ffe.cli.app import app
 from ffe.config import load_settings
+from ffe.service.jobs.stop import STOPPED
 from ffe.store.models import Job
 
 pytestmark = pytest.mark.slow
@@ -37,8 +37,8 @@ LONG_SWEEP = {
 
 @contextmanager
 def _serving_long_sweep() -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]:
-    """``ffe serve`` in a process group of its own (as a terminal starts it), running a long
-    sweep with every worker process up; yield the server's process, its log and the sweep's
+    """``ffe serve --jobs`` in a process group of its own (as a terminal starts it), running a
+    long sweep with every worker process up; yield the server's process, its log and the sweep's
     job id. On leaving, the server is killed if the test left it running."""
     made = CliRunner().invoke(app, ["keys", "create", "sweeper", "--scope", "trade"])
     assert made.exit_code == 0, made.output
@@ -48,7 +48,7 @@ def _serving_long_sweep() -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]
     log = Path(os.environ["FFE__DATA__DIR"]) / f"server-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ffe", "serve", "--port", str(port)],
+            [sys.executable, "-m", "ffe", "serve", "--jobs", "--port", str(port)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             # no model fitting; a pool of two, whatever the cores

@@ -1,4 +1,5 @@
-"""Stand-in work for jobs, put in ``ffe.api.jobwork.WORK`` by tests. A job's work runs in a
+"""Stand-in work for jobs, put in ``ffe.service.jobs.work.WORK`` by tests (in this process with
+``use``; in an ``ffe worker`` process started by ``standin_ffe.py``). A job's work runs in a
 process of its own, which finds it by module and name: so it is defined here, not inside a
 test, and imported as the top-level module ``jobwork`` (a job process cannot import
 ``tests.support``: a dependency installs a package named ``tests``)."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 def use(monkeypatch: pytest.MonkeyPatch, kind: str, name: str) -> None:
     """Make jobs of ``kind`` run the function ``name`` of this module in their processes."""
-    from ffe.api.jobwork import WORK
+    from ffe.service.jobs.work import WORK
 
     # A job process starts with the server's sys.path.
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
@@ -35,6 +37,34 @@ def tally(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[s
     with Path(payload["tally"]).open("a") as file:
         file.write("ran\n")
     return {"ok": True}, None
+
+
+def mark(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Add ``payload["mark"]`` and the pid of the worker running it (this process's parent) as
+    a line to the file ``payload["tally"]``, after ``payload["sleep_s"]`` (default none)."""
+    time.sleep(float(payload.get("sleep_s", 0)))
+    with Path(payload["tally"]).open("a") as file:
+        file.write(f"{payload['mark']} {os.getppid()}\n")
+    return {"ok": True}, None
+
+
+def slow_first(
+    settings: Any, payload: dict[str, Any], progress: Any
+) -> tuple[dict[str, Any], None]:
+    """A minute the first time (a worker is killed under it), at once the next: the file
+    ``payload["marker"]`` says whether it ran before."""
+    marker = Path(payload["marker"])
+    first = not marker.exists()
+    marker.write_text(f"{os.getppid()}\n")
+    progress(0.5)
+    if first:
+        time.sleep(60)
+    return {"first": first}, None
+
+
+def nice(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """The job process's CPU niceness."""
+    return {"nice": os.nice(0)}, None
 
 
 def stubborn(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:

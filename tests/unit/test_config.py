@@ -254,3 +254,21 @@ def test_load_settings_when_precompute_health_port_out_of_range_then_error_names
 
     with pytest.raises(ConfigError, match=r"precompute\.health_port"):
         load_settings()
+
+
+def test_load_settings_when_jobs_stale_s_under_three_heartbeats_then_error_says_why(
+    monkeypatch,
+):
+    monkeypatch.setenv("FFE__JOBS__HEARTBEAT_S", "5")
+    monkeypatch.setenv("FFE__JOBS__STALE_S", "10")
+
+    with pytest.raises(ConfigError, match=r"jobs\.stale_s must be at least 3 heartbeats \(15 s"):
+        load_settings()
+
+
+def test_masked_when_listen_url_has_password_then_hidden(monkeypatch):
+    monkeypatch.setenv("FFE__DATABASE__LISTEN_URL", "postgresql://ffe:s3cret@db:5432/ffe")
+
+    shown = masked(load_settings())
+
+    assert shown["database"]["listen_url"] == "postgresql://ffe:***@db:5432/ffe"

@@ -8,7 +8,7 @@ import pytest
 from tests.support.server import free_port
 
 from ffe.obs.health import HealthChecks
-from ffe.obs.metrics import Metrics
+from ffe.obs.metrics import JobsSnapshot, Metrics
 from ffe.service.probe import ProbeServer, probe_app
 
 
@@ -26,7 +26,7 @@ async def test_probe_server_answers_live_ready_and_metrics() -> None:
 
     async def refresh() -> None:
         scraped.append(1)
-        metrics.set_queue_depth(7)
+        metrics.set_jobs(JobsSnapshot(queued=7))
 
     server = ProbeServer(probe_app(checks, metrics, refresh), "127.0.0.1", free_port())
     await server.start()

@@ -44,17 +44,23 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, services: Services | None = None, *, agent: AgentLaunch | None = None
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    agent: AgentLaunch | None = None,
+    worker_kind: str = "api",
 ) -> FastAPI:
     """The API and dashboard. With ``services`` given (tests), the app uses them as they are
     and does not close them; otherwise it opens its own at startup. ``agent``: start this
-    paper agent in the process once the app is up (``ffe run``)."""
+    paper agent in the process once the app is up (``ffe run``). ``worker_kind`` names the
+    job worker the process runs, when it runs one (``jobs.in_api``), in the registry: api, or
+    run for ``ffe run``."""
 
     app = FastAPI(
         title="Finance Feedback Engine",
         version=__version__,
         description="Decisions, risk, paper and live trading, backtests and forecasts.",
-        lifespan=_lifespan(settings, services, agent),
+        lifespan=_lifespan(settings, services, agent, worker_kind),
         # ffe counts and traces requests itself (RequestContext, api.otel_endpoint); FastAPI's
         # own telemetry would do it twice, and asks for OpenTelemetry providers per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -89,7 +95,7 @@ def _edge(app: FastAPI, settings: Settings) -> None:
 
 
 def _lifespan(
-    settings: Settings, services: Services | None, agent: AgentLaunch | None
+    settings: Settings, services: Services | None, agent: AgentLaunch | None, worker_kind: str
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """What the app does at start-up and shutdown: open (and close) its services, warm and
     freeze the heap, start the paper agent."""
@@ -107,8 +113,7 @@ def _lifespan(
         # threads starts (the analysis imports them too: heap.py), then everything made at
         # start-up frozen: full collections stay short instead of pausing requests.
         await asyncio.to_thread(heap.preload)
-        opened = await Services.open(settings)
-        opened.jobs.on_change = lambda job: opened.publish("job", job)
+        opened = await Services.open(settings, worker_kind=worker_kind)
         app.state.services = opened
         heap.settle()
         if agent is not None:

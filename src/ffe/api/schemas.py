@@ -238,10 +238,11 @@ class AgentState(Answer):
 
 
 class JobCounts(Answer):
-    """Jobs waiting and running."""
+    """Jobs waiting and running, and the workers alive to run them."""
 
     queued: int
     running: int
+    workers: int = Field(0, description="processes running jobs that beat now")
 
 
 class Status(Answer):
@@ -453,8 +454,12 @@ class JobAnswer(Answer):
     id: str
     kind: Literal["backtest", "sweep", "forecast_bench"]
     status: Literal["queued", "running", "finished", "failed", "cancelled"]
+    waiting: str | None = Field(
+        None, description='"queued: no worker is running" while queued with no worker alive'
+    )
     progress: float = Field(description="0 to 1")
     error: str | None = Field(description="why it failed or was cancelled")
+    attempts: int = Field(0, description="times a worker took it (a retry after a worker died)")
     run_id: str | None
     payload: dict[str, Any]
     result: dict[str, Any] | None

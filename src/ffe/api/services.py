@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,13 +41,16 @@ from ffe.obs.health import (
 )
 from ffe.obs.metrics import Metrics
 from ffe.service.background import watched
+from ffe.service.jobs.stop import STOPPED
 from ffe.service.journal_tail import JournalTail
 from ffe.store.database import Database
 
 if TYPE_CHECKING:
-    from ffe.api.jobs import JobService
     from ffe.api.supervisor import AgentSupervisor
     from ffe.service.analysis import AnalysisReader
+    from ffe.service.jobs.queue import JobQueue
+    from ffe.service.jobs.worker import Worker
+    from ffe.store.models import Job
 
 log = logging.getLogger(__name__)
 # A journal unreachable at start-up is checked again after 1 s, then twice as long each
@@ -92,7 +95,7 @@ class Services:
     sessions: SessionChecker
     keys: KeyVerifier
     agents: AgentService
-    jobs: JobService
+    jobs: JobQueue
     analysis: AnalysisReader
     supervisor: AgentSupervisor
     # argon2 checks: threads of their own, so health probes and other work never queue
@@ -102,6 +105,7 @@ class Services:
     throttle: AuthThrottle  # failed authentications per client address
     backoff: LoginBackoff  # wrong passwords per client address and user
     health: HealthChecks = field(default_factory=HealthChecks)
+    worker: Worker | None = None  # runs jobs in this process: `ffe run`, jobs.in_api
     started: float = field(default_factory=time.monotonic)
     journal_checked: bool = True  # False while start-up waits for the journal to answer
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -139,15 +143,17 @@ class Services:
         return body
 
     @classmethod
-    async def open(cls, settings: Settings, *, background: bool = True) -> Services:
+    async def open(
+        cls, settings: Settings, *, background: bool = True, worker_kind: str = "api"
+    ) -> Services:
         """Open the journal (migrating SQLite on first use), Redis or its in-process stand-ins,
-        and the job and analysis workers (``background``). A journal that does not answer
-        is waited for in the background (``_await_journal``); one that answers with a schema
-        this ffe cannot use stops here."""
+        the analysis (with ``precompute.in_api``) and a job worker (with ``jobs.in_api``)
+        (``background``). A journal that does not answer is waited for in the background
+        (``_await_journal``); one that answers with a schema this ffe cannot use stops here."""
         from ffe import bootstrap
-        from ffe.api.jobs import JobService
         from ffe.api.supervisor import AgentSupervisor
         from ffe.service.analysis import open_analysis
+        from ffe.service.jobs.queue import JobQueue
 
         secret = session_secret(settings)  # first: a production config without one stops here
         db, journal_ready = await _open_journal(settings)
@@ -168,7 +174,7 @@ class Services:
             ),  # logouts shared through kv
             keys=KeyVerifier(db, hashing=hashing),
             agents=AgentService(db),
-            jobs=JobService(settings, db, kv, metrics),
+            jobs=JobQueue(db, settings.jobs, kv.bus if kv.redis_url is not None else None),
             analysis=analysis,
             supervisor=AgentSupervisor(settings, kv, metrics),
             hashing=hashing,
@@ -179,6 +185,8 @@ class Services:
             ),
         )
         services._add_checks()
+        if background and settings.jobs.in_api:
+            services.worker = services._job_worker(worker_kind)
         if background and analysis.here is not None:  # precompute.in_api (`ffe run`)
             schedule = asyncio.create_task(analysis.here.run(), name="ffe-analysis")
             services._tasks.append(watched(schedule, "the background analysis"))
@@ -189,10 +197,36 @@ class Services:
             services._tasks.append(asyncio.create_task(services._await_journal(background)))
         return services
 
+    def _job_worker(self, kind: str) -> Worker:
+        from ffe.service.jobs.wake import poll_interval
+        from ffe.service.jobs.worker import Worker
+
+        worker = Worker(
+            self.settings,
+            self.jobs,
+            kind=kind,
+            concurrency=self.settings.api.max_jobs,
+            poll_s=poll_interval(self.settings, notified=self._notified()),
+        )
+        worker.on_change = lambda job: self.publish("job", job)
+        return worker
+
+    def _notified(self) -> bool:
+        from ffe.service.jobs.wake import listen_url
+
+        return self.kv.redis_url is not None or listen_url(self.settings) is not None
+
     def _journal_ready(self, background: bool) -> None:
-        if background:
-            self._tasks.append(watched(self.jobs.start(), "the job workers"))
-            self._follow_other_agents()
+        if not background:
+            return
+        self._follow_other_agents()
+        if self.worker is None:
+            return
+        from ffe.service.jobs.runner import start_listeners
+
+        self._tasks.append(watched(asyncio.create_task(self.worker.run()), "the job worker"))
+        for listener in start_listeners(self.settings, self.jobs, self.kv).tasks:
+            self._tasks.append(watched(listener, "listening for submitted jobs"))
 
     def _follow_other_agents(self) -> None:
         """Show agents of other processes (``ffe agent run``): their gauges from the journal
@@ -265,7 +299,8 @@ class Services:
         # Work that reads or writes the journal ends at its next pause, so no session is cut
         # off mid-transaction by the cancels below (a journal connection closed under a
         # cancelled session can leave a task waiting for ever).
-        await self.jobs.stop()
+        if self.worker is not None:  # its jobs end now, recorded as stopped by the shutdown
+            await self.worker.stop(drain_s=0.0, ending=("cancelled", STOPPED), wait_s=5.0)
         await self.keys.settle()
         pending = [*self._tasks, *self._refreshing.values()]
         if self._refreshing:
@@ -273,7 +308,6 @@ class Services:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        await self.jobs.close()
         await self.kv.close()
         self.hashing.shutdown(wait=False, cancel_futures=True)
         await self.db.dispose()
@@ -323,5 +357,33 @@ class Services:
             "uptime_s": round(time.monotonic() - self.started, 3),
             "redis": self.kv.redis_url is not None,
             "agents": agents,
-            "jobs": await self.jobs.counts(),
+            "jobs": {**await self.jobs.counts(), "workers": await self.jobs.registry.count_alive()},
         }
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def submit_job(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Queue a job and say so on the live stream; the job as JSON."""
+        answer = (await self.job_answers([await self.jobs.submit(kind, payload)]))[0]
+        await self.publish("job", answer)
+        return answer
+
+    async def cancel_job(self, job_id: str, actor: str) -> dict[str, Any]:
+        """Cancel a job (ending its processes now if they run here); the job as JSON."""
+        job = await self.jobs.cancel(job_id, actor)
+        if self.worker is not None:
+            await self.worker.end_here(job)
+        answer = (await self.job_answers([job]))[0]
+        await self.publish("job", answer)
+        return answer
+
+    async def job_answers(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+        """Jobs as JSON: a queued one says when no worker is alive; one running here shows
+        its progress as it is now, not as of its last heartbeat."""
+        live = None if self.worker is None else self.worker.progress
+        return await self.jobs.describe(jobs, live)
+
+    async def refresh_job_metrics(self) -> None:
+        """Read the queue and the workers from the journal for ``/metrics``."""
+        here = None if self.worker is None else self.worker.jobs()
+        self.metrics.set_jobs(await self.jobs.snapshot(here))

@@ -26,6 +26,7 @@ from ffe.cli.serve import (
     serve_command,
     users_app,
 )
+from ffe.cli.worker import worker_command
 
 app = typer.Typer(
     name="ffe",
@@ -51,6 +52,7 @@ app.add_typer(users_app, name="users")
 app.command("run")(run_command)
 app.command("serve")(serve_command)
 app.command("precompute")(precompute_command)
+app.command("worker")(worker_command)
 app.command("health")(health_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)

@@ -1,6 +1,6 @@
-"""``ffe run`` (API, dashboard and the paper agent in one process), ``ffe serve`` (the API
-alone, for several workers behind a load balancer), ``ffe health``, ``ffe keys`` and
-``ffe users``."""
+"""``ffe run`` (API, dashboard, jobs and the paper agent in one process), ``ffe serve`` (the
+API alone, for several workers behind a load balancer; jobs go to ``ffe worker``), ``ffe
+health``, ``ffe keys`` and ``ffe users``."""
 
 from __future__ import annotations
 
@@ -35,19 +35,19 @@ def run_command(
         False, "--new", help="Start a new agent run instead of resuming the last one."
     ),
 ) -> None:
-    """Start everything on embedded defaults: the API, the dashboard and the paper agent
-    replaying the bundled S&P 500. Prints the URL once the server answers, how to log in the
-    first time, and which run the agent resumes (`--new` starts a new one)."""
+    """Start everything on embedded defaults: the API, the dashboard, the jobs and the paper
+    agent replaying the bundled S&P 500. Prints the URL once the server answers, how to log in
+    the first time, and which run the agent resumes (`--new` starts a new one)."""
     from ffe.api.supervisor import AgentLaunch
     from ffe.cli.common import parse_params
 
     with user_errors():
-        settings = _with_precompute(_settings(host, port))  # one process does everything
+        settings = _with_precompute(_settings(host, port, jobs=True))  # one process: all
         launch = None
         if not no_agent:
             params = parse_params(param)
             launch = AgentLaunch(strategy, list(symbols), params, speed or None, fresh=new)
-        _serve(settings, launch)
+        _serve(settings, launch, worker_kind="run")
 
 
 def serve_command(
@@ -60,12 +60,19 @@ def serve_command(
         help="Also refresh the analyses of precompute.symbols here, as `ffe run` does, "
         "instead of in `ffe precompute` [config: precompute.in_api]. One worker only.",
     ),
+    jobs: bool = typer.Option(
+        False,
+        "--jobs",
+        help="Also run queued jobs in the API's processes, api.max_jobs at a time each "
+        "[config: jobs.in_api]; without it `ffe worker` runs them.",
+    ),
 ) -> None:
-    """Start the API and dashboard without an agent. With several workers set
-    FFE__REDIS__URL, so rate limits, caches and the live stream are shared. The analysis
-    endpoint reads what `ffe precompute` caches, unless --precompute."""
+    """Start the API and dashboard without an agent; jobs submitted wait for an `ffe worker`
+    (or `--jobs`), and the analysis endpoint reads what `ffe precompute` caches (or
+    `--precompute`). With several workers set FFE__REDIS__URL, so rate limits, caches and the
+    live stream are shared."""
     with user_errors():
-        settings = _settings(host, port, workers=workers)
+        settings = _settings(host, port, workers=workers, jobs=jobs or None)
         if precompute:
             settings = _with_precompute(settings)
         if settings.api.workers > 1 and settings.precompute.in_api:
@@ -81,7 +88,9 @@ def serve_command(
             _serve(settings, None)
 
 
-def _settings(host: str | None, port: int | None, workers: int | None = None) -> Settings:
+def _settings(
+    host: str | None, port: int | None, workers: int | None = None, jobs: bool | None = None
+) -> Settings:
     from ffe.config import load_settings
 
     settings = load_settings()
@@ -90,6 +99,10 @@ def _settings(host: str | None, port: int | None, workers: int | None = None) ->
     if changed:
         api = settings.api.model_copy(update=changed)
         settings = settings.model_copy(update={"api": api})
+    if jobs is not None:
+        settings = settings.model_copy(
+            update={"jobs": settings.jobs.model_copy(update={"in_api": jobs})}
+        )
     from ffe.api.secrets import session_secret
 
     session_secret(settings)  # refuse a production config without a secret before anything
@@ -102,7 +115,7 @@ def _with_precompute(settings: Settings) -> Settings:
     return settings.model_copy(update={"precompute": section})
 
 
-def _serve(settings: Settings, launch: Any) -> None:
+def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     import uvicorn
 
     from ffe.api.app import create_app
@@ -123,7 +136,7 @@ def _serve(settings: Settings, launch: Any) -> None:
         if not journal_unreachable(exc):
             raise
         login, unreachable = None, exc
-    app = create_app(settings, agent=launch)
+    app = create_app(settings, agent=launch, worker_kind=worker_kind)
     url = f"http://{_display_host(settings.api.host)}:{settings.api.port}"
     if unreachable is not None:
         say(
@@ -176,6 +189,8 @@ def _serve_workers(settings: Settings) -> None:
     if not os.environ.get(MULTIPROC_ENV):
         made = tempfile.mkdtemp(prefix="ffe-metrics-")
         os.environ[MULTIPROC_ENV] = made
+    if settings.jobs.in_api:  # the workers read their settings again: --jobs must reach them
+        os.environ["FFE__JOBS__IN_API"] = "true"
 
     err_console.print(
         f"ffe API on http://{_display_host(settings.api.host)}:{settings.api.port} "

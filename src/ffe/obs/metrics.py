@@ -22,6 +22,8 @@ import contextlib
 import logging
 import math
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,6 +38,8 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ffe.domain.errors import ConfigError
 
@@ -46,7 +50,9 @@ __all__ = [
     "DECISION_BUCKETS",
     "MULTIPROC_ENV",
     "REQUEST_BUCKETS",
+    "JobsSnapshot",
     "Metrics",
+    "WorkerJobs",
     "mark_process_dead",
 ]
 
@@ -135,8 +141,62 @@ def _resolve_multiprocess_dir(explicit: str | Path | None) -> Path | None:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerJobs:
+    """One worker's jobs: how many it runs now, and has finished and failed since it started."""
+
+    worker: str
+    kind: str
+    running: int
+    finished: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobsSnapshot:
+    """The job queue as the journal shows it: queued and running jobs, and the live workers."""
+
+    queued: int = 0
+    running: int = 0
+    workers: tuple[WorkerJobs, ...] = field(default_factory=tuple)
+
+
+class _JobsCollector(Collector):
+    """Exports the last ``JobsSnapshot``. The numbers are the journal's, read by whichever
+    process answers the scrape, not this process's own: so they are collected here, fresh,
+    and never summed over the processes of a multiprocess directory."""
+
+    def __init__(self) -> None:
+        self.snapshot = JobsSnapshot()
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot
+        yield GaugeMetricFamily(
+            "ffe_job_queue_depth",
+            "Jobs queued in the journal, waiting for any worker.",
+            value=snapshot.queued,
+        )
+        yield GaugeMetricFamily(
+            "ffe_jobs_running", "Jobs running on any worker.", value=snapshot.running
+        )
+        yield GaugeMetricFamily(
+            "ffe_workers_alive",
+            "Processes running jobs that beat now.",
+            value=len(snapshot.workers),
+        )
+        jobs = GaugeMetricFamily(
+            "ffe_worker_jobs",
+            "Each live worker's jobs: running now, finished and failed since it started.",
+            labels=["worker", "kind", "state"],
+        )
+        for each in snapshot.workers:
+            for state in ("running", "finished", "failed"):
+                jobs.add_metric([each.worker, each.kind, state], getattr(each, state))
+        yield jobs
+
+
 def mark_process_dead(pid: int, multiprocess_dir: str | Path | None = None) -> None:
-    """Drop a dead worker's live gauges (queue depth, breaker state) in multiprocess mode.
+    """Drop a dead worker's live gauges (breaker state) in multiprocess mode.
 
     Call it from the process manager when a worker exits (gunicorn's ``child_exit`` hook).
     The directory defaults to ``PROMETHEUS_MULTIPROC_DIR``; nothing happens without one.
@@ -161,6 +221,8 @@ class Metrics:
         self._build_http_and_decisions()
         self._build_gauges()
         self._build_analysis()
+        self._jobs = _JobsCollector()
+        self.registry.register(self._jobs)
 
     def _build_http_and_decisions(self) -> None:
         registry = self.registry
@@ -217,12 +279,6 @@ class Metrics:
             ["account"],
             registry=registry,
             multiprocess_mode="mostrecent",
-        )
-        self._queue_depth = Gauge(
-            "ffe_job_queue_depth",
-            "Jobs waiting in this process's queue (summed over workers).",
-            registry=registry,
-            multiprocess_mode="livesum",
         )
         self._heartbeat = Gauge(
             "ffe_agent_heartbeat_timestamp_seconds",
@@ -313,9 +369,9 @@ class Metrics:
             )
         self._cache.labels(cache=cache, result=result).inc()
 
-    def set_queue_depth(self, depth: int) -> None:
-        """Export how many jobs wait in this process's queue."""
-        self._queue_depth.set(depth)
+    def set_jobs(self, snapshot: JobsSnapshot) -> None:
+        """Export the job queue as the journal shows it (read it just before a scrape)."""
+        self._jobs.snapshot = snapshot
 
     def set_agent_heartbeat(self, account: str, unix_time: float) -> None:
         """Export the Unix time of an agent's last heartbeat."""
@@ -350,6 +406,7 @@ class Metrics:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        merged.register(self._jobs)  # the journal's numbers, as this process just read them
         return generate_latest(merged), CONTENT_TYPE_LATEST
 
 

@@ -74,9 +74,42 @@ def run_config(result: BacktestResult) -> dict[str, Any]:
 
 
 async def record_backtest(
-    db: Database, result: BacktestResult, *, extra_config: Mapping[str, Any] | None = None
+    db: Database,
+    result: BacktestResult,
+    *,
+    extra_config: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> str:
-    """Store the run, its trades and its equity curve in one transaction; return the run id."""
+    """Store the run, its trades and its equity curve in one transaction; return the run id.
+
+    With ``run_id`` (a job's id: a job redone after its worker died records the same run) the
+    run is stored under it once: when a run with that id is already there, nothing is written
+    and the id is returned."""
+    from ffe.domain.errors import StoreError
+
+    if run_id is not None and await _run_exists(db, run_id):
+        return run_id
+    try:
+        return await _record(db, result, extra_config, run_id)
+    except StoreError:
+        if run_id is not None and await _run_exists(db, run_id):  # another try just did
+            return run_id
+        raise
+
+
+async def _run_exists(db: Database, run_id: str) -> bool:
+    from ffe.store.models import Run
+
+    async with db.session() as session:
+        return await session.get(Run, run_id) is not None
+
+
+async def _record(
+    db: Database,
+    result: BacktestResult,
+    extra_config: Mapping[str, Any] | None,
+    run_id: str | None,
+) -> str:
     from ffe.store.repositories import unit_of_work
 
     market = result.market
@@ -84,6 +117,7 @@ async def record_backtest(
     benchmark = [None if np.isnan(v) else float(v) for v in result.benchmark]
     async with unit_of_work(db) as uow:
         run = await uow.runs.add(
+            run_id=run_id,
             kind="backtest",
             strategy=result.strategy.name,
             params=result.params,

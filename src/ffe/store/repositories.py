@@ -111,9 +111,10 @@ class RunRepository:
         config: Mapping[str, Any] | None = None,
         data_fingerprint: str | None = None,
         started_at: datetime | None = None,
+        run_id: str | None = None,
     ) -> Run:
         run = Run(
-            id=new_id(),
+            id=run_id or new_id(),
             kind=kind,
             strategy=strategy,
             params=dict(params or {}),

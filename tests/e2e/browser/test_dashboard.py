@@ -163,6 +163,7 @@ def test_cancel_a_waiting_backtest_then_the_running_sweep_from_their_pages(
         page.get_by_test_id("backtest-submit").click()
         expect(page).to_have_url(re.compile(r"/backtests/[0-9a-f-]{8,}$"))
         expect(page.get_by_test_id("job-status")).to_have_text("queued")
+        expect(page.get_by_test_id("job-waiting")).to_be_hidden()  # `ffe run` runs jobs
         job_id = page.url.rsplit("/", 1)[1]
 
         page.get_by_test_id("cancel-job").click()

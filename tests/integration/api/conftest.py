@@ -68,6 +68,13 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
 
 
 @pytest.fixture
+def jobs_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    """An API that runs the jobs submitted to it in its own process (``jobs.in_api``), as
+    ``ffe run`` does; without it they wait for an ``ffe worker``."""
+    yield from make_api(monkeypatch, FFE__JOBS__IN_API="true")
+
+
+@pytest.fixture
 def api_with(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AbstractContextManager[Api]]:
     """``with api_with(FFE__API__RATE_LIMIT="5") as api:`` an API with these settings
     (``peer=`` the address its test client connects from)."""

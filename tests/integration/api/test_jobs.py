@@ -1,78 +1,73 @@
-"""Jobs with several workers on one journal: a job whose process stopped beating is given up,
-one whose process is alive is left alone, and each job runs once."""
+"""Jobs through the API: queued without a worker (and saying so), run by the API's own worker
+when it has one, kept running through a brief journal outage, and counted in /metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
+from tests.support import jobwork
+from tests.support.wait import wait_for
 
-from ffe.api import jobs
-from ffe.api.jobs import STALE_S, JobService
 from ffe.domain.errors import StoreError
+from ffe.service.jobs.stop import NO_WORKER
 from ffe.store.models import Job
 
-
-def _job(job_id: str, heartbeat: datetime | None) -> Job:
-    return Job(
-        id=job_id,
-        kind="backtest",
-        status="running",
-        payload={},
-        progress=0.3,
-        owner="elsewhere:1:abc",
-        started_at=datetime.now(UTC) - timedelta(minutes=5),
-        heartbeat_at=heartbeat,
-    )
+BACKTEST = {"strategy": "sma_cross", "symbols": ["SP500"], "params": {"fast": 10, "slow": 30}}
 
 
-def test_recover_when_heartbeat_stale_then_failed_and_fresh_one_left_running(api):
-    services = api.services
-    now = datetime.now(UTC)
-
-    async def scenario() -> dict[str, str]:
-        async with services.db.session() as session:
-            session.add(_job("a" * 32, now - timedelta(seconds=STALE_S * 3)))  # died
-            session.add(_job("b" * 32, now))  # alive in another worker
-        lost = await services.jobs.recover()
-        async with services.db.session() as session:
-            rows = (await session.execute(select(Job.id, Job.status, Job.error))).all()
-        assert lost == 1
-        return {row.id: row.status for row in rows}
-
-    found = api.client.portal.call(scenario)  # type: ignore[union-attr]
-
-    assert found == {"a" * 32: "failed", "b" * 32: "running"}
-    lost = api.client.get(f"/api/v1/jobs/{'a' * 32}", headers=api.headers()).json()
-    assert "stopped" in lost["error"]
-    assert lost["finished_at"] is not None
+def _job(api: Any, job_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = api.client.get(f"/api/v1/jobs/{job_id}", headers=api.headers()).json()
+    return found
 
 
-def test_two_workers_when_one_job_queued_then_it_runs_once(api, tmp_path, monkeypatch):
-    from tests.support import jobwork
+def test_submit_when_no_worker_alive_then_queued_saying_so(api):
+    job = api.client.post("/api/v1/backtests", json=BACKTEST, headers=api.headers("trader"))
 
-    services = api.services
-    tally = tmp_path / "tally"
-    jobwork.use(monkeypatch, "backtest", "tally")
+    assert job.status_code == 202, job.text
+    assert (job.json()["status"], job.json()["waiting"]) == ("queued", NO_WORKER)
+    time.sleep(0.5)  # nothing in this process runs it
+    again = _job(api, job.json()["id"])
+    assert (again["status"], again["waiting"], again["attempts"]) == ("queued", NO_WORKER, 0)
+    listed = api.client.get("/api/v1/jobs", headers=api.headers()).json()["items"]
+    assert listed[0]["waiting"] == NO_WORKER
+    status = api.client.get("/api/v1/status", headers=api.headers()).json()
+    assert status["jobs"] == {"queued": 1, "running": 0, "workers": 0}
 
-    async def scenario() -> None:
-        other = JobService(services.settings, services.db, services.kv, services.metrics)
-        async with services.db.session() as session:
-            session.add(
-                Job(id="c" * 32, kind="backtest", status="queued", payload={"tally": str(tally)})
-            )
-        await asyncio.gather(services.jobs._run("c" * 32), other._run("c" * 32))
 
-    api.client.portal.call(scenario)  # type: ignore[union-attr]
+def test_submit_when_api_runs_jobs_then_run_at_once_without_waiting_note(jobs_api, monkeypatch):
+    jobwork.use(monkeypatch, "backtest", "instant")
+    api = jobs_api
 
-    assert tally.read_text().splitlines() == ["ran"]
-    done = api.client.get(f"/api/v1/jobs/{'c' * 32}", headers=api.headers()).json()
-    assert done["status"] == "finished"
+    job = api.client.post("/api/v1/backtests", json=BACKTEST, headers=api.headers("trader"))
+
+    assert job.json()["waiting"] is None  # the API's own worker is alive
+    done = wait_for(lambda: (found := _job(api, job.json()["id"]))["finished_at"] and found)
+    assert (done["status"], done["attempts"], done["result"]) == ("finished", 1, {"instant": True})
+
+
+def test_metrics_when_jobs_queued_then_depth_and_workers_read_from_the_journal(
+    jobs_api, monkeypatch
+):
+    jobwork.use(monkeypatch, "backtest", "stubborn")
+    api = jobs_api
+    submit = api.services.submit_job
+    running = api.client.portal.call(submit, "backtest", {"sleep_s": 30})  # type: ignore[union-attr]
+    wait_for(lambda: _job(api, running["id"])["status"] == "running")
+    for _ in range(3):  # max_jobs is 1: these wait
+        api.client.portal.call(submit, "backtest", {"sleep_s": 30})  # type: ignore[union-attr]
+
+    body = api.client.get("/metrics", headers=api.headers()).text
+
+    assert "ffe_job_queue_depth 3.0" in body
+    assert "ffe_jobs_running 1.0" in body
+    assert "ffe_workers_alive 1.0" in body
+    owner = api.services.worker.owner
+    assert f'ffe_worker_jobs{{kind="api",state="running",worker="{owner}"}} 1.0' in body
 
 
 class _FlakyJournal:
@@ -80,6 +75,7 @@ class _FlakyJournal:
 
     def __init__(self, db: Any) -> None:
         self.db, self.failing = db, False
+        self.is_sqlite = db.is_sqlite
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Any]:
@@ -101,40 +97,30 @@ def _heartbeat(api: Any, job_id: str) -> datetime:
     return stamp
 
 
-def test_heartbeat_when_journal_fails_briefly_then_job_kept_and_finished(api, monkeypatch):
-    from tests.support import jobwork
-
-    services = api.services
-    flaky = _FlakyJournal(services.db)
-    monkeypatch.setattr(services.jobs, "db", flaky)
-    monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.2)
+def test_heartbeat_when_journal_fails_briefly_then_job_kept_and_finished(api_with, monkeypatch):
     jobwork.use(monkeypatch, "backtest", "stubborn")
-    job = api.client.portal.call(services.jobs.submit, "backtest", {"sleep_s": 4})
-    deadline = time.monotonic() + 30
-    while (
-        api.client.get(f"/api/v1/jobs/{job['id']}", headers=api.headers()).json()["progress"] < 0.5
-    ):
-        assert time.monotonic() < deadline, "the job did not start"
-        time.sleep(0.1)
+    with api_with(FFE__JOBS__IN_API="true", FFE__JOBS__HEARTBEAT_S="0.2") as api:
+        services = api.services
+        flaky = _FlakyJournal(services.db)
+        monkeypatch.setattr(services.jobs, "db", flaky)
+        job = api.client.portal.call(services.submit_job, "backtest", {"sleep_s": 4})
+        wait_for(lambda: _job(api, job["id"])["progress"] >= 0.5, timeout=30)
 
-    flaky.failing = True
-    time.sleep(0.7)  # a few beats fail
-    stale = datetime.now(UTC) - timedelta(seconds=STALE_S * 3)
+        flaky.failing = True
+        time.sleep(0.7)  # a few beats fail
+        stale = datetime.now(UTC) - timedelta(seconds=services.settings.jobs.stale_s * 3)
 
-    async def outage_ends() -> int:
-        async with services.db.session() as session:  # as if the outage outlasted STALE_S
-            await session.execute(update(Job).where(Job.id == job["id"]).values(heartbeat_at=stale))
-        flaky.failing = False
-        return await services.jobs.recover()
+        async def outage_ends() -> Any:
+            async with services.db.session() as session:  # as if the outage outlasted stale_s
+                await session.execute(
+                    update(Job).where(Job.id == job["id"]).values(heartbeat_at=stale)
+                )
+            flaky.failing = False
+            return await services.worker.recover()
 
-    lost = api.client.portal.call(outage_ends)
+        recovered = api.client.portal.call(outage_ends)
 
-    assert lost == 0  # this process still runs it
-    time.sleep(0.7)
-    assert _heartbeat(api, job["id"]) > stale + timedelta(seconds=STALE_S)  # beating again
-    while (done := api.client.get(f"/api/v1/jobs/{job['id']}", headers=api.headers()).json())[
-        "finished_at"
-    ] is None:
-        assert time.monotonic() < deadline + 30, "the job did not end"
-        time.sleep(0.1)
-    assert (done["status"], done["result"]) == ("finished", {"ok": True})
+        assert (recovered.requeued, recovered.failed) == ((), ())  # this process still runs it
+        wait_for(lambda: _heartbeat(api, job["id"]) > stale + timedelta(seconds=60), timeout=10)
+        done = wait_for(lambda: (found := _job(api, job["id"]))["finished_at"] and found)
+    assert (done["status"], done["result"], done["attempts"]) == ("finished", {"ok": True}, 1)

@@ -49,7 +49,8 @@ def _gone_within(pids: set[int], timeout_s: float) -> set[int]:
 
 
 def test_cancel_when_sweep_running_then_cancelled_and_its_processes_gone(api_with):
-    with api_with(FFE__COMPUTE__MAX_WORKERS="2") as api:  # a pool of two, whatever the cores
+    # a pool of two, whatever the cores
+    with api_with(FFE__COMPUTE__MAX_WORKERS="2", FFE__JOBS__IN_API="true") as api:
         before = _descendants()
         trader = api.headers("trader")
         job_id = api.client.post("/api/v1/sweeps", json=LONG_SWEEP, headers=trader).json()["id"]
@@ -74,9 +75,9 @@ def test_job_when_over_its_time_limit_then_failed_saying_so_and_its_processes_go
 ):
     # A sweep whose pool's two workers sleep a minute: over any limit, on any machine.
     jobwork.use(monkeypatch, "sweep", "pool_sleeper")
-    with api_with(FFE__JOBS__TIME_LIMIT_S__SWEEP="10") as api:
+    with api_with(FFE__JOBS__TIME_LIMIT_S__SWEEP="10", FFE__JOBS__IN_API="true") as api:
         before = _descendants()
-        job = api.client.portal.call(api.services.jobs.submit, "sweep", {})  # type: ignore[union-attr]
+        job = api.client.portal.call(api.services.submit_job, "sweep", {})  # type: ignore[union-attr]
         ended, seen = _watch(api, job["id"], lambda job, _: job["finished_at"])
 
         job_processes = seen - before
@@ -89,7 +90,8 @@ def test_job_when_over_its_time_limit_then_failed_saying_so_and_its_processes_go
         assert _gone_within(job_processes, 5.0) == set()
 
 
-def test_cancel_when_job_queued_then_it_never_runs(api, monkeypatch, tmp_path):
+def test_cancel_when_job_queued_then_it_never_runs(jobs_api, monkeypatch, tmp_path):
+    api = jobs_api
     jobwork.use(monkeypatch, "backtest", "stubborn")
     jobwork.use(monkeypatch, "sweep", "tally")
     trader = api.headers("trader")
@@ -97,8 +99,8 @@ def test_cancel_when_job_queued_then_it_never_runs(api, monkeypatch, tmp_path):
     cancelled_tally, later_tally = tmp_path / "cancelled", tmp_path / "later"
 
     async def submit() -> tuple[str, str]:
-        running = await services.jobs.submit("backtest", {"sleep_s": 3})
-        queued = await services.jobs.submit("sweep", {"tally": str(cancelled_tally)})
+        running = await services.submit_job("backtest", {"sleep_s": 3})
+        queued = await services.submit_job("sweep", {"tally": str(cancelled_tally)})
         return running["id"], queued["id"]
 
     running, queued = api.client.portal.call(submit)  # type: ignore[union-attr]
@@ -110,7 +112,7 @@ def test_cancel_when_job_queued_then_it_never_runs(api, monkeypatch, tmp_path):
     assert answer.json()["status"] == "cancelled"
     # One worker takes jobs in order: once a job queued after it has run, the cancelled one
     # has been taken off the queue, and would have run by then if it were going to.
-    later = api.client.portal.call(services.jobs.submit, "sweep", {"tally": str(later_tally)})  # type: ignore[union-attr]
+    later = api.client.portal.call(services.submit_job, "sweep", {"tally": str(later_tally)})  # type: ignore[union-attr]
     ended, _ = _watch(api, later["id"], lambda job, _: job["finished_at"])
     assert ended["status"] == "finished"
     assert later_tally.read_text().splitlines() == ["ran"]
@@ -119,10 +121,11 @@ def test_cancel_when_job_queued_then_it_never_runs(api, monkeypatch, tmp_path):
     assert (never["status"], never["started_at"], never["result"]) == ("cancelled", None, None)
 
 
-def test_cancel_when_job_ended_then_409_and_when_unknown_then_404(api, monkeypatch):
+def test_cancel_when_job_ended_then_409_and_when_unknown_then_404(jobs_api, monkeypatch):
+    api = jobs_api
     jobwork.use(monkeypatch, "backtest", "instant")
     trader = api.headers("trader")
-    job = api.client.portal.call(api.services.jobs.submit, "backtest", {})  # type: ignore[union-attr]
+    job = api.client.portal.call(api.services.submit_job, "backtest", {})  # type: ignore[union-attr]
     _watch(api, job["id"], lambda job, _: job["status"] == "finished")
 
     ended = api.client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=trader)
@@ -138,16 +141,17 @@ def test_cancel_when_job_ended_then_409_and_when_unknown_then_404(api, monkeypat
 
 
 def test_cancel_from_cli_when_job_runs_here_then_its_process_ends_at_next_heartbeat(
-    api, monkeypatch
+    jobs_api, monkeypatch
 ):
     from typer.testing import CliRunner
 
-    from ffe.api.jobs import HEARTBEAT_S
     from ffe.cli.app import app
 
+    api = jobs_api
+    heartbeat_s = api.settings.jobs.heartbeat_s
     jobwork.use(monkeypatch, "backtest", "stubborn")  # one call of a minute, never looking up
     before = _descendants()
-    job = api.client.portal.call(api.services.jobs.submit, "backtest", {"sleep_s": 60})  # type: ignore[union-attr]
+    job = api.client.portal.call(api.services.submit_job, "backtest", {"sleep_s": 60})  # type: ignore[union-attr]
     _, seen = _watch(api, job["id"], lambda job, _: job["progress"] >= 0.5)
 
     cancelled = CliRunner().invoke(app, ["jobs", "cancel", job["id"][:12]])
@@ -155,7 +159,7 @@ def test_cancel_from_cli_when_job_runs_here_then_its_process_ends_at_next_heartb
     assert cancelled.exit_code == 0, cancelled.output
     job_processes = (seen | _descendants()) - before
     assert len(job_processes) >= 1
-    assert _gone_within(job_processes, HEARTBEAT_S + 5.0) == set()
+    assert _gone_within(job_processes, heartbeat_s + 5.0) == set()
     stored = api.client.get(f"/api/v1/jobs/{job['id']}", headers=api.headers()).json()
     assert stored["status"] == "cancelled"
     assert stored["error"].startswith("cancelled by cli:")

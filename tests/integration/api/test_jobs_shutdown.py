@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ffe.api.jobstop import STOPPED
 from ffe.config import Settings
+from ffe.service.jobs.stop import STOPPED
 from ffe.store.models import Job
 
 # About 2,000 backtests of SP500's 5,000 bars: over a minute on two cores if left to run.
@@ -50,7 +50,7 @@ def _stored(settings: Settings) -> dict[str, Job]:
 
 def test_close_when_sweep_running_then_prompt_and_job_stopped_by_shutdown(api_with):
     with contextlib.ExitStack() as app:
-        api = app.enter_context(api_with())
+        api = app.enter_context(api_with(FFE__JOBS__IN_API="true"))
         trader = api.headers("trader")
         submit = api.client.post("/api/v1/sweeps", json=LONG_SWEEP, headers=trader)
         later = api.client.post("/api/v1/sweeps", json=LONG_SWEEP, headers=trader)
@@ -70,26 +70,27 @@ def test_close_when_sweep_running_then_prompt_and_job_stopped_by_shutdown(api_wi
     assert stopped.result is None
     waiting = stored[later.json()["id"]]  # max_jobs is 1: it never started
     assert (waiting.status, waiting.owner, waiting.started_at) == ("queued", None, None)
+    assert waiting.attempts == 0
 
 
 def test_stop_when_work_ignores_the_flag_then_recorded_stopped_and_not_overwritten(
-    api, monkeypatch
+    jobs_api, monkeypatch
 ):
     from tests.support import jobwork
 
-    services = api.services
+    services = jobs_api.services
     jobwork.use(monkeypatch, "backtest", "stubborn")
 
     async def scenario() -> tuple[str, str | None, str, str | None]:
-        job = await services.jobs.submit("backtest", {"sleep_s": 1.5})
-        while services.jobs._progress.get(job["id"], 0.0) < 0.5:  # in its sleep
+        job = await services.submit_job("backtest", {"sleep_s": 1.5})
+        while (services.worker.progress(job["id"]) or 0.0) < 0.5:  # in its sleep
             await asyncio.sleep(0.05)
-        await services.jobs.stop(wait_s=0.2)
+        await services.worker.stop(ending=("cancelled", STOPPED), wait_s=0.2)
         at_stop = await services.jobs.get(job["id"])
         await asyncio.sleep(2.0)  # the sleep would have ended, and "finished" been recorded
         after = await services.jobs.get(job["id"])
         return at_stop.status, at_stop.error, after.status, after.error
 
-    found = api.client.portal.call(scenario)  # type: ignore[union-attr]
+    found = jobs_api.client.portal.call(scenario)  # type: ignore[union-attr]
 
     assert found == ("cancelled", STOPPED, "cancelled", STOPPED)

@@ -112,7 +112,8 @@ def test_emergency_stop_through_the_api_flattens_and_halts(api):
     wait_for(lambda: _finished(api))
 
 
-def test_backtest_job_runs_and_its_report_and_run_are_served(api):
+def test_backtest_job_runs_and_its_report_and_run_are_served(jobs_api):
+    api = jobs_api
     body = {"strategy": "sma_cross", "symbols": ["SP500"], "params": {"fast": 10, "slow": 30}}
     job = api.client.post("/api/v1/backtests", json=body, headers=api.headers("trader")).json()
     assert job["status"] == "queued"
@@ -152,7 +153,8 @@ def _sweep(api, **body: Any) -> dict[str, Any]:
     return done
 
 
-def test_sweep_job_ranks_its_grid(api):
+def test_sweep_job_ranks_its_grid(jobs_api):
+    api = jobs_api
     done = _sweep(api, grid={"fast": [5, 10], "slow": [30, 60]})
 
     rows = done["result"]["rows"]
@@ -162,7 +164,8 @@ def test_sweep_job_ranks_its_grid(api):
     assert done["result"]["direction"] == "maximize"
 
 
-def test_sweep_job_by_a_lower_is_better_metric_picks_the_smallest(api):
+def test_sweep_job_by_a_lower_is_better_metric_picks_the_smallest(jobs_api):
+    api = jobs_api
     done = _sweep(api, grid={"fast": [5, 10, 20], "slow": [60]}, metric="annual_volatility")
 
     values = [r["value"] for r in done["result"]["rows"] if r["value"] is not None]

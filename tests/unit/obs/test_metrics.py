@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ffe.domain.errors import ConfigError
-from ffe.obs.metrics import MULTIPROC_ENV, Metrics, mark_process_dead
+from ffe.obs.metrics import MULTIPROC_ENV, JobsSnapshot, Metrics, WorkerJobs, mark_process_dead
 
 ROUTE = "/api/v1/runs/{run_id}"
 
@@ -132,15 +132,31 @@ def test_cache_event_when_unknown_result_then_value_error(metrics):
         metrics.cache_event("quotes", "stale")
 
 
-def test_set_queue_depth_and_heartbeat_when_set_then_latest_values_exported(metrics):
-    metrics.set_queue_depth(4)
-    metrics.set_queue_depth(1)
+def test_set_jobs_and_heartbeat_when_set_then_latest_values_exported(metrics):
+    worker = WorkerJobs("host:1:abc", "worker", running=1, finished=7, failed=2)
+    metrics.set_jobs(JobsSnapshot(queued=4, running=2, workers=(worker,)))
+    metrics.set_jobs(JobsSnapshot(queued=1, running=1, workers=(worker,)))
     metrics.set_agent_heartbeat("paper", 1_700_000_000.5)
 
     assert sample(metrics, "ffe_job_queue_depth") == 1
+    assert sample(metrics, "ffe_jobs_running") == 1
+    assert sample(metrics, "ffe_workers_alive") == 1
+    jobs = {"worker": "host:1:abc", "kind": "worker"}
+    assert sample(metrics, "ffe_worker_jobs", state="finished", **jobs) == 7
+    assert sample(metrics, "ffe_worker_jobs", state="failed", **jobs) == 2
     assert sample(metrics, "ffe_agent_heartbeat_timestamp_seconds", account="paper") == (
         1_700_000_000.5
     )
+
+
+def test_set_jobs_when_a_worker_is_gone_then_its_series_go_too(metrics):
+    gone = WorkerJobs("host:1:abc", "worker", running=0, finished=3, failed=0)
+    metrics.set_jobs(JobsSnapshot(queued=0, running=0, workers=(gone,)))
+
+    metrics.set_jobs(JobsSnapshot(queued=0, running=0, workers=()))
+
+    assert sample(metrics, "ffe_workers_alive") == 0
+    assert b"host:1:abc" not in metrics.render()[0]
 
 
 def test_render_when_single_process_then_prometheus_text_with_process_metrics(metrics):
@@ -170,12 +186,12 @@ def test_mark_process_dead_when_single_process_then_nothing_happens(metrics, mon
 _WRITER = textwrap.dedent(
     """
     import os, sys
-    from ffe.obs.metrics import Metrics
+    from ffe.obs.metrics import JobsSnapshot, Metrics
     requests, depth, state = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     m = Metrics()
     for _ in range(requests):
         m.observe_request("GET", "/api/v1/runs/{run_id}", 200, 0.01)
-    m.set_queue_depth(depth)
+    m.set_jobs(JobsSnapshot(queued=depth))
     m.set_breaker("broker", state)
     print(os.getpid())
     """
@@ -184,8 +200,9 @@ _WRITER = textwrap.dedent(
 _READER = textwrap.dedent(
     """
     import sys
-    from ffe.obs.metrics import Metrics
+    from ffe.obs.metrics import JobsSnapshot, Metrics
     m = Metrics()
+    m.set_jobs(JobsSnapshot(queued=9))  # read from the journal by the process scraped
     for pid in sys.argv[1:]:
         m.mark_process_dead(int(pid))
     sys.stdout.write(m.render()[0].decode())
@@ -216,12 +233,11 @@ def test_render_when_multiprocess_then_workers_are_merged(tmp_path: Path):
     route = {"route": "/api/v1/runs/{run_id}"}
     assert sample_in(merged, "ffe_http_requests_total", **route) == 7
     assert sample_in(merged, "ffe_http_request_duration_seconds_count", **route) == 7
-    assert sample_in(merged, "ffe_job_queue_depth") == 7
+    assert sample_in(merged, "ffe_job_queue_depth") == 9  # the journal's, never summed
     assert sample_in(merged, "ffe_circuit_breaker_state", name="broker") == 2
     assert b"process_cpu_seconds_total" not in merged
     # A dead worker's counts stay; its live gauges go.
     assert sample_in(after_death, "ffe_http_requests_total", **route) == 7
-    assert sample_in(after_death, "ffe_job_queue_depth") == 5
     assert sample_in(after_death, "ffe_circuit_breaker_state", name="broker") == 0
 
 
@@ -230,7 +246,7 @@ _SWEEPER = textwrap.dedent(
     import json, sys
     from ffe.obs.metrics import Metrics
     m = Metrics()
-    m.set_queue_depth(1)  # this process is alive: its gauge stays
+    m.set_breaker("broker", "half_open")  # this process is alive: its gauge stays
     gone = m.forget_dead_processes()
     print(json.dumps({"gone": gone, "body": m.render()[0].decode()}))
     """
@@ -247,7 +263,8 @@ def test_forget_dead_processes_when_worker_exited_then_its_gauges_go_live_ones_s
 
     assert swept["gone"] == [exited]
     body = swept["body"].encode()
-    assert sample_in(body, "ffe_job_queue_depth") == 1  # the dead worker's 6 is gone
+    # the dead worker's breaker (open: 2) is gone; this one's half-open (1) stays
+    assert sample_in(body, "ffe_circuit_breaker_state", name="broker") == 1
     assert sample_in(body, "ffe_http_requests_total", route="/api/v1/runs/{run_id}") == 2
     assert not list(tmp_path.glob(f"gauge_live*_{exited}.db"))
 

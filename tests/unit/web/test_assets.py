@@ -141,8 +141,11 @@ def test_trader_gets_the_agent_controls_and_forms() -> None:
         ("agent", ["agent-state", "approvals-table"]),
         ("decisions", ["decisions-table", "calibration-chart"]),
         ("backtests", ["backtest-form", "backtest-strategy", "backtest-symbol"]),
-        ("backtest_job", ["job-status", "job-progress", "open-report", "report-frame"]),
-        ("optimization", ["sweep-heatmap", "job-status", "job-progress"]),
+        (
+            "backtest_job",
+            ["job-status", "job-progress", "job-waiting", "open-report", "report-frame"],
+        ),
+        ("optimization", ["sweep-heatmap", "job-status", "job-progress", "sweep-waiting"]),
         ("analysis", ["analysis-chart"]),
         ("health", ["health-table"]),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -11,6 +12,7 @@ from ffe.api.deps import Reader, ServicesDep, identify
 from ffe.api.services import Services
 from ffe.domain.errors import FfeError
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -44,8 +46,11 @@ async def _may_read(request: Request, services: Services) -> bool:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(services: ServicesDep, who: Reader) -> Response:
-    """Prometheus exposition (scrape with an API key with the read scope)."""
-    queue = services.jobs.queue.qsize()
-    services.metrics.set_queue_depth(queue)
+    """Prometheus exposition (scrape with an API key with the read scope). The job queue's
+    numbers (depth, running, live workers and their counts) are read from the journal now."""
+    try:
+        await services.refresh_job_metrics()
+    except FfeError as exc:  # the scrape still answers, with the last numbers read
+        log.warning("job metrics not refreshed: %s", exc)
     body, content_type = services.metrics.render()
     return Response(body, media_type=content_type)

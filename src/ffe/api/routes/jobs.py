@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, status
 
 from ffe.api.deps import Reader, ServicesDep, Trader
-from ffe.api.jobs import job_dict
 from ffe.api.queries import page
 from ffe.api.routes.common import Limit, Offset, not_found, refusal, refuse_server_settings
 from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, JobAnswer, SweepRequest
@@ -46,7 +45,7 @@ async def submit_backtest(body: BacktestRequest, services: ServicesDep, who: Tra
     """Queue a backtest; poll ``GET /api/v1/jobs/{id}`` for its progress and result."""
     _check_strategy(body.strategy, body.params)
     await asyncio.to_thread(_check_symbols, services, body.symbols)
-    return await services.jobs.submit("backtest", body.model_dump())
+    return await services.submit_job("backtest", body.model_dump())
 
 
 @router.get("/backtests")
@@ -69,7 +68,7 @@ async def submit_sweep(body: SweepRequest, services: ServicesDep, who: Trader) -
     _check_grid(body.strategy, list(body.grid))
     direction_of(body.metric)  # an unknown or unrankable metric is refused now
     await asyncio.to_thread(_check_symbols, services, [body.symbol])
-    return await services.jobs.submit("sweep", body.model_dump())
+    return await services.submit_job("sweep", body.model_dump())
 
 
 def _check_grid(strategy: str, names: list[str]) -> None:
@@ -101,7 +100,7 @@ async def submit_forecast_bench(
 
     parse_models(body.models)  # an unknown model is named now, not when the job runs
     await asyncio.to_thread(_check_symbols, services, [body.symbol])
-    return await services.jobs.submit("forecast_bench", body.model_dump())
+    return await services.submit_job("forecast_bench", body.model_dump())
 
 
 @router.get("/forecast/bench", responses={404: refusal("No forecast benchmark has finished yet.")})
@@ -110,7 +109,7 @@ async def forecast_bench(services: ServicesDep, who: Reader) -> Any:
     rows, _ = await services.jobs.list("forecast_bench", 50, 0)
     for row in rows:
         if row.status == "finished":
-            return job_dict(row)
+            return (await services.job_answers([row]))[0]
     raise not_found("no finished forecast benchmark: POST /api/v1/forecast/bench to run one")
 
 
@@ -124,13 +123,14 @@ async def list_jobs(
 
 async def _jobs(services: Services, kind: str | None, limit: int, offset: int) -> Any:
     rows, total = await services.jobs.list(kind, limit, offset)
-    return page([job_dict(r) for r in rows], total, limit, offset)
+    return page(await services.job_answers(rows), total, limit, offset)
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
-    """A job's status, progress (0 to 1), error and result."""
-    return job_dict(await services.jobs.get(job_id))
+    """A job's status, progress (0 to 1), error and result; ``waiting`` says "queued: no
+    worker is running" while it is queued and no worker is alive to run it."""
+    return (await services.job_answers([await services.jobs.get(job_id)]))[0]
 
 
 @router.post(
@@ -143,9 +143,9 @@ async def get_job(job_id: JobId, services: ServicesDep, who: Reader) -> Any:
 )
 async def cancel_job(job_id: JobId, services: ServicesDep, who: Trader) -> Any:
     """Cancel a queued job (it will not run) or a running one: its processes are ended now,
-    or within a few seconds if another server process runs it. The job stays listed, with
-    status ``cancelled`` and who cancelled it as its error."""
-    return job_dict(await services.jobs.cancel(job_id, who.actor))  # 404, 409: by error type
+    or within a few seconds (its worker's next heartbeat) if another process runs it. The job
+    stays listed, with status ``cancelled`` and who cancelled it as its error."""
+    return await services.cancel_job(job_id, who.actor)  # 404, 409: by error type
 
 
 @router.get("/backtests/{job_id}")

@@ -200,6 +200,22 @@ export function stateBadge(node, status) {
   node.textContent = status || "unknown";
 }
 
+const WORKER_HINT = "Start one with `ffe worker`, or run the API with `ffe serve --jobs`.";
+
+/** A job's status badge for a table, with "no worker is running" under it while the job is
+ * queued and no worker is alive to run it. */
+export function jobState(job) {
+  const badge = el("span", { class: "state", "data-status": job.status }, job.status);
+  if (!job.waiting) return badge;
+  return el("span", {}, badge, el("div", { class: "muted small", title: WORKER_HINT }, "no worker is running"));
+}
+
+/** Show in `node` why a queued job does not run (no worker alive), or hide it. */
+export function showWaiting(node, job) {
+  node.hidden = !job.waiting;
+  node.textContent = job.waiting ? `${job.waiting[0].toUpperCase()}${job.waiting.slice(1)}. ${WORKER_HINT}` : "";
+}
+
 // -- formatting --------------------------------------------------------------------------------
 
 const DASH = "—";

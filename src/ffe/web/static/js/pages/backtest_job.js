@@ -1,7 +1,7 @@
 // One backtest job: status and progress until it ends, then its statistics, equity and report.
 import {
   $, API, ApiError, canTrade, cancelJob, el, fmtMoney, fmtStat, fmtTime, getJson,
-  labelOf, onStream, showError, startPage, stateBadge,
+  labelOf, onStream, showError, showWaiting, startPage, stateBadge,
 } from "../app.js";
 import { equityChart } from "../charts.js";
 
@@ -37,6 +37,7 @@ function renderJob(job) {
   ];
   if (job.run_id) facts.push(el("div", {}, el("dt", {}, "Run"), el("dd", {}, el("a", { href: `/decisions?run_id=${encodeURIComponent(job.run_id)}` }, job.run_id))));
   $("job-facts").replaceChildren(...facts);
+  showWaiting($("job-waiting"), job);
   $("job-error").hidden = !job.error;
   const ended = job.status === "cancelled" ? "The backtest was stopped" : "The backtest failed";
   $("job-error").textContent = job.error ? `${ended}: ${job.error}` : "";

@@ -1,7 +1,7 @@
 // Backtests: submit one (then follow it on its own page), recent jobs, and two runs compared.
 import {
-  $, betterClass, busy, canTrade, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, labelOf,
-  marketSymbols, num, onStream, paramInputs, postJson, readParams, showError, startPage, td,
+  $, betterClass, busy, canTrade, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, jobState,
+  labelOf, marketSymbols, num, onStream, paramInputs, postJson, readParams, showError, startPage, td,
 } from "../app.js";
 import { compareChart } from "../charts.js";
 
@@ -58,7 +58,7 @@ function jobRow(job) {
   return el("tr", {},
     el("td", {}, el("a", { href: link }, short(job.id))),
     td(fmtTime(job.created_at)), td(payload.strategy || "—"), td((payload.symbols || []).join(", ") || "—"),
-    el("td", {}, el("span", { class: "state", "data-status": job.status }, job.status)),
+    el("td", {}, jobState(job)),
     el("td", {}, el("progress", { max: 1, value: job.progress ?? 0 })),
     el("td", { class: "actions" }, el("a", { class: "btn small ghost", href: link }, job.status === "finished" ? "Result" : "Follow")));
 }

@@ -31,6 +31,8 @@ async function loadStatus() {
   setText("sys-mode", status.mode ?? "—");
   setText("sys-redis", status.redis ? "connected" : "not used");
   setText("sys-jobs", `${status.jobs?.running ?? 0} / ${status.jobs?.queued ?? 0}`);
+  const workers = status.jobs?.workers ?? 0;
+  setText("sys-workers", workers ? String(workers) : "none: queued jobs wait (start `ffe worker`)");
   setText("sys-live", live);
   fillTable("health-agents", status.agents || [], (a) => el("tr", {},
     td(a.account), el("td", {}, el("span", { class: "state", "data-status": a.status }, a.status)),

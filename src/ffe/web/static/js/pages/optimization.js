@@ -1,8 +1,8 @@
 // Optimization: submit a parameter sweep, list sweeps, and show one as a heatmap and a ranking.
 import {
-  $, busy, canTrade, cancelJob, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, labelOf,
-  marketSymbols, num, onStream, parseValue, postJson, showError, startPage, stateBadge, strategies,
-  td, toast,
+  $, busy, canTrade, cancelJob, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, jobState,
+  labelOf, marketSymbols, num, onStream, parseValue, postJson, showError, showWaiting, startPage,
+  stateBadge, strategies, td, toast,
 } from "../app.js";
 import { describeDirection, isBetter, rankRows } from "../ranking.js";
 
@@ -72,7 +72,7 @@ function sweepRow(job) {
   return el("tr", { class: job.id === selected ? "clickable selected" : "clickable", onclick: () => select(job.id) },
     el("td", {}, el("a", { href: `?job=${encodeURIComponent(job.id)}`, onclick: (e) => e.preventDefault() }, short(job.id))),
     td(fmtTime(job.created_at)), td(p.strategy || "—"), td(p.symbol || "—"), td(p.metric || "sharpe"),
-    el("td", {}, el("span", { class: "state", "data-status": job.status }, job.status)),
+    el("td", {}, jobState(job)),
     el("td", {}, el("progress", { max: 1, value: job.progress ?? 0 })),
     num(best ? fmtStat(p.metric || "sharpe", best.value) : "—"));
 }
@@ -124,6 +124,7 @@ function showSweep(job) {
   $("job-progress").value = progress;
   $("job-progress-label").textContent = `${Math.round(progress * 100)}%`;
   $("sweep-progress-row").hidden = job.status === "finished";
+  showWaiting($("sweep-waiting"), job);
   $("sweep-error").hidden = !job.error;
   $("sweep-error").textContent = job.error || "";
   const result = job.status === "finished" ? job.result || {} : {};

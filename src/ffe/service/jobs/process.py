@@ -2,13 +2,16 @@
 
 Why a process: a backtest is one long call that never looks at a stop flag, and sweeps and
 benchmarks start pools of worker processes. Ending the group (``RunningJob.end``: a cancel,
-the job's time limit, the server's shutdown) ends the job's process, its pools' workers and
+the job's time limit, its worker's shutdown) ends the job's process, its pools' workers and
 whatever they started, whether or not the work cooperates: SIGTERM to the group, SIGKILL to
-whatever is left ``GRACE_S`` later. A child whose server goes away, even SIGKILLed, sees its
-stdin close and ends its own group the same way.
+whatever is left ``GRACE_S`` later. A child whose worker (the process that started it: an
+``ffe worker``, or the API running jobs itself) goes away, even SIGKILLed, sees its stdin close
+and ends its own group the same way.
 
-The child is a fresh interpreter (``python -m ffe.api.jobproc FD``), not a fork of the server:
-it inherits none of the server's threads, locks or open connections. The server sends it, on
+The child is a fresh interpreter (``python -m ffe.service.jobs.process FD NICE``), not a fork
+of the worker: it inherits none of the worker's threads, locks or open connections. It first
+lowers its CPU priority by ``NICE`` (``jobs.nice``; the pools it starts inherit it), so the
+API's requests on the same machine keep their latency while jobs run. The worker sends it, on
 stdin, its ``sys.path`` and then a pickled ``(target, args)``; the child calls
 ``target(*args, report)`` and answers on the pipe ``FD`` with pickled frames: progress
 fractions, then the result or the error.
@@ -47,11 +50,11 @@ class JobCrashedError(JobProcessError):
 class JobProcess:
     """One job's work, running in a child process that leads a process group of its own."""
 
-    def __init__(self, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, target: Callable[..., Any], args: tuple[Any, ...], nice: int = 0) -> None:
         read, write = os.pipe()
         try:
             self._popen = subprocess.Popen(
-                [sys.executable, "-m", "ffe.api.jobproc", str(write)],
+                [sys.executable, "-m", "ffe.service.jobs.process", str(write), str(nice)],
                 stdin=subprocess.PIPE,
                 pass_fds=(write,),
                 start_new_session=True,  # a new process group: the one signalled to end it
@@ -115,7 +118,7 @@ class JobProcess:
 
 
 class RunningJob:
-    """A job running in this server: its process once started, and why it was ended."""
+    """A job running in this process: its job process once started, and why it was ended."""
 
     def __init__(self) -> None:
         self.reason: tuple[str, str] | None = None  # (status, error) it was ended with
@@ -136,10 +139,15 @@ class RunningJob:
                 self._process.terminate()
 
     def run(
-        self, target: Callable[..., Any], args: tuple[Any, ...], report: Callable[[float], None]
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...],
+        report: Callable[[float], None],
+        nice: int = 0,
     ) -> Any:
-        """Run ``target(*args, report)`` in a job process and wait for its result (blocks)."""
-        process = JobProcess(target, args)
+        """Run ``target(*args, report)`` in a job process, ``nice`` lower in CPU priority, and
+        wait for its result (blocks)."""
+        process = JobProcess(target, args, nice)
         with self._lock:
             self._process = process
             if self.reason is not None:  # ended before its process had started
@@ -162,7 +170,7 @@ def _crash_message(code: int) -> str:
         f"the job's process ended without a result ({ended}): most likely it was killed, "
         "often by the system when memory ran out; to use less, lower compute.max_workers "
         "(environment: FFE__COMPUTE__MAX_WORKERS) or submit a smaller grid or date range; if "
-        "something outside the server ends long runs, set jobs.time_limit_s.<kind> below its "
+        "something outside the worker ends long runs, set jobs.time_limit_s.<kind> below its "
         "limit so the job stops with an error that says so"
     )
 
@@ -178,7 +186,9 @@ def _frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
 # -- in the child ------------------------------------------------------------------------------
 
 
-def _main(fd: int) -> None:
+def _main(fd: int, nice: int) -> None:
+    if nice:
+        os.nice(nice)
     answers = os.fdopen(fd, "wb")
     os.set_inheritable(fd, False)  # the pools' workers must not hold the answer pipe open
     lock = threading.Lock()
@@ -191,7 +201,7 @@ def _main(fd: int) -> None:
 
     sys.path[:] = pickle.load(sys.stdin.buffer)
     target, args = pickle.load(sys.stdin.buffer)
-    threading.Thread(target=_end_with_server, name="ffe-job-orphan", daemon=True).start()
+    threading.Thread(target=_end_with_worker, name="ffe-job-orphan", daemon=True).start()
     try:
         value = target(*args, lambda fraction: send(("progress", fraction)))
     except Exception as exc:  # any failure of the work is the job's answer
@@ -200,8 +210,8 @@ def _main(fd: int) -> None:
         send(("done", value))
 
 
-def _end_with_server() -> None:
-    """Wait for stdin to close (the server ended, maybe killed); then end this group."""
+def _end_with_worker() -> None:
+    """Wait for stdin to close (the worker ended, maybe killed); then end this group."""
     # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds its lock, and
     # the interpreter aborts at exit when it cannot take it.
     while os.read(sys.stdin.fileno(), 4096):
@@ -212,4 +222,4 @@ def _end_with_server() -> None:
 
 
 if __name__ == "__main__":
-    _main(int(sys.argv[1]))
+    _main(int(sys.argv[1]), int(sys.argv[2]))

@@ -1,7 +1,11 @@
-"""What each kind of job does: the work that runs in a job's process (see ``jobproc``).
+"""What each kind of job does: the work that runs in a job's process (see ``process``).
 
-A job process imports this module and whatever its work needs, not the server's services.
+A job process imports this module and whatever its work needs, not the worker's services.
 ``WORK`` maps each kind to its work; tests put stand-ins there.
+
+A job may run more than once: when its worker dies mid-job it is queued again (see ``queue``).
+Work that records something must record it once: a backtest's run takes the job's id, and a
+run already recorded under it is not recorded again.
 """
 
 from __future__ import annotations
@@ -9,23 +13,36 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ffe.config import Settings
 
-# What a job's work calls with the fraction done. A job is stopped by ending its process
-# group (jobproc), so its work needs no stop flag of its own.
-Progress = Callable[[float], None]
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a job's work calls with the fraction done, and which job it is doing. A job is
+    stopped by ending its process group (``process``), so its work needs no stop flag."""
+
+    job_id: str
+    report: Callable[[float], None]
+
+    def __call__(self, fraction: float) -> None:
+        self.report(fraction)
+
+
+Work = Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]]
 
 
 def in_job_process(
-    work: Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]],
+    work: Work,
     settings: Settings,
+    job_id: str,
     payload: dict[str, Any],
     report: Callable[[float], None],
 ) -> tuple[dict[str, Any], str | None]:
-    """Run ``work`` in a job process, reporting its progress through ``report``."""
-    return work(settings, payload, report)
+    """Run job ``job_id``'s ``work`` in a job process, reporting its progress to ``report``."""
+    return work(settings, payload, Progress(job_id, report))
 
 
 def _backtest(
@@ -51,18 +68,20 @@ def _backtest(
     progress(0.1)
     result = run_backtest(market, strategy, config, risk=bootstrap.risk_engine(settings))
     progress(0.8)
-    run_id = asyncio.run(_record(settings, result))
+    run_id = asyncio.run(_record(settings, result, progress.job_id))
     stats = result.stats.as_dict()
     return {"stats": stats, "trades": len(result.trades), "bars": market.n_bars}, run_id
 
 
-async def _record(settings: Settings, result: Any) -> str:
+async def _record(settings: Settings, result: Any, run_id: str) -> str:
+    """Record the run under ``run_id`` (the job's id), unless an earlier try of the same job
+    already did."""
     from ffe import bootstrap
     from ffe.runs.journal import record_backtest
 
     db = await bootstrap.open_journal(settings)
     try:
-        return await record_backtest(db, result, extra_config={"source": "api"})
+        return await record_backtest(db, result, extra_config={"source": "api"}, run_id=run_id)
     finally:
         await db.dispose()
 
@@ -162,9 +181,7 @@ def _forecast_bench(
     return result.to_dict(), None
 
 
-WORK: dict[
-    str, Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]]
-] = {
+WORK: dict[str, Work] = {
     "backtest": _backtest,
     "sweep": _sweep,
     "forecast_bench": _forecast_bench,

@@ -1,4 +1,5 @@
-"""A job's work in a process of its own: its answer, its failure, and its end when told."""
+"""A job's work in a process of its own: its answer, its failure, its end when told, and its
+lower CPU priority."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from ffe.api.jobproc import JobCrashedError, JobProcess, JobWorkError, RunningJob
+from ffe.service.jobs.process import JobCrashedError, JobProcess, JobWorkError, RunningJob
 
 
 @pytest.fixture
@@ -96,3 +97,16 @@ def test_process_when_killed_without_answer_then_error_names_cause_and_settings(
     assert "memory" in message
     assert "compute.max_workers" in message
     assert "jobs.time_limit_s" in message
+
+
+def test_process_when_nice_given_then_its_work_runs_that_much_lower(jobwork):
+    import os
+
+    here = os.nice(0)
+    process = JobProcess(jobwork.nice, (None, {}), nice=10)
+
+    answer = process.answer(lambda fraction: None)
+    process.close()
+
+    assert answer == ({"nice": min(19, here + 10)}, None)
+    assert os.nice(0) == here  # this process keeps its priority

@@ -1,4 +1,5 @@
-"""How jobs end early: cancelled by a person, or stopped at the time limit of their kind."""
+"""How jobs end early: cancelled by a person, stopped at the time limit of their kind, given up
+after their workers died too often, or handed back to the queue by a worker that stops."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from ffe.store.database import Database
 from ffe.store.models import Job
 
 ACTIVE = ("queued", "running")  # the states a job can be cancelled in
-STOPPED = "stopped: the server shut down"  # the error of a job ended by the server's shutdown
+STOPPED = "stopped: the server shut down"  # the error of a job ended by the API's shutdown
+HANDED_BACK = "handed back: its worker stopped"  # why a job went back to the queue (logs)
+NO_WORKER = "queued: no worker is running"  # what a queued job says while no worker is alive
 
 
 class JobNotFoundError(NotFoundError):
@@ -29,6 +32,17 @@ def time_limit_error(kind: str, limit_s: float) -> str:
     return (
         f"time limit: the {kind} job ran for {limit_s:g} s, its limit, and was stopped; "
         f"to allow longer, raise {setting} (environment: {variable})"
+    )
+
+
+def interrupted_error(attempts: int, max_attempts: int) -> str:
+    """What a job records when its workers died under it ``attempts`` times, as many as
+    ``jobs.max_attempts`` (``max_attempts``) allows."""
+    times = "once" if attempts == 1 else f"{attempts} times"
+    return (
+        f"interrupted: the process running it stopped {times} (jobs.max_attempts is "
+        f"{max_attempts}); the job may need more memory or time than its workers have: submit "
+        "it again, smaller, or raise jobs.max_attempts (environment: FFE__JOBS__MAX_ATTEMPTS)"
     )
 
 

@@ -1,0 +1,66 @@
+"""A backtest job redone (its worker died after recording the run) records its run once: under
+the job's id, whichever try gets there first."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from sqlalchemy import func, select
+
+from ffe import bootstrap
+from ffe.config import load_settings
+from ffe.service.jobs.work import WORK, Progress
+from ffe.store.models import EquityPoint, Run, TradeRow
+
+PAYLOAD = {
+    "strategy": "sma_cross",
+    "symbols": ["SP500"],
+    "params": {"fast": 10, "slow": 30},
+    "start": "2010-01-01",
+    "end": "2012-12-31",
+}
+
+
+def _count(model: type) -> int:
+    async def count() -> int:
+        db = await bootstrap.open_journal(load_settings())
+        try:
+            async with db.session() as session:
+                return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(count())
+
+
+def test_backtest_when_redone_then_one_run_under_the_job_id():
+    settings, job_id = load_settings(), "ab" * 16
+    reported: list[float] = []
+
+    first, first_run = WORK["backtest"](settings, dict(PAYLOAD), Progress(job_id, reported.append))
+    trades, points = _count(TradeRow), _count(EquityPoint)
+    again, again_run = WORK["backtest"](settings, dict(PAYLOAD), Progress(job_id, reported.append))
+
+    assert first_run == again_run == job_id
+    assert first == again  # the same work gives the same answer
+    assert first["trades"] > 0
+    assert _count(Run) == 1
+    assert (_count(TradeRow), _count(EquityPoint)) == (trades, points)  # nothing added
+    assert reported[:2] == [0.1, 0.8]
+
+
+async def test_record_backtest_when_two_tries_race_then_one_run_and_both_name_it(db, make_market):
+    from ffe.backtest.engine import BacktestConfig, run_backtest
+    from ffe.runs.journal import record_backtest
+
+    closes = 100 + 10 * np.sin(np.arange(300) / 9.0)
+    strategy = bootstrap.strategy(load_settings(), "sma_cross", {"fast": 5, "slow": 20})
+    result = run_backtest(make_market(closes), strategy, BacktestConfig(check_lookahead=False))
+    job_id = "cd" * 16
+
+    names = await asyncio.gather(*(record_backtest(db, result, run_id=job_id) for _ in range(2)))
+
+    assert names == [job_id, job_id]
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Run)) == 1
