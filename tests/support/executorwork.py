@@ -65,3 +65,13 @@ def ensemble_pool(shared: int, item: int) -> int:
 
 def _no_pool(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("a process pool was started")
+
+
+def nested_session_pid(shared: None, item: int) -> tuple[int, int]:
+    """This process's id, and the id of the process an executor session opened here ran an
+    item in (the same: a pool's worker runs nested sessions itself)."""
+    from ffe.compute import LocalExecutor
+
+    with LocalExecutor(4).open(pid, None) as session:
+        inner = session.submit(item).result()
+    return os.getpid(), inner

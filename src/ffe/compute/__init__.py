@@ -3,6 +3,6 @@
 Imports nothing else from ffe, so every layer (backtest, forecast, decide, tune) may use it.
 """
 
-from ffe.compute.executor import Executor, LocalExecutor, in_order
+from ffe.compute.executor import Executor, LocalExecutor, Session, in_order
 
-__all__ = ["Executor", "LocalExecutor", "in_order"]
+__all__ = ["Executor", "LocalExecutor", "Session", "in_order"]

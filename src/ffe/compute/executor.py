@@ -1,7 +1,9 @@
 """The executor port: run one function over many items, in parallel where that pays.
 
 Sweep points, walk-forward segments and rolling-forecast blocks are independent, so each
-runs through ``Executor.map``. ``LocalExecutor`` is a pool of spawned processes on this
+runs through ``Executor.map``. Work that decides its next item from the results so far (a
+tuner asking for the next trial) opens a ``Session`` instead and ``submit``s items one at a
+time, getting a future for each. ``LocalExecutor`` is a pool of spawned processes on this
 machine; another implementation (a cluster) can take its place behind the same port.
 
 Nested use is the port's business: inside a worker of a ``LocalExecutor`` pool every
@@ -57,6 +59,34 @@ class Executor(Protocol):
         (``contextlib.closing``) when stopping before its end, so the workers stop now.
         """
         ...
+
+    def open(self, fn: Callable[[S, T], R], shared: S) -> Session[S, R]:
+        """A session of workers for ``fn`` and ``shared``, for items submitted one at a time
+        (``with executor.open(fn, shared) as session: session.submit(item)``). Leaving the
+        ``with`` waits for the items running; ``cancel`` first to drop the rest."""
+        ...
+
+
+class Session(Protocol[S, R]):
+    """Workers holding ``fn`` and ``shared`` (sent once to each), taking items one at a time."""
+
+    def submit(self, item: Any) -> Future[R]:
+        """Run ``fn(shared, item)``; its future (done already when it ran in this process).
+        Refused (``RuntimeError``) once the session is cancelled or closed."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop every item not yet started (their futures are cancelled); items running
+        finish. Submitting afterwards is refused."""
+        ...
+
+    def close(self) -> None:
+        """Wait for the items running, then free the workers."""
+        ...
+
+    def __enter__(self) -> Session[S, R]: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def in_order(pairs: Iterable[tuple[int, R]], total: int) -> list[R]:
@@ -120,6 +150,88 @@ class LocalExecutor:
                     progress(index, result)
                 yield index, result
 
+    def open(self, fn: Callable[[S, T], R], shared: S) -> Session[S, R]:
+        """See ``Executor.open``: a pool of ``workers`` spawned processes, or this process
+        (one worker, or a call from inside a pool's worker)."""
+        if self._workers <= 1 or _WORKER:
+            return _InProcessSession(fn, shared)
+        return _PoolSession(fn, shared, self._workers)
+
+
+class _InProcessSession:
+    """Items run in the calling process as they are submitted."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any], shared: Any) -> None:
+        self._fn, self._shared, self._open = fn, shared, True
+
+    def submit(self, item: Any) -> Future[Any]:
+        if not self._open:
+            raise RuntimeError("the session is cancelled or closed: open another")
+        future: Future[Any] = Future()
+        try:
+            future.set_result(self._fn(self._shared, item))
+        except Exception as exc:  # the future carries it, as a pool's would
+            future.set_exception(exc)
+        return future
+
+    def cancel(self) -> None:
+        self._open = False
+
+    def close(self) -> None:
+        self._open = False
+
+    def __enter__(self) -> _InProcessSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _PoolSession:
+    """A spawned pool whose workers got ``fn`` and ``shared`` once, at start."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any], shared: Any, workers: int) -> None:
+        self._pool = _pool(fn, shared, workers)
+        self._open = True
+        self._futures: set[Future[Any]] = set()
+
+    def submit(self, item: Any) -> Future[Any]:
+        if not self._open:
+            raise RuntimeError("the session is cancelled or closed: open another")
+        future = self._pool.submit(_run_item, item)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return future
+
+    def cancel(self) -> None:
+        self._open = False
+        # Cancelled here, at once: the pool's own cancel_futures happens later, on its
+        # manager thread. A future already handed to a worker cannot be cancelled.
+        for future in list(self._futures):
+            future.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self._open = False
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> _PoolSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pool(fn: Callable[[Any, Any], Any], shared: Any, workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
+        # have started can hang for ever.
+        mp_context=multiprocessing.get_context("spawn"),
+        max_workers=workers,
+        initializer=_init_worker,
+        initargs=(fn, shared),
+    )
+
 
 def _in_process(
     fn: Callable[[S, T], R], items: Sequence[T], shared: S, stop: threading.Event
@@ -133,14 +245,7 @@ def _in_process(
 def _in_pool(
     fn: Callable[[S, T], R], items: Sequence[T], shared: S, stop: threading.Event, workers: int
 ) -> Results[R]:
-    pool = ProcessPoolExecutor(
-        # spawn, not fork: a child forked from a process whose OpenMP threads (LightGBM)
-        # have started can hang for ever.
-        mp_context=multiprocessing.get_context("spawn"),
-        max_workers=workers,
-        initializer=_init_worker,
-        initargs=(fn, shared),
-    )
+    pool = _pool(fn, shared, workers)
     try:
         pending: dict[Future[Any], int] = {
             pool.submit(_run_item, item): index for index, item in enumerate(items)

@@ -93,3 +93,49 @@ def test_workers_when_none_then_one_per_core() -> None:
 
 def _divide(shared: int, item: int) -> float:
     return shared / item
+
+
+def test_session_when_pool_then_items_submitted_one_at_a_time_run_in_workers(
+    work: ModuleType,
+) -> None:
+    with LocalExecutor(2).open(work.scaled, work.Counted(5)) as session:
+        first = session.submit(1).result(timeout=60)
+        # The next item is chosen from the first result, as a tuner's next trial would be.
+        second = session.submit(first[0] + 1).result(timeout=60)
+
+    assert (first[0], second[0]) == (5, 30)
+    assert os.getpid() not in {first[1], second[1]}
+    assert {first[2], second[2]} == {1}  # shared data arrived once per worker
+
+
+def test_session_when_one_worker_then_items_run_here_and_errors_travel_in_the_future(
+    work: ModuleType,
+) -> None:
+    with LocalExecutor(1).open(work.pid, None) as session:
+        assert session.submit(0).result() == os.getpid()
+    with LocalExecutor(1).open(work.slow, "not a number") as session:
+        failed = session.submit(1)
+        assert isinstance(failed.exception(), TypeError)
+
+
+def test_session_when_cancelled_then_items_not_started_are_dropped_and_submit_refused(
+    work: ModuleType,
+) -> None:
+    session = LocalExecutor(2).open(work.slow, 0.5)
+    futures = [session.submit(i) for i in range(12)]
+    futures[0].result(timeout=60)  # the workers are up and busy
+    session.cancel()
+    assert sum(f.cancelled() for f in futures) >= 6  # 2 workers cannot have started 12
+    with pytest.raises(RuntimeError, match="open another"):
+        session.submit(99)
+    session.close()
+
+
+def test_session_when_opened_inside_a_pool_worker_then_it_runs_in_that_worker(
+    work: ModuleType,
+) -> None:
+    results = in_order(LocalExecutor(2).map(work.nested_session_pid, range(2), None), 2)
+
+    for outer, inner in results:
+        assert outer == inner
+        assert outer != os.getpid()
