@@ -10,7 +10,7 @@ import typer
 
 from ffe.cli.common import (
     JOBS,
-    Progress,
+    ProgressBar,
     console,
     err_console,
     format_stat,
@@ -19,14 +19,11 @@ from ffe.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from ffe.backtest.engine import BacktestConfig
     from ffe.backtest.objective import Direction
     from ffe.backtest.result import BacktestResult
-    from ffe.backtest.walkforward import WalkForwardResult, WalkForwardSpec
-    from ffe.compute import Executor
-    from ffe.config import Settings
-    from ffe.domain.market import MarketData
-    from ffe.risk.engine import RiskEngine
+    from ffe.backtest.walkforward import WalkForwardResult
+    from ffe.service.backtests import BacktestOutcome
+    from ffe.service.markets import MarketSpec
 
 backtest_app = typer.Typer(
     help="Backtest strategies on bundled, imported or synthetic bars.", no_args_is_help=True
@@ -45,50 +42,12 @@ SLIPPAGE = typer.Option(None, "--slippage-bps", help="Slippage in basis points."
 FILL = typer.Option(None, "--fill", help="Fill at next_open (default) or close.")
 
 
-def load_market_for(
-    settings: Settings,
-    symbols: list[str],
-    synthetic: int,
-    bars: int,
-    seed: int,
-    start: str | None,
-    end: str | None,
-) -> MarketData:
-    from ffe import bootstrap
-    from ffe.data import SyntheticMarket, load_market
+def _market(
+    symbols: list[str], synthetic: int, bars: int, seed: int, start: str | None, end: str | None
+) -> MarketSpec:
+    from ffe.service.markets import MarketSpec
 
-    if synthetic:
-        source: Any = SyntheticMarket(synthetic, bars, seed=seed)
-        if start is None and end is None:
-            return source.to_market()  # type: ignore[no-any-return]
-        symbols = source.symbols()
-    else:
-        source = bootstrap.data_catalog(settings)
-    return load_market(source, symbols, start=start, end=end)
-
-
-def _setup(
-    symbols: list[str],
-    synthetic: int,
-    bars: int,
-    seed: int,
-    start: str | None,
-    end: str | None,
-    cash: float | None,
-    commission: float | None,
-    slippage_bps: float | None,
-    fill: str | None,
-) -> tuple[MarketData, BacktestConfig, RiskEngine]:
-    """Market, run configuration and risk limits from settings and command-line overrides."""
-    from ffe import bootstrap
-    from ffe.config import load_settings
-
-    settings = load_settings()
-    market = load_market_for(settings, symbols, synthetic, bars, seed, start, end)
-    config = bootstrap.backtest_config(
-        settings, cash=cash, commission=commission, slippage_bps=slippage_bps, at=fill
-    )
-    return market, config, bootstrap.risk_engine(settings)
+    return MarketSpec(tuple(symbols), start, end, synthetic=synthetic, bars=bars, seed=seed)
 
 
 @backtest_app.command("run")
@@ -128,65 +87,32 @@ def run(
     """Run one backtest (or a walk-forward run), print its statistics and record it in the
     journal."""
     with user_errors():
-        from ffe import bootstrap
-        from ffe.backtest.engine import run_backtest
         from ffe.backtest.walkforward import WalkForwardSpec
         from ffe.config import load_settings
-        from ffe.decide.strategy import make_strategy
+        from ffe.service import backtests
 
-        settings = load_settings()
-        # -p workers=N is the operator's to give here, but still at most compute.max_workers.
-        params = bootstrap.strategy_params(settings, strategy, parse_params(param))
-        chosen = make_strategy(strategy, params)
-        executor = bootstrap.executor(settings, jobs)
-        spec = WalkForwardSpec.parse(walk_forward) if walk_forward is not None else None
-        market, config, risk = _setup(
-            symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
+        request = backtests.BacktestRequest(
+            strategy,
+            parse_params(param),
+            _market(symbol, synthetic, bars, seed, start, end),
+            backtests.Costs(cash, commission, slippage_bps, fill),
+            walk_forward=None if walk_forward is None else WalkForwardSpec.parse(walk_forward),
+            workers=jobs,
+            record=record,
         )
-        if spec is None:
-            result, walked = run_backtest(market, chosen, config, risk), None
-        else:
-            walked = _walk_forward(
-                market, strategy, params, spec, (config, risk), executor, as_json
-            )
-            result = walked.backtest
-        _show(result, walked, report=report, record=record, as_json=as_json)
+        # A plain run shows no bar; a walk-forward run counts its segments.
+        quiet = as_json or request.walk_forward is None
+        with ProgressBar(quiet=quiet, description="segments") as advance:
+            outcome = backtests.run(load_settings(), request, advance)
+        _show(outcome, report=report, as_json=as_json)
 
 
-def _walk_forward(
-    market: MarketData,
-    strategy: str,
-    params: dict[str, Any],
-    spec: WalkForwardSpec,
-    setup: tuple[BacktestConfig, RiskEngine],
-    executor: Executor,
-    quiet: bool,
-) -> WalkForwardResult:
-    from ffe.backtest.walkforward import run_walk_forward
-
-    config, risk = setup
-    total = len(spec.windows(market.n_bars))  # too few bars fail here, before the bar shows
-    with Progress(total, quiet=quiet, description="segments") as advance:
-        return run_walk_forward(
-            market, strategy, params, spec.train, spec.test, config, risk,
-            progress=advance, executor=executor,
-        )  # fmt: skip
-
-
-def _show(
-    result: BacktestResult,
-    walked: WalkForwardResult | None,
-    *,
-    report: Path | None,
-    record: bool,
-    as_json: bool,
-) -> None:
-    """Write the report, record the run, and print it (as a table or JSON)."""
+def _show(outcome: BacktestOutcome, *, report: Path | None, as_json: bool) -> None:
+    """Write the report and print the run (as a table or JSON); then raise why it was not
+    recorded, if it was not: the result is shown first."""
+    result, walked, run_id = outcome.result, outcome.walked, outcome.run_id
     if report is not None:
         _write_report(result, report, walked)
-    extra = None if walked is None else {"walk_forward": _spec_config(walked)}
-    # A journal that cannot be written must not cost the user the result: show it first.
-    run_id, failure = _record(result, extra) if record else (None, None)
     if as_json:
         data = {"run_id": run_id, **result.to_dict()}
         if walked is not None:
@@ -202,37 +128,8 @@ def _show(
             console.print(
                 f"recorded as run [bold]{run_id[:8]}[/bold] (`ffe runs show {run_id[:8]}`)"
             )
-    if failure is not None:
-        raise failure
-
-
-def _spec_config(walked: WalkForwardResult) -> dict[str, Any]:
-    """The walk-forward part of a recorded run's config."""
-    return {
-        "train": walked.spec.train,
-        "test": walked.spec.test,
-        "segments": len(walked.segments),
-        "first_test_bar": walked.segments[0].test_start_time.isoformat(),
-    }
-
-
-def _record(
-    result: BacktestResult, extra_config: dict[str, Any] | None = None
-) -> tuple[str | None, Exception | None]:
-    """Record ``result`` in the journal: (run id, None), or (None, the StoreError)."""
-    from ffe.cli.common import with_database
-    from ffe.domain.errors import StoreError
-    from ffe.runs.journal import record_backtest
-
-    try:
-        run_id = with_database(
-            None,
-            lambda db: record_backtest(db, result, extra_config=extra_config),
-            journal=True,
-        )
-    except StoreError as exc:
-        return None, StoreError(f"the run was not recorded: {exc}")
-    return run_id, None
+    if outcome.unrecorded is not None:
+        raise outcome.unrecorded
 
 
 def _write_report(
@@ -315,39 +212,28 @@ def sweep(
 ) -> None:
     """Backtest every combination of a parameter grid on all local cores."""
     with user_errors():
-        from ffe import bootstrap
-        from ffe.backtest.objective import direction_of, rank_key
-        from ffe.backtest.sweep import combinations, parse_grid, run_sweep
+        from ffe.backtest.sweep import parse_grid
         from ffe.config import load_settings
+        from ffe.service import backtests
 
-        settings = load_settings()
-        direction = direction_of(metric)
-        names = list(parse_grid(param))
-        points = combinations(parse_grid(param))  # workers=N below: at most the cap
-        grid = [bootstrap.strategy_params(settings, strategy, p, fill=False) for p in points]
-        executor = bootstrap.executor(settings, jobs)
-        market, config, risk = _setup(
-            symbol, synthetic, bars, seed, start, end, cash, commission, slippage_bps, fill
+        request = backtests.SweepRequest(
+            strategy,
+            parse_grid(param),
+            metric,
+            _market(symbol, synthetic, bars, seed, start, end),
+            backtests.Costs(cash, commission, slippage_bps, fill),
+            workers=jobs,
         )
-        with Progress(len(grid), quiet=as_json) as advance:
-            rows = run_sweep(
-                market,
-                strategy,
-                grid,
-                config,
-                risk,
-                executor=executor,
-                on_done=lambda _: advance(),
-            )
-        flat = sorted(
-            (row.flat() for row in rows), key=lambda r: rank_key(r.get(metric), direction)
-        )
+        with ProgressBar(quiet=as_json, description="backtests") as advance:
+            outcome = backtests.sweep(load_settings(), request, advance)
+        flat = [row.flat() for row in outcome.rows]
+        names = list(outcome.names)
         if report is not None:
-            _write_sweep_report(strategy, names, flat, metric, direction, report)
+            _write_sweep_report(strategy, names, flat, metric, outcome.direction, report)
         if as_json:
             typer.echo(json.dumps(flat, indent=2))
             return
-        _print_sweep(flat, names, metric, direction, top)
+        _print_sweep(flat, names, metric, outcome.direction, top)
         if report is not None:
             console.print(f"report written to [bold]{report}[/bold]")
 

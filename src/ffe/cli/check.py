@@ -85,11 +85,12 @@ def _market(
     start: str | None,
     end: str | None,
 ) -> MarketData:
-    from ffe.cli.backtest import load_market_for
     from ffe.config import load_settings
+    from ffe.service.markets import MarketSpec, load_bars
 
     generated = bars if synthetic and bars is not None else SYNTHETIC_BARS
-    market = load_market_for(load_settings(), symbols, synthetic, generated, seed, start, end)
+    spec = MarketSpec(tuple(symbols), start, end, synthetic=synthetic, bars=generated, seed=seed)
+    market = load_bars(load_settings(), spec)
     if bars is not None and not synthetic and market.n_bars > bars:
         market = market.select(market.n_bars - bars, market.n_bars)
     return market

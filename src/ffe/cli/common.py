@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from ffe.store.database import Database
 
 console = Console()
@@ -122,6 +124,31 @@ class Progress:
     def __enter__(self) -> Any:
         self._bar.start()
         return lambda: self._bar.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+class ProgressBar:
+    """A rich progress bar on stderr for a use case's ``progress(done, total)`` (silent with
+    --json). It shows once the use case has said how much there is to do, so an error found
+    before that is the only line on stderr."""
+
+    def __init__(self, *, quiet: bool, description: str) -> None:
+        from rich.progress import Progress as Bar
+
+        self._bar = Bar(console=err_console, disable=quiet, transient=False)
+        self._description = description
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._task is None:
+            self._task = self._bar.add_task(self._description, total=total)
+            self._bar.start()
+        self._bar.update(self._task, completed=done)
 
     def __exit__(self, *exc: object) -> None:
         self._bar.stop()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from ffe.cli.common import JOBS, console, err_console, user_errors
+from ffe.cli.common import JOBS, ProgressBar, console, err_console, user_errors
 
 if TYPE_CHECKING:
     from ffe.forecast.evaluate import BenchResult
@@ -38,30 +38,23 @@ def bench(
     """Rolling-origin walk-forward of every model (no window sees its future), scored with
     MASE, CRPS, interval coverage and a Diebold-Mariano test against the random walk."""
     with user_errors():
-        import numpy as np
-
-        from ffe import bootstrap
         from ffe.config import load_settings
-        from ffe.data import load_market
-        from ffe.forecast.base import Series
         from ffe.forecast.ensemble import HedgeConfig
-        from ffe.forecast.evaluate import evaluate
-        from ffe.forecast.models import BASELINE, parse_models
-        from ffe.forecast.rolling import RollingSpec, rolling_forecasts
+        from ffe.service.forecasts import BenchRequest, bench
 
-        names = parse_models(models)
-        if BASELINE not in names:
-            names = (BASELINE, *names)
-        hedge = HedgeConfig(eta=eta, discount=discount)
-        settings = load_settings()
-        market = load_market(bootstrap.data_catalog(settings), [symbol], start=start, end=end)
-        series = Series(symbol, np.log(market.mark[:, 0]), market.times)
-        spec = RollingSpec(horizon=max(horizon), window=window, refit_every=refit_every)
-        total = len(spec.origins(len(series))) * len(names)
-        with _progress(total, quiet=as_json) as advance:
-            executor = bootstrap.executor(settings, jobs)
-            panel = rolling_forecasts(series, names, spec, progress=advance, executor=executor)
-        result = evaluate(panel, series.values, sorted(set(horizon)), window, refit_every, hedge)
+        request = BenchRequest(
+            symbol,
+            tuple(horizon),
+            models,
+            window,
+            refit_every,
+            start,
+            end,
+            hedge=HedgeConfig(eta=eta, discount=discount),
+            workers=jobs,
+        )
+        with ProgressBar(quiet=as_json, description="forecasts") as advance:
+            result = bench(load_settings(), request, advance)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:
@@ -72,21 +65,6 @@ def bench(
 
             path = write_report(report, render_forecast_report(result))
             err_console.print(f"report written to {path}")
-
-
-class _progress:  # noqa: N801 - used like a function in a with statement
-    def __init__(self, total: int, *, quiet: bool) -> None:
-        from rich.progress import Progress
-
-        self._bar = Progress(console=err_console, disable=quiet)
-        self._task = self._bar.add_task("forecasts", total=total)
-
-    def __enter__(self) -> Any:
-        self._bar.start()
-        return lambda n: self._bar.advance(self._task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
 
 
 def _print(result: BenchResult) -> None:

@@ -10,7 +10,6 @@ run already recorded under it is not recorded again.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,94 +47,69 @@ def in_job_process(
 def _backtest(
     settings: Settings, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
-    from ffe import bootstrap
-    from ffe.backtest.engine import run_backtest
-    from ffe.data import load_market
     from ffe.decide.strategy import refuse_settings_only
+    from ffe.service import backtests
+    from ffe.service.markets import MarketSpec
 
     params = payload.get("params") or {}
     refuse_settings_only(payload["strategy"], params)  # a job queued before they were refused
-    market = load_market(
-        bootstrap.data_catalog(settings),
-        payload["symbols"],
-        start=payload.get("start"),
-        end=payload.get("end"),
+    request = backtests.BacktestRequest(
+        payload["strategy"],
+        params,
+        MarketSpec(tuple(payload["symbols"]), payload.get("start"), payload.get("end")),
+        backtests.Costs(cash=payload.get("cash"), commission=payload.get("commission")),
+        run_id=progress.job_id,  # a job redone records its run once, under its id
+        extra_config={"source": "api"},
     )
-    strategy = bootstrap.strategy(settings, payload["strategy"], params)
-    config = bootstrap.backtest_config(
-        settings, cash=payload.get("cash"), commission=payload.get("commission")
-    )
-    progress(0.1)
-    result = run_backtest(market, strategy, config, risk=bootstrap.risk_engine(settings))
-    progress(0.8)
-    run_id = asyncio.run(_record(settings, result, progress.job_id))
-    stats = result.stats.as_dict()
-    return {"stats": stats, "trades": len(result.trades), "bars": market.n_bars}, run_id
+    # 0.1 once the bars are loaded, 0.8 once the run is done: recording is the rest
+    outcome = backtests.run(settings, request, _between(progress, 0.1, 0.8))
+    if outcome.unrecorded is not None:
+        raise outcome.unrecorded
+    result = outcome.result
+    answer = {"stats": result.stats.as_dict(), "trades": len(result.trades)}
+    return {**answer, "bars": result.market.n_bars}, outcome.run_id
 
 
-async def _record(settings: Settings, result: Any, run_id: str) -> str:
-    """Record the run under ``run_id`` (the job's id), unless an earlier try of the same job
-    already did."""
-    from ffe import bootstrap
-    from ffe.runs.journal import record_backtest
+def _between(progress: Progress, low: float, high: float) -> Callable[[int, int], None]:
+    """A use case's (done, total) as the job's fraction, from ``low`` to ``high``."""
 
-    db = await bootstrap.open_journal(settings)
-    try:
-        return await record_backtest(db, result, extra_config={"source": "api"}, run_id=run_id)
-    finally:
-        await db.dispose()
+    def report(done: int, total: int) -> None:
+        progress(round(low + (high - low) * done / max(1, total), 6))
+
+    return report
 
 
 def _sweep(
     settings: Settings, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
-    from ffe import bootstrap
-    from ffe.backtest.objective import direction_of, rank_key
-    from ffe.backtest.sweep import combinations, run_sweep
-    from ffe.data import load_market
     from ffe.decide.strategy import refuse_settings_only
+    from ffe.service import backtests
+    from ffe.service.markets import MarketSpec
 
     refuse_settings_only(payload["strategy"], payload["grid"])  # queued before they were refused
-    metric = payload.get("metric", "sharpe")
-    # Before any backtest runs: a job queued by an older version may name an unrankable metric.
-    direction = direction_of(metric)
-    market = load_market(
-        bootstrap.data_catalog(settings),
-        [payload["symbol"]],
-        start=payload.get("start"),
-        end=payload.get("end"),
-    )
-    grid = combinations(payload["grid"])
-    done = [0]
-
-    def advance(_: Any) -> None:
-        done[0] += 1
-        progress(done[0] / len(grid))
-
-    rows = run_sweep(
-        market,
+    points = math.prod(len(values) for values in payload["grid"].values())
+    request = backtests.SweepRequest(
         payload["strategy"],
-        grid,
-        bootstrap.backtest_config(settings),
-        bootstrap.risk_engine(settings),
-        executor=bootstrap.executor(settings, 1 if len(grid) < 16 else None),
-        on_done=advance,
+        payload["grid"],
+        # A job queued by an older version may name an unrankable metric: refused before any
+        # backtest runs.
+        payload.get("metric", "sharpe"),
+        MarketSpec((payload["symbol"],), payload.get("start"), payload.get("end")),
+        workers=1 if points < 16 else None,
     )
+    outcome = backtests.sweep(settings, request, _between(progress, 0.0, 1.0))
+    metric = outcome.metric
     found: list[dict[str, Any]] = [
         {"params": r.params, "value": _number(r.stats.get(metric)), "stats": r.stats}
-        for r in rows
-        if r.error is None
+        for r in outcome.ranked
     ]
-    ranked = sorted(found, key=lambda r: rank_key(r["stats"].get(metric), direction))
-    errors = [{"params": r.params, "error": r.error} for r in rows if r.error]
-    best = ranked[0] if ranked else None
     return {
         "metric": metric,
-        "direction": direction,  # which way "best" and the ranking go: maximize or minimize
-        "params": list(payload["grid"]),
+        "direction": outcome.direction,  # which way "best" and the ranking go
+        "params": list(outcome.names),
         "rows": found,
-        "best": best,
-        "errors": errors,
+        "best": found[0] if found else None,
+        "errors": [{"params": r.params, "error": r.error} for r in outcome.failed],
     }, None
 
 
@@ -148,36 +122,19 @@ def _number(value: Any) -> float | None:
 def _forecast_bench(
     settings: Settings, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
-    import numpy as np
+    from ffe.service.forecasts import BenchRequest, bench
 
-    from ffe import bootstrap
-    from ffe.data import load_market
-    from ffe.forecast.base import Series
-    from ffe.forecast.evaluate import evaluate
-    from ffe.forecast.models import BASELINE, parse_models
-    from ffe.forecast.rolling import RollingSpec, rolling_forecasts
-
-    names = parse_models(payload.get("models"))
-    names = names if BASELINE in names else (BASELINE, *names)
-    symbol, horizons = payload["symbol"], sorted(set(payload.get("horizons") or [1]))
-    market = load_market(
-        bootstrap.data_catalog(settings),
-        [symbol],
-        start=payload.get("start"),
-        end=payload.get("end"),
+    request = BenchRequest(
+        payload["symbol"],
+        tuple(payload.get("horizons") or [1]),
+        payload.get("models"),
+        int(payload.get("window", 500)),
+        int(payload.get("refit_every", 21)),
+        payload.get("start"),
+        payload.get("end"),
+        workers=1,
     )
-    series = Series(symbol, np.log(market.mark[:, 0]), market.times)
-    window, refit = int(payload.get("window", 500)), int(payload.get("refit_every", 21))
-    spec = RollingSpec(horizon=max(horizons), window=window, refit_every=refit)
-    total = max(1, len(spec.origins(len(series))) * len(names))
-    done = [0]
-
-    def advance(n: int) -> None:
-        done[0] += n
-        progress(0.95 * done[0] / total)
-
-    panel = rolling_forecasts(series, names, spec, workers=1, progress=advance)
-    result = evaluate(panel, series.values, horizons, window, refit)
+    result = bench(settings, request, _between(progress, 0.0, 0.95))
     return result.to_dict(), None
 
 
