@@ -100,3 +100,13 @@ def pool_sleeper(
         for each in sleeping:
             each.result()
     return {"ok": True}, None
+
+
+def deaf(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+    """Ignore SIGTERM (as work with a handler of its own may), say so, then sleep a minute."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    progress(0.5)
+    time.sleep(60)
+    return {"ok": True}, None

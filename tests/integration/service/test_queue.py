@@ -198,3 +198,42 @@ async def test_submit_when_kind_unknown_then_refused_naming_the_kinds(db):
         await JobQueue(db, SETTINGS).submit("tune", {})
 
     assert all(kind in str(refused.value) for kind in KINDS)
+
+
+class _Behind(datetime):
+    """A machine's clock running a minute behind (no NTP on it)."""
+
+    @classmethod
+    def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+        return datetime.now(tz) - timedelta(seconds=60)
+
+
+async def test_workers_on_machines_whose_clocks_differ_then_a_live_one_is_not_taken_over(
+    postgres_url, monkeypatch
+):
+    from ffe.service.jobs import queue as queue_module
+    from ffe.service.jobs import registry as registry_module
+    from ffe.store import migrate
+
+    behind, ahead = Database(postgres_url), Database(postgres_url)  # two machines, one journal
+    await migrate.upgrade(behind)
+    try:
+        slow, right = JobQueue(behind, SETTINGS), JobQueue(ahead, SETTINGS)
+        job = await right.submit("sweep", {})
+        with monkeypatch.context() as machine:  # what the worker with the late clock does
+            machine.setattr(queue_module, "datetime", _Behind)
+            machine.setattr(registry_module, "datetime", _Behind)
+            await slow.registry.register("late-clock", "worker", 1)
+            claim = await slow.claim("late-clock")
+            assert claim is not None
+            assert await slow.beat(claim, 0.5)
+            assert await slow.registry.beat("late-clock", WorkerCounts(running=1))
+
+        recovered = await right.recover()  # another worker, its clock right
+
+        assert recovered.requeued == ()  # it beats: its job stays its own
+        assert (await right.get(job.id)).status == "running"
+        assert await right.registry.count_alive() == 1
+    finally:
+        await behind.dispose()
+        await ahead.dispose()

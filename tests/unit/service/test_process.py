@@ -69,6 +69,35 @@ def test_running_job_when_ended_then_process_stops_at_once_and_reason_kept(jobwo
     assert "without a result" in str(outcome[0])
 
 
+def test_running_job_when_ended_and_work_ignores_sigterm_then_killed_after_grace(jobwork):
+    import threading
+
+    from ffe.service.jobs.process import GRACE_S
+
+    running = RunningJob()
+    deaf = threading.Event()  # its first progress: SIGTERM is ignored from now on
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            running.run(jobwork.deaf, (None, {}), lambda fraction: deaf.set())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert deaf.wait(30)
+    started = time.monotonic()
+
+    running.end("failed", "time limit")
+    thread.join(GRACE_S + 8)
+
+    assert not thread.is_alive()  # SIGKILL followed the ignored SIGTERM
+    assert time.monotonic() - started < GRACE_S + 8
+    assert len(outcome) == 1
+    assert "killed by SIGKILL" in str(outcome[0])
+
+
 def test_running_job_when_ended_after_its_process_closed_then_no_group_signalled(
     jobwork, monkeypatch
 ):

@@ -4,7 +4,8 @@ Why a process: a backtest is one long call that never looks at a stop flag, and 
 benchmarks start pools of worker processes. Ending the group (``RunningJob.end``: a cancel,
 the job's time limit, its worker's shutdown) ends the job's process, its pools' workers and
 whatever they started, whether or not the work cooperates: SIGTERM to the group, SIGKILL to
-whatever is left ``GRACE_S`` later. A child whose worker (the process that started it: an
+the group ``GRACE_S`` later if its process still runs (work may ignore SIGTERM), and to
+whatever of the group outlived it. A child whose worker (the process that started it: an
 ``ffe worker``, or the API running jobs itself) goes away, even SIGKILLed, sees its stdin close
 and ends its own group the same way.
 
@@ -62,6 +63,9 @@ class JobProcess:
         finally:
             os.close(write)
         self.pid = self._popen.pid
+        self._lock = threading.Lock()
+        self._reaped = False  # its process has been waited for: its group id may be reused
+        self._kills: list[threading.Timer] = []  # SIGKILLs due after a terminate's grace
         self._answers = os.fdopen(read, "rb")
         assert self._popen.stdin is not None  # stdin=PIPE
         self._stdin: IO[bytes] = self._popen.stdin
@@ -86,9 +90,23 @@ class JobProcess:
         """How the process ended (negative: the signal that ended it); None while it runs."""
         return self._popen.poll()
 
-    def terminate(self) -> None:
-        """Ask every process of the group to end now (``close`` makes sure they did)."""
+    def terminate(self, grace_s: float = GRACE_S) -> None:
+        """Ask every process of the group to end now, and kill the group ``grace_s`` later
+        if its process still runs (work that ignores or handles SIGTERM would otherwise
+        keep its answer pipe open, and ``answer`` and ``close`` waiting, for ever)."""
         self._signal(signal.SIGTERM)
+        kill = threading.Timer(grace_s, self._kill_if_running)
+        kill.daemon = True
+        with self._lock:
+            if self._reaped:
+                return
+            self._kills.append(kill)
+        kill.start()
+
+    def _kill_if_running(self) -> None:
+        with self._lock:  # not once reaped: its group id may be another's by then
+            if not self._reaped and self._popen.poll() is None:
+                self._signal(signal.SIGKILL)
 
     def close(self, grace_s: float = GRACE_S) -> None:
         """Wait for the process to end (killing it after ``grace_s``), end whatever is left in
@@ -98,6 +116,11 @@ class JobProcess:
         except subprocess.TimeoutExpired:
             self._signal(signal.SIGKILL)
             self._popen.wait()
+        with self._lock:
+            self._reaped = True
+            kills, self._kills = self._kills, []
+        for kill in kills:
+            kill.cancel()
         if self._signal(0):  # a pool's workers outlived it
             self._signal(signal.SIGTERM)
             deadline = time.monotonic() + grace_s

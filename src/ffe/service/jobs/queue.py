@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ffe.domain.errors import FfeError
 from ffe.obs.metrics import JobsSnapshot, WorkerJobs
-from ffe.service.jobs.registry import WorkerRegistry
+from ffe.service.jobs.registry import WorkerRegistry, journal_now
 from ffe.service.jobs.stop import NO_WORKER, JobNotFoundError, cancel_job, interrupted_error
 from ffe.service.jobs.work import KINDS
 from ffe.store.database import Database
@@ -195,7 +195,7 @@ class JobQueue:
         )
         if not self.db.is_sqlite:  # another worker's claim in flight holds its row: skip it
             oldest = oldest.with_for_update(skip_locked=True)
-        now = datetime.now(UTC)
+        now = journal_now(self.db)
         async with self.db.session() as session:
             taken = (
                 await session.execute(
@@ -224,7 +224,7 @@ class JobQueue:
         this claim (cancelled, or given to another worker after a stale heartbeat)."""
         async with self.db.session() as session:
             beat = await session.execute(
-                self._update(claim).values(heartbeat_at=datetime.now(UTC), progress=progress)
+                self._update(claim).values(heartbeat_at=journal_now(self.db), progress=progress)
             )
         return bool(beat.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -255,7 +255,7 @@ class JobQueue:
         """Deal with the running jobs whose heartbeat is stale (their worker died), except
         ``running_here`` (this process still runs them; the journal may have failed for a
         while): queue each again while it has attempts left, else fail it."""
-        stale = datetime.now(UTC) - timedelta(seconds=self.settings.stale_s)
+        stale = journal_now(self.db) - timedelta(seconds=self.settings.stale_s)
         lost = (
             (Job.status == "running")
             & Job.id.not_in(list(running_here))

@@ -1,7 +1,9 @@
 """The workers registry (the journal's ``workers`` table): each process that runs jobs says who
 it is when it starts, beats every ``jobs.heartbeat_s`` with how many jobs it runs, has finished
 and has failed, and marks itself stopped on a clean exit. A worker is alive while it beats
-(``jobs.stale_s``); one killed outright stops beating and so stops counting.
+(``jobs.stale_s``); one killed outright stops beating and so stops counting. On PostgreSQL the
+beats are stamped and judged by the journal's clock (``journal_now``), so workers on machines
+whose clocks disagree still judge each other right.
 
 The API reads it to say when queued jobs wait for a worker that is not there, and ``/metrics``
 to export each worker's counts.
@@ -15,12 +17,20 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, DateTime, delete, func, select, update
 
 from ffe.store.database import Database
 from ffe.store.models import Worker
 
 FORGET_AFTER = timedelta(days=1)  # rows of workers gone this long are deleted
+
+
+def journal_now(db: Database) -> datetime | ColumnElement[datetime]:
+    """Now, as heartbeats are stamped and judged stale: by the journal's own clock on
+    PostgreSQL, where workers on several machines beat into one journal and their clocks may
+    disagree by more than ``jobs.stale_s`` allows (a worker a minute behind would look dead to
+    the others while it beats); by this machine's on SQLite, which one machine shares."""
+    return datetime.now(UTC) if db.is_sqlite else func.now(type_=DateTime(timezone=True))
 
 
 def worker_id() -> str:
@@ -61,6 +71,14 @@ class WorkerRegistry:
         )
         async with self.db.session() as session:
             await session.merge(row)
+            if not self.db.is_sqlite:  # stamped by the journal's clock (``journal_now``)
+                await session.flush()
+                await session.execute(
+                    update(Worker)
+                    .where(Worker.id == worker)
+                    .values(started_at=func.now(), heartbeat_at=func.now())
+                    .execution_options(synchronize_session=False)
+                )
 
     async def beat(self, worker: str, counts: WorkerCounts) -> bool:
         """Say the worker is alive, with its counts; False when its row is gone (forgotten
@@ -70,7 +88,7 @@ class WorkerRegistry:
                 update(Worker)
                 .where(Worker.id == worker)
                 .values(
-                    heartbeat_at=datetime.now(UTC),
+                    heartbeat_at=journal_now(self.db),
                     stopped_at=None,
                     running=counts.running,
                     finished=counts.finished,
@@ -113,7 +131,7 @@ class WorkerRegistry:
 
     async def forget_gone(self) -> int:
         """Delete the rows of workers silent for ``FORGET_AFTER``; how many."""
-        before = datetime.now(UTC) - FORGET_AFTER
+        before = journal_now(self.db) - FORGET_AFTER
         async with self.db.session() as session:
             gone = await session.execute(
                 delete(Worker)
@@ -123,5 +141,5 @@ class WorkerRegistry:
         return int(gone.rowcount)  # type: ignore[attr-defined]
 
     def _alive(self) -> ColumnElement[bool]:
-        since = datetime.now(UTC) - timedelta(seconds=self.stale_s)
+        since = journal_now(self.db) - timedelta(seconds=self.stale_s)
         return Worker.stopped_at.is_(None) & (Worker.heartbeat_at >= since)
