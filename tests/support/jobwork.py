@@ -6,6 +6,7 @@ test, and imported as the top-level module ``jobwork`` (a job process cannot imp
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -63,8 +64,11 @@ def slow_first(
 
 
 def nice(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
-    """The job process's CPU niceness."""
-    return {"nice": os.nice(0)}, None
+    """The job process's CPU niceness, and its autogroup's (None without autogroups)."""
+    group = None
+    with contextlib.suppress(OSError):
+        group = int(Path("/proc/self/autogroup").read_text().split("nice")[1])
+    return {"nice": os.nice(0), "autogroup": group}, None
 
 
 def stubborn(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:

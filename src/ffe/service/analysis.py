@@ -177,6 +177,10 @@ class Precompute:
         except FfeError as exc:  # the journal failed: nothing was stored
             log.error("the analysis of %s was not stored: %s", symbol, exc)
             failure = failure or Failure(exc, time.time())
+        except (TypeError, ValueError) as exc:  # a value the cache cannot hold (NaN, say)
+            log.exception("the analysis of %s was not stored", symbol)
+            stored = FfeError(f"the analysis of {symbol} could not be stored: {exc}")
+            failure = failure or Failure(stored, time.time())
         self._record(symbol, failure, time.perf_counter() - started)
         return failure
 

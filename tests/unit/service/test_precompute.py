@@ -76,3 +76,22 @@ async def test_run_until_when_stopped_mid_analysis_past_grace_then_abandoned(
 
     assert await schedule.store.result("SP500") is None  # abandoned: nothing stored
     assert schedule.last_success is None
+
+
+async def test_refresh_when_the_cache_refuses_the_value_then_a_failure_not_a_dead_schedule() -> (
+    None
+):
+    class Refusing(MemoryCache):
+        async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+            raise ValueError("Out of range float values are not JSON compliant")
+
+    schedule = Precompute(
+        ["SP500", "NASDAQ"], 300, AnalysisStore(Refusing(), ttl_s=900), lambda s: {"x": 1}
+    )
+
+    failure = await schedule.refresh("SP500")
+
+    assert failure is not None
+    assert "could not be stored" in str(failure.error)
+    assert "SP500" in schedule.failures
+    assert await schedule.refresh("NASDAQ") is not None  # the schedule goes on

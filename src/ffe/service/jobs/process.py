@@ -11,8 +11,9 @@ and ends its own group the same way.
 
 The child is a fresh interpreter (``python -m ffe.service.jobs.process FD NICE``), not a fork
 of the worker: it inherits none of the worker's threads, locks or open connections. It first
-lowers its CPU priority by ``NICE`` (``jobs.nice``; the pools it starts inherit it), so the
-API's requests on the same machine keep their latency while jobs run. The worker sends it, on
+lowers its CPU priority by ``NICE`` (``jobs.nice``; the pools it starts inherit it), and its
+scheduling autogroup's where Linux has them, so the API's requests on the same machine keep
+their latency while jobs run. The worker sends it, on
 stdin, its ``sys.path`` and then a pickled ``(target, args)``; the child calls
 ``target(*args, report)`` and answers on the pipe ``FD`` with pickled frames: progress
 fractions, then the result or the error.
@@ -21,6 +22,7 @@ fractions, then the result or the error.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import signal
@@ -30,7 +32,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 GRACE_S = 2.0  # after SIGTERM, how long a job's processes have before SIGKILL
 _FRAME = struct.Struct("!I")  # the length of the pickle that follows
@@ -212,6 +217,7 @@ def _frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
 def _main(fd: int, nice: int) -> None:
     if nice:
         os.nice(nice)
+        _lower_autogroup(nice)
     answers = os.fdopen(fd, "wb")
     os.set_inheritable(fd, False)  # the pools' workers must not hold the answer pipe open
     lock = threading.Lock()
@@ -242,6 +248,22 @@ def _end_with_worker() -> None:
     os.killpg(0, signal.SIGTERM)
     time.sleep(GRACE_S)
     os.killpg(0, signal.SIGKILL)
+
+
+def _lower_autogroup(nice: int) -> None:
+    """Give this process's scheduling autogroup the same ``nice``. With Linux autogroups on
+    (most desktops), each session is one group sharing the CPU fairly with the others, and a
+    process's own nice only weighs within its group; this child leads a session of its own,
+    so without this its nice changed nothing against the API (measured: a niced sweep kept
+    half a core; with the group niced it took a twentieth, bench/README.md). Raising a nice
+    needs no privilege; where there are no autogroups the file is missing and nothing
+    changes."""
+    path = Path("/proc/self/autogroup")
+    try:
+        if path.exists():
+            path.write_text(str(max(-20, min(19, nice))))
+    except OSError as exc:  # a read-only /proc in a container: the process nice still holds
+        log.debug("autogroup nice not set: %s", exc)
 
 
 if __name__ == "__main__":

@@ -203,9 +203,12 @@ class Worker:
     async def _run(self, claim: Claim) -> None:
         running = self._running[claim.id]
         log.warning("job %s (%s) started, attempt %d", claim.id, claim.job.kind, claim.attempts)
-        await self._changed(claim.job)
         beating = asyncio.create_task(self._beat(running))
         try:
+            try:
+                await self._changed(claim.job)
+            except Exception as exc:  # telling the stream failed: the job runs all the same
+                log.warning("job %s: its start was not published: %s", claim.id, exc)
             values = await self._work(running)
         finally:
             beating.cancel()
