@@ -115,13 +115,20 @@ def _free_port() -> int:
 
 class Server:
     """A server in a process of its own: started on enter, stopped (by its process id) on
-    exit, even after an error or a Ctrl-C."""
+    exit, even after an error or a Ctrl-C. ``port_flag`` is the option that gives it its port
+    (``ffe worker`` takes ``--health-port``)."""
 
     def __init__(
-        self, name: str, command: list[str], env: dict[str, str], log: Path, ready_path: str
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        log: Path,
+        ready_path: str,
+        port_flag: str = "--port",
     ) -> None:
         self.name, self.command, self.env, self.log = name, command, env, log
-        self.ready_path = ready_path
+        self.ready_path, self.port_flag = ready_path, port_flag
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -131,7 +138,7 @@ class Server:
             # A session of its own, so a Ctrl-C in the terminal reaches only this script,
             # which then stops the server in order.
             self.process = subprocess.Popen(
-                [*self.command, "--port", str(self.port)],
+                [*self.command, self.port_flag, str(self.port)],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
