@@ -89,6 +89,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_decisions
 	$(BENCH_BIN)/python -m bench.bench_agent
 	$(BENCH_BIN)/python -m bench.bench_api
+	$(BENCH_BIN)/python -m bench.bench_scaleout
 
 # Re-resolve the locks to the newest releases inside pyproject.toml's ranges, for every
 # supported Python (--universal): the dev lock first, then the others constrained to its pins
