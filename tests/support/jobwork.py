@@ -100,3 +100,17 @@ def pool_sleeper(
         for each in sleeping:
             each.result()
     return {"ok": True}, None
+
+
+def pool_reporting(
+    settings: Any, payload: dict[str, Any], progress: Any
+) -> tuple[dict[str, Any], None]:
+    """A sweep under way: a pool's worker busy for a minute, and progress reported every
+    0.05 s meanwhile."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        sleeping = pool.submit(time.sleep, 60)
+        while not sleeping.done():
+            progress(0.5)
+            time.sleep(0.05)
+    return {"ok": True}, None
