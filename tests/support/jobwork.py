@@ -114,3 +114,17 @@ def deaf(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[st
     progress(0.5)
     time.sleep(60)
     return {"ok": True}, None
+
+
+def pool_reporting(
+    settings: Any, payload: dict[str, Any], progress: Any
+) -> tuple[dict[str, Any], None]:
+    """A sweep under way: a pool's worker busy for a minute, and progress reported every
+    0.05 s meanwhile."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        sleeping = pool.submit(time.sleep, 60)
+        while not sleeping.done():
+            progress(0.5)
+            time.sleep(0.05)
+    return {"ok": True}, None

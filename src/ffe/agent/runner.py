@@ -344,6 +344,9 @@ class Agent:
         log.warning("control: %s from %s on %s", command, actor, account)
         if command == "pause":
             self.paused = True
+            # Journal what it did so far: readers of the journal (the API's lists, a page
+            # reloaded, the journal tail) would otherwise miss it for as long as it waits.
+            await self._flush(core)
             await persist.set_state(self.db, account, status="paused")
         elif command == "resume":
             self.paused = False

@@ -17,7 +17,7 @@ from ffe.execution.fill_model import FillModel
 from ffe.risk.engine import RiskEngine
 from ffe.store import migrate
 from ffe.store.database import Database
-from ffe.store.models import Approval, Order, Run
+from ffe.store.models import Approval, Decision, Order, Run
 
 PARAMS = {"fast": 5, "slow": 10}
 
@@ -75,6 +75,26 @@ async def test_pause_when_commanded_then_no_bars_until_resume(db, tmp_path):
     status = (await service.status("paper"))[0]
     assert status.owner is None
     assert status.status == "stopped"
+
+
+async def test_pause_when_commanded_then_what_it_did_is_journaled_before_it_waits(db, tmp_path):
+    # No journal write due for a minute: only the pause can have written the decisions.
+    agent = _agent(db, tmp_path, speed=400, flush_every=100_000, flush_interval_s=60)
+    service = AgentService(db)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.last_bar > 20)
+
+    await service.command("paper", "pause")
+    async with asyncio.timeout(10):
+        while (await service.status("paper"))[0].status != "paused":
+            await asyncio.sleep(0.01)
+    unwritten = agent.core.journal.pending_rows
+    journaled = await _count(db, Decision, Decision.run_id == agent.core.journal.run_id)
+    await service.command("paper", "stop")
+    await task
+
+    assert unwritten == 0
+    assert journaled > 0
 
 
 async def test_emergency_stop_when_positions_open_then_flat_and_no_new_orders_until_reset(

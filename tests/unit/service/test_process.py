@@ -128,6 +128,48 @@ def test_process_when_killed_without_answer_then_error_names_cause_and_settings(
     assert "jobs.time_limit_s" in message
 
 
+def test_process_when_its_answer_pipe_breaks_then_its_group_ends_quietly(jobwork, capfd):
+    import signal
+
+    process = JobProcess(jobwork.pool_reporting, (None, {}))
+    with pytest.raises(RuntimeError, match="enough"):  # its first report: it is under way
+        process.answer(_raise("enough"))
+    group = process.pid
+
+    # As when its worker is SIGKILLed: the pipe the reports go to breaks. Its stdin stays
+    # open here, so only the broken pipe can tell it.
+    process._answers.close()
+    deadline = time.monotonic() + 20
+    while process.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ended = process.returncode
+    while _group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = _group_alive(group)
+    process.close()
+
+    assert ended == -signal.SIGTERM  # ended by its own group's SIGTERM, not an error exit
+    assert not left  # the pool's worker too
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def _raise(message: str):  # type: ignore[no-untyped-def]
+    def report(fraction: float) -> None:
+        raise RuntimeError(message)
+
+    return report
+
+
+def _group_alive(group: int) -> bool:
+    import os
+
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_process_when_nice_given_then_its_work_runs_that_much_lower(jobwork):
     import os
 

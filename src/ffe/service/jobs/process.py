@@ -7,7 +7,8 @@ whatever they started, whether or not the work cooperates: SIGTERM to the group,
 the group ``GRACE_S`` later if its process still runs (work may ignore SIGTERM), and to
 whatever of the group outlived it. A child whose worker (the process that started it: an
 ``ffe worker``, or the API running jobs itself) goes away, even SIGKILLed, sees its stdin close
-and ends its own group the same way.
+and ends its own group the same way (or sooner: when its answer pipe breaks under a progress
+report).
 
 The child is a fresh interpreter (``python -m ffe.service.jobs.process FD NICE``), not a fork
 of the worker: it inherits none of the worker's threads, locks or open connections. It first
@@ -225,8 +226,11 @@ def _main(fd: int, nice: int) -> None:
     def send(message: tuple[str, Any]) -> None:
         body = pickle.dumps(message)
         with lock:
-            answers.write(_FRAME.pack(len(body)) + body)
-            answers.flush()
+            try:
+                answers.write(_FRAME.pack(len(body)) + body)
+                answers.flush()
+            except BrokenPipeError:  # the worker is gone (killed): nobody awaits the answer
+                _end_group()
 
     sys.path[:] = pickle.load(sys.stdin.buffer)
     target, args = pickle.load(sys.stdin.buffer)
@@ -245,6 +249,13 @@ def _end_with_worker() -> None:
     # the interpreter aborts at exit when it cannot take it.
     while os.read(sys.stdin.fileno(), 4096):
         continue
+    _end_group()
+
+
+def _end_group() -> None:
+    """End this job process's group, this process included: its worker is gone. Whichever
+    sees it first (stdin closing, or the answer pipe breaking under a progress report) ends
+    the group, quietly: the worker's log has nothing to learn from a broken pipe."""
     os.killpg(0, signal.SIGTERM)
     time.sleep(GRACE_S)
     os.killpg(0, signal.SIGKILL)
