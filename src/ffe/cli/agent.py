@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from ffe.cli.common import console, err_console, format_stat, user_errors
+from ffe.cli.common import (
+    console,
+    err_console,
+    format_stat,
+    health_host_option,
+    health_port_option,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ffe.agent.control import AgentService
@@ -60,17 +67,8 @@ def run(
     commission: float = typer.Option(None, "--commission", help="Fraction of notional."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run; don't resume."),
     live: bool = typer.Option(False, "--live", help="Trade real money (needs agent.live too)."),
-    health_port: int = typer.Option(
-        None,
-        "--health-port",
-        min=0,
-        max=65535,
-        help="Serve /health/live, /health/ready and /metrics here; 0 = none "
-        "[config: agent.health_port].",
-    ),
-    health_host: str = typer.Option(
-        None, "--health-host", help="Address of the health port [config: agent.health_host]."
-    ),
+    health_port: int = health_port_option("agent"),
+    health_host: str = health_host_option("agent"),
     as_json: bool = JSON,
 ) -> None:
     """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully).

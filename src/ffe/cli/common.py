@@ -152,3 +152,22 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.stop()
+
+
+def health_port_option(section: str) -> Any:
+    """The ``--health-port`` option of a process without the API (its probes and metrics)."""
+    return typer.Option(
+        None,
+        "--health-port",
+        min=0,
+        max=65535,
+        help="Serve /health/live, /health/ready and /metrics here; 0 = none "
+        f"[config: {section}.health_port].",
+    )
+
+
+def health_host_option(section: str) -> Any:
+    """The ``--health-host`` option: the address ``--health-port`` binds."""
+    return typer.Option(
+        None, "--health-host", help=f"Address of the health port [config: {section}.health_host]."
+    )

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import typer
 
-from ffe.cli.common import err_console, user_errors
+from ffe.cli.common import err_console, health_host_option, health_port_option, user_errors
 
 
 def precompute_command(
     once: bool = typer.Option(
         False, "--once", help="Refresh every symbol once and exit; exit 1 if one failed."
     ),
-    health_port: int = typer.Option(
-        None,
-        "--health-port",
-        min=0,
-        max=65535,
-        help="Serve /health/live, /health/ready and /metrics here; 0 = none "
-        "[config: precompute.health_port].",
-    ),
-    health_host: str = typer.Option(
-        None, "--health-host", help="Address of the health port [config: precompute.health_host]."
-    ),
+    health_port: int = health_port_option("precompute"),
+    health_host: str = health_host_option("precompute"),
 ) -> None:
     """Refresh the analyses of precompute.symbols every precompute.interval_s into the shared
     cache (Redis when redis.url is set, else the journal) until SIGTERM or Ctrl-C; `ffe serve`

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ffe.cli.common import err_console, user_errors
+from ffe.cli.common import err_console, health_port_option, user_errors
 
 if TYPE_CHECKING:
     from ffe.service.jobs.runner import WorkerProcess
@@ -18,14 +18,7 @@ def worker_command(
     concurrency: int = typer.Option(
         None, "--concurrency", "-c", min=1, max=64, help="Jobs at once [config: jobs.concurrency]."
     ),
-    health_port: int = typer.Option(
-        None,
-        "--health-port",
-        min=0,
-        max=65535,
-        help="Serve /health/live, /health/ready and /metrics on this port, on jobs.health_host; "
-        "0 = none [config: jobs.health_port].",
-    ),
+    health_port: int = health_port_option("jobs"),
 ) -> None:
     """Run queued jobs until SIGTERM or Ctrl-C. Each job runs in a process of its own, at a
     lower CPU priority (jobs.nice). On SIGTERM the worker claims nothing more, gives running
