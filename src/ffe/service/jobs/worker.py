@@ -203,7 +203,8 @@ class Worker:
     async def _run(self, claim: Claim) -> None:
         running = self._running[claim.id]
         log.warning("job %s (%s) started, attempt %d", claim.id, claim.job.kind, claim.attempts)
-        beating = asyncio.create_task(self._beat(running))
+        ended = asyncio.Event()
+        beating = asyncio.create_task(self._beat(running, ended))
         try:
             try:
                 await self._changed(claim.job)
@@ -211,7 +212,10 @@ class Worker:
                 log.warning("job %s: its start was not published: %s", claim.id, exc)
             values = await self._work(running)
         finally:
-            beating.cancel()
+            # Told, not cancelled: a heartbeat cancelled mid-write left its journal
+            # connection to be reset under a cancelled task (a traceback in the log, and on
+            # some drivers a session that never closes). It finishes the write and returns.
+            ended.set()
             await asyncio.gather(beating, return_exceptions=True)
             self._running.pop(claim.id, None)
         try:
@@ -271,14 +275,16 @@ class Worker:
             return {"status": "failed", "error": error}
         return {"status": "finished", "result": result, "run_id": run_id, "progress": 1.0}
 
-    async def _beat(self, running: _Running) -> None:
+    async def _beat(self, running: _Running, ended: asyncio.Event) -> None:
         """While the job runs: say so, with its progress; end it once it is no longer this
         worker's (cancelled elsewhere, or taken over). A journal that fails for a while does
         not end the job: it beats again next time (logged once per outage); other workers
         take it over only if the outage outlasts ``jobs.stale_s``."""
         failing = False
         while True:
-            await asyncio.sleep(self.settings.jobs.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), self.settings.jobs.heartbeat_s)
+                return  # the job's work is back: no more beats
             try:
                 beating = await self.queue.beat(running.claim, running.progress)
             except FfeError as exc:
