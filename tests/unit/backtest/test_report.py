@@ -94,7 +94,7 @@ def test_backtest_report_is_self_contained():
 
     assert EXTERNAL_SCRIPT.search(html) is None
     assert "<link" not in html
-    assert html.count("Plotly.newPlot") == 1
+    assert len(FIGURE_CALL.findall(html)) == 1
     assert len(html) > 1_000_000  # plotly.js itself is embedded
 
 
@@ -141,11 +141,16 @@ SWEEP_ROWS = [
 ]
 
 
+# A figure's call names its div; plotly.js's own help text has "Plotly.newPlot(gd, ..." too.
+FIGURE_CALL = re.compile(r'Plotly\.newPlot\(\s*"')
+
+
 def figure_of(html: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The data and layout passed to Plotly.newPlot in a report."""
     decoder = json.JSONDecoder()
-    call = html.index("Plotly.newPlot(")
-    start = html.index("[", call)
+    call = FIGURE_CALL.search(html)
+    assert call is not None
+    start = html.index("[", call.end())
     data, end = decoder.raw_decode(html, start)
     layout, _ = decoder.raw_decode(html, html.index("{", end))
     return data, layout
