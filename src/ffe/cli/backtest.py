@@ -87,6 +87,7 @@ def run(
     """Run one backtest (or a walk-forward run), print its statistics and record it in the
     journal."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.walkforward import WalkForwardSpec
         from ffe.config import load_settings
         from ffe.service import backtests
@@ -103,7 +104,7 @@ def run(
         # A plain run shows no bar; a walk-forward run counts its segments.
         quiet = as_json or request.walk_forward is None
         with ProgressBar(quiet=quiet, description="segments") as advance:
-            outcome = backtests.run(load_settings(), request, advance)
+            outcome = backtests.run(bootstrap.components(load_settings()), request, advance)
         _show(outcome, report=report, as_json=as_json)
 
 
@@ -212,6 +213,7 @@ def sweep(
 ) -> None:
     """Backtest every combination of a parameter grid on all local cores."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.sweep import parse_grid
         from ffe.config import load_settings
         from ffe.service import backtests
@@ -225,7 +227,7 @@ def sweep(
             workers=jobs,
         )
         with ProgressBar(quiet=as_json, description="backtests") as advance:
-            outcome = backtests.sweep(load_settings(), request, advance)
+            outcome = backtests.sweep(bootstrap.components(load_settings()), request, advance)
         flat = [row.flat() for row in outcome.rows]
         names = list(outcome.names)
         if report is not None:

@@ -38,6 +38,7 @@ def bench(
     """Rolling-origin walk-forward of every model (no window sees its future), scored with
     MASE, CRPS, interval coverage and a Diebold-Mariano test against the random walk."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.config import load_settings
         from ffe.forecast.ensemble import HedgeConfig
         from ffe.service.forecasts import BenchRequest, bench
@@ -54,7 +55,7 @@ def bench(
             workers=jobs,
         )
         with ProgressBar(quiet=as_json, description="forecasts") as advance:
-            result = bench(load_settings(), request, advance)
+            result = bench(bootstrap.components(load_settings()), request, advance)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:

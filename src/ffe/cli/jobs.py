@@ -46,10 +46,11 @@ def list_jobs(
 
 
 def _queue(db: Database) -> JobQueue:
+    from ffe import bootstrap
     from ffe.config import load_settings
     from ffe.service.jobs.queue import JobQueue
 
-    return JobQueue(db, load_settings().jobs)
+    return JobQueue(db, bootstrap.queue_policy(load_settings()))
 
 
 def _print_jobs(jobs: list[dict[str, Any]]) -> None:

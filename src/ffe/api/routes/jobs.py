@@ -29,9 +29,7 @@ def _check_strategy(name: str, params: dict[str, Any] | None = None) -> None:
 
 
 def _check_symbols(services: Services, symbols: list[str]) -> None:
-    from ffe import bootstrap
-
-    known = set(bootstrap.data_catalog(services.settings).symbols())
+    known = set(services.components.catalog().symbols())
     missing = [s for s in symbols if s not in known]
     if missing:
         raise DataError(

@@ -145,9 +145,7 @@ async def symbols(services: ServicesDep, who: Reader) -> Any:
     """The symbols with stored bars."""
     import asyncio
 
-    from ffe import bootstrap
-
-    entries = await asyncio.to_thread(bootstrap.data_catalog(services.settings).list_entries)
+    entries = await asyncio.to_thread(services.components.catalog().list_entries)
     items = [
         {
             "symbol": e.symbol,
@@ -184,11 +182,10 @@ async def bars(
 
 
 def _bars(services: Any, symbol: str, limit: int) -> dict[str, Any]:
-    from ffe import bootstrap
     from ffe.data import load_market
     from ffe.domain.market import utc_datetime
 
-    market = load_market(bootstrap.data_catalog(services.settings), [symbol])
+    market = load_market(services.components.catalog(), [symbol])
     first = max(0, market.n_bars - limit)
     times = market.times.view("int64")
     rows = [

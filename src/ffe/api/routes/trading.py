@@ -101,7 +101,7 @@ async def _journal_portfolio(services: Services, account: str) -> bytes:
     account (shared by every worker when Redis is configured): dashboards and bots poll it."""
 
     async def read() -> bytes:
-        found = await queries.journal_portfolio(services.db, account, services.settings.data.dir)
+        found = await queries.journal_portfolio(services.db, account, services.options.data_dir)
         return json.dumps(found, separators=(",", ":")).encode()
 
     return await services.fresh(f"portfolio:{account}", 1.0, read)

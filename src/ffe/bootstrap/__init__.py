@@ -1,11 +1,42 @@
-"""The composition root: settings in, wired objects out. Nothing else reads settings."""
+"""The composition root: settings in, wired objects out. Nothing else reads settings.
+
+The functions here take ``Settings`` and are for the entry points (the CLI, the job of a
+uvicorn factory) and the agent's wiring; the service layer and the API get ``Components``
+(``components(settings)``), which holds the option values they use and builds the rest on
+request.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ffe.bootstrap.components import Components
+from ffe.bootstrap.options import (
+    ApiOptions,
+    PrecomputeOptions,
+    QueuePolicy,
+    WakeOptions,
+    WorkerOptions,
+    api_options,
+    precompute_options,
+    queue_policy,
+    worker_options,
+)
 from ffe.config import Settings
+
+__all__ = [
+    "ApiOptions",
+    "Components",
+    "PrecomputeOptions",
+    "QueuePolicy",
+    "WakeOptions",
+    "WorkerOptions",
+    "api_options",
+    "precompute_options",
+    "queue_policy",
+    "worker_options",
+]
 
 if TYPE_CHECKING:
     from ffe.agent.notify import Notifications
@@ -384,3 +415,23 @@ def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = F
             live=allow_live and not practice,
         )
     return GuardedBroker(venue, broker_breaker(settings, name=chosen.broker))
+
+
+def components(settings: Settings) -> Components:
+    """Everything the service layer and the API are handed instead of ``settings``."""
+    return Components(
+        api=api_options(settings),
+        queue=queue_policy(settings),
+        worker=worker_options(settings),
+        precompute=precompute_options(settings),
+        data_dir=settings.data.dir,
+        _settings=settings,
+    )
+
+
+def load(**overrides: Any) -> Components:
+    """The components of this process's settings (``load_settings(**overrides)``): for an
+    entry point that has nothing to override on the command line (a uvicorn factory)."""
+    from ffe.config import load_settings
+
+    return components(load_settings(**overrides))
