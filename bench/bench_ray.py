@@ -101,7 +101,8 @@ def sweeps(setup: tuple[Any, ...], address: str, rounds: int) -> dict[str, Any]:
 
 
 def serial_parts(setup: tuple[Any, ...], address: str) -> dict[str, float]:
-    """One point's work in this process, and what a Ray run pays before its first task."""
+    """One point's work in this process (for reference: the projection takes the points' work
+    from the Ray sweep itself), and what a Ray run pays before its first task."""
     import ray
 
     from ffe.compute import LocalExecutor
@@ -155,17 +156,22 @@ def overheads(address: str) -> dict[str, float]:
     }
 
 
-def projection(points: int, parts: dict[str, float], costs: dict[str, float]) -> dict[str, Any]:
-    """Amdahl: the serial part (connecting, the upload, the driver taking each row) stays,
-    the points' work and the per-task cost divide by the workers."""
-    serial = parts["connect_s"] + parts["upload_s"] + points * costs["ray_map_item_s_batched"]
-    work = points * parts["point_s"]
+def projection(
+    ray_s: float, points: int, parts: dict[str, float], costs: dict[str, float], workers: int = 2
+) -> dict[str, Any]:
+    """Amdahl from the measured Ray sweep: its serial part (connecting, the upload, the driver
+    taking each row, at the no-op map's cost per item) stays, the rest (the points' work with
+    the per-task costs, on ``workers`` CPUs, under whatever else ran on the machine then)
+    divides by the workers. Wall time and speedup against one worker, for 1, 2, 10 and 100."""
+    driver = points * costs["ray_map_item_s_batched"]
+    serial = parts["connect_s"] + parts["upload_s"] + driver
+    work = max(0.0, ray_s - serial) * workers  # CPU-seconds of the points, as measured
+    fraction = serial / (serial + work)
     curve = {}
-    for workers in (1, 2, 10, 100):
-        tasks = max(workers, points / max(1, round(0.3 / parts["point_s"])))
-        wall = serial + (work + tasks * costs["ray_task_s_2000_at_once"]) / workers
-        curve[str(workers)] = {"wall_s": wall, "speedup": work / wall}
-    return {"serial_s": serial, "parallel_work_s": work, "workers": curve}
+    for n in (1, 2, 10, 100):
+        wall = serial + work / n
+        curve[str(n)] = {"wall_s": wall, "speedup": 1 / (fraction + (1 - fraction) / n)}
+    return {"serial_s": serial, "parallel_work_s": work, "serial_fraction": fraction, "by": curve}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": TARGET_RATIO,
         "serial_parts": parts,
         "overheads": costs,
-        "projection": projection(points, parts, costs),
+        "projection": projection(statistics.median(found["ray"]["seconds"]), points, parts, costs),
     }
     report(result)
     if not args.no_write:
@@ -215,7 +221,7 @@ def report(result: dict[str, Any]) -> None:
     print(f"ray / pool: {ratio:.2f} (target {TARGET_RATIO}): {verdict(ratio >= TARGET_RATIO)}")
     print(f"identical rows: {sweeps['identical_rows']}")
     print(table(["overhead", "seconds"], list(result["overheads"].items())))
-    curve = result["projection"]["workers"]
+    curve = result["projection"]["by"]
     print("projected (Amdahl, not measured):")
     print(table(["workers", "speedup"], [[w, c["speedup"]] for w, c in curve.items()]))
 
