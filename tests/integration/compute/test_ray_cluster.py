@@ -96,17 +96,16 @@ def test_map_when_on_cluster_then_tasks_ran_on_both_nodes(ray_executor: RayExecu
     assert len(alive) == 2
 
 
-def test_walk_forward_when_on_cluster_then_identical_to_local(
-    ray_executor: RayExecutor, market: MarketData
-) -> None:
+def test_walk_forward_when_on_cluster_then_identical_to_local(ray_executor: RayExecutor) -> None:
     settings = Settings()
+    market = load_bars(settings, MarketSpec(("SP500",), "2013-01-01"))  # four segments
     config, risk = bootstrap.backtest_config(settings), bootstrap.risk_engine(settings)
     params = {"models": "naive,drift", "window": 150, "refit_every": 40}
     done: list[int] = []
 
     def walk(executor: Any) -> dict[str, Any]:
         walked = run_walk_forward(
-            market, "ensemble", params, 500, 500, config, risk,
+            market, "ensemble", params, 400, 300, config, risk,
             progress=lambda: done.append(1), executor=executor,
         )  # fmt: skip
         return {"walked": walked.to_dict(), "backtest": walked.backtest.to_dict()}
