@@ -50,7 +50,15 @@ class LocalRayCluster:
         return f"127.0.0.1:{self._base}"
 
     def start(self) -> LocalRayCluster:
-        """Start the head and the other nodes; returns once all are up."""
+        """Start the head and the other nodes; returns once all are up. On a failure what
+        had started is stopped (and the environment restored) before the error goes on."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalRayCluster:
         self._temp = tempfile.mkdtemp(prefix="ffe-ray-")
         os.makedirs(os.path.join(self._temp, "ray"))
         self._set_env(
@@ -90,9 +98,8 @@ class LocalRayCluster:
 
     def stop(self) -> None:
         """Disconnect this process, stop every node and restore the environment."""
-        ray = import_ray()
-        ray.shutdown()
         if self._cluster is not None:
+            import_ray().shutdown()
             self._cluster.shutdown()
             self._cluster = None
         for name, value in self._saved.items():
@@ -100,8 +107,10 @@ class LocalRayCluster:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        self._saved.clear()
         if self._temp is not None:
             shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()
