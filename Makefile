@@ -90,6 +90,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_agent
 	$(BENCH_BIN)/python -m bench.bench_api
 	$(BENCH_BIN)/python -m bench.bench_scaleout
+	$(BENCH_BIN)/python -m bench.bench_ray
 
 # Re-resolve the locks to the newest releases inside pyproject.toml's ranges, for every
 # supported Python (--universal): the dev lock first, then the others constrained to its pins

@@ -143,10 +143,32 @@ def pool_size(settings: Settings, requested: int | None = None) -> int:
 
 def executor(settings: Settings, requested: int | None = None) -> Executor:
     """Where parallel work (sweep points, walk-forward segments, forecast blocks) runs: a
-    local process pool of ``pool_size(settings, requested)`` workers."""
+    local process pool of ``pool_size(settings, requested)`` workers, or the Ray cluster of
+    ``compute.ray_address`` when ``compute.executor`` is ray (``requested``, when above 0,
+    caps its tasks at once; ``compute.max_workers`` sizes local pools only)."""
     from ffe.compute import LocalExecutor
 
+    if settings.compute.executor == "ray":
+        return _ray_executor(settings.compute.ray_address, requested)
     return LocalExecutor(pool_size(settings, requested))
+
+
+def _ray_executor(address: str | None, requested: int | None) -> Executor:
+    """Connected now, so a wrong address or a node without ffe fails as a ConfigError
+    before any work is handed out."""
+    from ffe.compute.ray_executor import ClusterError, RayExecutor
+    from ffe.domain.errors import ConfigError
+
+    if not address:
+        raise ConfigError(
+            "compute.executor is ray but no cluster is given: set compute.ray_address "
+            "(FFE__COMPUTE__RAY_ADDRESS, or --ray-address) to the host:port of a head started "
+            "with `ray start --head --port=PORT`"
+        )
+    try:
+        return RayExecutor(address, requested or None).connect()
+    except (ImportError, ConnectionError, ClusterError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def strategy_params(

@@ -74,8 +74,9 @@ class Components:
         return bootstrap.strategy(self._settings, name, params)
 
     def executor(self, requested: int | None = None) -> Executor:
-        """Where parallel work runs: ``requested`` processes (None or 0: as many as
-        allowed), at most ``compute.max_workers``."""
+        """Where parallel work runs (``bootstrap.executor``): a local pool of ``requested``
+        processes (None or 0: as many as allowed, at most ``compute.max_workers``), or the
+        Ray cluster when ``compute.executor`` is ray."""
         from ffe import bootstrap
 
         return bootstrap.executor(self._settings, requested)

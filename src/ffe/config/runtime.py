@@ -58,7 +58,8 @@ class RedisSettings(Section):
 
 
 class ComputeSettings(Section):
-    """How many processes the work a request or a command starts may use."""
+    """Where the parallel work of a request or a command runs, and how many processes it may
+    use."""
 
     max_workers: int | None = Field(
         None,
@@ -66,4 +67,14 @@ class ComputeSettings(Section):
         le=1024,
         description="processes any one pool may start (a sweep, a walk-forward run, the "
         "ensemble's forecasts, a forecast benchmark); none = the machine's cores",
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="where sweeps, walk-forward segments and forecast benchmarks run: `local` "
+        "(a process pool on this machine) or `ray` (the Ray cluster at compute.ray_address)",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="the Ray cluster for executor=ray: its head's host:port (`ray start --head "
+        "--port=PORT`) or ray://host:10001; every node needs this version of ffe installed",
     )
