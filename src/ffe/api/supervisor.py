@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ffe.api.queries import journal_drawdown
 from ffe.config import Settings
 from ffe.domain.errors import ConflictError, FfeError, StoreError
 from ffe.kv import KvBackends
@@ -23,6 +22,7 @@ from ffe.obs.metrics import Metrics
 from ffe.service import heap
 from ffe.service.background import watched
 from ffe.service.reporting import AgentReporter
+from ffe.service.runs import journal_drawdown
 
 log = logging.getLogger(__name__)
 # After a journal failure the agent is restarted after 1 s, then twice as long after each

@@ -108,7 +108,7 @@ async def test_reporter_when_the_strategy_decides_on_the_first_bar_then_that_dec
 async def test_reporter_drawdown_when_run_then_the_journals_and_a_seeded_worse_one_kept(
     db, tmp_path
 ):
-    from ffe.api.queries import journal_drawdown
+    from ffe.service.runs import journal_drawdown
 
     agent = _agent(db, tmp_path)
     reporter = AgentReporter(Recorder(), Metrics())

@@ -23,6 +23,7 @@ from ffe.api.routes.common import (
 from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
 from ffe.domain.errors import FfeError
+from ffe.service import runs
 
 router = APIRouter(prefix="/api/v1", tags=["trading"])
 
@@ -165,7 +166,7 @@ async def equity(
 ) -> Any:
     """The equity curve and its drawdown, thinned to ``limit`` points."""
     run = await _run_of(services, account, run_id)
-    points = [] if run is None else await queries.equity_points(services.db, run, limit)
+    points = [] if run is None else await runs.equity_points(services.db, run, limit)
     return {"run_id": run, "points": points}
 
 
