@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -24,10 +23,20 @@ import numpy as np
 from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
-from ffe.agent.control import state_change
+from ffe.agent.control import AgentService, AgentStatus, state_change
 from ffe.agent.journal import AgentJournal
 from ffe.agent.reconcile import reconcile, restore
-from ffe.agent.step import AgentConfig, Snapshot, StepCore
+from ffe.agent.reports import (
+    AgentReport,
+    DecisionsMade,
+    OnBar,
+    OnDecisions,
+    OnEvent,
+    OnOpen,
+    Snapshot,
+    Watchers,
+)
+from ffe.agent.step import AgentConfig, StepCore
 from ffe.agent.stepper import Stepper
 from ffe.backtest.engine import BacktestConfig
 from ffe.backtest.result import BacktestResult
@@ -65,17 +74,6 @@ class RunSpec:
     fresh: bool = False  # start a new run even if the account's last one is unfinished
 
 
-@dataclass(slots=True)
-class AgentReport:
-    run_id: str
-    status: str
-    resumed: bool
-    bars: int
-    first_bar: int
-    reconciliation: dict[str, Any]
-    stats: dict[str, Any] | None = None
-
-
 class Agent:
     """One account's trading agent. ``run()`` returns when the clock ends or on ``stop``."""
 
@@ -106,14 +104,42 @@ class Agent:
         self._bars_since_flush = 0
         self.step_seconds: list[float] = []
         self.time_steps = False
-        self.on_bar: Callable[[int], None] | None = None
-        # Awaited once the run is open and restored, before its first bar (its run id).
-        self.on_open: Callable[[str], Awaitable[None]] | None = None
+        self._watchers = Watchers()
+
+    @property
+    def run_id(self) -> str | None:
+        """The run the agent trades, once it has opened (or resumed) it."""
+        core = self.core
+        return None if core is None else core.journal.run_id
 
     def snapshot(self) -> Snapshot | None:
         """What the agent holds after its last finished bar (None before its first)."""
         core = self.core
         return None if core is None else core.snapshot()
+
+    def watch(
+        self,
+        *,
+        on_open: OnOpen | None = None,
+        on_bar: OnBar | None = None,
+        on_decisions: OnDecisions | None = None,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        """Be told, from now on: ``on_open`` (awaited) once the run is open and restored,
+        before its first bar, with its run id; ``on_bar`` after each bar; ``on_decisions``
+        when the strategy decided on a bar; ``on_event`` with each notification (fills,
+        halts, approvals, start and stop). They run in the trading loop: keep them quick."""
+        self._watchers.add(on_open, on_bar, on_decisions, on_event)
+
+    async def status(self) -> AgentStatus | None:
+        """The account's state as the journal has it (None before the agent first ran)."""
+        found = await AgentService(self.db).status(self.config.account)
+        return found[0] if found else None
+
+    @property
+    def breaker(self) -> Any:
+        """The circuit breaker guarding a venue's broker; None for the paper broker."""
+        return getattr(self.broker, "breaker", None)
 
     def request_stop(self) -> None:
         """Stop after the current step (signal handlers call this)."""
@@ -276,6 +302,7 @@ class Agent:
             prefix=run_id[:10],
         )
         core.on_event = self.event
+        core.on_decisions = self._decided
         core.live_clock = self.clock.live
         self.core = core
         return core
@@ -284,8 +311,8 @@ class Agent:
 
     async def _loop(self, core: StepCore, first: int) -> tuple[str, int]:
         bars = 0
-        if self.on_open is not None:
-            await self.on_open(core.journal.run_id)
+        for opened in self._watchers.opened:
+            await opened(core.journal.run_id)
         async for market, bar in self.clock.ticks(first):
             await self.obey(core, force=False)
             while self.paused and not self.stopping:
@@ -301,10 +328,16 @@ class Agent:
             if self.time_steps:  # the agent's own work: the step and its journal, not the strategy
                 spent = time.perf_counter() - started
                 self.step_seconds.append(spent - (core.strategy_seconds - strategy_before))
-            if self.on_bar is not None:
-                self.on_bar(bar)
+            if self._watchers.bars:
+                report = core.bar_report(bar)
+                for watcher in self._watchers.bars:
+                    watcher(report)
         end = "finished" if not self.clock.live else "interrupted"
         return ("interrupted" if self.stopping else end), bars
+
+    def _decided(self, made: DecisionsMade) -> None:
+        for watcher in self._watchers.decisions:
+            watcher(made)
 
     async def _after_step(self, core: StepCore) -> None:
         self._bars_since_flush += 1
@@ -471,14 +504,17 @@ class Agent:
             self.event("error", f"agent failed: {exc}", {})
 
     def event(self, kind: str, text: str, data: dict[str, Any]) -> None:
-        """Send ``kind`` with ``text`` to the notifier, if there is one."""
-        if self.notify is None:
+        """Send ``kind`` with ``text`` to the notifier, if there is one, then to watchers."""
+        if self.notify is None and not self._watchers.events:
             return
         from ffe.agent.notify import Event
 
         title = f"ffe {kind.replace('_', ' ')}"
         event = Event(kind=kind, title=title, text=text, data=data, time=utcnow())  # type: ignore[arg-type,unused-ignore]
-        self.notify.publish(event)
+        if self.notify is not None:
+            self.notify.publish(event)
+        for watcher in self._watchers.events:
+            watcher(event)
 
 
 def _interrupt(exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +23,7 @@ from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
 from ffe.agent.journal import AgentJournal, PendingDecision
+from ffe.agent.reports import BarReport, DecisionsMade, HeldPosition, Snapshot
 from ffe.agent.stepper import Stepper
 from ffe.backtest.result import trade_of
 from ffe.decide.strategy import Strategy
@@ -65,31 +66,6 @@ class AgentConfig:
             raise ConfigError("cash and lot_size must be positive")
         if not self.account or len(self.account) > 64:
             raise ConfigError("the account name must be 1 to 64 characters")
-
-
-@dataclass(frozen=True, slots=True)
-class HeldPosition:
-    """One open position as a running agent holds it."""
-
-    symbol: str
-    quantity: float
-    average_price: float | None  # of the open lots; None when they net to nothing
-    mark: float  # the last mark, 0 before the symbol's first bar
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What a running agent holds after its last finished bar: read by the API (the live
-    portfolio) and the publisher, instead of the ledger and market they are made from."""
-
-    account: str
-    run_id: str
-    bar: int
-    time: datetime
-    cash: float
-    equity: float
-    start_cash: float
-    positions: tuple[HeldPosition, ...]
 
 
 @dataclass(slots=True)
@@ -147,7 +123,7 @@ class StepCore:
         self.flattened_day: date | None = None  # the day the daily-loss switch last flattened
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
-        self.on_decision: Callable[[Decision, int], None] | None = None
+        self.on_decisions: Callable[[DecisionsMade], None] | None = None
 
     # -- one bar --------------------------------------------------------------------------
 
@@ -259,9 +235,8 @@ class StepCore:
         row, decisions = self.stepper.step(History(self.market, bar + 1))
         self.strategy_seconds += time.perf_counter() - started
         pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
-        if self.on_decision is not None:
-            for made in decisions:
-                self.on_decision(made, bar)
+        if self.on_decisions is not None and decisions:
+            self.on_decisions(self._made(bar, decisions))
         for made in decisions:
             self.context.set_confidence(made.symbol, made.confidence)
         intents, account = self._intents(bar, row)
@@ -278,6 +253,11 @@ class StepCore:
                 self.desk.queue(verdict.intent, decision, self)
                 continue
             await self.send(verdict.intent, decision)
+
+    def _made(self, bar: int, decisions: list[Decision]) -> DecisionsMade:
+        account, run_id = self.config.account, self.journal.run_id
+        time_ = self.market.time_of(bar)
+        return DecisionsMade(account, run_id, bar, time_, tuple(decisions), self.strategy_seconds)
 
     def _intents(self, bar: int, row: Any) -> tuple[list[OrderIntent], AccountState]:
         ledger = self.ledger
@@ -450,6 +430,22 @@ class StepCore:
             self._marked = finite_marks(market.mark)
             self._marked_market = market
         return self._marked
+
+    def bar_report(self, bar: int) -> BarReport:
+        """The book marked at ``bar``, for the agent's watchers."""
+        ledger = self.ledger
+        equity, exposure = ledger.marked(self.marks(), bar)
+        held = sum(1 for quantity in ledger.held.values() if quantity != 0)
+        return BarReport(
+            self.config.account,
+            self.journal.run_id,
+            bar,
+            self.market.time_of(bar),
+            equity,
+            ledger.cash,
+            exposure,
+            held,
+        )
 
     def snapshot(self) -> Snapshot | None:
         """The book after the last finished bar; None before the first one."""

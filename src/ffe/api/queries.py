@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ffe.agent import persist
-from ffe.agent.step import Snapshot
+from ffe.agent.reports import Snapshot
 from ffe.domain.orders import action_of
 from ffe.runs.journal import journaled_target
 from ffe.store.database import Database

@@ -125,7 +125,7 @@ class AgentSupervisor:
             agent.owner = owner
         publisher = bootstrap.agent_publisher(self.kv, in_process=True)
         reporter = AgentReporter(publisher, self.metrics)
-        agent.on_open = lambda run_id: self._seed(reporter, agent, run_id)
+        agent.watch(on_open=lambda run_id: self._seed(reporter, agent, run_id))
         reporter.attach(agent)
         launch.params = dict(agent.spec.params)  # as the strategy typed them ("10" -> 10)
         self.agent, self.launch, self.error, self.reporter = agent, launch, None, reporter

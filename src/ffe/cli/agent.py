@@ -21,7 +21,8 @@ from ffe.cli.common import (
 
 if TYPE_CHECKING:
     from ffe.agent.control import AgentService
-    from ffe.agent.runner import Agent, AgentReport
+    from ffe.agent.reports import AgentReport
+    from ffe.agent.runner import Agent
     from ffe.config import Settings
 
 T = TypeVar("T")
@@ -136,7 +137,7 @@ async def _run(
     columns = (TextColumn("[bold]agent"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"))
     with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
         task = progress.add_task("replay", total=total)
-        agent.on_bar = lambda bar: progress.update(task, completed=bar + 1)
+        agent.watch(on_bar=lambda bar: progress.update(task, completed=bar.bar + 1))
         host, port = probes
         return await run_agent(settings, agent, health_host=host, health_port=port)
 

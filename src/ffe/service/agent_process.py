@@ -13,7 +13,8 @@ import logging
 
 from ffe import bootstrap
 from ffe.agent import persist
-from ffe.agent.runner import Agent, AgentReport
+from ffe.agent.reports import AgentReport
+from ffe.agent.runner import Agent
 from ffe.config import Settings
 from ffe.domain.errors import ConfigError
 from ffe.obs.health import HealthChecks, ProbeError, ping_probe

@@ -455,7 +455,7 @@ class _BlockableAgent:
         self.report = None
         self.thread = threading.Thread(target=asyncio.run, args=(self._trade(),), daemon=True)
 
-    def _on_bar(self, bar):
+    def _on_bar(self, report):
         if self.blocking.is_set() and not self.release.is_set():
             self.blocked.set()
             self.release.wait(30)
@@ -463,7 +463,7 @@ class _BlockableAgent:
     async def _trade(self):
         database = Database(self.url)
         agent = _agent(database, self.tmp_path, speed=200)
-        agent.on_bar = self._on_bar
+        agent.watch(on_bar=self._on_bar)
         self.agent = agent
         try:
             self.report = await agent.run()

@@ -29,7 +29,7 @@ async def test_readiness_when_the_agent_holds_its_lease_then_ok_and_after_its_en
     async def look(run_id: str) -> None:
         during.append(await checks.run())
 
-    agent.on_open = look
+    agent.watch(on_open=look)
     try:
         await agent.run()
         after = await checks.run()

@@ -1,6 +1,6 @@
 """An agent's reports, as the API's supervisor and ``ffe agent run`` both send them: every
 decision from the run's first bar, every fill, equity at most five times a second, its state
-on start; the metrics; the hooks it already had still called."""
+on start; the metrics; the agent's other watchers still told."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ async def _count(db: Database, model: Any) -> int:
 async def test_reporter_when_agent_runs_then_every_decision_and_fill_and_its_state(db, tmp_path):
     agent = _agent(db, tmp_path)
     bars: list[int] = []
-    agent.on_bar = bars.append  # a hook it had before: still called
+    agent.watch(on_bar=lambda report: bars.append(report.bar))  # another watcher: still told
     published, metrics = Recorder(), Metrics()
     reporter = AgentReporter(published, metrics, equity_interval_s=3600.0)
     reporter.attach(agent)
