@@ -10,7 +10,6 @@ trades (tested); with a real broker the same code sends real orders.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
 from ffe.agent.journal import AgentJournal, PendingDecision
+from ffe.agent.outcomes import OutcomeWatch
 from ffe.agent.reports import BarReport, DecisionsMade, HeldPosition, Snapshot
 from ffe.agent.stepper import Stepper
 from ffe.backtest.result import trade_of
@@ -68,16 +68,6 @@ class AgentConfig:
             raise ConfigError("the account name must be 1 to 64 characters")
 
 
-@dataclass(slots=True)
-class _Outcome:
-    decision: PendingDecision
-    bar: int
-    symbol: int
-    horizon: int
-    side: int
-    cost: float
-
-
 class StepCore:
     """The state of one account's trading and the step itself, without clock or control.
 
@@ -112,7 +102,7 @@ class StepCore:
         self.halt_reason: str | None = None
         self.trades_journaled = 0
         self.working: dict[str, BrokerOrder] = {}  # sent and not finished
-        self.outcomes: list[_Outcome] = []
+        self.outcomes = OutcomeWatch(journal)
         self.denials: list[tuple[int, Denied]] = []
         self.last_bar = -1
         self.strategy_seconds = 0.0
@@ -286,11 +276,7 @@ class StepCore:
 
     def _journal_decision(self, decision: Decision, bar: int) -> PendingDecision:
         pending = self.journal.decision(decision_row(decision))
-        if decision.details or decision.horizon != 1 or decision.confidence != 1.0:
-            side = int(decision.details.get("side", 1 if decision.target > 0 else -1))
-            cost = float(decision.details.get("cost", 0.0))
-            symbol = self.index[decision.symbol]
-            self.outcomes.append(_Outcome(pending, bar, symbol, decision.horizon, side, cost))
+        self.outcomes.track(pending, decision, bar, self.index[decision.symbol])
         return pending
 
     def _journal_verdict(self, decision: PendingDecision | None, verdict: Any) -> None:
@@ -397,30 +383,8 @@ class StepCore:
             self.on_event("risk_halt", self.halt_reason, {"bar": bar})
 
     def resolve_outcomes(self, bar: int) -> None:
-        if not self.outcomes:
-            return
-        marks, keep = self.marks(), []
-        for outcome in self.outcomes:
-            later = outcome.bar + outcome.horizon
-            if later > bar:
-                keep.append(outcome)
-                continue
-            start, end = marks.item(outcome.bar, outcome.symbol), marks.item(later, outcome.symbol)
-            if not (start > 0 and end > 0):
-                continue
-            realized = math.log(end / start)
-            cost = outcome.cost
-            hit = realized > math.log1p(cost) if outcome.side > 0 else realized < math.log1p(-cost)
-            self.journal.outcome(
-                outcome.decision,
-                {
-                    "horizon": outcome.horizon,
-                    "realized_return": realized,
-                    "hit": bool(hit),
-                    "resolved_at": self.market.time_of(later),
-                },
-            )
-        self.outcomes = keep
+        if self.outcomes.waiting:
+            self.outcomes.resolve(bar, self.marks(), self.market)
 
     def marks(self) -> Any:
         """Marks without NaN (they would poison the sums), made once per market, not per
