@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests.support.agents import Recorder
 
 from ffe.data import DataCatalog
 from ffe.domain.errors import StoreError
@@ -55,11 +56,6 @@ class _FakeAgent:
         pass
 
 
-class _Discard:
-    async def publish(self, kind: str, data: dict[str, Any]) -> None:
-        pass
-
-
 class _FakeLauncher:
     """Opens sessions over ``agents`` in turn (an exception is raised), and says for whom."""
 
@@ -73,7 +69,7 @@ class _FakeLauncher:
         agent = next(self.built)
         if isinstance(agent, Exception):
             raise agent
-        return AgentSession(agent, AgentReporter(_Discard(), self.metrics))
+        return AgentSession(agent, AgentReporter(Recorder(), self.metrics))
 
 
 def _supervisor(
