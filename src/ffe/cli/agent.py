@@ -110,18 +110,17 @@ async def _run(
 ) -> AgentReport:
     """Run the agent ``launch`` asks for as ``ffe.service.agents`` runs every agent, its
     events through Redis when configured, with a progress bar of the replay."""
-    from functools import partial
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ffe import bootstrap
     from ffe.obs.metrics import Metrics
     from ffe.service.agents import AgentLauncher, serve_agent
 
-    kv = bootstrap.kv_backends(settings)
+    components = bootstrap.components(settings)
+    kv = components.kv_backends()
     try:
         publisher = bootstrap.agent_publisher(kv, in_process=False)
-        launcher = AgentLauncher(partial(bootstrap.agent, settings), publisher, Metrics())
+        launcher = AgentLauncher(components.agent, publisher, Metrics())
         session = await launcher.open(launch)
         agent = session.agent
         loop = asyncio.get_running_loop()

@@ -5,7 +5,6 @@ what to change; a session reports the run's drawdown from its journal."""
 from __future__ import annotations
 
 import socket
-from functools import partial
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ async def _agent(settings: Settings) -> Any:
 
 
 def _launcher(settings: Settings) -> AgentLauncher:
-    return AgentLauncher(partial(bootstrap.agent, settings), DiscardingPublisher(), Metrics())
+    return AgentLauncher(bootstrap.components(settings).agent, DiscardingPublisher(), Metrics())
 
 
 async def test_readiness_when_the_agent_holds_its_lease_then_ok_and_after_its_end_not(tmp_path):
