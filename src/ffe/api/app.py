@@ -26,7 +26,6 @@ from ffe.api.auth import SCOPES
 from ffe.api.deps import SESSION_COOKIE, LoginRequiredError, required_scope
 from ffe.api.routes.common import refusal
 from ffe.api.services import Services
-from ffe.api.supervisor import AgentLaunch
 from ffe.domain.errors import (
     ConfigError,
     ConflictError,
@@ -39,6 +38,7 @@ from ffe.domain.errors import (
 from ffe.obs import tracing
 from ffe.obs.logs import new_request_id, request_id
 from ffe.service import heap
+from ffe.service.agents import AgentLaunch
 
 if TYPE_CHECKING:
     from ffe.bootstrap import ApiOptions, Components

@@ -47,11 +47,11 @@ from ffe.service.journal_tail import JournalTail
 from ffe.store.database import Database
 
 if TYPE_CHECKING:
-    from ffe.api.supervisor import AgentSupervisor
     from ffe.bootstrap import ApiOptions, Components
     from ffe.service.analysis import AnalysisReader
     from ffe.service.jobs.queue import JobQueue
     from ffe.service.jobs.worker import Worker
+    from ffe.service.supervisor import AgentSupervisor
     from ffe.store.models import Job
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,18 @@ async def _open_journal(components: Components) -> tuple[Database, bool]:
             raise
         log.error("the journal is unreachable; starting without it and retrying: %s", exc)
         return components.database(), False
+
+
+def _agent_supervisor(components: Components, kv: KvBackends, metrics: Metrics) -> AgentSupervisor:
+    """The in-process agent's supervisor, wired: agents built by the composition root,
+    reported on this process's event bus and in its metrics."""
+    from ffe import bootstrap
+    from ffe.service.agents import AgentLauncher
+    from ffe.service.supervisor import AgentSupervisor
+
+    publisher = bootstrap.agent_publisher(kv, in_process=True)
+    launcher = AgentLauncher(components.agent, publisher, metrics)
+    return AgentSupervisor(launcher, components.catalog(), components.api.account)
 
 
 @dataclass
@@ -151,7 +163,6 @@ class Services:
         the analysis (with ``precompute.in_api``) and a job worker (with ``jobs.in_api``)
         (``background``). A journal that does not answer is waited for in the background
         (``_await_journal``); one that answers with a schema this ffe cannot use stops here."""
-        from ffe.api.supervisor import AgentSupervisor
         from ffe.service.analysis import open_analysis
         from ffe.service.jobs.queue import JobQueue
 
@@ -177,7 +188,7 @@ class Services:
             agents=AgentService(db),
             jobs=JobQueue(db, components.queue, kv.bus if kv.redis_url is not None else None),
             analysis=analysis,
-            supervisor=AgentSupervisor(components.agent_settings, kv, metrics),
+            supervisor=_agent_supervisor(components, kv, metrics),
             hashing=hashing,
             proxies=TrustedProxies(api.trusted_proxies),
             throttle=AuthThrottle(kv.limiter, api.auth_failures_limit, api.auth_failures_window_s),

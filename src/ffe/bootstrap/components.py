@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ffe.bootstrap.options import ApiOptions, PrecomputeOptions, QueuePolicy, WorkerOptions
 
 if TYPE_CHECKING:
+    from ffe.agent.runner import Agent
     from ffe.backtest.engine import BacktestConfig
     from ffe.compute import Executor
     from ffe.config import Settings
@@ -120,9 +121,11 @@ class Components:
         chosen = self._settings.logging
         configure_logging(chosen.level, chosen.json_format)
 
-    @property
-    def agent_settings(self) -> Settings:
-        """The settings, for the API's agent supervisor only: it still builds the agent from
-        them until starting and stopping the agent moves into the service layer (issue 15);
-        nothing else may read them."""
-        return self._settings
+    async def agent(
+        self, strategy: str, params: dict[str, Any], symbols: list[str], **options: Any
+    ) -> Agent:
+        """A trading agent trading ``strategy`` on ``symbols``, its journal open; ``options``
+        override the ``agent`` settings (see ``bootstrap.agent``)."""
+        from ffe import bootstrap
+
+        return await bootstrap.agent(self._settings, strategy, params, symbols, **options)

@@ -38,8 +38,8 @@ def run_command(
     """Start everything on embedded defaults: the API, the dashboard, the jobs and the paper
     agent replaying the bundled S&P 500. Prints the URL once the server answers, how to log in
     the first time, and which run the agent resumes (`--new` starts a new one)."""
-    from ffe.api.supervisor import AgentLaunch
     from ffe.cli.common import parse_params
+    from ffe.service.agents import AgentLaunch
 
     with user_errors():
         settings = _with_precompute(_settings(host, port, jobs=True))  # one process: all
