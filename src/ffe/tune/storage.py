@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ffe.backtest.objective import Direction
@@ -32,7 +33,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     import sqlalchemy.exc
 
     try:
-        _create_schema(url)
+        _create_place(url)
         storage = optuna.storages.RDBStorage(url)
         if storage.engine.dialect.name == "sqlite":
             _relax_sqlite(storage)
@@ -58,11 +59,15 @@ def _relax_sqlite(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()  # the connections Optuna opened already get them too
 
 
-def _create_schema(url: str) -> None:
-    """Create the PostgreSQL schema ``url``'s search_path option names, if it names one."""
+def _create_place(url: str) -> None:
+    """Create the folder of a SQLite file, or the PostgreSQL schema ``url``'s search_path
+    option names, when missing."""
     import sqlalchemy
 
     parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return
     options = parsed.query.get("options")
     text = " ".join(options) if isinstance(options, tuple) else (options or "")
     found = _SEARCH_PATH.search(text)
