@@ -4,7 +4,7 @@
 TPE with seed 0, the median pruner, batches of 8, the walk-forward's default ``train=750,
 test=250`` on the first 80% of the bars and the last 20% held out; study storage in SQLite in a
 temporary directory. Each case is a fresh study on the executor the settings give
-(``bootstrap.executor``: the local pool of ``--workers`` processes, 1 = in this process; a
+(``Components.executor``: the local pool of ``--workers`` processes, 1 = in this process; a
 cluster when configured), timed from the request to the outcome: loading the bars, starting
 the workers, every trial, the best's holdout score, the deflated Sharpe ratio. Every case must
 find the same best trial (same seed and batch size: the same study).
@@ -31,6 +31,7 @@ SPACE = ("fast=5..60", "slow=20..250")
 def _run(trials: int, workers: int, directory: Path) -> tuple[float, dict[str, Any]]:
     import optuna
 
+    from ffe import bootstrap
     from ffe.config import load_settings
     from ffe.service import tuning
 
@@ -40,7 +41,7 @@ def _run(trials: int, workers: int, directory: Path) -> tuple[float, dict[str, A
         "sma_cross", SPACE, trials=trials, batch_size=8, workers=workers, study=f"w{workers}"
     )
     start = time.perf_counter()
-    outcome = tuning.run(load_settings(), request)
+    outcome = tuning.run(bootstrap.components(load_settings()), request)
     return time.perf_counter() - start, outcome.to_dict()
 
 

@@ -96,6 +96,7 @@ def tune(
     if ctx.invoked_subcommand is not None:
         return
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.walkforward import WalkForwardSpec
         from ffe.cli.backtest import _market
         from ffe.config import load_settings
@@ -112,11 +113,11 @@ def tune(
             pruner, sampler_seed, batch_size, holdout, study, jobs,  # type: ignore[arg-type]
         )  # fmt: skip
         _quiet_optuna()
-        settings = load_settings()
+        components = bootstrap.components(load_settings())
         with ProgressBar(quiet=as_json, description="trials") as advance:
-            outcome = tuning.run(settings, request, advance)
+            outcome = tuning.run(components, request, advance)
         if report is not None:
-            _write_report(tuning.report(settings, outcome.study), report)
+            _write_report(tuning.report(components, outcome.study), report)
         _show_outcome(outcome, as_json=as_json, report=report)
 
 
@@ -179,10 +180,11 @@ def _print_best(data: dict[str, Any]) -> None:
 def list_command(as_json: bool = JSON) -> None:
     """List stored studies, newest first."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.config import load_settings
         from ffe.service import tuning
 
-        found = tuning.studies(load_settings())
+        found = tuning.studies(bootstrap.components(load_settings()))
         if as_json:
             typer.echo(json.dumps([s.to_dict() for s in found], indent=2))
             return
@@ -215,13 +217,14 @@ def _print_studies(found: list[Any]) -> None:
 def show_command(name: str = STUDY, as_json: bool = JSON, report: Path | None = REPORT) -> None:
     """Show a study: its setup, best trial, holdout score, caveats and trials."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.config import load_settings
         from ffe.service import tuning
 
-        settings = load_settings()
-        summary, trials = tuning.show(settings, name)
+        components = bootstrap.components(load_settings())
+        summary, trials = tuning.show(components, name)
         if report is not None:
-            _write_report(tuning.report(settings, name), report)
+            _write_report(tuning.report(components, name), report)
         if as_json:
             typer.echo(json.dumps({**summary.to_dict(), "trial_list": trials}, indent=2))
             return
@@ -245,10 +248,11 @@ def delete_command(
 ) -> None:
     """Delete a study and its trials."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.config import load_settings
         from ffe.service import tuning
 
         if not yes:
             typer.confirm(f"delete study {name!r} and all its trials?", abort=True)
-        tuning.delete(load_settings(), name)
+        tuning.delete(bootstrap.components(load_settings()), name)
         console.print(f"deleted study [bold]{name}[/bold]")

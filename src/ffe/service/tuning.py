@@ -2,7 +2,7 @@
 report.
 
 ``ffe tune`` and the worker's tune jobs call these. A study is driven by the process calling
-``run``, which alone writes it to Optuna's storage (``bootstrap.tune_options``); trials run on
+``run``, which alone writes it to Optuna's storage (``components.tune``); trials run on
 the executor and report back to it. Like the backtest use cases, ``run`` is synchronous and
 may start a process pool: call it from a command, a job's process or a thread.
 """
@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ffe.config import Settings
 from ffe.service.backtests import Costs
 from ffe.service.markets import MarketSpec, load_bars
 from ffe.service.progress import ReportProgress
 
 if TYPE_CHECKING:
     from ffe.backtest.walkforward import WalkForwardSpec
+    from ffe.bootstrap import Components
     from ffe.tune.outcome import TuneOutcome
     from ffe.tune.storage import StudySummary
     from ffe.tune.study import Pruner, Sampler
@@ -51,24 +51,26 @@ class TuneRequest:
 
 
 def run(
-    settings: Settings, request: TuneRequest, progress: ReportProgress | None = None
+    components: Components, request: TuneRequest, progress: ReportProgress | None = None
 ) -> TuneOutcome:
     """Run or resume the study ``request`` describes. Bad input (an unknown strategy or
     metric, a malformed range, too few bars) is refused before any trial runs; ``progress``
     counts finished trials, those of an earlier run included."""
-    from ffe import bootstrap
     from ffe.decide.strategy import make_strategy
     from ffe.tune.study import run_study
 
-    options = bootstrap.tune_options(settings)
-    spec = _spec(request, options.batch_size)
+    spec = _spec(request, components.tune.batch_size)
     make_strategy(request.strategy)  # an unknown strategy fails before the bars load
-    market = load_bars(settings, request.market)
-    config = _config(settings, request.costs)
+    market = load_bars(components, request.market)
+    costs = request.costs
+    config = components.backtest_config(
+        cash=costs.cash, commission=costs.commission, slippage_bps=costs.slippage_bps,
+        at=costs.fill,
+    )  # fmt: skip
     return run_study(
-        market, spec, bootstrap.executor(settings, request.workers), options.storage_url,
+        market, spec, components.executor(request.workers), components.tune.storage_url,
         request.study or default_name(request.strategy), config=config,
-        risk=bootstrap.risk_engine(settings), progress=progress,
+        risk=components.risk_engine(), progress=progress,
     )  # fmt: skip
 
 
@@ -106,46 +108,30 @@ def _spec(request: TuneRequest, default_batch: int) -> Any:
     )
 
 
-def _config(settings: Settings, costs: Costs) -> Any:
-    from ffe import bootstrap
-
-    return bootstrap.backtest_config(
-        settings,
-        cash=costs.cash,
-        commission=costs.commission,
-        slippage_bps=costs.slippage_bps,
-        at=costs.fill,
-    )
-
-
-def studies(settings: Settings) -> list[StudySummary]:
+def studies(components: Components) -> list[StudySummary]:
     """Every stored study, the newest first."""
-    from ffe import bootstrap
     from ffe.tune.storage import list_studies
 
-    return list_studies(bootstrap.tune_options(settings).storage_url)
+    return list_studies(components.tune.storage_url)
 
 
-def show(settings: Settings, name: str) -> tuple[StudySummary, list[dict[str, Any]]]:
+def show(components: Components, name: str) -> tuple[StudySummary, list[dict[str, Any]]]:
     """Study ``name``'s summary and trials; a ConfigError naming the studies if none."""
-    from ffe import bootstrap
     from ffe.tune.storage import show_study
 
-    return show_study(bootstrap.tune_options(settings).storage_url, name)
+    return show_study(components.tune.storage_url, name)
 
 
-def delete(settings: Settings, name: str) -> None:
+def delete(components: Components, name: str) -> None:
     """Delete study ``name`` with its trials."""
-    from ffe import bootstrap
     from ffe.tune.storage import delete_study
 
-    delete_study(bootstrap.tune_options(settings).storage_url, name)
+    delete_study(components.tune.storage_url, name)
 
 
-def report(settings: Settings, name: str) -> str:
+def report(components: Components, name: str) -> str:
     """Study ``name``'s HTML report."""
-    from ffe import bootstrap
     from ffe.tune.report import render_tune_report
     from ffe.tune.storage import load_study
 
-    return render_tune_report(load_study(bootstrap.tune_options(settings).storage_url, name))
+    return render_tune_report(load_study(components.tune.storage_url, name))
