@@ -116,7 +116,7 @@ def studies(components: Components) -> list[StudySummary]:
 
 
 def show(components: Components, name: str) -> tuple[StudySummary, list[dict[str, Any]]]:
-    """Study ``name``'s summary and trials; a ConfigError naming the studies if none."""
+    """Study ``name``'s summary and trials; a NotFoundError naming the studies if none."""
     from ffe.tune.storage import show_study
 
     return show_study(components.tune.storage_url, name)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ffe.backtest.objective import Direction
-from ffe.domain.errors import ConfigError
+from ffe.domain.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
     import optuna
@@ -194,7 +194,7 @@ def list_studies(url: str) -> list[StudySummary]:
 
 
 def load_study(url: str, name: str) -> optuna.Study:
-    """Study ``name``; a ConfigError naming the storage's studies when there is none."""
+    """Study ``name``; a NotFoundError naming the storage's studies when there is none."""
     import optuna
 
     storage = open_storage(url)
@@ -203,7 +203,7 @@ def load_study(url: str, name: str) -> optuna.Study:
     except KeyError:
         names = optuna.get_all_study_names(storage=storage)
         known = ", ".join(names) if names else "none yet"
-        raise ConfigError(f"no study named {name!r}; studies: {known}") from None
+        raise NotFoundError(f"no study named {name!r}; studies: {known}") from None
 
 
 def show_study(url: str, name: str) -> tuple[StudySummary, list[dict[str, Any]]]:
@@ -227,7 +227,7 @@ def delete_study(url: str, name: str) -> None:
     """Delete study ``name`` and its trials."""
     import optuna
 
-    load_study(url, name)  # a ConfigError naming the studies there are, when absent
+    load_study(url, name)  # a NotFoundError naming the studies there are, when absent
     optuna.delete_study(study_name=name, storage=open_storage(url))
 
 
