@@ -39,45 +39,48 @@ STUDY = typer.Argument(..., help="The study's name (from `ffe tune list`).")
 REPORT = typer.Option(None, "--report", help="Write the study's HTML report here.")
 
 
+PARAM = typer.Option(
+    [], "--param", "-p", help="Search range: name=5..60, name=5..60:5 or name=1,2,3."
+)
+TRIALS = typer.Option(
+    100, "--trials", "-n", min=1,
+    help="Finished trials the study ends with (a resumed study counts those it has).",
+)  # fmt: skip
+METRIC = typer.Option("sharpe", "--metric", help="Statistic to optimise, out of sample.")
+WALK_FORWARD = typer.Option(
+    "train=750,test=250", "--walk-forward", help="Bars each segment trains on, then tests."
+)
+HOLDOUT = typer.Option(
+    0.2, "--holdout", min=0, help="Kept back from every trial, scored once with the best: "
+    "a fraction of the bars (0.2) or a number of bars (500); 0 for none.",
+)  # fmt: skip
+SAMPLER = typer.Option("tpe", "--sampler", help="tpe, random or grid.")
+PRUNER = typer.Option("median", "--pruner", help="median, asha or none.")
+SAMPLER_SEED = typer.Option(0, "--sampler-seed", help="Seed of the sampler.")
+BATCH_SIZE = typer.Option(
+    None, "--batch-size", min=1, help="Trials scored at a time; with the seed it makes a "
+    "study repeatable [config: tune.batch_size].",
+)  # fmt: skip
+STUDY_NAME = typer.Option(
+    None, "--study", help="Name the study; an existing one is resumed (default: a new one)."
+)
+
+
 @tune_app.callback()
 def tune(
     ctx: typer.Context,
     strategy: str = STRATEGY,
     symbol: list[str] = SYMBOLS,
-    param: list[str] = typer.Option(
-        [], "--param", "-p", help="Search range: name=5..60, name=5..60:5 or name=1,2,3."
-    ),
-    trials: int = typer.Option(
-        100,
-        "--trials",
-        "-n",
-        min=1,
-        help="Finished trials the study ends with (a resumed study counts those it has).",
-    ),
-    metric: str = typer.Option("sharpe", "--metric", help="Statistic to optimise, out of sample."),
-    walk_forward: str = typer.Option(
-        "train=750,test=250", "--walk-forward", help="Bars each segment trains on, then tests."
-    ),
-    holdout: float = typer.Option(
-        0.2,
-        "--holdout",
-        min=0,
-        help="Kept back from every trial, scored once with the best: "
-        "a fraction of the bars (0.2) or a number of bars (500); 0 for none.",
-    ),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or grid."),
-    pruner: str = typer.Option("median", "--pruner", help="median, asha or none."),
-    sampler_seed: int = typer.Option(0, "--sampler-seed", help="Seed of the sampler."),
-    batch_size: int | None = typer.Option(
-        None,
-        "--batch-size",
-        min=1,
-        help="Trials scored at a time; with the seed it makes a "
-        "study repeatable [config: tune.batch_size].",
-    ),
-    study: str | None = typer.Option(
-        None, "--study", help="Name the study; an existing one is resumed (default: a new one)."
-    ),
+    param: list[str] = PARAM,
+    trials: int = TRIALS,
+    metric: str = METRIC,
+    walk_forward: str = WALK_FORWARD,
+    holdout: float = HOLDOUT,
+    sampler: str = SAMPLER,
+    pruner: str = PRUNER,
+    sampler_seed: int = SAMPLER_SEED,
+    batch_size: int | None = BATCH_SIZE,
+    study: str | None = STUDY_NAME,
     jobs: int = JOBS,
     synthetic: int = SYNTHETIC,
     bars: int = BARS,
