@@ -22,7 +22,17 @@ from ffe.cli.backtest import (
     SYMBOLS,
     SYNTHETIC,
 )
-from ffe.cli.common import JOBS, ProgressBar, console, err_console, format_stat, user_errors
+from ffe.cli.common import (
+    EXECUTOR,
+    JOBS,
+    RAY_ADDRESS,
+    ProgressBar,
+    compute_overrides,
+    console,
+    err_console,
+    format_stat,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ffe.tune.outcome import TuneOutcome
@@ -82,6 +92,8 @@ def tune(
     batch_size: int | None = BATCH_SIZE,
     study: str | None = STUDY_NAME,
     jobs: int = JOBS,
+    executor: str | None = EXECUTOR,
+    ray_address: str | None = RAY_ADDRESS,
     synthetic: int = SYNTHETIC,
     bars: int = BARS,
     seed: int = SEED,
@@ -116,7 +128,8 @@ def tune(
             pruner, sampler_seed, batch_size, holdout, study, jobs,  # type: ignore[arg-type]
         )  # fmt: skip
         _quiet_optuna()
-        components = bootstrap.components(load_settings())
+        settings = load_settings(**compute_overrides(executor, ray_address))
+        components = bootstrap.components(settings)
         with ProgressBar(quiet=as_json, description="trials") as advance:
             outcome = tuning.run(components, request, advance)
         if report is not None:
