@@ -106,3 +106,26 @@ def test_executor_when_ray_address_unreachable_then_config_error_naming_it() -> 
 
     with pytest.raises(ConfigError, match=f"no Ray cluster answers at '{address}'"):
         bootstrap.executor(on("ray", address))
+
+
+def test_tune_options_when_nothing_configured_then_sqlite_beside_the_journal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data={"dir": tmp_path}, tune={"batch_size": 4})  # type: ignore[arg-type]
+
+    options = bootstrap.tune_options(settings)
+
+    assert options.storage_url == f"sqlite:///{(tmp_path / 'tune.db').as_posix()}"
+    assert (options.batch_size, options.max_trials) == (4, 500)
+
+
+def test_tune_options_when_postgres_journal_then_psycopg_in_a_schema_of_its_own() -> None:
+    settings = Settings(database={"url": "postgresql+asyncpg://ffe:pw@db:5432/ffe"})  # type: ignore[arg-type]
+
+    url = bootstrap.tune_options(settings).storage_url
+
+    assert url == "postgresql+psycopg://ffe:pw@db:5432/ffe?options=-csearch_path%3Dffe_tune"
+
+
+def test_tune_options_when_storage_url_set_then_used_as_given() -> None:
+    settings = Settings(tune={"storage_url": "sqlite:////srv/studies.db"})  # type: ignore[arg-type]
+
+    assert bootstrap.tune_options(settings).storage_url == "sqlite:////srv/studies.db"

@@ -137,14 +137,25 @@ def _lifespan(
 
 
 def _routes(app: FastAPI) -> None:
-    from ffe.api.routes import admin, auth, docs, health, jobs, pages, runs, stream, trading
+    from ffe.api.routes import (
+        admin,
+        auth,
+        docs,
+        health,
+        jobs,
+        pages,
+        runs,
+        stream,
+        trading,
+        tune,
+    )
 
     # Routes are matched in this order: the ones polled most (portfolio, status) first. They
     # go into the app's own table, not included router by router: FastAPI matches an included
     # router by walking its routes once to choose it and again to dispatch, which cost a
     # request on a later router up to a fifth of its time (each module's router already
     # carries its prefix and tags, and none declares dependencies of its own).
-    for module in (trading, health, auth, jobs, runs, admin, stream, docs, pages):
+    for module in (trading, health, auth, jobs, tune, runs, admin, stream, docs, pages):
         app.router.routes.extend(module.router.routes)
     pages.mount_static(app)
 

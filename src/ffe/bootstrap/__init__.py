@@ -16,11 +16,13 @@ from ffe.bootstrap.options import (
     ApiOptions,
     PrecomputeOptions,
     QueuePolicy,
+    TuneOptions,
     WakeOptions,
     WorkerOptions,
     api_options,
     precompute_options,
     queue_policy,
+    tune_options,
     worker_options,
 )
 from ffe.config import Settings
@@ -30,11 +32,13 @@ __all__ = [
     "Components",
     "PrecomputeOptions",
     "QueuePolicy",
+    "TuneOptions",
     "WakeOptions",
     "WorkerOptions",
     "api_options",
     "precompute_options",
     "queue_policy",
+    "tune_options",
     "worker_options",
 ]
 
@@ -446,6 +450,7 @@ def components(settings: Settings) -> Components:
         queue=queue_policy(settings),
         worker=worker_options(settings),
         precompute=precompute_options(settings),
+        tune=tune_options(settings),
         data_dir=settings.data.dir,
         _settings=settings,
     )

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ffe.bootstrap.options import ApiOptions, PrecomputeOptions, QueuePolicy, WorkerOptions
+from ffe.bootstrap.options import (
+    ApiOptions,
+    PrecomputeOptions,
+    QueuePolicy,
+    TuneOptions,
+    WorkerOptions,
+)
 
 if TYPE_CHECKING:
     from ffe.agent.runner import Agent
@@ -37,6 +43,7 @@ class Components:
     queue: QueuePolicy
     worker: WorkerOptions
     precompute: PrecomputeOptions
+    tune: TuneOptions
     data_dir: Path
     _settings: Settings = field(repr=False)
 

@@ -165,3 +165,39 @@ def precompute_options(settings: Settings) -> PrecomputeOptions:
         health_host=chosen.health_host,
         health_port=chosen.health_port,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TuneOptions:
+    """Where studies are stored and how they are sized (``tune.*``, resolved)."""
+
+    storage_url: str = field(repr=False)  # SQLAlchemy, a synchronous driver; may hold a password
+    batch_size: int
+    max_trials: int  # the most trials one study submitted to the API may ask for
+
+
+TUNE_SCHEMA = "ffe_tune"  # Optuna's tables in a PostgreSQL journal's database
+
+
+def tune_options(settings: Settings) -> TuneOptions:
+    """Where studies live: ``tune.storage_url``; else beside a PostgreSQL journal in a schema
+    of their own (Optuna keeps an ``alembic_version`` table, as the journal does), through
+    psycopg (Optuna's storage is synchronous); else the SQLite file ``tune.db`` in the data
+    directory."""
+    tune = settings.tune
+    if tune.storage_url is not None:
+        url = tune.storage_url.get_secret_value()
+    else:
+        url = _storage_beside(settings.database_url(), settings.data.dir)
+    return TuneOptions(url, tune.batch_size, tune.max_trials)
+
+
+def _storage_beside(journal_url: str, data_dir: Path) -> str:
+    from sqlalchemy.engine import make_url
+
+    journal = make_url(journal_url)
+    if journal.get_backend_name() == "postgresql":
+        options = f"-csearch_path={TUNE_SCHEMA}"
+        url = journal.set(drivername="postgresql+psycopg").update_query_dict({"options": options})
+        return url.render_as_string(hide_password=False)
+    return f"sqlite:///{(data_dir / 'tune.db').as_posix()}"

@@ -14,7 +14,13 @@ the composition root (``ffe.bootstrap``) and the entry points (the CLI) read the
 from ffe.config.base import Section
 from ffe.config.loading import ENV_PREFIX, load_settings, masked
 from ffe.config.processes import ApiSettings, JobsSettings, JobTimeLimits, PrecomputeSettings
-from ffe.config.runtime import ComputeSettings, DatabaseSettings, LoggingSettings, RedisSettings
+from ffe.config.runtime import (
+    ComputeSettings,
+    DatabaseSettings,
+    LoggingSettings,
+    RedisSettings,
+    TuneSettings,
+)
 from ffe.config.settings import CONFIG_FILES, Settings
 from ffe.config.trading import (
     AgentSettings,
@@ -46,6 +52,7 @@ __all__ = [
     "RiskSettings",
     "Section",
     "Settings",
+    "TuneSettings",
     "load_settings",
     "masked",
 ]

@@ -89,6 +89,8 @@ def masked(settings: Settings) -> dict[str, Any]:
         dumped["database"]["listen_url"] = _mask_url(
             settings.database.listen_url.get_secret_value()
         )
+    if settings.tune.storage_url is not None:
+        dumped["tune"]["storage_url"] = _mask_url(settings.tune.storage_url.get_secret_value())
     return dumped
 
 

@@ -109,10 +109,12 @@ class JobTimeLimits(Section):
     forecast_bench: float = Field(
         1800.0, gt=0, description="a forecast benchmark job (POST /api/v1/forecast/bench)"
     )
+    tune: float = Field(3600.0, gt=0, description="a tuning study job (POST /api/v1/tune)")
 
 
 class JobsSettings(Section):
-    """Background jobs (backtests, sweeps, forecast benchmarks): who runs them, and how."""
+    """Background jobs (backtests, sweeps, forecast benchmarks, tuning studies): who runs
+    them, and how."""
 
     time_limit_s: JobTimeLimits = JobTimeLimits()
     in_api: bool = Field(

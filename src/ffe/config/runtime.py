@@ -1,5 +1,5 @@
 """Sections of what a process runs on: logging, the journal's database, Redis and how many
-processes a pool may start."""
+processes a pool may start; and where tuning studies are stored."""
 
 from __future__ import annotations
 
@@ -77,4 +77,22 @@ class ComputeSettings(Section):
         None,
         description="the Ray cluster for executor=ray: its head's host:port (`ray start --head "
         "--port=PORT`) or ray://host:10001; every node needs this version of ffe installed",
+    )
+
+
+class TuneSettings(Section):
+    """Hyperparameter studies (`ffe tune`, POST /api/v1/tune): where they are stored, and
+    how large the API lets one be."""
+
+    storage_url: SecretStr | None = Field(
+        None,
+        description="Optuna's study storage, an SQLAlchemy URL with a synchronous driver "
+        "(sqlite:///..., postgresql+psycopg://...); none = the schema ffe_tune of a PostgreSQL "
+        "database.url, else the SQLite file tune.db in data.dir",
+    )
+    batch_size: int = Field(
+        8, ge=1, le=256, description="trials asked for, and scored in parallel, at a time"
+    )
+    max_trials: int = Field(
+        500, ge=1, le=100_000, description="the most trials one study submitted to the API runs"
     )

@@ -22,7 +22,13 @@ from pydantic_settings import (
 )
 
 from ffe.config.processes import ApiSettings, JobsSettings, PrecomputeSettings
-from ffe.config.runtime import ComputeSettings, DatabaseSettings, LoggingSettings, RedisSettings
+from ffe.config.runtime import (
+    ComputeSettings,
+    DatabaseSettings,
+    LoggingSettings,
+    RedisSettings,
+    TuneSettings,
+)
 from ffe.config.trading import (
     AgentSettings,
     BacktestSettings,
@@ -60,6 +66,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     compute: ComputeSettings = ComputeSettings()
     precompute: PrecomputeSettings = PrecomputeSettings()
+    tune: TuneSettings = TuneSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The Ray executor on a real cluster: a head and a second node on 127.0.0.1, each a raylet
 with its own object store and worker processes. Sweeps, walk-forward runs and forecast
-benchmarks give exactly the local executor's results; tasks reach both nodes; a cancel stops
-the work; and a node killed mid-sweep costs nothing but time.
+benchmarks give exactly the local executor's results, and a tuning study the same trials;
+tasks reach both nodes; a cancel stops the work; and a node killed mid-sweep costs nothing but
+time.
 
 Serial (never beside other xdist workers): the cluster takes both cores and about 1 GB. Under
 CI a missing Ray fails these tests rather than skipping them."""
@@ -115,6 +116,34 @@ def test_walk_forward_when_on_cluster_then_identical_to_local(ray_executor: RayE
 
     assert remote == walk(LocalExecutor(1))
     assert segments == len(remote["walked"]["segments"]) > 2
+
+
+def test_tune_when_on_cluster_then_the_same_study_as_in_process(
+    ray_executor: RayExecutor, tmp_path: Path
+) -> None:
+    from ffe.backtest.walkforward import WalkForwardSpec
+    from ffe.data import SyntheticMarket
+    from ffe.tune.space import parse_space
+    from ffe.tune.storage import load_study
+    from ffe.tune.study import TuneSpec, run_study
+
+    url = f"sqlite:///{(tmp_path / 'tune.db').as_posix()}"
+    spec = TuneSpec(
+        "sma_cross", parse_space(["fast=2..10", "slow=12..40"]), WalkForwardSpec(200, 100),
+        trials=12, batch_size=4, seed=3,
+    )  # fmt: skip
+    market = SyntheticMarket(1, 700, seed=11).to_market()
+
+    remote = run_study(market, spec, ray_executor, url, "ray")
+    local = run_study(market, spec, LocalExecutor(1), url, "local")
+
+    def trials(name: str) -> list[tuple[str, dict[str, Any], float | None]]:
+        study = load_study(url, name)
+        return [(t.state.name, t.params, t.value) for t in study.get_trials(deepcopy=False)]
+
+    assert trials("ray") == trials("local")
+    assert remote.best == local.best
+    assert remote.best is not None
 
 
 def test_forecast_bench_when_configured_for_ray_then_scores_identical_to_local(

@@ -140,9 +140,36 @@ def _forecast_bench(
     return result.to_dict(), None
 
 
+def _tune(
+    components: Components, payload: dict[str, Any], progress: Progress
+) -> tuple[dict[str, Any], str | None]:
+    from ffe.backtest.walkforward import WalkForwardSpec
+    from ffe.service import tuning
+    from ffe.service.markets import MarketSpec
+
+    request = tuning.TuneRequest(
+        payload["strategy"],
+        tuple(f"{name}={text}" for name, text in payload["params"].items()),
+        payload.get("metric", "sharpe"),
+        MarketSpec((payload["symbol"],), payload.get("start"), payload.get("end")),
+        walk_forward=WalkForwardSpec.parse(payload.get("walk_forward", "train=750,test=250")),
+        trials=int(payload["trials"]),
+        sampler=payload.get("sampler", "tpe"),
+        pruner=payload.get("pruner", "median"),
+        seed=int(payload.get("seed", 0)),
+        holdout=float(payload.get("holdout", 0.2)),
+        # Named after the job when the caller named none: a job run again after its worker
+        # died resumes its own study instead of starting another.
+        study=payload.get("study") or f"job-{progress.job_id}",
+    )
+    outcome = tuning.run(components, request, _between(progress, 0.0, 0.95))
+    return outcome.to_dict(), None
+
+
 WORK: dict[str, Work] = {
     "backtest": _backtest,
     "sweep": _sweep,
     "forecast_bench": _forecast_bench,
+    "tune": _tune,
 }
 KINDS = tuple(WORK)
