@@ -122,13 +122,16 @@ class RayExecutor:
         self, fn: Callable[[S, T], R], todo: Sequence[T], shared: S, stop: threading.Event
     ) -> Results[R]:
         workers = self.workers  # connects
+        # Batches sent ahead wait for a CPU only when every CPU of the cluster is this map's;
+        # under a cap (``--jobs``) they would start at once and run past it.
+        in_flight = workers if workers < (self._cpus or 1) else _AHEAD * workers
         ray = import_ray()
         task, box = _task(ray, self._retries), [ray.put(shared)]
         batches = Batches(len(todo), workers)
         running: dict[Any, range] = {}
         try:
             while not stop.is_set():
-                while len(running) < _AHEAD * workers and batches.left:
+                while len(running) < in_flight and batches.left:
                     span = batches.take()
                     running[task.remote(fn, box, todo[span.start : span.stop])] = span
                 if not running:
