@@ -114,9 +114,10 @@ class RayExecutor:
         """See ``Executor.open``: one task per item, at most ``workers`` running at once."""
         if in_worker():
             return _InProcessSession(fn, shared)
+        workers = self.workers  # connects first: Ray's put alone would start a Ray of its own
         ray = import_ray()
         box = [ray.put(shared)]
-        return _RaySession(_task(ray, self._retries), fn, box, self.workers)
+        return _RaySession(_task(ray, self._retries), fn, box, workers)
 
     def _on_cluster(
         self, fn: Callable[[S, T], R], todo: Sequence[T], shared: S, stop: threading.Event

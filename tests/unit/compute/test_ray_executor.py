@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any
 
@@ -124,6 +125,11 @@ class _Ref:
     def hex(self) -> str:
         return f"{id(self):x}"
 
+    def future(self) -> Future[Any]:
+        done: Future[Any] = Future()
+        done.set_result(self.value)
+        return done
+
 
 class _FakeRay:
     """Ray as the executor calls it, on a cluster of ``cpus`` CPUs where a task runs as soon
@@ -205,3 +211,17 @@ def test_map_when_not_capped_then_a_batch_waits_queued_behind_each_cpu(
 
     assert pairs == [3 * item for item in range(40)]
     assert fake.most_in_flight == 4  # the next batch is queued before a CPU frees up
+
+
+def test_open_when_not_yet_connected_then_connects_before_sending_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _on_fake(monkeypatch, cpus=2)
+
+    with RayExecutor("127.0.0.1:46999").open(double, 3) as session:
+        result = session.submit(5)
+
+    # ray.put before ray.init would start a Ray of its own on this machine (Ray connects
+    # itself on first use), and the executor would then skip the cluster and its ffe check.
+    assert fake.calls[:2] == ["connect", "put"]
+    assert result.result(timeout=5) == 15
