@@ -312,7 +312,8 @@ def check_versions(ray: Any) -> None:
         probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
         for node in nodes
     ]
-    found = dict(zip(nodes, ray.get(refs, timeout=_PROBE_S), strict=True))
+    deadline = time.monotonic() + _PROBE_S
+    found = {node: _probed(ray, ref, deadline) for node, ref in zip(nodes, refs, strict=True)}
     mine = _ffe_version()
     wrong = {node[:8]: version for node, version in found.items() if version != mine}
     if wrong:
@@ -320,6 +321,15 @@ def check_versions(ray: Any) -> None:
             f"every Ray node needs ffe {mine} installed, as this process has; "
             f"found {wrong} (node id: ffe version)"
         )
+
+
+def _probed(ray: Any, ref: Any, deadline: float) -> str:
+    """The ffe version a node's probe found, or "none" when the node cannot import ffe (its
+    task fails to load the probe: ffe is not installed there)."""
+    try:
+        return str(ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
+    except ray.exceptions.RayTaskError:
+        return "none"
 
 
 # --- on a node ---------------------------------------------------------------------------------

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from ffe.compute import executor, in_order
-from ffe.compute.ray_executor import INSTALL_HINT, Batches, RayExecutor, import_ray
+from ffe.compute.ray_executor import (
+    INSTALL_HINT,
+    Batches,
+    ClusterError,
+    RayExecutor,
+    _ffe_version,
+    check_versions,
+    import_ray,
+)
 
 
 def spans(batches: Batches) -> list[range]:
@@ -225,3 +233,34 @@ def test_open_when_not_yet_connected_then_connects_before_sending_shared(
     # itself on first use), and the executor would then skip the cluster and its ffe check.
     assert fake.calls[:2] == ["connect", "put"]
     assert result.result(timeout=5) == 15
+
+
+class _ProbedRay(_FakeRay):
+    """Two alive nodes; the second cannot import ffe, so its probe fails as Ray reports it."""
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [{"NodeID": "a" * 56, "Alive": True}, {"NodeID": "b" * 56, "Alive": True}]
+
+    def remote(self, **options: Any) -> Any:
+        def probe(fn: Any) -> Any:
+            node = iter(self.nodes())
+            return SimpleNamespace(
+                options=lambda **chosen: SimpleNamespace(remote=lambda: _Ref(next(node)))
+            )
+
+        return probe
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        found = [self._version(ref) for ref in (refs if isinstance(refs, list) else [refs])]
+        return found if isinstance(refs, list) else found[0]
+
+    def _version(self, ref: _Ref) -> str:
+        if ref.value["NodeID"].startswith("b"):
+            raise self.exceptions.RayTaskError("The remote function failed to import")
+        return _ffe_version()
+
+
+def test_check_versions_when_a_node_has_no_ffe_then_cluster_error_naming_it() -> None:
+    ray_installed()  # for its scheduling strategy
+    with pytest.raises(ClusterError, match=r"needs ffe .* installed.*'bbbbbbbb': 'none'"):
+        check_versions(_ProbedRay(cpus=2))
