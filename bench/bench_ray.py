@@ -55,7 +55,7 @@ def sweep_setup(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]], An
     from ffe.service.markets import MarketSpec, load_bars
 
     settings = Settings()
-    market = load_bars(settings, MarketSpec(("SP500",)))
+    market = load_bars(bootstrap.components(settings), MarketSpec(("SP500",)))
     grid = combinations(
         {"fast": list(range(5, 5 + args.fast)), "slow": list(range(110, 110 + args.slow))}
     )

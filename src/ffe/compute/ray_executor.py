@@ -114,21 +114,25 @@ class RayExecutor:
         """See ``Executor.open``: one task per item, at most ``workers`` running at once."""
         if in_worker():
             return _InProcessSession(fn, shared)
+        workers = self.workers  # connects first: Ray's put alone would start a Ray of its own
         ray = import_ray()
         box = [ray.put(shared)]
-        return _RaySession(_task(ray, self._retries), fn, box, self.workers)
+        return _RaySession(_task(ray, self._retries), fn, box, workers)
 
     def _on_cluster(
         self, fn: Callable[[S, T], R], todo: Sequence[T], shared: S, stop: threading.Event
     ) -> Results[R]:
         workers = self.workers  # connects
+        # Batches sent ahead wait for a CPU only when every CPU of the cluster is this map's;
+        # under a cap (``--jobs``) they would start at once and run past it.
+        in_flight = workers if workers < (self._cpus or 1) else _AHEAD * workers
         ray = import_ray()
         task, box = _task(ray, self._retries), [ray.put(shared)]
         batches = Batches(len(todo), workers)
         running: dict[Any, range] = {}
         try:
             while not stop.is_set():
-                while len(running) < _AHEAD * workers and batches.left:
+                while len(running) < in_flight and batches.left:
                     span = batches.take()
                     running[task.remote(fn, box, todo[span.start : span.stop])] = span
                 if not running:
@@ -308,7 +312,8 @@ def check_versions(ray: Any) -> None:
         probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
         for node in nodes
     ]
-    found = dict(zip(nodes, ray.get(refs, timeout=_PROBE_S), strict=True))
+    deadline = time.monotonic() + _PROBE_S
+    found = {node: _probed(ray, ref, deadline) for node, ref in zip(nodes, refs, strict=True)}
     mine = _ffe_version()
     wrong = {node[:8]: version for node, version in found.items() if version != mine}
     if wrong:
@@ -316,6 +321,15 @@ def check_versions(ray: Any) -> None:
             f"every Ray node needs ffe {mine} installed, as this process has; "
             f"found {wrong} (node id: ffe version)"
         )
+
+
+def _probed(ray: Any, ref: Any, deadline: float) -> str:
+    """The ffe version a node's probe found, or "none" when the node cannot import ffe (its
+    task fails to load the probe: ffe is not installed there)."""
+    try:
+        return str(ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
+    except ray.exceptions.RayTaskError:
+        return "none"
 
 
 # --- on a node ---------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def ray_executor(cluster: LocalRayCluster) -> RayExecutor:
 
 @pytest.fixture(scope="module")
 def market() -> MarketData:
-    return load_bars(Settings(), MarketSpec(("SP500",)))
+    return load_bars(bootstrap.components(Settings()), MarketSpec(("SP500",)))
 
 
 def sweep_rows(market: MarketData, executor: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -99,7 +99,8 @@ def test_map_when_on_cluster_then_tasks_ran_on_both_nodes(ray_executor: RayExecu
 
 def test_walk_forward_when_on_cluster_then_identical_to_local(ray_executor: RayExecutor) -> None:
     settings = Settings()
-    market = load_bars(settings, MarketSpec(("SP500",), "2013-01-01"))  # four segments
+    four_segments = MarketSpec(("SP500",), "2013-01-01")
+    market = load_bars(bootstrap.components(settings), four_segments)
     config, risk = bootstrap.backtest_config(settings), bootstrap.risk_engine(settings)
     params = {"models": "naive,drift", "window": 150, "refit_every": 40}
     done: list[int] = []
@@ -154,8 +155,9 @@ def test_forecast_bench_when_configured_for_ray_then_scores_identical_to_local(
     request = BenchRequest(
         "SP500", (1, 5), "naive,drift,auto_ets", window=200, refit_every=50, start="2016-01-01"
     )
-    on_ray = Settings(compute={"executor": "ray", "ray_address": cluster.address})  # type: ignore[arg-type]
-    local = Settings(compute={"max_workers": 1})  # type: ignore[arg-type]
+    ray_compute = {"executor": "ray", "ray_address": cluster.address}
+    on_ray = bootstrap.components(Settings(compute=ray_compute))  # type: ignore[arg-type]
+    local = bootstrap.components(Settings(compute={"max_workers": 1}))  # type: ignore[arg-type]
 
     remote = bench(on_ray, request).to_dict()
 

@@ -7,11 +7,22 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from concurrent.futures import Future
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from ffe.compute import executor
-from ffe.compute.ray_executor import INSTALL_HINT, Batches, RayExecutor, import_ray
+from ffe.compute import executor, in_order
+from ffe.compute.ray_executor import (
+    INSTALL_HINT,
+    Batches,
+    ClusterError,
+    RayExecutor,
+    _ffe_version,
+    check_versions,
+    import_ray,
+)
 
 
 def spans(batches: Batches) -> list[range]:
@@ -111,3 +122,145 @@ def test_connect_when_nobody_answers_then_connection_error_at_once() -> None:
         RayExecutor(address).connect()
 
     assert time.monotonic() - started < 10
+
+
+class _Ref:
+    """An object reference of the fake cluster: the value is there at once."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def hex(self) -> str:
+        return f"{id(self):x}"
+
+    def future(self) -> Future[Any]:
+        done: Future[Any] = Future()
+        done.set_result(self.value)
+        return done
+
+
+class _FakeRay:
+    """Ray as the executor calls it, on a cluster of ``cpus`` CPUs where a task runs as soon
+    as it is submitted; it counts the tasks submitted and not yet collected (each of one CPU
+    would be running at once on a cluster with CPUs to spare) and what was called, in order."""
+
+    class exceptions:  # noqa: N801 - the shape of ray.exceptions
+        class RayTaskError(Exception):
+            pass
+
+    def __init__(self, cpus: int) -> None:
+        self.cpus, self.calls = cpus, list[str]()
+        self.in_flight: list[_Ref] = []
+        self.most_in_flight = 0
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": float(self.cpus)}
+
+    def put(self, value: Any) -> _Ref:
+        self.calls.append("put")
+        return _Ref(value)
+
+    def remote(self, **options: Any) -> Any:
+        return lambda batch_fn: SimpleNamespace(remote=self.submit)  # the batch's task
+
+    def submit(self, fn: Any, box: list[_Ref], items: list[Any]) -> _Ref:
+        ref = _Ref(([fn(box[0].value, item) for item in items], 0.001))
+        self.in_flight.append(ref)
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        return ref
+
+    def wait(self, refs: list[_Ref], num_returns: int, timeout: float) -> Any:
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: _Ref) -> Any:
+        self.in_flight.remove(ref)
+        return ref.value
+
+    def cancel(self, ref: _Ref) -> None:
+        if ref in self.in_flight:
+            self.in_flight.remove(ref)
+
+
+def _on_fake(monkeypatch: pytest.MonkeyPatch, cpus: int) -> _FakeRay:
+    from ffe.compute import ray_executor
+
+    fake = _FakeRay(cpus)
+
+    def connect(address: str) -> _FakeRay:
+        fake.calls.append("connect")
+        return fake
+
+    monkeypatch.setattr(ray_executor, "import_ray", lambda: fake)
+    monkeypatch.setattr(ray_executor, "_connect", connect)
+    monkeypatch.setattr(ray_executor, "_TASKS", {})  # the fake's task, not one made before
+    return fake
+
+
+def test_map_when_workers_capped_below_the_cluster_then_no_more_tasks_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _on_fake(monkeypatch, cpus=8)
+
+    pairs = in_order(RayExecutor("127.0.0.1:46999", workers=2).map(double, range(40), 3), 40)
+
+    assert pairs == [3 * item for item in range(40)]
+    assert fake.most_in_flight <= 2  # --jobs 2 on a cluster of 8 CPUs: 2 tasks, not 4
+
+
+def test_map_when_not_capped_then_a_batch_waits_queued_behind_each_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _on_fake(monkeypatch, cpus=2)
+
+    pairs = in_order(RayExecutor("127.0.0.1:46999").map(double, range(40), 3), 40)
+
+    assert pairs == [3 * item for item in range(40)]
+    assert fake.most_in_flight == 4  # the next batch is queued before a CPU frees up
+
+
+def test_open_when_not_yet_connected_then_connects_before_sending_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _on_fake(monkeypatch, cpus=2)
+
+    with RayExecutor("127.0.0.1:46999").open(double, 3) as session:
+        result = session.submit(5)
+
+    # ray.put before ray.init would start a Ray of its own on this machine (Ray connects
+    # itself on first use), and the executor would then skip the cluster and its ffe check.
+    assert fake.calls[:2] == ["connect", "put"]
+    assert result.result(timeout=5) == 15
+
+
+class _ProbedRay(_FakeRay):
+    """Two alive nodes; the second cannot import ffe, so its probe fails as Ray reports it."""
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [{"NodeID": "a" * 56, "Alive": True}, {"NodeID": "b" * 56, "Alive": True}]
+
+    def remote(self, **options: Any) -> Any:
+        def probe(fn: Any) -> Any:
+            node = iter(self.nodes())
+            return SimpleNamespace(
+                options=lambda **chosen: SimpleNamespace(remote=lambda: _Ref(next(node)))
+            )
+
+        return probe
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        found = [self._version(ref) for ref in (refs if isinstance(refs, list) else [refs])]
+        return found if isinstance(refs, list) else found[0]
+
+    def _version(self, ref: _Ref) -> str:
+        if ref.value["NodeID"].startswith("b"):
+            raise self.exceptions.RayTaskError("The remote function failed to import")
+        return _ffe_version()
+
+
+def test_check_versions_when_a_node_has_no_ffe_then_cluster_error_naming_it() -> None:
+    ray_installed()  # for its scheduling strategy
+    with pytest.raises(ClusterError, match=r"needs ffe .* installed.*'bbbbbbbb': 'none'"):
+        check_versions(_ProbedRay(cpus=2))
