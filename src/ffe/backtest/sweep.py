@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffe.backtest.engine import BacktestConfig, run_backtest
+from ffe.backtest.kernel import BatchKernel, batchable
 from ffe.compute import Executor, LocalExecutor
 from ffe.decide.strategy import make_strategy
 from ffe.domain.errors import ConfigError, FfeError
@@ -102,27 +103,65 @@ def run_sweep(
     on_done: Callable[[SweepRow], None] | None = None,
     cancel: threading.Event | None = None,
     executor: Executor | None = None,
+    batch: bool = True,
 ) -> list[SweepRow]:
     """Backtest every grid point on ``executor`` (else a local pool of ``jobs`` processes:
     0 uses every core, 1 runs in process).
 
+    With ``batch`` (the default), points of a strategy that shares its indicators run on the
+    batch kernel (``ffe.backtest.kernel``) where it models them, with the same rows as the
+    engine's; ``batch=False`` runs every point on the engine. Points travel to the executor
+    in tasks of several, so a task's work outweighs what sending it costs.
+
     Once ``cancel`` is set no further point is started or reported, and ``SweepStoppedError`` is
     raised (unless every point had already run)."""
     pool = executor or LocalExecutor(jobs)
-    setup = _SweepSetup(market, strategy, config, risk)  # sent once per worker, not per point
-    points = [dict(point) for point in grid]
+    use_kernel = batch and batchable(market, strategy, config, risk)
+    setup = _SweepSetup(market, strategy, config, risk, use_kernel)  # sent once per worker
+    tasks = _tasks([dict(point) for point in grid], pool.workers, use_kernel)
     rows: list[SweepRow | None] = [None] * len(grid)
     # closing: when on_done raises, the worker processes are stopped now, not when the
     # traceback holding this frame is collected.
-    with contextlib.closing(pool.map(_run_point, points, setup, cancel=cancel)) as found:
-        for position, row in found:
-            rows[position] = row  # results arrive as they finish; keep the grid's order
-            if on_done is not None:
-                on_done(row)
-    done = [row for row in rows if row is not None]
-    if len(done) < len(grid):
-        raise SweepStoppedError(f"the sweep was stopped after {len(done)} of {len(grid)} points")
-    return done
+    with contextlib.closing(pool.map(_run_task, tasks, setup, cancel=cancel)) as found:
+        for _, done in found:
+            for position, row in done:
+                if cancel is not None and cancel.is_set():
+                    break  # the rest of this task ran, but the caller asked for no more
+                rows[position] = row  # tasks finish in any order; keep the grid's
+                if on_done is not None:
+                    on_done(row)
+    finished = [row for row in rows if row is not None]
+    if len(finished) < len(grid):
+        raise SweepStoppedError(
+            f"the sweep was stopped after {len(finished)} of {len(grid)} points"
+        )
+    return finished
+
+
+# Points per task. On the engine a point takes milliseconds, and a task of one point cost as
+# much again in the pool's bookkeeping; a few points per task spread that, yet keep tasks
+# short enough to stop soon after a cancel. On the batch kernel a point takes a fraction of
+# a millisecond and a task shares indicators between its points, so tasks are large: about
+# as long as a worker process takes to start, which a smaller sweep is not worth.
+_ENGINE_TASK = 8
+_KERNEL_TASK = 2000
+
+_Task = list[tuple[int, dict[str, Any]]]  # grid positions and parameters
+
+
+def _tasks(points: list[dict[str, Any]], workers: int, use_kernel: bool) -> list[_Task]:
+    """The grid cut into tasks of consecutive points (neighbours share indicators), no more
+    points to a task than keeps every worker busy."""
+    if not points:
+        return []
+    if use_kernel:
+        count = math.ceil(len(points) / _KERNEL_TASK)
+    else:  # in process (one worker) a point per task: a cancel stops at the next point
+        largest = _ENGINE_TASK if workers > 1 else 1
+        count = max(math.ceil(len(points) / largest), min(workers, len(points)))
+    size = math.ceil(len(points) / count)
+    numbered = list(enumerate(points))
+    return [numbered[start : start + size] for start in range(0, len(numbered), size)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +172,20 @@ class _SweepSetup:
     strategy: str
     config: BacktestConfig
     risk: RiskEngine
+    use_kernel: bool = False
+
+
+def _run_task(setup: _SweepSetup, task: _Task) -> list[tuple[int, SweepRow]]:
+    """Rows of a task's points: on the batch kernel where it applies, else on the engine."""
+    if not setup.use_kernel:
+        return [(position, _run_point(setup, params)) for position, params in task]
+    kernel = BatchKernel(setup.market, setup.strategy, setup.config, setup.risk)
+    rows = []
+    for position, params in task:
+        run = kernel.run(params)
+        row = _run_point(setup, params) if run is None else SweepRow(params, run.stats.as_dict())
+        rows.append((position, row))
+    return rows
 
 
 def _run_point(setup: _SweepSetup, params: dict[str, Any]) -> SweepRow:

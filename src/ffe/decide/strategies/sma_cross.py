@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,9 +37,21 @@ class SmaCross:
         return self.slow
 
     def targets(self, history: History) -> FloatArray:
+        return self.targets_sharing(history, {})
+
+    def targets_sharing(self, history: History, shared: dict[Hashable, FloatArray]) -> FloatArray:
+        """``targets``, with each window's SMA taken from ``shared`` or added to it."""
         close = history.close
-        fast, slow = sma(close, self.fast), sma(close, self.slow)
+        fast, slow = _sma(shared, close, self.fast), _sma(shared, close, self.slow)
         out = np.full(close.shape, np.nan)
         out[crossed_above(fast, slow)] = 1.0
         out[crossed_above(slow, fast)] = -1.0
         return out
+
+
+def _sma(shared: dict[Hashable, FloatArray], close: FloatArray, window: int) -> FloatArray:
+    key = ("sma_cross.sma", window)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = sma(close, window)
+    return found
