@@ -35,7 +35,6 @@ from ffe.portfolio.ledger import (
     DUST,
     ClosedTrade,
     cash_path_of,
-    change_columns,
     position_path_of,
 )
 from ffe.portfolio.stats import Stats, periods_per_year
@@ -141,13 +140,7 @@ class BatchKernel:
         book = self._simulate(index.tolist(), column[index].tolist())
         if book is None:
             return None
-        n_bars = self.market.n_bars
-        positions = np.zeros((n_bars, 1))
-        cash = np.full(n_bars, self.config.cash)
-        if book.changes:
-            columns = change_columns(book.changes)
-            positions = position_path_of(columns, 1, n_bars)
-            cash = cash_path_of(columns, self.config.cash, n_bars)
+        positions, cash = self._paths(book)
         equity = marked_equity(positions, cash, self._marks)
         if self._drawdown is not None and self._near_drawdown_limit(equity, self._drawdown):
             return None
@@ -156,6 +149,22 @@ class BatchKernel:
             self._benchmark, self._per_year,
         )  # fmt: skip
         return BatchRun(book.fills, book.trades, equity, stats)
+
+    def _paths(self, book: _Book) -> tuple[FloatArray, FloatArray]:
+        """Positions and cash per bar, from the ledger's own path functions."""
+        n_bars, cash = self.market.n_bars, self.config.cash
+        count = len(book.fill_bars)
+        if count == 0:
+            return np.zeros((n_bars, 1)), np.full(n_bars, cash)
+        # The columns Ledger builds with np.unique, built directly: the kernel's fills are
+        # one per bar, in time order, so the bars are already unique and sorted and each
+        # fill's group is its own position.
+        numbers = np.arange(count, dtype=np.intp)
+        bars = np.array(book.fill_bars, dtype=np.intp)
+        quantities = np.array(book.quantities, dtype=np.float64)
+        flows = np.array(book.flows, dtype=np.float64)
+        columns = (bars, numbers, np.zeros(count, dtype=np.intp), quantities, flows)
+        return position_path_of(columns, 1, n_bars), cash_path_of(columns, cash, n_bars)
 
     def _targets(self, strategy: SharingStrategy) -> FloatArray:
         """The engine's targets, and its look-ahead check, from the shared indicators."""
@@ -219,7 +228,10 @@ class BatchKernel:
         for limit in self._position_limits:
             if not limit.allows(position, equity):
                 return True
-        return any(not leverage.allows(gross_after, equity) for leverage in self._gross_limits)
+        denied = False  # a loop, not any() over a generator: this runs for every order
+        for leverage in self._gross_limits:
+            denied = denied or not leverage.allows(gross_after, equity)
+        return denied
 
     def _near_drawdown_limit(self, equity: FloatArray, limit: float) -> bool:
         """Whether equity ever comes within the margin of ``limit`` below its running peak
@@ -242,7 +254,10 @@ class _Book:
         self.marks = marks
         self.lot: tuple[int, float, float, float] | None = None  # bar, quantity, price, fee
         self.trades: list[ClosedTrade] = []
-        self.changes: list[float] = []  # as Ledger._changes: bar, symbol, quantity, flow
+        # Ledger._changes in columns: the bar, quantity and cash flow of every fill
+        self.fill_bars: list[int] = []
+        self.quantities: list[float] = []
+        self.flows: list[float] = []
         self.fills: list[Fill] = []
 
     def marked(self, bar: int) -> tuple[float, float]:
@@ -272,7 +287,9 @@ class _Book:
         after = self.held + quantity
         self.held = 0.0 if abs(after) < DUST else after
         self.lot = lot
-        self.changes.extend((fill_bar, 0, quantity, flow))
+        self.fill_bars.append(fill_bar)
+        self.quantities.append(quantity)
+        self.flows.append(flow)
         self.fills.append((bar, 0, quantity, price, fee))
         return True
 

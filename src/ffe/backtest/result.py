@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ffe.decide.strategy import Strategy
 from ffe.domain.market import FloatArray, MarketData
@@ -124,11 +125,20 @@ def run_stats(
         times=market.times,
         equity=equity,
         trades=trades,
-        exposure=(positions != 0.0).any(axis=1),
+        exposure=_exposure(positions),
         benchmark=benchmark,
         periods_per_year=per_year,
         commissions=commissions,
     )
+
+
+def _exposure(positions: FloatArray) -> npt.NDArray[np.bool_]:
+    """Per bar, whether any position is open."""
+    if positions.shape[1] == 1:  # one symbol: its column, without a reduction over rows
+        column: npt.NDArray[np.bool_] = positions[:, 0] != 0.0
+        return column
+    rows: npt.NDArray[np.bool_] = (positions != 0.0).any(axis=1)
+    return rows
 
 
 def trade_of(closed: ClosedTrade, market: MarketData) -> Trade:

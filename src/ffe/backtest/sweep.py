@@ -138,13 +138,15 @@ def run_sweep(
     return finished
 
 
-# Points per task. On the engine a point takes milliseconds, and a task of one point cost as
-# much again in the pool's bookkeeping; a few points per task spread that, yet keep tasks
-# short enough to stop soon after a cancel. On the batch kernel a point takes a fraction of
-# a millisecond and a task shares indicators between its points, so tasks are large: about
-# as long as a worker process takes to start, which a smaller sweep is not worth.
+# Points per task. On the engine a point takes about a millisecond, and a task of one point
+# cost as much again in the pool's bookkeeping; a few points per task spread that, yet keep
+# tasks short enough to stop soon after a cancel. On the batch kernel a point takes about half
+# a millisecond and a task shares indicators between its points, while a spawned worker takes
+# most of a second to start (its imports): a pool of two pays only from several thousand
+# points on, so a task holds up to that many, and a smaller sweep runs in one task, in the
+# calling process (measured in bench/README.md, "bench_sweep").
 _ENGINE_TASK = 8
-_KERNEL_TASK = 2000
+_KERNEL_TASK = 4000
 
 _Task = list[tuple[int, dict[str, Any]]]  # grid positions and parameters
 
