@@ -109,33 +109,68 @@ def run_sweep(
     0 uses every core, 1 runs in process).
 
     With ``batch`` (the default), points of a strategy that shares its indicators run on the
-    batch kernel (``ffe.backtest.kernel``) where it models them, with the same rows as the
-    engine's; ``batch=False`` runs every point on the engine. Points travel to the executor
-    in tasks of several, so a task's work outweighs what sending it costs.
+    batch kernel (``ffe.backtest.kernel``) first, in large tasks; the points it does not model
+    then run on the engine, spread over the executor like any sweep's. ``batch=False`` runs
+    every point on the engine. The rows are the same either way. Points travel to the
+    executor in tasks of several, so a task's work outweighs what sending it costs.
 
     Once ``cancel`` is set no further point is started or reported, and ``SweepStoppedError`` is
     raised (unless every point had already run)."""
     pool = executor or LocalExecutor(jobs)
     use_kernel = batch and batchable(market, strategy, config, risk)
-    setup = _SweepSetup(market, strategy, config, risk, use_kernel)  # sent once per worker
-    tasks = _tasks([dict(point) for point in grid], pool.workers, use_kernel)
     rows: list[SweepRow | None] = [None] * len(grid)
-    # closing: when on_done raises, the worker processes are stopped now, not when the
-    # traceback holding this frame is collected.
-    with contextlib.closing(pool.map(_run_task, tasks, setup, cancel=cancel)) as found:
-        for _, done in found:
-            for position, row in done:
-                if cancel is not None and cancel.is_set():
-                    break  # the rest of this task ran, but the caller asked for no more
-                rows[position] = row  # tasks finish in any order; keep the grid's
-                if on_done is not None:
-                    on_done(row)
+    todo = list(enumerate(dict(point) for point in grid))
+    report = _Report(rows, on_done, cancel)
+    if use_kernel:
+        setup = _SweepSetup(market, strategy, config, risk, use_kernel=True)
+        todo = _map(pool, _tasks(todo, pool.workers, use_kernel=True), setup, report)
+    setup = _SweepSetup(market, strategy, config, risk)  # sent once per worker
+    if todo and not report.stopped:
+        _map(pool, _tasks(todo, pool.workers, use_kernel=False), setup, report)
     finished = [row for row in rows if row is not None]
     if len(finished) < len(grid):
         raise SweepStoppedError(
             f"the sweep was stopped after {len(finished)} of {len(grid)} points"
         )
     return finished
+
+
+class _Report:
+    """Files rows by grid position and passes each to ``on_done``, until ``cancel`` is set."""
+
+    def __init__(
+        self,
+        rows: list[SweepRow | None],
+        on_done: Callable[[SweepRow], None] | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.rows, self.on_done, self.cancel = rows, on_done, cancel
+
+    @property
+    def stopped(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def row(self, position: int, row: SweepRow) -> None:
+        self.rows[position] = row  # tasks finish in any order; keep the grid's
+        if self.on_done is not None:
+            self.on_done(row)
+
+
+def _map(pool: Executor, tasks: list[_Task], setup: _SweepSetup, report: _Report) -> _Task:
+    """Run ``tasks`` on ``pool``, reporting each row; the points left for the engine."""
+    left: _Task = []
+    # closing: when on_done raises, the worker processes are stopped now, not when the
+    # traceback holding this frame is collected.
+    with contextlib.closing(pool.map(_run_task, tasks, setup, cancel=report.cancel)) as found:
+        for _, done in found:
+            for position, params, row in done:
+                if report.stopped:
+                    return left  # the rest of this task ran, but the caller asked for no more
+                if row is None:
+                    left.append((position, params))
+                else:
+                    report.row(position, row)
+    return left
 
 
 # Points per task. On the engine a point takes about a millisecond, and a task of one point
@@ -151,8 +186,8 @@ _KERNEL_TASK = 4000
 _Task = list[tuple[int, dict[str, Any]]]  # grid positions and parameters
 
 
-def _tasks(points: list[dict[str, Any]], workers: int, use_kernel: bool) -> list[_Task]:
-    """The grid cut into tasks of consecutive points (neighbours share indicators), no more
+def _tasks(points: _Task, workers: int, *, use_kernel: bool) -> list[_Task]:
+    """Points cut into tasks of consecutive points (neighbours share indicators), no more
     points to a task than keeps every worker busy."""
     if not points:
         return []
@@ -162,8 +197,7 @@ def _tasks(points: list[dict[str, Any]], workers: int, use_kernel: bool) -> list
         largest = _ENGINE_TASK if workers > 1 else 1
         count = max(math.ceil(len(points) / largest), min(workers, len(points)))
     size = math.ceil(len(points) / count)
-    numbered = list(enumerate(points))
-    return [numbered[start : start + size] for start in range(0, len(numbered), size)]
+    return [points[start : start + size] for start in range(0, len(points), size)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,16 +211,18 @@ class _SweepSetup:
     use_kernel: bool = False
 
 
-def _run_task(setup: _SweepSetup, task: _Task) -> list[tuple[int, SweepRow]]:
-    """Rows of a task's points: on the batch kernel where it applies, else on the engine."""
+def _run_task(setup: _SweepSetup, task: _Task) -> list[tuple[int, dict[str, Any], SweepRow | None]]:
+    """Rows of a task's points: on the batch kernel with ``use_kernel`` (None for a point it
+    leaves to the engine), else on the engine."""
     if not setup.use_kernel:
-        return [(position, _run_point(setup, params)) for position, params in task]
+        return [(position, params, _run_point(setup, params)) for position, params in task]
     kernel = BatchKernel(setup.market, setup.strategy, setup.config, setup.risk)
-    rows = []
+    rows: list[tuple[int, dict[str, Any], SweepRow | None]] = []
     for position, params in task:
         run = kernel.run(params)
-        row = _run_point(setup, params) if run is None else SweepRow(params, run.stats.as_dict())
-        rows.append((position, row))
+        rows.append(
+            (position, params, None if run is None else SweepRow(params, run.stats.as_dict()))
+        )
     return rows
 
 

@@ -16,6 +16,7 @@ from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.backtest.kernel import BatchKernel, BatchRun, _Book, batchable
 from ffe.backtest.result import BacktestResult
 from ffe.backtest.sweep import combinations, run_sweep
+from ffe.compute import LocalExecutor
 from ffe.data import SyntheticMarket
 from ffe.decide import make_strategy
 from ffe.domain.market import MarketData
@@ -205,3 +206,38 @@ def test_run_sweep_when_batch_then_rows_equal_the_engines(jobs: int) -> None:
 
     assert [row.flat() for row in batched] == [row.flat() for row in single]
     assert sum(row.error is not None for row in batched) == 4
+
+
+class _RecordingExecutor:
+    """Runs in process like a one-worker LocalExecutor, but says it has two workers (so the
+    sweep cuts tasks for a pool) and records the size of every task of every map."""
+
+    def __init__(self) -> None:
+        self._inner = LocalExecutor(1)
+        self.maps: list[list[int]] = []
+
+    @property
+    def workers(self) -> int:
+        return 2
+
+    def map(self, fn: Any, items: Any, shared: Any, **options: Any) -> Any:
+        todo = list(items)
+        self.maps.append([len(task) for task in todo])
+        return self._inner.map(fn, todo, shared, **options)
+
+    def open(self, fn: Any, shared: Any) -> Any:
+        return self._inner.open(fn, shared)
+
+
+def test_run_sweep_when_kernel_leaves_points_then_engine_runs_them_in_small_tasks() -> None:
+    market = SyntheticMarket(1, 300, seed=6).to_market()
+    config = BacktestConfig(fill=FillModel(commission=0.002))
+    half = RiskEngine.from_limits(max_position_pct=0.5, max_gross_leverage=1.0, max_drawdown=None)
+    grid = combinations({"fast": [2, 3, 4, 5, 6], "slow": [10, 20, 30, 40]})  # 20 points
+    executor = _RecordingExecutor()
+
+    rows = run_sweep(market, "sma_cross", grid, config, half, executor=executor)
+    alone = run_sweep(market, "sma_cross", grid, config, half, jobs=1, batch=False)
+
+    assert executor.maps == [[20], [7, 7, 6]]  # one kernel task, then the engine's
+    assert [row.flat() for row in rows] == [row.flat() for row in alone]
