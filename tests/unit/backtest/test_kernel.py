@@ -241,3 +241,22 @@ def test_run_sweep_when_kernel_leaves_points_then_engine_runs_them_in_small_task
 
     assert executor.maps == [[20], [7, 7, 6]]  # one kernel task, then the engine's
     assert [row.flat() for row in rows] == [row.flat() for row in alone]
+
+
+def test_kernel_when_equity_comes_near_the_drawdown_limit_then_engine_runs_it() -> None:
+    market = SyntheticMarket(1, 400, seed=9).to_market()
+    config = BacktestConfig(fill=FillModel(commission=0.002))
+    params = {"fast": 4, "slow": 15}
+    deepest = -_engine(market, params, config, FULL).stats.max_drawdown
+    near, clear = (
+        RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=limit)
+        for limit in (deepest + 1e-7, deepest + 0.01)
+    )
+
+    near_run = BatchKernel(market, "sma_cross", config, near).run(params)
+    clear_run = BatchKernel(market, "sma_cross", config, clear).run(params)
+    rows = run_sweep(market, "sma_cross", [params], config, near, jobs=1)
+
+    assert near_run is None  # too close to tell the engine's halt from the path's rounding
+    assert rows[0].stats == _engine(market, params, config, near).stats.as_dict()
+    _assert_same_run(clear_run, _engine(market, params, config, clear))
