@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sma_cross sweep, {len(points):,} points on {SYMBOL} ({market.n_bars:,} bars), "
           f"ffe {build}, pinned to cores {pinned}")  # fmt: skip
     default, forced, before = (CountedExecutor(args.jobs) for _ in range(3))
-    half = -(-len(points) // args.jobs)  # points per task that make one task per process
+    half = len(points) // args.jobs  # the smallest kernel task that makes one per process
     cases = {
         f"ffe sweep, jobs={args.jobs}": ffe_sweep(market, points, default),
         "vectorbt broadcast": vectorbt_sweep(market, points),

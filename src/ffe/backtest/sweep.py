@@ -177,11 +177,12 @@ def _map(pool: Executor, tasks: list[_Task], setup: _SweepSetup, report: _Report
 # cost as much again in the pool's bookkeeping; a few points per task spread that, yet keep
 # tasks short enough to stop soon after a cancel. On the batch kernel a point takes about half
 # a millisecond and a task shares indicators between its points, while a spawned worker takes
-# most of a second to start (its imports): a pool of two pays only from several thousand
-# points on, so a task holds up to that many, and a smaller sweep runs in one task, in the
-# calling process (measured in bench/README.md, "bench_sweep").
+# most of a second to start (its imports): a worker pays for itself from a couple of thousand
+# points on. So a kernel task holds at least _KERNEL_TASK points (a smaller sweep is one task,
+# run in the calling process: bench/README.md, "bench_sweep"), as many tasks as workers when
+# the grid is large enough, and no task more than twice that, for progress and cancels.
 _ENGINE_TASK = 8
-_KERNEL_TASK = 4000
+_KERNEL_TASK = 2000
 
 _Task = list[tuple[int, dict[str, Any]]]  # grid positions and parameters
 
@@ -192,7 +193,11 @@ def _tasks(points: _Task, workers: int, *, use_kernel: bool) -> list[_Task]:
     if not points:
         return []
     if use_kernel:
-        count = math.ceil(len(points) / _KERNEL_TASK)
+        count = max(
+            math.ceil(len(points) / (2 * _KERNEL_TASK)),
+            min(workers, len(points) // _KERNEL_TASK),
+            1,
+        )
     else:  # in process (one worker) a point per task: a cancel stops at the next point
         largest = _ENGINE_TASK if workers > 1 else 1
         count = max(math.ceil(len(points) / largest), min(workers, len(points)))
