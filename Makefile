@@ -91,6 +91,8 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_agent
 	$(BENCH_BIN)/python -m bench.bench_api
 	$(BENCH_BIN)/python -m bench.bench_scaleout
+	$(BENCH_BIN)/python -m bench.bench_ray
+	$(BENCH_BIN)/python -m bench.bench_tune
 
 # Re-resolve the locks to the newest releases inside pyproject.toml's ranges, for every
 # supported Python (--universal): the dev lock first, then the others constrained to its pins

@@ -6,21 +6,18 @@ its decisions; the API's metrics show its heartbeat and portfolio value."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 from tests.support.server import ffe_process, ffe_server, wait_live
+from tests.support.stream import first_of_each, live_stream, receive
 from tests.support.wait import wait_for
 from typer.testing import CliRunner
-from websockets.sync.client import ClientConnection, connect
 
 from ffe.cli.app import app
 
@@ -37,32 +34,8 @@ def _key() -> str:
     return made.stdout.strip()
 
 
-@contextmanager
-def _stream(url: str, key: str) -> Iterator[ClientConnection]:
-    address = url.replace("http://", "ws://", 1) + "/api/v1/stream"
-    headers = {"Authorization": f"Bearer {key}"}
-    with connect(address, additional_headers=headers, open_timeout=10) as ws:
-        yield ws
-
-
-def _receive(ws: ClientConnection, deadline: float) -> dict[str, Any]:
-    remaining = deadline - time.monotonic()
-    assert remaining > 0, "the stream did not show the agent's events in time"
-    try:
-        return dict(json.loads(ws.recv(timeout=remaining)))
-    except TimeoutError:
-        raise AssertionError("the stream did not show the agent's events in time") from None
-
-
-def _first_of(ws: ClientConnection, kinds: set[str]) -> dict[str, dict[str, Any]]:
-    """The first message of each of ``kinds`` the stream sends about account paper."""
-    seen: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + SEEN_S
-    while not kinds <= seen.keys():
-        message = _receive(ws, deadline)
-        if message["type"] in kinds and message["data"].get("account") == "paper":
-            seen.setdefault(message["type"], message)
-    return seen
+def _for_paper(data: dict[str, Any]) -> bool:
+    return data.get("account") == "paper"
 
 
 def _agent_state(url: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -85,11 +58,11 @@ def _watch(env: dict[str, str]) -> dict[str, Any]:
     key, found = _key(), {}
     headers = {"Authorization": f"Bearer {key}"}
     log = Path(os.environ["FFE__DATA__DIR"]) / "agent.log"
-    with ffe_server("serve", env=env) as (url, _), _stream(url, key) as ws:
-        found["hello"] = json.loads(ws.recv(timeout=10))
+    with ffe_server("serve", env=env) as (url, _), live_stream(url, headers, 10) as ws:
+        found["hello"] = receive(ws, time.monotonic() + 10)
         with ffe_process(log, *AGENT, env=env, port_option="--health-port") as (probe, agent):
             wait_live(probe, agent, log)
-            found["seen"] = _first_of(ws, {"decision", "equity"})
+            found["seen"] = first_of_each(ws, {"decision", "equity"}, _for_paper, SEEN_S)
             found["ready"] = httpx.get(f"{probe}/health/ready", timeout=10)
             found["probe_metrics"] = httpx.get(f"{probe}/metrics", timeout=10).text
             found["pause"] = _command(url, headers, "pause")

@@ -262,3 +262,28 @@ def test_backtest_run_when_workers_above_compute_max_workers_then_capped(
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["params"]["workers"] == 1
+
+
+def test_backtest_sweep_when_executor_unknown_then_exit_2_naming_the_choices() -> None:
+    result = runner.invoke(
+        app, ["backtest", "sweep", "-p", "fast=5,10", "-p", "slow=20", "--executor", "dask"]
+    )
+
+    assert result.exit_code == 2
+    assert "compute.executor" in result.output
+    assert "'local' or 'ray'" in result.output
+
+
+def test_backtest_run_when_walk_forward_on_ray_without_address_then_exit_2_saying_what_to_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FFE__COMPUTE__RAY_ADDRESS", raising=False)
+
+    result = runner.invoke(
+        app,
+        ["backtest", "run", "-p", "fast=5", "-p", "slow=20", "--walk-forward",
+         "train=750,test=250", "--executor", "ray", "--no-record"],
+    )  # fmt: skip
+
+    assert result.exit_code == 2
+    assert "compute.ray_address" in result.output

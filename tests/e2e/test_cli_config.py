@@ -45,7 +45,9 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
         "redis",
         "compute",
         "precompute",
+        "tune",
     ]
+    assert shown["tune"] == {"storage_url": None, "batch_size": 8, "max_trials": 500}
     assert shown["precompute"]["symbols"] == ["SP500"]
     assert shown["precompute"]["in_api"] is False  # `ffe run` turns it on for itself
     assert shown["jobs"]["time_limit_s"]["sweep"] > 0

@@ -170,3 +170,17 @@ def test_forecast_bench_when_too_few_bars_for_window_then_exit_2_saying_so() -> 
     # The last line: the (empty) progress bar has already been drawn above it.
     last = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"error: SP500: \d+ bars are not enough for a 500-bar window", last)
+
+
+def test_forecast_bench_when_ray_address_unreachable_then_exit_2_naming_it() -> None:
+    import socket
+
+    pytest.importorskip("ray")
+    with socket.socket() as free:  # a port of this machine with nothing listening
+        free.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{free.getsockname()[1]}"
+
+    result = runner.invoke(app, [*BENCH, "--executor", "ray", "--ray-address", address])
+
+    assert result.exit_code == 2
+    assert f"no Ray cluster answers at '{address}'" in result.output

@@ -29,6 +29,7 @@ import pytest
 from tests.support.server import free_port
 from tests.support.wait import wait_for
 
+from ffe import bootstrap
 from ffe.config import load_settings
 from ffe.service.jobs.queue import JobQueue
 from ffe.service.jobs.stop import NO_WORKER
@@ -66,7 +67,7 @@ class Setup:
                 bus = kv.bus
             db = Database(settings.database_url())
             try:
-                return await call(JobQueue(db, settings.jobs, bus))
+                return await call(JobQueue(db, bootstrap.queue_policy(settings), bus))
             finally:
                 await db.dispose()
                 if kv is not None:

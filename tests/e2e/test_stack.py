@@ -38,9 +38,9 @@ import psutil
 import pytest
 from tests.conftest import REDIS_URL, postgres_database, require_redis
 from tests.support.server import ffe_process, wait_live
+from tests.support.stream import live_stream, next_event, receive
 from tests.support.wait import wait_for
 from typer.testing import CliRunner
-from websockets.sync.client import ClientConnection, connect
 
 from ffe.cli.app import app
 from ffe.service.jobs.stop import NO_WORKER
@@ -118,11 +118,11 @@ class Setup:
 def check_agent_streams_and_obeys_a_pause(setup: Setup) -> None:
     """The stream delivers the agent's decisions as it makes them (from its own process when
     apart), the API lists them, and a pause sent through the API turns its state paused."""
-    with _stream(setup) as ws:
-        hello = _receive(ws, time.monotonic() + 10)
-        first = _next_event(ws, "decision", lambda data: data.get("account") == "paper", 90)
+    with live_stream(setup.api, setup.headers) as ws:
+        hello = receive(ws, time.monotonic() + 10)
+        first = next_event(ws, "decision", lambda data: data.get("account") == "paper", 90)
         paused = setup.post("/api/v1/agent/pause")
-        state = _next_event(ws, "agent", lambda data: data.get("status") == "paused", 30)
+        state = next_event(ws, "agent", lambda data: data.get("status") == "paused", 30)
 
     decision = first["data"]
     assert decision["symbol"] == SYMBOL
@@ -412,33 +412,6 @@ def _forget_redis_keys(prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
-
-
-@contextlib.contextmanager
-def _stream(setup: Setup) -> Iterator[ClientConnection]:
-    address = setup.api.replace("http://", "ws://", 1) + "/api/v1/stream"
-    with connect(address, additional_headers=setup.headers, open_timeout=30) as ws:
-        yield ws
-
-
-def _receive(ws: ClientConnection, deadline: float) -> dict[str, Any]:
-    remaining = deadline - time.monotonic()
-    assert remaining > 0, "the stream did not send what was awaited in time"
-    try:
-        return dict(json.loads(ws.recv(timeout=remaining)))
-    except TimeoutError:
-        raise AssertionError("the stream did not send what was awaited in time") from None
-
-
-def _next_event(
-    ws: ClientConnection, kind: str, wanted: Callable[[dict[str, Any]], bool], within_s: float
-) -> dict[str, Any]:
-    """The stream's next message of ``kind`` whose data is ``wanted``."""
-    deadline = time.monotonic() + within_s
-    while True:
-        message = _receive(ws, deadline)
-        if message["type"] == kind and wanted(message["data"]):
-            return message
 
 
 def _agent(setup: Setup) -> dict[str, Any]:

@@ -28,19 +28,19 @@ def use(monkeypatch: pytest.MonkeyPatch, kind: str, name: str) -> None:
     monkeypatch.setitem(WORK, kind, work)
 
 
-def instant(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def instant(components: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
     """Done at once."""
     return {"instant": True}, None
 
 
-def tally(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def tally(components: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
     """Add a line to the file ``payload["tally"]`` each time it runs."""
     with Path(payload["tally"]).open("a") as file:
         file.write("ran\n")
     return {"ok": True}, None
 
 
-def mark(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def mark(components: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
     """Add ``payload["mark"]`` and the pid of the worker running it (this process's parent) as
     a line to the file ``payload["tally"]``, after ``payload["sleep_s"]`` (default none)."""
     time.sleep(float(payload.get("sleep_s", 0)))
@@ -50,7 +50,7 @@ def mark(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[st
 
 
 def slow_first(
-    settings: Any, payload: dict[str, Any], progress: Any
+    components: Any, payload: dict[str, Any], progress: Any
 ) -> tuple[dict[str, Any], None]:
     """A minute the first time (a worker is killed under it), at once the next: the file
     ``payload["marker"]`` says whether it ran before."""
@@ -63,7 +63,7 @@ def slow_first(
     return {"first": first}, None
 
 
-def nice(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def nice(components: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
     """The job process's CPU niceness, and its autogroup's (None without autogroups)."""
     group = None
     with contextlib.suppress(OSError):
@@ -71,20 +71,22 @@ def nice(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[st
     return {"nice": os.nice(0), "autogroup": group}, None
 
 
-def stubborn(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def stubborn(
+    components: Any, payload: dict[str, Any], progress: Any
+) -> tuple[dict[str, Any], None]:
     """One long unit of work that never looks at a stop flag (``payload["sleep_s"]``)."""
     progress(0.5)
     time.sleep(float(payload.get("sleep_s", 60)))
     return {"ok": True}, None
 
 
-def broken(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def broken(components: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
     """Fails the way work fails on bad input."""
     progress(0.25)
     raise ValueError("no bars for XYZ: import them first")
 
 
-def killed(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def killed(components: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
     """Dies the way the system's out-of-memory killer ends a process: SIGKILL, no answer."""
     import os
     import signal
@@ -94,7 +96,7 @@ def killed(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[
 
 
 def pool_sleeper(
-    settings: Any, payload: dict[str, Any], progress: Any
+    components: Any, payload: dict[str, Any], progress: Any
 ) -> tuple[dict[str, Any], None]:
     """Keep a pool of two worker processes busy for a minute (a sweep that will not end)."""
     spawn = multiprocessing.get_context("spawn")
@@ -106,7 +108,7 @@ def pool_sleeper(
     return {"ok": True}, None
 
 
-def deaf(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
+def deaf(components: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[str, Any], None]:
     """Ignore SIGTERM (as work with a handler of its own may), say so, then sleep a minute."""
     import signal
 
@@ -117,7 +119,7 @@ def deaf(settings: Any, payload: dict[str, Any], progress: Any) -> tuple[dict[st
 
 
 def pool_reporting(
-    settings: Any, payload: dict[str, Any], progress: Any
+    components: Any, payload: dict[str, Any], progress: Any
 ) -> tuple[dict[str, Any], None]:
     """A sweep under way: a pool's worker busy for a minute, and progress reported every
     0.05 s meanwhile."""

@@ -89,11 +89,12 @@ def uvicorn_serving(settings: Settings, header_timeout_s: float = 10.0) -> Itera
     this process, configured as ``ffe serve`` configures it; yields the port."""
     import uvicorn
 
+    from ffe import bootstrap
     from ffe.api.app import create_app
     from ffe.api.server import server_options
 
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(bootstrap.components(settings)),
         host="127.0.0.1",
         port=0,
         lifespan="on",

@@ -272,3 +272,27 @@ def test_masked_when_listen_url_has_password_then_hidden(monkeypatch):
     shown = masked(load_settings())
 
     assert shown["database"]["listen_url"] == "postgresql://ffe:***@db:5432/ffe"
+
+
+def test_load_settings_when_executor_from_env_then_ray_with_its_address(monkeypatch):
+    monkeypatch.setenv("FFE__COMPUTE__EXECUTOR", "ray")
+    monkeypatch.setenv("FFE__COMPUTE__RAY_ADDRESS", "ray-head:6380")
+
+    compute = load_settings().compute
+
+    assert (compute.executor, compute.ray_address) == ("ray", "ray-head:6380")
+
+
+def test_load_settings_when_executor_unknown_then_error_names_key_and_choices(monkeypatch):
+    monkeypatch.setenv("FFE__COMPUTE__EXECUTOR", "dask")
+
+    with pytest.raises(ConfigError, match=r"compute\.executor.*'local' or 'ray'"):
+        load_settings()
+
+
+def test_load_settings_when_command_line_overrides_compute_then_other_keys_kept(monkeypatch):
+    monkeypatch.setenv("FFE__COMPUTE__MAX_WORKERS", "3")
+
+    compute = load_settings(compute={"executor": "ray", "ray_address": "head:6380"}).compute
+
+    assert (compute.max_workers, compute.executor, compute.ray_address) == (3, "ray", "head:6380")

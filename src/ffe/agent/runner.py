@@ -14,32 +14,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
-
-import numpy as np
 
 from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
-from ffe.agent.control import state_change
+from ffe.agent.control import AgentService, AgentStatus, state_change
 from ffe.agent.journal import AgentJournal
 from ffe.agent.reconcile import reconcile, restore
-from ffe.agent.step import AgentConfig, Snapshot, StepCore
+from ffe.agent.record import RunSpec, close_run, fail_run, open_run, run_config, run_result
+from ffe.agent.reports import (
+    AgentReport,
+    DecisionsMade,
+    OnBar,
+    OnDecisions,
+    OnEvent,
+    OnOpen,
+    Snapshot,
+    Watchers,
+)
+from ffe.agent.step import AgentConfig, StepCore
 from ffe.agent.stepper import Stepper
-from ffe.backtest.engine import BacktestConfig
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import FfeError, StoreError
-from ffe.domain.market import MarketData, finite_marks
+from ffe.domain.market import MarketData
 from ffe.execution.broker import Broker
 from ffe.risk.engine import RiskEngine
-from ffe.runs.journal import code_version
 from ffe.store.database import Database
-from ffe.store.models import AgentState, Run
-from ffe.store.repositories import unit_of_work
+from ffe.store.models import AgentState
+
+__all__ = ["Agent", "Clock", "Notify", "RunSpec", "paper_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +58,6 @@ class Clock(Protocol):
 
 class Notify(Protocol):
     def publish(self, event: Any) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RunSpec:
-    """What the agent trades, as recorded on its run."""
-
-    strategy: str
-    params: dict[str, Any] = field(default_factory=dict)
-    kind: str = "paper"  # or "live"
-    broker: str = "paper"
-    fresh: bool = False  # start a new run even if the account's last one is unfinished
-
-
-@dataclass(slots=True)
-class AgentReport:
-    run_id: str
-    status: str
-    resumed: bool
-    bars: int
-    first_bar: int
-    reconciliation: dict[str, Any]
-    stats: dict[str, Any] | None = None
 
 
 class Agent:
@@ -106,14 +90,42 @@ class Agent:
         self._bars_since_flush = 0
         self.step_seconds: list[float] = []
         self.time_steps = False
-        self.on_bar: Callable[[int], None] | None = None
-        # Awaited once the run is open and restored, before its first bar (its run id).
-        self.on_open: Callable[[str], Awaitable[None]] | None = None
+        self._watchers = Watchers()
+
+    @property
+    def run_id(self) -> str | None:
+        """The run the agent trades, once it has opened (or resumed) it."""
+        core = self.core
+        return None if core is None else core.journal.run_id
 
     def snapshot(self) -> Snapshot | None:
         """What the agent holds after its last finished bar (None before its first)."""
         core = self.core
         return None if core is None else core.snapshot()
+
+    def watch(
+        self,
+        *,
+        on_open: OnOpen | None = None,
+        on_bar: OnBar | None = None,
+        on_decisions: OnDecisions | None = None,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        """Be told, from now on: ``on_open`` (awaited) once the run is open and restored,
+        before its first bar, with its run id; ``on_bar`` after each bar; ``on_decisions``
+        when the strategy decided on a bar; ``on_event`` with each notification (fills,
+        halts, approvals, start and stop). They run in the trading loop: keep them quick."""
+        self._watchers.add(on_open, on_bar, on_decisions, on_event)
+
+    async def status(self) -> AgentStatus | None:
+        """The account's state as the journal has it (None before the agent first ran)."""
+        found = await AgentService(self.db).status(self.config.account)
+        return found[0] if found else None
+
+    @property
+    def breaker(self) -> Any:
+        """The circuit breaker guarding a venue's broker; None for the paper broker."""
+        return getattr(self.broker, "breaker", None)
 
     def request_stop(self) -> None:
         """Stop after the current step (signal handlers call this)."""
@@ -132,7 +144,8 @@ class Agent:
         keeper = asyncio.create_task(self._keep_lease(), name="ffe-agent-lease")
         try:
             state = await self._settle_stale(state)
-            run, resumed = await self._open_run(state.run_id)
+            config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
+            run, resumed = await open_run(self.db, state.run_id, self.spec, self.market, config)
             core = self._core(run.id)
             first = await restore(
                 core, self.db, run.id, persist.Checkpoint.of(state.checkpoint) if resumed else None
@@ -213,53 +226,6 @@ class Agent:
         if closing is not None:  # deliver the last events (stopped, error), briefly
             await closing(5.0)
 
-    async def _open_run(self, previous: str | None) -> tuple[Run, bool]:
-        async with unit_of_work(self.db) as uow:
-            if previous is not None and not self.spec.fresh:
-                run = await uow.session.get(Run, previous)
-                if run is not None and run.status in ("running", "interrupted") and self._same(run):
-                    run.status = "running"
-                    return run, True
-            run = await uow.runs.add(
-                kind=self.spec.kind,
-                strategy=self.spec.strategy,
-                code_version=code_version(),
-                params=self.spec.params,
-                symbols=list(self.market.symbols),
-                timeframe=str(self.market.timeframe),
-                config=self._run_config(),
-                data_fingerprint=self.market.fingerprint(),
-            )
-            return run, False
-
-    def _same(self, run: Run) -> bool:
-        return (
-            run.strategy == self.spec.strategy
-            and dict(run.params) == self.spec.params
-            and list(run.symbols) == list(self.market.symbols)
-            and run.kind == self.spec.kind
-        )
-
-    def _run_config(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "agent": {
-                "account": c.account,
-                "broker": self.spec.broker,
-                "approval": c.approval,
-                "clock": "live" if self.clock.live else "replay",
-            },
-            "cash": c.cash,
-            "lot_size": c.lot_size,
-            "fill": {
-                "at": c.fill.at,
-                "commission": c.fill.commission,
-                "fixed_commission": c.fill.fixed_commission,
-                "slippage_bps": c.fill.slippage_bps,
-            },
-            "risk": {"checks": [check.name for check in self.risk.checks]},
-        }
-
     def _core(self, run_id: str) -> StepCore:
         c = self.config
         journal = AgentJournal(self.db, run_id, c.account, self.owner)
@@ -276,6 +242,7 @@ class Agent:
             prefix=run_id[:10],
         )
         core.on_event = self.event
+        core.on_decisions = self._decided
         core.live_clock = self.clock.live
         self.core = core
         return core
@@ -284,8 +251,8 @@ class Agent:
 
     async def _loop(self, core: StepCore, first: int) -> tuple[str, int]:
         bars = 0
-        if self.on_open is not None:
-            await self.on_open(core.journal.run_id)
+        for opened in self._watchers.opened:
+            await opened(core.journal.run_id)
         async for market, bar in self.clock.ticks(first):
             await self.obey(core, force=False)
             while self.paused and not self.stopping:
@@ -301,10 +268,16 @@ class Agent:
             if self.time_steps:  # the agent's own work: the step and its journal, not the strategy
                 spent = time.perf_counter() - started
                 self.step_seconds.append(spent - (core.strategy_seconds - strategy_before))
-            if self.on_bar is not None:
-                self.on_bar(bar)
+            if self._watchers.bars:
+                report = core.bar_report(bar)
+                for watcher in self._watchers.bars:
+                    watcher(report)
         end = "finished" if not self.clock.live else "interrupted"
         return ("interrupted" if self.stopping else end), bars
+
+    def _decided(self, made: DecisionsMade) -> None:
+        for watcher in self._watchers.decisions:
+            watcher(made)
 
     async def _after_step(self, core: StepCore) -> None:
         self._bars_since_flush += 1
@@ -412,45 +385,14 @@ class Agent:
         if status == "finished":
             await core.cancel_working("end of data")
         await self._flush(core)
-        stats = None
-        if core.last_bar >= 0:
-            stats = self.result(core).stats.as_dict()
-        async with unit_of_work(self.db) as uow:
-            run = await uow.runs.get(run_id)
-            if status == "finished":
-                await uow.runs.finish(run, stats)
-            else:
-                run.status, run.stats = "interrupted", stats
+        stats = None if core.last_bar < 0 else self.result(core).stats.as_dict()
+        await close_run(self.db, run_id, status, stats)
         self.event("stopped", f"agent {status} on {self.config.account}", {"run_id": run_id})
         return stats
 
     def result(self, core: StepCore) -> BacktestResult:
         """The run so far as a backtest result (same statistics, same reports)."""
-        n = core.last_bar + 1
-        market = core.market  # a polling clock's market grows past the one the agent began with
-        market = market.select(0, n) if n < market.n_bars else market
-        positions = core.ledger.position_path(n)
-        marks = finite_marks(market.mark)
-        equity = core.ledger.cash_path(n) + np.einsum("tn,tn->t", positions, marks)
-        config = BacktestConfig(
-            cash=self.config.cash,
-            fill=self.config.fill,
-            lot_size=self.config.lot_size,
-            check_lookahead=False,
-        )
-        targets = np.full((n, market.n_symbols), np.nan)
-        return BacktestResult(
-            market=market,
-            strategy=self.strategy,
-            config=config,
-            targets=targets,
-            equity=equity,
-            positions=positions,
-            ledger=core.ledger,
-            orders=[],
-            denials=core.denials,
-            halted_at=core.halted_at,
-        )
+        return run_result(core, self.config, self.strategy)
 
     async def _fail(self, exc: BaseException) -> None:
         core = self.core
@@ -458,27 +400,28 @@ class Agent:
             return
         try:
             await self._flush(core)  # keep what was done before the failure
-            async with unit_of_work(self.db) as uow:
-                run = await uow.runs.get(core.journal.run_id)
-                error = f"{type(exc).__name__}: {exc}"
-                # A journal failure interrupts the run rather than failing it: it resumes
-                # once the journal answers again (the API's supervisor restarts it).
-                resumable = _interrupt(exc) or isinstance(exc, StoreError)
-                await uow.runs.fail(run, error, status="interrupted" if resumable else "failed")
+            # A journal failure interrupts the run rather than failing it: it resumes once
+            # the journal answers again (the API's supervisor restarts it).
+            resumable = _interrupt(exc) or isinstance(exc, StoreError)
+            error = f"{type(exc).__name__}: {exc}"
+            await fail_run(self.db, core.journal.run_id, error, resumable=resumable)
         except FfeError as nested:
             log.error("could not record the failure in the journal: %s", nested)
         if not _interrupt(exc):
             self.event("error", f"agent failed: {exc}", {})
 
     def event(self, kind: str, text: str, data: dict[str, Any]) -> None:
-        """Send ``kind`` with ``text`` to the notifier, if there is one."""
-        if self.notify is None:
+        """Send ``kind`` with ``text`` to the notifier, if there is one, then to watchers."""
+        if self.notify is None and not self._watchers.events:
             return
         from ffe.agent.notify import Event
 
         title = f"ffe {kind.replace('_', ' ')}"
         event = Event(kind=kind, title=title, text=text, data=data, time=utcnow())  # type: ignore[arg-type,unused-ignore]
-        self.notify.publish(event)
+        if self.notify is not None:
+            self.notify.publish(event)
+        for watcher in self._watchers.events:
+            watcher(event)
 
 
 def _interrupt(exc: BaseException) -> bool:

@@ -10,11 +10,10 @@ trades (tested); with a real broker the same code sends real orders.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +22,8 @@ from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
 from ffe.agent.journal import AgentJournal, PendingDecision
+from ffe.agent.outcomes import OutcomeWatch
+from ffe.agent.reports import BarReport, DecisionsMade, HeldPosition, Snapshot
 from ffe.agent.stepper import Stepper
 from ffe.backtest.result import trade_of
 from ffe.decide.strategy import Strategy
@@ -67,41 +68,6 @@ class AgentConfig:
             raise ConfigError("the account name must be 1 to 64 characters")
 
 
-@dataclass(frozen=True, slots=True)
-class HeldPosition:
-    """One open position as a running agent holds it."""
-
-    symbol: str
-    quantity: float
-    average_price: float | None  # of the open lots; None when they net to nothing
-    mark: float  # the last mark, 0 before the symbol's first bar
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What a running agent holds after its last finished bar: read by the API (the live
-    portfolio) and the publisher, instead of the ledger and market they are made from."""
-
-    account: str
-    run_id: str
-    bar: int
-    time: datetime
-    cash: float
-    equity: float
-    start_cash: float
-    positions: tuple[HeldPosition, ...]
-
-
-@dataclass(slots=True)
-class _Outcome:
-    decision: PendingDecision
-    bar: int
-    symbol: int
-    horizon: int
-    side: int
-    cost: float
-
-
 class StepCore:
     """The state of one account's trading and the step itself, without clock or control.
 
@@ -136,7 +102,7 @@ class StepCore:
         self.halt_reason: str | None = None
         self.trades_journaled = 0
         self.working: dict[str, BrokerOrder] = {}  # sent and not finished
-        self.outcomes: list[_Outcome] = []
+        self.outcomes = OutcomeWatch(journal)
         self.denials: list[tuple[int, Denied]] = []
         self.last_bar = -1
         self.strategy_seconds = 0.0
@@ -147,7 +113,7 @@ class StepCore:
         self.flattened_day: date | None = None  # the day the daily-loss switch last flattened
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
-        self.on_decision: Callable[[Decision, int], None] | None = None
+        self.on_decisions: Callable[[DecisionsMade], None] | None = None
 
     # -- one bar --------------------------------------------------------------------------
 
@@ -259,9 +225,8 @@ class StepCore:
         row, decisions = self.stepper.step(History(self.market, bar + 1))
         self.strategy_seconds += time.perf_counter() - started
         pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
-        if self.on_decision is not None:
-            for made in decisions:
-                self.on_decision(made, bar)
+        if self.on_decisions is not None and decisions:
+            self.on_decisions(self._made(bar, decisions))
         for made in decisions:
             self.context.set_confidence(made.symbol, made.confidence)
         intents, account = self._intents(bar, row)
@@ -278,6 +243,11 @@ class StepCore:
                 self.desk.queue(verdict.intent, decision, self)
                 continue
             await self.send(verdict.intent, decision)
+
+    def _made(self, bar: int, decisions: list[Decision]) -> DecisionsMade:
+        account, run_id = self.config.account, self.journal.run_id
+        time_ = self.market.time_of(bar)
+        return DecisionsMade(account, run_id, bar, time_, tuple(decisions), self.strategy_seconds)
 
     def _intents(self, bar: int, row: Any) -> tuple[list[OrderIntent], AccountState]:
         ledger = self.ledger
@@ -306,11 +276,7 @@ class StepCore:
 
     def _journal_decision(self, decision: Decision, bar: int) -> PendingDecision:
         pending = self.journal.decision(decision_row(decision))
-        if decision.details or decision.horizon != 1 or decision.confidence != 1.0:
-            side = int(decision.details.get("side", 1 if decision.target > 0 else -1))
-            cost = float(decision.details.get("cost", 0.0))
-            symbol = self.index[decision.symbol]
-            self.outcomes.append(_Outcome(pending, bar, symbol, decision.horizon, side, cost))
+        self.outcomes.track(pending, decision, bar, self.index[decision.symbol])
         return pending
 
     def _journal_verdict(self, decision: PendingDecision | None, verdict: Any) -> None:
@@ -417,30 +383,8 @@ class StepCore:
             self.on_event("risk_halt", self.halt_reason, {"bar": bar})
 
     def resolve_outcomes(self, bar: int) -> None:
-        if not self.outcomes:
-            return
-        marks, keep = self.marks(), []
-        for outcome in self.outcomes:
-            later = outcome.bar + outcome.horizon
-            if later > bar:
-                keep.append(outcome)
-                continue
-            start, end = marks.item(outcome.bar, outcome.symbol), marks.item(later, outcome.symbol)
-            if not (start > 0 and end > 0):
-                continue
-            realized = math.log(end / start)
-            cost = outcome.cost
-            hit = realized > math.log1p(cost) if outcome.side > 0 else realized < math.log1p(-cost)
-            self.journal.outcome(
-                outcome.decision,
-                {
-                    "horizon": outcome.horizon,
-                    "realized_return": realized,
-                    "hit": bool(hit),
-                    "resolved_at": self.market.time_of(later),
-                },
-            )
-        self.outcomes = keep
+        if self.outcomes.waiting:
+            self.outcomes.resolve(bar, self.marks(), self.market)
 
     def marks(self) -> Any:
         """Marks without NaN (they would poison the sums), made once per market, not per
@@ -450,6 +394,22 @@ class StepCore:
             self._marked = finite_marks(market.mark)
             self._marked_market = market
         return self._marked
+
+    def bar_report(self, bar: int) -> BarReport:
+        """The book marked at ``bar``, for the agent's watchers."""
+        ledger = self.ledger
+        equity, exposure = ledger.marked(self.marks(), bar)
+        held = sum(1 for quantity in ledger.held.values() if quantity != 0)
+        return BarReport(
+            self.config.account,
+            self.journal.run_id,
+            bar,
+            self.market.time_of(bar),
+            equity,
+            ledger.cash,
+            exposure,
+            held,
+        )
 
     def snapshot(self) -> Snapshot | None:
         """The book after the last finished bar; None before the first one."""

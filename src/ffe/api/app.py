@@ -1,5 +1,6 @@
-"""The app factory: ``create_app(settings)`` wires routes, auth, limits, metrics, logs and
-the dashboard; nothing connects until the app starts (its lifespan opens ``Services``)."""
+"""The app factory: ``create_app(components)`` wires routes, auth, limits, metrics, logs and
+the dashboard from what the composition root hands out (``bootstrap.components(settings)``);
+nothing connects until the app starts (its lifespan opens ``Services``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -25,8 +26,6 @@ from ffe.api.auth import SCOPES
 from ffe.api.deps import SESSION_COOKIE, LoginRequiredError, required_scope
 from ffe.api.routes.common import refusal
 from ffe.api.services import Services
-from ffe.api.supervisor import AgentLaunch
-from ffe.config import Settings
 from ffe.domain.errors import (
     ConfigError,
     ConflictError,
@@ -39,12 +38,16 @@ from ffe.domain.errors import (
 from ffe.obs import tracing
 from ffe.obs.logs import new_request_id, request_id
 from ffe.service import heap
+from ffe.service.agents import AgentLaunch
+
+if TYPE_CHECKING:
+    from ffe.bootstrap import ApiOptions, Components
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings,
+    components: Components,
     services: Services | None = None,
     *,
     agent: AgentLaunch | None = None,
@@ -60,7 +63,7 @@ def create_app(
         title="Finance Feedback Engine",
         version=__version__,
         description="Decisions, risk, paper and live trading, backtests and forecasts.",
-        lifespan=_lifespan(settings, services, agent, worker_kind),
+        lifespan=_lifespan(components, services, agent, worker_kind),
         # ffe counts and traces requests itself (RequestContext, api.otel_endpoint); FastAPI's
         # own telemetry would do it twice, and asks for OpenTelemetry providers per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -71,31 +74,32 @@ def create_app(
     _routes(app)
     _errors(app)
     app.openapi = _openapi_with_our_errors(app)  # type: ignore[method-assign]
-    if settings.api.cors_origins:
+    options = components.api
+    if options.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.api.cors_origins,
+            allow_origins=list(options.cors_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Requested-With"],
         )
-    _edge(app, settings)
+    _edge(app, options)
     app.add_middleware(RequestContext)
     return app
 
 
-def _edge(app: FastAPI, settings: Settings) -> None:
+def _edge(app: FastAPI, options: ApiOptions) -> None:
     """Bodies only from identified callers and only up to a size; security headers."""
     from ffe.api.bodies import BodyGuard
     from ffe.api.clients import TrustedProxies
     from ffe.api.headers import SecurityHeaders
 
-    app.add_middleware(BodyGuard, max_bytes=settings.api.max_body_bytes)
-    app.add_middleware(SecurityHeaders, proxies=TrustedProxies(settings.api.trusted_proxies))
+    app.add_middleware(BodyGuard, max_bytes=options.max_body_bytes)
+    app.add_middleware(SecurityHeaders, proxies=TrustedProxies(options.trusted_proxies))
 
 
 def _lifespan(
-    settings: Settings, services: Services | None, agent: AgentLaunch | None, worker_kind: str
+    components: Components, services: Services | None, agent: AgentLaunch | None, worker_kind: str
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """What the app does at start-up and shutdown: open (and close) its services, warm and
     freeze the heap, start the paper agent."""
@@ -108,12 +112,12 @@ def _lifespan(
             return
         from ffe.obs.tracing import configure_tracing, shutdown_tracing
 
-        traced = configure_tracing(settings.api.otel_endpoint, "ffe-api")
+        traced = configure_tracing(components.api.otel_endpoint, "ffe-api")
         # The libraries the routes load on first use, imported before anything that runs on
         # threads starts (the analysis imports them too: heap.py), then everything made at
         # start-up frozen: full collections stay short instead of pausing requests.
         await asyncio.to_thread(heap.preload)
-        opened = await Services.open(settings, worker_kind=worker_kind)
+        opened = await Services.open(components, worker_kind=worker_kind)
         app.state.services = opened
         heap.settle()
         if agent is not None:
@@ -133,14 +137,25 @@ def _lifespan(
 
 
 def _routes(app: FastAPI) -> None:
-    from ffe.api.routes import admin, auth, docs, health, jobs, pages, runs, stream, trading
+    from ffe.api.routes import (
+        admin,
+        auth,
+        docs,
+        health,
+        jobs,
+        pages,
+        runs,
+        stream,
+        trading,
+        tune,
+    )
 
     # Routes are matched in this order: the ones polled most (portfolio, status) first. They
     # go into the app's own table, not included router by router: FastAPI matches an included
     # router by walking its routes once to choose it and again to dispatch, which cost a
     # request on a later router up to a fifth of its time (each module's router already
     # carries its prefix and tags, and none declares dependencies of its own).
-    for module in (trading, health, auth, jobs, runs, admin, stream, docs, pages):
+    for module in (trading, health, auth, jobs, tune, runs, admin, stream, docs, pages):
         app.router.routes.extend(module.router.routes)
     pages.mount_static(app)
 
@@ -462,10 +477,9 @@ def _rate_headers(scope: Scope, message: Message) -> None:
 
 def app_from_environment() -> FastAPI:
     """For ``uvicorn --factory`` (``ffe serve --workers N``): settings from the environment
-    and config files, read in each worker."""
-    from ffe.config import load_settings
-    from ffe.obs.logs import configure_logging
+    and config files, read in each worker by the composition root."""
+    from ffe import bootstrap
 
-    settings = load_settings()
-    configure_logging(settings.logging.level, settings.logging.json_format)
-    return create_app(settings)
+    components = bootstrap.load()
+    components.configure_logging()
+    return create_app(components)

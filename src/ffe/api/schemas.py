@@ -162,6 +162,25 @@ class SweepRequest(Dated):
         return grid
 
 
+class TuneRequest(Dated):
+    """A study: ``trials`` trials of ``params``' ranges, by ``metric`` out of sample."""
+
+    strategy: StrategyName = "sma_cross"
+    symbol: str = Field("SP500", pattern=_SYMBOL)
+    params: dict[ParamName, Annotated[str, Field(pattern=r"^[-0-9.,:a-zA-Z_]{1,64}$")]] = Field(
+        min_length=1, max_length=4, json_schema_extra=_CLOSED,
+        description="ranges as `ffe tune --param` takes them: {\"fast\": \"5..60\"}",
+    )  # fmt: skip
+    trials: int = Field(100, ge=1, le=100_000, description="at most tune.max_trials")
+    metric: Metric = "sharpe"
+    walk_forward: str = Field("train=750,test=250", max_length=40)
+    holdout: float = Field(0.2, ge=0, le=1_000_000)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "asha", "none"] = "median"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    study: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 class ForecastBenchRequest(Dated):
     """A forecast benchmark: every model against the random walk."""
 
@@ -449,10 +468,10 @@ class RunPage(Page):
 
 
 class JobAnswer(Answer):
-    """A background job: a backtest, a parameter sweep or a forecast benchmark."""
+    """A background job: a backtest, a parameter sweep, a forecast benchmark or a study."""
 
     id: str
-    kind: Literal["backtest", "sweep", "forecast_bench"]
+    kind: Literal["backtest", "sweep", "forecast_bench", "tune"]
     status: Literal["queued", "running", "finished", "failed", "cancelled"]
     waiting: str | None = Field(
         None, description='"queued: no worker is running" while queued with no worker alive'

@@ -9,20 +9,24 @@ import os
 import secrets
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ffe.config import Settings
 from ffe.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ffe.bootstrap import ApiOptions
 
 MIN_SECRET_LENGTH = 32
 # Values people leave in example configs; refused in production whatever their length.
 _PLACEHOLDERS = {"changeme", "change-me", "change_me", "secret", "default", "ffe", "password"}
 
 
-def session_secret(settings: Settings) -> str:
-    """The signing key for this process, refusing weak ones in production."""
-    configured = settings.api.secret_key
+def session_secret(options: ApiOptions) -> str:
+    """The signing key for this process (``api.secret_key``), refusing weak ones in
+    production."""
+    configured = options.secret_key
     value = "" if configured is None else configured.get_secret_value().strip()
-    if settings.api.environment == "production":
+    if options.production:
         if not value or value.lower() in _PLACEHOLDERS or len(value) < MIN_SECRET_LENGTH:
             raise ConfigError(
                 "api.environment is production but api.secret_key is empty, a placeholder or "
@@ -38,7 +42,7 @@ def session_secret(settings: Settings) -> str:
         return value
     if value:
         return value
-    return _stored_secret(settings.data.dir / "api-secret")
+    return _stored_secret(options.data_dir / "api-secret")
 
 
 _MAKE_ONE = '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'

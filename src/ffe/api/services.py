@@ -1,7 +1,9 @@
 """The application facade: one object the routes, the dashboard and the WebSocket share.
 
-Built from settings by ``Services.open`` (the app factory's lifespan calls it), so nothing
-connects at import time and tests can build the app against a database of their own.
+Built from the composition root's ``Components`` by ``Services.open`` (the app factory's
+lifespan calls it), so nothing connects at import time and tests can build the app against a
+database of their own. It reads no settings: ``options`` (``bootstrap.ApiOptions``) holds the
+values the routes use.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from ffe.api.clients import TrustedProxies
 from ffe.api.secrets import session_secret
 from ffe.api.sessions import SessionChecker, SessionTokens
 from ffe.api.throttle import AuthThrottle, LoginBackoff
-from ffe.config import Settings
 from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends
 from ffe.kv.events import publish_event, publisher
@@ -46,10 +47,11 @@ from ffe.service.journal_tail import JournalTail
 from ffe.store.database import Database
 
 if TYPE_CHECKING:
-    from ffe.api.supervisor import AgentSupervisor
+    from ffe.bootstrap import ApiOptions, Components
     from ffe.service.analysis import AnalysisReader
     from ffe.service.jobs.queue import JobQueue
     from ffe.service.jobs.worker import Worker
+    from ffe.service.supervisor import AgentSupervisor
     from ffe.store.models import Job
 
 log = logging.getLogger(__name__)
@@ -68,26 +70,37 @@ def journal_unreachable(exc: StoreError) -> bool:
     return isinstance(cause, DBAPIError) and cause.connection_invalidated
 
 
-async def _open_journal(settings: Settings) -> tuple[Database, bool]:
+async def _open_journal(components: Components) -> tuple[Database, bool]:
     """The journal, checked and migrated, and True; or, when its database does not answer,
     its unchecked handle and False: the API still starts (readiness fails and requests that
     need the journal get 503) instead of exiting, which would only restart it in a loop."""
-    from ffe import bootstrap
-
     try:
-        return await bootstrap.open_journal(settings), True
+        return await components.open_journal(), True
     except StoreError as exc:
         if not journal_unreachable(exc):
             raise
         log.error("the journal is unreachable; starting without it and retrying: %s", exc)
-        return bootstrap.database(settings), False
+        return components.database(), False
+
+
+def _agent_supervisor(components: Components, kv: KvBackends, metrics: Metrics) -> AgentSupervisor:
+    """The in-process agent's supervisor, wired: agents built by the composition root,
+    reported on this process's event bus and in its metrics."""
+    from ffe import bootstrap
+    from ffe.service.agents import AgentLauncher
+    from ffe.service.supervisor import AgentSupervisor
+
+    publisher = bootstrap.agent_publisher(kv, in_process=True)
+    launcher = AgentLauncher(components.agent, publisher, metrics)
+    return AgentSupervisor(launcher, components.catalog(), components.api.account)
 
 
 @dataclass
 class Services:
     """Everything a request may need, opened once per process."""
 
-    settings: Settings
+    components: Components
+    options: ApiOptions
     db: Database
     kv: KvBackends
     metrics: Metrics
@@ -144,39 +157,38 @@ class Services:
 
     @classmethod
     async def open(
-        cls, settings: Settings, *, background: bool = True, worker_kind: str = "api"
+        cls, components: Components, *, background: bool = True, worker_kind: str = "api"
     ) -> Services:
         """Open the journal (migrating SQLite on first use), Redis or its in-process stand-ins,
         the analysis (with ``precompute.in_api``) and a job worker (with ``jobs.in_api``)
         (``background``). A journal that does not answer is waited for in the background
         (``_await_journal``); one that answers with a schema this ffe cannot use stops here."""
-        from ffe import bootstrap
-        from ffe.api.supervisor import AgentSupervisor
         from ffe.service.analysis import open_analysis
         from ffe.service.jobs.queue import JobQueue
 
-        secret = session_secret(settings)  # first: a production config without one stops here
-        db, journal_ready = await _open_journal(settings)
+        api = components.api
+        secret = session_secret(api)  # first: a production config without one stops here
+        db, journal_ready = await _open_journal(components)
         metrics = Metrics()
         metrics.forget_dead_processes()  # workers that crashed before this one started
-        kv = bootstrap.kv_backends(settings, observer=lambda hit: metrics.cache_event("kv", hit))
-        analysis, _ = open_analysis(settings, db, kv, metrics)
-        api = settings.api
+        kv = components.kv_backends(observer=lambda hit: metrics.cache_event("kv", hit))
+        analysis, _ = open_analysis(components, db, kv, metrics)
         hashing = ThreadPoolExecutor(api.hash_threads, thread_name_prefix="ffe-hash")
         services = cls(
-            settings=settings,
+            components=components,
+            options=api,
             db=db,
             kv=kv,
             metrics=metrics,
-            tokens=(tokens := SessionTokens(secret, settings.api.session_ttl_s)),
+            tokens=(tokens := SessionTokens(secret, api.session_ttl_s)),
             sessions=SessionChecker(
                 db, tokens, kv.cache, shared=kv.redis_url is not None
             ),  # logouts shared through kv
             keys=KeyVerifier(db, hashing=hashing),
             agents=AgentService(db),
-            jobs=JobQueue(db, settings.jobs, kv.bus if kv.redis_url is not None else None),
+            jobs=JobQueue(db, components.queue, kv.bus if kv.redis_url is not None else None),
             analysis=analysis,
-            supervisor=AgentSupervisor(settings, kv, metrics),
+            supervisor=_agent_supervisor(components, kv, metrics),
             hashing=hashing,
             proxies=TrustedProxies(api.trusted_proxies),
             throttle=AuthThrottle(kv.limiter, api.auth_failures_limit, api.auth_failures_window_s),
@@ -185,7 +197,7 @@ class Services:
             ),
         )
         services._add_checks()
-        if background and settings.jobs.in_api:
+        if background and api.run_jobs:
             services.worker = services._job_worker(worker_kind)
         if background and analysis.here is not None:  # precompute.in_api (`ffe run`)
             schedule = asyncio.create_task(analysis.here.run(), name="ffe-analysis")
@@ -202,11 +214,11 @@ class Services:
         from ffe.service.jobs.worker import Worker
 
         worker = Worker(
-            self.settings,
+            self.components,
             self.jobs,
             kind=kind,
-            concurrency=self.settings.api.max_jobs,
-            poll_s=poll_interval(self.settings, notified=self._notified()),
+            concurrency=self.options.max_jobs,
+            poll_s=poll_interval(self.components.worker.wake, notified=self._notified()),
         )
         worker.on_change = lambda job: self.publish("job", job)
         return worker
@@ -214,7 +226,7 @@ class Services:
     def _notified(self) -> bool:
         from ffe.service.jobs.wake import listen_url
 
-        return self.kv.redis_url is not None or listen_url(self.settings) is not None
+        return self.kv.redis_url is not None or listen_url(self.components.worker.wake) is not None
 
     def _journal_ready(self, background: bool) -> None:
         if not background:
@@ -225,7 +237,8 @@ class Services:
         from ffe.service.jobs.runner import start_listeners
 
         self._tasks.append(watched(asyncio.create_task(self.worker.run()), "the job worker"))
-        for listener in start_listeners(self.settings, self.jobs, self.kv).tasks:
+        wake = self.components.worker.wake
+        for listener in start_listeners(wake, self.jobs, self.kv).tasks:
             self._tasks.append(watched(listener, "listening for submitted jobs"))
 
     def _follow_other_agents(self) -> None:
@@ -239,7 +252,6 @@ class Services:
     async def _await_journal(self, background: bool) -> None:
         """Check the journal again, less and less often, until it answers; then start the
         job workers. Meanwhile requests that need it get 503 and readiness fails."""
-        from ffe import bootstrap
         from ffe.store.migrate import ensure_schema
 
         delay = JOURNAL_RETRY_S[0]
@@ -247,9 +259,7 @@ class Services:
             await asyncio.sleep(delay)
             delay = min(delay * 2, JOURNAL_RETRY_S[1])
             try:
-                await ensure_schema(
-                    self.db, auto_upgrade=bootstrap.auto_upgrade(self.settings, self.db)
-                )
+                await ensure_schema(self.db, auto_upgrade=self.components.auto_upgrade(self.db))
             except StoreError as exc:
                 if journal_unreachable(exc):
                     log.warning("the journal is still unreachable (next try in %.0f s)", delay)
@@ -267,7 +277,7 @@ class Services:
         if self.kv.redis_url is not None:
             # Without Redis the API still serves (no shared cache): degraded, not down.
             checks.add("redis", ping_probe(self.kv.ping, "redis"), critical=False)
-        checks.add("disk", disk_probe(self.settings.data.dir))
+        checks.add("disk", disk_probe(self.options.data_dir))
         checks.add("memory", memory_probe(), critical=False)
         checks.add("agent", heartbeat_probe(self._agent_heartbeat, 60.0), critical=False)
 
@@ -288,7 +298,7 @@ class Services:
                 f"the agent stopped on a journal failure and is restarted once the journal "
                 f"answers (restarts so far: {supervisor.restarts})"
             )
-        for state in await self.agents.status(self.settings.agent.account):
+        for state in await self.agents.status(self.options.account):
             if state.running and state.lease_expires_at is not None:
                 return state.lease_expires_at - LEASE_TTL
         return None
@@ -315,7 +325,7 @@ class Services:
 
     async def check_rate(self, request: Request, key: str, limit: int | None = None) -> None:
         """Count a request against ``key``'s per-minute limit; 429 with Retry-After when over."""
-        limit = limit or self.settings.api.rate_limit
+        limit = limit or self.options.rate_limit
         decision = await self.kv.limiter.hit(key, limit, 60.0)
         request.state.rate = decision
         if not decision.allowed:
@@ -351,8 +361,8 @@ class Services:
         agents = [s.as_dict() for s in await self.agents.status()]
         return {
             "version": __version__,
-            "environment": self.settings.api.environment,
-            "mode": "paper" if self.settings.agent.broker == "paper" else "live",
+            "environment": self.options.environment,
+            "mode": self.options.mode,
             "time": datetime.now(UTC).isoformat(),
             "uptime_s": round(time.monotonic() - self.started, 3),
             "redis": self.kv.redis_url is not None,

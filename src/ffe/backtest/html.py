@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,22 @@ def header(title: str, subtitle: str, params: Mapping[str, object]) -> str:
 
 def section(heading: str, content: str) -> str:
     return f"<section>\n<h2>{escape(heading)}</h2>\n{content}\n</section>\n"
+
+
+def figures_html(figures: Sequence[Any], prefix: str = "ffe-chart") -> list[str]:
+    """Several figures for one page: plotly.js inline once, with the first; fixed div ids
+    (``prefix-1``, ``prefix-2``...) so the same figures give the same file."""
+    return [
+        str(
+            figure.to_html(
+                full_html=False,
+                include_plotlyjs=number == 1,
+                config=_PLOT_CONFIG,
+                div_id=f"{prefix}-{number}",
+            )
+        )
+        for number, figure in enumerate(figures, start=1)
+    ]
 
 
 def figure_html(figure: Any) -> str:

@@ -58,14 +58,30 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def _values(name: str, text: str) -> list[Any]:
+def parse_range(name: str, text: str) -> tuple[float, float, float | None] | None:
+    """``"5..60"`` → ``(5.0, 60.0, None)``, ``"5..60:5"`` → ``(5.0, 60.0, 5.0)``; None when
+    ``text`` is not a range (a list of values). The tuner reads its search space with it."""
     match = _RANGE.match(text)
     if match is None:
-        return [_number(part.strip()) for part in text.split(",") if part.strip()]
-    start, stop = float(match.group(1)), float(match.group(2))
-    step = float(match.group(3) or 1)
-    if step <= 0 or stop < start:
+        return None
+    try:
+        start, stop = float(match.group(1)), float(match.group(2))
+        step = None if match.group(3) is None else float(match.group(3))
+    except ValueError:
+        raise ConfigError(
+            f"range for {name} must look like 5..60 or 5..60:5, got {text!r}"
+        ) from None
+    if (step is not None and step <= 0) or stop < start:
         raise ConfigError(f"range for {name} must go up with a positive step, got {text!r}")
+    return start, stop, step
+
+
+def _values(name: str, text: str) -> list[Any]:
+    bounds = parse_range(name, text)
+    if bounds is None:
+        return [_number(part.strip()) for part in text.split(",") if part.strip()]
+    start, stop, given = bounds
+    step = 1.0 if given is None else given
     count = math.floor((stop - start) / step + 1e-9) + 1
     values = [start + i * step for i in range(count)]
     whole = all(v.is_integer() for v in (start, stop, step))

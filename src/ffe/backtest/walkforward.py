@@ -178,26 +178,21 @@ def run_walk_forward(
             template.warmup(),
             strategy_name,
         )
-    setup = _SegmentSetup(market, strategy_name, dict(params or {}), train, config)
+    setup = SegmentSetup(market, strategy_name, dict(params or {}), train, config)
     parts = _explain_segments(setup, windows, executor or LocalExecutor(workers), progress)
-    targets = np.full((market.n_bars, market.n_symbols), np.nan)
-    for (start, stop), part in zip(windows, parts, strict=True):
-        targets[start:stop] = part.targets
-    decisions = tuple(decision for part in parts for decision in part.decisions)
-    first = windows[0][0]
-    joined = _run_joined(
-        market.select(first, market.n_bars), targets[first:], decisions, config, risk
-    )
+    joined = trade_segments(market, windows, parts, config, risk)
     joined.strategy = template
     segments = _segments(market, joined, windows, train)
-    return WalkForwardResult(joined, spec, segments, market, targets)
+    return WalkForwardResult(
+        joined, spec, segments, market, _joined_targets(market, windows, parts)
+    )
 
 
 # -- segments -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _SegmentSetup:
+class SegmentSetup:
     """What every segment needs; sent once to each worker process, not once per segment."""
 
     market: MarketData
@@ -207,9 +202,11 @@ class _SegmentSetup:
     config: BacktestConfig
 
 
-def _explain_segment(setup: _SegmentSetup, window: Window) -> Explained:
+def explain_segment(setup: SegmentSetup, window: Window) -> Explained:
     """Targets (the window's rows only) and decisions of one segment, from a fresh strategy
-    given the ``train`` bars before the window and the window, nothing after."""
+    given the ``train`` bars before the window and the window, nothing after.
+
+    The tuner calls it too, one segment at a time, so a trial can be pruned between them."""
     start, stop = window
     view = setup.market.select(start - setup.train, stop)
     strategy = make_strategy(setup.strategy, setup.params)
@@ -225,7 +222,7 @@ def _explain_segment(setup: _SegmentSetup, window: Window) -> Explained:
 
 
 def _explain_segments(
-    setup: _SegmentSetup,
+    setup: SegmentSetup,
     windows: Sequence[Window],
     executor: Executor,
     progress: Callable[[], None] | None,
@@ -235,7 +232,7 @@ def _explain_segments(
             progress()
 
     # One segment failing raises here, and the segments not yet started are dropped.
-    return in_order(executor.map(_explain_segment, windows, setup, progress=done), len(windows))
+    return in_order(executor.map(explain_segment, windows, setup, progress=done), len(windows))
 
 
 # -- the joined run -------------------------------------------------------------------
@@ -256,6 +253,33 @@ class _Replay:
 
     def explain(self, history: History) -> Explained:
         return Explained(self.targets(history), self.explained.decisions)
+
+
+def trade_segments(
+    market: MarketData,
+    windows: Sequence[Window],
+    parts: Sequence[Explained],
+    config: BacktestConfig,
+    risk: RiskEngine | None,
+) -> BacktestResult:
+    """The joined run: the segments' targets (``parts``, one per window, in order) traded as
+    one continuous run from the first window's first bar to the last window's last, so cash
+    and positions carry across windows. Given the first j windows only, it is the run of the
+    first j segments, bar for bar what the full run does up to there."""
+    first, stop = windows[0][0], windows[len(parts) - 1][1]
+    targets = _joined_targets(market, windows, parts)[first:stop]
+    decisions = tuple(decision for part in parts for decision in part.decisions)
+    return _run_joined(market.select(first, stop), targets, decisions, config, risk)
+
+
+def _joined_targets(
+    market: MarketData, windows: Sequence[Window], parts: Sequence[Explained]
+) -> FloatArray:
+    """The parts' targets in their windows' rows of ``market``; NaN elsewhere."""
+    targets = np.full((market.n_bars, market.n_symbols), np.nan)
+    for (start, stop), part in zip(windows, parts, strict=False):
+        targets[start:stop] = part.targets
+    return targets
 
 
 def _run_joined(

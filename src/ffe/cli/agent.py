@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
@@ -21,8 +21,9 @@ from ffe.cli.common import (
 
 if TYPE_CHECKING:
     from ffe.agent.control import AgentService
-    from ffe.agent.runner import Agent, AgentReport
+    from ffe.agent.reports import AgentReport
     from ffe.config import Settings
+    from ffe.service.agents import AgentLaunch
 
 T = TypeVar("T")
 
@@ -78,67 +79,62 @@ def run(
     redis.url is set, else from its journal, about three seconds later."""
     from ffe.cli.common import parse_params
     from ffe.config import load_settings
+    from ffe.service.agents import AgentLaunch
 
     with user_errors():
         settings = load_settings()
-        options = {
-            "account": account,
-            "approval": approval,
-            "cash": cash,
-            "fresh": fresh,
-            "commission": commission,
-            "speed": speed or None,
-            "live": live,
-        }
-        build = _builder(
-            settings, strategy, parse_params(param), symbols, replay, start, end, options
+        launch = AgentLaunch(
+            strategy,
+            list(symbols),
+            parse_params(param),
+            speed=speed or None,
+            approval=approval,
+            fresh=fresh,
+            account=account,
+            replay=replay,
+            start=start,
+            end=end,
+            cash=cash,
+            commission=commission,
+            live=live,
         )
         chosen = settings.agent
         port = chosen.health_port if health_port is None else health_port
         probes = (health_host or chosen.health_host, port)
-        report = asyncio.run(_run(settings, build, probes, quiet=as_json))
+        report = asyncio.run(_run(settings, launch, probes, quiet=as_json))
     _print_report(report, as_json)
 
 
-def _builder(
-    settings: Settings,
-    strategy: str,
-    params: dict[str, Any],
-    symbols: list[str],
-    replay: bool,
-    start: str | None,
-    end: str | None,
-    options: dict[str, Any],
-) -> Callable[[], Awaitable[Agent]]:
-    from ffe import bootstrap
-
-    return lambda: bootstrap.agent(
-        settings, strategy, params, symbols, replay=replay, start=start, end=end, **options
-    )
-
-
 async def _run(
-    settings: Settings,
-    build: Callable[[], Awaitable[Agent]],
-    probes: tuple[str, int],
-    *,
-    quiet: bool,
+    settings: Settings, launch: AgentLaunch, probes: tuple[str, int], *, quiet: bool
 ) -> AgentReport:
+    """Run the agent ``launch`` asks for as ``ffe.service.agents`` runs every agent, its
+    events through Redis when configured, with a progress bar of the replay."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from ffe.service.agent_process import run_agent
+    from ffe import bootstrap
+    from ffe.obs.metrics import Metrics
+    from ffe.service.agents import AgentLauncher, serve_agent
 
-    agent = await build()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, agent.request_stop)
-    total = agent.market.n_bars if not agent.clock.live else None
-    columns = (TextColumn("[bold]agent"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"))
-    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
-        task = progress.add_task("replay", total=total)
-        agent.on_bar = lambda bar: progress.update(task, completed=bar + 1)
-        host, port = probes
-        return await run_agent(settings, agent, health_host=host, health_port=port)
+    components = bootstrap.components(settings)
+    kv = components.kv_backends()
+    try:
+        publisher = bootstrap.agent_publisher(kv, in_process=False)
+        launcher = AgentLauncher(components.agent, publisher, Metrics())
+        session = await launcher.open(launch)
+        agent = session.agent
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, session.request_stop)
+        total = agent.market.n_bars if not agent.clock.live else None
+        columns = (TextColumn("[bold]agent"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"))
+        with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+            task = progress.add_task("replay", total=total)
+            agent.watch(on_bar=lambda bar: progress.update(task, completed=bar.bar + 1))
+            host, port = probes
+            return await serve_agent(session, health_host=host, health_port=port)
+    finally:
+        await kv.close()
 
 
 def _print_report(report: AgentReport, as_json: bool) -> None:

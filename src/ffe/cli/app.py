@@ -26,6 +26,7 @@ from ffe.cli.serve import (
     serve_command,
     users_app,
 )
+from ffe.cli.tune import tune_app
 from ffe.cli.worker import worker_command
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ app.add_typer(backtest_app, name="backtest")
 app.add_typer(check_app, name="check")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(agent_app, name="agent")
+app.add_typer(tune_app, name="tune")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(decisions_app, name="decisions")

@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ffe.cli.common import (
+    EXECUTOR,
     JOBS,
+    RAY_ADDRESS,
     ProgressBar,
+    compute_overrides,
     console,
     err_console,
     format_stat,
@@ -78,6 +81,8 @@ def run(
         "[config: compute.max_workers, default: all cores].",
         min=0,
     ),
+    executor: str | None = EXECUTOR,
+    ray_address: str | None = RAY_ADDRESS,
     as_json: bool = typer.Option(False, "--json", help="Print stats and trades as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
     record: bool = typer.Option(
@@ -87,6 +92,7 @@ def run(
     """Run one backtest (or a walk-forward run), print its statistics and record it in the
     journal."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.walkforward import WalkForwardSpec
         from ffe.config import load_settings
         from ffe.service import backtests
@@ -103,7 +109,8 @@ def run(
         # A plain run shows no bar; a walk-forward run counts its segments.
         quiet = as_json or request.walk_forward is None
         with ProgressBar(quiet=quiet, description="segments") as advance:
-            outcome = backtests.run(load_settings(), request, advance)
+            settings = load_settings(**compute_overrides(executor, ray_address))
+            outcome = backtests.run(bootstrap.components(settings), request, advance)
         _show(outcome, report=report, as_json=as_json)
 
 
@@ -197,6 +204,8 @@ def sweep(
         help="Statistic to rank by, best first: the lowest first where lower is better.",
     ),
     jobs: int = JOBS,
+    executor: str | None = EXECUTOR,
+    ray_address: str | None = RAY_ADDRESS,
     top: int = typer.Option(20, "--top", help="Rows to show.", min=1),
     synthetic: int = SYNTHETIC,
     bars: int = BARS,
@@ -210,8 +219,10 @@ def sweep(
     as_json: bool = typer.Option(False, "--json", help="Print every row as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
 ) -> None:
-    """Backtest every combination of a parameter grid on all local cores."""
+    """Backtest every combination of a parameter grid on all local cores (or a Ray
+    cluster)."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.backtest.sweep import parse_grid
         from ffe.config import load_settings
         from ffe.service import backtests
@@ -225,7 +236,8 @@ def sweep(
             workers=jobs,
         )
         with ProgressBar(quiet=as_json, description="backtests") as advance:
-            outcome = backtests.sweep(load_settings(), request, advance)
+            settings = load_settings(**compute_overrides(executor, ray_address))
+            outcome = backtests.sweep(bootstrap.components(settings), request, advance)
         flat = [row.flat() for row in outcome.rows]
         names = list(outcome.names)
         if report is not None:

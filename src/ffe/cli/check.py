@@ -85,12 +85,13 @@ def _market(
     start: str | None,
     end: str | None,
 ) -> MarketData:
+    from ffe import bootstrap
     from ffe.config import load_settings
     from ffe.service.markets import MarketSpec, load_bars
 
     generated = bars if synthetic and bars is not None else SYNTHETIC_BARS
     spec = MarketSpec(tuple(symbols), start, end, synthetic=synthetic, bars=generated, seed=seed)
-    market = load_bars(load_settings(), spec)
+    market = load_bars(bootstrap.components(load_settings()), spec)
     if bars is not None and not synthetic and market.n_bars > bars:
         market = market.select(market.n_bars - bars, market.n_bars)
     return market

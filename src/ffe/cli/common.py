@@ -26,6 +26,18 @@ JOBS = typer.Option(
     0, "--jobs", "-j", help="Worker processes; 0 = as many as compute.max_workers allows.", min=0
 )
 
+EXECUTOR = typer.Option(
+    None,
+    "--executor",
+    help="Where the work runs: local (a process pool) or ray (a Ray cluster) "
+    "[config: compute.executor, default: local].",
+)
+RAY_ADDRESS = typer.Option(
+    None,
+    "--ray-address",
+    help="The Ray cluster for --executor ray: its head's host:port [config: compute.ray_address].",
+)
+
 URL = typer.Option(
     None, "--url", help="Database URL [config: database.url; default SQLite in data.dir]."
 )
@@ -51,6 +63,14 @@ def with_database(
             return await work(db)
 
     return asyncio.run(main())
+
+
+def compute_overrides(executor: str | None, ray_address: str | None) -> dict[str, Any]:
+    """``load_settings`` keyword arguments for ``--executor`` and ``--ray-address`` (checked
+    there, like the settings they override; an option not given keeps the setting)."""
+    given = {"executor": executor, "ray_address": ray_address}
+    compute = {key: value for key, value in given.items() if value is not None}
+    return {"compute": compute} if compute else {}
 
 
 @contextmanager

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ffe.cli.common import JOBS, ProgressBar, console, err_console, user_errors
+from ffe.cli.common import (
+    EXECUTOR,
+    JOBS,
+    RAY_ADDRESS,
+    ProgressBar,
+    compute_overrides,
+    console,
+    err_console,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ffe.forecast.evaluate import BenchResult
@@ -32,12 +41,15 @@ def bench(
     eta: float = typer.Option(2.0, "--eta", help="Ensemble: learning rate of the weights."),
     discount: float = typer.Option(0.99, "--discount", help="Ensemble: decay of old losses."),
     jobs: int = JOBS,
+    executor: str | None = EXECUTOR,
+    ray_address: str | None = RAY_ADDRESS,
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
 ) -> None:
     """Rolling-origin walk-forward of every model (no window sees its future), scored with
     MASE, CRPS, interval coverage and a Diebold-Mariano test against the random walk."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.config import load_settings
         from ffe.forecast.ensemble import HedgeConfig
         from ffe.service.forecasts import BenchRequest, bench
@@ -54,7 +66,8 @@ def bench(
             workers=jobs,
         )
         with ProgressBar(quiet=as_json, description="forecasts") as advance:
-            result = bench(load_settings(), request, advance)
+            settings = load_settings(**compute_overrides(executor, ray_address))
+            result = bench(bootstrap.components(settings), request, advance)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:

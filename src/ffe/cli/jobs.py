@@ -25,7 +25,9 @@ JOB_ID = typer.Argument(..., help="Job id (or a unique prefix of it), from `ffe 
 
 @jobs_app.command("list")
 def list_jobs(
-    kind: str | None = typer.Option(None, "--kind", help="backtest, sweep or forecast_bench."),
+    kind: str | None = typer.Option(
+        None, "--kind", help="backtest, sweep, forecast_bench or tune."
+    ),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="Newest N jobs."),
     url: str | None = URL,
     as_json: bool = JSON,
@@ -46,10 +48,11 @@ def list_jobs(
 
 
 def _queue(db: Database) -> JobQueue:
+    from ffe import bootstrap
     from ffe.config import load_settings
     from ffe.service.jobs.queue import JobQueue
 
-    return JobQueue(db, load_settings().jobs)
+    return JobQueue(db, bootstrap.queue_policy(load_settings()))
 
 
 def _print_jobs(jobs: list[dict[str, Any]]) -> None:

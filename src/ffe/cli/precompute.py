@@ -21,18 +21,18 @@ def precompute_command(
     import asyncio
     import functools
 
+    from ffe import bootstrap
     from ffe.config import load_settings
-    from ffe.obs.logs import configure_logging
     from ffe.service.precompute import Probes, run_precompute
 
     with user_errors():
-        settings = load_settings()
-        chosen = settings.precompute
+        components = bootstrap.components(load_settings())
+        chosen = components.precompute
         probes = Probes(
             health_host or chosen.health_host,
             chosen.health_port if health_port is None else health_port,
         )
-        configure_logging(settings.logging.level, settings.logging.json_format)
+        components.configure_logging()
         say = functools.partial(err_console.print, soft_wrap=True, highlight=False, markup=False)
-        status = asyncio.run(run_precompute(settings, probes, once=once, say=say))
+        status = asyncio.run(run_precompute(components, probes, once=once, say=say))
     raise typer.Exit(status)

@@ -29,11 +29,10 @@ def list_runs(
 ) -> None:
     """List recorded runs, newest first."""
     with user_errors():
-        from ffe.store.repositories import unit_of_work
+        from ffe.service.runs import list_runs
 
         async def work(db: Database) -> list[Run]:
-            async with unit_of_work(db) as uow:
-                return await uow.runs.list(kind=kind, strategy=strategy, limit=limit)
+            return await list_runs(db, kind=kind, strategy=strategy, limit=limit)
 
         runs = with_database(url, work, journal=True)
         if as_json:
@@ -95,10 +94,10 @@ def show(
 
 
 def _load(url: str | None, run_id: str, *, curves: bool) -> StoredBacktest:
-    from ffe.runs.journal import load_backtest
+    from ffe.service.runs import load_run
 
     async def work(db: Database) -> StoredBacktest:
-        return await load_backtest(db, run_id, with_curves=curves)
+        return await load_run(db, run_id, curves=curves)
 
     return with_database(url, work, journal=True)
 
@@ -171,10 +170,12 @@ def compare(
 ) -> None:
     """Put two runs side by side: parameters, data, code and every statistic."""
     with user_errors():
-        a, b = _load(url, first, curves=False).run, _load(url, second, curves=False).run
-        from ffe.runs.journal import compare_runs
+        from ffe.service.runs import compare as compare_runs
 
-        comparison = compare_runs(a, b)
+        async def work(db: Database) -> tuple[Run, Run, dict[str, Any]]:
+            return await compare_runs(db, first, second)
+
+        a, b, comparison = with_database(url, work, journal=True)
         if as_json:
             typer.echo(json.dumps(comparison, indent=2))
             return
@@ -212,7 +213,10 @@ def report(
     """Draw a recorded backtest's HTML report again, from the journal alone."""
     with user_errors():
         from ffe.backtest.html import write_report
-        from ffe.runs.journal import render_stored_report
+        from ffe.service.runs import report_html
 
-        write_report(output, render_stored_report(_load(url, run_id, curves=True)))
+        async def work(db: Database) -> str:
+            return await report_html(db, run_id)
+
+        write_report(output, with_database(url, work, journal=True))
         console.print(f"report written to [bold]{output}[/bold]")

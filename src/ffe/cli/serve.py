@@ -38,8 +38,8 @@ def run_command(
     """Start everything on embedded defaults: the API, the dashboard, the jobs and the paper
     agent replaying the bundled S&P 500. Prints the URL once the server answers, how to log in
     the first time, and which run the agent resumes (`--new` starts a new one)."""
-    from ffe.api.supervisor import AgentLaunch
     from ffe.cli.common import parse_params
+    from ffe.service.agents import AgentLaunch
 
     with user_errors():
         settings = _with_precompute(_settings(host, port, jobs=True))  # one process: all
@@ -103,9 +103,12 @@ def _settings(
         settings = settings.model_copy(
             update={"jobs": settings.jobs.model_copy(update={"in_api": jobs})}
         )
+    from ffe import bootstrap
     from ffe.api.secrets import session_secret
 
-    session_secret(settings)  # refuse a production config without a secret before anything
+    session_secret(
+        bootstrap.api_options(settings)
+    )  # refuse a production config without a secret before anything
     return settings
 
 
@@ -118,15 +121,16 @@ def _with_precompute(settings: Settings) -> Settings:
 def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     import uvicorn
 
+    from ffe import bootstrap
     from ffe.api.app import create_app
     from ffe.api.server import server_options
     from ffe.api.services import journal_unreachable
     from ffe.cli.startup import agent_report, announce_when_up, check_port, preflight
     from ffe.domain.errors import StoreError
-    from ffe.obs.logs import configure_logging
 
     check_port(settings.api.host, settings.api.port)
-    configure_logging(settings.logging.level, settings.logging.json_format)
+    components = bootstrap.components(settings)
+    components.configure_logging()
     say = functools.partial(err_console.print, soft_wrap=True)  # never break a URL in two
     unreachable: StoreError | None = None
     previous = None
@@ -136,7 +140,7 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
         if not journal_unreachable(exc):
             raise
         login, unreachable = None, exc
-    app = create_app(settings, agent=launch, worker_kind=worker_kind)
+    app = create_app(components, agent=launch, worker_kind=worker_kind)
     url = f"http://{_display_host(settings.api.host)}:{settings.api.port}"
     if unreachable is not None:
         say(
@@ -227,11 +231,13 @@ def health_command(
     """Check what the API's /health/ready checks (database, Redis, disk, memory, agent)
     from here; exit 1 when a critical check fails."""
     with user_errors():
+        from ffe import bootstrap
         from ffe.api.services import Services
         from ffe.config import load_settings
 
         async def check() -> Any:
-            services = await Services.open(load_settings(), background=False)
+            components = bootstrap.components(load_settings())
+            services = await Services.open(components, background=False)
             try:
                 return await services.health.run()
             finally:

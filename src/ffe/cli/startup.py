@@ -167,9 +167,8 @@ def agent_report(app: Any, previous: LastRun | None, wait_s: float = 30.0) -> st
     deadline = time.monotonic() + wait_s
     run_id = None
     while time.monotonic() < deadline and supervisor.error is None:
-        core = getattr(supervisor.agent, "core", None)
-        if core is not None:
-            run_id = core.journal.run_id
+        run_id = None if supervisor.agent is None else supervisor.agent.run_id
+        if run_id is not None:
             break
         time.sleep(0.05)
     if supervisor.error is not None:

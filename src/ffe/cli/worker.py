@@ -26,13 +26,13 @@ def worker_command(
     signal ends them at once."""
     import asyncio
 
+    from ffe import bootstrap
     from ffe.config import load_settings
-    from ffe.obs.logs import configure_logging
     from ffe.service.jobs.runner import serve_worker
 
     with user_errors():
-        settings = load_settings()
-        configure_logging(settings.logging.level, settings.logging.json_format)
+        components = bootstrap.components(load_settings())
+        components.configure_logging()
 
         def ready(process: WorkerProcess, probes: ProbeServer | None) -> None:
             where = "" if probes is None else f"; probes on {probes.host}:{probes.port}"
@@ -43,5 +43,7 @@ def worker_command(
             )
 
         asyncio.run(
-            serve_worker(settings, concurrency=concurrency, health_port=health_port, on_ready=ready)
+            serve_worker(
+                components, concurrency=concurrency, health_port=health_port, on_ready=ready
+            )
         )

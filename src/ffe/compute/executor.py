@@ -110,6 +110,16 @@ def _init_worker(fn: Callable[[Any, Any], Any], shared: Any) -> None:
     _WORKER.update(fn=fn, shared=shared)
 
 
+def in_worker() -> bool:
+    """Whether this process is an executor's worker (a pool's, or a cluster task's)."""
+    return bool(_WORKER)
+
+
+def mark_worker() -> None:
+    """Mark this process as an executor's worker, so executors used here run in it."""
+    _WORKER.setdefault("marked", True)
+
+
 def _run_item(item: Any) -> Any:
     return _WORKER["fn"](_WORKER["shared"], item)
 
@@ -140,8 +150,8 @@ class LocalExecutor:
         todo = list(items)
         stop = cancel or threading.Event()
         workers = min(self._workers, len(todo))
-        if workers <= 1 or _WORKER:
-            pairs = _in_process(fn, todo, shared, stop)
+        if workers <= 1 or in_worker():
+            pairs = in_process(fn, todo, shared, stop)
         else:
             pairs = _in_pool(fn, todo, shared, stop, workers)
         with contextlib.closing(pairs):
@@ -153,7 +163,7 @@ class LocalExecutor:
     def open(self, fn: Callable[[S, T], R], shared: S) -> Session[S, R]:
         """See ``Executor.open``: a pool of ``workers`` spawned processes, or this process
         (one worker, or a call from inside a pool's worker)."""
-        if self._workers <= 1 or _WORKER:
+        if self._workers <= 1 or in_worker():
             return _InProcessSession(fn, shared)
         return _PoolSession(fn, shared, self._workers)
 
@@ -233,9 +243,10 @@ def _pool(fn: Callable[[Any, Any], Any], shared: Any, workers: int) -> ProcessPo
     )
 
 
-def _in_process(
+def in_process(
     fn: Callable[[S, T], R], items: Sequence[T], shared: S, stop: threading.Event
 ) -> Results[R]:
+    """``fn`` over ``items`` in this process, in order, until ``stop`` is set."""
     for index, item in enumerate(items):
         if stop.is_set():
             return

@@ -33,7 +33,7 @@ from ffe.service import heap
 from ffe.service.background import watched
 
 if TYPE_CHECKING:
-    from ffe.config import Settings
+    from ffe.bootstrap import Components
     from ffe.data.catalog import DataCatalog
     from ffe.kv import KvBackends
     from ffe.obs.metrics import Metrics
@@ -284,23 +284,21 @@ class AnalysisReader:
 
 
 def open_analysis(
-    settings: Settings, db: Database, kv: KvBackends, metrics: Metrics | None = None
+    components: Components, db: Database, kv: KvBackends, metrics: Metrics | None = None
 ) -> tuple[AnalysisReader, Precompute]:
     """The reader the API answers with and the schedule, wired from the ``precompute``
     settings on the shared cache; the reader computes only where ``precompute.in_api`` is on
     (the caller decides whether the schedule runs)."""
-    from ffe import bootstrap
-
-    chosen = settings.precompute
-    catalog = bootstrap.data_catalog(settings)
+    chosen = components.precompute
+    catalog = components.catalog()
     observer = None if metrics is None else lambda result: metrics.cache_event("journal", result)
-    cache = bootstrap.analysis_cache(db, kv, observer)
+    cache = components.analysis_cache(db, kv, observer)
     store = AnalysisStore(cache, chosen.interval_s * 3)
     analyse = functools.partial(compute, catalog)
-    schedule = Precompute(chosen.symbols, chosen.interval_s, store, analyse, metrics)
+    schedule = Precompute(list(chosen.symbols), chosen.interval_s, store, analyse, metrics)
     here = schedule if chosen.in_api else None
 
     def has_bars(symbol: str) -> bool:
         return symbol in catalog.symbols()
 
-    return AnalysisReader(store, chosen.symbols, has_bars, here), schedule
+    return AnalysisReader(store, list(chosen.symbols), has_bars, here), schedule

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ffe.config import Settings
 from ffe.service.markets import MarketSpec, load_bars
 from ffe.service.progress import ReportProgress
 
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from ffe.backtest.result import BacktestResult
     from ffe.backtest.sweep import SweepRow
     from ffe.backtest.walkforward import WalkForwardResult, WalkForwardSpec
+    from ffe.bootstrap import Components
     from ffe.domain.errors import StoreError
     from ffe.domain.market import MarketData
     from ffe.risk.engine import RiskEngine
@@ -70,20 +70,19 @@ class BacktestOutcome:
 
 
 def run(
-    settings: Settings, request: BacktestRequest, progress: ReportProgress | None = None
+    components: Components, request: BacktestRequest, progress: ReportProgress | None = None
 ) -> BacktestOutcome:
     """Run ``request`` and record it. ``progress`` counts walk-forward segments, or the one
     run of a plain backtest (0 of 1 once the bars are loaded, 1 of 1 before recording)."""
-    from ffe import bootstrap
     from ffe.backtest.engine import run_backtest
     from ffe.decide.strategy import make_strategy
 
     report = progress or _silent
     # -p workers=N is the caller's to give, but at most compute.max_workers.
-    params = bootstrap.strategy_params(settings, request.strategy, request.params)
+    params = components.strategy_params(request.strategy, request.params)
     strategy = make_strategy(request.strategy, params)  # a bad parameter fails before bars load
-    market = load_bars(settings, request.market)
-    config, risk = _costs(settings, request.costs), bootstrap.risk_engine(settings)
+    market = load_bars(components, request.market)
+    config, risk = _costs(components, request.costs), components.risk_engine()
     walked = None
     if request.walk_forward is None:
         report(0, 1)
@@ -91,19 +90,16 @@ def run(
         report(1, 1)
     else:
         setup = (request.walk_forward, config, risk)
-        walked = _walk_forward(settings, request, params, market, setup, report)
+        walked = _walk_forward(components, request, params, market, setup, report)
         result = walked.backtest
     if not request.record:
         return BacktestOutcome(result, walked)
-    run_id, unrecorded = _record(settings, request, result, walked)
+    run_id, unrecorded = _record(components, request, result, walked)
     return BacktestOutcome(result, walked, run_id, unrecorded)
 
 
-def _costs(settings: Settings, costs: Costs) -> BacktestConfig:
-    from ffe import bootstrap
-
-    return bootstrap.backtest_config(
-        settings,
+def _costs(components: Components, costs: Costs) -> BacktestConfig:
+    return components.backtest_config(
         cash=costs.cash,
         commission=costs.commission,
         slippage_bps=costs.slippage_bps,
@@ -112,14 +108,13 @@ def _costs(settings: Settings, costs: Costs) -> BacktestConfig:
 
 
 def _walk_forward(
-    settings: Settings,
+    components: Components,
     request: BacktestRequest,
     params: dict[str, Any],
     market: MarketData,
     setup: tuple[WalkForwardSpec, BacktestConfig, RiskEngine],
     report: ReportProgress,
 ) -> WalkForwardResult:
-    from ffe import bootstrap
     from ffe.backtest.walkforward import run_walk_forward
 
     spec, config, risk = setup
@@ -133,7 +128,7 @@ def _walk_forward(
     report(0, total)
     return run_walk_forward(
         market, request.strategy, params, spec.train, spec.test, config, risk,
-        progress=advance, executor=bootstrap.executor(settings, request.workers),
+        progress=advance, executor=components.executor(request.workers),
     )  # fmt: skip
 
 
@@ -148,7 +143,7 @@ def walk_forward_config(walked: WalkForwardResult) -> dict[str, Any]:
 
 
 def _record(
-    settings: Settings,
+    components: Components,
     request: BacktestRequest,
     result: BacktestResult,
     walked: WalkForwardResult | None,
@@ -162,23 +157,22 @@ def _record(
     if walked is not None:
         extra["walk_forward"] = walk_forward_config(walked)
     try:
-        run_id = asyncio.run(_store(settings, result, extra or None, request.run_id))
+        run_id = asyncio.run(_store(components, result, extra or None, request.run_id))
     except StoreError as exc:
         return None, StoreError(f"the run was not recorded: {exc}")
     return run_id, None
 
 
 async def _store(
-    settings: Settings,
+    components: Components,
     result: BacktestResult,
     extra_config: dict[str, Any] | None,
     run_id: str | None,
 ) -> str:
     """Store the run (under ``run_id`` once, when given: an earlier try may have done it)."""
-    from ffe import bootstrap
     from ffe.runs.journal import record_backtest
 
-    db = await bootstrap.open_journal(settings)
+    db = await components.open_journal()
     try:
         return await record_backtest(db, result, extra_config=extra_config, run_id=run_id)
     finally:
@@ -226,19 +220,18 @@ class SweepOutcome:
 
 
 def sweep(
-    settings: Settings, request: SweepRequest, progress: ReportProgress | None = None
+    components: Components, request: SweepRequest, progress: ReportProgress | None = None
 ) -> SweepOutcome:
     """Run every point of ``request``'s grid and rank them. An unrankable metric or a bad
     grid is refused before any bar loads; ``progress`` counts the points."""
-    from ffe import bootstrap
     from ffe.backtest.objective import direction_of, rank_key
     from ffe.backtest.sweep import run_sweep
 
     report = progress or _silent
     direction = direction_of(request.metric)
-    points = _points(settings, request)
-    market = load_bars(settings, request.market)
-    config, risk = _costs(settings, request.costs), bootstrap.risk_engine(settings)
+    points = _points(components, request)
+    market = load_bars(components, request.market)
+    config, risk = _costs(components, request.costs), components.risk_engine()
     done = [0]
 
     def advance(_: SweepRow) -> None:
@@ -248,15 +241,14 @@ def sweep(
     report(0, len(points))
     rows = run_sweep(
         market, request.strategy, points, config, risk,
-        executor=bootstrap.executor(settings, request.workers), on_done=advance,
+        executor=components.executor(request.workers), on_done=advance,
     )  # fmt: skip
     ranked = sorted(rows, key=lambda row: rank_key(row.stats.get(request.metric), direction))
     return SweepOutcome(request.metric, direction, tuple(request.grid), tuple(ranked))
 
 
-def _points(settings: Settings, request: SweepRequest) -> list[dict[str, Any]]:
+def _points(components: Components, request: SweepRequest) -> list[dict[str, Any]]:
     """The grid's combinations, a strategy's own pool in each at most the configured cap."""
-    from ffe import bootstrap
     from ffe.backtest.sweep import combinations
     from ffe.domain.errors import ConfigError
 
@@ -266,7 +258,7 @@ def _points(settings: Settings, request: SweepRequest) -> list[dict[str, Any]]:
         if not values:
             raise ConfigError(f"grid parameter {name!r} has no values: give at least one")
     return [
-        bootstrap.strategy_params(settings, request.strategy, point, fill=False)
+        components.strategy_params(request.strategy, point, fill=False)
         for point in combinations(request.grid)
     ]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ffe.config import Settings
 from ffe.service.markets import MarketSpec, load_bars
 from ffe.service.progress import ReportProgress
 
 if TYPE_CHECKING:
+    from ffe.bootstrap import Components
     from ffe.forecast.ensemble import HedgeConfig
     from ffe.forecast.evaluate import BenchResult
 
@@ -39,13 +39,12 @@ class BenchRequest:
 
 
 def bench(
-    settings: Settings, request: BenchRequest, progress: ReportProgress | None = None
+    components: Components, request: BenchRequest, progress: ReportProgress | None = None
 ) -> BenchResult:
     """Run the benchmark ``request`` describes. An unknown model is refused before any bar
     loads; ``progress`` counts forecasts (origins times models)."""
     import numpy as np
 
-    from ffe import bootstrap
     from ffe.domain.errors import ConfigError
     from ffe.forecast.base import Series
     from ffe.forecast.evaluate import evaluate
@@ -60,7 +59,7 @@ def bench(
     spec = RollingSpec(
         horizon=max(request.horizons), window=request.window, refit_every=request.refit_every
     )
-    market = load_bars(settings, MarketSpec((request.symbol,), request.start, request.end))
+    market = load_bars(components, MarketSpec((request.symbol,), request.start, request.end))
     series = Series(request.symbol, np.log(market.mark[:, 0]), market.times)
     total, done = len(spec.origins(len(series))) * len(names), [0]
     report = progress or _silent
@@ -70,7 +69,7 @@ def bench(
         report(done[0], total)
 
     report(0, total)
-    executor = bootstrap.executor(settings, request.workers)
+    executor = components.executor(request.workers)
     panel = rolling_forecasts(series, names, spec, progress=advance, executor=executor)
     horizons = sorted(set(request.horizons))
     return evaluate(

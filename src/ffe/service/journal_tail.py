@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from ffe.agent import persist
 from ffe.agent.control import AgentStatus
@@ -167,33 +167,19 @@ class JournalTail:
         self, session: Any, account: str, followed: _Followed, until: datetime, bar: Any
     ) -> list[tuple[str, dict[str, Any]]]:
         """The decisions, fills and approvals journaled since the last look, in time order."""
-        run_id = followed.run_id
+        run_id, most = followed.run_id, self.most
         decisions = (
-            await session.scalars(
-                select(Decision)
-                .where(Decision.run_id == run_id, Decision.id > followed.decision_id)
-                .where(Decision.time <= until)
-                .order_by(Decision.id.desc())
-                .limit(self.most)
-            )
+            await session.scalars(_newer(Decision, run_id, followed.decision_id, until, most))
         ).all()
         fills = (
             await session.execute(
-                select(Fill, Order.client_order_id)
-                .outerjoin(Order, Order.id == Fill.order_id)
-                .where(Fill.run_id == run_id, Fill.id > followed.fill_id, Fill.time <= until)
-                .order_by(Fill.id.desc())
-                .limit(self.most)
+                _newer(
+                    Fill, run_id, followed.fill_id, until, most, Order.client_order_id
+                ).outerjoin(Order, Order.id == Fill.order_id)
             )
         ).all()
         approvals = (
-            await session.scalars(
-                select(Approval)
-                .where(Approval.run_id == run_id, Approval.id > followed.approval_id)
-                .where(Approval.time <= until)
-                .order_by(Approval.id.desc())
-                .limit(self.most)
-            )
+            await session.scalars(_newer(Approval, run_id, followed.approval_id, until, most))
         ).all()
         bars = await _bars(session, run_id, decisions, until, bar)
         params = followed.params
@@ -204,6 +190,19 @@ class JournalTail:
         followed.fill_id = max([followed.fill_id, *(f.id for f, _ in fills)])
         followed.approval_id = max([followed.approval_id, *(a.id for a in approvals)])
         return [(kind, data) for _, _, kind, data in sorted(found, key=lambda e: e[:2])]
+
+
+def _newer(
+    model: Any, run_id: str, after: int, until: datetime, most: int, *also: Any
+) -> Select[Any]:
+    """The rows of ``model`` (and the columns ``also``) that the run journaled after id
+    ``after`` and by ``until``: the newest ``most`` of them, newest first."""
+    return (
+        select(model, *also)
+        .where(model.run_id == run_id, model.id > after, model.time <= until)
+        .order_by(model.id.desc())
+        .limit(most)
+    )
 
 
 async def _bars(

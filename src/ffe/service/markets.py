@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ffe.config import Settings
-
 if TYPE_CHECKING:
+    from ffe.bootstrap import Components
     from ffe.domain.market import MarketData
 
 
@@ -25,9 +24,8 @@ class MarketSpec:
     seed: int = 0
 
 
-def load_bars(settings: Settings, spec: MarketSpec) -> MarketData:
+def load_bars(components: Components, spec: MarketSpec) -> MarketData:
     """The bars ``spec`` names, aligned; a ``DataError`` names a symbol with none."""
-    from ffe import bootstrap
     from ffe.data import SyntheticMarket, load_market
 
     symbols = list(spec.symbols)
@@ -37,5 +35,5 @@ def load_bars(settings: Settings, spec: MarketSpec) -> MarketData:
             return source.to_market()  # type: ignore[no-any-return]
         symbols = source.symbols()
     else:
-        source = bootstrap.data_catalog(settings)
+        source = components.catalog()
     return load_market(source, symbols, start=spec.start, end=spec.end)

@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ffe import bootstrap
-from ffe.config import Settings
+from ffe.bootstrap import Components
 from ffe.domain.errors import ConfigError
 from ffe.kv import KvBackends
 from ffe.obs.health import HealthChecks, Probe, ProbeError, ping_probe
@@ -76,7 +75,7 @@ def _checks(db: Database, kv: KvBackends, schedule: Precompute) -> HealthChecks:
 
 
 async def run_precompute(
-    settings: Settings,
+    components: Components,
     probes: Probes,
     *,
     once: bool = False,
@@ -85,11 +84,11 @@ async def run_precompute(
     """Refresh the configured symbols' analyses until SIGTERM or SIGINT (``once``: one
     round); the exit status: 0, or 1 when ``once`` and an analysis failed."""
     with _stopped_by_signals() as stop:  # from the start: a signal during start-up counts
-        db = await bootstrap.open_journal(settings)
+        db = await components.open_journal()
         metrics = Metrics()
-        kv = bootstrap.kv_backends(settings, observer=lambda hit: metrics.cache_event("kv", hit))
+        kv = components.kv_backends(observer=lambda hit: metrics.cache_event("kv", hit))
         try:
-            _, schedule = open_analysis(settings, db, kv, metrics)
+            _, schedule = open_analysis(components, db, kv, metrics)
             where = f"Redis at {kv.where}" if kv.redis_url else f"the journal ({db})"
             symbols = ", ".join(schedule.symbols) or "no symbols"
             if once:

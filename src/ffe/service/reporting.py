@@ -1,13 +1,14 @@
 """An agent's progress as live events and metrics, wherever the agent runs: inside the API
 (``ffe run``, ``POST /api/v1/agent/start``) or in a process of its own (``ffe agent run``).
 
-``AgentReporter.attach`` hooks the agent: its notifications (fills, halts, approvals, start
-and stop), the opening of its run, each bar (equity, at most five a second: a fast replay
-steps thousands of bars a second) and each decision. Events keep one shape whoever sends them
-(the dashboard and the tests rely on it) and go through a ``Publisher``: the API's event bus
-for the agent inside the API, Redis for an agent of its own process when Redis is configured,
-nowhere otherwise (the API then reads what the agent journaled, ``ffe.service.journal_tail``).
-Publishing runs in tasks of its own, so the trading loop never waits on the bus.
+``AgentReporter.attach`` watches the agent through the hooks it offers (``Agent.watch``):
+its notifications (fills, halts, approvals, start and stop), each bar (equity, at most five
+a second: a fast replay steps thousands of bars a second) and each bar's decisions. Events
+keep one shape whoever sends them (the dashboard and the tests rely on it) and go through a
+``Publisher``: the API's event bus for the agent inside the API, Redis for an agent of its
+own process when Redis is configured, nowhere otherwise (the API then reads what the agent
+journaled, ``ffe.service.journal_tail``). Publishing runs in tasks of its own, so the
+trading loop never waits on the bus.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from ffe.agent.control import AgentService
+from ffe.agent.notify import Event
+from ffe.agent.reports import BarReport, DecisionsMade
 from ffe.agent.runner import Agent
-from ffe.domain.orders import Decision, action_of
+from ffe.domain.orders import action_of
 from ffe.kv.events import Publisher
 from ffe.obs.metrics import Metrics
 
@@ -54,22 +56,13 @@ class AgentReporter:
         self._sending: set[asyncio.Task[None]] = set()
 
     def attach(self, agent: Agent) -> None:
-        """Report ``agent`` from now on. Hooks it already has (a progress bar, a seed of the
-        drawdown) are kept and called after the reporter's."""
-        agent.notify = _Relay(self, agent, agent.notify)
-        before_bar, before_open = agent.on_bar, agent.on_open
-
-        def on_bar(bar: int) -> None:
-            self._on_bar(agent, bar)
-            if before_bar is not None:
-                before_bar(bar)
-
-        async def on_open(run_id: str) -> None:
-            self._on_open(agent)
-            if before_open is not None:
-                await before_open(run_id)
-
-        agent.on_bar, agent.on_open = on_bar, on_open
+        """Report ``agent`` from now on, through the hooks it offers its watchers."""
+        breaker = agent.breaker  # venue brokers are guarded; its state goes with the equity
+        agent.watch(
+            on_bar=lambda report: self._on_bar(report, breaker),
+            on_decisions=self._on_decisions,
+            on_event=lambda event: self._on_event(agent, event),
+        )
 
     def seed(self, peak: float, worst: float) -> None:
         """Carry over the peak and worst drawdown the run reached before this agent took it
@@ -86,25 +79,16 @@ class AgentReporter:
         """Publish the agent's account state as the journal has it (an ``agent`` event); a
         journal or bus failure is logged, not raised: the state is told again later."""
         try:
-            for state in await AgentService(agent.db).status(agent.config.account):
+            state = await agent.status()
+            if state is not None:
                 await self.publisher.publish("agent", state.as_dict())
         except Exception as exc:
             log.warning("could not publish the agent's state: %s", exc)
 
     # -- the hooks ------------------------------------------------------------------------
 
-    def _on_open(self, agent: Agent) -> None:
-        core = agent.core
-        if core is not None:  # decisions from the run's first bar on
-            core.on_decision = lambda decision, bar: self._on_decision(agent, decision, bar)
-
-    def _on_bar(self, agent: Agent, bar: int) -> None:
-        core = agent.core
-        if core is None:
-            return
-        if core.on_decision is None:
-            self._on_open(agent)
-        equity, _ = core.ledger.marked(core.marks(), bar)
+    def _on_bar(self, report: BarReport, breaker: Any) -> None:
+        equity = report.equity
         self.peak = max(self.peak, equity)
         if self.peak > 0:
             self.max_drawdown = min(self.max_drawdown, equity / self.peak - 1)
@@ -112,41 +96,48 @@ class AgentReporter:
         if now - self._last_equity < self.equity_interval_s:
             return
         self._last_equity = now
-        account = agent.config.account
+        account = report.account
         self.metrics.set_portfolio_value(account, equity)
         self.metrics.set_agent_heartbeat(account, time.time())
-        breaker = getattr(agent.broker, "breaker", None)  # venue brokers are guarded
         if breaker is not None:
             self.metrics.set_breaker(breaker.name, breaker.state)
         data = {
             "account": account,
-            "time": core.market.time_of(bar).isoformat(),
-            "bar": bar,
+            "time": report.time.isoformat(),
+            "bar": report.bar,
             "equity": equity,
-            "cash": core.ledger.cash,
+            "cash": report.cash,
         }
         self.send("equity", data)
 
-    def _on_decision(self, agent: Agent, decision: Decision, bar: int) -> None:
-        core = agent.core
-        if core is None:
-            return
-        action = action_of(decision.target)
-        # The step's time in the strategy: counted once, with the bar's first decision.
-        spent = core.strategy_seconds - self._strategy_seconds
-        self._strategy_seconds = core.strategy_seconds
-        self.metrics.record_decision(decision.symbol, action, spent if spent > 0 else None)
-        data = {
-            "account": agent.config.account,
-            "time": core.market.time_of(bar).isoformat(),
-            "bar": bar,
-            "symbol": decision.symbol,
-            "target": decision.target,
-            "action": action,
-            "confidence": decision.confidence,
-            "rationale": decision.rationale,
-        }
-        self.send("decision", data)
+    def _on_decisions(self, made: DecisionsMade) -> None:
+        # The strategy's time since the last decisions: counted once, with the first of them.
+        spent = made.strategy_seconds - self._strategy_seconds
+        self._strategy_seconds = made.strategy_seconds
+        for decision in made.decisions:
+            action = action_of(decision.target)
+            self.metrics.record_decision(decision.symbol, action, spent if spent > 0 else None)
+            spent = 0.0
+            data = {
+                "account": made.account,
+                "time": made.time.isoformat(),
+                "bar": made.bar,
+                "symbol": decision.symbol,
+                "target": decision.target,
+                "action": action,
+                "confidence": decision.confidence,
+                "rationale": decision.rationale,
+            }
+            self.send("decision", data)
+
+    def _on_event(self, agent: Agent, event: Event) -> None:
+        """A notification (fills, halts, approvals, start and stop) as a live event; the
+        configured notifiers (Telegram, webhooks) have had theirs from the agent."""
+        data = {"kind": event.kind, "text": event.text, **event.data}
+        data.setdefault("account", agent.config.account)
+        self.send(_KIND_OF.get(event.kind, "event"), data)
+        if event.kind in _STATE_CHANGES:
+            self.spawn(self.publish_state(agent))
 
     # -- sending --------------------------------------------------------------------------
 
@@ -165,26 +156,3 @@ class AgentReporter:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("live event not sent: %s", task.exception())
-
-
-class _Relay:
-    """The agent's notifications (fills, halts, approvals, start and stop) as live events;
-    the configured notifiers (Telegram, webhooks) still get theirs."""
-
-    def __init__(self, reporter: AgentReporter, agent: Agent, inner: Any = None) -> None:
-        self.reporter, self.agent, self.inner = reporter, agent, inner
-
-    def publish(self, event: Any) -> None:
-        if self.inner is not None:
-            self.inner.publish(event)
-        data = {"kind": event.kind, "text": event.text, **event.data}
-        data.setdefault("account", self.agent.config.account)
-        self.reporter.send(_KIND_OF.get(event.kind, "event"), data)
-        if event.kind in _STATE_CHANGES:
-            self.reporter.spawn(self.reporter.publish_state(self.agent))
-
-    async def aclose(self, timeout_s: float) -> None:
-        """Deliver what the configured notifiers still hold (the agent calls it at its end)."""
-        closing = getattr(self.inner, "aclose", None)
-        if closing is not None:
-            await closing(timeout_s)

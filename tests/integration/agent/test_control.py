@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import func, select
+from tests.support.agents import SMA_PARAMS, replay_agent, sqlite_journal
 
 from ffe.agent.control import AgentService
 from ffe.agent.persist import LeaseHeldError
@@ -13,29 +14,21 @@ from ffe.agent.runner import paper_agent
 from ffe.agent.step import AgentConfig
 from ffe.data import DataCatalog, load_market
 from ffe.decide.strategy import make_strategy
-from ffe.execution.fill_model import FillModel
 from ffe.risk.engine import RiskEngine
 from ffe.store import migrate
 from ffe.store.database import Database
 from ffe.store.models import Approval, Decision, Order, Run
 
-PARAMS = {"fast": 5, "slow": 10}
-
 
 @pytest.fixture
 async def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'journal.db'}")
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
+    async with sqlite_journal(tmp_path) as database:
+        yield database
 
 
 def _agent(db, tmp_path, *, start="2014-01-01", end=None, speed=None, **config):
-    market = load_market(DataCatalog(tmp_path), ["SP500"], start=start, end=end)
-    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
-    settings = AgentConfig(fill=FillModel(commission=0.001), command_poll_s=0.02, **config)
-    return paper_agent(
-        db, market, make_strategy("sma_cross", PARAMS), PARAMS, settings, risk, speed=speed
+    return replay_agent(
+        db, tmp_path, start=start, end=end, speed=speed, command_poll_s=0.02, **config
     )
 
 
@@ -330,7 +323,13 @@ async def test_emergency_stop_when_no_agent_running_then_a_fresh_run_trades_noth
     market = load_market(DataCatalog(tmp_path), ["SP500"], start="2014-01-01")
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
     fresh = paper_agent(
-        db, market, make_strategy("sma_cross", PARAMS), PARAMS, AgentConfig(), risk, fresh=True
+        db,
+        market,
+        make_strategy("sma_cross", SMA_PARAMS),
+        SMA_PARAMS,
+        AgentConfig(),
+        risk,
+        fresh=True,
     )
     task = asyncio.create_task(fresh.run())
     await _until(lambda: fresh.core is not None and fresh.core.last_bar > 0)
@@ -455,7 +454,7 @@ class _BlockableAgent:
         self.report = None
         self.thread = threading.Thread(target=asyncio.run, args=(self._trade(),), daemon=True)
 
-    def _on_bar(self, bar):
+    def _on_bar(self, report):
         if self.blocking.is_set() and not self.release.is_set():
             self.blocked.set()
             self.release.wait(30)
@@ -463,7 +462,7 @@ class _BlockableAgent:
     async def _trade(self):
         database = Database(self.url)
         agent = _agent(database, self.tmp_path, speed=200)
-        agent.on_bar = self._on_bar
+        agent.watch(on_bar=self._on_bar)
         self.agent = agent
         try:
             self.report = await agent.run()

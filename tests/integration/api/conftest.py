@@ -48,6 +48,7 @@ async def _seed(settings: Settings) -> dict[str, str]:
 def make_api(
     monkeypatch: pytest.MonkeyPatch, peer: str = "testclient", **env: str
 ) -> Iterator[Api]:
+    from ffe import bootstrap
     from ffe.api.app import create_app
 
     monkeypatch.setenv("FFE__PRECOMPUTE__INTERVAL_S", "3600")
@@ -57,7 +58,7 @@ def make_api(
         monkeypatch.setenv(name, value)
     settings = load_settings()
     keys = asyncio.run(_seed(settings))
-    app = create_app(settings)
+    app = create_app(bootstrap.components(settings))
     with TestClient(app, raise_server_exceptions=False, client=(peer, 50000)) as client:
         yield Api(client, settings, keys)
 

@@ -119,10 +119,10 @@ def _journal_failing() -> Iterator[None]:
 def test_agent_when_its_journal_fails_then_restarted_on_its_run_once_it_answers(
     api_with, monkeypatch, caplog
 ):
-    from ffe.api import supervisor
+    from ffe.service import supervisor
 
     monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", (0.2, 1.0))
-    caplog.set_level(logging.WARNING, logger="ffe.api.supervisor")
+    caplog.set_level(logging.WARNING, logger="ffe.service.supervisor")
     # A journal write every few bars: the outage is met at once, not after 256 bars.
     with api_with(FFE__AGENT__FLUSH_EVERY="4") as api:
         _start(api, strategy="sma_cross", params={"fast": 5, "slow": 10}, speed=40)

@@ -31,7 +31,7 @@ def _precompute_once(settings: Settings) -> dict[str, Failure]:
     async def once() -> dict[str, Failure]:
         db = await bootstrap.open_journal(settings)
         try:
-            _, schedule = open_analysis(settings, db, make_backends(None))
+            _, schedule = open_analysis(bootstrap.components(settings), db, make_backends(None))
             return await schedule.run_once()
         finally:
             await db.dispose()

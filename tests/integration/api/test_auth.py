@@ -293,29 +293,32 @@ def test_cors_when_origin_configured_then_only_that_origin_allowed(api_with):
 @pytest.mark.parametrize("secret", [None, "", "changeme", "short-secret"])
 def test_production_when_secret_default_or_weak_then_refuses_to_start(monkeypatch, secret):
     from ffe.api.secrets import session_secret
+    from ffe.bootstrap import api_options
 
     monkeypatch.setenv("FFE__API__ENVIRONMENT", "production")
     if secret is not None:
         monkeypatch.setenv("FFE__API__SECRET_KEY", secret)
     with pytest.raises(ConfigError, match="FFE__API__SECRET_KEY"):
-        session_secret(load_settings())
+        session_secret(api_options(load_settings()))
 
 
 def test_production_with_a_real_secret_starts(monkeypatch):
     from ffe.api.secrets import session_secret
+    from ffe.bootstrap import api_options
 
     secret = secrets.token_urlsafe(48)
     monkeypatch.setenv("FFE__API__ENVIRONMENT", "production")
     monkeypatch.setenv("FFE__API__SECRET_KEY", secret)
-    assert session_secret(load_settings()) == secret
+    assert session_secret(api_options(load_settings())) == secret
 
 
 def test_development_secret_is_made_once_and_kept_private(monkeypatch, tmp_path):
     from ffe.api.secrets import session_secret
+    from ffe.bootstrap import api_options
 
     monkeypatch.setenv("FFE__DATA__DIR", str(tmp_path))
-    first = session_secret(load_settings())
-    assert session_secret(load_settings()) == first
+    first = session_secret(api_options(load_settings()))
+    assert session_secret(api_options(load_settings())) == first
     assert len(first) >= 32
     assert (tmp_path / "api-secret").stat().st_mode & 0o077 == 0
 

@@ -108,7 +108,7 @@ def test_heartbeat_when_journal_fails_briefly_then_job_kept_and_finished(api_wit
 
         flaky.failing = True
         time.sleep(0.7)  # a few beats fail
-        stale = datetime.now(UTC) - timedelta(seconds=services.settings.jobs.stale_s * 3)
+        stale = datetime.now(UTC) - timedelta(seconds=services.components.queue.stale_s * 3)
 
         async def outage_ends() -> Any:
             async with services.db.session() as session:  # as if the outage outlasted stale_s

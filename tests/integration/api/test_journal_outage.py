@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ffe import bootstrap
 from ffe.config import load_settings
 
 KEY = "ffe_00000000_" + "x" * 43  # shaped like a key; nothing can check it yet
@@ -51,9 +52,9 @@ def test_journal_unreachable_at_start_then_not_ready_503_and_serves_once_it_answ
     blocker = tmp_path / "journal"
     blocker.write_text("a file where the journal's folder should be")
     monkeypatch.setenv("FFE__DATABASE__URL", f"sqlite+aiosqlite:///{blocker / 'ffe.db'}")
-    settings = load_settings()
+    app = create_app(bootstrap.components(load_settings()))
 
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/health/live").status_code == 200
         ready = client.get("/health/ready")
         assert ready.status_code == 503
@@ -82,7 +83,8 @@ def test_postgres_refusing_connections_at_start_then_api_up_and_not_ready(
 
     port = _free_port()  # nothing listens there
     monkeypatch.setenv("FFE__DATABASE__URL", f"postgresql://postgres@127.0.0.1:{port}/test")
-    with TestClient(create_app(load_settings()), raise_server_exceptions=False) as client:
+    app = create_app(bootstrap.components(load_settings()))
+    with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/health/live").status_code == 200
         ready = client.get("/health/ready")
         assert ready.status_code == 503
@@ -107,7 +109,7 @@ def test_journal_at_unknown_schema_revision_then_start_refused(
         connection.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
 
     with pytest.raises(StoreError, match="upgrade ffe"):
-        asyncio.run(Services.open(settings, background=False))
+        asyncio.run(Services.open(bootstrap.components(settings), background=False))
 
 
 async def _migrated(settings: object) -> None:
@@ -129,4 +131,4 @@ def test_journal_file_corrupt_then_start_refused_not_retried(
     monkeypatch.setenv("FFE__DATABASE__URL", f"sqlite+aiosqlite:///{path}")
 
     with pytest.raises(StoreError, match="not a database"):
-        asyncio.run(Services.open(load_settings(), background=False))
+        asyncio.run(Services.open(bootstrap.components(load_settings()), background=False))

@@ -55,9 +55,10 @@ def test_rate_limit_is_shared_by_two_workers(api_with, redis_url):
     with api_with(**env) as first:
         from fastapi.testclient import TestClient
 
+        from ffe import bootstrap
         from ffe.api.app import create_app
 
-        with TestClient(create_app(first.settings)) as second:
+        with TestClient(create_app(bootstrap.components(first.settings))) as second:
             key = {"X-API-Key": first.keys["viewer"]}
             codes = [first.client.get("/api/v1/status", headers=key).status_code for _ in range(2)]
             codes += [second.get("/api/v1/status", headers=key).status_code for _ in range(3)]
@@ -68,9 +69,10 @@ def test_stream_event_published_by_one_worker_reaches_a_client_of_another(api_wi
     with api_with(FFE__REDIS__URL=_db(redis_url)) as first:
         from fastapi.testclient import TestClient
 
+        from ffe import bootstrap
         from ffe.api.app import create_app
 
-        with TestClient(create_app(first.settings)) as second:
+        with TestClient(create_app(bootstrap.components(first.settings))) as second:
             headers = {"Authorization": f"Bearer {first.keys['viewer']}"}
             with second.websocket_connect("/api/v1/stream", headers=headers) as ws:
                 assert ws.receive_json()["type"] == "hello"
@@ -92,9 +94,10 @@ def test_session_logged_out_through_one_worker_is_refused_by_another(api_with, r
     with api_with(FFE__REDIS__URL=_db(redis_url)) as first:
         from fastapi.testclient import TestClient
 
+        from ffe import bootstrap
         from ffe.api.app import create_app
 
-        with TestClient(create_app(first.settings)) as second:
+        with TestClient(create_app(bootstrap.components(first.settings))) as second:
             login = {"username": "viewer", "password": password}
             token = first.client.post("/api/v1/auth/login", json=login).json()["token"]
             other = first.client.post("/api/v1/auth/login", json=login).json()["token"]

@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from ffe import bootstrap
 from ffe.api.app import create_app
 from ffe.config import Settings
 
@@ -36,7 +37,7 @@ CONFIG = schemathesis.Config.from_dict(
 def _spec() -> dict[str, Any]:
     # What /openapi.json serves (test_served_spec_is_the_one_fuzzed checks it). Building the
     # app connects to nothing, and settings do not change its routes.
-    return create_app(Settings.model_construct()).openapi()
+    return create_app(bootstrap.components(Settings.model_construct())).openapi()
 
 
 SCHEMA = schemathesis.openapi.from_dict(_spec(), config=CONFIG)

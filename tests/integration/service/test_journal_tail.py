@@ -8,6 +8,8 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.support.agents import Recorder
+
 from ffe.agent import persist
 from ffe.agent.journal import AgentJournal
 from ffe.domain.orders import Decision
@@ -18,19 +20,6 @@ from ffe.store.repositories import unit_of_work
 
 ELSEWHERE = "otherhost:4242:feedbeef"  # an agent on another machine: its lease is believed
 DAY0 = datetime(2020, 1, 1, tzinfo=UTC)
-
-
-class Recorder:
-    """A publisher keeping what it is given."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    async def publish(self, kind: str, data: dict[str, Any]) -> None:
-        self.events.append((kind, data))
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [data for k, data in self.events if k == kind]
 
 
 class FakeAgent:

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from ffe.config import JobsSettings
+from ffe import bootstrap
+from ffe.config import Settings
 from ffe.service.jobs.queue import JobQueue
 from ffe.service.jobs.registry import WorkerCounts
 from ffe.service.jobs.stop import NO_WORKER
@@ -19,12 +20,12 @@ from ffe.service.jobs.work import KINDS
 from ffe.store.database import Database
 from ffe.store.models import Job, Worker
 
-SETTINGS = JobsSettings()
+POLICY = bootstrap.queue_policy(Settings())
 
 
 async def _silence(db: Database, job_id: str) -> None:
     """Make the job's heartbeat stale, as when its worker was killed."""
-    stale = datetime.now(UTC) - timedelta(seconds=SETTINGS.stale_s * 2)
+    stale = datetime.now(UTC) - timedelta(seconds=POLICY.stale_s * 2)
     async with db.session() as session:
         await session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=stale))
 
@@ -32,7 +33,7 @@ async def _silence(db: Database, job_id: str) -> None:
 async def test_claim_when_workers_race_then_each_job_goes_to_exactly_one(db, database_url):
     other = Database(database_url)  # a second engine, as a second process has
     try:
-        queues = [JobQueue(db, SETTINGS), JobQueue(other, SETTINGS)]
+        queues = [JobQueue(db, POLICY), JobQueue(other, POLICY)]
         submitted = {(await queues[0].submit("backtest", {"n": n})).id for n in range(6)}
 
         claims = await asyncio.gather(*(queues[n % 2].claim(f"worker-{n}") for n in range(12)))
@@ -46,7 +47,7 @@ async def test_claim_when_workers_race_then_each_job_goes_to_exactly_one(db, dat
 
 
 async def test_claim_takes_the_oldest_queued_job_first(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     first = await queue.submit("sweep", {})
     await queue.submit("sweep", {})
 
@@ -57,7 +58,7 @@ async def test_claim_takes_the_oldest_queued_job_first(db):
 
 
 async def test_finish_when_job_was_taken_over_then_only_the_current_claim_records(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     job = await queue.submit("backtest", {})
     stalled = await queue.claim("worker-a")
     assert stalled is not None
@@ -82,7 +83,7 @@ async def test_finish_when_job_was_taken_over_then_only_the_current_claim_record
 
 
 async def test_recover_when_attempts_used_up_then_failed_saying_how_often(db):
-    queue = JobQueue(db, JobsSettings(max_attempts=2))
+    queue = JobQueue(db, bootstrap.queue_policy(Settings(jobs={"max_attempts": 2})))  # type: ignore[arg-type]
     job = await queue.submit("backtest", {})
     for worker in ("worker-a", "worker-b"):
         assert await queue.claim(worker) is not None
@@ -100,7 +101,7 @@ async def test_recover_when_attempts_used_up_then_failed_saying_how_often(db):
 
 
 async def test_recover_when_job_still_runs_here_or_beats_then_left_alone(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     here, elsewhere = await queue.submit("sweep", {}), await queue.submit("sweep", {})
     assert await queue.claim("worker-a") is not None
     assert await queue.claim("worker-b") is not None
@@ -114,7 +115,7 @@ async def test_recover_when_job_still_runs_here_or_beats_then_left_alone(db):
 
 
 async def test_failed_by_its_own_error_then_not_retried(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     job = await queue.submit("backtest", {})
     claim = await queue.claim("worker-a")
     assert claim is not None
@@ -128,7 +129,7 @@ async def test_failed_by_its_own_error_then_not_retried(db):
 
 
 async def test_hand_back_then_queued_as_before_without_using_an_attempt(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     job = await queue.submit("backtest", {})
     claim = await queue.claim("worker-a")
     assert claim is not None
@@ -146,7 +147,7 @@ async def test_hand_back_then_queued_as_before_without_using_an_attempt(db):
 
 
 async def test_beat_when_cancelled_elsewhere_then_false(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     job = await queue.submit("sweep", {})
     claim = await queue.claim("worker-a")
     assert claim is not None
@@ -160,7 +161,7 @@ async def test_beat_when_cancelled_elsewhere_then_false(db):
 
 
 async def test_describe_when_no_worker_alive_then_queued_jobs_say_so(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     running = await queue.submit("sweep", {})
     assert await queue.claim("worker-a") is not None
     queued = await queue.submit("sweep", {})
@@ -174,12 +175,12 @@ async def test_describe_when_no_worker_alive_then_queued_jobs_say_so(db):
 
 
 async def test_registry_counts_only_workers_that_beat_and_did_not_stop(db):
-    queue = JobQueue(db, SETTINGS)
+    queue = JobQueue(db, POLICY)
     registry = queue.registry
     for name in ("alive", "stopped", "silent"):
         await registry.register(name, "worker", 2)
     await registry.stopped("stopped", WorkerCounts(running=0, finished=3, failed=1))
-    stale = datetime.now(UTC) - timedelta(seconds=SETTINGS.stale_s * 2)
+    stale = datetime.now(UTC) - timedelta(seconds=POLICY.stale_s * 2)
     async with db.session() as session:
         await session.execute(
             update(Worker).where(Worker.id == "silent").values(heartbeat_at=stale)
@@ -195,7 +196,7 @@ async def test_submit_when_kind_unknown_then_refused_naming_the_kinds(db):
     from ffe.domain.errors import FfeError
 
     with pytest.raises(FfeError, match="unknown job kind 'tune'") as refused:
-        await JobQueue(db, SETTINGS).submit("tune", {})
+        await JobQueue(db, POLICY).submit("tune", {})
 
     assert all(kind in str(refused.value) for kind in KINDS)
 
@@ -218,7 +219,7 @@ async def test_workers_on_machines_whose_clocks_differ_then_a_live_one_is_not_ta
     behind, ahead = Database(postgres_url), Database(postgres_url)  # two machines, one journal
     await migrate.upgrade(behind)
     try:
-        slow, right = JobQueue(behind, SETTINGS), JobQueue(ahead, SETTINGS)
+        slow, right = JobQueue(behind, POLICY), JobQueue(ahead, POLICY)
         job = await right.submit("sweep", {})
         with monkeypatch.context() as machine:  # what the worker with the late clock does
             machine.setattr(queue_module, "datetime", _Behind)

@@ -1,6 +1,6 @@
 """An agent's reports, as the API's supervisor and ``ffe agent run`` both send them: every
 decision from the run's first bar, every fill, equity at most five times a second, its state
-on start; the metrics; the hooks it already had still called."""
+on start; the metrics; the agent's other watchers still told."""
 
 from __future__ import annotations
 
@@ -8,47 +8,22 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from tests.support.agents import Recorder, replay_agent, sqlite_journal
 
-from ffe.agent.runner import paper_agent
-from ffe.agent.step import AgentConfig
-from ffe.data import DataCatalog, load_market
-from ffe.decide.strategy import make_strategy
-from ffe.execution.fill_model import FillModel
 from ffe.obs.metrics import Metrics
-from ffe.risk.engine import RiskEngine
 from ffe.service.reporting import AgentReporter
-from ffe.store import migrate
 from ffe.store.database import Database
 from ffe.store.models import Decision, Fill
-
-PARAMS = {"fast": 5, "slow": 10}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    async def publish(self, kind: str, data: dict[str, Any]) -> None:
-        self.events.append((kind, data))
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [data for k, data in self.events if k == kind]
 
 
 @pytest.fixture
 async def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'journal.db'}")
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
+    async with sqlite_journal(tmp_path) as database:
+        yield database
 
 
 def _agent(db: Database, tmp_path: Any, strategy: str = "sma_cross") -> Any:
-    market = load_market(DataCatalog(tmp_path), ["SP500"], start="2017-01-01")
-    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
-    config = AgentConfig(fill=FillModel(commission=0.001))
-    params = PARAMS if strategy == "sma_cross" else {}
-    return paper_agent(db, market, make_strategy(strategy, params), params, config, risk)
+    return replay_agent(db, tmp_path, strategy, start="2017-01-01")
 
 
 async def _count(db: Database, model: Any) -> int:
@@ -59,7 +34,7 @@ async def _count(db: Database, model: Any) -> int:
 async def test_reporter_when_agent_runs_then_every_decision_and_fill_and_its_state(db, tmp_path):
     agent = _agent(db, tmp_path)
     bars: list[int] = []
-    agent.on_bar = bars.append  # a hook it had before: still called
+    agent.watch(on_bar=lambda report: bars.append(report.bar))  # another watcher: still told
     published, metrics = Recorder(), Metrics()
     reporter = AgentReporter(published, metrics, equity_interval_s=3600.0)
     reporter.attach(agent)
@@ -108,7 +83,7 @@ async def test_reporter_when_the_strategy_decides_on_the_first_bar_then_that_dec
 async def test_reporter_drawdown_when_run_then_the_journals_and_a_seeded_worse_one_kept(
     db, tmp_path
 ):
-    from ffe.api.queries import journal_drawdown
+    from ffe.service.runs import journal_drawdown
 
     agent = _agent(db, tmp_path)
     reporter = AgentReporter(Recorder(), Metrics())

@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ffe.config import JobsSettings, load_settings
+from ffe import bootstrap
+from ffe.bootstrap import WakeOptions
+from ffe.config import Settings, load_settings
 from ffe.service.jobs.queue import JOBS_CHANNEL, JobQueue
 from ffe.service.jobs.wake import (
     POLL_NOTIFIED_S,
@@ -24,6 +26,10 @@ from ffe.service.jobs.wake import (
 )
 from ffe.store import migrate
 from ffe.store.database import Database
+
+
+def _wake(settings: Settings) -> WakeOptions:
+    return bootstrap.worker_options(settings).wake
 
 
 async def _rung_within(doorbell: asyncio.Event, timeout_s: float) -> float:
@@ -54,7 +60,9 @@ async def test_listen_postgres_when_job_submitted_elsewhere_then_woken_at_once(p
         await asyncio.sleep(0.2)
         assert not doorbell.is_set()
 
-        submitting = asyncio.create_task(JobQueue(submitter, JobsSettings()).submit("sweep", {}))
+        submitting = asyncio.create_task(
+            JobQueue(submitter, bootstrap.queue_policy(load_settings())).submit("sweep", {})
+        )
         took = await _rung_within(doorbell, 5.0)
         await submitting
     finally:
@@ -74,7 +82,7 @@ async def test_listen_redis_when_job_submitted_by_another_process_then_woken_at_
     try:
         await _until_rung(doorbell, lambda: there.bus.publish(JOBS_CHANNEL, {"ids": []}))
         submitting = asyncio.create_task(
-            JobQueue(db, JobsSettings(), there.bus).submit("sweep", {})
+            JobQueue(db, bootstrap.queue_policy(load_settings()), there.bus).submit("sweep", {})
         )
         took = await _rung_within(doorbell, 5.0)
         await submitting
@@ -95,18 +103,18 @@ def test_listen_url_when_behind_pgbouncer_then_none_and_a_log_line_says_what_to_
     )
 
     with caplog.at_level(logging.WARNING, logger="ffe.service.jobs.wake"):
-        assert listen_url(behind) is None
+        assert listen_url(_wake(behind)) is None
 
     assert "set database.listen_url" in caplog.text
     assert "secret" not in caplog.text
-    assert listen_url(direct) == "postgresql://ffe@db:5432/ffe"
+    assert listen_url(_wake(direct)) == "postgresql://ffe@db:5432/ffe"
 
 
 def test_listen_url_when_journal_is_postgres_then_its_url_and_when_sqlite_then_none():
     on_postgres = load_settings(database={"url": "postgresql+asyncpg://ffe@db/ffe"})
 
-    assert listen_url(on_postgres) == "postgresql://ffe@db/ffe"
-    assert listen_url(load_settings()) is None  # SQLite in data.dir
+    assert listen_url(_wake(on_postgres)) == "postgresql://ffe@db/ffe"
+    assert listen_url(_wake(load_settings())) is None  # SQLite in data.dir
 
 
 @pytest.mark.parametrize(
@@ -116,4 +124,4 @@ def test_listen_url_when_journal_is_postgres_then_its_url_and_when_sqlite_then_n
 def test_poll_interval_when_nothing_can_wake_then_short(poll_s, notified, expected):
     settings = load_settings(jobs={"poll_s": poll_s})
 
-    assert poll_interval(settings, notified=notified) == expected
+    assert poll_interval(_wake(settings), notified=notified) == expected

@@ -35,12 +35,16 @@ def _count(model: type) -> int:
 
 
 def test_backtest_when_redone_then_one_run_under_the_job_id():
-    settings, job_id = load_settings(), "ab" * 16
+    components, job_id = bootstrap.components(load_settings()), "ab" * 16
     reported: list[float] = []
 
-    first, first_run = WORK["backtest"](settings, dict(PAYLOAD), Progress(job_id, reported.append))
+    first, first_run = WORK["backtest"](
+        components, dict(PAYLOAD), Progress(job_id, reported.append)
+    )
     trades, points = _count(TradeRow), _count(EquityPoint)
-    again, again_run = WORK["backtest"](settings, dict(PAYLOAD), Progress(job_id, reported.append))
+    again, again_run = WORK["backtest"](
+        components, dict(PAYLOAD), Progress(job_id, reported.append)
+    )
 
     assert first_run == again_run == job_id
     assert first == again  # the same work gives the same answer

@@ -8,6 +8,7 @@ import secrets
 import pytest
 
 from ffe.api.secrets import secret_weakness, session_secret
+from ffe.bootstrap import api_options
 from ffe.config import load_settings
 from ffe.domain.errors import ConfigError
 
@@ -33,7 +34,7 @@ def test_session_secret_when_production_key_guessable_then_refused_saying_how_to
     _production(monkeypatch, key)
 
     with pytest.raises(ConfigError, match="guessable") as refused:
-        session_secret(load_settings())
+        session_secret(api_options(load_settings()))
 
     assert "secrets.token_urlsafe(48)" in str(refused.value)
     said = str(refused.value)
@@ -49,7 +50,7 @@ def test_session_secret_when_production_key_random_then_used(
     key = make()
     _production(monkeypatch, key)
 
-    assert session_secret(load_settings()) == key
+    assert session_secret(api_options(load_settings())) == key
 
 
 def test_secret_weakness_when_random_keys_then_almost_never_refused() -> None:
@@ -66,7 +67,7 @@ def test_session_secret_when_data_dir_cannot_be_written_then_config_error_says_w
     monkeypatch.setenv("FFE__DATA__DIR", str(tmp_path / "afile" / "data"))
 
     with pytest.raises(ConfigError) as refused:
-        session_secret(load_settings())
+        session_secret(api_options(load_settings()))
 
     said = str(refused.value)
     assert f"cannot keep the session key in {tmp_path / 'afile' / 'data'}" in said

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ffe.backtest.engine import BacktestConfig, run_backtest
-from ffe.backtest.sweep import _tasks, combinations, parse_grid, run_sweep
+from ffe.backtest.sweep import _tasks, combinations, parse_grid, parse_range, run_sweep
 from ffe.data import SyntheticMarket
 from ffe.decide import make_strategy
 from ffe.domain import ConfigError
@@ -21,6 +21,14 @@ def test_parse_grid_when_lists_and_ranges_then_expanded_with_stop_included() -> 
 def test_parse_grid_when_malformed_then_config_error(spec: str) -> None:
     with pytest.raises(ConfigError):
         parse_grid([spec])
+
+
+def test_parse_range_when_range_then_bounds_and_step_else_none() -> None:
+    assert parse_range("fast", "5..60") == (5.0, 60.0, None)
+    assert parse_range("top", "0.1..0.5:0.1") == (0.1, 0.5, 0.1)
+    assert parse_range("fast", "5,10") is None
+    with pytest.raises(ConfigError, match="go up"):
+        parse_range("slow", "60..20")
 
 
 def test_combinations_when_grid_too_large_then_refused() -> None:

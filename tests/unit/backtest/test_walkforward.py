@@ -14,7 +14,13 @@ import pytest
 from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.backtest.lookahead import poison_after
 from ffe.backtest.report import render_walk_forward_report
-from ffe.backtest.walkforward import WalkForwardSpec, run_walk_forward
+from ffe.backtest.walkforward import (
+    SegmentSetup,
+    WalkForwardSpec,
+    explain_segment,
+    run_walk_forward,
+    trade_segments,
+)
 from ffe.data import BundledBarSource, SyntheticMarket, load_market
 from ffe.decide import make_strategy, register
 from ffe.decide import strategy as strategy_module
@@ -308,6 +314,22 @@ def test_run_when_segments_then_their_stats_add_up_to_the_joined_run() -> None:
     assert all(math.isfinite(s.sharpe) for s in segments)
     first = walked.backtest.equity[199] / 10_000.0 - 1
     assert segments[0].total_return == pytest.approx(first)
+
+
+def test_trade_segments_when_first_segments_only_then_the_joined_run_up_to_there() -> None:
+    market = SyntheticMarket(1, 1000, seed=8).to_market()
+    config = BacktestConfig()
+    windows = WalkForwardSpec(250, 150).windows(market.n_bars)
+    setup = SegmentSetup(market, "sma_cross", {"fast": 5, "slow": 20}, 250, config)
+    parts = [explain_segment(setup, window) for window in windows]
+
+    full = trade_segments(market, windows, parts, config, RISK)
+    first_two = trade_segments(market, windows, parts[:2], config, RISK)
+
+    walked = run_walk_forward(market, "sma_cross", {"fast": 5, "slow": 20}, 250, 150, workers=1)
+    assert np.array_equal(full.equity, walked.backtest.equity)
+    assert first_two.market.n_bars == windows[1][1] - windows[0][0]
+    assert np.array_equal(first_two.equity, full.equity[: first_two.market.n_bars])
 
 
 def test_run_when_pool_then_same_result_as_in_process_and_progress_per_segment() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ffe.config import Settings, load_settings
+from ffe import bootstrap
+from ffe.bootstrap import Components
+from ffe.config import load_settings
 from ffe.domain.errors import ConfigError, DataError
 from ffe.forecast.base import ForecastError
 from ffe.service.forecasts import BenchRequest, bench
@@ -17,17 +19,17 @@ SMALL = BenchRequest(
 
 
 @pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+def components(monkeypatch: pytest.MonkeyPatch) -> Components:
     monkeypatch.setenv("FFE__COMPUTE__MAX_WORKERS", "1")  # every block in this process
-    return load_settings()
+    return bootstrap.components(load_settings())
 
 
 def test_bench_when_one_model_then_scored_with_the_random_walk_at_each_horizon(
-    settings: Settings,
+    components: Components,
 ) -> None:
     seen: list[tuple[int, int]] = []
 
-    result = bench(settings, SMALL, lambda done, total: seen.append((done, total)))
+    result = bench(components, SMALL, lambda done, total: seen.append((done, total)))
 
     assert result.symbol == "SP500"
     assert (result.window, result.refit_every) == (250, 63)
@@ -40,25 +42,25 @@ def test_bench_when_one_model_then_scored_with_the_random_walk_at_each_horizon(
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
-def test_bench_when_unknown_model_then_refused_before_bars_load(settings: Settings) -> None:
+def test_bench_when_unknown_model_then_refused_before_bars_load(components: Components) -> None:
     request = BenchRequest("NOPE", models="drift,nope")
 
     with pytest.raises(ForecastError, match="unknown model nope"):
-        bench(settings, request)
+        bench(components, request)
 
 
-def test_bench_when_unknown_symbol_then_data_error_naming_it(settings: Settings) -> None:
+def test_bench_when_unknown_symbol_then_data_error_naming_it(components: Components) -> None:
     with pytest.raises(DataError, match="NOPE"):
-        bench(settings, BenchRequest("NOPE", models="drift"))
+        bench(components, BenchRequest("NOPE", models="drift"))
 
 
-def test_bench_when_no_horizon_then_config_error_saying_so(settings: Settings) -> None:
+def test_bench_when_no_horizon_then_config_error_saying_so(components: Components) -> None:
     with pytest.raises(ConfigError, match="no horizon to score"):
-        bench(settings, BenchRequest("SP500", (), "drift"))
+        bench(components, BenchRequest("SP500", (), "drift"))
 
 
-def test_bench_when_too_few_bars_for_the_window_then_config_error(settings: Settings) -> None:
+def test_bench_when_too_few_bars_for_the_window_then_config_error(components: Components) -> None:
     request = BenchRequest("SP500", (1,), "drift", window=1000, start="2016-01-01")
 
     with pytest.raises(ConfigError, match="not enough for a 1000-bar window"):
-        bench(settings, request)
+        bench(components, request)

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 async def login(body: Login, request: Request, response: Response, services: ServicesDep) -> Any:
     """Check a username and password; answer a session token and set it as a cookie."""
     address = services.proxies.client(request.scope)
-    limit = services.settings.api.login_rate_limit
+    limit = services.options.login_rate_limit
     await services.check_rate(request, f"login:{counted_as(address)}", limit)
     # Wrong passwords slow down the address that sends them, for that user only: the user
     # is never locked, so the right password from elsewhere still logs in.
@@ -35,10 +35,10 @@ async def login(body: Login, request: Request, response: Response, services: Ser
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        max_age=services.settings.api.session_ttl_s,
+        max_age=services.options.session_ttl_s,
         httponly=True,
         samesite="strict",
-        secure=services.settings.api.environment == "production",
+        secure=services.options.production,
         path="/",
     )
     return {"token": token, "expires_at": expires.isoformat(), "user": principal.as_dict()}

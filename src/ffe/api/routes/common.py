@@ -19,7 +19,7 @@ Account = Annotated[
 
 def account_of(services: Services, account: str | None) -> str:
     """The account a request is about: the one it names, or the configured one."""
-    return account or services.settings.agent.account
+    return account or services.options.account
 
 
 def refusal(description: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["jobs"])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
-def _check_strategy(name: str, params: dict[str, Any] | None = None) -> None:
+def check_strategy(name: str, params: dict[str, Any] | None = None) -> None:
     """Refuse an unknown strategy or parameter now, not when the job runs."""
     from ffe.decide.strategy import available, make_strategy
 
@@ -28,10 +28,9 @@ def _check_strategy(name: str, params: dict[str, Any] | None = None) -> None:
     make_strategy(name, params or {})  # StrategyError names a bad parameter
 
 
-def _check_symbols(services: Services, symbols: list[str]) -> None:
-    from ffe import bootstrap
-
-    known = set(bootstrap.data_catalog(services.settings).symbols())
+def check_symbols(services: Services, symbols: list[str]) -> None:
+    """Refuse symbols with no stored bars now, naming those there are."""
+    known = set(services.components.catalog().symbols())
     missing = [s for s in symbols if s not in known]
     if missing:
         raise DataError(
@@ -43,8 +42,8 @@ def _check_symbols(services: Services, symbols: list[str]) -> None:
 @router.post("/backtests", status_code=status.HTTP_202_ACCEPTED)
 async def submit_backtest(body: BacktestRequest, services: ServicesDep, who: Trader) -> Any:
     """Queue a backtest; poll ``GET /api/v1/jobs/{id}`` for its progress and result."""
-    _check_strategy(body.strategy, body.params)
-    await asyncio.to_thread(_check_symbols, services, body.symbols)
+    check_strategy(body.strategy, body.params)
+    await asyncio.to_thread(check_symbols, services, body.symbols)
     return await services.submit_job("backtest", body.model_dump())
 
 
@@ -53,7 +52,7 @@ async def list_backtests(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
     """Backtest jobs, newest first."""
-    return await _jobs(services, "backtest", limit, offset)
+    return await jobs_page(services, "backtest", limit, offset)
 
 
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED)
@@ -63,15 +62,16 @@ async def submit_sweep(body: SweepRequest, services: ServicesDep, who: Trader) -
     says."""
     from ffe.backtest.objective import direction_of
 
-    _check_strategy(body.strategy)
+    check_strategy(body.strategy)
     refuse_server_settings(body.strategy, body.grid, "grid")
-    _check_grid(body.strategy, list(body.grid))
+    check_params(body.strategy, list(body.grid))
     direction_of(body.metric)  # an unknown or unrankable metric is refused now
-    await asyncio.to_thread(_check_symbols, services, [body.symbol])
+    await asyncio.to_thread(check_symbols, services, [body.symbol])
     return await services.submit_job("sweep", body.model_dump())
 
 
-def _check_grid(strategy: str, names: list[str]) -> None:
+def check_params(strategy: str, names: list[str]) -> None:
+    """Refuse parameter names the strategy does not have, naming those it has."""
     from ffe.decide.strategy import parameters
 
     known = parameters(strategy)
@@ -88,7 +88,7 @@ async def list_sweeps(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
     """Sweep jobs, newest first."""
-    return await _jobs(services, "sweep", limit, offset)
+    return await jobs_page(services, "sweep", limit, offset)
 
 
 @router.post("/forecast/bench", status_code=status.HTTP_202_ACCEPTED)
@@ -99,7 +99,7 @@ async def submit_forecast_bench(
     from ffe.forecast.models import parse_models
 
     parse_models(body.models)  # an unknown model is named now, not when the job runs
-    await asyncio.to_thread(_check_symbols, services, [body.symbol])
+    await asyncio.to_thread(check_symbols, services, [body.symbol])
     return await services.submit_job("forecast_bench", body.model_dump())
 
 
@@ -118,10 +118,11 @@ async def list_jobs(
     services: ServicesDep, who: Reader, limit: Limit = 50, offset: Offset = 0
 ) -> Any:
     """Every job, newest first."""
-    return await _jobs(services, None, limit, offset)
+    return await jobs_page(services, None, limit, offset)
 
 
-async def _jobs(services: Services, kind: str | None, limit: int, offset: int) -> Any:
+async def jobs_page(services: Services, kind: str | None, limit: int, offset: int) -> Any:
+    """A page of jobs of ``kind`` (None: every kind), newest first."""
     rows, total = await services.jobs.list(kind, limit, offset)
     return page(await services.job_answers(rows), total, limit, offset)
 

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from ffe.api import queries, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
 from ffe.api.routes.common import Limit, Offset, refusal
+from ffe.service import runs
 from ffe.store.repositories import unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -30,10 +31,11 @@ async def list_runs(
     """Runs newest first."""
     from ffe.runs.journal import run_summary
 
-    async with unit_of_work(services.db) as uow:
-        runs = await uow.runs.list(kind=kind, strategy=strategy, limit=limit + 1, offset=offset)
-    items = [run_summary(r) for r in runs[:limit]]
-    total = offset + len(runs)  # a lower bound; cheap, and enough to page on
+    found = await runs.list_runs(
+        services.db, kind=kind, strategy=strategy, limit=limit + 1, offset=offset
+    )
+    items = [run_summary(r) for r in found[:limit]]
+    total = offset + len(found)  # a lower bound; cheap, and enough to page on
     return queries.page(items, total, limit, offset)
 
 
@@ -45,11 +47,7 @@ async def compare(
     b: Annotated[str, Query(pattern=r"^[0-9a-f]{4,32}$")],
 ) -> Any:
     """Two runs' settings and statistics side by side."""
-    from ffe.runs.journal import compare_runs
-
-    async with unit_of_work(services.db) as uow:
-        first, second = await uow.runs.get(a), await uow.runs.get(b)
-    return compare_runs(first, second)
+    return (await runs.compare(services.db, a, b))[2]
 
 
 @router.get("/runs/{run_id}", responses={200: {"model": schemas.RunSummary}})
@@ -57,8 +55,7 @@ async def get_run(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """One run: what ran, on what, its status and statistics."""
     from ffe.runs.journal import run_summary
 
-    async with unit_of_work(services.db) as uow:
-        return run_summary(await uow.runs.get(run_id))
+    return run_summary(await runs.get_run(services.db, run_id))
 
 
 @router.get("/runs/{run_id}/equity", responses={200: {"model": schemas.EquityCurve}})
@@ -69,9 +66,8 @@ async def run_equity(
     limit: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ) -> Any:
     """A run's equity curve and drawdown, thinned to ``limit`` points."""
-    async with unit_of_work(services.db) as uow:
-        run = await uow.runs.get(run_id)
-    return {"run_id": run.id, "points": await queries.equity_points(services.db, run.id, limit)}
+    run = await runs.get_run(services.db, run_id)
+    return {"run_id": run.id, "points": await runs.equity_points(services.db, run.id, limit)}
 
 
 @router.get("/runs/{run_id}/trades")
@@ -105,13 +101,9 @@ async def run_trades(
 )
 async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """The run's HTML report (equity, drawdown, trades), as ``ffe runs report`` writes it."""
-    import asyncio
-
     from ffe.api.headers import REPORT_CSP
-    from ffe.runs.journal import load_backtest, render_stored_report
 
-    stored = await load_backtest(services.db, run_id)
-    html = await asyncio.to_thread(render_stored_report, stored)
+    html = await runs.report_html(services.db, run_id)
     return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_CSP})
 
 
@@ -145,9 +137,7 @@ async def symbols(services: ServicesDep, who: Reader) -> Any:
     """The symbols with stored bars."""
     import asyncio
 
-    from ffe import bootstrap
-
-    entries = await asyncio.to_thread(bootstrap.data_catalog(services.settings).list_entries)
+    entries = await asyncio.to_thread(services.components.catalog().list_entries)
     items = [
         {
             "symbol": e.symbol,
@@ -184,11 +174,10 @@ async def bars(
 
 
 def _bars(services: Any, symbol: str, limit: int) -> dict[str, Any]:
-    from ffe import bootstrap
     from ffe.data import load_market
     from ffe.domain.market import utc_datetime
 
-    market = load_market(bootstrap.data_catalog(services.settings), [symbol])
+    market = load_market(services.components.catalog(), [symbol])
     first = max(0, market.n_bars - limit)
     times = market.times.view("int64")
     rows = [

@@ -94,5 +94,5 @@ def _same_origin(websocket: WebSocket, origin: str, services: Any) -> bool:
     """Cookies ride along on cross-site WebSocket handshakes: only our own origin, or one
     CORS allows, may open the stream."""
     host = websocket.headers.get("host", "")
-    allowed = set(services.settings.api.cors_origins)
+    allowed = set(services.options.cors_origins)
     return origin in allowed or origin.split("://", 1)[-1] == host

@@ -23,6 +23,7 @@ from ffe.api.routes.common import (
 from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
 from ffe.domain.errors import FfeError
+from ffe.service import runs
 
 router = APIRouter(prefix="/api/v1", tags=["trading"])
 
@@ -63,8 +64,7 @@ async def portfolio(request: Request) -> Any:
     await authenticate(request, "read")
     services: Services = request.app.state.services
     chosen = account_of(services, _account_param(request))
-    agent = services.supervisor.agent
-    if not (services.supervisor.running and agent.config.account == chosen):
+    if not services.supervisor.trades(chosen):
         # The journal's answer is cached as JSON: sent as it is, not decoded and re-encoded.
         return Response(await _journal_portfolio(services, chosen), media_type="application/json")
     return await _portfolio(services, chosen)
@@ -87,10 +87,11 @@ def _account_param(request: Request) -> str | None:
 
 
 async def _portfolio(services: Services, account: str) -> dict[str, Any]:
-    agent = services.supervisor.agent
-    if services.supervisor.running and agent.config.account == account:
-        supervisor = services.supervisor
-        live = queries.live_portfolio(agent.snapshot(), supervisor.peak, supervisor.max_drawdown)
+    supervisor = services.supervisor
+    if supervisor.trades(account):
+        live = queries.live_portfolio(
+            supervisor.snapshot(), supervisor.peak, supervisor.max_drawdown
+        )
         if live is not None:
             return live
     return dict(json.loads(await _journal_portfolio(services, account)))
@@ -101,7 +102,7 @@ async def _journal_portfolio(services: Services, account: str) -> bytes:
     account (shared by every worker when Redis is configured): dashboards and bots poll it."""
 
     async def read() -> bytes:
-        found = await queries.journal_portfolio(services.db, account, services.settings.data.dir)
+        found = await queries.journal_portfolio(services.db, account, services.options.data_dir)
         return json.dumps(found, separators=(",", ":")).encode()
 
     return await services.fresh(f"portfolio:{account}", 1.0, read)
@@ -165,7 +166,7 @@ async def equity(
 ) -> Any:
     """The equity curve and its drawdown, thinned to ``limit`` points."""
     run = await _run_of(services, account, run_id)
-    points = [] if run is None else await queries.equity_points(services.db, run, limit)
+    points = [] if run is None else await runs.equity_points(services.db, run, limit)
     return {"run_id": run, "points": points}
 
 
@@ -286,7 +287,7 @@ async def agent(services: ServicesDep, who: Reader) -> Any:
 )
 async def start_agent(body: AgentStart, services: ServicesDep, who: Trader) -> Any:
     """Start the paper agent in this process, replaying stored bars."""
-    from ffe.api.supervisor import AgentLaunch
+    from ffe.service.agents import AgentLaunch
 
     if body.params:  # before anything starts: a host, a path or a pool size is not the caller's
         refuse_server_settings(body.strategy, body.params, "params")

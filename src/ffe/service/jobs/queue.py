@@ -44,7 +44,7 @@ from ffe.store.models import Job
 from ffe.store.repositories import new_id
 
 if TYPE_CHECKING:
-    from ffe.config import JobsSettings
+    from ffe.bootstrap import QueuePolicy
     from ffe.kv import EventBus
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,9 @@ class Recovered:
 class JobQueue:
     """Submits, claims, tracks and reports jobs in one journal."""
 
-    def __init__(self, db: Database, settings: JobsSettings, bus: EventBus | None = None) -> None:
-        self.db, self.settings, self.bus = db, settings, bus
-        self.registry = WorkerRegistry(db, settings.stale_s)
+    def __init__(self, db: Database, policy: QueuePolicy, bus: EventBus | None = None) -> None:
+        self.db, self.policy, self.bus = db, policy, bus
+        self.registry = WorkerRegistry(db, policy.stale_s)
         self.doorbell = asyncio.Event()  # set when a job may be waiting: a worker looks now
 
     # -- submitting and reading ----------------------------------------------------------------
@@ -255,13 +255,13 @@ class JobQueue:
         """Deal with the running jobs whose heartbeat is stale (their worker died), except
         ``running_here`` (this process still runs them; the journal may have failed for a
         while): queue each again while it has attempts left, else fail it."""
-        stale = journal_now(self.db) - timedelta(seconds=self.settings.stale_s)
+        stale = journal_now(self.db) - timedelta(seconds=self.policy.stale_s)
         lost = (
             (Job.status == "running")
             & Job.id.not_in(list(running_here))
             & (Job.heartbeat_at.is_(None) | (Job.heartbeat_at < stale))
         )
-        limit = self.settings.max_attempts
+        limit = self.policy.max_attempts
         async with self.db.session() as session:
             requeued = (
                 await session.scalars(
@@ -290,7 +290,7 @@ class JobQueue:
                 .where(Job.id == job_id, lost)
                 .values(
                     status="failed",
-                    error=interrupted_error(attempts, self.settings.max_attempts),
+                    error=interrupted_error(attempts, self.policy.max_attempts),
                     finished_at=now,
                 )
                 .execution_options(synchronize_session=False)

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ffe import bootstrap
-from ffe.config import Settings
+from ffe.bootstrap import Components, WakeOptions
 from ffe.domain.errors import ConfigError
 from ffe.kv import KvBackends
 from ffe.obs.health import HealthChecks, ProbeError, ping_probe
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 class WorkerProcess:
     """What one ``ffe worker`` process holds while it runs."""
 
-    settings: Settings
+    components: Components
     db: Database
     kv: KvBackends
     queue: JobQueue
@@ -52,23 +51,24 @@ class WorkerProcess:
 
 @contextlib.asynccontextmanager
 async def worker_process(
-    settings: Settings, concurrency: int | None = None
+    components: Components, concurrency: int | None = None
 ) -> AsyncIterator[WorkerProcess]:
     """Open the journal and Redis (when configured), start listening for submissions, and
     build the worker (it runs once the caller runs it); close everything on leaving."""
-    db = await bootstrap.open_journal(settings)
-    redis = None if settings.redis.url is None else settings.redis.url.get_secret_value()
-    kv = bootstrap.kv_backends(settings)  # redis.key_prefix keeps deployments apart
-    queue = JobQueue(db, settings.jobs, kv.bus if redis else None)
-    listeners = start_listeners(settings, queue, kv)
+    options = components.worker
+    db = await components.open_journal()
+    kv = components.kv_backends()  # redis.key_prefix keeps deployments apart
+    redis = kv.redis_url
+    queue = JobQueue(db, components.queue, kv.bus if redis else None)
+    listeners = start_listeners(options.wake, queue, kv)
     worker = Worker(
-        settings,
+        components,
         queue,
         kind="worker",
-        concurrency=concurrency or settings.jobs.concurrency,
-        poll_s=poll_interval(settings, notified=bool(listeners.tasks)),
+        concurrency=concurrency or options.concurrency,
+        poll_s=poll_interval(options.wake, notified=bool(listeners.tasks)),
     )
-    process = WorkerProcess(settings, db, kv, queue, worker, listeners)
+    process = WorkerProcess(components, db, kv, queue, worker, listeners)
     process.checks.add("database", ping_probe(_pinger(db), "database"))
     if redis is not None:  # without Redis a worker still runs jobs: degraded, not down
         process.checks.add("redis", ping_probe(kv.ping, "redis"), critical=False)
@@ -99,14 +99,14 @@ class Listeners:
         return f"woken by {', '.join(self.listening) or 'polling only'}"
 
 
-def start_listeners(settings: Settings, queue: JobQueue, kv: KvBackends) -> Listeners:
+def start_listeners(options: WakeOptions, queue: JobQueue, kv: KvBackends) -> Listeners:
     """Listen for submissions on Redis and PostgreSQL, where either can carry them."""
     found = Listeners()
     if kv.redis_url is not None:
         found.listening["redis"] = ready = asyncio.Event()
         wake = listen_redis(kv.bus, queue.doorbell, ready)
         found.tasks.append(asyncio.create_task(wake, name="ffe-wake-redis"))
-    url = listen_url(settings)
+    url = listen_url(options)
     if url is not None:
         found.listening["postgresql"] = ready = asyncio.Event()
         wake = listen_postgres(url, queue.doorbell, ready)
@@ -115,19 +115,20 @@ def start_listeners(settings: Settings, queue: JobQueue, kv: KvBackends) -> List
 
 
 async def serve_worker(
-    settings: Settings,
+    components: Components,
     *,
     concurrency: int | None = None,
     health_port: int | None = None,
     on_ready: Callable[[WorkerProcess, ProbeServer | None], Any] | None = None,
 ) -> None:
     """Run ``ffe worker`` until SIGTERM or SIGINT, then drain and return."""
-    async with worker_process(settings, concurrency) as process:
-        port = settings.jobs.health_port if health_port is None else health_port
+    options = components.worker
+    async with worker_process(components, concurrency) as process:
+        port = options.health_port if health_port is None else health_port
         probes = None
         if port:
             app = probe_app(process.checks, process.metrics, process.refresh_metrics)
-            probes = ProbeServer(app, settings.jobs.health_host, port)
+            probes = ProbeServer(app, options.health_host, port)
             try:
                 await probes.start()
             except OSError as exc:  # says which address, and to pick another port
@@ -138,7 +139,7 @@ async def serve_worker(
             if on_ready is not None:
                 on_ready(process, probes)
             await _first_done(running, stop.wait())
-            await process.worker.stop(settings.jobs.drain_s, HAND_BACK)
+            await process.worker.stop(options.drain_s, HAND_BACK)
             await asyncio.gather(running, return_exceptions=True)
         finally:
             if probes is not None:
@@ -158,7 +159,7 @@ def _on_signals(worker: Worker) -> asyncio.Event:
         log.warning(
             "%s: claiming no more jobs; running ones have %g s to finish (again: end them now)",
             signal.Signals(signum).name,
-            worker.settings.jobs.drain_s,
+            worker.options.drain_s,
         )
         stop.set()
 

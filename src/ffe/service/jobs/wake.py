@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ffe.service.jobs.queue import JOBS_CHANNEL, NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
-    from ffe.config import Settings
+    from ffe.bootstrap import WakeOptions
     from ffe.kv import EventBus
 
 log = logging.getLogger(__name__)
@@ -38,33 +38,32 @@ RETRY_S = (1.0, 30.0)  # a lost LISTEN connection is tried again after 1 s, doub
 CHECK_S = 30.0  # a LISTEN connection is checked this often (a silent network drop)
 
 
-def listen_url(settings: Settings) -> str | None:
+def listen_url(wake: WakeOptions) -> str | None:
     """The PostgreSQL URL to LISTEN on for new jobs, or None: a SQLite journal, or one behind
     PgBouncer without ``database.listen_url`` (logged, with what to set)."""
-    database = settings.database
-    if database.listen_url is not None:
-        url = database.listen_url.get_secret_value()
+    if wake.listen_url is not None:
+        url = wake.listen_url.get_secret_value()
     else:
-        url = settings.database_url()
+        url = wake.journal_url.get_secret_value()
         if not url.startswith("postgres"):
             return None
-        if database.pgbouncer:
+        if wake.pgbouncer:
             log.warning(
                 "database.pgbouncer is set and database.listen_url is not: workers cannot "
                 "LISTEN through PgBouncer, so they look for jobs every %g s instead of being "
                 "woken at once; set database.listen_url (FFE__DATABASE__LISTEN_URL) to a "
                 "direct PostgreSQL URL for prompt pick-up",
-                poll_interval(settings, notified=bool(settings.redis.url)),
+                poll_interval(wake, notified=wake.redis),
             )
             return None
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url.strip())
 
 
-def poll_interval(settings: Settings, *, notified: bool) -> float:
+def poll_interval(wake: WakeOptions, *, notified: bool) -> float:
     """Seconds between a worker's looks for queued jobs: ``jobs.poll_s``, else short when
     nothing can wake it (``notified`` False) and longer when something can."""
-    if settings.jobs.poll_s is not None:
-        return settings.jobs.poll_s
+    if wake.poll_s is not None:
+        return wake.poll_s
     return POLL_NOTIFIED_S if notified else POLL_S
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ffe.config import Settings
+if TYPE_CHECKING:
+    from ffe.bootstrap import Components
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,22 +31,23 @@ class Progress:
         self.report(fraction)
 
 
-Work = Callable[[Settings, dict[str, Any], Progress], tuple[dict[str, Any], str | None]]
+Work = Callable[["Components", dict[str, Any], Progress], tuple[dict[str, Any], str | None]]
 
 
 def in_job_process(
     work: Work,
-    settings: Settings,
+    components: Components,
     job_id: str,
     payload: dict[str, Any],
     report: Callable[[float], None],
 ) -> tuple[dict[str, Any], str | None]:
-    """Run job ``job_id``'s ``work`` in a job process, reporting its progress to ``report``."""
-    return work(settings, payload, Progress(job_id, report))
+    """Run job ``job_id``'s ``work`` in a job process, reporting its progress to ``report``.
+    ``components`` came pickled from the worker: the job's process reads no settings."""
+    return work(components, payload, Progress(job_id, report))
 
 
 def _backtest(
-    settings: Settings, payload: dict[str, Any], progress: Progress
+    components: Components, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
     from ffe.decide.strategy import refuse_settings_only
     from ffe.service import backtests
@@ -62,7 +64,7 @@ def _backtest(
         extra_config={"source": "api"},
     )
     # 0.1 once the bars are loaded, 0.8 once the run is done: recording is the rest
-    outcome = backtests.run(settings, request, _between(progress, 0.1, 0.8))
+    outcome = backtests.run(components, request, _between(progress, 0.1, 0.8))
     if outcome.unrecorded is not None:
         raise outcome.unrecorded
     result = outcome.result
@@ -80,7 +82,7 @@ def _between(progress: Progress, low: float, high: float) -> Callable[[int, int]
 
 
 def _sweep(
-    settings: Settings, payload: dict[str, Any], progress: Progress
+    components: Components, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
     from ffe.decide.strategy import refuse_settings_only
     from ffe.service import backtests
@@ -97,7 +99,7 @@ def _sweep(
         MarketSpec((payload["symbol"],), payload.get("start"), payload.get("end")),
         workers=1 if points < 16 else None,
     )
-    outcome = backtests.sweep(settings, request, _between(progress, 0.0, 1.0))
+    outcome = backtests.sweep(components, request, _between(progress, 0.0, 1.0))
     metric = outcome.metric
     found: list[dict[str, Any]] = [
         {"params": r.params, "value": _number(r.stats.get(metric)), "stats": r.stats}
@@ -120,7 +122,7 @@ def _number(value: Any) -> float | None:
 
 
 def _forecast_bench(
-    settings: Settings, payload: dict[str, Any], progress: Progress
+    components: Components, payload: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], str | None]:
     from ffe.service.forecasts import BenchRequest, bench
 
@@ -134,13 +136,40 @@ def _forecast_bench(
         payload.get("end"),
         workers=1,
     )
-    result = bench(settings, request, _between(progress, 0.0, 0.95))
+    result = bench(components, request, _between(progress, 0.0, 0.95))
     return result.to_dict(), None
+
+
+def _tune(
+    components: Components, payload: dict[str, Any], progress: Progress
+) -> tuple[dict[str, Any], str | None]:
+    from ffe.backtest.walkforward import WalkForwardSpec
+    from ffe.service import tuning
+    from ffe.service.markets import MarketSpec
+
+    request = tuning.TuneRequest(
+        payload["strategy"],
+        tuple(f"{name}={text}" for name, text in payload["params"].items()),
+        payload.get("metric", "sharpe"),
+        MarketSpec((payload["symbol"],), payload.get("start"), payload.get("end")),
+        walk_forward=WalkForwardSpec.parse(payload.get("walk_forward", "train=750,test=250")),
+        trials=int(payload["trials"]),
+        sampler=payload.get("sampler", "tpe"),
+        pruner=payload.get("pruner", "median"),
+        seed=int(payload.get("seed", 0)),
+        holdout=float(payload.get("holdout", 0.2)),
+        # Named after the job when the caller named none: a job run again after its worker
+        # died resumes its own study instead of starting another.
+        study=payload.get("study") or f"job-{progress.job_id}",
+    )
+    outcome = tuning.run(components, request, _between(progress, 0.0, 0.95))
+    return outcome.to_dict(), None
 
 
 WORK: dict[str, Work] = {
     "backtest": _backtest,
     "sweep": _sweep,
     "forecast_bench": _forecast_bench,
+    "tune": _tune,
 }
 KINDS = tuple(WORK)

@@ -23,9 +23,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ffe.config import Settings
 from ffe.domain.errors import FfeError
 from ffe.obs.metrics import WorkerJobs
 from ffe.service.jobs.process import JobProcessError, RunningJob
@@ -34,6 +33,9 @@ from ffe.service.jobs.registry import WorkerCounts, worker_id
 from ffe.service.jobs.stop import HANDED_BACK, time_limit_error
 from ffe.service.jobs.work import WORK, in_job_process
 from ffe.store.models import Job
+
+if TYPE_CHECKING:
+    from ffe.bootstrap import Components
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +53,20 @@ class _Running:
 
 
 class Worker:
-    """Runs queued jobs, ``concurrency`` at a time; ``kind`` (worker, api, run) goes in the
-    registry."""
+    """Runs queued jobs, ``concurrency`` at a time, as ``components.worker`` says; each job's
+    work gets ``components``. ``kind`` (worker, api, run) goes in the registry."""
 
     def __init__(
         self,
-        settings: Settings,
+        components: Components,
         queue: JobQueue,
         *,
         kind: str = "worker",
         concurrency: int = 1,
         poll_s: float = 0.1,
     ) -> None:
-        self.settings, self.queue, self.kind = settings, queue, kind
+        self.components, self.queue, self.kind = components, queue, kind
+        self.options = components.worker
         self.concurrency, self.poll_s = concurrency, poll_s
         self.owner = worker_id()
         self.on_change: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
@@ -256,11 +259,11 @@ class Worker:
         def report(fraction: float) -> None:
             running.progress = max(0.0, min(1.0, fraction))
 
-        args = (WORK[job.kind], self.settings, job.id, dict(job.payload))
+        args = (WORK[job.kind], self.components, job.id, dict(job.payload))
         work = asyncio.get_running_loop().run_in_executor(
-            self._executor, running.job.run, in_job_process, args, report, self.settings.jobs.nice
+            self._executor, running.job.run, in_job_process, args, report, self.options.nice
         )
-        limit_s = float(getattr(self.settings.jobs.time_limit_s, job.kind))
+        limit_s = self.options.time_limit_s(job.kind)
         if not (await asyncio.wait({work}, timeout=limit_s))[0]:
             running.job.end("failed", time_limit_error(job.kind, limit_s))
         try:
@@ -283,7 +286,7 @@ class Worker:
         failing = False
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), self.settings.jobs.heartbeat_s)
+                await asyncio.wait_for(ended.wait(), self.options.heartbeat_s)
                 return  # the job's work is back: no more beats
             try:
                 beating = await self.queue.beat(running.claim, running.progress)
@@ -324,7 +327,7 @@ class Worker:
                     log.warning("worker heartbeat recorded again")
                 failing = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), self.settings.jobs.heartbeat_s)
+                await asyncio.wait_for(self.stopping.wait(), self.options.heartbeat_s)
 
     async def _give_up(self, ending: tuple[str, str]) -> None:
         """Record the jobs still running here as ``ending`` says, their work not back yet."""

@@ -1,6 +1,7 @@
-// Optimization: submit a parameter sweep, list sweeps, and show one as a heatmap and a ranking.
+// Optimization: submit a parameter sweep, list sweeps, and show one as a heatmap and a ranking;
+// list tuning studies and show one's report (Optuna's plots) in a frame.
 import {
-  $, busy, canTrade, cancelJob, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, jobState,
+  $, API, busy, canTrade, cancelJob, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, jobState,
   labelOf, marketSymbols, num, onStream, parseValue, postJson, showError, showWaiting, startPage,
   stateBadge, strategies, td, toast,
 } from "../app.js";
@@ -209,11 +210,46 @@ function rankTable(result) {
   }, result.rows ? "No rows" : "The ranking appears when the sweep finishes.");
 }
 
+// -- tuning studies ----------------------------------------------------------------------------
+
+function studyCaveats(result) {
+  const notes = (result.edges || []).map((name) => `${name} is on the edge of its range: widen it and tune again.`);
+  const dsr = result.deflated_sharpe;
+  if (dsr && dsr.probability !== null && dsr.probability !== undefined) {
+    notes.push(`Deflated Sharpe ratio: ${(dsr.probability * 100).toFixed(0)}% probability of a Sharpe ratio above zero after ${dsr.n_trials} trials.`);
+  }
+  return notes.join(" ");
+}
+
+function showStudy(study) {
+  const frame = $("study-frame");
+  frame.src = `${API}/tune/studies/${encodeURIComponent(study.name)}/report`;
+  frame.hidden = false;
+  $("study-caveats").textContent = studyCaveats(study.result || {});
+}
+
+function studyRow(study) {
+  const metric = study.setup?.metric || "sharpe";
+  const trials = Object.values(study.trials || {}).reduce((a, b) => a + b, 0);
+  const holdout = study.result?.holdout?.value;
+  return el("tr", { class: "clickable", onclick: () => showStudy(study) },
+    td(study.name), td(fmtTime(study.created)), td(study.setup?.strategy || "—"), td(metric), num(trials),
+    num(study.best_value === null ? "—" : fmtStat(metric, study.best_value)),
+    num(holdout === null || holdout === undefined ? "—" : fmtStat(metric, holdout)),
+    td(Object.entries(study.best_params || {}).map(([k, v]) => `${k}=${v}`).join("  ")));
+}
+
+async function loadStudies() {
+  const found = await getJson("/tune/studies");
+  fillTable("studies-table", found.items || [], studyRow, "No studies yet: run ffe tune or POST /api/v1/tune");
+}
+
 startPage(async () => {
   $("cancel-job").addEventListener("click", (event) => cancelSweep(event.currentTarget));
   if (selected) select(selected);
-  await Promise.all([canTrade ? setupForm() : null, loadSweeps()]);
+  await Promise.all([canTrade ? setupForm() : null, loadSweeps(), loadStudies()]);
   onStream("job", (job) => {
+    if (job.kind === "tune" && !ACTIVE.has(job.status)) loadStudies().catch(showError);
     if (job.kind !== "sweep") return;
     loadSweeps().catch(showError);
     if (job.id === selected) showSweep(job);

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ffe.api.queries import equity_points, journal_drawdown
+from ffe.service.runs import equity_points, journal_drawdown
 from ffe.store.database import Database
 from ffe.store.repositories import unit_of_work
 

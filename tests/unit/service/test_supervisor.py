@@ -1,20 +1,25 @@
 """The supervisor of the agent in the API: a failure of the supervision itself (a rebuild or
 a cleanup failing with an unforeseen error) is told in ``error`` and logged, never left as a
-task exception nobody retrieves."""
+task exception nobody retrieves; a journal failure restarts the agent on its lease."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests.support.agents import Recorder
 
-from ffe.api import supervisor
-from ffe.api.supervisor import AgentLaunch, AgentSupervisor
-from ffe.config import Settings
+from ffe.data import DataCatalog
 from ffe.domain.errors import StoreError
+from ffe.obs.metrics import Metrics
+from ffe.service import supervisor
+from ffe.service.agents import AgentLaunch, AgentSession
+from ffe.service.reporting import AgentReporter
+from ffe.service.supervisor import AgentSupervisor
 
 
 class _FakeDb:
@@ -33,35 +38,47 @@ class _FakeAgent:
         self.failure, self.db = failure, db or _FakeDb()
         self.owner = "thishost:1:fake"
         self.config = SimpleNamespace(account="paper")
+        self.spec = SimpleNamespace(params={})
+        self.breaker = None
+
+    def watch(self, **hooks: Any) -> None:
+        pass
 
     async def run(self) -> Any:
         if self.failure is not None:
             raise self.failure
         return SimpleNamespace(run_id="0123456789", status="finished", bars=3)
 
+    async def status(self) -> None:
+        return None
+
     def request_stop(self) -> None:
         pass
 
 
-def _supervisor(monkeypatch: pytest.MonkeyPatch, *agents: Any) -> AgentSupervisor:
-    """A supervisor whose builds give ``agents`` in turn (an exception is raised)."""
-    watched = AgentSupervisor(Settings(), kv=None, metrics=None)  # type: ignore[arg-type]
-    built = iter(agents)
+class _FakeLauncher:
+    """Opens sessions over ``agents`` in turn (an exception is raised), and says for whom."""
 
-    async def build(launch: AgentLaunch, owner: str | None = None) -> Any:
-        agent = next(built)
+    def __init__(self, *agents: Any) -> None:
+        self.built = iter(agents)
+        self.owners: list[str | None] = []
+        self.metrics = Metrics()
+
+    async def open(self, launch: AgentLaunch, *, owner: str | None = None) -> AgentSession:
+        self.owners.append(owner)
+        agent = next(self.built)
         if isinstance(agent, Exception):
             raise agent
-        watched.agent = agent
-        return agent
+        return AgentSession(agent, AgentReporter(Recorder(), self.metrics))
 
-    async def no_state(agent: Any) -> None:
-        pass
 
-    monkeypatch.setattr(watched, "_build", build)
-    monkeypatch.setattr(watched, "_emit_state", no_state)
+def _supervisor(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *agents: Any
+) -> tuple[AgentSupervisor, _FakeLauncher]:
+    launcher = _FakeLauncher(*agents)
+    watched = AgentSupervisor(launcher, DataCatalog(tmp_path), "paper")  # type: ignore[arg-type]
     monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", (0.01, 0.1))
-    return watched
+    return watched, launcher
 
 
 async def _ended(watched: AgentSupervisor) -> asyncio.Task[Any]:
@@ -72,11 +89,11 @@ async def _ended(watched: AgentSupervisor) -> asyncio.Task[Any]:
 
 
 async def test_restart_when_the_rebuild_fails_unforeseen_then_error_set_and_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     broken = RuntimeError("the strategy's library failed to import")
-    watched = _supervisor(monkeypatch, _FakeAgent(StoreError("journal down")), broken)
-    caplog.set_level(logging.ERROR, logger="ffe.api.supervisor")
+    watched, _ = _supervisor(monkeypatch, tmp_path, _FakeAgent(StoreError("journal down")), broken)
+    caplog.set_level(logging.ERROR, logger="ffe.service.supervisor")
 
     await watched.start(AgentLaunch())
     task = await _ended(watched)
@@ -89,12 +106,27 @@ async def test_restart_when_the_rebuild_fails_unforeseen_then_error_set_and_logg
     assert any("not restarted" in r.getMessage() for r in caplog.records)
 
 
+async def test_restart_when_the_journal_failed_then_rebuilt_on_the_lease_it_held(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first = _FakeAgent(StoreError("journal down"))
+    watched, launcher = _supervisor(monkeypatch, tmp_path, first, _FakeAgent())
+
+    await watched.start(AgentLaunch())
+    task = await _ended(watched)
+
+    assert task.exception() is None
+    assert launcher.owners == [None, first.owner]
+    assert watched.restarts == 1
+    assert watched.describe()["running"] is False  # the restarted agent finished
+
+
 async def test_agent_when_its_journal_cannot_be_closed_then_error_set_and_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     stuck = _FakeDb(RuntimeError("connection pool broken"))
-    watched = _supervisor(monkeypatch, _FakeAgent(db=stuck))
-    caplog.set_level(logging.ERROR, logger="ffe.api.supervisor")
+    watched, _ = _supervisor(monkeypatch, tmp_path, _FakeAgent(db=stuck))
+    caplog.set_level(logging.ERROR, logger="ffe.service.agents")
 
     await watched.start(AgentLaunch())
     task = await _ended(watched)
@@ -106,15 +138,15 @@ async def test_agent_when_its_journal_cannot_be_closed_then_error_set_and_logged
 
 
 async def test_supervision_when_it_fails_unforeseen_then_error_set_and_not_left_unretrieved(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    watched = _supervisor(monkeypatch, _FakeAgent())
+    watched, _ = _supervisor(monkeypatch, tmp_path, _FakeAgent())
 
-    async def broken(agent: Any) -> BaseException | None:
+    async def broken(session: Any) -> BaseException | None:
         raise RuntimeError("a bug in the supervisor")
 
     monkeypatch.setattr(watched, "_run", broken)
-    caplog.set_level(logging.ERROR, logger="ffe.api.supervisor")
+    caplog.set_level(logging.ERROR, logger="ffe.service.supervisor")
 
     await watched.start(AgentLaunch())
     task = await _ended(watched)

@@ -1,11 +1,46 @@
-"""The composition root: settings in, wired objects out. Nothing else reads settings."""
+"""The composition root: settings in, wired objects out. Nothing else reads settings.
+
+The functions here take ``Settings`` and are for the entry points (the CLI, the job of a
+uvicorn factory) and the agent's wiring; the service layer and the API get ``Components``
+(``components(settings)``), which holds the option values they use and builds the rest on
+request.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ffe.bootstrap.components import Components
+from ffe.bootstrap.options import (
+    ApiOptions,
+    PrecomputeOptions,
+    QueuePolicy,
+    TuneOptions,
+    WakeOptions,
+    WorkerOptions,
+    api_options,
+    precompute_options,
+    queue_policy,
+    tune_options,
+    worker_options,
+)
 from ffe.config import Settings
+
+__all__ = [
+    "ApiOptions",
+    "Components",
+    "PrecomputeOptions",
+    "QueuePolicy",
+    "TuneOptions",
+    "WakeOptions",
+    "WorkerOptions",
+    "api_options",
+    "precompute_options",
+    "queue_policy",
+    "tune_options",
+    "worker_options",
+]
 
 if TYPE_CHECKING:
     from ffe.agent.notify import Notifications
@@ -112,10 +147,32 @@ def pool_size(settings: Settings, requested: int | None = None) -> int:
 
 def executor(settings: Settings, requested: int | None = None) -> Executor:
     """Where parallel work (sweep points, walk-forward segments, forecast blocks) runs: a
-    local process pool of ``pool_size(settings, requested)`` workers."""
+    local process pool of ``pool_size(settings, requested)`` workers, or the Ray cluster of
+    ``compute.ray_address`` when ``compute.executor`` is ray (``requested``, when above 0,
+    caps its tasks at once; ``compute.max_workers`` sizes local pools only)."""
     from ffe.compute import LocalExecutor
 
+    if settings.compute.executor == "ray":
+        return _ray_executor(settings.compute.ray_address, requested)
     return LocalExecutor(pool_size(settings, requested))
+
+
+def _ray_executor(address: str | None, requested: int | None) -> Executor:
+    """Connected now, so a wrong address or a node without ffe fails as a ConfigError
+    before any work is handed out."""
+    from ffe.compute.ray_executor import ClusterError, RayExecutor
+    from ffe.domain.errors import ConfigError
+
+    if not address:
+        raise ConfigError(
+            "compute.executor is ray but no cluster is given: set compute.ray_address "
+            "(FFE__COMPUTE__RAY_ADDRESS, or --ray-address) to the host:port of a head started "
+            "with `ray start --head --port=PORT`"
+        )
+    try:
+        return RayExecutor(address, requested or None).connect()
+    except (ImportError, ConnectionError, ClusterError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def strategy_params(
@@ -384,3 +441,24 @@ def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = F
             live=allow_live and not practice,
         )
     return GuardedBroker(venue, broker_breaker(settings, name=chosen.broker))
+
+
+def components(settings: Settings) -> Components:
+    """Everything the service layer and the API are handed instead of ``settings``."""
+    return Components(
+        api=api_options(settings),
+        queue=queue_policy(settings),
+        worker=worker_options(settings),
+        precompute=precompute_options(settings),
+        tune=tune_options(settings),
+        data_dir=settings.data.dir,
+        _settings=settings,
+    )
+
+
+def load(**overrides: Any) -> Components:
+    """The components of this process's settings (``load_settings(**overrides)``): for an
+    entry point that has nothing to override on the command line (a uvicorn factory)."""
+    from ffe.config import load_settings
+
+    return components(load_settings(**overrides))

@@ -1,0 +1,145 @@
+"""Sections of what is traded and how: bars, backtest costs, risk limits, the LLM voter, the
+agent and its notifications."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from ffe.config.base import Section
+
+
+def _default_data_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("ffe", appauthor=False)
+
+
+class DataSettings(Section):
+    dir: Path = Field(default_factory=_default_data_dir, description="where imported bars live")
+    alpha_vantage_key: SecretStr | None = None
+
+
+class BacktestSettings(Section):
+    cash: float = Field(10_000.0, gt=0)
+    commission: float = Field(0.0, ge=0, lt=1, description="fraction of traded notional")
+    fixed_commission: float = Field(0.0, ge=0, description="currency per fill")
+    slippage_bps: float = Field(0.0, ge=0, lt=10_000)
+    fill_at: Literal["next_open", "close"] = "next_open"
+    lot_size: float = Field(1.0, gt=0, description="smallest tradable quantity")
+    report_dir: Path = Path("reports")
+
+
+class RiskSettings(Section):
+    max_position_pct: float = Field(1.0, gt=0, description="largest position, fraction of equity")
+    max_gross_leverage: float = Field(1.0, gt=0)
+    max_drawdown: float | None = Field(
+        None, gt=0, le=1, description="halt and flatten at this drawdown; none disables"
+    )
+    # Live agent only (a backtest has no trading day to track); none disables each.
+    max_daily_loss: float | None = Field(
+        None, gt=0, le=1, description="halt and flatten for the UTC day at this loss of its equity"
+    )
+    max_trades_per_day: int | None = Field(None, ge=1, description="orders sent per UTC day")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="no new risk on a decision less confident than this"
+    )
+    max_bar_age_s: float | None = Field(
+        None, gt=0, description="no new risk when the newest bar is older (seconds)"
+    )
+    loss_cooldown_bars: int | None = Field(
+        None, ge=1, description="bars without new risk in a symbol after a losing trade in it"
+    )
+    broker_failures: int = Field(
+        5, ge=1, description="broker failures within broker_window_s that open the circuit"
+    )
+    broker_window_s: float = Field(60.0, gt=0, description="seconds over which failures count")
+    broker_cooldown_s: float = Field(
+        30.0, ge=0, description="seconds the broker circuit stays open before one probe call"
+    )
+
+
+class LlmSettings(Section):
+    provider: Literal["none", "ollama", "openai"] = Field(
+        "none", description="none: no LLM voter; ollama; openai: any OpenAI-compatible server"
+    )
+    base_url: str | None = Field(
+        None,
+        description="none = http://localhost:11434 for ollama; openai needs one, e.g. "
+        "http://localhost:8000/v1",
+    )
+    model: str | None = Field(None, description="e.g. llama3.1:8b; required unless provider none")
+    api_key: SecretStr | None = Field(None, description="sent as a bearer token (openai)")
+    timeout_s: float = Field(60.0, gt=0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, le=10, description="on timeouts, 429 and 5xx")
+    anonymize: bool = Field(True, description="hide symbol, dates and price level in prompts")
+    mode: Literal["single", "debate"] = Field("single", description="debate: bull, bear, judge")
+    cache_dir: Path | None = Field(None, description="none = llm-cache/ in data.dir")
+    cache_mode: Literal["read_write", "read_only", "off"] = Field(
+        "read_write", description="read_only replays cached answers without a server"
+    )
+
+
+class AgentSettings(Section):
+    account: str = Field("paper", min_length=1, max_length=64, description="one agent each")
+    broker: Literal["paper", "ccxt", "oanda"] = Field("paper", description="where orders go")
+    live: bool = Field(
+        False, description="allow real money (ccxt without sandbox, oanda live); also needs --live"
+    )
+    approval: Literal["auto", "manual", "on_new_asset"] = "auto"
+    approval_ttl_s: float = Field(3600.0, gt=0, description="unanswered approvals expire")
+    poll_interval_s: float | None = Field(
+        None, gt=0, description="live data: seconds between polls; none = the bar interval"
+    )
+    flush_every: int = Field(256, ge=1, description="bars between journal writes at most")
+    health_port: int = Field(
+        0, ge=0, le=65535, description="`ffe agent run`'s /health and /metrics port; 0 = none"
+    )
+    health_host: str = Field("127.0.0.1", description="the address health_port listens on")
+    ccxt_exchange: str = "binance"
+    ccxt_api_key: SecretStr | None = None
+    ccxt_secret: SecretStr | None = None
+    ccxt_sandbox: bool = Field(True, description="the exchange's test network")
+    ccxt_quote: str = Field("USDT", description="the account currency on the exchange")
+    oanda_token: SecretStr | None = None
+    oanda_account_id: str | None = None
+    oanda_practice: bool = Field(True, description="practice account (no real money)")
+
+
+NotifyEvent = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped"]
+
+
+class NotifySettings(Section):
+    """Where the agent reports approvals waiting, fills, risk halts, errors, start and stop."""
+
+    telegram_token: SecretStr | None = Field(None, description="bot token, from @BotFather")
+    telegram_chat_id: str | None = Field(
+        None,
+        coerce_numbers_to_str=True,
+        validate_default=True,
+        description="the chat, group or channel to message; goes with telegram_token",
+    )
+    telegram_base_url: str = Field("https://api.telegram.org", description="Bot API server")
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="each is sent every event as JSON; env: a JSON list",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="sign webhook requests (HMAC-SHA256 in X-FFE-Signature)"
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(get_args(NotifyEvent)), description="the kinds to send"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="seconds per request")
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def check_telegram_pair(cls, chat_id: str | None, info: ValidationInfo) -> str | None:
+        if (chat_id is None) != (info.data.get("telegram_token") is None):
+            raise ValueError(
+                "notify.telegram_token and notify.telegram_chat_id go together: set both, or "
+                "neither for no Telegram messages"
+            )
+        return chat_id

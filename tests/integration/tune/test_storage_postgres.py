@@ -1,0 +1,44 @@
+"""Studies on PostgreSQL: Optuna's tables in a schema of their own beside the journal's."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import optuna
+from tests.conftest import POSTGRES_URL, require_postgres
+
+from ffe import bootstrap
+from ffe.backtest.walkforward import WalkForwardSpec
+from ffe.compute import LocalExecutor
+from ffe.config import Settings
+from ffe.data import SyntheticMarket
+from ffe.tune.space import parse_space
+from ffe.tune.storage import delete_study, list_studies, show_study
+from ffe.tune.study import TuneSpec, run_study
+
+
+def test_study_when_journal_on_postgres_then_stored_beside_it_resumed_and_deleted() -> None:
+    require_postgres()
+    settings = Settings(database={"url": POSTGRES_URL})  # type: ignore[arg-type]
+    url = bootstrap.tune_options(settings).storage_url
+    name = f"test-{uuid.uuid4().hex[:12]}"  # the database is shared: a name of this test's own
+    spec = TuneSpec(
+        "sma_cross", parse_space(["fast=2..10", "slow=12..40"]), WalkForwardSpec(200, 100),
+        trials=4, batch_size=2,
+    )  # fmt: skip
+    market = SyntheticMarket(1, 700, seed=11).to_market()
+    try:
+        run_study(market, spec, LocalExecutor(1), url, name)
+        again = run_study(market, dataclasses.replace(spec, trials=6), LocalExecutor(1), url, name)
+
+        assert again.resumed == 4
+        assert again.trials == 6
+        assert name in [s.name for s in list_studies(url)]
+        summary, trials = show_study(url, name)
+        assert len(trials) == 6
+        assert summary.setup["strategy"] == "sma_cross"
+    finally:
+        if name in optuna.get_all_study_names(url):
+            delete_study(url, name)
+    assert name not in optuna.get_all_study_names(url)
