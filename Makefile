@@ -85,6 +85,7 @@ $(BENCH_VENV)/.installed: $(BENCH_LOCK) pyproject.toml README.md .gitignore \
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_single_asset
 	$(BENCH_BIN)/python -m bench.bench_multi_asset
+	$(BENCH_BIN)/python -m bench.bench_sweep
 	$(BENCH_BIN)/python -m bench.bench_journal
 	$(BENCH_BIN)/python -m bench.bench_decisions
 	$(BENCH_BIN)/python -m bench.bench_agent

@@ -24,6 +24,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # [tool.hatch.build.targets.wheel.hooks.mypyc] of pyproject.toml).
 COMPILED_MODULES = (
     "ffe.backtest.engine",
+    "ffe.backtest.kernel",
     "ffe.risk.engine",
     "ffe.execution.simulated",
     "ffe.portfolio.ledger",

@@ -163,6 +163,27 @@ def test_backtest_sweep_when_grid_then_sorted_rows_and_heatmap(tmp_path: Path) -
     assert '"type":"heatmap"' in report.read_text(encoding="utf-8").replace(" ", "")
 
 
+@pytest.mark.parametrize("fill", ["next_open", "close"])
+def test_backtest_sweep_json_when_batch_kernel_then_same_output_as_engine_alone(
+    fill: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ffe.backtest import sweep
+
+    args = ["backtest", "sweep", "--symbol", "SP500", "-p", "fast=5,10,30", "-p", "slow=20,40"]
+    args += ["--commission", "0.002", "--fill", fill, "--jobs", "1", "--json"]
+
+    batched = runner.invoke(app, args)
+    monkeypatch.setattr(sweep, "batchable", lambda *_: False)  # every point on the engine
+    alone = runner.invoke(app, args)
+
+    assert batched.exit_code == 0, batched.output
+    assert alone.exit_code == 0, alone.output
+    assert batched.stdout == alone.stdout  # the same rows, in the same order, to the digit
+    rows = json.loads(batched.stdout)
+    assert len(rows) == 6
+    assert sum("error" in row for row in rows) == 1  # fast=30, slow=20
+
+
 def test_backtest_sweep_when_lower_is_better_then_smallest_first() -> None:
     args = ["backtest", "sweep", "--synthetic", "1", "--bars", "400", "--jobs", "1"]
     args += ["-p", "fast=3,5,10", "-p", "slow=20,40", "--metric", "annual_volatility", "--json"]

@@ -28,6 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 COMPILED = (
     "ffe.backtest.engine",
+    "ffe.backtest.kernel",
     "ffe.risk.engine",
     "ffe.execution.simulated",
     "ffe.portfolio.ledger",
@@ -43,7 +44,8 @@ UNREACHABLE = (
 # Run in a subprocess, with ffe imported from PYTHONPATH: reports where the hot modules came
 # from and what two backtests of sma_cross 10/20 on SP500 produced, one as in the demo and one
 # through denials by the risk limits, a drawdown halt, slippage and fills at the close; and
-# checks that configs, risk engines and results pickle (a sweep sends them to its workers).
+# checks that configs, risk engines and results pickle (a sweep sends them to its workers);
+# and the rows of a small sweep on the batch kernel.
 PROBE = """
 import importlib, json, pickle, sys
 from ffe.backtest.engine import BacktestConfig, run_backtest
@@ -79,6 +81,12 @@ for name, (config, risk) in cases.items():
         "denials": [(bar, d.check, d.reason) for bar, d in result.denials],
         "halted_at": result.halted_at,
     }
+# A sweep on the batch kernel, row for row (its points run in process, on the kernel).
+from ffe.backtest.sweep import run_sweep
+full = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+points = [{"fast": f, "slow": s} for f in (5, 10, 20) for s in (30, 60)]
+rows = run_sweep(market, "sma_cross", points, cases["demo"][0], full, jobs=1)
+runs["sweep"] = [repr(sorted(row.flat().items())) for row in rows]
 print(json.dumps({"modules": modules, "runs": runs}))
 """
 

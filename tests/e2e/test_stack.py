@@ -60,7 +60,8 @@ SHARED = {  # the settings every process of a setup shares
     "FFE__COMPUTE__MAX_WORKERS": "1",  # a sweep's pool: one process, the machine has two cores
 }
 BACKTESTS = 8
-SLOW_SWEEP = {"fast": list(range(2, 32)), "slow": list(range(50, 70))}  # 600 points, ~6 s
+# 600 points of a strategy the batch kernel leaves to the engine, ~5 s on one process
+SLOW_SWEEP = {"lookback": list(range(2, 302)), "rebalance": [1, 2]}
 RECENT = "2016-01-01"  # the small jobs' first bar: a job's time is mostly its interpreter's
 STARTED_OK = (0, 130, -signal.SIGINT)  # Ctrl-C: a clean exit, or the re-raised SIGINT
 
@@ -228,7 +229,8 @@ def check_killed_workers_job_is_run_again(setup: Setup, workers: list[Proc]) -> 
     """A worker SIGKILLed mid-sweep: the other worker takes the job once its heartbeat goes
     stale, runs it from the start and records one result (attempts 2); the killed worker's
     job processes end with it, and it drops out of the API's metrics."""
-    job_id = setup.post("/api/v1/sweeps", {"symbol": SYMBOL, "grid": SLOW_SWEEP})["id"]
+    body = {"strategy": "momentum", "symbol": SYMBOL, "grid": SLOW_SWEEP}
+    job_id = setup.post("/api/v1/sweeps", body)["id"]
     running = wait_for(lambda: (job := setup.job(job_id))["progress"] > 0 and job, 120, 0.2)
     owner = asyncio.run(_owner(job_id))
     [doomed] = [w for w in workers if f":{w.process.pid}:" in owner]

@@ -7,6 +7,8 @@ A strategy that peeks at the future fails the run instead of producing flatterin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ffe.decide.strategy import Explained, Strategy, explain
@@ -14,9 +16,16 @@ from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History, MarketData
 
 
-def batch_targets(strategy: Strategy, market: MarketData) -> FloatArray:
-    """Targets for every bar from one call over the whole history."""
-    return _checked(strategy, strategy.targets(market.history()), market.n_bars, market)
+def batch_targets(
+    strategy: Strategy,
+    market: MarketData,
+    targets_of: Callable[[History], FloatArray] | None = None,
+) -> FloatArray:
+    """Targets for every bar from one call over the whole history (``targets_of`` instead of
+    ``strategy.targets`` when given, as in ``verify_point_in_time``)."""
+    history = market.history()
+    rows = strategy.targets(history) if targets_of is None else targets_of(history)
+    return _checked(strategy, rows, market.n_bars, market)
 
 
 def batch_explained(strategy: Strategy, market: MarketData) -> Explained:
@@ -35,12 +44,22 @@ def stream_targets(strategy: Strategy, market: MarketData) -> FloatArray:
     return out
 
 
-def verify_point_in_time(strategy: Strategy, market: MarketData, targets: FloatArray) -> None:
-    """Raise StrategyError if hiding the future changes any earlier instruction."""
+def verify_point_in_time(
+    strategy: Strategy,
+    market: MarketData,
+    targets: FloatArray,
+    targets_of: Callable[[History], FloatArray] | None = None,
+) -> None:
+    """Raise StrategyError if hiding the future changes any earlier instruction.
+
+    ``targets_of`` computes the strategy's targets for the shortened history when the caller
+    has a cheaper way to (a sweep's shared indicators); ``strategy.targets`` by default."""
     cut = _cut_point(strategy, market.n_bars)
     if cut is None:
         return
-    hidden = _checked(strategy, strategy.targets(History(market, cut)), cut, market)
+    shortened = History(market, cut)
+    rows = strategy.targets(shortened) if targets_of is None else targets_of(shortened)
+    hidden = _checked(strategy, rows, cut, market)
     changed = first_difference(targets[:cut], hidden)
     if changed is not None:
         first, _ = changed

@@ -79,6 +79,14 @@ def run_backtest(
     return result
 
 
+def marked_equity(positions: FloatArray, cash: FloatArray, marks: FloatArray) -> FloatArray:
+    """Equity per bar: ``cash`` plus ``positions`` (bars x symbols) marked at ``marks`` (no
+    NaN). One computation for the engine and the sweep's batch kernel, so both agree to the
+    last bit."""
+    equity: FloatArray = cash + np.einsum("tn,tn->t", positions, marks)
+    return equity
+
+
 def _instructions(targets: FloatArray) -> tuple[list[int], list[int], list[float]]:
     """Bar, symbol and weight of every instruction, in time order (then by symbol)."""
     # Flat indices and divmod: cheaper than np.nonzero on the 2-D array, same row-major order.
@@ -145,7 +153,7 @@ class _Simulation:
     def result(self, strategy: Strategy, targets: FloatArray) -> BacktestResult:
         n_bars = self.market.n_bars
         positions = self.ledger.position_path(n_bars)
-        equity = self.ledger.cash_path(n_bars) + np.einsum("tn,tn->t", positions, self.marks)
+        equity = marked_equity(positions, self.ledger.cash_path(n_bars), self.marks)
         return BacktestResult(
             market=self.market,
             strategy=strategy,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ffe.decide.strategy import Strategy
 from ffe.domain.market import FloatArray, MarketData
@@ -43,32 +45,16 @@ class BacktestResult:
     @cached_property
     def benchmark(self) -> FloatArray:
         """Buy and hold of an equal-weight basket of the symbols, as prices."""
-        marks = self.market.mark
-        if marks.shape[1] == 1:  # the mean of one price is that price: skip the averaging
-            column = marks[:, 0]
-            known = np.flatnonzero(~np.isnan(column))
-            return column / column[known[0]] if known.size else column.copy()
-        known = ~np.isnan(marks)
-        first = marks[np.argmax(known, axis=0), np.arange(marks.shape[1])]
-        # np.nanmean's own arithmetic (sum of the known over their count), without its copies;
-        # rows with no known mark are 0 / 0, NaN.
-        with np.errstate(invalid="ignore"):
-            relative = np.where(known, marks / first, 0.0).sum(axis=1) / known.sum(axis=1)
-        return np.asarray(relative, dtype=np.float64)
+        return benchmark_prices(self.market)
 
     @cached_property
     def stats(self) -> Stats:
         """Performance statistics of the run."""
-        exposure = (self.positions != 0.0).any(axis=1)
-        return compute_stats(
-            times=self.market.times,
-            equity=self.equity,
-            trades=self.ledger.trades,
-            exposure=exposure,
-            benchmark=self.benchmark,
-            periods_per_year=periods_per_year(self.market.times, self.market.timeframe),
-            commissions=self.ledger.commissions,
-        )
+        ledger = self.ledger
+        return run_stats(
+            self.market, self.equity, self.positions, ledger.trades, ledger.commissions,
+            self.benchmark,
+        )  # fmt: skip
 
     @cached_property
     def trades(self) -> list[Trade]:
@@ -104,6 +90,55 @@ class BacktestResult:
             ],
             "halted_at": None if self.halted_at is None else time_of(self.halted_at).isoformat(),
         }
+
+
+def benchmark_prices(market: MarketData) -> FloatArray:
+    """Buy and hold of an equal-weight basket of ``market``'s symbols, as prices."""
+    marks = market.mark
+    if marks.shape[1] == 1:  # the mean of one price is that price: skip the averaging
+        column = marks[:, 0]
+        known = np.flatnonzero(~np.isnan(column))
+        return column / column[known[0]] if known.size else column.copy()
+    known = ~np.isnan(marks)
+    first = marks[np.argmax(known, axis=0), np.arange(marks.shape[1])]
+    # np.nanmean's own arithmetic (sum of the known over their count), without its copies;
+    # rows with no known mark are 0 / 0, NaN.
+    with np.errstate(invalid="ignore"):
+        relative = np.where(known, marks / first, 0.0).sum(axis=1) / known.sum(axis=1)
+    return np.asarray(relative, dtype=np.float64)
+
+
+def run_stats(
+    market: MarketData,
+    equity: FloatArray,
+    positions: FloatArray,
+    trades: Sequence[ClosedTrade],
+    commissions: float,
+    benchmark: FloatArray,
+    per_year: float | None = None,
+) -> Stats:
+    """Statistics of a run over ``market``: the result's own, and the sweep's batch kernel's
+    (which passes ``benchmark`` and ``per_year`` computed once for all its points)."""
+    if per_year is None:
+        per_year = periods_per_year(market.times, market.timeframe)
+    return compute_stats(
+        times=market.times,
+        equity=equity,
+        trades=trades,
+        exposure=_exposure(positions),
+        benchmark=benchmark,
+        periods_per_year=per_year,
+        commissions=commissions,
+    )
+
+
+def _exposure(positions: FloatArray) -> npt.NDArray[np.bool_]:
+    """Per bar, whether any position is open."""
+    if positions.shape[1] == 1:  # one symbol: its column, without a reduction over rows
+        column: npt.NDArray[np.bool_] = positions[:, 0] != 0.0
+        return column
+    rows: npt.NDArray[np.bool_] = (positions != 0.0).any(axis=1)
+    return rows
 
 
 def trade_of(closed: ClosedTrade, market: MarketData) -> Trade:

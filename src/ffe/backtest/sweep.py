@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffe.backtest.engine import BacktestConfig, run_backtest
+from ffe.backtest.kernel import BatchKernel, batchable
 from ffe.compute import Executor, LocalExecutor
 from ffe.decide.strategy import make_strategy
 from ffe.domain.errors import ConfigError, FfeError
@@ -118,27 +119,106 @@ def run_sweep(
     on_done: Callable[[SweepRow], None] | None = None,
     cancel: threading.Event | None = None,
     executor: Executor | None = None,
+    batch: bool = True,
 ) -> list[SweepRow]:
     """Backtest every grid point on ``executor`` (else a local pool of ``jobs`` processes:
     0 uses every core, 1 runs in process).
 
+    With ``batch`` (the default), points of a strategy that shares its indicators run on the
+    batch kernel (``ffe.backtest.kernel``) first, in large tasks; the points it does not model
+    then run on the engine, spread over the executor like any sweep's. ``batch=False`` runs
+    every point on the engine. The rows are the same either way. Points travel to the
+    executor in tasks of several, so a task's work outweighs what sending it costs.
+
     Once ``cancel`` is set no further point is started or reported, and ``SweepStoppedError`` is
     raised (unless every point had already run)."""
     pool = executor or LocalExecutor(jobs)
-    setup = _SweepSetup(market, strategy, config, risk)  # sent once per worker, not per point
-    points = [dict(point) for point in grid]
+    use_kernel = batch and batchable(market, strategy, config, risk)
     rows: list[SweepRow | None] = [None] * len(grid)
+    todo = list(enumerate(dict(point) for point in grid))
+    report = _Report(rows, on_done, cancel)
+    if use_kernel:
+        setup = _SweepSetup(market, strategy, config, risk, use_kernel=True)
+        todo = _map(pool, _tasks(todo, pool.workers, use_kernel=True), setup, report)
+    setup = _SweepSetup(market, strategy, config, risk)  # sent once per worker
+    if todo and not report.stopped:
+        _map(pool, _tasks(todo, pool.workers, use_kernel=False), setup, report)
+    finished = [row for row in rows if row is not None]
+    if len(finished) < len(grid):
+        raise SweepStoppedError(
+            f"the sweep was stopped after {len(finished)} of {len(grid)} points"
+        )
+    return finished
+
+
+class _Report:
+    """Files rows by grid position and passes each to ``on_done``, until ``cancel`` is set."""
+
+    def __init__(
+        self,
+        rows: list[SweepRow | None],
+        on_done: Callable[[SweepRow], None] | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.rows, self.on_done, self.cancel = rows, on_done, cancel
+
+    @property
+    def stopped(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def row(self, position: int, row: SweepRow) -> None:
+        self.rows[position] = row  # tasks finish in any order; keep the grid's
+        if self.on_done is not None:
+            self.on_done(row)
+
+
+def _map(pool: Executor, tasks: list[_Task], setup: _SweepSetup, report: _Report) -> _Task:
+    """Run ``tasks`` on ``pool``, reporting each row; the points left for the engine."""
+    left: _Task = []
     # closing: when on_done raises, the worker processes are stopped now, not when the
     # traceback holding this frame is collected.
-    with contextlib.closing(pool.map(_run_point, points, setup, cancel=cancel)) as found:
-        for position, row in found:
-            rows[position] = row  # results arrive as they finish; keep the grid's order
-            if on_done is not None:
-                on_done(row)
-    done = [row for row in rows if row is not None]
-    if len(done) < len(grid):
-        raise SweepStoppedError(f"the sweep was stopped after {len(done)} of {len(grid)} points")
-    return done
+    with contextlib.closing(pool.map(_run_task, tasks, setup, cancel=report.cancel)) as found:
+        for _, done in found:
+            for position, params, row in done:
+                if report.stopped:
+                    return left  # the rest of this task ran, but the caller asked for no more
+                if row is None:
+                    left.append((position, params))
+                else:
+                    report.row(position, row)
+    return left
+
+
+# Points per task. On the engine a point takes about a millisecond, and a task of one point
+# cost as much again in the pool's bookkeeping; a few points per task spread that, yet keep
+# tasks short enough to stop soon after a cancel. On the batch kernel a point takes about half
+# a millisecond and a task shares indicators between its points, while a spawned worker takes
+# most of a second to start (its imports): a worker pays for itself from a couple of thousand
+# points on. So a kernel task holds at least _KERNEL_TASK points (a smaller sweep is one task,
+# run in the calling process: bench/README.md, "bench_sweep"), as many tasks as workers when
+# the grid is large enough, and no task more than twice that, for progress and cancels.
+_ENGINE_TASK = 8
+_KERNEL_TASK = 2000
+
+_Task = list[tuple[int, dict[str, Any]]]  # grid positions and parameters
+
+
+def _tasks(points: _Task, workers: int, *, use_kernel: bool) -> list[_Task]:
+    """Points cut into tasks of consecutive points (neighbours share indicators), no more
+    points to a task than keeps every worker busy."""
+    if not points:
+        return []
+    if use_kernel:
+        count = max(
+            math.ceil(len(points) / (2 * _KERNEL_TASK)),
+            min(workers, len(points) // _KERNEL_TASK),
+            1,
+        )
+    else:  # in process (one worker) a point per task: a cancel stops at the next point
+        largest = _ENGINE_TASK if workers > 1 else 1
+        count = max(math.ceil(len(points) / largest), min(workers, len(points)))
+    size = math.ceil(len(points) / count)
+    return [points[start : start + size] for start in range(0, len(points), size)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +229,22 @@ class _SweepSetup:
     strategy: str
     config: BacktestConfig
     risk: RiskEngine
+    use_kernel: bool = False
+
+
+def _run_task(setup: _SweepSetup, task: _Task) -> list[tuple[int, dict[str, Any], SweepRow | None]]:
+    """Rows of a task's points: on the batch kernel with ``use_kernel`` (None for a point it
+    leaves to the engine), else on the engine."""
+    if not setup.use_kernel:
+        return [(position, params, _run_point(setup, params)) for position, params in task]
+    kernel = BatchKernel(setup.market, setup.strategy, setup.config, setup.risk)
+    rows: list[tuple[int, dict[str, Any], SweepRow | None]] = []
+    for position, params in task:
+        run = kernel.run(params)
+        rows.append(
+            (position, params, None if run is None else SweepRow(params, run.stats.as_dict()))
+        )
+    return rows
 
 
 def _run_point(setup: _SweepSetup, params: dict[str, Any]) -> SweepRow:

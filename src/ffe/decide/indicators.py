@@ -12,7 +12,6 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.signal import lfilter
 
 from ffe.domain.market import FloatArray
 
@@ -88,6 +87,11 @@ def _rsi(values: FloatArray, window: int) -> FloatArray:
 def _wilder(changes: FloatArray, window: int) -> FloatArray:
     """Wilder's running average from the ``window``-th change on (an exponential average
     with weight ``1 / window``, seeded with the mean of the first ``window``)."""
+    # Imported here: scipy.signal costs most of a second to import, and every process that
+    # runs a strategy imports this module (each worker of a sweep pool among them), while
+    # only the RSI needs it.
+    from scipy.signal import lfilter
+
     seed = float(changes[:window].mean())
     weight = 1.0 / window
     rest, _ = lfilter([weight], [1.0, weight - 1.0], changes[window:], zi=[(1 - weight) * seed])

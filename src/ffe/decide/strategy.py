@@ -11,7 +11,7 @@ and the engine checks that on every run (see ``ffe.backtest.causality``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from ffe.domain.errors import StrategyError
@@ -52,6 +52,19 @@ class ExplainingStrategy(Strategy, Protocol):
         ...
 
 
+@runtime_checkable
+class SharingStrategy(Strategy, Protocol):
+    """A strategy whose indicators can be shared between parameter sets run over one history:
+    a sweep of ``sma_cross`` computes each moving-average window once, not once per point.
+    ``targets_sharing(h, shared)`` must equal ``targets(h)`` bit for bit; ``shared`` holds
+    arrays computed from ``h`` alone (the caller gives each history its own mapping), under
+    keys the strategy chooses."""
+
+    def targets_sharing(self, history: History, shared: dict[Hashable, FloatArray]) -> FloatArray:
+        """Target weights for every bar of ``history``, reusing and filling ``shared``."""
+        ...
+
+
 def explain(strategy: Strategy, history: History) -> Explained:
     """``strategy.explain`` when it has one, otherwise its targets with no decisions."""
     if isinstance(strategy, ExplainingStrategy):
@@ -84,6 +97,13 @@ def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strateg
     if factory is None:
         raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
     return factory(**_coerce_params(name, factory, dict(params or {})))
+
+
+def shares_indicators(name: str) -> bool:
+    """Whether strategy ``name`` is a ``SharingStrategy`` (False for an unknown name)."""
+    # Asked of the class, before any parameter set is built: issubclass cannot take a
+    # protocol with data members (``name``), so look for the method itself.
+    return callable(getattr(_lookup(name), "targets_sharing", None))
 
 
 def parameters(name: str) -> dict[str, Any]:

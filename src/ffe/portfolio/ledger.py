@@ -18,7 +18,10 @@ import numpy.typing as npt
 
 from ffe.domain.market import FloatArray
 
-_ZERO = 1e-12
+# A position or lot smaller than DUST is none; a fill within CLOSE_TOLERANCE (relative) of a
+# lot's size closes it. Public for the sweep's batch kernel, which books as this ledger does.
+DUST = 1e-12
+CLOSE_TOLERANCE = 1e-9
 _IntArray = npt.NDArray[np.intp]
 _Columns = tuple[_IntArray, _IntArray, _IntArray, FloatArray, FloatArray]
 
@@ -146,7 +149,7 @@ class Ledger:
         self.commissions += fee
         held = self.held
         after = held.get(symbol, 0.0) + quantity
-        if abs(after) < _ZERO:
+        if abs(after) < DUST:
             held.pop(symbol, None)
         else:
             held[symbol] = after
@@ -156,7 +159,7 @@ class Ledger:
         remaining = quantity
         if lots and (lots[0].quantity > 0) != (quantity > 0):
             remaining = self._close_lots(lots, bar, symbol, quantity, price, fee_per_unit)
-        if abs(remaining) > _ZERO:
+        if abs(remaining) > DUST:
             lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))
 
     def _close_lots(
@@ -165,11 +168,11 @@ class Ledger:
         """Close the oldest opposite lots against ``quantity`` at ``price`` (``fee`` per unit),
         recording a trade for each; return the quantity left to open a lot with."""
         remaining = quantity
-        while lots and abs(remaining) > _ZERO and (lots[0].quantity > 0) != (remaining > 0):
+        while lots and abs(remaining) > DUST and (lots[0].quantity > 0) != (remaining > 0):
             lot = lots[0]
             # Within rounding of the lot's size counts as closing it: fractional sizes such as
             # 0.1 + 0.2 - 0.3 must not leave a dust lot behind.
-            partial = abs(remaining) < abs(lot.quantity) * (1.0 - 1e-9)
+            partial = abs(remaining) < abs(lot.quantity) * (1.0 - CLOSE_TOLERANCE)
             closed = -remaining if partial else lot.quantity
             entry_fee = lot.commission * (closed / lot.quantity)
             exit_fee = abs(closed) * fee
@@ -195,39 +198,56 @@ class Ledger:
 
     def position_path(self, n_bars: int) -> FloatArray:
         """Positions held at the close of every bar, shape (n_bars, n_symbols)."""
-        width = self.n_symbols
         if not self._changes:
-            return np.zeros((n_bars, width))
-        changed, group, symbols, quantities, _ = self._change_columns()
-        flat = np.bincount(
-            group * width + symbols, weights=quantities, minlength=changed.size * width
-        )
-        levels = np.zeros((changed.size + 1, width))
-        levels[1:] = flat.reshape(changed.size, width).cumsum(axis=0)
-        levels[np.abs(levels) < _ZERO] = 0.0
-        return levels.repeat(_level_lengths(changed, n_bars), axis=0)
+            return np.zeros((n_bars, self.n_symbols))
+        return position_path_of(self._change_columns(), self.n_symbols, n_bars)
 
     def cash_path(self, n_bars: int) -> FloatArray:
         """Cash at the close of every bar."""
         if not self._changes:
             return np.full(n_bars, self.initial_cash)
-        changed, group, _, _, flows = self._change_columns()
-        levels = np.zeros(changed.size + 1)
-        levels[1:] = np.bincount(group, weights=flows, minlength=changed.size).cumsum()
-        cash: FloatArray = self.initial_cash + levels.repeat(_level_lengths(changed, n_bars))
-        return cash
+        return cash_path_of(self._change_columns(), self.initial_cash, n_bars)
 
     def _change_columns(self) -> _Columns:
-        """The fills so far as arrays: the bars with fills (sorted), each fill's position
-        among those bars, and its symbol, quantity and cash flow. Kept until the next fill:
+        """The fills so far as columns (see ``change_columns``). Kept until the next fill:
         a result asks for both paths."""
         count = len(self._changes)
         if self._columns is None or self._columns[0] != count:
-            table = np.array(self._changes, dtype=np.float64).reshape(-1, 4)
-            changed, group = np.unique(table[:, 0].astype(np.intp), return_inverse=True)
-            symbols = table[:, 1].astype(np.intp)
-            self._columns = (count, (changed, group, symbols, table[:, 2], table[:, 3]))
+            self._columns = (count, change_columns(self._changes))
         return self._columns[1]
+
+
+# The paths are functions of the fills alone, so the sweep's batch kernel, which books its
+# fills without a Ledger, gets the same arrays to the last bit.
+
+
+def change_columns(changes: list[float]) -> _Columns:
+    """Fills given flat as ``bar, symbol, quantity, cash flow, ...`` (at least one) as
+    arrays: the bars with fills (sorted), each fill's position among those bars, and its
+    symbol, quantity and cash flow."""
+    table = np.array(changes, dtype=np.float64).reshape(-1, 4)
+    changed, group = np.unique(table[:, 0].astype(np.intp), return_inverse=True)
+    symbols = table[:, 1].astype(np.intp)
+    return changed, group, symbols, table[:, 2], table[:, 3]
+
+
+def position_path_of(columns: _Columns, width: int, n_bars: int) -> FloatArray:
+    """Positions held at the close of every bar, shape (n_bars, width), from fill columns."""
+    changed, group, symbols, quantities, _ = columns
+    flat = np.bincount(group * width + symbols, weights=quantities, minlength=changed.size * width)
+    levels = np.zeros((changed.size + 1, width))
+    levels[1:] = flat.reshape(changed.size, width).cumsum(axis=0)
+    levels[np.abs(levels) < DUST] = 0.0
+    return levels.repeat(_level_lengths(changed, n_bars), axis=0)
+
+
+def cash_path_of(columns: _Columns, initial_cash: float, n_bars: int) -> FloatArray:
+    """Cash at the close of every bar, from fill columns."""
+    changed, group, _, _, flows = columns
+    levels = np.zeros(changed.size + 1)
+    levels[1:] = np.bincount(group, weights=flows, minlength=changed.size).cumsum()
+    cash: FloatArray = initial_cash + levels.repeat(_level_lengths(changed, n_bars))
+    return cash
 
 
 def _level_lengths(changed: _IntArray, n_bars: int) -> _IntArray:

@@ -90,10 +90,15 @@ class MaxPositionPct:
     limit: float
     name: str = "max_position_pct"
 
+    def allows(self, value: float, equity: float) -> bool:
+        """Whether a position worth ``value`` (absolute) fits at ``equity`` (the sweep's
+        batch kernel asks this directly, with no intent to build)."""
+        return value <= self.limit * equity * (1 + _TOLERANCE)
+
     def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
         after = account.positions.get(intent.symbol, 0.0) + intent.quantity
         value = abs(after) * intent.reference_price
-        if value <= self.limit * account.equity * (1 + _TOLERANCE):
+        if self.allows(value, account.equity):
             return None
         share = value / account.equity if account.equity > 0 else float("inf")
         return Denied(
@@ -113,11 +118,15 @@ class MaxGrossLeverage:
     limit: float
     name: str = "max_gross_leverage"
 
+    def allows(self, gross: float, equity: float) -> bool:
+        """Whether gross exposure ``gross`` fits at ``equity`` (see ``MaxPositionPct``)."""
+        return gross <= self.limit * equity * (1 + _TOLERANCE)
+
     def check(self, intent: OrderIntent, account: AccountState) -> Denied | None:
         before = account.positions.get(intent.symbol, 0.0)
         after = before + intent.quantity
         gross = account.gross_exposure + (abs(after) - abs(before)) * intent.reference_price
-        if gross <= self.limit * account.equity * (1 + _TOLERANCE):
+        if self.allows(gross, account.equity):
             return None
         leverage = gross / account.equity if account.equity > 0 else float("inf")
         return Denied(

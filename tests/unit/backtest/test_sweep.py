@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ffe.backtest.engine import BacktestConfig, run_backtest
-from ffe.backtest.sweep import combinations, parse_grid, parse_range, run_sweep
+from ffe.backtest.sweep import _tasks, combinations, parse_grid, parse_range, run_sweep
 from ffe.data import SyntheticMarket
 from ffe.decide import make_strategy
 from ffe.domain import ConfigError
@@ -64,3 +64,26 @@ def test_run_sweep_when_grid_then_each_row_matches_a_single_backtest(jobs: int) 
     single = run_backtest(market, make_strategy("sma_cross", {"fast": 5, "slow": 30}), config)
     assert rows[1].stats["sharpe"] == pytest.approx(single.stats.sharpe)
     assert rows[1].stats["n_trades"] == single.stats.n_trades
+
+
+@pytest.mark.parametrize(
+    ("points", "workers", "use_kernel", "sizes"),
+    [
+        (2009, 2, True, [2009]),  # a worker's start costs more than its half would save
+        (4000, 2, True, [2000, 2000]),
+        (10_000, 2, True, [3334, 3334, 3332]),  # no task above twice the least
+        (10_000, 10, True, [2000] * 5),
+        (20, 2, False, [7, 7, 6]),  # the engine's: a few points each, every worker busy
+        (3, 2, False, [2, 1]),
+        (3, 1, False, [1, 1, 1]),  # in process: a cancel stops at the next point
+    ],
+)
+def test_tasks_when_grid_and_workers_then_points_cut_for_the_pool(
+    points: int, workers: int, use_kernel: bool, sizes: list[int]
+) -> None:
+    numbered = [(n, {"fast": n}) for n in range(points)]
+
+    tasks = _tasks(numbered, workers, use_kernel=use_kernel)
+
+    assert [len(task) for task in tasks] == sizes
+    assert [point for task in tasks for point in task] == numbered

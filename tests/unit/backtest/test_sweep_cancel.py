@@ -1,4 +1,5 @@
-"""A sweep asked to stop runs no further point: in process, and across worker processes."""
+"""A sweep asked to stop runs no further point: in process, and across worker processes; on
+the batch kernel, whose tasks hold many points, none is reported after the flag."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ def _sweep(
     cancel: threading.Event,
     on_done: Callable[[SweepRow], None],
     jobs: int = 1,
+    batch: bool = False,
 ) -> list[SweepRow]:
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
     return run_sweep(
-        market, "sma_cross", grid, BacktestConfig(), risk, jobs=jobs, on_done=on_done, cancel=cancel
-    )
+        market, "sma_cross", grid, BacktestConfig(), risk,
+        jobs=jobs, on_done=on_done, cancel=cancel, batch=batch,
+    )  # fmt: skip
 
 
 def test_run_sweep_when_cancel_set_after_first_point_then_no_further_point_runs(
@@ -48,6 +51,22 @@ def test_run_sweep_when_cancel_set_after_first_point_then_no_further_point_runs(
         _sweep(market, grid, cancel, lambda _: cancel.set(), jobs=1)
 
     assert ran == [grid[0]]
+
+
+def test_run_sweep_when_cancel_set_during_a_kernel_task_then_no_further_row_reported() -> None:
+    market = SyntheticMarket(1, 300, seed=8).to_market()
+    grid = combinations({"fast": [2, 3, 4, 5, 6], "slow": [20, 30]})
+    cancel = threading.Event()
+    seen: list[SweepRow] = []
+
+    def first_then_stop(row: SweepRow) -> None:
+        seen.append(row)
+        cancel.set()
+
+    with pytest.raises(SweepStoppedError, match="after 1 of 10 points"):
+        _sweep(market, grid, cancel, first_then_stop, jobs=1, batch=True)
+
+    assert [row.params for row in seen] == [grid[0]]
 
 
 def test_run_sweep_when_cancel_set_before_start_then_nothing_runs() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from ffe.decide.indicators import crossed_above, sma
+from ffe.decide.indicators import sma
 from ffe.decide.strategy import register
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History
@@ -36,9 +37,25 @@ class SmaCross:
         return self.slow
 
     def targets(self, history: History) -> FloatArray:
+        return self.targets_sharing(history, {})
+
+    def targets_sharing(self, history: History, shared: dict[Hashable, FloatArray]) -> FloatArray:
+        """``targets``, with each window's SMA taken from ``shared`` or added to it."""
         close = history.close
-        fast, slow = sma(close, self.fast), sma(close, self.slow)
+        fast, slow = _sma(shared, close, self.fast), _sma(shared, close, self.slow)
+        # crossed_above(fast, slow) and crossed_above(slow, fast), from one comparison each
+        # way: a sweep runs this for every point.
+        below, above = fast < slow, fast > slow
         out = np.full(close.shape, np.nan)
-        out[crossed_above(fast, slow)] = 1.0
-        out[crossed_above(slow, fast)] = -1.0
+        later = out[1:]  # a view: a cross is decided on the second of its two bars
+        later[below[:-1] & above[1:]] = 1.0
+        later[above[:-1] & below[1:]] = -1.0
         return out
+
+
+def _sma(shared: dict[Hashable, FloatArray], close: FloatArray, window: int) -> FloatArray:
+    key = ("sma_cross.sma", window)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = sma(close, window)
+    return found
