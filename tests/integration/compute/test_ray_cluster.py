@@ -1,6 +1,7 @@
 """The Ray executor on a real cluster: a head and a second node on 127.0.0.1, each a raylet
 with its own object store and worker processes. Sweeps, walk-forward runs and forecast
-benchmarks give exactly the local executor's results, and a tuning study the same trials;
+benchmarks give exactly the local executor's results, from Python, the CLI and an `ffe worker`'s
+jobs, and a tuning study the same trials;
 tasks reach both nodes; a cancel stops the work; and a node killed mid-sweep costs nothing but
 time.
 
@@ -9,6 +10,7 @@ CI a missing Ray fails these tests rather than skipping them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -25,9 +27,10 @@ from ffe import bootstrap
 from ffe.backtest.sweep import combinations, run_sweep
 from ffe.backtest.walkforward import run_walk_forward
 from ffe.compute import LocalExecutor, in_order
-from ffe.config import Settings
+from ffe.config import Settings, load_settings
 from ffe.domain import MarketData
 from ffe.service.markets import MarketSpec, load_bars
+from ffe.store.models import Job
 
 if os.environ.get("CI") != "true":
     pytest.importorskip("ray")
@@ -245,6 +248,105 @@ def test_session_when_items_submitted_then_each_result_in_its_future(
 
 
 # Last: it leaves the cluster with a fresh second node.
+# 16 momentum points: through the engine, so over the executor (sma_cross grids this small
+# run on the batch kernel in the job's own process, whatever the executor).
+JOB = {
+    "strategy": "momentum",
+    "grid": {"lookback": [20, 40, 60, 80], "rebalance": [5, 10, 20, 40]},
+    "symbol": "SP500",
+    "end": "2006-12-31",
+}
+
+
+def _journal_env(tmp_path: Path, address: str) -> dict[str, str]:
+    """A worker's environment: its own SQLite journal, migrated, and Ray at ``address``."""
+    from ffe.store import migrate
+    from ffe.store.database import Database
+
+    env = {
+        "FFE__DATA__DIR": str(tmp_path / "data"),
+        "FFE__COMPUTE__EXECUTOR": "ray",
+        "FFE__COMPUTE__RAY_ADDRESS": address,
+        "FFE__JOBS__POLL_S": "0.2",
+    }
+
+    async def upgrade() -> None:
+        async with Database(_settings(env).database_url()) as db:
+            await migrate.upgrade(db)
+
+    asyncio.run(upgrade())
+    return env
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _job_ended(env: dict[str, str], kind: str, payload: dict[str, Any]) -> Job:
+    """Submit a job to the journal of ``env`` and wait (at most two minutes) for its end."""
+    from ffe.service.jobs.queue import JobQueue
+    from ffe.store.database import Database
+
+    settings = _settings(env)
+
+    async def call(action: Any) -> Any:
+        async with Database(settings.database_url()) as db:
+            return await action(JobQueue(db, bootstrap.queue_policy(settings)))
+
+    job: Job = asyncio.run(call(lambda queue: queue.submit(kind, payload)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found: Job = asyncio.run(call(lambda queue: queue.get(job.id)))
+        if found.finished_at is not None:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"job {job.id} did not end within 120 s")
+
+
+def _job_on_worker(env: dict[str, str], payload: dict[str, Any], log: Path) -> Job:
+    """A sweep job run by an `ffe worker` started with ``env`` (its settings: the executor is
+    the worker's, never the submitter's), which must then stop cleanly on SIGTERM."""
+    command = [sys.executable, "-m", "ffe", "worker", "--concurrency", "1", "--health-port", "0"]
+    with log.open("wb") as sink:
+        worker = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+    try:
+        return _job_ended(env, "sweep", payload)
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=60) == 0, log.read_text()
+
+
+def test_sweep_job_when_worker_configured_for_ray_then_runs_there_and_rows_equal_local(
+    cluster: LocalRayCluster, tmp_path: Path
+) -> None:
+    from ffe.service.jobs.work import WORK, Progress
+
+    env = _journal_env(tmp_path, cluster.address)
+    done = _job_on_worker(env, JOB, tmp_path / "worker.log")
+    # A worker whose settings name a cluster that is not there: the job fails naming it, so
+    # the worker above did run its job on the cluster it was given.
+    dead = f"127.0.0.1:{BASE_PORT + 399}"
+    dead_env = {**env, "FFE__COMPUTE__RAY_ADDRESS": dead}
+    refused = _job_on_worker(dead_env, JOB, tmp_path / "dead.log")
+    local = bootstrap.components(Settings(compute={"max_workers": 1}))  # type: ignore[arg-type]
+    expected, _ = WORK["sweep"](local, dict(JOB), Progress("local", lambda fraction: None))
+
+    assert done.status == "finished", done.error
+    assert done.result == json.loads(json.dumps(expected))
+    assert len(done.result["rows"]) == 16
+    assert refused.status == "failed"
+    assert refused.error is not None
+    assert dead in refused.error
+
+
 def test_sweep_when_a_node_dies_mid_sweep_then_completes_with_identical_rows(
     cluster: LocalRayCluster,
     ray_executor: RayExecutor,
