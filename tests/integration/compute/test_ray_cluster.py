@@ -1,9 +1,8 @@
 """The Ray executor on a real cluster: a head and a second node on 127.0.0.1, each a raylet
 with its own object store and worker processes. Sweeps, walk-forward runs and forecast
-benchmarks give exactly the local executor's results, from Python, the CLI and an `ffe worker`'s
-jobs, and a tuning study the same trials;
-tasks reach both nodes; a cancel stops the work; and a node killed mid-sweep costs nothing but
-time.
+benchmarks give exactly the local executor's results, from Python, the CLI and an `ffe
+worker`'s jobs, and a tuning study the same trials; tasks reach both nodes; a cancel stops the
+work; and a node killed mid-sweep costs nothing but time.
 
 Serial (never beside other xdist workers): the cluster takes both cores and about 1 GB. Under
 CI a missing Ray fails these tests rather than skipping them."""
