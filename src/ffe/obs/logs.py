@@ -137,6 +137,15 @@ class _FfeHandler(logging.StreamHandler[TextIO]):
     """The handler ``configure_logging`` installs; its type marks it as ours."""
 
 
+def _point_at(handler: _FfeHandler, stream: TextIO) -> None:
+    # setStream flushes the old stream first, which raises once that stream is closed (a
+    # buffer a CLI runner or a test captured with, since thrown away).
+    if getattr(handler.stream, "closed", False):
+        handler.stream = stream
+    else:
+        handler.setStream(stream)
+
+
 def configure_logging(
     level: str = "WARNING", json_format: bool = False, *, stream: TextIO | None = None
 ) -> None:
@@ -155,6 +164,6 @@ def configure_logging(
         handler.addFilter(_ContextFilter())
         root.addHandler(handler)
     elif stream is not None:
-        handler.setStream(stream)
+        _point_at(handler, stream)
     handler.setFormatter(_JsonFormatter() if json_format else _TextFormatter())
     root.setLevel(name)

@@ -195,8 +195,8 @@ async def test_registry_counts_only_workers_that_beat_and_did_not_stop(db):
 async def test_submit_when_kind_unknown_then_refused_naming_the_kinds(db):
     from ffe.domain.errors import FfeError
 
-    with pytest.raises(FfeError, match="unknown job kind 'tune'") as refused:
-        await JobQueue(db, POLICY).submit("tune", {})
+    with pytest.raises(FfeError, match="unknown job kind 'teleport'") as refused:
+        await JobQueue(db, POLICY).submit("teleport", {})
 
     assert all(kind in str(refused.value) for kind in KINDS)
 

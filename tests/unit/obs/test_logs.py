@@ -55,6 +55,17 @@ def test_configure_logging_when_called_twice_then_one_handler_with_latest_settin
     assert json_lines(out)[0]["message"] == "started"
 
 
+def test_configure_logging_when_old_stream_closed_then_new_stream_takes_over(out):
+    gone = io.TextIOWrapper(io.BytesIO())  # unlike StringIO, its flush refuses once closed
+    configure_logging("INFO", stream=gone)
+    gone.close()  # a CLI runner's buffer, thrown away after its command
+
+    configure_logging("INFO", stream=out)
+    log.info("still logging")
+
+    assert "still logging" in out.getvalue()
+
+
 def test_configure_logging_when_level_unknown_then_value_error_listing_levels(restore_root):
     with pytest.raises(ValueError, match="unknown log level 'LOUD': use one of CRITICAL"):
         configure_logging("LOUD")
