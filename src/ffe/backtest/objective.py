@@ -61,7 +61,7 @@ def rank_key(value: Any, direction: Direction) -> tuple[int, float]:
     Values come as ``Stats.as_dict`` writes them: numbers, None for NaN, and "inf" / "-inf"
     for infinities (a profit factor with no losing trade is "inf": the best).
     """
-    number = _number(value)
+    number = as_number(value)
     if math.isnan(number):
         return (1, 0.0)
     return (0, -number if direction == "maximize" else number)
@@ -76,7 +76,8 @@ def is_better(value: float, than: float, direction: Direction) -> bool:
     return value > than if direction == "maximize" else value < than
 
 
-def _number(value: Any) -> float:
+def as_number(value: Any) -> float:
+    """A statistic's value as a float: NaN where it has none (None, a flag, a date)."""
     if isinstance(value, bool):
         return math.nan
     if isinstance(value, int | float):

@@ -79,7 +79,7 @@ def parse_range(name: str, text: str) -> tuple[float, float, float | None] | Non
 def _values(name: str, text: str) -> list[Any]:
     bounds = parse_range(name, text)
     if bounds is None:
-        return [_number(part.strip()) for part in text.split(",") if part.strip()]
+        return [parse_number(part.strip()) for part in text.split(",") if part.strip()]
     start, stop, given = bounds
     step = 1.0 if given is None else given
     count = math.floor((stop - start) / step + 1e-9) + 1
@@ -88,7 +88,8 @@ def _values(name: str, text: str) -> list[Any]:
     return [int(v) if whole else round(v, 12) for v in values]
 
 
-def _number(text: str) -> Any:
+def parse_number(text: str) -> Any:
+    """``text`` as an int, else a float, else the text itself (a grid value)."""
     for kind in (int, float):
         try:
             return kind(text)

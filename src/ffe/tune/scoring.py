@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ffe.backtest.engine import BacktestConfig
+from ffe.backtest.objective import as_number
 from ffe.backtest.result import BacktestResult
 from ffe.backtest.walkforward import SegmentSetup, Window, explain_segment, trade_segments
 from ffe.decide.strategy import Explained
@@ -83,14 +84,7 @@ def score_segment(setup: TrialSetup, item: SegmentItem) -> SegmentScore:
 
 def metric_value(result: BacktestResult, metric: str) -> float:
     """``metric`` of ``result`` as a float: NaN where the statistic has no value."""
-    value = result.stats.as_dict().get(metric)
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    if isinstance(value, int | float):
-        return float(value)
-    if value in ("inf", "-inf"):
-        return float(value)
-    return math.nan
+    return as_number(result.stats.as_dict().get(metric))
 
 
 def bar_returns(result: BacktestResult) -> FloatArray:

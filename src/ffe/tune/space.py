@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ffe.backtest.sweep import parse_range
+from ffe.backtest.sweep import parse_number, parse_range
 from ffe.domain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def parse_space(specs: Sequence[str]) -> tuple[Dimension, ...]:
 def _dimension(name: str, text: str) -> Dimension:
     bounds = parse_range(name, text)
     if bounds is None:
-        choices = tuple(_number(part.strip()) for part in text.split(",") if part.strip())
+        choices = tuple(parse_number(part.strip()) for part in text.split(",") if part.strip())
         if not choices:
             raise ConfigError(f"parameter {name} has no values: give at least one")
         return Dimension(name, choices=tuple(dict.fromkeys(choices)))
@@ -168,15 +168,6 @@ def grid_size(space: Sequence[Dimension]) -> int:
 def edges(space: Sequence[Dimension], params: Mapping[str, Any]) -> list[str]:
     """The parameters of ``params`` that sit on the edge of their range, by name."""
     return [d.name for d in space if d.name in params and d.on_edge(params[d.name])]
-
-
-def _number(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
 
 
 def _is_number(value: Any) -> bool:
