@@ -116,24 +116,29 @@ def run_study(
         tuning, spec.strategy, spec.walk_forward.train, windows, config, risk, spec.metric
     )
     record = StudyRecord(storage, name, direction_of(spec.metric))
-    study, requeued = _resume(record, spec)
-    before = finished_trials(record.study)
-    report = progress or _silent
-    done = before
-    report(done, target)
-    with executor.open(score_segments, setup) as session:
-        while done < target:
-            batch = [study.ask() for _ in range(min(spec.batch_size, target - done))]
-            running = [_start(study, trial, spec) for trial in batch]
-            for trial in batch:
-                record.started(_frozen(study, trial))
-            scoring = _Scoring(session, executor.workers, len(windows))
-            _run_batch(study, [r for r in running if r is not None], scoring)
-            for trial in batch:
-                record.ended(_frozen(study, trial))
-            done += len(batch)
-            report(done, target)
-    return summarise(record.study, spec, setup, market, kept, before=before, requeued=requeued)
+    # Closed when done: Optuna never disposes its engine, whose connections would stay
+    # open in a worker that runs one tune job after another.
+    try:
+        study, requeued = _resume(record, spec)
+        before = finished_trials(record.study)
+        report = progress or _silent
+        done = before
+        report(done, target)
+        with executor.open(score_segments, setup) as session:
+            while done < target:
+                batch = [study.ask() for _ in range(min(spec.batch_size, target - done))]
+                running = [_start(study, trial, spec) for trial in batch]
+                for trial in batch:
+                    record.started(_frozen(study, trial))
+                scoring = _Scoring(session, executor.workers, len(windows))
+                _run_batch(study, [r for r in running if r is not None], scoring)
+                for trial in batch:
+                    record.ended(_frozen(study, trial))
+                done += len(batch)
+                report(done, target)
+        return summarise(record.study, spec, setup, market, kept, before=before, requeued=requeued)
+    finally:
+        record.close()
 
 
 def _frozen(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
