@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ffe.backtest.objective import Direction
 from ffe.domain.errors import ConfigError, NotFoundError
+from ffe.tune.lease import StudyLease
 
 if TYPE_CHECKING:
     import optuna
@@ -115,6 +116,12 @@ class StudyRecord:
         import optuna
 
         self.storage = open_storage(url)
+        try:
+            # Before anything is read: trials another run has RUNNING are not interrupted.
+            self._lease = StudyLease(self.storage.engine, name)
+        except ConfigError:
+            self.storage.engine.dispose()
+            raise
         self.study = optuna.create_study(
             storage=self.storage, study_name=name, direction=direction, load_if_exists=True
         )
@@ -122,7 +129,8 @@ class StudyRecord:
         self._running: dict[int, int] = {}  # trial number -> the storage's trial id
 
     def close(self) -> None:
-        """Close the storage's connections (see ``_opened``)."""
+        """Give the study's lease back and close the storage's connections (``_opened``)."""
+        self._lease.release()
         self.storage.engine.dispose()
 
     def check_setup(self, wanted: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ import uuid
 
 import optuna
 import psycopg
+import pytest
+import sqlalchemy
 from tests.conftest import POSTGRES_URL, require_postgres
 
 from ffe import bootstrap
@@ -15,6 +17,8 @@ from ffe.backtest.walkforward import WalkForwardSpec
 from ffe.compute import LocalExecutor
 from ffe.config import Settings
 from ffe.data import SyntheticMarket
+from ffe.domain import ConfigError
+from ffe.tune.lease import StudyLease
 from ffe.tune.report import render_tune_report
 from ffe.tune.space import parse_space
 from ffe.tune.storage import delete_study, list_studies, loaded_study, show_study
@@ -80,3 +84,23 @@ def test_storage_when_study_run_listed_shown_reported_and_deleted_then_no_connec
         assert _connections(application) == 0
     finally:
         gc.enable()
+
+
+def test_lease_when_study_held_by_another_connection_then_refused_until_released() -> None:
+    require_postgres()
+    settings = Settings(database={"url": POSTGRES_URL})  # type: ignore[arg-type]
+    engine = sqlalchemy.create_engine(bootstrap.tune_options(settings).storage_url)
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    try:
+        first = StudyLease(engine, name)
+        with pytest.raises(ConfigError, match="being run by another process"):
+            StudyLease(engine, name)
+        other = StudyLease(engine, f"{name}-other")  # another study: its own lease
+        first.release()
+        again = StudyLease(engine, name)  # released: taken again, and held again
+        with pytest.raises(ConfigError, match="being run by another process"):
+            StudyLease(engine, name)
+        again.release()
+        other.release()
+    finally:
+        engine.dispose()
