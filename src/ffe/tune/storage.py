@@ -119,13 +119,17 @@ class StudyRecord:
         try:
             # Before anything is read: trials another run has RUNNING are not interrupted.
             self._lease = StudyLease(self.storage.engine, name)
-        except ConfigError:
+        except BaseException:
             self.storage.engine.dispose()
             raise
-        self.study = optuna.create_study(
-            storage=self.storage, study_name=name, direction=direction, load_if_exists=True
-        )
-        self._id = self.storage.get_study_id_from_name(name)
+        try:
+            self.study = optuna.create_study(
+                storage=self.storage, study_name=name, direction=direction, load_if_exists=True
+            )
+            self._id = self.storage.get_study_id_from_name(name)
+        except BaseException:
+            self.close()  # the lease goes back now, not when the traceback is collected
+            raise
         self._running: dict[int, int] = {}  # trial number -> the storage's trial id
 
     def close(self) -> None:
