@@ -248,3 +248,15 @@ def test_run_when_study_is_being_run_elsewhere_then_second_run_refused_and_first
     assert (outcome.trials, outcome.requeued) == (12, 0)
     assert all(state != "FAIL" for state, _, _ in _trials(url, "busy"))
     assert len(_trials(url, "busy")) == 12
+
+
+def test_run_when_resumed_on_more_bars_then_refused(tmp_path: Path) -> None:
+    # A study of a symbol up to today, resumed after new bars arrived: its trials would be
+    # scored on other windows than the earlier ones, and the old holdout's bars tuned on.
+    url = _url(tmp_path)
+    run_study(_market(), dataclasses.replace(SPEC, trials=4), LocalExecutor(1), url, "s")
+    longer = SyntheticMarket(1, 760, seed=11).to_market()
+
+    with pytest.raises(ConfigError, match="bars"):
+        run_study(longer, SPEC, LocalExecutor(1), url, "s")
+    assert len(_trials(url, "s")) == 4
