@@ -86,14 +86,22 @@ class BatchRun:
 
 def batchable(market: MarketData, strategy: str, config: BacktestConfig, risk: RiskEngine) -> bool:
     """Whether the kernel can run points of this sweep: one symbol, targets asked once for
-    the whole history, a strategy that shares its indicators, and only risk checks it knows."""
-    known = (*_CONTEXT_ONLY, *_ASKED, MaxDrawdownHalt)
+    the whole history, a strategy that shares its indicators, and only risk checks it knows
+    (a drawdown halt only as ``risk.max_drawdown``'s, the one the engine watches equity for
+    and the kernel judges on the equity path; another denies from the starting cash on)."""
+    known = (*_CONTEXT_ONLY, *_ASKED)
     return (
         market.n_symbols == 1
         and config.mode == "batch"
-        and all(isinstance(check, known) for check in risk.checks)
+        and all(_known(check, known, risk.max_drawdown) for check in risk.checks)
         and shares_indicators(strategy)
     )
+
+
+def _known(check: object, known: tuple[type, ...], drawdown: float | None) -> bool:
+    if isinstance(check, MaxDrawdownHalt):
+        return check.limit == drawdown
+    return isinstance(check, known)
 
 
 class BatchKernel:

@@ -132,6 +132,7 @@ def delete(components: Components, name: str) -> None:
 def report(components: Components, name: str) -> str:
     """Study ``name``'s HTML report."""
     from ffe.tune.report import render_tune_report
-    from ffe.tune.storage import load_study
+    from ffe.tune.storage import loaded_study
 
-    return render_tune_report(load_study(components.tune.storage_url, name))
+    with loaded_study(components.tune.storage_url, name) as study:
+        return render_tune_report(study)

@@ -11,12 +11,15 @@ it is missing.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ffe.backtest.objective import Direction
 from ffe.domain.errors import ConfigError, NotFoundError
+from ffe.tune.lease import StudyLease
 
 if TYPE_CHECKING:
     import optuna
@@ -40,6 +43,18 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise ConfigError(f"cannot open the study storage {_redacted(url)}: {exc}") from None
+
+
+@contextmanager
+def _opened(url: str) -> Iterator[optuna.storages.RDBStorage]:
+    """``open_storage(url)``, its engine disposed on leaving: Optuna never disposes one, so
+    its pooled connections stay open until a garbage collection finds the storage (the API
+    opens a storage per request)."""
+    storage = open_storage(url)
+    try:
+        yield storage
+    finally:
+        storage.engine.dispose()
 
 
 def _relax_sqlite(storage: optuna.storages.RDBStorage) -> None:
@@ -101,11 +116,26 @@ class StudyRecord:
         import optuna
 
         self.storage = open_storage(url)
-        self.study = optuna.create_study(
-            storage=self.storage, study_name=name, direction=direction, load_if_exists=True
-        )
-        self._id = self.storage.get_study_id_from_name(name)
+        try:
+            # Before anything is read: trials another run has RUNNING are not interrupted.
+            self._lease = StudyLease(self.storage.engine, name)
+        except BaseException:
+            self.storage.engine.dispose()
+            raise
+        try:
+            self.study = optuna.create_study(
+                storage=self.storage, study_name=name, direction=direction, load_if_exists=True
+            )
+            self._id = self.storage.get_study_id_from_name(name)
+        except BaseException:
+            self.close()  # the lease goes back now, not when the traceback is collected
+            raise
         self._running: dict[int, int] = {}  # trial number -> the storage's trial id
+
+    def close(self) -> None:
+        """Give the study's lease back and close the storage's connections (``_opened``)."""
+        self._lease.release()
+        self.storage.engine.dispose()
 
     def check_setup(self, wanted: dict[str, Any]) -> None:
         """Record what a new study is made with; refuse to resume one made otherwise."""
@@ -185,19 +215,30 @@ def list_studies(url: str) -> list[StudySummary]:
     """Every study in the storage, the newest first."""
     import optuna
 
-    storage = open_storage(url)
-    summaries = [
-        _summary(optuna.load_study(study_name=name, storage=storage))
-        for name in optuna.get_all_study_names(storage=storage)
-    ]
+    with _opened(url) as storage:
+        summaries = [
+            _summary(optuna.load_study(study_name=name, storage=storage))
+            for name in optuna.get_all_study_names(storage=storage)
+        ]
     return sorted(summaries, key=lambda s: (s.created or "", s.name), reverse=True)
 
 
 def load_study(url: str, name: str) -> optuna.Study:
-    """Study ``name``; a NotFoundError naming the storage's studies when there is none."""
+    """Study ``name``; a NotFoundError naming the storage's studies when there is none. Its
+    storage stays open: ``loaded_study`` closes it after use."""
+    return _load(open_storage(url), name)
+
+
+@contextmanager
+def loaded_study(url: str, name: str) -> Iterator[optuna.Study]:
+    """``load_study``, its storage's connections closed on leaving."""
+    with _opened(url) as storage:
+        yield _load(storage, name)
+
+
+def _load(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study:
     import optuna
 
-    storage = open_storage(url)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -208,8 +249,12 @@ def load_study(url: str, name: str) -> optuna.Study:
 
 def show_study(url: str, name: str) -> tuple[StudySummary, list[dict[str, Any]]]:
     """Study ``name``'s summary and its trials (number, state, value, parameters)."""
-    study = load_study(url, name)
-    trials = [
+    with loaded_study(url, name) as study:
+        return _summary(study), _trials(study)
+
+
+def _trials(study: optuna.Study) -> list[dict[str, Any]]:
+    return [
         {
             "number": t.number,
             "state": t.state.name.lower(),
@@ -220,15 +265,15 @@ def show_study(url: str, name: str) -> tuple[StudySummary, list[dict[str, Any]]]
         }
         for t in study.get_trials(deepcopy=False)
     ]
-    return _summary(study), trials
 
 
 def delete_study(url: str, name: str) -> None:
     """Delete study ``name`` and its trials."""
     import optuna
 
-    load_study(url, name)  # a NotFoundError naming the studies there are, when absent
-    optuna.delete_study(study_name=name, storage=open_storage(url))
+    with _opened(url) as storage:
+        _load(storage, name)  # a NotFoundError naming the studies there are, when absent
+        optuna.delete_study(study_name=name, storage=storage)
 
 
 def finished_trials(study: optuna.Study) -> int:

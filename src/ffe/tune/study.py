@@ -116,35 +116,43 @@ def run_study(
         tuning, spec.strategy, spec.walk_forward.train, windows, config, risk, spec.metric
     )
     record = StudyRecord(storage, name, direction_of(spec.metric))
-    study, requeued = _resume(record, spec)
-    before = finished_trials(record.study)
-    report = progress or _silent
-    done = before
-    report(done, target)
-    with executor.open(score_segments, setup) as session:
-        while done < target:
-            batch = [study.ask() for _ in range(min(spec.batch_size, target - done))]
-            running = [_start(study, trial, spec) for trial in batch]
-            for trial in batch:
-                record.started(_frozen(study, trial))
-            scoring = _Scoring(session, executor.workers, len(windows))
-            _run_batch(study, [r for r in running if r is not None], scoring)
-            for trial in batch:
-                record.ended(_frozen(study, trial))
-            done += len(batch)
-            report(done, target)
-    return summarise(record.study, spec, setup, market, kept, before=before, requeued=requeued)
+    # Closed when done: Optuna never disposes its engine, whose connections would stay
+    # open in a worker that runs one tune job after another.
+    try:
+        study, requeued = _resume(record, spec, market)
+        before = finished_trials(record.study)
+        report = progress or _silent
+        done = before
+        report(done, target)
+        with executor.open(score_segments, setup) as session:
+            while done < target:
+                batch = [study.ask() for _ in range(min(spec.batch_size, target - done))]
+                running = [_start(study, trial, spec) for trial in batch]
+                for trial in batch:
+                    record.started(_frozen(study, trial))
+                scoring = _Scoring(session, executor.workers, len(windows))
+                _run_batch(study, [r for r in running if r is not None], scoring)
+                for trial in batch:
+                    record.ended(_frozen(study, trial))
+                done += len(batch)
+                report(done, target)
+        return summarise(record.study, spec, setup, market, kept, before=before, requeued=requeued)
+    finally:
+        record.close()
 
 
 def _frozen(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
     return study.get_trials(deepcopy=False)[trial.number]
 
 
-def _resume(record: StudyRecord, spec: TuneSpec) -> tuple[optuna.Study, int]:
+def _resume(record: StudyRecord, spec: TuneSpec, market: MarketData) -> tuple[optuna.Study, int]:
     """The study to sample and prune on, in memory, holding every trial the storage has.
     Trials an interrupted run left running are failed there, and their parameters queued
     to run first. Returns it and how many were queued again."""
-    record.check_setup(spec.setup())
+    # The bars themselves, not only how they were asked for: a market asked up to today
+    # grows, and on more bars the windows and the holdout move under the earlier trials.
+    bars = [market.n_bars, str(market.times[0]), str(market.times[-1])]
+    record.check_setup({**spec.setup(), "bars": bars})
     interrupted = record.fail_interrupted()
     study = optuna.create_study(
         storage=optuna.storages.InMemoryStorage(),

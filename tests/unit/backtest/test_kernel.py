@@ -22,7 +22,16 @@ from ffe.decide import make_strategy
 from ffe.domain.market import MarketData
 from ffe.domain.orders import OrderStatus
 from ffe.execution import FillModel
-from ffe.risk import EmergencyHalt, MaxDailyLoss, MinConfidence, RiskCheck, RiskEngine
+from ffe.risk import (
+    EmergencyHalt,
+    MaxDailyLoss,
+    MaxDrawdownHalt,
+    MaxGrossLeverage,
+    MaxPositionPct,
+    MinConfidence,
+    RiskCheck,
+    RiskEngine,
+)
 
 FULL = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
 
@@ -260,3 +269,18 @@ def test_kernel_when_equity_comes_near_the_drawdown_limit_then_engine_runs_it() 
     assert near_run is None  # too close to tell the engine's halt from the path's rounding
     assert rows[0].stats == _engine(market, params, config, near).stats.as_dict()
     _assert_same_run(clear_run, _engine(market, params, config, clear))
+
+
+def test_run_sweep_when_drawdown_halt_is_a_check_of_its_own_then_rows_equal_the_engines() -> None:
+    # A MaxDrawdownHalt among the checks but no max_drawdown: the engine denies new risk
+    # once equity is that far below the starting cash, and the kernel, which judges a halt
+    # on risk.max_drawdown alone, must leave the sweep to the engine.
+    market = SyntheticMarket(1, 800, seed=4).to_market()
+    checks: list[RiskCheck] = [MaxPositionPct(1.0), MaxGrossLeverage(1.0), MaxDrawdownHalt(0.02)]
+    halting = RiskEngine(checks)
+    grid = combinations({"fast": [2, 5, 8, 11], "slow": [14, 22, 30, 38]})
+
+    batched = run_sweep(market, "sma_cross", grid, BacktestConfig(), halting, jobs=1)
+    single = run_sweep(market, "sma_cross", grid, BacktestConfig(), halting, jobs=1, batch=False)
+
+    assert [row.flat() for row in batched] == [row.flat() for row in single]

@@ -199,3 +199,64 @@ def test_run_when_too_few_bars_after_the_holdout_then_config_error(tmp_path: Pat
     with pytest.raises(ConfigError, match="walk-forward"):
         run_study(_market(), spec, LocalExecutor(1), _url(tmp_path), "short")
     assert optuna.get_all_study_names(_url(tmp_path)) == []
+
+
+class _Intruding:
+    """A one-process executor whose session, at its first item, runs ``intrude`` (another
+    run of the same study, as a second job naming it would) and keeps what it raised."""
+
+    def __init__(self, intrude: Any) -> None:
+        self.intrude, self.workers, self.raised = intrude, 1, None
+
+    def open(self, fn: Any, shared: Any) -> Any:
+        outer = self
+
+        class Session:
+            def submit(self, item: Any) -> Future[Any]:
+                if outer.intrude is not None:
+                    intrude, outer.intrude = outer.intrude, None
+                    try:
+                        intrude()
+                    except Exception as exc:  # kept for the test to look at
+                        outer.raised = exc
+                future: Future[Any] = Future()
+                future.set_result(fn(shared, item))
+                return future
+
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+        return Session()
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_run_when_study_is_being_run_elsewhere_then_second_run_refused_and_first_unharmed(
+    tmp_path: Path,
+) -> None:
+    url = _url(tmp_path)
+    intruder = _Intruding(lambda: run_study(_market(), SPEC, LocalExecutor(1), url, "busy"))
+
+    outcome = run_study(_market(), SPEC, intruder, url, "busy")
+
+    assert isinstance(intruder.raised, ConfigError)
+    assert "being run" in str(intruder.raised)
+    assert (outcome.trials, outcome.requeued) == (12, 0)
+    assert all(state != "FAIL" for state, _, _ in _trials(url, "busy"))
+    assert len(_trials(url, "busy")) == 12
+
+
+def test_run_when_resumed_on_more_bars_then_refused(tmp_path: Path) -> None:
+    # A study of a symbol up to today, resumed after new bars arrived: its trials would be
+    # scored on other windows than the earlier ones, and the old holdout's bars tuned on.
+    url = _url(tmp_path)
+    run_study(_market(), dataclasses.replace(SPEC, trials=4), LocalExecutor(1), url, "s")
+    longer = SyntheticMarket(1, 760, seed=11).to_market()
+
+    with pytest.raises(ConfigError, match="bars"):
+        run_study(longer, SPEC, LocalExecutor(1), url, "s")
+    assert len(_trials(url, "s")) == 4
