@@ -145,10 +145,12 @@ class StudyRecord:
             return
         if stored != wanted:
             changed = sorted(k for k in {*stored, *wanted} if stored.get(k) != wanted.get(k))
+            hint = " (bars: the market now has other bars than it was tuned on)"
             raise ConfigError(
-                f"study {self.study.study_name!r} was made with a different "
-                f"{', '.join(changed)}: run it again with the same options, or give a new "
-                "--study name"
+                f"study {self.study.study_name!r} cannot be resumed: its "
+                f"{', '.join(changed)} differ from this run's"
+                f"{hint if 'bars' in changed else ''}. Run it with the same options on the "
+                "same bars, or give a new --study name"
             )
 
     def fail_interrupted(self) -> list[dict[str, Any]]:
