@@ -113,20 +113,18 @@ class _PowerCutError(Exception):
     pass
 
 
-class _Interrupting:
-    """A one-process executor whose session dies after ``items`` items."""
+class _Hooked:
+    """A one-process executor whose session calls ``before()`` ahead of each item."""
 
-    def __init__(self, items: int) -> None:
-        self.items, self.workers = items, 1
+    def __init__(self, before: Any) -> None:
+        self.before, self.workers = before, 1
 
     def open(self, fn: Any, shared: Any) -> Any:
-        outer = self
+        before = self.before
 
         class Session:
             def submit(self, item: Any) -> Future[Any]:
-                outer.items -= 1
-                if outer.items < 0:
-                    raise _PowerCutError
+                before()
                 future: Future[Any] = Future()
                 future.set_result(fn(shared, item))
                 return future
@@ -143,13 +141,25 @@ class _Interrupting:
         raise NotImplementedError
 
 
+def _interrupting(items: int) -> _Hooked:
+    """An executor whose session dies (a power cut) after ``items`` items."""
+    left = [items]
+
+    def count() -> None:
+        left[0] -= 1
+        if left[0] < 0:
+            raise _PowerCutError
+
+    return _Hooked(count)
+
+
 def test_run_when_interrupted_mid_batch_then_resumed_with_those_trials_again(
     tmp_path: Path,
 ) -> None:
     url = _url(tmp_path)
     with pytest.raises(_PowerCutError):
         # The first batch's 4 segments, then 2 items into the second batch.
-        run_study(_market(), SPEC, _Interrupting(6), url, "cut")
+        run_study(_market(), SPEC, _interrupting(6), url, "cut")
     left = _trials(url, "cut")
     running = [params for state, params, _ in left if state == "RUNNING"]
     assert len(left) == 8
@@ -201,38 +211,21 @@ def test_run_when_too_few_bars_after_the_holdout_then_config_error(tmp_path: Pat
     assert optuna.get_all_study_names(_url(tmp_path)) == []
 
 
-class _Intruding:
-    """A one-process executor whose session, at its first item, runs ``intrude`` (another
-    run of the same study, as a second job naming it would) and keeps what it raised."""
+class _Intruding(_Hooked):
+    """An executor whose session, at its first item, runs ``intrude`` (another run of the
+    same study, as a second job naming it would) and keeps what it raised."""
 
     def __init__(self, intrude: Any) -> None:
-        self.intrude, self.workers, self.raised = intrude, 1, None
+        super().__init__(self._once)
+        self.intrude, self.raised = intrude, None
 
-    def open(self, fn: Any, shared: Any) -> Any:
-        outer = self
-
-        class Session:
-            def submit(self, item: Any) -> Future[Any]:
-                if outer.intrude is not None:
-                    intrude, outer.intrude = outer.intrude, None
-                    try:
-                        intrude()
-                    except Exception as exc:  # kept for the test to look at
-                        outer.raised = exc
-                future: Future[Any] = Future()
-                future.set_result(fn(shared, item))
-                return future
-
-            def __enter__(self) -> Any:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                pass
-
-        return Session()
-
-    def map(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
+    def _once(self) -> None:
+        if self.intrude is not None:
+            intrude, self.intrude = self.intrude, None
+            try:
+                intrude()
+            except Exception as exc:  # kept for the test to look at
+                self.raised = exc
 
 
 def test_run_when_study_is_being_run_elsewhere_then_second_run_refused_and_first_unharmed(
