@@ -794,7 +794,9 @@ def build(board: Dashboard) -> dict[str, object]:
         for panel in panels:
             number += 1
             dashboard = dashboard.with_panel(_panel(panel, number))
-    return json.loads(json.dumps(dashboard.build(), cls=JSONEncoder))
+    # Through the SDK's encoder and back: plain dicts and lists, written with sorted keys.
+    plain: dict[str, object] = json.loads(json.dumps(dashboard.build(), cls=JSONEncoder))
+    return plain
 
 
 def recording_rules() -> dict[str, object]:
