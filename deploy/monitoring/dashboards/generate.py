@@ -41,12 +41,16 @@ CURRENCY = "currencyUSD"
 """Grafana's unit for money panels. ffe reports P&L and equity in the account currency: an
 account in another currency wants another unit here (currencyEUR, ...)."""
 
-# Thresholds drawn on panels, equal to the alerts in ../rules/alerts.yml where one exists.
-LATENCY_P95_S = 0.5
-ERROR_RATIO = 0.05
-ANALYSIS_STALE_S = 900  # three of ffe precompute's default 300 s refreshes
-HEARTBEAT_STALE_S = 300
-DISK_FREE_LOW = 0.10
+# The thresholds panels draw: the alerts' in ../rules/alerts.yml (keep them equal).
+LATENCY_P95_S = 0.5  # FfeHighLatency
+ERROR_RATIO = 0.05  # FfeHighErrorRate
+CACHE_HIT_RATIO_LOW = 0.5  # FfeLowCacheHitRate
+HEARTBEAT_STALE_S = 60  # FfeAgentHeartbeatLost
+ANALYSIS_STALE_S = 900  # FfeAnalysisStale
+QUEUE_DEPTH_HIGH = 50  # FfeJobQueueBacklog
+HOST_CPU_BUSY = 0.7  # FfeHighCpu
+DISK_USED_HIGH = 0.85  # FfeDiskAlmostFull
+RESTARTS_15M = 3  # FfePodCrashLooping, FfeAgentCrashLooping
 
 CONFIDENCE_BINS = [f"{low / 10:.1f}-{(low + 1) / 10:.1f}" for low in range(10)]
 """The ``confidence_bin`` labels of ffe_decision_outcomes_total: ten equal bins over [0, 1]."""
@@ -98,6 +102,7 @@ class Dashboard:
 
 
 def q(expr: str, legend: str = "", name: str = "") -> Query:
+    """A query, short for the tables."""
     return Query(expr, legend, name)
 
 
@@ -216,48 +221,51 @@ SYSTEM = Dashboard(
                         ),
                     ),
                     "Share of the host's CPU time not idle; needs node_exporter.",
+                    above(None, HOST_CPU_BUSY),
                     max=1,
                 ),
                 Panel(
                     "timeseries",
-                    "Disk space free",
+                    "Disk space used",
                     "percentunit",
                     (
                         q(
-                            "min by (instance, mountpoint) ("
+                            "1 - min by (instance, mountpoint) ("
                             'node_filesystem_avail_bytes{fstype!~"tmpfs|overlay"}'
                             ' / node_filesystem_size_bytes{fstype!~"tmpfs|overlay"})',
                             "{{instance}} {{mountpoint}}",
                         ),
                     ),
-                    "Free share of each filesystem; needs node_exporter.",
-                    ((None, "red"), (DISK_FREE_LOW, "orange"), (2 * DISK_FREE_LOW, "green")),
+                    "Used share of each filesystem; needs node_exporter.",
+                    above(None, DISK_USED_HIGH),
                     max=1,
                 ),
                 Panel(
                     "timeseries",
-                    "Container restarts (1h)",
+                    "Container restarts (15m)",
                     "short",
                     (
                         q(
                             "sum by (pod) (increase("
-                            'kube_pod_container_status_restarts_total{pod=~".*ffe.*"}[1h]))',
+                            'kube_pod_container_status_restarts_total{pod=~".*ffe.*"}[15m]))',
                             "{{pod}}",
                         ),
                     ),
-                    "Restarts of ffe's pods in the last hour; needs kube-state-metrics.",
+                    "Restarts of ffe's pods in the last 15 minutes; needs kube-state-metrics.",
+                    above(None, RESTARTS_15M),
                 ),
                 Panel(
                     "timeseries",
-                    "Agent restarts (1h)",
+                    "Agent restarts (15m)",
                     "short",
                     (
                         q(
-                            "sum by (account) (increase(ffe_agent_restarts_total[1h]))",
+                            "sum by (account) (increase(ffe_agent_restarts_total[15m]))",
                             "{{account}}",
                         ),
                     ),
                     "Times the agent restarted itself after its journal failed, by account.",
+                    above(None, RESTARTS_15M),
                 ),
             ),
         ),
@@ -340,6 +348,7 @@ API = Dashboard(
                         ),
                     ),
                     "Share of cache lookups answered from the cache, by cache.",
+                    below(CACHE_HIT_RATIO_LOW),
                     max=1,
                 ),
                 Panel(
@@ -409,8 +418,8 @@ TRADING = Dashboard(
                     "Drawdown",
                     "percentunit",
                     (q("max by (account) (ffe_drawdown_ratio)", "{{account}}"),),
-                    "Current drawdown from peak equity, by account.",
-                    above(0.1, 0.2),
+                    "Current drawdown from peak equity, by account (the halt at the "
+                    "configured maximum shows under Risk halts).",
                     width=24,
                 ),
             ),
@@ -629,7 +638,9 @@ DATABASE = Dashboard(
                         q("max(ffe_job_queue_depth)", "queued", "queue_depth"),
                         q("max(ffe_jobs_running)", "running", "jobs_running"),
                     ),
-                    "Jobs waiting for a worker, and jobs running on any.",
+                    "Jobs waiting for a worker, and jobs running on any; the line is the "
+                    "backlog alert's.",
+                    above(None, QUEUE_DEPTH_HIGH),
                 ),
                 Panel(
                     "timeseries",
@@ -651,7 +662,6 @@ DATABASE = Dashboard(
                         ),
                     ),
                     "Share of the jobs ended in the last hour that failed.",
-                    above(0.05, 0.2),
                     width=24,
                     max=1,
                 ),
