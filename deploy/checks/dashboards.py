@@ -23,6 +23,8 @@ DASHBOARDS = Path("deploy/monitoring/dashboards")
 PANEL_RULES = Path("deploy/monitoring/rules/panels.yml")
 PROVISIONING = Path("deploy/monitoring/grafana/provisioning")
 COMPOSE = Path("deploy/compose.yaml")
+GRAFANA_CONF = "/etc/grafana/provisioning"
+"""Where Grafana's image reads its provisioning (GF_PATHS_PROVISIONING)."""
 
 
 def _generator(root: Path) -> ModuleType:
@@ -134,14 +136,15 @@ def _dashboard_problems(
     return problems, count
 
 
-def _compose_mount(root: Path, paths: set[str]) -> list[str]:
-    """When compose runs Grafana, it must mount the dashboards where the provider reads them."""
+def _compose_mounts(root: Path, paths: set[str]) -> tuple[list[str], str]:
+    """When compose runs Grafana, it must mount the provisioning where Grafana reads it and the
+    dashboards where the provider reads them: the problems, and what was verified."""
     compose = root / COMPOSE
-    if not compose.exists():
-        return []
-    services = (load(compose) or {}).get("services") or {}
+    services = ((load(compose) or {}).get("services") or {}) if compose.exists() else {}
     grafana = [s for s in services.values() if "grafana" in str(s.get("image", ""))]
-    targets = set()
+    if not grafana:
+        return [], f"no Grafana in {COMPOSE}: its mounts are not checked"
+    mounted: dict[str, set[str]] = {}  # source folder -> where it is mounted
     for service in grafana:
         for volume in service.get("volumes") or []:
             if isinstance(volume, dict):
@@ -149,14 +152,17 @@ def _compose_mount(root: Path, paths: set[str]) -> list[str]:
             else:
                 source, _, rest = str(volume).partition(":")
                 target = rest.partition(":")[0]
-            if source.rstrip("/").endswith("monitoring/dashboards"):
-                targets.add(target.rstrip("/"))
-    if grafana and not targets & paths:
-        return [
-            f"{COMPOSE}: Grafana does not mount monitoring/dashboards at the provider's path "
-            f"({', '.join(sorted(paths))})"
-        ]
-    return []
+            mounted.setdefault(source.rstrip("/"), set()).add(target.rstrip("/"))
+    wanted = {"monitoring/dashboards": paths, "monitoring/grafana/provisioning": {GRAFANA_CONF}}
+    problems = []
+    for folder, targets in wanted.items():
+        found = set().union(*(t for s, t in mounted.items() if s.endswith(folder)))
+        if not found & targets:
+            problems.append(
+                f"{COMPOSE}: Grafana does not mount deploy/{folder} at "
+                f"{' or '.join(sorted(targets))}"
+            )
+    return problems, f"{COMPOSE}: Grafana mounts the provisioning and the dashboards"
 
 
 def check(root: Path) -> list[str]:
@@ -191,11 +197,13 @@ def check(root: Path) -> list[str]:
         if uid in uids:
             problems.append(f"{path.name}: uid {uid!r} is also {uids[uid]}'s")
         uids[uid] = path.name
-    problems += _compose_mount(root, paths)
+    mount_problems, mount = _compose_mounts(root, paths)
+    problems += mount_problems
     fail_if(problems)
     return [
         f"generate.py --check: {generated} files as generated (dashboards and {PANEL_RULES.name})",
         f"promtool check rules: {PANEL_RULES} ({len(exprs)} panel queries)",
         f"{panels} panels in {len(boards)} dashboards (uids unique) query only recorded exprs "
         f"on the provisioned datasource",
+        mount,
     ]

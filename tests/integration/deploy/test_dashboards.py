@@ -93,6 +93,29 @@ def test_dashboards_check_when_the_datasource_uid_differs_then_every_panel_fails
     )
 
 
+def test_dashboards_check_when_compose_mounts_the_dashboards_elsewhere_then_it_fails(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    # A compose file of its own, so the test does not hang on compose.yaml's other services.
+    (root / "deploy/compose.yaml").write_text(
+        "services:\n"
+        "  grafana:\n"
+        "    image: grafana/grafana:11.6.1\n"
+        "    volumes:\n"
+        "      - ./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro\n"
+        "      - ./monitoring/dashboards:/dashboards:ro\n"
+    )
+
+    done = run_check("dashboards", root=root)
+
+    assert done.returncode == 1
+    assert (
+        "deploy/compose.yaml: Grafana does not mount deploy/monitoring/dashboards at "
+        "/var/lib/grafana/dashboards" in done.stdout
+    )
+
+
 CALIBRATION_TEST = """\
 rule_files: [panels.yml]
 evaluation_interval: 1m
