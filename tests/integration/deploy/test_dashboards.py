@@ -97,7 +97,7 @@ def test_dashboards_check_when_compose_mounts_the_dashboards_elsewhere_then_it_f
     tmp_path: Path,
 ) -> None:
     root = copy_checkout(tmp_path)
-    # A compose file of its own, so the test does not hang on compose.yaml's other services.
+    # A compose file of its own: the test needs only Grafana's mounts, not the real file's.
     (root / "deploy/compose.yaml").write_text(
         "services:\n"
         "  grafana:\n"
