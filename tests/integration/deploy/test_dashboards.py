@@ -77,6 +77,21 @@ def test_dashboards_check_when_a_dashboard_file_is_missing_then_it_fails(tmp_pat
     assert "deploy/monitoring/dashboards/ffe-ai.json is missing: run generate.py" in done.stdout
 
 
+def test_generate_check_when_a_dashboard_differs_then_it_exits_1_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    break_value(root / DASHBOARDS / "ffe-trading.json", '"title": "Drawdown"', '"title": "DD"')
+    generate = [str(deploy_python()), str(root / DASHBOARDS / "generate.py"), "--check"]
+
+    done = subprocess.run(generate, capture_output=True, text=True, check=False, timeout=60)
+
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "deploy/monitoring/dashboards/ffe-trading.json differs from what generate.py produces"
+    ]
+
+
 def test_dashboards_check_when_the_datasource_uid_differs_then_every_panel_fails(
     tmp_path: Path,
 ) -> None:
