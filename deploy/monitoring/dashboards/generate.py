@@ -740,7 +740,7 @@ def _visual(panel: Panel) -> timeseries.Panel | stat.Panel | barchart.Panel:
         legends = {f"Value #{ref_id(i)}": each.legend for i, each in enumerate(panel.queries)}
         return (
             barchart.Panel()
-            .x_field("confidence_bin")
+            .x_field("confidence_bin")  # the one bar chart: calibration, a bar a bin
             .legend(
                 common.VizLegendOptions()
                 .show_legend(True)
