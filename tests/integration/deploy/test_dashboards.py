@@ -1,0 +1,178 @@
+"""The generated Grafana dashboards (deploy/monitoring/dashboards/): `make deploy-check`'s
+dashboards check passes on the checkout, and fails naming the problem when a dashboard is edited
+by hand, a query is not PromQL, a dashboard is missing or the datasource is not the provisioned
+one; the calibration panel's two queries give what it draws."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.support.deploy import ROOT, break_value, copy_checkout, deploy_python, run_check
+
+pytestmark = pytest.mark.serial
+
+DASHBOARDS = Path("deploy/monitoring/dashboards")
+PANEL_RULES = Path("deploy/monitoring/rules/panels.yml")
+
+
+def test_dashboards_check_when_run_on_the_checkout_then_it_passes() -> None:
+    done = run_check("dashboards")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "promtool check rules" in done.stdout
+    assert "query only recorded exprs on the provisioned datasource" in done.stdout
+
+
+def test_dashboards_check_when_a_panel_expr_is_edited_by_hand_then_it_names_dashboard_and_panel(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    break_value(
+        root / DASHBOARDS / "ffe-api.json",
+        '"expr": "sum by (route) (rate(ffe_http_requests_total[5m]))"',
+        '"expr": "sum by (route) (rate(ffe_http_requests_total[1m]))"',
+    )
+
+    done = run_check("dashboards", root=root)
+
+    assert done.returncode == 1
+    assert "ffe-api.json differs from what generate.py produces" in done.stdout
+    assert (
+        "dashboard ffe-api, panel 'Request rate by route', query A: expr is no recording rule's"
+        in done.stdout
+    )
+
+
+def test_dashboards_check_when_a_query_is_not_promql_then_promtool_says_why(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    # The same bad text in the dashboard and its rule: only promtool can tell it is not PromQL.
+    break_value(
+        root / DASHBOARDS / "ffe-database.json",
+        '"expr": "max(ffe_workers_alive)"',
+        '"expr": "max(ffe_workers_alive"',
+    )
+    break_value(
+        root / PANEL_RULES, "expr: max(ffe_workers_alive)\n", "expr: max(ffe_workers_alive\n"
+    )
+
+    done = run_check("dashboards", root=root)
+
+    assert done.returncode == 1
+    assert '"ffe:panel:database:workers_alive": could not parse expression' in done.stdout
+    assert "unclosed left parenthesis" in done.stdout
+
+
+def test_dashboards_check_when_a_dashboard_file_is_missing_then_it_fails(tmp_path: Path) -> None:
+    root = copy_checkout(tmp_path)
+    (root / DASHBOARDS / "ffe-ai.json").unlink()
+
+    done = run_check("dashboards", root=root)
+
+    assert done.returncode == 1
+    assert "deploy/monitoring/dashboards/ffe-ai.json is missing: run generate.py" in done.stdout
+
+
+def test_generate_check_when_a_dashboard_differs_then_it_exits_1_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    break_value(root / DASHBOARDS / "ffe-trading.json", '"title": "Drawdown"', '"title": "DD"')
+    generate = [str(deploy_python()), str(root / DASHBOARDS / "generate.py"), "--check"]
+
+    done = subprocess.run(generate, capture_output=True, text=True, check=False, timeout=60)
+
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "deploy/monitoring/dashboards/ffe-trading.json differs from what generate.py produces"
+    ]
+
+
+def test_dashboards_check_when_the_datasource_uid_differs_then_every_panel_fails(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    provisioned = root / "deploy/monitoring/grafana/provisioning/datasources/prometheus.yml"
+    break_value(provisioned, "uid: prometheus\n", "uid: metrics\n")
+
+    done = run_check("dashboards", root=root)
+
+    assert done.returncode == 1
+    assert (
+        "dashboard ffe-trading, panel 'Drawdown': datasource {'type': 'prometheus', "
+        "'uid': 'prometheus'} is not the provisioned one" in done.stdout
+    )
+
+
+def test_dashboards_check_when_compose_mounts_the_dashboards_elsewhere_then_it_fails(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    # A compose file of its own: the test needs only Grafana's mounts, not the real file's.
+    (root / "deploy/compose.yaml").write_text(
+        "services:\n"
+        "  grafana:\n"
+        "    image: grafana/grafana:11.6.1\n"
+        "    volumes:\n"
+        "      - ./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro\n"
+        "      - ./monitoring/dashboards:/dashboards:ro\n"
+    )
+
+    done = run_check("dashboards", root=root)
+
+    assert done.returncode == 1
+    assert (
+        "deploy/compose.yaml: Grafana does not mount deploy/monitoring/dashboards at "
+        "/var/lib/grafana/dashboards" in done.stdout
+    )
+
+
+CALIBRATION_TEST = """\
+rule_files: [panels.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'ffe_decision_outcomes_total{confidence_bin="0.6-0.7",outcome="hit"}'
+        values: '0+3x20'
+      - series: 'ffe_decision_outcomes_total{confidence_bin="0.6-0.7",outcome="miss"}'
+        values: '0+1x20'
+    promql_expr_test:
+      - expr: ffe:panel:ai:calibration_hit_rate
+        eval_time: 10m
+        exp_samples:
+          - labels: 'ffe:panel:ai:calibration_hit_rate{confidence_bin="0.6-0.7"}'
+            value: 0.75
+      - expr: ffe:panel:ai:calibration_midpoint
+        eval_time: 10m
+        exp_samples:
+          - labels: 'ffe:panel:ai:calibration_midpoint{confidence_bin="0.6-0.7"}'
+            value: 0.65
+"""
+
+
+def test_calibration_panel_when_evaluated_then_pairs_each_bins_hit_rate_with_its_midpoint(
+    tmp_path: Path,
+) -> None:
+    deploy_python()  # promtool comes with the deploy tools
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    shutil.copy(ROOT / PANEL_RULES, tmp_path / "panels.yml")
+    (tmp_path / "calibration.yml").write_text(CALIBRATION_TEST)
+
+    done = subprocess.run(
+        [promtool, "test", "rules", "calibration.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    # Only the bin with outcomes gets a midpoint bar, beside its hit rate of 3 in 4.
+    assert done.returncode == 0, done.stdout + done.stderr
