@@ -22,7 +22,7 @@ def test_workflows_check_when_run_on_the_checkout_then_it_passes() -> None:
     done = run_check("workflows")
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "actionlint: 2 workflow(s) clean" in done.stdout
+    assert re.search(r"actionlint: \d+ workflow\(s\) clean", done.stdout)
     assert "checkov (github_actions): no failed check" in done.stdout
 
 
