@@ -1,0 +1,93 @@
+"""The `workflows` deploy check on .github/workflows/: it passes on the checkout, and fails,
+naming the problem, on a copy where a job needs a job that does not exist, a run script
+expands an untrusted expression, production's backup step is gone or a job has no time
+limit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from tests.support.deploy import break_value, copy_checkout, run_check
+
+pytestmark = pytest.mark.serial
+
+
+def _workflow(root: Path, name: str) -> Path:
+    return root / ".github" / "workflows" / name
+
+
+def test_workflows_check_when_run_on_the_checkout_then_it_passes() -> None:
+    done = run_check("workflows")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"actionlint: \d+ workflow\(s\) clean", done.stdout)
+    assert "checkov (github_actions): no failed check" in done.stdout
+
+
+def test_workflows_check_when_a_job_needs_a_missing_job_then_actionlint_fails_it(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    break_value(_workflow(root, "release.yml"), "needs: [staging]", "needs: [stagign]")
+
+    done = run_check("workflows", root=root)
+
+    assert done.returncode == 1
+    assert re.search(
+        r'release\.yml:\d+:\d+: job "production" needs job "stagign" which does not exist in '
+        r"this workflow \[job-needs\]",
+        done.stdout,
+    ), done.stdout
+
+
+def test_workflows_check_when_a_run_script_expands_an_untrusted_expression_then_it_fails(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    break_value(
+        _workflow(root, "ci.yml"),
+        "run: .ci/run",
+        'run: echo "${{ github.event.pull_request.title }}" && .ci/run',
+    )
+
+    done = run_check("workflows", root=root)
+
+    assert done.returncode == 1
+    assert re.search(
+        r'ci\.yml:\d+:\d+: "github\.event\.pull_request\.title" is potentially untrusted\. '
+        r"avoid using it directly in inline scripts\..*\[expression\]",
+        done.stdout,
+    ), done.stdout
+
+
+def test_workflows_check_when_production_has_no_backup_step_then_it_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    release = _workflow(root, "release.yml")
+    text = release.read_text()
+    start = text.index("      - name: Backup before the upgrade\n")
+    end = text.index("      - name: helm upgrade\n", start)
+    break_value(release, text[start:end], "")
+
+    done = run_check("workflows", root=root)
+
+    assert done.returncode == 1
+    assert (
+        "release.yml: job production runs no backup step (kubectl create job "
+        "--from=cronjob/ffe-backup) before its helm upgrade step" in done.stdout
+    )
+
+
+def test_workflows_check_when_a_job_has_no_timeout_then_it_fails_naming_the_job(
+    tmp_path: Path,
+) -> None:
+    root = copy_checkout(tmp_path)
+    break_value(_workflow(root, "release.yml"), "    timeout-minutes: 30\n", "")
+
+    done = run_check("workflows", root=root)
+
+    assert done.returncode == 1
+    assert "release.yml: job staging has no timeout-minutes" in done.stdout
