@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,26 @@ def check(root: Path) -> list[str]:
         (["no rule files in deploy/monitoring/rules/"] if not rules else [])
         + (["no unit tests in deploy/monitoring/tests/"] if not tests else [])
     )
-    verified = [
-        _promtool(root, ["check", "rules", *map(str, rules)], f"{len(rules)} rule files valid"),
-        _promtool(root, ["test", "rules", *map(str, tests)], f"{len(tests)} unit test files pass"),
-        _check_config(root, here),
+    stages: list[Callable[[], str | list[str]]] = [
+        lambda: _promtool(root, "check", rules, f"{', '.join(p.name for p in rules)} valid"),
+        lambda: _promtool(root, "test", tests, f"{', '.join(p.name for p in tests)} pass"),
+        lambda: _check_config(root, here),
+        lambda: _ours(root, rules, tests),
     ]
-    alertmanager = here / "alertmanager.yml"
-    if alertmanager.exists():
-        verified.append(_alertmanager(root, alertmanager))
-    verified.extend(_ours(root, rules, tests))
+    if (here / "alertmanager.yml").exists():
+        stages.insert(3, lambda: _alertmanager(root, here / "alertmanager.yml"))
+    # Every stage runs, whatever the others found: a changed annotation fails both its unit
+    # test and our conventions, and both are worth reading at once.
+    verified: list[str] = []
+    problems: list[str] = []
+    for stage in stages:
+        try:
+            said = stage()
+        except CheckError as error:
+            problems.extend(error.problems)
+            continue
+        verified.extend([said] if isinstance(said, str) else said)
+    fail_if(problems)
     return verified
 
 
@@ -55,13 +67,20 @@ def _short(root: Path, text: str, *also: tuple[Path, str]) -> list[str]:
     return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
-def _promtool(root: Path, args: list[str], done_says: str) -> str:
-    done = run([tool("promtool"), *args], cwd=root, timeout=120)
-    if done.returncode:
-        raise CheckError(
-            [f"promtool {args[0]} {args[1]} failed:", *_short(root, done.stdout + done.stderr)]
-        )
-    return f"promtool {args[0]} {args[1]}: {done_says}"
+def _promtool(root: Path, command: str, files: list[Path], done_says: str) -> str:
+    """``promtool check rules`` or ``promtool test rules`` on each file in turn, so that a
+    failure names its file (promtool prints the file names and the failures on different
+    streams, which interleave badly)."""
+    problems = []
+    for path in files:
+        done = run([tool("promtool"), command, "rules", str(path)], cwd=root, timeout=120)
+        if done.returncode:
+            said = done.stderr.strip() or done.stdout.strip()
+            shown = path.relative_to(root)
+            problems.append(f"promtool {command} rules failed on {shown}:")
+            problems.extend(f"  {line}" for line in _short(root, said))
+    fail_if(problems)
+    return f"promtool {command} rules: {done_says}"
 
 
 def _check_config(root: Path, here: Path) -> str:
@@ -126,26 +145,20 @@ def _ours(root: Path, rules: list[Path], tests: list[Path]) -> list[str]:
     recorded: set[str] = set()
     linked: dict[str, str] = {}  # runbook file name -> alert linking it
     for path in rules:
-        for group in (load(path) or {}).get("groups") or []:
+        for group in _yaml(path).get("groups") or []:
             for rule in group.get("rules") or []:
                 if "record" in rule:
                     recorded.add(rule["record"])
                     continue
+                if "alert" not in rule:
+                    continue  # neither: promtool check rules says so
                 name, where = rule["alert"], f"alert {rule['alert']} ({path.name})"
                 if name in alerts:
                     problems.append(f"{where}: also defined in {alerts[name]}")
                 alerts[name] = path.name
-                severity = (rule.get("labels") or {}).get("severity")
-                if severity not in SEVERITIES:
-                    problems.append(
-                        f"{where}: severity {severity!r} is not one of {', '.join(SEVERITIES)}"
-                    )
-                annotations = rule.get("annotations") or {}
-                for needed in ("summary", "description"):
-                    if not str(annotations.get(needed) or "").strip():
-                        problems.append(f"{where}: no {needed} annotation")
-                problems.extend(_runbook(root, where, annotations.get("runbook_url")))
-                runbook = str(annotations.get("runbook_url") or "").rsplit("/", 1)[-1]
+                problems.extend(_alert(root, where, rule))
+                runbook = str((rule.get("annotations") or {}).get("runbook_url") or "")
+                runbook = runbook.rsplit("/", 1)[-1]
                 if runbook:
                     linked.setdefault(runbook, name)
     runbooks = root / "docs" / "runbooks"
@@ -180,6 +193,19 @@ def _ours(root: Path, rules: list[Path], tests: list[Path]) -> list[str]:
     ]
 
 
+def _alert(root: Path, where: str, rule: dict[str, Any]) -> list[str]:
+    """What is wrong with one alert rule: its severity, summary, description, runbook."""
+    problems = []
+    severity = (rule.get("labels") or {}).get("severity")
+    if severity not in SEVERITIES:
+        problems.append(f"{where}: severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    annotations = rule.get("annotations") or {}
+    for needed in ("summary", "description"):
+        if not str(annotations.get(needed) or "").strip():
+            problems.append(f"{where}: no {needed} annotation")
+    return problems + _runbook(root, where, annotations.get("runbook_url"))
+
+
 def _runbook(root: Path, where: str, url: Any) -> list[str]:
     """What is wrong with an alert's runbook_url: none, elsewhere, or no such file."""
     if not url:
@@ -196,8 +222,17 @@ def _fired_in_tests(tests: list[Path]) -> set[str]:
     """The alerts some promtool unit test expects to fire (an alert_rule_test with alerts)."""
     fired: set[str] = set()
     for path in tests:
-        for test in (load(path) or {}).get("tests") or []:
+        for test in _yaml(path).get("tests") or []:
             for case in test.get("alert_rule_test") or []:
                 if case.get("exp_alerts"):
                     fired.add(case["alertname"])
     return fired
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    """A rules or unit test file as a mapping; one that is not YAML is a problem of its own."""
+    try:
+        found = load(path)
+    except yaml.YAMLError as error:
+        raise CheckError([f"{path.name} is not YAML: {error}"]) from None
+    return found if isinstance(found, dict) else {}
