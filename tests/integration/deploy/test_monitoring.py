@@ -33,8 +33,8 @@ def test_monitoring_check_when_a_threshold_moves_then_the_unit_test_fails_with_p
     # 10% errors no longer passes a 20% threshold: the test expecting the page gets none.
     break_value(
         root / ALERTS,
-        "expr: ffe:http_requests:error_ratio_5m > 0.05",
-        "expr: ffe:http_requests:error_ratio_5m > 0.2",
+        "expr: ffe:http_requests:error_ratio_5m > 0.05 and",
+        "expr: ffe:http_requests:error_ratio_5m > 0.2 and",
     )
 
     done = run_check("monitoring", root=root)
