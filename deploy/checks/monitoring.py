@@ -24,8 +24,8 @@ RUNBOOKS = "https://github.com/ffe-dev/ffe/blob/main/docs/runbooks/"
 AUTOSCALER_SERIES = ("ffe:http_request_duration_seconds:p95_5m",)
 """Recorded series the Helm chart's autoscalers query by name."""
 
-SECRET_KEYS = ("credentials_file", "bearer_token_file", "password_file", "key_file", "cert_file")
-"""Scrape settings naming a file that promtool wants to exist; none does outside a container."""
+SECRET_KEYS = ("credentials_file", "bearer_token_file", "password_file")
+"""Settings naming a secret's file, which promtool wants to exist; none does outside a container."""
 
 
 def check(root: Path) -> list[str]:
@@ -93,7 +93,7 @@ def _check_config(root: Path, here: Path) -> str:
         shutil.copytree(here, copy, ignore=shutil.ignore_patterns("dashboards", "grafana"))
         secret = Path(scratch) / "secret"
         secret.write_text("placeholder\n")
-        document = load(copy / "prometheus.yml")
+        document = _yaml(copy / "prometheus.yml")
         named = _replace_secret_files(document, str(secret))
         (copy / "prometheus.yml").write_text(yaml.safe_dump(document, sort_keys=False))
         done = run([tool("promtool"), "check", "config", str(copy / "prometheus.yml")], timeout=60)
