@@ -501,14 +501,38 @@ def _write(into: Path, rendered: dict[str, list[Manifest]]) -> list[tuple[Path, 
     for number, (label, manifests) in enumerate(rendered.items()):
         folder = into / f"{number}-{label.replace('+', '-')}"
         folder.mkdir()
-        for index, manifest in enumerate(manifests):
-            body = {key: value for key, value in manifest.items() if key != "__template__"}
+        bodies = [
+            {key: value for key, value in manifest.items() if key != "__template__"}
+            for manifest in manifests
+        ]
+        for index, body in enumerate(bodies + [pod for each in bodies for pod in _ray_pods(each)]):
             name = f"{index:02d}-{body.get('kind', '').lower()}-{_get(body, 'metadata', 'name')}"
             path = folder / f"{name}.yaml"
             path.write_text(yaml.safe_dump(body, sort_keys=False))
             builtin = not str(body.get("apiVersion", "")).startswith(CUSTOM_GROUPS)
             files.append((path, builtin))
     return files
+
+
+def _ray_pods(manifest: Manifest) -> list[Manifest]:
+    """A RayCluster's pod templates as Pods: KubeRay makes Pods of them, so kubernetes-validate
+    and checkov see the Ray pods' specs as well."""
+    if manifest.get("kind") != "RayCluster":
+        return []
+    metadata = manifest.get("metadata") or {}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{metadata.get('name')}-{index}",
+                "namespace": metadata.get("namespace"),
+                "labels": {"ray.io/cluster": metadata.get("name")},
+            },
+            "spec": spec,
+        }
+        for index, (_, spec) in enumerate(_pod_specs(manifest))
+    ]
 
 
 def _kubernetes_validate(scratch: Path, files: list[tuple[Path, bool]]) -> list[str]:

@@ -125,3 +125,17 @@ readinessProbe:
   failureThreshold: 3
   timeoutSeconds: 5
 {{- end -}}
+
+{{/* A Ray process answers on its port (the head's GCS, a worker's raylet): Ray is alive. */}}
+{{- define "ffe.rayProbes" -}}
+livenessProbe:
+  tcpSocket:
+    port: {{ . }}
+  initialDelaySeconds: 30
+  periodSeconds: 15
+  failureThreshold: 4
+readinessProbe:
+  tcpSocket:
+    port: {{ . }}
+  periodSeconds: 10
+{{- end -}}
