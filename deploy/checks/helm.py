@@ -11,6 +11,7 @@ once over everything rendered, with the skips of deploy/helm/checkov.yaml.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 import tomllib
@@ -128,6 +129,15 @@ def _check_metadata(root: Path, chart_dir: Path) -> str:
         )
     if chart.get("dependencies"):
         problems.append("Chart.yaml: subcharts need a chart repository; the chart has none")
+    ray_lock = root / "requirements-ray.lock"
+    if ray_lock.exists():  # the Ray image's lock: the RayCluster must say the same Ray
+        pins = re.findall(r"^ray==([^\s;]+)", ray_lock.read_text(), flags=re.M)
+        ray_version = (load(chart_dir / "values.yaml") or {}).get("ray", {}).get("rayVersion")
+        if pins and str(ray_version) != pins[0]:
+            problems.append(
+                f"values.yaml: ray.rayVersion {ray_version!r} is not requirements-ray.lock's "
+                f"ray {pins[0]}"
+            )
     link = chart_dir / "monitoring"
     if not link.is_symlink() or link.resolve() != (root / "deploy" / "monitoring").resolve():
         problems.append("deploy/helm/ffe/monitoring must be a symlink to ../../monitoring")

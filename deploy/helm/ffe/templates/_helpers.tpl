@@ -46,7 +46,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The worker runs the Ray image when the jobs go to the RayCluster (the driver needs Ray). */}}
 {{- define "ffe.rayImage" -}}
-{{- printf "%s:%s" .Values.ray.image.repository .Values.ray.image.tag -}}
+{{- printf "%s:%s" .Values.ray.image.repository (default .Chart.AppVersion .Values.ray.image.tag) -}}
 {{- end -}}
 
 {{- define "ffe.rayClusterName" -}}
