@@ -10,8 +10,11 @@ once over everything rendered, with the skips of deploy/helm/checkov.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import sys
 import tempfile
 import time
 import tomllib
@@ -155,8 +158,28 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+@contextlib.contextmanager
+def _quiet_symlink_notes() -> Iterator[None]:
+    """Helm's loader logs (to the process's stderr, from Go) an INFO line each time it follows
+    the chart's monitoring symlink, which is on purpose here: drop those, pass the rest on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured:
+                if "found symbolic link in path" not in line:
+                    sys.stderr.write(line)
+
+
 def _lint(chart_dir: Path, label: str, values: dict[str, Any]) -> list[str]:
-    report = lint(chart_dir, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+    with _quiet_symlink_notes():
+        report = lint(chart_dir, values, strict=True, kube_version=f"v{KUBE_VERSION}")
     found = [
         f"helm lint {label}: {each['path']}: {each['error'].strip()}"
         for each in report.get("messages", [])
@@ -169,7 +192,7 @@ def _lint(chart_dir: Path, label: str, values: dict[str, Any]) -> list[str]:
 
 def _render(chart_dir: Path, values: dict[str, Any], namespace: str) -> list[Manifest]:
     manifests = []
-    with Chart.load(chart_dir) as chart:
+    with _quiet_symlink_notes(), Chart.load(chart_dir) as chart:
         rendered = chart.render(values, name=RELEASE, namespace=namespace, is_install=True)
     for path, text in sorted(rendered.items()):
         if path.endswith(".txt"):
