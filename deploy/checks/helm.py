@@ -86,8 +86,11 @@ def check(root: Path) -> list[str]:
     )
 
     rule_groups = _rule_groups(root)
-    for label, manifests in rendered.items():
+    for label, values_file, _, overrides in CASES:
+        manifests = rendered[label]
+        values = _merge(load(chart_dir / values_file) or {}, overrides)
         problems += [f"{label}: {each}" for each in _check_manifests(manifests, rule_groups)]
+        problems += [f"{label}: {each}" for each in _check_environment(label, manifests, values)]
     application = _check_application(root, chart_dir, problems)
     fail_if(problems)
     verified.append(
@@ -363,6 +366,53 @@ def _check_custom(
         problems += _check_prometheus_rule(rule, rule_groups)
     for cluster in by_kind.get("RayCluster", {}).values():
         problems += _check_ray_cluster(cluster, deployments.get("ffe-worker"))
+    return problems
+
+
+def _check_environment(label: str, manifests: list[Manifest], values: dict[str, Any]) -> list[str]:
+    """What each environment promises: dev one replica of everything and no autoscaling or TLS;
+    production TLS through cert-manager, autoscaling, PDBs and the monitoring objects; the
+    Ingress's certificate annotation exactly when a ClusterIssuer is set."""
+    kinds: dict[str, list[Manifest]] = {}
+    for manifest in manifests:
+        kinds.setdefault(str(manifest.get("kind")), []).append(manifest)
+    problems = []
+    ingress = _get(values, "ingress") or {}
+    issuer = _get(ingress, "certManager", "clusterIssuer")
+    for each in kinds.get("Ingress", []):
+        annotation = (_get(each, "metadata", "annotations") or {}).get(
+            "cert-manager.io/cluster-issuer"
+        )
+        if annotation != (issuer or None):
+            problems.append(
+                f"{_name(each)}: cluster-issuer annotation {annotation!r}, values {issuer!r}"
+            )
+        tls = _get(each, "spec", "tls", 0, "secretName")
+        if bool(tls) != bool(_get(ingress, "tls", "enabled")):
+            problems.append(f"{_name(each)}: TLS {tls!r} while ingress.tls.enabled is not so")
+    if label == "dev":
+        problems += [
+            f"{_name(each)}: {_get(each, 'spec', 'replicas')!r} replicas in dev, not 1"
+            for each in kinds.get("Deployment", [])
+            if _get(each, "spec", "replicas") != 1
+        ]
+        problems += [
+            f"{kind} rendered in dev (no autoscaling, no TLS there)"
+            for kind in ("ScaledObject", "HorizontalPodAutoscaler")
+            if kinds.get(kind)
+        ]
+        if any(_get(each, "spec", "tls") for each in kinds.get("Ingress", [])):
+            problems.append("the dev Ingress has TLS")
+    if label == "production":
+        wanted = {"ScaledObject": 2, "PodDisruptionBudget": 2, "ServiceMonitor": 1}
+        wanted |= {"PrometheusRule": 1, "Ingress": 1, "NetworkPolicy": 1}
+        problems += [
+            f"production renders {len(kinds.get(kind, []))} {kind}, wants at least {count}"
+            for kind, count in wanted.items()
+            if len(kinds.get(kind, [])) < count
+        ]
+        if not issuer or not _get(ingress, "tls", "enabled"):
+            problems.append("production's Ingress has no TLS through cert-manager")
     return problems
 
 

@@ -154,3 +154,16 @@ def test_helm_check_when_argo_cd_does_not_prune_then_names_the_field(tmp_path: P
     )
 
     assert "application.yaml: wants spec.syncPolicy.automated.prune true" in output
+
+
+def test_helm_check_when_production_has_no_cluster_issuer_then_names_the_tls(
+    tmp_path: Path,
+) -> None:
+    output = _broken(
+        tmp_path,
+        CHART / "values-production.yaml",
+        "clusterIssuer: letsencrypt-production",
+        'clusterIssuer: ""',
+    )
+
+    assert "production's Ingress has no TLS through cert-manager" in output
