@@ -564,11 +564,13 @@ class Metrics:
 
     def record_trades_closed(self, account: str, wins: int, losses: int) -> None:
         """Count round trips the account closed: ``wins`` with a positive realised P&L,
-        ``losses`` the others."""
+        ``losses`` the others. Both series exist (at 0) from the first call, so a rate over
+        them starts with the agent, not with its first trade of each kind."""
+        win, loss = self._trades_closed(account, "win"), self._trades_closed(account, "loss")
         if wins > 0:
-            self._trades_closed(account, "win").inc(wins)
+            win.inc(wins)
         if losses > 0:
-            self._trades_closed(account, "loss").inc(losses)
+            loss.inc(losses)
 
     def record_decision_outcome(self, confidence: float, hit: bool) -> None:
         """Count one judged decision under its stated confidence's bin (``CONFIDENCE_BINS``)."""

@@ -128,6 +128,8 @@ class AgentReporter:
         must not wait for the next equity update: it may be the run's last bar)."""
         halts = (report.daily_loss_halted, report.drawdown_halted)
         if halts != self._halts:
+            if self._halts is None:  # the first bar: the trade counters' series start at 0
+                self.metrics.record_trades_closed(report.account, 0, 0)
             self._halts = halts
             self.metrics.set_risk_halted(report.account, "daily_loss", halts[0])
             self.metrics.set_risk_halted(report.account, "drawdown", halts[1])

@@ -318,6 +318,8 @@ def test_record_fill_and_trades_when_counted_then_by_side_and_result(metrics):
     metrics.record_fill("SP500", 3.0)
     metrics.record_fill("SP500", -1.5)
     metrics.record_fill("SP500", 0.0)  # nothing filled: not a fill
+    metrics.record_trades_closed("paper", wins=0, losses=0)
+    assert sample(metrics, "ffe_trades_closed_total", account="paper", result="win") == 0
     metrics.record_trades_closed("paper", wins=2, losses=1)
     metrics.record_trades_closed("paper", wins=0, losses=1)
 
