@@ -53,14 +53,20 @@ def replay_agent(
     start: str = "2014-01-01",
     end: str | None = None,
     speed: float | None = None,
+    risk: RiskEngine | None = None,
+    params: dict[str, Any] | None = None,
     **config: Any,
 ) -> Agent:
     """A paper agent replaying SP500 from ``start`` (sma_cross with ``SMA_PARAMS``, any other
-    strategy with its defaults), commission 0.1 %, no drawdown limit; ``config`` sets the
-    rest of its ``AgentConfig``."""
+    strategy with its defaults, unless ``params``), commission 0.1 %, no drawdown limit unless
+    ``risk`` says otherwise; ``config`` sets the rest of its ``AgentConfig``."""
     market = load_market(DataCatalog(data_dir), ["SP500"], start=start, end=end)
-    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+    if risk is None:
+        risk = RiskEngine.from_limits(
+            max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None
+        )
     chosen = AgentConfig(**{"fill": FillModel(commission=0.001), **config})
-    params = SMA_PARAMS if strategy == "sma_cross" else {}
+    if params is None:
+        params = SMA_PARAMS if strategy == "sma_cross" else {}
     made = make_strategy(strategy, params)
     return paper_agent(db, market, made, params, chosen, risk, speed=speed)

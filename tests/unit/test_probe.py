@@ -46,6 +46,33 @@ async def test_probe_server_answers_live_ready_and_metrics() -> None:
         await server.stop()
 
 
+async def test_probe_ready_when_redis_check_fails_then_dependency_up_0_database_1() -> None:
+    checks, metrics = HealthChecks(), Metrics()
+
+    async def database() -> str:
+        return "sqlite"
+
+    async def redis() -> str:
+        raise ConnectionError("redis refused the connection")
+
+    checks.add("journal", database, dependency="database")
+    checks.add("redis", redis, critical=False, dependency="redis")
+    checks.add("disk", database)  # no dependency: no series
+    server = ProbeServer(probe_app(checks, metrics), "127.0.0.1", free_port())
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert "ffe_dependency_up{" not in (await client.get("/metrics")).text
+            assert (await client.get("/health/ready")).status_code == 200  # redis: degraded
+            body = (await client.get("/metrics")).text
+    finally:
+        await server.stop()
+
+    assert 'ffe_dependency_up{dependency="database"} 1.0' in body
+    assert 'ffe_dependency_up{dependency="redis"} 0.0' in body
+    assert body.count("ffe_dependency_up{") == 2
+
+
 async def test_probe_server_raises_when_its_port_is_taken() -> None:
     first = ProbeServer(probe_app(HealthChecks(), Metrics()), "127.0.0.1", free_port())
     await first.start()

@@ -6,6 +6,7 @@ beside it (what the ensemble's weights and the calibration report learn from).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +23,17 @@ class _Outcome:
     horizon: int
     side: int
     cost: float
+    confidence: float
 
 
 class OutcomeWatch:
-    """Decisions waiting for their horizon to pass."""
+    """Decisions waiting for their horizon to pass. ``on_judged`` (symbol, stated confidence,
+    hit), when set, is told each outcome as it is journaled."""
 
     def __init__(self, journal: AgentJournal) -> None:
         self.journal = journal
         self.waiting: list[_Outcome] = []
+        self.on_judged: Callable[[str, float, bool], None] | None = None
 
     def track(self, pending: PendingDecision, decision: Decision, bar: int, symbol: int) -> None:
         """Watch ``decision`` (made at ``bar`` on column ``symbol``) if it asks to be judged:
@@ -38,12 +42,13 @@ class OutcomeWatch:
             return
         side = int(decision.details.get("side", 1 if decision.target > 0 else -1))
         cost = float(decision.details.get("cost", 0.0))
-        self.waiting.append(_Outcome(pending, bar, symbol, decision.horizon, side, cost))
+        outcome = _Outcome(pending, bar, symbol, decision.horizon, side, cost, decision.confidence)
+        self.waiting.append(outcome)
 
     def resolve(self, bar: int, marks: Any, market: MarketData) -> None:
         """Journal the outcome of every decision whose horizon ended by ``bar``; one without
         a positive mark at either end is dropped unjudged."""
-        keep = []
+        keep, judged = [], self.on_judged
         for outcome in self.waiting:
             later = outcome.bar + outcome.horizon
             if later > bar:
@@ -64,4 +69,6 @@ class OutcomeWatch:
                     "resolved_at": market.time_of(later),
                 },
             )
+            if judged is not None:
+                judged(market.symbols[outcome.symbol], outcome.confidence, bool(hit))
         self.waiting = keep

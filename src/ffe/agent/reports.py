@@ -1,5 +1,6 @@
 """What a running agent tells whoever watches it: its snapshot, each bar it finished, each
-bar's decisions, its notifications, and the report of its run.
+bar's decisions, its notifications, the outcomes of its decisions, how long each forecast
+model took, and the report of its run.
 
 These are the agent's public surface for watchers (the reporter of its live events and
 metrics, a progress bar, the API's live portfolio): values made by the agent, so nobody
@@ -54,6 +55,11 @@ class BarReport:
     cash: float
     exposure: float  # the gross value of the open positions
     positions: int  # how many symbols it holds
+    realized_pnl: float = 0.0  # the run's realised P&L so far, net of commissions
+    wins: int = 0  # round trips closed with a profit since the agent started (restored: not)
+    losses: int = 0  # and the others
+    daily_loss_halted: bool = False  # the daily loss kill switch is in force
+    drawdown_halted: bool = False  # the drawdown halt is in force (until a reset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,16 @@ class DecisionsMade:
     time: datetime
     decisions: tuple[Decision, ...]
     strategy_seconds: float  # the agent's time in its strategy so far, this bar's included
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionOutcome:
+    """A decision judged once its horizon passed: was the side it took right?"""
+
+    account: str
+    symbol: str
+    confidence: float  # as the decision stated it
+    hit: bool
 
 
 @dataclass(slots=True)
@@ -85,6 +101,8 @@ OnOpen = Callable[[str], Awaitable[None]]
 OnBar = Callable[[BarReport], None]
 OnDecisions = Callable[[DecisionsMade], None]
 OnEvent = Callable[[Event], None]
+OnOutcome = Callable[[DecisionOutcome], None]
+OnForecast = Callable[[str, float], None]  # a model's name, the seconds its forecast took
 
 
 @dataclass(slots=True)
@@ -96,6 +114,8 @@ class Watchers:
     bars: list[OnBar] = field(default_factory=list)
     decisions: list[OnDecisions] = field(default_factory=list)
     events: list[OnEvent] = field(default_factory=list)
+    outcomes: list[OnOutcome] = field(default_factory=list)
+    forecasts: list[OnForecast] = field(default_factory=list)
 
     def add(
         self,
@@ -103,6 +123,8 @@ class Watchers:
         on_bar: OnBar | None,
         on_decisions: OnDecisions | None,
         on_event: OnEvent | None,
+        on_outcome: OnOutcome | None = None,
+        on_forecast: OnForecast | None = None,
     ) -> None:
         if on_open is not None:
             self.opened.append(on_open)
@@ -112,3 +134,7 @@ class Watchers:
             self.decisions.append(on_decisions)
         if on_event is not None:
             self.events.append(on_event)
+        if on_outcome is not None:
+            self.outcomes.append(on_outcome)
+        if on_forecast is not None:
+            self.forecasts.append(on_forecast)

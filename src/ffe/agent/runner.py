@@ -26,16 +26,19 @@ from ffe.agent.reconcile import reconcile, restore
 from ffe.agent.record import RunSpec, close_run, fail_run, open_run, run_config, run_result
 from ffe.agent.reports import (
     AgentReport,
+    DecisionOutcome,
     DecisionsMade,
     OnBar,
     OnDecisions,
     OnEvent,
+    OnForecast,
     OnOpen,
+    OnOutcome,
     Snapshot,
     Watchers,
 )
 from ffe.agent.step import AgentConfig, StepCore
-from ffe.agent.stepper import Stepper
+from ffe.agent.stepper import EnsembleStepper, Stepper
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import FfeError, StoreError
@@ -110,12 +113,18 @@ class Agent:
         on_bar: OnBar | None = None,
         on_decisions: OnDecisions | None = None,
         on_event: OnEvent | None = None,
+        on_outcome: OnOutcome | None = None,
+        on_forecast: OnForecast | None = None,
     ) -> None:
         """Be told, from now on: ``on_open`` (awaited) once the run is open and restored,
         before its first bar, with its run id; ``on_bar`` after each bar; ``on_decisions``
         when the strategy decided on a bar; ``on_event`` with each notification (fills,
-        halts, approvals, start and stop). They run in the trading loop: keep them quick."""
-        self._watchers.add(on_open, on_bar, on_decisions, on_event)
+        halts, approvals, start and stop); ``on_outcome`` when a decision is judged, its
+        horizon passed; ``on_forecast`` with the seconds each forecast model of the ensemble
+        took (other strategies have none). They run in the trading loop: keep them quick."""
+        self._watchers.add(on_open, on_bar, on_decisions, on_event, on_outcome, on_forecast)
+        if on_forecast is not None and isinstance(self.stepper, EnsembleStepper):
+            self.stepper.on_forecast = self._forecast  # timed only once someone listens
 
     async def status(self) -> AgentStatus | None:
         """The account's state as the journal has it (None before the agent first ran)."""
@@ -243,6 +252,7 @@ class Agent:
         )
         core.on_event = self.event
         core.on_decisions = self._decided
+        core.outcomes.on_judged = self._judged
         core.live_clock = self.clock.live
         self.core = core
         return core
@@ -278,6 +288,16 @@ class Agent:
     def _decided(self, made: DecisionsMade) -> None:
         for watcher in self._watchers.decisions:
             watcher(made)
+
+    def _judged(self, symbol: str, confidence: float, hit: bool) -> None:
+        if self._watchers.outcomes:
+            outcome = DecisionOutcome(self.config.account, symbol, confidence, hit)
+            for watcher in self._watchers.outcomes:
+                watcher(outcome)
+
+    def _forecast(self, model: str, seconds: float) -> None:
+        for watcher in self._watchers.forecasts:
+            watcher(model, seconds)
 
     async def _after_step(self, core: StepCore) -> None:
         self._bars_since_flush += 1

@@ -101,6 +101,7 @@ class StepCore:
         self.halted_at: int | None = None
         self.halt_reason: str | None = None
         self.trades_journaled = 0
+        self.wins = self.losses = 0  # trades closed by fills booked here (restored: not)
         self.working: dict[str, BrokerOrder] = {}  # sent and not finished
         self.outcomes = OutcomeWatch(journal)
         self.denials: list[tuple[int, Denied]] = []
@@ -216,6 +217,10 @@ class StepCore:
         for closed in self.ledger.trades[trades_before:]:
             self.journal.trade(trade_of(closed, self.market))
             self.trades_journaled += 1
+            if closed.pnl > 0:
+                self.wins += 1
+            else:
+                self.losses += 1
             self.context.on_trade_closed(order.symbol, closed.pnl)
 
     # -- deciding -------------------------------------------------------------------------
@@ -409,6 +414,11 @@ class StepCore:
             ledger.cash,
             exposure,
             held,
+            ledger.realized_pnl,
+            self.wins,
+            self.losses,
+            self.context.daily_halt_reason is not None,
+            self.halted_at is not None,
         )
 
     def snapshot(self) -> Snapshot | None:

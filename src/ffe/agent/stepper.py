@@ -10,6 +10,7 @@ decide every ``every`` bars, weights learned from each outcome as it arrives.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -53,7 +54,10 @@ class StrategyStepper:
 
 
 class EnsembleStepper:
-    """The ensemble strategy through its live decider, one decider per symbol."""
+    """The ensemble strategy through its live decider, one decider per symbol.
+
+    ``on_forecast``, when set, is told each model's name and the seconds its forecast took
+    (``EnsembleDecider.on_forecast``), in every decider."""
 
     def __init__(self, strategy: Strategy) -> None:
         from ffe.decide.ensemble import EnsembleStrategy
@@ -65,6 +69,17 @@ class EnsembleStepper:
         extra = [voter] if voter is not None else []
         self._extra = extra
         self._deciders: dict[int, EnsembleDecider] = {}
+        self._on_forecast: Callable[[str, float], None] | None = None
+
+    @property
+    def on_forecast(self) -> Callable[[str, float], None] | None:
+        return self._on_forecast
+
+    @on_forecast.setter
+    def on_forecast(self, hook: Callable[[str, float], None] | None) -> None:
+        self._on_forecast = hook
+        for decider in self._deciders.values():
+            decider.on_forecast = hook
 
     def step(self, history: History) -> tuple[FloatArray, list[Decision]]:
         from ffe.forecast.base import Series
@@ -98,7 +113,9 @@ class EnsembleStepper:
         from ffe.decide.ensemble import EnsembleDecider, EnsembleStrategy
 
         assert isinstance(self.strategy, EnsembleStrategy)  # checked in __init__
-        return EnsembleDecider(self.strategy, self._extra)
+        decider = EnsembleDecider(self.strategy, self._extra)
+        decider.on_forecast = self._on_forecast
+        return decider
 
 
 def stepper_for(strategy: Strategy) -> Stepper:

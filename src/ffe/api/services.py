@@ -273,10 +273,12 @@ class Services:
 
     def _add_checks(self) -> None:
         checks = self.health
-        checks.add("database", ping_probe(self._ping_database, "database"))
+        checks.add("database", ping_probe(self._ping_database, "database"), dependency="database")
         if self.kv.redis_url is not None:
             # Without Redis the API still serves (no shared cache): degraded, not down.
-            checks.add("redis", ping_probe(self.kv.ping, "redis"), critical=False)
+            checks.add(
+                "redis", ping_probe(self.kv.ping, "redis"), critical=False, dependency="redis"
+            )
         checks.add("disk", disk_probe(self.options.data_dir))
         checks.add("memory", memory_probe(), critical=False)
         checks.add("agent", heartbeat_probe(self._agent_heartbeat, 60.0), critical=False)

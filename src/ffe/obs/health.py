@@ -55,6 +55,7 @@ class CheckResult:
     detail: str
     latency_ms: float
     critical: bool = True
+    dependency: str | None = None  # the dependency the check pings (database, redis), if any
 
 
 Check = Callable[[], Awaitable[CheckResult]]
@@ -126,9 +127,17 @@ class HealthChecks:
         return tuple(self._checks)
 
     def add(
-        self, name: str, probe: Probe, *, critical: bool = True, timeout_s: float = 2.0
+        self,
+        name: str,
+        probe: Probe,
+        *,
+        critical: bool = True,
+        timeout_s: float = 2.0,
+        dependency: str | None = None,
     ) -> None:
-        """Add a probe under a unique name; a failing non-critical probe only degrades health."""
+        """Add a probe under a unique name; a failing non-critical probe only degrades health.
+        ``dependency`` names what the probe pings (``database``, ``redis``): its results
+        carry it, and ``Metrics.record_readiness`` exports them as ``ffe_dependency_up``."""
         if name in self._checks:
             raise ValueError(f"health check {name!r} is already added: pick another name")
         if not timeout_s > 0:
@@ -137,7 +146,7 @@ class HealthChecks:
             )
 
         async def check() -> CheckResult:
-            return await self._run_one(name, probe, critical, timeout_s)
+            return await self._run_one(name, probe, critical, timeout_s, dependency)
 
         self._checks[name] = check
 
@@ -147,13 +156,13 @@ class HealthChecks:
         return HealthReport(tuple(results))
 
     async def _run_one(
-        self, name: str, probe: Probe, critical: bool, timeout_s: float
+        self, name: str, probe: Probe, critical: bool, timeout_s: float, dependency: str | None
     ) -> CheckResult:
         started = time.perf_counter()
 
         def result(ok: bool, detail: str) -> CheckResult:
             latency_ms = (time.perf_counter() - started) * 1000.0
-            return CheckResult(name, ok, _scrub(detail), latency_ms, critical)
+            return CheckResult(name, ok, _scrub(detail), latency_ms, critical, dependency)
 
         try:
             task = asyncio.ensure_future(probe())

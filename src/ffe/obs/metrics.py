@@ -13,7 +13,8 @@ before the workers start. Keep one ``Metrics`` per process in that mode: two obj
 process write the same files and overwrite each other's values.
 
 Labels: pass the route *template* (``/api/v1/runs/{run_id}``) to ``observe_request``, never
-the raw path, or every id becomes a new time series.
+the raw path, or every id becomes a new time series. Methods called every bar or every
+request keep the labelled children they made (``labels()`` costs more than the counting).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -41,15 +42,20 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ffe import __version__
 from ffe.domain.errors import ConfigError
 
 __all__ = [
     "ANALYSIS_BUCKETS",
     "BREAKER_STATES",
     "CACHE_RESULTS",
+    "CONFIDENCE_BINS",
     "DECISION_BUCKETS",
+    "DEPENDENCIES",
+    "FORECAST_BUCKETS",
     "MULTIPROC_ENV",
     "REQUEST_BUCKETS",
+    "RISK_HALT_REASONS",
     "JobsSnapshot",
     "Metrics",
     "WorkerJobs",
@@ -98,11 +104,71 @@ DECISION_BUCKETS: Final = (
 )
 """Decision latency buckets in seconds: 1 ms to a minute, since LLM providers can be slow."""
 
+FORECAST_BUCKETS: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.5,
+    2.5,
+    10.0,
+    60.0,
+)
+"""One model's forecast from its fitted parameters, in seconds: 0.1 ms to a minute (the
+statistical models take well under a millisecond to a few; an LLM voter, seconds)."""
+
+RISK_HALT_REASONS: Final = ("daily_loss", "drawdown")
+"""The risk engine's halts ``set_risk_halted`` exports: the daily loss kill switch and the
+drawdown halt. (An emergency stop is an operator's command, not the risk engine's.)"""
+
+CONFIDENCE_BINS: Final = tuple(f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10))
+"""The ``confidence_bin`` labels of decision outcomes: ten bins of 0.1 over [0, 1], each
+holding its lower bound (0.55 is in "0.5-0.6"), 1.0 in "0.9-1.0". The ensemble's confidence
+is the probability of a profit on the side it takes, recalibrated: mostly 0.4 to 0.8, but
+anything in [0, 1] can occur (long-only, or after recalibration), so every bin exists."""
+
+DEPENDENCIES: Final = frozenset({"database", "redis"})
+"""The dependencies whose readiness checks ``record_readiness`` exports."""
+
 BREAKER_STATES: Final = {"closed": 0, "half_open": 1, "open": 2}
 """Circuit breaker state names and the gauge value each is exported as."""
 
 CACHE_RESULTS: Final = frozenset({"hit", "miss", "error"})
 """The results ``Metrics.cache_event`` accepts."""
+
+
+_MAX_CHILDREN: Final = 10_000
+"""Labelled children kept per metric: enough for every symbol and account, bounded anyway."""
+
+
+class _Children:
+    """A metric's labelled children, made once per label values and kept (up to a bound)."""
+
+    __slots__ = ("_kept", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._kept: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._kept.get(values)
+        if child is None:
+            child = self._metric.labels(*values)
+            if len(self._kept) < _MAX_CHILDREN:
+                self._kept[values] = child
+        return child
+
+
+def confidence_bin(confidence: float) -> str:
+    """The ``CONFIDENCE_BINS`` label holding ``confidence`` (clamped into [0, 1])."""
+    index = int(min(max(confidence, 0.0), 1.0) * 10)
+    return CONFIDENCE_BINS[min(index, 9)]
 
 
 def _multiprocess_enabled() -> bool:
@@ -209,8 +275,11 @@ def mark_process_dead(pid: int, multiprocess_dir: str | Path | None = None) -> N
 class Metrics:
     """The engine's Prometheus metrics, in a registry of their own."""
 
-    def __init__(self, multiprocess_dir: str | Path | None = None) -> None:
-        """Build every metric; in multiprocess mode check the directory (``ConfigError``)."""
+    def __init__(
+        self, multiprocess_dir: str | Path | None = None, version: str | None = None
+    ) -> None:
+        """Build every metric; in multiprocess mode check the directory (``ConfigError``).
+        ``version`` is the one ``ffe_build_info`` exports (default: this ffe's)."""
         self.multiprocess_dir = _resolve_multiprocess_dir(multiprocess_dir)
         self.registry = CollectorRegistry()
         if self.multiprocess_dir is None:
@@ -221,6 +290,9 @@ class Metrics:
         self._build_http_and_decisions()
         self._build_gauges()
         self._build_analysis()
+        self._build_trading()
+        self._build_forecasting()
+        self._build_service(version)
         self._jobs = _JobsCollector()
         self.registry.register(self._jobs)
 
@@ -310,6 +382,110 @@ class Metrics:
             multiprocess_mode="max",
         )
 
+    def _build_trading(self) -> None:
+        registry = self.registry
+        # The agent's gauges are its own process's (one agent per account): "mostrecent" keeps
+        # the value last set, also after the process is gone (a halt stays journaled too).
+        self._risk_halted = _Children(
+            Gauge(
+                "ffe_risk_halted",
+                "1 while the risk engine halts the account's trading (reason: daily_loss, the "
+                "daily loss kill switch; drawdown, the drawdown halt), else 0.",
+                ["account", "reason"],
+                registry=registry,
+                multiprocess_mode="mostrecent",
+            )
+        )
+        self._drawdown = _Children(
+            Gauge(
+                "ffe_drawdown_ratio",
+                "Current drawdown of the account's equity from its peak (0 at the peak, 0.2 is "
+                "20% below it).",
+                ["account"],
+                registry=registry,
+                multiprocess_mode="mostrecent",
+            )
+        )
+        self._realized = _Children(
+            Gauge(
+                "ffe_realized_pnl",
+                "Cumulative realised P&L of the account's run, net of commissions, in the "
+                "account currency.",
+                ["account"],
+                registry=registry,
+                multiprocess_mode="mostrecent",
+            )
+        )
+        self._fills = _Children(
+            Counter(
+                "ffe_fills",
+                "Fills the agent's broker reported, by symbol and side (buy, sell).",
+                ["symbol", "side"],
+                registry=registry,
+            )
+        )
+        self._trades_closed = _Children(
+            Counter(
+                "ffe_trades_closed",
+                "Round trips closed, by account and result (win: positive realised P&L net of "
+                "commissions; loss: the rest).",
+                ["account", "result"],
+                registry=registry,
+            )
+        )
+        self._outcomes = _Children(
+            Counter(
+                "ffe_decision_outcomes",
+                "Decisions judged once their horizon passed, by stated confidence (bins of 0.1) "
+                "and outcome (hit, miss): the confidence's calibration.",
+                ["confidence_bin", "outcome"],
+                registry=registry,
+            )
+        )
+
+    def _build_forecasting(self) -> None:
+        registry = self.registry
+        self._forecast_seconds = _Children(
+            Histogram(
+                "ffe_forecast_duration_seconds",
+                "Time one forecast model took to forecast for a decision, by model.",
+                ["model"],
+                buckets=FORECAST_BUCKETS,
+                registry=registry,
+            )
+        )
+        self._ensemble_weight = _Children(
+            Gauge(
+                "ffe_ensemble_weight",
+                "The ensemble's weight of each model in its latest decision on a symbol (0 for "
+                "a model left out of it).",
+                ["symbol", "model"],
+                registry=registry,
+                multiprocess_mode="mostrecent",
+            )
+        )
+
+    def _build_service(self, version: str | None) -> None:
+        registry = self.registry
+        self._dependency_up = _Children(
+            Gauge(
+                "ffe_dependency_up",
+                "1 when the dependency's readiness check last passed, 0 when it failed.",
+                ["dependency"],
+                registry=registry,
+                # The check run last wins, whichever worker ran it.
+                multiprocess_mode="mostrecent",
+            )
+        )
+        build = Gauge(
+            "ffe_build_info",
+            "Always 1; the version of ffe running, as a label.",
+            ["version"],
+            registry=registry,
+            multiprocess_mode="max",  # 1 in every worker: one series, not one a process
+        )
+        build.labels(version=version or __version__).set(1)
+
     def record_analysis(self, symbol: str, ok: bool, seconds: float, unix_time: float) -> None:
         """Count one refresh of ``symbol``'s analysis that took ``seconds`` and ended at
         ``unix_time``; a successful one also sets the symbol's last-success time."""
@@ -360,6 +536,69 @@ class Metrics:
             return
         self._nonfinite_accounts.discard(account)
         self._portfolio.labels(account=account).set(float(value))
+
+    def set_risk_halted(self, account: str, reason: str, halted: bool) -> None:
+        """Export whether the risk engine's halt ``reason`` (``daily_loss`` or ``drawdown``)
+        is in force on ``account``."""
+        if reason not in RISK_HALT_REASONS:
+            raise ValueError(
+                f"unknown risk halt {reason!r}: use one of {', '.join(RISK_HALT_REASONS)}"
+            )
+        self._risk_halted(account, reason).set(1.0 if halted else 0.0)
+
+    def set_drawdown(self, account: str, ratio: float) -> None:
+        """Export the account's current drawdown from its peak equity (a fraction, >= 0);
+        NaN is skipped."""
+        if not math.isnan(ratio):
+            self._drawdown(account).set(max(ratio, 0.0))
+
+    def set_realized_pnl(self, account: str, pnl: float) -> None:
+        """Export the account's cumulative realised P&L; NaN and infinities are skipped."""
+        if math.isfinite(pnl):
+            self._realized(account).set(pnl)
+
+    def record_fill(self, symbol: str, quantity: float) -> None:
+        """Count one fill the broker reported: a positive quantity is a buy, negative a sell."""
+        if quantity:
+            self._fills(symbol, "buy" if quantity > 0 else "sell").inc()
+
+    def record_trades_closed(self, account: str, wins: int, losses: int) -> None:
+        """Count round trips the account closed: ``wins`` with a positive realised P&L,
+        ``losses`` the others. Both series exist (at 0) from the first call, so a rate over
+        them starts with the agent, not with its first trade of each kind."""
+        win, loss = self._trades_closed(account, "win"), self._trades_closed(account, "loss")
+        if wins > 0:
+            win.inc(wins)
+        if losses > 0:
+            loss.inc(losses)
+
+    def record_decision_outcome(self, confidence: float, hit: bool) -> None:
+        """Count one judged decision under its stated confidence's bin (``CONFIDENCE_BINS``)."""
+        self._outcomes(confidence_bin(confidence), "hit" if hit else "miss").inc()
+
+    def observe_forecast(self, model: str, seconds: float) -> None:
+        """Observe the time ``model`` took to forecast."""
+        self._forecast_seconds(model).observe(max(seconds, 0.0))
+
+    def set_ensemble_weight(self, symbol: str, model: str, weight: float) -> None:
+        """Export the ensemble's current weight of ``model`` on ``symbol``."""
+        self._ensemble_weight(symbol, model).set(weight)
+
+    def record_readiness(self, results: Iterable[Any]) -> None:
+        """Export ``ffe_dependency_up`` from a readiness report's checks (``CheckResult``s):
+        those naming a ``dependency`` (database, redis) set it to 1 or 0."""
+        for result in results:
+            dependency = getattr(result, "dependency", None)
+            if dependency is not None:
+                self.set_dependency_up(dependency, bool(result.ok))
+
+    def set_dependency_up(self, dependency: str, up: bool) -> None:
+        """Export whether ``dependency`` (``database`` or ``redis``) answered its check."""
+        if dependency not in DEPENDENCIES:
+            raise ValueError(
+                f"unknown dependency {dependency!r}: use one of {', '.join(sorted(DEPENDENCIES))}"
+            )
+        self._dependency_up(dependency).set(1.0 if up else 0.0)
 
     def cache_event(self, cache: str, result: str) -> None:
         """Count one cache lookup; ``result`` is ``hit``, ``miss`` or ``error``."""

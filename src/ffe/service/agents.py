@@ -200,7 +200,7 @@ def agent_checks(agent: Agent) -> HealthChecks:
     """Readiness of an agent's process: its journal answers, and it holds its account's
     lease (not yet while it starts; not any more once another agent took it)."""
     checks = HealthChecks()
-    checks.add("journal", ping_probe(agent.db.ping, "journal"))
+    checks.add("journal", ping_probe(agent.db.ping, "journal"), dependency="database")
     account = agent.config.account
 
     async def lease() -> str:

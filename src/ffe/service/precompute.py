@@ -67,9 +67,9 @@ def freshness_probe(schedule: Precompute, max_age_s: float) -> Probe:
 
 def _checks(db: Database, kv: KvBackends, schedule: Precompute) -> HealthChecks:
     checks = HealthChecks()
-    checks.add("journal", ping_probe(db.ping, "journal"))
+    checks.add("journal", ping_probe(db.ping, "journal"), dependency="database")
     if kv.redis_url is not None:  # the analyses are written there
-        checks.add("redis", ping_probe(kv.ping, "redis"))
+        checks.add("redis", ping_probe(kv.ping, "redis"), dependency="redis")
     checks.add("refresh", freshness_probe(schedule, schedule.store.ttl_s))
     return checks
 

@@ -38,6 +38,7 @@ def probe_app(
 
     async def ready(_: Request) -> Response:
         report = await checks.run()
+        metrics.record_readiness(report.checks)  # ffe_dependency_up, each time they run
         return JSONResponse(report.as_dict(), status_code=200 if report.ok else 503)
 
     async def scrape(_: Request) -> Response:

@@ -2,8 +2,10 @@
 (``ffe run``, ``POST /api/v1/agent/start``) or in a process of its own (``ffe agent run``).
 
 ``AgentReporter.attach`` watches the agent through the hooks it offers (``Agent.watch``):
-its notifications (fills, halts, approvals, start and stop), each bar (equity, at most five
-a second: a fast replay steps thousands of bars a second) and each bar's decisions. Events
+its notifications (fills, halts, approvals, start and stop), each bar (equity and drawdown,
+at most five a second: a fast replay steps thousands of bars a second; the risk halts,
+realised P&L and closed trades whenever they change), each bar's decisions (and the
+ensemble's weights in them), the outcomes of decisions and the forecast models' times. Events
 keep one shape whoever sends them (the dashboard and the tests rely on it) and go through a
 ``Publisher``: the API's event bus for the agent inside the API, Redis for an agent of its
 own process when Redis is configured, nowhere otherwise (the API then reads what the agent
@@ -21,7 +23,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from ffe.agent.notify import Event
-from ffe.agent.reports import BarReport, DecisionsMade
+from ffe.agent.reports import BarReport, DecisionOutcome, DecisionsMade
 from ffe.agent.runner import Agent
 from ffe.domain.orders import action_of
 from ffe.kv.events import Publisher
@@ -54,6 +56,12 @@ class AgentReporter:
         self._last_equity = -math.inf  # when equity was last reported (monotonic)
         self._strategy_seconds = 0.0  # the agent's time in its strategy, as last seen
         self._sending: set[asyncio.Task[None]] = set()
+        # What the metrics were last told, to tell them only what changed: the halts (daily
+        # loss, drawdown; None before the first bar), realised P&L, wins and losses.
+        self._halts: tuple[bool, bool] | None = None
+        self._realized = math.nan
+        self._closed = (0, 0)
+        self._models: dict[str, dict[str, None]] = {}  # each symbol's models, in vote order
 
     def attach(self, agent: Agent) -> None:
         """Report ``agent`` from now on, through the hooks it offers its watchers."""
@@ -62,6 +70,8 @@ class AgentReporter:
             on_bar=lambda report: self._on_bar(report, breaker),
             on_decisions=self._on_decisions,
             on_event=lambda event: self._on_event(agent, event),
+            on_outcome=self._on_outcome,
+            on_forecast=self.metrics.observe_forecast,
         )
 
     def seed(self, peak: float, worst: float) -> None:
@@ -92,12 +102,15 @@ class AgentReporter:
         self.peak = max(self.peak, equity)
         if self.peak > 0:
             self.max_drawdown = min(self.max_drawdown, equity / self.peak - 1)
+        self._risk_metrics(report)
         now = time.monotonic()
         if now - self._last_equity < self.equity_interval_s:
             return
         self._last_equity = now
         account = report.account
         self.metrics.set_portfolio_value(account, equity)
+        if self.peak > 0:
+            self.metrics.set_drawdown(account, 1.0 - equity / self.peak)
         self.metrics.set_agent_heartbeat(account, time.time())
         if breaker is not None:
             self.metrics.set_breaker(breaker.name, breaker.state)
@@ -110,6 +123,38 @@ class AgentReporter:
         }
         self.send("equity", data)
 
+    def _risk_metrics(self, report: BarReport) -> None:
+        """The halts, realised P&L and closed trades, each time one changes (an exported halt
+        must not wait for the next equity update: it may be the run's last bar)."""
+        halts = (report.daily_loss_halted, report.drawdown_halted)
+        if halts != self._halts:
+            if self._halts is None:  # the first bar: the trade counters' series start at 0
+                self.metrics.record_trades_closed(report.account, 0, 0)
+            self._halts = halts
+            self.metrics.set_risk_halted(report.account, "daily_loss", halts[0])
+            self.metrics.set_risk_halted(report.account, "drawdown", halts[1])
+        if report.realized_pnl != self._realized:
+            self._realized = report.realized_pnl
+            self.metrics.set_realized_pnl(report.account, report.realized_pnl)
+        wins, losses = self._closed
+        if report.wins != wins or report.losses != losses:
+            self._closed = (report.wins, report.losses)
+            self.metrics.record_trades_closed(
+                report.account, report.wins - wins, report.losses - losses
+            )
+
+    def _ensemble_weights(self, symbol: str, votes: tuple[tuple[str, float], ...]) -> None:
+        """The weights the ensemble gave its models in a decision; a model it gave none this
+        time (it failed to forecast) is exported as 0, not left at its last weight."""
+        models = self._models.setdefault(symbol, {})
+        given = dict(votes)
+        models.update(dict.fromkeys(given))
+        for model in models:
+            self.metrics.set_ensemble_weight(symbol, model, given.get(model, 0.0))
+
+    def _on_outcome(self, outcome: DecisionOutcome) -> None:
+        self.metrics.record_decision_outcome(outcome.confidence, outcome.hit)
+
     def _on_decisions(self, made: DecisionsMade) -> None:
         # The strategy's time since the last decisions: counted once, with the first of them.
         spent = made.strategy_seconds - self._strategy_seconds
@@ -118,6 +163,8 @@ class AgentReporter:
             action = action_of(decision.target)
             self.metrics.record_decision(decision.symbol, action, spent if spent > 0 else None)
             spent = 0.0
+            if decision.votes:  # an ensemble's decision: its models and their weights
+                self._ensemble_weights(decision.symbol, decision.votes)
             data = {
                 "account": made.account,
                 "time": made.time.isoformat(),
@@ -135,6 +182,8 @@ class AgentReporter:
         configured notifiers (Telegram, webhooks) have had theirs from the agent."""
         data = {"kind": event.kind, "text": event.text, **event.data}
         data.setdefault("account", agent.config.account)
+        if event.kind == "fill":
+            self.metrics.record_fill(str(data.get("symbol")), float(data.get("quantity", 0.0)))
         self.send(_KIND_OF.get(event.kind, "event"), data)
         if event.kind in _STATE_CHANGES:
             self.spawn(self.publish_state(agent))

@@ -132,3 +132,30 @@ def test_journal_file_corrupt_then_start_refused_not_retried(
 
     with pytest.raises(StoreError, match="not a database"):
         asyncio.run(Services.open(bootstrap.components(load_settings()), background=False))
+
+
+def test_readiness_when_journal_unreachable_then_dependency_up_0_and_1_once_it_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_retries: None
+) -> None:
+    """``ffe_dependency_up`` follows the readiness checks each time they run; Redis, not
+    configured here, has no series."""
+    from ffe.api.app import create_app
+
+    blocker = tmp_path / "journal"
+    blocker.write_text("a file where the journal's folder should be")
+    monkeypatch.setenv("FFE__DATABASE__URL", f"sqlite+aiosqlite:///{blocker / 'ffe.db'}")
+    app = create_app(bootstrap.components(load_settings()))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        registry = client.app.state.services.metrics.registry  # type: ignore[attr-defined]
+
+        def up(dependency: str) -> float | None:
+            return registry.get_sample_value("ffe_dependency_up", {"dependency": dependency})
+
+        assert up("database") is None  # no check run yet
+        assert client.get("/health/ready").status_code == 503
+        assert up("database") == 0
+        blocker.unlink()
+        assert _wait_ready(client) == 200
+        assert up("database") == 1
+        assert up("redis") is None

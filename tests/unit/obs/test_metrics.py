@@ -14,7 +14,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ffe.domain.errors import ConfigError
-from ffe.obs.metrics import MULTIPROC_ENV, JobsSnapshot, Metrics, WorkerJobs, mark_process_dead
+from ffe.obs.metrics import (
+    CONFIDENCE_BINS,
+    MULTIPROC_ENV,
+    JobsSnapshot,
+    Metrics,
+    WorkerJobs,
+    mark_process_dead,
+)
 
 ROUTE = "/api/v1/runs/{run_id}"
 
@@ -271,3 +278,94 @@ def test_forget_dead_processes_when_worker_exited_then_its_gauges_go_live_ones_s
 
 def test_forget_dead_processes_when_single_process_then_nothing(metrics):
     assert metrics.forget_dead_processes() == []
+
+
+# -- the trading, forecasting and service metrics of issue 17 -------------------------------
+
+
+def test_build_info_when_built_then_1_with_this_version(metrics):
+    import ffe
+
+    assert sample(metrics, "ffe_build_info", version=ffe.__version__) == 1
+    assert sample(Metrics(version="9.9.9"), "ffe_build_info", version="9.9.9") == 1
+
+
+@pytest.mark.parametrize(
+    ("confidence", "label"),
+    [(0.0, "0.0-0.1"), (0.55, "0.5-0.6"), (0.6, "0.6-0.7"), (0.7, "0.7-0.8"), (0.99, "0.9-1.0"),
+     (1.0, "0.9-1.0"), (1.2, "0.9-1.0"), (-0.1, "0.0-0.1")],
+)  # fmt: skip
+def test_record_decision_outcome_when_confidence_then_its_bin_of_0_1(metrics, confidence, label):
+    metrics.record_decision_outcome(confidence, hit=True)
+    metrics.record_decision_outcome(confidence, hit=False)
+    metrics.record_decision_outcome(confidence, hit=False)
+
+    assert sample(metrics, "ffe_decision_outcomes_total", confidence_bin=label, outcome="hit") == 1
+    assert sample(metrics, "ffe_decision_outcomes_total", confidence_bin=label, outcome="miss") == 2
+    assert tuple(f"0.{i}-{'1.0' if i == 9 else f'0.{i + 1}'}" for i in range(10)) == CONFIDENCE_BINS
+
+
+def test_set_risk_halted_and_dependency_when_unknown_name_then_value_error_naming_the_known(
+    metrics,
+):
+    with pytest.raises(ValueError, match="daily_loss, drawdown"):
+        metrics.set_risk_halted("paper", "emergency", True)
+    with pytest.raises(ValueError, match="database, redis"):
+        metrics.set_dependency_up("kafka", False)
+
+
+def test_record_fill_and_trades_when_counted_then_by_side_and_result(metrics):
+    metrics.record_fill("SP500", 3.0)
+    metrics.record_fill("SP500", -1.5)
+    metrics.record_fill("SP500", 0.0)  # nothing filled: not a fill
+    metrics.record_trades_closed("paper", wins=0, losses=0)
+    assert sample(metrics, "ffe_trades_closed_total", account="paper", result="win") == 0
+    metrics.record_trades_closed("paper", wins=2, losses=1)
+    metrics.record_trades_closed("paper", wins=0, losses=1)
+
+    assert sample(metrics, "ffe_fills_total", symbol="SP500", side="buy") == 1
+    assert sample(metrics, "ffe_fills_total", symbol="SP500", side="sell") == 1
+    assert sample(metrics, "ffe_trades_closed_total", account="paper", result="win") == 2
+    assert sample(metrics, "ffe_trades_closed_total", account="paper", result="loss") == 2
+
+
+_GAUGE_WRITER = textwrap.dedent(
+    """
+    import sys
+    from ffe.obs.metrics import Metrics
+    value = float(sys.argv[1])
+    m = Metrics()
+    m.set_risk_halted("paper", "drawdown", value > 0)
+    m.set_drawdown("paper", value)
+    m.set_realized_pnl("paper", value)
+    m.set_ensemble_weight("SP500", "naive", value)
+    m.set_dependency_up("database", value > 0)
+    m.observe_forecast("naive", value)
+    """
+)
+
+
+def test_render_when_multiprocess_then_new_gauges_one_series_each_the_latest_value(tmp_path):
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    _finish(_python(_GAUGE_WRITER, env, "0.25"))
+    _finish(_python(_GAUGE_WRITER, env, "0"))  # the later process: its values win
+
+    merged = _finish(_python(_READER, env))
+    families = {f.name: f for f in text_string_to_metric_families(merged)}
+
+    expected = {
+        "ffe_risk_halted": 0.0,
+        "ffe_drawdown_ratio": 0.0,
+        "ffe_realized_pnl": 0.0,
+        "ffe_ensemble_weight": 0.0,
+        "ffe_dependency_up": 0.0,
+        "ffe_build_info": 1.0,  # not summed over the three processes
+    }
+    for name, value in expected.items():
+        samples = families[name].samples
+        assert [s.value for s in samples] == [value], name  # one series: no pid label
+        assert "pid" not in samples[0].labels
+    count = [
+        s for s in families["ffe_forecast_duration_seconds"].samples if s.name.endswith("_count")
+    ]
+    assert [s.value for s in count] == [2]  # both processes' observations

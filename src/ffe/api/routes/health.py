@@ -28,6 +28,7 @@ async def ready(request: Request, services: ServicesDep) -> Any:
     critical check fails, so a load balancer stops sending traffic here. Each check's detail
     (addresses, paths, errors) only for a caller with the read scope."""
     report = await services.health.run()
+    services.metrics.record_readiness(report.checks)  # ffe_dependency_up, each time they run
     body: dict[str, Any] = report.as_dict()
     if not await _may_read(request, services):
         for check in body["checks"].values():

@@ -69,9 +69,11 @@ async def worker_process(
         poll_s=poll_interval(options.wake, notified=bool(listeners.tasks)),
     )
     process = WorkerProcess(components, db, kv, queue, worker, listeners)
-    process.checks.add("database", ping_probe(_pinger(db), "database"))
+    process.checks.add("database", ping_probe(_pinger(db), "database"), dependency="database")
     if redis is not None:  # without Redis a worker still runs jobs: degraded, not down
-        process.checks.add("redis", ping_probe(kv.ping, "redis"), critical=False)
+        process.checks.add(
+            "redis", ping_probe(kv.ping, "redis"), critical=False, dependency="redis"
+        )
     process.checks.add("wakeup", listeners.probe, critical=False)
     try:
         yield process
