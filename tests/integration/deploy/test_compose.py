@@ -1,0 +1,188 @@
+"""deploy/compose.yaml, checked offline (no Docker engine here) by deploy/checks/compose.py:
+the checkout passes, and each kind of mistake fails naming what is wrong. Its ffe settings
+load as settings ffe accepts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.support.deploy import break_value, copy_checkout, run_check
+
+from ffe.config import load_settings
+
+pytestmark = pytest.mark.serial
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE = Path("deploy/compose.yaml")
+
+
+def _broken(tmp_path: Path, old: str, new: str, file: Path = COMPOSE) -> tuple[int, str]:
+    root = copy_checkout(tmp_path)
+    break_value(root / file, old, new)
+    done = run_check("compose", root=root)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_compose_check_when_run_on_the_checkout_then_passes() -> None:
+    done = run_check("compose")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "valid against the Compose Specification's schema" in done.stdout
+    assert "nginx -t passes" in done.stdout
+
+
+def test_compose_when_a_property_has_the_wrong_type_then_the_schema_names_it(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(tmp_path, "    shm_size: 256m\n", "    shm_size: [256m]\n")
+
+    assert code == 1
+    assert "$.services.postgres.shm_size" in out
+
+
+def test_compose_when_a_service_has_an_unknown_key_then_the_schema_names_it(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(tmp_path, "    stop_grace_period: 60s\n", "    stop_grace: 60s\n")
+
+    assert code == 1
+    assert "'stop_grace' was unexpected" in out
+
+
+def test_compose_when_a_dependency_has_no_condition_then_fails_naming_it(tmp_path: Path) -> None:
+    code, out = _broken(
+        tmp_path,
+        "    depends_on:\n      prometheus:\n        condition: service_healthy\n",
+        "    depends_on: [prometheus]\n",
+    )
+
+    assert code == 1
+    assert "service grafana: depends_on prometheus has no condition" in out
+
+
+def test_compose_when_a_variable_is_not_documented_then_fails_naming_it(tmp_path: Path) -> None:
+    code, out = _broken(
+        tmp_path,
+        "FFE__LOGGING__LEVEL: ${FFE_LOG_LEVEL:-INFO}\n  # Through",
+        "FFE__LOGGING__LEVEL: ${FFE_LOUD:-INFO}\n  # Through",
+    )
+
+    assert code == 1
+    assert "${FFE_LOUD} is used in deploy/compose.yaml but not documented" in out
+
+
+def test_compose_when_an_image_is_not_pinned_then_fails_naming_it(tmp_path: Path) -> None:
+    code, out = _broken(tmp_path, "image: redis:7.4.5-bookworm", "image: redis")
+
+    assert code == 1
+    assert "service redis: image redis is not pinned" in out
+
+
+def test_compose_when_an_image_is_latest_then_fails_naming_it(tmp_path: Path) -> None:
+    code, out = _broken(tmp_path, "FFE_TAG=0.1.0", "FFE_TAG=latest", Path("deploy/.env.example"))
+
+    assert code == 1
+    assert "image ffe:latest is not pinned" in out
+
+
+def test_compose_when_a_mounted_file_is_missing_then_fails_naming_it(tmp_path: Path) -> None:
+    code, out = _broken(
+        tmp_path, "./pgbouncer/pgbouncer.ini:/etc", "./pgbouncer/pgbouncer-gone.ini:/etc"
+    )
+
+    assert code == 1
+    assert "service pgbouncer mounts ./pgbouncer/pgbouncer-gone.ini, which does not exist" in out
+
+
+def test_compose_when_a_secret_is_written_in_then_fails_naming_it(tmp_path: Path) -> None:
+    code, out = _broken(
+        tmp_path,
+        "GF_SECURITY_ADMIN_PASSWORD: "
+        "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in deploy/.env}",
+        "GF_SECURITY_ADMIN_PASSWORD: hunter2",
+    )
+
+    assert code == 1
+    assert "service grafana: GF_SECURITY_ADMIN_PASSWORD must come from a variable" in out
+
+
+def test_compose_when_an_app_service_does_not_wait_for_migrate_then_fails(tmp_path: Path) -> None:
+    code, out = _broken(
+        tmp_path,
+        "  migrate:\n    condition: service_completed_successfully\n  pgbouncer:",
+        "  migrate:\n    condition: service_started\n  pgbouncer:",
+    )
+
+    assert code == 1
+    assert "service api must wait for migrate" in out
+
+
+def test_compose_when_a_scaled_service_publishes_a_port_then_fails(tmp_path: Path) -> None:
+    code, out = _broken(tmp_path, '    expose:\n      - "8001"', '    ports:\n      - "8001:8001"')
+
+    assert code == 1
+    assert "service worker is scaled, so it cannot publish a fixed host port" in out
+
+
+def test_compose_when_a_service_leaves_its_profile_then_fails_naming_it(tmp_path: Path) -> None:
+    code, out = _broken(
+        tmp_path, "  ray-worker:\n    profiles: [ray]", "  ray-worker:\n    profiles: [full]"
+    )
+
+    assert code == 1
+    assert "profile ray lacks ray-worker" in out
+
+
+def test_nginx_conf_when_broken_then_nginx_t_names_the_problem(tmp_path: Path) -> None:
+    code, out = _broken(
+        tmp_path,
+        "client_max_body_size 1m;",
+        "client_max_body_size 1m",
+        Path("deploy/nginx/nginx.conf"),
+    )
+
+    assert code == 1
+    assert "nginx -t:" in out
+    assert "deploy/nginx/nginx.conf" in out
+
+
+def _example_values() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / "deploy" / ".env.example").read_text().splitlines():
+        match = re.match(r"^([A-Za-z_]\w*)=(.*)$", line)
+        if match:
+            values[match[1]] = match[2] or "x" * 32  # a secret to fill in
+    return values
+
+
+def _interpolate(text: str, values: dict[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return values.get(match[1]) or match[3] or ""
+
+    return re.sub(r"\$\$|\$\{(\w+)(:?[-?+]([^}]*))?\}", one, text)
+
+
+@pytest.mark.parametrize("service", ["ffe", "migrate", "api", "worker", "precompute", "agent"])
+def test_compose_ffe_settings_when_loaded_then_ffe_accepts_them(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = yaml.safe_load((ROOT / COMPOSE).read_text())
+    environment = model["services"][service]["environment"]
+    for name, value in environment.items():
+        if name.startswith("FFE__"):
+            monkeypatch.setenv(name, _interpolate(str(value), _example_values()))
+
+    settings = load_settings()
+
+    assert settings.api.environment == "production"
+    if service != "ffe":
+        assert settings.database_url().startswith("postgresql")
+    if service not in ("ffe", "migrate"):
+        assert settings.database.pgbouncer is True
+        assert settings.redis.url is not None
+        assert settings.tune.storage_url is not None  # straight to PostgreSQL, not PgBouncer
