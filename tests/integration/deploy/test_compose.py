@@ -4,8 +4,12 @@ load as settings ffe accepts."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,6 +21,24 @@ pytestmark = pytest.mark.serial
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = Path("deploy/compose.yaml")
+PROFILES = {
+    "full": {
+        "postgres",
+        "pgbouncer",
+        "redis",
+        "migrate",
+        "api",
+        "nginx",
+        "worker",
+        "precompute",
+        "agent",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "node-exporter",
+    },
+    "ray": {"ray-head", "ray-worker"},
+}
 
 
 def _broken(tmp_path: Path, old: str, new: str, file: Path = COMPOSE) -> tuple[int, str]:
@@ -37,19 +59,19 @@ def test_compose_check_when_run_on_the_checkout_then_passes() -> None:
 def test_compose_when_a_property_has_the_wrong_type_then_the_schema_names_it(
     tmp_path: Path,
 ) -> None:
-    code, out = _broken(tmp_path, "    shm_size: 256m\n", "    shm_size: [256m]\n")
+    code, out = _broken(tmp_path, "    stop_grace_period: 60s\n", "    stop_grace_period: [60s]\n")
 
     assert code == 1
-    assert "$.services.postgres.shm_size" in out
+    assert "$.services.postgres.stop_grace_period: ['60s'] is not of type 'string'" in out
 
 
 def test_compose_when_a_service_has_an_unknown_key_then_the_schema_names_it(
     tmp_path: Path,
 ) -> None:
-    code, out = _broken(tmp_path, "    stop_grace_period: 60s\n", "    stop_grace: 60s\n")
+    code, out = _broken(tmp_path, '    expose:\n      - "8002"', '    exposed:\n      - "8002"')
 
     assert code == 1
-    assert "'stop_grace' was unexpected" in out
+    assert "$.services.precompute: Unevaluated properties are not allowed ('exposed'" in out
 
 
 def test_compose_when_a_dependency_has_no_condition_then_fails_naming_it(tmp_path: Path) -> None:
@@ -186,3 +208,113 @@ def test_compose_ffe_settings_when_loaded_then_ffe_accepts_them(
         assert settings.database.pgbouncer is True
         assert settings.redis.url is not None
         assert settings.tune.storage_url is not None  # straight to PostgreSQL, not PgBouncer
+
+
+# --- deploy/swarm.py: the stack file for `docker stack deploy` -----------------------------
+
+
+def _swarm() -> Any:
+    spec = importlib.util.spec_from_file_location("swarm", ROOT / "deploy" / "swarm.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _long_port(text: str) -> dict[str, Any]:
+    *host, target = text.split(":")
+    port: dict[str, Any] = {"mode": "ingress", "target": int(target), "protocol": "tcp"}
+    if host:
+        port["published"] = host[-1]
+    if len(host) == 2:
+        port["host_ip"] = host[0]
+    return port
+
+
+def _long_volume(text: str) -> dict[str, Any]:
+    source, target, *mode = text.split(":")
+    options = mode[0].split(",") if mode else []
+    if not source.startswith((".", "/")):
+        return {"type": "volume", "source": source, "target": target, "volume": {}}
+    bind: dict[str, Any] = {"create_host_path": True}
+    bind.update(("propagation", o) for o in options if o.endswith("slave") or "shared" in o)
+    volume = {"type": "bind", "source": source, "target": target, "bind": bind}
+    return {**volume, "read_only": True} if "ro" in options else volume
+
+
+def _filled(value: Any, values: dict[str, str]) -> Any:
+    """Every string of a loaded compose file with its variables filled in (a literal `$`
+    stays escaped, as `docker compose config` prints it)."""
+    if isinstance(value, str):
+        return _interpolate(value.replace("$$", "\0"), values).replace("\0", "$$")
+    if isinstance(value, dict):
+        return {key: _filled(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_filled(item, values) for item in value]
+    return value
+
+
+def _compose_config(*profiles: str) -> dict[str, Any]:
+    """What `docker compose --profile ... config --format json` prints for deploy/compose.yaml,
+    near enough (no Compose here): variables filled from .env.example, long-form ports and
+    mounts, resources as numbers, the project's name."""
+    model = _filled(yaml.safe_load((ROOT / COMPOSE).read_text()), _example_values())
+    services = {}
+    for name, service in model["services"].items():
+        if service.get("profiles") and not set(service["profiles"]) & set(profiles):
+            continue
+        service["ports"] = [_long_port(str(p)) for p in service.get("ports", [])]
+        service["volumes"] = [
+            v if isinstance(v, dict) else _long_volume(v) for v in service.get("volumes", [])
+        ]
+        for part in service.get("deploy", {}).get("resources", {}).values():
+            part["cpus"] = float(part["cpus"])
+            part["memory"] = int(part["memory"][:-1]) * {"M": 2**20, "G": 2**30}[part["memory"][-1]]
+        service["networks"] = {"default": None}
+        services[name] = {key: value for key, value in service.items() if value != []}
+    volumes = {name: {"name": f"ffe_{name}"} for name in model["volumes"]}
+    return {
+        "name": "ffe",
+        "services": services,
+        "networks": {"default": {"name": "ffe_default"}},
+        "volumes": volumes,
+    }
+
+
+def test_swarm_stack_when_made_from_profile_full_and_ray_then_in_the_3x_format() -> None:
+    notes: list[str] = []
+
+    stack = _swarm().stack(_compose_config("full", "ray"), notes.append)
+
+    assert set(stack) == {"version", "services", "networks", "volumes"}  # no `name`
+    assert stack["version"] == "3.9"
+    assert set(stack["services"]) == PROFILES["full"] | PROFILES["ray"]  # not phase 0's ffe
+    for service in stack["services"].values():
+        assert not {"profiles", "depends_on", "build", "restart", "expose"} & set(service)
+        for port in service.get("ports", []):
+            assert set(port) <= {"mode", "target", "published", "protocol"}
+            assert isinstance(port["published"], int)
+        for mount in service.get("volumes", []):
+            assert "create_host_path" not in mount.get("bind", {})
+        for part in service["deploy"]["resources"].values():
+            assert isinstance(part["cpus"], str)
+            assert isinstance(part["memory"], str)
+    assert stack["services"]["nginx"]["ports"][0]["published"] == 8000
+    assert "ports" not in stack["services"]["prometheus"]  # loopback only under Compose
+    assert stack["services"]["node-exporter"]["volumes"][0]["bind"] == {"propagation": "rslave"}
+    assert any(note.startswith("ffe: left out") for note in notes)
+    assert any(note.startswith("grafana: port 3000") for note in notes)
+
+
+def test_swarm_stack_when_given_no_json_then_says_what_to_pipe_in() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "swarm.py")],
+        input="services: {}",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert "config --format json" in done.stderr
