@@ -16,12 +16,20 @@ processes restart (restart_policy) until migrate has upgraded the schema and Pos
 Redis answer; images are not built (build them and push them to a registry every node
 reaches); the phase-0 service `ffe` (no profile) is not part of a stack; ports Compose
 publishes on the host's loopback only (Prometheus, Alertmanager, Grafana) are not published.
+
+Files of the checkout that Compose bind-mounts (nginx.conf, pgbouncer.ini, the monitoring
+files) become Swarm configs, one per file, named with a hash of their content: `docker stack
+deploy` sends them to whichever node runs the task, where a bind mount would look for the
+path on that node. Host paths (node-exporter's /) stay bind mounts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 VERSION = "3.9"  # the newest 3.x format, which `docker stack deploy` validates against
@@ -30,21 +38,26 @@ IGNORED = ("profiles", "depends_on", "build", "restart", "pull_policy", "expose"
 deploy.restart_policy, and reaches every port of a service on its network."""
 PORT_KEYS = ("mode", "target", "published", "protocol")  # what the 3.x format allows
 VOLUME_KEYS = ("type", "source", "target", "read_only", "consistency", "bind", "volume", "tmpfs")
+PROJECT = Path(__file__).resolve().parent
+"""The compose file's folder: bind mounts from under it are the checkout's files."""
 
 
 def stack(config: dict[str, Any], say: Any = None) -> dict[str, Any]:
     """The stack file for ``config`` (``docker compose config --format json``'s output)."""
     notes: list[str] = []
     services = {}
+    configs: dict[str, Any] = dict(config.get("configs") or {})
     for name, service in (config.get("services") or {}).items():
         if not service.get("profiles"):
             notes.append(f"{name}: left out (no profile: phase 0, for Compose only)")
             continue
-        services[name] = _service(name, service, notes)
+        services[name] = _as_configs(_service(name, service, notes), configs)
     result: dict[str, Any] = {"version": VERSION, "services": services}
-    for key in ("networks", "volumes", "secrets", "configs"):
+    for key in ("networks", "volumes", "secrets"):
         if config.get(key):
             result[key] = config[key]
+    if configs:
+        result["configs"] = configs
     for note in notes:
         (say or _stderr)(note)
     return result
@@ -97,6 +110,45 @@ def _volume(volume: Any) -> Any:
     return kept
 
 
+def _as_configs(service: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:
+    """``service`` with its bind mounts of the checkout's files as Swarm configs (added to
+    ``configs``); a folder becomes one config a file."""
+    mounts, refs = [], list(service.get("configs") or [])
+    for volume in service.get("volumes") or []:
+        source = Path(volume["source"]) if _is_bind(volume) else None
+        if source is None or not source.resolve().is_relative_to(PROJECT):
+            mounts.append(volume)
+            continue
+        if not source.exists():
+            raise FileNotFoundError(f"{source} is mounted but does not exist")
+        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        for file in files:
+            target = volume["target"] if file == source else f"{volume['target']}/"
+            if file != source:
+                target += file.relative_to(source).as_posix()
+            key = _config_name(file)
+            configs[key] = {"file": str(file)}
+            refs.append({"source": key, "target": target, "mode": 0o444})
+    kept = {key: value for key, value in service.items() if key not in ("volumes", "configs")}
+    if mounts:
+        kept["volumes"] = mounts
+    if refs:
+        kept["configs"] = refs
+    return kept
+
+
+def _is_bind(volume: Any) -> bool:
+    return isinstance(volume, dict) and volume.get("type") == "bind" and "source" in volume
+
+
+def _config_name(file: Path) -> str:
+    """A config's name: its path in the checkout and its content's hash (a config cannot
+    change, so a changed file is a new config, which `docker stack deploy` rolls out)."""
+    path = file.resolve().relative_to(PROJECT).as_posix()
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()[:10]
+    return f"{re.sub(r'[^A-Za-z0-9]+', '-', path).strip('-')[:40]}-{digest}"
+
+
 def _stderr(line: str) -> None:
     print(f"swarm.py: {line}", file=sys.stderr)
 
@@ -107,7 +159,12 @@ def main() -> int:
     except json.JSONDecodeError as error:
         _stderr(f"not JSON ({error}): pipe in `docker compose ... config --format json`")
         return 1
-    json.dump(stack(config), sys.stdout, indent=2)
+    try:
+        made = stack(config)
+    except FileNotFoundError as error:
+        _stderr(str(error))
+        return 1
+    json.dump(made, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

@@ -239,7 +239,8 @@ def _long_volume(text: str) -> dict[str, Any]:
         return {"type": "volume", "source": source, "target": target, "volume": {}}
     bind: dict[str, Any] = {"create_host_path": True}
     bind.update(("propagation", o) for o in options if o.endswith("slave") or "shared" in o)
-    volume = {"type": "bind", "source": source, "target": target, "bind": bind}
+    absolute = str((ROOT / COMPOSE.parent / source).resolve())  # as Compose prints it
+    volume = {"type": "bind", "source": absolute, "target": target, "bind": bind}
     return {**volume, "read_only": True} if "ro" in options else volume
 
 
@@ -287,7 +288,7 @@ def test_swarm_stack_when_made_from_profile_full_and_ray_then_in_the_3x_format()
 
     stack = _swarm().stack(_compose_config("full", "ray"), notes.append)
 
-    assert set(stack) == {"version", "services", "networks", "volumes"}  # no `name`
+    assert set(stack) == {"version", "services", "networks", "volumes", "configs"}  # no name
     assert stack["version"] == "3.9"
     assert set(stack["services"]) == PROFILES["full"] | PROFILES["ray"]  # not phase 0's ffe
     for service in stack["services"].values():
@@ -303,6 +304,16 @@ def test_swarm_stack_when_made_from_profile_full_and_ray_then_in_the_3x_format()
     assert stack["services"]["nginx"]["ports"][0]["published"] == 8000
     assert "ports" not in stack["services"]["prometheus"]  # loopback only under Compose
     assert stack["services"]["node-exporter"]["volumes"][0]["bind"] == {"propagation": "rslave"}
+    # The checkout's files travel as configs; the host's / stays a bind mount.
+    nginx = stack["services"]["nginx"]
+    assert not any(mount["type"] == "bind" for mount in nginx["volumes"])
+    (conf,) = nginx["configs"]
+    assert conf["target"] == "/etc/nginx/nginx.conf"
+    assert stack["configs"][conf["source"]]["file"] == str(ROOT / "deploy/nginx/nginx.conf")
+    assert conf["source"].startswith("nginx-nginx-conf-")
+    for name in ("prometheus", "alertmanager", "grafana", "pgbouncer"):
+        mounts = stack["services"][name].get("volumes", [])
+        assert not any(mount["type"] == "bind" for mount in mounts), name
     assert any(note.startswith("ffe: left out") for note in notes)
     assert any(note.startswith("grafana: port 3000") for note in notes)
 
