@@ -20,7 +20,9 @@ publishes on the host's loopback only (Prometheus, Alertmanager, Grafana) are no
 Files of the checkout that Compose bind-mounts (nginx.conf, pgbouncer.ini, the monitoring
 files) become Swarm configs, one per file, named with a hash of their content: `docker stack
 deploy` sends them to whichever node runs the task, where a bind mount would look for the
-path on that node. Host paths (node-exporter's /) stay bind mounts.
+path on that node. Host paths (node-exporter's /) stay bind mounts. A secret Compose makes
+from a variable (the scrape key) must exist in the swarm first: `docker secret create NAME -`
+(the stack refers to it as external; this prints the command).
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ def stack(config: dict[str, Any], say: Any = None) -> dict[str, Any]:
             continue
         services[name] = _as_configs(_service(name, service, notes), configs)
     result: dict[str, Any] = {"version": VERSION, "services": services}
-    for key in ("networks", "volumes", "secrets"):
+    for key in ("networks", "volumes"):
         if config.get(key):
             result[key] = config[key]
+    declared = config.get("secrets") or {}
+    secrets = {key: _secret(key, each, notes) for key, each in declared.items()}
+    if secrets:
+        result["secrets"] = secrets
     if configs:
         result["configs"] = configs
     for note in notes:
@@ -108,6 +114,18 @@ def _volume(volume: Any) -> Any:
         else:
             del kept["bind"]
     return kept
+
+
+def _secret(key: str, secret: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """A secret as a stack takes it: from a file, or made beforehand (`environment` is
+    Compose's own)."""
+    if "environment" not in secret:
+        return secret
+    notes.append(
+        f"secret {key}: create it first from ${secret['environment']}: "
+        f"printf '%s' \"${secret['environment']}\" | docker secret create {key} -"
+    )
+    return {"name": key, "external": True}
 
 
 def _as_configs(service: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:

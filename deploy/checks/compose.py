@@ -66,6 +66,7 @@ def check(root: Path) -> list[str]:
         + _images(services, documented)
         + _secrets(services)
         + _scalable(services)
+        + _secret_references(model, services)
     )
     fail_if(problems)
     verified += [
@@ -129,7 +130,12 @@ def _used(value: Any) -> set[str]:
 
 
 def _variables(model: dict[str, Any], documented: dict[str, str]) -> list[str]:
-    used = _used(model)
+    # A secret can be made from a variable, named bare (`environment: NAME`).
+    used = _used(model) | {
+        str(secret["environment"])
+        for secret in (model.get("secrets") or {}).values()
+        if isinstance(secret, dict) and secret.get("environment")
+    }
     problems = [
         f"${{{name}}} is used in {COMPOSE} but not documented in {ENV_EXAMPLE}"
         for name in sorted(used - set(documented))
@@ -325,6 +331,17 @@ def _secrets(services: dict[str, dict[str, Any]]) -> list[str]:
                         f"service {name}: {key} has a password written into its URL; use "
                         "${NAME} there"
                     )
+    return problems
+
+
+def _secret_references(model: dict[str, Any], services: dict[str, dict[str, Any]]) -> list[str]:
+    declared = set(model.get("secrets") or {})
+    problems = []
+    for name, service in services.items():
+        for secret in service.get("secrets") or []:
+            source = secret.get("source") if isinstance(secret, dict) else secret
+            if source not in declared:
+                problems.append(f"service {name} uses secret {source}, which is not declared")
     return problems
 
 

@@ -275,11 +275,13 @@ def _compose_config(*profiles: str) -> dict[str, Any]:
         service["networks"] = {"default": None}
         services[name] = {key: value for key, value in service.items() if value != []}
     volumes = {name: {"name": f"ffe_{name}"} for name in model["volumes"]}
+    secrets = {name: {"name": f"ffe_{name}", **each} for name, each in model["secrets"].items()}
     return {
         "name": "ffe",
         "services": services,
         "networks": {"default": {"name": "ffe_default"}},
         "volumes": volumes,
+        "secrets": secrets,
     }
 
 
@@ -288,7 +290,7 @@ def test_swarm_stack_when_made_from_profile_full_and_ray_then_in_the_3x_format()
 
     stack = _swarm().stack(_compose_config("full", "ray"), notes.append)
 
-    assert set(stack) == {"version", "services", "networks", "volumes", "configs"}  # no name
+    assert set(stack) == {"version", "services", "networks", "volumes", "configs", "secrets"}
     assert stack["version"] == "3.9"
     assert set(stack["services"]) == PROFILES["full"] | PROFILES["ray"]  # not phase 0's ffe
     for service in stack["services"].values():
@@ -316,6 +318,12 @@ def test_swarm_stack_when_made_from_profile_full_and_ray_then_in_the_3x_format()
         assert not any(mount["type"] == "bind" for mount in mounts), name
     assert any(note.startswith("ffe: left out") for note in notes)
     assert any(note.startswith("grafana: port 3000") for note in notes)
+    # Swarm makes no secret from a variable: it is made beforehand and referred to.
+    assert stack["secrets"]["ffe_metrics_read_key"] == {
+        "name": "ffe_metrics_read_key",
+        "external": True,
+    }
+    assert any("docker secret create ffe_metrics_read_key -" in note for note in notes)
 
 
 def test_swarm_stack_when_given_no_json_then_says_what_to_pipe_in() -> None:
