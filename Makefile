@@ -13,6 +13,7 @@ PIP_VERSION ?= 26.3
 RUN_LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 BENCH_LOCK := requirements-bench.lock
+RAY_LOCK := requirements-ray.lock
 DEPLOY_LOCK := requirements-deploy.lock
 
 .PHONY: run test lint types imports lockcheck pytest bench lock clean deploy-check deploy-tools
@@ -50,7 +51,7 @@ imports: $(VENV)/.installed-dev
 # The locks still satisfy pyproject.toml's ranges (not: equal a fresh resolve, so a release
 # upstream never turns CI red by itself).
 lockcheck: $(VENV)/.installed-dev
-	$(BIN)/python tools/check_lock.py $(RUN_LOCK) $(DEV_LOCK) $(BENCH_LOCK)
+	$(BIN)/python tools/check_lock.py $(RUN_LOCK) $(DEV_LOCK) $(BENCH_LOCK) $(RAY_LOCK)
 
 # Two groups: most tests on two processes; the suites that start many processes of their
 # own (the browsers, the whole stack on loopback) one at a time after them, so they never
@@ -140,6 +141,8 @@ lock: | $(BIN)/uv
 		pyproject.toml - -c $(DEV_LOCK) -o $(RUN_LOCK)
 	printf '%s\n' $(BUILD_REQS) $(MYPYC_REQS) | $(BIN)/uv pip compile $(LOCK_FLAGS) \
 		pyproject.toml - --extra bench -c $(DEV_LOCK) -o $(BENCH_LOCK)
+	printf '%s\n' $(BUILD_REQS) | $(BIN)/uv pip compile $(LOCK_FLAGS) \
+		pyproject.toml - --extra ray -c $(DEV_LOCK) -o $(RAY_LOCK)
 	$(BIN)/uv pip compile $(LOCK_FLAGS) deploy/tools/requirements.in -o $(DEPLOY_LOCK)
 
 clean:

@@ -7,7 +7,8 @@ for (and of the build system) has a pinned entry, that every pinned version of i
 requirement's range, and that every lock pins the same version as the dev lock wherever both
 pin a package. It reads files only: no network, no resolver.
 
-    python tools/check_lock.py requirements.lock requirements-dev.lock requirements-bench.lock
+    python tools/check_lock.py requirements.lock requirements-dev.lock requirements-bench.lock \
+        requirements-ray.lock
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ EXTRAS = {
     "requirements.lock": (),
     "requirements-dev.lock": ("dev", "bench"),
     "requirements-bench.lock": ("bench",),
+    "requirements-ray.lock": ("ray",),  # the Ray image (deploy/Dockerfile, REQUIREMENTS)
 }
 REFERENCE = "requirements-dev.lock"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")

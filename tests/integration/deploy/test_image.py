@@ -1,6 +1,7 @@
 """deploy/Dockerfile, checked offline (no Docker engine here): hadolint finds nothing, the
 image's settings are settings ffe accepts, it runs as a user of its own with a health check on
-the API's liveness, and it installs exactly the lock, which .dockerignore lets into the build."""
+the API's liveness, and it installs exactly a lock (the runtime's, or the Ray image's with
+--build-arg REQUIREMENTS=requirements-ray.lock), which .dockerignore lets into the build."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from ffe.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+LOCKS = ("requirements.lock", "requirements-ray.lock")
+"""The locks the REQUIREMENTS build argument may name: the runtime, the runtime and Ray."""
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -65,13 +68,27 @@ def test_image_when_run_then_as_its_own_user_with_health_check_and_ffe_entrypoin
 
 
 def test_image_when_built_then_installs_the_lock_with_hashes_and_nothing_unpinned() -> None:
-    runs = [rest for word, rest in _instructions() if word == "RUN"]
+    steps = _instructions()
+    runs = [rest for word, rest in steps if word == "RUN"]
     installs = [part for run in runs for part in run.split("&&") if "pip install" in part]
 
-    assert any("--require-hashes --requirement requirements.lock" in i for i in installs)
-    others = [i for i in installs if "requirements.lock" not in i]
+    assert ("ARG", "REQUIREMENTS=requirements.lock") in steps  # the runtime lock by default
+    assert any('--require-hashes --requirement "${REQUIREMENTS}"' in i for i in installs)
+    others = [i for i in installs if "REQUIREMENTS" not in i]
     assert others
     assert all("--no-deps" in i and "--no-build-isolation" in i for i in others)
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_lock_when_named_by_the_build_argument_then_every_pin_has_a_hash(lock: str) -> None:
+    text = (ROOT / lock).read_text()
+    pinned = re.findall(r"^([A-Za-z0-9][\w.-]*)==", text, flags=re.MULTILINE)
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+
+    assert "hatchling" in pinned  # --no-build-isolation builds ffe with the lock's hatchling
+    assert all("--hash=sha256:" in entry for entry in entries if "==" in entry)
+    if lock == "requirements-ray.lock":
+        assert "ray" in pinned
 
 
 def test_dockerignore_when_building_then_lets_in_what_the_dockerfile_copies_and_nothing_else() -> (
@@ -88,7 +105,9 @@ def test_dockerignore_when_building_then_lets_in_what_the_dockerfile_copies_and_
         if word == "COPY" and "--from" not in rest
         for source in rest.split()[:-1]
     }
+    # The lock is the build argument's: any of the locks it may name must get in.
+    copied = (copied - {"${REQUIREMENTS}"}) | set(LOCKS)
 
     assert rules[0] == "*"  # everything out (.git, .venv, data, keys), then what is needed
     assert {rule[1:] for rule in rules if rule.startswith("!")} == copied
-    assert os.path.exists(ROOT / "requirements.lock")
+    assert all(os.path.exists(ROOT / lock) for lock in LOCKS)
