@@ -534,6 +534,15 @@ def _check_ray_cluster(cluster: Manifest, worker: Manifest | None) -> list[str]:
             f"{name}: Deployment ffe-worker is not pointed at it (FFE__COMPUTE__EXECUTOR=ray, "
             f"FFE__COMPUTE__RAY_ADDRESS={address})"
         )
+    # The driver (the worker's jobs) must run on a node of the cluster: the pod joins it
+    # with `ray start --address=...` before `exec ffe`.
+    script = " ".join(_get(worker, "spec", "template", "spec", "containers", 0, "command") or [])
+    if "ray start --address=" not in script or "exec ffe" not in script:
+        problems.append(
+            f"{name}: Deployment ffe-worker does not join the cluster as a node before it runs "
+            "ffe (its command must `ray start --address=...` then `exec ffe`): a Ray driver "
+            "needs a raylet on its own machine"
+        )
     return problems
 
 

@@ -82,6 +82,19 @@ def test_helm_check_when_the_agent_rolls_then_fails_on_its_strategy(tmp_path: Pa
     assert "Deployment ffe-agent: strategy 'RollingUpdate', not Recreate" in output
 
 
+def test_helm_check_when_the_ray_driver_joins_no_node_then_names_the_worker(
+    tmp_path: Path,
+) -> None:
+    output = _broken(
+        tmp_path,
+        CHART / "templates" / "deployment-worker.yaml",
+        'ray start --address="$FFE__COMPUTE__RAY_ADDRESS" --num-cpus=0',
+        "true",
+    )
+
+    assert "Deployment ffe-worker does not join the cluster as a node" in output
+
+
 def test_helm_check_when_a_template_has_an_unknown_field_then_kubernetes_validate_fails(
     tmp_path: Path,
 ) -> None:
