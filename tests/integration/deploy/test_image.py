@@ -111,3 +111,18 @@ def test_dockerignore_when_building_then_lets_in_what_the_dockerfile_copies_and_
     assert rules[0] == "*"  # everything out (.git, .venv, data, keys), then what is needed
     assert {rule[1:] for rule in rules if rule.startswith("!")} == copied
     assert all(os.path.exists(ROOT / lock) for lock in LOCKS)
+
+
+def test_image_when_built_then_has_the_postgres_client_of_the_server_compose_runs() -> None:
+    runtime = _runtime()
+    args = [rest for word, rest in runtime if word == "ARG"]
+    major = next(a for a in args if a.startswith("POSTGRES_CLIENT_MAJOR=")).partition("=")[2]
+    installs = " ".join(rest for word, rest in runtime if word == "RUN")
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    server = re.search(r"image: postgres:(\d+)\.", compose)
+
+    # `ffe backup` runs pg_dump, which refuses a server of a newer major version than itself.
+    assert server, "deploy/compose.yaml runs no postgres image"
+    assert major == server[1]
+    assert '"postgresql-client-${POSTGRES_CLIENT_MAJOR}=${POSTGRES_CLIENT_MAJOR}.*"' in installs
+    assert "rm -rf /var/lib/apt/lists/*" in installs
