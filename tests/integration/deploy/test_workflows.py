@@ -1,7 +1,7 @@
 """The `workflows` deploy check on .github/workflows/: it passes on the checkout, and fails,
 naming the problem, on a copy where a job needs a job that does not exist, a run script
-expands an untrusted expression, production's backup step is gone or a job has no time
-limit."""
+expands an untrusted expression, production's backup step is gone, the production job runs
+helm upgrade itself (Argo CD is production's only deployer) or a job has no time limit."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_workflows_check_when_production_has_no_backup_step_then_it_fails_naming
     release = _workflow(root, "release.yml")
     text = release.read_text()
     start = text.index("      - name: Backup before the upgrade\n")
-    end = text.index("      - name: helm upgrade\n", start)
+    end = text.index("      - name: Deploy through Argo CD\n", start)
     break_value(release, text[start:end], "")
 
     done = run_check("workflows", root=root)
@@ -77,8 +77,34 @@ def test_workflows_check_when_production_has_no_backup_step_then_it_fails_naming
     assert done.returncode == 1
     assert (
         "release.yml: job production runs no backup step (kubectl create job "
-        "--from=cronjob/ffe-backup) before its helm upgrade step" in done.stdout
+        "--from=cronjob/ffe-backup) before its Argo CD deploy step "
+        "(argocd app set ffe-production)" in done.stdout
+    ), done.stdout
+
+
+def test_workflows_check_when_production_runs_helm_upgrade_itself_then_it_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    # What Argo CD's selfHeal would fight: a helm upgrade into ffe-production beside the
+    # Argo CD deploy, after the backup, so only the one-deployer rule can catch it.
+    root = copy_checkout(tmp_path)
+    helm_step = (
+        "      - name: helm upgrade into production\n"
+        "        run: |\n"
+        "          helm upgrade --install ffe deploy/helm/ffe -n ffe-production \\\n"
+        "            -f deploy/helm/ffe/values-production.yaml --wait --atomic\n"
     )
+    deploy = "      - name: Deploy through Argo CD\n"
+    break_value(_workflow(root, "release.yml"), deploy, helm_step + deploy)
+
+    done = run_check("workflows", root=root)
+
+    assert done.returncode == 1
+    assert (
+        "release.yml: job production step 'helm upgrade into production' runs `helm upgrade` "
+        "on production; Argo CD (Application ffe-production) is production's only deployer"
+        in done.stdout
+    ), done.stdout
 
 
 def test_workflows_check_when_a_job_has_no_timeout_then_it_fails_naming_the_job(
