@@ -414,13 +414,25 @@ TRADING = Dashboard(
                     width=8,
                 ),
                 Panel(
+                    "stat",
+                    "Agents running",
+                    "none",
+                    (q("max by (account) (ffe_agent_running)", "{{account}}"),),
+                    "1 while each account's agent runs or is meant to (a crashed one stays "
+                    "1); 0 once stopped on purpose or paused: its heartbeat age then pages no "
+                    "one.",
+                    (),
+                    ((0, "stopped", "blue"), (1, "running", "green")),
+                    width=8,
+                ),
+                Panel(
                     "timeseries",
                     "Drawdown",
                     "percentunit",
                     (q("max by (account) (ffe_drawdown_ratio)", "{{account}}"),),
                     "Current drawdown from peak equity, by account (the halt at the "
                     "configured maximum shows under Risk halts).",
-                    width=24,
+                    width=16,
                 ),
             ),
         ),

@@ -1,6 +1,6 @@
 """What a running agent tells whoever watches it: its snapshot, each bar it finished, each
 bar's decisions, its notifications, the outcomes of its decisions, how long each forecast
-model took, and the report of its run.
+model took, whether it runs or was stopped on purpose, and the report of its run.
 
 These are the agent's public surface for watchers (the reporter of its live events and
 metrics, a progress bar, the API's live portfolio): values made by the agent, so nobody
@@ -103,6 +103,9 @@ OnDecisions = Callable[[DecisionsMade], None]
 OnEvent = Callable[[Event], None]
 OnOutcome = Callable[[DecisionOutcome], None]
 OnForecast = Callable[[str, float], None]  # a model's name, the seconds its forecast took
+# True when the agent starts (or resumes) trading, False when it stops on purpose: told to
+# stop, paused, the replay finished, interrupted by its owner. Never told for a failure.
+OnRunning = Callable[[bool], None]
 
 
 @dataclass(slots=True)
@@ -116,6 +119,7 @@ class Watchers:
     events: list[OnEvent] = field(default_factory=list)
     outcomes: list[OnOutcome] = field(default_factory=list)
     forecasts: list[OnForecast] = field(default_factory=list)
+    running: list[OnRunning] = field(default_factory=list)
 
     def add(
         self,
@@ -125,6 +129,7 @@ class Watchers:
         on_event: OnEvent | None,
         on_outcome: OnOutcome | None = None,
         on_forecast: OnForecast | None = None,
+        on_running: OnRunning | None = None,
     ) -> None:
         if on_open is not None:
             self.opened.append(on_open)
@@ -138,3 +143,5 @@ class Watchers:
             self.outcomes.append(on_outcome)
         if on_forecast is not None:
             self.forecasts.append(on_forecast)
+        if on_running is not None:
+            self.running.append(on_running)

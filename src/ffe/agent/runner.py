@@ -34,6 +34,7 @@ from ffe.agent.reports import (
     OnForecast,
     OnOpen,
     OnOutcome,
+    OnRunning,
     Snapshot,
     Watchers,
 )
@@ -86,6 +87,7 @@ class Agent:
         self.paused = False
         self.stopping = False
         self.emergency: str | None = None
+        self.lease_lost = False  # another owner holds the account: this agent's end is no stop
         self._halt_due = False  # the account was halted when the agent started
         self.core: StepCore | None = None
         self._last_commands = 0.0
@@ -115,14 +117,20 @@ class Agent:
         on_event: OnEvent | None = None,
         on_outcome: OnOutcome | None = None,
         on_forecast: OnForecast | None = None,
+        on_running: OnRunning | None = None,
     ) -> None:
         """Be told, from now on: ``on_open`` (awaited) once the run is open and restored,
         before its first bar, with its run id; ``on_bar`` after each bar; ``on_decisions``
         when the strategy decided on a bar; ``on_event`` with each notification (fills,
         halts, approvals, start and stop); ``on_outcome`` when a decision is judged, its
         horizon passed; ``on_forecast`` with the seconds each forecast model of the ensemble
-        took (other strategies have none). They run in the trading loop: keep them quick."""
-        self._watchers.add(on_open, on_bar, on_decisions, on_event, on_outcome, on_forecast)
+        took (other strategies have none); ``on_running`` with True when the agent starts
+        or resumes and False when it ends or pauses on purpose (never for a failure: a
+        failed agent is meant to be running). They run in the trading loop: keep them
+        quick."""
+        self._watchers.add(
+            on_open, on_bar, on_decisions, on_event, on_outcome, on_forecast, on_running
+        )
         if on_forecast is not None and isinstance(self.stepper, EnsembleStepper):
             self.stepper.on_forecast = self._forecast  # timed only once someone listens
 
@@ -167,6 +175,11 @@ class Agent:
             report.stats = await self._close_run(core, run.id, report.status)
             return report
         except BaseException as exc:
+            if not _interrupt(exc):
+                # A failure is no stop: the journal is left saying the agent runs (as a killed
+                # agent leaves it; read as stopped once the lease is gone), so whoever reads it
+                # (the API's journal tail, its ffe_agent_running) knows it is meant to run.
+                status = "halted" if self.emergency else "running"
             await self._fail(exc)
             raise
         finally:
@@ -203,6 +216,7 @@ class Agent:
             halted_reason=halted,
         )
         self.event("started", f"agent started on {account} (run {run_id[:8]})", {})
+        self._tell_running(True)
         if halted:
             log.warning("account %s is halted (%s): trading nothing until reset", account, halted)
             # Carried out after the first bar (the broker has no prices before): cancels
@@ -222,7 +236,7 @@ class Agent:
                 continue
             if not held:
                 log.error("agent %s lost the lease on %s: stopping", self.owner, account)
-                self.stopping = True
+                self.lease_lost = self.stopping = True
                 return
 
     async def _end(self, account: str, status: str) -> None:
@@ -295,6 +309,10 @@ class Agent:
             for watcher in self._watchers.outcomes:
                 watcher(outcome)
 
+    def _tell_running(self, running: bool) -> None:
+        for watcher in self._watchers.running:
+            watcher(running)
+
     def _forecast(self, model: str, seconds: float) -> None:
         for watcher in self._watchers.forecasts:
             watcher(model, seconds)
@@ -337,12 +355,14 @@ class Agent:
         log.warning("control: %s from %s on %s", command, actor, account)
         if command == "pause":
             self.paused = True
+            self._tell_running(False)  # no bars, no heartbeat while paused: not an outage
             # Journal what it did so far: readers of the journal (the API's lists, a page
             # reloaded, the journal tail) would otherwise miss it for as long as it waits.
             await self._flush(core)
             await persist.set_state(self.db, account, status="paused")
         elif command == "resume":
             self.paused = False
+            self._tell_running(True)
             status = "halted" if self.emergency else "running"
             await persist.set_state(self.db, account, status=status)
         elif command == "stop":
@@ -408,6 +428,8 @@ class Agent:
         stats = None if core.last_bar < 0 else self.result(core).stats.as_dict()
         await close_run(self.db, run_id, status, stats)
         self.event("stopped", f"agent {status} on {self.config.account}", {"run_id": run_id})
+        if not self.lease_lost:  # the agent that took the lease over runs the account now
+            self._tell_running(False)
         return stats
 
     def result(self, core: StepCore) -> BacktestResult:
@@ -418,6 +440,10 @@ class Agent:
         core = self.core
         if core is None:
             return
+        if _interrupt(exc) and not self.lease_lost:
+            # Cancelled by its owner (an API stopping an agent that did not stop in time, a
+            # process shutting down): ended on purpose. A failure leaves it "running" (pages).
+            self._tell_running(False)
         try:
             await self._flush(core)  # keep what was done before the failure
             # A journal failure interrupts the run rather than failing it: it resumes once

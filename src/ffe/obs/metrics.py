@@ -359,6 +359,17 @@ class Metrics:
             registry=registry,
             multiprocess_mode="max",
         )
+        # Set by the agent's own process: "mostrecent" keeps the last value also once that
+        # process is gone, so an agent that crashed or was killed while running stays 1 (its
+        # stale heartbeat still pages) and only a deliberate end (0) stops the page.
+        self._agent_running = Gauge(
+            "ffe_agent_running",
+            "1 while the account's agent runs (or is meant to: a crashed one stays 1), 0 once "
+            "it ended on purpose (stopped, replay finished) or while it is paused.",
+            ["account"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
 
     def _build_analysis(self) -> None:
         registry = self.registry
@@ -615,6 +626,11 @@ class Metrics:
     def set_agent_heartbeat(self, account: str, unix_time: float) -> None:
         """Export the Unix time of an agent's last heartbeat."""
         self._heartbeat.labels(account=account).set(unix_time)
+
+    def set_agent_running(self, account: str, running: bool) -> None:
+        """Export whether the account's agent runs (1) or was stopped or paused on purpose
+        (0); a process that dies leaves the last value, so never call this for a crash."""
+        self._agent_running.labels(account=account).set(1.0 if running else 0.0)
 
     def mark_process_dead(self, pid: int) -> None:
         """Drop a dead worker's live gauges; does nothing in single-process mode."""

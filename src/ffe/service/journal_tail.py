@@ -5,7 +5,9 @@ Every ``poll_s`` (a second) the tail reads the accounts' states. For each accoun
 is held by a live agent of another process it:
 
 - sets this process's gauges: ``ffe_agent_heartbeat_timestamp_seconds`` from the agent's last
-  lease renewal, ``ffe_portfolio_value`` from the equity it last journaled;
+  lease renewal, ``ffe_portfolio_value`` from the equity it last journaled,
+  ``ffe_agent_running`` 1 (0 while it is paused), and 0 once it released its lease stopped on
+  purpose (a killed or failed agent leaves it at 1: its stale heartbeat pages);
 - with a ``publisher`` (no Redis: nothing else carries that agent's events here), publishes
   what the agent journaled since the last poll as the events the agent would have sent
   itself: its decisions, fills and orders waiting for approval (the newest ``most`` of each
@@ -103,6 +105,8 @@ class JournalTail:
             await self._catch_up(account, followed, state)
         if not (theirs and persist.lease_live(state, now) and state.run_id is not None):
             if followed is not None:  # it stopped, or an agent of this process took over
+                if _stopped_on_purpose(state):
+                    self.metrics.set_agent_running(account, False)
                 await self._tell_state(followed, state, now)
                 del self._followed[account]
             return
@@ -111,6 +115,7 @@ class JournalTail:
         if state.lease_expires_at is not None:
             renewed = state.lease_expires_at - persist.LEASE_TTL
             self.metrics.set_agent_heartbeat(account, renewed.timestamp())
+        self.metrics.set_agent_running(account, state.status != "paused")
         await self._tell_state(followed, state, now)
 
     async def _start(self, run_id: str, state: AgentState) -> _Followed:
@@ -190,6 +195,14 @@ class JournalTail:
         followed.fill_id = max([followed.fill_id, *(f.id for f, _ in fills)])
         followed.approval_id = max([followed.approval_id, *(a.id for a in approvals)])
         return [(kind, data) for _, _, kind, data in sorted(found, key=lambda e: e[:2])]
+
+
+def _stopped_on_purpose(state: AgentState) -> bool:
+    """Whether the account's agent released its lease ending on purpose (stopped, finished,
+    or halted and then stopped). A killed agent never releases it (it expires) and a failed
+    one releases it still saying ``running``; an agent of this process that took the account
+    over reports for itself."""
+    return state.owner is None and state.status in ("stopped", "halted")
 
 
 def _newer(

@@ -2,7 +2,8 @@
 (``ffe run``, ``POST /api/v1/agent/start``) or in a process of its own (``ffe agent run``).
 
 ``AgentReporter.attach`` watches the agent through the hooks it offers (``Agent.watch``):
-its notifications (fills, halts, approvals, start and stop), each bar (equity and drawdown,
+its notifications (fills, halts, approvals, start and stop), whether it runs (started or
+resumed) or was stopped or paused on purpose, each bar (equity and drawdown,
 at most five a second: a fast replay steps thousands of bars a second; the risk halts,
 realised P&L and closed trades whenever they change), each bar's decisions (and the
 ensemble's weights in them), the outcomes of decisions and the forecast models' times. Events
@@ -72,6 +73,7 @@ class AgentReporter:
             on_event=lambda event: self._on_event(agent, event),
             on_outcome=self._on_outcome,
             on_forecast=self.metrics.observe_forecast,
+            on_running=lambda running: self._on_running(agent.config.account, running),
         )
 
     def seed(self, peak: float, worst: float) -> None:
@@ -151,6 +153,13 @@ class AgentReporter:
         models.update(dict.fromkeys(given))
         for model in models:
             self.metrics.set_ensemble_weight(symbol, model, given.get(model, 0.0))
+
+    def _on_running(self, account: str, running: bool) -> None:
+        """Export whether the agent is meant to be running: the heartbeat alert pages only
+        for those. Starting or resuming is a beat too (the next may be a bar away)."""
+        self.metrics.set_agent_running(account, running)
+        if running:
+            self.metrics.set_agent_heartbeat(account, time.time())
 
     def _on_outcome(self, outcome: DecisionOutcome) -> None:
         self.metrics.record_decision_outcome(outcome.confidence, outcome.hit)

@@ -222,3 +222,63 @@ async def test_tail_without_publisher_then_gauges_only(db):
 
     assert first == 10_001.0
     assert _gauge(metrics, "ffe_portfolio_value") == 10_004.0
+
+
+def _running(metrics: Metrics) -> float | None:
+    return _gauge(metrics, "ffe_agent_running")
+
+
+async def test_tail_when_agent_stops_on_purpose_then_running_1_paused_0_stopped_0(db):
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(2)
+    tail, metrics = _tail(db, None)
+
+    await tail.poll()
+    running = _running(metrics)
+    await persist.set_state(db, "paper", status="paused")
+    await tail.poll()
+    paused = _running(metrics)
+    await persist.set_state(db, "paper", status="running")
+    await tail.poll()
+    resumed = _running(metrics)
+    await agent.stop()  # `ffe agent stop`, or the end of its replay: the lease released
+    await tail.poll()
+
+    assert (running, paused, resumed) == (1, 0, 1)
+    assert _running(metrics) == 0
+
+
+async def test_tail_when_agent_killed_or_failed_then_running_stays_1(db):
+    tail, metrics = _tail(db, None)
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(2)
+    await tail.poll()
+
+    # Killed: it never releases its lease, which expires.
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await persist.set_state(db, "paper", lease_expires_at=past)
+    await tail.poll()
+    killed = _running(metrics)
+    # Failed: the agent gives its lease up still saying it runs (it is meant to).
+    await persist.set_state(db, "paper", lease_expires_at=datetime.now(UTC) + persist.LEASE_TTL)
+    await tail.poll()
+    await persist.release_lease(db, "paper", ELSEWHERE, "running")
+    await tail.poll()
+
+    assert killed == 1
+    assert _running(metrics) == 1
+
+
+async def test_tail_when_agent_of_this_process_stops_then_running_left_to_its_reporter(db):
+    agent = FakeAgent(db, persist.new_owner())
+    await agent.start()
+    await agent.step(2)
+    tail, metrics = _tail(db, None)
+
+    await tail.poll()
+    await agent.stop()
+    await tail.poll()
+
+    assert _running(metrics) is None

@@ -369,3 +369,44 @@ def test_render_when_multiprocess_then_new_gauges_one_series_each_the_latest_val
         s for s in families["ffe_forecast_duration_seconds"].samples if s.name.endswith("_count")
     ]
     assert [s.value for s in count] == [2]  # both processes' observations
+
+
+# -- whether an account's agent is meant to be running ----------------------------------------
+
+
+def test_set_agent_running_when_started_then_1_when_stopped_on_purpose_then_0(metrics):
+    metrics.set_agent_running("paper", True)
+    assert sample(metrics, "ffe_agent_running", account="paper") == 1
+
+    metrics.set_agent_running("paper", False)
+
+    assert sample(metrics, "ffe_agent_running", account="paper") == 0
+    assert sample(metrics, "ffe_agent_running", account="other") is None
+
+
+_RUNNING_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from ffe.obs.metrics import Metrics
+    m = Metrics()
+    for flag in sys.argv[1:]:
+        m.set_agent_running("paper", flag == "1")
+    print(os.getpid())
+    """
+)
+
+
+def test_render_when_agent_process_died_running_then_still_1_until_one_stops_on_purpose(tmp_path):
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    # An agent process that started and then died without stopping (a crash, a SIGKILL):
+    # even once it is known dead, its last value stays, so its stale heartbeat still pages.
+    crashed = int(_finish(_python(_RUNNING_WRITER, env, "1")))
+    after_crash = _finish(_python(_READER, env, str(crashed))).encode()
+    # A later agent of the account that ran and was stopped on purpose: its 0 is the latest.
+    _finish(_python(_RUNNING_WRITER, env, "1", "0"))
+    after_stop = _finish(_python(_READER, env)).encode()
+
+    assert sample_in(after_crash, "ffe_agent_running", account="paper") == 1
+    assert sample_in(after_stop, "ffe_agent_running", account="paper") == 0
+    families = {f.name: f for f in text_string_to_metric_families(after_stop.decode())}
+    assert len(families["ffe_agent_running"].samples) == 1  # one series: no pid label
