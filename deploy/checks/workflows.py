@@ -31,8 +31,14 @@ HELM_UPGRADE = re.compile(r"\bhelm\s+upgrade\b")
 # Writing to a cluster directly, what Argo CD's selfHeal would fight in production.
 DIRECT_DEPLOY = re.compile(r"\bhelm\s+(upgrade|install)\b|\bkubectl\b.*\bapply\b")
 PRODUCTION_TARGET = re.compile(r"\bffe-production\b|\bvalues-production\.yaml\b")
-ARGOCD_SET = re.compile(rf"\bargocd\s+app\s+set\s+{PRODUCTION_APP}\b")
-ARGOCD_WAIT = re.compile(rf"\bargocd\s+app\s+wait\s+{PRODUCTION_APP}\b")
+# The release is handed to Argo CD through its REST API: a curl PATCH of the Application (which
+# pins the revision and the images), then a wait until Argo CD reports it synced and healthy.
+ARGOCD_PATCH = re.compile(
+    rf"\bcurl\b.*(?:-X|--request)\s*[\"']?PATCH\b.*/api/v1/applications/{PRODUCTION_APP}(?![\w-])"
+)
+SYNCED = re.compile(r'\.status\.sync\.status\s*==\s*"Synced"')
+HEALTHY = re.compile(r'\.status\.health\.status\s*==\s*"Healthy"')
+DEPLOY_STEP = f"PATCH /api/v1/applications/{PRODUCTION_APP}"
 BACKUP = re.compile(r"kubectl\b.*\bcreate\s+job\b.*--from=cronjob/ffe-backup\b")
 BACKUP_WAIT = re.compile(r"kubectl\b.*\bwait\b.*--for=condition=complete\b")
 PUSH = re.compile(r"\b(docker|podman|buildah)\s+(image\s+)?push\b|\bbuildx\s+build\b.*--push\b")
@@ -75,8 +81,8 @@ def check(root: Path) -> list[str]:
         "no pull_request_target; only release.yml pushes images or writes packages",
         "release.yml: staging deploys with helm upgrade; production needs staging, waits for "
         "its environment's approval, backs up and waits for the backup before it deploys "
-        f"through Argo CD (argocd app set/wait {PRODUCTION_APP}); no job runs helm upgrade, "
-        "helm install or kubectl apply on ffe-production",
+        f"through Argo CD's API ({DEPLOY_STEP}), then waits for Synced and Healthy; no job "
+        "runs helm upgrade, helm install or kubectl apply on ffe-production",
     ]
 
 
@@ -167,14 +173,14 @@ def _release(workflow: dict[Any, Any]) -> list[str]:
     environment's approval, a completed backup first."""
     jobs = {name: job or {} for name, job in (workflow.get("jobs") or {}).items()}
     staging = [name for name, job in jobs.items() if _deploys_staging(job)]
-    production = [name for name, job in jobs.items() if any(map(ARGOCD_SET.search, _runs(job)))]
+    production = [name for name, job in jobs.items() if _deploys_production(job)]
     problems = []
     if not staging:
         problems.append(f"{RELEASE}: no job runs helm upgrade with values-staging.yaml")
     if not production:
         problems.append(
-            f"{RELEASE}: no job deploys production through Argo CD "
-            f"(argocd app set {PRODUCTION_APP})"
+            f"{RELEASE}: no job deploys production through Argo CD (a curl --request PATCH of "
+            f"/api/v1/applications/{PRODUCTION_APP})"
         )
     for name in production:
         job = jobs[name]
@@ -190,33 +196,33 @@ def _release(workflow: dict[Any, Any]) -> list[str]:
                 f"{RELEASE}: job {name} deploys to production without needing the staging "
                 f"deploy job ({', '.join(staging)})"
             )
-        runs = _runs(job)
-        deploy = next(i for i, text in enumerate(runs) if ARGOCD_SET.search(text))
+        runs = [_commands(text) for text in _runs(job)]
+        deploy = next(i for i, text in enumerate(runs) if ARGOCD_PATCH.search(text))
         backup = next((i for i, text in enumerate(runs) if BACKUP.search(text)), None)
         if backup is None or backup > deploy:
             problems.append(
                 f"{RELEASE}: job {name} runs no backup step (kubectl create job "
-                "--from=cronjob/ffe-backup) before its Argo CD deploy step "
-                f"(argocd app set {PRODUCTION_APP})"
+                f"--from=cronjob/ffe-backup) before its Argo CD deploy step ({DEPLOY_STEP})"
             )
         elif not any(BACKUP_WAIT.search(text) for text in runs[backup:deploy]):
             problems.append(
                 f"{RELEASE}: job {name} does not wait for the backup to complete "
                 "(kubectl wait --for=condition=complete) before its Argo CD deploy step "
-                f"(argocd app set {PRODUCTION_APP})"
+                f"({DEPLOY_STEP})"
             )
-        waits = [
-            line.split()
-            for text in runs[deploy:]
-            for line in text.splitlines()
-            if ARGOCD_WAIT.search(line)
-        ]
-        if not any({"--sync", "--health"} <= set(words) for words in waits):
-            problems.append(
-                f"{RELEASE}: job {name} does not wait for Argo CD to sync the release and find "
-                f"it healthy (argocd app wait {PRODUCTION_APP} --sync --health) after "
-                f"argocd app set {PRODUCTION_APP}"
-            )
+        # The wait: what follows the PATCH, in its step and the later ones, tests the
+        # Application's status for both (the run scripts poll it and compare with jq).
+        patched = ARGOCD_PATCH.search(runs[deploy])
+        after = "\n".join([runs[deploy][patched.end() if patched else 0 :], *runs[deploy + 1 :]])
+        for pattern, status, field in (
+            (SYNCED, "Synced", ".status.sync.status"),
+            (HEALTHY, "Healthy", ".status.health.status"),
+        ):
+            if not pattern.search(after):
+                problems.append(
+                    f"{RELEASE}: job {name} does not wait, after its {DEPLOY_STEP}, for Argo "
+                    f'CD to report the release {status} ({field} == "{status}")'
+                )
     return problems
 
 
@@ -225,13 +231,13 @@ def _direct_deploys(name: str, workflow: dict[Any, Any]) -> list[str]:
     selfHeal would revert it (or it would overwrite what Argo CD synced), so only Argo CD
     deploys there.
 
-    In a production job (it runs argocd app set ffe-production, or holds the production
+    In a production job (it PATCHes the Application ffe-production, or holds the production
     environment and so its credentials) any such command counts, whatever namespace it names;
     in another job, one that names ffe-production or values-production.yaml."""
     problems = []
     for job_name, body in (workflow.get("jobs") or {}).items():
         job = body or {}
-        production = _environment(job) == "production" or any(map(ARGOCD_SET.search, _runs(job)))
+        production = _environment(job) == "production" or _deploys_production(job)
         for step in _steps(job):
             for line in _run(step).splitlines():
                 command = re.sub(r"(^|\s)#.*", "", line)  # a shell comment deploys nothing
@@ -247,6 +253,11 @@ def _direct_deploys(name: str, workflow: dict[Any, Any]) -> list[str]:
 
 def _deploys_staging(job: dict[Any, Any]) -> bool:
     return any(HELM_UPGRADE.search(text) and "values-staging.yaml" in text for text in _runs(job))
+
+
+def _deploys_production(job: dict[Any, Any]) -> bool:
+    """The job hands the release to Argo CD (the PATCH of its Application)."""
+    return any(ARGOCD_PATCH.search(_commands(text)) for text in _runs(job))
 
 
 def _environment(job: dict[Any, Any]) -> Any:
@@ -267,6 +278,11 @@ def _steps(job: dict[Any, Any]) -> list[dict[Any, Any]]:
 def _run(step: dict[Any, Any]) -> str:
     """A step's script with its line continuations joined."""
     return re.sub(r"\\\n\s*", " ", str(step.get("run") or ""))
+
+
+def _commands(text: str) -> str:
+    """A script without its whole-line comments (shell's and jq's), which do nothing."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
 def _label(step: dict[Any, Any]) -> str:

@@ -1,7 +1,9 @@
 """The `workflows` deploy check on .github/workflows/: it passes on the checkout, and fails,
 naming the problem, on a copy where a job needs a job that does not exist, a run script
 expands an untrusted expression, production's backup step is gone, the production job runs
-helm upgrade itself (Argo CD is production's only deployer) or a job has no time limit."""
+helm upgrade itself (Argo CD is production's only deployer), production no longer PATCHes
+the Argo CD Application, or no longer waits for it to be Synced or Healthy, or a job has no
+time limit."""
 
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def test_workflows_check_when_production_has_no_backup_step_then_it_fails_naming
     assert (
         "release.yml: job production runs no backup step (kubectl create job "
         "--from=cronjob/ffe-backup) before its Argo CD deploy step "
-        "(argocd app set ffe-production)" in done.stdout
+        "(PATCH /api/v1/applications/ffe-production)" in done.stdout
     ), done.stdout
 
 
@@ -104,6 +106,51 @@ def test_workflows_check_when_production_runs_helm_upgrade_itself_then_it_fails_
         "release.yml: job production step 'helm upgrade into production' runs `helm upgrade` "
         "on production; Argo CD (Application ffe-production) is production's only deployer"
         in done.stdout
+    ), done.stdout
+
+
+def test_workflows_check_when_production_patches_another_application_then_it_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    # The release pinned on another Application: nothing hands it to ffe-production.
+    root = copy_checkout(tmp_path)
+    break_value(
+        _workflow(root, "release.yml"),
+        '--request PATCH "$server/api/v1/applications/ffe-production"',
+        '--request PATCH "$server/api/v1/applications/ffe-staging"',
+    )
+
+    done = run_check("workflows", root=root)
+
+    assert done.returncode == 1
+    assert (
+        "release.yml: no job deploys production through Argo CD (a curl --request PATCH of "
+        "/api/v1/applications/ffe-production)" in done.stdout
+    ), done.stdout
+
+
+@pytest.mark.parametrize(
+    ("condition", "status", "field"),
+    [
+        ('.status.sync.status == "Synced"', "Synced", ".status.sync.status"),
+        ('.status.health.status == "Healthy"', "Healthy", ".status.health.status"),
+    ],
+)
+def test_workflows_check_when_production_stops_waiting_for_a_status_then_it_fails_naming_it(
+    tmp_path: Path, condition: str, status: str, field: str
+) -> None:
+    # The wait's condition dropped (replaced by one that always holds): the job would end
+    # before Argo CD has rolled the release out, or while it is failing.
+    root = copy_checkout(tmp_path)
+    break_value(_workflow(root, "release.yml"), condition, "true")
+
+    done = run_check("workflows", root=root)
+
+    assert done.returncode == 1
+    assert (
+        "release.yml: job production does not wait, after its PATCH "
+        f"/api/v1/applications/ffe-production, for Argo CD to report the release {status} "
+        f'({field} == "{status}")' in done.stdout
     ), done.stdout
 
 
