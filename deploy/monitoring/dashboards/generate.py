@@ -51,6 +51,11 @@ QUEUE_DEPTH_HIGH = 50  # FfeJobQueueBacklog
 HOST_CPU_BUSY = 0.7  # FfeHighCpu
 DISK_USED_HIGH = 0.85  # FfeDiskAlmostFull
 RESTARTS_15M = 3  # FfePodCrashLooping, FfeAgentCrashLooping
+# The burn rates the SLO alerts of ../rules/slo.yml page (1h, 6h) and open a ticket (3d) at.
+PAGE_BURN_1H = 14.4  # FfeSlo*FastBurn
+PAGE_BURN_6H = 6  # FfeSlo*FastBurn
+TICKET_BURN_3D = 1  # FfeSlo*SlowBurn
+BUDGET_LOW = 0.25  # docs/slo.md's error budget policy: non-fix deploys wait under 25% left
 
 CONFIDENCE_BINS = [f"{low / 10:.1f}-{(low + 1) / 10:.1f}" for low in range(10)]
 """The ``confidence_bin`` labels of ffe_decision_outcomes_total: ten equal bins over [0, 1]."""
@@ -682,7 +687,88 @@ DATABASE = Dashboard(
     ),
 )
 
-DASHBOARDS = (SYSTEM, API, TRADING, AI, DATABASE)
+SLO_LEGEND = "{{slo}} {{account}}{{symbol}}"
+"""An SLO's series: its name, and the account (agent heartbeat) or symbol (analysis) of one
+that is measured for each."""
+
+
+def burn_panel(window: str, threshold: float, says: str) -> Panel:
+    """The burn rate of every SLO over ``window``, with the line an alert fires over."""
+    return Panel(
+        "timeseries",
+        f"Burn rate {window}",
+        "none",
+        (q(f"ffe:slo:burn_rate_{window}", SLO_LEGEND),),
+        f"How many times faster than the 30-day budget allows each SLO spent it over the last "
+        f"{window} (1: the budget lasts exactly 30 days). {says} over {threshold:g}.",
+        above(None, threshold),
+        width=8,
+    )
+
+
+SLO = Dashboard(
+    "slo",
+    "ffe: SLOs",
+    "The service level objectives of docs/slo.md: each SLI now, the 30-day error budget left, "
+    "and how fast it burns (rules/slo.yml).",
+    (
+        (
+            "Objectives",
+            (
+                Panel(
+                    "stat",
+                    "SLI over 30 days",
+                    "percentunit",
+                    (q("1 - ffe:slo:error_ratio_30d", SLO_LEGEND),),
+                    "The share of good events (or of good time) over the last 30 days, beside "
+                    "the objective.",
+                    width=8,
+                    max=1,
+                ),
+                Panel(
+                    "stat",
+                    "Error budget remaining (30d)",
+                    "percentunit",
+                    (q("ffe:slo:error_budget_remaining_30d", SLO_LEGEND),),
+                    "What is left of each SLO's 30-day error budget: 100% untouched, 0 spent, "
+                    "below 0 the objective is missed.",
+                    ((None, "red"), (0, "orange"), (BUDGET_LOW, "green")),
+                    width=8,
+                    min=None,
+                    max=1,
+                ),
+                Panel(
+                    "stat",
+                    "Objective",
+                    "percentunit",
+                    (q("ffe:slo:objective", "{{slo}}"),),
+                    "Each SLO's objective over 30 days; its error budget is the rest.",
+                    width=8,
+                    max=1,
+                ),
+                Panel(
+                    "timeseries",
+                    "SLI over 1h",
+                    "percentunit",
+                    (q("1 - ffe:slo:error_ratio_1h", SLO_LEGEND),),
+                    "The share of good events (or time) over the last hour: where the budget went.",
+                    width=24,
+                    max=1,
+                ),
+            ),
+        ),
+        (
+            "Burn rates",
+            (
+                burn_panel("1h", PAGE_BURN_1H, "Pages, with the 5-minute rate,"),
+                burn_panel("6h", PAGE_BURN_6H, "Pages, with the 30-minute rate,"),
+                burn_panel("3d", TICKET_BURN_3D, "Opens a ticket, with the 6-hour rate,"),
+            ),
+        ),
+    ),
+)
+
+DASHBOARDS = (SYSTEM, API, TRADING, AI, DATABASE, SLO)
 
 
 def slug(text: str) -> str:
