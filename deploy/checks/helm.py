@@ -360,6 +360,15 @@ def _check_custom(
         target = _get(autoscaler, "spec", "scaleTargetRef", "name")
         if target not in deployments:
             problems.append(f"{_name(autoscaler)}: scales {target!r}, no such Deployment")
+        namespace = _get(autoscaler, "metadata", "namespace")
+        for metric in _get(autoscaler, "spec", "metrics") or []:
+            selected = _get(metric, "external", "metric", "selector", "matchLabels") or {}
+            if metric.get("type") == "External" and selected.get("namespace") != namespace:
+                problems.append(
+                    f"{_name(autoscaler)}: External metric "
+                    f"{_get(metric, 'external', 'metric', 'name')} does not select namespace "
+                    f"{namespace} (metric.selector.matchLabels.namespace)"
+                )
     for monitor in by_kind.get("ServiceMonitor", {}).values():
         problems += _check_service_monitor(monitor, by_kind.get("Service", {}))
     for rule in by_kind.get("PrometheusRule", {}).values():
@@ -434,6 +443,12 @@ def _check_scaled_object(scaled: Manifest, deployments: dict[str, Manifest]) -> 
         return [*problems, f"{name}: no triggers"]
     for trigger in triggers:
         problems += _check_trigger(name, trigger)
+        # Staging and production may share one Prometheus: a query that does not select its
+        # release's namespace scales one release on the other's traffic.
+        scope = f'namespace="{_get(scaled, "metadata", "namespace")}"'
+        query = str(_get(trigger, "metadata", "query") or "")
+        if trigger.get("type") == "prometheus" and scope not in query:
+            problems.append(f"{name}: prometheus query {query!r} does not select {{{scope}}}")
     return problems
 
 
