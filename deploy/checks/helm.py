@@ -96,7 +96,9 @@ def check(root: Path) -> list[str]:
     verified.append(
         "every pod non-root (10001), read-only root, no capabilities, seccomp RuntimeDefault, "
         "probed and sized; the agent one Recreate replica; no Secret rendered; custom "
-        "resources (ScaledObject, ServiceMonitor, PrometheusRule, RayCluster) well formed"
+        "resources (ScaledObject, ServiceMonitor, PrometheusRule, RayCluster) well formed; "
+        "the autoscalers' Prometheus queries select the release's namespace; behind an Ingress "
+        "the API trusts the controller's forwarding headers (api.trustedProxies)"
     )
     verified.append(f"PrometheusRule: the {len(rule_groups)} groups of deploy/monitoring/rules")
     verified.append(f"Argo CD Application {application}: the chart, production values, self-heal")
@@ -399,6 +401,7 @@ def _check_environment(label: str, manifests: list[Manifest], values: dict[str, 
         tls = _get(each, "spec", "tls", 0, "secretName")
         if bool(tls) != bool(_get(ingress, "tls", "enabled")):
             problems.append(f"{_name(each)}: TLS {tls!r} while ingress.tls.enabled is not so")
+    problems += _check_trusted_proxies(kinds)
     if label == "dev":
         problems += [
             f"{_name(each)}: {_get(each, 'spec', 'replicas')!r} replicas in dev, not 1"
@@ -422,6 +425,33 @@ def _check_environment(label: str, manifests: list[Manifest], values: dict[str, 
         ]
         if not issuer or not _get(ingress, "tls", "enabled"):
             problems.append("production's Ingress has no TLS through cert-manager")
+    return problems
+
+
+def _check_trusted_proxies(kinds: dict[str, list[Manifest]]) -> list[str]:
+    """Behind an Ingress the API's peer is always the ingress controller: unless ffe trusts
+    the controller's X-Forwarded-For and X-Forwarded-Proto (api.trusted_proxies), every client
+    looks like the controller, one address for all."""
+    if not kinds.get("Ingress"):
+        return []
+    problems = []
+    for deployment in kinds.get("Deployment", []):
+        if _get(deployment, "metadata", "labels", "app.kubernetes.io/component") != "api":
+            continue
+        env = {
+            each.get("name"): each.get("value")
+            for container in _get(deployment, "spec", "template", "spec", "containers") or []
+            for each in container.get("env") or []
+        }
+        if env.get("FFE__API__TRUSTED_PROXIES") in (None, "", "[]"):
+            problems.append(
+                f"{_name(deployment)} sits behind the rendered Ingress but api.trustedProxies "
+                "is empty: ffe would take every client for the ingress controller, so the rate "
+                "limits and the login lockout would hit all clients at once, the audit log "
+                "would record the controller's address, and HSTS would not be sent (the "
+                "controller's X-Forwarded-Proto is not believed); set api.trustedProxies to the "
+                "ingress controller's pod network"
+            )
     return problems
 
 
