@@ -158,6 +158,62 @@ def test_compose_when_a_service_leaves_its_profile_then_fails_naming_it(tmp_path
     assert "profile ray lacks ray-worker" in out
 
 
+def test_compose_when_the_worker_health_port_moves_alone_then_fails_naming_the_scrape(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(
+        tmp_path,
+        'command: ["worker", "--health-port", "8001"',
+        'command: ["worker", "--health-port", "8011"',
+    )
+
+    assert code == 1
+    assert (
+        "deploy/monitoring/prometheus.yml: job ffe-worker scrapes worker:8001, but service "
+        "worker listens on 8011 (--health-port)" in out
+    )
+    assert "service worker: FFE_HEALTH_URL http://127.0.0.1:8001/health/live does not probe" in out
+
+
+def test_compose_when_prometheus_scrapes_another_port_then_fails_naming_the_job(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(
+        tmp_path,
+        "      - names: [agent]\n        type: A\n        port: 8003",
+        "      - names: [agent]\n        type: A\n        port: 8004",
+        Path("deploy/monitoring/prometheus.yml"),
+    )
+
+    assert code == 1
+    assert "job ffe-agent scrapes agent:8004, but service agent listens on 8003" in out
+
+
+def test_compose_when_a_health_port_listens_on_loopback_then_fails_naming_the_service(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(tmp_path, '"--health-host", "0.0.0.0"]', '"--health-host", "127.0.0.1"]')
+
+    assert code == 1
+    assert "job ffe-precompute scrapes precompute:8002, but service precompute listens on " in out
+    assert "127.0.0.1 only (--health-host)" in out
+
+
+def test_compose_when_prometheus_scrapes_no_such_service_then_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(
+        tmp_path,
+        "      - names: [precompute]",
+        "      - names: [pre-compute]",
+        Path("deploy/monitoring/prometheus.yml"),
+    )
+
+    assert code == 1
+    assert "job ffe-precompute scrapes pre-compute:8002, but deploy/compose.yaml has no " in out
+    assert "service precompute serves /metrics on 8002, but no job of" in out
+
+
 def test_nginx_conf_when_broken_then_nginx_t_names_the_problem(tmp_path: Path) -> None:
     code, out = _broken(
         tmp_path,
