@@ -121,6 +121,36 @@ def check(root: Path) -> list[str]:
     return verified
 
 
+def write_rendered(root: Path, into: Path) -> list[Path]:
+    """Render the chart for every values set of CASES and write the manifests under ``into``,
+    one folder a values set (``<n>-<label>``), one file a manifest; returns the files. The
+    test suite reads them to load each container's settings and arguments with ffe itself,
+    which this environment does not have:
+
+        cd deploy && python -m checks.helm --root .. --out FOLDER
+    """
+    chart_dir = root / "deploy" / "helm" / "ffe"
+    rendered = {
+        label: _render(chart_dir, _merge(load(chart_dir / values_file) or {}, overrides), ns)
+        for label, values_file, ns, overrides in CASES
+    }
+    into.mkdir(parents=True, exist_ok=True)
+    return [path for path, _ in _write(into, rendered)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m checks.helm --out FOLDER``: write the rendered manifests (write_rendered)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=write_rendered.__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write into")
+    args = parser.parse_args(argv)
+    files = write_rendered(args.root.resolve(), args.out)
+    print(f"wrote {len(files)} manifests under {args.out}")
+    return 0
+
+
 # -- the chart ------------------------------------------------------------------------------
 
 
@@ -709,3 +739,7 @@ def _checkov(scratch: Path, config: Path) -> list[str]:
         if errors:
             found.append(f"checkov could not parse {errors} rendered file(s)")
     return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())
