@@ -1,7 +1,9 @@
 """deploy/compose.yaml: the Compose Specification's schema (check-jsonschema's vendored copy,
 so no network), then what the schema cannot see: health checks, dependencies and their
 conditions, the profiles, mounted files, documented variables, pinned images, secrets only
-from variables, scalable services; and deploy/nginx/nginx.conf with `nginx -t`."""
+from variables, scalable services, and that every scrape target of
+deploy/monitoring/prometheus.yml is a service listening there; and deploy/nginx/nginx.conf
+with `nginx -t`."""
 
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ from checks.common import fail_if, load, run, tool
 COMPOSE = Path("deploy/compose.yaml")
 ENV_EXAMPLE = Path("deploy/.env.example")
 NGINX_CONF = Path("deploy/nginx/nginx.conf")
+PROMETHEUS = Path("deploy/monitoring/prometheus.yml")
+API_PORT = 8000  # ffe serve's default (api.port); the image listens on 0.0.0.0 (FFE__API__HOST)
+# The settings section of each `--health-port` process's subcommand: FFE__<SECTION>__HEALTH_*
+# stand in for the options when these are not given.
+HEALTH_SECTIONS = {"worker": "JOBS", "precompute": "PRECOMPUTE", "agent": "AGENT"}
 
 # The phases (docs/deploy.md): no profile is phase 0, `full` phase 1, `ray` the Ray cluster.
 PROFILES: dict[str | None, set[str]] = {
@@ -68,6 +75,8 @@ def check(root: Path) -> list[str]:
         + _scalable(services)
         + _secret_references(model, services)
     )
+    scraped, scrape_problems = _scrape_targets(root, services, documented)
+    problems += scrape_problems
     fail_if(problems)
     verified += [
         f"{COMPOSE}: profiles {_profile_summary(services)}",
@@ -76,6 +85,11 @@ def check(root: Path) -> list[str]:
         f"{COMPOSE}: mounted files exist; images pinned; secrets from variables, every one "
         f"documented in {ENV_EXAMPLE}; {', '.join(sorted(SCALABLE))} scalable",
     ]
+    if scraped:
+        verified.append(
+            f"{PROMETHEUS}: every scrape target is a service listening there, on the port of "
+            f"its FFE_HEALTH_URL and every address ({scraped})"
+        )
     verified.append(_nginx(root))
     return verified
 
@@ -358,6 +372,132 @@ def _scalable(services: dict[str, dict[str, Any]]) -> list[str]:
                 problems.append(
                     f"service {name} is scaled, so it cannot publish a fixed host port ({port})"
                 )
+    return problems
+
+
+def _command(service: dict[str, Any], documented: dict[str, str]) -> list[str]:
+    """A service's command as a list, its variables filled in as .env.example's would be."""
+    command = service.get("command") or []
+    words = command.split() if isinstance(command, str) else [str(word) for word in command]
+    return [_resolve(word, documented) for word in words]
+
+
+def _option(words: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in a command, else None."""
+    for index, word in enumerate(words):
+        if word == name and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith(f"{name}="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _listens(
+    service: dict[str, Any], documented: dict[str, str]
+) -> tuple[str, str, str, str] | None:
+    """Where an ffe process serves /metrics: (port, host, how the port was set, how the host
+    was), or None for a service that serves none (a one-shot, `ffe db upgrade`)."""
+    words = _command(service, documented)
+    env = {key: _resolve(value, documented) for key, value in _environment(service).items()}
+    if words[:1] in (["serve"], ["run"]):
+        port = _option(words, "--port") or env.get("FFE__API__PORT")
+        host = _option(words, "--host") or env.get("FFE__API__HOST") or "0.0.0.0"
+        return port or str(API_PORT), host, "--port" if port else "ffe serve's default", "--host"
+    section = HEALTH_SECTIONS.get(words[0]) if words else None
+    if section is None:
+        return None
+    port_env, host_env = f"FFE__{section}__HEALTH_PORT", f"FFE__{section}__HEALTH_HOST"
+    port = _option(words, "--health-port")
+    host = _option(words, "--health-host")
+    return (
+        port or env.get(port_env, "0"),
+        host or env.get(host_env, "127.0.0.1"),
+        "--health-port" if port else port_env,
+        "--health-host" if host else host_env,
+    )
+
+
+def _scrape_targets(
+    root: Path, services: dict[str, dict[str, Any]], documented: dict[str, str]
+) -> tuple[str, list[str]]:
+    """Every target Prometheus scrapes (dns_sd names and port, static host:port) must be a
+    compose service listening there on every address, and an ffe process's FFE_HEALTH_URL (its
+    own health check) must probe that same port: a port changed on one side only would leave
+    the container healthy and its metrics unscraped. Every ffe process that serves /metrics
+    must be scraped too."""
+    path = root / PROMETHEUS
+    if not path.exists():
+        return "", []
+    targets = _targets(load(path) or {})
+    problems = []
+    for job, name, port in targets:
+        problems += _check_target(job, name, port, services, documented)
+    scraped = {name for _, name, _ in targets}
+    for name, service in services.items():
+        if name in scraped or "full" not in _profiles_of(service):
+            continue
+        listens = _listens(service, documented) if _is_ffe_process(service) else None
+        if listens and listens[0] != "0" and not _one_shot(service):
+            problems.append(
+                f"service {name} serves /metrics on {listens[0]}, but no job of "
+                f"{PROMETHEUS} scrapes it"
+            )
+    summary = ", ".join(f"{job} {name}:{port}" for job, name, port in targets)
+    return summary, problems
+
+
+def _targets(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(job, compose service, port) of every scrape target but Prometheus itself."""
+    targets: list[tuple[str, str, str]] = []
+    for job in config.get("scrape_configs") or []:
+        name = str(job.get("job_name"))
+        for dns in job.get("dns_sd_configs") or []:
+            targets += [(name, str(each), str(dns.get("port"))) for each in dns.get("names") or []]
+        for static in job.get("static_configs") or []:
+            for target in static.get("targets") or []:
+                host, _, port = str(target).rpartition(":")
+                if host not in ("localhost", "127.0.0.1"):
+                    targets.append((name, host, port))
+    return targets
+
+
+def _check_target(
+    job: str,
+    name: str,
+    port: str,
+    services: dict[str, dict[str, Any]],
+    documented: dict[str, str],
+) -> list[str]:
+    where = f"{PROMETHEUS}: job {job} scrapes {name}:{port}"
+    service = services.get(name)
+    if service is None:
+        return [f"{where}, but {COMPOSE} has no service {name}"]
+    listens = _listens(service, documented) if _is_ffe_process(service) else None
+    if listens is None:
+        # Not ours: the port its own health check probes is the one it serves.
+        probe = " ".join(_strings((service.get("healthcheck") or {}).get("test")))
+        if f":{port}/" in probe:
+            return []
+        return [f"{where}, but service {name}'s healthcheck probes another port ({probe})"]
+    problems = []
+    listen_port, host, port_how, host_how = listens
+    if listen_port != port:
+        problems.append(
+            f"{where}, but service {name} listens on {listen_port} ({port_how}): change one "
+            "to match the other"
+        )
+    if host not in ("0.0.0.0", "::"):
+        problems.append(
+            f"{where}, but service {name} listens on {host} only ({host_how}): give it "
+            "0.0.0.0 so Prometheus reaches it"
+        )
+    url = _resolve(_environment(service).get("FFE_HEALTH_URL", ""), documented)
+    match = re.match(r"^https?://[^/:]+:(\d+)/", url)
+    if match is None or match[1] != listen_port:
+        problems.append(
+            f"service {name}: FFE_HEALTH_URL {url or '(unset)'} does not probe the port it "
+            f"listens on and Prometheus (job {job}) scrapes, {listen_port}"
+        )
     return problems
 
 

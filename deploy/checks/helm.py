@@ -96,7 +96,9 @@ def check(root: Path) -> list[str]:
     verified.append(
         "every pod non-root (10001), read-only root, no capabilities, seccomp RuntimeDefault, "
         "probed and sized; the agent one Recreate replica; no Secret rendered; custom "
-        "resources (ScaledObject, ServiceMonitor, PrometheusRule, RayCluster) well formed"
+        "resources (ScaledObject, ServiceMonitor, PrometheusRule, RayCluster) well formed; "
+        "the autoscalers' Prometheus queries select the release's namespace; behind an Ingress "
+        "the API trusts the controller's forwarding headers (api.trustedProxies)"
     )
     verified.append(f"PrometheusRule: the {len(rule_groups)} groups of deploy/monitoring/rules")
     verified.append(f"Argo CD Application {application}: the chart, production values, self-heal")
@@ -117,6 +119,36 @@ def check(root: Path) -> list[str]:
             f"({time.monotonic() - started:.1f} s)"
         )
     return verified
+
+
+def write_rendered(root: Path, into: Path) -> list[Path]:
+    """Render the chart for every values set of CASES and write the manifests under ``into``,
+    one folder a values set (``<n>-<label>``), one file a manifest; returns the files. The
+    test suite reads them to load each container's settings and arguments with ffe itself,
+    which this environment does not have:
+
+        cd deploy && python -m checks.helm --root .. --out FOLDER
+    """
+    chart_dir = root / "deploy" / "helm" / "ffe"
+    rendered = {
+        label: _render(chart_dir, _merge(load(chart_dir / values_file) or {}, overrides), ns)
+        for label, values_file, ns, overrides in CASES
+    }
+    into.mkdir(parents=True, exist_ok=True)
+    return [path for path, _ in _write(into, rendered)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m checks.helm --out FOLDER``: write the rendered manifests (write_rendered)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=write_rendered.__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write into")
+    args = parser.parse_args(argv)
+    files = write_rendered(args.root.resolve(), args.out)
+    print(f"wrote {len(files)} manifests under {args.out}")
+    return 0
 
 
 # -- the chart ------------------------------------------------------------------------------
@@ -360,6 +392,15 @@ def _check_custom(
         target = _get(autoscaler, "spec", "scaleTargetRef", "name")
         if target not in deployments:
             problems.append(f"{_name(autoscaler)}: scales {target!r}, no such Deployment")
+        namespace = _get(autoscaler, "metadata", "namespace")
+        for metric in _get(autoscaler, "spec", "metrics") or []:
+            selected = _get(metric, "external", "metric", "selector", "matchLabels") or {}
+            if metric.get("type") == "External" and selected.get("namespace") != namespace:
+                problems.append(
+                    f"{_name(autoscaler)}: External metric "
+                    f"{_get(metric, 'external', 'metric', 'name')} does not select namespace "
+                    f"{namespace} (metric.selector.matchLabels.namespace)"
+                )
     for monitor in by_kind.get("ServiceMonitor", {}).values():
         problems += _check_service_monitor(monitor, by_kind.get("Service", {}))
     for rule in by_kind.get("PrometheusRule", {}).values():
@@ -390,6 +431,7 @@ def _check_environment(label: str, manifests: list[Manifest], values: dict[str, 
         tls = _get(each, "spec", "tls", 0, "secretName")
         if bool(tls) != bool(_get(ingress, "tls", "enabled")):
             problems.append(f"{_name(each)}: TLS {tls!r} while ingress.tls.enabled is not so")
+    problems += _check_trusted_proxies(kinds)
     if label == "dev":
         problems += [
             f"{_name(each)}: {_get(each, 'spec', 'replicas')!r} replicas in dev, not 1"
@@ -416,6 +458,33 @@ def _check_environment(label: str, manifests: list[Manifest], values: dict[str, 
     return problems
 
 
+def _check_trusted_proxies(kinds: dict[str, list[Manifest]]) -> list[str]:
+    """Behind an Ingress the API's peer is always the ingress controller: unless ffe trusts
+    the controller's X-Forwarded-For and X-Forwarded-Proto (api.trusted_proxies), every client
+    looks like the controller, one address for all."""
+    if not kinds.get("Ingress"):
+        return []
+    problems = []
+    for deployment in kinds.get("Deployment", []):
+        if _get(deployment, "metadata", "labels", "app.kubernetes.io/component") != "api":
+            continue
+        env = {
+            each.get("name"): each.get("value")
+            for container in _get(deployment, "spec", "template", "spec", "containers") or []
+            for each in container.get("env") or []
+        }
+        if env.get("FFE__API__TRUSTED_PROXIES") in (None, "", "[]"):
+            problems.append(
+                f"{_name(deployment)} sits behind the rendered Ingress but api.trustedProxies "
+                "is empty: ffe would take every client for the ingress controller, so the rate "
+                "limits and the login lockout would hit all clients at once, the audit log "
+                "would record the controller's address, and HSTS would not be sent (the "
+                "controller's X-Forwarded-Proto is not believed); set api.trustedProxies to the "
+                "ingress controller's pod network"
+            )
+    return problems
+
+
 # -- custom resources: the fields we rely on ------------------------------------------------
 
 
@@ -434,6 +503,12 @@ def _check_scaled_object(scaled: Manifest, deployments: dict[str, Manifest]) -> 
         return [*problems, f"{name}: no triggers"]
     for trigger in triggers:
         problems += _check_trigger(name, trigger)
+        # Staging and production may share one Prometheus: a query that does not select its
+        # release's namespace scales one release on the other's traffic.
+        scope = f'namespace="{_get(scaled, "metadata", "namespace")}"'
+        query = str(_get(trigger, "metadata", "query") or "")
+        if trigger.get("type") == "prometheus" and scope not in query:
+            problems.append(f"{name}: prometheus query {query!r} does not select {{{scope}}}")
     return problems
 
 
@@ -664,3 +739,7 @@ def _checkov(scratch: Path, config: Path) -> list[str]:
         if errors:
             found.append(f"checkov could not parse {errors} rendered file(s)")
     return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())

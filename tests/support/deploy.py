@@ -1,14 +1,23 @@
 """Running the deploy checks (deploy/check.py in .venv-deploy) from the test suite, on the
-checkout or on a copy of it with a value broken on purpose."""
+checkout or on a copy of it with a value broken on purpose; and loading what the deploy files
+give an ffe process (its FFE__* settings, its command line) with ffe itself, which the
+validators' environment does not have."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import pytest
+
+if TYPE_CHECKING:
+    from ffe.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_PYTHON = ROOT / ".venv-deploy" / "bin" / "python"
@@ -62,3 +71,72 @@ def break_value(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert text.count(old) == 1, f"{old!r} is in {path} {text.count(old)} times, not once"
     path.write_text(text.replace(old, new))
+
+
+def render_chart(into: Path, root: Path = ROOT) -> list[Path]:
+    """The Helm chart of ``root`` rendered for every values set the helm check renders,
+    written under ``into`` (one folder a values set, one file a manifest) by
+    ``python -m checks.helm --out``; returns the files."""
+    done = subprocess.run(
+        [str(deploy_python()), "-m", "checks.helm", "--root", str(root), "--out", str(into)],
+        cwd=ROOT / "deploy",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return sorted(into.glob("*/*.yaml"))
+
+
+def example_values() -> dict[str, str]:
+    """deploy/.env.example's variables, a secret left blank there given a 32-character one."""
+    values = {}
+    for line in (ROOT / "deploy" / ".env.example").read_text().splitlines():
+        match = re.match(r"^([A-Za-z_]\w*)=(.*)$", line)
+        if match:
+            values[match[1]] = match[2] or "x" * 32  # a secret to fill in
+    return values
+
+
+def interpolate(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with its ${VAR}, ${VAR:-default} (and the like) filled as Compose would."""
+
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return values.get(match[1]) or match[3] or ""
+
+    return re.sub(r"\$\$|\$\{(\w+)(:?[-?+]([^}]*))?\}", one, text)
+
+
+def load_ffe_settings(environment: Mapping[str, str]) -> Settings:
+    """ffe's settings as a process with exactly these FFE__* variables would load them (any
+    FFE__* of the test's own environment is left out); raises ffe's ConfigError naming a
+    variable or value ffe does not accept."""
+    from ffe.config import load_settings
+
+    with mock.patch.dict(os.environ):
+        for name in [name for name in os.environ if name.upper().startswith("FFE__")]:
+            del os.environ[name]
+        os.environ.update(environment)
+        return load_settings()
+
+
+def parse_ffe_arguments(arguments: Sequence[str]) -> Any:
+    """The click context of ``ffe ARGUMENTS`` as the ``ffe`` command would parse it, down to
+    its subcommand, without running anything; raises click's UsageError (NoSuchOption,
+    BadParameter, no such command) for what ``ffe`` would refuse."""
+    import typer
+    from typer.core import TyperGroup
+
+    from ffe.cli.app import app
+
+    name, command, words, context = "ffe", typer.main.get_command(app), list(arguments), None
+    while True:
+        context = command.make_context(name, words, parent=context, resilient_parsing=False)
+        if not isinstance(command, TyperGroup):
+            return context
+        # What the group's invoke would do: the first word names the subcommand.
+        rest = [*context._protected_args, *context.args]
+        name, command, words = command.resolve_command(context, rest)

@@ -195,8 +195,11 @@ SYSTEM = Dashboard(
                             "{{job}} {{instance}}",
                         ),
                     ),
-                    "CPU seconds a second each ffe process uses (100% is one core). Processes "
-                    "in multiprocess mode (ffe serve --workers N) do not report it.",
+                    "CPU seconds a second each single-process ffe process uses (100% is one "
+                    "core): worker, pre-compute, agent, ffe run. The API under ffe serve "
+                    "--workers N (multiprocess metrics, as compose and the chart run it) "
+                    "exports no process_* series: see its container's CPU in the platform's "
+                    "metrics (cAdvisor, docker stats).",
                 ),
                 Panel(
                     "timeseries",
@@ -208,7 +211,10 @@ SYSTEM = Dashboard(
                             "{{job}} {{instance}}",
                         ),
                     ),
-                    "Resident memory of each ffe process.",
+                    "Resident memory of each single-process ffe process: worker, pre-compute, "
+                    "agent, ffe run. The API under ffe serve --workers N (multiprocess "
+                    "metrics) exports none: see its container's memory in the platform's "
+                    "metrics (cAdvisor, docker stats).",
                 ),
             ),
         ),

@@ -5,7 +5,6 @@ load as settings ffe accepts."""
 from __future__ import annotations
 
 import importlib.util
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.deploy import break_value, copy_checkout, run_check
-
-from ffe.config import load_settings
+from tests.support.deploy import (
+    break_value,
+    copy_checkout,
+    example_values,
+    interpolate,
+    load_ffe_settings,
+    run_check,
+)
 
 pytestmark = pytest.mark.serial
 
@@ -158,6 +162,62 @@ def test_compose_when_a_service_leaves_its_profile_then_fails_naming_it(tmp_path
     assert "profile ray lacks ray-worker" in out
 
 
+def test_compose_when_the_worker_health_port_moves_alone_then_fails_naming_the_scrape(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(
+        tmp_path,
+        'command: ["worker", "--health-port", "8001"',
+        'command: ["worker", "--health-port", "8011"',
+    )
+
+    assert code == 1
+    assert (
+        "deploy/monitoring/prometheus.yml: job ffe-worker scrapes worker:8001, but service "
+        "worker listens on 8011 (--health-port)" in out
+    )
+    assert "service worker: FFE_HEALTH_URL http://127.0.0.1:8001/health/live does not probe" in out
+
+
+def test_compose_when_prometheus_scrapes_another_port_then_fails_naming_the_job(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(
+        tmp_path,
+        "      - names: [agent]\n        type: A\n        port: 8003",
+        "      - names: [agent]\n        type: A\n        port: 8004",
+        Path("deploy/monitoring/prometheus.yml"),
+    )
+
+    assert code == 1
+    assert "job ffe-agent scrapes agent:8004, but service agent listens on 8003" in out
+
+
+def test_compose_when_a_health_port_listens_on_loopback_then_fails_naming_the_service(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(tmp_path, '"--health-host", "0.0.0.0"]', '"--health-host", "127.0.0.1"]')
+
+    assert code == 1
+    assert "job ffe-precompute scrapes precompute:8002, but service precompute listens on " in out
+    assert "127.0.0.1 only (--health-host)" in out
+
+
+def test_compose_when_prometheus_scrapes_no_such_service_then_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    code, out = _broken(
+        tmp_path,
+        "      - names: [precompute]",
+        "      - names: [pre-compute]",
+        Path("deploy/monitoring/prometheus.yml"),
+    )
+
+    assert code == 1
+    assert "job ffe-precompute scrapes pre-compute:8002, but deploy/compose.yaml has no " in out
+    assert "service precompute serves /metrics on 8002, but no job of" in out
+
+
 def test_nginx_conf_when_broken_then_nginx_t_names_the_problem(tmp_path: Path) -> None:
     code, out = _broken(
         tmp_path,
@@ -171,35 +231,18 @@ def test_nginx_conf_when_broken_then_nginx_t_names_the_problem(tmp_path: Path) -
     assert "deploy/nginx/nginx.conf" in out
 
 
-def _example_values() -> dict[str, str]:
-    values = {}
-    for line in (ROOT / "deploy" / ".env.example").read_text().splitlines():
-        match = re.match(r"^([A-Za-z_]\w*)=(.*)$", line)
-        if match:
-            values[match[1]] = match[2] or "x" * 32  # a secret to fill in
-    return values
-
-
-def _interpolate(text: str, values: dict[str, str]) -> str:
-    def one(match: re.Match[str]) -> str:
-        if match[0] == "$$":
-            return "$"
-        return values.get(match[1]) or match[3] or ""
-
-    return re.sub(r"\$\$|\$\{(\w+)(:?[-?+]([^}]*))?\}", one, text)
-
-
 @pytest.mark.parametrize("service", ["ffe", "migrate", "api", "worker", "precompute", "agent"])
-def test_compose_ffe_settings_when_loaded_then_ffe_accepts_them(
-    service: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_compose_ffe_settings_when_loaded_then_ffe_accepts_them(service: str) -> None:
     model = yaml.safe_load((ROOT / COMPOSE).read_text())
     environment = model["services"][service]["environment"]
-    for name, value in environment.items():
-        if name.startswith("FFE__"):
-            monkeypatch.setenv(name, _interpolate(str(value), _example_values()))
 
-    settings = load_settings()
+    settings = load_ffe_settings(
+        {
+            name: interpolate(str(value), example_values())
+            for name, value in environment.items()
+            if name.startswith("FFE__")
+        }
+    )
 
     assert settings.api.environment == "production"
     if service != "ffe":
@@ -248,7 +291,7 @@ def _filled(value: Any, values: dict[str, str]) -> Any:
     """Every string of a loaded compose file with its variables filled in (a literal `$`
     stays escaped, as `docker compose config` prints it)."""
     if isinstance(value, str):
-        return _interpolate(value.replace("$$", "\0"), values).replace("\0", "$$")
+        return interpolate(value.replace("$$", "\0"), values).replace("\0", "$$")
     if isinstance(value, dict):
         return {key: _filled(item, values) for key, item in value.items()}
     if isinstance(value, list):
@@ -260,7 +303,7 @@ def _compose_config(*profiles: str) -> dict[str, Any]:
     """What `docker compose --profile ... config --format json` prints for deploy/compose.yaml,
     near enough (no Compose here): variables filled from .env.example, long-form ports and
     mounts, resources as numbers, the project's name."""
-    model = _filled(yaml.safe_load((ROOT / COMPOSE).read_text()), _example_values())
+    model = _filled(yaml.safe_load((ROOT / COMPOSE).read_text()), example_values())
     services = {}
     for name, service in model["services"].items():
         if service.get("profiles") and not set(service["profiles"]) & set(profiles):

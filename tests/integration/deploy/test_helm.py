@@ -180,3 +180,57 @@ def test_helm_check_when_production_has_no_cluster_issuer_then_names_the_tls(
     )
 
     assert "production's Ingress has no TLS through cert-manager" in output
+
+
+def test_helm_check_when_the_ingress_has_no_trusted_proxies_then_names_the_key_and_why(
+    tmp_path: Path,
+) -> None:
+    output = _broken(
+        tmp_path,
+        CHART / "values-staging.yaml",
+        '  trustedProxies: ["10.0.0.0/8"]\n',
+        "  trustedProxies: []\n",
+    )
+
+    assert (
+        "staging: Deployment ffe-api sits behind the rendered Ingress but api.trustedProxies "
+        "is empty" in output
+    )
+    assert "rate limits and the login lockout" in output
+    assert "HSTS" in output
+    assert "production: Deployment ffe-api sits" not in output  # production still sets it
+
+
+def test_helm_check_when_a_keda_query_reads_every_namespace_then_names_the_trigger(
+    tmp_path: Path,
+) -> None:
+    output = _broken(
+        tmp_path,
+        CHART / "templates" / "autoscaling-keda.yaml",
+        'query: max(ffe_job_queue_depth{namespace="{{ .Release.Namespace }}"})',
+        "query: max(ffe_job_queue_depth)",
+    )
+
+    assert (
+        "production: ScaledObject ffe-worker: prometheus query 'max(ffe_job_queue_depth)' "
+        'does not select {namespace="ffe-production"}' in output
+    )
+
+
+def test_helm_check_when_an_hpa_metric_reads_every_namespace_then_names_the_metric(
+    tmp_path: Path,
+) -> None:
+    output = _broken(
+        tmp_path,
+        CHART / "templates" / "autoscaling-hpa.yaml",
+        "name: ffe_job_queue_depth_max\n"
+        "          selector:\n"
+        "            matchLabels:\n"
+        "              namespace: {{ .Release.Namespace }}\n",
+        "name: ffe_job_queue_depth_max\n",
+    )
+
+    assert (
+        "production+hpa+ray: HorizontalPodAutoscaler ffe-worker: External metric "
+        "ffe_job_queue_depth_max does not select namespace ffe-production" in output
+    )
