@@ -6,6 +6,7 @@ Command line (with the project's Python, which has supervisor, psycopg and redis
 
     .venv/bin/python deploy/baremetal/stack.py up [--dir .stack] [--port-base N]
                                                   [--api-processes 3] [--agent-speed 1]
+                                                  [--agent-param window=120 ...]
     .venv/bin/python deploy/baremetal/stack.py status [--dir .stack] [--json]
     .venv/bin/python deploy/baremetal/stack.py down   [--dir .stack] [--purge]
     .venv/bin/python deploy/baremetal/stack.py render [--dir ...]   # the configs only, no process
@@ -33,6 +34,8 @@ Python API, for tests and benches (``tests/support/stack.py`` puts this folder o
 
     from stack import Stack, StackError
     stack = Stack(tmp_dir, port_base=48000, api_processes=3)  # nothing starts yet
+    # keyword-only: agent_speed=1.0 (bars a second), agent_params={"window": "120"} (the
+    # ensemble's; its own defaults otherwise), tls_cert=/tls_key= (default: self-signed)
     stack.up(timeout=240)        # returns once every process is healthy and every Prometheus
                                  # target up; StackError names what is not, with its last logs
     stack.urls.lb                # https://127.0.0.1:48000 ; also .prometheus, .alertmanager,
@@ -346,6 +349,7 @@ class Stack:
         api_processes: int | None = None,
         *,
         agent_speed: float | None = None,
+        agent_params: dict[str, str] | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -357,6 +361,11 @@ class Stack:
         self.api_processes = api_processes or 3
         self.port_base = port_base
         self.agent_speed = agent_speed if agent_speed is not None else saved.get("agent_speed", 1.0)
+        # The ensemble's parameters (docs/forecasting.md); none: its defaults, so it decides
+        # from bar `window` (500) on, about 8 minutes in at one bar a second.
+        self.agent_params = dict(
+            agent_params if agent_params is not None else saved.get("agent_params", {})
+        )
         self.ports = (
             Ports.from_base(port_base, self.api_processes)
             if port_base is not None
@@ -396,8 +405,14 @@ class Stack:
 
     def _secrets(self) -> dict[str, str]:
         file = self.path("secrets", "stack.json")
+        if not file.exists():
+            raise StackError(f"no stack in {self.dir} yet: run `up` (or `render`) first")
+        return dict(json.loads(file.read_text()))
+
+    def _make_secrets(self) -> dict[str, str]:
+        file = self.path("secrets", "stack.json")
         if file.exists():
-            return dict(json.loads(file.read_text()))
+            return self._secrets()
         made = {
             "postgres_superuser_password": secrets.token_hex(16),
             "postgres_password": secrets.token_hex(16),
@@ -565,6 +580,7 @@ class Stack:
                     str(p.agent),
                     "--health-host",
                     HOST,
+                    *(f"--param {k}={v}" for k, v in self.agent_params.items()),
                 ),
                 "priority": 40,
                 "startsecs": 5,
@@ -628,14 +644,27 @@ class Stack:
         return progs
 
     def processes(self) -> list[str]:
-        """Every supervisord process name, in start order."""
-        return [p["name"] for p in self.programs()]
+        """Every supervisord process name (the order of ``programs()``; needs no secret)."""
+        return [
+            "postgres",
+            "redis",
+            "pgbouncer",
+            *(f"api-{i}" for i in range(len(self.ports.api))),
+            *(f"worker-{i}" for i in range(len(self.ports.workers))),
+            "precompute",
+            "agent",
+            "nginx",
+            "webhook",
+            "alertmanager",
+            "prometheus",
+            *(["node-exporter"] if self._has_node_exporter else []),
+        ]
 
     # --- rendering ---
 
     def render(self) -> None:
         """Write every config into the stack's folder (nothing starts)."""
-        p, s = self.ports, self._secrets()
+        p, s = self.ports, self._make_secrets()
         for sub in (
             "logs",
             "run",
@@ -707,7 +736,10 @@ class Stack:
             + am.replace(ALERT_WEBHOOK, f"http://{HOST}:{p.webhook}/"),
         )
         blocks = []
-        for prog in self.programs():
+        programs = self.programs()
+        if [prog["name"] for prog in programs] != self.processes():
+            raise StackError("programs() and processes() disagree")  # a bug of this file
+        for prog in programs:
             blocks.append(
                 render(
                     "program.conf",
@@ -1194,11 +1226,12 @@ class Stack:
                 "port_base": self.port_base,
                 "api_processes": self.api_processes,
                 "agent_speed": self.agent_speed,
+                "agent_params": self.agent_params,
                 "tls_cert": None if self.own_cert else str(self.tls_cert),
                 "tls_key": None if self.own_cert else str(self.tls_key),
             }
         )
-        self._secrets()
+        self._make_secrets()
         self._make_tls()
         self._bootstrap()
         self.render()
@@ -1475,6 +1508,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-base", type=int, help="every port at N + an offset")
     parser.add_argument("--api-processes", type=int, help="`ffe serve` processes [3]")
     parser.add_argument("--agent-speed", type=float, help="agent replay, bars a second [1]")
+    parser.add_argument(
+        "--agent-param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an ensemble parameter for the agent (repeat), e.g. window=120",
+    )
     parser.add_argument("--tls-cert", help="nginx's certificate (default: a self-signed one)")
     parser.add_argument("--tls-key", help="its private key")
     parser.add_argument("--timeout", type=float, default=240, help="seconds `up` may take")
@@ -1493,6 +1532,9 @@ def main(argv: list[str] | None = None) -> int:
             args.port_base,
             args.api_processes,
             agent_speed=args.agent_speed,
+            agent_params=None
+            if args.agent_param is None
+            else dict(kv.split("=", 1) for kv in args.agent_param),
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
         )

@@ -21,7 +21,9 @@ import pytest
 from tests.support.stack import (
     ROOT,
     STACK_PY,
+    Ports,
     Stack,
+    StackError,
     free_port_base,
     in_ci,
     require_stack,
@@ -235,3 +237,46 @@ def _require_systemd_analyze() -> None:
         if in_ci():
             pytest.fail("systemd-analyze is missing; CI=true requires it (Debian package systemd)")
         pytest.skip("systemd-analyze is missing")
+
+
+def test_ports_when_based_then_every_port_is_distinct_and_never_the_machines(
+    tmp_path: Path,
+) -> None:
+    ports = Ports.from_base(48000, API_PROCESSES)
+
+    assert len(set(ports.all())) == len(ports.all())
+    assert ports.lb == 48000
+    assert ports.api == (48020, 48021, 48022)
+    assert not MACHINE_PORTS & set(Ports.defaults(API_PROCESSES).all())
+    with pytest.raises(StackError, match="machine's PostgreSQL or Redis"):
+        Stack(tmp_path, port_base=5428)  # PostgreSQL would land on 5432
+
+
+def test_stack_when_a_port_is_taken_then_up_names_it_and_starts_nothing() -> None:
+    require_stack()
+    folder = stack_folder()
+    base = free_port_base(API_PROCESSES)
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", base + 1))  # Prometheus's
+        taken.listen()
+        made = Stack(folder, port_base=base, api_processes=API_PROCESSES)
+
+        with pytest.raises(
+            StackError, match=f"ports already in use on 127.0.0.1: \\[{base + 1}\\]"
+        ):
+            made.up(timeout=30)
+
+        assert made.supervisord_pid() is None
+        assert made.our_pids() == []
+    finally:
+        taken.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_status_when_nothing_runs_then_every_process_is_down(tmp_path: Path) -> None:
+    status = Stack(tmp_path, port_base=48000).status()
+
+    assert not status.ok
+    assert {p.state for p in status.processes} == {"DOWN"}
+    assert "api-2" in status.table()
