@@ -177,6 +177,36 @@ def test_postgres_when_a_segment_is_switched_then_the_wal_is_archived(stack: Sta
     assert set(os.listdir(archive)) - before
 
 
+def test_alertmanager_when_an_alert_fires_then_the_webhook_gets_it(stack: Stack) -> None:
+    import json
+    import urllib.request
+
+    # Prometheus sends its alerts to this Alertmanager ...
+    with urllib.request.urlopen(f"{stack.urls.prometheus}/api/v1/alertmanagers", timeout=5) as r:
+        active = json.loads(r.read())["data"]["activeAlertmanagers"]
+    assert [a["url"] for a in active] == [f"{stack.urls.alertmanager}/api/v2/alerts"]
+    # ... and Alertmanager routes one (critical: group_wait 10 s) to the webhook.
+    alert = [{"labels": {"alertname": "StackSelfTest", "severity": "critical"}}]
+    request = urllib.request.Request(
+        f"{stack.urls.alertmanager}/api/v2/alerts",
+        json.dumps(alert).encode(),
+        {"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+
+    deadline = time.monotonic() + 60
+    got: list[dict[str, object]] = []
+    while not got and time.monotonic() < deadline:
+        time.sleep(1)
+        got = [
+            a
+            for a in stack.alerts()
+            if a["payload"]["commonLabels"].get("alertname") == "StackSelfTest"
+        ]
+    assert got
+    assert got[0]["path"] == "/critical"
+
+
 def test_api_process_when_killed_then_the_lb_answers_and_it_comes_back(stack: Stack) -> None:
     old = stack.kill("api-1", signal.SIGKILL)
 
