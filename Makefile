@@ -16,7 +16,8 @@ BENCH_LOCK := requirements-bench.lock
 RAY_LOCK := requirements-ray.lock
 DEPLOY_LOCK := requirements-deploy.lock
 
-.PHONY: run test lint types imports lockcheck pytest bench lock clean deploy-check deploy-tools
+.PHONY: run test lint types imports lockcheck pytest bench lock clean deploy-check deploy-tools \
+	stack-up stack-down stack-status
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +122,25 @@ deploy-tools: $(DEPLOY_VENV)/.installed deploy/tools/node_modules/.installed
 
 deploy-check: deploy-tools
 	$(DEPLOY_BIN)/python deploy/check.py
+
+# The bare-metal stack (docs/deploy.md, "Bare metal"): compose's `full` topology as processes
+# on this host's loopback under supervisord, from deploy/baremetal/stack.py. Runs as root
+# (PostgreSQL and PgBouncer as the postgres user). Without STACK_PORT_BASE the documented
+# ports (load balancer https://127.0.0.1:8080, Prometheus 9090); with it, every port at
+# STACK_PORT_BASE + an offset. STACK_API_PROCESSES `ffe serve` processes behind nginx.
+STACK_DIR ?= .stack
+STACK_PORT_BASE ?=
+STACK_API_PROCESSES ?= 3
+STACK_ARGS = --dir $(STACK_DIR) $(if $(STACK_PORT_BASE),--port-base $(STACK_PORT_BASE))
+
+stack-up: $(VENV)/.installed-dev
+	$(BIN)/python deploy/baremetal/stack.py up $(STACK_ARGS) --api-processes $(STACK_API_PROCESSES)
+
+stack-down:
+	$(BIN)/python deploy/baremetal/stack.py down --dir $(STACK_DIR)
+
+stack-status:
+	$(BIN)/python deploy/baremetal/stack.py status --dir $(STACK_DIR)
 
 # Re-resolve the locks to the newest releases inside pyproject.toml's ranges, for every
 # supported Python (--universal): the dev lock first, then the others constrained to its pins
