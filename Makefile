@@ -52,7 +52,7 @@ imports: $(VENV)/.installed-dev
 # The locks still satisfy pyproject.toml's ranges (not: equal a fresh resolve, so a release
 # upstream never turns CI red by itself).
 lockcheck: $(VENV)/.installed-dev
-	$(BIN)/python tools/check_lock.py $(RUN_LOCK) $(DEV_LOCK) $(BENCH_LOCK) $(RAY_LOCK)
+	$(BIN)/python tools/check_lock.py $(RUN_LOCK) $(DEV_LOCK) $(BENCH_LOCK) $(RAY_LOCK) $(DEPLOY_LOCK)
 
 # Two groups: most tests on two processes; the suites that start many processes of their
 # own (the browsers, the whole stack on loopback) one at a time after them, so they never

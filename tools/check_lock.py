@@ -32,6 +32,10 @@ EXTRAS = {
     "requirements-ray.lock": ("ray",),  # the Ray image (deploy/Dockerfile, REQUIREMENTS)
 }
 REFERENCE = "requirements-dev.lock"
+# The deploy validators' lock (a tree of its own, see the Makefile): resolved from its own
+# requirements file, not pyproject.toml, and free to pin differently from the dev lock.
+DEPLOY_LOCK = "requirements-deploy.lock"
+DEPLOY_REQUIREMENTS = "deploy/tools/requirements.in"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
@@ -81,9 +85,17 @@ def problems_of(
     return found
 
 
+def requirements_file(path: Path) -> list[Requirement]:
+    """The requirements of a pip requirements file (comments and blank lines left out)."""
+    lines = (
+        line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()
+    )
+    return [Requirement(line) for line in lines if line]
+
+
 def main(names: list[str]) -> int:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    unknown = [name for name in names if name not in EXTRAS]
+    unknown = [name for name in names if name not in EXTRAS and name != DEPLOY_LOCK]
     if unknown:
         print(f"check_lock: no extras known for {unknown}; known: {sorted(EXTRAS)}")
         return 2
@@ -91,18 +103,26 @@ def main(names: list[str]) -> int:
     found = [
         line
         for name in names
+        if name != DEPLOY_LOCK
         for line in problems_of(
             name, pins(ROOT / name), requirements(pyproject, EXTRAS[name]), reference
         )
     ]
+    if DEPLOY_LOCK in names:
+        deploy = pins(ROOT / DEPLOY_LOCK)
+        wanted = requirements_file(ROOT / DEPLOY_REQUIREMENTS)
+        found += problems_of(DEPLOY_LOCK, deploy, wanted, deploy)
     for line in found:
         print(line)
     if found:
-        print("The locks do not match pyproject.toml: run `make lock` and commit the lock files.")
+        print(
+            "The locks do not match pyproject.toml (or deploy/tools/requirements.in): run "
+            "`make lock` and commit the lock files."
+        )
         return 1
     print(f"{len(names)} lock files satisfy pyproject.toml")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or list(EXTRAS)))
+    sys.exit(main(sys.argv[1:] or [*EXTRAS, DEPLOY_LOCK]))

@@ -62,3 +62,21 @@ def test_lines_of_a_universal_lock_are_read_per_python(tmp_path: Path) -> None:
     )
 
     assert _tool().pins(lock) == {"numpy": {Version("2.4.6"), Version("2.5.5")}}
+
+
+def test_deploy_lock_when_checked_then_against_its_own_requirements_file() -> None:
+    tool = _tool()
+
+    wanted = tool.requirements_file(ROOT / "deploy" / "tools" / "requirements.in")
+
+    assert "checkov" in {requirement.name for requirement in wanted}
+    assert tool.main(["requirements-deploy.lock"]) == 0
+
+
+def test_requirements_file_when_read_then_comments_and_blanks_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.in"
+    path.write_text("# tools\n\ncheckov>=3.2,<4   # policy\npyyaml>=6,<7\n", encoding="utf-8")
+
+    found = _tool().requirements_file(path)
+
+    assert [str(each) for each in found] == ["checkov<4,>=3.2", "pyyaml<7,>=6"]
