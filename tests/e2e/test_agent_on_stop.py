@@ -42,7 +42,7 @@ def _state() -> dict[str, Any]:
             return {}
         status, run_id, reason, checkpoint, last_bar = row
         orders = db.execute(
-            "SELECT client_order_id FROM orders WHERE run_id = ?", (run_id,)
+            "SELECT client_order_id FROM orders WHERE run_id = ? ORDER BY id", (run_id,)
         ).fetchall()
         decisions = db.execute("SELECT count(*) FROM decisions WHERE run_id = ?", (run_id,))
         return {
