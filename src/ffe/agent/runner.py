@@ -65,7 +65,8 @@ class Notify(Protocol):
 
 
 class Agent:
-    """One account's trading agent. ``run()`` returns when the clock ends or on ``stop``."""
+    """One account's trading agent. ``run()`` returns when the clock ends, on a signal, or on
+    ``stop`` (with ``on_stop`` "wait", not on ``stop``: it waits for ``resume``)."""
 
     def __init__(
         self,

@@ -89,7 +89,8 @@ def run(
     health_host: str = health_host_option("agent"),
     as_json: bool = JSON,
 ) -> None:
-    """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully).
+    """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully; with
+    `--on-stop wait` a stop command leaves it up, trading nothing, until `ffe agent resume`).
 
     The run is journaled like a backtest (`ffe runs show ID`); run it again to resume. Its
     decisions, fills, equity and state reach the API's live stream: through Redis when
@@ -201,6 +202,8 @@ def status(account: str = ACCOUNT, as_json: bool = JSON) -> None:
         console.print("no agent has run yet: start one with `ffe agent run`")
     for row in rows:
         running = "running" if row["running"] else "not running"
+        if row["running"] and row["status"] == "stopped":  # `--on-stop wait`, stopped
+            running = "up, waiting for `ffe agent resume`"
         console.print(
             f"[bold]{row['account']}[/bold] {row['status']} ({running}) run "
             f"{(row['run_id'] or '-')[:8]} last bar {row['last_bar_time'] or '-'}"
