@@ -192,6 +192,8 @@ class Agent:
                 # agent leaves it; read as stopped once the lease is gone), so whoever reads it
                 # (the API's journal tail, its ffe_agent_running) knows it is meant to run.
                 status = "halted" if self.emergency else "running"
+                if self.stopped_by is not None and not self.emergency:
+                    status = "stopped"  # stopped on purpose, and failed while it waited: stays so
             await self._fail(exc)
             raise
         finally:

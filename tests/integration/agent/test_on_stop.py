@@ -119,3 +119,25 @@ async def test_start_when_last_agent_ended_by_a_signal_and_on_stop_wait_then_tra
     await asyncio.wait_for(task, 10)
 
     assert second.stopped_by is None
+
+
+async def test_stopped_agent_when_journal_fails_while_it_waits_then_stays_stopped_on_purpose(
+    db, tmp_path, monkeypatch
+):
+    """A failure is no start: the supervisor's next agent must find the account stopped."""
+    from ffe.domain.errors import StoreError
+
+    agent = _agent(db, tmp_path, on_stop="wait")
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.last_bar > 20)
+    await AgentService(db).command("paper", "stop", actor="alice")
+    await _until(lambda: agent.stopped_by is not None)
+
+    async def broken(*_args, **_kwargs):
+        raise StoreError("the journal went away")
+
+    monkeypatch.setattr(persist, "take_commands", broken)
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(task, 10)
+
+    assert await _stopped_by(db) == "alice"
