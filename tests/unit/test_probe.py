@@ -62,12 +62,15 @@ async def test_probe_ready_when_redis_check_fails_then_dependency_up_0_database_
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-            assert "ffe_dependency_up{" not in (await client.get("/metrics")).text
+            # A scrape runs the dependency checks itself (nothing called /health/ready yet).
+            scraped = (await client.get("/metrics")).text
             assert (await client.get("/health/ready")).status_code == 200  # redis: degraded
             body = (await client.get("/metrics")).text
     finally:
         await server.stop()
 
+    assert 'ffe_dependency_up{dependency="database"} 1.0' in scraped
+    assert 'ffe_dependency_up{dependency="redis"} 0.0' in scraped
     assert 'ffe_dependency_up{dependency="database"} 1.0' in body
     assert 'ffe_dependency_up{dependency="redis"} 0.0' in body
     assert body.count("ffe_dependency_up{") == 2

@@ -190,4 +190,6 @@ def _lifted(state: AgentState) -> dict[str, Any]:
     (an emergency stop in the risk state, a drawdown halt), as a running agent's reset does."""
     checkpoint = persist.Checkpoint.of(state.checkpoint)
     lifted = None if checkpoint is None else checkpoint.lifted().as_dict()
-    return {"status": "stopped", "halted_reason": None, "checkpoint": lifted}
+    # A deliberate stop is no halt: a reset leaves it in force (see persist.STOPPED_BY).
+    kept = state.halted_reason if persist.stopped_on_purpose(state) else None
+    return {"status": "stopped", "halted_reason": kept, "checkpoint": lifted}

@@ -28,6 +28,29 @@ from ffe.store.types import utc_now
 
 LEASE_TTL = timedelta(seconds=30)
 
+# How a deliberate stop (the ``stop`` command) is told apart from every other end: the account's
+# status "stopped" with this in ``halted_reason`` (otherwise only a halt's reason). A stop by the
+# orchestrator (SIGTERM, Ctrl-C) or the data's end leaves "stopped" with no reason; a failure
+# leaves "running" (or "halted"). An agent that starts trading clears it. No new column: it is
+# read only by ``stopped_on_purpose``.
+STOPPED_BY = "stopped by "
+
+
+def stop_mark(actor: str) -> str:
+    """What ``halted_reason`` holds while an account is stopped on purpose by ``actor``."""
+    return f"{STOPPED_BY}{actor}"
+
+
+def stopped_on_purpose(state: AgentState | None) -> str | None:
+    """Who stopped the account's agent on purpose (a ``stop`` command), when it was and no
+    agent has traded it since; None otherwise (never run, ended by a signal, failed, halted)."""
+    if state is None or state.status != "stopped":
+        return None
+    reason = state.halted_reason
+    if reason is None or not reason.startswith(STOPPED_BY):
+        return None
+    return reason[len(STOPPED_BY) :]
+
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:

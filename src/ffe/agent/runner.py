@@ -65,7 +65,8 @@ class Notify(Protocol):
 
 
 class Agent:
-    """One account's trading agent. ``run()`` returns when the clock ends or on ``stop``."""
+    """One account's trading agent. ``run()`` returns when the clock ends, on a signal, or on
+    ``stop`` (with ``on_stop`` "wait", not on ``stop``: it waits for ``resume``)."""
 
     def __init__(
         self,
@@ -88,6 +89,12 @@ class Agent:
         self.stopping = False
         self.emergency: str | None = None
         self.lease_lost = False  # another owner holds the account: this agent's end is no stop
+        # What a ``stop`` command does: "exit" ends the run (a person at a terminal runs it
+        # again); "wait" (under a supervisor that restarts what exits) keeps the process up,
+        # trading nothing, until ``resume``, and waits so too when it starts on an account
+        # stopped on purpose (a restart must not undo the stop).
+        self.on_stop = "exit"
+        self.stopped_by: str | None = None  # who stopped it on purpose, while it waits
         self._halt_due = False  # the account was halted when the agent started
         self.core: StepCore | None = None
         self._last_commands = 0.0
@@ -161,6 +168,11 @@ class Agent:
         keeper = asyncio.create_task(self._keep_lease(), name="ffe-agent-lease")
         try:
             state = await self._settle_stale(state)
+            if self.on_stop == "wait" and persist.stopped_on_purpose(state) is not None:
+                started = await self._wait_for_start(state)
+                if started is None:  # ended (a signal, the lease lost) while still stopped
+                    return AgentReport(state.run_id or "", "stopped", False, 0, 0, {})
+                state = started
             config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
             run, resumed = await open_run(self.db, state.run_id, self.spec, self.market, config)
             core = self._core(run.id)
@@ -180,6 +192,8 @@ class Agent:
                 # agent leaves it; read as stopped once the lease is gone), so whoever reads it
                 # (the API's journal tail, its ffe_agent_running) knows it is meant to run.
                 status = "halted" if self.emergency else "running"
+                if self.stopped_by is not None and not self.emergency:
+                    status = "stopped"  # stopped on purpose, and failed while it waited: stays so
             await self._fail(exc)
             raise
         finally:
@@ -202,6 +216,35 @@ class Agent:
                 command.result,
             )
         return state
+
+    async def _wait_for_start(self, state: AgentState) -> AgentState | None:
+        """Trade nothing while the account stays stopped on purpose: hold its lease (commands
+        reach this agent, its probes say so) until ``resume``, then the account's state to
+        start from. An emergency stop starts it too, halted (it cancels and flattens what
+        the run holds, and trades nothing until reset); a reset is applied to the stored
+        state and leaves it stopped; pause and stop change nothing. None when the agent is
+        to end first (a signal, the lease lost)."""
+        account = self.config.account
+        self.stopped_by = persist.stopped_on_purpose(state)
+        log.warning(
+            "account %s was stopped on purpose by %s: trading nothing until `ffe agent resume`",
+            account,
+            self.stopped_by,
+        )
+        self._tell_running(False)
+        while not self.stopping:
+            for command in await persist.take_commands(self.db, account):
+                log.warning("control: %s from %s on %s", command.command, command.actor, account)
+                change = state_change(command.command, command.actor)
+                if change is not None:
+                    current = await persist.get_state(self.db, account)
+                    if current is not None:
+                        await persist.set_state(self.db, account, **change(current))
+                if command.command in ("resume", "emergency_stop"):
+                    self.stopped_by = None
+                    return await persist.get_state(self.db, account)
+            await asyncio.sleep(self.config.command_poll_s)
+        return None
 
     async def _begin(self, core: StepCore, run_id: str, state: AgentState) -> None:
         """Record the run as the account's; an account halted (an emergency stop, maybe sent
@@ -354,6 +397,8 @@ class Agent:
         account = self.config.account
         log.warning("control: %s from %s on %s", command, actor, account)
         if command == "pause":
+            if self.stopped_by is not None:
+                return  # stopped: only resume starts it again
             self.paused = True
             self._tell_running(False)  # no bars, no heartbeat while paused: not an outage
             # Journal what it did so far: readers of the journal (the API's lists, a page
@@ -361,19 +406,49 @@ class Agent:
             await self._flush(core)
             await persist.set_state(self.db, account, status="paused")
         elif command == "resume":
-            self.paused = False
+            self.paused, self.stopped_by = False, None
             self._tell_running(True)
-            status = "halted" if self.emergency else "running"
-            await persist.set_state(self.db, account, status=status)
+            if self.emergency:
+                await persist.set_state(self.db, account, status="halted")
+            else:  # no longer stopped on purpose, if it was
+                await persist.set_state(self.db, account, status="running", halted_reason=None)
         elif command == "stop":
-            self.stopping, self.paused = True, False
+            await self._stop(core, actor)
         elif command == "emergency_stop":
             await self.emergency_stop(core, f"emergency stop by {actor}")
         elif command == "reset":
             self.emergency, core.halted_at, core.halt_reason = None, None, None
             core.context.reset_emergency()
+            if self.stopped_by is not None:  # still stopped on purpose: a reset is no resume
+                mark = persist.stop_mark(self.stopped_by)
+                await persist.set_state(self.db, account, status="stopped", halted_reason=mark)
+                return
             status = "paused" if self.paused else "running"
             await persist.set_state(self.db, account, status=status, halted_reason=None)
+
+    async def _stop(self, core: StepCore, actor: str) -> None:
+        """A deliberate stop, recorded as such (``persist.stop_mark``) so that an agent run
+        with ``on_stop`` "wait" that starts on the account later waits too. With "exit" the
+        run ends after this step; with "wait" the agent stays, paused and holding its lease,
+        until ``resume``. An account halted stays halted (its reason is kept)."""
+        account = self.config.account
+        self.stopped_by = actor
+        mark = {} if self.emergency else {"halted_reason": persist.stop_mark(actor)}
+        if self.on_stop != "wait":
+            self.stopping, self.paused = True, False
+            if mark:
+                await persist.set_state(self.db, account, **mark)
+            return
+        self.paused = True
+        self._tell_running(False)  # no bars, no heartbeat while stopped: not an outage
+        await self._flush(core)
+        status = "halted" if self.emergency else "stopped"
+        await persist.set_state(self.db, account, status=status, **mark)
+        self.event(
+            "stopped",
+            f"agent stopped on {account} by {actor}: waiting for `ffe agent resume`",
+            {"run_id": core.journal.run_id},
+        )
 
     async def emergency_stop(self, core: StepCore, reason: str) -> None:
         """Cancel open orders, flatten every position, and trade nothing more until reset."""

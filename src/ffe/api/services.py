@@ -33,6 +33,7 @@ from ffe.domain.errors import StoreError
 from ffe.kv import KvBackends
 from ffe.kv.events import publish_event, publisher
 from ffe.obs.health import (
+    DependencyScrape,
     HealthChecks,
     ProbeError,
     disk_probe,
@@ -123,6 +124,15 @@ class Services:
     journal_checked: bool = True  # False while start-up waits for the journal to answer
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _fresh: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    _dependencies: DependencyScrape | None = None
+
+    @property
+    def dependencies(self) -> DependencyScrape:
+        """The readiness checks that ping a dependency, run again for a scrape when stale."""
+        if self._dependencies is None:
+            self._dependencies = DependencyScrape(self.health, self.metrics.record_readiness)
+        return self._dependencies
+
     _refreshing: dict[str, asyncio.Task[bytes]] = field(default_factory=dict)
 
     async def fresh(self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]]) -> bytes:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 import typer
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
     from ffe.service.agents import AgentLaunch
 
 T = TypeVar("T")
+
+
+class OnStop(StrEnum):
+    """What ``ffe agent run`` does after a stop command."""
+
+    exit = "exit"
+    wait = "wait"
+
 
 agent_app = typer.Typer(
     help="Paper and live trading: run the agent, approve its orders, pause or stop it.",
@@ -68,11 +77,20 @@ def run(
     commission: float = typer.Option(None, "--commission", help="Fraction of notional."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run; don't resume."),
     live: bool = typer.Option(False, "--live", help="Trade real money (needs agent.live too)."),
+    on_stop: OnStop = typer.Option(
+        OnStop.exit,
+        "--on-stop",
+        help="After a stop command: exit, or wait (up, trading nothing) for `ffe agent "
+        "resume`; with wait it also waits when it starts on an account stopped on purpose "
+        "(under a supervisor that restarts it).",
+        case_sensitive=False,
+    ),
     health_port: int = health_port_option("agent"),
     health_host: str = health_host_option("agent"),
     as_json: bool = JSON,
 ) -> None:
-    """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully).
+    """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully; with
+    `--on-stop wait` a stop command leaves it up, trading nothing, until `ffe agent resume`).
 
     The run is journaled like a backtest (`ffe runs show ID`); run it again to resume. Its
     decisions, fills, equity and state reach the API's live stream: through Redis when
@@ -101,12 +119,17 @@ def run(
         chosen = settings.agent
         port = chosen.health_port if health_port is None else health_port
         probes = (health_host or chosen.health_host, port)
-        report = asyncio.run(_run(settings, launch, probes, quiet=as_json))
+        report = asyncio.run(_run(settings, launch, probes, quiet=as_json, on_stop=on_stop.value))
     _print_report(report, as_json)
 
 
 async def _run(
-    settings: Settings, launch: AgentLaunch, probes: tuple[str, int], *, quiet: bool
+    settings: Settings,
+    launch: AgentLaunch,
+    probes: tuple[str, int],
+    *,
+    quiet: bool,
+    on_stop: str = "exit",
 ) -> AgentReport:
     """Run the agent ``launch`` asks for as ``ffe.service.agents`` runs every agent, its
     events through Redis when configured, with a progress bar of the replay."""
@@ -123,6 +146,7 @@ async def _run(
         launcher = AgentLauncher(components.agent, publisher, Metrics())
         session = await launcher.open(launch)
         agent = session.agent
+        agent.on_stop = on_stop
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, session.request_stop)
@@ -178,6 +202,8 @@ def status(account: str = ACCOUNT, as_json: bool = JSON) -> None:
         console.print("no agent has run yet: start one with `ffe agent run`")
     for row in rows:
         running = "running" if row["running"] else "not running"
+        if row["running"] and row["status"] == "stopped":  # `--on-stop wait`, stopped
+            running = "up, waiting for `ffe agent resume`"
         console.print(
             f"[bold]{row['account']}[/bold] {row['status']} ({running}) run "
             f"{(row['run_id'] or '-')[:8]} last bar {row['last_bar_time'] or '-'}"
@@ -200,8 +226,17 @@ def _command(name: str, command: str, doc: str) -> None:
 
 
 _command("pause", "pause", "Stop deciding until resumed (orders already sent still fill).")
-_command("resume", "resume", "Go on deciding after a pause.")
-_command("stop", "stop", "Stop the agent after its current step; run it again to resume.")
+_command(
+    "resume",
+    "resume",
+    "Go on deciding after a pause, or after a stop of an agent run with `--on-stop wait`.",
+)
+_command(
+    "stop",
+    "stop",
+    "Stop the agent after its current step; run it again to resume (one run with "
+    "`--on-stop wait` stays up, trading nothing, until `ffe agent resume`).",
+)
 _command(
     "emergency-stop",
     "emergency_stop",

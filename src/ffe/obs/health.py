@@ -13,6 +13,7 @@ endpoint, so credentials in URLs are masked.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ import psutil
 __all__ = [
     "Check",
     "CheckResult",
+    "DependencyScrape",
     "HealthChecks",
     "HealthReport",
     "HealthStatus",
@@ -41,6 +43,8 @@ Probe = Callable[[], Awaitable[str]]
 """An async callable returning a short detail on success, raising on failure."""
 
 HealthStatus = Literal["ok", "degraded", "fail"]
+
+log = logging.getLogger(__name__)
 
 _MAX_DETAIL = 300
 _URL_PASSWORD = re.compile(r"(\w+://[^/\s:@]*:)[^/\s@]+@")
@@ -119,6 +123,7 @@ class HealthChecks:
     def __init__(self) -> None:
         """Start with no checks; ``add`` them."""
         self._checks: dict[str, Check] = {}
+        self._dependencies: dict[str, float] = {}  # name -> timeout, of the checks that ping one
         self._abandoned: set[asyncio.Future[str]] = set()
 
     @property
@@ -148,12 +153,26 @@ class HealthChecks:
         async def check() -> CheckResult:
             return await self._run_one(name, probe, critical, timeout_s, dependency)
 
+        if dependency is not None:
+            self._dependencies[name] = timeout_s
+
         self._checks[name] = check
 
-    async def run(self) -> HealthReport:
-        """Run every check concurrently and report; never waits past the longest timeout."""
-        results = await asyncio.gather(*(check() for check in self._checks.values()))
+    async def run(self, *, dependencies_only: bool = False) -> HealthReport:
+        """Run every check concurrently and report; never waits past the longest timeout.
+        With ``dependencies_only``, only the checks that ping a dependency."""
+        chosen = [
+            check
+            for name, check in self._checks.items()
+            if not dependencies_only or name in self._dependencies
+        ]
+        results = await asyncio.gather(*(check() for check in chosen))
         return HealthReport(tuple(results))
+
+    @property
+    def dependency_timeout_s(self) -> float:
+        """The longest timeout of the checks that ping a dependency (0 with none)."""
+        return max(self._dependencies.values(), default=0.0)
 
     async def _run_one(
         self, name: str, probe: Probe, critical: bool, timeout_s: float, dependency: str | None
@@ -190,6 +209,56 @@ class HealthChecks:
         self._abandoned.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+class DependencyScrape:
+    """Keeps ``ffe_dependency_up`` current for Prometheus, which scrapes ``/metrics`` and
+    never calls ``/health/ready`` (orchestrators probe ``/health/live``; without this the
+    series would only move when someone asks for readiness).
+
+    Awaited before a scrape renders: it runs the checks that ping a dependency (database,
+    Redis) when they last ran more than ``max_age_s`` ago, and hands their results to
+    ``record`` (``Metrics.record_readiness``). One run at a time: a scrape that comes while
+    one is under way waits for that one. A scrape never waits longer than the checks'
+    longest timeout (``HealthChecks.run`` bounds a run by it; a slow ``record`` is left to
+    finish in the background). Each process keeps its own (API workers each answer
+    scrapes; the gauge's ``mostrecent`` mode keeps the newest value of any of them)."""
+
+    def __init__(
+        self,
+        checks: HealthChecks,
+        record: Callable[[tuple[CheckResult, ...]], None],
+        max_age_s: float = 5.0,
+    ) -> None:
+        self.checks, self.record, self.max_age_s = checks, record, max_age_s
+        self._last = float("-inf")  # time.monotonic() of the last run
+        self._running: asyncio.Task[None] | None = None
+
+    def recorded(self, report: HealthReport) -> None:
+        """Record a readiness report the caller ran (``/health/ready``): it counts as a run."""
+        self.record(report.checks)
+        self._last = time.monotonic()
+
+    async def refresh(self) -> None:
+        """Run the dependency checks unless they ran in the last ``max_age_s``, or wait for
+        the run under way; at most the checks' longest timeout (and a little)."""
+        task = self._running
+        if task is None:
+            if time.monotonic() - self._last < self.max_age_s:
+                return
+            task = self._running = asyncio.ensure_future(self._run())
+        # Not cancelled when this scrape gives up (or its client goes): others may wait on it.
+        await asyncio.wait({task}, timeout=self.checks.dependency_timeout_s + 0.5)
+
+    async def _run(self) -> None:
+        try:
+            report = await self.checks.run(dependencies_only=True)
+            self.record(report.checks)
+        except Exception as exc:  # the gauges keep their last values; the next scrape retries
+            log.warning("dependency checks for the metrics failed: %s", exc)
+        finally:
+            self._last = time.monotonic()
+            self._running = None
 
 
 def _bytes(n: float) -> str:

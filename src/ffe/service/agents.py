@@ -198,7 +198,9 @@ async def serve_agent(
 
 def agent_checks(agent: Agent) -> HealthChecks:
     """Readiness of an agent's process: its journal answers, and it holds its account's
-    lease (not yet while it starts; not any more once another agent took it)."""
+    lease (not yet while it starts; not any more once another agent took it). Whether it
+    trades is reported too, not critically: stopped on purpose, the report is "degraded"
+    with status 200."""
     checks = HealthChecks()
     checks.add("journal", ping_probe(agent.db.ping, "journal"), dependency="database")
     account = agent.config.account
@@ -214,4 +216,17 @@ def agent_checks(agent: Agent) -> HealthChecks:
         return f"held on account {account!r} until {state.lease_expires_at:%H:%M:%S} UTC"
 
     checks.add("lease", lease)
+
+    async def trading() -> str:
+        # Not critical: an agent stopped on purpose (``--on-stop wait``) is healthy and ready
+        # for its commands; an orchestrator must neither restart it nor take it out of
+        # service. The check says why it trades nothing.
+        if agent.stopped_by is not None:
+            raise ProbeError(
+                f"stopped on purpose by {agent.stopped_by}: trading nothing until "
+                f"`ffe agent resume --account {account}`"
+            )
+        return "paused" if agent.paused else "trading"
+
+    checks.add("trading", trading, critical=False)
     return checks

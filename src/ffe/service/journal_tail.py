@@ -6,8 +6,9 @@ is held by a live agent of another process it:
 
 - sets this process's gauges: ``ffe_agent_heartbeat_timestamp_seconds`` from the agent's last
   lease renewal, ``ffe_portfolio_value`` from the equity it last journaled,
-  ``ffe_agent_running`` 1 (0 while it is paused), and 0 once it released its lease stopped on
-  purpose (a killed or failed agent leaves it at 1: its stale heartbeat pages);
+  ``ffe_agent_running`` 1 (0 while it is paused or stopped waiting for resume), and 0 once it
+  released its lease stopped on purpose (a killed or failed agent leaves it at 1: its stale
+  heartbeat pages);
 - with a ``publisher`` (no Redis: nothing else carries that agent's events here), publishes
   what the agent journaled since the last poll as the events the agent would have sent
   itself: its decisions, fills and orders waiting for approval (the newest ``most`` of each
@@ -115,7 +116,9 @@ class JournalTail:
         if state.lease_expires_at is not None:
             renewed = state.lease_expires_at - persist.LEASE_TTL
             self.metrics.set_agent_heartbeat(account, renewed.timestamp())
-        self.metrics.set_agent_running(account, state.status != "paused")
+        # Paused, or stopped on purpose and waiting for resume (``--on-stop wait``): no bars,
+        # no heartbeat to expect, so not an outage.
+        self.metrics.set_agent_running(account, state.status not in ("paused", "stopped"))
         await self._tell_state(followed, state, now)
 
     async def _start(self, run_id: str, state: AgentState) -> _Followed:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ffe.obs.health import HealthChecks
+from ffe.obs.health import DependencyScrape, HealthChecks
 from ffe.obs.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,21 @@ def probe_app(
     before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> Starlette:
     """The probe routes over ``checks`` and ``metrics``; ``before_scrape`` refreshes gauges
-    read at scrape time (queue depth, say) before ``/metrics`` renders."""
+    read at scrape time (queue depth, say) before ``/metrics`` renders. A scrape also runs the
+    dependency checks when they are older than a few seconds (``DependencyScrape``), so
+    ``ffe_dependency_up`` is current though nothing calls ``/health/ready``."""
+    dependencies = DependencyScrape(checks, metrics.record_readiness)
 
     async def live(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> Response:
         report = await checks.run()
-        metrics.record_readiness(report.checks)  # ffe_dependency_up, each time they run
+        dependencies.recorded(report)  # ffe_dependency_up, each time they run
         return JSONResponse(report.as_dict(), status_code=200 if report.ok else 503)
 
     async def scrape(_: Request) -> Response:
+        await dependencies.refresh()  # bounded by the checks' timeouts
         if before_scrape is not None:
             try:
                 await before_scrape()

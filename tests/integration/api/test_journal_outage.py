@@ -159,3 +159,42 @@ def test_readiness_when_journal_unreachable_then_dependency_up_0_and_1_once_it_a
         assert _wait_ready(client) == 200
         assert up("database") == 1
         assert up("redis") is None
+
+
+def test_metrics_when_journal_goes_down_then_scrape_shows_database_down_without_readiness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_retries: None
+) -> None:
+    """Prometheus scrapes /metrics and nothing calls /health/ready (orchestrators probe
+    /health/live): the scrape runs the dependency checks itself when they are stale. A key
+    checked before the outage still scrapes (it is remembered for ``cache_s``); one never
+    seen cannot be checked, and the scrape gets 503 (Prometheus: ``up`` 0, FfeApiDown)."""
+    from ffe.api import auth
+    from ffe.api.app import create_app
+
+    folder = tmp_path / "journal"
+    monkeypatch.setenv("FFE__DATABASE__URL", f"sqlite+aiosqlite:///{folder / 'ffe.db'}")
+    app = create_app(bootstrap.components(load_settings()))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert _wait_ready(client) == 200
+        services = client.app.state.services  # type: ignore[attr-defined]
+        services.dependencies.max_age_s = 0.2  # stale sooner than the default few seconds
+        created = client.portal.call  # type: ignore[union-attr]
+        key = created(auth.create_key, services.db, "prometheus", ["read"], "test").key
+        unseen = created(auth.create_key, services.db, "unseen", ["read"], "test").key
+        headers = {"Authorization": f"Bearer {key}"}
+        time.sleep(0.3)
+        live = client.get("/metrics", headers=headers)
+
+        folder.rename(tmp_path / "moved")  # the journal's disk is gone...
+        folder.write_text("a file where the journal's folder should be")
+        client.portal.call(services.db.dispose)  # ...and with it every open connection
+        time.sleep(0.3)
+        down = client.get("/metrics", headers=headers)
+        refused = client.get("/metrics", headers={"Authorization": f"Bearer {unseen}"})
+
+    assert live.status_code == 200, live.text
+    assert 'ffe_dependency_up{dependency="database"} 1.0' in live.text
+    assert down.status_code == 200, down.text
+    assert 'ffe_dependency_up{dependency="database"} 0.0' in down.text
+    assert refused.status_code == 503, refused.text

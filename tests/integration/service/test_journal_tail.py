@@ -249,6 +249,25 @@ async def test_tail_when_agent_stops_on_purpose_then_running_1_paused_0_stopped_
     assert _running(metrics) == 0
 
 
+async def test_tail_when_agent_stopped_but_waiting_for_resume_then_running_0(db):
+    """``ffe agent run --on-stop wait`` after a stop: it holds the lease, its status stopped."""
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await agent.step(2)
+    tail, metrics = _tail(db, None)
+
+    await tail.poll()
+    running = _running(metrics)
+    await persist.set_state(db, "paper", status="stopped", halted_reason=persist.stop_mark("x"))
+    await tail.poll()
+    stopped = _running(metrics)
+    await persist.set_state(db, "paper", status="running", halted_reason=None)  # resumed
+    await tail.poll()
+
+    assert (running, stopped) == (1, 0)
+    assert _running(metrics) == 1
+
+
 async def test_tail_when_agent_killed_or_failed_then_running_stays_1(db):
     tail, metrics = _tail(db, None)
     agent = FakeAgent(db, ELSEWHERE)

@@ -10,6 +10,7 @@ import pytest
 
 from ffe.obs.health import (
     CheckResult,
+    DependencyScrape,
     HealthChecks,
     HealthReport,
     disk_probe,
@@ -279,3 +280,79 @@ async def test_ping_probe_when_ping_raises_then_message_is_detail():
     redis = by_name(report)["redis"]
     assert redis.detail == "redis: ConnectionRefusedError: connection refused on 127.0.0.1:6379"
     assert report.status == "degraded"
+
+
+# -- DependencyScrape: ffe_dependency_up kept current for scrapes ------------------------------
+
+
+def _dependency_checks(probe, timeout_s: float = 2.0) -> tuple[HealthChecks, list[str]]:
+    checks, ran = HealthChecks(), []
+
+    async def disk() -> str:  # no dependency: never run for a scrape
+        ran.append("disk")
+        return "free"
+
+    async def counted() -> str:
+        ran.append("database")
+        return await probe()
+
+    checks.add("database", counted, timeout_s=timeout_s, dependency="database")
+    checks.add("disk", disk)
+    return checks, ran
+
+
+async def test_dependency_scrape_when_stale_then_runs_only_dependency_checks_and_records() -> None:
+    checks, ran = _dependency_checks(returning("sqlite"))
+    recorded: list[tuple[CheckResult, ...]] = []
+    scrape = DependencyScrape(checks, recorded.append, max_age_s=60.0)
+
+    await scrape.refresh()
+    await scrape.refresh()  # fresh: not run again
+
+    assert ran == ["database"]
+    assert [(r.name, r.ok, r.dependency) for r in recorded[0]] == [("database", True, "database")]
+    assert len(recorded) == 1
+
+
+async def test_dependency_scrape_when_readiness_just_ran_then_not_run_again() -> None:
+    checks, ran = _dependency_checks(returning("sqlite"))
+    recorded: list[tuple[CheckResult, ...]] = []
+    scrape = DependencyScrape(checks, recorded.append, max_age_s=60.0)
+
+    scrape.recorded(await checks.run())  # /health/ready
+    await scrape.refresh()
+
+    assert sorted(ran) == ["database", "disk"]  # once, by the readiness check
+    assert len(recorded) == 1
+
+
+async def test_dependency_scrape_when_scrapes_overlap_then_one_run_in_flight() -> None:
+    async def slow() -> str:
+        await asyncio.sleep(0.2)
+        return "slow"
+
+    checks, ran = _dependency_checks(slow)
+    recorded: list[tuple[CheckResult, ...]] = []
+    scrape = DependencyScrape(checks, recorded.append, max_age_s=0.0)
+
+    await asyncio.gather(*(scrape.refresh() for _ in range(5)))
+
+    assert ran == ["database"]
+    assert len(recorded) == 1
+
+
+async def test_dependency_scrape_when_probe_hangs_then_scrape_waits_at_most_its_timeout() -> None:
+    async def hung() -> str:
+        await asyncio.sleep(3600)
+        return "never"
+
+    checks, _ = _dependency_checks(hung, timeout_s=0.2)
+    recorded: list[tuple[CheckResult, ...]] = []
+    scrape = DependencyScrape(checks, recorded.append, max_age_s=0.0)
+
+    started = time.perf_counter()
+    await scrape.refresh()
+    spent = time.perf_counter() - started
+
+    assert spent < 1.0
+    assert [(r.ok, r.detail) for r in recorded[0]] == [(False, "timed out after 0.2s")]

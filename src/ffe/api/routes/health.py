@@ -28,7 +28,7 @@ async def ready(request: Request, services: ServicesDep) -> Any:
     critical check fails, so a load balancer stops sending traffic here. Each check's detail
     (addresses, paths, errors) only for a caller with the read scope."""
     report = await services.health.run()
-    services.metrics.record_readiness(report.checks)  # ffe_dependency_up, each time they run
+    services.dependencies.recorded(report)  # ffe_dependency_up, each time they run
     body: dict[str, Any] = report.as_dict()
     if not await _may_read(request, services):
         for check in body["checks"].values():
@@ -48,7 +48,16 @@ async def _may_read(request: Request, services: Services) -> bool:
 @router.get("/metrics", response_class=Response)
 async def metrics(services: ServicesDep, who: Reader) -> Response:
     """Prometheus exposition (scrape with an API key with the read scope). The job queue's
-    numbers (depth, running, live workers and their counts) are read from the journal now."""
+    numbers (depth, running, live workers and their counts) are read from the journal now,
+    and the dependency checks run first when they are older than a few seconds, so
+    ``ffe_dependency_up`` is current though nothing calls ``/health/ready`` (each worker of
+    ``ffe serve --workers N`` runs its own; the newest value wins).
+
+    The key is checked against the journal: with the database down, a key this process
+    checked in the last ``cache_s`` still scrapes (and shows the database down); after that,
+    or for a key it never saw, the scrape is refused with 503 and Prometheus records the
+    target down (``up`` 0: FfeApiDown)."""
+    await services.dependencies.refresh()  # bounded by the checks' timeouts
     try:
         await services.refresh_job_metrics()
     except FfeError as exc:  # the scrape still answers, with the last numbers read
