@@ -580,6 +580,10 @@ class Stack:
                     str(p.agent),
                     "--health-host",
                     HOST,
+                    # An operator's stop survives supervisord restarting the process: it
+                    # waits for `ffe agent resume` instead of trading again (docs/agent.md).
+                    "--on-stop",
+                    "wait",
                     *(f"--param {k}={v}" for k, v in self.agent_params.items()),
                 ),
                 "priority": 40,
