@@ -73,6 +73,7 @@ def test_worker_when_killed_mid_job_under_load_then_it_heals_and_no_job_is_lost_
     stack: Stack,
 ) -> None:
     keys = load.make_keys(stack, 10)
+    load.warm_keys(stack, keys)
     status, _, body = stack.request(
         "POST", "/api/v1/sweeps", key=stack.admin_key, body=MEDIUM_SWEEP
     )
