@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack up in {payload['up_s']} s ({len(stack.processes())} processes)")
         payload.update(run(stack, folder, args))
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut `down` short
         stack.down()
         left = stack.our_pids()
         shutil.rmtree(folder, ignore_errors=True)

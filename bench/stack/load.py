@@ -359,20 +359,20 @@ class HealthWatch(_Background):
             self.samples.append((at, problems))
             self._stop.wait(max(0.0, 0.5 - (time.time() - at)))
 
-    def healthy_from(self, after: float) -> float | None:
-        """The first time after ``after`` from which every later sample was healthy."""
-        last_bad = after
-        seen_after = False
+    def healthy_from(self, after: float, target: str | None = None) -> float | None:
+        """The first sample after ``after`` in which every process was healthy, once
+        ``target`` (when given) had been seen unhealthy or replaced; None if none was."""
+        waiting_for_target = target is not None
         for at, problems in self.samples:
             if at < after:
                 continue
-            seen_after = True
-            if problems:
-                last_bad = at
-        if not seen_after or (self.samples and self.samples[-1][1]):
-            return None
-        later = [at for at, p in self.samples if at > last_bad and not p]
-        return later[0] if later else None
+            if waiting_for_target and target in problems:
+                waiting_for_target = False
+            if not problems and not waiting_for_target:
+                return at
+        if waiting_for_target:  # restarted between two samples: the first healthy one
+            return next((at for at, p in self.samples if at >= after and not p), None)
+        return None
 
     def problems_between(self, start: float, end: float) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -428,7 +428,7 @@ def disruption(
         errors=sum(bad_by_second[s] for s in seconds),
         first_error=float(seconds[0]) if seconds else None,
         last_error=float(seconds[-1]) if seconds else None,
-        healthy_at=watch.healthy_from(killed_at),
+        healthy_at=watch.healthy_from(killed_at, target),
         problems=watch.problems_between(killed_at, until),
     )
 
