@@ -16,7 +16,8 @@ stopped (target < 30 s); then the journal: no job lost or doubled, no order doub
 agent's trades identical to an undisturbed replay of the same bars.
 
     python -m bench.bench_stack [--duration 60] [--connections 32] [--threads 2]
-        [--api-processes 3] [--subscribers 50] [--keys 60] [--routes] [--chaos]
+        [--api-processes 3] [--subscribers 50] [--keys 60] [--submit-every 1]
+        [--routes] [--chaos]
         [--port-base 49000] [--agent-speed 3] [--no-write] [--strict]
 """
 
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-processes", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=50, help="WebSocket clients")
     parser.add_argument("--keys", type=int, default=60, help="read keys (simulated clients)")
+    parser.add_argument(
+        "--submit-every", type=float, default=1.0, help="seconds between small sweeps"
+    )
     parser.add_argument("--routes", action="store_true", help="also each route alone (5 s)")
     parser.add_argument("--chaos", action="store_true", help="then kill each process in turn")
     parser.add_argument("--chaos-window", type=float, default=50.0, help="seconds per event")
@@ -126,7 +130,7 @@ def run(stack: Any, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     big = stack.request("POST", "/api/v1/sweeps", key=stack.admin_key, body=load.BIG_SWEEP)
     big_ids = [json.loads(big[2])["id"]] if big[0] == 202 else []
     subscribers = load.Subscribers(stack, args.subscribers).start()
-    submitter = load.Submitter(stack).start()
+    submitter = load.Submitter(stack, interval_s=args.submit_every).start()
     watch = load.HealthWatch(stack).start()
     prober = load.Prober(stack).start()
     clients = (subscribers, submitter, watch, prober)
