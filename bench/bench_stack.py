@@ -187,6 +187,10 @@ def run(stack: Any, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
     print_consistency(out)
     out["passed"] = _passed(out)
+    for report in (out["jobs"], out["undisturbed"]["jobs"]):  # ids: the first few, and a count
+        for name in ("lost", "rows_twice", "stuck", "accepted_twice"):
+            report[f"{name}_count"] = len(report[name])
+            report[name] = report[name][:5]
     return out
 
 
