@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from tests.support.stack import (
+    ROOT,
     Stack,
+    StackError,
     free_port_base,
     observe,
     require_stack,
@@ -46,6 +50,7 @@ READ_ROUTES = (
     "/health/ready",
 )
 BACKTEST = {"strategy": "sma_cross", "symbols": ["SP500"]}
+RULES = ROOT / "deploy" / "monitoring" / "rules"
 QUEUE_LIMIT = 50  # FfeJobQueueBacklog: more than this many jobs queued
 
 
@@ -219,3 +224,44 @@ def _status(url: str) -> int:
         return int(exc.code)
     except OSError:
         return 0
+
+
+def test_rules_for_override_when_rendered_then_every_alert_waits_5s_and_promtool_accepts(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    made = Stack(tmp_path, port_base=48000, rules_for_override="5s")
+    made._render_prometheus()  # the configs only: nothing starts
+
+    copies = sorted(made.path("prometheus", "rules").glob("*.yml"))
+    assert [c.name for c in copies] == sorted(p.name for p in RULES.glob("*.yml"))
+    groups = [g for c in copies for g in yaml.safe_load(c.read_text())["groups"]]
+    assert not [g["name"] for g in groups if "interval" in g]
+    waits = {r["for"] for g in groups for r in g["rules"] if "for" in r}
+    assert waits == {"5s"}
+    # The expressions are the repository's: same alerts, same recordings, same order.
+    original = [
+        (r.get("alert") or r.get("record"), r["expr"])
+        for p in sorted(RULES.glob("*.yml"))
+        for g in yaml.safe_load(p.read_text())["groups"]
+        for r in g["rules"]
+    ]
+    assert [(r.get("alert") or r.get("record"), r["expr"]) for g in groups for r in g["rules"]] == (
+        original
+    )
+    promtool = shutil.which("promtool")
+    if promtool:
+        done = subprocess.run(
+            [promtool, "check", "rules", *map(str, copies)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rules_for_override_when_not_a_duration_then_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="rules_for_override 'soon'"):
+        Stack(tmp_path, port_base=48000, rules_for_override="soon")
