@@ -35,7 +35,8 @@ Python API, for tests and benches (``tests/support/stack.py`` puts this folder o
     from stack import Stack, StackError
     stack = Stack(tmp_dir, port_base=48000, api_processes=3)  # nothing starts yet
     # keyword-only: agent_speed=1.0 (bars a second), agent_params={"window": "120"} (the
-    # ensemble's; its own defaults otherwise), tls_cert=/tls_key= (default: self-signed)
+    # ensemble's; its own defaults otherwise), tls_cert=/tls_key= (default: self-signed),
+    # rules_for_override="5s" (tests: see below)
     stack.up(timeout=240)        # returns once every process is healthy and every Prometheus
                                  # target up; StackError names what is not, with its last logs
     stack.urls.lb                # https://127.0.0.1:48000 ; also .prometheus, .alertmanager,
@@ -60,6 +61,11 @@ Python API, for tests and benches (``tests/support/stack.py`` puts this folder o
     stack.our_pids()             # every live process of this stack (marked by FFE_STACK_DIR)
     stack.rss_bytes()            # their resident memory, summed
     stack.down(purge=False)      # supervisord shutdown, then SIGKILL whatever is left
+
+``rules_for_override`` (tests only): Prometheus loads copies of the rule files in which every
+alert's ``for:`` is that duration and no group keeps its own ``interval:`` (all run every
+evaluation_interval, 5 s), so a forced condition reaches the webhook in seconds, not minutes.
+The thresholds and expressions stay the repository's.
 
 Every process the stack starts carries FFE_STACK_DIR=<its folder> in its environment, so
 ``down`` finds and ends all of them (children too: job processes, nginx workers, PostgreSQL
@@ -352,6 +358,7 @@ class Stack:
         agent_params: dict[str, str] | None = None,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        rules_for_override: str | None = None,
     ) -> None:
         self.dir = Path(dir).resolve()
         saved = self._load_state().get("settings", {})
@@ -381,6 +388,9 @@ class Stack:
         self.tls_cert = Path(cert).resolve() if cert else self.dir / "tls" / "cert.pem"
         self.tls_key = Path(key).resolve() if key else self.dir / "tls" / "key.pem"
         self.own_cert = cert is None
+        self.rules_for_override = rules_for_override or saved.get("rules_for_override")
+        if self.rules_for_override and not re.fullmatch(r"\d+[smh]", self.rules_for_override):
+            raise StackError(f"rules_for_override {self.rules_for_override!r}: use e.g. 5s")
         self.bin, self.missing = binaries()
         self.python = sys.executable
 
@@ -778,7 +788,10 @@ class Stack:
         shutil.rmtree(rules, ignore_errors=True)
         rules.mkdir(parents=True)
         for rule_file in sorted(RULES.glob("*.yml")):
-            shutil.copy(rule_file, rules / rule_file.name)
+            if self.rules_for_override:
+                _write(rules / rule_file.name, _rules_quickened(rule_file, self.rules_for_override))
+            else:
+                shutil.copy(rule_file, rules / rule_file.name)
         key_file = self.path("secrets", "prometheus.key")
 
         def static(job: str, targets: Iterable[tuple[str, int]], **extra: Any) -> dict[str, Any]:
@@ -1233,6 +1246,7 @@ class Stack:
                 "agent_params": self.agent_params,
                 "tls_cert": None if self.own_cert else str(self.tls_cert),
                 "tls_key": None if self.own_cert else str(self.tls_key),
+                "rules_for_override": self.rules_for_override,
             }
         )
         self._make_secrets()
@@ -1369,6 +1383,23 @@ class Stack:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _rules_quickened(rule_file: Path, for_: str) -> str:
+    """``rule_file`` with every alert's ``for:`` set to ``for_`` and no group interval (see
+    ``rules_for_override``)."""
+    import yaml
+
+    doc = yaml.safe_load(rule_file.read_text())
+    for group in doc.get("groups", []):
+        group.pop("interval", None)
+        for rule in group.get("rules", []):
+            if "alert" in rule and "for" in rule:
+                rule["for"] = for_
+    return (
+        f"# {rule_file.name} with for: {for_} and no group interval (rules_for_override)\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:

@@ -3,8 +3,10 @@
 ``deploy/`` is not a package, so the module is loaded from its file here, once, under the name
 ``ffe_baremetal_stack``; its docstring documents the API (``Stack``, ``StackError``, ``Ports``,
 ``verify_units``). ``stack_folder()`` makes a folder the postgres user can reach and
-``free_port_base()`` a port base whose ports are all free; ``require_stack()`` skips a test when
-the machine cannot run the stack, or fails it under CI=true.
+``free_port_base()`` a port base whose ports are all free (the bases tried: 48100, 48200, 48300,
+48400, or those FFE_STACK_TEST_PORT_BASES lists, comma-separated, when several people share a
+machine); ``require_stack()`` skips a test when the machine cannot run the stack, or fails it
+under CI=true. ``observe`` is deploy/baremetal/observe.py (panels with no data, unhealthy rules).
 
     from tests.support.stack import Stack, free_port_base, require_stack, stack_folder
 """
@@ -16,6 +18,7 @@ import os
 import socket
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -23,14 +26,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_PY = ROOT / "deploy" / "baremetal" / "stack.py"
-TEST_PORTS = range(48100, 48500, 100)  # bases tried in turn; each needs 20 + api_processes
+OBSERVE_PY = ROOT / "deploy" / "baremetal" / "observe.py"
+# Port bases tried in turn; each needs 20 + api_processes ports.
+TEST_PORTS: Sequence[int] = (
+    [int(b) for b in os.environ["FFE_STACK_TEST_PORT_BASES"].split(",")]
+    if os.environ.get("FFE_STACK_TEST_PORT_BASES")
+    else range(48100, 48500, 100)
+)
 
 
-def _load() -> ModuleType:
-    name = "ffe_baremetal_stack"
+def _load(name: str = "ffe_baremetal_stack", path: Path = STACK_PY) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, STACK_PY)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -44,6 +52,7 @@ Stack = baremetal.Stack
 StackError = baremetal.StackError
 Ports = baremetal.Ports
 verify_units = baremetal.verify_units
+observe = _load("ffe_baremetal_observe", OBSERVE_PY)
 
 
 def in_ci() -> bool:
@@ -72,7 +81,7 @@ def stack_folder() -> Path:
     return folder
 
 
-def free_port_base(api_processes: int = 3, bases: range = TEST_PORTS) -> int:
+def free_port_base(api_processes: int = 3, bases: Sequence[int] = TEST_PORTS) -> int:
     """The first base of ``bases`` whose every port is free on 127.0.0.1."""
     for base in bases:
         ports = baremetal.Ports.from_base(base, api_processes).all()

@@ -196,8 +196,11 @@ class KeyVerifier:
     hundreds of milliseconds on purpose), and requests that present the same unknown key at
     once share that one check. Every ``cache_s`` a remembered key is re-checked for
     revocation in the background with one cheap query, while requests go on being served:
-    a revoked key is refused once that check has seen it. ``last_used_at`` is written at most
-    once every ``used_every_s`` per key.
+    a revoked key is refused once that check has seen it. A re-check that cannot reach the
+    database keeps the key (a revocation is a database write: none can have happened that
+    the check could see) and is tried again ``cache_s`` later, so keys already in use, such
+    as Prometheus's scrape key, still work through a database outage and /metrics goes on
+    reporting it. ``last_used_at`` is written at most once every ``used_every_s`` per key.
     """
 
     def __init__(
@@ -223,23 +226,36 @@ class KeyVerifier:
         known = self._known.get(digest)
         if known is not None:
             if known.checked_until <= time.monotonic() and digest not in self._checking:
-                self._check(digest, self._revalidate(known))  # in the background
+                self._check(digest, self._revalidate(known), known)  # in the background
             return known.principal
         pending = self._checking.get(digest)
         if pending is None:
             pending = self._check(digest, self._lookup(key, gate))
         return (await asyncio.shield(pending)).principal
 
-    def _check(self, digest: bytes, work: Coroutine[Any, Any, _Known]) -> asyncio.Future[_Known]:
-        """Run one check of a key; its result is remembered, a failure forgets the key."""
+    def _check(
+        self,
+        digest: bytes,
+        work: Coroutine[Any, Any, _Known],
+        remembered: _Known | None = None,
+    ) -> asyncio.Future[_Known]:
+        """Run one check of a key; its result is remembered, a failure forgets the key, but
+        for a re-check of a ``remembered`` key that failed for any reason but the key's own
+        (the database did not answer): that key stays, to be re-checked ``cache_s`` later."""
 
         generation = self._generation
 
         async def run() -> _Known:
             try:
                 checked = await work
-            except BaseException:
+            except AuthError:
                 self._known.pop(digest, None)
+                raise
+            except BaseException:
+                if remembered is None or self._known.get(digest) is not remembered:
+                    self._known.pop(digest, None)
+                else:
+                    remembered.checked_until = time.monotonic() + self.cache_s
                 raise
             finally:
                 if self._checking.get(digest) is task:

@@ -108,3 +108,30 @@ async def test_last_used_is_written_at_most_once_a_minute(db):
         second = await session.scalar(select(ApiKey.last_used_at))
     assert first is not None
     assert second == first
+
+
+async def test_verify_when_the_database_is_down_then_a_remembered_key_still_works(db, monkeypatch):
+    """Prometheus's scrape key must outlive a database outage: /metrics is what reports the
+    outage (ffe_dependency_up), so a re-check that cannot reach the database keeps the key,
+    and once the database answers again a revocation is still seen."""
+    from ffe.domain.errors import StoreError
+
+    made = await auth.create_key(db, "prometheus", ["read"], "test")
+    verifier = KeyVerifier(db, cache_s=0.0)  # every use re-checks in the background
+    await verifier.verify(made.key)
+    real = KeyVerifier._revalidate
+
+    async def down(self: KeyVerifier, known: object) -> object:
+        raise StoreError("could not reach the database: connection refused")
+
+    monkeypatch.setattr(KeyVerifier, "_revalidate", down)
+    for _ in range(3):  # each use starts a re-check that fails
+        assert (await verifier.verify(made.key)).name == "prometheus"
+        await verifier.settle()
+
+    monkeypatch.setattr(KeyVerifier, "_revalidate", real)
+    await auth.revoke_key(db, made.prefix, "test")
+    await verifier.verify(made.key)  # from memory while the re-check runs
+    await verifier.settle()
+    with pytest.raises(AuthError, match="revoked"):
+        await verifier.verify(made.key)
