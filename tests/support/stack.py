@@ -4,7 +4,8 @@
 ``ffe_baremetal_stack``; its docstring documents the API (``Stack``, ``StackError``, ``Ports``,
 ``verify_units``). ``stack_folder()`` makes a folder the postgres user can reach and
 ``free_port_base()`` a port base whose ports are all free; ``require_stack()`` skips a test when
-the machine cannot run the stack, or fails it under CI=true.
+the machine cannot run the stack, or fails it under CI=true. ``load_dr()`` loads
+deploy/baremetal/dr.py (disaster recovery drills) against the same module.
 
     from tests.support.stack import Stack, free_port_base, require_stack, stack_folder
 """
@@ -44,6 +45,21 @@ Stack = baremetal.Stack
 StackError = baremetal.StackError
 Ports = baremetal.Ports
 verify_units = baremetal.verify_units
+
+
+def load_dr() -> ModuleType:
+    """deploy/baremetal/dr.py, as ``ffe_baremetal_dr`` (it imports the stack module loaded
+    above, so its StackError is this one)."""
+    name = "ffe_baremetal_dr"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, STACK_PY.with_name("dr.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def in_ci() -> bool:
