@@ -167,13 +167,16 @@ def newest_backup(stack: Stack) -> Path:
 
 
 def wait_backups(stack: Stack, count: int, timeout: float = 120) -> list[Path]:
-    """Wait until the ``backup`` program has written ``count`` dumps since now."""
+    """Wait until the ``backup`` program has written ``count`` dumps since now (counting those
+    its retention already deleted); returns the dumps kept."""
     known = set(stack.path("backups").glob("*.dump"))
-    _wait(
-        lambda: len(set(stack.path("backups").glob("*.dump")) - known) >= count,
-        timeout,
-        f"{count} scheduled backups",
-    )
+    seen: set[Path] = set()
+
+    def enough() -> bool:
+        seen.update(set(stack.path("backups").glob("*.dump")) - known)
+        return len(seen) >= count
+
+    _wait(enough, timeout, f"{count} scheduled backups")
     return sorted(stack.path("backups").glob("*.dump"))
 
 
