@@ -280,8 +280,6 @@ class Standby:
     the stack's marker, so ``Stack.down`` ends it too."""
 
     def __init__(self, stack: Stack, port: int) -> None:
-        if port in stack.ports.all() or port in (5432, 6379):
-            raise StackError(f"port {port} is taken by the stack or the machine")
         self.stack = stack
         self.port = port
         self.dir = stack.path("standby")
@@ -295,6 +293,8 @@ class Standby:
         )
 
     def create(self, timeout: float = 120) -> Standby:
+        if self.port in self.stack.ports.all() or self.port in (5432, 6379):
+            raise StackError(f"port {self.port} is taken by the stack or the machine")
         _postgres_folder(self.dir)
         _postgres_folder(self.archive)
         shutil.rmtree(self.data, ignore_errors=True)

@@ -99,6 +99,9 @@ def free_port_base(api_processes: int = 3, bases: range = TEST_PORTS) -> int:
 
 def _in_use(port: int) -> bool:
     with socket.socket() as s:
+        # As the stack's servers bind: a port left in TIME_WAIT by some client connection
+        # (the ephemeral range overlaps ours) does not stop them, only a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
