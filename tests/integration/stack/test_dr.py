@@ -36,10 +36,11 @@ dr = load_dr()
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     require_stack()
+    base = free_port_base(API_PROCESSES)  # before the folder: no folder left if none is free
     folder = stack_folder()
     made = Stack(
         folder,
-        port_base=free_port_base(API_PROCESSES),
+        port_base=base,
         api_processes=API_PROCESSES,
         agent_speed=4,  # a decision every quarter second once past the window
         agent_params={"window": "60"},
