@@ -7,6 +7,7 @@ Command line (with the project's Python, which has supervisor, psycopg and redis
     .venv/bin/python deploy/baremetal/stack.py up [--dir .stack] [--port-base N]
                                                   [--api-processes 3] [--agent-speed 1]
                                                   [--agent-param window=120 ...]
+                                                  [--backup-interval 3600] [--backup-keep 24]
     .venv/bin/python deploy/baremetal/stack.py status [--dir .stack] [--json]
     .venv/bin/python deploy/baremetal/stack.py down   [--dir .stack] [--purge]
     .venv/bin/python deploy/baremetal/stack.py render [--dir ...]   # the configs only, no process
@@ -20,8 +21,11 @@ run``: the ensemble strategy replaying the bundled SP500 at ``agent_speed`` bars
 ``nginx`` (TLS on the load balancer's port, to the API processes), ``prometheus`` (every
 process scraped, every rule file of deploy/monitoring/rules loaded), ``alertmanager``
 (deploy/monitoring/alertmanager.yml's routes, sent to ``webhook``) and ``webhook``
-(deploy/baremetal/webhook.py, which appends each notification to DIR/alerts.jsonl);
-``node-exporter`` too when Debian's prometheus-node-exporter is installed.
+(deploy/baremetal/webhook.py, which appends each notification to DIR/alerts.jsonl),
+``backup`` (deploy/baremetal/scheduler.py running ``ffe backup --dir DIR/backups --keep K``
+every ``backup_interval`` seconds: supervisord has no timers); ``node-exporter`` too when
+Debian's prometheus-node-exporter is installed. Disaster recovery drills (restore, PITR,
+failover to a standby): deploy/baremetal/dr.py.
 
 Ports: with ``port_base`` B, everything is at B + an offset (see ``Ports.from_base``: the load
 balancer B, Prometheus B+1, Alertmanager B+2, webhook B+3, PostgreSQL B+4, PgBouncer B+5, Redis
@@ -35,7 +39,8 @@ Python API, for tests and benches (``tests/support/stack.py`` puts this folder o
     from stack import Stack, StackError
     stack = Stack(tmp_dir, port_base=48000, api_processes=3)  # nothing starts yet
     # keyword-only: agent_speed=1.0 (bars a second), agent_params={"window": "120"} (the
-    # ensemble's; its own defaults otherwise), tls_cert=/tls_key= (default: self-signed)
+    # ensemble's; its own defaults otherwise), tls_cert=/tls_key= (default: self-signed),
+    # backup_interval=3600.0 (seconds), backup_keep=24 (the backup program's schedule)
     stack.up(timeout=240)        # returns once every process is healthy and every Prometheus
                                  # target up; StackError names what is not, with its last logs
     stack.urls.lb                # https://127.0.0.1:48000 ; also .prometheus, .alertmanager,
@@ -1589,6 +1594,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="an ensemble parameter for the agent (repeat), e.g. window=120",
     )
+    parser.add_argument("--backup-interval", type=float, help="seconds between backups [3600]")
+    parser.add_argument("--backup-keep", type=int, help="backups kept [24]")
     parser.add_argument("--tls-cert", help="nginx's certificate (default: a self-signed one)")
     parser.add_argument("--tls-key", help="its private key")
     parser.add_argument("--timeout", type=float, default=240, help="seconds `up` may take")
@@ -1612,6 +1619,8 @@ def main(argv: list[str] | None = None) -> int:
             else dict(kv.split("=", 1) for kv in args.agent_param),
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            backup_interval=args.backup_interval,
+            backup_keep=args.backup_keep,
         )
         if args.command == "up":
             stack.up(timeout=args.timeout)
