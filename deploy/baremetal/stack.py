@@ -7,6 +7,7 @@ Command line (with the project's Python, which has supervisor, psycopg and redis
     .venv/bin/python deploy/baremetal/stack.py up [--dir .stack] [--port-base N]
                                                   [--api-processes 3] [--agent-speed 1]
                                                   [--agent-param window=120 ...]
+                                                  [--backup-interval 3600] [--backup-keep 24]
     .venv/bin/python deploy/baremetal/stack.py status [--dir .stack] [--json]
     .venv/bin/python deploy/baremetal/stack.py down   [--dir .stack] [--purge]
     .venv/bin/python deploy/baremetal/stack.py render [--dir ...]   # the configs only, no process
@@ -20,8 +21,11 @@ run``: the ensemble strategy replaying the bundled SP500 at ``agent_speed`` bars
 ``nginx`` (TLS on the load balancer's port, to the API processes), ``prometheus`` (every
 process scraped, every rule file of deploy/monitoring/rules loaded), ``alertmanager``
 (deploy/monitoring/alertmanager.yml's routes, sent to ``webhook``) and ``webhook``
-(deploy/baremetal/webhook.py, which appends each notification to DIR/alerts.jsonl);
-``node-exporter`` too when Debian's prometheus-node-exporter is installed.
+(deploy/baremetal/webhook.py, which appends each notification to DIR/alerts.jsonl),
+``backup`` (deploy/baremetal/scheduler.py running ``ffe backup --dir DIR/backups --keep K``
+every ``backup_interval`` seconds: supervisord has no timers); ``node-exporter`` too when
+Debian's prometheus-node-exporter is installed. Disaster recovery drills (restore, PITR,
+failover to a standby): deploy/baremetal/dr.py.
 
 Ports: with ``port_base`` B, everything is at B + an offset (see ``Ports.from_base``: the load
 balancer B, Prometheus B+1, Alertmanager B+2, webhook B+3, PostgreSQL B+4, PgBouncer B+5, Redis
@@ -37,6 +41,7 @@ Python API, for tests and benches (``tests/support/stack.py`` puts this folder o
     # keyword-only: agent_speed=1.0 (bars a second), agent_params={"window": "120"} (the
     # ensemble's; its own defaults otherwise), tls_cert=/tls_key= (default: self-signed),
     # rules_for_override="5s" (tests: see below)
+    # backup_interval=3600.0 (seconds), backup_keep=24 (the backup program's schedule)
     stack.up(timeout=240)        # returns once every process is healthy and every Prometheus
                                  # target up; StackError names what is not, with its last logs
     stack.urls.lb                # https://127.0.0.1:48000 ; also .prometheus, .alertmanager,
@@ -93,7 +98,7 @@ import urllib.parse
 import urllib.request
 import xmlrpc.client
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +117,8 @@ POSTGRES_USER = "postgres"  # the OS user PostgreSQL and PgBouncer run as (both 
 WORKERS = 2
 SCRAPE_INTERVAL_S = 5  # quicker than compose's 15 s: a killed process shows within seconds
 FORBIDDEN_PORTS = {5432, 6379}  # the machine's own PostgreSQL and Redis
+BACKUP_INTERVAL_S = 3600.0  # the `backup` program's default schedule (ffe-backup.timer's)
+BACKUP_KEEP = 24  # ... and the backups it keeps: a day of hourly dumps
 
 
 class StackError(RuntimeError):
@@ -359,6 +366,8 @@ class Stack:
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         rules_for_override: str | None = None,
+        backup_interval: float | None = None,
+        backup_keep: int | None = None,
     ) -> None:
         self.dir = Path(dir).resolve()
         saved = self._load_state().get("settings", {})
@@ -373,11 +382,23 @@ class Stack:
         self.agent_params = dict(
             agent_params if agent_params is not None else saved.get("agent_params", {})
         )
+        # The `backup` program: `ffe backup --keep backup_keep` every backup_interval seconds.
+        self.backup_interval = float(
+            backup_interval or saved.get("backup_interval") or BACKUP_INTERVAL_S
+        )
+        self.backup_keep = int(backup_keep or saved.get("backup_keep") or BACKUP_KEEP)
+        if self.backup_interval < 5 or self.backup_keep < 1:
+            raise StackError("backup_interval must be at least 5 s and backup_keep at least 1")
         self.ports = (
             Ports.from_base(port_base, self.api_processes)
             if port_base is not None
             else Ports.defaults(self.api_processes)
         )
+        # After a failover (deploy/baremetal/dr.py) the promoted standby is the database every
+        # process reaches: its port replaces the original cluster's.
+        moved = self._load_state().get("postgres_port")
+        if moved:
+            self.ports = replace(self.ports, postgres=int(moved))
         clash = FORBIDDEN_PORTS.intersection(self.ports.all())
         if clash:
             raise StackError(f"port {sorted(clash)} is the machine's PostgreSQL or Redis")
@@ -639,6 +660,25 @@ class Stack:
                 "env": {},
             },
         ]
+        progs.append(
+            {
+                "name": "backup",
+                # supervisord has no timers: scheduler.py runs `ffe backup` every
+                # backup_interval seconds (pg_dump straight to PostgreSQL, not PgBouncer).
+                "command": f"{self.python} {HERE / 'scheduler.py'} "
+                f"--every {self.backup_interval:g} --retry 15 "
+                f"--status {self.path('backups', 'scheduler.json')} -- "
+                + self._ffe(
+                    "backup", "--dir", str(self.path("backups")), "--keep", str(self.backup_keep)
+                ),
+                "priority": 70,
+                "env": {
+                    **ffe_env,
+                    "FFE__DATABASE__URL": self.urls.postgres,
+                    "FFE__DATABASE__PGBOUNCER": "false",
+                },
+            }
+        )
         if self._has_node_exporter:
             progs.append(
                 {
@@ -671,6 +711,7 @@ class Stack:
             "webhook",
             "alertmanager",
             "prometheus",
+            "backup",
             *(["node-exporter"] if self._has_node_exporter else []),
         ]
 
@@ -683,6 +724,7 @@ class Stack:
             "logs",
             "run",
             "data",
+            "backups",
             "redis",
             "nginx/tmp",
             "prometheus/data",
@@ -767,14 +809,18 @@ class Stack:
             0o600,  # the environment= lines hold the passwords
         )
 
-    def _write_postgres_conf(self) -> None:
+    def _write_postgres_conf(
+        self, data: Path | None = None, port: int | None = None, archive: Path | None = None
+    ) -> None:
+        """stack.conf of the cluster in ``data`` (default: the stack's own) on ``port``,
+        archiving its WAL into ``archive`` (and reading it back from there in recovery)."""
         _write(
-            self.path("postgres", "data", "stack.conf"),
+            (data or self.path("postgres", "data")) / "stack.conf",
             render(
                 "postgresql.conf",
                 host=HOST,
-                postgres_port=self.ports.postgres,
-                wal_archive=self.path("wal-archive"),
+                postgres_port=port or self.ports.postgres,
+                wal_archive=archive or self.path("wal-archive"),
             ),
             0o600,
             owner=POSTGRES_USER,
@@ -915,30 +961,7 @@ class Stack:
             shutil.chown(folder, POSTGRES_USER, POSTGRES_USER)
             folder.chmod(0o700)
         if not (data / "PG_VERSION").exists():
-            shutil.rmtree(data, ignore_errors=True)
-            pwfile = pg / "superuser.pw"
-            _write(pwfile, s["postgres_superuser_password"] + "\n", 0o600, owner=POSTGRES_USER)
-            try:
-                _run(
-                    [
-                        *runuser,
-                        self.bin["initdb"],
-                        "-D",
-                        str(data),
-                        "--username=postgres",
-                        f"--pwfile={pwfile}",
-                        "--auth-local=peer",
-                        "--auth-host=scram-sha-256",
-                        "--encoding=UTF8",
-                        "--locale=C",
-                    ],
-                    "initdb",
-                    env=self._env(),
-                )
-            finally:
-                pwfile.unlink(missing_ok=True)
-            with (data / "postgresql.conf").open("a") as conf:
-                conf.write("\ninclude 'stack.conf'  # deploy/baremetal/stack.py\n")
+            self.initdb(data)
         self._write_postgres_conf()
         _run(
             [
@@ -976,10 +999,48 @@ class Stack:
                 env=self._env(),
             )
 
-    def _bootstrap_database(self, s: dict[str, str]) -> None:
+    def initdb(self, data: Path) -> None:
+        """A new, empty cluster in ``data`` (owned by postgres), with the stack's superuser
+        password and its postgresql.conf including stack.conf (bootstrap; a restore into a
+        fresh cluster, deploy/baremetal/dr.py)."""
+        runuser = [self.bin["runuser"], "-u", POSTGRES_USER, "--"]
+        shutil.rmtree(data, ignore_errors=True)
+        pwfile = data.parent / "superuser.pw"
+        _write(
+            pwfile,
+            self._secret("postgres_superuser_password") + "\n",
+            0o600,
+            owner=POSTGRES_USER,
+        )
+        try:
+            _run(
+                [
+                    *runuser,
+                    self.bin["initdb"],
+                    "-D",
+                    str(data),
+                    "--username=postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-local=peer",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                "initdb",
+                env=self._env(),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude 'stack.conf'  # deploy/baremetal/stack.py\n")
+
+    def create_database(self) -> None:
+        """The ffe role (the stack's password), its database and the ffe_tune schema, in a
+        running cluster that lacks them."""
         import psycopg
         from psycopg import sql
 
+        s = self._secrets()
         with psycopg.connect(self.urls.postgres_admin, autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ffe'").fetchone():
                 conn.execute(
@@ -991,6 +1052,9 @@ class Stack:
                 conn.execute("CREATE DATABASE ffe OWNER ffe")
         with psycopg.connect(self.urls.postgres, autocommit=True) as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS ffe_tune")  # Optuna's studies
+
+    def _bootstrap_database(self, s: dict[str, str]) -> None:
+        self.create_database()
         # Migrations take session locks and run DDL: straight to PostgreSQL, as compose's
         # migrate service does.
         env = self._env({**self.ffe_env(), "FFE__DATABASE__URL": self.urls.postgres})
@@ -1103,6 +1167,7 @@ class Stack:
             "prometheus": lambda: _http_ok(f"{u.prometheus}/-/ready"),
             "precompute": lambda: _http_ok(f"{u.precompute}/health/ready"),
             "agent": lambda: _http_ok(f"{u.agent}/health/ready"),
+            "backup": lambda: _scheduler_ok(self.path("backups", "scheduler.json")),
         }
         for i, url in enumerate(u.api):
             checks[f"api-{i}"] = lambda url=url: _http_ok(f"{url}/health/ready")
@@ -1244,6 +1309,8 @@ class Stack:
                 "api_processes": self.api_processes,
                 "agent_speed": self.agent_speed,
                 "agent_params": self.agent_params,
+                "backup_interval": self.backup_interval,
+                "backup_keep": self.backup_keep,
                 "tls_cert": None if self.own_cert else str(self.tls_cert),
                 "tls_key": None if self.own_cert else str(self.tls_key),
                 "rules_for_override": self.rules_for_override,
@@ -1468,6 +1535,19 @@ def _sql_ok(url: str) -> tuple[bool, str]:
         return False, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
 
 
+def _scheduler_ok(status_file: Path) -> tuple[bool, str]:
+    """scheduler.py's last run: healthy until one has failed (none yet is healthy)."""
+    try:
+        last = json.loads(status_file.read_text())
+    except FileNotFoundError:
+        return True, "no run finished yet"
+    except (OSError, ValueError) as exc:
+        return False, f"status unreadable: {exc}"
+    if last.get("ok"):
+        return True, f"last run ok at {last.get('finished')}"
+    return False, f"last run failed ({last.get('returncode')}): {last.get('output', '')[-300:]}"
+
+
 def _redis_ok(url: str) -> tuple[bool, str]:
     import redis
 
@@ -1549,6 +1629,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="an ensemble parameter for the agent (repeat), e.g. window=120",
     )
+    parser.add_argument("--backup-interval", type=float, help="seconds between backups [3600]")
+    parser.add_argument("--backup-keep", type=int, help="backups kept [24]")
     parser.add_argument("--tls-cert", help="nginx's certificate (default: a self-signed one)")
     parser.add_argument("--tls-key", help="its private key")
     parser.add_argument("--timeout", type=float, default=240, help="seconds `up` may take")
@@ -1572,6 +1654,8 @@ def main(argv: list[str] | None = None) -> int:
             else dict(kv.split("=", 1) for kv in args.agent_param),
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            backup_interval=args.backup_interval,
+            backup_keep=args.backup_keep,
         )
         if args.command == "up":
             stack.up(timeout=args.timeout)

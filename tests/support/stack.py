@@ -6,7 +6,8 @@
 ``free_port_base()`` a port base whose ports are all free (the bases tried: 48100, 48200, 48300,
 48400, or those FFE_STACK_TEST_PORT_BASES lists, comma-separated, when several people share a
 machine); ``require_stack()`` skips a test when the machine cannot run the stack, or fails it
-under CI=true. ``observe`` is deploy/baremetal/observe.py (panels with no data, unhealthy rules).
+under CI=true. ``observe`` is deploy/baremetal/observe.py (panels with no data, unhealthy rules);
+``load_dr()`` deploy/baremetal/dr.py (disaster recovery drills) against the same module.
 
     from tests.support.stack import Stack, free_port_base, require_stack, stack_folder
 """
@@ -55,6 +56,12 @@ verify_units = baremetal.verify_units
 observe = _load("ffe_baremetal_observe", OBSERVE_PY)
 
 
+def load_dr() -> ModuleType:
+    """deploy/baremetal/dr.py, as ``ffe_baremetal_dr`` (it imports the stack module loaded
+    above, so its StackError is this one)."""
+    return _load("ffe_baremetal_dr", STACK_PY.with_name("dr.py"))
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -92,6 +99,9 @@ def free_port_base(api_processes: int = 3, bases: Sequence[int] = TEST_PORTS) ->
 
 def _in_use(port: int) -> bool:
     with socket.socket() as s:
+        # As the stack's servers bind: a port left in TIME_WAIT by some client connection
+        # (the ephemeral range overlaps ours) does not stop them, only a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

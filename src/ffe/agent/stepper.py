@@ -97,10 +97,13 @@ class EnsembleStepper:
             if origin < 0:
                 continue
             decider = self._deciders.get(j)
+            fresh = decider is None
             if decider is None:
                 decider = self._deciders[j] = self._new_decider()
             series = Series(symbol, np.log(column[first:]), history.times[first:])
-            if origin % s.refit_every == 0 or origin == 0:
+            # A new decider past origin 0 is a resumed agent's (restarted, or after a restore):
+            # fitted now, not at the next refit bar, or no model could forecast until then.
+            if fresh or origin % s.refit_every == 0:
                 decider.refit(series)
             if origin % s.every != 0:
                 continue

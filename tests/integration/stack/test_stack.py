@@ -287,6 +287,8 @@ def test_stack_when_a_port_is_taken_then_up_names_it_and_starts_nothing() -> Non
     folder = stack_folder()
     base = free_port_base(API_PROCESSES)
     taken = socket.socket()
+    # As a server binds: a connection of an earlier stack left in TIME_WAIT does not stop it.
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         taken.bind(("127.0.0.1", base + 1))  # Prometheus's
         taken.listen()

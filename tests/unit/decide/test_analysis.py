@@ -388,3 +388,16 @@ def test_rsi_columns_start_at_their_own_first_price() -> None:
 def test_rsi_when_window_below_one_then_value_error() -> None:
     with pytest.raises(ValueError, match="window must be at least 1"):
         rsi(np.arange(10.0), 0)
+
+
+def test_stepper_when_resumed_between_refits_then_it_decides_at_once() -> None:
+    # A restarted agent (or one resumed after a restore) makes a new stepper whose first bar
+    # is past origin 0 and not a refit bar: its models are fitted there, not left unfitted.
+    market = SyntheticMarket(1, WINDOW + 30, seed=11).to_market()
+    strategy = EnsembleStrategy(models=",".join(DEFAULT_MODELS), window=WINDOW, workers=1)
+    resumed = EnsembleStepper(strategy)
+    length = WINDOW + 10  # origin 10: a decision bar (every 5), not a refit bar (every 21)
+
+    _, decisions = resumed.step(History(market, length))
+
+    assert len(decisions) == 1
