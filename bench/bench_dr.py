@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "baremetal"))
 
 import dr  # noqa: E402
+
 from stack import Stack  # noqa: E402
 
 
