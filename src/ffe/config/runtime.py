@@ -27,7 +27,9 @@ class DatabaseSettings(Section):
     pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
     pool_recycle: int = Field(1800, ge=-1, description="seconds before a connection is renewed")
     pgbouncer: bool = Field(
-        False, description="PgBouncer in transaction mode: no pooling or prepared statements here"
+        False,
+        description="PgBouncer in transaction mode: no statement cache, uniquely named "
+        "prepared statements (the pool_* settings still apply)",
     )
     busy_timeout_ms: int = Field(5000, ge=0, description="SQLite: wait this long for a lock")
     auto_upgrade: Literal["sqlite", "always", "never"] = Field(

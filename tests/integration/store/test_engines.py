@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy.pool import NullPool
 
 from ffe.domain.errors import ConfigError, StoreError
 from ffe.store import migrate
@@ -74,10 +73,12 @@ async def test_postgres_when_nothing_listens_then_store_error_with_hint():
     assert "pw" not in str(caught.value).replace("postgresql", "")
 
 
-async def test_postgres_when_pgbouncer_mode_then_no_pool_and_no_statement_cache(postgres_url):
-    options = DatabaseOptions(pgbouncer=True)
+async def test_postgres_when_pgbouncer_mode_then_pooled_and_no_statement_cache(postgres_url):
+    options = DatabaseOptions(pgbouncer=True, pool_size=3, max_overflow=2)
     async with Database(postgres_url, options) as db:
-        assert isinstance(db.engine.pool, NullPool)
+        # A pool of client connections still: a new one costs PgBouncer's login handshake.
+        assert db.engine.pool.size() == 3
+        assert db.engine.pool._max_overflow == 2
         await migrate.upgrade(db)
         async with unit_of_work(db) as uow:
             run = await uow.runs.add(kind="backtest", strategy="s", code_version="t")
