@@ -21,8 +21,6 @@ from tests.support.deploy import (
     run_check,
 )
 
-pytestmark = pytest.mark.serial
-
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = Path("deploy/compose.yaml")
 PROFILES = {

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from tests.support.deploy import ROOT, break_value, copy_checkout, deploy_python, run_check
 
-pytestmark = pytest.mark.serial
-
 DASHBOARDS = Path("deploy/monitoring/dashboards")
 PANEL_RULES = Path("deploy/monitoring/rules/panels.yml")
 

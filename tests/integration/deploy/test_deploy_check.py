@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from tests.support.deploy import break_value, copy_checkout, run_check
-
-pytestmark = pytest.mark.serial
 
 
 def test_deploy_check_when_run_on_the_checkout_then_every_check_passes() -> None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from tests.support.deploy import (
     ROOT,
@@ -22,8 +21,6 @@ from tests.support.deploy import (
     parse_ffe_arguments,
     render_chart,
 )
-
-pytestmark = pytest.mark.serial
 
 CHART = Path("deploy") / "helm" / "ffe"
 COMPOSE = Path("deploy") / "compose.yaml"

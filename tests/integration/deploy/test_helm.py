@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 from tests.support.deploy import ROOT, break_value, copy_checkout, run_check
-
-pytestmark = pytest.mark.serial
 
 CHART = Path("deploy") / "helm" / "ffe"
 RULES = Path("deploy") / "monitoring" / "rules"

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from tests.support.deploy import break_value, copy_checkout, run_check
-
-pytestmark = pytest.mark.serial
 
 ALERTS = Path("deploy") / "monitoring" / "rules" / "alerts.yml"
 RUNBOOKS = "https://github.com/ffe-dev/ffe/blob/main/docs/runbooks/"

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from tests.support.deploy import break_value, copy_checkout, run_check
 
-pytestmark = pytest.mark.serial
-
 
 def _workflow(root: Path, name: str) -> Path:
     return root / ".github" / "workflows" / name
