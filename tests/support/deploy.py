@@ -73,6 +73,38 @@ def break_value(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def broken_copy(path: Path | str, old: str, new: str, *, into: Path) -> Path:
+    """A copy of the checkout in ``into`` with ``old`` replaced by ``new`` in ``path`` (relative
+    to the root); returns its root."""
+    root = copy_checkout(into)
+    break_value(root / path, old, new)
+    return root
+
+
+def passing(check: str, root: Path = ROOT) -> str:
+    """Run the deploy check ``check`` on ``root``, which it must pass (exit 0, ``ok   check``);
+    returns what it printed, what it verified."""
+    done = run_check(check, root=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"ok   {check}" in done.stdout, done.stdout + done.stderr
+    return done.stdout
+
+
+def failing(check: str, root: Path) -> str:
+    """Run the deploy check ``check`` on ``root``, which it must fail (exit 1, ``FAIL check``,
+    not a crash); returns what it printed, the problems it names."""
+    done = run_check(check, root=root)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"FAIL {check}" in done.stdout, done.stdout + done.stderr
+    return done.stdout
+
+
+def broken(check: str, path: Path | str, old: str, new: str, *, into: Path) -> str:
+    """Run ``check`` on a copy of the checkout in ``into`` with ``old`` replaced by ``new`` in
+    ``path``; it must fail, and what it printed is returned to say why."""
+    return failing(check, broken_copy(path, old, new, into=into))
+
+
 def render_chart(into: Path, root: Path = ROOT) -> list[Path]:
     """The Helm chart of ``root`` rendered for every values set the helm check renders,
     written under ``into`` (one folder a values set, one file a manifest) by

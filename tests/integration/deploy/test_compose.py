@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import yaml
 from tests.support.deploy import (
-    break_value,
-    copy_checkout,
+    broken,
     example_values,
     interpolate,
     load_ffe_settings,
-    run_check,
+    passing,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,190 +42,148 @@ PROFILES = {
 }
 
 
-def _broken(tmp_path: Path, old: str, new: str, file: Path = COMPOSE) -> tuple[int, str]:
-    root = copy_checkout(tmp_path)
-    break_value(root / file, old, new)
-    done = run_check("compose", root=root)
-    return done.returncode, done.stdout + done.stderr
-
-
 def test_compose_check_when_run_on_the_checkout_then_passes() -> None:
-    done = run_check("compose")
+    output = passing("compose")
 
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "valid against the Compose Specification's schema" in done.stdout
-    assert "nginx -t passes" in done.stdout
-
-
-def test_compose_when_a_property_has_the_wrong_type_then_the_schema_names_it(
-    tmp_path: Path,
-) -> None:
-    code, out = _broken(tmp_path, "    stop_grace_period: 60s\n", "    stop_grace_period: [60s]\n")
-
-    assert code == 1
-    assert "$.services.postgres.stop_grace_period: ['60s'] is not of type 'string'" in out
+    assert "valid against the Compose Specification's schema" in output
+    assert "nginx -t passes" in output
 
 
-def test_compose_when_a_service_has_an_unknown_key_then_the_schema_names_it(
-    tmp_path: Path,
-) -> None:
-    code, out = _broken(tmp_path, '    expose:\n      - "8002"', '    exposed:\n      - "8002"')
-
-    assert code == 1
-    assert "$.services.precompute: Unevaluated properties are not allowed ('exposed'" in out
-
-
-def test_compose_when_a_dependency_has_no_condition_then_fails_naming_it(tmp_path: Path) -> None:
-    code, out = _broken(
-        tmp_path,
+PROMETHEUS = Path("deploy/monitoring/prometheus.yml")
+BROKEN = [
+    pytest.param(
+        COMPOSE,
+        "    stop_grace_period: 60s\n",
+        "    stop_grace_period: [60s]\n",
+        ["$.services.postgres.stop_grace_period: ['60s'] is not of type 'string'"],
+        id="a-property-of-the-wrong-type-named-by-the-schema",
+    ),
+    pytest.param(
+        COMPOSE,
+        '    expose:\n      - "8002"',
+        '    exposed:\n      - "8002"',
+        ["$.services.precompute: Unevaluated properties are not allowed ('exposed'"],
+        id="an-unknown-service-key-named-by-the-schema",
+    ),
+    pytest.param(
+        COMPOSE,
         "    depends_on:\n      prometheus:\n        condition: service_healthy\n",
         "    depends_on: [prometheus]\n",
-    )
-
-    assert code == 1
-    assert "service grafana: depends_on prometheus has no condition" in out
-
-
-def test_compose_when_a_variable_is_not_documented_then_fails_naming_it(tmp_path: Path) -> None:
-    code, out = _broken(
-        tmp_path,
+        ["service grafana: depends_on prometheus has no condition"],
+        id="a-dependency-without-condition",
+    ),
+    pytest.param(
+        COMPOSE,
         "FFE__LOGGING__LEVEL: ${FFE_LOG_LEVEL:-INFO}\n  # Through",
         "FFE__LOGGING__LEVEL: ${FFE_LOUD:-INFO}\n  # Through",
-    )
-
-    assert code == 1
-    assert "${FFE_LOUD} is used in deploy/compose.yaml but not documented" in out
-
-
-def test_compose_when_an_image_is_not_pinned_then_fails_naming_it(tmp_path: Path) -> None:
-    code, out = _broken(tmp_path, "image: redis:7.4.5-bookworm", "image: redis")
-
-    assert code == 1
-    assert "service redis: image redis is not pinned" in out
-
-
-def test_compose_when_an_image_is_latest_then_fails_naming_it(tmp_path: Path) -> None:
-    code, out = _broken(tmp_path, "FFE_TAG=0.1.0", "FFE_TAG=latest", Path("deploy/.env.example"))
-
-    assert code == 1
-    assert "image ffe:latest is not pinned" in out
-
-
-def test_compose_when_a_mounted_file_is_missing_then_fails_naming_it(tmp_path: Path) -> None:
-    code, out = _broken(
-        tmp_path, "./pgbouncer/pgbouncer.ini:/etc", "./pgbouncer/pgbouncer-gone.ini:/etc"
-    )
-
-    assert code == 1
-    assert "service pgbouncer mounts ./pgbouncer/pgbouncer-gone.ini, which does not exist" in out
-
-
-def test_compose_when_a_secret_is_written_in_then_fails_naming_it(tmp_path: Path) -> None:
-    code, out = _broken(
-        tmp_path,
+        ["${FFE_LOUD} is used in deploy/compose.yaml but not documented"],
+        id="an-undocumented-variable",
+    ),
+    pytest.param(
+        COMPOSE,
+        "image: redis:7.4.5-bookworm",
+        "image: redis",
+        ["service redis: image redis is not pinned"],
+        id="an-unpinned-image",
+    ),
+    pytest.param(
+        Path("deploy/.env.example"),
+        "FFE_TAG=0.1.0",
+        "FFE_TAG=latest",
+        ["image ffe:latest is not pinned"],
+        id="an-image-tagged-latest",
+    ),
+    pytest.param(
+        COMPOSE,
+        "./pgbouncer/pgbouncer.ini:/etc",
+        "./pgbouncer/pgbouncer-gone.ini:/etc",
+        ["service pgbouncer mounts ./pgbouncer/pgbouncer-gone.ini, which does not exist"],
+        id="a-missing-mounted-file",
+    ),
+    pytest.param(
+        COMPOSE,
         "GF_SECURITY_ADMIN_PASSWORD: "
         "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in deploy/.env}",
         "GF_SECURITY_ADMIN_PASSWORD: hunter2",
-    )
-
-    assert code == 1
-    assert "service grafana: GF_SECURITY_ADMIN_PASSWORD must come from a variable" in out
-
-
-def test_compose_when_an_app_service_does_not_wait_for_migrate_then_fails(tmp_path: Path) -> None:
-    code, out = _broken(
-        tmp_path,
+        ["service grafana: GF_SECURITY_ADMIN_PASSWORD must come from a variable"],
+        id="a-secret-written-in",
+    ),
+    pytest.param(
+        COMPOSE,
         "  migrate:\n    condition: service_completed_successfully\n  pgbouncer:",
         "  migrate:\n    condition: service_started\n  pgbouncer:",
-    )
-
-    assert code == 1
-    assert "service api must wait for migrate" in out
-
-
-def test_compose_when_a_scaled_service_publishes_a_port_then_fails(tmp_path: Path) -> None:
-    code, out = _broken(tmp_path, '    expose:\n      - "8001"', '    ports:\n      - "8001:8001"')
-
-    assert code == 1
-    assert "service worker is scaled, so it cannot publish a fixed host port" in out
-
-
-def test_compose_when_a_service_leaves_its_profile_then_fails_naming_it(tmp_path: Path) -> None:
-    code, out = _broken(
-        tmp_path, "  ray-worker:\n    profiles: [ray]", "  ray-worker:\n    profiles: [full]"
-    )
-
-    assert code == 1
-    assert "profile ray lacks ray-worker" in out
-
-
-def test_compose_when_the_worker_health_port_moves_alone_then_fails_naming_the_scrape(
-    tmp_path: Path,
-) -> None:
-    code, out = _broken(
-        tmp_path,
+        ["service api must wait for migrate"],
+        id="an-app-service-not-waiting-for-migrate",
+    ),
+    pytest.param(
+        COMPOSE,
+        '    expose:\n      - "8001"',
+        '    ports:\n      - "8001:8001"',
+        ["service worker is scaled, so it cannot publish a fixed host port"],
+        id="a-scaled-service-publishing-a-port",
+    ),
+    pytest.param(
+        COMPOSE,
+        "  ray-worker:\n    profiles: [ray]",
+        "  ray-worker:\n    profiles: [full]",
+        ["profile ray lacks ray-worker"],
+        id="a-service-leaving-its-profile",
+    ),
+    pytest.param(
+        COMPOSE,
         'command: ["worker", "--health-port", "8001"',
         'command: ["worker", "--health-port", "8011"',
-    )
-
-    assert code == 1
-    assert (
-        "deploy/monitoring/prometheus.yml: job ffe-worker scrapes worker:8001, but service "
-        "worker listens on 8011 (--health-port)" in out
-    )
-    assert "service worker: FFE_HEALTH_URL http://127.0.0.1:8001/health/live does not probe" in out
-
-
-def test_compose_when_prometheus_scrapes_another_port_then_fails_naming_the_job(
-    tmp_path: Path,
-) -> None:
-    code, out = _broken(
-        tmp_path,
+        [
+            "deploy/monitoring/prometheus.yml: job ffe-worker scrapes worker:8001, but service "
+            "worker listens on 8011 (--health-port)",
+            "service worker: FFE_HEALTH_URL http://127.0.0.1:8001/health/live does not probe",
+        ],
+        id="the-worker-health-port-moving-alone",
+    ),
+    pytest.param(
+        PROMETHEUS,
         "      - names: [agent]\n        type: A\n        port: 8003",
         "      - names: [agent]\n        type: A\n        port: 8004",
-        Path("deploy/monitoring/prometheus.yml"),
-    )
-
-    assert code == 1
-    assert "job ffe-agent scrapes agent:8004, but service agent listens on 8003" in out
-
-
-def test_compose_when_a_health_port_listens_on_loopback_then_fails_naming_the_service(
-    tmp_path: Path,
-) -> None:
-    code, out = _broken(tmp_path, '"--health-host", "0.0.0.0"]', '"--health-host", "127.0.0.1"]')
-
-    assert code == 1
-    assert "job ffe-precompute scrapes precompute:8002, but service precompute listens on " in out
-    assert "127.0.0.1 only (--health-host)" in out
-
-
-def test_compose_when_prometheus_scrapes_no_such_service_then_fails_naming_it(
-    tmp_path: Path,
-) -> None:
-    code, out = _broken(
-        tmp_path,
+        ["job ffe-agent scrapes agent:8004, but service agent listens on 8003"],
+        id="prometheus-scraping-another-port",
+    ),
+    pytest.param(
+        COMPOSE,
+        '"--health-host", "0.0.0.0"]',
+        '"--health-host", "127.0.0.1"]',
+        [
+            "job ffe-precompute scrapes precompute:8002, but service precompute listens on ",
+            "127.0.0.1 only (--health-host)",
+        ],
+        id="a-health-port-on-loopback",
+    ),
+    pytest.param(
+        PROMETHEUS,
         "      - names: [precompute]",
         "      - names: [pre-compute]",
-        Path("deploy/monitoring/prometheus.yml"),
-    )
-
-    assert code == 1
-    assert "job ffe-precompute scrapes pre-compute:8002, but deploy/compose.yaml has no " in out
-    assert "service precompute serves /metrics on 8002, but no job of" in out
-
-
-def test_nginx_conf_when_broken_then_nginx_t_names_the_problem(tmp_path: Path) -> None:
-    code, out = _broken(
-        tmp_path,
+        [
+            "job ffe-precompute scrapes pre-compute:8002, but deploy/compose.yaml has no ",
+            "service precompute serves /metrics on 8002, but no job of",
+        ],
+        id="prometheus-scraping-no-such-service",
+    ),
+    pytest.param(
+        Path("deploy/nginx/nginx.conf"),
         "client_max_body_size 1m;",
         "client_max_body_size 1m",
-        Path("deploy/nginx/nginx.conf"),
-    )
+        ["nginx -t:", "deploy/nginx/nginx.conf"],
+        id="nginx-conf-that-nginx-t-refuses",
+    ),
+]
 
-    assert code == 1
-    assert "nginx -t:" in out
-    assert "deploy/nginx/nginx.conf" in out
+
+@pytest.mark.parametrize(("path", "old", "new", "said"), BROKEN)
+def test_compose_check_when_a_value_is_broken_then_fails_naming_it(
+    tmp_path: Path, path: Path, old: str, new: str, said: list[str]
+) -> None:
+    out = broken("compose", path, old, new, into=tmp_path)
+
+    assert not [message for message in said if message not in out], out
 
 
 @pytest.mark.parametrize("service", ["ffe", "migrate", "api", "worker", "precompute", "agent"])

@@ -10,76 +10,81 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support.deploy import ROOT, break_value, copy_checkout, deploy_python, run_check
+from tests.support.deploy import (
+    ROOT,
+    break_value,
+    broken,
+    broken_copy,
+    copy_checkout,
+    deploy_python,
+    failing,
+    passing,
+)
 
 DASHBOARDS = Path("deploy/monitoring/dashboards")
 PANEL_RULES = Path("deploy/monitoring/rules/panels.yml")
 
 
 def test_dashboards_check_when_run_on_the_checkout_then_it_passes() -> None:
-    done = run_check("dashboards")
+    output = passing("dashboards")
 
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "promtool check rules" in done.stdout
-    assert "query only recorded exprs on the provisioned datasource" in done.stdout
+    assert "promtool check rules" in output
+    assert "query only recorded exprs on the provisioned datasource" in output
 
 
 def test_dashboards_check_when_a_panel_expr_is_edited_by_hand_then_it_names_dashboard_and_panel(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(
-        root / DASHBOARDS / "ffe-api.json",
+    output = broken(
+        "dashboards",
+        DASHBOARDS / "ffe-api.json",
         '"expr": "sum by (route) (rate(ffe_http_requests_total[5m]))"',
         '"expr": "sum by (route) (rate(ffe_http_requests_total[1m]))"',
+        into=tmp_path,
     )
 
-    done = run_check("dashboards", root=root)
-
-    assert done.returncode == 1
-    assert "ffe-api.json differs from what generate.py produces" in done.stdout
+    assert "ffe-api.json differs from what generate.py produces" in output
     assert (
         "dashboard ffe-api, panel 'Request rate by route', query A: expr is no recording rule's"
-        in done.stdout
+        in output
     )
 
 
 def test_dashboards_check_when_a_query_is_not_promql_then_promtool_says_why(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
     # The same bad text in the dashboard and its rule: only promtool can tell it is not PromQL.
-    break_value(
-        root / DASHBOARDS / "ffe-database.json",
+    root = broken_copy(
+        DASHBOARDS / "ffe-database.json",
         '"expr": "max(ffe_workers_alive)"',
         '"expr": "max(ffe_workers_alive"',
+        into=tmp_path,
     )
     break_value(
         root / PANEL_RULES, "expr: max(ffe_workers_alive)\n", "expr: max(ffe_workers_alive\n"
     )
 
-    done = run_check("dashboards", root=root)
+    output = failing("dashboards", root)
 
-    assert done.returncode == 1
-    assert '"ffe:panel:database:workers_alive": could not parse expression' in done.stdout
-    assert "unclosed left parenthesis" in done.stdout
+    assert '"ffe:panel:database:workers_alive": could not parse expression' in output
+    assert "unclosed left parenthesis" in output
 
 
 def test_dashboards_check_when_a_dashboard_file_is_missing_then_it_fails(tmp_path: Path) -> None:
     root = copy_checkout(tmp_path)
     (root / DASHBOARDS / "ffe-ai.json").unlink()
 
-    done = run_check("dashboards", root=root)
+    output = failing("dashboards", root)
 
-    assert done.returncode == 1
-    assert "deploy/monitoring/dashboards/ffe-ai.json is missing: run generate.py" in done.stdout
+    assert "deploy/monitoring/dashboards/ffe-ai.json is missing: run generate.py" in output
 
 
 def test_generate_check_when_a_dashboard_differs_then_it_exits_1_naming_the_file(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(root / DASHBOARDS / "ffe-trading.json", '"title": "Drawdown"', '"title": "DD"')
+    root = broken_copy(
+        DASHBOARDS / "ffe-trading.json", '"title": "Drawdown"', '"title": "DD"', into=tmp_path
+    )
     generate = [str(deploy_python()), str(root / DASHBOARDS / "generate.py"), "--check"]
 
     done = subprocess.run(generate, capture_output=True, text=True, check=False, timeout=60)
@@ -93,16 +98,13 @@ def test_generate_check_when_a_dashboard_differs_then_it_exits_1_naming_the_file
 def test_dashboards_check_when_the_datasource_uid_differs_then_every_panel_fails(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
-    provisioned = root / "deploy/monitoring/grafana/provisioning/datasources/prometheus.yml"
-    break_value(provisioned, "uid: prometheus\n", "uid: metrics\n")
+    provisioned = Path("deploy/monitoring/grafana/provisioning/datasources/prometheus.yml")
 
-    done = run_check("dashboards", root=root)
+    output = broken("dashboards", provisioned, "uid: prometheus\n", "uid: metrics\n", into=tmp_path)
 
-    assert done.returncode == 1
     assert (
         "dashboard ffe-trading, panel 'Drawdown': datasource {'type': 'prometheus', "
-        "'uid': 'prometheus'} is not the provisioned one" in done.stdout
+        "'uid': 'prometheus'} is not the provisioned one" in output
     )
 
 
@@ -120,12 +122,11 @@ def test_dashboards_check_when_compose_mounts_the_dashboards_elsewhere_then_it_f
         "      - ./monitoring/dashboards:/dashboards:ro\n"
     )
 
-    done = run_check("dashboards", root=root)
+    output = failing("dashboards", root)
 
-    assert done.returncode == 1
     assert (
         "deploy/compose.yaml: Grafana does not mount deploy/monitoring/dashboards at "
-        "/var/lib/grafana/dashboards" in done.stdout
+        "/var/lib/grafana/dashboards" in output
     )
 
 

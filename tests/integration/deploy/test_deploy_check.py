@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.deploy import break_value, copy_checkout, run_check
+from tests.support.deploy import broken, run_check
 
 
 def test_deploy_check_when_run_on_the_checkout_then_every_check_passes() -> None:
@@ -16,13 +16,9 @@ def test_deploy_check_when_run_on_the_checkout_then_every_check_passes() -> None
 
 
 def test_image_check_when_the_dockerfile_runs_as_root_then_it_fails(tmp_path: Path) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(root / "deploy" / "Dockerfile", "USER 10001:10001", "USER root")
+    output = broken("image", "deploy/Dockerfile", "USER 10001:10001", "USER root", into=tmp_path)
 
-    done = run_check("image", root=root)
-
-    assert done.returncode == 1
-    assert "DL3002" in done.stdout  # hadolint: the last USER should not be root
+    assert "DL3002" in output  # hadolint: the last USER should not be root
 
 
 def test_deploy_check_when_asked_for_an_unknown_check_then_it_names_the_known_ones() -> None:

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from tests.support.deploy import (
     ROOT,
-    break_value,
-    copy_checkout,
+    broken_copy,
     example_values,
     interpolate,
     load_ffe_settings,
@@ -151,41 +151,49 @@ def test_compose_services_when_loaded_by_ffe_then_settings_and_arguments_pass() 
     assert count == 6  # ffe, migrate, api, worker, precompute, agent
 
 
-def test_chart_when_a_setting_is_misnamed_then_names_the_container(tmp_path: Path) -> None:
-    root = copy_checkout(tmp_path / "copy")
-    break_value(
-        root / CHART / "templates" / "deployment-worker.yaml",
-        "- name: FFE__JOBS__HEALTH_HOST",
-        "- name: FFE__JOBS__HEALTHHOST",
-    )
+@pytest.mark.parametrize(
+    ("template", "old", "new", "named", "spared"),
+    [
+        pytest.param(
+            "deployment-worker.yaml",
+            "- name: FFE__JOBS__HEALTH_HOST",
+            "- name: FFE__JOBS__HEALTHHOST",
+            [
+                "production: Deployment ffe-worker container worker: ffe refuses its settings",
+                "jobs.healthhost: unknown key (from environment variable FFE__JOBS__HEALTHHOST)",
+            ],
+            "ffe-agent",
+            id="a-misnamed-setting",
+        ),
+        pytest.param(
+            "deployment-agent.yaml",
+            "- --health-host\n",
+            "- --health-hosts\n",
+            [
+                "staging: Deployment ffe-agent container agent: `ffe agent run",
+                "No such option: --health-hosts",
+            ],
+            "ffe-worker",
+            id="a-misnamed-option",
+        ),
+    ],
+)
+def test_chart_when_a_container_is_misconfigured_then_names_the_container_alone(
+    tmp_path: Path, template: str, old: str, new: str, named: list[str], spared: str
+) -> None:
+    root = broken_copy(CHART / "templates" / template, old, new, into=tmp_path / "copy")
 
     _, problems = _chart_problems(render_chart(tmp_path / "rendered", root))
 
     said = "\n".join(problems)
-    assert "production: Deployment ffe-worker container worker: ffe refuses its settings" in said
-    assert "jobs.healthhost: unknown key (from environment variable FFE__JOBS__HEALTHHOST)" in said
-    assert "ffe-agent" not in said
-
-
-def test_chart_when_an_option_is_misnamed_then_names_the_container(tmp_path: Path) -> None:
-    root = copy_checkout(tmp_path / "copy")
-    break_value(
-        root / CHART / "templates" / "deployment-agent.yaml",
-        "- --health-host\n",
-        "- --health-hosts\n",
-    )
-
-    _, problems = _chart_problems(render_chart(tmp_path / "rendered", root))
-
-    said = "\n".join(problems)
-    assert "staging: Deployment ffe-agent container agent: `ffe agent run" in said
-    assert "No such option: --health-hosts" in said
-    assert "ffe-worker" not in said
+    assert not [message for message in named if message not in said], said
+    assert spared not in said
 
 
 def test_compose_when_an_option_is_misnamed_then_names_the_service(tmp_path: Path) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(root / COMPOSE, '"--concurrency", "${FFE_WORKER', '"--concurency", "${FFE_WORKER')
+    root = broken_copy(
+        COMPOSE, '"--concurrency", "${FFE_WORKER', '"--concurency", "${FFE_WORKER', into=tmp_path
+    )
 
     _, problems = _compose_problems(root)
 
@@ -195,11 +203,8 @@ def test_compose_when_an_option_is_misnamed_then_names_the_service(tmp_path: Pat
 
 
 def test_compose_when_a_setting_is_misnamed_then_names_the_service(tmp_path: Path) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(
-        root / COMPOSE,
-        "FFE__JOBS__HEALTH_HOST: 0.0.0.0",
-        "FFE__JOB__HEALTH_HOST: 0.0.0.0",
+    root = broken_copy(
+        COMPOSE, "FFE__JOBS__HEALTH_HOST: 0.0.0.0", "FFE__JOB__HEALTH_HOST: 0.0.0.0", into=tmp_path
     )
 
     _, problems = _compose_problems(root)

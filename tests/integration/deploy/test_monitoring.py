@@ -8,86 +8,71 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.deploy import break_value, copy_checkout, run_check
+import pytest
+from tests.support.deploy import broken, copy_checkout, failing, passing
 
 ALERTS = Path("deploy") / "monitoring" / "rules" / "alerts.yml"
 RUNBOOKS = "https://github.com/ffe-dev/ffe/blob/main/docs/runbooks/"
 
 
 def test_monitoring_check_when_run_on_the_checkout_then_it_passes() -> None:
-    done = run_check("monitoring")
+    output = passing("monitoring")
 
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "promtool test rules:" in done.stdout
-    assert "amtool check-config: alertmanager.yml valid" in done.stdout
-    assert "each fires in a unit test" in done.stdout
+    assert "promtool test rules:" in output
+    assert "amtool check-config: alertmanager.yml valid" in output
+    assert "each fires in a unit test" in output
 
 
-def test_monitoring_check_when_a_threshold_moves_then_the_unit_test_fails_with_promtools_diff(
-    tmp_path: Path,
-) -> None:
-    root = copy_checkout(tmp_path)
+BROKEN = [
     # 10% errors no longer passes a 20% threshold: the test expecting the page gets none.
-    break_value(
-        root / ALERTS,
+    pytest.param(
         "expr: ffe:http_requests:error_ratio_5m > 0.05 and",
         "expr: ffe:http_requests:error_ratio_5m > 0.2 and",
-    )
-
-    done = run_check("monitoring", root=root)
-
-    assert done.returncode == 1
-    assert "promtool test rules failed on deploy/monitoring/tests/api.yml" in done.stdout
-    assert "alertname: FfeHighErrorRate, time: 5m" in done.stdout
-    assert "got:[]" in done.stdout
-
-
-def test_monitoring_check_when_promql_does_not_parse_then_check_rules_fails(
-    tmp_path: Path,
-) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(
-        root / ALERTS, "expr: ffe:job_queue_depth:max > 50", "expr: ffe:job_queue_depth:max >> 50"
-    )
-
-    done = run_check("monitoring", root=root)
-
-    assert done.returncode == 1
-    assert "promtool check rules failed on deploy/monitoring/rules/alerts.yml" in done.stdout
-    assert '"FfeJobQueueBacklog": could not parse expression' in done.stdout
-
-
-def test_monitoring_check_when_an_alert_has_no_runbook_url_then_it_names_the_alert(
-    tmp_path: Path,
-) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(root / ALERTS, f"runbook_url: {RUNBOOKS}ffe-drawdown-halt.md", "team: trading")
-
-    done = run_check("monitoring", root=root)
-
-    assert done.returncode == 1
-    assert "alert FfeDrawdownHalt (alerts.yml): no runbook_url annotation" in done.stdout
-    # Its page is now linked by nothing, which is the same mistake seen from the other side.
-    assert "docs/runbooks/ffe-drawdown-halt.md is linked by no alert" in done.stdout
-
-
-def test_monitoring_check_when_a_runbook_url_names_a_missing_file_then_it_fails(
-    tmp_path: Path,
-) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(
-        root / ALERTS,
+        [
+            "promtool test rules failed on deploy/monitoring/tests/api.yml",
+            "alertname: FfeHighErrorRate, time: 5m",
+            "got:[]",
+        ],
+        id="a-moved-threshold-fails-its-unit-test-with-promtools-diff",
+    ),
+    pytest.param(
+        "expr: ffe:job_queue_depth:max > 50",
+        "expr: ffe:job_queue_depth:max >> 50",
+        [
+            "promtool check rules failed on deploy/monitoring/rules/alerts.yml",
+            '"FfeJobQueueBacklog": could not parse expression',
+        ],
+        id="promql-that-does-not-parse-fails-check-rules",
+    ),
+    # Its page is then linked by nothing, which is the same mistake seen from the other side.
+    pytest.param(
+        f"runbook_url: {RUNBOOKS}ffe-drawdown-halt.md",
+        "team: trading",
+        [
+            "alert FfeDrawdownHalt (alerts.yml): no runbook_url annotation",
+            "docs/runbooks/ffe-drawdown-halt.md is linked by no alert",
+        ],
+        id="an-alert-without-runbook-url",
+    ),
+    pytest.param(
         f"runbook_url: {RUNBOOKS}ffe-no-workers.md",
         f"runbook_url: {RUNBOOKS}ffe-no-worker.md",
-    )
+        [
+            "alert FfeNoWorkers (alerts.yml): runbook_url names docs/runbooks/ffe-no-worker.md, "
+            "which does not exist"
+        ],
+        id="a-runbook-url-naming-a-missing-file",
+    ),
+]
 
-    done = run_check("monitoring", root=root)
 
-    assert done.returncode == 1
-    assert (
-        "alert FfeNoWorkers (alerts.yml): runbook_url names docs/runbooks/ffe-no-worker.md, "
-        "which does not exist"
-    ) in done.stdout
+@pytest.mark.parametrize(("old", "new", "said"), BROKEN)
+def test_monitoring_check_when_an_alert_is_broken_then_it_fails_naming_it(
+    tmp_path: Path, old: str, new: str, said: list[str]
+) -> None:
+    output = broken("monitoring", ALERTS, old, new, into=tmp_path)
+
+    assert not [message for message in said if message not in output], output
 
 
 def test_monitoring_check_when_a_severity_is_not_routed_then_it_fails(tmp_path: Path) -> None:
@@ -96,10 +81,9 @@ def test_monitoring_check_when_a_severity_is_not_routed_then_it_fails(tmp_path: 
     # The first severity in the file is FfeHighErrorRate's.
     (root / ALERTS).write_text(text.replace("severity: critical", "severity: page", 1))
 
-    done = run_check("monitoring", root=root)
+    output = failing("monitoring", root)
 
-    assert done.returncode == 1
-    assert "alert FfeHighErrorRate (alerts.yml): severity 'page' is not one of" in done.stdout
+    assert "alert FfeHighErrorRate (alerts.yml): severity 'page' is not one of" in output
 
 
 def test_monitoring_check_when_no_unit_test_fires_an_alert_then_it_names_the_alert(
@@ -113,7 +97,6 @@ def test_monitoring_check_when_no_unit_test_fires_an_alert_then_it_names_the_ale
     assert text.count(firing) == 1
     tests.write_text(text[: text.index(firing)])
 
-    done = run_check("monitoring", root=root)
+    output = failing("monitoring", root)
 
-    assert done.returncode == 1
-    assert "alert FfeDiskAlmostFull (alerts.yml) fires in no unit test" in done.stdout
+    assert "alert FfeDiskAlmostFull (alerts.yml) fires in no unit test" in output

@@ -11,75 +11,63 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.support.deploy import break_value, copy_checkout, run_check
+from tests.support.deploy import ROOT, broken, passing
 
-
-def _workflow(root: Path, name: str) -> Path:
-    return root / ".github" / "workflows" / name
+RELEASE = Path(".github") / "workflows" / "release.yml"
+CI = Path(".github") / "workflows" / "ci.yml"
 
 
 def test_workflows_check_when_run_on_the_checkout_then_it_passes() -> None:
-    done = run_check("workflows")
+    output = passing("workflows")
 
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"actionlint: \d+ workflow\(s\) clean", done.stdout)
-    assert "checkov (github_actions): no failed check" in done.stdout
+    assert re.search(r"actionlint: \d+ workflow\(s\) clean", output)
+    assert "checkov (github_actions): no failed check" in output
 
 
 def test_workflows_check_when_a_job_needs_a_missing_job_then_actionlint_fails_it(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(_workflow(root, "release.yml"), "needs: [staging]", "needs: [stagign]")
+    output = broken("workflows", RELEASE, "needs: [staging]", "needs: [stagign]", into=tmp_path)
 
-    done = run_check("workflows", root=root)
-
-    assert done.returncode == 1
     assert re.search(
         r'release\.yml:\d+:\d+: job "production" needs job "stagign" which does not exist in '
         r"this workflow \[job-needs\]",
-        done.stdout,
-    ), done.stdout
+        output,
+    ), output
 
 
 def test_workflows_check_when_a_run_script_expands_an_untrusted_expression_then_it_fails(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(
-        _workflow(root, "ci.yml"),
+    output = broken(
+        "workflows",
+        CI,
         "run: .ci/run",
         'run: echo "${{ github.event.pull_request.title }}" && .ci/run',
+        into=tmp_path,
     )
 
-    done = run_check("workflows", root=root)
-
-    assert done.returncode == 1
     assert re.search(
         r'ci\.yml:\d+:\d+: "github\.event\.pull_request\.title" is potentially untrusted\. '
         r"avoid using it directly in inline scripts\..*\[expression\]",
-        done.stdout,
-    ), done.stdout
+        output,
+    ), output
 
 
 def test_workflows_check_when_production_has_no_backup_step_then_it_fails_naming_it(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
-    release = _workflow(root, "release.yml")
-    text = release.read_text()
+    text = (ROOT / RELEASE).read_text()
     start = text.index("      - name: Backup before the upgrade\n")
     end = text.index("      - name: Deploy through Argo CD\n", start)
-    break_value(release, text[start:end], "")
 
-    done = run_check("workflows", root=root)
+    output = broken("workflows", RELEASE, text[start:end], "", into=tmp_path)
 
-    assert done.returncode == 1
     assert (
         "release.yml: job production runs no backup step (kubectl create job "
         "--from=cronjob/ffe-backup) before its Argo CD deploy step "
-        "(PATCH /api/v1/applications/ffe-production)" in done.stdout
-    ), done.stdout
+        "(PATCH /api/v1/applications/ffe-production)" in output
+    ), output
 
 
 def test_workflows_check_when_production_runs_helm_upgrade_itself_then_it_fails_naming_it(
@@ -87,7 +75,6 @@ def test_workflows_check_when_production_runs_helm_upgrade_itself_then_it_fails_
 ) -> None:
     # What Argo CD's selfHeal would fight: a helm upgrade into ffe-production beside the
     # Argo CD deploy, after the backup, so only the one-deployer rule can catch it.
-    root = copy_checkout(tmp_path)
     helm_step = (
         "      - name: helm upgrade into production\n"
         "        run: |\n"
@@ -95,36 +82,32 @@ def test_workflows_check_when_production_runs_helm_upgrade_itself_then_it_fails_
         "            -f deploy/helm/ffe/values-production.yaml --wait --atomic\n"
     )
     deploy = "      - name: Deploy through Argo CD\n"
-    break_value(_workflow(root, "release.yml"), deploy, helm_step + deploy)
 
-    done = run_check("workflows", root=root)
+    output = broken("workflows", RELEASE, deploy, helm_step + deploy, into=tmp_path)
 
-    assert done.returncode == 1
     assert (
         "release.yml: job production step 'helm upgrade into production' runs `helm upgrade` "
         "on production; Argo CD (Application ffe-production) is production's only deployer"
-        in done.stdout
-    ), done.stdout
+        in output
+    ), output
 
 
 def test_workflows_check_when_production_patches_another_application_then_it_fails_naming_it(
     tmp_path: Path,
 ) -> None:
     # The release pinned on another Application: nothing hands it to ffe-production.
-    root = copy_checkout(tmp_path)
-    break_value(
-        _workflow(root, "release.yml"),
+    output = broken(
+        "workflows",
+        RELEASE,
         '--request PATCH "$server/api/v1/applications/ffe-production"',
         '--request PATCH "$server/api/v1/applications/ffe-staging"',
+        into=tmp_path,
     )
 
-    done = run_check("workflows", root=root)
-
-    assert done.returncode == 1
     assert (
         "release.yml: no job deploys production through Argo CD (a curl --request PATCH of "
-        "/api/v1/applications/ffe-production)" in done.stdout
-    ), done.stdout
+        "/api/v1/applications/ffe-production)" in output
+    ), output
 
 
 @pytest.mark.parametrize(
@@ -139,26 +122,18 @@ def test_workflows_check_when_production_stops_waiting_for_a_status_then_it_fail
 ) -> None:
     # The wait's condition dropped (replaced by one that always holds): the job would end
     # before Argo CD has rolled the release out, or while it is failing.
-    root = copy_checkout(tmp_path)
-    break_value(_workflow(root, "release.yml"), condition, "true")
+    output = broken("workflows", RELEASE, condition, "true", into=tmp_path)
 
-    done = run_check("workflows", root=root)
-
-    assert done.returncode == 1
     assert (
         "release.yml: job production does not wait, after its PATCH "
         f"/api/v1/applications/ffe-production, for Argo CD to report the release {status} "
-        f'({field} == "{status}")' in done.stdout
-    ), done.stdout
+        f'({field} == "{status}")' in output
+    ), output
 
 
 def test_workflows_check_when_a_job_has_no_timeout_then_it_fails_naming_the_job(
     tmp_path: Path,
 ) -> None:
-    root = copy_checkout(tmp_path)
-    break_value(_workflow(root, "release.yml"), "    timeout-minutes: 30\n", "")
+    output = broken("workflows", RELEASE, "    timeout-minutes: 30\n", "", into=tmp_path)
 
-    done = run_check("workflows", root=root)
-
-    assert done.returncode == 1
-    assert "release.yml: job staging has no timeout-minutes" in done.stdout
+    assert "release.yml: job staging has no timeout-minutes" in output
