@@ -9,6 +9,7 @@ values the routes use.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from ffe.agent.control import AgentService
 from ffe.agent.persist import LEASE_TTL
 from ffe.api.auth import KeyVerifier
 from ffe.api.clients import TrustedProxies
+from ffe.api.fresh import FreshCache
 from ffe.api.secrets import session_secret
 from ffe.api.sessions import SessionChecker, SessionTokens
 from ffe.api.throttle import AuthThrottle, LoginBackoff
@@ -123,7 +125,7 @@ class Services:
     started: float = field(default_factory=time.monotonic)
     journal_checked: bool = True  # False while start-up waits for the journal to answer
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    _fresh: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    _fresh: FreshCache | None = None
     _dependencies: DependencyScrape | None = None
 
     @property
@@ -133,37 +135,17 @@ class Services:
             self._dependencies = DependencyScrape(self.health, self.metrics.record_readiness)
         return self._dependencies
 
-    _refreshing: dict[str, asyncio.Task[bytes]] = field(default_factory=dict)
+    @property
+    def answers(self) -> FreshCache:
+        """Polled answers (lists, the portfolio), at most ``options.list_cache_s`` old."""
+        if self._fresh is None:
+            self._fresh = FreshCache(self.kv.cache)
+        return self._fresh
 
-    async def fresh(self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]]) -> bytes:
-        """``compute()``'s answer, at most ``ttl_s`` old, shared through the cache (Redis when
-        configured). Once an answer has expired, requests get it while one background refresh
-        runs, so nobody waits on a database read under load; only the very first waits."""
-        held = self._fresh.get(key)
-        if held is not None and time.monotonic() - held[0] < ttl_s:
-            return held[1]
-        refresh = self._refreshing.get(key)
-        if refresh is None:
-            refresh = watched(
-                asyncio.create_task(self._refresh(key, ttl_s, compute)), f"refreshing {key}"
-            )
-            self._refreshing[key] = refresh
-            refresh.add_done_callback(lambda _: self._refreshing.pop(key, None))
-        if held is not None:
-            return held[1]
-        return await asyncio.shield(refresh)
-
-    async def _refresh(
-        self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]]
-    ) -> bytes:
-        body = await self.kv.cache.get(key)  # another worker may have just read it
-        if body is None:
-            body = await compute()
-            await self.kv.cache.set(key, body, ttl_s)
-        if len(self._fresh) > 1000:
-            self._fresh.clear()
-        self._fresh[key] = (time.monotonic(), body)
-        return body
+    async def fresh(self, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:
+        """``compute()``'s answer (JSON bytes), at most ``api.list_cache_s`` old, shared
+        through the cache (Redis when configured); see ``ffe.api.fresh``."""
+        return await self.answers.get(key, self.options.list_cache_s, compute)
 
     @classmethod
     async def open(
@@ -324,9 +306,10 @@ class Services:
         if self.worker is not None:  # its jobs end now, recorded as stopped by the shutdown
             await self.worker.stop(drain_s=0.0, ending=("cancelled", STOPPED), wait_s=5.0)
         await self.keys.settle()
-        pending = [*self._tasks, *self._refreshing.values()]
-        if self._refreshing:
-            await asyncio.wait(list(self._refreshing.values()), timeout=5.0)
+        refreshing = self.answers.refreshing
+        pending = [*self._tasks, *refreshing]
+        if refreshing:
+            await asyncio.wait(refreshing, timeout=5.0)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -369,8 +352,15 @@ class Services:
         )
 
     async def status(self) -> dict[str, Any]:
-        """Version, mode, agents and jobs at a glance."""
-        agents = [s.as_dict() for s in await self.agents.status()]
+        """Version, mode, agents and jobs at a glance (what the journal says of agents and
+        jobs at most ``api.list_cache_s`` old; time and uptime are this process's, now)."""
+
+        async def read() -> bytes:
+            agents = [s.as_dict() for s in await self.agents.status()]
+            counts = {**await self.jobs.counts(), "workers": await self.jobs.registry.count_alive()}
+            return json.dumps({"agents": agents, "jobs": counts}, default=str).encode()
+
+        journal = json.loads(await self.fresh("status:", read))
         return {
             "version": __version__,
             "environment": self.options.environment,
@@ -378,15 +368,21 @@ class Services:
             "time": datetime.now(UTC).isoformat(),
             "uptime_s": round(time.monotonic() - self.started, 3),
             "redis": self.kv.redis_url is not None,
-            "agents": agents,
-            "jobs": {**await self.jobs.counts(), "workers": await self.jobs.registry.count_alive()},
+            **journal,
         }
+
+    async def written(self, *what: str) -> None:
+        """Say this process changed the journal's ``what`` (``jobs``, ``status``): its next
+        answers of those are read afresh (``ffe.api.fresh``)."""
+        for prefix in what:
+            await self.answers.forget(f"{prefix}:")
 
     # -- jobs ----------------------------------------------------------------------------------
 
     async def submit_job(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Queue a job and say so on the live stream; the job as JSON."""
         answer = (await self.job_answers([await self.jobs.submit(kind, payload)]))[0]
+        await self.written("jobs", "status")
         await self.publish("job", answer)
         return answer
 
@@ -396,6 +392,7 @@ class Services:
         if self.worker is not None:
             await self.worker.end_here(job)
         answer = (await self.job_answers([job]))[0]
+        await self.written("jobs", "status")
         await self.publish("job", answer)
         return answer
 

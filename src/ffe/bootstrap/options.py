@@ -42,6 +42,8 @@ class ApiOptions:
     otel_endpoint: str | None
     account: str  # agent.account: the account shown when a request names none
     broker: str  # agent.broker: paper, ccxt or oanda
+    list_cache_s: float = 1.0  # how old a polled answer (lists, portfolio) may be served
+    ready_cache_s: float = 1.0  # how old a readiness report may be served
 
     @property
     def production(self) -> bool:
@@ -125,6 +127,8 @@ def api_options(settings: Settings) -> ApiOptions:
         otel_endpoint=api.otel_endpoint,
         account=settings.agent.account,
         broker=settings.agent.broker,
+        list_cache_s=api.list_cache_s,
+        ready_cache_s=api.ready_cache_s,
     )
 
 

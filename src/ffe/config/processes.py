@@ -60,6 +60,21 @@ class ApiSettings(Section):
     hash_threads: int = Field(
         2, ge=1, le=32, description="threads checking argon2 hashes (keys, passwords)"
     )
+    list_cache_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="how old the polled answers (status, portfolio, positions, decisions, "
+        "orders, fills, jobs) may be served, read from the journal at most once in this many "
+        "seconds; a process's own writes are in its next answer; 0: read each time",
+    )
+    ready_cache_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="how old a `/health/ready` report may be served: its checks (database, "
+        "Redis, disk) run at most once in this many seconds, shared by the probes meanwhile",
+    )
     workers: int = Field(1, ge=1, le=64, description="`ffe serve` worker processes")
     max_jobs: int = Field(
         1,

@@ -125,6 +125,8 @@ class HealthChecks:
         self._checks: dict[str, Check] = {}
         self._dependencies: dict[str, float] = {}  # name -> timeout, of the checks that ping one
         self._abandoned: set[asyncio.Future[str]] = set()
+        self._latest: tuple[float, HealthReport] | None = None  # (monotonic start, report)
+        self._running: asyncio.Future[HealthReport] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -168,6 +170,26 @@ class HealthChecks:
         ]
         results = await asyncio.gather(*(check() for check in chosen))
         return HealthReport(tuple(results))
+
+    async def latest(self, max_age_s: float) -> HealthReport:
+        """A report of every check begun at most ``max_age_s`` ago. Callers that come while
+        the checks run share that run (a load balancer's or a crowd's probes cost one run of
+        the checks, not one each); a caller that gives up does not cancel it."""
+        latest = self._latest
+        if latest is not None and time.monotonic() - latest[0] < max_age_s:
+            return latest[1]
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._run_and_keep())
+        return await asyncio.shield(self._running)
+
+    async def _run_and_keep(self) -> HealthReport:
+        started = time.monotonic()
+        try:
+            report = await self.run()
+        finally:
+            self._running = None
+        self._latest = (started, report)
+        return report
 
     @property
     def dependency_timeout_s(self) -> float:

@@ -136,7 +136,8 @@ def test_logout_while_redis_is_down_then_refused_in_that_worker(api_with, passwo
 def test_api_when_redis_stops_mid_run_then_serves_without_cache(api_with):
     port = _free_port()
     with _private_redis(port) as server:
-        env = {"FFE__REDIS__URL": f"redis://127.0.0.1:{port}/0"}
+        # Readiness read afresh each time: the report must show Redis gone at once.
+        env = {"FFE__REDIS__URL": f"redis://127.0.0.1:{port}/0", "FFE__API__READY_CACHE_S": "0"}
         with api_with(**env) as api:
             ready = api.client.get("/health/ready").json()
             assert ready["checks"]["redis"]["ok"] is True

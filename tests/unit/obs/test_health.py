@@ -356,3 +356,46 @@ async def test_dependency_scrape_when_probe_hangs_then_scrape_waits_at_most_its_
 
     assert spent < 1.0
     assert [(r.ok, r.detail) for r in recorded[0]] == [(False, "timed out after 0.2s")]
+
+
+async def test_latest_shares_one_run_between_callers_and_keeps_it_max_age():
+    runs = 0
+    release = asyncio.Event()
+
+    async def probe() -> str:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return f"run {runs}"
+
+    checks = HealthChecks()
+    checks.add("database", probe, dependency="database")
+    waiting = [asyncio.ensure_future(checks.latest(10.0)) for _ in range(5)]
+    await asyncio.sleep(0)
+    release.set()
+    reports = await asyncio.gather(*waiting)
+    assert runs == 1  # five callers, one run of the checks
+    assert {by_name(r)["database"].detail for r in reports} == {"run 1"}
+    assert by_name(await checks.latest(10.0))["database"].detail == "run 1"  # still fresh
+    assert by_name(await checks.latest(0.0))["database"].detail == "run 2"  # too old for 0 s
+    assert runs == 2
+
+
+async def test_latest_run_goes_on_when_its_first_caller_gives_up():
+    release = asyncio.Event()
+
+    async def probe() -> str:
+        await release.wait()
+        return "ok"
+
+    checks = HealthChecks()
+    checks.add("database", probe)
+    first = asyncio.ensure_future(checks.latest(10.0))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(checks.latest(10.0))
+    await asyncio.sleep(0)
+    first.cancel()
+    release.set()
+    report = await second
+    assert report.ok
+    assert first.cancelled()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Query, status
+from fastapi import HTTPException, Query, Response, status
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from ffe.api.services import Services
 
@@ -20,6 +22,17 @@ Account = Annotated[
 def account_of(services: Services, account: str | None) -> str:
     """The account a request is about: the one it names, or the configured one."""
     return account or services.options.account
+
+
+async def polled(services: Services, key: str, read: Callable[[], Awaitable[Any]]) -> Response:
+    """``read()``'s answer, as FastAPI would have sent it, at most ``api.list_cache_s`` old
+    (``ffe.api.fresh``): for the lists dashboards and bots poll. ``key`` names everything the
+    answer depends on (route and parameters)."""
+
+    async def body() -> bytes:
+        return bytes(JSONResponse(jsonable_encoder(await read())).body)
+
+    return Response(await services.fresh(key, body), media_type="application/json")
 
 
 def refusal(description: str) -> dict[str, Any]:

@@ -26,8 +26,9 @@ async def live() -> Any:
 async def ready(request: Request, services: ServicesDep) -> Any:
     """Database, Redis (when configured), disk, memory and the agent's heartbeat; 503 when a
     critical check fails, so a load balancer stops sending traffic here. Each check's detail
-    (addresses, paths, errors) only for a caller with the read scope."""
-    report = await services.health.run()
+    (addresses, paths, errors) only for a caller with the read scope. The checks run at most
+    once per ``api.ready_cache_s``, shared by the probes that come meanwhile."""
+    report = await services.health.latest(services.options.ready_cache_s)
     services.dependencies.recorded(report)  # ffe_dependency_up, each time they run
     body: dict[str, Any] = report.as_dict()
     if not await _may_read(request, services):

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Path, status
 
 from ffe.api.deps import Reader, ServicesDep, Trader
 from ffe.api.queries import page
-from ffe.api.routes.common import Limit, Offset, not_found, refusal, refuse_server_settings
+from ffe.api.routes.common import (
+    Limit,
+    Offset,
+    not_found,
+    polled,
+    refusal,
+    refuse_server_settings,
+)
 from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, JobAnswer, SweepRequest
 from ffe.api.services import Services
 from ffe.domain.errors import DataError, StrategyError
@@ -122,9 +129,14 @@ async def list_jobs(
 
 
 async def jobs_page(services: Services, kind: str | None, limit: int, offset: int) -> Any:
-    """A page of jobs of ``kind`` (None: every kind), newest first."""
-    rows, total = await services.jobs.list(kind, limit, offset)
-    return page(await services.job_answers(rows), total, limit, offset)
+    """A page of jobs of ``kind`` (None: every kind), newest first, at most
+    ``api.list_cache_s`` old (a job this process submitted or cancelled is in it)."""
+
+    async def read() -> Any:
+        rows, total = await services.jobs.list(kind, limit, offset)
+        return page(await services.job_answers(rows), total, limit, offset)
+
+    return await polled(services, f"jobs:{kind}:{limit}:{offset}", read)
 
 
 @router.get("/jobs/{job_id}")

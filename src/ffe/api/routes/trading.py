@@ -17,6 +17,7 @@ from ffe.api.routes.common import (
     Offset,
     account_of,
     not_found,
+    polled,
     refusal,
     refuse_server_settings,
 )
@@ -98,14 +99,15 @@ async def _portfolio(services: Services, account: str) -> dict[str, Any]:
 
 
 async def _journal_portfolio(services: Services, account: str) -> bytes:
-    """The account's portfolio from the journal as JSON, read at most once a second per
-    account (shared by every worker when Redis is configured): dashboards and bots poll it."""
+    """The account's portfolio from the journal as JSON, read at most once per
+    ``api.list_cache_s`` per account (shared by every worker when Redis is configured):
+    dashboards and bots poll it."""
 
     async def read() -> bytes:
         found = await queries.journal_portfolio(services.db, account, services.options.data_dir)
         return json.dumps(found, separators=(",", ":")).encode()
 
-    return await services.fresh(f"portfolio:{account}", 1.0, read)
+    return await services.fresh(f"portfolio:{account}", read)
 
 
 @router.get("/positions", responses={200: {"model": schemas.Positions}})
@@ -137,8 +139,13 @@ async def orders(
     offset: Offset = 0,
 ) -> Any:
     """The account's orders, newest first."""
-    run = await _run_of(services, account, run_id)
-    return await queries.orders_page(services.db, run, symbol, order_status, limit, offset)
+
+    async def read() -> Any:
+        run = await _run_of(services, account, run_id)
+        return await queries.orders_page(services.db, run, symbol, order_status, limit, offset)
+
+    key = f"orders:{account_of(services, account)}:{run_id}:{symbol}:{order_status}"
+    return await polled(services, f"{key}:{limit}:{offset}", read)
 
 
 @router.get("/fills", responses={200: {"model": schemas.FillPage}})
@@ -152,8 +159,13 @@ async def fills(
     offset: Offset = 0,
 ) -> Any:
     """The account's fills, newest first."""
-    run = await _run_of(services, account, run_id)
-    return await queries.fills_page(services.db, run, symbol, limit, offset)
+
+    async def read() -> Any:
+        run = await _run_of(services, account, run_id)
+        return await queries.fills_page(services.db, run, symbol, limit, offset)
+
+    key = f"fills:{account_of(services, account)}:{run_id}:{symbol}:{limit}:{offset}"
+    return await polled(services, key, read)
 
 
 @router.get("/equity", responses={200: {"model": schemas.EquityCurve}})
@@ -181,10 +193,15 @@ async def decisions(
     offset: Offset = 0,
 ) -> Any:
     """Decisions newest first, with rationale, model votes and outcome once known."""
-    run = await _run_of(services, account, run_id)
-    if run is None:
-        return queries.page([], 0, limit, offset)
-    return await queries.decisions(services.db, run, symbol, limit, offset)
+
+    async def read() -> Any:
+        run = await _run_of(services, account, run_id)
+        if run is None:
+            return queries.page([], 0, limit, offset)
+        return await queries.decisions(services.db, run, symbol, limit, offset)
+
+    key = f"decisions:{account_of(services, account)}:{run_id}:{symbol}:{limit}:{offset}"
+    return await polled(services, key, read)
 
 
 @router.get("/decisions/calibration", responses={404: refusal("No run yet, or none with this id")})
@@ -324,6 +341,7 @@ async def command(
         # Lifting an emergency stop is for whoever may change the rules, not every trader.
         raise HTTPException(status.HTTP_403_FORBIDDEN, "reset needs the 'admin' scope")
     sent = await services.agents.command(account, name, who.actor)  # 409: ConflictError
+    await services.written("status")
     await services.publish("event", {"kind": "command", "command": name, "account": account})
     services.publish_state_soon(account, (0.0,) if not sent.queued else (0.5, 2.0))
     return {
