@@ -1,5 +1,6 @@
 """One step of the trading agent: the backtest's loop body for one bar, against a broker.
-The loop itself (clock, lease, control, the run's start and end) is ``ffe.agent.runner``.
+The loop itself (clock, the run's start and end) is ``ffe.agent.runner``; the lease and
+control are ``ffe.agent.lifecycle``'s.
 
 Each step: fills for the new bar, the strategy's instruction, sizing and the risk engine
 exactly as in the backtest, the approval policy, orders to the broker, the journal, and the
