@@ -35,6 +35,7 @@ from ffe.agent.reports import (
     OnEvent,
     OnForecast,
     OnOpen,
+    OnOrder,
     OnOutcome,
     OnRunning,
     Snapshot,
@@ -105,6 +106,7 @@ class Agent(Lifecycle):
         on_outcome: OnOutcome | None = None,
         on_forecast: OnForecast | None = None,
         on_running: OnRunning | None = None,
+        on_order: OnOrder | None = None,
     ) -> None:
         """Be told, from now on: ``on_open`` (awaited) once the run is open and restored,
         before its first bar, with its run id; ``on_bar`` after each bar; ``on_decisions``
@@ -113,10 +115,12 @@ class Agent(Lifecycle):
         horizon passed; ``on_forecast`` with the seconds each forecast model of the ensemble
         took (other strategies have none); ``on_running`` with True when the agent starts
         or resumes and False when it ends or pauses on purpose (never for a failure: a
-        failed agent is meant to be running). They run in the trading loop: keep them
-        quick."""
+        failed agent is meant to be running); ``on_order`` with the seconds from a decision
+        to the broker's acknowledgement of each order sent for it on its bar (risk checks,
+        approval policy, journal and submit; not orders a person approved later, nor
+        flattening). They run in the trading loop: keep them quick."""
         self._watchers.add(
-            on_open, on_bar, on_decisions, on_event, on_outcome, on_forecast, on_running
+            on_open, on_bar, on_decisions, on_event, on_outcome, on_forecast, on_running, on_order
         )
         if on_forecast is not None and isinstance(self.stepper, EnsembleStepper):
             self.stepper.on_forecast = self._forecast  # timed only once someone listens
@@ -194,6 +198,7 @@ class Agent(Lifecycle):
         )
         core.on_event = self.event
         core.on_decisions = self._decided
+        core.on_order = self._ordered
         core.outcomes.on_judged = self._judged
         core.live_clock = self.clock.live
         self.core = core
@@ -230,6 +235,10 @@ class Agent(Lifecycle):
     def _decided(self, made: DecisionsMade) -> None:
         for watcher in self._watchers.decisions:
             watcher(made)
+
+    def _ordered(self, seconds: float) -> None:
+        for watcher in self._watchers.orders:
+            watcher(seconds)
 
     def _judged(self, symbol: str, confidence: float, hit: bool) -> None:
         if self._watchers.outcomes:

@@ -1,5 +1,6 @@
-"""The trading agent's metrics: its decisions, orders, fills and trades, its account's equity,
-drawdown and halts, its heartbeat, its broker's circuit breaker and its forecast models.
+"""The trading agent's metrics: its decisions and their orders' time to the broker, its fills
+and trades, its account's equity, drawdown and halts, its heartbeat, its broker's circuit
+breaker and its forecast models.
 
 ``AgentMetrics`` builds them in the registry it is given; ``ffe.obs.metrics.Metrics`` is one,
 with the service's metrics beside them. Methods called every bar keep the labelled children
@@ -18,6 +19,7 @@ __all__ = [
     "BREAKER_STATES",
     "CONFIDENCE_BINS",
     "DECISION_BUCKETS",
+    "DECISION_TO_ORDER_BUCKETS",
     "FORECAST_BUCKETS",
     "RISK_HALT_REASONS",
     "AgentMetrics",
@@ -43,6 +45,22 @@ DECISION_BUCKETS: Final = (
     60.0,
 )
 """Decision latency buckets in seconds: 1 ms to a minute, since LLM providers can be slow."""
+
+DECISION_TO_ORDER_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+"""From a decision to its order's acknowledgement, in seconds: 0.5 ms (the paper broker) to
+a second (a venue's round trip, a journal write first); 50 ms is issue 18's p99 target."""
 
 FORECAST_BUCKETS: Final = (
     0.0001,
@@ -128,6 +146,13 @@ class AgentMetrics:
             "ffe_decision_latency_seconds",
             "Time taken to make one decision.",
             buckets=DECISION_BUCKETS,
+            registry=registry,
+        )
+        self._decision_to_order = Histogram(
+            "ffe_decision_to_order_seconds",
+            "Time from a decision to its order's acknowledgement by the broker: risk checks, "
+            "approval policy, journal and submit; not the strategy's own time.",
+            buckets=DECISION_TO_ORDER_BUCKETS,
             registry=registry,
         )
         self._agent_restarts = Counter(
@@ -260,6 +285,10 @@ class AgentMetrics:
         self._decisions.labels(symbol=symbol, action=action).inc()
         if seconds is not None:
             self._decision_seconds.observe(max(seconds, 0.0))
+
+    def observe_decision_to_order(self, seconds: float) -> None:
+        """Observe the time from a decision to its order's acknowledgement by the broker."""
+        self._decision_to_order.observe(max(seconds, 0.0))
 
     def record_agent_restart(self, account: str) -> None:
         """Count one restart of an account's agent by the API's supervisor."""
