@@ -51,6 +51,8 @@ QUEUE_DEPTH_HIGH = 50  # FfeJobQueueBacklog
 HOST_CPU_BUSY = 0.7  # FfeHighCpu
 DISK_USED_HIGH = 0.85  # FfeDiskAlmostFull
 RESTARTS_15M = 3  # FfePodCrashLooping, FfeAgentCrashLooping
+# A target no alert watches: issue 18's p99 of the time from a decision to its order.
+DECISION_TO_ORDER_P99_S = 0.05
 # The burn rates the SLO alerts of ../rules/slo.yml page (1h, 6h) and open a ticket (3d) at.
 PAGE_BURN_1H = 14.4  # FfeSlo*FastBurn
 PAGE_BURN_6H = 6  # FfeSlo*FastBurn
@@ -122,15 +124,18 @@ def below(ok: float) -> tuple[tuple[float | None, str], ...]:
     return ((None, "red"), (ok, "green"))
 
 
-def quantiles(metric: str) -> tuple[Query, ...]:
-    """p50, p95 and p99 of a latency histogram over 5 minutes."""
+def quantiles(
+    metric: str, ps: tuple[float, ...] = (0.5, 0.95, 0.99), name: str = "latency"
+) -> tuple[Query, ...]:
+    """Quantiles ``ps`` (p50, p95 and p99) of a latency histogram over 5 minutes, their rules
+    named ``<name>_p50`` and so on."""
     return tuple(
         q(
             f"histogram_quantile({p}, sum by (le) (rate({metric}_bucket[5m])))",
             f"p{round(p * 100)}",
-            f"latency_p{round(p * 100)}",
+            f"{name}_p{round(p * 100)}",
         )
-        for p in (0.5, 0.95, 0.99)
+        for p in ps
     )
 
 
@@ -504,6 +509,18 @@ TRADING = Dashboard(
                     "short",
                     (q("sum by (action) (increase(ffe_decisions_total[1h]))", "{{action}}"),),
                     "Decisions made in the last hour, by action.",
+                    width=8,
+                ),
+                Panel(
+                    "timeseries",
+                    "Decision to order p50 and p99",
+                    "s",
+                    quantiles("ffe_decision_to_order_seconds", (0.5, 0.99), "decision_to_order"),
+                    "Time from a decision to its order's acknowledgement by the broker: risk "
+                    "checks, approval policy, journal and submit, not the strategy's own time; "
+                    "the line is the p99 target.",
+                    above(None, DECISION_TO_ORDER_P99_S),
+                    width=8,
                 ),
                 Panel(
                     "timeseries",
@@ -511,6 +528,7 @@ TRADING = Dashboard(
                     "short",
                     (q("sum by (side) (increase(ffe_fills_total[1h]))", "{{side}}"),),
                     "Orders filled in the last hour, buys and sells.",
+                    width=8,
                 ),
             ),
         ),

@@ -1,5 +1,5 @@
 """Control: the one facade the CLI and the API use to steer agents (a running agent carries
-out what it is told in ``Agent.control``, ``ffe.agent.runner``).
+out what it is told in ``Agent.control``, ``ffe.agent.lifecycle``).
 
 Commands travel through the database (``agent_commands``), so an agent in another process, or
 on another machine sharing the journal, obeys them within ``command_poll_s``. Approvals are

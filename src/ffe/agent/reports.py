@@ -1,6 +1,7 @@
 """What a running agent tells whoever watches it: its snapshot, each bar it finished, each
 bar's decisions, its notifications, the outcomes of its decisions, how long each forecast
-model took, whether it runs or was stopped on purpose, and the report of its run.
+model took, how long each order took from its decision to the broker, whether it runs or was
+stopped on purpose, and the report of its run.
 
 These are the agent's public surface for watchers (the reporter of its live events and
 metrics, a progress bar, the API's live portfolio): values made by the agent, so nobody
@@ -103,6 +104,8 @@ OnDecisions = Callable[[DecisionsMade], None]
 OnEvent = Callable[[Event], None]
 OnOutcome = Callable[[DecisionOutcome], None]
 OnForecast = Callable[[str, float], None]  # a model's name, the seconds its forecast took
+# The seconds from a decision to the broker's acknowledgement of an order sent for it.
+OnOrder = Callable[[float], None]
 # True when the agent starts (or resumes) trading, False when it stops on purpose: told to
 # stop, paused, the replay finished, interrupted by its owner. Never told for a failure.
 OnRunning = Callable[[bool], None]
@@ -120,6 +123,7 @@ class Watchers:
     outcomes: list[OnOutcome] = field(default_factory=list)
     forecasts: list[OnForecast] = field(default_factory=list)
     running: list[OnRunning] = field(default_factory=list)
+    orders: list[OnOrder] = field(default_factory=list)
 
     def add(
         self,
@@ -130,6 +134,7 @@ class Watchers:
         on_outcome: OnOutcome | None = None,
         on_forecast: OnForecast | None = None,
         on_running: OnRunning | None = None,
+        on_order: OnOrder | None = None,
     ) -> None:
         if on_open is not None:
             self.opened.append(on_open)
@@ -145,3 +150,5 @@ class Watchers:
             self.forecasts.append(on_forecast)
         if on_running is not None:
             self.running.append(on_running)
+        if on_order is not None:
+            self.orders.append(on_order)

@@ -1,5 +1,6 @@
 """One step of the trading agent: the backtest's loop body for one bar, against a broker.
-The loop itself (clock, lease, control, the run's start and end) is ``ffe.agent.runner``.
+The loop itself (clock, the run's start and end) is ``ffe.agent.runner``; the lease and
+control are ``ffe.agent.lifecycle``'s.
 
 Each step: fills for the new bar, the strategy's instruction, sizing and the risk engine
 exactly as in the backtest, the approval policy, orders to the broker, the journal, and the
@@ -115,6 +116,9 @@ class StepCore:
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
         self.on_decisions: Callable[[DecisionsMade], None] | None = None
+        # The seconds from the strategy's decision to the broker's acknowledgement of each
+        # order sent for it on the same bar (not flattening, not orders approved later).
+        self.on_order: Callable[[float], None] | None = None
 
     # -- one bar --------------------------------------------------------------------------
 
@@ -228,7 +232,8 @@ class StepCore:
     async def decide(self, bar: int) -> None:
         started = time.perf_counter()
         row, decisions = self.stepper.step(History(self.market, bar + 1))
-        self.strategy_seconds += time.perf_counter() - started
+        decided = time.perf_counter()
+        self.strategy_seconds += decided - started
         pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
         if self.on_decisions is not None and decisions:
             self.on_decisions(self._made(bar, decisions))
@@ -247,7 +252,9 @@ class StepCore:
             if await self.desk.needs_approval(verdict.intent, self):
                 self.desk.queue(verdict.intent, decision, self)
                 continue
-            await self.send(verdict.intent, decision)
+            sent = await self.send(verdict.intent, decision)
+            if sent is not None and self.on_order is not None:
+                self.on_order(time.perf_counter() - decided)
 
     def _made(self, bar: int, decisions: list[Decision]) -> DecisionsMade:
         account, run_id = self.config.account, self.journal.run_id

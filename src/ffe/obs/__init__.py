@@ -1,7 +1,9 @@
 """Observability: what the running service tells its operators.
 
 - ``metrics``: ``Metrics``, the Prometheus metrics in a registry of their own, merged over
-  worker processes when ``PROMETHEUS_MULTIPROC_DIR`` is set before prometheus_client is imported.
+  worker processes when ``PROMETHEUS_MULTIPROC_DIR`` is set before prometheus_client is imported;
+  the trading agent's are built in ``agent_metrics``, the merging and the job queue's gauges
+  are ``multiprocess``'s.
 - ``health``: ``HealthChecks``, named async probes run concurrently under timeouts, and probes
   for disk, memory, an agent's heartbeat and any ping (database, Redis).
 - ``logs``: ``configure_logging`` (JSON lines or text, with the request id), ``request_id``

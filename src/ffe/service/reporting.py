@@ -3,15 +3,15 @@
 
 ``AgentReporter.attach`` watches the agent through the hooks it offers (``Agent.watch``):
 its notifications (fills, halts, approvals, start and stop), whether it runs (started or
-resumed) or was stopped or paused on purpose, each bar (equity and drawdown,
-at most five a second: a fast replay steps thousands of bars a second; the risk halts,
-realised P&L and closed trades whenever they change), each bar's decisions (and the
-ensemble's weights in them), the outcomes of decisions and the forecast models' times. Events
-keep one shape whoever sends them (the dashboard and the tests rely on it) and go through a
-``Publisher``: the API's event bus for the agent inside the API, Redis for an agent of its
-own process when Redis is configured, nowhere otherwise (the API then reads what the agent
-journaled, ``ffe.service.journal_tail``). Publishing runs in tasks of its own, so the
-trading loop never waits on the bus.
+resumed) or was stopped or paused on purpose, each bar (equity and drawdown, at most five a
+second: a fast replay steps thousands of bars a second; the risk halts, realised P&L and
+closed trades whenever they change), each bar's decisions (and the ensemble's weights in
+them), the outcomes of decisions, the forecast models' times and each order's time from its
+decision to the broker. Events keep one shape whoever sends them (the dashboard and the
+tests rely on it) and go through a ``Publisher``: the API's event bus for the agent inside
+the API, Redis for an agent of its own process when Redis is configured, nowhere otherwise
+(the API then reads what the agent journaled, ``ffe.service.journal_tail``). Publishing runs
+in tasks of its own, so the trading loop never waits on the bus.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class AgentReporter:
             on_event=lambda event: self._on_event(agent, event),
             on_outcome=self._on_outcome,
             on_forecast=self.metrics.observe_forecast,
+            on_order=self.metrics.observe_decision_to_order,
             on_running=lambda running: self._on_running(agent.config.account, running),
         )
 

@@ -1,7 +1,8 @@
 """The generated Grafana dashboards (deploy/monitoring/dashboards/): `make deploy-check`'s
 dashboards check passes on the checkout, and fails naming the problem when a dashboard is edited
 by hand, a query is not PromQL, a dashboard is missing or the datasource is not the provisioned
-one; the calibration panel's two queries give what it draws."""
+one; the calibration panel's two queries give what it draws, and the decision-to-order
+panel its p50 and p99."""
 
 from __future__ import annotations
 
@@ -174,4 +175,58 @@ def test_calibration_panel_when_evaluated_then_pairs_each_bins_hit_rate_with_its
     )
 
     # Only the bin with outcomes gets a midpoint bar, beside its hit rate of 3 in 4.
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# 100 orders a minute: 90 within 1 to 2.5 ms of their decision, 10 within 25 to 50 ms. p50 is
+# 1 + 1.5 * 50/90 ms, p99 25 + 25 * 9/10 ms, as Prometheus's floats compute them (promtool
+# 2.42 compares values exactly).
+DECISION_TO_ORDER_TEST = """\
+rule_files: [panels.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'ffe_decision_to_order_seconds_bucket{le="0.001"}'
+        values: '0+0x20'
+      - series: 'ffe_decision_to_order_seconds_bucket{le="0.0025"}'
+        values: '0+90x20'
+      - series: 'ffe_decision_to_order_seconds_bucket{le="0.025"}'
+        values: '0+90x20'
+      - series: 'ffe_decision_to_order_seconds_bucket{le="0.05"}'
+        values: '0+100x20'
+      - series: 'ffe_decision_to_order_seconds_bucket{le="+Inf"}'
+        values: '0+100x20'
+    promql_expr_test:
+      - expr: ffe:panel:trading:decision_to_order_p50
+        eval_time: 10m
+        exp_samples:
+          - labels: 'ffe:panel:trading:decision_to_order_p50'
+            value: 0.0018333333333333335
+      - expr: ffe:panel:trading:decision_to_order_p99
+        eval_time: 10m
+        exp_samples:
+          - labels: 'ffe:panel:trading:decision_to_order_p99'
+            value: 0.047500000000000014
+"""
+
+
+def test_decision_to_order_panel_when_evaluated_then_p50_and_p99_of_the_histogram(
+    tmp_path: Path,
+) -> None:
+    deploy_python()  # promtool comes with the deploy tools
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is not installed: make deploy-tools"
+    shutil.copy(ROOT / PANEL_RULES, tmp_path / "panels.yml")
+    (tmp_path / "decision_to_order.yml").write_text(DECISION_TO_ORDER_TEST)
+
+    done = subprocess.run(
+        [promtool, "test", "rules", "decision_to_order.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,7 +1,7 @@
 """The trading metrics an agent's reporter feeds, checked against what the agent journaled:
-fills by side, closed trades by result, realised P&L, drawdown, the risk engine's halts (in
-force bar by bar), the ensemble's forecast times and weights, and decision outcomes by
-stated confidence."""
+fills by side, closed trades by result, realised P&L, drawdown, each order's time from its
+decision, the risk engine's halts (in force bar by bar), the ensemble's forecast times and
+weights, and decision outcomes by stated confidence."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ffe.risk.engine import MaxGrossLeverage, MaxPositionPct, RiskEngine
 from ffe.risk.rules import MaxDailyLoss
 from ffe.service.reporting import AgentReporter
 from ffe.store.database import Database
-from ffe.store.models import Decision, DecisionOutcome, Fill, TradeRow
+from ffe.store.models import Decision, DecisionOutcome, Fill, Order, TradeRow
 
 # A small, quick ensemble: two cheap models on 60 bars, a decision every 5 bars.
 ENSEMBLE = {"models": "naive,drift", "window": 60, "refit_every": 21, "horizon": 5, "every": 5}
@@ -82,6 +82,19 @@ async def test_reporter_when_agent_trades_then_fills_trades_pnl_and_drawdown_as_
     assert 0 < drawdown < 1  # sma_cross ends 2018 below its peak
     for reason in ("daily_loss", "drawdown"):  # no limits set: never halted
         assert _value(metrics, "ffe_risk_halted", account="paper", reason=reason) == 0
+
+
+async def test_reporter_when_agent_sends_orders_then_one_decision_to_order_time_each(db, tmp_path):
+    agent, metrics = replay_agent(db, tmp_path, start="2017-01-01"), Metrics()
+
+    await _run(agent, metrics)
+
+    orders = await _rows(db, Order)
+    assert len(orders) > 2
+    assert _value(metrics, "ffe_decision_to_order_seconds_count") == len(orders)
+    total = _value(metrics, "ffe_decision_to_order_seconds_sum")
+    assert total is not None
+    assert total > 0
 
 
 Halts = list[tuple[bool, bool, float | None, float | None]]

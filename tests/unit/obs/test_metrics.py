@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ffe.domain.errors import ConfigError
 from ffe.obs.metrics import (
     CONFIDENCE_BINS,
+    DECISION_TO_ORDER_BUCKETS,
     MULTIPROC_ENV,
     JobsSnapshot,
     Metrics,
@@ -92,6 +93,31 @@ def test_record_decision_when_seconds_given_then_latency_observed(metrics):
     assert sample(metrics, "ffe_decisions_total", symbol="ETH/USDT", action="hold") == 1
     assert sample(metrics, "ffe_decision_latency_seconds_count") == 1
     assert sample(metrics, "ffe_decision_latency_seconds_sum") == pytest.approx(0.3)
+
+
+def test_observe_decision_to_order_when_observed_then_histogram_from_half_a_ms_to_a_second(
+    metrics,
+):
+    metrics.observe_decision_to_order(0.0004)
+    metrics.observe_decision_to_order(0.03)
+    metrics.observe_decision_to_order(-1.0)  # a clock step back counts as no time, not negative
+    body, _ = metrics.render()
+
+    bounds = {
+        float(s.labels["le"])
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "ffe_decision_to_order_seconds_bucket"
+    }
+    assert bounds == {*DECISION_TO_ORDER_BUCKETS, math.inf}
+    assert min(DECISION_TO_ORDER_BUCKETS) == 0.0005
+    assert max(DECISION_TO_ORDER_BUCKETS) == 1.0
+    assert 0.05 in DECISION_TO_ORDER_BUCKETS  # issue 18's p99 target is a bucket's bound
+    assert sample_in(body, "ffe_decision_to_order_seconds_count") == 3
+    assert sample_in(body, "ffe_decision_to_order_seconds_sum") == pytest.approx(0.0304)
+    assert sample_in(body, "ffe_decision_to_order_seconds_bucket", le="0.0005") == 2
+    assert sample_in(body, "ffe_decision_to_order_seconds_bucket", le="0.05") == 3
+    assert sample_in(body, "ffe_decision_latency_seconds_count") == 0  # the strategy's, apart
 
 
 @pytest.mark.parametrize(("state", "value"), [("closed", 0), ("half_open", 1), ("open", 2)])
