@@ -534,13 +534,12 @@ def orders_ok(report: dict[str, int]) -> bool:
     )
 
 
-def decision_p99_ms(stack: Any, window_s: float) -> float | None:
-    """The agent's decision latency p99 over the last ``window_s`` (Prometheus)."""
+def p99_ms(stack: Any, histogram: str, window_s: float) -> float | None:
+    """The p99 of one of ffe's histograms (``ffe_decision_to_order_seconds``: the agent's
+    decision to its order's acknowledgement; ``ffe_decision_latency_seconds``: the strategy's
+    time) over the last ``window_s`` (Prometheus); None without a sample in the window."""
     window = f"{max(15, round(window_s))}s"
-    expr = (
-        "histogram_quantile(0.99, sum by (le) "
-        f"(rate(ffe_decision_latency_seconds_bucket[{window}])))"
-    )
+    expr = f"histogram_quantile(0.99, sum by (le) (rate({histogram}_bucket[{window}])))"
     try:
         result = stack.prometheus_query(expr)
     except Exception:
@@ -548,4 +547,4 @@ def decision_p99_ms(stack: Any, window_s: float) -> float | None:
     if not result:
         return None
     value = float(result[0]["value"][1])
-    return None if math.isnan(value) else value * 1000  # NaN: no decision in the window
+    return None if math.isnan(value) else value * 1000  # NaN: no sample in the window
