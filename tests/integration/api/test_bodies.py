@@ -114,6 +114,27 @@ def test_connection_when_request_head_never_completes_then_closed_after_the_time
     assert answered.startswith(b"HTTP/1.1 200")  # a prompt client is served as before
 
 
+def test_request_head_when_over_16_kib_then_431_and_closed(api):
+    cookie = b"Cookie: c=" + b"x" * 20_000 + b"\r\n"
+    with uvicorn_serving(api.settings) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            for start in range(0, len(cookie), 1000):  # in pieces, as a slow client would
+                with suppress(OSError):
+                    sock.sendall(cookie[start : start + 1000])
+            refused = _rest(sock)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: c="
+                + b"y" * 8_000
+                + b"\r\n\r\n"
+            )
+            answered = sock.recv(4096)
+
+    assert refused.startswith(b"HTTP/1.1 431"), refused[:200]
+    assert answered.startswith(b"HTTP/1.1 200")  # a large head within the limit is served
+
+
 def _rest(sock: socket.socket) -> bytes:
     """What the server sends until it closes the connection (at most 5 s)."""
     sock.settimeout(5)
