@@ -38,6 +38,7 @@ from typing import Any
 from bench.common import machine, table, utc_now, verdict, versions, write_result
 from bench.stack import load
 from bench.stack.parity import agent_parity
+from bench.stack.usage import Usage
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"rps": 1000.0, "p95_ms": 100.0, "p99_ms": 250.0, "errors": 0, "decision_p99_ms": 50.0}
@@ -146,6 +147,7 @@ def run(stack: Any, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         load.Wrk(stack.urls.lb, keys, folder, duration_s=5, connections=args.connections).result()
         rss_before = stack.rss_bytes()
         received = subscribers.received
+        usage = Usage(stack).start()
         wrk = load.Wrk(
             stack.urls.lb,
             keys,
@@ -155,12 +157,15 @@ def run(stack: Any, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
             connections=args.connections,
         )
         result = wrk.result()
+        usage.stop()
         out["load"] = _load_figures(stack, result, args.duration)
+        out["usage"] = usage.figures(result.requests)
         out["load"]["ws_messages"] = subscribers.received - received
         out["load"]["ws_subscribers"] = subscribers.connected
         out["load"]["machine"] = machine()
         out["load"]["rss_gib"] = round(max(rss_before, stack.rss_bytes()) / 2**30, 2)
         print_load(out["load"])
+        print_usage(out["usage"])
         if args.routes:
             out["routes"] = _routes(stack, keys, folder, args)
         out["undisturbed"] = {
@@ -250,6 +255,32 @@ def print_load(f: dict[str, Any]) -> None:
         f"load average {f['machine']['load_average_1_5_15']}"
     )
     print(table(["", "measured", "target", ""], rows))
+
+
+def print_usage(usage: dict[str, dict[str, Any]]) -> None:
+    """Each kind of process during the load: CPU, memory and work done (docs/scaling.md)."""
+    rows = []
+    for group, f in usage.items():
+        if group.startswith("_"):
+            continue
+        work = ", ".join(
+            f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in f.items()
+            if k not in ("processes", "cpu_pct", "cpu_pct_per_process", "rss_mb")
+            and k != "rss_mb_per_process"
+        )
+        rows.append(
+            (
+                group,
+                f["processes"],
+                f["cpu_pct"],
+                f["cpu_pct_per_process"],
+                f["rss_mb_per_process"],
+                work,
+            )
+        )
+    print(f"\nDuring the load ({usage['_window_s']['seconds']} s), CPU in % of one core:")
+    print(table(["", "processes", "CPU %", "CPU % each", "MB each", "work"], rows))
 
 
 def _routes(stack: Any, keys: list[str], folder: Path, args: argparse.Namespace) -> list[Any]:

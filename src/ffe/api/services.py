@@ -358,7 +358,7 @@ class Services:
         async def read() -> bytes:
             agents = [s.as_dict() for s in await self.agents.status()]
             counts = {**await self.jobs.counts(), "workers": await self.jobs.registry.count_alive()}
-            return json.dumps({"agents": agents, "jobs": counts}, default=str).encode()
+            return json.dumps({"agents": agents, "jobs": counts}).encode()
 
         journal = json.loads(await self.fresh("status:", read))
         return {
