@@ -57,7 +57,8 @@ class Checkpoint:
     """Where a run stands, as the agent writes it with every journal flush (the account's
     ``checkpoint`` column, JSON) and reads it back to resume: the last bar it finished, the
     equity peak its drawdown is measured from, a halt, the trades journaled so far, the risk
-    state (daily loss, cooldowns, emergency stop) and the day the kill switch last flattened."""
+    state (daily loss, cooldowns, emergency stop), the day the kill switch last flattened, and
+    the strategy's own state where it keeps one (the ensemble's learnt weights)."""
 
     bar: int = -1
     peak: float | None = None  # None: the run's starting cash
@@ -66,6 +67,7 @@ class Checkpoint:
     trades: int = 0
     risk: dict[str, Any] | None = None  # RiskContext.to_dict()
     flattened_day: date | None = None
+    strategy: dict[str, Any] | None = None  # the stepper's state(), when it has one
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document stored in the journal."""
@@ -77,6 +79,7 @@ class Checkpoint:
             "trades": self.trades,
             "risk": self.risk,
             "flattened_day": None if self.flattened_day is None else str(self.flattened_day),
+            "strategy": self.strategy,
         }
 
     @classmethod
@@ -96,6 +99,7 @@ class Checkpoint:
             trades=int(stored.get("trades", 0)),
             risk=dict(stored["risk"]) if stored.get("risk") else None,
             flattened_day=date.fromisoformat(day) if day else None,
+            strategy=dict(stored["strategy"]) if stored.get("strategy") else None,
         )
 
     def lifted(self) -> Checkpoint:

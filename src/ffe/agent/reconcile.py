@@ -51,6 +51,8 @@ async def restore(core: StepCore, db: Database, run_id: str, checkpoint: Checkpo
         core.context = RiskContext.from_dict(checkpoint.risk)
     if checkpoint.flattened_day is not None:
         core.flattened_day = checkpoint.flattened_day
+    if checkpoint.strategy and hasattr(core.stepper, "restore"):
+        core.stepper.restore(checkpoint.strategy)  # a resumed ensemble decides as undisturbed
     for order in working:
         core.working[order.client_order_id] = BrokerOrder(
             order.client_order_id,

@@ -465,6 +465,7 @@ class StepCore:
             trades=self.trades_journaled,
             risk=self.context.to_dict(),
             flattened_day=self.flattened_day,
+            strategy=self.stepper.state() if hasattr(self.stepper, "state") else None,
         )
 
     async def flush(self, lease: timedelta | None = None) -> None:

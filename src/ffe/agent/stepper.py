@@ -10,8 +10,8 @@ decide every ``every`` bars, weights learned from each outcome as it arrives.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -21,10 +21,15 @@ from ffe.domain.orders import Decision
 
 if TYPE_CHECKING:
     from ffe.decide.ensemble import EnsembleDecider
+    from ffe.forecast.base import Series
 
 
 class Stepper(Protocol):
-    """Targets (one per symbol, NaN for no instruction) and decisions for the newest bar."""
+    """Targets (one per symbol, NaN for no instruction) and decisions for the newest bar.
+
+    A stepper with state of its own that the history does not hold (what a model learnt from
+    its forecasts' outcomes) also has ``state() -> dict`` and ``restore(dict)``: the agent
+    keeps that in its checkpoint, so a resumed agent decides as it would have undisturbed."""
 
     def step(self, history: History) -> tuple[FloatArray, list[Decision]]: ...
 
@@ -69,7 +74,19 @@ class EnsembleStepper:
         extra = [voter] if voter is not None else []
         self._extra = extra
         self._deciders: dict[int, EnsembleDecider] = {}
+        self._symbols: dict[int, str] = {}
+        self._saved: dict[str, Mapping[str, Any]] = {}  # restored, for deciders not yet made
         self._on_forecast: Callable[[str, float], None] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """Each symbol's decider's state (``EnsembleDecider.state``), as JSON."""
+        return {self._symbols[j]: d.state() for j, d in self._deciders.items()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back a ``state()``: each symbol's decider is rebuilt from it on its next step,
+        refitted on the bars its models were last fitted on."""
+        self._deciders.clear()
+        self._saved = dict(state)
 
     @property
     def on_forecast(self) -> Callable[[str, float], None] | None:
@@ -97,13 +114,12 @@ class EnsembleStepper:
             if origin < 0:
                 continue
             decider = self._deciders.get(j)
-            fresh = decider is None
+            series = Series(symbol, np.log(column[first:]), history.times[first:])
             if decider is None:
                 decider = self._deciders[j] = self._new_decider()
-            series = Series(symbol, np.log(column[first:]), history.times[first:])
-            # A new decider past origin 0 is a resumed agent's (restarted, or after a restore):
-            # fitted now, not at the next refit bar, or no model could forecast until then.
-            if fresh or origin % s.refit_every == 0:
+                self._symbols[j] = symbol
+                self._resume(decider, series, origin)
+            elif origin % s.refit_every == 0:
                 decider.refit(series)
             if origin % s.every != 0:
                 continue
@@ -111,6 +127,25 @@ class EnsembleStepper:
             row[j] = decision.target
             decisions.append(decision)
         return row, decisions
+
+    def _resume(self, decider: EnsembleDecider, series: Series, origin: int) -> None:
+        """A new decider at ``origin``: fitted as an undisturbed one would be there. With a
+        saved state, on the bars of the last refit (``window + r`` values at refit origin
+        ``r``) and with its weights and pending forecasts; without one (a first step, or a
+        checkpoint written before strategies kept state), on the bars so far, or no model
+        could forecast until the next refit."""
+        from ffe.forecast.base import Series
+
+        s = self.strategy
+        saved = self._saved.pop(series.symbol, None)
+        last_refit = origin - origin % s.refit_every
+        if saved is None or last_refit == origin:
+            decider.refit(series)
+        else:
+            n = s.window + last_refit
+            decider.refit(Series(series.symbol, series.values[:n], series.times[:n]))
+        if saved is not None:
+            decider.restore(saved)
 
     def _new_decider(self) -> EnsembleDecider:
         from ffe.decide.ensemble import EnsembleDecider, EnsembleStrategy

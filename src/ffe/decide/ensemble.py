@@ -23,7 +23,7 @@ Every decision carries its rationale: each model's vote and weight and the numbe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter  # decide() names a local `time`
 from typing import Any, ClassVar
@@ -351,6 +351,24 @@ class EnsembleDecider:
             self.strategy._policy,
         )
 
+    def state(self) -> dict[str, Any]:
+        """The weights' history and the forecasts still waiting for their outcome, as JSON
+        (NaN as null): with a refit on the same bars, ``restore`` makes a new decider decide
+        as this one would."""
+        pending = {
+            str(t): [_nan_free(means), _nan_free(sds), start]
+            for t, (means, sds, start) in self._pending.items()
+        }
+        return {"hedge": self._hedge.state(), "pending": pending}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back a ``state()`` (see there)."""
+        self._hedge.restore(state["hedge"])
+        self._pending = {
+            int(t): (_floats(means), _floats(sds), float(start))
+            for t, (means, sds, start) in state["pending"].items()
+        }
+
     def _learn(self, series: Series, t: int) -> None:
         """Feed the weights every pending forecast whose outcome bar has arrived."""
         h = self.strategy.horizon
@@ -361,3 +379,11 @@ class EnsembleDecider:
             ok = np.isfinite(means)
             crps[ok] = crps_normal(np.full(ok.sum(), outcome), means[ok], sds[ok])
             self._hedge.observe(crps)
+
+
+def _nan_free(values: FloatArray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def _floats(values: Sequence[float | None]) -> FloatArray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)

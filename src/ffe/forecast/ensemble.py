@@ -14,7 +14,9 @@ by its mean and variance (law of total variance) and read as a normal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +76,20 @@ class Hedge:
     @property
     def scores(self) -> FloatArray:
         return self._score.copy()
+
+    def state(self) -> dict[str, Any]:
+        """What the weights were learnt from so far, as JSON (``restore`` takes it back)."""
+        return {"score": self._score.tolist(), "observed": self.observed}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back a ``state()``; refused when it is for another number of models."""
+        score = np.asarray(state["score"], dtype=np.float64)
+        if score.shape != self._score.shape:
+            raise ConfigError(
+                f"the saved ensemble weights are for {score.size} models, this ensemble has "
+                f"{self._score.size}: start a fresh run (`--fresh`) after changing its models"
+            )
+        self._score, self.observed = score, int(state["observed"])
 
 
 def panel_crps(panel: Panel, step: int) -> FloatArray:

@@ -4,6 +4,7 @@ outcome not yet known, and the combination is the mixture's mean and spread."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -268,3 +269,20 @@ def test_combine_when_horizon_axis_then_each_step_mixed_separately() -> None:
         one_mean, one_sd = combine(panel.mean[:, :, step], panel.sd[:, :, step], weights)
         np.testing.assert_allclose(mix_mean[:, step], one_mean)
         np.testing.assert_allclose(mix_sd[:, step], one_sd)
+
+
+def test_hedge_state_when_restored_then_same_weights_and_later_updates():
+    hedge, copy = Hedge(3), Hedge(3)
+    for crps in ([0.1, 0.2, np.nan], [0.3, 0.1, 0.2]):
+        hedge.observe(np.array(crps))
+    copy.restore(json.loads(json.dumps(hedge.state())))
+    assert np.array_equal(copy.weights(), hedge.weights())
+    assert copy.observed == 2
+    for h in (hedge, copy):
+        h.observe(np.array([0.5, 0.1, 0.1]))
+    assert np.array_equal(copy.weights(), hedge.weights())
+
+
+def test_hedge_state_when_for_another_number_of_models_then_refused():
+    with pytest.raises(ConfigError, match="for 2 models, this ensemble has 3"):
+        Hedge(3).restore(Hedge(2).state())
