@@ -18,7 +18,7 @@ agent's trades identical to an undisturbed replay of the same bars.
 
     python -m bench.bench_stack [--duration 60] [--connections 32] [--threads 2]
         [--api-processes 3] [--subscribers 50] [--keys 100] [--submit-every 1]
-        [--routes] [--chaos]
+        [--routes] [--chaos] [--events api-1,...,postgres]
         [--port-base 49000] [--agent-speed 3] [--no-write] [--strict]
 """
 
@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--routes", action="store_true", help="also each route alone (5 s)")
     parser.add_argument("--chaos", action="store_true", help="then kill each process in turn")
     parser.add_argument("--chaos-window", type=float, default=50.0, help="seconds per event")
+    parser.add_argument(
+        "--events",
+        default=",".join(CHAOS),
+        help=f"the chaos events to run, in this order (default: all, {','.join(CHAOS)})",
+    )
     parser.add_argument("--port-base", type=int, default=49000)
     parser.add_argument("--agent-speed", type=float, default=3.0, help="bars a second")
     parser.add_argument("--no-write", action="store_true")
@@ -306,7 +311,11 @@ def _chaos(
     submitter: load.Submitter,
 ) -> list[dict[str, Any]]:
     events = []
-    for target in CHAOS:
+    chosen = [e for e in args.events.split(",") if e]
+    unknown = sorted(set(chosen) - set(CHAOS))
+    if unknown:
+        raise SystemExit(f"--events: unknown {', '.join(unknown)}; choose from {', '.join(CHAOS)}")
+    for target in chosen:
         stack.wait_healthy(timeout=120)
         window = args.chaos_window + (POSTGRES_DOWN_S if target == "postgres" else 0)
         wrk = load.Wrk(
@@ -358,6 +367,18 @@ def _chaos(
             "rps": round(result.rps, 1),
             "p99_ms": result.p99_ms,
             "load_average": machine()["load_average_1_5_15"],
+            # Seconds after the kill: errors per second (every client), and what the health
+            # watch found unhealthy in each of its samples (for reading a slow recovery).
+            "errors_by_second": {
+                round(at - killed_at): n
+                for at, n in sorted(with_clients.items())
+                if n and at >= killed_at - 1
+            },
+            "health": [
+                (round(at - killed_at, 1), sorted(problems))
+                for at, problems in watch.samples
+                if at >= killed_at - 1
+            ],
         }
         events.append(event)
         print(

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from tests.support.deploy import (
     ROOT,
     break_value,
@@ -158,21 +157,7 @@ tests:
 def test_calibration_panel_when_evaluated_then_pairs_each_bins_hit_rate_with_its_midpoint(
     tmp_path: Path,
 ) -> None:
-    deploy_python()  # promtool comes with the deploy tools
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed")
-    shutil.copy(ROOT / PANEL_RULES, tmp_path / "panels.yml")
-    (tmp_path / "calibration.yml").write_text(CALIBRATION_TEST)
-
-    done = subprocess.run(
-        [promtool, "test", "rules", "calibration.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = _promtool_test(tmp_path, "calibration.yml", CALIBRATION_TEST)
 
     # Only the bin with outcomes gets a midpoint bar, beside its hit rate of 3 in 4.
     assert done.returncode == 0, done.stdout + done.stderr
@@ -214,19 +199,23 @@ tests:
 def test_decision_to_order_panel_when_evaluated_then_p50_and_p99_of_the_histogram(
     tmp_path: Path,
 ) -> None:
+    done = _promtool_test(tmp_path, "decision_to_order.yml", DECISION_TO_ORDER_TEST)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _promtool_test(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` on a rule test ``text`` over the panels' recording rules."""
     deploy_python()  # promtool comes with the deploy tools
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool is not installed: make deploy-tools"
     shutil.copy(ROOT / PANEL_RULES, tmp_path / "panels.yml")
-    (tmp_path / "decision_to_order.yml").write_text(DECISION_TO_ORDER_TEST)
-
-    done = subprocess.run(
-        [promtool, "test", "rules", "decision_to_order.yml"],
+    (tmp_path / name).write_text(text)
+    return subprocess.run(
+        [promtool, "test", "rules", name],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
-
-    assert done.returncode == 0, done.stdout + done.stderr
