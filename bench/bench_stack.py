@@ -336,11 +336,12 @@ def _chaos(
                 time.sleep(0.5)
             name, note = (found[1], f"mid-job {found[0][:8]}") if found else ("worker-0", "idle")
         killed_at = time.time()
-        old = stack.kill(name, signal.SIGKILL)
         if target == "postgres":
-            stack.stop("postgres")  # supervisord would start it at once: keep it down
-            time.sleep(POSTGRES_DOWN_S)
+            old = stack.crash("postgres")  # SIGKILLed and kept down (autorestart would not)
+            time.sleep(max(0.0, POSTGRES_DOWN_S - (time.time() - killed_at)))
             stack.start("postgres", wait=False)
+        else:
+            old = stack.kill(name, signal.SIGKILL)
         result = wrk.result()
         with_clients = load.merge_seconds(
             result.bad_by_second,

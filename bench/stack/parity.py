@@ -36,12 +36,13 @@ def agent_parity(postgres_url: str, account: str = "paper") -> Parity:
     """Compare the agent's closed trades with a backtest over bars 0..bar (the checkpoint)."""
     with psycopg.connect(postgres_url) as conn:
         row = conn.execute(
-            "SELECT run_id, (checkpoint->>'bar')::int FROM agent_states WHERE account = %s",
+            "SELECT run_id, (checkpoint->>'bar')::int, last_bar_time FROM agent_states "
+            "WHERE account = %s",
             (account,),
         ).fetchone()
         if row is None or row[1] is None:
             raise RuntimeError("the agent has no checkpoint yet")
-        run_id, bar = row
+        run_id, bar, bar_time = row
         strategy, params, symbols, config = conn.execute(
             "SELECT strategy, params, symbols, config FROM runs WHERE id = %s", (run_id,)
         ).fetchone()
@@ -54,7 +55,11 @@ def agent_parity(postgres_url: str, account: str = "paper") -> Parity:
             "GROUP BY order_id HAVING count(*) > 1) AS t",
             (run_id,),
         ).fetchone()[0]
-    stored = asyncio.run(_journal_trades(postgres_url, run_id))
+    # The agent keeps trading while this reads: a trade it closed after the checkpoint read
+    # above is past bar `bar`, so it is left out rather than counted as one too many.
+    stored = [
+        t for t in asyncio.run(_journal_trades(postgres_url, run_id)) if t.exit_time <= bar_time
+    ]
     expected = _replay(strategy, params, symbols, config, bar)
     # The journal is written every few bars, so the agent's last trade may still be on its
     # way: the agent's trades must be the backtest's first ones, at most one short.
