@@ -729,6 +729,7 @@ class Stack:
             "redis",
             "nginx/tmp",
             "prometheus/data",
+            "prometheus/agents.d",
             "alertmanager/data",
         ):
             self.path(sub).mkdir(parents=True, exist_ok=True)
@@ -859,7 +860,14 @@ class Stack:
             ),
             static("ffe-worker", [(f"worker-{i}", port) for i, port in enumerate(p.workers)]),
             static("ffe-precompute", [("precompute", p.precompute)]),
-            static("ffe-agent", [("agent", p.agent)]),
+            {
+                **static("ffe-agent", [("agent", p.agent)]),
+                # One agent an account: another account's agent, started by hand, is scraped
+                # once its target file is in agents.d/ (add_agent_target).
+                "file_sd_configs": [
+                    {"files": [str(self.path("prometheus", "agents.d", "*.json"))]}
+                ],
+            },
             static("prometheus", [("prometheus", p.prometheus)]),
             static("alertmanager", [("alertmanager", p.alertmanager)]),
         ]
@@ -1211,6 +1219,23 @@ class Stack:
             )
             for t in data["data"]["activeTargets"]
         ]
+
+    def add_agent_target(self, name: str, port: int) -> Path:
+        """Have Prometheus scrape another agent, ``ffe agent run --account A --health-port
+        port`` started outside supervisord, as process ``name`` of job ffe-agent: a target file
+        in prometheus/agents.d/, which Prometheus watches. Its alerts are the stack's agent's."""
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", name) or name in self.processes():
+            raise StackError(f"agent target {name!r}: use a new name of a-z, 0-9 and '-'")
+        target = self.path("prometheus", "agents.d", f"{name}.json")
+        entry = [{"targets": [f"{HOST}:{int(port)}"], "labels": {"process": name}}]
+        partial = target.with_suffix(".tmp")  # Prometheus must never read half a file
+        partial.write_text(json.dumps(entry))
+        partial.replace(target)
+        return target
+
+    def remove_agent_target(self, name: str) -> None:
+        """Stop scraping the agent ``add_agent_target`` added (stop the agent itself first)."""
+        self.path("prometheus", "agents.d", f"{name}.json").unlink(missing_ok=True)
 
     def status(self) -> StackStatus:
         """Each process (state, pid, uptime, health) and each Prometheus target."""

@@ -439,6 +439,7 @@ def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = F
             chosen.oanda_account_id,
             environment="practice" if practice else "live",
             live=allow_live and not practice,
+            base_url=chosen.oanda_url,
         )
     return GuardedBroker(venue, broker_breaker(settings, name=chosen.broker))
 

@@ -106,6 +106,12 @@ class AgentSettings(Section):
     oanda_token: SecretStr | None = None
     oanda_account_id: str | None = None
     oanda_practice: bool = Field(True, description="practice account (no real money)")
+    oanda_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="none = OANDA's own address for the environment; another v20 REST server "
+        "(a local one in tests)",
+    )
 
 
 NotifyEvent = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped"]

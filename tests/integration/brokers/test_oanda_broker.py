@@ -1,4 +1,5 @@
-"""OandaBroker against a local server speaking the v20 REST subset it uses (fake_oanda.py)."""
+"""OandaBroker against a local server speaking the v20 REST subset it uses
+(tests/support/fake_oanda.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from tests.integration.brokers.fake_oanda import (
+from tests.support.fake_oanda import (
     PENDING,
     FakeOanda,
     Fault,

@@ -2,15 +2,18 @@
 the agent deciding, every dashboard panel's query returns data from the stack's Prometheus
 (but the allow-listed ones, which must not), every recording and alert rule evaluates
 cleanly, and forced failures (a hung agent, a backlog with no workers, PgBouncer and Redis
-gone) reach Alertmanager's webhook as their alerts. One stack for the module, its alert rules
-loaded with `for: 5s` so the alerts come in seconds (their thresholds are the real ones)."""
+gone, a venue whose broker breaker opens) reach Alertmanager's webhook as their alerts. One
+stack for the module, its alert rules loaded with `for: 5s` so the alerts come in seconds
+(their thresholds are the real ones)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.fake_oanda import FakeOanda, Fault
+from tests.support.server import free_port
 from tests.support.stack import (
     ROOT,
     Stack,
@@ -184,6 +189,61 @@ def test_alerts_when_conditions_are_forced_then_each_reaches_the_webhook(
     for record in ("ffe:panel:api:5xx_ratio", "ffe:panel:api:cache_errors"):
         assert stack.prometheus_query(queries[record]), record
     stack.wait_healthy(timeout=180)
+
+
+def test_breaker_when_a_venue_keeps_failing_then_its_alert_reaches_the_webhook(
+    traffic: Stack, tmp_path: Path
+) -> None:
+    """A second account's agent trades on a venue (a local OANDA v20 server), scraped through
+    the stack's agent discovery; the venue answers 503 to everything and the agent's broker
+    breaker opens: FfeCircuitBreakerOpen reaches the webhook."""
+    stack = traffic
+    venue = FakeOanda()
+    venue.prices["SP500"] = 2000.0
+    venue.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        **stack.ffe_env(),
+        "FFE__AGENT__BROKER": "oanda",
+        "FFE__AGENT__OANDA_TOKEN": venue.token,
+        "FFE__AGENT__OANDA_ACCOUNT_ID": venue.account_id,
+        "FFE__AGENT__OANDA_URL": venue.url,
+    }
+    log = tmp_path / "agent-venue.log"
+    with log.open("wb") as sink:
+        agent = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "ffe", "agent", "run", "--account", "venue"),
+                *("--strategy", "sma_cross", "--param", "fast=2", "--param", "slow=4"),
+                *("--symbol", "SP500", "--speed", "20"),
+                *("--health-port", str(port), "--health-host", "127.0.0.1"),
+            ],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    stack.add_agent_target("agent-venue", port)
+    closed = 'ffe_circuit_breaker_state{name="oanda",process="agent-venue"} == 0'
+    try:
+        # Trading first: the venue fills its orders and Prometheus sees the breaker closed.
+        deadline = time.monotonic() + 120
+        while not (venue.count("POST", "/orders") and stack.prometheus_query(closed)):
+            assert agent.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the venue agent never traded or was scraped"
+            time.sleep(2)
+        for method in ("GET", "POST", "PUT"):
+            venue.inject(Fault(method, "", status=503, times=10**6))
+        _wait_alerts(stack, {"FfeCircuitBreakerOpen"})
+    finally:
+        agent.send_signal(signal.SIGINT)
+        try:
+            agent.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        stack.remove_agent_target("agent-venue")
+        venue.stop()
+    assert "circuit open" in log.read_text()
 
 
 def _wait_alerts(

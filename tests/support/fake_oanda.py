@@ -1,4 +1,5 @@
-"""A local OANDA v20 REST server for the adapter's tests: real HTTP on 127.0.0.1.
+"""A local OANDA v20 REST server for the adapter's tests and the stack's venue agent: real
+HTTP on 127.0.0.1.
 
 It speaks the subset of the v20 API that ``OandaBroker`` uses (market orders, order lookup by
 client id, transactions, cancel, pending orders, account summary, open positions), checks the
