@@ -135,13 +135,27 @@ class Lifecycle:
         """Renew the lease while the agent lives, also while it is paused or waits for bars
         (flushes renew it too, but only while bars are stepped)."""
         account = self.config.account
+        failing_since: float | None = None
         while True:
-            await asyncio.sleep(persist.LEASE_TTL.total_seconds() / 3)
+            every = persist.LEASE_TTL.total_seconds() / 3
+            await asyncio.sleep(every if failing_since is None else persist.LEASE_RETRY_S)
             try:
                 held = await persist.renew_lease(self.db, account, self.owner, persist.LEASE_TTL)
             except FfeError as exc:  # the loop meets the same journal and stops on it
-                log.warning("could not renew the agent's lease: %s", exc)
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning(
+                        "could not renew the agent's lease: %s; trying every %.0f s",
+                        exc,
+                        persist.LEASE_RETRY_S,
+                    )
                 continue
+            if failing_since is not None:
+                log.warning(
+                    "renewed the agent's lease again after %.1f s",
+                    time.monotonic() - failing_since,
+                )
+                failing_since = None
             if not held:
                 log.error("agent %s lost the lease on %s: stopping", self.owner, account)
                 self.lease_lost = self.stopping = True

@@ -27,6 +27,9 @@ from ffe.store.models import AgentCommand, AgentState, Approval
 from ffe.store.types import utc_now
 
 LEASE_TTL = timedelta(seconds=30)
+# After a failed renewal (the journal down), the agent tries again this often instead of a
+# third of LEASE_TTL: back from an outage, it holds its lease (and is ready) within a second.
+LEASE_RETRY_S = 1.0
 
 # How a deliberate stop (the ``stop`` command) is told apart from every other end: the account's
 # status "stopped" with this in ``halted_reason`` (otherwise only a halt's reason). A stop by the

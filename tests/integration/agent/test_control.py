@@ -391,6 +391,51 @@ async def test_paused_agent_when_its_lease_period_passes_then_still_running(
     assert (paused.status, paused.running) == ("paused", True)
 
 
+async def test_lease_when_the_journal_comes_back_then_renewed_within_the_retry_period(
+    db, tmp_path, monkeypatch
+):
+    """A renewal that fails (the journal down) is retried every LEASE_RETRY_S, not a third of
+    the lease period later: back from an outage, the agent holds its lease again at once."""
+    import time
+    from datetime import timedelta
+
+    from ffe.agent import persist
+    from ffe.domain.errors import StoreError
+
+    monkeypatch.setattr(persist, "LEASE_TTL", timedelta(seconds=6))  # renewed every 2 s
+    monkeypatch.setattr(persist, "LEASE_RETRY_S", 0.1)
+    renew, calls, failing = persist.renew_lease, [], [True]
+
+    async def flaky(*args, **kwargs):
+        calls.append((time.monotonic(), failing[0]))
+        if failing[0]:
+            raise StoreError("the journal is down (test)")
+        return await renew(*args, **kwargs)
+
+    agent = _agent(db, tmp_path, speed=200)
+    task = asyncio.create_task(agent.run())
+    await _until(lambda: agent.core is not None and agent.core.last_bar > 5)
+    await agent_service_pause(db, agent)
+    monkeypatch.setattr(persist, "renew_lease", flaky)
+    await _until(lambda: len(calls) >= 3)  # failing renewals, 0.1 s apart
+    failing[0] = False
+    back = time.monotonic()
+    await _until(lambda: any(not down for _, down in calls))
+    agent.request_stop()
+    await task
+
+    renewed_at = next(at for at, down in calls if not down)
+    assert renewed_at - back < 1.0  # not the 2 s of a third of the lease
+    gaps = [b[0] - a[0] for a, b in zip(calls, calls[1:], strict=False) if a[1]]
+    assert max(gaps) < 1.0
+
+
+async def agent_service_pause(db, agent):
+    """Pause ``agent``: no bars, so no flushes renew the lease, only its keeper."""
+    await AgentService(db).command("paper", "pause")
+    await _until(lambda: agent.paused)
+
+
 async def test_approve_when_the_approvals_run_no_longer_runs_then_refused(db, tmp_path):
     from ffe.agent.persist import ApprovalClosedError
 
