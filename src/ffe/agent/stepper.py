@@ -4,7 +4,8 @@ A plain strategy is asked for targets over the history up to the newest bar and 
 is the instruction: exactly what the backtest's stream mode does, which is checked to equal
 batch mode for every built-in. The ensemble strategy would refit every model on every bar
 that way, so it steps through ``EnsembleDecider`` instead: refit every ``refit_every`` bars,
-decide every ``every`` bars, weights learned from each outcome as it arrives.
+forecast at every bar, decide every ``every`` bars, weights learned from each bar's outcome
+as it arrives and the confidence recalibrated: the backtest's numbers, bar for bar.
 """
 
 from __future__ import annotations
@@ -122,30 +123,36 @@ class EnsembleStepper:
             elif origin % s.refit_every == 0:
                 decider.refit(series)
             if origin % s.every != 0:
+                decider.observe(series)  # the weights learn from every bar, as in a backtest
                 continue
             decision = decider.decide(series)
+            if decision is None:  # no model could forecast: no instruction, as in a backtest
+                continue
             row[j] = decision.target
             decisions.append(decision)
         return row, decisions
 
     def _resume(self, decider: EnsembleDecider, series: Series, origin: int) -> None:
         """A new decider at ``origin``: fitted as an undisturbed one would be there. With a
-        saved state, on the bars of the last refit (``window + r`` values at refit origin
-        ``r``) and with its weights and pending forecasts; without one (a first step, or a
-        checkpoint written before strategies kept state), on the bars so far, or no model
-        could forecast until the next refit."""
+        saved state, each model on the bars its saved fit saw, with the weights, pending
+        forecasts and recalibration; a state written before it kept those bars: on the bars
+        of the last refit (``window + r`` values at refit origin ``r``); none (a first step,
+        or a checkpoint written before strategies kept state): on the bars so far, or no
+        model could forecast until the next refit."""
         from ffe.forecast.base import Series
 
         s = self.strategy
         saved = self._saved.pop(series.symbol, None)
+        if saved is not None and decider.resume(series, saved):
+            if origin % s.refit_every == 0:
+                decider.refit(series)
+            return
         last_refit = origin - origin % s.refit_every
         if saved is None or last_refit == origin:
             decider.refit(series)
         else:
             n = s.window + last_refit
             decider.refit(Series(series.symbol, series.values[:n], series.times[:n]))
-        if saved is not None:
-            decider.restore(saved)
 
     def _new_decider(self) -> EnsembleDecider:
         from ffe.decide.ensemble import EnsembleDecider, EnsembleStrategy

@@ -80,6 +80,8 @@ def analyse(
     errors = [_fit_error(name, strategy, series) for name in failed]
     forecasts = _forecast_all(decider, series, horizon, set(failed), errors)
     decision = decider.decide(series)
+    if decision is None:
+        raise StrategyError(f"{symbol}: no model could forecast")
     return {
         "symbol": symbol,
         "as_of": market.time_of(market.n_bars - 1).isoformat(),
@@ -142,8 +144,9 @@ def _check_history(decider: EnsembleDecider, symbol: str, bars: int, market: Mar
 
 def _replay(decider: EnsembleDecider, series: Series, feedback: int) -> list[str]:
     """Step ``decider`` through about ``feedback`` bars before the last one as the agent
-    would (refit every ``refit_every`` bars, decide every ``every``, both counted back from
-    the last bar), then refit it there; the names of the models whose last fit failed."""
+    would (refit every ``refit_every`` bars, forecast at every bar, decide every ``every``,
+    both counted back from the last bar), then refit it there; the names of the models whose
+    last fit failed."""
     every, refit_every = decider.strategy.every, decider.strategy.refit_every
     last = len(series) - 1
     needed = max(model.min_history() for model in decider.models)
@@ -153,11 +156,9 @@ def _replay(decider: EnsembleDecider, series: Series, feedback: int) -> list[str
         if (last - bar) % refit_every == 0:
             decider.refit(seen)
         if (last - bar) % every != 0:
-            continue
-        try:
-            decider.decide(seen)  # feeds the weights the outcomes known by then
-        except StrategyError as exc:  # no model could forecast there: nothing to learn
-            log.debug("%s", exc)
+            decider.observe(seen)  # the weights learn from every bar's outcome
+        else:
+            decider.decide(seen)
     return decider.refit(series)
 
 

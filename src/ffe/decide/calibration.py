@@ -8,7 +8,9 @@ already known when each decision was made, so a backtest can use it without look
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -174,3 +176,93 @@ def _times(
     if (known <= decided).any():
         raise ValueError("known_at must be after decided_at: an outcome is known only later")
     return decided.astype(np.intp), known.astype(np.intp)
+
+
+class LiveRecalibrator:
+    """``OnlineRecalibrator`` one decision at a time, for an agent deciding as bars arrive: the
+    same fits on the same outcomes, so the same numbers as ``recalibrate`` over the same
+    decisions (with ``known_at`` non-decreasing in decision order, as it is for decisions
+    judged a fixed number of bars later).
+
+    ``decide`` takes a decision's raw confidence and time indices and returns its calibrated
+    confidence and how many outcomes were known for it; ``settle`` records an outcome once it
+    is known, which must happen before a decision at or after its ``known_at`` is taken.
+    ``state``/``restore`` carry it across a restart as JSON; the fit is remade from them."""
+
+    def __init__(self, refit_every: int = 20, min_samples: int = 50) -> None:
+        self._rule = OnlineRecalibrator(refit_every, min_samples)  # validates both
+        self._conf: list[float] = []
+        self._decided: list[int] = []
+        self._known: list[int] = []
+        self._hit: list[float | None] = []
+        self._start: int | None = None  # decision index of the newest fit
+        self._used = 0  # outcomes it was fitted on
+        self._model: IsotonicRegression | None = None
+
+    def __len__(self) -> int:
+        return len(self._conf)
+
+    def decide(self, confidence: float, decided_at: int, known_at: int) -> tuple[float, int]:
+        if not known_at > decided_at:
+            raise ValueError("known_at must be after decided_at: an outcome is known only later")
+        if self._decided and decided_at < self._decided[-1]:
+            raise ValueError("decided_at must be non-decreasing: decide in time order")
+        i = len(self._conf)
+        available = int(np.count_nonzero(np.asarray(self._known, dtype=np.int64) <= decided_at))
+        rule = self._rule
+        fitted = self._start is not None
+        if (
+            available >= rule.min_samples
+            and not (fitted and available == self._used)
+            and not (fitted and i - int(self._start or 0) < rule.refit_every)
+        ):
+            self._fit(available)
+            self._start = i
+        calibrated = confidence
+        if self._model is not None:
+            calibrated = float(self._model.predict(np.array([confidence]))[0])
+        self._conf.append(float(confidence))
+        self._decided.append(int(decided_at))
+        self._known.append(int(known_at))
+        self._hit.append(None)
+        return calibrated, available
+
+    def unsettled(self, by: int) -> list[int]:
+        """Indices of the decisions whose outcome is known by time ``by`` but not settled."""
+        return [j for j, k in enumerate(self._known) if k <= by and self._hit[j] is None]
+
+    def decided_at(self, index: int) -> int:
+        return self._decided[index]
+
+    def settle(self, index: int, hit: bool) -> None:
+        self._hit[index] = 1.0 if hit else 0.0
+
+    def _fit(self, used: int) -> None:
+        order = np.argsort(np.asarray(self._known, dtype=np.int64), kind="stable")[:used]
+        hits = [self._hit[j] for j in order.tolist()]
+        if any(h is None for h in hits):
+            raise ValueError("an outcome known by now was not settled: settle() it first")
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        model.fit(np.asarray(self._conf, dtype=np.float64)[order], np.asarray(hits, np.float64))
+        self._model, self._used = model, used
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "conf": list(self._conf),
+            "decided": list(self._decided),
+            "known": list(self._known),
+            "hit": list(self._hit),
+            "start": self._start,
+            "used": self._used,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._conf = [float(c) for c in state["conf"]]
+        self._decided = [int(d) for d in state["decided"]]
+        self._known = [int(k) for k in state["known"]]
+        self._hit = [None if h is None else float(h) for h in state["hit"]]
+        start = state["start"]
+        self._start = None if start is None else int(start)
+        self._model, self._used = None, 0
+        if self._start is not None:
+            self._fit(int(state["used"]))

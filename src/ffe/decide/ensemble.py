@@ -23,14 +23,14 @@ Every decision carries its rationale: each model's vote and weight and the numbe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter  # decide() names a local `time`
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ffe.decide.calibration import OnlineRecalibrator
+from ffe.decide.calibration import LiveRecalibrator, OnlineRecalibrator
 from ffe.decide.policy import Call, DecisionPolicy, call, make_decision
 from ffe.decide.strategy import Explained, register, server_setting
 from ffe.domain.errors import StrategyError
@@ -41,6 +41,8 @@ from ffe.forecast.ensemble import Hedge, HedgeConfig, combine, hedge_weights
 from ffe.forecast.metrics import crps_normal
 from ffe.forecast.models import DEFAULT_MODELS, make_forecaster, parse_models
 from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
+
+RECALIBRATE_EVERY = 20  # decisions between refits of the confidence's isotonic map
 
 
 def _per_year(times: np.ndarray[Any, Any]) -> float:
@@ -229,7 +231,7 @@ class EnsembleStrategy:
         hit = np.where(known, (side * np.nan_to_num(realized) > threshold), 0).astype(int)
         never = len(panel.origins) + h + 1  # outcomes past the data are never known
         known_at = np.where(known, index + h, never)
-        recalibrator = OnlineRecalibrator(refit_every=20, min_samples=self.min_outcomes)
+        recalibrator = OnlineRecalibrator(RECALIBRATE_EVERY, min_samples=self.min_outcomes)
         fitted = recalibrator.recalibrate(raw, index, known_at, hit)
         # An isotonic fit on a few dozen outcomes is a staircase of noise: trust it in
         # proportion to the outcomes it was fitted on (n / (n + prior)), the rest raw.
@@ -267,15 +269,20 @@ def _one_bar_volatility(panel: Panel, weights: FloatArray) -> FloatArray:
 
 
 class EnsembleDecider:
-    """The live decision step: fitted models, online Hedge weights, one decision per call.
+    """The live decision step: fitted models, online Hedge weights, online recalibration.
 
-    ``refit(series)`` fits every model on the window ending at the last bar; ``decide(series)``
-    forecasts from the last bar with the fitted parameters (no refit), first feeding the
-    weights the outcome of the forecast made ``horizon`` bars ago, and returns the decision.
-    The same functions as the ``ensemble`` strategy's: the same numbers on the same bars.
+    Called at every bar from the end of the first window, as the strategy's batch run
+    forecasts from every origin: ``refit(series)`` on the refit bars fits every model on the
+    window ending at the last bar; ``observe(series)`` on the other bars between decisions
+    forecasts with the fitted parameters so the weights learn from every bar's outcome; and
+    ``decide(series)`` on decision bars does the same, also asks the ``extra`` voters (an LLM),
+    and returns the decision (None when no model could forecast). Each first feeds the weights
+    every outcome that has arrived. A model whose fit failed sits out and is fitted again at
+    each bar until a fit works. The same functions as the ``ensemble`` strategy's: the same
+    numbers on the same bars, recalibrated confidence included.
 
     ``on_forecast``, when set, is told each model's name and the seconds its forecast took
-    in ``decide`` (failed forecasts included), for metrics; unset, nothing is timed.
+    (failed forecasts included), for metrics; unset, nothing is timed.
     """
 
     def __init__(self, strategy: EnsembleStrategy, extra: Sequence[Forecaster] = ()) -> None:
@@ -284,47 +291,33 @@ class EnsembleDecider:
         self.models: list[Forecaster] = [
             make_forecaster(name, strategy.window, strategy.horizon) for name in names
         ]
+        self._base = len(self.models)  # the extra voters, after them, are asked at decisions
         self.models.extend(extra)
         self.names = [model.name for model in self.models]
         self._hedge = Hedge(len(self.models), HedgeConfig(strategy.eta, strategy.discount))
         self._pending: dict[int, tuple[FloatArray, FloatArray, float]] = {}
+        self._fitted_on: list[int | None] = [None] * self._base  # bars each fit saw
+        self._tried_on: list[int] = [0] * self._base  # bars the last fit tried saw
         self._per_year = 252.0
+        self._recalibrator = LiveRecalibrator(RECALIBRATE_EVERY, strategy.min_outcomes)
+        self._sides: list[int] = []  # each recalibrated decision's side
         self.on_forecast: Callable[[str, float], None] | None = None
 
     def refit(self, series: Series) -> list[str]:
-        """Fit every model; the names of those that failed (they sit out until the next)."""
-        self._per_year = _per_year(series.times)
-        failed = []
-        for model in self.models:
-            try:
-                model.fit(series)
-            except ForecastError:
-                failed.append(model.name)
-        return failed
+        """Fit every model; the names of those that failed (they sit out until a fit works)."""
+        return self._fit(series, range(self._base))
 
-    def decide(self, series: Series) -> Decision:
-        h, t = self.strategy.horizon, len(series) - 1
-        self._learn(series, t)
-        n = len(self.models)
-        means, sds = np.full(n, np.nan), np.full(n, np.nan)
-        one_mean, one_bar = np.full(n, np.nan), np.full(n, np.nan)
-        timed = self.on_forecast
-        for k, model in enumerate(self.models):
-            started = perf_counter() if timed is not None else 0.0
-            try:
-                forecast = model.forecast(series, h)
-            except ForecastError:
-                if timed is not None:
-                    timed(model.name, perf_counter() - started)
-                continue
-            if timed is not None:
-                timed(model.name, perf_counter() - started)
-            means[k], sds[k] = forecast.mean[-1], forecast.sd[-1]
-            one_mean[k], one_bar[k] = forecast.mean[0], forecast.sd[0]
+    def observe(self, series: Series) -> None:
+        """A bar without a decision: learn from the outcomes that arrived and forecast, so
+        this bar's outcome teaches the weights ``horizon`` bars later."""
+        self._forecast(series, decision=False)
+
+    def decide(self, series: Series) -> Decision | None:
+        t = len(series) - 1
+        means, sds, one_mean, one_bar = self._forecast(series, decision=True)
         available = np.isfinite(means)
         if not available.any():
-            raise StrategyError(f"{series.symbol}: no model could forecast")
-        self._pending[t] = (means, sds, float(series.values[-1]))
+            return None  # as the batch run: no decision where no model forecast
         weights = self._hedge.weights(available)
         mix_mean, mix_sd = combine(means[:, None], sds[:, None], weights[None, :])
         mu, sd = float(mix_mean[0]), float(mix_sd[0])
@@ -345,29 +338,122 @@ class EnsembleDecider:
             mu,
             sd,
             vol_bar,
-            h,
+            self.strategy.horizon,
             made,
-            made.prob_profit,
+            self._confidence(series, t, made),
             self.strategy._policy,
         )
 
+    def _fit(self, series: Series, which: Iterable[int]) -> list[str]:
+        # Bars a year from the first window, as the batch run reads it, whenever fitted.
+        self._per_year = _per_year(series.times[: self.strategy.window])
+        failed = []
+        for k in which:
+            self._tried_on[k] = len(series)
+            try:
+                self.models[k].fit(series)
+                self._fitted_on[k] = len(series)
+            except ForecastError:
+                self._fitted_on[k] = None
+                failed.append(self.names[k])
+        return failed
+
+    def _forecast(
+        self, series: Series, *, decision: bool
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Learn, fit what has no fit, and forecast ``horizon`` bars ahead from the last bar:
+        each model's mean and sd there and one bar ahead (NaN where it did not forecast)."""
+        h, t = self.strategy.horizon, len(series) - 1
+        self._learn(series, t)
+        unfitted = [
+            k
+            for k in range(self._base)
+            if self._fitted_on[k] is None and self._tried_on[k] != len(series)
+        ]
+        if unfitted:
+            self._fit(series, unfitted)
+        n = len(self.models)
+        means, sds = np.full(n, np.nan), np.full(n, np.nan)
+        one_mean, one_bar = np.full(n, np.nan), np.full(n, np.nan)
+        timed = self.on_forecast
+        for k, model in enumerate(self.models):
+            if k < self._base and self._fitted_on[k] is None:
+                continue
+            if k >= self._base and not decision:
+                continue  # the extra voters speak only at decisions, as in the batch run
+            started = perf_counter() if timed is not None else 0.0
+            try:
+                if k >= self._base:
+                    model.fit(series)
+                forecast = model.forecast(series, h)
+            except ForecastError:
+                continue
+            finally:
+                if timed is not None:
+                    timed(model.name, perf_counter() - started)
+            means[k], sds[k] = forecast.mean[-1], forecast.sd[-1]
+            one_mean[k], one_bar[k] = forecast.mean[0], forecast.sd[0]
+        self._pending[t] = (means, sds, float(series.values[-1]))
+        return means, sds, one_mean, one_bar
+
+    def _confidence(self, series: Series, t: int, made: Call) -> float:
+        """The raw probability of a profit, recalibrated as the batch run does: an isotonic
+        fit on the outcomes known by now, trusted n / (n + calibration_prior)."""
+        raw = made.prob_profit
+        s = self.strategy
+        if not s.calibrate:
+            return raw
+        cost = s._policy.cost_bps / 1e4
+        for j in self._recalibrator.unsettled(t):
+            origin, side = self._recalibrator.decided_at(j), self._sides[j]
+            realized = float(series.values[origin + s.horizon] - series.values[origin])
+            threshold = math.log1p(cost) if side > 0 else -math.log1p(-cost)
+            self._recalibrator.settle(j, side * realized > threshold)
+        fitted, known = self._recalibrator.decide(raw, t, t + s.horizon)
+        self._sides.append(made.side)
+        trust = known / (known + s.calibration_prior)
+        return float(trust * fitted + (1 - trust) * raw)
+
     def state(self) -> dict[str, Any]:
-        """The weights' history and the forecasts still waiting for their outcome, as JSON
-        (NaN as null): with a refit on the same bars, ``restore`` makes a new decider decide
-        as this one would."""
+        """What a restart needs to decide as this decider would, as JSON (NaN as null): the
+        weights' history, the forecasts waiting for their outcome, the bars each model's fit
+        saw (``resume`` fits it on the same) and the recalibration's decisions and outcomes."""
         pending = {
             str(t): [_nan_free(means), _nan_free(sds), start]
             for t, (means, sds, start) in self._pending.items()
         }
-        return {"hedge": self._hedge.state(), "pending": pending}
+        return {
+            "hedge": self._hedge.state(),
+            "pending": pending,
+            "fitted_on": list(self._fitted_on),
+            "calibration": self._recalibrator.state(),
+            "sides": list(self._sides),
+        }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Take back a ``state()`` (see there)."""
+        """Take back a ``state()``'s weights, pending forecasts and recalibration (the models
+        are fitted by ``resume``, or by the caller for a state without ``fitted_on``)."""
         self._hedge.restore(state["hedge"])
         self._pending = {
             int(t): (_floats(means), _floats(sds), float(start))
             for t, (means, sds, start) in state["pending"].items()
         }
+        if "calibration" in state:
+            self._recalibrator.restore(state["calibration"])
+            self._sides = [int(side) for side in state["sides"]]
+
+    def resume(self, series: Series, state: Mapping[str, Any]) -> bool:
+        """Restore ``state`` and fit each model on the bars its saved fit saw; False when
+        the state does not say (written before it kept them): the caller fits."""
+        self.restore(state)
+        fitted_on = state.get("fitted_on")
+        if fitted_on is None or len(fitted_on) != self._base:
+            return False
+        self._per_year = _per_year(series.times[: self.strategy.window])
+        for k, n in enumerate(fitted_on):
+            if n is not None:
+                self._fit(series.upto(int(n)), [k])
+        return True
 
     def _learn(self, series: Series, t: int) -> None:
         """Feed the weights every pending forecast whose outcome bar has arrived."""
@@ -376,9 +462,10 @@ class EnsembleDecider:
             means, sds, start = self._pending.pop(origin)
             outcome = float(series.values[origin + h] - start) if origin + h < len(series) else 0
             crps = np.full(len(means), np.nan)
-            ok = np.isfinite(means)
-            crps[ok] = crps_normal(np.full(ok.sum(), outcome), means[ok], sds[ok])
-            self._hedge.observe(crps)
+            ok = np.isfinite(means) & np.isfinite(sds)
+            if ok.any():  # none forecast there: nothing to learn, as in the batch run
+                crps[ok] = crps_normal(np.full(ok.sum(), outcome), means[ok], sds[ok])
+                self._hedge.observe(crps)
 
 
 def _nan_free(values: FloatArray) -> list[float | None]:

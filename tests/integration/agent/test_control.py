@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from sqlalchemy import func, select
@@ -426,7 +427,7 @@ async def test_lease_when_the_journal_comes_back_then_renewed_within_the_retry_p
 
     renewed_at = next(at for at, down in calls if not down)
     assert renewed_at - back < 1.0  # not the 2 s of a third of the lease
-    gaps = [b[0] - a[0] for a, b in zip(calls, calls[1:], strict=False) if a[1]]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(calls) if a[1]]
     assert max(gaps) < 1.0
 
 

@@ -16,6 +16,7 @@ from ffe.execution.fill_model import FillModel
 from ffe.risk.engine import RiskEngine
 from ffe.store import migrate
 from ffe.store.database import Database
+from ffe.store.models import Decision as JournalDecision
 from ffe.store.models import Order
 from ffe.store.repositories import unit_of_work
 
@@ -119,3 +120,53 @@ async def test_replay_when_drawdown_halts_then_halt_and_trades_equal_backtest(tm
     assert result.halted_at == expected.halted_at
     assert result.trades == expected.trades
     np.testing.assert_array_equal(result.equity, expected.equity)
+
+
+ENSEMBLE_BARS = 900  # the last 900 bars: 401 origins of the default 500-bar window
+STOP_AT = 780  # origin 281: between refits (273, 294), after the recalibration's first fit
+
+
+def _journaled(target: float) -> float:
+    return 0.0 if np.isnan(target) else target  # a hold, as runs/journal.py writes it
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("symbol", ["SP500", "NASDAQ"])
+async def test_replay_when_ensemble_at_defaults_and_restarted_then_equal_backtest(tmp_path, symbol):
+    """The ensemble at its defaults (Hedge fed at every bar, decisions every 5 bars,
+    recalibrated confidence): the agent, stopped after its confidence's first recalibration
+    and resumed, makes the backtest's decisions, to the last bit, and its trades."""
+    full = load_market(DataCatalog(tmp_path), [symbol])
+    market = full.select(full.n_bars - ENSEMBLE_BARS, full.n_bars)
+    fill = FillModel(commission=0.001)
+    strategy = make_strategy("ensemble", {})
+    batch = strategy.explain(market.history()).decisions
+    expected = _backtest(market, "ensemble", {}, fill, _risk())
+
+    db = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    await migrate.upgrade(db)
+    config = AgentConfig(cash=10_000.0, fill=fill)
+    first = paper_agent(db, market, strategy, {}, config, _risk())
+    first.watch(on_bar=lambda report: report.bar >= STOP_AT and first.request_stop())
+    stopped = await first.run()
+    resumed = await paper_agent(
+        db, market, make_strategy("ensemble", {}), {}, config, _risk()
+    ).run()
+    async with unit_of_work(db) as uow:
+        stored = await uow.journal.trades(resumed.run_id)
+        made = (
+            await uow.session.execute(select(JournalDecision).order_by(JournalDecision.id))
+        ).scalars()
+        journaled = [(d.time, d.target, d.confidence) for d in made]
+    await db.dispose()
+
+    assert stopped.status == "interrupted"
+    assert (resumed.resumed, resumed.status) == (True, "finished")
+    calibrated = [d for d in batch if d.time > market.time_of(STOP_AT)]
+    assert len(batch) == 81  # origins 0, 5, ..., 400
+    assert any(d.confidence != d.details["prob_profit"] for d in calibrated)
+    assert [(d.time.replace(tzinfo=None), _journaled(d.target), d.confidence) for d in batch] == [
+        (t.replace(tzinfo=None), target, c) for t, target, c in journaled
+    ]
+    assert len(expected.trades) > 5
+    assert stored == expected.trades

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss
 
-from ffe.decide.calibration import OnlineRecalibrator, reliability_table
+from ffe.decide.calibration import LiveRecalibrator, OnlineRecalibrator, reliability_table
 
 
 def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,3 +222,45 @@ def test_online_recalibrator_when_settings_invalid_then_value_error(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         OnlineRecalibrator(refit_every=refit_every, min_samples=min_samples)
+
+
+@pytest.mark.parametrize(
+    ("seed", "refit_every", "min_samples", "lag"), [(1, 20, 50, 5), (2, 3, 4, 1), (3, 7, 10, 12)]
+)
+def test_live_recalibrator_when_fed_one_decision_at_a_time_then_equals_the_batch(
+    seed: int, refit_every: int, min_samples: int, lag: int
+) -> None:
+    """Decision by decision, settling each outcome once its time has come, and restarted
+    from its state half-way: the batch ``recalibrate``'s numbers exactly."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    conf = rng.uniform(0.3, 0.8, n)
+    hit = (rng.uniform(size=n) < conf**2).astype(int)
+    decided = np.cumsum(rng.integers(1, 4, n))
+    known = decided + lag
+    batch = OnlineRecalibrator(refit_every, min_samples).recalibrate(conf, decided, known, hit)
+
+    live = LiveRecalibrator(refit_every, min_samples)
+    got, counts = [], []
+    for i in range(n):
+        for j in live.unsettled(int(decided[i])):
+            live.settle(j, bool(hit[j]))
+        if i == n // 2:  # a restart: a new one from the state
+            again = LiveRecalibrator(refit_every, min_samples)
+            again.restore(json.loads(json.dumps(live.state())))
+            live = again
+        value, count = live.decide(float(conf[i]), int(decided[i]), int(known[i]))
+        got.append(value)
+        counts.append(count)
+
+    assert got == batch.tolist()
+    assert counts == np.searchsorted(np.sort(known), decided, side="right").tolist()
+    assert got != conf.tolist()  # some were recalibrated
+
+
+def test_live_recalibrator_when_an_outcome_is_not_settled_then_refuses_to_fit() -> None:
+    live = LiveRecalibrator(refit_every=1, min_samples=1)
+    live.decide(0.6, 0, 1)
+
+    with pytest.raises(ValueError, match="not settled"):
+        live.decide(0.7, 1, 2)

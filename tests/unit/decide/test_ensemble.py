@@ -417,12 +417,15 @@ def test_decider_when_a_model_cannot_forecast_then_left_out_and_rest_renormalize
     assert decision.details["sd"] == pytest.approx(mix_sd[0], rel=1e-12)
 
 
-def test_decider_when_no_model_can_forecast_then_strategy_error(series: Series) -> None:
-    decider = EnsembleDecider(EnsembleStrategy(**{**CHEAP, "models": "naive"}), extra=[_Broken()])
-    # Never fitted: naive cannot forecast either.
+def test_decider_when_no_model_can_forecast_then_no_decision(series: Series) -> None:
+    decider = EnsembleDecider(EnsembleStrategy(**{**CHEAP, "models": "garch"}), extra=[_Broken()])
+    # garch cannot be fitted on prices that never move (it is tried again at each bar) and
+    # broken never forecasts: no decision there, as the batch run makes none.
+    flat = Series("SP500", np.full(FIT_AT, series.values[0]), series.times[:FIT_AT])
 
-    with pytest.raises(StrategyError, match="SP500: no model could forecast"):
-        decider.decide(series.upto(FIT_AT))
+    assert decider.refit(flat) == ["garch"]
+    assert decider.decide(flat) is None
+    assert decider.decide(series.upto(FIT_AT + 1)) is not None  # garch fitted at the next bar
 
 
 def test_decider_when_refit_on_the_strategy_schedule_then_same_decisions_as_strategy(
