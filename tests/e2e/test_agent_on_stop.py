@@ -32,8 +32,14 @@ def _journal() -> sqlite3.Connection:
 
 
 def _state() -> dict[str, Any]:
-    """The account's row and its run's orders, as the journal has them now."""
+    """The account's row and its run's orders, as the journal has them now (none while the
+    agent, its probes already up, is still being built)."""
+    if not (Path(os.environ["FFE__DATA__DIR"]) / "ffe.db").exists():
+        return {}
     with _journal() as db:
+        tables = db.execute("SELECT name FROM sqlite_master WHERE name = 'agent_states'")
+        if tables.fetchone() is None:  # created, not yet migrated
+            return {}
         row = db.execute(
             "SELECT status, run_id, halted_reason, checkpoint, last_bar_time FROM agent_states "
             "WHERE account = 'paper'"

@@ -137,26 +137,32 @@ async def _run(
 
     from ffe import bootstrap
     from ffe.obs.metrics import Metrics
-    from ffe.service.agents import AgentLauncher, serve_agent
+    from ffe.service.agents import AgentLauncher, AgentSession
+    from ffe.service.supervisor import AgentSupervisor, serve_supervised
 
     components = bootstrap.components(settings)
     kv = components.kv_backends()
     try:
         publisher = bootstrap.agent_publisher(kv, in_process=False)
         launcher = AgentLauncher(components.agent, publisher, Metrics())
-        session = await launcher.open(launch)
-        agent = session.agent
-        agent.on_stop = on_stop
+        supervisor = AgentSupervisor(launcher, components.catalog(), settings.agent.account)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, session.request_stop)
-        total = agent.market.n_bars if not agent.clock.live else None
+            loop.add_signal_handler(sig, supervisor.request_stop)
         columns = (TextColumn("[bold]agent"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"))
         with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
-            task = progress.add_task("replay", total=total)
-            agent.watch(on_bar=lambda bar: progress.update(task, completed=bar.bar + 1))
+            task = progress.add_task("replay", total=None)
+
+            def attach(session: AgentSession) -> None:  # the first agent and each restart's
+                agent = session.agent
+                agent.on_stop = on_stop
+                total = agent.market.n_bars if not agent.clock.live else None
+                progress.update(task, total=total)
+                agent.watch(on_bar=lambda bar: progress.update(task, completed=bar.bar + 1))
+
+            supervisor.on_session = attach
             host, port = probes
-            return await serve_agent(session, health_host=host, health_port=port)
+            return await serve_supervised(supervisor, launch, health_host=host, health_port=port)
     finally:
         await kv.close()
 

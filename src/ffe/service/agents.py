@@ -2,10 +2,10 @@
 reported (its decisions, fills, equity and state as live events, its metrics, its drawdown
 carried over from its journal), wherever it runs.
 
-``ffe agent run`` opens one session and runs it in a process of its own, probed on
-``--health-port`` (``serve_agent``); the API keeps one session running in its process and
-restarts it after journal failures (``ffe.service.supervisor``). Control commands (pause,
-stop, emergency stop, approvals) reach either through the journal (``ffe.agent.control``).
+Both ``ffe agent run`` (a process of its own, probed on ``--health-port``) and the API keep
+one session running and restart it in the process after journal failures
+(``ffe.service.supervisor``). Control commands (pause, stop, emergency stop, approvals)
+reach either through the journal (``ffe.agent.control``).
 
 Nothing here reads settings: the caller (the CLI, the API's composition) hands in how to
 build an agent, where its events go and the metrics they count in.
@@ -13,20 +13,18 @@ build an agent, where its events go and the metrics they count in.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ffe.agent import persist
 from ffe.agent.reports import AgentReport, Snapshot
 from ffe.agent.runner import Agent
-from ffe.domain.errors import ConfigError, FfeError
+from ffe.domain.errors import FfeError
 from ffe.kv.events import Publisher
 from ffe.obs.health import HealthChecks, ProbeError, ping_probe
 from ffe.obs.metrics import Metrics
-from ffe.service.probe import ProbeServer, probe_app
 from ffe.service.reporting import AgentReporter
 from ffe.service.runs import journal_drawdown
 
@@ -173,39 +171,28 @@ class AgentSession:
         self.reporter.seed(peak, worst)
 
 
-async def serve_agent(
-    session: AgentSession, *, health_host: str = "127.0.0.1", health_port: int = 0
-) -> AgentReport:
-    """Run ``session``'s agent in this process to its end, with the probes on
-    ``health_host:health_port`` (0: none) while it runs; its journal is closed after."""
-    agent = session.agent
-    async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(session.close)
-        if health_port:
-            checks = agent_checks(agent)
-            probe = ProbeServer(
-                probe_app(checks, session.reporter.metrics), health_host, health_port
-            )
-            try:
-                await probe.start()
-            except OSError as exc:
-                await agent.broker.close()  # the agent never ran: nothing else closes it
-                raise ConfigError(str(exc)) from exc
-            stack.push_async_callback(probe.stop)
-            log.info("agent: probes on http://%s:%d/health/ready", health_host, probe.port)
-        return await session.run()
-
-
-def agent_checks(agent: Agent) -> HealthChecks:
+def agent_checks(which: Agent | Callable[[], Agent | None]) -> HealthChecks:
     """Readiness of an agent's process: its journal answers, and it holds its account's
     lease (not yet while it starts; not any more once another agent took it). Whether it
     trades is reported too, not critically: stopped on purpose, the report is "degraded"
-    with status 200."""
+    with status 200. ``which`` is the agent, or what returns the one running now (None while
+    it is being built): a process that restarts its agent after a journal failure."""
+
+    def current() -> Agent:
+        agent = which() if callable(which) else which
+        if agent is None:
+            raise ProbeError("the agent is starting")
+        return agent
+
+    async def ping() -> None:
+        await current().db.ping()
+
     checks = HealthChecks()
-    checks.add("journal", ping_probe(agent.db.ping, "journal"), dependency="database")
-    account = agent.config.account
+    checks.add("journal", ping_probe(ping, "journal"), dependency="database")
 
     async def lease() -> str:
+        agent = current()
+        account = agent.config.account
         state = await persist.get_state(agent.db, account)
         if state is None or state.owner != agent.owner or not persist.lease_live(state):
             holder = None if state is None else state.owner
@@ -221,10 +208,11 @@ def agent_checks(agent: Agent) -> HealthChecks:
         # Not critical: an agent stopped on purpose (``--on-stop wait``) is healthy and ready
         # for its commands; an orchestrator must neither restart it nor take it out of
         # service. The check says why it trades nothing.
+        agent = current()
         if agent.stopped_by is not None:
             raise ProbeError(
                 f"stopped on purpose by {agent.stopped_by}: trading nothing until "
-                f"`ffe agent resume --account {account}`"
+                f"`ffe agent resume --account {agent.config.account}`"
             )
         return "paused" if agent.paused else "trading"
 

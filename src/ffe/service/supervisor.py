@@ -1,7 +1,6 @@
-"""The agent inside the API process (``ffe run``, ``POST /api/v1/agent/start``): one session
-of ``ffe.service.agents`` run as an asyncio task, watched, and restarted with backoff when
-the journal failed under it, the way ``ffe agent run`` runs its one session in a process of
-its own.
+"""One agent session of ``ffe.service.agents`` run as an asyncio task, watched, and restarted
+in the process with backoff when the journal failed under it: inside the API process (``ffe
+run``, ``POST /api/v1/agent/start``) and in ``ffe agent run``'s own (``serve_supervised``).
 
 Control commands (pause, stop, emergency stop) still go through the journal like the CLI's,
 so an agent started here obeys the CLI and the other way round.
@@ -13,13 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ffe.agent.reports import Snapshot
-from ffe.domain.errors import ConflictError, FfeError, StoreError
+from ffe.agent.reports import AgentReport, Snapshot
+from ffe.domain.errors import ConfigError, ConflictError, FfeError, StoreError
 from ffe.service import heap
-from ffe.service.agents import AgentLaunch, AgentLauncher, AgentSession
+from ffe.service.agents import AgentLaunch, AgentLauncher, AgentSession, agent_checks
 from ffe.service.background import watched
+from ffe.service.probe import ProbeServer, probe_app
 
 if TYPE_CHECKING:
     from ffe.data.source import BarSource
@@ -48,6 +49,9 @@ class AgentSupervisor:
         self.restarting = False  # the agent failed on the journal; a restart is due
         self._starting = asyncio.Lock()  # two starts at once: the second is refused cleanly
         self._stop = asyncio.Event()
+        self.report: AgentReport | None = None  # how the last run ended, when it ended
+        self.failure: BaseException | None = None  # what the last run failed with, if it did
+        self.on_session: Callable[[AgentSession], None] | None = None  # told of each new one
 
     @property
     def agent(self) -> Any:
@@ -102,8 +106,12 @@ class AgentSupervisor:
         if self._starting.locked() or self.active:
             raise ConflictError("the agent is already running here: stop it first")
         async with self._starting:
+            self._stop = asyncio.Event()  # a stop asked for while it is built: not started
             session = await self._open(launch)
-            self.restarts, self.restarting, self._stop = 0, False, asyncio.Event()
+            if self._stop.is_set():
+                await self._close(session)
+                return
+            self.restarts, self.restarting = 0, False
             task = asyncio.create_task(self._supervise(session, launch), name="ffe-agent")
             self.task = watched(task, "the agent's supervisor")
 
@@ -114,6 +122,8 @@ class AgentSupervisor:
         session = await self.launcher.open(launch, owner=owner)
         launch.params = session.params  # as the strategy typed them ("10" -> 10)
         self.session, self.launch, self.error = session, launch, None
+        if self.on_session is not None:
+            self.on_session(session)
         # What the strategy imported and the new agent built stay out of the collector's way;
         # the agent it replaces is unreachable now, so it is collected, not frozen.
         heap.settle()
@@ -180,6 +190,7 @@ class AgentSupervisor:
         failure: BaseException | None = None
         try:
             report = await session.run()
+            self.report = report
             log.info("agent %s: %s after %d bars", report.run_id[:8], report.status, report.bars)
         except asyncio.CancelledError:
             raise
@@ -188,11 +199,18 @@ class AgentSupervisor:
             log.error("agent stopped: %s", self.error)
         finally:
             await self._close(session)
+        self.failure = failure
         return failure
 
     async def _close(self, session: AgentSession) -> None:
         error = await session.close()
         self.error = self.error or error
+
+    def request_stop(self) -> None:
+        """Stop after the agent's current step, and restart it no more (a signal handler)."""
+        self._stop.set()
+        if self.session is not None:
+            self.session.request_stop()
 
     async def stop(self, wait_s: float = 10.0) -> None:
         """Ask the agent to stop after its step, then wait for it (cancel if it hangs)."""
@@ -214,3 +232,45 @@ def _warm(bars: BarSource, launch: AgentLaunch) -> None:
 
     load_market(bars, list(launch.symbols))
     make_strategy(launch.strategy, dict(launch.params))  # imports the strategy's libraries
+
+
+async def serve_supervised(
+    supervisor: AgentSupervisor,
+    launch: AgentLaunch,
+    *,
+    health_host: str = "127.0.0.1",
+    health_port: int = 0,
+) -> AgentReport:
+    """``ffe agent run``: the agent ``launch`` asks for, run in this process to its end and
+    restarted in it on its run, as in the API, when the journal fails under it, with the
+    probes on ``health_host:health_port`` (0: none) all along. Back from a database outage it
+    trades again within about a second of the journal answering, where a process that exited
+    would wait for its process manager's backoff and start again from nothing. Raises what
+    the run failed with otherwise."""
+    probe: ProbeServer | None = None
+    if health_port:  # bound first: a taken port is told before anything trades
+        checks = agent_checks(lambda: supervisor.agent)
+        probe = ProbeServer(
+            probe_app(checks, supervisor.launcher.metrics), health_host, health_port
+        )
+        try:
+            await probe.start()
+        except OSError as exc:
+            raise ConfigError(str(exc)) from exc
+        log.info("agent: probes on http://%s:%d/health/ready", health_host, probe.port)
+    try:
+        await supervisor.start(launch)  # the first build's failure is the caller's to tell
+        if supervisor.task is None:  # stopped (Ctrl-C) while it was being built
+            return AgentReport("", "stopped", False, 0, 0, {})
+        await asyncio.shield(supervisor.task)
+    finally:
+        if supervisor.task is not None and not supervisor.task.done():
+            await supervisor.stop(wait_s=30.0)
+        if probe is not None:
+            await probe.stop()
+    if supervisor.failure is not None:
+        raise supervisor.failure
+    if supervisor.error is not None and supervisor.report is None:
+        raise FfeError(f"the agent stopped: {supervisor.error}")
+    assert supervisor.report is not None
+    return supervisor.report
