@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from arch.data import sp500
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from ffe.cli.app import app
@@ -134,6 +135,14 @@ def test_decisions_calibration_when_ensemble_run_then_stated_and_raw_tables(
         assert table["ece"] == pytest.approx(sum(gaps) / len(judged), rel=1e-9)
         assert sum(b["count"] for b in table["bins"]) == calibration["resolved"]
         assert [b["count"] for b in table["bins"]] == np.bincount(which, minlength=5).tolist()
+    # Skill, next to calibration: the AUC of the confidence the decisions used, and a verdict.
+    skill = calibration["stated_skill"]
+    used = np.array([row["confidence"] for row in judged])
+    hits = np.array([row["outcome"]["hit"] for row in judged], dtype=float)
+    assert skill["n"] == len(judged)
+    assert skill["auc"] == pytest.approx(roc_auc_score(hits, used), abs=1e-12)
+    assert skill["verdict"].startswith("the confidence has")
+    assert calibration["raw_skill"]["n"] == len(judged)
 
 
 def test_decisions_calibration_when_report_asked_then_page_with_reliability_chart(

@@ -78,7 +78,8 @@ def calibration(
     report: Path | None = typer.Option(None, "--report", help="Write a reliability chart here."),
 ) -> None:
     """Reliability table of a run's decisions: confidence bins against the realized hit rate,
-    with the expected calibration error (ECE), before and after recalibration."""
+    with the expected calibration error (ECE), before and after recalibration, and whether
+    the confidence has skill (AUC, Brier skill against the base rate, the ECE of chance)."""
     with user_errors():
         from ffe.runs.calibration import load_calibration
 
@@ -104,8 +105,10 @@ def _print(result: Calibration) -> None:
         f"{result.decisions:,} decisions resolved"
     )
     _table("confidence used by the decisions (recalibrated on past outcomes)", result.stated)
-    if result.raw is not None:
+    console.print(f"skill: {result.stated_skill.verdict()}", markup=False)
+    if result.raw is not None and result.raw_skill is not None:
         _table("the models' own probability (before recalibration)", result.raw)
+        console.print(f"skill: {result.raw_skill.verdict()}", markup=False)
 
 
 def _table(title: str, table: ReliabilityTable) -> None:

@@ -221,7 +221,16 @@ async def calibration(
     try:
         found = (await load_calibration(services.db, run, bins)).to_dict()
     except FfeError as exc:  # no decisions, or none resolved yet: an empty chart, and why
-        return {"run_id": run, "n": 0, "ece": None, "brier": None, "bins": [], "note": str(exc)}
+        return {
+            "run_id": run,
+            "n": 0,
+            "ece": None,
+            "brier": None,
+            "bins": [],
+            "note": str(exc),
+            "skill": None,
+            "raw_skill": None,
+        }
     stated = found["stated"] or {"bins": [], "ece": None, "brier": None}
     rows = [
         {
@@ -238,7 +247,16 @@ async def calibration(
         "ece": queries.finite(stated["ece"]),
         "brier": queries.finite(stated["brier"]),
         "bins": rows,
+        "skill": _skill(found["stated_skill"]),
+        "raw_skill": _skill(found["raw_skill"]),
     }
+
+
+def _skill(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A confidence's skill figures (``ffe.decide.skill``), NaN as null."""
+    if found is None:
+        return None
+    return {k: queries.finite(v) if isinstance(v, float) else v for k, v in found.items()}
 
 
 @router.get("/approvals", responses={200: {"model": schemas.ApprovalPage}})

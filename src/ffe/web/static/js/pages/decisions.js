@@ -114,6 +114,12 @@ async function loadCalibration() {
   setText("cal-n", found.n ?? "—");
   setText("cal-ece", fmtPct(found.ece, { digits: 1 }));
   setText("cal-brier", fmtNum(found.brier, 3));
+  const skill = found.skill;
+  setText("cal-auc", skill && skill.auc != null ? fmtNum(skill.auc, 3) : "—");
+  setText("cal-bss", skill && skill.brier_skill != null ? fmtNum(skill.brier_skill, 3) : "—");
+  // In words: whether the confidence tells which decisions come true (it may be calibrated
+  // and still not), and so whether it should gate or size anything.
+  setText("cal-verdict", skill ? `${skill.verdict[0].toUpperCase()}${skill.verdict.slice(1)}.` : "");
   setText("calibration-run", found.run_id ? `run ${found.run_id}` : "");
 }
 
