@@ -42,9 +42,7 @@ CASH = 10_000.0
 
 
 def _risk() -> RiskEngine:
-    return RiskEngine.from_limits(
-        max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None
-    )
+    return RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
 
 
 async def _agent(market: MarketData, params: dict[str, str], folder: Path) -> dict[str, Any]:
