@@ -65,13 +65,13 @@ def test_forecast_bench_when_json_then_scores_every_model_and_combination_per_ho
 
     scores = _scores(result)
 
-    expected = {*MODELS, "ensemble", "equal", "best_single"}
+    expected = {*MODELS, "ensemble", "equal", "best_so_far", "best_in_hindsight"}
     for horizon in (1, 5):
         rows = {s["model"]: s for s in scores if s["horizon"] == horizon}
         assert set(rows) == expected
         assert rows["naive"]["dm_statistic"] is None
         assert rows["drift"]["dm_p_value"] is not None
-        assert rows["best_single"]["note"].split(",")[0] in MODELS
+        assert rows["best_in_hindsight"]["note"].split(",")[0] in MODELS
         for row in rows.values():
             assert row["n"] > 900  # about four years of origins after the 200-bar window
             assert row["crps"] > 0
@@ -102,7 +102,7 @@ def test_forecast_bench_when_report_then_html_names_the_models(
     assert result.exit_code == 0, result.output
     html = report.read_text(encoding="utf-8")
     assert html.lstrip().lower().startswith("<!doctype html")
-    for name in (*MODELS, "ensemble", "equal", "best_single"):
+    for name in (*MODELS, "ensemble", "equal", "best_so_far", "best_in_hindsight"):
         assert name in html
     assert "report written to" in result.stderr
 

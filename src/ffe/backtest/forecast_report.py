@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ffe.backtest.html import figure_html, header, page, section
-from ffe.forecast.evaluate import BEST, ENSEMBLE, EQUAL, BenchResult, Score
+from ffe.forecast.evaluate import BEST, ENSEMBLE, EQUAL, LEADER, BenchResult, Score
 from ffe.forecast.models import BASELINE
 
 _COLUMNS = "Model|n|MASE|CRPS (bp)|Coverage 80%|Coverage 95%|DM statistic|p-value"
@@ -32,9 +32,12 @@ def render_forecast_report(result: BenchResult) -> str:
             "<p>CRPS skill is 1 minus the model's mean CRPS over the random walk's: above 0 "
             "is better than the random walk. The Diebold-Mariano test compares squared "
             "errors with the random walk's; a negative statistic with p below 0.05 is "
-            f"significant skill. <b>{escape(BEST)}</b> is picked with hindsight and is a "
-            f"ceiling, not a strategy; <b>{escape(ENSEMBLE)}</b> learns its weights only from "
-            f"outcomes known at the time; <b>{escape(EQUAL)}</b> averages the models.</p>",
+            f"significant skill. <b>{escape(ENSEMBLE)}</b> learns its weights only from "
+            f"outcomes known at the time; <b>{escape(EQUAL)}</b> averages the models; "
+            f"<b>{escape(LEADER)}</b> follows the model with the best CRPS so far; "
+            f"<b>{escape(BEST)}</b> is the model with the best CRPS over the whole sample, "
+            "picked knowing the future. Each row's DM against the ensemble, of CRPS and of "
+            "squared error, is in the JSON output.</p>",
         )
     )
     body = header(title, subtitle, {}) + "".join(sections)

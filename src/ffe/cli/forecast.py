@@ -88,7 +88,8 @@ def _print(result: BenchResult) -> None:
         f"window {result.window}, refit every {result.refit_every} bars",
         title_justify="left",
     )
-    for column in ("h", "model", "n", "MASE", "CRPS (bp)", "cov 80%", "cov 95%", "DM", "p"):
+    columns = ("h", "model", "n", "MASE", "CRPS (bp)", "cov 80%", "cov 95%", "DM", "p")
+    for column in (*columns, "CRPS vs ens", "p", "SE vs ens", "p"):
         left = column == "model"
         table.add_column(column, justify="left" if left else "right", no_wrap=left)
     notes = []
@@ -107,6 +108,8 @@ def _print(result: BenchResult) -> None:
             f"{score.coverage_95:.1%}",
             "" if score.dm_statistic is None else f"{score.dm_statistic:+.2f}",
             "" if score.dm_p_value is None else f"{score.dm_p_value:.3f}",
+            *_signed(score.dm_crps_vs_ensemble, score.dm_crps_vs_ensemble_p),
+            *_signed(score.dm_se_vs_ensemble, score.dm_se_vs_ensemble_p),
             style=style,
         )
     console.print(table)
@@ -114,5 +117,14 @@ def _print(result: BenchResult) -> None:
         console.print(note)
     console.print(
         "DM: Diebold-Mariano on squared error against the random walk (naive); negative means "
-        "smaller errors. Green: better than the random walk at the 5% level."
+        "smaller errors. Green: better than the random walk at the 5% level. CRPS/SE vs ens: "
+        "DM of CRPS and of squared error against the ensemble (Hedge); negative: smaller "
+        "losses than the ensemble's."
+    )
+
+
+def _signed(statistic: float | None, p: float | None) -> tuple[str, str]:
+    return (
+        "" if statistic is None else f"{statistic:+.2f}",
+        "" if p is None else f"{p:.3f}",
     )

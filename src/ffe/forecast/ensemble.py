@@ -120,6 +120,30 @@ def hedge_weights(panel: Panel, step: int, config: HedgeConfig | None = None) ->
     return out
 
 
+def leader_weights(panel: Panel, step: int) -> FloatArray:
+    """Follow the leader, in real time: at each origin all the weight on the available model
+    with the lowest mean ``step``-ahead CRPS over the outcomes known by then (origins ``<= i -
+    step``, each model over the origins it forecast); equal weights before any is known."""
+    crps = panel_crps(panel, step)
+    available = np.isfinite(panel.mean[:, :, step - 1])
+    n_models, n_origins = crps.shape
+    total, count = np.zeros(n_models), np.zeros(n_models)
+    out = np.zeros((n_origins, n_models))
+    for i in range(n_origins):
+        known = i - step
+        if known >= 0:
+            seen = np.isfinite(crps[:, known])
+            total[seen] += crps[seen, known]
+            count[seen] += 1
+        candidates = available[:, i] & (count > 0)
+        if candidates.any():
+            mean = np.where(candidates, total / np.maximum(count, 1), np.inf)
+            out[i, int(np.argmin(mean))] = 1.0
+        elif available[:, i].any():
+            out[i] = available[:, i] / available[:, i].sum()
+    return out
+
+
 def equal_weights(panel: Panel, step: int) -> FloatArray:
     available = np.isfinite(panel.mean[:, :, step - 1]).T.astype(np.float64)
     total = available.sum(axis=1, keepdims=True)

@@ -12,9 +12,12 @@ For each horizon ``h`` the sample is the origins where every model forecast and 
   statistic (negative = smaller errors than the random walk) and its two-sided p-value.
 
 The combinations: ``ensemble`` (Hedge weights from realized CRPS, known-at-the-time only),
-``equal`` (the plain average of the available models), and ``best_single`` (the model with
-the lowest CRPS over the whole sample: chosen in hindsight, so a bar no real-time method
-is given).
+and its baselines: ``equal`` (the plain average of the available models), ``best_so_far``
+(follow the leader: at each origin, the model with the lowest CRPS over the outcomes known by
+then, a real-time rule) and ``best_in_hindsight`` (the model with the lowest CRPS over the
+whole sample: chosen knowing the future, which no real-time method is given). Every row but
+the ensemble's also carries Diebold–Mariano tests against the ensemble, of CRPS and of
+squared error (negative: smaller losses than the ensemble's).
 """
 
 from __future__ import annotations
@@ -28,13 +31,20 @@ from scipy.stats import norm
 
 from ffe.domain.errors import ConfigError
 from ffe.forecast.base import LEVELS
-from ffe.forecast.ensemble import HedgeConfig, combine, equal_weights, hedge_weights, panel_crps
+from ffe.forecast.ensemble import (
+    HedgeConfig,
+    combine,
+    equal_weights,
+    hedge_weights,
+    leader_weights,
+    panel_crps,
+)
 from ffe.forecast.metrics import crps_normal, diebold_mariano, interval_coverage, naive_scale
 from ffe.forecast.models import BASELINE
 from ffe.forecast.rolling import Panel
 
 FloatArray = npt.NDArray[np.float64]
-ENSEMBLE, EQUAL, BEST = "ensemble", "equal", "best_single"
+ENSEMBLE, EQUAL, LEADER, BEST = "ensemble", "equal", "best_so_far", "best_in_hindsight"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,11 @@ class Score:
     dm_statistic: float | None
     dm_p_value: float | None
     note: str = ""
+    # Against the ensemble (Hedge): DM of CRPS and of squared error; None on its own row.
+    dm_crps_vs_ensemble: float | None = None
+    dm_crps_vs_ensemble_p: float | None = None
+    dm_se_vs_ensemble: float | None = None
+    dm_se_vs_ensemble_p: float | None = None
 
     @property
     def beats_random_walk(self) -> bool:
@@ -156,9 +171,11 @@ def _horizon_scores(panel: Panel, h: int, scale: FloatArray, hedged: FloatArray)
             note=note,
         )
 
+    forecasts: dict[str, tuple[FloatArray, FloatArray]] = {}
     for k, name in enumerate(panel.models):
         # Each model's own intervals for coverage (statsforecast's are not always normal).
-        row = score(name, means[k, sample], sds[k, sample])
+        forecasts[name] = (means[k, sample], sds[k, sample])
+        row = score(name, *forecasts[name])
         lo80, hi80 = panel.lower[k, 0, sample, step], panel.upper[k, 0, sample, step]
         lo95, hi95 = panel.lower[k, 1, sample, step], panel.upper[k, 1, sample, step]
         rows.append(
@@ -168,15 +185,40 @@ def _horizon_scores(panel: Panel, h: int, scale: FloatArray, hedged: FloatArray)
                 coverage_95=interval_coverage(y, lo95, hi95),
             )
         )
-    for name, w in ((ENSEMBLE, hedged), (EQUAL, equal_weights(panel, h))):
+    combined = (
+        (ENSEMBLE, hedged),
+        (EQUAL, equal_weights(panel, h)),
+        (LEADER, leader_weights(panel, h)),
+    )
+    for name, w in combined:
         mix_mean, mix_sd = combine(means[:, :, None], sds[:, :, None], w)
-        rows.append(score(name, mix_mean[sample, 0], mix_sd[sample, 0]))
+        forecasts[name] = (mix_mean[sample, 0], mix_sd[sample, 0])
+        rows.append(score(name, *forecasts[name]))
     crps = panel_crps(panel, h)[:, sample].mean(axis=1)
     best = int(np.argmin(crps))
-    rows.append(
-        score(BEST, means[best, sample], sds[best, sample], note=f"{panel.models[best]}, hindsight")
+    forecasts[BEST] = forecasts[panel.models[best]]
+    rows.append(score(BEST, *forecasts[BEST], note=f"{panel.models[best]}, hindsight"))
+    return [_against_ensemble(row, y, h, forecasts) for row in rows]
+
+
+def _against_ensemble(
+    row: Score, y: FloatArray, h: int, forecasts: dict[str, tuple[FloatArray, FloatArray]]
+) -> Score:
+    """``row`` with its Diebold–Mariano tests against the ensemble, on CRPS and on squared
+    error over the same sample (the ensemble's own row is left as it is)."""
+    if row.model == ENSEMBLE:
+        return row
+    mean, sd = forecasts[row.model]
+    ens_mean, ens_sd = forecasts[ENSEMBLE]
+    by_crps = diebold_mariano(crps_normal(y, mean, sd), crps_normal(y, ens_mean, ens_sd), horizon=h)
+    by_se = diebold_mariano((y - mean) ** 2, (y - ens_mean) ** 2, horizon=h)
+    return _replace(
+        row,
+        dm_crps_vs_ensemble=_finite_or_none(by_crps.statistic),
+        dm_crps_vs_ensemble_p=_finite_or_none(by_crps.p_value),
+        dm_se_vs_ensemble=_finite_or_none(by_se.statistic),
+        dm_se_vs_ensemble_p=_finite_or_none(by_se.p_value),
     )
-    return rows
 
 
 _Z = tuple(float(norm.ppf(0.5 + level / 200)) for level in LEVELS)  # 80 %, 95 %

@@ -12,8 +12,9 @@ import pytest
 
 from ffe.domain.errors import ConfigError
 from ffe.forecast.base import Series
-from ffe.forecast.evaluate import BEST, ENSEMBLE, EQUAL, BenchResult, Score, evaluate
-from ffe.forecast.metrics import crps_normal
+from ffe.forecast.ensemble import combine, hedge_weights, leader_weights, panel_crps
+from ffe.forecast.evaluate import BEST, ENSEMBLE, EQUAL, LEADER, BenchResult, Score, evaluate
+from ffe.forecast.metrics import crps_normal, diebold_mariano
 from ffe.forecast.models import BASELINE
 from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
 
@@ -48,7 +49,8 @@ def test_evaluate_when_run_then_a_row_per_model_and_combination_at_each_horizon(
     result = _result()
 
     rows = [(s.horizon, s.model) for s in result.scores]
-    expected = [(h, m) for h in (1, 5) for m in (BASELINE, "drift", ENSEMBLE, EQUAL, BEST)]
+    names = (BASELINE, "drift", ENSEMBLE, EQUAL, LEADER, BEST)
+    expected = [(h, m) for h in (1, 5) for m in names]
     assert rows == expected
     assert result.symbol == "DRIFTY"
     assert result.first_origin == str(_series().times[WINDOW - 1])[:10]
@@ -114,7 +116,9 @@ def test_evaluate_when_model_well_specified_then_intervals_cover_about_their_lev
 
 
 @pytest.mark.parametrize("horizon", [1, 5])
-def test_evaluate_when_best_single_then_it_is_the_model_with_lowest_crps(horizon: int) -> None:
+def test_evaluate_when_best_in_hindsight_then_it_is_the_model_with_lowest_crps(
+    horizon: int,
+) -> None:
     models = [s for s in _result().scores if s.horizon == horizon and s.model in _panel().models]
     lowest = min(models, key=lambda s: s.crps)
 
@@ -189,3 +193,45 @@ def test_evaluate_when_too_few_outcomes_then_config_error() -> None:
 
     with pytest.raises(ConfigError, match="too few origins with outcomes for horizon 1: 2"):
         evaluate(sparse, _series().values, [1], WINDOW, REFIT)
+
+
+def test_leader_weights_when_outcomes_arrive_then_all_on_the_best_so_far() -> None:
+    panel = _panel()
+    h = 5
+    crps = panel_crps(panel, h)
+
+    weights = leader_weights(panel, h)
+
+    for i in range(len(panel.origins)):
+        known = crps[:, : max(i - h + 1, 0)]
+        if known.shape[1] == 0:  # nothing known yet: equal weights
+            assert weights[i].tolist() == [0.5, 0.5]
+            continue
+        leader = int(np.argmin(np.nanmean(known, axis=1)))
+        assert weights[i].tolist() == [float(k == leader) for k in range(2)]
+
+
+@pytest.mark.parametrize("horizon", [1, 5])
+def test_evaluate_when_compared_with_the_ensemble_then_dm_of_crps_and_squared_error(
+    horizon: int,
+) -> None:
+    panel = _panel()
+    step = horizon - 1
+    sample = np.isfinite(panel.actual[:, step])
+    y = panel.actual[sample, step]
+    weights = hedge_weights(panel, horizon)
+    mix_mean, mix_sd = combine(panel.mean[:, :, step, None], panel.sd[:, :, step, None], weights)
+    ens_mean, ens_sd = mix_mean[sample, 0], mix_sd[sample, 0]
+    k = panel.index("drift")
+    mean, sd = panel.mean[k, sample, step], panel.sd[k, sample, step]
+
+    drift = _row("drift", horizon)
+    by_crps = diebold_mariano(crps_normal(y, mean, sd), crps_normal(y, ens_mean, ens_sd), horizon)
+    by_se = diebold_mariano((y - mean) ** 2, (y - ens_mean) ** 2, horizon)
+
+    assert drift.dm_crps_vs_ensemble == pytest.approx(by_crps.statistic, rel=1e-12)
+    assert drift.dm_crps_vs_ensemble_p == pytest.approx(by_crps.p_value, rel=1e-12)
+    assert drift.dm_se_vs_ensemble == pytest.approx(by_se.statistic, rel=1e-12)
+    assert drift.dm_se_vs_ensemble_p == pytest.approx(by_se.p_value, rel=1e-12)
+    assert _row(ENSEMBLE, horizon).dm_crps_vs_ensemble is None
+    assert _row(LEADER, horizon).dm_crps_vs_ensemble_p is not None
