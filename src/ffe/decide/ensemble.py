@@ -37,7 +37,7 @@ from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History, utc_datetime
 from ffe.domain.orders import Decision
 from ffe.forecast.base import Forecaster, ForecastError, Series
-from ffe.forecast.ensemble import Hedge, HedgeConfig, combine, hedge_weights
+from ffe.forecast.ensemble import HedgeConfig, combine, make_combiner, online_weights
 from ffe.forecast.metrics import crps_normal
 from ffe.forecast.models import DEFAULT_MODELS, make_forecaster, parse_models
 from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
@@ -58,7 +58,9 @@ class EnsembleStrategy:
 
     ``models``: comma-separated forecasters; ``window``: training bars; ``refit_every``:
     bars between refits; ``horizon``: bars each decision looks ahead (and is judged after);
-    ``every``: bars between decisions; ``eta``/``discount``: the Hedge weights; the
+    ``every``: bars between decisions; ``combiner``: how the models' forecasts are weighted
+    from their past losses (``hedge``, ``leader``: follow the one with the best CRPS so far,
+    ``equal``); ``eta``/``discount``: the Hedge weights; the
     decision policy's fields; ``calibrate``/``min_outcomes``: isotonic recalibration of the
     confidence once that many outcomes are known, trusted with weight n / (n +
     ``calibration_prior``) after n outcomes; ``workers``: processes for the rolling
@@ -74,6 +76,7 @@ class EnsembleStrategy:
     refit_every: int = 21
     horizon: int = 5
     every: int = 5
+    combiner: str = "hedge"
     eta: float = 2.0
     discount: float = 0.99
     threshold: float = 0.55
@@ -104,6 +107,7 @@ class EnsembleStrategy:
         try:
             parse_models(self.models)
             HedgeConfig(self.eta, self.discount)
+            make_combiner(self.combiner, 1)
             RollingSpec(self.horizon, self.window, self.refit_every)
         except Exception as exc:
             raise StrategyError(f"ensemble: {exc}") from None
@@ -187,7 +191,7 @@ class EnsembleStrategy:
         if voter is not None:
             panel = _ask_at(voter, panel, series, rows)
         h = self.horizon
-        weights = hedge_weights(panel, h, HedgeConfig(self.eta, self.discount))
+        weights = online_weights(panel, h, self.combiner, HedgeConfig(self.eta, self.discount))
         mix_mean, mix_sd = combine(panel.mean[:, :, h - 1], panel.sd[:, :, h - 1], weights)
         vol_bar = _one_bar_volatility(panel, weights)
         per_year = _per_year(series.times[: panel.origins[0] + 1])
@@ -294,7 +298,8 @@ class EnsembleDecider:
         self._base = len(self.models)  # the extra voters, after them, are asked at decisions
         self.models.extend(extra)
         self.names = [model.name for model in self.models]
-        self._hedge = Hedge(len(self.models), HedgeConfig(strategy.eta, strategy.discount))
+        config = HedgeConfig(strategy.eta, strategy.discount)
+        self._hedge = make_combiner(strategy.combiner, len(self.models), config)
         self._pending: dict[int, tuple[FloatArray, FloatArray, float]] = {}
         self._fitted_on: list[int | None] = [None] * self._base  # bars each fit saw
         self._tried_on: list[int] = [0] * self._base  # bars the last fit tried saw
@@ -423,6 +428,7 @@ class EnsembleDecider:
             for t, (means, sds, start) in self._pending.items()
         }
         return {
+            "combiner": self.strategy.combiner,
             "hedge": self._hedge.state(),
             "pending": pending,
             "fitted_on": list(self._fitted_on),
@@ -433,6 +439,12 @@ class EnsembleDecider:
     def restore(self, state: Mapping[str, Any]) -> None:
         """Take back a ``state()``'s weights, pending forecasts and recalibration (the models
         are fitted by ``resume``, or by the caller for a state without ``fitted_on``)."""
+        saved = state.get("combiner", "hedge")
+        if saved != self.strategy.combiner:
+            raise StrategyError(
+                f"ensemble: the run was saved with combiner {saved!r}, not "
+                f"{self.strategy.combiner!r}: resume with it, or start a fresh run (`--fresh`)"
+            )
         self._hedge.restore(state["hedge"])
         self._pending = {
             int(t): (_floats(means), _floats(sds), float(start))

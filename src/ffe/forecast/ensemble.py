@@ -105,43 +105,121 @@ def panel_crps(panel: Panel, step: int) -> FloatArray:
 
 
 def hedge_weights(panel: Panel, step: int, config: HedgeConfig | None = None) -> FloatArray:
-    """Weights at every origin, shape (origins, models), learned from ``step``-ahead losses
-    known by each origin (origins are consecutive bars, so origin ``i`` knows the outcomes
-    of origins ``<= i - step``)."""
+    """Hedge's weights at every origin, shape (origins, models) (see ``online_weights``)."""
+    return online_weights(panel, step, "hedge", config)
+
+
+class Leader:
+    """Follow the leader, online: all the weight on the available model with the lowest mean
+    loss so far (each model over the origins it forecast); equal weights among the available
+    ones before any loss is known. The same interface as ``Hedge``."""
+
+    __slots__ = ("_count", "_total", "observed")
+
+    def __init__(self, n_models: int) -> None:
+        self._total = np.zeros(n_models)
+        self._count = np.zeros(n_models)
+        self.observed = 0
+
+    def observe(self, crps: FloatArray) -> None:
+        known = np.isfinite(crps)
+        if not known.any():
+            return
+        self._total[known] += crps[known]
+        self._count[known] += 1
+        self.observed += 1
+
+    def weights(self, available: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+        n = len(self._total)
+        usable = np.ones(n, dtype=bool) if available is None else np.asarray(available)
+        out = np.zeros(n)
+        candidates = usable & (self._count > 0)
+        if candidates.any():
+            mean = np.where(candidates, self._total / np.maximum(self._count, 1), np.inf)
+            out[int(np.argmin(mean))] = 1.0
+        elif usable.any():
+            out[usable] = 1.0 / usable.sum()
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "total": self._total.tolist(),
+            "count": self._count.tolist(),
+            "observed": self.observed,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        total = np.asarray(state["total"], dtype=np.float64)
+        if total.shape != self._total.shape:
+            raise ConfigError(
+                f"the saved ensemble state is for {total.size} models, this ensemble has "
+                f"{self._total.size}: start a fresh run (`--fresh`) after changing its models"
+            )
+        self._total, self._count = total, np.asarray(state["count"], dtype=np.float64)
+        self.observed = int(state["observed"])
+
+
+class Equal:
+    """Equal weights over the available models; it learns nothing. ``Hedge``'s interface."""
+
+    __slots__ = ("_n", "observed")
+
+    def __init__(self, n_models: int) -> None:
+        self._n, self.observed = n_models, 0
+
+    def observe(self, crps: FloatArray) -> None:
+        if np.isfinite(crps).any():
+            self.observed += 1
+
+    def weights(self, available: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+        usable = np.ones(self._n) if available is None else np.asarray(available, np.float64)
+        total = usable.sum()
+        out: FloatArray = usable / total if total > 0 else usable
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"observed": self.observed}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.observed = int(state["observed"])
+
+
+Combiner = Hedge | Leader | Equal
+COMBINERS = ("hedge", "leader", "equal")
+
+
+def make_combiner(name: str, n_models: int, config: HedgeConfig | None = None) -> Combiner:
+    """The online combiner ``name`` (one of ``COMBINERS``) over ``n_models`` models."""
+    if name == "hedge":
+        return Hedge(n_models, config)
+    if name == "leader":
+        return Leader(n_models)
+    if name == "equal":
+        return Equal(n_models)
+    raise ConfigError(f"unknown combiner {name!r}: use one of {', '.join(COMBINERS)}")
+
+
+def online_weights(
+    panel: Panel, step: int, combiner: str = "hedge", config: HedgeConfig | None = None
+) -> FloatArray:
+    """Weights at every origin, shape (origins, models), of the online ``combiner`` fed the
+    ``step``-ahead losses known by each origin (origins are consecutive bars, so origin ``i``
+    knows the outcomes of origins ``<= i - step``)."""
     crps = panel_crps(panel, step)
     available = np.isfinite(panel.mean[:, :, step - 1])
-    hedge = Hedge(len(panel.models), config)
+    online = make_combiner(combiner, len(panel.models), config)
     out = np.zeros((len(panel.origins), len(panel.models)))
     for i in range(len(panel.origins)):
         known = i - step
         if known >= 0:
-            hedge.observe(crps[:, known])
-        out[i] = hedge.weights(available[:, i])
+            online.observe(crps[:, known])
+        out[i] = online.weights(available[:, i])
     return out
 
 
 def leader_weights(panel: Panel, step: int) -> FloatArray:
-    """Follow the leader, in real time: at each origin all the weight on the available model
-    with the lowest mean ``step``-ahead CRPS over the outcomes known by then (origins ``<= i -
-    step``, each model over the origins it forecast); equal weights before any is known."""
-    crps = panel_crps(panel, step)
-    available = np.isfinite(panel.mean[:, :, step - 1])
-    n_models, n_origins = crps.shape
-    total, count = np.zeros(n_models), np.zeros(n_models)
-    out = np.zeros((n_origins, n_models))
-    for i in range(n_origins):
-        known = i - step
-        if known >= 0:
-            seen = np.isfinite(crps[:, known])
-            total[seen] += crps[seen, known]
-            count[seen] += 1
-        candidates = available[:, i] & (count > 0)
-        if candidates.any():
-            mean = np.where(candidates, total / np.maximum(count, 1), np.inf)
-            out[i, int(np.argmin(mean))] = 1.0
-        elif available[:, i].any():
-            out[i] = available[:, i] / available[:, i].sum()
-    return out
+    """Follow the leader at every origin (``Leader``): a real-time rule to compare with."""
+    return online_weights(panel, step, "leader")
 
 
 def equal_weights(panel: Panel, step: int) -> FloatArray:

@@ -469,3 +469,45 @@ def test_workers_when_inside_a_pools_worker_then_one_whatever_asked(
     assert all(count > 0 for count in inside)  # decided, without a pool of its own
     with pytest.raises(RuntimeError, match="pool was started"):  # outside one, 8 is a pool
         work.ensemble_pool(8, 0)
+
+
+@pytest.mark.parametrize("combiner", ["hedge", "leader", "equal"])
+def test_stepper_when_deciding_every_few_bars_with_recalibration_then_the_batch_decisions(
+    market: MarketData, combiner: str
+) -> None:
+    """The agent's stepper, bar by bar, against the batch run at settings the equivalence
+    above leaves out: decisions every 4 bars, the weights fed at every bar, the confidence
+    recalibrated (from 20 outcomes on), for each combiner."""
+    from ffe.agent.stepper import EnsembleStepper
+    from ffe.domain.market import History
+
+    params = {**CHEAP, "every": EVERY, "min_outcomes": MIN_OUTCOMES, "combiner": combiner}
+    batch = EnsembleStrategy(**params).explain(market.history()).decisions
+    stepper = EnsembleStepper(EnsembleStrategy(**params))
+    live = []
+    for length in range(WINDOW, market.n_bars + 1):
+        live.extend(stepper.step(History(market, length))[1])
+
+    assert len(batch) == math.ceil((market.n_bars - WINDOW + 1) / EVERY)
+    assert any(d.confidence != d.details["prob_profit"] for d in batch)  # recalibrated
+    assert [(d.time, d.votes, d.confidence) for d in live] == [
+        (d.time, d.votes, d.confidence) for d in batch
+    ]
+    assert [d.details for d in live] == [d.details for d in batch]
+    if combiner == "leader":  # all the weight on one model once outcomes are known
+        assert all(max(w for _, w in d.votes) == 1.0 for d in batch[5:])
+
+
+def test_ensemble_when_combiner_unknown_then_strategy_error_names_the_choices() -> None:
+    with pytest.raises(StrategyError, match="unknown combiner 'best': use one of hedge"):
+        EnsembleStrategy(**CHEAP, combiner="best")
+
+
+def test_decider_when_restored_from_another_combiner_then_refused(series: Series) -> None:
+    hedged = EnsembleDecider(EnsembleStrategy(**CHEAP))
+    hedged.refit(series.upto(FIT_AT))
+    hedged.decide(series.upto(FIT_AT))
+    leader = EnsembleDecider(EnsembleStrategy(**CHEAP, combiner="leader"))
+
+    with pytest.raises(StrategyError, match="saved with combiner 'hedge', not 'leader'"):
+        leader.restore(hedged.state())
