@@ -12,6 +12,7 @@ from ffe.cli.common import (
     EXECUTOR,
     JOBS,
     RAY_ADDRESS,
+    STRATEGY_HELP,
     ProgressBar,
     compute_overrides,
     console,
@@ -32,7 +33,7 @@ backtest_app = typer.Typer(
     help="Backtest strategies on bundled, imported or synthetic bars.", no_args_is_help=True
 )
 
-STRATEGY = typer.Option("sma_cross", "--strategy", "-s", help="Strategy name.")
+STRATEGY = typer.Option("sma_cross", "--strategy", "-s", help=STRATEGY_HELP)
 SYMBOLS = typer.Option(["SP500"], "--symbol", help="Symbol to trade; repeat for several.")
 SYNTHETIC = typer.Option(0, "--synthetic", help="Trade N synthetic symbols instead.", min=0)
 BARS = typer.Option(2520, "--bars", help="Bars per synthetic symbol.", min=2)

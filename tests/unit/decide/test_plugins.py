@@ -1,0 +1,178 @@
+"""User strategies: loaded from a file named on the command line, or an installed entry point."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ffe.decide import plugins
+from ffe.decide.strategy import available, make_strategy, parameters
+from ffe.domain import StrategyError
+
+MINE = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Mine:
+    name: ClassVar[str] = "{name}"
+    lookback: int = 10
+    scale: float = 1.0
+
+    def warmup(self) -> int:
+        return self.lookback
+
+    def targets(self, history):
+        out = np.full(history.close.shape, np.nan)
+        out[self.lookback :] = self.scale
+        return out
+
+
+class NoTargets:
+    name = "no_targets"
+
+    def warmup(self) -> int:
+        return 0
+"""
+
+
+@pytest.fixture(autouse=True)
+def _forget() -> Iterator[None]:
+    """Each test loads its files afresh: the loaded state is per process."""
+    saved = [dict(d) for d in _STATE]
+    yield
+    for live, kept in zip(_STATE, saved, strict=True):
+        live.clear()
+        live.update(kept)
+
+
+_STATE = (plugins._SOURCES, plugins._CLASSES, plugins._NAMED, plugins._PLUGINS)
+
+
+def write(tmp_path: Path, text: str = MINE, name: str = "mine") -> Path:
+    path = tmp_path / f"{name}.py"
+    path.write_text(text.replace("{name}", name))
+    return path
+
+
+def test_make_strategy_when_file_spec_then_class_built_with_coerced_params(tmp_path: Path) -> None:
+    spec = f"{write(tmp_path)}:Mine"
+
+    made = make_strategy(spec, {"lookback": "5", "scale": "0.5"})
+
+    assert (made.name, made.lookback, made.scale) == ("mine", 5, 0.5)  # type: ignore[attr-defined]
+    assert parameters(spec) == {"lookback": 10, "scale": 1.0}
+
+
+def test_make_strategy_when_unknown_param_then_error_lists_the_classes_params(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(StrategyError, match="no parameter speed; its parameters are: lookback"):
+        make_strategy(f"{write(tmp_path)}:Mine", {"speed": 1})
+
+
+def test_make_strategy_when_file_missing_then_error_names_it(tmp_path: Path) -> None:
+    with pytest.raises(StrategyError, match=r"strategy file .*nowhere\.py not found"):
+        make_strategy(f"{tmp_path / 'nowhere.py'}:Mine")
+
+
+def test_make_strategy_when_no_such_class_then_error_lists_the_files_classes(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(StrategyError, match=r"has no class 'Yours'.*Mine, NoTargets"):
+        make_strategy(f"{write(tmp_path)}:Yours")
+
+
+def test_make_strategy_when_class_lacks_targets_then_error_says_targets(tmp_path: Path) -> None:
+    with pytest.raises(StrategyError, match="is not a strategy: it lacks a `targets` method"):
+        make_strategy(f"{write(tmp_path)}:NoTargets")
+
+
+def test_make_strategy_when_file_raises_on_import_then_error_shows_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "import numpy\n\nx = 1 / 0\n", name="broken")
+
+    with pytest.raises(StrategyError, match=r"(?s)importing .*broken\.py failed.*line 3.*ZeroDiv"):
+        make_strategy(f"{path}:Mine")
+
+
+def test_make_strategy_when_worker_got_text_then_file_is_not_read_again(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    make_strategy(f"{path}:Mine")
+    state = plugins.carried()
+    for live in _STATE:
+        live.clear()
+    path.write_text("raise RuntimeError('the worker read the path')\n")
+
+    plugins.install(state)
+    made = make_strategy(f"{path}:Mine")
+
+    assert made.name == "mine"
+    assert plugins.source_of(type(made)) == state[0][str(path)]
+
+
+def test_source_of_when_file_strategy_then_sha256_of_its_text(tmp_path: Path) -> None:
+    import hashlib
+
+    path = write(tmp_path)
+
+    made = make_strategy(f"{path}:Mine")
+
+    source = plugins.source_of(type(made))
+    assert source is not None
+    assert source.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert plugins.source_of(type(make_strategy("sma_cross"))) is None
+
+
+ENTRY_POINTS = "[ffe.strategies]\nplugged = plugged_strategy:Mine\nbad = plugged_strategy:Nope\n"
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real installed distribution: a module and its dist-info on a sys.path entry."""
+    site = tmp_path / "site"
+    dist = site / "plugged_strategy-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugged-strategy\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
+    write(site, name="plugged").rename(site / "plugged_strategy.py")
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    sys.modules.pop("plugged_strategy", None)
+
+
+def test_available_when_entry_point_installed_then_listed_and_made(installed: Path) -> None:
+    assert "plugged" in available()
+
+    made = make_strategy("plugged", {"lookback": "3"})
+
+    assert (made.name, made.lookback) == ("plugged", 3)  # type: ignore[attr-defined]
+
+
+def test_make_strategy_when_entry_point_broken_then_error_names_it(installed: Path) -> None:
+    with pytest.raises(StrategyError, match=r"strategy 'bad' .*plugged_strategy:Nope.* failed"):
+        make_strategy("bad")
+
+
+def test_expose_files_when_settings_list_file_then_its_classes_by_name(tmp_path: Path) -> None:
+    path = write(tmp_path, name="exposed_one")
+
+    exposed = plugins.expose_files([path])
+
+    assert exposed == {"exposed_one": f"{path}:Mine"}
+    assert "exposed_one" in available()
+    assert make_strategy("exposed_one").name == "exposed_one"
+
+
+@pytest.mark.parametrize("name", ["mine.py:Mine", "dir/mine", "a:b", "mine.py", "..\\x"])
+def test_looks_like_path_when_path_forms_then_true(name: str) -> None:
+    assert plugins.looks_like_path(name)
+
+
+def test_looks_like_path_when_plain_name_then_false() -> None:
+    assert not plugins.looks_like_path("sma_cross")
