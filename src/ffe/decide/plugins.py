@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from ffe.compute.carry import carry
 from ffe.domain.errors import StrategyError
 
 GROUP = "ffe.strategies"  # the entry-point group installed packages declare strategies in
@@ -123,6 +124,9 @@ def install(state: tuple[dict[str, StrategySource], dict[str, str]]) -> None:
         _SOURCES.setdefault(path, source)
     for name, spec in exposed.items():
         _NAMED.setdefault(name, spec)
+
+
+carry(carried, install)
 
 
 def check_contract(cls: type[Any], what: str) -> None:

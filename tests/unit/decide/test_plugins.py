@@ -7,58 +7,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.strategy_files import forgotten, install_dist, write
 
 from ffe.decide import plugins
 from ffe.decide.strategy import available, make_strategy, parameters
 from ffe.domain import StrategyError
 
-MINE = """
-from dataclasses import dataclass
-from typing import ClassVar
-
-import numpy as np
-
-
-@dataclass(frozen=True)
-class Mine:
-    name: ClassVar[str] = "{name}"
-    lookback: int = 10
-    scale: float = 1.0
-
-    def warmup(self) -> int:
-        return self.lookback
-
-    def targets(self, history):
-        out = np.full(history.close.shape, np.nan)
-        out[self.lookback :] = self.scale
-        return out
-
-
-class NoTargets:
-    name = "no_targets"
-
-    def warmup(self) -> int:
-        return 0
-"""
-
 
 @pytest.fixture(autouse=True)
 def _forget() -> Iterator[None]:
-    """Each test loads its files afresh: the loaded state is per process."""
-    saved = [dict(d) for d in _STATE]
-    yield
-    for live, kept in zip(_STATE, saved, strict=True):
-        live.clear()
-        live.update(kept)
+    with forgotten():
+        yield
 
 
 _STATE = (plugins._SOURCES, plugins._CLASSES, plugins._NAMED, plugins._PLUGINS)
-
-
-def write(tmp_path: Path, text: str = MINE, name: str = "mine") -> Path:
-    path = tmp_path / f"{name}.py"
-    path.write_text(text.replace("{name}", name))
-    return path
 
 
 def test_make_strategy_when_file_spec_then_class_built_with_coerced_params(tmp_path: Path) -> None:
@@ -129,18 +91,10 @@ def test_source_of_when_file_strategy_then_sha256_of_its_text(tmp_path: Path) ->
     assert plugins.source_of(type(make_strategy("sma_cross"))) is None
 
 
-ENTRY_POINTS = "[ffe.strategies]\nplugged = plugged_strategy:Mine\nbad = plugged_strategy:Nope\n"
-
-
 @pytest.fixture
-def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A real installed distribution: a module and its dist-info on a sys.path entry."""
-    site = tmp_path / "site"
-    dist = site / "plugged_strategy-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugged-strategy\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
-    write(site, name="plugged").rename(site / "plugged_strategy.py")
+    site = install_dist(tmp_path / "site")
     monkeypatch.syspath_prepend(str(site))
     yield site
     sys.modules.pop("plugged_strategy", None)
