@@ -98,7 +98,7 @@ def test_backtest_walk_forward_and_sweep_when_file_strategy_then_they_run(cross:
     walked = _json(
         "backtest", "run", "-s", cross, "--walk-forward", "train=300,test=300", "-j", "1", "--json"
     )
-    swept = _json("backtest", "sweep", "-s", cross, "-p", "fast=3,5", "-j", "1", "--json")
+    swept = _json("backtest", "sweep", "-s", cross, "-p", "fast=3,5", "-j", "2", "--json")
 
     assert len(walked["walk_forward"]["segments"]) >= 2
     assert sorted(row["fast"] for row in swept) == [3, 5]
