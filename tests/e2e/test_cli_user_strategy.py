@@ -127,7 +127,9 @@ def test_agent_run_when_file_strategy_then_paper_run_recorded(cross: str) -> Non
         "agent", "run", "-s", cross, "--symbol", "SP500", "--start", "2018-01-01", "--json"
     )
 
-    assert _json("runs", "show", report["run_id"], "--json")["strategy"] == "file_cross"
+    shown = _json("runs", "show", report["run_id"], "--json")
+    assert shown["strategy"] == "file_cross"
+    assert shown["config"]["strategy_file"]["sha256"] == hashlib.sha256(CROSS.encode()).hexdigest()
 
 
 @pytest.mark.parametrize(

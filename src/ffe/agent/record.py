@@ -31,6 +31,7 @@ class RunSpec:
     kind: str = "paper"  # or "live"
     broker: str = "paper"
     fresh: bool = False  # start a new run even if the account's last one is unfinished
+    source: dict[str, Any] = field(default_factory=dict)  # a file strategy's path and SHA-256
 
 
 async def open_run(
@@ -88,6 +89,7 @@ def run_config(
             "slippage_bps": config.fill.slippage_bps,
         },
         "risk": {"checks": [check.name for check in risk.checks]},
+        **spec.source,
     }
 
 

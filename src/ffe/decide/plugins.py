@@ -112,6 +112,16 @@ def source_of(cls: type[Any]) -> StrategySource | None:
     return _ORIGIN.get(cls)
 
 
+def recorded(strategy: object) -> dict[str, Any]:
+    """What a run records of a strategy from a file: ``{"strategy_file": {path, class,
+    sha256}}``, so a run tells which text ran; empty for any other strategy."""
+    source = _ORIGIN.get(type(strategy))
+    if source is None:
+        return {}
+    cls = type(strategy).__name__
+    return {"strategy_file": {"path": source.path, "class": cls, "sha256": source.sha256}}
+
+
 def carried() -> tuple[dict[str, StrategySource], dict[str, str]]:
     """What a worker process needs to build the file strategies named here: their text."""
     return dict(_SOURCES), dict(_NAMED)

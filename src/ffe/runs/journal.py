@@ -75,15 +75,9 @@ def run_config(result: BacktestResult) -> dict[str, Any]:
 
 
 def _strategy_file(result: BacktestResult) -> dict[str, Any]:
-    # A strategy from a file: which file and which text ran (its SHA-256), so a run can be
-    # told from another of the same name whose file has changed since.
-    from ffe.decide.plugins import source_of
+    from ffe.decide.plugins import recorded
 
-    source = source_of(type(result.strategy))
-    if source is None:
-        return {}
-    cls = type(result.strategy).__name__
-    return {"strategy_file": {"path": source.path, "class": cls, "sha256": source.sha256}}
+    return recorded(result.strategy)
 
 
 async def record_backtest(
