@@ -158,3 +158,54 @@ def test_backtest_run_when_file_fails_to_import_then_its_error_is_shown(tmp_path
     assert "importing strategy file typo.py failed" in result.output
     assert "AttributeError" in result.output
     assert "nosuch" in result.output
+
+
+CHEAT = """
+from typing import ClassVar
+
+import numpy as np
+
+_SEEN = {}  # time -> tomorrow's move: what loading the whole data file would give
+
+
+class Tomorrow:
+    \"\"\"Long before a rise, short before a fall: it knows tomorrow's close.\"\"\"
+
+    name: ClassVar[str] = "tomorrow"
+
+    def warmup(self) -> int:
+        return 1
+
+    def targets(self, history):
+        close, times = history.close[:, 0], history.times
+        for i in range(len(times) - 1):
+            _SEEN.setdefault(times[i], np.sign(close[i + 1] - close[i]))
+        out = np.array([_SEEN.get(t, np.nan) for t in times])
+        return out[:, None]
+"""
+
+
+def test_backtest_run_when_results_implausible_then_warned_everywhere(tmp_path: Path) -> None:
+    (tmp_path / "cheat.py").write_text(CHEAT)
+    args = ["backtest", "run", "-s", "cheat.py:Tomorrow", "--start", "2015-01-01"]
+
+    shown = _ok(*args, "--report", str(tmp_path / "r.html"))
+    report = _json(*args, "--json")
+    stored = _json("runs", "show", report["run_id"], "--json")
+
+    said = " ".join(shown.stdout.split())
+    assert "warning: implausible Sharpe ratio" in said
+    assert "a strategy reading future data" in said
+    assert [w.split(" (")[0] for w in report["warnings"]] == [
+        f"implausible Sharpe ratio {report['stats']['sharpe']:.2f} on 1d bars",
+        f"implausible total return: equity grew {report['stats']['total_return'] + 1:,.0f}x",
+    ]
+    assert stored["stats"]["warnings"] == report["warnings"]
+    assert "implausible Sharpe ratio" in (tmp_path / "r.html").read_text()
+
+
+def test_backtest_run_when_results_plausible_then_no_warning(cross: str) -> None:
+    report = _json("backtest", "run", "-s", cross, "--json")
+
+    assert "warnings" not in report
+    assert "warnings" not in _json("runs", "show", report["run_id"], "--json")["stats"]

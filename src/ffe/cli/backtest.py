@@ -128,6 +128,8 @@ def _show(outcome: BacktestOutcome, *, report: Path | None, as_json: bool) -> No
         typer.echo(json.dumps(data, indent=2))
     else:
         _print_result(result)
+        for warning in result.warnings:
+            console.print(f"[bold yellow]warning:[/bold yellow] {warning}")
         if walked is not None:
             _print_segments(walked)
         if report is not None:

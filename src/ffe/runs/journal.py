@@ -141,7 +141,10 @@ async def _record(
             await uow.journal.add_decisions(run.id, [decision_row(d) for d in result.decisions])
             ids = await uow.journal.decision_ids(run.id)
             await uow.journal.add_outcomes(decision_outcomes(result, ids))
-        await uow.runs.finish(run, result.stats.as_dict())
+        stats: dict[str, Any] = result.stats.as_dict()
+        if result.warnings:  # too good to be true: the record says so too
+            stats["warnings"] = list(result.warnings)
+        await uow.runs.finish(run, stats)
         return run.id
 
 
@@ -317,6 +320,7 @@ def render_result_report(result: BacktestResult) -> str:
         curves=(result.market.times, result.equity, result.benchmark),
         trades=result.trades,
         stats=stats,
+        warnings=result.warnings,
     )
 
 
@@ -343,6 +347,7 @@ def render_stored_report(stored: StoredBacktest) -> str:
         curves=(stored.times, stored.equity, stored.benchmark),
         trades=stored.trades,
         stats=stats,
+        warnings=list((run.stats or {}).get("warnings", [])),
     )
 
 
@@ -356,6 +361,7 @@ def _render(
     curves: tuple[npt.NDArray[np.datetime64], FloatArray, FloatArray | None],
     trades: Sequence[Trade],
     stats: Stats,
+    warnings: Sequence[str] = (),
 ) -> str:
     """One report layout for runs just made and runs read back: the same title and the same
     parameter list, taken from the config ``run_config`` records."""
@@ -372,6 +378,7 @@ def _render(
         benchmark_equity=benchmark,
         trades=trades,
         stats=stats,
+        warnings=warnings,
         params={
             **params,
             "cash": config.get("cash"),
