@@ -82,7 +82,10 @@ def expose_files(paths: list[Path]) -> dict[str, str]:
     ``strategies.files``); returns name -> ``path:Class``."""
     exposed: dict[str, str] = {}
     for path in paths:
-        module = _execute(_SOURCES.get(str(path)) or _read(str(path)))
+        try:
+            module = _execute(_SOURCES.get(str(path)) or _read(str(path)))
+        except StrategyError as exc:
+            raise StrategyError(f"{exc} (listed in the setting strategies.files)") from None
         for attr, value in vars(module).items():
             if isinstance(value, type) and value.__module__ == module.__name__:
                 if _missing(value):
@@ -103,8 +106,20 @@ def named(name: str) -> type[Any] | None:
 
 def names() -> list[str]:
     """Names of strategies exposed from settings files and installed entry points."""
-    points = importlib.metadata.entry_points(group=GROUP)
-    return sorted({*_NAMED, *(point.name for point in points)})
+    return sorted({*_NAMED, *(point.name for point in _points())})
+
+
+_SCANNED: dict[tuple[str, ...], importlib.metadata.EntryPoints] = {}
+
+
+def _points() -> importlib.metadata.EntryPoints:
+    # Scanning every installed distribution takes milliseconds: once per sys.path, not once
+    # per API request (a package installed later is seen after a restart).
+    key = tuple(sys.path)
+    if key not in _SCANNED:
+        _SCANNED.clear()
+        _SCANNED[key] = importlib.metadata.entry_points(group=GROUP)
+    return _SCANNED[key]
 
 
 def source_of(cls: type[Any]) -> StrategySource | None:
@@ -189,7 +204,7 @@ def _execute(source: StrategySource) -> types.ModuleType:
 def _entry_point(name: str) -> type[Any] | None:
     if name in _PLUGINS:
         return _PLUGINS[name]
-    points = importlib.metadata.entry_points(group=GROUP, name=name)
+    points = _points().select(name=name)
     if not points:
         return None
     point = next(iter(points))

@@ -130,3 +130,10 @@ def test_looks_like_path_when_path_forms_then_true(name: str) -> None:
 
 def test_looks_like_path_when_plain_name_then_false() -> None:
     assert not plugins.looks_like_path("sma_cross")
+
+
+def test_expose_files_when_listed_file_missing_then_error_names_the_setting(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(StrategyError, match=r"gone\.py not found.*strategies\.files"):
+        plugins.expose_files([tmp_path / "gone.py"])
