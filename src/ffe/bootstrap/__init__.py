@@ -454,9 +454,9 @@ def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = F
 
 def components(settings: Settings) -> Components:
     """Everything the service layer and the API are handed instead of ``settings``."""
-    from ffe.decide.plugins import expose_files
+    from ffe.decide.strategy import offer_files
 
-    expose_files(settings.strategies.files)  # offered by name, to the API and job workers
+    offer_files(settings.strategies.files)  # offered by name, to the API and job workers
     return Components(
         api=api_options(settings),
         queue=queue_policy(settings),

@@ -15,6 +15,7 @@ import importlib.metadata
 import sys
 import traceback
 import types
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -77,24 +78,35 @@ def load_file(spec: str) -> type[Any]:
     return found
 
 
-def expose_files(paths: list[Path]) -> dict[str, str]:
+def expose_files(paths: list[Path], taken: Collection[str] = ()) -> dict[str, str]:
     """Make every strategy class in ``paths`` available by its ``name`` (the server's
-    ``strategies.files``); returns name -> ``path:Class``."""
+    ``strategies.files``); returns name -> ``path:Class``. A name in ``taken`` (the
+    built-ins) or given by two classes is refused: which one a request meant is unknown."""
     exposed: dict[str, str] = {}
     for path in paths:
-        try:
-            module = _execute(_SOURCES.get(str(path)) or _read(str(path)))
-        except StrategyError as exc:
-            raise StrategyError(f"{exc} (listed in the setting strategies.files)") from None
-        for attr, value in vars(module).items():
-            if isinstance(value, type) and value.__module__ == module.__name__:
-                if _missing(value):
-                    continue
-                spec = f"{path}:{attr}"
-                load_file(spec)
-                exposed[cast("Any", value).name] = spec
+        for spec in _strategy_classes(path):
+            name = cast("Any", load_file(spec)).name
+            if name in taken or name in exposed:
+                other = "a built-in strategy" if name in taken else exposed[name]
+                raise StrategyError(
+                    f"{spec} is named {name!r}, as {other} is: give one of them another "
+                    "`name` (strategies.files offers each strategy by its name)"
+                )
+            exposed[name] = spec
     _NAMED.update(exposed)
     return exposed
+
+
+def _strategy_classes(path: Path) -> list[str]:
+    try:
+        module = _execute(_SOURCES.get(str(path)) or _read(str(path)))
+    except StrategyError as exc:
+        raise StrategyError(f"{exc} (listed in the setting strategies.files)") from None
+    return [
+        f"{path}:{attr}"
+        for attr, value in vars(module).items()
+        if isinstance(value, type) and value.__module__ == module.__name__ and not _missing(value)
+    ]
 
 
 def named(name: str) -> type[Any] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from ffe.decide import plugins
@@ -90,6 +91,13 @@ def available() -> list[str]:
     """Names of every strategy: built-in, installed (entry points), exposed from files."""
     _load_builtins()
     return sorted({*_REGISTRY, *_LAZY, *plugins.names()})
+
+
+def offer_files(paths: list[Path]) -> dict[str, str]:
+    """Offer every strategy class in ``paths`` by its ``name`` (the ``strategies.files``
+    setting), refusing a name a built-in has; returns name -> ``path:Class``."""
+    _load_builtins()
+    return plugins.expose_files(paths, taken={*_REGISTRY, *_LAZY})
 
 
 def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:

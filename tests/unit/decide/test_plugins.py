@@ -10,7 +10,7 @@ import pytest
 from tests.support.strategy_files import forgotten, install_dist, write
 
 from ffe.decide import plugins
-from ffe.decide.strategy import available, make_strategy, parameters
+from ffe.decide.strategy import available, make_strategy, offer_files, parameters
 from ffe.domain import StrategyError
 
 
@@ -137,3 +137,19 @@ def test_expose_files_when_listed_file_missing_then_error_names_the_setting(
 ) -> None:
     with pytest.raises(StrategyError, match=r"gone\.py not found.*strategies\.files"):
         plugins.expose_files([tmp_path / "gone.py"])
+
+
+def test_offer_files_when_class_takes_a_builtin_name_then_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, name="sma_cross")
+
+    with pytest.raises(StrategyError, match=r"Mine is named 'sma_cross', as a built-in strategy"):
+        offer_files([path])
+
+
+def test_offer_files_when_two_files_share_a_name_then_refused(tmp_path: Path) -> None:
+    first = write(tmp_path, name="twin")
+    (tmp_path / "again").mkdir()
+    second = write(tmp_path / "again", name="twin")
+
+    with pytest.raises(StrategyError, match=rf"again/twin\.py:Mine is named 'twin', as {first}"):
+        offer_files([first, second])
