@@ -66,7 +66,14 @@ def _resumable(run: Run, spec: RunSpec, market: MarketData) -> bool:
         and dict(run.params) == spec.params
         and list(run.symbols) == list(market.symbols)
         and run.kind == spec.kind
+        and _file_text(run.config) == _file_text(spec.source)
     )
+
+
+def _file_text(config: dict[str, Any] | None) -> str | None:
+    # A strategy file whose text changed is another strategy: its run starts afresh.
+    found = (config or {}).get("strategy_file") or {}
+    return found.get("sha256") if isinstance(found, dict) else None
 
 
 def run_config(
