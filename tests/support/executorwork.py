@@ -75,3 +75,14 @@ def nested_session_pid(shared: None, item: int) -> tuple[int, int]:
     with LocalExecutor(4).open(pid, None) as session:
         inner = session.submit(item).result()
     return os.getpid(), inner
+
+
+def strategy_built(shared: None, spec: str) -> tuple[str, str | None, int]:
+    """The name of the strategy ``spec`` names as built here, its file's SHA-256 and this
+    process's id."""
+    from ffe.decide.plugins import source_of
+    from ffe.decide.strategy import make_strategy
+
+    made = make_strategy(spec, {"lookback": 3})
+    source = source_of(type(made))
+    return made.name, None if source is None else source.sha256, os.getpid()

@@ -31,6 +31,7 @@ class RunSpec:
     kind: str = "paper"  # or "live"
     broker: str = "paper"
     fresh: bool = False  # start a new run even if the account's last one is unfinished
+    source: dict[str, Any] = field(default_factory=dict)  # a file strategy's path and SHA-256
 
 
 async def open_run(
@@ -65,7 +66,14 @@ def _resumable(run: Run, spec: RunSpec, market: MarketData) -> bool:
         and dict(run.params) == spec.params
         and list(run.symbols) == list(market.symbols)
         and run.kind == spec.kind
+        and _file_text(run.config) == _file_text(spec.source)
     )
+
+
+def _file_text(config: dict[str, Any] | None) -> str | None:
+    # A strategy file whose text changed is another strategy: its run starts afresh.
+    found = (config or {}).get("strategy_file") or {}
+    return found.get("sha256") if isinstance(found, dict) else None
 
 
 def run_config(
@@ -88,6 +96,7 @@ def run_config(
             "slippage_bps": config.fill.slippage_bps,
         },
         "risk": {"checks": [check.name for check in risk.checks]},
+        **spec.source,
     }
 
 

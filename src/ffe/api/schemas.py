@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _SYMBOL = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
@@ -48,9 +48,24 @@ def _model_pattern(schema: dict[str, Any]) -> None:
 # this says no other key is accepted, as the validator does.
 _CLOSED: dict[str, Any] = {"additionalProperties": False}
 
+
+def _not_a_path(name: str) -> str:
+    from ffe.decide.plugins import looks_like_path
+
+    if looks_like_path(name):
+        raise ValueError(
+            f"{name!r} looks like a file; a request names a strategy, never a file: use one of "
+            f"{', '.join(_strategy_names())} (the server's operator offers strategies from "
+            "files by listing them in the strategies.files setting)"
+        )
+    return name
+
+
 # Named in the spec as enums; the routes refuse other names with a 422 that lists these.
 StrategyName = Annotated[
-    str, Field(min_length=1, max_length=64, json_schema_extra={"enum": _strategy_names()})
+    str,
+    Field(min_length=1, max_length=64, json_schema_extra={"enum": _strategy_names()}),
+    AfterValidator(_not_a_path),
 ]
 Metric = Annotated[
     str, Field(min_length=1, max_length=32, json_schema_extra={"enum": _metric_names()})

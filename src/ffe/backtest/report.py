@@ -83,14 +83,17 @@ def render_backtest_report(
     stats: Stats,
     params: Mapping[str, object],
     segments: Sequence[SegmentRow] = (),
+    warnings: Sequence[str] = (),
 ) -> str:
-    """A full HTML page: parameters, statistics, equity and drawdown charts, and trades.
+    """A full HTML page: warnings, parameters, statistics, equity and drawdown charts, and
+    trades.
 
     With ``segments`` (a walk-forward run) the charts shade each segment's test window and
     a table gives each segment's performance."""
     curve = np.asarray(equity, dtype=np.float64)
     chart = _equity_chart(times, curve, benchmark_equity, trades, segments)
     sections = [
+        *([section("Warnings", _warning_list(warnings))] if warnings else []),
         section("Statistics", _stats_list(stats)),
         section("Equity and drawdown", chart),
     ]
@@ -100,6 +103,11 @@ def render_backtest_report(
         )
     sections.append(section(f"Trades ({len(trades):,})", _trades_table(trades)))
     return page(title, header(title, subtitle, params) + "".join(sections))
+
+
+def _warning_list(warnings: Sequence[str]) -> str:
+    items = "".join(f"<li><strong>{escape(text)}</strong></li>" for text in warnings)
+    return f'<ul class="warnings">{items}</ul>'
 
 
 def render_walk_forward_report(result: WalkForwardResult) -> str:

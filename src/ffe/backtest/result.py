@@ -57,6 +57,13 @@ class BacktestResult:
         )  # fmt: skip
 
     @cached_property
+    def warnings(self) -> list[str]:
+        """What in the statistics is too good to be true, and its usual cause."""
+        from ffe.backtest.plausibility import implausible
+
+        return implausible(self.stats, self.market.timeframe)
+
+    @cached_property
     def trades(self) -> list[Trade]:
         """Closed round trips, oldest first."""
         return [trade_of(t, self.market) for t in self.ledger.trades]
@@ -89,6 +96,7 @@ class BacktestResult:
                 for bar, d in self.denials
             ],
             "halted_at": None if self.halted_at is None else time_of(self.halted_at).isoformat(),
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
 
 

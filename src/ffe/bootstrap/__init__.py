@@ -300,6 +300,7 @@ async def agent(
     from ffe.agent.step import AgentConfig
     from ffe.agent.stepper import stepper_for
     from ffe.data import load_market
+    from ffe.decide.plugins import recorded
     from ffe.decide.strategy import make_strategy
 
     chosen = settings.agent
@@ -327,7 +328,14 @@ async def agent(
     clock = _agent_clock(settings, catalog, symbols, market, replay=replay, speed=speed)
     kind = "live" if chosen.broker != "paper" else "paper"
     coerced = {key: getattr(made, key) for key in params}  # as typed, like a backtest records
-    spec = RunSpec(strategy=made.name, params=coerced, kind=kind, broker=chosen.broker, fresh=fresh)
+    spec = RunSpec(
+        strategy=made.name,
+        params=coerced,
+        kind=kind,
+        broker=chosen.broker,
+        fresh=fresh,
+        source=recorded(made),
+    )
     db = await open_journal(settings)
     return Agent(
         db,
@@ -446,6 +454,9 @@ def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = F
 
 def components(settings: Settings) -> Components:
     """Everything the service layer and the API are handed instead of ``settings``."""
+    from ffe.decide.strategy import offer_files
+
+    offer_files(settings.strategies.files)  # offered by name, to the API and job workers
     return Components(
         api=api_options(settings),
         queue=queue_policy(settings),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import typer
 
 from ffe.cli.common import (
+    STRATEGY_HELP,
     console,
     err_console,
     format_stat,
@@ -60,7 +61,7 @@ def _with_service(settings: Settings, work: Callable[[AgentService], Awaitable[T
 
 @agent_app.command("run")
 def run(
-    strategy: str = typer.Option("sma_cross", "--strategy", "-s", help="Strategy name."),
+    strategy: str = typer.Option("sma_cross", "--strategy", "-s", help=STRATEGY_HELP),
     symbols: list[str] = typer.Option(["SP500"], "--symbol", help="Symbol; repeat for several."),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy parameter KEY=VALUE."),
     replay: bool = typer.Option(

@@ -12,6 +12,7 @@ from ffe.cli.common import (
     EXECUTOR,
     JOBS,
     RAY_ADDRESS,
+    STRATEGY_HELP,
     ProgressBar,
     compute_overrides,
     console,
@@ -32,7 +33,7 @@ backtest_app = typer.Typer(
     help="Backtest strategies on bundled, imported or synthetic bars.", no_args_is_help=True
 )
 
-STRATEGY = typer.Option("sma_cross", "--strategy", "-s", help="Strategy name.")
+STRATEGY = typer.Option("sma_cross", "--strategy", "-s", help=STRATEGY_HELP)
 SYMBOLS = typer.Option(["SP500"], "--symbol", help="Symbol to trade; repeat for several.")
 SYNTHETIC = typer.Option(0, "--synthetic", help="Trade N synthetic symbols instead.", min=0)
 BARS = typer.Option(2520, "--bars", help="Bars per synthetic symbol.", min=2)
@@ -127,6 +128,8 @@ def _show(outcome: BacktestOutcome, *, report: Path | None, as_json: bool) -> No
         typer.echo(json.dumps(data, indent=2))
     else:
         _print_result(result)
+        for warning in result.warnings:
+            console.print(f"[bold yellow]warning:[/bold yellow] {warning}")
         if walked is not None:
             _print_segments(walked)
         if report is not None:

@@ -43,6 +43,8 @@ URL = typer.Option(
 )
 T = TypeVar("T")
 
+STRATEGY_HELP = "Strategy name, or a class in a file: path/to/file.py:ClassName."
+
 
 def with_database(
     url: str | None, work: Callable[[Database], Awaitable[T]], *, journal: bool = False

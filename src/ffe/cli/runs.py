@@ -134,9 +134,13 @@ def _print_run(stored: StoredBacktest, *, with_trades: bool) -> None:
     }
     for name, value in rows.items():
         table.add_row(name, value)
-    for name, value in (run.stats or {}).items():
+    stats = dict(run.stats or {})
+    warnings = stats.pop("warnings", [])
+    for name, value in stats.items():
         table.add_row(name.replace("_", " "), format_stat(name, value))
     console.print(table)
+    for warning in warnings:
+        console.print(f"[bold yellow]warning:[/bold yellow] {warning}")
     if with_trades:
         _print_trades(stored)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ffe.cli.common import console, err_console, user_errors
+from ffe.cli.common import STRATEGY_HELP, console, err_console, user_errors
 
 if TYPE_CHECKING:
     from ffe.config import Settings
@@ -24,7 +24,9 @@ users_app = typer.Typer(help="Dashboard users: create, list, passwd.", no_args_i
 def run_command(
     host: str = typer.Option(None, "--host", help="Address to listen on [config: api.host]."),
     port: int = typer.Option(None, "--port", help="Port [config: api.port].", min=1, max=65535),
-    strategy: str = typer.Option("sma_cross", "--strategy", "-s", help="The agent's strategy."),
+    strategy: str = typer.Option(
+        "sma_cross", "--strategy", "-s", help="The agent's strategy: " + STRATEGY_HELP
+    ),
     symbols: list[str] = typer.Option(["SP500"], "--symbol", help="Symbol; repeat for several."),
     param: list[str] = typer.Option(
         ["fast=10", "slow=20"], "--param", "-p", help="Strategy parameter KEY=VALUE."

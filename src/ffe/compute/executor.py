@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
+
+from ffe.compute.carry import Carried, carried, install
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -103,10 +106,12 @@ def in_order(pairs: Iterable[tuple[int, R]], total: int) -> list[R]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(fn: Callable[[Any, Any], Any], shared: Any) -> None:
+def _init_worker(state: Carried, work: bytes) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when its
     # workers stop, rather than each dying mid-item with a traceback (a broken pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    install(state)  # before the work is unpickled: it may name what the state brings
+    fn, shared = pickle.loads(work)  # from our own parent
     _WORKER.update(fn=fn, shared=shared)
 
 
@@ -239,7 +244,7 @@ def _pool(fn: Callable[[Any, Any], Any], shared: Any, workers: int) -> ProcessPo
         mp_context=multiprocessing.get_context("spawn"),
         max_workers=workers,
         initializer=_init_worker,
-        initargs=(fn, shared),
+        initargs=(carried(), pickle.dumps((fn, shared))),
     )
 
 

@@ -9,7 +9,8 @@ a batch runs ``fn`` on each of its items exactly as ``LocalExecutor`` does, so t
 the same, bit for bit. A task lost with its node (or its worker process) is run again, up to
 ``retries`` times.
 
-Every node runs the ffe installed there (no code is shipped with the tasks), so connecting
+Every node runs the ffe installed there (no ffe code is shipped with the tasks; strategy files
+the caller read travel by value, see ``ffe.compute.carry``), so connecting
 checks that each node's ffe has this process's version. One process talks to one cluster:
 once connected (here, or by the caller's own ``ray.init``) every ``RayExecutor`` uses that
 connection. Ray is imported only when an executor is made, so ffe runs without it.
@@ -29,6 +30,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ffe.compute.carry import carried, install
 from ffe.compute.executor import (
     Results,
     Session,
@@ -116,7 +118,7 @@ class RayExecutor:
             return _InProcessSession(fn, shared)
         workers = self.workers  # connects first: Ray's put alone would start a Ray of its own
         ray = import_ray()
-        box = [ray.put(shared)]
+        box = _boxed(ray, shared)
         return _RaySession(_task(ray, self._retries), fn, box, workers)
 
     def _on_cluster(
@@ -127,7 +129,7 @@ class RayExecutor:
         # under a cap (``--jobs``) they would start at once and run past it.
         in_flight = workers if workers < (self._cpus or 1) else _AHEAD * workers
         ray = import_ray()
-        task, box = _task(ray, self._retries), [ray.put(shared)]
+        task, box = _task(ray, self._retries), _boxed(ray, shared)
         batches = Batches(len(todo), workers)
         running: dict[Any, range] = {}
         try:
@@ -332,9 +334,16 @@ def _probed(ray: Any, ref: Any, deadline: float) -> str:
         return "none"
 
 
+def _boxed(ray: Any, shared: Any) -> list[Any]:
+    # What every task needs: the shared data, and what this process carries by value (the
+    # strategy files it read: a node has only the installed ffe, not the caller's files).
+    return [ray.put(shared), ray.put(carried())]
+
+
 # --- on a node ---------------------------------------------------------------------------------
 
 _SHARED: dict[str, Any] = {}  # the latest shared data this worker process fetched, by object id
+_INSTALLED: set[str] = set()  # the carried states this worker process installed, by object id
 
 
 def _ffe_version() -> str:
@@ -349,10 +358,18 @@ def _run_batch(
     """``fn(shared, item)`` for each item, and the seconds they took together. ``shared``
     comes boxed (a bare object reference would be fetched again for every task)."""
     mark_worker()  # an executor used by fn runs here, not on a pool of its own
+    _install(box[1])
     shared = _fetch(box[0])
     start = time.perf_counter()
     results = [fn(shared, item) for item in items]
     return results, time.perf_counter() - start
+
+
+def _install(ref: Any) -> None:
+    key = ref.hex()
+    if key not in _INSTALLED:  # once per map in each worker process
+        install(import_ray().get(ref))
+        _INSTALLED.add(key)
 
 
 def _fetch(ref: Any) -> Any:

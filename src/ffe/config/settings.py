@@ -36,6 +36,7 @@ from ffe.config.trading import (
     LlmSettings,
     NotifySettings,
     RiskSettings,
+    StrategiesSettings,
 )
 from ffe.domain.errors import ConfigError
 
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
     compute: ComputeSettings = ComputeSettings()
     precompute: PrecomputeSettings = PrecomputeSettings()
     tune: TuneSettings = TuneSettings()
+    strategies: StrategiesSettings = StrategiesSettings()
 
     @model_validator(mode="before")
     @classmethod

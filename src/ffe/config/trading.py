@@ -22,6 +22,14 @@ class DataSettings(Section):
     alpha_vantage_key: SecretStr | None = None
 
 
+class StrategiesSettings(Section):
+    files: list[Path] = Field(
+        default_factory=list,
+        description="Python files whose strategy classes are offered by their `name` (to the "
+        "API too, which never takes a path); relative to the working directory",
+    )
+
+
 class BacktestSettings(Section):
     cash: float = Field(10_000.0, gt=0)
     commission: float = Field(0.0, ge=0, lt=1, description="fraction of traded notional")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+from ffe.decide import plugins
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History
 from ffe.domain.orders import Decision
@@ -86,16 +88,27 @@ def register(cls: type[Any]) -> type[Any]:
 
 
 def available() -> list[str]:
-    """Names of every registered strategy."""
+    """Names of every strategy: built-in, installed (entry points), exposed from files."""
     _load_builtins()
-    return sorted({*_REGISTRY, *_LAZY})
+    return sorted({*_REGISTRY, *_LAZY, *plugins.names()})
+
+
+def offer_files(paths: list[Path]) -> dict[str, str]:
+    """Offer every strategy class in ``paths`` by its ``name`` (the ``strategies.files``
+    setting), refusing a name a built-in has; returns name -> ``path:Class``."""
+    _load_builtins()
+    return plugins.expose_files(paths, taken={*_REGISTRY, *_LAZY})
 
 
 def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
-    """Build a strategy by name, converting and checking parameters (strings are accepted)."""
+    """Build a strategy by name (or ``path/to/file.py:Class``), converting and checking
+    parameters (strings are accepted)."""
     factory = _lookup(name)
     if factory is None:
-        raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
+        raise StrategyError(
+            f"unknown strategy {name!r}; available: {', '.join(available())} "
+            "(or a class in a file: path/to/file.py:ClassName)"
+        )
     return factory(**_coerce_params(name, factory, dict(params or {})))
 
 
@@ -155,13 +168,20 @@ def settings_only_message(strategy: str, param: str, setting: str) -> str:
 
 def _fields(name: str) -> list[dataclasses.Field[Any]]:
     factory = _lookup(name)
-    if factory is None or not dataclasses.is_dataclass(factory):
+    if factory is None:
         raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(available())}")
+    return _init_fields(factory)
+
+
+def _init_fields(factory: Any) -> list[dataclasses.Field[Any]]:
+    # A user strategy need not be a dataclass: then it takes no parameters.
+    if not dataclasses.is_dataclass(factory):
+        return []
     return [field for field in dataclasses.fields(factory) if field.init]
 
 
 def _coerce_params(name: str, factory: Any, params: dict[str, Any]) -> dict[str, Any]:
-    fields = {field.name: field for field in dataclasses.fields(factory) if field.init}
+    fields = {field.name: field for field in _init_fields(factory)}
     unknown = sorted(set(params) - set(fields))
     if unknown:
         raise StrategyError(
@@ -192,12 +212,14 @@ def _convert(kind: type, value: Any) -> Any:
 
 
 def _lookup(name: str) -> Callable[..., Strategy] | None:
+    if plugins.is_file_spec(name):
+        return plugins.load_file(name)
     _load_builtins()
     if name not in _REGISTRY and name in _LAZY:
         import importlib
 
         importlib.import_module(_LAZY[name])
-    return _REGISTRY.get(name)
+    return _REGISTRY.get(name) or plugins.named(name)
 
 
 def _load_builtins() -> None:

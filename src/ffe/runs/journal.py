@@ -70,7 +70,14 @@ def run_config(result: BacktestResult) -> dict[str, Any]:
         "first_bar": result.market.time_of(0).isoformat(),
         "last_bar": result.market.time_of(result.market.n_bars - 1).isoformat(),
         "bars": result.market.n_bars,
+        **_strategy_file(result),
     }
+
+
+def _strategy_file(result: BacktestResult) -> dict[str, Any]:
+    from ffe.decide.plugins import recorded
+
+    return recorded(result.strategy)
 
 
 async def record_backtest(
@@ -134,7 +141,10 @@ async def _record(
             await uow.journal.add_decisions(run.id, [decision_row(d) for d in result.decisions])
             ids = await uow.journal.decision_ids(run.id)
             await uow.journal.add_outcomes(decision_outcomes(result, ids))
-        await uow.runs.finish(run, result.stats.as_dict())
+        stats: dict[str, Any] = result.stats.as_dict()
+        if result.warnings:  # too good to be true: the record says so too
+            stats["warnings"] = list(result.warnings)
+        await uow.runs.finish(run, stats)
         return run.id
 
 
@@ -310,6 +320,7 @@ def render_result_report(result: BacktestResult) -> str:
         curves=(result.market.times, result.equity, result.benchmark),
         trades=result.trades,
         stats=stats,
+        warnings=result.warnings,
     )
 
 
@@ -336,6 +347,7 @@ def render_stored_report(stored: StoredBacktest) -> str:
         curves=(stored.times, stored.equity, stored.benchmark),
         trades=stored.trades,
         stats=stats,
+        warnings=list((run.stats or {}).get("warnings", [])),
     )
 
 
@@ -349,6 +361,7 @@ def _render(
     curves: tuple[npt.NDArray[np.datetime64], FloatArray, FloatArray | None],
     trades: Sequence[Trade],
     stats: Stats,
+    warnings: Sequence[str] = (),
 ) -> str:
     """One report layout for runs just made and runs read back: the same title and the same
     parameter list, taken from the config ``run_config`` records."""
@@ -365,6 +378,7 @@ def _render(
         benchmark_equity=benchmark,
         trades=trades,
         stats=stats,
+        warnings=warnings,
         params={
             **params,
             "cash": config.get("cash"),

@@ -15,7 +15,8 @@ of the worker: it inherits none of the worker's threads, locks or open connectio
 lowers its CPU priority by ``NICE`` (``jobs.nice``; the pools it starts inherit it), and its
 scheduling autogroup's where Linux has them, so the API's requests on the same machine keep
 their latency while jobs run. The worker sends it, on
-stdin, its ``sys.path`` and then a pickled ``(target, args)``; the child calls
+stdin, its ``sys.path``, what it carries by value (``ffe.compute.carry``: the strategy files
+it read) and then a pickled ``(target, args)``; the child calls
 ``target(*args, report)`` and answers on the pipe ``FD`` with pickled frames: progress
 fractions, then the result or the error.
 """
@@ -35,6 +36,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from ffe.compute.carry import carried, install
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ class JobProcess:
         self._stdin: IO[bytes] = self._popen.stdin
         with contextlib.suppress(BrokenPipeError):  # it died at once: answer() says so
             pickle.dump(sys.path, self._stdin)
+            pickle.dump(carried(), self._stdin)
             pickle.dump((target, args), self._stdin)
             self._stdin.flush()
 
@@ -233,6 +237,7 @@ def _main(fd: int, nice: int) -> None:
                 _end_group()
 
     sys.path[:] = pickle.load(sys.stdin.buffer)
+    install(pickle.load(sys.stdin.buffer))  # the strategy files the worker read, by value
     target, args = pickle.load(sys.stdin.buffer)
     threading.Thread(target=_end_with_worker, name="ffe-job-orphan", daemon=True).start()
     try:

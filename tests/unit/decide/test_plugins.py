@@ -1,0 +1,155 @@
+"""User strategies: loaded from a file named on the command line, or an installed entry point."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.strategy_files import forgotten, install_dist, write
+
+from ffe.decide import plugins
+from ffe.decide.strategy import available, make_strategy, offer_files, parameters
+from ffe.domain import StrategyError
+
+
+@pytest.fixture(autouse=True)
+def _forget() -> Iterator[None]:
+    with forgotten():
+        yield
+
+
+_STATE = (plugins._SOURCES, plugins._CLASSES, plugins._NAMED, plugins._PLUGINS)
+
+
+def test_make_strategy_when_file_spec_then_class_built_with_coerced_params(tmp_path: Path) -> None:
+    spec = f"{write(tmp_path)}:Mine"
+
+    made = make_strategy(spec, {"lookback": "5", "scale": "0.5"})
+
+    assert (made.name, made.lookback, made.scale) == ("mine", 5, 0.5)  # type: ignore[attr-defined]
+    assert parameters(spec) == {"lookback": 10, "scale": 1.0}
+
+
+def test_make_strategy_when_unknown_param_then_error_lists_the_classes_params(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(StrategyError, match="no parameter speed; its parameters are: lookback"):
+        make_strategy(f"{write(tmp_path)}:Mine", {"speed": 1})
+
+
+def test_make_strategy_when_file_missing_then_error_names_it(tmp_path: Path) -> None:
+    with pytest.raises(StrategyError, match=r"strategy file .*nowhere\.py not found"):
+        make_strategy(f"{tmp_path / 'nowhere.py'}:Mine")
+
+
+def test_make_strategy_when_no_such_class_then_error_lists_the_files_classes(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(StrategyError, match=r"has no class 'Yours'.*Mine, NoTargets"):
+        make_strategy(f"{write(tmp_path)}:Yours")
+
+
+def test_make_strategy_when_class_lacks_targets_then_error_says_targets(tmp_path: Path) -> None:
+    with pytest.raises(StrategyError, match="is not a strategy: it lacks a `targets` method"):
+        make_strategy(f"{write(tmp_path)}:NoTargets")
+
+
+def test_make_strategy_when_file_raises_on_import_then_error_shows_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "import numpy\n\nx = 1 / 0\n", name="broken")
+
+    with pytest.raises(StrategyError, match=r"(?s)importing .*broken\.py failed.*line 3.*ZeroDiv"):
+        make_strategy(f"{path}:Mine")
+
+
+def test_make_strategy_when_worker_got_text_then_file_is_not_read_again(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    make_strategy(f"{path}:Mine")
+    state = plugins.carried()
+    for live in _STATE:
+        live.clear()
+    path.write_text("raise RuntimeError('the worker read the path')\n")
+
+    plugins.install(state)
+    made = make_strategy(f"{path}:Mine")
+
+    assert made.name == "mine"
+    assert plugins.source_of(type(made)) == state[0][str(path)]
+
+
+def test_source_of_when_file_strategy_then_sha256_of_its_text(tmp_path: Path) -> None:
+    import hashlib
+
+    path = write(tmp_path)
+
+    made = make_strategy(f"{path}:Mine")
+
+    source = plugins.source_of(type(made))
+    assert source is not None
+    assert source.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert plugins.source_of(type(make_strategy("sma_cross"))) is None
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A real installed distribution: a module and its dist-info on a sys.path entry."""
+    site = install_dist(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    sys.modules.pop("plugged_strategy", None)
+
+
+def test_available_when_entry_point_installed_then_listed_and_made(installed: Path) -> None:
+    assert "plugged" in available()
+
+    made = make_strategy("plugged", {"lookback": "3"})
+
+    assert (made.name, made.lookback) == ("plugged", 3)  # type: ignore[attr-defined]
+
+
+def test_make_strategy_when_entry_point_broken_then_error_names_it(installed: Path) -> None:
+    with pytest.raises(StrategyError, match=r"strategy 'bad' .*plugged_strategy:Nope.* failed"):
+        make_strategy("bad")
+
+
+def test_expose_files_when_settings_list_file_then_its_classes_by_name(tmp_path: Path) -> None:
+    path = write(tmp_path, name="exposed_one")
+
+    exposed = plugins.expose_files([path])
+
+    assert exposed == {"exposed_one": f"{path}:Mine"}
+    assert "exposed_one" in available()
+    assert make_strategy("exposed_one").name == "exposed_one"
+
+
+@pytest.mark.parametrize("name", ["mine.py:Mine", "dir/mine", "a:b", "mine.py", "..\\x"])
+def test_looks_like_path_when_path_forms_then_true(name: str) -> None:
+    assert plugins.looks_like_path(name)
+
+
+def test_looks_like_path_when_plain_name_then_false() -> None:
+    assert not plugins.looks_like_path("sma_cross")
+
+
+def test_expose_files_when_listed_file_missing_then_error_names_the_setting(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(StrategyError, match=r"gone\.py not found.*strategies\.files"):
+        plugins.expose_files([tmp_path / "gone.py"])
+
+
+def test_offer_files_when_class_takes_a_builtin_name_then_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, name="sma_cross")
+
+    with pytest.raises(StrategyError, match=r"Mine is named 'sma_cross', as a built-in strategy"):
+        offer_files([path])
+
+
+def test_offer_files_when_two_files_share_a_name_then_refused(tmp_path: Path) -> None:
+    first = write(tmp_path, name="twin")
+    (tmp_path / "again").mkdir()
+    second = write(tmp_path / "again", name="twin")
+
+    with pytest.raises(StrategyError, match=rf"again/twin\.py:Mine is named 'twin', as {first}"):
+        offer_files([first, second])
