@@ -166,6 +166,20 @@ def settings_only_message(strategy: str, param: str, setting: str) -> str:
     )
 
 
+def plain_params(strategy: Strategy, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The parameters of ``strategy`` (those in ``names``, else all) that are plain values
+    (numbers, text, flags): what a run records and shows. A secret is never one of them."""
+    if not dataclasses.is_dataclass(strategy):
+        return {}
+    chosen = None if names is None else set(names)
+    values = {
+        f.name: getattr(strategy, f.name)
+        for f in dataclasses.fields(strategy)
+        if f.init and (chosen is None or f.name in chosen)
+    }
+    return {k: v for k, v in values.items() if isinstance(v, int | float | str | bool)}
+
+
 def _fields(name: str) -> list[dataclasses.Field[Any]]:
     factory = _lookup(name)
     if factory is None:
@@ -201,6 +215,8 @@ def _coerce_params(name: str, factory: Any, params: dict[str, Any]) -> dict[str,
 
 
 def _convert(kind: type, value: Any) -> Any:
+    if kind not in (int, float, str, bool) and isinstance(value, kind):
+        return value  # a secret given as one stays as it is
     if kind is int:
         number = float(value)
         if not number.is_integer():
