@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from tests.support.fake_llm import FakeLlmServer
 
 from ffe.decide.llm import LlmForecaster, OllamaProvider, RetryPolicy
 from ffe.decide.llm.cache import LlmCacheError, LlmCacheMiss, ResponseCache, cache_key
 from ffe.decide.llm.schema import VIEW_SCHEMA
 from ffe.forecast.base import ForecastError
-
-from .conftest import FakeLlmServer
 
 MESSAGES = [{"role": "user", "content": "t-0: 100"}]
 
