@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from time import perf_counter  # decide() names a local `time`
 from typing import Any, ClassVar
 
@@ -34,6 +34,7 @@ from pydantic import SecretStr
 from ffe.decide.calibration import LiveRecalibrator, OnlineRecalibrator
 from ffe.decide.policy import Call, DecisionPolicy, call, make_decision
 from ffe.decide.strategy import Explained, register, server_setting
+from ffe.decide.voting import ask_at, voter_failed
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History, utc_datetime
 from ffe.domain.orders import Decision
@@ -45,7 +46,6 @@ from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
 
 RECALIBRATE_EVERY = 20  # decisions between refits of the confidence's isotonic map
 NO_KEY = SecretStr("")  # the LLM voter's API key when none is set
-_BRIEF = 160  # characters of why a voter failed, in the decision it affected
 
 
 def _per_year(times: np.ndarray[Any, Any]) -> float:
@@ -201,7 +201,7 @@ class EnsembleStrategy:
         voter = self.llm()
         failures: dict[int, ForecastError] = {}
         if voter is not None:
-            panel = _ask_at(voter, panel, series, rows, failures)
+            panel = ask_at(voter, panel, series, rows, failures)
         h = self.horizon
         weights = online_weights(panel, h, self.combiner, HedgeConfig(self.eta, self.discount))
         mix_mean, mix_sd = combine(panel.mean[:, :, h - 1], panel.sd[:, :, h - 1], weights)
@@ -257,49 +257,6 @@ class EnsembleStrategy:
         trust = n_known / (n_known + self.calibration_prior)
         blended: FloatArray = trust * fitted + (1 - trust) * raw
         return blended
-
-
-def _ask_at(
-    voter: Forecaster,
-    panel: Panel,
-    series: Series,
-    rows: list[int],
-    failures: dict[int, ForecastError],
-) -> Panel:
-    """``panel`` with ``voter``'s forecasts at the origins ``rows`` (NaN elsewhere, and where
-    it failed: the other models' weights are then renormalized without it, and ``failures``
-    holds why by row)."""
-    n, h, k = len(panel.origins), panel.horizon, panel.lower.shape[1]
-    mean, sd = np.full((n, h), np.nan), np.full((n, h), np.nan)
-    lower, upper = np.full((k, n, h), np.nan), np.full((k, n, h), np.nan)
-    for i in rows:
-        seen = series.upto(int(panel.origins[i]) + 1)
-        try:
-            voter.fit(seen)
-            forecast = voter.forecast(seen, h)
-        except ForecastError as exc:
-            failures[i] = exc
-            continue
-        mean[i], sd[i] = forecast.mean, forecast.sd
-        lower[:, i], upper[:, i] = forecast.lower, forecast.upper
-    return panel.with_model(voter.name, mean, sd, lower, upper)
-
-
-def failure_reason(error: ForecastError) -> str:
-    """Why a voter failed, in one word for counting (``LlmVoteError.reason``)."""
-    return str(getattr(error, "reason", "no_forecast"))
-
-
-def voter_failed(decision: Decision, error: ForecastError, voter: str = "llm") -> Decision:
-    """``decision`` saying that ``voter`` failed to vote and why, briefly (no URL, no key):
-    in its rationale and in ``details["llm_failure"]``."""
-    reason = failure_reason(error)
-    brief = str(getattr(error, "brief", "") or error)[:_BRIEF]
-    failure = {"voter": voter, "reason": reason, "brief": brief}
-    details = {**decision.details, "llm_failure": failure}
-    said = decision.rationale.rstrip(".")
-    note = f"The {voter} voter failed ({reason}: {brief}); the other models decided."
-    return replace(decision, rationale=f"{said}. {note}", details=details)
 
 
 def _one_bar_volatility(panel: Panel, weights: FloatArray) -> FloatArray:
