@@ -132,3 +132,41 @@ def test_backtest_when_another_server_then_the_first_ones_answers_are_not_reused
     replay = _json(*BACKTEST)  # the first server again: all from its cache
     assert len(server.requests) == asked
     assert replay["stats"]["llm_failures"] == 0
+
+
+def test_sweep_when_llm_only_in_settings_then_every_point_asks_and_rows_show_the_grid(
+    server: FakeLlmServer,
+) -> None:
+    sweep = [
+        "backtest",
+        "sweep",
+        "--strategy",
+        "ensemble",
+        "--symbol",
+        "SP500",
+        *("--start", "2018-01-01", "--end", "2018-12-31"),
+        *("-p", "threshold=0.5,0.6", "-p", "models=naive", "-p", "window=60"),
+        *("-p", "every=10", "--jobs", "1", "--json"),
+    ]
+
+    rows = _json(*sweep)
+
+    assert sorted(row["threshold"] for row in rows) == [0.5, 0.6]
+    assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {KEY}"}
+    for row in rows:
+        assert row["llm_failures"] == 0
+        settings = [name for name in row if name.startswith("llm_") and name != "llm_failures"]
+        assert not settings  # a row shows the grid's parameters, not the server's settings
+    assert KEY not in json.dumps(rows)
+
+
+def test_walk_forward_when_llm_only_in_settings_then_each_segment_asks_with_the_key(
+    server: FakeLlmServer,
+) -> None:
+    shown = _json(*BACKTEST, "--walk-forward", "train=60,test=60", "--jobs", "1")
+
+    assert len(shown["walk_forward"]["segments"]) >= 3
+    assert server.requests
+    assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {KEY}"}
+    assert shown["stats"]["llm_failures"] == 0
+    assert KEY not in json.dumps(shown)
