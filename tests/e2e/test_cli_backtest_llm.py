@@ -170,3 +170,23 @@ def test_walk_forward_when_llm_only_in_settings_then_each_segment_asks_with_the_
     assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {KEY}"}
     assert shown["stats"]["llm_failures"] == 0
     assert KEY not in json.dumps(shown)
+
+
+def test_tune_when_llm_only_in_settings_then_trials_ask_with_the_key_and_store_none(
+    server: FakeLlmServer, tmp_path: Path
+) -> None:
+    tune = [
+        "tune", "--strategy", "ensemble", "--synthetic", "1", "--bars", "400",
+        "--walk-forward", "train=60,test=100", "--holdout", "0", "--sampler", "grid",
+        "--param", "threshold=0.5,0.6", "--param", "models=naive", "--param", "window=60",
+        "--param", "every=10", "--trials", "2", "-j", "1", "--study", "llm", "--json",
+    ]  # fmt: skip
+
+    shown = _json(*tune)
+
+    assert shown["trials"] == 2
+    assert server.requests
+    assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {KEY}"}
+    assert KEY not in json.dumps(shown)
+    stored = (tmp_path / "data" / "tune.db").read_bytes()
+    assert KEY.encode() not in stored
