@@ -167,16 +167,14 @@ def settings_only_message(strategy: str, param: str, setting: str) -> str:
 
 
 def plain_params(strategy: Strategy, names: Iterable[str] | None = None) -> dict[str, Any]:
-    """The parameters of ``strategy`` (those in ``names``, else all) that are plain values
-    (numbers, text, flags): what a run records and shows. A secret is never one of them."""
-    if not dataclasses.is_dataclass(strategy):
-        return {}
-    chosen = None if names is None else set(names)
-    values = {
-        f.name: getattr(strategy, f.name)
-        for f in dataclasses.fields(strategy)
-        if f.init and (chosen is None or f.name in chosen)
-    }
+    """The parameters of ``strategy`` that are plain values (numbers, text, flags): what a
+    run records and shows. ``names``: those, as the strategy holds them (any strategy);
+    else every field of a dataclass strategy. A secret (``SecretStr``) is never one."""
+    if names is None:
+        if not dataclasses.is_dataclass(strategy):
+            return {}
+        names = [f.name for f in dataclasses.fields(strategy) if f.init]
+    values = {name: getattr(strategy, name) for name in names}
     return {k: v for k, v in values.items() if isinstance(v, int | float | str | bool)}
 
 
