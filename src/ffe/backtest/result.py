@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ffe.decide.strategy import Strategy
+from ffe.decide.strategy import Strategy, plain_params
 from ffe.domain.market import FloatArray, MarketData
 from ffe.domain.orders import Decision, Denied, Trade
 from ffe.execution.simulated import SimOrder
@@ -36,11 +36,17 @@ class BacktestResult:
 
     @property
     def params(self) -> dict[str, Any]:
-        """The strategy's parameters (those that are plain values)."""
-        if not dataclasses.is_dataclass(self.strategy):
-            return {}
-        values = {f.name: getattr(self.strategy, f.name) for f in dataclasses.fields(self.strategy)}
-        return {k: v for k, v in values.items() if isinstance(v, int | float | str | bool)}
+        """The strategy's parameters (those that are plain values: never a secret)."""
+        return plain_params(self.strategy)
+
+    def run_stats(self) -> dict[str, Any]:
+        """The statistics of ``stats`` and, for a strategy with an LLM voter, ``llm_failures``:
+        its decisions the voter failed to vote on (each says why in its details)."""
+        found: dict[str, Any] = self.stats.as_dict()
+        failures = sum("llm_failure" in d.details for d in self.decisions)
+        if failures or getattr(self.strategy, "llm_provider", "none") != "none":
+            found["llm_failures"] = failures
+        return found
 
     @cached_property
     def benchmark(self) -> FloatArray:
@@ -83,7 +89,7 @@ class BacktestResult:
             "strategy": self.strategy.name,
             "params": self.params,
             "symbols": list(self.market.symbols),
-            "stats": self.stats.as_dict(),
+            "stats": self.run_stats(),
             "trades": [trade_dict(trade) for trade in self.trades],
             "open_positions": self.open_positions(),
             "denials": [

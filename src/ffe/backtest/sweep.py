@@ -121,6 +121,7 @@ def run_sweep(
     cancel: threading.Event | None = None,
     executor: Executor | None = None,
     batch: bool = True,
+    fixed: Mapping[str, Any] | None = None,
 ) -> list[SweepRow]:
     """Backtest every grid point on ``executor`` (else a local pool of ``jobs`` processes:
     0 uses every core, 1 runs in process).
@@ -132,16 +133,17 @@ def run_sweep(
     executor in tasks of several, so a task's work outweighs what sending it costs.
 
     Once ``cancel`` is set no further point is started or reported, and ``SweepStoppedError`` is
-    raised (unless every point had already run)."""
+    raised (unless every point had already run). ``fixed`` parameters go to every point (a
+    point's own win) but not into its row: the server's settings, such as the LLM voter's."""
     pool = executor or LocalExecutor(jobs)
     use_kernel = batch and batchable(market, strategy, config, risk)
     rows: list[SweepRow | None] = [None] * len(grid)
     todo = list(enumerate(dict(point) for point in grid))
     report = _Report(rows, on_done, cancel)
     if use_kernel:
-        setup = _SweepSetup(market, strategy, config, risk, use_kernel=True)
+        setup = _SweepSetup(market, strategy, config, risk, dict(fixed or {}), use_kernel=True)
         todo = _map(pool, _tasks(todo, pool.workers, use_kernel=True), setup, report)
-    setup = _SweepSetup(market, strategy, config, risk)  # sent once per worker
+    setup = _SweepSetup(market, strategy, config, risk, dict(fixed or {}))  # once per worker
     if todo and not report.stopped:
         _map(pool, _tasks(todo, pool.workers, use_kernel=False), setup, report)
     finished = [row for row in rows if row is not None]
@@ -230,6 +232,7 @@ class _SweepSetup:
     strategy: str
     config: BacktestConfig
     risk: RiskEngine
+    fixed: dict[str, Any] = field(default_factory=dict)
     use_kernel: bool = False
 
 
@@ -241,7 +244,7 @@ def _run_task(setup: _SweepSetup, task: _Task) -> list[tuple[int, dict[str, Any]
     kernel = BatchKernel(setup.market, setup.strategy, setup.config, setup.risk)
     rows: list[tuple[int, dict[str, Any], SweepRow | None]] = []
     for position, params in task:
-        run = kernel.run(params)
+        run = kernel.run({**setup.fixed, **params})
         rows.append(
             (position, params, None if run is None else SweepRow(params, run.stats.as_dict()))
         )
@@ -250,8 +253,8 @@ def _run_task(setup: _SweepSetup, task: _Task) -> list[tuple[int, dict[str, Any]
 
 def _run_point(setup: _SweepSetup, params: dict[str, Any]) -> SweepRow:
     try:
-        strategy = make_strategy(setup.strategy, params)
+        strategy = make_strategy(setup.strategy, {**setup.fixed, **params})
         result = run_backtest(setup.market, strategy, setup.config, setup.risk)
-        return SweepRow(params, result.stats.as_dict())
+        return SweepRow(params, result.run_stats())
     except FfeError as exc:
         return SweepRow(params, error=str(exc))

@@ -179,7 +179,8 @@ def strategy_params(
     settings: Settings, name: str, params: Mapping[str, Any], *, fill: bool = True
 ) -> dict[str, Any]:
     """``params`` of strategy ``name`` with the size of the strategy's own pool at most
-    ``compute.max_workers`` (0: the cap); with ``fill``, the cap where ``params`` do not say."""
+    ``compute.max_workers`` (0: the cap); with ``fill``, the cap where ``params`` do not say,
+    and the LLM voter's parameters from the ``llm`` settings (``llm_params``)."""
     from ffe.decide.strategy import make_strategy
 
     found = dict(params)
@@ -189,7 +190,49 @@ def strategy_params(
             found[param] = pool_size(settings, asked)
         elif fill:
             found[param] = max_workers(settings)
+    if fill:
+        found.update(llm_params(settings, name, found))
     return found
+
+
+LLM_SETTINGS = "llm."  # the settings section of a strategy's LLM voter
+
+
+def llm_params(
+    settings: Settings, name: str, params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The LLM voter's parameters of strategy ``name`` (its ``server_setting`` fields held by
+    ``llm.*``) from the ``llm`` settings, for those ``params`` do not give.
+
+    One rule everywhere: a parameter given wins (only the command line can give one: the API
+    refuses them), then the setting (``config.yaml``, ``FFE__LLM__*``), then the strategy's
+    default. Nothing is filled while the provider (given, else ``llm.provider``) is none, so
+    a run without an LLM records the parameters it always did. The API key stays a
+    ``SecretStr``: never a plain value, so never recorded or shown."""
+    from ffe.decide.strategy import settings_only
+
+    given = params or {}
+    held = {p: s for p, s in settings_only(name).items() if s.startswith(LLM_SETTINGS)}
+    provider = next((p for p, s in held.items() if s == "llm.provider"), None)
+    if provider is None or str(given.get(provider, settings.llm.provider)) == "none":
+        return {}
+    found: dict[str, Any] = {}
+    for param, setting in held.items():
+        if param in given:
+            continue
+        value = _llm_setting(settings, setting.removeprefix(LLM_SETTINGS))
+        if value is not None:  # unset (no base URL, no key): the strategy's default
+            found[param] = value
+    return found
+
+
+def _llm_setting(settings: Settings, key: str) -> Any:
+    from pathlib import Path
+
+    if key == "cache_dir":
+        return str(settings.llm_cache_dir())
+    value = getattr(settings.llm, key)
+    return str(value) if isinstance(value, Path) else value
 
 
 def strategy(settings: Settings, name: str, params: Mapping[str, Any]) -> Strategy:
@@ -301,7 +344,7 @@ async def agent(
     from ffe.agent.stepper import stepper_for
     from ffe.data import load_market
     from ffe.decide.plugins import recorded
-    from ffe.decide.strategy import make_strategy
+    from ffe.decide.strategy import make_strategy, plain_params
 
     chosen = settings.agent
     real_money = _real_money(settings)
@@ -323,11 +366,11 @@ async def agent(
         approval_ttl_s=chosen.approval_ttl_s,
         flush_every=chosen.flush_every,
     )
-    made = make_strategy(strategy, params)
+    made = make_strategy(strategy, strategy_params(settings, strategy, params))
     broker = agent_broker(settings, market, config, live=live)
     clock = _agent_clock(settings, catalog, symbols, market, replay=replay, speed=speed)
     kind = "live" if chosen.broker != "paper" else "paper"
-    coerced = {key: getattr(made, key) for key in params}  # as typed, like a backtest records
+    coerced = plain_params(made, params)  # as typed, like a backtest records; no secret
     spec = RunSpec(
         strategy=made.name,
         params=coerced,

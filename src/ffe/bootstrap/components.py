@@ -75,6 +75,13 @@ class Components:
 
         return bootstrap.strategy_params(self._settings, name, params, fill=fill)
 
+    def llm_params(self, name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Strategy ``name``'s LLM voter parameters from the ``llm`` settings, those ``params``
+        do not give (see ``bootstrap.llm_params``)."""
+        from ffe import bootstrap
+
+        return bootstrap.llm_params(self._settings, name, params)
+
     def strategy(self, name: str, params: Mapping[str, Any]) -> Strategy:
         """Strategy ``name`` with ``params``, its own pool sized like ``strategy_params``."""
         from ffe import bootstrap

@@ -159,7 +159,7 @@ def _print_result(result: BacktestResult) -> None:
     table = Table(title=f"{result.strategy.name} {result.params}", show_header=False)
     table.add_column("statistic", style="bold")
     table.add_column("value", justify="right")
-    for name, value in result.stats.as_dict().items():
+    for name, value in result.run_stats().items():
         table.add_row(name.replace("_", " "), format_stat(name, value))
     console.print(table)
     if result.denials:

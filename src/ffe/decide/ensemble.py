@@ -29,10 +29,12 @@ from time import perf_counter  # decide() names a local `time`
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import SecretStr
 
 from ffe.decide.calibration import LiveRecalibrator, OnlineRecalibrator
 from ffe.decide.policy import Call, DecisionPolicy, call, make_decision
 from ffe.decide.strategy import Explained, register, server_setting
+from ffe.decide.voting import ask_at, voter_failed
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History, utc_datetime
 from ffe.domain.orders import Decision
@@ -43,6 +45,7 @@ from ffe.forecast.models import DEFAULT_MODELS, make_forecaster, parse_models
 from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
 
 RECALIBRATE_EVERY = 20  # decisions between refits of the confidence's isotonic map
+NO_KEY = SecretStr("")  # the LLM voter's API key when none is set
 
 
 def _per_year(times: np.ndarray[Any, Any]) -> float:
@@ -66,8 +69,10 @@ class EnsembleStrategy:
     ``calibration_prior``) after n outcomes; ``workers``: processes for the rolling
     forecasts (1: this process; 0: one per core; always 1 inside a pool's worker).
     ``llm_*``: an optional LLM voter (``ffe.decide.llm``), asked only on decision bars (its
-    answers cached in ``llm_cache`` for deterministic replays); off by default.
-    ``workers`` and ``llm_*`` are server settings: API requests may not set them.
+    answers cached in ``llm_cache`` for deterministic replays); off by default. A decision
+    the voter failed to vote on says so (``details["llm_failure"]`` and its rationale).
+    ``workers`` and ``llm_*`` are server settings: API requests may not set them; the
+    composition root fills them from the settings (``bootstrap.strategy_params``).
     """
 
     name: ClassVar[str] = "ensemble"
@@ -101,6 +106,9 @@ class EnsembleStrategy:
     llm_timeout: float = server_setting(60.0, "llm.timeout_s")
     llm_retries: int = server_setting(3, "llm.max_retries")
     llm_anonymize: bool = server_setting(True, "llm.anonymize")
+    # A secret: not a plain value, so never among a run's recorded parameters (repr: ***).
+    # SecretStr is immutable, so one default is safe to share.
+    llm_api_key: SecretStr = server_setting(NO_KEY, "llm.api_key")  # noqa: RUF009
     _policy: DecisionPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +131,8 @@ class EnsembleStrategy:
             raise StrategyError(
                 f"ensemble: calibration_prior must be positive, got {self.calibration_prior}"
             )
+        if not isinstance(self.llm_api_key, SecretStr):  # given as text, from Python
+            object.__setattr__(self, "llm_api_key", SecretStr(str(self.llm_api_key)))
         try:
             self.llm()  # checks the LLM settings; builds nothing when the provider is none
         except Exception as exc:
@@ -153,6 +163,7 @@ class EnsembleStrategy:
             self.llm_provider,
             base_url=self.llm_url or None,
             model=self.llm_model or None,
+            api_key=self.llm_api_key.get_secret_value() or None,
             timeout_s=self.llm_timeout,
             max_retries=self.llm_retries,
             anonymize=self.llm_anonymize,
@@ -188,8 +199,9 @@ class EnsembleStrategy:
         panel = rolling_forecasts(series, names, spec, workers=self.workers)
         rows = list(range(0, len(panel.origins), self.every))
         voter = self.llm()
+        failures: dict[int, ForecastError] = {}
         if voter is not None:
-            panel = _ask_at(voter, panel, series, rows)
+            panel = ask_at(voter, panel, series, rows, failures)
         h = self.horizon
         weights = online_weights(panel, h, self.combiner, HedgeConfig(self.eta, self.discount))
         mix_mean, mix_sd = combine(panel.mean[:, :, h - 1], panel.sd[:, :, h - 1], weights)
@@ -219,6 +231,8 @@ class EnsembleStrategy:
                 float(confidence[n]),
                 self._policy,
             )
+            if i in failures:
+                decision = voter_failed(decision, failures[i])
             out.append((bar, decision))
         return out
 
@@ -245,24 +259,6 @@ class EnsembleStrategy:
         return blended
 
 
-def _ask_at(voter: Forecaster, panel: Panel, series: Series, rows: list[int]) -> Panel:
-    """``panel`` with ``voter``'s forecasts at the origins ``rows`` (NaN elsewhere, and where
-    it failed: the other models' weights are then renormalized without it)."""
-    n, h, k = len(panel.origins), panel.horizon, panel.lower.shape[1]
-    mean, sd = np.full((n, h), np.nan), np.full((n, h), np.nan)
-    lower, upper = np.full((k, n, h), np.nan), np.full((k, n, h), np.nan)
-    for i in rows:
-        seen = series.upto(int(panel.origins[i]) + 1)
-        try:
-            voter.fit(seen)
-            forecast = voter.forecast(seen, h)
-        except ForecastError:
-            continue
-        mean[i], sd[i] = forecast.mean, forecast.sd
-        lower[:, i], upper[:, i] = forecast.lower, forecast.upper
-    return panel.with_model(voter.name, mean, sd, lower, upper)
-
-
 def _one_bar_volatility(panel: Panel, weights: FloatArray) -> FloatArray:
     """GARCH's one-bar sd where it forecast, else the ensemble's one-bar sd."""
     _, mix_sd = combine(panel.mean[:, :, 0], panel.sd[:, :, 0], weights)
@@ -286,7 +282,8 @@ class EnsembleDecider:
     numbers on the same bars, recalibrated confidence included.
 
     ``on_forecast``, when set, is told each model's name and the seconds its forecast took
-    (failed forecasts included), for metrics; unset, nothing is timed.
+    (failed forecasts included), for metrics; unset, nothing is timed. A decision an extra
+    voter failed to vote on says so and why (``voter_failed``).
     """
 
     def __init__(self, strategy: EnsembleStrategy, extra: Sequence[Forecaster] = ()) -> None:
@@ -307,6 +304,7 @@ class EnsembleDecider:
         self._recalibrator = LiveRecalibrator(RECALIBRATE_EVERY, strategy.min_outcomes)
         self._sides: list[int] = []  # each recalibrated decision's side
         self.on_forecast: Callable[[str, float], None] | None = None
+        self._failed: list[tuple[str, ForecastError]] = []  # the extra voters', this decision
 
     def refit(self, series: Series) -> list[str]:
         """Fit every model; the names of those that failed (they sit out until a fit works)."""
@@ -333,7 +331,7 @@ class EnsembleDecider:
             vol_bar = float(combine(one_mean[:, None], one_bar[:, None], weights[None, :])[1][0])
         made = call(mu, sd, vol_bar, self.strategy._policy, self._per_year)
         time = utc_datetime(int(series.times[-1].astype("datetime64[ns]").astype(np.int64)))
-        return make_decision(
+        decision = make_decision(
             series.symbol,
             time,
             self.names,
@@ -348,6 +346,9 @@ class EnsembleDecider:
             self._confidence(series, t, made),
             self.strategy._policy,
         )
+        for name, error in self._failed:
+            decision = voter_failed(decision, error, name)
+        return decision
 
     def _fit(self, series: Series, which: Iterable[int]) -> list[str]:
         # Bars a year from the first window, as the batch run reads it, whenever fitted.
@@ -381,6 +382,7 @@ class EnsembleDecider:
         means, sds = np.full(n, np.nan), np.full(n, np.nan)
         one_mean, one_bar = np.full(n, np.nan), np.full(n, np.nan)
         timed = self.on_forecast
+        self._failed = []
         for k, model in enumerate(self.models):
             if k < self._base and self._fitted_on[k] is None:
                 continue
@@ -391,7 +393,9 @@ class EnsembleDecider:
                 if k >= self._base:
                     model.fit(series)
                 forecast = model.forecast(series, h)
-            except ForecastError:
+            except ForecastError as exc:
+                if k >= self._base:
+                    self._failed.append((model.name, exc))
                 continue
             finally:
                 if timed is not None:

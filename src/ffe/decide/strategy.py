@@ -166,6 +166,18 @@ def settings_only_message(strategy: str, param: str, setting: str) -> str:
     )
 
 
+def plain_params(strategy: Strategy, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The parameters of ``strategy`` that are plain values (numbers, text, flags): what a
+    run records and shows. ``names``: those, as the strategy holds them (any strategy);
+    else every field of a dataclass strategy. A secret (``SecretStr``) is never one."""
+    if names is None:
+        if not dataclasses.is_dataclass(strategy):
+            return {}
+        names = [f.name for f in dataclasses.fields(strategy) if f.init]
+    values = {name: getattr(strategy, name) for name in names}
+    return {k: v for k, v in values.items() if isinstance(v, int | float | str | bool)}
+
+
 def _fields(name: str) -> list[dataclasses.Field[Any]]:
     factory = _lookup(name)
     if factory is None:
@@ -201,6 +213,8 @@ def _coerce_params(name: str, factory: Any, params: dict[str, Any]) -> dict[str,
 
 
 def _convert(kind: type, value: Any) -> Any:
+    if kind not in (int, float, str, bool) and isinstance(value, kind):
+        return value  # a secret given as one stays as it is
     if kind is int:
         number = float(value)
         if not number.is_integer():

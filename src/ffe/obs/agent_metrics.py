@@ -269,6 +269,15 @@ class AgentMetrics:
                 registry=registry,
             )
         )
+        self._llm_failures = Children(
+            Counter(
+                "ffe_llm_failures",
+                "Decisions the LLM voter failed to vote on, by reason: timeout, unreachable, "
+                "http_error, breaker_open, bad_answer, cache.",
+                ["reason"],
+                registry=registry,
+            )
+        )
         self._ensemble_weight = Children(
             Gauge(
                 "ffe_ensemble_weight",
@@ -279,6 +288,10 @@ class AgentMetrics:
                 multiprocess_mode="mostrecent",
             )
         )
+
+    def record_llm_failure(self, reason: str) -> None:
+        """Count one decision the LLM voter failed to vote on, by why (``LlmError.reason``)."""
+        self._llm_failures(reason).inc()
 
     def record_decision(self, symbol: str, action: str, seconds: float | None = None) -> None:
         """Count one decision; with ``seconds``, also observe how long it took."""

@@ -141,7 +141,7 @@ async def _record(
             await uow.journal.add_decisions(run.id, [decision_row(d) for d in result.decisions])
             ids = await uow.journal.decision_ids(run.id)
             await uow.journal.add_outcomes(decision_outcomes(result, ids))
-        stats: dict[str, Any] = result.stats.as_dict()
+        stats: dict[str, Any] = result.run_stats()
         if result.warnings:  # too good to be true: the record says so too
             stats["warnings"] = list(result.warnings)
         await uow.runs.finish(run, stats)

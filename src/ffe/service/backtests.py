@@ -239,9 +239,11 @@ def sweep(
         report(done[0], len(points))
 
     report(0, len(points))
+    # The LLM settings go to every point but not into its row (a grid point shows its axes).
+    fixed = components.llm_params(request.strategy, request.grid)
     rows = run_sweep(
         market, request.strategy, points, config, risk,
-        executor=components.executor(request.workers), on_done=advance,
+        executor=components.executor(request.workers), on_done=advance, fixed=fixed,
     )  # fmt: skip
     ranked = sorted(rows, key=lambda row: rank_key(row.stats.get(request.metric), direction))
     return SweepOutcome(request.metric, direction, tuple(request.grid), tuple(ranked))

@@ -175,6 +175,9 @@ class AgentReporter:
             spent = 0.0
             if decision.votes:  # an ensemble's decision: its models and their weights
                 self._ensemble_weights(decision.symbol, decision.votes)
+            failure = decision.details.get("llm_failure")
+            if isinstance(failure, dict):  # its LLM voter failed (ensemble.voter_failed)
+                self.metrics.record_llm_failure(str(failure.get("reason", "error")))
             data = {
                 "account": made.account,
                 "time": made.time.isoformat(),

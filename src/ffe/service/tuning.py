@@ -59,8 +59,10 @@ def run(
     from ffe.decide.strategy import make_strategy
     from ffe.tune.study import run_study
 
-    spec = _spec(request, components.tune.batch_size)
     make_strategy(request.strategy)  # an unknown strategy fails before the bars load
+    # The LLM voter's settings go to every trial, never into the stored study.
+    fixed = components.llm_params(request.strategy)
+    spec = _spec(request, components.tune.batch_size, fixed)
     market = load_bars(components, request.market)
     costs = request.costs
     config = components.backtest_config(
@@ -79,7 +81,7 @@ def default_name(strategy: str) -> str:
     return f"{strategy}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
-def _spec(request: TuneRequest, default_batch: int) -> Any:
+def _spec(request: TuneRequest, default_batch: int, fixed: dict[str, Any]) -> Any:
     from ffe.backtest.walkforward import WalkForwardSpec
     from ffe.tune.space import parse_space
     from ffe.tune.study import TuneSpec
@@ -105,6 +107,7 @@ def _spec(request: TuneRequest, default_batch: int) -> Any:
         request.batch_size or default_batch,
         request.holdout,
         context,
+        fixed,
     )
 
 

@@ -111,8 +111,8 @@ def _walk(setup: TrialSetup, params: dict[str, Any]) -> WalkForwardResult:
     joined run the trial was scored on, for its segments and its returns."""
     spec_test = setup.windows[0][1] - setup.windows[0][0]
     return run_walk_forward(
-        setup.market, setup.strategy, params, setup.train, spec_test, setup.config, setup.risk,
-        workers=1,
+        setup.market, setup.strategy, setup.params(params), setup.train, spec_test,
+        setup.config, setup.risk, workers=1,
     )  # fmt: skip
 
 

@@ -13,7 +13,8 @@ and any worker (a local process, a Ray node) can take any item.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,11 @@ class TrialSetup:
     config: BacktestConfig
     risk: RiskEngine | None
     metric: str
+    fixed: dict[str, Any] = field(default_factory=dict)  # TuneSpec.fixed
+
+    def params(self, trial: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's parameters over the fixed ones."""
+        return {**self.fixed, **trial}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,8 @@ def score_segments(setup: TrialSetup, items: list[SegmentItem]) -> list[SegmentS
 def score_segment(setup: TrialSetup, item: SegmentItem) -> SegmentScore:
     """Explain the next segment of ``item``'s trial and score the joined run through it."""
     try:
-        segment = SegmentSetup(setup.market, setup.strategy, item.params, setup.train, setup.config)
+        params = setup.params(item.params)
+        segment = SegmentSetup(setup.market, setup.strategy, params, setup.train, setup.config)
         part = explain_segment(segment, setup.windows[len(item.parts)])
         parts = (*item.parts, part)
         result = trade_segments(setup.market, setup.windows, parts, setup.config, setup.risk)
@@ -144,7 +151,7 @@ def score_holdout(
     targets are kept for the holdout only, and they are traded alone from the starting cash.
     """
     window = (start, market.n_bars)
-    segment = SegmentSetup(market, setup.strategy, params, setup.train, setup.config)
+    segment = SegmentSetup(market, setup.strategy, setup.params(params), setup.train, setup.config)
     part = explain_segment(segment, window)
     result = trade_segments(market, (window,), (part,), setup.config, setup.risk)
     value = metric_value(result, setup.metric)

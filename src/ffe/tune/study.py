@@ -67,6 +67,9 @@ class TuneSpec:
     batch_size: int = 8
     holdout: float = 0.2
     context: Mapping[str, Any] = field(default_factory=dict)  # the market, costs: the caller's
+    # Parameters every trial gets and no study stores (not in ``setup()``): the server's
+    # settings, such as the LLM voter's (its key among them). A trial's own win.
+    fixed: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -113,8 +116,9 @@ def run_study(
     tuning = market.select(0, market.n_bars - kept)
     windows = tuple(spec.walk_forward.windows(tuning.n_bars))  # too few bars fail here
     setup = TrialSetup(
-        tuning, spec.strategy, spec.walk_forward.train, windows, config, risk, spec.metric
-    )
+        tuning, spec.strategy, spec.walk_forward.train, windows, config, risk, spec.metric,
+        dict(spec.fixed),
+    )  # fmt: skip
     record = StudyRecord(storage, name, direction_of(spec.metric))
     # Closed when done: Optuna never disposes its engine, whose connections would stay
     # open in a worker that runs one tune job after another.

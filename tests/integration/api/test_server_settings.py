@@ -19,6 +19,7 @@ DATES = {"start": "2018-12-03", "end": "2018-12-20"}
 REFUSED = [
     ("llm_url", "http://127.0.0.1:18101/v1", "llm.base_url"),
     ("llm_cache", "CACHE", "llm.cache_dir"),
+    ("llm_api_key", "sk-from-a-request", "llm.api_key"),
     ("workers", 100_000, "compute.max_workers"),
 ]
 
@@ -49,6 +50,7 @@ def _assert_refused(response: httpx.Response, where: str, name: str, setting: st
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert f"{where}.{name}: {name} is a server setting ({setting})" in detail
+    assert "sk-from-a-request" not in response.text  # a refused key is not echoed
     assert ["body", where, name] in [e["loc"] for e in response.json()["errors"]]
 
 
@@ -123,4 +125,6 @@ def test_get_strategies_when_ensemble_then_lists_what_a_request_may_set_and_the_
     assert "workers" not in ensemble["params"]
     assert "llm_url" not in ensemble["params"]
     assert ensemble["settings"]["llm_url"] == "llm.base_url"
+    assert ensemble["settings"]["llm_api_key"] == "llm.api_key"
+    assert "llm_api_key" not in ensemble["params"]
     assert ensemble["settings"]["workers"] == "compute.max_workers"

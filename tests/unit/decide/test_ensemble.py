@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from typing import Any, ClassVar
 
 import numpy as np
@@ -407,7 +408,16 @@ def test_decider_when_a_model_cannot_forecast_then_left_out_and_rest_renormalize
     assert decider.names == ["naive", "drift", "garch", "broken", "fixed"]
     assert dict(decision.votes) == pytest.approx({n: 1 / 4 for n in (*CHEAP_NAMES, "fixed")})
     assert "broken" not in decision.details["models"]
-    assert "broken" not in decision.rationale
+    assert not re.search(r"broken \d", decision.rationale)  # no vote, only why it has none
+    assert decision.rationale.endswith(
+        "%). The broken voter failed (no_forecast: broken: no forecast today); the other "
+        "models decided."
+    )
+    assert decision.details["llm_failure"] == {
+        "voter": "broken",
+        "reason": "no_forecast",
+        "brief": "broken: no forecast today",
+    }
     voted = decision.details["models"]
     means = np.array([voted[name]["mean"] for name in voted])
     sds = np.array([voted[name]["sd"] for name in voted])

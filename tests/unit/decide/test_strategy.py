@@ -27,6 +27,7 @@ HOST_PATH_OR_BUDGET = {
         "llm_timeout": "llm.timeout_s",
         "llm_retries": "llm.max_retries",
         "llm_anonymize": "llm.anonymize",
+        "llm_api_key": "llm.api_key",
     },
 }
 

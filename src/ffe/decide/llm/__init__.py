@@ -22,7 +22,14 @@ from ffe.decide.llm.providers import (
     RetryPolicy,
 )
 from ffe.decide.llm.schema import VIEW_SCHEMA, LlmAnswerError, LlmError, LlmView
-from ffe.decide.llm.voter import MODES, Consultation, LlmForecaster, Mode, view_to_forecast
+from ffe.decide.llm.voter import (
+    MODES,
+    Consultation,
+    LlmForecaster,
+    LlmVoteError,
+    Mode,
+    view_to_forecast,
+)
 from ffe.domain.errors import ConfigError
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "LlmStats",
     "LlmUnavailableError",
     "LlmView",
+    "LlmVoteError",
     "Mode",
     "OllamaProvider",
     "OpenAICompatibleProvider",

@@ -1,9 +1,9 @@
 """A directory of LLM answers, so a backtest with an LLM replays exactly, and offline.
 
 Each answer is one JSON file named by the SHA-256 of everything that shapes it: provider kind,
-model, messages, schema and seed. Files are written to a temporary name and moved into place
-with ``os.replace``, so a reader never sees half a file. Only answers that parsed as a valid
-view are stored (the caller decides), so a bad answer is asked again next time.
+the server's base URL, model, messages, schema and seed. Files are written to a temporary name
+and moved into place with ``os.replace``, so a reader never sees half a file. Only answers
+that parsed as a valid view are stored (the caller decides), so a bad answer is asked again.
 
 Modes: ``read_write`` (default) reads hits and stores new answers; ``read_only`` never asks a
 server, and a miss raises ``LlmCacheMiss``; ``off`` neither reads nor writes.
@@ -31,6 +31,8 @@ CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 class LlmCacheError(LlmError):
     """The answer cache could not be read or written: check the named directory."""
 
+    reason = "cache"
+
 
 class LlmCacheMiss(LlmCacheError):  # noqa: N818 (a miss reads better than a MissError)
     """A read-only cache holds no answer for a prompt: record it first with a server."""
@@ -38,14 +40,17 @@ class LlmCacheMiss(LlmCacheError):  # noqa: N818 (a miss reads better than a Mis
 
 def cache_key(
     kind: str,
+    base_url: str,
     model: str,
     messages: Sequence[Mapping[str, str]],
     schema: Mapping[str, Any],
     seed: int,
 ) -> str:
-    """The SHA-256 (hex) naming the answer to this exact request."""
+    """The SHA-256 (hex) naming the answer to this exact request, from this server: two
+    servers (or two models of one) never share an answer."""
     request = {
         "kind": kind,
+        "base_url": base_url.rstrip("/"),
         "model": model,
         "messages": [dict(m) for m in messages],
         "schema": schema,
@@ -76,7 +81,8 @@ class ResponseCache:
         if answer is None and self.mode == "read_only":
             raise LlmCacheMiss(
                 f"no cached LLM answer {key[:12]} in {self.directory} (cache mode read_only); "
-                "run once with the server reachable and cache mode read_write to record it"
+                "run once with the server reachable and cache mode read_write to record it",
+                brief="no cached answer (cache mode read_only)",
             )
         return answer
 
@@ -90,7 +96,10 @@ class ResponseCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomically(path, json.dumps(record, indent=1, ensure_ascii=False))
         except OSError as exc:
-            raise LlmCacheError(f"cannot store an LLM answer in {self.directory}: {exc}") from exc
+            raise LlmCacheError(
+                f"cannot store an LLM answer in {self.directory}: {exc}",
+                brief="cannot store the answer",
+            ) from exc
 
     def _read(self, path: Path) -> str | None:
         try:

@@ -122,6 +122,8 @@ class _Reply:
 @dataclass(frozen=True, slots=True)
 class _Failure:
     problem: str
+    reason: str  # LlmError.reason: timeout, unreachable or http_error
+    brief: str  # the problem without the server's own words
     retry_after: float | None = None
 
 
@@ -170,7 +172,11 @@ class _HttpProvider(ABC):
             self.breaker.check()
         except CircuitOpenError as exc:
             self.stats.failures += 1
-            raise LlmUnavailableError(f"{exc}; is the server at {self.url} running?") from exc
+            raise LlmUnavailableError(
+                f"{exc}; is the server at {self.url} running?",
+                reason="breaker_open",
+                brief="circuit breaker open after repeated failures",
+            ) from exc
         started = self._clock()
         try:
             response = self._send(self._body(messages, schema, seed))
@@ -211,7 +217,9 @@ class _HttpProvider(ABC):
                 self.breaker.record_failure()
                 raise LlmUnavailableError(
                     f"no answer from the LLM server at {self.url} after {attempt + 1} "
-                    f"attempt{'s' if attempt else ''} ({outcome.problem}); {self.hint}"
+                    f"attempt{'s' if attempt else ''} ({outcome.problem}); {self.hint}",
+                    reason=outcome.reason,
+                    brief=f"{outcome.brief} after {attempt + 1} attempt{'s' if attempt else ''}",
                 )
             attempt += 1
             log.warning(
@@ -231,14 +239,19 @@ class _HttpProvider(ABC):
         try:
             response = self._http().post(self.url, json=body)
         except httpx.TimeoutException:
-            return _Failure(f"timed out after {self._timeout_s:g}s")
+            waited = f"timed out after {self._timeout_s:g}s"
+            return _Failure(waited, "timeout", waited)
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            return _Failure(f"{type(exc).__name__}: {exc}")
+            kind = type(exc).__name__
+            return _Failure(f"{kind}: {exc}", "unreachable", f"no connection ({kind})")
         except httpx.HTTPError as exc:
-            raise LlmRequestError(f"cannot send to {self.url}: {exc}") from exc
+            raise LlmRequestError(
+                f"cannot send to {self.url}: {exc}", reason="unreachable", brief="cannot send"
+            ) from exc
         status = response.status_code
         if status == 429 or status >= 500:
-            return _Failure(f"HTTP {status}", _retry_after(response))
+            code = f"HTTP {status}"
+            return _Failure(code, "http_error", code, _retry_after(response))
         return response
 
     def _accepted(self, response: httpx.Response) -> httpx.Response:
@@ -247,7 +260,9 @@ class _HttpProvider(ABC):
         if status >= 400:
             raise LlmRequestError(
                 f"the LLM server at {self.url} refused the request: HTTP {status} "
-                f"({_error_detail(response)}); {_fix_for(status)}"
+                f"({_error_detail(response)}); {_fix_for(status)}",
+                reason="http_error",
+                brief=f"HTTP {status}",
             )
         return response
 
@@ -270,7 +285,9 @@ class _HttpProvider(ABC):
     def _foreign(self, problem: str) -> LlmRequestError:
         return LlmRequestError(
             f"{self.url} does not answer like an {self.kind} server ({problem}); "
-            "check the base URL and the provider"
+            "check the base URL and the provider",
+            reason="bad_answer",
+            brief=f"not an {self.kind} answer ({problem})",
         )
 
     @abstractmethod
@@ -347,7 +364,9 @@ class OpenAICompatibleProvider(_HttpProvider):
         if not isinstance(message, dict):
             raise self._foreign("no choices[0].message")
         if message.get("refusal"):
-            raise LlmAnswerError(f"the model refused to answer: {message['refusal']}")
+            raise LlmAnswerError(
+                f"the model refused to answer: {message['refusal']}", brief="the model refused"
+            )
         content = message.get("content")
         if not isinstance(content, str):
             raise self._foreign("no choices[0].message.content")

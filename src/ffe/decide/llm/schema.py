@@ -24,11 +24,25 @@ Message = Mapping[str, str]
 
 
 class LlmError(FfeError):
-    """An LLM could not give a usable view (server, request, answer or cache)."""
+    """An LLM could not give a usable view (server, request, answer or cache).
+
+    ``reason`` names the kind of failure for counting (``timeout``, ``unreachable``,
+    ``http_error``, ``breaker_open``, ``bad_answer``, ``cache``); ``brief`` says what happened
+    in a few words, for the decision the failure affected (no URL, no key, no answer text)."""
+
+    reason: str = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None, brief: str | None = None):
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.brief = brief or self.reason.replace("_", " ")
 
 
 class LlmAnswerError(LlmError):
     """The model answered, but not with JSON that fits the ``LlmView`` schema."""
+
+    reason = "bad_answer"
 
 
 class LlmView(BaseModel):
@@ -84,7 +98,8 @@ def parse_view(text: str) -> LlmView:
     except json.JSONDecodeError as exc:
         raise LlmAnswerError(
             f"the model's answer is not valid JSON ({exc.msg} at character {exc.pos}): "
-            f"{_excerpt(text)}"
+            f"{_excerpt(text)}",
+            brief="the answer is not JSON",
         ) from None
     try:
         return LlmView.model_validate(data)
@@ -92,7 +107,11 @@ def parse_view(text: str) -> LlmView:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()
         )
-        raise LlmAnswerError(f"the model's answer breaks the schema: {problems}") from None
+        fields = sorted({str(e["loc"][0]) if e["loc"] else "answer" for e in exc.errors()})
+        raise LlmAnswerError(
+            f"the model's answer breaks the schema: {problems}",
+            brief=f"the answer breaks the schema ({', '.join(fields)})",
+        ) from None
 
 
 def _strip_fence(text: str) -> str:

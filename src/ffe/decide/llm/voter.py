@@ -30,6 +30,15 @@ Mode = Literal["single", "debate"]
 MODES: tuple[Mode, ...] = ("single", "debate")
 
 
+class LlmVoteError(ForecastError):
+    """The LLM voter has no vote at an origin: ``reason`` (``LlmError.reason``) and ``brief``
+    say why, in words fit for the decision it affected (no URL, no key)."""
+
+    def __init__(self, message: str, reason: str, brief: str) -> None:
+        super().__init__(message)
+        self.reason, self.brief = reason, brief
+
+
 @dataclass(frozen=True, slots=True)
 class Consultation:
     """The view that votes, and the debate behind it in debate mode."""
@@ -89,7 +98,7 @@ class LlmForecaster:
             view = self.consult(series, horizon).view
         except LlmError as exc:
             log.warning("%s: no vote at %s: %s", self.label, _origin(series), exc)
-            raise ForecastError(f"{self.label}: {exc}") from exc
+            raise LlmVoteError(f"{self.label}: {exc}", exc.reason, exc.brief) from exc
         return view_to_forecast(view, horizon).check(self.label, horizon)
 
     def consult(self, series: Series, horizon: int) -> Consultation:
@@ -127,7 +136,8 @@ class LlmForecaster:
     def _ask(self, messages: Sequence[Message]) -> LlmView:
         """The view for ``messages``: from the cache, else from the model (then cached)."""
         provider = self.provider
-        key = cache_key(provider.kind, provider.model, messages, VIEW_SCHEMA, self.seed)
+        server = getattr(provider, "base_url", "")  # a stand-in provider may have none
+        key = cache_key(provider.kind, server, provider.model, messages, VIEW_SCHEMA, self.seed)
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None:
             provider.stats.cache_hits += 1
@@ -137,6 +147,7 @@ class LlmForecaster:
         if self.cache is not None:
             about = {
                 "kind": provider.kind,
+                "base_url": server,
                 "model": provider.model,
                 "seed": self.seed,
                 "messages": [dict(m) for m in messages],

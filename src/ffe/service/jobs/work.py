@@ -68,7 +68,7 @@ def _backtest(
     if outcome.unrecorded is not None:
         raise outcome.unrecorded
     result = outcome.result
-    answer = {"stats": result.stats.as_dict(), "trades": len(result.trades)}
+    answer = {"stats": result.run_stats(), "trades": len(result.trades)}
     return {**answer, "bars": result.market.n_bars}, outcome.run_id
 
 

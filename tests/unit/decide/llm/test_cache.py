@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from tests.support.fake_llm import FakeLlmServer
 
 from ffe.decide.llm import LlmForecaster, OllamaProvider, RetryPolicy
 from ffe.decide.llm.cache import LlmCacheError, LlmCacheMiss, ResponseCache, cache_key
@@ -18,6 +19,7 @@ MESSAGES = [{"role": "user", "content": "t-0: 100"}]
 def key(**change) -> str:
     request = {
         "kind": "ollama",
+        "base_url": "http://localhost:11434",
         "model": "m",
         "messages": MESSAGES,
         "schema": VIEW_SCHEMA,
@@ -36,6 +38,7 @@ def test_cache_key_when_same_request_then_same_sha256():
     "change",
     [
         {"kind": "openai"},
+        {"base_url": "http://localhost:8000/v1"},
         {"model": "other"},
         {"messages": [{"role": "user", "content": "t-0: 101"}]},
         {"schema": {"type": "object"}},
@@ -136,9 +139,30 @@ def test_replay_when_read_only_and_server_gone_then_same_forecasts(
     recorded = _voter(llm_server.url, tmp_path).forecast(series, 5)
     llm_server.stop()
 
-    replayed = _voter("http://127.0.0.1:9", tmp_path, "read_only").forecast(series, 5)
+    replayed = _voter(llm_server.url, tmp_path, "read_only").forecast(series, 5)  # stopped
 
     np.testing.assert_array_equal(recorded.mean, replayed.mean)
+
+
+def test_replay_when_another_server_then_its_answers_are_not_shared(
+    llm_server, make_series, tmp_path
+):
+    series = make_series(80)
+    _voter(llm_server.url, tmp_path).forecast(series, 5)
+    other = FakeLlmServer()
+    other.start()
+    try:
+        other.default = "500"
+        voter = _voter(other.url, tmp_path)
+
+        with pytest.raises(ForecastError, match="HTTP 500"):
+            voter.forecast(series, 5)  # the first server's answer does not stand in
+    finally:
+        other.stop()
+
+    assert len(other.requests) == 1
+    assert voter.provider.stats.cache_hits == 0
+    assert len(list(tmp_path.rglob("*.json"))) == 1  # only the first server's answer
 
 
 def test_forecast_when_read_only_miss_then_forecast_error_caused_by_cache_miss(

@@ -85,6 +85,46 @@ def test_ensemble_when_llm_fails_then_other_models_decide_alone(
         weights = dict(decision.votes)
         assert "llm" not in weights
         assert math.isclose(sum(weights.values()), 1.0)
+        assert "The llm voter failed (" in decision.rationale
+        assert llm_server.url not in decision.rationale
+    first = explained.decisions[0]
+    assert first.details["llm_failure"] == {
+        "voter": "llm",
+        "reason": "http_error",
+        "brief": "HTTP 500 after 1 attempt",
+    }
+    assert first.rationale.endswith(
+        "The llm voter failed (http_error: HTTP 500 after 1 attempt); the other models decided."
+    )
+
+
+def test_ensemble_when_breaker_opens_then_decisions_say_so_without_asking(
+    llm_server: Any, market: MarketData, tmp_path: Path
+) -> None:
+    llm_server.default = "500"
+    strategy = _strategy(llm_server.url, tmp_path, llm_cache_mode="off", llm_retries=0)
+
+    explained = strategy.explain(market.history())
+
+    reasons = [d.details["llm_failure"]["reason"] for d in explained.decisions]
+    assert len(llm_server.requests) == 5  # the breaker opened after 5 failures
+    assert reasons[:5] == ["http_error"] * 5
+    assert set(reasons[5:]) == {"breaker_open"}
+    assert "circuit breaker open" in explained.decisions[-1].rationale
+
+
+def test_ensemble_when_key_given_then_sent_as_bearer_and_never_shown(
+    llm_server: Any, market: MarketData, tmp_path: Path
+) -> None:
+    strategy = _strategy(
+        f"{llm_server.url}/v1", tmp_path, llm_provider="openai", llm_api_key="sk-test-123"
+    )
+
+    explained = strategy.explain(market.history())
+
+    assert explained.decisions
+    assert {r["headers"]["Authorization"] for r in llm_server.requests} == {"Bearer sk-test-123"}
+    assert "sk-test-123" not in repr(strategy)
 
 
 def test_ensemble_when_llm_settings_are_wrong_then_strategy_error() -> None:
