@@ -91,17 +91,61 @@ def nested(crps: dict[str, np.ndarray], folds: int, h: int) -> dict[str, Any]:
     }
 
 
-def run_symbol(symbol: str, folds: int) -> dict[str, Any]:
+def run_symbol(symbol: str, folds: int) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
     market = load_market(BundledBarSource(), [symbol])
     series = Series(symbol, np.log(market.mark[:, 0]), market.times)
     began = time.perf_counter()
     panel = rolling_forecasts(series, DEFAULT_MODELS, RollingSpec(max(HORIZONS), 500, 21), None)
     forecast_s = time.perf_counter() - began
-    results = []
+    results, by_horizon = [], {}
     for h in HORIZONS:
         crps, _ = losses(panel, h)
+        by_horizon[h] = crps
         results.append(nested(crps, folds, h))
-    return {"symbol": symbol, "forecast_s": round(forecast_s, 1), "horizons": results}
+    return {"symbol": symbol, "forecast_s": round(forecast_s, 1), "horizons": results}, by_horizon
+
+
+def pooled(series: dict[tuple[str, int], dict[str, np.ndarray]], folds: int) -> dict[str, Any]:
+    """One default for every symbol and horizon, chosen as the nested walk-forward does: in
+    each fold, the candidate with the lowest CRPS relative to today's default before the
+    block, averaged over the series; then each series' out-of-sample CRPS in the block
+    against the default's, with a Diebold-Mariano test per series."""
+    names = list(next(iter(series.values())))
+    choices: list[dict[str, Any]] = []
+    scored: dict[tuple[str, int], tuple[list[np.ndarray], list[np.ndarray]]] = {
+        key: ([], []) for key in series
+    }
+    for b in range(1, folds):
+
+        def relative(name: str, b: int = b) -> float:
+            ratios = []
+            for crps in series.values():
+                edge = np.linspace(0, len(crps[name]), folds + 1).astype(int)[b]
+                ratios.append(crps[name][:edge].mean() / crps[DEFAULT][:edge].mean())
+            return float(np.mean(ratios))
+
+        pick = min(names, key=relative)
+        choices.append({"fold": b, "chosen": pick, "relative_crps_before": relative(pick)})
+        for key, crps in series.items():
+            edges = np.linspace(0, len(crps[pick]), folds + 1).astype(int)
+            block = slice(edges[b], edges[b + 1])
+            scored[key][0].append(crps[pick][block])
+            scored[key][1].append(crps[DEFAULT][block])
+    out = []
+    for (symbol, h), (ours, theirs) in scored.items():
+        a, d = np.concatenate(ours), np.concatenate(theirs)
+        test = diebold_mariano(a, d, horizon=h)
+        out.append(
+            {
+                "symbol": symbol,
+                "horizon": h,
+                "chosen_crps_bp": float(a.mean() * 1e4),
+                "default_crps_bp": float(d.mean() * 1e4),
+                "dm_chosen_vs_default": float(test.statistic),
+                "dm_p_value": float(test.p_value),
+            }
+        )
+    return {"choices": choices, "series": out}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.folds < 2:
         raise SystemExit("--folds must be at least 2: one to choose on, one to score")
-    symbols = [run_symbol(symbol, args.folds) for symbol in args.symbol or ["SP500", "NASDAQ"]]
+    symbols, losses_of = [], {}
+    for symbol in args.symbol or ["SP500", "NASDAQ"]:
+        found, by_horizon = run_symbol(symbol, args.folds)
+        symbols.append(found)
+        losses_of.update({(symbol, h): crps for h, crps in by_horizon.items()})
+    together = pooled(losses_of, args.folds)
     rows = [
         (
             s["symbol"],
@@ -128,6 +177,26 @@ def main(argv: list[str] | None = None) -> int:
     ]
     headers = ["symbol", "h", "chosen per fold", "chosen bp", "default bp", "DM", "p"]
     print(table(headers, rows))
+    print(
+        "\nOne default for all, chosen per fold: "
+        + ", ".join(c["chosen"] for c in together["choices"])
+    )
+    print(
+        table(
+            ["symbol", "h", "chosen bp", "default bp", "DM", "p"],
+            [
+                (
+                    r["symbol"],
+                    r["horizon"],
+                    f"{r['chosen_crps_bp']:.2f}",
+                    f"{r['default_crps_bp']:.2f}",
+                    f"{r['dm_chosen_vs_default']:+.2f}",
+                    f"{r['dm_p_value']:.3f}",
+                )
+                for r in together["series"]
+            ],
+        )
+    )
     if not args.no_write:
         payload = {
             "date": utc_now(),
@@ -136,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             "default": DEFAULT,
             "folds": args.folds,
             "symbols": symbols,
+            "pooled": together,
         }
         print(f"wrote {write_result('combiners', payload)}")
     return 0
