@@ -38,8 +38,10 @@ def bench(
     refit_every: int = typer.Option(21, "--refit-every", help="Refit every N bars.", min=1),
     start: str | None = typer.Option(None, "--start", help="First date to use (YYYY-MM-DD)."),
     end: str | None = typer.Option(None, "--end", help="Last date to use (YYYY-MM-DD)."),
-    eta: float = typer.Option(2.0, "--eta", help="Ensemble: learning rate of the weights."),
-    discount: float = typer.Option(0.99, "--discount", help="Ensemble: decay of old losses."),
+    eta: float = typer.Option(0.5, "--eta", help="Ensemble: learning rate of the weights."),
+    discount: float = typer.Option(
+        1.0, "--discount", help="Ensemble: decay of old losses (1: none)."
+    ),
     jobs: int = JOBS,
     executor: str | None = EXECUTOR,
     ray_address: str | None = RAY_ADDRESS,

@@ -82,8 +82,8 @@ class EnsembleStrategy:
     horizon: int = 5
     every: int = 5
     combiner: str = "hedge"
-    eta: float = 2.0
-    discount: float = 0.99
+    eta: float = 0.5  # chosen by nested walk-forward: see HedgeConfig
+    discount: float = 1.0
     threshold: float = 0.55
     cost_bps: float = 10.0
     target_vol: float = 0.15

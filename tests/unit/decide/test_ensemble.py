@@ -27,6 +27,7 @@ from ffe.forecast.models import make_forecaster
 # Cheap enough for unit tests: one refit every 50 bars, no LightGBM, no process pool.
 CHEAP = {"models": "naive,drift,garch", "window": 150, "refit_every": 50, "workers": 1}
 CHEAP_NAMES = ("naive", "drift", "garch")
+ETA, DISCOUNT = EnsembleStrategy.eta, EnsembleStrategy.discount  # the defaults, whatever they are
 WINDOW, EVERY, MAX_WEIGHT, MIN_OUTCOMES = 150, 4, 0.5, 20
 
 
@@ -59,6 +60,8 @@ def strategy() -> EnsembleStrategy:
         every=EVERY,
         max_weight=MAX_WEIGHT,
         min_outcomes=MIN_OUTCOMES,
+        eta=2.0,  # quick-moving weights: on these 450 bars the decisions take both sides
+        discount=0.99,
     )
 
 
@@ -366,8 +369,8 @@ def test_decider_when_outcomes_arrive_then_weights_learn_only_from_known_ones(
                 voted = decided[j].details["models"]
                 outcome = series.values[origin + h] - series.values[origin]
                 crps = np.array([_crps(outcome, voted[n]["mean"], voted[n]["sd"]) for n in names])
-                score = 0.99 * score + crps / crps.mean()
-        expected = np.exp(-2.0 * (score - score.min()))
+                score = DISCOUNT * score + crps / crps.mean()
+        expected = np.exp(-ETA * (score - score.min()))
         expected /= expected.sum()
 
         assert [w for _, w in decision.votes] == pytest.approx(expected.tolist(), rel=1e-9)
