@@ -46,7 +46,9 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
         "compute",
         "precompute",
         "tune",
+        "strategies",
     ]
+    assert shown["strategies"] == {"files": []}  # strategy files the operator offers
     assert shown["tune"] == {"storage_url": None, "batch_size": 8, "max_trials": 500}
     assert shown["precompute"]["symbols"] == ["SP500"]
     assert shown["precompute"]["in_api"] is False  # `ffe run` turns it on for itself
