@@ -46,6 +46,8 @@ class TomorrowsClose:
 
 @pytest.fixture
 def cheat() -> Iterator[str]:
+    """Registered in this process only: checks of it run --in-process (a file strategy is
+    checked in fresh processes: tests/e2e/test_cli_user_strategy.py)."""
     register(TomorrowsClose)
     yield TomorrowsClose.name
     strategy_module._REGISTRY.pop(TomorrowsClose.name, None)
@@ -64,7 +66,8 @@ def test_check_lookahead_when_honest_strategy_then_table_and_exit_0() -> None:
 
 def test_check_lookahead_when_cheat_then_exit_1_naming_the_first_changed_bar(cheat: str) -> None:
     result = runner.invoke(
-        app, ["check", "lookahead", "--strategy", cheat, "--bars", "500", "--cuts", "2"]
+        app,
+        ["check", "lookahead", "--strategy", cheat, "--bars", "500", "--cuts", "2", "--in-process"],
     )
 
     assert result.exit_code == 1, result.output
@@ -80,7 +83,18 @@ def test_check_lookahead_when_cheat_then_exit_1_naming_the_first_changed_bar(che
 def test_check_lookahead_when_cheat_and_json_then_report_and_exit_1(cheat: str) -> None:
     result = runner.invoke(
         app,
-        ["check", "lookahead", "-s", cheat, "--synthetic", "2", "--bars", "300", "--json"],
+        [
+            "check",
+            "lookahead",
+            "-s",
+            cheat,
+            "--synthetic",
+            "2",
+            "--bars",
+            "300",
+            "--json",
+            "--in-process",
+        ],
     )
 
     assert result.exit_code == 1, result.output

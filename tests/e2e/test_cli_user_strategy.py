@@ -209,3 +209,22 @@ def test_backtest_run_when_results_plausible_then_no_warning(cross: str) -> None
 
     assert "warnings" not in report
     assert "warnings" not in _json("runs", "show", report["run_id"], "--json")["stats"]
+
+
+def test_check_lookahead_when_a_strategy_memoizes_the_future_then_caught_in_fresh_processes(
+    tmp_path: Path,
+) -> None:
+    """The memoizing cheat keeps the real run's future in a module-level dict: run in this
+    process the poisoned runs find it there and decide as the real run did, so the check
+    passes; each run in a fresh process, the poisoned runs cannot, and the check fails."""
+    (tmp_path / "cheat.py").write_text(CHEAT)
+    args = ["check", "lookahead", "-s", "cheat.py:Tomorrow", "--bars", "300", "--json"]
+
+    fresh = runner.invoke(app, args)
+    shared = runner.invoke(app, [*args, "--in-process"])
+
+    assert fresh.exit_code == 1, fresh.output
+    assert json.loads(fresh.stdout)["passed"] is False
+    assert "target for SP500" in json.loads(fresh.stdout)["message"]
+    assert shared.exit_code == 0, shared.output  # what the in-process check misses
+    assert json.loads(shared.stdout)["passed"] is True

@@ -7,13 +7,18 @@ the same. This adds to ``verify_point_in_time`` (which hides the future by trunc
 history, once per run): the history keeps its length, so code that depends on the length
 runs the same way; the poisoned copy is a new ``MarketData``, so even a strategy that
 reaches past ``History`` into the market behind it sees garbage; and decisions (confidence,
-rationale) are compared as well as targets.
+rationale) are compared as well as targets. Each run may also happen in a fresh process
+(``fresh_processes``, what ``ffe check lookahead`` does), so nothing a strategy memoizes
+outside its instance survives from the real run into a poisoned one.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -133,6 +138,7 @@ def check_lookahead(
     *,
     seed: int = 0,
     progress: Callable[[], None] | None = None,
+    fresh_processes: bool = False,
 ) -> LookaheadReport:
     """Run ``strategy`` on ``market`` and on one poisoned copy per cut point; report, per cut,
     the first instruction or decision at or before it that changed.
@@ -141,20 +147,55 @@ def check_lookahead(
     instance, so state left by one run cannot hide or fake a difference in the next).
     ``cuts`` is a number of cut points spread over the bars after the warm-up, or the bars
     themselves. ``progress`` is called after each strategy run (``cuts + 1`` in all).
+    With ``fresh_processes`` each run happens in a new interpreter of its own, one at a time:
+    what a strategy keeps outside its instance (a module-level memo of the real bars) cannot
+    carry the real future into a poisoned run either.
     """
-    build = _builder(strategy)
+    build = _builder(strategy, picklable=fresh_processes)
     first = build()
     points = _cut_bars(market.n_bars, first.warmup(), cuts)
-    real = batch_explained(first, market)
-    _tick(progress)
-    checks = []
-    for cut in points:
-        poisoned = _explain_poisoned(build(), market, cut, seed + cut)
-        checks.append(
-            CutCheck(cut, market.time_of(cut), _first_change(market, real, poisoned, cut))
-        )
+    with _runner(fresh_processes) as run:
+        real = run(build, market) if fresh_processes else batch_explained(first, market)
         _tick(progress)
+        checks = []
+        for cut in points:
+            poisoned = _explain_poisoned(run, build, first.name, market, cut, seed + cut)
+            checks.append(
+                CutCheck(cut, market.time_of(cut), _first_change(market, real, poisoned, cut))
+            )
+            _tick(progress)
     return LookaheadReport(first.name, market.n_bars, tuple(checks))
+
+
+Run = Callable[[Callable[[], Strategy], MarketData], Explained]
+
+
+def _build_and_explain(build: Callable[[], Strategy], market: MarketData) -> Explained:
+    return batch_explained(build(), market)
+
+
+@contextmanager
+def _runner(fresh_processes: bool) -> Iterator[Run]:
+    """What builds and runs the strategy: here, or each run in a new spawned process (the
+    builder pickled to it, with the strategy files this process read, sent by value:
+    ``ffe.compute.carry``)."""
+    if not fresh_processes:
+        yield _build_and_explain
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ffe.compute.carry import carried, install
+
+    pool = ProcessPoolExecutor(
+        1,
+        mp_context=multiprocessing.get_context("spawn"),
+        max_tasks_per_child=1,  # a new interpreter for every run
+        initializer=install,
+        initargs=(carried(),),
+    )
+    with pool:
+        yield lambda build, market: pool.submit(_build_and_explain, build, market).result()
 
 
 def cut_points(n_bars: int, warmup: int, count: int) -> list[int]:
@@ -209,8 +250,10 @@ def when(time: datetime) -> str:
     return time.isoformat().removesuffix("T00:00:00+00:00")
 
 
-def _builder(source: StrategySource) -> Callable[[], Strategy]:
+def _builder(source: StrategySource, *, picklable: bool = False) -> Callable[[], Strategy]:
     if isinstance(source, Strategy) and not isinstance(source, type):
+        if picklable:  # a copy of it in each process
+            return functools.partial(copy.copy, source)
         return lambda: source
     return cast("Callable[[], Strategy]", source)  # a class, or any callable building one
 
@@ -237,12 +280,14 @@ def _cut_bars(n_bars: int, warmup: int, cuts: int | Sequence[int]) -> list[int]:
     return sorted(set(cuts))
 
 
-def _explain_poisoned(strategy: Strategy, market: MarketData, cut: int, seed: int) -> Explained:
+def _explain_poisoned(
+    run: Run, build: Callable[[], Strategy], name: str, market: MarketData, cut: int, seed: int
+) -> Explained:
     try:
-        return batch_explained(strategy, poison_after(market, cut, seed=seed))
+        return run(build, poison_after(market, cut, seed=seed))
     except (FfeError, ArithmeticError, ValueError) as exc:
         raise StrategyError(
-            f"strategy {strategy.name!r} failed on the copy whose bars after "
+            f"strategy {name!r} failed on the copy whose bars after "
             f"{when(market.time_of(cut))} are poisoned: {exc}"
         ) from exc
 

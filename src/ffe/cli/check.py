@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING
 
@@ -45,11 +46,18 @@ def lookahead(
     start: str | None = START,
     end: str | None = END,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    in_process: bool = typer.Option(
+        False,
+        "--in-process",
+        help="Run every strategy run in this process: faster, but what a strategy memoizes "
+        "outside its instance carries from one run into the next and can hide look-ahead.",
+    ),
 ) -> None:
     """Fail (exit 1) if poisoning the bars after a cut changes anything decided up to it.
 
     The strategy runs on the real bars, then once per cut point on a copy whose later bars
     are garbage; every instruction and decision at or before the cut must stay the same.
+    Each run happens in a new process of its own, unless --in-process.
     """
     with user_errors():
         from ffe import bootstrap
@@ -63,7 +71,11 @@ def lookahead(
         runs = len(cut_points(market.n_bars, probe.warmup(), cuts)) + 1
         with Progress(runs, quiet=as_json, description="strategy runs") as advance:
             report = check_lookahead(
-                lambda: make_strategy(strategy, params), market, cuts, progress=advance
+                functools.partial(make_strategy, strategy, params),  # pickles to a process
+                market,
+                cuts,
+                progress=advance,
+                fresh_processes=not in_process,
             )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
