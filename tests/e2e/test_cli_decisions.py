@@ -159,6 +159,9 @@ def test_decisions_calibration_when_report_asked_then_page_with_reliability_char
     assert "Reliability" in html
     assert "realized hit rate" in html
     assert "used by the decisions" in html
+    assert "<h2>Skill</h2>" in html or ">Skill<" in html
+    assert "the confidence has" in html  # the verdict in words
+    assert "Before recalibration: the confidence has" in html
 
 
 def test_decisions_calibration_when_run_has_no_decisions_then_one_line_error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from ffe.backtest.html import figure_html, header, page, section
@@ -15,7 +16,14 @@ def render_calibration_report(result: Calibration) -> str:
         f"ECE {result.stated.ece:.3f}"
         + ("" if result.raw is None else f" (before recalibration {result.raw.ece:.3f})")
     )
-    body = header(title, subtitle, {}) + section("Reliability", figure_html(_figure(result)))
+    skill = f"<p>{escape(result.stated_skill.verdict())}.</p>"
+    if result.raw_skill is not None:
+        skill += f"<p>Before recalibration: {escape(result.raw_skill.verdict())}.</p>"
+    body = (
+        header(title, subtitle, {})
+        + section("Reliability", figure_html(_figure(result)))
+        + section("Skill", skill)
+    )
     return page(title, body)
 
 
