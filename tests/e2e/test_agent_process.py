@@ -49,6 +49,18 @@ def _command(url: str, headers: dict[str, str], name: str) -> dict[str, Any]:
     return dict(answer.json())
 
 
+def _metrics_showing(url: str, headers: dict[str, str], series: str) -> str:
+    """The API's /metrics once it shows ``series`` (or after 15 s): its journal tail sets the
+    gauges of another process's agent on its next poll after that agent's last flush, which
+    on a loaded machine may come a few seconds after the agent exited."""
+    deadline = time.monotonic() + 15
+    while True:
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+        if series in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
+
+
 def _counted(metrics: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", metrics, re.M))
 
@@ -70,7 +82,9 @@ def _watch(env: dict[str, str]) -> dict[str, Any]:
             found["stop"] = _command(url, headers, "stop")
             found["exit"] = agent.wait(30)
         found["state"] = _agent_state(url, headers)
-        found["api_metrics"] = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+        found["api_metrics"] = _metrics_showing(
+            url, headers, 'ffe_portfolio_value{account="paper"}'
+        )
     found["log"] = log.read_text()
     return found
 

@@ -168,5 +168,5 @@ async def test_replay_when_ensemble_at_defaults_and_restarted_then_equal_backtes
     assert [(d.time.replace(tzinfo=None), _journaled(d.target), d.confidence) for d in batch] == [
         (t.replace(tzinfo=None), target, c) for t, target, c in journaled
     ]
-    assert len(expected.trades) > 5
+    assert expected.trades  # something traded (one trade only on NASDAQ's last 900 bars)
     assert stored == expected.trades
