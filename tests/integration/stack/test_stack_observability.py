@@ -39,7 +39,13 @@ API_PROCESSES = 2
 # The ensemble decides from bar `window` on; with these it decides every bar from bar 60 and
 # judges each decision 2 bars later, so the decision, fill, outcome and weight series exist
 # within a minute at 4 bars a second.
-AGENT_PARAMS = {"window": "60", "refit_every": "20", "horizon": "2", "every": "1"}
+# Hedge's quick-moving settings of before (eta 2, discount 0.99): with them this agent trades
+# within the test's minutes, so the fills panels have data (the defaults' slower learning
+# held every position through a whole CI run).
+AGENT_PARAMS = {
+    **{"window": "60", "refit_every": "20", "horizon": "2", "every": "1"},
+    **{"eta": "2", "discount": "0.99"},
+}
 READ_ROUTES = (
     "/api/v1/status",
     "/api/v1/portfolio",  # through the shared cache: the cache panels
