@@ -10,66 +10,19 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_SYMBOL = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
-_DATE = r"^\d{4}-\d{2}-\d{2}$"
-_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
-Scalar = int | float | str | bool
-# The constraints live in the types, so the spec states them and a client (or a fuzzer)
-# reading it knows what is accepted: a symbol, a calendar date, a parameter name.
-Symbol = Annotated[str, Field(pattern=_SYMBOL, description="letters, digits and ._:/-")]
-Day = Annotated[str, Field(pattern=_DATE, json_schema_extra={"format": "date"})]
-ParamName = Annotated[str, Field(pattern=_NAME)]
-
-
-def _strategy_names() -> list[str]:
-    from ffe.decide.strategy import available
-
-    return available()
-
-
-def _metric_names() -> list[str]:
-    from ffe.backtest.objective import DIRECTIONS
-
-    return list(DIRECTIONS)
-
-
-def _model_pattern(schema: dict[str, Any]) -> None:
-    """``models`` in the spec: empty (every model) or known names separated by commas. Read
-    when the spec is built, so the forecasting libraries load only then."""
-    from ffe.forecast.models import available_models
-
-    name = "(" + "|".join(available_models()) + ")"
-    schema["pattern"] = rf"^$|^ *{name} *(, *{name} *)*$"
-
-
-# A dict whose keys must match a pattern: pydantic states the pattern (patternProperties);
-# this says no other key is accepted, as the validator does.
-_CLOSED: dict[str, Any] = {"additionalProperties": False}
-
-
-def _not_a_path(name: str) -> str:
-    from ffe.decide.plugins import looks_like_path
-
-    if looks_like_path(name):
-        raise ValueError(
-            f"{name!r} looks like a file; a request names a strategy, never a file: use one of "
-            f"{', '.join(_strategy_names())} (the server's operator offers strategies from "
-            "files by listing them in the strategies.files setting)"
-        )
-    return name
-
-
-# Named in the spec as enums; the routes refuse other names with a 422 that lists these.
-StrategyName = Annotated[
-    str,
-    Field(min_length=1, max_length=64, json_schema_extra={"enum": _strategy_names()}),
-    AfterValidator(_not_a_path),
-]
-Metric = Annotated[
-    str, Field(min_length=1, max_length=32, json_schema_extra={"enum": _metric_names()})
-]
+from ffe.api.fields import (
+    CLOSED,
+    SYMBOL_PATTERN,
+    Day,
+    Metric,
+    ParamName,
+    Scalar,
+    StrategyName,
+    Symbol,
+    model_pattern,
+)
 
 
 class Body(BaseModel):
@@ -115,7 +68,7 @@ class AgentStart(Body):
 
     strategy: StrategyName = "sma_cross"
     symbols: list[Symbol] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=50)
-    params: dict[ParamName, Scalar] = Field(default_factory=dict, json_schema_extra=_CLOSED)
+    params: dict[ParamName, Scalar] = Field(default_factory=dict, json_schema_extra=CLOSED)
     speed: float | None = Field(20.0, ge=0, le=100_000, description="bars per second; 0: at once")
     approval: Literal["auto", "manual", "on_new_asset"] | None = None
     fresh: bool = False
@@ -137,7 +90,7 @@ class BacktestRequest(Dated):
 
     strategy: StrategyName = "sma_cross"
     symbols: list[Symbol] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=500)
-    params: dict[ParamName, Scalar] = Field(default_factory=dict, json_schema_extra=_CLOSED)
+    params: dict[ParamName, Scalar] = Field(default_factory=dict, json_schema_extra=CLOSED)
     cash: float | None = Field(None, gt=0, le=1e15)
     commission: float | None = Field(None, ge=0, lt=1)
 
@@ -151,9 +104,9 @@ class SweepRequest(Dated):
     """A parameter grid to backtest, ranked by ``metric``."""
 
     strategy: StrategyName = "sma_cross"
-    symbol: str = Field("SP500", pattern=_SYMBOL)
+    symbol: str = Field("SP500", pattern=SYMBOL_PATTERN)
     grid: dict[ParamName, Annotated[list[Scalar], Field(min_length=1, max_length=2_000)]] = Field(
-        min_length=1, max_length=4, json_schema_extra=_CLOSED
+        min_length=1, max_length=4, json_schema_extra=CLOSED
     )
     metric: Metric = "sharpe"
 
@@ -181,9 +134,9 @@ class TuneRequest(Dated):
     """A study: ``trials`` trials of ``params``' ranges, by ``metric`` out of sample."""
 
     strategy: StrategyName = "sma_cross"
-    symbol: str = Field("SP500", pattern=_SYMBOL)
+    symbol: str = Field("SP500", pattern=SYMBOL_PATTERN)
     params: dict[ParamName, Annotated[str, Field(pattern=r"^[-0-9.,:a-zA-Z_]{1,64}$")]] = Field(
-        min_length=1, max_length=4, json_schema_extra=_CLOSED,
+        min_length=1, max_length=4, json_schema_extra=CLOSED,
         description="ranges as `ffe tune --param` takes them: {\"fast\": \"5..60\"}",
     )  # fmt: skip
     trials: int = Field(100, ge=1, le=100_000, description="at most tune.max_trials")
@@ -199,11 +152,11 @@ class TuneRequest(Dated):
 class ForecastBenchRequest(Dated):
     """A forecast benchmark: every model against the random walk."""
 
-    symbol: str = Field("SP500", pattern=_SYMBOL)
+    symbol: str = Field("SP500", pattern=SYMBOL_PATTERN)
     horizons: list[Annotated[int, Field(ge=1, le=60)]] = Field(
         default_factory=lambda: [1, 5], min_length=1, max_length=5
     )
-    models: Annotated[str, Field(json_schema_extra=_model_pattern)] | None = Field(
+    models: Annotated[str, Field(json_schema_extra=model_pattern)] | None = Field(
         None, max_length=200, description="comma-separated model names; none or empty: all"
     )
     window: int = Field(500, ge=30, le=10_000)
@@ -232,7 +185,7 @@ def _check_symbols(symbols: object) -> object:
     import re
 
     for symbol in symbols if isinstance(symbols, list) else ():
-        if isinstance(symbol, str) and not re.fullmatch(_SYMBOL, symbol.strip()):
+        if isinstance(symbol, str) and not re.fullmatch(SYMBOL_PATTERN, symbol.strip()):
             raise ValueError(f"{symbol!r} is not a symbol (letters, digits and ._:/- only)")
     return symbols
 

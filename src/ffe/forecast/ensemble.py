@@ -86,13 +86,20 @@ class Hedge:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Take back a ``state()``; refused when it is for another number of models."""
-        score = np.asarray(state["score"], dtype=np.float64)
-        if score.shape != self._score.shape:
-            raise ConfigError(
-                f"the saved ensemble weights are for {score.size} models, this ensemble has "
-                f"{self._score.size}: start a fresh run (`--fresh`) after changing its models"
-            )
-        self._score, self.observed = score, int(state["observed"])
+        self._score = _same_models(state["score"], self._score)
+        self.observed = int(state["observed"])
+
+
+def _same_models(saved: Any, current: FloatArray) -> FloatArray:
+    """``saved`` (one value a model) as an array, refused when it is for another number of
+    models than ``current``."""
+    found = np.asarray(saved, dtype=np.float64)
+    if found.shape != current.shape:
+        raise ConfigError(
+            f"the saved ensemble state is for {found.size} models, this ensemble has "
+            f"{current.size}: start a fresh run (`--fresh`) after changing its models"
+        )
+    return found
 
 
 def panel_crps(panel: Panel, step: int) -> FloatArray:
@@ -152,13 +159,8 @@ class Leader:
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        total = np.asarray(state["total"], dtype=np.float64)
-        if total.shape != self._total.shape:
-            raise ConfigError(
-                f"the saved ensemble state is for {total.size} models, this ensemble has "
-                f"{self._total.size}: start a fresh run (`--fresh`) after changing its models"
-            )
-        self._total, self._count = total, np.asarray(state["count"], dtype=np.float64)
+        self._total = _same_models(state["total"], self._total)
+        self._count = _same_models(state["count"], self._count)
         self.observed = int(state["observed"])
 
 

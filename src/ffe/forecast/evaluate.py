@@ -198,20 +198,25 @@ def _horizon_scores(panel: Panel, h: int, scale: FloatArray, hedged: FloatArray)
     best = int(np.argmin(crps))
     forecasts[BEST] = forecasts[panel.models[best]]
     rows.append(score(BEST, *forecasts[BEST], note=f"{panel.models[best]}, hindsight"))
-    return [_against_ensemble(row, y, h, forecasts) for row in rows]
+    ens_mean, ens_sd = forecasts[ENSEMBLE]
+    ensemble = (crps_normal(y, ens_mean, ens_sd), (y - ens_mean) ** 2)  # once, for every row
+    return [_against_ensemble(row, y, h, forecasts, ensemble) for row in rows]
 
 
 def _against_ensemble(
-    row: Score, y: FloatArray, h: int, forecasts: dict[str, tuple[FloatArray, FloatArray]]
+    row: Score,
+    y: FloatArray,
+    h: int,
+    forecasts: dict[str, tuple[FloatArray, FloatArray]],
+    ensemble: tuple[FloatArray, FloatArray],
 ) -> Score:
-    """``row`` with its Diebold–Mariano tests against the ensemble, on CRPS and on squared
-    error over the same sample (the ensemble's own row is left as it is)."""
+    """``row`` with its Diebold–Mariano tests against the ensemble's CRPS and squared error
+    (``ensemble``) over the same sample (the ensemble's own row is left as it is)."""
     if row.model == ENSEMBLE:
         return row
     mean, sd = forecasts[row.model]
-    ens_mean, ens_sd = forecasts[ENSEMBLE]
-    by_crps = diebold_mariano(crps_normal(y, mean, sd), crps_normal(y, ens_mean, ens_sd), horizon=h)
-    by_se = diebold_mariano((y - mean) ** 2, (y - ens_mean) ** 2, horizon=h)
+    by_crps = diebold_mariano(crps_normal(y, mean, sd), ensemble[0], horizon=h)
+    by_se = diebold_mariano((y - mean) ** 2, ensemble[1], horizon=h)
     return _replace(
         row,
         dm_crps_vs_ensemble=_finite_or_none(by_crps.statistic),

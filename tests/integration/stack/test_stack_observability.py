@@ -215,6 +215,11 @@ def test_breaker_when_a_venue_keeps_failing_then_its_alert_reaches_the_webhook(
         "FFE__AGENT__OANDA_TOKEN": venue.token,
         "FFE__AGENT__OANDA_ACCOUNT_ID": venue.account_id,
         "FFE__AGENT__OANDA_URL": venue.url,
+        # Open after two unanswered calls and stay open for the test: on a loaded machine the
+        # default five in a minute, with each order's retries, took longer than the test has.
+        "FFE__RISK__BROKER_FAILURES": "2",
+        "FFE__RISK__BROKER_WINDOW_S": "600",
+        "FFE__RISK__BROKER_COOLDOWN_S": "600",
     }
     log = tmp_path / "agent-venue.log"
     with log.open("wb") as sink:
@@ -240,6 +245,17 @@ def test_breaker_when_a_venue_keeps_failing_then_its_alert_reaches_the_webhook(
             time.sleep(2)
         for method in ("GET", "POST", "PUT"):
             venue.inject(Fault(method, "", status=503, times=10**6))
+        # Step by step, so a failure says which step did not happen: the breaker opens and
+        # Prometheus sees it, then the alert reaches the webhook.
+        opened = closed.replace("== 0", "== 2")
+        deadline = time.monotonic() + 120
+        while not stack.prometheus_query(opened):
+            assert agent.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                f"Prometheus never saw the breaker open; {venue.count('POST', '/orders')} "
+                f"orders sent; agent log:\n{log.read_text()[-3000:]}"
+            )
+            time.sleep(2)
         _wait_alerts(stack, {"FfeCircuitBreakerOpen"})
     finally:
         agent.send_signal(signal.SIGINT)
