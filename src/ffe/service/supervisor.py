@@ -244,9 +244,10 @@ async def serve_supervised(
     """``ffe agent run``: the agent ``launch`` asks for, run in this process to its end and
     restarted in it on its run, as in the API, when the journal fails under it, with the
     probes on ``health_host:health_port`` (0: none) all along. Back from a database outage it
-    trades again within about a second of the journal answering, where a process that exited
-    would wait for its process manager's backoff and start again from nothing. Raises what
-    the run failed with otherwise."""
+    is rebuilt at its next restart attempt (``RESTART_BACKOFF_S``: after 1 s, doubling while
+    the journal stays down), in this process, where a process that exited would wait for its
+    process manager's back-off and load everything again. Raises what the run failed with
+    otherwise."""
     probe: ProbeServer | None = None
     if health_port:  # bound first: a taken port is told before anything trades
         checks = agent_checks(lambda: supervisor.agent)
