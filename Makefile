@@ -58,8 +58,8 @@ lockcheck: $(VENV)/.installed-dev
 # own (the browsers, the whole stack on loopback) one at a time after them, so they never
 # share the two cores with each other.
 pytest: $(VENV)/.installed-dev deploy-tools
-	$(BIN)/pytest -n 2 -q -m "not serial"
-	$(BIN)/pytest -q -m serial
+	$(BIN)/pytest -n 2 -q -m "not serial" --durations=15
+	$(BIN)/pytest -q -m serial --durations=40
 
 test: lockcheck lint types imports pytest
 

@@ -8,6 +8,7 @@ volume, validated. ``load_market`` aligns several symbols into a ``MarketData``.
 from ffe.data.align import load_market
 from ffe.data.bundled import BUNDLED_SYMBOLS, BundledBarSource
 from ffe.data.catalog import CatalogEntry, DataCatalog, ImportSummary
+from ffe.data.feed import FeedUnavailableError, LiveFeed
 from ffe.data.files import read_bars_file
 from ffe.data.source import BAR_COLUMNS, BarSource
 from ffe.data.synthetic import SyntheticMarket
@@ -20,7 +21,9 @@ __all__ = [
     "BundledBarSource",
     "CatalogEntry",
     "DataCatalog",
+    "FeedUnavailableError",
     "ImportSummary",
+    "LiveFeed",
     "SyntheticMarket",
     "load_market",
     "read_bars_file",
