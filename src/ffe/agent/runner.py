@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ffe.agent import persist
@@ -153,6 +153,8 @@ class Agent(Lifecycle):
                 if started is None:  # ended (a signal, the lease lost) while still stopped
                     return AgentReport(state.run_id or "", "stopped", False, 0, 0, {})
                 state = started
+            if not await self._prepare_clock(state):  # ended while its feed was down
+                return AgentReport(state.run_id or "", "stopped", False, 0, 0, {})
             config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
             run, resumed = await open_run(self.db, state.run_id, self.spec, self.market, config)
             core = self._core(run.id)
@@ -161,6 +163,8 @@ class Agent(Lifecycle):
             )
             report = AgentReport(run.id, "running", resumed, 0, first, {})
             report.reconciliation = await reconcile(core, self.db, account)
+            if hasattr(self.clock, "report_catch_up"):
+                await self.clock.report_catch_up(first)
             await self._begin(core, run.id, state)
             report.status, report.bars = await self._loop(core, first)
             status = "halted" if self.emergency else "stopped"
@@ -179,7 +183,44 @@ class Agent(Lifecycle):
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
+            closing = getattr(self.clock, "close", None)
+            if closing is not None:  # a live feed's connections
+                await closing()
             await self._end(account, status)
+
+    async def _prepare_clock(self, state: Any) -> bool:
+        """A live feed's clock fetches the bars to start from: from the first bar of the run
+        it resumes (so bar numbers in its journal stay valid), or its warm-up; False when
+        the agent is to end before the feed answered."""
+        clock: Any = self.clock
+        if not hasattr(clock, "prepare"):
+            return True
+        checkpoint = persist.Checkpoint.of(state.checkpoint)
+        origin = None if checkpoint is None or self.spec.fresh else checkpoint.origin
+        clock.on_event, clock.idle = self._feed_event, self._stopping
+        market = await clock.prepare(None if origin is None else datetime.fromisoformat(origin))
+        if market is None:
+            return False
+        self.market = market
+        return True
+
+    async def _stopping(self) -> bool:
+        return self.stopping
+
+    async def _idle(self, core: StepCore) -> bool:
+        """What the clock does between its slices of waiting: obey commands; True to end."""
+        await self.obey(core, force=False)
+        return self.stopping
+
+    async def _feed_event(self, kind: str, text: str, data: dict[str, Any]) -> None:
+        """A feed event (outage, recovery, stale data, a gap filled, bars caught up): logged,
+        audited in the journal, and sent to the notifier and the watchers."""
+        log.warning("feed: %s", text)
+        try:
+            await persist.record_event(self.db, self.config.account, f"agent.{kind}", data)
+        except FfeError as exc:  # the journal is down: the run meets it and stops on it
+            log.warning("could not journal the feed event %s: %s", kind, exc)
+        self.event("feed", text, {"event": kind, **data})
 
     def _core(self, run_id: str) -> StepCore:
         c = self.config
@@ -201,6 +242,8 @@ class Agent(Lifecycle):
         core.on_order = self._ordered
         core.outcomes.on_judged = self._judged
         core.live_clock = self.clock.live
+        if hasattr(self.clock, "prepare") and self.market.n_bars:
+            core.origin = self.market.time_of(0).isoformat()
         self.core = core
         return core
 
@@ -210,6 +253,9 @@ class Agent(Lifecycle):
         bars = 0
         for opened in self._watchers.opened:
             await opened(core.journal.run_id)
+        tradable = getattr(self.clock, "tradable", None)
+        if hasattr(self.clock, "idle"):  # a live clock's waits obey commands and signals
+            self.clock.idle = lambda: self._idle(core)
         async for market, bar in self.clock.ticks(first):
             await self.obey(core, force=False)
             while self.paused and not self.stopping:
@@ -219,7 +265,8 @@ class Agent(Lifecycle):
                 return "interrupted", bars
             started = time.perf_counter() if self.time_steps else 0.0
             strategy_before = core.strategy_seconds
-            await core.step(market, bar, decide=self.emergency is None)
+            trade = tradable is None or tradable(bar)
+            await core.step(market, bar, decide=self.emergency is None, trade=trade)
             bars += 1
             await self._after_step(core)
             if self.time_steps:  # the agent's own work: the step and its journal, not the strategy
@@ -229,7 +276,8 @@ class Agent(Lifecycle):
                 report = core.bar_report(bar)
                 for watcher in self._watchers.bars:
                     watcher(report)
-        end = "finished" if not self.clock.live else "interrupted"
+        finished = not self.clock.live or getattr(self.clock, "finished", False)
+        end = "finished" if finished else "interrupted"
         return ("interrupted" if self.stopping else end), bars
 
     def _decided(self, made: DecisionsMade) -> None:

@@ -113,6 +113,7 @@ class StepCore:
         self._marked: Any = None
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
         self.flattened_day: date | None = None  # the day the daily-loss switch last flattened
+        self.origin: str | None = None  # a live feed's first bar (ISO), where a resume fetches from
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
         self.on_decisions: Callable[[DecisionsMade], None] | None = None
@@ -122,13 +123,19 @@ class StepCore:
 
     # -- one bar --------------------------------------------------------------------------
 
-    async def step(self, market: MarketData, bar: int, *, decide: bool = True) -> None:
+    async def step(
+        self, market: MarketData, bar: int, *, decide: bool = True, trade: bool = True
+    ) -> None:
+        """Bar ``bar`` of ``market``; with ``trade`` False (a bar that is history by the time
+        it arrives) the strategy sees it but nothing is ordered or journaled for it."""
         if market is not self.market:
             self.market = market
         await self.collect_fills(bar)
         self._on_bar(bar)
-        if decide:
+        if decide and trade:
             await self.decide(bar)
+        elif decide and hasattr(self.stepper, "state"):
+            self.stepper.step(History(self.market, bar + 1))  # its state learns from the bar
         await self.collect_fills(bar)  # orders that fill at the deciding bar's close
         await self._watch_daily_loss(bar)
         self.watch_drawdown(bar)
@@ -466,6 +473,7 @@ class StepCore:
             risk=self.context.to_dict(),
             flattened_day=self.flattened_day,
             strategy=self.stepper.state() if hasattr(self.stepper, "state") else None,
+            origin=self.origin,
         )
 
     async def flush(self, lease: timedelta | None = None) -> None:

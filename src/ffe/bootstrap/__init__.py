@@ -299,8 +299,13 @@ async def agent(
     speed: float | None = None,
     fresh: bool = False,
     live: bool = False,
+    feed: str | None = None,
+    timeframe: str | None = None,
+    api_url: str | None = None,
 ) -> Agent:
-    """A trading agent wired from settings and command-line overrides, its journal open."""
+    """A trading agent wired from settings and command-line overrides, its journal open.
+    With ``feed`` (like ``ccxt:binance``) it trades ``timeframe`` bars as they close there
+    (``api_url``: another address of the venue's API); otherwise stored bars."""
     from ffe.agent.runner import Agent, RunSpec
     from ffe.agent.step import AgentConfig
     from ffe.agent.stepper import stepper_for
@@ -317,8 +322,26 @@ async def agent(
             f"agent.broker={chosen.broker} without its sandbox/practice mode trades real money: "
             "set agent.live: true in the config AND pass --live to do that on purpose"
         )
-    catalog = data_catalog(settings)
-    market = load_market(catalog, symbols, start=start, end=end)
+    made = make_strategy(strategy, strategy_params(settings, strategy, params))
+    clock: Any
+    if feed is not None:
+        from ffe.bootstrap.feeds import feed_clock
+
+        clock = feed_clock(
+            settings,
+            feed,
+            symbols,
+            timeframe or "1m",
+            api_url=api_url,
+            start=start,
+            end=end,
+            warmup=made.warmup(),
+        )
+        market = clock.market  # empty: the agent fetches its bars once it knows its run
+    else:
+        catalog = data_catalog(settings)
+        market = load_market(catalog, symbols, start=start, end=end)
+        clock = _agent_clock(settings, catalog, symbols, market, replay=replay, speed=speed)
     config = AgentConfig(
         account=account or chosen.account,
         cash=settings.backtest.cash if cash is None else cash,
@@ -328,9 +351,8 @@ async def agent(
         approval_ttl_s=chosen.approval_ttl_s,
         flush_every=chosen.flush_every,
     )
-    made = make_strategy(strategy, strategy_params(settings, strategy, params))
     broker = agent_broker(settings, market, config, live=live)
-    clock = _agent_clock(settings, catalog, symbols, market, replay=replay, speed=speed)
+    window = None if feed is None else chosen.window_bars  # replays ask the whole history
     kind = "live" if chosen.broker != "paper" else "paper"
     coerced = plain_params(made, params)  # as typed, like a backtest records; no secret
     spec = RunSpec(
@@ -346,7 +368,7 @@ async def agent(
         db,
         market,
         made,
-        stepper_for(made),
+        stepper_for(made, window),
         broker,
         risk_engine(settings),
         clock,

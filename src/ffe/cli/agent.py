@@ -67,11 +67,16 @@ def run(
     replay: bool = typer.Option(
         True, "--replay/--poll", help="Replay stored bars, or poll the data for new ones."
     ),
+    feed: str = typer.Option(
+        None, "--feed", help="Trade a venue's bars as they close, like ccxt:binance."
+    ),
+    timeframe: str = typer.Option("1m", "--timeframe", help="The --feed's bars: 1s, 1m, 1h..."),
+    api_url: str = typer.Option(None, "--api-url", help="Another address of the feed's API."),
     speed: float = typer.Option(
         0.0, "--speed", help="Replay N bars per second (0: at once).", min=0
     ),
-    start: str = typer.Option(None, "--start", help="First date of the bars (YYYY-MM-DD)."),
-    end: str = typer.Option(None, "--end", help="Last date of the bars (YYYY-MM-DD)."),
+    start: str = typer.Option(None, "--start", help="First date (or ISO time) of the bars."),
+    end: str = typer.Option(None, "--end", help="Last date (or ISO time); a --feed run ends."),
     account: str = ACCOUNT,
     approval: str = typer.Option(None, "--approval", help="auto, manual or on_new_asset."),
     cash: float = typer.Option(None, "--cash", help="Starting cash [config: backtest.cash]."),
@@ -116,6 +121,9 @@ def run(
             cash=cash,
             commission=commission,
             live=live,
+            feed=feed,
+            timeframe=timeframe if feed else None,
+            api_url=api_url,
         )
         chosen = settings.agent
         port = chosen.health_port if health_port is None else health_port

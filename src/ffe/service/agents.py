@@ -49,6 +49,9 @@ class AgentLaunch:
     cash: float | None = None
     commission: float | None = None
     live: bool = False  # real money, when the configuration allows it too
+    feed: str | None = None  # a venue's live bars (ccxt:binance) instead of stored ones
+    timeframe: str | None = None  # the feed's bars (1m when None)
+    api_url: str | None = None  # another address of the feed's API (a local server)
 
 
 class BuildAgent(Protocol):
@@ -70,6 +73,9 @@ class BuildAgent(Protocol):
         speed: float | None = None,
         fresh: bool = False,
         live: bool = False,
+        feed: str | None = None,
+        timeframe: str | None = None,
+        api_url: str | None = None,
     ) -> Awaitable[Agent]: ...
 
 
@@ -98,6 +104,9 @@ class AgentLauncher:
             speed=launch.speed,
             fresh=launch.fresh and owner is None,
             live=launch.live,
+            feed=launch.feed,
+            timeframe=launch.timeframe,
+            api_url=launch.api_url,
         )
         if owner is not None:
             agent.owner = owner

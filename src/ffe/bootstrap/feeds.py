@@ -1,0 +1,65 @@
+"""The agent's live clock on a venue's feed (``ffe agent run --feed``), wired from settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ffe.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ffe.agent.feedclock import FeedClock
+    from ffe.config import Settings
+
+
+def feed_clock(
+    settings: Settings,
+    feed: str,
+    symbols: list[str],
+    timeframe: str,
+    *,
+    api_url: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    warmup: int = 1,
+) -> FeedClock:
+    """A clock that steps each bar of ``symbols`` as it closes on ``feed``; its market is
+    empty until the agent prepares it. ``warmup`` is the strategy's."""
+    from ffe.agent.feedclock import FeedClock, FeedOptions
+    from ffe.data.calendars import calendar_for
+    from ffe.data.ccxt_live import open_feed  # the stand-in until ffe.data.feeds is merged
+    from ffe.domain.timeframe import Timeframe
+
+    chosen = settings.agent
+    options = FeedOptions(
+        warmup=max(chosen.window_bars, 3 * warmup),
+        start=_moment(start, "--start"),
+        end=_moment(end, "--end", end_of_day=True),
+        stale_bars=chosen.stale_bars,
+        backoff_max_s=chosen.feed_backoff_max_s,
+    )
+    return FeedClock(
+        open_feed(feed, base_url=api_url),
+        symbols,
+        Timeframe.parse(timeframe),
+        options,
+        calendar_for(feed, chosen.calendar),
+    )
+
+
+def _moment(text: str | None, option: str, *, end_of_day: bool = False) -> Any:
+    """``text`` (a date or an ISO time; naive is UTC) as a UTC timestamp; a bare date as an
+    end means the end of that day."""
+    if text is None:
+        return None
+    try:
+        moment = pd.Timestamp(text)
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r} is not a date or time: write 2024-05-01 or 2024-05-01T13:30"
+        ) from None
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    if end_of_day and len(text.strip()) == 10:
+        moment += pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    return moment
