@@ -217,7 +217,8 @@ class Agent(Lifecycle):
         audited in the journal, and sent to the notifier and the watchers."""
         log.warning("feed: %s", text)
         try:
-            await persist.record_event(self.db, self.config.account, f"agent.{kind}", data)
+            details = {**data, "text": text}
+            await persist.record_event(self.db, self.config.account, f"agent.{kind}", details)
         except FfeError as exc:  # the journal is down: the run meets it and stops on it
             log.warning("could not journal the feed event %s: %s", kind, exc)
         self.event("feed", text, {"event": kind, **data})
