@@ -139,8 +139,10 @@ def _run_twice(venue: LiveKlines, folder: Path) -> dict[str, Any]:
         venue.up()
         time.sleep(SECOND_RUN_S / 2)
         found["metrics"] = httpx.get(f"{probe}/metrics", timeout=10).text
+        sent = time.monotonic()
         agent.send_signal(signal.SIGINT)
         found["stopped"] = agent.wait(30)
+        found["stop_s"] = time.monotonic() - sent
     text = log.read_text()  # log lines, then the report
     found["report"] = json.loads(text[text.rindex('{\n  "run_id"') :])
     return found
@@ -172,6 +174,7 @@ def test_live_agent_killed_and_restarted_then_its_orders_are_the_backtests_on_ev
 
     assert found["killed"] == -signal.SIGKILL
     assert found["stopped"] == 0
+    assert found["stop_s"] < 5  # Ctrl-C while it waits for a bar: out at once, journal written
     assert journal["runs"] == 1  # the restart resumed the run
     assert found["report"]["resumed"] is True
     assert found["before_kill"] >= 2

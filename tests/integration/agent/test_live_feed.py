@@ -145,3 +145,27 @@ async def test_restart_when_run_resumed_then_bars_from_its_origin_and_the_rest_h
     assert all(
         event.data.get("event") != "caught_up" or event.data["bars"] <= 1 for event in events
     )
+
+
+async def test_live_agent_when_emergency_stop_while_waiting_then_halted_within_a_second(db):
+    agent = _agent(db)
+    task = asyncio.create_task(agent.run())
+
+    async def waiting() -> bool:
+        return agent.core is not None and agent.core.last_bar >= 29
+
+    await _until(waiting)
+    sent = time.monotonic()
+    await AgentService(db).command("paper", "emergency_stop", actor="alice")
+
+    async def halted() -> bool:
+        state = await persist.get_state(db, "paper")
+        return state is not None and state.status == "halted"
+
+    await _until(halted, 1.0)
+    halted_after = time.monotonic() - sent
+    agent.request_stop()
+    await asyncio.wait_for(task, 1.0)
+
+    assert halted_after < 1.0
+    assert agent.emergency == "emergency stop by alice"
