@@ -159,8 +159,7 @@ class FeedClock:
                     return
                 yield self.market, bar
                 bar += 1
-            last = self._last_time()
-            if end is not None and last is not None and last >= end:
+            if end is not None and self._next_start() > end:  # no bar to wait for before it
                 self.finished = True
                 return
             if not await self._next_bars():

@@ -341,7 +341,9 @@ async def agent(
     else:
         catalog = data_catalog(settings)
         market = load_market(catalog, symbols, start=start, end=end)
-        clock = _agent_clock(settings, catalog, symbols, market, replay=replay, speed=speed)
+        clock = _agent_clock(
+            settings, catalog, symbols, market, replay=replay, speed=speed, start=start, end=end
+        )
     config = AgentConfig(
         account=account or chosen.account,
         cash=settings.backtest.cash if cash is None else cash,
@@ -420,18 +422,22 @@ def _agent_clock(
     *,
     replay: bool,
     speed: float | None,
+    start: str | None = None,
+    end: str | None = None,
 ) -> Any:
     from ffe.agent.clock import PollingClock, ReplayClock
+    from ffe.bootstrap.feeds import moment
 
     if replay:
         return ReplayClock(market, speed=speed)
     from ffe.data import load_market
 
-    async def fetch() -> Any:
-        return load_market(data_catalog(settings), symbols)
+    async def fetch() -> Any:  # from --start, as the market the agent began with
+        return load_market(data_catalog(settings), symbols, start=start, end=end)
 
     interval = settings.agent.poll_interval_s or market.timeframe.seconds
-    return PollingClock(fetch, interval)
+    last = moment(end, "--end", end_of_day=True)
+    return PollingClock(fetch, interval, end=None if last is None else last.to_pydatetime())
 
 
 def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = False) -> Any:

@@ -34,8 +34,8 @@ def feed_clock(
     chosen = settings.agent
     options = FeedOptions(
         warmup=max(chosen.window_bars, 3 * warmup),
-        start=_moment(start, "--start"),
-        end=_moment(end, "--end", end_of_day=True),
+        start=moment(start, "--start"),
+        end=moment(end, "--end", end_of_day=True),
         stale_bars=chosen.stale_bars,
         backoff_max_s=chosen.feed_backoff_max_s,
     )
@@ -48,18 +48,18 @@ def feed_clock(
     )
 
 
-def _moment(text: str | None, option: str, *, end_of_day: bool = False) -> Any:
+def moment(text: str | None, option: str, *, end_of_day: bool = False) -> Any:
     """``text`` (a date or an ISO time; naive is UTC) as a UTC timestamp; a bare date as an
     end means the end of that day."""
     if text is None:
         return None
     try:
-        moment = pd.Timestamp(text)
+        stamp = pd.Timestamp(text)
     except ValueError:
         raise ConfigError(
             f"{option} {text!r} is not a date or time: write 2024-05-01 or 2024-05-01T13:30"
         ) from None
-    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     if end_of_day and len(text.strip()) == 10:
-        moment += pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
-    return moment
+        stamp += pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    return stamp
