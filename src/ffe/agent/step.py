@@ -113,7 +113,7 @@ class StepCore:
         self._marked: Any = None
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
         self.flattened_day: date | None = None  # the day the daily-loss switch last flattened
-        self.origin: str | None = None  # a live feed's first bar (ISO), where a resume fetches from
+        self.origin: str | None = None  # a live feed's first bar (ISO): a resume fetches from it
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
         self.on_decisions: Callable[[DecisionsMade], None] | None = None
@@ -126,8 +126,7 @@ class StepCore:
     async def step(
         self, market: MarketData, bar: int, *, decide: bool = True, trade: bool = True
     ) -> None:
-        """Bar ``bar`` of ``market``; with ``trade`` False (a bar that is history by the time
-        it arrives) the strategy sees it but nothing is ordered or journaled for it."""
+        """Bar ``bar``; with ``trade`` False (history when it came) nothing is ordered for it."""
         if market is not self.market:
             self.market = market
         await self.collect_fills(bar)
@@ -484,15 +483,9 @@ class StepCore:
 
 
 def _order_row(intent: OrderIntent) -> dict[str, Any]:
-    return {
-        "client_order_id": intent.client_id,
-        "time": intent.time,
-        "symbol": intent.symbol,
-        "quantity": intent.quantity,
-        "order_type": "market",
-        "status": "pending",
-        "filled_quantity": 0.0,
-    }
+    return {"client_order_id": intent.client_id, "time": intent.time, "symbol": intent.symbol,
+            "quantity": intent.quantity, "order_type": "market", "status": "pending",
+            "filled_quantity": 0.0}  # fmt: skip
 
 
 def _average(lots: Any) -> float | None:

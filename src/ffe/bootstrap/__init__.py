@@ -309,7 +309,7 @@ async def agent(
     from ffe.agent.runner import Agent, RunSpec
     from ffe.agent.step import AgentConfig
     from ffe.agent.stepper import stepper_for
-    from ffe.data import load_market
+    from ffe.bootstrap.clocks import agent_clock
     from ffe.decide.plugins import recorded
     from ffe.decide.strategy import make_strategy, plain_params
 
@@ -323,27 +323,18 @@ async def agent(
             "set agent.live: true in the config AND pass --live to do that on purpose"
         )
     made = make_strategy(strategy, strategy_params(settings, strategy, params))
-    clock: Any
-    if feed is not None:
-        from ffe.bootstrap.feeds import feed_clock
-
-        clock = feed_clock(
-            settings,
-            feed,
-            symbols,
-            timeframe or "1m",
-            api_url=api_url,
-            start=start,
-            end=end,
-            warmup=made.warmup(),
-        )
-        market = clock.market  # empty: the agent fetches its bars once it knows its run
-    else:
-        catalog = data_catalog(settings)
-        market = load_market(catalog, symbols, start=start, end=end)
-        clock = _agent_clock(
-            settings, catalog, symbols, market, replay=replay, speed=speed, start=start, end=end
-        )
+    clock, market = agent_clock(
+        settings,
+        symbols,
+        feed=feed,
+        timeframe=timeframe,
+        api_url=api_url,
+        replay=replay,
+        speed=speed,
+        start=start,
+        end=end,
+        warmup=made.warmup(),
+    )
     config = AgentConfig(
         account=account or chosen.account,
         cash=settings.backtest.cash if cash is None else cash,
@@ -412,32 +403,6 @@ def _notifications(settings: Settings) -> Any:
     if notify is None or not (notify.telegram_token or notify.webhook_urls):
         return None
     return notifications(settings)
-
-
-def _agent_clock(
-    settings: Settings,
-    catalog: DataCatalog,
-    symbols: list[str],
-    market: Any,
-    *,
-    replay: bool,
-    speed: float | None,
-    start: str | None = None,
-    end: str | None = None,
-) -> Any:
-    from ffe.agent.clock import PollingClock, ReplayClock
-    from ffe.bootstrap.feeds import moment
-
-    if replay:
-        return ReplayClock(market, speed=speed)
-    from ffe.data import load_market
-
-    async def fetch() -> Any:  # from --start, as the market the agent began with
-        return load_market(data_catalog(settings), symbols, start=start, end=end)
-
-    interval = settings.agent.poll_interval_s or market.timeframe.seconds
-    last = moment(end, "--end", end_of_day=True)
-    return PollingClock(fetch, interval, end=None if last is None else last.to_pydatetime())
 
 
 def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = False) -> Any:

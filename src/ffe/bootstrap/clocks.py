@@ -1,4 +1,5 @@
-"""The agent's live clock on a venue's feed (``ffe agent run --feed``), wired from settings."""
+"""The agent's clock, wired from settings: a replay of stored bars, a poll of them, or a
+venue's live feed (``ffe agent run --replay``, ``--poll``, ``--feed``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,51 @@ from ffe.domain.errors import ConfigError
 if TYPE_CHECKING:
     from ffe.agent.feedclock import FeedClock
     from ffe.config import Settings
+    from ffe.domain.market import MarketData
+
+
+def agent_clock(
+    settings: Settings,
+    symbols: list[str],
+    *,
+    feed: str | None,
+    timeframe: str | None,
+    api_url: str | None,
+    replay: bool,
+    speed: float | None,
+    start: str | None,
+    end: str | None,
+    warmup: int,
+) -> tuple[Any, MarketData]:
+    """The clock and the market the agent begins with: a feed's is empty until the agent,
+    knowing its run, fetches its bars; stored bars are loaded from ``start`` to ``end``."""
+    if feed is not None:
+        clock = feed_clock(
+            settings,
+            feed,
+            symbols,
+            timeframe or "1m",
+            api_url=api_url,
+            start=start,
+            end=end,
+            warmup=warmup,
+        )
+        return clock, clock.market
+    from ffe.agent.clock import PollingClock, ReplayClock
+    from ffe.bootstrap import data_catalog
+    from ffe.data import load_market
+
+    market = load_market(data_catalog(settings), symbols, start=start, end=end)
+    if replay:
+        return ReplayClock(market, speed=speed), market
+
+    async def fetch() -> MarketData:  # from --start, as the market the agent began with
+        return load_market(data_catalog(settings), symbols, start=start, end=end)
+
+    interval = settings.agent.poll_interval_s or market.timeframe.seconds
+    last = moment(end, "--end", end_of_day=True)
+    end_at = None if last is None else last.to_pydatetime()
+    return PollingClock(fetch, interval, end=end_at), market
 
 
 def feed_clock(
