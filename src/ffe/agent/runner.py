@@ -44,7 +44,7 @@ from ffe.agent.step import AgentConfig, StepCore
 from ffe.agent.stepper import EnsembleStepper, Stepper
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
-from ffe.domain.errors import FfeError, StoreError
+from ffe.domain.errors import DataError, FfeError, StoreError
 from ffe.domain.market import MarketData
 from ffe.execution.broker import Broker
 from ffe.risk.engine import RiskEngine
@@ -201,6 +201,8 @@ class Agent(Lifecycle):
         market = await clock.prepare(None if origin is None else datetime.fromisoformat(origin))
         if market is None:
             return False
+        if checkpoint is not None and origin is not None and checkpoint.bar >= 0:
+            _check_resumable(market, checkpoint.bar, state.last_bar_time)
         self.market = market
         return True
 
@@ -377,6 +379,17 @@ class Agent(Lifecycle):
             log.error("could not record the failure in the journal: %s", nested)
         if not _interrupt(exc):
             self.event("error", f"agent failed: {exc}", {})
+
+
+def _check_resumable(market: MarketData, bar: int, last: datetime | None) -> None:
+    """The bars a resumed run's feed gave back hold its last bar where its journal says:
+    otherwise its bar numbers would name other bars (the venue keeps less history now)."""
+    if market.n_bars > bar and (last is None or market.time_of(bar) == last):
+        return
+    raise DataError(
+        f"the feed no longer has the bars of the run being resumed (its bar {bar} at {last}): "
+        "start a new run with --fresh"
+    )
 
 
 def _interrupt(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from ffe.agent.runner import Agent
 from ffe.agent.step import AgentConfig
 from ffe.agent.stepper import stepper_for
 from ffe.decide.strategy import make_strategy
+from ffe.domain.errors import DataError
 from ffe.domain.timeframe import Timeframe
 from ffe.execution.paper import PaperBroker
 from ffe.risk.engine import RiskEngine
@@ -30,9 +31,13 @@ MINUTE = Timeframe(1, "m")
 
 
 class ClockedVenue:
-    """Minute bars of one symbol, in real time: a bar is there once it has closed."""
+    """Minute bars of one symbol, in real time: a bar is there once it has closed; the last
+    ``keeps_s`` seconds of them only."""
 
     name = "fake:minutes"
+
+    def __init__(self, keeps_s: int = 86_400) -> None:
+        self.keeps_s = keeps_s
 
     async def venue_time(self) -> pd.Timestamp:
         return pd.Timestamp.now(tz="UTC")
@@ -42,6 +47,7 @@ class ClockedVenue:
     ) -> pd.DataFrame:
         now = int(time.time())
         first = int(since.timestamp()) if since is not None else now - 3600
+        first = max(first, now - self.keeps_s)
         first += -first % 60
         starts = list(range(first, now - 60 + 1, 60))[: limit or 1000]
         close = 100 + np.sin(np.array(starts, dtype=float) / 600.0)
@@ -59,8 +65,9 @@ async def db(tmp_path):
         yield database
 
 
-def _agent(db: Any) -> Agent:
-    clock = FeedClock(ClockedVenue(), ["BTC/USDT"], MINUTE, FeedOptions(warmup=30))
+def _agent(db: Any, venue: ClockedVenue | None = None) -> Agent:
+    venue = venue or ClockedVenue()
+    clock = FeedClock(venue, ["BTC/USDT"], MINUTE, FeedOptions(warmup=30))
     strategy = make_strategy("sma_cross", {"fast": 2, "slow": 5})
     config = AgentConfig(command_poll_s=0.05, lot_size=0.001)
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
@@ -169,3 +176,19 @@ async def test_live_agent_when_emergency_stop_while_waiting_then_halted_within_a
 
     assert halted_after < 1.0
     assert agent.emergency == "emergency stop by alice"
+
+
+async def test_restart_when_the_venue_no_longer_has_the_runs_bars_then_refused_saying_fresh(db):
+    first = _agent(db)
+    task = asyncio.create_task(first.run())
+
+    async def warmed() -> bool:
+        return first.core is not None and first.core.last_bar >= 29
+
+    await _until(warmed)
+    first.request_stop()
+    await asyncio.wait_for(task, 2.0)
+    forgetful = _agent(db, ClockedVenue(keeps_s=600))  # ten minutes of history, not thirty
+
+    with pytest.raises(DataError, match=r"no longer has the bars of the run.*--fresh"):
+        await asyncio.wait_for(forgetful.run(), 5.0)
