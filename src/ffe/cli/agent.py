@@ -189,6 +189,9 @@ def _print_report(report: AgentReport, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
+    if not report.run_id:  # ended before it opened a run (a feed down from the start)
+        console.print(f"{report.status} before a run opened: nothing traded")
+        return
     verb = "resumed" if report.resumed else "started"
     console.print(
         f"run [bold]{report.run_id[:8]}[/bold] {verb} at bar {report.first_bar}, stepped "

@@ -21,6 +21,7 @@ from ffe.agent.record import RunSpec
 from ffe.agent.runner import Agent
 from ffe.agent.step import AgentConfig
 from ffe.agent.stepper import stepper_for
+from ffe.data.feed import FeedUnavailableError
 from ffe.decide.strategy import make_strategy
 from ffe.domain.errors import DataError
 from ffe.domain.timeframe import Timeframe
@@ -192,3 +193,29 @@ async def test_restart_when_the_venue_no_longer_has_the_runs_bars_then_refused_s
 
     with pytest.raises(DataError, match=r"no longer has the bars of the run.*--fresh"):
         await asyncio.wait_for(forgetful.run(), 5.0)
+
+
+class DownVenue(ClockedVenue):
+    """A venue that never answers."""
+
+    async def venue_time(self) -> pd.Timestamp:
+        raise FeedUnavailableError("fake venue down")
+
+
+async def test_start_when_the_feed_is_down_then_it_waits_and_a_stop_ends_it_with_no_run(db):
+    agent = _agent(db, DownVenue())
+    events: list[Any] = []
+    agent.watch(on_event=events.append)
+    task = asyncio.create_task(agent.run())
+    await asyncio.sleep(0.5)
+    still_waiting = not task.done()
+
+    agent.request_stop()
+    report = await asyncio.wait_for(task, 1.0)
+
+    assert still_waiting
+    assert (report.run_id, report.status, report.bars) == ("", "stopped", 0)
+    assert [e.data["event"] for e in events] == ["feed_down"]
+    state = await persist.get_state(db, "paper")
+    assert state is not None
+    assert state.owner is None  # the lease was given back
