@@ -156,6 +156,8 @@ class Agent(Lifecycle):
             if not await self._prepare_clock(state):  # ended while its feed was down
                 return AgentReport(state.run_id or "", "stopped", False, 0, 0, {})
             config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
+            if hasattr(self.clock, "feed"):  # where its bars come from, for `ffe runs show`
+                config["agent"]["feed"] = self.clock.feed.name
             run, resumed = await open_run(self.db, state.run_id, self.spec, self.market, config)
             core = self._core(run.id)
             first = await restore(

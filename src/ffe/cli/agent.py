@@ -76,7 +76,9 @@ def run(
         0.0, "--speed", help="Replay N bars per second (0: at once).", min=0
     ),
     start: str = typer.Option(None, "--start", help="First date (or ISO time) of the bars."),
-    end: str = typer.Option(None, "--end", help="Last date (or ISO time); a --feed run ends."),
+    end: str = typer.Option(
+        None, "--end", help="Last date (or ISO time); the run finishes after it."
+    ),
     account: str = ACCOUNT,
     approval: str = typer.Option(None, "--approval", help="auto, manual or on_new_asset."),
     cash: float = typer.Option(None, "--cash", help="Starting cash [config: backtest.cash]."),
@@ -97,6 +99,7 @@ def run(
 ) -> None:
     """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully; with
     `--on-stop wait` a stop command leaves it up, trading nothing, until `ffe agent resume`).
+    With `--feed` it trades each bar as it closes on the venue (docs/agent.md, Live feeds).
 
     The run is journaled like a backtest (`ffe runs show ID`); run it again to resume. Its
     decisions, fills, equity and state reach the API's live stream: through Redis when
