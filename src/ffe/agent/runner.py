@@ -155,9 +155,7 @@ class Agent(Lifecycle):
                 state = started
             if not await self._prepare_clock(state):  # ended while its feed was down
                 return AgentReport(state.run_id or "", "stopped", False, 0, 0, {})
-            config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
-            if hasattr(self.clock, "feed"):  # where its bars come from, for `ffe runs show`
-                config["agent"]["feed"] = self.clock.feed.name
+            config = self._run_config()
             run, resumed = await open_run(self.db, state.run_id, self.spec, self.market, config)
             core = self._core(run.id)
             first = await restore(
@@ -189,6 +187,12 @@ class Agent(Lifecycle):
             if closing is not None:  # a live feed's connections
                 await closing()
             await self._end(account, status)
+
+    def _run_config(self) -> dict[str, Any]:
+        config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
+        if hasattr(self.clock, "feed"):  # where its bars come from, for `ffe runs show`
+            config["agent"]["feed"] = self.clock.feed.name
+        return config
 
     async def _prepare_clock(self, state: Any) -> bool:
         """A live feed's clock fetches the bars to start from: from the first bar of the run
