@@ -67,7 +67,8 @@ class Skill:
             return f"the confidence has skill: {auc}, {bss}; {ece}"
         return (
             f"the confidence has no skill here: {auc}, {bss}; {ece}. Decisions should not "
-            "gate or size on it"
+            "gate or size on it: the ensemble applies its threshold only while its confidence "
+            "shows skill on the outcomes known (confidence_gate=skill)"
         )
 
     def to_dict(self) -> dict[str, object]:
