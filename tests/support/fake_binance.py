@@ -51,7 +51,7 @@ class Fault:
     retry_after: str | None = None
 
 
-class _Reply(Exception):
+class _ReplyError(Exception):
     def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(status)
         self.status, self.body, self.headers = status, body, headers or {}
@@ -138,30 +138,30 @@ class FakeBinanceFeed:
                 return {"serverTime": self.clock.now_ms()}
             if path == "/api/v3/klines":
                 return self._klines(params)
-        raise _Reply(404, {"code": -1000, "msg": f"no route {path}"})
+        raise _ReplyError(404, {"code": -1000, "msg": f"no route {path}"})
 
     def _play(self, fault: Fault) -> None:
         if fault.kind == "429":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            raise _Reply(429, {"code": -1003, "msg": "Too many requests."}, headers)
+            raise _ReplyError(429, {"code": -1003, "msg": "Too many requests."}, headers)
         if fault.kind == "500":
-            raise _Reply(500, {"code": -1000, "msg": "An unknown error occurred."})
+            raise _ReplyError(500, {"code": -1000, "msg": "An unknown error occurred."})
         if fault.kind == "hang":
             self._released.wait(self.hang_s)
             raise ConnectionAbortedError("hung past the client's timeout")
         if fault.kind == "garbage":
-            raise _Reply(200, "<html>maintenance</html>")
+            raise _ReplyError(200, "<html>maintenance</html>")
         raise ValueError(f"unknown fault kind {fault.kind!r}")
 
     def _klines(self, params: dict[str, str]) -> list[list[Any]]:
         symbol, interval = params.get("symbol", ""), params.get("interval", "")
         if symbol not in MARKETS:
-            raise _Reply(400, {"code": -1121, "msg": "Invalid symbol."})
+            raise _ReplyError(400, {"code": -1121, "msg": "Invalid symbol."})
         if interval not in INTERVALS:
-            raise _Reply(400, {"code": -1120, "msg": "Invalid interval."})
+            raise _ReplyError(400, {"code": -1120, "msg": "Invalid interval."})
         limit = int(params.get("limit", 500))
         if not 0 < limit <= 1000:
-            raise _Reply(400, {"code": -1130, "msg": "Invalid limit."})
+            raise _ReplyError(400, {"code": -1130, "msg": "Invalid limit."})
         series, now = self.series(symbol, interval), self.clock.now_ms()
         if "startTime" in params:
             end = int(params.get("endTime", now))
@@ -178,8 +178,8 @@ def _kline(bar: tuple[Any, ...], step_ms: int) -> list[Any]:
 
 
 def _exchange_info(now_ms: int) -> dict[str, Any]:
-    return {"timezone": "UTC", "serverTime": now_ms, "rateLimits": [], "exchangeFilters": [],
-            "symbols": [_market(symbol, base, quote) for symbol, (base, quote) in MARKETS.items()]}  # fmt: skip
+    symbols = [_market(symbol, base, quote) for symbol, (base, quote) in MARKETS.items()]
+    return {"timezone": "UTC", "serverTime": now_ms, "rateLimits": [], "symbols": symbols}
 
 
 def _market(symbol: str, base: str, quote: str) -> dict[str, Any]:
@@ -213,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         try:
             body, status, headers = self.fake.handle(url.path, params), 200, {}
-        except _Reply as reply:
+        except _ReplyError as reply:
             body, status, headers = reply.body, reply.status, reply.headers
         except ConnectionAbortedError:
             self.close_connection = True  # answer nothing: the client has given up

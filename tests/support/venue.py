@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Bar = tuple[int, float, float, float, float, float]  # open time (ms), open, high, low, close, volume
+# open time (ms), open, high, low, close, volume
+Bar = tuple[int, float, float, float, float, float]
 
 
 class VenueClock:
@@ -95,7 +96,8 @@ class SeededSeries:
         opened, closed = self._closes[index], self._closes[index + 1]
         spread = abs(closed - opened) + opened * 0.001
         rng = np.random.default_rng([self.seed, 1, index])
-        high, low = max(opened, closed) + spread * rng.random(), min(opened, closed) - spread * rng.random()
+        high = max(opened, closed) + spread * rng.random()
+        low = min(opened, closed) - spread * rng.random()
         volume = round(float(rng.uniform(1, 100)), 4)
         stamp = self.origin_ms + index * self.step_ms
         values: list[object] = [stamp, opened, high, low, closed, volume]

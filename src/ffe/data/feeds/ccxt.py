@@ -93,12 +93,12 @@ class CcxtFeed:
             want = self._page if limit is None else min(limit - len(rows), self._page or limit)
             page = await self._call(
                 f"fetch {symbol} {timeframe} candles",
-                partial(self._exchange.fetch_ohlcv, symbol, code, start, want),
+                partial(self._candles, symbol, code, start, want),
             )
             rows += [row for row in page if int(row[0]) >= start]
             if limit is None or not page or int(page[-1][0]) + timeframe.seconds * 1000 > _ms(now):
                 break
-            start = int(page[-1][0]) + 1
+            start = int(page[-1][0]) + timeframe.seconds * 1000
         frame = self._frame(rows, symbol, timeframe)
         bars = closed_bars(frame, timeframe, now, since)
         return bars if limit is None else bars.iloc[:limit]
@@ -122,6 +122,13 @@ class CcxtFeed:
             raise DataError(f"{self.name} has no {code} candles: it offers {known}")
         return code
 
+    async def _candles(self, symbol: str, code: str, start: int, limit: int | None) -> list[Any]:
+        page: list[Any] = await self._exchange.fetch_ohlcv(symbol, code, start, limit)
+        body = str(self._exchange.last_http_response or "").lstrip()
+        if not page and not body.startswith(("[", "{")):  # ccxt reads a page of HTML as none
+            raise RetryableError(f"answered something not JSON: {body[:80]!r}")
+        return page
+
     def _frame(self, rows: list[list[Any]], symbol: str, timeframe: Timeframe) -> pd.DataFrame:
         times = pd.to_datetime([int(row[0]) for row in rows], unit="ms", utc=True)
         values = [[_number(value) for value in row[1:6]] for row in rows]
@@ -134,7 +141,8 @@ class CcxtFeed:
         async def once() -> T:
             try:
                 return await call()
-            except ccxt_errors.NetworkError as exc:  # rate limits, timeouts, 5xx, refused
+            # rate limits, timeouts, 5xx, refused connections, unreadable answers
+            except ccxt_errors.OperationFailed as exc:
                 headers = getattr(self._exchange, "last_response_headers", None)
                 raise RetryableError(_reason(exc), retry_after(headers)) from None
             except ccxt_errors.BadSymbol as exc:
