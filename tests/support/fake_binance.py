@@ -43,12 +43,14 @@ INTERVALS = {"1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "
 
 @dataclass
 class Fault:
-    """The next ``times`` requests to ``path`` fail as ``kind``: 429, 500, hang, garbage."""
+    """The next ``times`` requests to ``path`` fail as ``kind``: 429, 500, hang, garbage;
+    after ``after`` requests to it are answered as usual."""
 
     path: str
     kind: str
     times: int = 1
     retry_after: str | None = None
+    after: int = 0
 
 
 class _ReplyError(Exception):
@@ -109,9 +111,11 @@ class FakeBinanceFeed:
                 self._series[key] = SeededSeries(origin, step, seed=self.seed)
             return self._series[key]
 
-    def fail(self, path: str, kind: str, times: int = 1, retry_after: str | None = None) -> None:
+    def fail(
+        self, path: str, kind: str, times: int = 1, retry_after: str | None = None, after: int = 0
+    ) -> None:
         with self._lock:
-            self._faults.append(Fault(path, kind, times, retry_after))
+            self._faults.append(Fault(path, kind, times, retry_after, after))
 
     def count(self, path: str) -> int:
         with self._lock:
@@ -127,6 +131,8 @@ class FakeBinanceFeed:
         with self._lock:
             self.requests.append((path, params))
             fault = next((f for f in self._faults if f.path == path and f.times > 0), None)
+            if fault is not None and fault.after > 0:
+                fault.after, fault = fault.after - 1, None
             if fault is not None:
                 fault.times -= 1
         if fault is not None:

@@ -39,7 +39,8 @@ class FetchSummary:
     def __str__(self) -> str:
         asked = f"{self.requests} request{'s' if self.requests != 1 else ''} to {self.feed}"
         if self.stored is None:
-            return f"{self.symbol} is up to date: no new closed {self.timeframe} bars ({asked})"
+            news = f"no new closed {self.timeframe} bars"
+            return f"{self.symbol} is up to date: {self.feed} has {news}"
         stored = self.stored
         text = (
             f"fetched {self.fetched:,} {self.timeframe} bars of {self.symbol} ({asked}); "
@@ -90,8 +91,12 @@ async def fetch_into_catalog(
             f"symbol {name!r} holds {entry.timeframe} bars from {entry.feed or entry.source_file}: "
             f"store {timeframe} bars of {feed.name} under another name (--as NAME)"
         )
-    end = until if until is not None else await feed.venue_time()
-    pager = _Pager(feed, symbol, timeframe, _ranges(since, end, entry, timeframe), progress)
+    if until is None:
+        now = end = await feed.venue_time()
+    else:
+        now, end = None, until
+    spans = _ranges(since, end, entry, timeframe)
+    pager = _Pager(feed, symbol, timeframe, spans, now, progress)
     try:
         await pager.run()
     except FeedUnavailableError as exc:
@@ -134,9 +139,11 @@ class _Pager:
         symbol: str,
         timeframe: Timeframe,
         spans: list[tuple[pd.Timestamp, pd.Timestamp, bool]],
+        now: pd.Timestamp | None,
         progress: Progress | None,
     ) -> None:
         self.feed, self.symbol, self.timeframe, self.spans = feed, symbol, timeframe, spans
+        self.now = now  # the venue's time: no bar starting later has closed
         self.progress = progress or (lambda done, total: None)
         self.step = pd.Timedelta(seconds=timeframe.seconds)
         self.older: list[pd.DataFrame] = []
@@ -165,7 +172,7 @@ class _Pager:
         self, start: pd.Timestamp, stop: pd.Timestamp, into: list[pd.DataFrame], done: int
     ) -> None:
         cursor = start
-        while cursor < stop:
+        while cursor < stop and (self.now is None or cursor + self.step <= self.now):
             self.requests += 1
             page = await self.feed.fetch(self.symbol, self.timeframe, since=cursor)
             kept = page[pd.DatetimeIndex(page.index) < stop]
