@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 # open time (ms), open, high, low, close, volume
 Bar = tuple[int, float, float, float, float, float]
+_BLOCK = 4096  # bars drawn at a time
 
 
 class VenueClock:
@@ -57,7 +59,7 @@ class SeededSeries:
     gaps: set[int] = field(default_factory=set)  # open times (ms) with no bar
     corrupt: dict[int, dict[int, object]] = field(default_factory=dict)  # ms -> {column: value}
     duplicate: set[int] = field(default_factory=set)  # open times (ms) sent twice
-    _closes: list[float] = field(default_factory=list)
+    _blocks: list[npt.NDArray[np.float64]] = field(default_factory=list)
 
     @property
     def step_ms(self) -> int:
@@ -88,19 +90,33 @@ class SeededSeries:
         return self.bars(start, now_ms, now_ms)[-count:]
 
     def bar(self, index: int) -> Bar:
-        """Bar ``index`` (0 opens at the origin); close of one is the open of the next."""
-        while len(self._closes) <= index + 1:
-            rng = np.random.default_rng([self.seed, 0, len(self._closes)])
-            previous = self._closes[-1] if self._closes else self.price
-            self._closes.append(previous * math.exp(rng.normal(0.0, 0.002)))
-        opened, closed = self._closes[index], self._closes[index + 1]
+        """Bar ``index`` (0 opens at the origin); the close of one is the open of the next."""
+        block, at = divmod(index, _BLOCK)
+        opened, closed, high_noise, low_noise, volume = self._block(block)[:, at]
         spread = abs(closed - opened) + opened * 0.001
-        rng = np.random.default_rng([self.seed, 1, index])
-        high = max(opened, closed) + spread * rng.random()
-        low = min(opened, closed) - spread * rng.random()
-        volume = round(float(rng.uniform(1, 100)), 4)
         stamp = self.origin_ms + index * self.step_ms
-        values: list[object] = [stamp, opened, high, low, closed, volume]
+        values: list[object] = [
+            stamp,
+            float(opened),
+            float(max(opened, closed) + spread * high_noise),
+            float(min(opened, closed) - spread * low_noise),
+            float(closed),
+            round(float(volume), 4),
+        ]
         for column, value in self.corrupt.get(stamp, {}).items():
             values[column] = value
         return tuple(values)  # type: ignore[return-value]
+
+    def _block(self, block: int) -> npt.NDArray[np.float64]:
+        """Open, close, high noise, low noise and volume of ``_BLOCK`` bars from
+        ``block * _BLOCK``, drawn once; each block's random draws depend only on the seed."""
+        while len(self._blocks) <= block:
+            number = len(self._blocks)
+            rng = np.random.default_rng([self.seed, number])
+            start = self._blocks[-1][1, -1] if self._blocks else self.price
+            path = start * np.exp(np.cumsum(rng.normal(0.0, 0.002, _BLOCK + 1)))
+            opens = np.concatenate([[start], path[:-2]])
+            closes = path[:-1]
+            noise = [rng.random(_BLOCK), rng.random(_BLOCK), rng.uniform(1, 100, _BLOCK)]
+            self._blocks.append(np.vstack([opens, closes, *noise]))
+        return self._blocks[block]
