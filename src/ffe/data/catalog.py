@@ -136,10 +136,9 @@ class DataCatalog:
 
     def fetched_entry(self, symbol: str) -> CatalogEntry | None:
         """The entry of ``symbol`` if it is imported or fetched; None if the catalog has no
-        such symbol. DataError for a bundled name (those are never fetched into)."""
-        if symbol.upper() in BUNDLED_SYMBOLS:
-            raise DataError(f"symbol {symbol!r} is a bundled dataset: store under another name")
-        if symbol not in self._imported():
+        such symbol. DataError for a name bars may not be stored under (a bundled dataset's,
+        one not allowed, one differing only in case from a stored one)."""
+        if not self._check_new_symbol(symbol, replace=True):
             return None
         return _imported_entry(self._metadata(symbol))
 

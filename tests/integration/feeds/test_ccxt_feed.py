@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pandas as pd
@@ -186,3 +187,25 @@ async def test_fetch_when_symbol_or_timeframe_unknown_then_data_error_says_what_
 def test_open_feed_when_source_unknown_then_config_error(source):
     with pytest.raises(ConfigError, match="ccxt"):
         open_feed(source, options(None))
+
+
+async def test_fetch_when_fake_runs_in_real_time_then_a_new_second_bar_closes_each_second():
+    now_ms = int(time.time() * 1000)
+    fake = FakeBinanceFeed(origin_ms=now_ms - now_ms % 1000 - 3000)  # the clock is real time
+    fake.start()
+    feed = open_feed("ccxt:binance", options(fake.api_url))
+    one_second = Timeframe.parse("1s")
+    origin = pd.Timestamp(fake.origin_ms, unit="ms", tz="UTC")
+    try:
+        first = await feed.fetch("BTC/USDT", one_second, origin)
+        await asyncio.sleep(1.2)
+        second = await feed.fetch("BTC/USDT", one_second, origin)
+        venue_now = await feed.venue_time()
+    finally:
+        await feed.close()
+        fake.stop()
+
+    assert len(first) >= 3
+    assert len(second) >= len(first) + 1
+    assert second.index[-1] + pd.Timedelta(seconds=1) <= venue_now
+    assert abs((venue_now - pd.Timestamp.now(tz="UTC")).total_seconds()) < 1

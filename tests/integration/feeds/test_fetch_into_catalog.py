@@ -164,6 +164,10 @@ async def test_fetch_when_stored_symbol_has_other_timeframe_or_origin_then_says_
             await fetch_into_catalog(catalog, feed, "BTC/USDT", H1, START, store_as="ACME")
         with pytest.raises(DataError, match="bundled dataset"):
             await fetch_into_catalog(catalog, feed, "BTC/USDT", H1, START, store_as="SP500")
+        with pytest.raises(DataError, match="differs only in case"):
+            await fetch_into_catalog(catalog, feed, "BTC/USDT", H1, START, store_as="btc/usdt")
+        with pytest.raises(DataError, match="is not allowed: use up to 64 letters"):
+            await fetch_into_catalog(catalog, feed, "BTC/USDT", H1, START, store_as="BTC USDT")
     finally:
         await feed.close()
     assert binance.count("/api/v3/klines") == 1  # refused before asking the venue
