@@ -9,8 +9,8 @@ premium key (``full_history``), and with it intraday history is asked a month at
 An over-limit answer is HTTP 200 with a ``Note`` or ``Information`` body: that is a rate limit
 (asked again with backoff, then FeedUnavailableError), never data. ``Error Message`` (an unknown
 symbol, a bad call) is a DataError. Alpha Vantage has no clock to ask, so the venue's time is
-this machine's (UTC); intraday times are US/Eastern, as its answer says, turned into UTC, each
-bar stamped with its start.
+this machine's (UTC); intraday times are US/Eastern, as its answer says, turned into UTC and
+taken as each bar's start (Alpha Vantage does not say which end it stamps).
 """
 
 from __future__ import annotations
