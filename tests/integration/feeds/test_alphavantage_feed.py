@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from tests.integration.feeds.conftest import options
 from tests.support.fake_alphavantage import API_KEY, ORIGIN_MS, FakeAlphaVantage
+from tests.support.server import free_port
 from tests.support.venue import VenueClock
 
 from ffe.data import DataCatalog
@@ -146,3 +147,16 @@ async def test_fetch_when_timeframe_not_offered_then_data_error_lists_them(venue
 def test_feed_when_no_key_then_config_error_says_where_to_get_one():
     with pytest.raises(ConfigError, match=r"data\.alpha_vantage_key"):
         AlphaVantageFeed(options("http://127.0.0.1:1/query"))
+
+
+async def test_fetch_when_venue_down_then_feed_unavailable_quickly():
+    down = f"http://127.0.0.1:{free_port()}/query"
+    feed = AlphaVantageFeed(options(down, api_key=API_KEY, retries=2))
+    began = time.monotonic()
+    try:
+        with pytest.raises(FeedUnavailableError, match="cannot connect"):
+            await feed.fetch("IBM", D1)
+    finally:
+        await feed.close()
+
+    assert time.monotonic() - began < 2.0

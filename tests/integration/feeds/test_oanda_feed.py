@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from tests.integration.feeds.conftest import HOUR_MS, options
 from tests.support.fake_oanda import FakeOanda, Fault
+from tests.support.server import free_port
 from tests.support.venue import VenueClock
 
 from ffe.data import DataCatalog
@@ -164,3 +165,15 @@ async def test_fetch_when_instrument_unknown_then_data_error_not_retried(oanda):
 def test_feed_when_no_token_then_config_error():
     with pytest.raises(ConfigError, match=r"data\.oanda_token"):
         open_feed("oanda", options("http://127.0.0.1:1"))
+
+
+async def test_fetch_when_venue_down_then_feed_unavailable_quickly():
+    feed = open_feed("oanda", options(f"http://127.0.0.1:{free_port()}", api_key="t", retries=2))
+    began = time.monotonic()
+    try:
+        with pytest.raises(FeedUnavailableError, match=r"oanda: fetch EUR_USD 1h.*cannot connect"):
+            await feed.fetch("EUR_USD", H1, START)
+    finally:
+        await feed.close()
+
+    assert time.monotonic() - began < 2.0
