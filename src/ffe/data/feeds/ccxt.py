@@ -95,8 +95,10 @@ class CcxtFeed:
                 f"fetch {symbol} {timeframe} candles",
                 partial(self._candles, symbol, code, start, want),
             )
-            rows += [row for row in page if int(row[0]) >= start]
-            if limit is None or not page or int(page[-1][0]) + timeframe.seconds * 1000 > _ms(now):
+            fresh = [row for row in page if int(row[0]) >= start]
+            rows += fresh
+            # done: one page asked for, nothing new (an exchange that ignores since), or now
+            if limit is None or not fresh or int(page[-1][0]) + timeframe.seconds * 1000 > _ms(now):
                 break
             start = int(page[-1][0]) + timeframe.seconds * 1000
         frame = self._frame(rows, symbol, timeframe)
