@@ -84,6 +84,11 @@ async def fetch_into_catalog(
     """Fetch ``symbol``'s closed bars from ``since`` to ``until`` (exclusive; None: now) that
     the catalog lacks, and store them with the ones it has as ``store_as`` (default
     ``symbol``)."""
+    if until is not None and until <= since:
+        raise DataError(
+            f"--until {describe_time(until)} is not after --since {describe_time(since)}: "
+            "give an end later than the start"
+        )
     name = store_as or symbol
     entry = catalog.fetched_entry(name)
     if entry is not None and (entry.feed != feed.name or entry.timeframe != timeframe):

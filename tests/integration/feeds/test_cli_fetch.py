@@ -79,6 +79,7 @@ def test_data_fetch_when_venue_down_then_exit_1_and_try_later(binance, data_dir)
         (["--timeframe", "1M"], "timeframe '1M' is ambiguous"),
         (["--api-url", "ftp://x"], "--api-url 'ftp://x' is not an http(s) URL"),
         (["--source", "yahoo"], "unknown source 'yahoo'"),
+        (["--until", "2023-12-31"], "--until 2023-12-31 is not after --since 2024-01-01"),
     ],
 )
 def test_data_fetch_when_bad_option_then_exit_2_says_what_to_fix(binance, data_dir, args, message):
