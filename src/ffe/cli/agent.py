@@ -78,6 +78,12 @@ def run(
     commission: float = typer.Option(None, "--commission", help="Fraction of notional."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run; don't resume."),
     live: bool = typer.Option(False, "--live", help="Trade real money (needs agent.live too)."),
+    api_url: str = typer.Option(
+        None,
+        "--api-url",
+        help="The live feed's public REST base URL, over the configured one (data.ccxt_urls, "
+        "data.alpha_vantage_url, data.oanda_url).",
+    ),
     on_stop: OnStop = typer.Option(
         OnStop.exit,
         "--on-stop",
@@ -96,6 +102,7 @@ def run(
     The run is journaled like a backtest (`ffe runs show ID`); run it again to resume. Its
     decisions, fills, equity and state reach the API's live stream: through Redis when
     redis.url is set, else from its journal, about three seconds later."""
+    from ffe.bootstrap.feeds import check_api_url
     from ffe.cli.common import parse_params
     from ffe.config import load_settings
     from ffe.service.agents import AgentLaunch
@@ -116,6 +123,7 @@ def run(
             cash=cash,
             commission=commission,
             live=live,
+            api_url=check_api_url(api_url),
         )
         chosen = settings.agent
         port = chosen.health_port if health_port is None else health_port

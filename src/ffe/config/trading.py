@@ -4,7 +4,7 @@ agent and its notifications."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
@@ -17,9 +17,41 @@ def _default_data_dir() -> Path:
     return user_data_path("ffe", appauthor=False)
 
 
+_URL = r"^https?://[^/\s]+(/\S*)?$"
+HttpUrl = Annotated[str, Field(pattern=_URL)]
+
+
+def _default_ccxt_urls() -> dict[str, str]:
+    return {"binance": "https://api.binance.com/api/v3", "coinbase": "https://api.coinbase.com"}
+
+
 class DataSettings(Section):
     dir: Path = Field(default_factory=_default_data_dir, description="where imported bars live")
-    alpha_vantage_key: SecretStr | None = None
+    alpha_vantage_key: SecretStr | None = Field(None, description="for `--source alphavantage`")
+    alpha_vantage_url: HttpUrl = Field(
+        "https://www.alphavantage.co/query", description="Alpha Vantage's query endpoint"
+    )
+    alpha_vantage_full: bool = Field(
+        False, description="ask outputsize=full (a premium key); the free tier: latest 100 bars"
+    )
+    ccxt_urls: dict[str, HttpUrl] = Field(
+        default_factory=_default_ccxt_urls,
+        description="public REST base of ccxt exchanges, by ccxt id (Binance: the URL ending in "
+        "/api/v3); exchanges not named use ccxt's own",
+    )
+    oanda_url: HttpUrl = Field(
+        "https://api-fxpractice.oanda.com",
+        description="OANDA v20 REST server for candles (live accounts: https://api-fxtrade.oanda.com)",
+    )
+    oanda_token: SecretStr | None = Field(
+        None, description="for `--source oanda`; none = agent.oanda_token"
+    )
+    feed_timeout_s: float = Field(10.0, gt=0, description="seconds per request to a feed")
+    feed_retries: int = Field(
+        4, ge=0, le=10, description="retries of a feed request on rate limits, 5xx and timeouts"
+    )
+    feed_backoff_s: float = Field(1.0, ge=0, description="first wait before a retry; doubles")
+    feed_max_backoff_s: float = Field(60.0, ge=0, description="longest wait before a retry")
 
 
 class StrategiesSettings(Section):

@@ -49,6 +49,7 @@ class AgentLaunch:
     cash: float | None = None
     commission: float | None = None
     live: bool = False  # real money, when the configuration allows it too
+    api_url: str | None = None  # the live feed's REST base (`--api-url`; never from the API)
 
 
 class BuildAgent(Protocol):
