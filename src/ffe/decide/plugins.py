@@ -142,11 +142,22 @@ def source_of(cls: type[Any]) -> StrategySource | None:
 def recorded(strategy: object) -> dict[str, Any]:
     """What a run records of a strategy from a file: ``{"strategy_file": {path, class,
     sha256}}``, so a run tells which text ran; empty for any other strategy."""
-    source = _ORIGIN.get(type(strategy))
+    return _recorded(type(strategy))
+
+
+def recorded_by_name(name: str) -> dict[str, Any]:
+    """``recorded`` for strategy ``name`` before any is built (a sweep's, a study's): a
+    ``path:Class`` or a name the settings' files offer; empty for any other name."""
+    spec = name if is_file_spec(name) else _NAMED.get(name)
+    return {} if spec is None else _recorded(load_file(spec))
+
+
+def _recorded(cls: type[Any]) -> dict[str, Any]:
+    source = _ORIGIN.get(cls)
     if source is None:
         return {}
-    cls = type(strategy).__name__
-    return {"strategy_file": {"path": source.path, "class": cls, "sha256": source.sha256}}
+    path, sha256 = source.path, source.sha256
+    return {"strategy_file": {"path": path, "class": cls.__name__, "sha256": sha256}}
 
 
 def carried() -> tuple[dict[str, StrategySource], dict[str, str]]:

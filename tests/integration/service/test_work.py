@@ -1,15 +1,20 @@
 """A backtest job redone (its worker died after recording the run) records its run once: under
-the job's id, whichever try gets there first."""
+the job's id, whichever try gets there first. A sweep job of a file strategy records which
+text ran."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
+from tests.support.strategy_files import forgotten, write
 
 from ffe import bootstrap
 from ffe.config import load_settings
+from ffe.decide.strategy import offer_files
 from ffe.service.jobs.work import WORK, Progress
 from ffe.store.models import EquityPoint, Run, TradeRow
 
@@ -68,3 +73,23 @@ async def test_record_backtest_when_two_tries_race_then_one_run_and_both_name_it
     assert names == [job_id, job_id]
     async with db.session() as session:
         assert await session.scalar(select(func.count()).select_from(Run)) == 1
+
+
+def test_sweep_job_when_strategy_from_settings_file_then_result_records_its_sha256(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, name="swept")
+    payload = {"strategy": "swept", "grid": {"lookback": [5, 10]}, "symbol": "SP500",
+               "start": "2016-01-01"}  # fmt: skip
+    with forgotten():
+        offer_files([path])  # as the server's strategies.files does
+        found, _ = WORK["sweep"](
+            bootstrap.components(load_settings()), payload, Progress("cd" * 16, lambda _: None)
+        )
+
+    assert sorted(row["params"]["lookback"] for row in found["rows"]) == [5, 10]
+    assert found["strategy_file"] == {
+        "path": str(path),
+        "class": "Mine",
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }

@@ -91,6 +91,27 @@ def test_source_of_when_file_strategy_then_sha256_of_its_text(tmp_path: Path) ->
     assert plugins.source_of(type(make_strategy("sma_cross"))) is None
 
 
+def test_recorded_by_name_when_file_spec_or_offered_name_then_path_class_and_sha256(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    path = write(tmp_path, name="offered_two")
+    offer_files([path])
+    wanted = {
+        "strategy_file": {
+            "path": str(path),
+            "class": "Mine",
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+    }
+
+    assert plugins.recorded_by_name(f"{path}:Mine") == wanted
+    assert plugins.recorded_by_name("offered_two") == wanted
+    assert plugins.recorded(make_strategy("offered_two")) == wanted
+    assert plugins.recorded_by_name("sma_cross") == {}
+
+
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A real installed distribution: a module and its dist-info on a sys.path entry."""

@@ -127,6 +127,7 @@ def _sweep(
         "rows": found,
         "best": found[0] if found else None,
         "errors": [{"params": r.params, "error": r.error} for r in outcome.failed],
+        **outcome.source,  # a strategy file's path, class and SHA-256
     }, None
 
 
