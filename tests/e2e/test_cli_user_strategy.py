@@ -143,14 +143,15 @@ def test_tune_when_file_strategy_then_study_runs_and_records_its_sha256(
     assert wanted["sha256"] in (tmp_path / "tune.html").read_text()
 
 
-def test_tune_when_resumed_after_the_file_changed_then_exit_2_saying_so(
-    cross: str, tmp_path: Path
-) -> None:
+def test_tune_when_resumed_after_the_file_changed_then_exit_2_saying_so(tmp_path: Path) -> None:
+    # A file no other test names: a process keeps the classes it loaded by path:Class.
+    (tmp_path / "changing.py").write_text(CROSS)
+    spec = "changing.py:Cross"
     with forgotten():  # the next command reads the file afresh, as a new process would
-        _json("tune", "-s", cross, *TUNE, "--trials", "2", "--study", "mine", "--json")
-    (tmp_path / "cross.py").write_text(CROSS.replace("fast: int = 10", "fast: int = 9"))
+        _json("tune", "-s", spec, *TUNE, "--trials", "2", "--study", "mine", "--json")
+    (tmp_path / "changing.py").write_text(CROSS.replace("fast: int = 10", "fast: int = 9"))
 
-    result = runner.invoke(app, ["tune", "-s", cross, *TUNE, "--trials", "4", "--study", "mine"])
+    result = runner.invoke(app, ["tune", "-s", spec, *TUNE, "--trials", "4", "--study", "mine"])
 
     assert result.exit_code == 2, result.output
     said = " ".join(result.output.split())
