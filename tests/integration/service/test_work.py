@@ -93,3 +93,50 @@ def test_sweep_job_when_strategy_from_settings_file_then_result_records_its_sha2
         "class": "Mine",
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
     }
+
+
+TOMORROW = """
+from typing import ClassVar
+
+import numpy as np
+
+_SEEN = {}  # time -> the next move: the memo of a strategy that once saw the whole data
+
+
+class Tomorrow:
+    name: ClassVar[str] = "tomorrow_job"
+
+    def warmup(self) -> int:
+        return 1
+
+    def targets(self, history):
+        close, times = history.close[:, 0], history.times
+        for i in range(len(times) - 1):
+            _SEEN.setdefault(times[i], np.sign(close[i + 1] - close[i]))
+        return np.array([_SEEN.get(t, np.nan) for t in times])[:, None]
+"""
+
+
+def test_backtest_job_when_results_implausible_then_its_answer_warns_as_its_record(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tomorrow.py"
+    path.write_text(TOMORROW)
+    payload = {**PAYLOAD, "strategy": "tomorrow_job", "params": {}}
+    with forgotten():
+        offer_files([path])
+        found, run_id = WORK["backtest"](
+            bootstrap.components(load_settings()), payload, Progress("ef" * 16, lambda _: None)
+        )
+
+    assert found["warnings"][0].startswith("implausible Sharpe ratio")
+
+    async def recorded() -> dict:
+        db = await bootstrap.open_journal(load_settings())
+        try:
+            async with db.session() as session:
+                return dict((await session.get(Run, run_id)).stats)
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(recorded())["warnings"] == found["warnings"]

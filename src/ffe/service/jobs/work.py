@@ -70,6 +70,8 @@ def _backtest(
         raise outcome.unrecorded
     result = outcome.result
     answer = {"stats": result.run_stats(), "trades": len(result.trades)}
+    if result.warnings:  # too good to be true: the job's answer says so, as its record does
+        answer["warnings"] = list(result.warnings)
     reasons = llm_failure_reasons(result.decisions)
     if reasons:  # the worker adds them to ffe_llm_failures_total, as the agent does its own
         answer["llm_failure_reasons"] = reasons
