@@ -140,3 +140,10 @@ def test_backtest_job_when_results_implausible_then_its_answer_warns_as_its_reco
             await db.dispose()
 
     assert asyncio.run(recorded())["warnings"] == found["warnings"]
+
+
+async def test_worker_process_when_built_then_its_jobs_llm_failures_reach_its_metrics() -> None:
+    from ffe.service.jobs.runner import worker_process
+
+    async with worker_process(bootstrap.components(load_settings())) as process:
+        assert process.worker.metrics is process.metrics  # what `ffe worker` serves on /metrics
