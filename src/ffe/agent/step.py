@@ -26,7 +26,7 @@ from ffe.agent.journal import AgentJournal, PendingDecision
 from ffe.agent.outcomes import OutcomeWatch
 from ffe.agent.reports import BarReport, DecisionsMade, HeldPosition, Snapshot
 from ffe.agent.stepper import Stepper
-from ffe.backtest.result import trade_of
+from ffe.backtest.result import llm_failures, trade_of
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import BrokerError, ConfigError
 from ffe.domain.market import History, MarketData, finite_marks
@@ -108,6 +108,7 @@ class StepCore:
         self.denials: list[tuple[int, Denied]] = []
         self.last_bar = -1
         self.strategy_seconds = 0.0
+        self.llm_failures = 0  # decisions the LLM voter failed to vote on, this run
         self.context = RiskContext()
         self._marked_market: MarketData | None = None
         self._marked: Any = None
@@ -234,6 +235,7 @@ class StepCore:
         row, decisions = self.stepper.step(History(self.market, bar + 1))
         decided = time.perf_counter()
         self.strategy_seconds += decided - started
+        self.llm_failures += llm_failures(decisions)
         pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
         if self.on_decisions is not None and decisions:
             self.on_decisions(self._made(bar, decisions))
@@ -466,6 +468,7 @@ class StepCore:
             risk=self.context.to_dict(),
             flattened_day=self.flattened_day,
             strategy=self.stepper.state() if hasattr(self.stepper, "state") else None,
+            llm_failures=self.llm_failures,
         )
 
     async def flush(self, lease: timedelta | None = None) -> None:

@@ -196,7 +196,7 @@ def _print_report(report: AgentReport, as_json: bool) -> None:
     )
     if not report.reconciliation.get("consistent", True):
         err_console.print(f"[yellow]reconciliation:[/yellow] {report.reconciliation}")
-    for name in ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades"):
+    for name in ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades", "llm_failures"):
         if report.stats and name in report.stats:
             console.print(f"  {name:<14} {format_stat(name, report.stats[name])}")
 
@@ -223,6 +223,7 @@ def status(account: str = ACCOUNT, as_json: bool = JSON) -> None:
             f"[bold]{row['account']}[/bold] {row['status']} ({running}) run "
             f"{(row['run_id'] or '-')[:8]} last bar {row['last_bar_time'] or '-'}"
             + (f" halted: {row['halted_reason']}" if row["halted_reason"] else "")
+            + (f" LLM failures: {row['llm_failures']}" if row["llm_failures"] else "")
         )
 
 

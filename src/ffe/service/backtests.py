@@ -201,6 +201,8 @@ class SweepOutcome:
     direction: Direction
     names: tuple[str, ...]  # the grid's parameters, in the order given
     rows: tuple[SweepRow, ...]
+    # A file strategy's {"strategy_file": {path, class, sha256}}: the text every point ran.
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ranked(self) -> tuple[SweepRow, ...]:
@@ -226,6 +228,7 @@ def sweep(
     grid is refused before any bar loads; ``progress`` counts the points."""
     from ffe.backtest.objective import direction_of, rank_key
     from ffe.backtest.sweep import run_sweep
+    from ffe.decide.plugins import recorded_by_name
 
     report = progress or _silent
     direction = direction_of(request.metric)
@@ -246,7 +249,8 @@ def sweep(
         executor=components.executor(request.workers), on_done=advance, fixed=fixed,
     )  # fmt: skip
     ranked = sorted(rows, key=lambda row: rank_key(row.stats.get(request.metric), direction))
-    return SweepOutcome(request.metric, direction, tuple(request.grid), tuple(ranked))
+    source = recorded_by_name(request.strategy)  # the text read here is what every point ran
+    return SweepOutcome(request.metric, direction, tuple(request.grid), tuple(ranked), source)
 
 
 def _points(components: Components, request: SweepRequest) -> list[dict[str, Any]]:
