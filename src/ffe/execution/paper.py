@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
+from ffe.domain.contracts import Settlement, check_probability
 from ffe.domain.errors import BrokerError
 from ffe.domain.market import MarketData
 from ffe.domain.orders import OrderStatus
@@ -109,6 +110,22 @@ class PaperBroker:
 
     async def close(self) -> None:
         return None
+
+    def settle(self, symbol: str, price: float) -> Settlement | None:
+        """The binary market ``symbol`` settled at ``price`` (1 or 0): cancel its working
+        orders, close the position at that price without commission, credit the cash.
+        Returns the settlement (None when nothing was held), for the journal."""
+        check_probability(price, f"the settlement price of {symbol}")
+        for order in [o for o in self._working.values() if o.symbol == self._symbol(symbol)]:
+            self._sim.cancel(order.client_id, f"market {symbol} settled")
+            del self._working[order.client_id]
+        quantity = self.positions.pop(symbol, 0.0)
+        if not quantity:
+            return None
+        self.cash += quantity * price
+        time = self._market.time_of(max(self._bar, 0))
+        log.info("paper %s settled at %s: %s contracts closed", symbol, price, quantity)
+        return Settlement(symbol, time, quantity, price)
 
     def _symbol(self, symbol: str) -> int:
         index = self._index.get(symbol)

@@ -1,0 +1,38 @@
+"""Venue brokers wired from their settings sections (Kalshi so far; ccxt and OANDA are built
+in ``ffe.bootstrap.agent_broker``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ffe.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ffe.config import Settings
+    from ffe.execution.kalshi_broker import KalshiBroker
+
+
+def kalshi_broker(settings: Settings, *, allow_live: bool) -> KalshiBroker:
+    """The Kalshi broker of the ``kalshi`` settings: the demo environment unless
+    ``kalshi.environment`` is production and the live switch is on (``allow_live``)."""
+    from ffe.execution.kalshi_auth import read_private_key
+    from ffe.execution.kalshi_broker import KalshiBroker
+
+    kalshi = settings.kalshi
+    if kalshi.key_id is None or kalshi.private_key_path is None:
+        raise ConfigError(
+            "agent.broker=kalshi needs kalshi.key_id and kalshi.private_key_path (the API key "
+            "made on the Kalshi account page, demo or production)"
+        )
+    production = kalshi.environment == "production"
+    return KalshiBroker(
+        kalshi.key_id,
+        read_private_key(kalshi.private_key_path),
+        environment=kalshi.environment,
+        live=allow_live and production,
+        base_url=kalshi.base_url,
+        time_in_force=kalshi.time_in_force,
+        price_bound=kalshi.price_bound,
+        reads_per_s=kalshi.reads_per_s,
+        writes_per_s=kalshi.writes_per_s,
+    )
