@@ -271,7 +271,14 @@ class FakeKalshi:
                 price = self.markets[ticker]["yes_ask"]
                 book = {"yes": [[price - 1, 120], [price - 2, 300]], "no": [[100 - price, 80]]}
                 return 200, {"orderbook": book}
-            case ("GET", "series", _, "markets", ticker, "candlesticks") if ticker in self.markets:
+            case ("GET", "exchange", "status"):
+                return 200, {"exchange_active": True, "trading_active": True}
+            case ("GET", "events", event):
+                series = event.split("-", 1)[0]
+                return 200, {"event": {"event_ticker": event, "series_ticker": series}}
+            case ("GET", "series", series, "markets", ticker, "candlesticks") if (
+                ticker in self.markets and series == ticker.split("-", 1)[0]
+            ):
                 return self._candlesticks(ticker, one)
             case _:
                 return 404, _error("not_found", f"no route for {method} {path}")
