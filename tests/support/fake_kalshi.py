@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import sys
 import threading
 import time
 import traceback
@@ -44,13 +45,14 @@ PREFIX = "/trade-api/v2"
 class Fault:
     """What the next ``times`` requests whose path ends with ``path_end`` get instead: the
     ``status`` (with ``retry_after``) and an error, or with ``payload`` a 200 whose body is
-    that text."""
+    that text, or with ``status`` 200 and ``hold_s`` the normal answer, late."""
 
     method: str
     path_end: str
     status: int = 503
     retry_after: str | None = None
     payload: str | None = None
+    hold_s: float = 0.0  # with status 200: answer normally, but only after this long
     times: int = 1
 
 
@@ -103,6 +105,7 @@ class FakeKalshi:
         self._recent: deque[float] = deque()
         self._ids = 0
         self._lock = threading.RLock()
+        self.released = threading.Event()  # set on stop: held answers go out at once
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -123,6 +126,7 @@ class FakeKalshi:
         return self.url
 
     def stop(self) -> None:
+        self.released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -196,17 +200,18 @@ class FakeKalshi:
                 self.refused.append(refusal)
                 return 401, _error("authentication_error", refusal), ()
             if self._too_fast():
-                return (
-                    429,
-                    _error("too_many_requests", "rate limit exceeded"),
-                    (("Retry-After", "0.05"),),
-                )
+                limited = _error("too_many_requests", "rate limit exceeded")
+                return 429, limited, (("Retry-After", "0.05"),)
             fault = self._take_fault(method, path)
-            if fault is not None:
-                if fault.payload is not None:
-                    return 200, fault.payload, ()
-                extra = (("Retry-After", fault.retry_after),) if fault.retry_after else ()
-                return fault.status, _error("internal_error", "try again"), extra
+        if fault is not None and fault.status == 200 and fault.payload is None:
+            self.released.wait(fault.hold_s)  # past the client's timeout: it retries meanwhile
+            fault = None
+        if fault is not None:
+            if fault.payload is not None:
+                return 200, fault.payload, ()
+            extra = (("Retry-After", fault.retry_after),) if fault.retry_after else ()
+            return fault.status, _error("internal_error", "try again"), extra
+        with self._lock:
             try:
                 status, payload = self._route(method, unquote(path), parse_qs(query), body)
             except Exception:
@@ -449,11 +454,16 @@ def _error(code: str, message: str) -> Json:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    block_on_close = False
+    block_on_close = False  # held answers must not delay stop()
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], fake: FakeKalshi) -> None:
         super().__init__(address, handler)
         self.fake = fake
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out has gone by the time a held answer is written: expected.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            self.fake.errors.append(traceback.format_exc())
 
 
 class _Handler(BaseHTTPRequestHandler):

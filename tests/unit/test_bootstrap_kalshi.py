@@ -71,3 +71,16 @@ def test_risk_engine_when_contract_limits_set_then_checked() -> None:
     limits = [c for c in engine.checks if isinstance(c, ContractLimits)]
     assert limits == [ContractLimits(50, 80)]
     assert not any(isinstance(c, ContractLimits) for c in bootstrap.risk_engine(Settings()).checks)
+
+
+async def test_kalshi_feed_reads_public_data_or_configured_url() -> None:
+    from ffe.bootstrap.venues import kalshi_feed
+    from ffe.data.kalshi import PUBLIC_URL
+
+    default = kalshi_feed(Settings())
+    local = kalshi_feed(Settings(kalshi={"data_url": "http://127.0.0.1:9/trade-api/v2"}))
+
+    assert (default.name, default.base_url) == ("kalshi", PUBLIC_URL)
+    assert local.base_url == "http://127.0.0.1:9/trade-api/v2"
+    await default.close()
+    await local.close()

@@ -1,5 +1,5 @@
-"""Venue brokers wired from their settings sections (Kalshi so far; ccxt and OANDA are built
-in ``ffe.bootstrap.agent_broker``)."""
+"""Kalshi wired from its settings section: the broker and the market data feed (ccxt and OANDA
+brokers are built in ``ffe.bootstrap.agent_broker``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from ffe.domain.errors import ConfigError
 
 if TYPE_CHECKING:
     from ffe.config import Settings
+    from ffe.data.kalshi import KalshiSource
     from ffe.execution.kalshi_broker import KalshiBroker
+
+
+def kalshi_feed(settings: Settings) -> KalshiSource:
+    """Kalshi's market data (``ffe data fetch --source kalshi``): ``kalshi.data_url``, or
+    Kalshi's public production API. Reading market data needs no key and trades nothing."""
+    from ffe.data.kalshi import PUBLIC_URL, KalshiSource
+
+    return KalshiSource(settings.kalshi.data_url or PUBLIC_URL)
 
 
 def kalshi_broker(settings: Settings, *, allow_live: bool) -> KalshiBroker:

@@ -145,6 +145,12 @@ class KalshiSettings(Section):
         description="none = Kalshi's address for the environment; another trade API v2 server "
         "(a local one in tests), including its /trade-api/v2 path",
     )
+    data_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="where market data is read (public, no key); none = Kalshi's production "
+        "API, whose markets are the real ones",
+    )
     key_id: str | None = Field(None, description="the API key's id, from the account page")
     private_key_path: Path | None = Field(
         None,

@@ -65,6 +65,10 @@ class KalshiSource:
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
     @property
+    def base_url(self) -> str:
+        return self._url
+
+    @property
     def page_bars(self) -> int:
         """The most bars one ``fetch`` spans."""
         return self._page_bars
@@ -180,10 +184,12 @@ async def record_market(
     into the catalog, and store its contract (event, close time, result) beside the bars."""
     if isinstance(timeframe, str):
         timeframe = Timeframe.parse(timeframe)
+    contract = await source.contract(symbol)
     now = await source.venue_time()
+    end = min(now, contract.expiry) if contract.expiry is not None else now
     step = pd.Timedelta(seconds=timeframe.seconds)
     frames, cursor = [], since
-    while cursor is None or cursor < now:
+    while cursor is None or cursor < end:  # no bar starts after the market closes
         frame = await source.fetch(symbol, timeframe, cursor)
         if frame.empty:
             if cursor is None:
@@ -192,7 +198,8 @@ async def record_market(
             continue
         frames.append(frame)
         cursor = frame.index[-1] + step
-    contract = await source.contract(symbol)
+    if not frames:
+        raise DataError(f"Kalshi has no closed {timeframe} bars of {symbol} to record")
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / f"{quote(symbol, safe='')}.parquet"
         pd.concat(frames).to_parquet(path)

@@ -407,6 +407,18 @@ async def test_call_when_5xx_persists_then_temporary_error_and_breaker_opens(
     assert "retry 1 of 1" in caplog.text
 
 
+async def test_call_when_answer_late_then_timed_out_and_retried(
+    make_broker: BrokerFactory, fake: FakeKalshi
+) -> None:
+    broker = make_broker(timeout_s=0.2)
+    fake.inject(Fault("GET", "/portfolio/balance", status=200, hold_s=1.0))
+
+    snapshot = await broker.account()
+
+    assert snapshot.cash == 1000.0
+    assert fake.count("GET", "/portfolio/balance") == 2
+
+
 async def test_submit_when_post_fails_then_looks_up_before_retrying(
     broker: KalshiBroker, fake: FakeKalshi
 ) -> None:

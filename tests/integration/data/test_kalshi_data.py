@@ -104,6 +104,8 @@ async def test_record_market_stores_bars_and_settlement_beside_them(
     assert (contract.event, contract.result) == ("KXRAIN-26DEC08", "yes")
     assert "settled yes" in str(recorded)
     assert load_contract(tmp_path, "AAPL") is None
+    with pytest.raises(DataError, match="no closed 1h bars of KXRAIN-26DEC08-SF"):
+        await record_market(catalog, source, "KXRAIN-26DEC08-SF", "1h")
 
 
 async def test_backtest_of_recorded_market_ends_settled_at_result(

@@ -15,7 +15,7 @@ from ffe.domain.errors import StrategyError
 from ffe.domain.market import MarketData
 from ffe.domain.timeframe import Timeframe
 
-PRICES = [0.30, 0.32, 0.35, 0.40, 0.38, 0.45, 0.52, 0.55]
+PRICES = [0.30, 0.32, 0.35, 0.40, 0.38, 0.44, 0.52, 0.55]
 LAST_CLOSE = datetime(2026, 11, 1, 8, tzinfo=UTC)  # the end of the eighth hourly bar
 
 
@@ -44,6 +44,7 @@ def test_binary_edge_buys_yes_while_forecast_beats_price_and_exits_near_it() -> 
     )[:, 0]
 
     assert targets[0] == 0.2  # 0.5 - 0.30 > 0.1: buy YES
+    assert np.isnan(targets[1:3]).all()  # still wanted: no new instruction, no rebalancing
     assert np.isnan(targets[3])  # edge 0.10, between the bands: keep what is held
     assert targets[6] == 0.0  # 0.52 is within 0.05 of the forecast: flat
     assert np.isnan(targets[7])  # edge -0.05: not past -0.1, not within 0.05

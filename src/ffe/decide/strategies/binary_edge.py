@@ -4,7 +4,8 @@ The YES price of a binary contract reads as the market's probability that the ev
 happens. Given one's own forecast ``probability``, the edge is ``probability - price``: buy
 YES when the edge exceeds ``margin``, sell YES (hold NO) when it is below ``-margin`` (if
 ``short``), and go flat once the price has come within ``margin / 2`` of the forecast.
-Between those bands it keeps what it holds.
+Between those bands it keeps what it holds; it gives a target only when the position it
+wants changes, so a held stake is not rebalanced as the price moves.
 
 The forecast is a parameter here, the same for every bar: enough to backtest a view held
 for a market's life. A model that updates its forecast subclasses this and overrides
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
 from ffe.decide.strategy import register
 from ffe.domain.errors import StrategyError
@@ -57,9 +59,14 @@ class BinaryEdge:
         close = history.close
         prices = np.where((close >= 0) & (close <= 1), close, np.nan)
         edge = self.forecasts(history) - prices
-        out = np.full(close.shape, np.nan)
-        out[np.abs(edge) < self.margin / 2] = 0.0
-        out[edge > self.margin] = self.stake
+        signal = np.full(close.shape, np.nan)
+        signal[np.abs(edge) < self.margin / 2] = 0.0
+        signal[edge > self.margin] = self.stake
         if self.short:
-            out[edge < -self.margin] = -self.stake
-        return out
+            signal[edge < -self.margin] = -self.stake
+        # Instruct only when the wanted position changes: a target every bar would rebalance
+        # the stake to equity at every price move, trading contracts back and forth.
+        state = pd.DataFrame(signal).ffill().to_numpy()
+        before = np.vstack([np.full((1, state.shape[1]), np.nan), state[:-1]])
+        changed = ~np.isnan(state) & ((state != before) | np.isnan(before))
+        return np.where(changed, state, np.nan)
