@@ -3,6 +3,7 @@ key pair, and the contract limits of the risk engine."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from ffe import bootstrap
 from ffe.config import Settings
-from ffe.domain.errors import ConfigError
+from ffe.domain.errors import ConfigError, DataError
 from ffe.execution.kalshi_broker import DEMO_URL
 from ffe.risk.contracts import ContractLimits
 
@@ -84,3 +85,26 @@ async def test_kalshi_feed_reads_public_data_or_configured_url() -> None:
     assert local.base_url == "http://127.0.0.1:9/trade-api/v2"
     await default.close()
     await local.close()
+
+
+def test_recorded_contracts_when_recorded_beside_bars_then_given_to_the_agent(
+    tmp_path: Path,
+) -> None:
+    from ffe.bootstrap.venues import recorded_contracts
+
+    (tmp_path / "contracts").mkdir()
+    record = {
+        "symbol": "KX-E-A",
+        "event": "KX-E",
+        "expiry": "2026-12-08T00:00:00+00:00",
+        "status": "finalized",
+        "result": "no",
+    }
+    (tmp_path / "contracts" / "KX-E-A.json").write_text(json.dumps(record))
+    (tmp_path / "contracts" / "KX-E-B.json").write_text("{not json")
+
+    (found,) = recorded_contracts(tmp_path, ["KX-E-A", "SP500"])
+
+    assert (found.symbol, found.event, found.settlement_price) == ("KX-E-A", "KX-E", 0.0)
+    with pytest.raises(DataError, match="record the market again"):
+        recorded_contracts(tmp_path, ["KX-E-B"])

@@ -35,11 +35,12 @@ def settle_at_expiry(
     end = market.time_of(last) + timedelta(seconds=market.timeframe.seconds)
     settlements = []
     for symbol, contract in contracts.items():
-        price = contract.settlement_price
-        if price is None or symbol not in market.symbols:
+        if symbol not in market.symbols:
             continue
-        if contract.expiry is not None and contract.expiry > end:
-            log.info("%s closes at %s, after the run's end: left open", symbol, contract.expiry)
+        price = contract.settled_by(end)
+        if price is None:
+            if contract.settled:
+                log.info("%s closes at %s, after the run's end: left open", symbol, contract.expiry)
             continue
         quantity = ledger.settle(last, market.index_of(symbol), price)
         if quantity:

@@ -308,6 +308,7 @@ async def agent(
     from ffe.agent.runner import Agent, RunSpec
     from ffe.agent.step import AgentConfig
     from ffe.agent.stepper import stepper_for
+    from ffe.bootstrap.venues import recorded_contracts
     from ffe.data import load_market
     from ffe.decide.plugins import recorded
     from ffe.decide.strategy import make_strategy, plain_params
@@ -331,6 +332,7 @@ async def agent(
         approval=(approval or chosen.approval),  # type: ignore[arg-type]
         approval_ttl_s=chosen.approval_ttl_s,
         flush_every=chosen.flush_every,
+        contracts=recorded_contracts(settings.data.dir, symbols),
     )
     made = make_strategy(strategy, strategy_params(settings, strategy, params))
     broker = agent_broker(settings, market, config, live=live)

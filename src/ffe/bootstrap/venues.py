@@ -3,6 +3,8 @@ brokers are built in ``ffe.bootstrap.agent_broker``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ffe.domain.errors import ConfigError
@@ -10,7 +12,17 @@ from ffe.domain.errors import ConfigError
 if TYPE_CHECKING:
     from ffe.config import Settings
     from ffe.data.kalshi import KalshiSource
+    from ffe.domain.contracts import BinaryContract
     from ffe.execution.kalshi_broker import KalshiBroker
+
+
+def recorded_contracts(data_dir: Path, symbols: Iterable[str]) -> tuple[BinaryContract, ...]:
+    """The binary contracts recorded with ``symbols``' bars (``ffe.data.kalshi``), for the paper
+    agent to settle; symbols without one are ordinary instruments."""
+    from ffe.data.kalshi import load_contract
+
+    found = (load_contract(data_dir, symbol) for symbol in symbols)
+    return tuple(contract for contract in found if contract is not None)
 
 
 def kalshi_feed(settings: Settings) -> KalshiSource:

@@ -58,6 +58,13 @@ class BinaryContract:
         """1 or 0 once settled, None before."""
         return None if self.result is None else settlement_price(self.result)
 
+    def settled_by(self, moment: datetime) -> float | None:
+        """The settlement price if the market has a result and closes by ``moment``, else
+        None (a run that stops before the close keeps its position open)."""
+        if self.expiry is None or self.expiry > moment:
+            return None
+        return self.settlement_price
+
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
