@@ -274,8 +274,13 @@ class FakeKalshi:
                 return 200, {"market": self.markets[ticker]}
             case ("GET", "markets", ticker, "orderbook") if ticker in self.markets:
                 price = self.markets[ticker]["yes_ask"]
-                book = {"yes": [[price - 1, 120], [price - 2, 300]], "no": [[100 - price, 80]]}
-                return 200, {"orderbook": book}
+                levels = {"yes": [(price - 1, 120), (price - 2, 300)], "no": [(100 - price, 80)]}
+                legacy = {side: [[p, q] for p, q in rows] for side, rows in levels.items()}
+                fixed = {
+                    f"{side}_dollars": [[f"{p / 100:.4f}", f"{q:.2f}"] for p, q in rows]
+                    for side, rows in levels.items()
+                }
+                return 200, {"orderbook": legacy, "orderbook_fp": fixed}
             case ("GET", "exchange", "status"):
                 return 200, {"exchange_active": True, "trading_active": True}
             case ("GET", "events", event):
@@ -424,7 +429,8 @@ class FakeKalshi:
                 "count_fp": f"{count:.2f}",
                 "yes_price": price,
                 "no_price": 100 - price,
-                "yes_price_dollars": f"{price / 100:.4f}",
+                "yes_price_fixed": f"{price / 100:.4f}",
+                "no_price_fixed": f"{(100 - price) / 100:.4f}",
                 "is_taker": True,
                 "created_time": now_iso(),
             }

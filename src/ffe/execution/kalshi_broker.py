@@ -43,6 +43,7 @@ from ffe.execution.kalshi_wire import (
     json_object,
     limit_cents,
     order_view,
+    orderbook_of,
     reading,
     retry_after,
     whole_contracts,
@@ -200,16 +201,12 @@ class KalshiBroker:
         with reading("GET market"):
             return contract_of(body["market"])
 
-    async def orderbook(self, symbol: str) -> dict[str, list[tuple[float, int]]]:
+    async def orderbook(self, symbol: str) -> dict[str, list[tuple[float, float]]]:
         """Resting bids on each side, ``{"yes": [(price, contracts), ...], "no": [...]}``,
-        prices in [0, 1]."""
+        prices in [0, 1] (a NO bid at p is a YES ask at 1 - p)."""
         body = await self._get(f"/markets/{quote(symbol, safe='')}/orderbook")
         with reading("GET orderbook"):
-            book = body["orderbook"]
-            return {
-                side: [(float(level[0]) / 100.0, int(level[1])) for level in book.get(side) or []]
-                for side in ("yes", "no")
-            }
+            return orderbook_of(body)
 
     async def settlements(self) -> list[Json]:
         """The account's settled markets as Kalshi reports them (ticker, market_result,

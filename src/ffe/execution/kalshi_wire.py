@@ -92,9 +92,29 @@ def count_of(raw: Json, name: str) -> float:
 
 
 def price_of(raw: Json, name: str) -> float:
-    """A YES/NO price in [0, 1], from ``<name>_dollars`` when present, else cents."""
-    dollars = raw.get(f"{name}_dollars")
-    return float(dollars) if dollars not in (None, "") else float(raw[name]) / 100.0
+    """A YES/NO price in [0, 1], from ``<name>_dollars`` or ``<name>_fixed`` (fills) when
+    present, else cents."""
+    for suffix in ("_dollars", "_fixed"):
+        dollars = raw.get(name + suffix)
+        if dollars not in (None, ""):
+            return float(dollars)
+    return float(raw[name]) / 100.0
+
+
+def orderbook_of(body: Json) -> dict[str, list[tuple[float, float]]]:
+    """The order book's YES and NO bids as (price in [0, 1], contracts), from
+    ``orderbook_fp`` (dollar prices, fixed-point counts) when present, else the legacy
+    ``orderbook`` (cents, integer counts)."""
+    fixed = body.get("orderbook_fp")
+    if isinstance(fixed, dict):
+        return {
+            side: [(float(p), float(q)) for p, q in fixed.get(f"{side}_dollars") or []]
+            for side in RESULTS
+        }
+    book = body["orderbook"]
+    return {
+        side: [(float(p) / 100.0, float(q)) for p, q in book.get(side) or []] for side in RESULTS
+    }
 
 
 def _money(raw: Json, name: str) -> float:

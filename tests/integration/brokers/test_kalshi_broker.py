@@ -334,11 +334,18 @@ async def test_market_when_settled_then_result_and_position_paid_out(
     assert settlements[0]["yes_count"] == 10
 
 
-async def test_orderbook_in_unit_prices(broker: KalshiBroker) -> None:
+async def test_orderbook_in_unit_prices_from_fixed_point_or_legacy_book(
+    broker: KalshiBroker, fake: FakeKalshi
+) -> None:
+    legacy = '{"orderbook": {"yes": [[20, 5]], "no": null}}'
+    fake.inject(Fault("GET", f"/markets/{NYC}/orderbook", payload=legacy))
+
+    old = await broker.orderbook(NYC)
     book = await broker.orderbook(NYC)
 
-    assert book["yes"][0] == (0.39, 120)
-    assert book["no"] == [(0.60, 80)]
+    assert old == {"yes": [(0.20, 5.0)], "no": []}
+    assert book["yes"][0] == (0.39, 120.0)
+    assert book["no"] == [(0.60, 80.0)]
 
 
 async def test_lists_when_paged_then_every_page_read(
