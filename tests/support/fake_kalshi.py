@@ -93,6 +93,7 @@ class FakeKalshi:
             "KXRAIN-26DEC08-SF": market("KXRAIN-26DEC08-SF", "KXRAIN-26DEC08", 70),
         }
         self.candles: dict[str, list[Json]] = {}
+        self.archived: set[str] = set()  # served by the historical endpoints only, in dollars
         self.orders: dict[str, Json] = {}
         self.fills: list[Json] = []
         self.positions: dict[str, int] = {}
@@ -269,8 +270,12 @@ class FakeKalshi:
         route = (method, *path[len(PREFIX) + 1 :].split("/"))
         if route[1] == "portfolio":
             return self._portfolio(route, one, body)
+        if route[1] == "historical":
+            return self._historical(route, one)
         match route:
-            case ("GET", "markets", ticker) if ticker in self.markets:
+            case ("GET", "markets", ticker) if (
+                ticker in self.markets and ticker not in self.archived
+            ):
                 return 200, {"market": self.markets[ticker]}
             case ("GET", "markets", ticker, "orderbook") if ticker in self.markets:
                 price = self.markets[ticker]["yes_ask"]
@@ -316,6 +321,20 @@ class FakeKalshi:
                 return 200, self._page("settlements", self.settlements, one)
             case _:
                 return 404, _error("not_found", f"no route for {'/'.join(route)}")
+
+    def _historical(self, route: tuple[str, ...], one: dict[str, str]) -> tuple[int, Json]:
+        """Archived markets: the same market, candlesticks with every price a dollar string."""
+        match route:
+            case ("GET", "historical", "markets", ticker) if ticker in self.archived:
+                return 200, {"market": self.markets[ticker]}
+            case ("GET", "historical", "markets", ticker, "candlesticks") if (
+                ticker in self.archived
+            ):
+                status, body = self._candlesticks(ticker, one)
+                body["candlesticks"] = [_in_dollars(c) for c in body.get("candlesticks", [])]
+                return status, body
+            case _:
+                return 404, _error("not_found", f"no historical route {'/'.join(route)}")
 
     def _page(self, key: str, items: list[Json], query: dict[str, str]) -> Json:
         start = int(query.get("cursor") or 0)
@@ -444,6 +463,22 @@ class FakeKalshi:
         order["status"] = "canceled"
         order["remaining_count"] = 0
         return 200, {"order": order, "reduced_by": reduced}
+
+
+def _in_dollars(candle: Json) -> Json:
+    """A live candlestick as the historical endpoint gives it: dollar strings, no cents."""
+
+    def dollars(prices: Json) -> Json:
+        return {k: None if v is None else f"{v / 100:.4f}" for k, v in prices.items()}
+
+    return {
+        "end_period_ts": candle["end_period_ts"],
+        "price": dollars(candle["price"]),
+        "yes_bid": dollars(candle["yes_bid"]),
+        "yes_ask": dollars(candle["yes_ask"]),
+        "volume": f"{candle['volume']:.2f}",
+        "open_interest": f"{candle['open_interest']:.2f}",
+    }
 
 
 def _matches(item: Json, query: dict[str, str], keys: tuple[str, ...]) -> bool:

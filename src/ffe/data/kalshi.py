@@ -4,7 +4,8 @@
 market's candlesticks (1 minute, 1 hour or 1 day) become bars whose prices are YES prices in
 [0, 1]. A bar's prices are the traded YES prices of its period; a period without trades
 takes the midpoint of the best YES bid and ask instead (volume 0). A bar's time is the start
-of its period; only closed periods are returned.
+of its period; only closed periods are returned. A market Kalshi has archived (settled before
+its historical cutoff) is read from the historical endpoints instead.
 
 ``record_market`` pages through a market's history into the data catalog and stores what the
 backtest needs to settle it beside the bars: ``<data dir>/contracts/<ticker>.json`` holds the
@@ -62,6 +63,7 @@ class KalshiSource:
         self._backoff_s = backoff_s
         self._page_bars = page_bars
         self._series: dict[str, str] = {}
+        self._historical: set[str] = set()  # markets served by the historical endpoints
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
     @property
@@ -83,8 +85,7 @@ class KalshiSource:
 
     async def contract(self, symbol: str) -> BinaryContract:
         """The market's event, close time, status and (once determined) result."""
-        raw = (await self._json(f"/markets/{quote(symbol, safe='')}", {}))["market"]
-        return _contract(raw, symbol)
+        return _contract(await self._market(symbol), symbol)
 
     async def fetch(
         self,
@@ -95,8 +96,7 @@ class KalshiSource:
     ) -> pd.DataFrame:
         period = _period(timeframe)
         now = await self.venue_time()
-        market = (await self._json(f"/markets/{quote(symbol, safe='')}", {}))["market"]
-        series = await self._series_of(symbol, market)
+        market = await self._market(symbol)
         start = since if since is not None else _time(market.get("open_time")) or now
         span = timeframe.seconds * (limit or self._page_bars)
         end = min(now, pd.Timestamp(start) + pd.Timedelta(seconds=span))
@@ -105,7 +105,7 @@ class KalshiSource:
             "end_ts": int(end.timestamp()),
             "period_interval": period,
         }
-        path = f"/series/{quote(series, safe='')}/markets/{quote(symbol, safe='')}/candlesticks"
+        path = await self._candles_path(symbol, market)
         candles = (await self._json(path, params)).get("candlesticks") or []
         frame = _bars(candles, timeframe, now, symbol)
         if since is not None:
@@ -117,29 +117,41 @@ class KalshiSource:
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    async def _series_of(self, symbol: str, market: Json) -> str:
+    async def _market(self, symbol: str) -> Json:
+        """The market, from the live data set or, once Kalshi has archived it (settled before
+        its historical cutoff), from the historical one."""
+        quoted = quote(symbol, safe="")
+        for prefix in ("", "/historical"):
+            response = await self._request(f"{prefix}/markets/{quoted}", {})
+            if response.status_code == 404:
+                continue
+            market = _object(response, f"GET {prefix}/markets/{symbol}").get("market")
+            if not isinstance(market, dict):
+                raise DataError(f"Kalshi's answer about market {symbol} holds no market")
+            if prefix:
+                self._historical.add(symbol)
+            return market
+        raise DataError(f"Kalshi has no market {symbol!r}, live or historical: check the ticker")
+
+    async def _candles_path(self, symbol: str, market: Json) -> str:
+        quoted = quote(symbol, safe="")
+        if symbol in self._historical:
+            return f"/historical/markets/{quoted}/candlesticks"
         if symbol not in self._series:
             event = str(market.get("event_ticker") or "")
             if not event:
                 raise DataError(f"Kalshi's market {symbol} names no event_ticker")
-            found = (await self._json(f"/events/{quote(event, safe='')}", {}))["event"]
+            found = (await self._json(f"/events/{quote(event, safe='')}", {})).get("event")
+            if not isinstance(found, dict) or not found.get("series_ticker"):
+                raise DataError(f"Kalshi's event {event} names no series_ticker")
             self._series[symbol] = str(found["series_ticker"])
-        return self._series[symbol]
+        return f"/series/{quote(self._series[symbol], safe='')}/markets/{quoted}/candlesticks"
 
     async def _json(self, path: str, params: Json) -> Json:
         response = await self._request(path, params)
         if response.status_code == 404:
-            raise DataError(f"Kalshi has no {path.rsplit('/', 2)[-2:]}: check the market ticker")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not response.is_success or not isinstance(body, dict):
-            raise DataError(
-                f"Kalshi answered GET {path} with HTTP {response.status_code}: "
-                f"{response.text[:200]!r}"
-            )
-        return body
+            raise DataError(f"Kalshi has no {path}: check the market ticker")
+        return _object(response, f"GET {path}")
 
     async def _request(self, path: str, params: Json) -> httpx.Response:
         for attempt in range(self._max_retries + 1):
@@ -241,6 +253,19 @@ def _write_contract(directory: Path, contract: BinaryContract) -> None:
 # --- answers ----------------------------------------------------------------------------------
 
 
+def _object(response: httpx.Response, what: str) -> Json:
+    """The JSON object of a successful answer; DataError for any other."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not response.is_success or not isinstance(body, dict):
+        raise DataError(
+            f"Kalshi answered {what} with HTTP {response.status_code}: {response.text[:200]!r}"
+        )
+    return body
+
+
 def _period(timeframe: Timeframe) -> int:
     period = PERIODS.get(str(timeframe))
     if period is None:
@@ -309,11 +334,15 @@ def _ohlcv(candle: Json) -> list[float] | None:
 
 
 def _dollars(raw: Json, key: str) -> float | None:
+    """A price in dollars: ``<key>_dollars``; else ``<key>``, a dollar string in the
+    historical data set and cents (a number) in the live one; None when absent."""
     dollars = raw.get(f"{key}_dollars")
     if dollars not in (None, ""):
         return float(dollars)
-    cents = raw.get(key)
-    return None if cents is None else float(cents) / 100.0
+    value = raw.get(key)
+    if value is None or value == "":
+        return None
+    return float(value) if isinstance(value, str) else float(value) / 100.0
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -70,12 +70,24 @@ async def test_source_is_a_live_feed_of_closed_bars_in_unit_prices(source: Kalsh
     assert frame["volume"].tolist() == [10.0, 10.0, 0.0]
 
 
+async def test_source_when_market_archived_then_read_from_historical_endpoints_in_dollars(
+    source: KalshiSource, fake: FakeKalshi
+) -> None:
+    fake.archived.add(NYC)
+
+    frame = await source.fetch(NYC, HOUR, START, limit=3)
+
+    assert frame["close"].tolist() == [0.40, 0.42, 0.50]
+    assert frame["volume"].tolist() == [10.0, 10.0, 0.0]
+    assert fake.count("GET", f"/historical/markets/{NYC}/candlesticks") == 1
+
+
 async def test_source_when_timeframe_unsupported_or_market_unknown_then_data_error(
     source: KalshiSource,
 ) -> None:
     with pytest.raises(DataError, match="1m, 1h and 1d"):
         await source.fetch(NYC, Timeframe.parse("4h"))
-    with pytest.raises(DataError, match="check the market ticker"):
+    with pytest.raises(DataError, match="no market 'KXNOPE-1', live or historical"):
         await source.fetch("KXNOPE-1", HOUR)
 
 
