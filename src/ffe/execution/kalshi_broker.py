@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -94,11 +95,7 @@ class KalshiBroker:
         tier allows 20 and 10). ``clock`` stamps signatures (seconds since the epoch)."""
         self._url = _base_url(environment, live, base_url)
         _check_settings(time_in_force, price_bound, timeout_s, max_retries, backoff_s)
-        self._signer = (
-            KalshiSigner(key_id, private_key_pem)
-            if clock is None
-            else KalshiSigner(key_id, private_key_pem, clock)
-        )
+        self._signer = KalshiSigner(key_id, private_key_pem, clock or time.time)
         self._path_prefix = urlsplit(self._url).path.rstrip("/")
         self._time_in_force = time_in_force
         self._price_bound = price_bound

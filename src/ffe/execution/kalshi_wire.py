@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from ffe.domain.contracts import RESULTS, BinaryContract
-from ffe.domain.errors import BrokerError
+from ffe.domain.errors import BrokerError, ConfigError
 from ffe.domain.orders import OrderStatus
 from ffe.execution.broker import BrokerOrder
 
@@ -41,7 +41,7 @@ class Throttle:
 
     def __init__(self, per_second: float) -> None:
         if not (math.isfinite(per_second) and per_second >= 0):
-            raise BrokerError(f"a rate limit must be zero (none) or positive; got {per_second}")
+            raise ConfigError(f"a rate limit must be zero (none) or positive; got {per_second}")
         self._interval = 1.0 / per_second if per_second else 0.0
         self._next = 0.0
 
