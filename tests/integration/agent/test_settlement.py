@@ -78,3 +78,58 @@ async def test_paper_agent_when_market_settles_then_closes_at_result_like_the_ba
     assert [t.exit_price for t in trades] == [t.exit_price for t in expected.trades]
     assert equity[-1].equity == pytest.approx(expected.equity[-1])
     assert list(pending) == []
+
+
+async def _run_agent(db, market, config, risk, stop_after: int | None = None):
+    agent = paper_agent(db, market, BinaryEdge(probability=0.6, stake=0.5), {}, config, risk)
+    if stop_after is not None:
+
+        def stop(report) -> None:
+            if report.bar >= stop_after:
+                agent.request_stop()
+
+        agent.watch(on_bar=stop)
+    report = await agent.run()
+    async with unit_of_work(db) as uow:
+        equity = await uow.journal.equity(report.run_id)
+        trades = await uow.journal.trades(report.run_id)
+        orders = (await uow.session.scalars(select(Order).order_by(Order.id))).all()
+    return report, equity, trades, orders
+
+
+async def test_paper_agent_when_restarted_after_settlement_then_not_settled_twice(
+    tmp_path: Path,
+) -> None:
+    # Two bars after the close: at 0.58 the strategy wants to be flat, then at 0.02 to buy
+    # the settled market again; the paper broker refuses, as Kalshi would.
+    prices = np.array([*PRICES, 0.58, 0.02])[:, None]
+    market = MarketData(
+        (SYMBOL,),
+        np.datetime64("2026-11-01T00:00", "ns") + np.arange(len(prices)) * np.timedelta64(1, "h"),
+        open=prices,
+        high=prices,
+        low=prices,
+        close=prices,
+        volume=np.ones_like(prices),
+        timeframe=Timeframe.parse("1h"),
+    )
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+    config = AgentConfig(cash=100.0, contracts=(contract("yes"),), command_poll_s=0.01)
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "parts").mkdir()
+
+    async with sqlite_journal(tmp_path / "whole") as db:
+        _, whole_equity, whole_trades, _ = await _run_agent(db, market, config, risk)
+    async with sqlite_journal(tmp_path / "parts") as db:
+        first, _, _, _ = await _run_agent(db, market, config, risk, stop_after=len(PRICES))
+        second, equity, trades, orders = await _run_agent(db, market, config, risk)
+
+    assert first.status == "interrupted"
+    assert second.resumed
+    assert second.first_bar == len(PRICES) + 1  # resumed after the settlement bar
+    assert [(t.exit_price, t.quantity) for t in trades] == [
+        (t.exit_price, t.quantity) for t in whole_trades
+    ]
+    assert trades[-1].exit_price == 1.0
+    assert equity[-1].equity == pytest.approx(whole_equity[-1].equity)
+    assert [o.status for o in orders][-1] == "rejected"  # the buy after the close

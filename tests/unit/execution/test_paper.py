@@ -309,5 +309,9 @@ async def test_settle_when_contracts_held_then_position_closed_at_result_and_ord
     assert (await broker.account()).positions == {}
     assert await broker.open_orders() == []
     assert broker.settle("KX-A", 0.0) is None
+    refused = await broker.submit("late", "KX-A", 1, 0.5)
+    assert refused.status is OrderStatus.REJECTED
+    assert refused.reason == "market KX-A has settled"
+    assert await broker.order("late", "KX-A") == refused
     with pytest.raises(Exception, match=r"must lie in \[0, 1\]"):
         broker.settle("KX-A", 100.0)
