@@ -5,20 +5,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from tests.support.fake_kalshi import FakeKalshi, Fault
 
-from ffe.backtest.engine import BacktestConfig, run_backtest
-from ffe.data import DataCatalog, LiveFeed, load_market
+from ffe import bootstrap
+from ffe.backtest.engine import run_backtest
+from ffe.config import Settings
+from ffe.data import DataCatalog, LiveFeed
 from ffe.data.feed import FeedUnavailableError
 from ffe.data.kalshi import KalshiSource, load_contract, record_market
-from ffe.decide.strategy import make_strategy
 from ffe.domain import DataError, Timeframe
 from ffe.service import backtests
+from ffe.service.backtests import BacktestRequest
+from ffe.service.markets import MarketSpec
 
 NYC = "KXRAIN-26DEC08-NYC"
 HOUR = Timeframe.parse("1h")
@@ -125,14 +127,13 @@ async def test_backtest_of_recorded_market_ends_settled_at_result(
 ) -> None:
     fake.settle(NYC, "yes")
     fake.markets[NYC]["close_time"] = (START + pd.Timedelta(hours=8)).isoformat()
-    catalog = DataCatalog(tmp_path)
-    await record_market(catalog, source, NYC, "1h")
-    market = load_market(catalog, [NYC])
-    strategy = make_strategy("binary_edge", {"probability": 0.7, "margin": 0.05, "stake": 0.5})
-    config = BacktestConfig(cash=100.0, fill=BacktestConfig().fill)
+    await record_market(DataCatalog(tmp_path), source, NYC, "1h")
+    components = bootstrap.components(Settings(data={"dir": str(tmp_path)}))
+    params = {"probability": 0.7, "margin": 0.05, "stake": 0.5}
+    request = BacktestRequest("binary_edge", params, MarketSpec(symbols=(NYC,)), record=False)
 
-    plain = run_backtest(market, strategy, config)
-    settled = backtests._settled(SimpleNamespace(data_dir=tmp_path), plain)  # type: ignore[arg-type]
+    settled = backtests.run(components, request).result
+    plain = run_backtest(settled.market, settled.strategy, settled.config)
 
     held = plain.open_positions()[NYC]
     assert held > 0
