@@ -1,7 +1,8 @@
 """A local Kalshi trade API v2 server for the adapter's tests: real HTTP on 127.0.0.1.
 
 It speaks the subset ``KalshiBroker`` and ``KalshiSource`` use: orders (create, list, cancel),
-fills, positions, balance, settlements, markets, order books, candlesticks. Every portfolio
+fills, positions, balance, settlements, markets, events, order books, candlesticks, and the
+historical endpoints for markets it is told are ``archived``. Every portfolio
 request must carry a valid RSA-PSS signature by a known key with a fresh timestamp (else 401,
 as Kalshi answers); market data is public, but a signature sent with it is checked too.
 
@@ -11,7 +12,8 @@ of ceil(7 * count * p * (100 - p) / 10000) cents, a client_order_id used once (4
 settlement paying 100 cents per winning contract.
 
 Tests script it: ``inject`` a fault for the next requests to a path (a status with an
-optional Retry-After, or a 200 with a malformed body), ``plan`` how much of the next orders
+optional Retry-After, a 200 with a malformed body, or the right answer held past the client's
+timeout), ``plan`` how much of the next orders
 fills (the rest is cancelled for immediate_or_cancel, rests for good_till_canceled),
 ``fill_more`` of a resting order, ``settle`` a market, and set ``rate_limit`` to answer 429
 to requests beyond a count per window, as Kalshi does.
@@ -20,24 +22,21 @@ to requests beyond a count per window, as Kalshi does.
 from __future__ import annotations
 
 import base64
-import json
 import math
-import sys
 import threading
 import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from tests.support.json_http import Json, JsonServer, Reply
 
-Json = dict[str, Any]
 PREFIX = "/trade-api/v2"
 
 
@@ -100,39 +99,32 @@ class FakeKalshi:
         self.settlements: list[Json] = []
         self.requests: list[tuple[str, str, str]] = []  # method, path, query
         self.refused: list[str] = []  # why each 401 was sent
-        self.errors: list[str] = []
         self._faults: list[Fault] = []
         self._plans: deque[float] = deque()
         self._recent: deque[float] = deque()
         self._ids = 0
         self._lock = threading.RLock()
         self.released = threading.Event()  # set on stop: held answers go out at once
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = JsonServer(self.handle)
 
     # --- lifecycle and script ---------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{PREFIX}"
+        return self._http.address + PREFIX
+
+    @property
+    def errors(self) -> list[str]:
+        """The fake's own failures, which a test should see."""
+        return self._http.errors
 
     def start(self) -> str:
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._http.start()
         return self.url
 
     def stop(self) -> None:
         self.released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._http.stop()
 
     def inject(self, fault: Fault) -> None:
         with self._lock:
@@ -193,7 +185,7 @@ class FakeKalshi:
 
     def handle(
         self, method: str, path: str, query: str, headers: dict[str, str], body: Json
-    ) -> tuple[int, Json | str, tuple[tuple[str, str], ...]]:
+    ) -> Reply:
         with self._lock:
             self.requests.append((method, path, query))
             refusal = self._refusal(method, path, headers)
@@ -491,51 +483,3 @@ def _position(ticker: str, net: int) -> Json:
 
 def _error(code: str, message: str) -> Json:
     return {"error": {"code": code, "message": message, "service": "fake-kalshi"}}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # held answers must not delay stop()
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], fake: FakeKalshi) -> None:
-        super().__init__(address, handler)
-        self.fake = fake
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out has gone by the time a held answer is written: expected.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            self.fake.errors.append(traceback.format_exc())
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else {}
-        parts = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, payload, extra = self.server.fake.handle(
-            self.command, parts.path, parts.query, headers, body
-        )
-        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-        self.send_response(status)
-        for name, value in (("Content-Type", "application/json"), *extra):
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the tests read fake.requests instead
