@@ -6,10 +6,9 @@ historical endpoints for markets it is told are ``archived``. Every portfolio
 request must carry a valid RSA-PSS signature by a known key with a fresh timestamp (else 401,
 as Kalshi answers); market data is public, but a signature sent with it is checked too.
 
-The account follows Kalshi's rules: cash in cents, net positions per market (negative: NO
-contracts), buying YES against NO contracts nets them (each pair pays 100 cents), taker fees
-of ceil(7 * count * p * (100 - p) / 10000) cents, a client_order_id used once (409 after),
-settlement paying 100 cents per winning contract.
+The account follows Kalshi's rules: cash in cents, net positions per market (negative: NO),
+YES against NO nets (a pair pays 100 cents), taker fees of ceil(7 * count * p * (100 - p) /
+10000) cents, a client_order_id used once (409 after), 100 cents per winning contract.
 
 Tests script it: ``inject`` a fault for the next requests to a path (a status with an
 optional Retry-After, a 200 with a malformed body, or the right answer held past the client's
@@ -29,11 +28,12 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from tests.support.json_http import Json, JsonServer, Reply
 
@@ -53,6 +53,20 @@ class Fault:
     payload: str | None = None
     hold_s: float = 0.0  # with status 200: answer normally, but only after this long
     times: int = 1
+
+
+@cache
+def rsa_key(name: str) -> rsa.RSAPrivateKey:
+    """An RSA key per name, made once per process (2048 bits, as Kalshi issues)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem_of(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
 
 
 def now_iso() -> str:

@@ -1,4 +1,5 @@
-"""A paper agent settles a binary market at its close, as the backtest does, and journals it."""
+"""The agent settles a binary market at its close and journals it: on paper as the backtest
+does, on Kalshi (a local fake) from the venue's result, to the cent of the venue's account."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 from tests.support.agents import sqlite_journal
+from tests.support.fake_kalshi import FakeKalshi, pem_of, rsa_key
 
-from ffe.agent.runner import paper_agent
+from ffe.agent.clock import ReplayClock
+from ffe.agent.record import RunSpec
+from ffe.agent.reports import BarReport
+from ffe.agent.runner import Agent, paper_agent
 from ffe.agent.step import AgentConfig
+from ffe.agent.stepper import stepper_for
 from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.backtest.settlement import settle_at_expiry
 from ffe.decide.strategies.binary_edge import BinaryEdge
 from ffe.domain.contracts import BinaryContract
 from ffe.domain.market import MarketData
 from ffe.domain.timeframe import Timeframe
+from ffe.execution.kalshi_broker import KalshiBroker
 from ffe.risk.engine import RiskEngine
 from ffe.store.models import Fill, Order
 from ffe.store.repositories import unit_of_work
@@ -133,3 +140,53 @@ async def test_paper_agent_when_restarted_after_settlement_then_not_settled_twic
     assert trades[-1].exit_price == 1.0
     assert equity[-1].equity == pytest.approx(whole_equity[-1].equity)
     assert [o.status for o in orders][-1] == "rejected"  # the buy after the close
+
+
+async def test_agent_on_kalshi_when_venue_settles_then_books_its_result_and_matches_account(
+    tmp_path: Path,
+) -> None:
+    fake = FakeKalshi({"key-1": rsa_key("account").public_key()})
+    fake.markets[SYMBOL]["yes_ask"] = round(PRICES[0] * 100)
+    fake.start()
+    broker = KalshiBroker(
+        "key-1", pem_of(rsa_key("account")), base_url=fake.url, reads_per_s=0, writes_per_s=0
+    )
+    market, strategy = contract_market(), BinaryEdge(probability=0.6, margin=0.05, stake=0.5)
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+    recorded = BinaryContract(SYMBOL, "KXRAIN-26DEC08", contract("yes").expiry)  # no result
+    config = AgentConfig(cash=1000.0, contracts=(recorded,))
+    spec = RunSpec(strategy=strategy.name, kind="live", broker="kalshi")
+
+    def venue_moves(report: BarReport) -> None:
+        following = report.bar + 1
+        if following < len(PRICES):  # the venue trades at the next bar's price
+            fake.markets[SYMBOL]["yes_ask"] = round(PRICES[following] * 100)
+        if report.bar == len(PRICES) - 2:  # determined before the last bar
+            fake.settle(SYMBOL, "yes")
+
+    try:
+        async with sqlite_journal(tmp_path) as db:
+            agent = Agent(
+                db, market, strategy, stepper_for(strategy), broker, risk,
+                ReplayClock(market), config, spec,
+            )  # fmt: skip
+            agent.watch(on_bar=venue_moves)
+            await agent.run()
+            async with unit_of_work(db) as uow:
+                fills = (await uow.session.scalars(select(Fill).order_by(Fill.id))).all()
+    finally:
+        await broker.close()  # the agent closed it already; closing again is harmless
+        fake.stop()
+
+    assert agent.core is not None
+    assert agent.core.ledger.held == {}
+    assert (fills[-1].price, fills[-1].commission) == (1.0, 0.0)
+    assert [(f.quantity > 0, f.price) for f in fills] == [
+        (True, 0.30),
+        (False, 0.58),
+        (True, 0.50),
+        (False, 1.0),
+    ]  # bought, sold at the venue; bought again, closed by the settlement
+    assert not any(fake.positions.values())  # Kalshi settled its side too
+    assert agent.core.ledger.cash == pytest.approx(fake.balance / 100)  # to the cent
+    assert not fake.errors

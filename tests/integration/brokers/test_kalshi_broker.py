@@ -7,12 +7,9 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from functools import cache
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from tests.support.fake_kalshi import FakeKalshi, Fault
+from tests.support.fake_kalshi import FakeKalshi, Fault, pem_of, rsa_key
 
 from ffe.agent.guarded import BrokerCircuitOpenError, GuardedBroker
 from ffe.domain.errors import BrokerError, ConfigError, TemporaryBrokerError
@@ -25,22 +22,9 @@ NYC = "KXRAIN-26DEC08-NYC"
 BrokerFactory = Callable[..., KalshiBroker]
 
 
-@cache
-def private_key(name: str) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeKalshi]:
-    server = FakeKalshi({KEY_ID: private_key("account").public_key()})
+    server = FakeKalshi({KEY_ID: rsa_key("account").public_key()})
     server.start()
     yield server
     server.stop()
@@ -63,7 +47,7 @@ async def make_broker(fake: FakeKalshi) -> AsyncIterator[BrokerFactory]:
             "writes_per_s": 0.0,
         }
         settings.update(overrides)
-        key = settings.pop("private_key_pem", pem(private_key("account")))
+        key = settings.pop("private_key_pem", pem_of(rsa_key("account")))
         broker = KalshiBroker(str(settings.pop("key_id", KEY_ID)), key, **settings)  # type: ignore[arg-type]
         made.append(broker)
         return broker
@@ -94,7 +78,7 @@ async def test_requests_when_signed_with_account_key_then_accepted(
 async def test_requests_when_signed_with_wrong_key_then_refused_with_clear_error(
     make_broker: BrokerFactory, fake: FakeKalshi
 ) -> None:
-    impostor = make_broker(private_key_pem=pem(private_key("impostor")))
+    impostor = make_broker(private_key_pem=pem_of(rsa_key("impostor")))
 
     with pytest.raises(BrokerError, match=r"HTTP 401.*check kalshi.key_id and the private key"):
         await impostor.account()
@@ -130,20 +114,20 @@ def test_private_key_when_not_pem_then_config_error() -> None:
 
 
 def test_default_environment_is_demo() -> None:
-    broker = KalshiBroker(KEY_ID, pem(private_key("account")))
+    broker = KalshiBroker(KEY_ID, pem_of(rsa_key("account")))
 
     assert broker.base_url == DEMO_URL
 
 
 def test_production_when_live_switch_off_then_refused() -> None:
     with pytest.raises(ConfigError, match="real money"):
-        KalshiBroker(KEY_ID, pem(private_key("account")), environment="production")
+        KalshiBroker(KEY_ID, pem_of(rsa_key("account")), environment="production")
     with pytest.raises(ConfigError, match="real money"):
-        KalshiBroker(KEY_ID, pem(private_key("account")), base_url=PRODUCTION_URL)
+        KalshiBroker(KEY_ID, pem_of(rsa_key("account")), base_url=PRODUCTION_URL)
 
 
 def test_production_when_live_switch_on_then_allowed_and_live_on_demo_refused() -> None:
-    key = pem(private_key("account"))
+    key = pem_of(rsa_key("account"))
 
     broker = KalshiBroker(KEY_ID, key, environment="production", live=True)
 
