@@ -104,7 +104,8 @@ class StepCore:
         if market is not self.market:
             self.market = market
         await self.collect_fills(bar)
-        await settle_expired(self, bar)
+        if self.contracts:  # binary markets only: no extra await per bar otherwise
+            await settle_expired(self, bar)
         self._on_bar(bar)
         if decide:
             await self.decide(bar)
