@@ -86,7 +86,7 @@ def run(
     walked = None
     if request.walk_forward is None:
         report(0, 1)
-        result = run_backtest(market, strategy, config, risk)
+        result = _settled(components, run_backtest(market, strategy, config, risk))
         report(1, 1)
     else:
         setup = (request.walk_forward, config, risk)
@@ -96,6 +96,20 @@ def run(
         return BacktestOutcome(result, walked)
     run_id, unrecorded = _record(components, request, result, walked)
     return BacktestOutcome(result, walked, run_id, unrecorded)
+
+
+def _settled(components: Components, result: BacktestResult) -> BacktestResult:
+    """``result`` with its positions in recorded binary markets (``ffe.data.kalshi``) settled
+    at their results, when the run reaches their close."""
+    from ffe.backtest.settlement import settle_at_expiry
+    from ffe.data.kalshi import load_contract
+
+    contracts = {}
+    for symbol in result.market.symbols:
+        contract = load_contract(components.data_dir, symbol)
+        if contract is not None:
+            contracts[symbol] = contract
+    return settle_at_expiry(result, contracts)[0] if contracts else result
 
 
 def _costs(components: Components, costs: Costs) -> BacktestConfig:
