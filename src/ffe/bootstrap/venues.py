@@ -25,12 +25,14 @@ def recorded_contracts(data_dir: Path, symbols: Iterable[str]) -> tuple[BinaryCo
     return tuple(contract for contract in found if contract is not None)
 
 
-def kalshi_feed(settings: Settings) -> KalshiSource:
-    """Kalshi's market data (``ffe data fetch --source kalshi``): ``kalshi.data_url``, or
-    Kalshi's public production API. Reading market data needs no key and trades nothing."""
+def kalshi_feed(settings: Settings, api_url: str | None = None) -> KalshiSource:
+    """Kalshi's market data (``ffe data fetch --source kalshi``): ``api_url`` (``--api-url``),
+    else ``kalshi.data_url``, else Kalshi's public production API. Reading market data needs
+    no key and trades nothing."""
+    from ffe.bootstrap.feeds import check_api_url
     from ffe.data.kalshi import PUBLIC_URL, KalshiSource
 
-    return KalshiSource(settings.kalshi.data_url or PUBLIC_URL)
+    return KalshiSource(check_api_url(api_url) or settings.kalshi.data_url or PUBLIC_URL)
 
 
 def kalshi_broker(settings: Settings, *, allow_live: bool) -> KalshiBroker:

@@ -16,10 +16,14 @@ import typer
 if TYPE_CHECKING:
     from datetime import datetime
 
+    import pandas as pd
     from rich.table import Table
 
+    from ffe.config import Settings
     from ffe.data import CatalogEntry, DataCatalog
     from ffe.data.fetching import FetchSummary
+    from ffe.data.kalshi import RecordedMarket
+    from ffe.domain import Timeframe
 
 # Operator errors (bad data, bad settings) exit with 2, like a usage error: fix the input.
 EXIT_BAD_INPUT = 2
@@ -62,7 +66,9 @@ def fetch_bars(
     source: Annotated[
         str,
         typer.Option(
-            "--source", help="Where from: ccxt:<exchange> (ccxt:binance), alphavantage or oanda."
+            "--source",
+            help="Where from: ccxt:<exchange> (ccxt:binance), alphavantage, oanda or kalshi "
+            "(a market's bars and its settlement).",
         ),
     ],
     symbol: Annotated[
@@ -113,7 +119,7 @@ def _fetch(
     api_url: str | None,
     store_as: str | None,
     quiet: bool,
-) -> FetchSummary:
+) -> FetchSummary | RecordedMarket:
     import asyncio
 
     from ffe import bootstrap
@@ -128,6 +134,8 @@ def _fetch(
     start = parse_time(since, "--since")
     end = None if until is None else parse_time(until, "--until")
     catalog = bootstrap.data_catalog(settings)
+    if source.strip().lower() == "kalshi":
+        return _record_kalshi(settings, catalog, symbol, frame, start, api_url)
 
     async def run() -> FetchSummary:
         feed = open_feed(settings, source, api_url)
@@ -136,6 +144,31 @@ def _fetch(
                 return await fetch_into_catalog(
                     catalog, feed, symbol, frame, start, end, store_as=store_as, progress=progress
                 )
+        finally:
+            await feed.close()
+
+    return asyncio.run(run())
+
+
+def _record_kalshi(
+    settings: Settings,
+    catalog: DataCatalog,
+    ticker: str,
+    frame: Timeframe,
+    start: pd.Timestamp,
+    api_url: str | None,
+) -> RecordedMarket:
+    """A Kalshi market's bars from ``start`` and its contract (event, close, result), which
+    backtests and the paper agent settle at."""
+    import asyncio
+
+    from ffe.bootstrap.venues import kalshi_feed
+    from ffe.data.kalshi import record_market
+
+    async def run() -> RecordedMarket:
+        feed = kalshi_feed(settings, api_url)
+        try:
+            return await record_market(catalog, feed, ticker, frame, since=start, replace=True)
         finally:
             await feed.close()
 

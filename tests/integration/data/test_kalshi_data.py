@@ -141,3 +141,28 @@ async def test_backtest_of_recorded_market_ends_settled_at_result(
     assert settled.equity[-1] == pytest.approx(plain.ledger.cash + held * 1.0)
     assert np.array_equal(settled.equity[:-1], plain.equity[:-1])  # only the last bar moves
     assert settled.trades[-1].exit_price == 1.0
+
+
+def test_data_fetch_when_source_kalshi_then_records_bars_and_contract(
+    fake: FakeKalshi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ffe.cli.app import app
+
+    fake.settle(NYC, "no")
+    fake.markets[NYC]["close_time"] = (START + pd.Timedelta(hours=8)).isoformat()
+    monkeypatch.setenv("FFE__DATA__DIR", str(tmp_path))
+    args = ["data", "fetch", "--source", "kalshi", "--symbol", NYC, "--timeframe", "1h"]
+
+    done = CliRunner().invoke(app, [*args, "--since", "2026-11-01", "--api-url", fake.url])
+    bad = CliRunner().invoke(app, [*args, "--since", "2026-11-01", "--api-url", "ftp://x"])
+
+    assert done.exit_code == 0, done.output
+    assert "settled no" in done.output
+    assert DataCatalog(tmp_path).load(NYC)["close"].iloc[-1] == pytest.approx(0.62)
+    contract = load_contract(tmp_path, NYC)
+    assert contract is not None
+    assert contract.result == "no"
+    assert bad.exit_code == 2
+    assert "is not an http(s) URL" in bad.output
