@@ -36,7 +36,6 @@ from ffe.execution.broker import AccountSnapshot, BrokerOrder
 from ffe.execution.kalshi_auth import KalshiSigner
 from ffe.execution.kalshi_wire import (
     Json,
-    RetryableError,
     Throttle,
     contract_of,
     count_of,
@@ -46,9 +45,9 @@ from ffe.execution.kalshi_wire import (
     order_view,
     orderbook_of,
     reading,
-    retry_after,
     whole_contracts,
 )
+from ffe.execution.venue_http import RetryableError, retry_after
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,20 +20,11 @@ from ffe.domain.contracts import RESULTS, BinaryContract
 from ffe.domain.errors import BrokerError, ConfigError
 from ffe.domain.orders import OrderStatus
 from ffe.execution.broker import BrokerOrder
+from ffe.execution.venue_http import reading as venue_reading
 
 Json = dict[str, Any]
 
-_MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is capped: the agent's loop must not stall
 _WHOLE = 1e-9
-
-
-class RetryableError(Exception):
-    """One attempt failed in a way that another attempt may not."""
-
-    def __init__(self, failure: str, retry_after: float | None = None) -> None:
-        super().__init__(failure)
-        self.failure = failure
-        self.retry_after = retry_after
 
 
 class Throttle:
@@ -204,22 +195,6 @@ def error_message(response: httpx.Response) -> str:
     return ": ".join(parts) or response.text[:200] or response.reason_phrase
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header given in seconds (HTTP dates are ignored)."""
-    try:
-        seconds = float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S) if math.isfinite(seconds) else None
-
-
-@contextlib.contextmanager
-def reading(what: str) -> Iterator[None]:
+def reading(what: str) -> contextlib.AbstractContextManager[None]:
     """Turn a missing or malformed field in Kalshi's answer into a BrokerError."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BrokerError(
-            f"Kalshi's answer to {what} is not shaped as the trade API v2 describes "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
+    return venue_reading("Kalshi", "trade API v2", what)
