@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 
 from ffe.decide.calibration import LiveRecalibrator, OnlineRecalibrator
+from ffe.decide.skill import SIGNIFICANCE, auc_test
 from ffe.domain.errors import StrategyError
 
 RECALIBRATE_EVERY = 20  # decisions between refits of the isotonic map and skill tests
-SIGNIFICANCE = 0.05
 MODES = ("skill", "always")
 
 
@@ -150,12 +149,9 @@ class ConfidenceTrust:
         self, pick: np.ndarray[Any, Any], hits: np.ndarray[Any, Any]
     ) -> tuple[float | None, float | None, bool]:
         stated = np.asarray(self._stated, dtype=np.float64)[pick]
-        came_true, did_not = stated[hits == 1], stated[hits == 0]
-        if not (came_true.size and did_not.size):
+        auc, p = auc_test(stated, hits)
+        if auc is None or p is None:
             return None, None, False
-        test = mannwhitneyu(came_true, did_not, alternative="two-sided")
-        auc = float(test.statistic) / (came_true.size * did_not.size)
-        p = float(test.pvalue)
         base = np.asarray(self._base, dtype=np.float64)[pick]
         beats_base = np.mean((stated - hits) ** 2) < np.mean((base - hits) ** 2)
         skilled = hits.size >= self.min_outcomes and auc > 0.5 and p < SIGNIFICANCE
