@@ -4,11 +4,13 @@ data, scored on later (nested walk-forward), never on the data it is judged on.
 For each symbol, every default model forecasts from every origin of the bundled daily history
 (``rolling_forecasts``, window 500, refit every 21 bars, as the forecast bench). The
 candidates are online combiners, each fed only the losses known at each origin: Hedge over a
-grid of ``eta`` and ``discount``, follow the leader (``leader``) and equal weights. The
+grid of ``eta`` and ``discount``, follow the leader (``leader``), equal weights, and stacking
+(``stacked``: every 21 origins, the simplex weights whose combined normal had the lowest mean
+CRPS over every outcome known so far, equal weights before 100 are known). The
 origins are cut into ``--folds`` consecutive blocks; for each block after the first, the
 candidate with the lowest mean CRPS over all origins before it is chosen and scored on the
 block. Reported per horizon: the choice made in each fold, the out-of-sample CRPS of the
-chosen candidates against today's default (Hedge, eta 2, discount 0.99) over the same
+chosen candidates against today's default (Hedge, eta 0.5, discount 1) over the same
 origins, with a Diebold-Mariano test of the per-origin CRPS, and each candidate's CRPS over
 the whole sample for reference (a hindsight figure, not a choice).
 
@@ -33,7 +35,8 @@ from ffe.forecast.metrics import crps_normal, diebold_mariano
 from ffe.forecast.models import DEFAULT_MODELS
 from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
 
-DEFAULT = "hedge eta=2 discount=0.99"
+DEFAULT = "hedge eta=0.5 discount=1"
+STACK_EVERY, STACK_MIN = 21, 100
 ETAS = (0.5, 1.0, 2.0, 4.0, 8.0)
 DISCOUNTS = (0.9, 0.95, 0.99, 0.999, 1.0)
 HORIZONS = (1, 5)
@@ -47,7 +50,44 @@ def candidates() -> dict[str, tuple[str, HedgeConfig | None]]:
     }
     found["leader"] = ("leader", None)
     found["equal"] = ("equal", None)
+    found["stacked"] = ("stacked", None)
     return found
+
+
+def _mixture_crps(z: np.ndarray, mean: np.ndarray, sd: np.ndarray, y: np.ndarray) -> float:
+    w = np.exp(z - z.max())
+    w /= w.sum()
+    mix_mean, mix_sd = combine(mean[:, :, None], sd[:, :, None], np.tile(w, (mean.shape[1], 1)))
+    return float(crps_normal(y, mix_mean[:, 0], np.maximum(mix_sd[:, 0], 1e-12)).mean())
+
+
+def stacked_weights(panel: Panel, h: int) -> np.ndarray:
+    """Stacking, online: at every ``STACK_EVERY``-th origin, the weights (on the simplex, as a
+    softmax) minimizing the mean CRPS of the combined normal over the outcomes known there
+    (origins up to ``i - h``); equal weights until ``STACK_MIN`` outcomes are known."""
+    from scipy.optimize import minimize
+
+    step = h - 1
+    actual, means, sds = panel.actual[:, step], panel.mean[:, :, step], panel.sd[:, :, step]
+    usable = np.isfinite(actual) & np.isfinite(means).all(axis=0) & np.isfinite(sds).all(axis=0)
+    n_models, n = means.shape
+    z = np.zeros(n_models)
+    out = np.zeros((n, n_models))
+    for i in range(n):
+        known = np.flatnonzero(usable[: max(i - h + 1, 0)])
+        if i % STACK_EVERY == 0 and known.size >= STACK_MIN:
+            fit = minimize(
+                _mixture_crps,
+                z,
+                args=(means[:, known], sds[:, known], actual[known]),
+                method="L-BFGS-B",
+            )
+            z = fit.x
+        w = np.exp(z - z.max())
+        available = np.isfinite(means[:, i])
+        w = np.where(available, w, 0.0)
+        out[i] = w / w.sum() if w.sum() > 0 else w
+    return out
 
 
 def losses(panel: Panel, h: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -59,7 +99,10 @@ def losses(panel: Panel, h: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     sample = np.isfinite(actual) & np.isfinite(means).all(axis=0) & np.isfinite(sds).all(axis=0)
     out = {}
     for name, (kind, config) in candidates().items():
-        weights = online_weights(panel, h, kind, config)
+        if kind == "stacked":
+            weights = stacked_weights(panel, h)
+        else:
+            weights = online_weights(panel, h, kind, config)
         mix_mean, mix_sd = combine(means[:, :, None], sds[:, :, None], weights)
         out[name] = crps_normal(actual[sample], mix_mean[sample, 0], mix_sd[sample, 0])
     return out, np.flatnonzero(sample)
@@ -88,7 +131,23 @@ def nested(crps: dict[str, np.ndarray], folds: int, h: int) -> dict[str, Any]:
         "whole_sample_crps_bp": {
             name: float(values.mean() * 1e4) for name, values in sorted(crps.items())
         },
+        "against_default": against_default(crps, h),
     }
+
+
+def against_default(crps: dict[str, np.ndarray], h: int) -> dict[str, dict[str, float]]:
+    """The other kinds of combiner against the default over the whole sample (each is online:
+    no choice made on the sample), with a Diebold-Mariano test of the per-origin CRPS."""
+    out = {}
+    for name in ("leader", "equal", "stacked"):
+        test = diebold_mariano(crps[name], crps[DEFAULT], horizon=h)
+        out[name] = {
+            "crps_bp": float(crps[name].mean() * 1e4),
+            "default_crps_bp": float(crps[DEFAULT].mean() * 1e4),
+            "dm": float(test.statistic),
+            "p_value": float(test.p_value),
+        }
+    return out
 
 
 def run_symbol(symbol: str, folds: int) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
@@ -177,6 +236,26 @@ def main(argv: list[str] | None = None) -> int:
     ]
     headers = ["symbol", "h", "chosen per fold", "chosen bp", "default bp", "DM", "p"]
     print(table(headers, rows))
+    print("\nEach kind against the default over the whole sample (CRPS, bp):")
+    print(
+        table(
+            ["symbol", "h", "combiner", "bp", "default bp", "DM", "p"],
+            [
+                (
+                    s["symbol"],
+                    r["horizon"],
+                    name,
+                    f"{v['crps_bp']:.2f}",
+                    f"{v['default_crps_bp']:.2f}",
+                    f"{v['dm']:+.2f}",
+                    f"{v['p_value']:.3f}",
+                )
+                for s in symbols
+                for r in s["horizons"]
+                for name, v in r["against_default"].items()
+            ],
+        )
+    )
     print(
         "\nOne default for all, chosen per fold: "
         + ", ".join(c["chosen"] for c in together["choices"])

@@ -49,6 +49,10 @@ EMPTY_ON_BAREMETAL: dict[str, str] = {
         "bundled data succeed, and one refresh every precompute.interval_s (300 s) gives no "
         "dependable moment to break one"
     ),
+    "ffe:panel:ai:llm_voter_failures_10m": (
+        "ffe_llm_failures_total has a series only once an LLM voter failed; the stack's agent "
+        "and backtests run without one (llm.provider none)"
+    ),
     "ffe:panel:api:5xx_ratio": (
         "no 5xx on a healthy stack (its numerator has no series); the test forces 503s "
         "(PgBouncer stopped) and checks the panel then has data"

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import httpx
 import numpy as np
 import pytest
-from tests.support.live_klines import LiveKlines
+from tests.support.fake_binance import FakeBinanceFeed
 from tests.support.server import ffe_process, wait_live
 from tests.support.wait import wait_for
 
@@ -90,10 +90,16 @@ def _orders_journaled(folder: Path) -> int:
         return 0
 
 
-def _market(venue: LiveKlines, origin: str, last_bar: int) -> MarketData:
-    first_ms = int(np.datetime64(origin.replace("+00:00", ""), "ms").astype(np.int64))
-    rows = venue.klines(first_ms, last_bar + 1, now_ms=first_ms + (last_bar + 1) * 1000)
-    assert len(rows) == last_bar + 1
+def _market(venue: FakeBinanceFeed, origin: str, last_bar: int) -> MarketData:
+    """Bars 0 to ``last_bar`` from ``origin`` as the venue sends them (prices as text)."""
+    start = int(np.datetime64(origin.replace("+00:00", ""), "ms").astype(np.int64))
+    rows: list[list[Any]] = []
+    while len(rows) < last_bar + 1:
+        asked = {"symbol": "BTCUSDT", "interval": "1s", "limit": "1000"}
+        page = venue.handle("/api/v3/klines", {**asked, "startTime": str(start)})
+        rows += page[: last_bar + 1 - len(rows)]
+        start = int(page[-1][0]) + 1000
+    assert [row[0] for row in rows] == [rows[0][0] + 1000 * k for k in range(last_bar + 1)]
     values = np.array([[float(x) for x in row[1:6]] for row in rows])
     times = np.array([row[0] for row in rows], dtype="datetime64[ms]")
     columns = [values[:, [k]] for k in range(5)]
@@ -115,10 +121,10 @@ def _bars_of(events: list[tuple[str, dict[str, Any]]], origin: str) -> set[int]:
     return bars
 
 
-def _run_twice(venue: LiveKlines, folder: Path) -> dict[str, Any]:
+def _run_twice(venue: FakeBinanceFeed, folder: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     env = {**SETTINGS, "FFE__DATA__DIR": str(folder)}
-    args = _agent_args(venue.url)
+    args = _agent_args(venue.api_url)
     with ffe_process(folder / "first.log", *args, env=env, port_option="--health-port") as (
         probe,
         agent,
@@ -134,9 +140,9 @@ def _run_twice(venue: LiveKlines, folder: Path) -> dict[str, Any]:
         wait_live(probe, agent, log)
         wait_for(lambda: "caught up" in log.read_text(), 30)
         time.sleep(SECOND_RUN_S / 2)
-        venue.down()
+        venue.down = True
         time.sleep(OUTAGE_S)
-        venue.up()
+        venue.down = False
         time.sleep(SECOND_RUN_S / 2)
         found["metrics"] = httpx.get(f"{probe}/metrics", timeout=10).text
         sent = time.monotonic()
@@ -151,11 +157,15 @@ def _run_twice(venue: LiveKlines, folder: Path) -> dict[str, Any]:
 def test_live_agent_killed_and_restarted_then_its_orders_are_the_backtests_on_every_traded_bar(
     tmp_path,
 ):
-    with LiveKlines(seed=20, history_s=240, horizon_s=400) as venue:
+    venue = FakeBinanceFeed(origin_ms=int(time.time() - 240) * 1000, seed=20)  # real time
+    venue.start()
+    try:
         found = _run_twice(venue, tmp_path)
         journal = _journal(tmp_path)
         checkpoint = journal["checkpoint"]
         market = _market(venue, checkpoint["origin"], checkpoint["bar"])
+    finally:
+        venue.stop()
 
     history = _bars_of(journal["events"], checkpoint["origin"])
     os.environ.update(SETTINGS)

@@ -245,7 +245,7 @@ def test_agent_approve_when_its_run_no_longer_runs_then_refused_and_still_pendin
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--feed", "nasdaq:live"], "unknown feed 'nasdaq:live': use ccxt:EXCHANGE"),
+        (["--feed", "nasdaq:live"], "unknown source 'nasdaq:live': use one of"),
         (["--feed", "ccxt:nowhere"], "ccxt has no exchange 'nowhere'"),
         (["--feed", "ccxt:binance", "--timeframe", "1x"], "timeframe '1x' is not valid"),
         (["--feed", "ccxt:binance", "--start", "last week"], "--start 'last week' is not a date"),

@@ -1,6 +1,6 @@
 """`ffe backtest run` with an LLM voter configured only by settings (``FFE__LLM__*``): the
 key reaches the server as a bearer token and nowhere else; a failing server's decisions say
-why, and the run counts them."""
+why, and the run counts them; so does the agent's run, and `ffe agent status` shows the count."""
 
 from __future__ import annotations
 
@@ -190,3 +190,21 @@ def test_tune_when_llm_only_in_settings_then_trials_ask_with_the_key_and_store_n
     assert KEY not in json.dumps(shown)
     stored = (tmp_path / "data" / "tune.db").read_bytes()
     assert KEY.encode() not in stored
+
+
+def test_agent_run_when_server_answers_500_then_its_run_and_status_count_the_failures(
+    server: FakeLlmServer,
+) -> None:
+    server.default = "500"
+    agent = ["agent", "run", *BACKTEST[2:]]  # the backtest's strategy, bars and --json
+
+    report = _json(*agent)
+    status = runner.invoke(app, ["agent", "status"])
+    shown = _json("runs", "show", report["run_id"][:8], "--json")
+
+    failed = len(_json("decisions", "list", report["run_id"], "--limit", "1000", "--json"))
+    assert failed > 10
+    assert report["stats"]["llm_failures"] == shown["stats"]["llm_failures"] == failed
+    assert status.exit_code == 0, status.output
+    assert f"LLM failures: {failed}" in " ".join(status.stdout.split())
+    assert _json("agent", "status", "--json")[0]["llm_failures"] == failed

@@ -105,6 +105,19 @@ def test_forecast_bench_when_report_then_html_names_the_models(
     for name in (*MODELS, "ensemble", "equal", "best_so_far", "best_in_hindsight"):
         assert name in html
     assert "report written to" in result.stderr
+    # Each baseline's row carries its Diebold-Mariano statistics and p-values against the
+    # ensemble, on CRPS and on squared error, as the JSON has them.
+    one_ahead = html[html.index("<h2>1 bar(s) ahead") : html.index("<h2>5 bar(s) ahead")]
+    for score in (s for s in _scores(result) if s["horizon"] == 1 and s["model"] != "ensemble"):
+        row = re.search(rf"<tr><td>{score['model']}[ <].*?</tr>", one_ahead)
+        assert row is not None, score["model"]
+        cells = re.findall(r"<td>(.*?)</td>", row.group(0))
+        assert cells[-4:] == [
+            f"{score['dm_crps_vs_ensemble']:+.2f}",
+            f"{score['dm_crps_vs_ensemble_p']:.3f}",
+            f"{score['dm_se_vs_ensemble']:+.2f}",
+            f"{score['dm_se_vs_ensemble_p']:.3f}",
+        ]
 
 
 def test_forecast_bench_when_table_then_rows_for_each_model() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.strategy_files import forgotten
 from typer.testing import CliRunner, Result
 
 from ffe.cli.app import app
@@ -104,15 +105,58 @@ def test_backtest_walk_forward_and_sweep_when_file_strategy_then_they_run(cross:
     assert sorted(row["fast"] for row in swept) == [3, 5]
 
 
-def test_tune_when_file_strategy_then_study_runs(cross: str) -> None:
-    tuned = _json(
-        "tune", "-s", cross, "--synthetic", "1", "--bars", "700", "--walk-forward",
-        "train=200,test=100", "-p", "fast=2..10", "-p", "slow=12..40", "--trials", "4",
-        "-j", "1", "--json",
-    )  # fmt: skip
+def test_sweep_when_file_strategy_then_output_and_report_name_its_sha256(
+    cross: str, tmp_path: Path
+) -> None:
+    sha256 = hashlib.sha256(CROSS.encode()).hexdigest()
+
+    shown = _ok("backtest", "sweep", "-s", cross, "-p", "fast=3,5", "-j", "1",
+                "--report", str(tmp_path / "sweep.html"))  # fmt: skip
+
+    assert f"strategy file cross.py:Cross {sha256}" in " ".join(shown.stdout.split())
+    html = (tmp_path / "sweep.html").read_text()
+    assert "cross.py:Cross" in html
+    assert sha256 in html
+
+
+TUNE = ("--synthetic", "1", "--bars", "700", "--walk-forward", "train=200,test=100",
+        "-p", "fast=2..10", "-p", "slow=12..40", "-j", "1")  # fmt: skip
+
+
+def test_tune_when_file_strategy_then_study_runs_and_records_its_sha256(
+    cross: str, tmp_path: Path
+) -> None:
+    tuned = _json("tune", "-s", cross, *TUNE, "--trials", "4", "--study", "mine", "--json")
+    shown = _json("tune", "show", "mine", "--json")
+    _ok("tune", "show", "mine", "--report", str(tmp_path / "tune.html"))
 
     assert tuned["trials"]
     assert 2 <= tuned["best"]["params"]["fast"] <= 10
+    wanted = {
+        "path": "cross.py",
+        "class": "Cross",
+        "sha256": hashlib.sha256(CROSS.encode()).hexdigest(),
+    }
+    assert tuned["strategy_file"] == wanted
+    assert shown["setup"]["strategy_file"] == wanted
+    assert shown["result"]["strategy_file"] == wanted
+    assert wanted["sha256"] in (tmp_path / "tune.html").read_text()
+
+
+def test_tune_when_resumed_after_the_file_changed_then_exit_2_saying_so(tmp_path: Path) -> None:
+    # A file no other test names: a process keeps the classes it loaded by path:Class.
+    (tmp_path / "changing.py").write_text(CROSS)
+    spec = "changing.py:Cross"
+    with forgotten():  # the next command reads the file afresh, as a new process would
+        _json("tune", "-s", spec, *TUNE, "--trials", "2", "--study", "mine", "--json")
+    (tmp_path / "changing.py").write_text(CROSS.replace("fast: int = 10", "fast: int = 9"))
+
+    result = runner.invoke(app, ["tune", "-s", spec, *TUNE, "--trials", "4", "--study", "mine"])
+
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "study 'mine' cannot be resumed: its strategy_file differ" in said
+    assert "the strategy file's text or class changed since" in said
 
 
 def test_check_lookahead_when_honest_file_strategy_then_exit_0(cross: str) -> None:

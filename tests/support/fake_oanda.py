@@ -9,6 +9,11 @@ Tests script it: ``inject`` a fault for the next requests to a path (answer 429 
 Retry-After, or 503; or handle the request and then hold the answer, past the client's
 timeout) and ``plan`` how the next orders end (filled, partly filled with the rest
 cancelled, cancelled for a reason, left pending).
+
+For the candles feed it also serves ``GET /v3/instruments/{instrument}/candles`` (mid prices,
+``granularity``, ``from``, ``count``: 500 by default, 5000 at most; the forming candle with
+``complete: false``) from seeded series (``candle_series``, ``tests.support.venue``) up to
+its ``clock``, which is also the time in its ``Date`` header, and ``GET /v3/accounts``.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pandas as pd
+from tests.support.venue import SeededSeries, VenueClock
 
 Json = dict[str, Any]
 
@@ -78,6 +87,7 @@ class FakeOanda:
         account_id: str = "101-004-1234567-001",
         balance: float = 100_000.0,
         commission_per_unit: float = 0.00005,
+        clock: VenueClock | None = None,
     ) -> None:
         self.token = token
         self.account_id = account_id
@@ -97,6 +107,9 @@ class FakeOanda:
         self.released = threading.Event()  # set on stop: held answers go out at once
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.clock = clock or VenueClock()  # the candles' clock and the Date header's
+        self.candles_reversed = False  # send candles newest first (a protocol violation)
+        self._candles: dict[tuple[str, str], SeededSeries] = {}
 
     # --- lifecycle and script -----------------------------------------------------------
 
@@ -152,7 +165,14 @@ class FakeOanda:
 
     # --- requests -----------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: Json) -> _Reply:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: Json,
+        query: dict[str, str] | None = None,
+    ) -> _Reply:
         with self._lock:
             self.requests.append((method, path))
             self.headers.append(headers)
@@ -165,7 +185,8 @@ class FakeOanda:
                 extra = (("Retry-After", fault.retry_after),) if fault.retry_after else ()
                 return _Reply(fault.status, {"errorMessage": "Service unavailable"}, extra)
             try:
-                status, payload = self._route(method, path, body)
+                market = self._market(method, path, query or {})
+                status, payload = market or self._route(method, path, body)
             except Exception:
                 self.errors.append(traceback.format_exc())
                 raise
@@ -176,6 +197,14 @@ class FakeOanda:
             if fault.method == method and path.endswith(fault.path_end) and fault.times > 0:
                 fault.times -= 1
                 return fault
+        return None
+
+    def _market(self, method: str, path: str, query: dict[str, str]) -> tuple[int, Json] | None:
+        """The answer of a market data route (candles, the accounts list), or None."""
+        if method == "GET" and path.startswith("/v3/instruments/") and path.endswith("/candles"):
+            return self._candles_answer(path.split("/")[3], query)
+        if (method, path) == ("GET", "/v3/accounts"):
+            return 200, {"accounts": [{"id": self.account_id, "tags": []}]}
         return None
 
     def _route(self, method: str, path: str, body: Json) -> tuple[int, Json]:
@@ -203,6 +232,33 @@ class FakeOanda:
                 return 200, self._with_last({"transaction": self.transactions[transaction_id]})
             case _:
                 return 404, {"errorMessage": f"no route for {method} {path}"}
+
+    # --- candles ------------------------------------------------------------------------
+
+    def candle_series(self, instrument: str = "EUR_USD", granularity: str = "H1") -> SeededSeries:
+        """The candles of ``instrument`` at ``granularity``, from 2024-01-01 (made on first
+        use), to cut (``gaps``) or corrupt."""
+        key = (instrument, granularity)
+        if key not in self._candles:
+            step = _GRANULARITY[granularity]
+            self._candles[key] = SeededSeries(_CANDLES_ORIGIN_MS, step, seed=3, price=1.1)
+        return self._candles[key]
+
+    def _candles_answer(self, instrument: str, query: dict[str, str]) -> tuple[int, Json]:
+        granularity, count = query.get("granularity", "S5"), int(query.get("count", 500))
+        if instrument not in self.prices or granularity not in _GRANULARITY:
+            return 400, {"errorMessage": "Invalid value specified for 'instrument'"}
+        if not 0 < count <= 5000 or query.get("price", "M") != "M":
+            return 400, {"errorMessage": "Invalid value specified for 'count' or 'price'"}
+        series, now = self.candle_series(instrument, granularity), self.clock.now_ms()
+        if "from" in query:
+            start = int(pd.Timestamp(query["from"]).value // 1_000_000)
+            rows = series.bars(start, now, now, count)
+        else:
+            rows = series.latest(count, now)
+        candles = [_candle(row, row[0] + series.step_ms <= now) for row in rows]
+        ordered = candles[::-1] if self.candles_reversed else candles
+        return 200, {"instrument": instrument, "granularity": granularity, "candles": ordered}
 
     # --- orders -------------------------------------------------------------------------
 
@@ -368,6 +424,17 @@ class FakeOanda:
         return payload | {"lastTransactionID": str(self._last_id)}
 
 
+_CANDLES_ORIGIN_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+_GRANULARITY = {"S5": 5, "M1": 60, "M5": 300, "H1": 3600, "H4": 14_400, "D": 86_400}
+
+
+def _candle(bar: tuple[Any, ...], complete: bool) -> Json:
+    stamp = pd.Timestamp(bar[0], unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+    prices = [v if isinstance(v, str) else f"{v:.5f}" for v in bar[1:5]]
+    mid = dict(zip("ohlc", prices, strict=True))
+    return {"complete": complete, "volume": int(bar[5]), "time": stamp, "mid": mid}
+
+
 def _no_such_order() -> Json:
     return {"errorCode": "ORDER_DOESNT_EXIST", "errorMessage": "The Order specified does not exist"}
 
@@ -403,11 +470,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else {}
-        path = unquote(urlsplit(self.path).path)
+        url = urlsplit(self.path)
+        path, query = unquote(url.path), dict(parse_qsl(url.query))
         fake = self.server.fake
-        reply = fake.handle(
-            self.command, path, {k.lower(): v for k, v in self.headers.items()}, body
-        )
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = fake.handle(self.command, path, headers, body, query)
         if reply.hold_s:
             fake.released.wait(reply.hold_s)
         data = json.dumps(reply.payload).encode()
@@ -417,6 +484,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header: the fake's clock (OANDA's time, as the candles feed reads it)."""
+        return formatdate(self.server.fake.clock.now_ms() / 1000, usegmt=True)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the tests read fake.requests instead

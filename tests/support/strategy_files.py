@@ -49,14 +49,16 @@ def write(folder: Path, text: str = MINE, name: str = "mine") -> Path:
     return path
 
 
-def install_dist(site: Path) -> Path:
-    """A real distribution in ``site`` (put it on sys.path): a module and its dist-info with
-    entry points ``plugged`` (class Mine) and ``bad`` (no such class)."""
-    dist = site / "plugged_strategy-1.0.dist-info"
+def install_dist(site: Path, points: str = ENTRY_POINTS, package: str = "plugged-strategy") -> Path:
+    """A real distribution ``package`` in ``site`` (put it on sys.path): the module
+    ``plugged_strategy`` (class Mine, named ``plugged``) and a dist-info declaring ``points``
+    (by default ``plugged`` and ``bad``, which names no class). Several may share a site."""
+    dist = site / f"{package.replace('-', '_')}-1.0.dist-info"
     dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugged-strategy\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
-    write(site, name="plugged").rename(site / "plugged_strategy.py")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(points)
+    if not (site / "plugged_strategy.py").exists():
+        write(site, name="plugged").rename(site / "plugged_strategy.py")
     return site
 
 

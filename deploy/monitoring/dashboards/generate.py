@@ -51,6 +51,7 @@ QUEUE_DEPTH_HIGH = 50  # FfeJobQueueBacklog
 HOST_CPU_BUSY = 0.7  # FfeHighCpu
 DISK_USED_HIGH = 0.85  # FfeDiskAlmostFull
 RESTARTS_15M = 3  # FfePodCrashLooping, FfeAgentCrashLooping
+LLM_FAILURES_10M = 2  # FfeLlmFailing: more decisions than this without the LLM's vote in 10m
 # A target no alert watches: issue 18's p99 of the time from a decision to its order.
 DECISION_TO_ORDER_P99_S = 0.05
 # The burn rates the SLO alerts of ../rules/slo.yml page (1h, 6h) and open a ticket (3d) at.
@@ -633,6 +634,28 @@ AI = Dashboard(
                     "Seconds since each symbol's analysis was last refreshed.",
                     above(None, ANALYSIS_STALE_S),
                     width=8,
+                ),
+            ),
+        ),
+        (
+            "LLM voter",
+            (
+                Panel(
+                    "timeseries",
+                    "LLM voter failures (10m)",
+                    "short",
+                    (
+                        q(
+                            "sum by (reason) (increase(ffe_llm_failures_total[10m]))",
+                            "{{reason}}",
+                        ),
+                    ),
+                    "Decisions made without the LLM voter's vote in the last 10 minutes, by "
+                    "why (timeout, unreachable, http_error, breaker_open, bad_answer, cache): "
+                    "the agent's, and those of backtest jobs once they finish. The line is "
+                    "FfeLlmFailing's, which counts all reasons together.",
+                    above(None, LLM_FAILURES_10M),
+                    width=24,
                 ),
             ),
         ),

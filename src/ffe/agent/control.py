@@ -69,6 +69,8 @@ class AgentStatus:
             "halted_reason": self.halted_reason,
             "last_bar_time": _iso(self.last_bar_time),
             "bar": None if self.checkpoint is None else self.checkpoint.bar,
+            # The run's decisions its LLM voter failed to vote on so far (0 without a voter).
+            "llm_failures": None if self.checkpoint is None else self.checkpoint.llm_failures,
         }
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -36,12 +36,13 @@ from ffe.domain.timeframe import Timeframe
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 OnFeedEvent = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 _FIELDS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True, slots=True)
-class FeedOptions:
+class FeedClockOptions:
     """How the live clock waits, fetches and judges its bars.
 
     ``warmup`` bars are fetched before a new run's first live bar (from ``start`` instead when
@@ -79,14 +80,14 @@ class FeedClock:
         feed: LiveFeed,
         symbols: Sequence[str],
         timeframe: Timeframe,
-        options: FeedOptions | None = None,
+        options: FeedClockOptions | None = None,
         calendar: VenueCalendar | None = None,
         *,
         now: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.feed, self.symbols, self.timeframe = feed, tuple(symbols), timeframe
-        self.options = options or FeedOptions()
+        self.options = options or FeedClockOptions()
         self.calendar = calendar or AlwaysOpen()
         self._now, self._sleep = now, sleep
         self._offset = 0.0  # venue clock minus machine clock, seconds
@@ -130,6 +131,8 @@ class FeedClock:
                 self.market = await self._fetch_since(first)
                 await self._feed_up()
                 break
+            except _EndedError:
+                return None
             except FeedUnavailableError as exc:
                 await self._feed_down(exc)
                 if await self._wait(delay):
@@ -175,6 +178,8 @@ class FeedClock:
             try:
                 venue = await self._venue_now()
                 fresh = await self._fetch_since(self._next_start())
+            except _EndedError:
+                return False
             except FeedUnavailableError as exc:
                 await self._feed_down(exc)
                 await self._check_stale(self._venue_guess())
@@ -258,8 +263,24 @@ class FeedClock:
 
     # -- the feed -------------------------------------------------------------------------
 
+    async def _ask(self, call: Awaitable[T]) -> T:
+        """``call``'s answer, asking ``idle`` every slice meanwhile (a venue that is slow to
+        answer or times out must not hold up a stop); ``_EndedError`` when told to end."""
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.options.slice_s)
+                if done:
+                    return task.result()
+                if await self.idle():
+                    raise _EndedError
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
     async def _venue_now(self) -> pd.Timestamp:
-        venue = await self.feed.venue_time()
+        venue = await self._ask(self.feed.venue_time())
         self._offset = venue.timestamp() - self._now()
         return venue
 
@@ -272,7 +293,7 @@ class FeedClock:
     async def _pages(self, symbol: str, since: pd.Timestamp) -> pd.DataFrame:
         page, parts = self.options.page, []
         while True:
-            frame = await self.feed.fetch(symbol, self.timeframe, since, page)
+            frame = await self._ask(self.feed.fetch(symbol, self.timeframe, since, page))
             if len(frame) == 0:
                 break
             parts.append(frame)
@@ -347,6 +368,10 @@ def _joined(known: MarketData, fresh: MarketData) -> MarketData:
     arrays = {n: np.vstack([getattr(known, n), getattr(fresh, n)[newer]]) for n in _FIELDS}
     times = np.concatenate([known.times, fresh.times[newer]])
     return MarketData(known.symbols, times, **arrays, timeframe=known.timeframe)
+
+
+class _EndedError(Exception):
+    """Told to end (``idle``) while the feed was still answering."""
 
 
 async def _never() -> bool:

@@ -60,8 +60,9 @@ class Checkpoint:
     """Where a run stands, as the agent writes it with every journal flush (the account's
     ``checkpoint`` column, JSON) and reads it back to resume: the last bar it finished, the
     equity peak its drawdown is measured from, a halt, the trades journaled so far, the risk
-    state (daily loss, cooldowns, emergency stop), the day the kill switch last flattened, and
-    the strategy's own state where it keeps one (the ensemble's learnt weights)."""
+    state (daily loss, cooldowns, emergency stop), the day the kill switch last flattened, the
+    strategy's own state where it keeps one (the ensemble's learnt weights), and the decisions
+    its LLM voter failed to vote on so far."""
 
     bar: int = -1
     peak: float | None = None  # None: the run's starting cash
@@ -72,6 +73,7 @@ class Checkpoint:
     flattened_day: date | None = None
     strategy: dict[str, Any] | None = None  # the stepper's state(), when it has one
     origin: str | None = None  # a live feed's first bar (ISO): bar 0 when the run resumes
+    llm_failures: int = 0  # the run's decisions its LLM voter failed to vote on, so far
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document stored in the journal."""
@@ -85,6 +87,7 @@ class Checkpoint:
             "flattened_day": None if self.flattened_day is None else str(self.flattened_day),
             "strategy": self.strategy,
             "origin": self.origin,
+            "llm_failures": self.llm_failures,
         }
 
     @classmethod
@@ -106,6 +109,7 @@ class Checkpoint:
             flattened_day=date.fromisoformat(day) if day else None,
             strategy=dict(stored["strategy"]) if stored.get("strategy") else None,
             origin=stored.get("origin"),
+            llm_failures=int(stored.get("llm_failures", 0)),
         )
 
     def lifted(self) -> Checkpoint:

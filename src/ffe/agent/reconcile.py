@@ -47,6 +47,7 @@ async def restore(core: StepCore, db: Database, run_id: str, checkpoint: Checkpo
     core.peak = core.config.cash if checkpoint.peak is None else checkpoint.peak
     core.halted_at = checkpoint.halted_at
     core.halt_reason = checkpoint.halt_reason
+    core.llm_failures = checkpoint.llm_failures
     if checkpoint.risk:
         core.context = RiskContext.from_dict(checkpoint.risk)
     if checkpoint.flattened_day is not None:

@@ -42,7 +42,7 @@ from ffe.agent.reports import (
 )
 from ffe.agent.step import AgentConfig, StepCore
 from ffe.agent.stepper import EnsembleStepper, Stepper
-from ffe.backtest.result import BacktestResult
+from ffe.backtest.result import BacktestResult, with_llm_failures
 from ffe.decide.strategy import Strategy
 from ffe.domain.errors import DataError, FfeError, StoreError
 from ffe.domain.market import MarketData
@@ -355,7 +355,10 @@ class Agent(Lifecycle):
         if status == "finished":
             await core.cancel_working("end of data")
         await self._flush(core)
-        stats = None if core.last_bar < 0 else self.result(core).stats.as_dict()
+        stats = None
+        if core.last_bar >= 0:  # a backtest's statistics, and its count of the LLM's failures
+            found = self.result(core).stats.as_dict()
+            stats = with_llm_failures(found, self.strategy, core.llm_failures)
         await close_run(self.db, run_id, status, stats)
         self.event("stopped", f"agent {status} on {self.config.account}", {"run_id": run_id})
         if not self.lease_lost:  # the agent that took the lease over runs the account now

@@ -2,7 +2,8 @@
 The loop itself (clock, the run's start and end) is ``ffe.agent.runner``; the lease and
 control are ``ffe.agent.lifecycle``'s.
 
-Each step: fills for the new bar, the strategy's instruction, sizing and the risk engine
+Each step: fills for the new bar, binary markets that closed settled (``ffe.agent.settle``,
+paper broker only), the strategy's instruction, sizing and the risk engine
 exactly as in the backtest, the approval policy, orders to the broker, the journal, and the
 outcomes of earlier decisions. With the paper broker on replayed bars it makes the backtest's
 trades (tested); with a real broker the same code sends real orders.
@@ -13,26 +14,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ffe.agent import persist
 from ffe.agent.approvals import ApprovalDesk
 from ffe.agent.clock import utcnow
+from ffe.agent.config import AgentConfig
 from ffe.agent.journal import AgentJournal, PendingDecision
 from ffe.agent.outcomes import OutcomeWatch
 from ffe.agent.reports import BarReport, DecisionsMade, HeldPosition, Snapshot
+from ffe.agent.settle import settle_expired
 from ffe.agent.stepper import Stepper
-from ffe.backtest.result import trade_of
+from ffe.backtest.result import llm_failures, trade_of
 from ffe.decide.strategy import Strategy
-from ffe.domain.errors import BrokerError, ConfigError
+from ffe.domain.errors import BrokerError
 from ffe.domain.market import History, MarketData, finite_marks
 from ffe.domain.orders import Decision, Denied, OrderIntent, OrderStatus
 from ffe.execution.broker import Broker, BrokerOrder
-from ffe.execution.fill_model import FillModel
 from ffe.execution.paper import PaperBroker
 from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reductions_first
@@ -40,33 +41,9 @@ from ffe.risk.rules import RiskContext, daily_loss_tripped
 from ffe.risk.sizing import order_sizes, sizing_budget
 from ffe.runs.journal import decision_row
 
+__all__ = ["AgentConfig", "StepCore"]  # AgentConfig lives in ffe.agent.config; re-exported
+
 log = logging.getLogger(__name__)
-
-ApprovalMode = Literal["auto", "manual", "on_new_asset"]
-APPROVAL_MODES = ("auto", "manual", "on_new_asset")
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    """How an agent trades one account. Risk limits live in the RiskEngine beside it."""
-
-    account: str = "paper"
-    cash: float = 10_000.0
-    fill: FillModel = field(default_factory=FillModel)
-    lot_size: float = 1.0
-    approval: ApprovalMode = "auto"
-    approval_ttl_s: float = 3600.0
-    flush_every: int = 256  # bars between journal writes when no order forces one
-    flush_interval_s: float = 2.0
-    command_poll_s: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.approval not in APPROVAL_MODES:
-            raise ConfigError(f"approval must be one of {', '.join(APPROVAL_MODES)}")
-        if not self.cash > 0 or not self.lot_size > 0:
-            raise ConfigError("cash and lot_size must be positive")
-        if not self.account or len(self.account) > 64:
-            raise ConfigError("the account name must be 1 to 64 characters")
 
 
 class StepCore:
@@ -108,9 +85,11 @@ class StepCore:
         self.denials: list[tuple[int, Denied]] = []
         self.last_bar = -1
         self.strategy_seconds = 0.0
+        self.llm_failures = 0  # decisions the LLM voter failed to vote on, this run
         self.context = RiskContext()
         self._marked_market: MarketData | None = None
         self._marked: Any = None
+        self.contracts = {contract.symbol: contract for contract in config.contracts}
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
         self.flattened_day: date | None = None  # the day the daily-loss switch last flattened
         self.origin: str | None = None  # a live feed's first bar (ISO): a resume fetches from it
@@ -130,6 +109,8 @@ class StepCore:
         if market is not self.market:
             self.market = market
         await self.collect_fills(bar)
+        if self.contracts:  # binary markets only: no extra await per bar otherwise
+            await settle_expired(self, bar)
         self._on_bar(bar)
         if decide and trade:
             await self.decide(bar)
@@ -196,14 +177,14 @@ class StepCore:
                 paid = order.average_price * order.filled_quantity
                 price = (paid - known.average_price * before_qty) / quantity
             fee = order.commission - before_fee
-            self._apply_fill(bar, order, quantity, price, fee)
+            self.apply_fill(bar, order, quantity, price, fee)
         if not order.done:
             self.working[order.client_id] = order
         self.journal.order_update(order)
         if order.status is not OrderStatus.FILLED:
             log.info("order %s %s: %s", order.client_id, order.status.value, order.reason)
 
-    def _apply_fill(
+    def apply_fill(
         self, bar: int, order: BrokerOrder, qty: float, price: float, fee: float
     ) -> None:
         symbol = self.index[order.symbol]
@@ -240,6 +221,7 @@ class StepCore:
         row, decisions = self.stepper.step(History(self.market, bar + 1))
         decided = time.perf_counter()
         self.strategy_seconds += decided - started
+        self.llm_failures += llm_failures(decisions)
         pending = {d.symbol: self._journal_decision(d, bar) for d in decisions}
         if self.on_decisions is not None and decisions:
             self.on_decisions(self._made(bar, decisions))
@@ -473,6 +455,7 @@ class StepCore:
             flattened_day=self.flattened_day,
             strategy=self.stepper.state() if hasattr(self.stepper, "state") else None,
             origin=self.origin,
+            llm_failures=self.llm_failures,
         )
 
     async def flush(self, lease: timedelta | None = None) -> None:

@@ -222,6 +222,11 @@ class AgentState(Answer):
     halted_reason: str | None
     last_bar_time: datetime | None
     bar: int | None
+    llm_failures: int | None = Field(
+        None,
+        description="the run's decisions its LLM voter failed to vote on so far (0 for a "
+        "strategy without one); each says why in its rationale",
+    )
 
 
 class JobCounts(Answer):

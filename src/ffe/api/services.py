@@ -213,6 +213,7 @@ class Services:
             poll_s=poll_interval(self.components.worker.wake, notified=self._notified()),
         )
         worker.on_change = lambda job: self.publish("job", job)
+        worker.metrics = self.metrics
         return worker
 
     def _notified(self) -> bool:

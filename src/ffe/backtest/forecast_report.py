@@ -12,7 +12,10 @@ from ffe.backtest.html import figure_html, header, page, section
 from ffe.forecast.evaluate import BEST, ENSEMBLE, EQUAL, LEADER, BenchResult, Score
 from ffe.forecast.models import BASELINE
 
-_COLUMNS = "Model|n|MASE|CRPS (bp)|Coverage 80%|Coverage 95%|DM statistic|p-value"
+_COLUMNS = (
+    "Model|n|MASE|CRPS (bp)|Coverage 80%|Coverage 95%|DM vs random walk|p-value"
+    "|DM CRPS vs ensemble|p-value|DM SE vs ensemble|p-value"
+)
 
 
 def render_forecast_report(result: BenchResult) -> str:
@@ -32,12 +35,14 @@ def render_forecast_report(result: BenchResult) -> str:
             "<p>CRPS skill is 1 minus the model's mean CRPS over the random walk's: above 0 "
             "is better than the random walk. The Diebold-Mariano test compares squared "
             "errors with the random walk's; a negative statistic with p below 0.05 is "
-            f"significant skill. <b>{escape(ENSEMBLE)}</b> learns its weights only from "
+            "significant skill. The last four columns compare each row with the ensemble, on "
+            "CRPS and on squared error (SE): a negative statistic means smaller losses than the "
+            f"ensemble's, a positive one larger. <b>{escape(ENSEMBLE)}</b> learns its weights "
+            "only from "
             f"outcomes known at the time; <b>{escape(EQUAL)}</b> averages the models; "
             f"<b>{escape(LEADER)}</b> follows the model with the best CRPS so far; "
             f"<b>{escape(BEST)}</b> is the model with the best CRPS over the whole sample, "
-            "picked knowing the future. Each row's DM against the ensemble, of CRPS and of "
-            "squared error, is in the JSON output.</p>",
+            "picked knowing the future.</p>",
         )
     )
     body = header(title, subtitle, {}) + "".join(sections)
@@ -91,8 +96,6 @@ def _table(rows: list[Score]) -> str:
     body = []
     for s in rows:
         name = s.model + (f" ({s.note})" if s.note else "")
-        dm = "" if s.dm_statistic is None else f"{s.dm_statistic:+.2f}"
-        p = "" if s.dm_p_value is None else f"{s.dm_p_value:.3f}"
         cells = (
             escape(name),
             f"{s.n:,}",
@@ -100,8 +103,20 @@ def _table(rows: list[Score]) -> str:
             f"{s.crps * 1e4:.2f}",
             f"{s.coverage_80:.1%}",
             f"{s.coverage_95:.1%}",
-            dm,
-            p,
+            _stat(s.dm_statistic),
+            _p(s.dm_p_value),
+            _stat(s.dm_crps_vs_ensemble),
+            _p(s.dm_crps_vs_ensemble_p),
+            _stat(s.dm_se_vs_ensemble),
+            _p(s.dm_se_vs_ensemble_p),
         )
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _stat(value: float | None) -> str:
+    return "" if value is None else f"{value:+.2f}"
+
+
+def _p(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"

@@ -42,11 +42,7 @@ class BacktestResult:
     def run_stats(self) -> dict[str, Any]:
         """The statistics of ``stats`` and, for a strategy with an LLM voter, ``llm_failures``:
         its decisions the voter failed to vote on (each says why in its details)."""
-        found: dict[str, Any] = self.stats.as_dict()
-        failures = sum("llm_failure" in d.details for d in self.decisions)
-        if failures or getattr(self.strategy, "llm_provider", "none") != "none":
-            found["llm_failures"] = failures
-        return found
+        return with_llm_failures(self.stats.as_dict(), self.strategy, llm_failures(self.decisions))
 
     @cached_property
     def benchmark(self) -> FloatArray:
@@ -183,3 +179,16 @@ def trade_dict(trade: Trade) -> dict[str, Any]:
         "return_pct": trade.return_pct,
         "commission": trade.commission,
     }
+
+
+def llm_failures(decisions: Sequence[Decision]) -> int:
+    """How many of ``decisions`` their LLM voter failed to vote on (``details["llm_failure"]``)."""
+    return sum("llm_failure" in d.details for d in decisions)
+
+
+def with_llm_failures(stats: dict[str, Any], strategy: Strategy, failures: int) -> dict[str, Any]:
+    """``stats`` with ``llm_failures`` when the strategy has an LLM voter or any decision
+    failed for want of one: what a backtest's and an agent's run records both hold."""
+    if failures or getattr(strategy, "llm_provider", "none") != "none":
+        return {**stats, "llm_failures": failures}
+    return stats

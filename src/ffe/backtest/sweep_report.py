@@ -7,6 +7,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
+from typing import Any
 
 from ffe.backtest.html import SORT_SCRIPT, figure_html, header, page, section
 from ffe.backtest.objective import DIRECTIONS, Direction, describe, is_better, rank_key
@@ -19,9 +20,11 @@ def render_sweep_report(
     rows: Sequence[Mapping[str, object]],
     metric: str,
     direction: Direction | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> str:
     """A full HTML page: every run of a sweep ranked by ``metric`` (best first, the best being
-    the largest or the smallest as ``direction`` says), and a chart of the grid.
+    the largest or the smallest as ``direction`` says), and a chart of the grid. ``source``: a
+    file strategy's ``strategy_file`` record (path, class, SHA-256), shown in the header.
 
     ``direction`` defaults to the metric's own (``ffe.backtest.objective.DIRECTIONS``), and to
     maximize for a score that is not a statistic of ours.
@@ -35,7 +38,10 @@ def render_sweep_report(
     table = _sweep_table(param_names, ranked, metric, direction)
     sections.append(section(f"Runs ({len(rows):,})", table))
     subtitle = f"{len(rows):,} runs ranked by {metric} ({describe(direction)}), best first"
-    body = header(title, subtitle, {}) + "".join(sections)
+    shown = {}
+    if source:
+        shown = {"strategy file": f"{source['path']}:{source['class']}", "sha256": source["sha256"]}
+    body = header(title, subtitle, shown) + "".join(sections)
     return page(title, body, script=SORT_SCRIPT)
 
 

@@ -101,6 +101,10 @@ def risk_engine(settings: Settings) -> RiskEngine:
     if risk.min_confidence is not None:
         checks.append(rules.MinConfidence(risk.min_confidence))
     checks += [MaxPositionPct(risk.max_position_pct), MaxGrossLeverage(risk.max_gross_leverage)]
+    if risk.max_contracts_per_market is not None or risk.max_contracts_per_event is not None:
+        from ffe.risk.contracts import ContractLimits
+
+        checks.append(ContractLimits(risk.max_contracts_per_market, risk.max_contracts_per_event))
     return RiskEngine(checks, max_drawdown=risk.max_drawdown)
 
 
@@ -310,6 +314,7 @@ async def agent(
     from ffe.agent.step import AgentConfig
     from ffe.agent.stepper import stepper_for
     from ffe.bootstrap.clocks import agent_clock
+    from ffe.bootstrap.venues import recorded_contracts
     from ffe.decide.plugins import recorded
     from ffe.decide.strategy import make_strategy, plain_params
 
@@ -343,6 +348,7 @@ async def agent(
         approval=(approval or chosen.approval),  # type: ignore[arg-type]
         approval_ttl_s=chosen.approval_ttl_s,
         flush_every=chosen.flush_every,
+        contracts=recorded_contracts(settings.data.dir, symbols),
     )
     broker = agent_broker(settings, market, config, live=live)
     window = None if feed is None else chosen.window_bars  # replays ask the whole history
@@ -373,8 +379,10 @@ async def agent(
 
 def _real_money(settings: Settings) -> bool:
     chosen = settings.agent
-    return (chosen.broker == "ccxt" and not chosen.ccxt_sandbox) or (
-        chosen.broker == "oanda" and not chosen.oanda_practice
+    return (
+        (chosen.broker == "ccxt" and not chosen.ccxt_sandbox)
+        or (chosen.broker == "oanda" and not chosen.oanda_practice)
+        or (chosen.broker == "kalshi" and settings.kalshi.environment == "production")
     )
 
 
@@ -432,6 +440,10 @@ def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = F
             symbols=tuple(market.symbols),
             quote=chosen.ccxt_quote,
         )
+    elif chosen.broker == "kalshi":
+        from ffe.bootstrap.venues import kalshi_broker
+
+        venue = kalshi_broker(settings, allow_live=allow_live)
     else:
         from ffe.execution.oanda_broker import OandaBroker
 

@@ -3,6 +3,7 @@ venue's live feed (``ffe agent run --replay``, ``--poll``, ``--feed``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -72,21 +73,26 @@ def feed_clock(
 ) -> FeedClock:
     """A clock that steps each bar of ``symbols`` as it closes on ``feed``; its market is
     empty until the agent prepares it. ``warmup`` is the strategy's."""
-    from ffe.agent.feedclock import FeedClock, FeedOptions
+    from ffe.agent.feedclock import FeedClock, FeedClockOptions
+    from ffe.bootstrap.feeds import feed_options
     from ffe.data.calendars import calendar_for
-    from ffe.data.ccxt_live import open_feed  # the stand-in until ffe.data.feeds is merged
+    from ffe.data.feeds import open_feed
     from ffe.domain.timeframe import Timeframe
 
     chosen = settings.agent
-    options = FeedOptions(
+    options = FeedClockOptions(
         warmup=max(chosen.window_bars, 3 * warmup),
         start=moment(start, "--start"),
         end=moment(end, "--end", end_of_day=True),
         stale_bars=chosen.stale_bars,
-        backoff_max_s=chosen.feed_backoff_max_s,
+        backoff_s=settings.data.feed_backoff_s or 1.0,
+        backoff_max_s=max(settings.data.feed_max_backoff_s, settings.data.feed_backoff_s, 1.0),
     )
+    # The clock asks again itself, with that backoff, reporting the outage and obeying
+    # commands meanwhile: the feed asks once per request.
+    reach = replace(feed_options(settings, feed, api_url), retries=0)
     return FeedClock(
-        open_feed(feed, base_url=api_url),
+        open_feed(feed, reach),
         symbols,
         Timeframe.parse(timeframe),
         options,

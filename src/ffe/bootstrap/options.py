@@ -41,7 +41,7 @@ class ApiOptions:
     run_jobs: bool  # jobs.in_api: this process runs jobs too
     otel_endpoint: str | None
     account: str  # agent.account: the account shown when a request names none
-    broker: str  # agent.broker: paper, ccxt or oanda
+    broker: str  # agent.broker: paper, ccxt, oanda or kalshi
     list_cache_s: float = 1.0  # how old a polled answer (lists, portfolio) may be served
     ready_cache_s: float = 1.0  # how old a readiness report may be served
 

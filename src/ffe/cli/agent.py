@@ -71,7 +71,6 @@ def run(
         None, "--feed", help="Trade a venue's bars as they close, like ccxt:binance."
     ),
     timeframe: str = typer.Option("1m", "--timeframe", help="The --feed's bars: 1s, 1m, 1h..."),
-    api_url: str = typer.Option(None, "--api-url", help="Another address of the feed's API."),
     speed: float = typer.Option(
         0.0, "--speed", help="Replay N bars per second (0: at once).", min=0
     ),
@@ -85,6 +84,12 @@ def run(
     commission: float = typer.Option(None, "--commission", help="Fraction of notional."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run; don't resume."),
     live: bool = typer.Option(False, "--live", help="Trade real money (needs agent.live too)."),
+    api_url: str = typer.Option(
+        None,
+        "--api-url",
+        help="The live feed's public REST base URL, over the configured one (data.ccxt_urls, "
+        "data.alpha_vantage_url, data.oanda_url).",
+    ),
     on_stop: OnStop = typer.Option(
         OnStop.exit,
         "--on-stop",
@@ -104,6 +109,7 @@ def run(
     The run is journaled like a backtest (`ffe runs show ID`); run it again to resume. Its
     decisions, fills, equity and state reach the API's live stream: through Redis when
     redis.url is set, else from its journal, about three seconds later."""
+    from ffe.bootstrap.feeds import check_api_url
     from ffe.cli.common import parse_params
     from ffe.config import load_settings
     from ffe.service.agents import AgentLaunch
@@ -126,7 +132,7 @@ def run(
             live=live,
             feed=feed,
             timeframe=timeframe if feed else None,
-            api_url=api_url,
+            api_url=check_api_url(api_url),
         )
         chosen = settings.agent
         port = chosen.health_port if health_port is None else health_port
@@ -202,7 +208,7 @@ def _print_report(report: AgentReport, as_json: bool) -> None:
     )
     if not report.reconciliation.get("consistent", True):
         err_console.print(f"[yellow]reconciliation:[/yellow] {report.reconciliation}")
-    for name in ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades"):
+    for name in ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades", "llm_failures"):
         if report.stats and name in report.stats:
             console.print(f"  {name:<14} {format_stat(name, report.stats[name])}")
 
@@ -229,6 +235,7 @@ def status(account: str = ACCOUNT, as_json: bool = JSON) -> None:
             f"[bold]{row['account']}[/bold] {row['status']} ({running}) run "
             f"{(row['run_id'] or '-')[:8]} last bar {row['last_bar_time'] or '-'}"
             + (f" halted: {row['halted_reason']}" if row["halted_reason"] else "")
+            + (f" LLM failures: {row['llm_failures']}" if row["llm_failures"] else "")
         )
 
 

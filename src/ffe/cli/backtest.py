@@ -243,12 +243,15 @@ def sweep(
             outcome = backtests.sweep(bootstrap.components(settings), request, advance)
         flat = [row.flat() for row in outcome.rows]
         names = list(outcome.names)
+        source = outcome.source.get("strategy_file")
         if report is not None:
-            _write_sweep_report(strategy, names, flat, metric, outcome.direction, report)
+            _write_sweep_report(strategy, names, flat, metric, outcome.direction, report, source)
         if as_json:
             typer.echo(json.dumps(flat, indent=2))
             return
         _print_sweep(flat, names, metric, outcome.direction, top)
+        if source:
+            console.print(f"strategy file {source['path']}:{source['class']} {source['sha256']}")
         if report is not None:
             console.print(f"report written to [bold]{report}[/bold]")
 
@@ -281,6 +284,7 @@ def _write_sweep_report(
     metric: str,
     direction: Direction,
     path: Path,
+    source: dict[str, Any] | None = None,
 ) -> None:
     from ffe.backtest.html import write_report
     from ffe.backtest.sweep_report import render_sweep_report
@@ -291,5 +295,6 @@ def _write_sweep_report(
         rows=rows,
         metric=metric,
         direction=direction,
+        source=source,
     )
     write_report(path, html)

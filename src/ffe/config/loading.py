@@ -76,6 +76,8 @@ def masked(settings: Settings) -> dict[str, Any]:
     dumped["database"]["url"] = _mask_url(settings.database_url())
     if settings.data.alpha_vantage_key is not None:
         dumped["data"]["alpha_vantage_key"] = "***"
+    if settings.data.oanda_token is not None:
+        dumped["data"]["oanda_token"] = "***"
     if settings.llm.api_key is not None:
         dumped["llm"]["api_key"] = "***"
     if settings.llm.base_url is not None:

@@ -33,6 +33,7 @@ from ffe.config.trading import (
     AgentSettings,
     BacktestSettings,
     DataSettings,
+    KalshiSettings,
     LlmSettings,
     NotifySettings,
     RiskSettings,
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     llm: LlmSettings = LlmSettings()
     agent: AgentSettings = AgentSettings()
+    kalshi: KalshiSettings = KalshiSettings()
     notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
     jobs: JobsSettings = JobsSettings()

@@ -4,7 +4,7 @@ agent and its notifications."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
@@ -17,9 +17,41 @@ def _default_data_dir() -> Path:
     return user_data_path("ffe", appauthor=False)
 
 
+_URL = r"^https?://[^/\s]+(/\S*)?$"
+HttpUrl = Annotated[str, Field(pattern=_URL)]
+
+
+def _default_ccxt_urls() -> dict[str, str]:
+    return {"binance": "https://api.binance.com/api/v3", "coinbase": "https://api.coinbase.com"}
+
+
 class DataSettings(Section):
     dir: Path = Field(default_factory=_default_data_dir, description="where imported bars live")
-    alpha_vantage_key: SecretStr | None = None
+    alpha_vantage_key: SecretStr | None = Field(None, description="for `--source alphavantage`")
+    alpha_vantage_url: HttpUrl = Field(
+        "https://www.alphavantage.co/query", description="Alpha Vantage's query endpoint"
+    )
+    alpha_vantage_full: bool = Field(
+        False, description="ask outputsize=full (a premium key); the free tier: latest 100 bars"
+    )
+    ccxt_urls: dict[str, HttpUrl] = Field(
+        default_factory=_default_ccxt_urls,
+        description="public REST base of ccxt exchanges, by ccxt id (Binance: the URL ending in "
+        "/api/v3); exchanges not named use ccxt's own",
+    )
+    oanda_url: HttpUrl = Field(
+        "https://api-fxpractice.oanda.com",
+        description="OANDA v20 REST server for candles (live accounts: https://api-fxtrade.oanda.com)",
+    )
+    oanda_token: SecretStr | None = Field(
+        None, description="for `--source oanda`; none = agent.oanda_token"
+    )
+    feed_timeout_s: float = Field(10.0, gt=0, description="seconds per request to a feed")
+    feed_retries: int = Field(
+        4, ge=0, le=10, description="retries of a feed request on rate limits, 5xx and timeouts"
+    )
+    feed_backoff_s: float = Field(1.0, ge=0, description="first wait before a retry; doubles")
+    feed_max_backoff_s: float = Field(60.0, ge=0, description="longest wait before a retry")
 
 
 class StrategiesSettings(Section):
@@ -60,6 +92,13 @@ class RiskSettings(Section):
     loss_cooldown_bars: int | None = Field(
         None, ge=1, description="bars without new risk in a symbol after a losing trade in it"
     )
+    # Binary contracts (Kalshi): counted in contracts, none disables each.
+    max_contracts_per_market: int | None = Field(
+        None, ge=1, description="largest position in one binary market, in contracts"
+    )
+    max_contracts_per_event: int | None = Field(
+        None, ge=1, description="largest sum of positions over one event's markets, in contracts"
+    )
     broker_failures: int = Field(
         5, ge=1, description="broker failures within broker_window_s that open the circuit"
     )
@@ -92,9 +131,13 @@ class LlmSettings(Section):
 
 class AgentSettings(Section):
     account: str = Field("paper", min_length=1, max_length=64, description="one agent each")
-    broker: Literal["paper", "ccxt", "oanda"] = Field("paper", description="where orders go")
+    broker: Literal["paper", "ccxt", "oanda", "kalshi"] = Field(
+        "paper", description="where orders go"
+    )
     live: bool = Field(
-        False, description="allow real money (ccxt without sandbox, oanda live); also needs --live"
+        False,
+        description="allow real money (ccxt without sandbox, oanda live, kalshi production); "
+        "also needs --live",
     )
     approval: Literal["auto", "manual", "on_new_asset"] = "auto"
     approval_ttl_s: float = Field(3600.0, gt=0, description="unanswered approvals expire")
@@ -113,9 +156,6 @@ class AgentSettings(Section):
         gt=0,
         description="live feeds: a bar arriving more than this many bar intervals after it "
         "closed is history (stepped, not traded); the feed is stale once the next bar is as late",
-    )
-    feed_backoff_max_s: float = Field(
-        60.0, gt=0, description="live feeds: the longest wait between two tries in an outage"
     )
     calendar: str | None = Field(
         None,
@@ -140,6 +180,50 @@ class AgentSettings(Section):
         description="none = OANDA's own address for the environment; another v20 REST server "
         "(a local one in tests)",
     )
+
+
+class KalshiSettings(Section):
+    """Kalshi prediction markets: the broker (``agent.broker: kalshi``) and its account."""
+
+    environment: Literal["demo", "production"] = Field(
+        "demo", description="production trades real money: also needs agent.live and --live"
+    )
+    base_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="none = Kalshi's address for the environment; another trade API v2 server "
+        "(a local one in tests), including its /trade-api/v2 path",
+    )
+    data_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="where market data is read (public, no key); none = Kalshi's production "
+        "API, whose markets are the real ones",
+    )
+    key_id: str | None = Field(None, description="the API key's id, from the account page")
+    private_key_path: Path | None = Field(
+        None,
+        validate_default=True,
+        description="the API key's PEM private key file (never sent; it signs requests)",
+    )
+    time_in_force: Literal["immediate_or_cancel", "good_till_canceled", "fill_or_kill"] = (
+        "immediate_or_cancel"
+    )
+    price_bound: float = Field(
+        0.05, ge=0, lt=1, description="how far past the reference YES price an order may fill"
+    )
+    reads_per_s: float = Field(20.0, ge=0, description="request rate for reads; 0 = unlimited")
+    writes_per_s: float = Field(10.0, ge=0, description="request rate for orders and cancels")
+
+    @field_validator("private_key_path")
+    @classmethod
+    def check_key_pair(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if (path is None) != (info.data.get("key_id") is None):
+            raise ValueError(
+                "kalshi.key_id and kalshi.private_key_path go together: set both (the API key "
+                "id and its .key file), or neither"
+            )
+        return path
 
 
 NotifyEvent = Literal[

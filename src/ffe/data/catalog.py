@@ -46,6 +46,7 @@ class CatalogEntry:
     source: Literal["bundled", "imported"]
     source_file: str | None = None
     imported_at: datetime | None = None
+    feed: str | None = None  # the live feed it was fetched from (``ffe data fetch``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,43 @@ class DataCatalog:
         _write_atomically(_to_table(frame, summary), self._path(symbol))
         return summary
 
+    def fetched_entry(self, symbol: str) -> CatalogEntry | None:
+        """The entry of ``symbol`` if it is imported or fetched; None if the catalog has no
+        such symbol. DataError for a name bars may not be stored under (a bundled dataset's,
+        one not allowed, one differing only in case from a stored one)."""
+        if not self._check_new_symbol(symbol, replace=True):
+            return None
+        return _imported_entry(self._metadata(symbol))
+
+    def store_fetched(
+        self, frame: pd.DataFrame, symbol: str, timeframe: Timeframe, *, feed: str
+    ) -> ImportSummary:
+        """Validate ``frame`` whole, then store it as ``symbol``, fetched from ``feed``: a new
+        symbol, or the same feed's bars of it (``frame`` replaces them: the caller merged).
+        On any error the catalog is left exactly as it was."""
+        existing = self._check_new_symbol(symbol, replace=True)
+        if existing:
+            entry = _imported_entry(self._metadata(symbol))
+            if entry.feed != feed or entry.timeframe != timeframe:
+                raise DataError(
+                    f"symbol {symbol!r} holds {entry.timeframe} bars from "
+                    f"{entry.feed or entry.source_file}: store {timeframe} bars of {feed} "
+                    "under another name (--as NAME)"
+                )
+        frame = validate_bars(frame, source=f"{feed} {symbol}", timeframe=timeframe)
+        index = pd.DatetimeIndex(frame.index)
+        summary = ImportSummary(
+            symbol=symbol,
+            timeframe=timeframe,
+            first=index[0].to_pydatetime(),
+            last=index[-1].to_pydatetime(),
+            count=len(frame),
+            source_file=feed,
+            replaced=existing,
+        )
+        _write_atomically(_to_table(frame, summary, feed=feed), self._path(symbol))
+        return summary
+
     def _check_new_symbol(self, symbol: str, *, replace: bool) -> bool:
         """Refuse a symbol that may not be imported; say whether it already exists."""
         if not _SYMBOL.fullmatch(symbol):
@@ -183,7 +221,7 @@ class DataCatalog:
         return record
 
 
-def _to_table(frame: pd.DataFrame, summary: ImportSummary) -> pa.Table:
+def _to_table(frame: pd.DataFrame, summary: ImportSummary, feed: str | None = None) -> pa.Table:
     record = {
         "symbol": summary.symbol,
         "timeframe": str(summary.timeframe),
@@ -193,6 +231,8 @@ def _to_table(frame: pd.DataFrame, summary: ImportSummary) -> pa.Table:
         "source_file": summary.source_file,
         "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if feed is not None:
+        record["feed"] = feed
     table = pa.Table.from_pandas(frame, preserve_index=True)
     metadata = {**(table.schema.metadata or {}), _METADATA_KEY: json.dumps(record).encode()}
     return table.replace_schema_metadata(metadata)
@@ -242,4 +282,5 @@ def _imported_entry(record: dict[str, str]) -> CatalogEntry:
         source="imported",
         source_file=record["source_file"],
         imported_at=datetime.fromisoformat(record["imported_at"]),
+        feed=record.get("feed"),
     )

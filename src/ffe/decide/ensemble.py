@@ -10,19 +10,19 @@ At each decision bar ``t`` the models' forecasts of the cumulative log return ov
 - probability of a profit, long: ``P(r > log(1 + c))``; short: ``P(r < log(1 - c))``;
 - the side with the higher probability is the candidate; its probability is the raw
   confidence, recalibrated (isotonic, fitted only on outcomes known by ``t``) once enough
-  outcomes exist;
+  outcomes exist and only while that has lowered the Brier score (``ffe.decide.trust``);
 - size: the smallest of volatility targeting (``target_vol`` over the annualized one-bar
   volatility forecast), capped fractional Kelly (``kelly_fraction * |mu| / sd^2``) and
   ``max_weight``;
-- below the confidence ``threshold``, or with no positive expected net return, it holds:
-  no new instruction (``hold="keep"``) or flat (``hold="flat"``).
+- with no positive expected net return, or below the confidence ``threshold`` once the
+  confidence has shown skill on the outcomes known (``ffe.decide.trust``), it holds: no new
+  instruction (``hold="keep"``) or flat (``hold="flat"``).
 
 Every decision carries its rationale: each model's vote and weight and the numbers above.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter  # decide() names a local `time`
@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import SecretStr
 
-from ffe.decide.calibration import LiveRecalibrator, OnlineRecalibrator
 from ffe.decide.policy import Call, DecisionPolicy, call, make_decision
 from ffe.decide.strategy import Explained, register, server_setting
+from ffe.decide.trust import MODES, ConfidenceRule, LiveConfidence, Trust
 from ffe.decide.voting import ask_at, voter_failed
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray, History, utc_datetime
@@ -44,7 +44,6 @@ from ffe.forecast.metrics import crps_normal
 from ffe.forecast.models import DEFAULT_MODELS, make_forecaster, parse_models
 from ffe.forecast.rolling import Panel, RollingSpec, rolling_forecasts
 
-RECALIBRATE_EVERY = 20  # decisions between refits of the confidence's isotonic map
 NO_KEY = SecretStr("")  # the LLM voter's API key when none is set
 
 
@@ -66,7 +65,9 @@ class EnsembleStrategy:
     ``equal``); ``eta``/``discount``: the Hedge weights; the
     decision policy's fields; ``calibrate``/``min_outcomes``: isotonic recalibration of the
     confidence once that many outcomes are known, trusted with weight n / (n +
-    ``calibration_prior``) after n outcomes; ``workers``: processes for the rolling
+    ``calibration_prior``) after n outcomes, and stated only while it lowers the Brier score;
+    ``confidence_gate``: ``skill`` (the threshold applies only once the confidence has shown
+    skill on the outcomes known) or ``always``; ``workers``: processes for the rolling
     forecasts (1: this process; 0: one per core; always 1 inside a pool's worker).
     ``llm_*``: an optional LLM voter (``ffe.decide.llm``), asked only on decision bars (its
     answers cached in ``llm_cache`` for deterministic replays); off by default. A decision
@@ -94,6 +95,7 @@ class EnsembleStrategy:
     calibrate: bool = True
     min_outcomes: int = 50
     calibration_prior: float = 200.0
+    confidence_gate: str = "skill"
     # Settings only (never from an API request): a number of processes, and the LLM voter,
     # which names a host to call, a folder to write, a time budget and what leaves the server.
     workers: int = server_setting(1, "compute.max_workers")
@@ -131,6 +133,11 @@ class EnsembleStrategy:
             raise StrategyError(
                 f"ensemble: calibration_prior must be positive, got {self.calibration_prior}"
             )
+        if self.confidence_gate not in MODES:
+            raise StrategyError(
+                f"ensemble: confidence_gate must be one of {', '.join(MODES)}, "
+                f"got {self.confidence_gate!r}"
+            )
         if not isinstance(self.llm_api_key, SecretStr):  # given as text, from Python
             object.__setattr__(self, "llm_api_key", SecretStr(str(self.llm_api_key)))
         try:
@@ -147,6 +154,17 @@ class EnsembleStrategy:
             self.hold,
         )
         object.__setattr__(self, "_policy", policy)
+
+    def confidence_rule(self) -> ConfidenceRule:
+        """How these parameters state and use the confidence (``ffe.decide.trust``)."""
+        return ConfidenceRule(
+            self.horizon,
+            self._policy.cost_bps / 1e4,
+            self.calibrate,
+            self.min_outcomes,
+            self.calibration_prior,
+            self.confidence_gate,
+        )
 
     def warmup(self) -> int:
         return self.window
@@ -212,7 +230,7 @@ class EnsembleStrategy:
             call(float(mix_mean[i]), float(mix_sd[i]), float(vol_bar[i]), self._policy, per_year)
             for i in rows
         ]
-        confidence = self._confidence(panel, rows, calls)
+        trusts = self._trusts(panel, rows, calls)
         out = []
         for n, i in enumerate(rows):
             bar = int(panel.origins[i])
@@ -228,7 +246,7 @@ class EnsembleStrategy:
                 float(vol_bar[i]),
                 h,
                 calls[n],
-                float(confidence[n]),
+                trusts[n],
                 self._policy,
             )
             if i in failures:
@@ -236,27 +254,15 @@ class EnsembleStrategy:
             out.append((bar, decision))
         return out
 
-    def _confidence(self, panel: Panel, rows: list[int], calls: list[Call]) -> FloatArray:
-        raw = np.array([c.prob_profit for c in calls])
-        if not self.calibrate or not rows:
-            return raw
-        h, cost = self.horizon, self._policy.cost_bps / 1e4
+    def _trusts(self, panel: Panel, rows: list[int], calls: list[Call]) -> list[Trust]:
+        if not rows:
+            return []
         index = np.asarray(rows, dtype=np.int64)
-        realized = panel.actual[index, h - 1]
+        raw = np.array([c.prob_profit for c in calls])
         side = np.array([c.side for c in calls], dtype=np.float64)
-        threshold = np.where(side > 0, math.log1p(cost), -math.log1p(-cost))
-        known = np.isfinite(realized)
-        hit = np.where(known, (side * np.nan_to_num(realized) > threshold), 0).astype(int)
-        never = len(panel.origins) + h + 1  # outcomes past the data are never known
-        known_at = np.where(known, index + h, never)
-        recalibrator = OnlineRecalibrator(RECALIBRATE_EVERY, min_samples=self.min_outcomes)
-        fitted = recalibrator.recalibrate(raw, index, known_at, hit)
-        # An isotonic fit on a few dozen outcomes is a staircase of noise: trust it in
-        # proportion to the outcomes it was fitted on (n / (n + prior)), the rest raw.
-        n_known = np.searchsorted(np.sort(known_at), index, side="right")
-        trust = n_known / (n_known + self.calibration_prior)
-        blended: FloatArray = trust * fitted + (1 - trust) * raw
-        return blended
+        realized = panel.actual[index, self.horizon - 1]
+        never = len(panel.origins) + self.horizon + 1  # outcomes past the data: never known
+        return self.confidence_rule().batch(raw, side, index, realized, never)
 
 
 def _one_bar_volatility(panel: Panel, weights: FloatArray) -> FloatArray:
@@ -301,8 +307,7 @@ class EnsembleDecider:
         self._fitted_on: list[int | None] = [None] * self._base  # bars each fit saw
         self._tried_on: list[int] = [0] * self._base  # bars the last fit tried saw
         self._per_year = 252.0
-        self._recalibrator = LiveRecalibrator(RECALIBRATE_EVERY, strategy.min_outcomes)
-        self._sides: list[int] = []  # each recalibrated decision's side
+        self._confidence = LiveConfidence(strategy.confidence_rule())
         self.on_forecast: Callable[[str, float], None] | None = None
         self._failed: list[tuple[str, ForecastError]] = []  # the extra voters', this decision
 
@@ -316,7 +321,6 @@ class EnsembleDecider:
         self._forecast(series, decision=False)
 
     def decide(self, series: Series) -> Decision | None:
-        t = len(series) - 1
         means, sds, one_mean, one_bar = self._forecast(series, decision=True)
         available = np.isfinite(means)
         if not available.any():
@@ -343,7 +347,7 @@ class EnsembleDecider:
             vol_bar,
             self.strategy.horizon,
             made,
-            self._confidence(series, t, made),
+            self._confidence.decide(series.values, made.prob_profit, made.side),
             self.strategy._policy,
         )
         for name, error in self._failed:
@@ -405,24 +409,6 @@ class EnsembleDecider:
         self._pending[t] = (means, sds, float(series.values[-1]))
         return means, sds, one_mean, one_bar
 
-    def _confidence(self, series: Series, t: int, made: Call) -> float:
-        """The raw probability of a profit, recalibrated as the batch run does: an isotonic
-        fit on the outcomes known by now, trusted n / (n + calibration_prior)."""
-        raw = made.prob_profit
-        s = self.strategy
-        if not s.calibrate:
-            return raw
-        cost = s._policy.cost_bps / 1e4
-        for j in self._recalibrator.unsettled(t):
-            origin, side = self._recalibrator.decided_at(j), self._sides[j]
-            realized = float(series.values[origin + s.horizon] - series.values[origin])
-            threshold = math.log1p(cost) if side > 0 else -math.log1p(-cost)
-            self._recalibrator.settle(j, side * realized > threshold)
-        fitted, known = self._recalibrator.decide(raw, t, t + s.horizon)
-        self._sides.append(made.side)
-        trust = known / (known + s.calibration_prior)
-        return float(trust * fitted + (1 - trust) * raw)
-
     def state(self) -> dict[str, Any]:
         """What a restart needs to decide as this decider would, as JSON (NaN as null): the
         weights' history, the forecasts waiting for their outcome, the bars each model's fit
@@ -436,8 +422,7 @@ class EnsembleDecider:
             "hedge": self._hedge.state(),
             "pending": pending,
             "fitted_on": list(self._fitted_on),
-            "calibration": self._recalibrator.state(),
-            "sides": list(self._sides),
+            **self._confidence.state(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -454,9 +439,7 @@ class EnsembleDecider:
             int(t): (_floats(means), _floats(sds), float(start))
             for t, (means, sds, start) in state["pending"].items()
         }
-        if "calibration" in state:
-            self._recalibrator.restore(state["calibration"])
-            self._sides = [int(side) for side in state["sides"]]
+        self._confidence.restore(state)
 
     def resume(self, series: Series, state: Mapping[str, Any]) -> bool:
         """Restore ``state`` and fit each model on the bars its saved fit saw; False when

@@ -6,12 +6,19 @@ A user strategy keeps the built-ins' contract (see ``ffe.decide.strategy.Strateg
 text is read once in the process that names it; worker processes (a spawned pool, a cluster
 task) get that text by value (``carried``/``install``) and never open the path, so they run
 the code the caller read, and the run records its SHA-256 (``source_of``).
+
+Names: a built-in's name is the built-in's. An installed entry point of the same name is never
+loaded; a warning names its package (``warn_shadowed``) and ``GET /api/v1/strategies`` lists
+it under ``shadowed``. A file the settings offer may take neither a built-in's name nor an
+installed entry point's, and two packages may not offer the same name: both are refused,
+naming both sides.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import sys
 import traceback
 import types
@@ -24,6 +31,8 @@ from ffe.compute.carry import carry
 from ffe.domain.errors import StrategyError
 
 GROUP = "ffe.strategies"  # the entry-point group installed packages declare strategies in
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +92,16 @@ def expose_files(paths: list[Path], taken: Collection[str] = ()) -> dict[str, st
     ``strategies.files``); returns name -> ``path:Class``. A name in ``taken`` (the
     built-ins) or given by two classes is refused: which one a request meant is unknown."""
     exposed: dict[str, str] = {}
+    installed = {point.name: point for point in _points()}
     for path in paths:
         for spec in _strategy_classes(path):
             name = cast("Any", load_file(spec)).name
-            if name in taken or name in exposed:
-                other = "a built-in strategy" if name in taken else exposed[name]
+            if name in taken or name in exposed or name in installed:
+                other = (
+                    "a built-in strategy"
+                    if name in taken
+                    else exposed.get(name) or f"the entry point {_described(installed[name])}"
+                )
                 raise StrategyError(
                     f"{spec} is named {name!r}, as {other} is: give one of them another "
                     "`name` (strategies.files offers each strategy by its name)"
@@ -134,6 +148,61 @@ def _points() -> importlib.metadata.EntryPoints:
     return _SCANNED[key]
 
 
+@dataclass(frozen=True, slots=True)
+class Shadowed:
+    """An installed entry point never loaded: a built-in strategy has its name."""
+
+    name: str
+    package: str  # the distribution that declares it
+    value: str  # ``module:Class``
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "package": self.package, "entry_point": self.value}
+
+
+def shadowed(builtins: Collection[str]) -> list[Shadowed]:
+    """The installed entry points whose name a built-in in ``builtins`` has, by name."""
+    found = [
+        Shadowed(point.name, _package(point), point.value)
+        for point in _points()
+        if point.name in builtins
+    ]
+    return sorted(found, key=lambda s: (s.name, s.package))
+
+
+_WARNED: set[Shadowed] = set()
+
+
+def warn_shadowed(builtins: Collection[str]) -> list[Shadowed]:
+    """``shadowed``, each logged as a warning once per process: the built-in wins."""
+    found = shadowed(builtins)
+    for each in found:
+        if each not in _WARNED:
+            _WARNED.add(each)
+            log.warning(
+                "package %s offers a strategy named %r (entry point %s), as a built-in "
+                "strategy is named: the built-in is used and the package's never loaded; "
+                "ask for another name in its [project.entry-points.\"ffe.strategies\"]",
+                each.package, each.name, each.value,
+            )  # fmt: skip
+    return found
+
+
+def package_of(name: str) -> str | None:
+    """The distribution whose entry point offers strategy ``name`` (None for none)."""
+    points = _points().select(name=name)
+    return _package(next(iter(points))) if points else None
+
+
+def _package(point: importlib.metadata.EntryPoint) -> str:
+    dist = point.dist
+    return dist.name if dist is not None else "(unknown package)"
+
+
+def _described(point: importlib.metadata.EntryPoint) -> str:
+    return f"{point.value} of package {_package(point)}"
+
+
 def source_of(cls: type[Any]) -> StrategySource | None:
     """The file a user strategy class was loaded from (None for any other class)."""
     return _ORIGIN.get(cls)
@@ -142,11 +211,22 @@ def source_of(cls: type[Any]) -> StrategySource | None:
 def recorded(strategy: object) -> dict[str, Any]:
     """What a run records of a strategy from a file: ``{"strategy_file": {path, class,
     sha256}}``, so a run tells which text ran; empty for any other strategy."""
-    source = _ORIGIN.get(type(strategy))
+    return _recorded(type(strategy))
+
+
+def recorded_by_name(name: str) -> dict[str, Any]:
+    """``recorded`` for strategy ``name`` before any is built (a sweep's, a study's): a
+    ``path:Class`` or a name the settings' files offer; empty for any other name."""
+    spec = name if is_file_spec(name) else _NAMED.get(name)
+    return {} if spec is None else _recorded(load_file(spec))
+
+
+def _recorded(cls: type[Any]) -> dict[str, Any]:
+    source = _ORIGIN.get(cls)
     if source is None:
         return {}
-    cls = type(strategy).__name__
-    return {"strategy_file": {"path": source.path, "class": cls, "sha256": source.sha256}}
+    path, sha256 = source.path, source.sha256
+    return {"strategy_file": {"path": path, "class": cls.__name__, "sha256": sha256}}
 
 
 def carried() -> tuple[dict[str, StrategySource], dict[str, str]]:
@@ -216,10 +296,15 @@ def _execute(source: StrategySource) -> types.ModuleType:
 def _entry_point(name: str) -> type[Any] | None:
     if name in _PLUGINS:
         return _PLUGINS[name]
-    points = _points().select(name=name)
+    points = list(_points().select(name=name))
     if not points:
         return None
-    point = next(iter(points))
+    if len(points) > 1:
+        raise StrategyError(
+            f"strategy {name!r} is offered by more than one installed package: "
+            f"{', '.join(_described(p) for p in points)}; uninstall all but one"
+        )
+    point = points[0]
     try:
         found = point.load()
     except Exception as exc:

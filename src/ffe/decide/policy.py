@@ -12,6 +12,7 @@ from typing import Any
 
 from scipy.stats import norm
 
+from ffe.decide.trust import Trust
 from ffe.domain.errors import StrategyError
 from ffe.domain.market import FloatArray
 from ffe.domain.orders import Decision
@@ -81,7 +82,7 @@ def rationale(
     target: float,
     horizon: int,
     made: Call,
-    confidence: float,
+    trust: Trust,
     policy: DecisionPolicy,
     votes: Sequence[tuple[str, float, float]],
 ) -> str:
@@ -92,9 +93,10 @@ def rationale(
         "sell": f"{symbol}: go short {abs(target):.0%} of equity",
         "hold": f"{symbol}: hold",
     }[action]
+    gate = f"threshold {policy.threshold:.0%}" if trust.gated else trust.reason()
     reason = (
         f"{side} has P(profit) {made.prob_profit:.1%} over {horizon} bars, confidence "
-        f"{confidence:.1%} (threshold {policy.threshold:.0%}), expected return net of costs "
+        f"{trust.stated:.1%} ({gate}), expected return net of costs "
         f"{made.expected_return:+.2%}"
     )
     sizing = (
@@ -119,10 +121,13 @@ def make_decision(
     vol_bar: float,
     horizon: int,
     raw: Call,
-    confidence: float,
+    trust: Trust,
     policy: DecisionPolicy,
 ) -> Decision:
-    act = confidence >= policy.threshold and raw.expected_return > 0 and raw.size > 0
+    """The decision for ``raw``: it acts when its expected net return and size are positive
+    and, where ``trust`` says the confidence gates, its confidence reaches the threshold."""
+    confident = trust.stated >= policy.threshold or not trust.gated
+    act = confident and raw.expected_return > 0 and raw.size > 0
     if act:
         target = raw.side * raw.size
         action = "buy" if raw.side > 0 else "sell"
@@ -143,6 +148,7 @@ def make_decision(
         "expected_return": raw.expected_return,
         "prob_profit": raw.prob_profit,
         "raw_confidence": raw.prob_profit,
+        "confidence_use": trust.to_dict(),
         "vol_bar": vol_bar,
         "vol_annual": raw.vol_annual,
         "kelly": raw.kelly,
@@ -156,8 +162,8 @@ def make_decision(
         time=time,
         symbol=symbol,
         target=target,
-        confidence=confidence,
-        rationale=rationale(symbol, action, target, horizon, raw, confidence, policy, votes),
+        confidence=trust.stated,
+        rationale=rationale(symbol, action, target, horizon, raw, trust, policy, votes),
         votes=tuple((name, w) for name, w, _ in votes),
         horizon=horizon,
         details=details,

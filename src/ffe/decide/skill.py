@@ -67,7 +67,8 @@ class Skill:
             return f"the confidence has skill: {auc}, {bss}; {ece}"
         return (
             f"the confidence has no skill here: {auc}, {bss}; {ece}. Decisions should not "
-            "gate or size on it"
+            "gate or size on it: the ensemble applies its threshold only while its confidence "
+            "shows skill on the outcomes known (confidence_gate=skill)"
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -104,6 +105,18 @@ def expanding_base_rate(
     return rate
 
 
+def auc_test(
+    confidence: npt.NDArray[np.float64], hit: npt.NDArray[np.float64]
+) -> tuple[float | None, float | None]:
+    """The AUC of ``confidence`` for ``hit`` (0/1) and its two-sided Mann-Whitney p-value;
+    (None, None) until both outcomes have occurred."""
+    came_true, did_not = confidence[hit == 1], confidence[hit == 0]
+    if not (came_true.size and did_not.size):
+        return None, None
+    test = mannwhitneyu(came_true, did_not, alternative="two-sided")
+    return float(test.statistic) / (came_true.size * did_not.size), float(test.pvalue)
+
+
 def confidence_skill(
     confidence: npt.ArrayLike,
     hit: npt.ArrayLike,
@@ -123,13 +136,7 @@ def confidence_skill(
     base = expanding_base_rate(hits, decided_at, known_at)
     brier_base = float(np.mean((base - hits) ** 2))
     brier_skill = 1.0 - table.brier / brier_base if brier_base > 0 else 0.0
-    auc: float | None = None
-    auc_p: float | None = None
-    came_true, did_not = conf[hits == 1], conf[hits == 0]
-    if came_true.size and did_not.size:
-        test = mannwhitneyu(came_true, did_not, alternative="two-sided")
-        auc = float(test.statistic) / (came_true.size * did_not.size)
-        auc_p = float(test.pvalue)
+    auc, auc_p = auc_test(conf, hits)
     rng = np.random.default_rng(seed)
     chance = [
         reliability_table(conf, (rng.random(conf.size) < conf).astype(np.float64), bins).ece

@@ -102,14 +102,14 @@ def register(cls: type[Any]) -> type[Any]:
 def available() -> list[str]:
     """Names of every strategy: built-in, installed (entry points), exposed from files."""
     _load_builtins()
-    return sorted({*_REGISTRY, *_LAZY, *plugins.names()})
+    return sorted({*_builtin_names(), *plugins.names()})
 
 
 def offer_files(paths: list[Path]) -> dict[str, str]:
     """Offer every strategy class in ``paths`` by its ``name`` (the ``strategies.files``
     setting), refusing a name a built-in has; returns name -> ``path:Class``."""
     _load_builtins()
-    return plugins.expose_files(paths, taken={*_REGISTRY, *_LAZY})
+    return plugins.expose_files(paths, taken=_builtin_names())
 
 
 def make_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
@@ -251,3 +251,25 @@ def _lookup(name: str) -> Callable[..., Strategy] | None:
 def _load_builtins() -> None:
     # Importing the module registers the built-ins; done lazily to keep `ffe --help` fast.
     from ffe.decide import strategies  # noqa: F401
+
+    plugins.warn_shadowed(_builtin_names())  # the built-in wins, and the log says so
+
+
+def _builtin_names() -> set[str]:
+    return {*_REGISTRY, *_LAZY}
+
+
+def source(name: str) -> dict[str, str]:
+    """Where strategy ``name`` comes from: ``{"source": "built-in"}``, ``"file"`` (the
+    settings' strategies.files) or ``"package"`` with ``"package": <distribution>``."""
+    _load_builtins()
+    if name in _builtin_names():
+        return {"source": "built-in"}
+    package = plugins.package_of(name)
+    return {"source": "file"} if package is None else {"source": "package", "package": package}
+
+
+def shadowed() -> list[dict[str, str]]:
+    """Installed entry points never used because a built-in has their name."""
+    _load_builtins()
+    return [each.as_dict() for each in plugins.shadowed(_builtin_names())]

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -27,6 +26,7 @@ import httpx
 from ffe.domain.errors import BrokerError, ConfigError, TemporaryBrokerError
 from ffe.domain.orders import OrderStatus
 from ffe.execution.broker import AccountSnapshot, BrokerOrder
+from ffe.execution.venue_http import RetryableError, reading, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,11 @@ LIVE_URL: Final = "https://api-fxtrade.oanda.com"
 MAX_CLIENT_ID: Final = 128  # OANDA's limit on a client extensions id
 TIMES_IN_FORCE: Final = ("IOC", "FOK")
 
-_MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is capped: the agent's loop must not stall
 _ALREADY_EXISTS = "CLIENT_ORDER_ID_ALREADY_EXISTS"
 _CLIENT_REQUEST = "CLIENT_REQUEST"  # the cancel reason when we asked for the cancel
 _UNITS_TOLERANCE = 1e-9
 
 Json = dict[str, Any]
-
-
-class _RetryableError(Exception):
-    """One attempt failed in a way that another attempt may not."""
-
-    def __init__(self, failure: str, retry_after: float | None = None) -> None:
-        super().__init__(failure)
-        self.failure = failure
-        self.retry_after = retry_after
 
 
 class OandaBroker:
@@ -113,7 +103,7 @@ class OandaBroker:
                 return known
             try:
                 response = await self._attempt("POST", "/orders", request)
-            except _RetryableError as failure:
+            except RetryableError as failure:
                 await self._after_failure(
                     attempt,
                     failure,
@@ -275,7 +265,7 @@ class OandaBroker:
         while True:
             try:
                 return await self._attempt(method, path)
-            except _RetryableError as failure:
+            except RetryableError as failure:
                 await self._after_failure(attempt, failure, f"{method} {path}")
             attempt += 1
 
@@ -284,9 +274,9 @@ class OandaBroker:
         try:
             response = await self._client.request(method, self._prefix + path, json=body)
         except httpx.TimeoutException as exc:
-            raise _RetryableError(f"{what} timed out ({type(exc).__name__})") from exc
+            raise RetryableError(f"{what} timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            raise _RetryableError(
+            raise RetryableError(
                 f"{what} could not reach OANDA ({type(exc).__name__}: {exc})"
             ) from exc
         status = response.status_code
@@ -297,11 +287,11 @@ class OandaBroker:
                 "environment (practice or live)"
             )
         if status == 429 or status >= 500:
-            raise _RetryableError(f"{what} answered HTTP {status}", _retry_after(response))
+            raise RetryableError(f"{what} answered HTTP {status}", retry_after(response))
         return response
 
     async def _after_failure(
-        self, attempt: int, failure: _RetryableError, what: str, hint: str = "retry later"
+        self, attempt: int, failure: RetryableError, what: str, hint: str = "retry later"
     ) -> None:
         """Wait before the next attempt, or raise once the retries are spent."""
         if attempt >= self._max_retries:
@@ -448,25 +438,9 @@ def _message(response: httpx.Response) -> str:
     return ": ".join(parts) or response.text[:200] or response.reason_phrase
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header given in seconds (HTTP dates are ignored)."""
-    try:
-        seconds = float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S) if math.isfinite(seconds) else None
-
-
-@contextlib.contextmanager
-def _reading(what: str) -> Iterator[None]:
+def _reading(what: str) -> contextlib.AbstractContextManager[None]:
     """Turn a missing or malformed field in OANDA's answer into a BrokerError."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BrokerError(
-            f"OANDA's answer to {what} is not shaped as the v20 API describes "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
+    return reading("OANDA", "v20 API", what)
 
 
 def _log_order(order: BrokerOrder) -> None:

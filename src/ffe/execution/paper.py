@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
+from ffe.domain.contracts import Settlement, check_probability
 from ffe.domain.errors import BrokerError
 from ffe.domain.market import MarketData
 from ffe.domain.orders import OrderStatus
@@ -36,6 +37,7 @@ class PaperBroker:
         self._orders: dict[str, SimOrder] = {}
         self._working: dict[str, SimOrder] = {}  # not yet filled, refused or cancelled
         self._bar = -1
+        self._settled: set[str] = set()  # binary markets settled: no more orders
         self.cash = cash
         self.positions: dict[str, float] = {}
 
@@ -87,6 +89,11 @@ class PaperBroker:
             return _view(known, self._market.symbols)
         if self._bar < 0:
             raise BrokerError("the paper broker has not seen a bar yet: call on_bar first")
+        if symbol in self._settled:  # as a venue refuses orders in a closed market
+            refused = SimOrder(client_id, self._bar, self._symbol(symbol), quantity)
+            refused.status, refused.reason = OrderStatus.REJECTED, f"market {symbol} has settled"
+            self._orders[client_id] = refused
+            return _view(refused, self._market.symbols)
         order = self._sim.submit(client_id, self._bar, self._symbol(symbol), quantity)
         self._orders[client_id] = self._working[client_id] = order
         return _view(order, self._market.symbols)
@@ -109,6 +116,24 @@ class PaperBroker:
 
     async def close(self) -> None:
         return None
+
+    def settle(self, symbol: str, price: float) -> Settlement | None:
+        """The binary market ``symbol`` settled at ``price`` (1 or 0): cancel its working
+        orders, close the position at that price without commission, credit the cash, and
+        refuse its orders from now on. Returns the settlement (None when nothing was held),
+        for the journal."""
+        check_probability(price, f"the settlement price of {symbol}")
+        self._settled.add(symbol)
+        for order in [o for o in self._working.values() if o.symbol == self._symbol(symbol)]:
+            self._sim.cancel(order.client_id, f"market {symbol} settled")
+            del self._working[order.client_id]
+        quantity = self.positions.pop(symbol, 0.0)
+        if not quantity:
+            return None
+        self.cash += quantity * price
+        time = self._market.time_of(max(self._bar, 0))
+        log.info("paper %s settled at %s: %s contracts closed", symbol, price, quantity)
+        return Settlement(symbol, time, quantity, price)
 
     def _symbol(self, symbol: str) -> int:
         index = self._index.get(symbol)

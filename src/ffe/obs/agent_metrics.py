@@ -295,8 +295,9 @@ class AgentMetrics:
         self._llm_failures = Children(
             Counter(
                 "ffe_llm_failures",
-                "Decisions the LLM voter failed to vote on, by reason: timeout, unreachable, "
-                "http_error, breaker_open, bad_answer, cache.",
+                "Decisions the LLM voter failed to vote on (the agent's, and those of backtest "
+                "jobs once they finish), by reason: timeout, unreachable, http_error, "
+                "breaker_open, bad_answer, cache.",
                 ["reason"],
                 registry=registry,
             )
@@ -312,9 +313,10 @@ class AgentMetrics:
             )
         )
 
-    def record_llm_failure(self, reason: str) -> None:
-        """Count one decision the LLM voter failed to vote on, by why (``LlmError.reason``)."""
-        self._llm_failures(reason).inc()
+    def record_llm_failure(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` decisions the LLM voter failed to vote on, by why
+        (``LlmError.reason``): the agent's one by one, a backtest job's once it finished."""
+        self._llm_failures(reason).inc(count)
 
     def record_decision(self, symbol: str, action: str, seconds: float | None = None) -> None:
         """Count one decision; with ``seconds``, also observe how long it took."""

@@ -162,6 +162,16 @@ class Ledger:
         if abs(remaining) > DUST:
             lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))
 
+    def settle(self, bar: int, symbol: int, price: float) -> float:
+        """Close the position in ``symbol`` at its settlement ``price`` (a binary contract's
+        1 or 0) without commission, as a fill at bar ``bar``: cash is credited quantity times
+        price and the open lots close into trades. Returns the quantity settled (0 if none
+        was held)."""
+        quantity = self.held.get(symbol, 0.0)
+        if quantity:
+            self.apply_fill(bar, symbol, -quantity, price, 0.0)
+        return quantity
+
     def _close_lots(
         self, lots: deque[Lot], bar: int, symbol: int, quantity: float, price: float, fee: float
     ) -> float:

@@ -51,7 +51,7 @@ class AgentLaunch:
     live: bool = False  # real money, when the configuration allows it too
     feed: str | None = None  # a venue's live bars (ccxt:binance) instead of stored ones
     timeframe: str | None = None  # the feed's bars (1m when None)
-    api_url: str | None = None  # another address of the feed's API (a local server)
+    api_url: str | None = None  # the live feed's REST base (`--api-url`; never from the API)
 
 
 class BuildAgent(Protocol):

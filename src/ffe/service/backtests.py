@@ -86,7 +86,7 @@ def run(
     walked = None
     if request.walk_forward is None:
         report(0, 1)
-        result = run_backtest(market, strategy, config, risk)
+        result = _settled(components, run_backtest(market, strategy, config, risk))
         report(1, 1)
     else:
         setup = (request.walk_forward, config, risk)
@@ -96,6 +96,20 @@ def run(
         return BacktestOutcome(result, walked)
     run_id, unrecorded = _record(components, request, result, walked)
     return BacktestOutcome(result, walked, run_id, unrecorded)
+
+
+def _settled(components: Components, result: BacktestResult) -> BacktestResult:
+    """``result`` with its positions in recorded binary markets (``ffe.data.kalshi``) settled
+    at their results, when the run reaches their close."""
+    from ffe.backtest.settlement import settle_at_expiry
+    from ffe.data.kalshi import load_contract
+
+    contracts = {}
+    for symbol in result.market.symbols:
+        contract = load_contract(components.data_dir, symbol)
+        if contract is not None:
+            contracts[symbol] = contract
+    return settle_at_expiry(result, contracts)[0] if contracts else result
 
 
 def _costs(components: Components, costs: Costs) -> BacktestConfig:
@@ -201,6 +215,8 @@ class SweepOutcome:
     direction: Direction
     names: tuple[str, ...]  # the grid's parameters, in the order given
     rows: tuple[SweepRow, ...]
+    # A file strategy's {"strategy_file": {path, class, sha256}}: the text every point ran.
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ranked(self) -> tuple[SweepRow, ...]:
@@ -226,6 +242,7 @@ def sweep(
     grid is refused before any bar loads; ``progress`` counts the points."""
     from ffe.backtest.objective import direction_of, rank_key
     from ffe.backtest.sweep import run_sweep
+    from ffe.decide.plugins import recorded_by_name
 
     report = progress or _silent
     direction = direction_of(request.metric)
@@ -246,7 +263,8 @@ def sweep(
         executor=components.executor(request.workers), on_done=advance, fixed=fixed,
     )  # fmt: skip
     ranked = sorted(rows, key=lambda row: rank_key(row.stats.get(request.metric), direction))
-    return SweepOutcome(request.metric, direction, tuple(request.grid), tuple(ranked))
+    source = recorded_by_name(request.strategy)  # the text read here is what every point ran
+    return SweepOutcome(request.metric, direction, tuple(request.grid), tuple(ranked), source)
 
 
 def _points(components: Components, request: SweepRequest) -> list[dict[str, Any]]:

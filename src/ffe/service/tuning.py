@@ -56,13 +56,16 @@ def run(
     """Run or resume the study ``request`` describes. Bad input (an unknown strategy or
     metric, a malformed range, too few bars) is refused before any trial runs; ``progress``
     counts finished trials, those of an earlier run included."""
+    from ffe.decide.plugins import recorded_by_name
     from ffe.decide.strategy import make_strategy
     from ffe.tune.study import run_study
 
     make_strategy(request.strategy)  # an unknown strategy fails before the bars load
     # The LLM voter's settings go to every trial, never into the stored study.
     fixed = components.llm_params(request.strategy)
-    spec = _spec(request, components.tune.batch_size, fixed)
+    # A file strategy's path, class and SHA-256 go into the study's setup: stored with it,
+    # and a resume with another text of the file is refused (another strategy).
+    spec = _spec(request, components.tune.batch_size, fixed, recorded_by_name(request.strategy))
     market = load_bars(components, request.market)
     costs = request.costs
     config = components.backtest_config(
@@ -81,7 +84,9 @@ def default_name(strategy: str) -> str:
     return f"{strategy}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
-def _spec(request: TuneRequest, default_batch: int, fixed: dict[str, Any]) -> Any:
+def _spec(
+    request: TuneRequest, default_batch: int, fixed: dict[str, Any], source: dict[str, Any]
+) -> Any:
     from ffe.backtest.walkforward import WalkForwardSpec
     from ffe.tune.space import parse_space
     from ffe.tune.study import TuneSpec
@@ -94,6 +99,7 @@ def _spec(request: TuneRequest, default_batch: int, fixed: dict[str, Any]) -> An
         **({"synthetic": [market.synthetic, market.bars, market.seed]} if market.synthetic else {}),
         "costs": [request.costs.cash, request.costs.commission, request.costs.slippage_bps,
                   request.costs.fill],
+        **source,
     }  # fmt: skip
     return TuneSpec(
         request.strategy,

@@ -7,6 +7,7 @@ migration that fails half way leaves the schema as it was.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,9 +56,27 @@ async def _run(db: Database, doing: str, work: Callable[[Connection], Any]) -> A
             return await connection.run_sync(work)
 
 
-async def upgrade(db: Database, revision: str = "head") -> str | None:
-    """Migrate up to ``revision``; return the revision the database is then at."""
-    await _run(db, "migrate", lambda c: command.upgrade(_config(c), revision))
+async def upgrade(db: Database, revision: str = "head", *, attempts: int = 3) -> str | None:
+    """Migrate up to ``revision``; return the revision the database is then at.
+
+    Two processes that start on a new database at once (two commands, or an API and an
+    agent) both find it empty and both create the tables; the second to commit fails. Its
+    migration rolled back whole, so it looks again: at the head now, it is done; otherwise
+    (a lock held too long, say) it tries again, ``attempts`` times in all."""
+    target = head() if revision == "head" else revision
+    for attempt in range(1, attempts + 1):
+        try:
+            await _run(db, "migrate", lambda c: command.upgrade(_config(c), revision))
+            break
+        except StoreError:
+            try:
+                if await current(db) == target:
+                    break  # another process migrated it meanwhile
+            except StoreError:
+                pass
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.2 * attempt)
     return await current(db)
 
 

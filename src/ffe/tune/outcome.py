@@ -4,7 +4,7 @@ holdout, the deflated Sharpe ratio of picking the best of many, and an edge warn
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ffe.backtest.walkforward import WalkForwardResult, run_walk_forward
@@ -45,6 +45,7 @@ class TuneOutcome:
     deflated: DeflatedSharpe | None
     edges: tuple[str, ...]  # the best's parameters on the edge of their range
     walked: WalkForwardResult | None  # the best's walk-forward over the tuning bars
+    source: dict[str, Any] = field(default_factory=dict)  # a file strategy's strategy_file
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the walk-forward as its segments)."""
@@ -64,6 +65,7 @@ class TuneOutcome:
             "deflated_sharpe": None if self.deflated is None else self.deflated.to_dict(),
             "edges": list(self.edges),
             "walk_forward": None if self.walked is None else self.walked.to_dict(),
+            **self.source,
         }
 
 
@@ -92,6 +94,7 @@ def summarise(
         study.study_name, spec.metric, study.direction.name.lower(), finished_trials(study),
         counts, before, requeued, best, holdout, deflated,
         tuple(edges(spec.space, best.params)) if best else (), walked,
+        {k: v for k, v in spec.context.items() if k == "strategy_file"},
     )  # fmt: skip
     study.set_user_attr(RESULT_ATTR, outcome.to_dict())
     return outcome

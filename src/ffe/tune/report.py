@@ -33,6 +33,10 @@ def render_tune_report(study: optuna.Study) -> str:
     shown = {
         k: setup[k] for k in ("sampler", "pruner", "seed", "batch_size", "holdout") if k in setup
     }
+    source = setup.get("strategy_file")
+    if isinstance(source, dict):  # a strategy from a file: which text was tuned
+        shown["strategy file"] = f"{source.get('path')}:{source.get('class')}"
+        shown["sha256"] = source.get("sha256")
     body = header(title, subtitle, shown) + section("Best trial", findings_html(result))
     plots = _plots(study)
     for (heading, _), html in zip(

@@ -145,12 +145,16 @@ class StudyRecord:
             return
         if stored != wanted:
             changed = sorted(k for k in {*stored, *wanted} if stored.get(k) != wanted.get(k))
-            hint = " (bars: the market now has other bars than it was tuned on)"
+            hints = {
+                "bars": "bars: the market now has other bars than it was tuned on",
+                "strategy_file": "strategy_file: the strategy file's text or class changed "
+                "since (its SHA-256 differs)",
+            }
+            said = "; ".join(hints[k] for k in changed if k in hints)
             raise ConfigError(
                 f"study {self.study.study_name!r} cannot be resumed: its "
-                f"{', '.join(changed)} differ from this run's"
-                f"{hint if 'bars' in changed else ''}. Run it with the same options on the "
-                "same bars, or give a new --study name"
+                f"{', '.join(changed)} differ from this run's{f' ({said})' if said else ''}. "
+                "Run it with the same options on the same bars, or give a new --study name"
             )
 
     def fail_interrupted(self) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from tests.support.agents import sqlite_journal
 
 from ffe.agent import persist
 from ffe.agent.control import AgentService
-from ffe.agent.feedclock import FeedClock, FeedOptions
+from ffe.agent.feedclock import FeedClock, FeedClockOptions
 from ffe.agent.record import RunSpec
 from ffe.agent.runner import Agent
 from ffe.agent.step import AgentConfig
@@ -68,7 +68,7 @@ async def db(tmp_path):
 
 def _agent(db: Any, venue: ClockedVenue | None = None) -> Agent:
     venue = venue or ClockedVenue()
-    clock = FeedClock(venue, ["BTC/USDT"], MINUTE, FeedOptions(warmup=30))
+    clock = FeedClock(venue, ["BTC/USDT"], MINUTE, FeedClockOptions(warmup=30))
     strategy = make_strategy("sma_cross", {"fast": 2, "slow": 5})
     config = AgentConfig(command_poll_s=0.05, lot_size=0.001)
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)

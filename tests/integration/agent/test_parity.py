@@ -134,8 +134,9 @@ def _journaled(target: float) -> float:
 @pytest.mark.parametrize("symbol", ["SP500", "NASDAQ"])
 async def test_replay_when_ensemble_at_defaults_and_restarted_then_equal_backtest(tmp_path, symbol):
     """The ensemble at its defaults (Hedge fed at every bar, decisions every 5 bars,
-    recalibrated confidence): the agent, stopped after its confidence's first recalibration
-    and resumed, makes the backtest's decisions, to the last bit, and its trades."""
+    recalibrated confidence, the skill gate): the agent, stopped after its confidence's first
+    recalibration and resumed, makes the backtest's decisions, to the last bit, and its
+    trades."""
     full = load_market(DataCatalog(tmp_path), [symbol])
     market = full.select(full.n_bars - ENSEMBLE_BARS, full.n_bars)
     fill = FillModel(commission=0.001)
@@ -157,16 +158,20 @@ async def test_replay_when_ensemble_at_defaults_and_restarted_then_equal_backtes
         made = (
             await uow.session.execute(select(JournalDecision).order_by(JournalDecision.id))
         ).scalars()
-        journaled = [(d.time, d.target, d.confidence) for d in made]
+        journaled = [(d.time, d.target, d.confidence, d.votes) for d in made]
     await db.dispose()
 
     assert stopped.status == "interrupted"
     assert (resumed.resumed, resumed.status) == (True, "finished")
     calibrated = [d for d in batch if d.time > market.time_of(STOP_AT)]
     assert len(batch) == 81  # origins 0, 5, ..., 400
-    assert any(d.confidence != d.details["prob_profit"] for d in calibrated)
+    # recalibrated after the restart (stated only where that lowered the Brier score)
+    assert any(d.details["confidence_use"]["candidate"] != d.confidence for d in calibrated)
     assert [(d.time.replace(tzinfo=None), _journaled(d.target), d.confidence) for d in batch] == [
-        (t.replace(tzinfo=None), target, c) for t, target, c in journaled
+        (t.replace(tzinfo=None), target, c) for t, target, c, _ in journaled
+    ]
+    assert [d.details["confidence_use"] for d in batch] == [
+        votes["confidence_use"] for *_, votes in journaled
     ]
     assert expected.trades  # something traded (one trade only on NASDAQ's last 900 bars)
     assert stored == expected.trades

@@ -73,3 +73,29 @@ def test_backtest_job_when_llm_in_server_settings_then_voter_asked_with_the_serv
     assert run.status_code == 200, run.text
     assert run.json()["params"]["llm_url"] == f"{server.url}/v1"
     assert KEY not in run.text
+
+
+def _metric(api: Api, reason: str) -> float:
+    text = api.client.get("/metrics", headers=api.headers()).text
+    line = f'ffe_llm_failures_total{{reason="{reason}"}} '
+    found = [row for row in text.splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
+
+
+def test_backtest_job_when_llm_server_fails_then_its_failures_reach_metrics_by_reason(
+    api: Api, server: FakeLlmServer
+) -> None:
+    server.default = "500"
+    job = api.client.post(
+        "/api/v1/backtests", json={**BODY, **DATES}, headers=api.headers("trader")
+    )
+    assert job.status_code == 202, job.text
+
+    done = _finished(api, job.json()["id"])
+
+    assert done["status"] == "finished", done
+    reasons = done["result"]["llm_failure_reasons"]
+    assert reasons["http_error"] == 5  # then the breaker opened: the rest spared the server
+    assert sum(reasons.values()) == done["result"]["stats"]["llm_failures"] > 5
+    assert _metric(api, "http_error") == 5
+    assert _metric(api, "breaker_open") == reasons["breaker_open"]

@@ -49,7 +49,8 @@ def test_backtest_when_settings_list_a_file_then_its_strategy_runs_by_name(
         assert job.status_code == 202, job.text
         done = _finished(api, job.json()["id"])
     assert done["status"] == "finished", done
-    assert {"name": "offered", "params": {"lookback": 10, "scale": 1.0}, "settings": {}} in listed
+    offered = {"name": "offered", "params": {"lookback": 10, "scale": 1.0}, "settings": {}}
+    assert {**offered, "source": "file"} in listed
 
 
 def test_backtest_when_entry_point_installed_then_it_runs_by_name(
@@ -63,6 +64,30 @@ def test_backtest_when_entry_point_installed_then_it_runs_by_name(
         assert job.status_code == 202, job.text
         done = _finished(api, job.json()["id"])
     assert done["status"] == "finished", done
+
+
+def test_strategies_when_a_package_takes_a_builtin_name_then_listed_as_shadowed(
+    api_with: ApiWith, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = install_dist(tmp_path / "site")
+    install_dist(site, "[ffe.strategies]\nsma_cross = plugged_strategy:Mine\n", "shadowing-pkg")
+    monkeypatch.syspath_prepend(str(site))
+    with api_with() as api:
+        answer = api.client.get("/api/v1/strategies", headers=api.headers())
+        assert answer.status_code == 200, answer.text
+        found = answer.json()
+
+    by_name = {item["name"]: item for item in found["items"]}
+    assert by_name["sma_cross"]["source"] == "built-in"
+    assert by_name["sma_cross"]["params"]["fast"] == 10  # the built-in's, not the package's
+    assert (by_name["plugged"]["source"], by_name["plugged"]["package"]) == (
+        "package",
+        "plugged-strategy",
+    )
+    assert "failed to load" in by_name["bad"]["error"]  # a broken package's, listed as such
+    assert found["shadowed"] == [
+        {"name": "sma_cross", "package": "shadowing-pkg", "entry_point": "plugged_strategy:Mine"}
+    ]
 
 
 @pytest.mark.parametrize("strategy", ["mine.py:Mine", "/etc/strategies/mine.py:Mine", "a/b"])

@@ -1,6 +1,7 @@
 """The replay agent's LLM voter, configured only by settings (``FFE__LLM__*``) through the
 composition root: the key reaches the server as a bearer token and never the journal; a
-failing server's decisions say why, and ``ffe_llm_failures_total`` counts them by reason."""
+failing server's decisions say why, ``ffe_llm_failures_total`` counts them by reason, and the
+run's record and the account's status count them too (across a stop and a resume)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ async def test_agent_when_llm_only_in_settings_then_it_votes_with_the_bearer_key
     assert _failures(metrics, "http_error") is None
     assert KEY not in json.dumps([run.params for run in runs])
     assert KEY not in json.dumps([run.stats for run in runs], default=str)
+    assert runs[0].stats["llm_failures"] == 0
 
 
 async def test_agent_when_server_answers_500_then_decisions_and_metric_say_why(
@@ -87,7 +89,7 @@ async def test_agent_when_server_answers_500_then_decisions_and_metric_say_why(
     server.default = "500"
     metrics = Metrics()
 
-    decisions, _ = await _replay(metrics)
+    decisions, runs = await _replay(metrics)
 
     reasons = [row.votes["llm_failure"]["reason"] for row in decisions]
     assert len(decisions) > 10
@@ -96,7 +98,46 @@ async def test_agent_when_server_answers_500_then_decisions_and_metric_say_why(
     assert len(server.requests) == 5  # the breaker spared the server the rest
     assert _failures(metrics, "http_error") == 5
     assert _failures(metrics, "breaker_open") == len(decisions) - 5
+    assert runs[0].stats["llm_failures"] == len(decisions)
     for row in decisions:
         assert "llm" not in row.votes["weights"]
         assert "The llm voter failed (" in (row.rationale or "")
         assert server.url not in (row.rationale or "")
+
+
+async def test_agent_when_stopped_and_resumed_then_run_and_status_count_every_llm_failure(
+    server: FakeLlmServer,
+) -> None:
+    server.default = "500"
+    settings = load_settings()
+    stepped: list[int] = []
+
+    async def run(stop_after: int | None) -> Any:
+        agent = await bootstrap.agent(
+            settings, "ensemble", dict(ENSEMBLE), ["SP500"], start="2018-01-01", end="2018-12-31"
+        )
+        if stop_after is not None:
+
+            def count(_: Any) -> None:
+                stepped.append(1)
+                if len(stepped) >= stop_after:
+                    agent.request_stop()
+
+            agent.watch(on_bar=count)
+        try:
+            report = await agent.run()
+            return report, await agent.status(), await _rows(agent.db, Decision)
+        finally:
+            await agent.db.dispose()
+
+    stopped, between, before = await run(stop_after=120)
+    resumed, after, decisions = await run(stop_after=None)
+
+    assert (stopped.status, resumed.resumed, resumed.status) == ("interrupted", True, "finished")
+    assert 0 < len(before) < len(decisions)
+    assert between is not None
+    assert between.as_dict()["llm_failures"] == len(before)
+    assert stopped.stats["llm_failures"] == len(before)
+    assert resumed.stats["llm_failures"] == len(decisions)  # the first session's count kept
+    assert after is not None
+    assert after.as_dict()["llm_failures"] == len(decisions)

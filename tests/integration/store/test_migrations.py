@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from sqlalchemy import inspect
 
@@ -79,3 +85,28 @@ async def test_history_when_listed_then_head_and_current_marked(database_url):
     assert revisions[0].is_head
     assert revisions[0].is_current
     assert revisions[-1].down is None
+
+
+def test_upgrade_when_processes_start_on_a_new_database_at_once_then_all_succeed(database_url):
+    """Four processes migrate a new database at the same instant: each finds it empty and
+    creates the tables, and those that lose the race find it migrated instead of failing
+    (before: "table alembic_version already exists")."""
+    script = Path(__file__).parents[2] / "support" / "migrate_race.py"
+    start_at = time.time() + 8  # after every process has imported ffe, even on a busy machine
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), database_url, str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    got = [worker.communicate(timeout=120) for worker in workers]
+
+    assert [out.strip() for out, _ in got] == ["ok"] * 4, got
+    db = Database(database_url)
+    try:
+        assert asyncio.run(migrate.current(db)) == migrate.head()
+    finally:
+        asyncio.run(db.dispose())

@@ -20,6 +20,7 @@ def test_checkpoint_round_trips_through_its_json_document() -> None:
         trades=3,
         risk=context.to_dict(),
         flattened_day=date(2024, 3, 1),
+        llm_failures=5,
     )
     stored = made.as_dict()
     assert stored["flattened_day"] == "2024-03-01"
@@ -31,7 +32,7 @@ def test_a_document_without_newer_keys_reads_with_defaults() -> None:
     old = Checkpoint.of({"bar": 7})
     assert old == Checkpoint(bar=7)
     assert old is not None
-    assert (old.peak, old.risk, old.trades) == (None, None, 0)
+    assert (old.peak, old.risk, old.trades, old.llm_failures) == (None, None, 0, 0)
 
 
 def test_lifted_clears_the_halts_and_the_emergency_stop_only() -> None:

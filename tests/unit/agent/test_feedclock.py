@@ -5,6 +5,7 @@ through outages and reports them, fills the gap as history, says when data is st
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ffe.agent.feedclock import FeedClock, FeedOptions
+from ffe.agent.feedclock import FeedClock, FeedClockOptions
 from ffe.data.calendars import ExchangeSessions
 from ffe.data.feed import FeedUnavailableError, LiveFeed
 from ffe.domain.errors import ConfigError
@@ -102,7 +103,7 @@ def _clock(
         venue,
         ["BTC/USDT"],
         Timeframe(venue.seconds, "s") if hasattr(venue, "seconds") else SECOND,
-        FeedOptions(**settings),
+        FeedClockOptions(**settings),
         calendar,
         now=time,
         sleep=time.sleep,
@@ -327,7 +328,7 @@ async def test_market_closed_then_waits_for_the_next_session_without_calling_it_
 )
 def test_options_when_out_of_range_then_config_error_says_which(options, message):
     with pytest.raises(ConfigError, match=message):
-        FeedOptions(**options)
+        FeedClockOptions(**options)
 
 
 async def test_close_then_feed_closed():
@@ -338,3 +339,29 @@ async def test_close_then_feed_closed():
     await clock.close()
 
     assert venue.closed is True
+
+
+async def test_request_when_venue_hangs_then_a_stop_still_ends_the_ticks_within_a_slice():
+    time = FakeTime(T0 + 0.3)
+    venue = FakeVenue(time)
+    clock, _ = _clock(venue, time, slice_s=0.05)
+    await clock.prepare(None)
+    await _run(clock, 6)
+    hung = asyncio.Event()
+
+    async def hangs(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        hung.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("never answers")
+
+    venue.fetch = hangs  # type: ignore[method-assign]
+
+    async def idle() -> bool:
+        return hung.is_set()  # a stop arrives while the request hangs
+
+    clock.idle = idle
+    started = asyncio.get_running_loop().time()
+    seen = await _run(clock, 1, start=6)
+
+    assert seen == []
+    assert asyncio.get_running_loop().time() - started < 1.0

@@ -174,3 +174,51 @@ def test_load_when_symbol_unknown_then_error_lists_available(catalog, write_bars
 def test_symbols_when_nothing_imported_then_only_bundled(catalog):
     assert catalog.symbols() == ["NASDAQ", "SP500"]
     assert catalog.load("SP500")["close"].iloc[0] == pytest.approx(1228.099976)
+
+
+def _bars(hours: int, start: str = "2024-01-01") -> pd.DataFrame:
+    index = pd.date_range(start, periods=hours, freq="h", tz="UTC", name="time")
+    return pd.DataFrame(
+        {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0}, index=index
+    )
+
+
+def test_store_fetched_when_new_then_listed_with_its_feed(catalog):
+    summary = catalog.store_fetched(_bars(3), "BTC/USDT", Timeframe.parse("1h"), feed="ccxt:x")
+
+    entry = catalog.fetched_entry("BTC/USDT")
+    assert entry is not None
+    assert (entry.feed, entry.count, entry.source_file) == ("ccxt:x", 3, "ccxt:x")
+    assert summary.count == 3
+    assert not summary.replaced
+    assert len(catalog.load("BTC/USDT")) == 3
+
+
+def test_store_fetched_when_bars_invalid_then_stored_ones_untouched(catalog):
+    hour = Timeframe.parse("1h")
+    catalog.store_fetched(_bars(3), "BTC/USDT", hour, feed="ccxt:x")
+    before = _listing(catalog.bars_dir)
+    broken = _bars(4)
+    broken.iloc[2, broken.columns.get_loc("high")] = 1.0
+
+    with pytest.raises(DataError, match="high 1 is below low 9"):
+        catalog.store_fetched(broken, "BTC/USDT", hour, feed="ccxt:x")
+
+    assert _listing(catalog.bars_dir) == before
+
+
+def test_store_fetched_when_symbol_from_another_feed_or_file_then_refused(
+    catalog, write_bars, good_rows
+):
+    hour = Timeframe.parse("1h")
+    catalog.store_fetched(_bars(3), "BTC/USDT", hour, feed="ccxt:x")
+    catalog.import_file(write_bars(*good_rows), "ACME")
+
+    with pytest.raises(DataError, match=r"holds 1h bars from ccxt:x: .*--as NAME"):
+        catalog.store_fetched(_bars(3), "BTC/USDT", hour, feed="ccxt:y")
+    with pytest.raises(DataError, match=r"holds 1d bars from bars.csv"):
+        catalog.store_fetched(_bars(3), "ACME", Timeframe.parse("1d"), feed="ccxt:x")
+
+
+def test_fetched_entry_when_absent_then_none(catalog):
+    assert catalog.fetched_entry("BTC/USDT") is None

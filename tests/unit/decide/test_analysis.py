@@ -18,6 +18,7 @@ from ffe.decide.analysis import DEFAULT_MODELS, analyse
 from ffe.decide.ensemble import EnsembleStrategy
 from ffe.decide.indicators import rsi
 from ffe.decide.policy import DecisionPolicy, call, make_decision
+from ffe.decide.trust import Trust
 from ffe.domain import DataError, MarketData, StrategyError
 from ffe.domain.market import History
 from ffe.forecast.base import LEVELS, Series
@@ -195,7 +196,7 @@ def test_analyse_decision_is_what_the_ensemble_policy_functions_give(
         vol_bar,
         HORIZON,
         made,
-        made.prob_profit,
+        Trust(made.prob_profit, False, False, made.prob_profit, 0, None, None),
         policy,
     )
 

@@ -72,8 +72,11 @@ def explained(strategy: EnsembleStrategy, market: MarketData) -> Explained:
 
 @pytest.fixture(scope="module")
 def only_holds(market: MarketData) -> Explained:
-    """Threshold 1 (nothing is that sure), flat holds, no recalibration."""
-    strategy = EnsembleStrategy(**CHEAP, threshold=1.0, hold="flat", calibrate=False)
+    """Threshold 1 (nothing is that sure) applied whatever the skill, flat holds, no
+    recalibration."""
+    strategy = EnsembleStrategy(
+        **CHEAP, threshold=1.0, hold="flat", calibrate=False, confidence_gate="always"
+    )
     return strategy.explain(market.history())
 
 
@@ -227,7 +230,8 @@ def test_ensemble_acting_decisions_within_max_weight_and_signed_by_side(
         assert 0 < abs(decision.target) <= MAX_WEIGHT
         assert np.sign(decision.target) == decision.details["side"]
         assert decision.details["action"] == ("buy" if decision.target > 0 else "sell")
-        assert decision.confidence >= 0.55
+        if decision.details["confidence_use"]["gated"]:
+            assert decision.confidence >= 0.55
         assert decision.details["expected_return"] > 0
 
 
@@ -502,7 +506,8 @@ def test_stepper_when_deciding_every_few_bars_with_recalibration_then_the_batch_
         live.extend(stepper.step(History(market, length))[1])
 
     assert len(batch) == math.ceil((market.n_bars - WINDOW + 1) / EVERY)
-    assert any(d.confidence != d.details["prob_profit"] for d in batch)  # recalibrated
+    recalibrated = [d.details["confidence_use"]["candidate"] for d in batch]
+    assert any(c != d.details["prob_profit"] for c, d in zip(recalibrated, batch, strict=True))
     assert [(d.time, d.votes, d.confidence) for d in live] == [
         (d.time, d.votes, d.confidence) for d in batch
     ]

@@ -10,7 +10,14 @@ import pytest
 from tests.support.strategy_files import forgotten, install_dist, write
 
 from ffe.decide import plugins
-from ffe.decide.strategy import available, make_strategy, offer_files, parameters
+from ffe.decide.strategy import (
+    available,
+    make_strategy,
+    offer_files,
+    parameters,
+    shadowed,
+    source,
+)
 from ffe.domain import StrategyError
 
 
@@ -91,6 +98,27 @@ def test_source_of_when_file_strategy_then_sha256_of_its_text(tmp_path: Path) ->
     assert plugins.source_of(type(make_strategy("sma_cross"))) is None
 
 
+def test_recorded_by_name_when_file_spec_or_offered_name_then_path_class_and_sha256(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    path = write(tmp_path, name="offered_two")
+    offer_files([path])
+    wanted = {
+        "strategy_file": {
+            "path": str(path),
+            "class": "Mine",
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+    }
+
+    assert plugins.recorded_by_name(f"{path}:Mine") == wanted
+    assert plugins.recorded_by_name("offered_two") == wanted
+    assert plugins.recorded(make_strategy("offered_two")) == wanted
+    assert plugins.recorded_by_name("sma_cross") == {}
+
+
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A real installed distribution: a module and its dist-info on a sys.path entry."""
@@ -153,3 +181,69 @@ def test_offer_files_when_two_files_share_a_name_then_refused(tmp_path: Path) ->
 
     with pytest.raises(StrategyError, match=rf"again/twin\.py:Mine is named 'twin', as {first}"):
         offer_files([first, second])
+
+
+SHADOWING = "[ffe.strategies]\nsma_cross = plugged_strategy:Mine\n"
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A sys.path entry to install distributions in; warnings of earlier tests forgotten."""
+    found = tmp_path / "site"
+    found.mkdir()
+    monkeypatch.syspath_prepend(str(found))
+    monkeypatch.setattr(plugins, "_WARNED", set())
+    yield found
+    sys.modules.pop("plugged_strategy", None)
+
+
+def test_make_strategy_when_entry_point_takes_a_builtin_name_then_builtin_and_warning(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    install_dist(site, SHADOWING, package="shadowing-pkg")
+
+    made = make_strategy("sma_cross", {"fast": 5, "slow": 20})
+    make_strategy("sma_cross")  # warned once per process, not once per use
+
+    assert type(made).__module__.startswith("ffe.decide.strategies")
+    assert "plugged_strategy" not in sys.modules  # the package's class is never loaded
+    warned = [r.getMessage() for r in caplog.records if r.name == "ffe.decide.plugins"]
+    assert len(warned) == 1
+    assert "package shadowing-pkg offers a strategy named 'sma_cross'" in warned[0]
+    assert "plugged_strategy:Mine" in warned[0]
+    assert "the built-in is used" in warned[0]
+    assert shadowed() == [
+        {"name": "sma_cross", "package": "shadowing-pkg", "entry_point": "plugged_strategy:Mine"}
+    ]
+    assert source("sma_cross") == {"source": "built-in"}
+
+
+def test_make_strategy_when_two_packages_offer_one_name_then_error_names_both(site: Path) -> None:
+    install_dist(site, "[ffe.strategies]\ntwice = plugged_strategy:Mine\n", package="first-pkg")
+    install_dist(site, "[ffe.strategies]\ntwice = plugged_strategy:Mine\n", package="second-pkg")
+
+    with pytest.raises(StrategyError, match="more than one installed package") as raised:
+        make_strategy("twice")
+
+    assert "of package first-pkg" in str(raised.value)
+    assert "of package second-pkg" in str(raised.value)
+    assert "uninstall all but one" in str(raised.value)
+
+
+def test_offer_files_when_class_takes_an_entry_points_name_then_refused_naming_it(
+    site: Path, tmp_path: Path
+) -> None:
+    install_dist(site)
+    path = write(tmp_path, name="plugged")
+
+    with pytest.raises(StrategyError, match=r"the entry point plugged_strategy:Mine of package"):
+        offer_files([path])
+
+
+def test_source_when_entry_point_or_file_then_says_which(site: Path, tmp_path: Path) -> None:
+    install_dist(site)
+    offer_files([write(tmp_path, name="from_file")])
+
+    assert source("plugged") == {"source": "package", "package": "plugged-strategy"}
+    assert source("from_file") == {"source": "file"}
+    assert shadowed() == []

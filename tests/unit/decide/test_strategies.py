@@ -9,6 +9,7 @@ from ffe.data import SyntheticMarket
 from ffe.decide import available, make_strategy, parameters
 from ffe.decide.indicators import sma
 from ffe.domain import History, StrategyError
+from ffe.domain.market import MarketData
 
 
 def test_make_strategy_when_params_are_strings_then_converted_to_their_types() -> None:
@@ -86,6 +87,8 @@ def test_every_builtin_when_streamed_then_same_targets_as_batch(name: str) -> No
     # Streaming hands the strategy only the bars up to each one: if batch differs, the
     # batch computation used the future.
     market = SyntheticMarket(4, 160, seed=11).to_market()
+    if name == "binary_edge":  # it trades binary contracts, whose prices lie in [0, 1]
+        market = _as_probabilities(market)
     params = {"lookback": 30, "rebalance": 7} if name == "momentum" else {}
     strategy = make_strategy(name, params)
 
@@ -94,6 +97,15 @@ def test_every_builtin_when_streamed_then_same_targets_as_batch(name: str) -> No
 
     np.testing.assert_array_equal(batch, stream)
     assert not np.isnan(batch).all()
+
+
+def _as_probabilities(market: MarketData) -> MarketData:
+    """``market`` with prices scaled into (0, 1), like the YES prices of binary contracts."""
+    scale = 1.5 * np.nanmax(market.high)
+    prices = {f: getattr(market, f) / scale for f in ("open", "high", "low", "close")}
+    return MarketData(
+        market.symbols, market.times, volume=market.volume, timeframe=market.timeframe, **prices
+    )
 
 
 def test_history_when_given_to_strategy_then_has_no_future_bars(make_market) -> None:

@@ -278,3 +278,40 @@ async def test_submit_when_symbol_unknown_then_broker_error_naming_it():
 
 async def test_order_when_client_id_unknown_then_none():
     assert await paper().order("nope", "A") is None
+
+
+# --- binary contracts ---------------------------------------------------------------------
+
+
+async def test_settle_when_contracts_held_then_position_closed_at_result_and_orders_cancelled() -> (
+    None
+):
+    contracts = MarketData(
+        ("KX-A",),
+        np.datetime64("2026-12-01", "ns") + np.arange(3) * np.timedelta64(1, "D"),
+        open=[[0.40], [0.45], [0.50]],
+        high=[[0.40], [0.45], [0.50]],
+        low=[[0.40], [0.45], [0.50]],
+        close=[[0.40], [0.45], [0.50]],
+        volume=[[1.0], [1.0], [1.0]],
+    )
+    broker = PaperBroker(contracts, FillModel(), 100.0)
+    broker.on_bar(contracts, 0)
+    await broker.submit("buy", "KX-A", 10, 0.40)
+    broker.on_bar(contracts, 1)  # filled at the next open, 0.45
+    await broker.submit("more", "KX-A", 5, 0.45)
+
+    settlement = broker.settle("KX-A", 1.0)
+
+    assert settlement is not None
+    assert (settlement.quantity, settlement.price, settlement.payout) == (10, 1.0, 10.0)
+    assert broker.cash == pytest.approx(100 - 4.5 + 10)
+    assert (await broker.account()).positions == {}
+    assert await broker.open_orders() == []
+    assert broker.settle("KX-A", 0.0) is None
+    refused = await broker.submit("late", "KX-A", 1, 0.5)
+    assert refused.status is OrderStatus.REJECTED
+    assert refused.reason == "market KX-A has settled"
+    assert await broker.order("late", "KX-A") == refused
+    with pytest.raises(Exception, match=r"must lie in \[0, 1\]"):
+        broker.settle("KX-A", 100.0)

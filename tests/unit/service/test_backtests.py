@@ -160,6 +160,7 @@ def test_sweep_when_grid_then_every_point_ranked_best_first(components: Componen
     assert volatility == sorted(volatility)
     assert outcome.best is outcome.ranked[0]
     assert outcome.failed == ()
+    assert outcome.source == {}  # a built-in: no file to record
     assert seen == [(done, 6) for done in range(7)]
 
 

@@ -109,20 +109,26 @@ async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
 
 @router.get("/strategies")
 async def strategies(who: Reader) -> Any:
-    """Strategy names and the parameters a request may set, with their defaults; and the
-    parameters only the server's settings set (``settings``: each with its setting)."""
-    from ffe.decide.strategy import available, caller_parameters, settings_only
+    """Strategy names and the parameters a request may set, with their defaults; the
+    parameters only the server's settings set (``settings``: each with its setting); where
+    each comes from (``source``: built-in, file or package); and the installed entry points
+    never used because a built-in has their name (``shadowed``). A package's strategy that
+    fails to load is listed with its ``error`` (and no parameters), the others as ever."""
+    from ffe.decide.strategy import available, shadowed
 
-    return {
-        "items": [
-            {
-                "name": name,
-                "params": _plain(caller_parameters(name)),
-                "settings": settings_only(name),
-            }
-            for name in available()
-        ]
-    }
+    return {"items": [_strategy_item(name) for name in available()], "shadowed": shadowed()}
+
+
+def _strategy_item(name: str) -> dict[str, Any]:
+    from ffe.decide.strategy import caller_parameters, settings_only, source
+    from ffe.domain.errors import StrategyError
+
+    found: dict[str, Any]
+    try:
+        found = {"params": _plain(caller_parameters(name)), "settings": settings_only(name)}
+    except StrategyError as exc:  # a broken package: say so, and list the rest
+        found = {"params": {}, "settings": {}, "error": str(exc)}
+    return {"name": name, **found, **source(name)}
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

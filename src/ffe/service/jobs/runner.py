@@ -69,6 +69,7 @@ async def worker_process(
         poll_s=poll_interval(options.wake, notified=bool(listeners.tasks)),
     )
     process = WorkerProcess(components, db, kv, queue, worker, listeners)
+    worker.metrics = process.metrics
     process.checks.add("database", ping_probe(_pinger(db), "database"), dependency="database")
     if redis is not None:  # without Redis a worker still runs jobs: degraded, not down
         process.checks.add(

@@ -11,12 +11,13 @@ run already recorded under it is not recorded again.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ffe.bootstrap import Components
+    from ffe.domain.orders import Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,23 @@ def _backtest(
         raise outcome.unrecorded
     result = outcome.result
     answer = {"stats": result.run_stats(), "trades": len(result.trades)}
+    if result.warnings:  # too good to be true: the job's answer says so, as its record does
+        answer["warnings"] = list(result.warnings)
+    reasons = llm_failure_reasons(result.decisions)
+    if reasons:  # the worker adds them to ffe_llm_failures_total, as the agent does its own
+        answer["llm_failure_reasons"] = reasons
     return {**answer, "bars": result.market.n_bars}, outcome.run_id
+
+
+def llm_failure_reasons(decisions: Sequence[Decision]) -> dict[str, int]:
+    """How many of ``decisions`` the LLM voter failed to vote on, by reason."""
+    found: dict[str, int] = {}
+    for decision in decisions:
+        failure = decision.details.get("llm_failure")
+        if isinstance(failure, dict):
+            reason = str(failure.get("reason", "error"))
+            found[reason] = found.get(reason, 0) + 1
+    return found
 
 
 def _between(progress: Progress, low: float, high: float) -> Callable[[int, int], None]:
@@ -112,6 +129,7 @@ def _sweep(
         "rows": found,
         "best": found[0] if found else None,
         "errors": [{"params": r.params, "error": r.error} for r in outcome.failed],
+        **outcome.source,  # a strategy file's path, class and SHA-256
     }, None
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ffe.domain.errors import FfeError
+from ffe.obs.agent_metrics import AgentMetrics
 from ffe.obs.metrics import WorkerJobs
 from ffe.service.jobs.process import JobProcessError, RunningJob
 from ffe.service.jobs.queue import Claim, JobQueue, Recovered, job_dict
@@ -70,6 +71,8 @@ class Worker:
         self.concurrency, self.poll_s = concurrency, poll_s
         self.owner = worker_id()
         self.on_change: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
+        # Where a finished backtest job's LLM failures are counted (ffe_llm_failures_total).
+        self.metrics: AgentMetrics | None = None
         self.finished = self.failed = 0
         self.stopping = asyncio.Event()
         self._hurry = asyncio.Event()  # set to cut a drain short
@@ -249,8 +252,18 @@ class Worker:
             return
         if values["status"] == "finished":
             self.finished += 1
+            self._count_llm_failures(values.get("result"))
         elif values["status"] == "failed":
             self.failed += 1
+
+    def _count_llm_failures(self, result: Any) -> None:
+        """A finished job's decisions its LLM voter failed to vote on, by reason, into
+        ``/metrics`` once (the job's record, not a retry, says it finished)."""
+        found = result.get("llm_failure_reasons") if isinstance(result, dict) else None
+        if self.metrics is None or not isinstance(found, dict):
+            return
+        for reason, count in found.items():
+            self.metrics.record_llm_failure(str(reason), int(count))
 
     async def _work(self, running: _Running) -> dict[str, Any]:
         """Run the job's work in a job process, within its time limit; what to record."""
