@@ -202,4 +202,4 @@ def test_live_agent_killed_and_restarted_then_its_orders_are_the_backtests_on_ev
     assert 'ffe_agent_feed_events_total{account="paper",event="feed_down"} 1.0' in metrics
     assert 'ffe_agent_feed_up{account="paper"} 1.0' in metrics
     traded = checkpoint["bar"] + 1 - len(history)
-    assert traded >= (FIRST_RUN_S + SECOND_RUN_S) * 0.6  # it kept up with the bars
+    assert traded >= (FIRST_RUN_S + SECOND_RUN_S) * 0.5  # it kept up with the bars

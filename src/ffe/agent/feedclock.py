@@ -147,7 +147,8 @@ class FeedClock:
         if first > last:
             return
         data = self._span(first, last)
-        text = f"caught up {data['bars']} bars ({data['from']} to {data['to']}) as history"
+        what = "warmed up on" if first == 0 else "caught up"  # a new run, or a resumed one
+        text = f"{what} {data['bars']} bars ({data['from']} to {data['to']}): history, not traded"
         await self.on_event("caught_up", text, data)
 
     # -- the ticks ------------------------------------------------------------------------
