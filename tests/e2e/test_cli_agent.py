@@ -240,3 +240,22 @@ def test_agent_approve_when_its_run_no_longer_runs_then_refused_and_still_pendin
     assert f"approval {approval_id} belongs to run {report['run_id'][:8]}" in result.output
     assert "no agent is trading now" in result.output
     assert [a["id"] for a in _json("agent", "approvals", "--json")] == [approval_id]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--feed", "nasdaq:live"], "unknown source 'nasdaq:live': use one of"),
+        (["--feed", "ccxt:nowhere"], "ccxt has no exchange 'nowhere'"),
+        (["--feed", "ccxt:binance", "--timeframe", "1x"], "timeframe '1x' is not valid"),
+        (["--feed", "ccxt:binance", "--start", "last week"], "--start 'last week' is not a date"),
+        (
+            ["--feed", "ccxt:binance", "--start", "2026-02-01", "--end", "2026-01-01"],
+            "is before --start",
+        ),
+    ],
+)
+def test_run_on_a_feed_when_it_is_misnamed_then_refused_saying_what_to_fix(args, message):
+    result = _refused("agent", "run", "--symbol", "BTC/USDT", *args)
+
+    assert message in " ".join(result.output.split())

@@ -20,7 +20,9 @@ every interval from ``origin_ms``; the same seed gives the same bars. The venue'
 Tests script faults for the next requests to a path (``fail``): "429" (with Retry-After),
 "500", "hang" (no answer until the client times out) or "garbage" (200, not JSON); and cut
 bars out of a series (``series(...).gaps``), corrupt them (``.corrupt``) or send them twice
-(``.duplicate``). ``requests`` logs every request with its parameters.
+(``.duplicate``). ``requests`` logs every request with its parameters. While ``down`` is
+true every request is answered 503 "Service Unavailable", as by a load balancer in front of a
+venue that is out (a live agent's outage).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class FakeBinanceFeed:
         self.origin_ms, self.seed = origin_ms, seed
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.hang_s = 2.0
+        self.down = False
         self._series: dict[tuple[str, str], SeededSeries] = {}
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
@@ -130,6 +133,8 @@ class FakeBinanceFeed:
     def handle(self, path: str, params: dict[str, str]) -> Any:
         with self._lock:
             self.requests.append((path, params))
+            if self.down:
+                raise _ReplyError(503, "Service Unavailable")
             fault = next((f for f in self._faults if f.path == path and f.times > 0), None)
             if fault is not None and fault.after > 0:
                 fault.after, fault = fault.after - 1, None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -53,9 +54,13 @@ class ReplayClock:
 
 class PollingClock:
     """Bars from ``fetch`` (the latest bars of the traded symbols), polled every
-    ``interval_s`` seconds; ticks once for each bar newer than the last one seen."""
+    ``interval_s`` seconds; ticks once for each bar newer than the last one seen, and ends
+    after the bar at ``end`` (``finished``). With an ``idle`` hook (the agent sets one that
+    obeys its commands and signals) it waits in slices of at most ``SLICE_S`` and ends when
+    the hook says so."""
 
     live = True
+    SLICE_S = 0.25
 
     def __init__(
         self,
@@ -64,6 +69,8 @@ class PollingClock:
         *,
         sleep: Sleep = asyncio.sleep,
         max_polls: int | None = None,
+        end: datetime | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         if not interval_s > 0:
             raise ConfigError(f"the polling interval must be positive, got {interval_s}")
@@ -71,7 +78,11 @@ class PollingClock:
         self.interval_s = interval_s
         self._sleep = sleep
         self._max_polls = max_polls
+        self._end = None if end is None else end.timestamp()
+        self._now = now
         self.market: MarketData | None = None
+        self.idle: Callable[[], Awaitable[bool]] | None = None
+        self.finished = False
 
     async def ticks(self, start: int) -> AsyncIterator[tuple[MarketData, int]]:
         polls = 0
@@ -86,8 +97,32 @@ class PollingClock:
                 before = 0 if self.market is None else self.market.n_bars
                 self.market = fresh if self.market is None else _append(self.market, fresh)
                 for bar in range(max(before, start), self.market.n_bars):
+                    if self._past_end(self.market.times[bar]):
+                        self.finished = True
+                        return
                     yield self.market, bar
+            if self._end is not None and self._now() > self._end + self.interval_s:
+                self.finished = True  # every bar up to the end has closed, and was read
+                return
+            if await self._wait():
+                return
+
+    def _past_end(self, time_: np.datetime64) -> bool:
+        return self._end is not None and time_.astype("datetime64[ns]").astype(np.int64) > (
+            self._end * 1e9
+        )
+
+    async def _wait(self) -> bool:
+        """Sleep one interval (in slices asking ``idle`` when there is one); True to end."""
+        if self.idle is None:
             await self._sleep(self.interval_s)
+            return False
+        slices = max(1, math.ceil(self.interval_s / self.SLICE_S))
+        for _ in range(slices):
+            if await self.idle():
+                return True
+            await self._sleep(self.interval_s / slices)
+        return False
 
 
 def _append(known: MarketData, fresh: MarketData) -> MarketData:

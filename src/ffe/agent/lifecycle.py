@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ffe.agent import persist
@@ -57,6 +58,7 @@ class Lifecycle:
         self._last_flush = time.monotonic()
         self._bars_since_flush = 0
         self._watchers = Watchers()
+        self.on_beat: Callable[[], None] | None = None  # told after each lease renewal
 
     def request_stop(self) -> None:
         """Stop after the current step (signal handlers call this)."""
@@ -160,6 +162,8 @@ class Lifecycle:
                 log.error("agent %s lost the lease on %s: stopping", self.owner, account)
                 self.lease_lost = self.stopping = True
                 return
+            if self.on_beat is not None:
+                self.on_beat()
 
     async def _end(self, account: str, status: str) -> None:
         await self.broker.close()

@@ -35,7 +35,7 @@ from ffe.domain.errors import ConfigError, FfeError
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped"]
+EventKind = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped", "feed"]
 EVENT_KINDS: frozenset[EventKind] = frozenset(get_args(EventKind))
 TELEGRAM_API = "https://api.telegram.org"
 SIGNATURE_HEADER = "X-FFE-Signature"

@@ -72,6 +72,7 @@ class Checkpoint:
     risk: dict[str, Any] | None = None  # RiskContext.to_dict()
     flattened_day: date | None = None
     strategy: dict[str, Any] | None = None  # the stepper's state(), when it has one
+    origin: str | None = None  # a live feed's first bar (ISO): bar 0 when the run resumes
     llm_failures: int = 0  # the run's decisions its LLM voter failed to vote on, so far
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,6 +86,7 @@ class Checkpoint:
             "risk": self.risk,
             "flattened_day": None if self.flattened_day is None else str(self.flattened_day),
             "strategy": self.strategy,
+            "origin": self.origin,
             "llm_failures": self.llm_failures,
         }
 
@@ -106,6 +108,7 @@ class Checkpoint:
             risk=dict(stored["risk"]) if stored.get("risk") else None,
             flattened_day=date.fromisoformat(day) if day else None,
             strategy=dict(stored["strategy"]) if stored.get("strategy") else None,
+            origin=stored.get("origin"),
             llm_failures=int(stored.get("llm_failures", 0)),
         )
 
@@ -468,3 +471,12 @@ async def mark_approvals(db: Database, ids: Sequence[int], status: str, by: str)
                 .values(status=status, decided_at=utc_now(), decided_by=by)
                 .execution_options(synchronize_session=False)
             )
+
+
+async def record_event(db: Database, account: str, action: str, details: dict[str, Any]) -> None:
+    """One of the agent's events in the audit log: what its feed did (an outage and its end,
+    stale data, a gap filled, bars caught up after a restart)."""
+    from ffe.store.repositories import unit_of_work
+
+    async with unit_of_work(db) as uow:
+        await uow.audit.record("agent", action, account, details)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ffe.agent import persist
@@ -44,7 +44,7 @@ from ffe.agent.step import AgentConfig, StepCore
 from ffe.agent.stepper import EnsembleStepper, Stepper
 from ffe.backtest.result import BacktestResult, with_llm_failures
 from ffe.decide.strategy import Strategy
-from ffe.domain.errors import FfeError, StoreError
+from ffe.domain.errors import DataError, FfeError, StoreError
 from ffe.domain.market import MarketData
 from ffe.execution.broker import Broker
 from ffe.risk.engine import RiskEngine
@@ -153,7 +153,9 @@ class Agent(Lifecycle):
                 if started is None:  # ended (a signal, the lease lost) while still stopped
                     return AgentReport(state.run_id or "", "stopped", False, 0, 0, {})
                 state = started
-            config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
+            if not await self._prepare_clock(state):  # ended while its feed was down
+                return AgentReport(state.run_id or "", "stopped", False, 0, 0, {})
+            config = self._run_config()
             run, resumed = await open_run(self.db, state.run_id, self.spec, self.market, config)
             core = self._core(run.id)
             first = await restore(
@@ -161,6 +163,8 @@ class Agent(Lifecycle):
             )
             report = AgentReport(run.id, "running", resumed, 0, first, {})
             report.reconciliation = await reconcile(core, self.db, account)
+            if hasattr(self.clock, "report_catch_up"):
+                await self.clock.report_catch_up(first)
             await self._begin(core, run.id, state)
             report.status, report.bars = await self._loop(core, first)
             status = "halted" if self.emergency else "stopped"
@@ -179,7 +183,53 @@ class Agent(Lifecycle):
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
+            closing = getattr(self.clock, "close", None)
+            if closing is not None:  # a live feed's connections
+                await closing()
             await self._end(account, status)
+
+    def _run_config(self) -> dict[str, Any]:
+        config = run_config(self.config, self.spec, self.risk, live_clock=self.clock.live)
+        if hasattr(self.clock, "feed"):  # where its bars come from, for `ffe runs show`
+            config["agent"]["feed"] = self.clock.feed.name
+        return config
+
+    async def _prepare_clock(self, state: Any) -> bool:
+        """A live feed's clock fetches the bars to start from: from the first bar of the run
+        it resumes (so bar numbers in its journal stay valid), or its warm-up; False when
+        the agent is to end before the feed answered."""
+        clock: Any = self.clock
+        if not hasattr(clock, "prepare"):
+            return True
+        checkpoint = persist.Checkpoint.of(state.checkpoint)
+        origin = None if checkpoint is None or self.spec.fresh else checkpoint.origin
+        clock.on_event, clock.idle = self._feed_event, self._stopping
+        market = await clock.prepare(None if origin is None else datetime.fromisoformat(origin))
+        if market is None:
+            return False
+        if checkpoint is not None and origin is not None and checkpoint.bar >= 0:
+            _check_resumable(market, checkpoint.bar, state.last_bar_time)
+        self.market = market
+        return True
+
+    async def _stopping(self) -> bool:
+        return self.stopping
+
+    async def _idle(self, core: StepCore) -> bool:
+        """What the clock does between its slices of waiting: obey commands; True to end."""
+        await self.obey(core, force=False)
+        return self.stopping
+
+    async def _feed_event(self, kind: str, text: str, data: dict[str, Any]) -> None:
+        """A feed event (outage, recovery, stale data, a gap filled, bars caught up): logged,
+        audited in the journal, and sent to the notifier and the watchers."""
+        log.warning("feed: %s", text)
+        try:
+            details = {**data, "text": text}
+            await persist.record_event(self.db, self.config.account, f"agent.{kind}", details)
+        except FfeError as exc:  # the journal is down: the run meets it and stops on it
+            log.warning("could not journal the feed event %s: %s", kind, exc)
+        self.event("feed", text, {"event": kind, **data})
 
     def _core(self, run_id: str) -> StepCore:
         c = self.config
@@ -201,6 +251,8 @@ class Agent(Lifecycle):
         core.on_order = self._ordered
         core.outcomes.on_judged = self._judged
         core.live_clock = self.clock.live
+        if hasattr(self.clock, "prepare") and self.market.n_bars:
+            core.origin = self.market.time_of(0).isoformat()
         self.core = core
         return core
 
@@ -210,6 +262,9 @@ class Agent(Lifecycle):
         bars = 0
         for opened in self._watchers.opened:
             await opened(core.journal.run_id)
+        tradable = getattr(self.clock, "tradable", None)
+        if hasattr(self.clock, "idle"):  # a live clock's waits obey commands and signals
+            self.clock.idle = lambda: self._idle(core)
         async for market, bar in self.clock.ticks(first):
             await self.obey(core, force=False)
             while self.paused and not self.stopping:
@@ -219,7 +274,8 @@ class Agent(Lifecycle):
                 return "interrupted", bars
             started = time.perf_counter() if self.time_steps else 0.0
             strategy_before = core.strategy_seconds
-            await core.step(market, bar, decide=self.emergency is None)
+            trade = tradable is None or tradable(bar)
+            await core.step(market, bar, decide=self.emergency is None, trade=trade)
             bars += 1
             await self._after_step(core)
             if self.time_steps:  # the agent's own work: the step and its journal, not the strategy
@@ -229,7 +285,8 @@ class Agent(Lifecycle):
                 report = core.bar_report(bar)
                 for watcher in self._watchers.bars:
                     watcher(report)
-        end = "finished" if not self.clock.live else "interrupted"
+        finished = not self.clock.live or getattr(self.clock, "finished", False)
+        end = "finished" if finished else "interrupted"
         return ("interrupted" if self.stopping else end), bars
 
     def _decided(self, made: DecisionsMade) -> None:
@@ -331,6 +388,17 @@ class Agent(Lifecycle):
             log.error("could not record the failure in the journal: %s", nested)
         if not _interrupt(exc):
             self.event("error", f"agent failed: {exc}", {})
+
+
+def _check_resumable(market: MarketData, bar: int, last: datetime | None) -> None:
+    """The bars a resumed run's feed gave back hold its last bar where its journal says:
+    otherwise its bar numbers would name other bars (the venue keeps less history now)."""
+    if market.n_bars > bar and (last is None or market.time_of(bar) == last):
+        return
+    raise DataError(
+        f"the feed no longer has the bars of the run being resumed (its bar {bar} at {last}): "
+        "start a new run with --fresh"
+    )
 
 
 def _interrupt(exc: BaseException) -> bool:

@@ -92,6 +92,7 @@ class StepCore:
         self.contracts = {contract.symbol: contract for contract in config.contracts}
         self.live_clock = False  # the risk context's "now": wall clock live, bar time in replay
         self.flattened_day: date | None = None  # the day the daily-loss switch last flattened
+        self.origin: str | None = None  # a live feed's first bar (ISO): a resume fetches from it
         self.on_event: Callable[[str, str, dict[str, Any]], None] = lambda kind, text, data: None
         # Watchers of the live loop (the API's event stream); never part of the journal.
         self.on_decisions: Callable[[DecisionsMade], None] | None = None
@@ -101,15 +102,20 @@ class StepCore:
 
     # -- one bar --------------------------------------------------------------------------
 
-    async def step(self, market: MarketData, bar: int, *, decide: bool = True) -> None:
+    async def step(
+        self, market: MarketData, bar: int, *, decide: bool = True, trade: bool = True
+    ) -> None:
+        """Bar ``bar``; with ``trade`` False (history when it came) nothing is ordered for it."""
         if market is not self.market:
             self.market = market
         await self.collect_fills(bar)
         if self.contracts:  # binary markets only: no extra await per bar otherwise
             await settle_expired(self, bar)
         self._on_bar(bar)
-        if decide:
+        if decide and trade:
             await self.decide(bar)
+        elif decide and hasattr(self.stepper, "state"):
+            self.stepper.step(History(self.market, bar + 1))  # its state learns from the bar
         await self.collect_fills(bar)  # orders that fill at the deciding bar's close
         await self._watch_daily_loss(bar)
         self.watch_drawdown(bar)
@@ -448,6 +454,7 @@ class StepCore:
             risk=self.context.to_dict(),
             flattened_day=self.flattened_day,
             strategy=self.stepper.state() if hasattr(self.stepper, "state") else None,
+            origin=self.origin,
             llm_failures=self.llm_failures,
         )
 
@@ -459,15 +466,9 @@ class StepCore:
 
 
 def _order_row(intent: OrderIntent) -> dict[str, Any]:
-    return {
-        "client_order_id": intent.client_id,
-        "time": intent.time,
-        "symbol": intent.symbol,
-        "quantity": intent.quantity,
-        "order_type": "market",
-        "status": "pending",
-        "filled_quantity": 0.0,
-    }
+    return {"client_order_id": intent.client_id, "time": intent.time, "symbol": intent.symbol,
+            "quantity": intent.quantity, "order_type": "market", "status": "pending",
+            "filled_quantity": 0.0}  # fmt: skip
 
 
 def _average(lots: Any) -> float | None:

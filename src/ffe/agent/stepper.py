@@ -36,12 +36,21 @@ class Stepper(Protocol):
 
 
 class StrategyStepper:
-    """Any strategy, asked about the whole history seen so far."""
+    """Any strategy, asked about the whole history seen so far; with ``window``, a strategy
+    that says how many bars its newest target depends on (``memory()``, like sma_cross) is
+    asked about only the last ``max(window, 3 * memory())`` bars, so a live agent's step
+    costs the same on its millionth bar as on its first. Strategies that do not say (their
+    targets may count bars from the first, as momentum's rebalancing does) keep the whole
+    history."""
 
-    def __init__(self, strategy: Strategy) -> None:
+    def __init__(self, strategy: Strategy, window: int | None = None) -> None:
         self.strategy = strategy
+        memory = getattr(strategy, "memory", None)
+        self.window = None if window is None or memory is None else max(window, 3 * memory())
 
     def step(self, history: History) -> tuple[FloatArray, list[Decision]]:
+        if self.window is not None and len(history) > self.window:
+            history = history.tail(self.window)
         rows = np.asarray(self.strategy.targets(history), dtype=np.float64)
         row = rows[-1]
         nanos = int(history.times[-1].astype("datetime64[ns]").astype(np.int64))
@@ -163,7 +172,9 @@ class EnsembleStepper:
         return decider
 
 
-def stepper_for(strategy: Strategy) -> Stepper:
+def stepper_for(strategy: Strategy, window: int | None = None) -> Stepper:
+    """The stepper of ``strategy``; ``window`` bounds the history of a plain strategy that
+    says how far back it looks (see ``StrategyStepper``)."""
     if getattr(strategy, "name", "") == "ensemble":
         return EnsembleStepper(strategy)
-    return StrategyStepper(strategy)
+    return StrategyStepper(strategy, window)

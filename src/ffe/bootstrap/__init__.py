@@ -303,13 +303,18 @@ async def agent(
     speed: float | None = None,
     fresh: bool = False,
     live: bool = False,
+    feed: str | None = None,
+    timeframe: str | None = None,
+    api_url: str | None = None,
 ) -> Agent:
-    """A trading agent wired from settings and command-line overrides, its journal open."""
+    """A trading agent wired from settings and command-line overrides, its journal open.
+    With ``feed`` (like ``ccxt:binance``) it trades ``timeframe`` bars as they close there
+    (``api_url``: another address of the venue's API); otherwise stored bars."""
     from ffe.agent.runner import Agent, RunSpec
     from ffe.agent.step import AgentConfig
     from ffe.agent.stepper import stepper_for
+    from ffe.bootstrap.clocks import agent_clock
     from ffe.bootstrap.venues import recorded_contracts
-    from ffe.data import load_market
     from ffe.decide.plugins import recorded
     from ffe.decide.strategy import make_strategy, plain_params
 
@@ -322,8 +327,19 @@ async def agent(
             f"agent.broker={chosen.broker} without its sandbox/practice mode trades real money: "
             "set agent.live: true in the config AND pass --live to do that on purpose"
         )
-    catalog = data_catalog(settings)
-    market = load_market(catalog, symbols, start=start, end=end)
+    made = make_strategy(strategy, strategy_params(settings, strategy, params))
+    clock, market = agent_clock(
+        settings,
+        symbols,
+        feed=feed,
+        timeframe=timeframe,
+        api_url=api_url,
+        replay=replay,
+        speed=speed,
+        start=start,
+        end=end,
+        warmup=made.warmup(),
+    )
     config = AgentConfig(
         account=account or chosen.account,
         cash=settings.backtest.cash if cash is None else cash,
@@ -334,9 +350,8 @@ async def agent(
         flush_every=chosen.flush_every,
         contracts=recorded_contracts(settings.data.dir, symbols),
     )
-    made = make_strategy(strategy, strategy_params(settings, strategy, params))
     broker = agent_broker(settings, market, config, live=live)
-    clock = _agent_clock(settings, catalog, symbols, market, replay=replay, speed=speed)
+    window = None if feed is None else chosen.window_bars  # replays ask the whole history
     kind = "live" if chosen.broker != "paper" else "paper"
     coerced = plain_params(made, params)  # as typed, like a backtest records; no secret
     spec = RunSpec(
@@ -352,7 +367,7 @@ async def agent(
         db,
         market,
         made,
-        stepper_for(made),
+        stepper_for(made, window),
         broker,
         risk_engine(settings),
         clock,
@@ -396,28 +411,6 @@ def _notifications(settings: Settings) -> Any:
     if notify is None or not (notify.telegram_token or notify.webhook_urls):
         return None
     return notifications(settings)
-
-
-def _agent_clock(
-    settings: Settings,
-    catalog: DataCatalog,
-    symbols: list[str],
-    market: Any,
-    *,
-    replay: bool,
-    speed: float | None,
-) -> Any:
-    from ffe.agent.clock import PollingClock, ReplayClock
-
-    if replay:
-        return ReplayClock(market, speed=speed)
-    from ffe.data import load_market
-
-    async def fetch() -> Any:
-        return load_market(data_catalog(settings), symbols)
-
-    interval = settings.agent.poll_interval_s or market.timeframe.seconds
-    return PollingClock(fetch, interval)
 
 
 def agent_broker(settings: Settings, market: Any, config: Any, *, live: bool = False) -> Any:

@@ -67,11 +67,17 @@ def run(
     replay: bool = typer.Option(
         True, "--replay/--poll", help="Replay stored bars, or poll the data for new ones."
     ),
+    feed: str = typer.Option(
+        None, "--feed", help="Trade a venue's bars as they close, like ccxt:binance."
+    ),
+    timeframe: str = typer.Option("1m", "--timeframe", help="The --feed's bars: 1s, 1m, 1h..."),
     speed: float = typer.Option(
         0.0, "--speed", help="Replay N bars per second (0: at once).", min=0
     ),
-    start: str = typer.Option(None, "--start", help="First date of the bars (YYYY-MM-DD)."),
-    end: str = typer.Option(None, "--end", help="Last date of the bars (YYYY-MM-DD)."),
+    start: str = typer.Option(None, "--start", help="First date (or ISO time) of the bars."),
+    end: str = typer.Option(
+        None, "--end", help="Last date (or ISO time); the run finishes after it."
+    ),
     account: str = ACCOUNT,
     approval: str = typer.Option(None, "--approval", help="auto, manual or on_new_asset."),
     cash: float = typer.Option(None, "--cash", help="Starting cash [config: backtest.cash]."),
@@ -98,6 +104,7 @@ def run(
 ) -> None:
     """Run the agent until the data ends or it is stopped (Ctrl-C stops it gracefully; with
     `--on-stop wait` a stop command leaves it up, trading nothing, until `ffe agent resume`).
+    With `--feed` it trades each bar as it closes on the venue (docs/agent.md, Live feeds).
 
     The run is journaled like a backtest (`ffe runs show ID`); run it again to resume. Its
     decisions, fills, equity and state reach the API's live stream: through Redis when
@@ -123,6 +130,8 @@ def run(
             cash=cash,
             commission=commission,
             live=live,
+            feed=feed,
+            timeframe=timeframe if feed else None,
             api_url=check_api_url(api_url),
         )
         chosen = settings.agent
@@ -188,6 +197,9 @@ def _print_report(report: AgentReport, as_json: bool) -> None:
     }
     if as_json:
         console.print_json(json.dumps(data, default=str))
+        return
+    if not report.run_id:  # ended before it opened a run (a feed down from the start)
+        console.print(f"{report.status} before a run opened: nothing traded")
         return
     verb = "resumed" if report.resumed else "started"
     console.print(

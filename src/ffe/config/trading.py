@@ -145,6 +145,23 @@ class AgentSettings(Section):
         None, gt=0, description="live data: seconds between polls; none = the bar interval"
     )
     flush_every: int = Field(256, ge=1, description="bars between journal writes at most")
+    window_bars: int = Field(
+        500,
+        ge=2,
+        description="live feeds: the bars fetched before a new run's first live bar, and the "
+        "history a strategy that says how far back it looks is asked about (at least 3x that)",
+    )
+    stale_bars: float = Field(
+        2.0,
+        gt=0,
+        description="live feeds: a bar arriving more than this many bar intervals after it "
+        "closed is history (stepped, not traded); the feed is stale once the next bar is as late",
+    )
+    calendar: str | None = Field(
+        None,
+        description="live feeds: the venue's exchange_calendars code (XNYS, XLON); none = by "
+        "feed: ccxt around the clock, oanda 24x5, alphavantage XNYS",
+    )
     health_port: int = Field(
         0, ge=0, le=65535, description="`ffe agent run`'s /health and /metrics port; 0 = none"
     )
@@ -209,7 +226,9 @@ class KalshiSettings(Section):
         return path
 
 
-NotifyEvent = Literal["approval_waiting", "fill", "risk_halt", "error", "started", "stopped"]
+NotifyEvent = Literal[
+    "approval_waiting", "fill", "risk_halt", "error", "started", "stopped", "feed"
+]
 
 
 class NotifySettings(Section):

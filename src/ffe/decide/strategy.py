@@ -67,6 +67,18 @@ class SharingStrategy(Strategy, Protocol):
         ...
 
 
+@runtime_checkable
+class BoundedStrategy(Strategy, Protocol):
+    """A strategy whose newest target depends only on its last ``memory()`` bars: asked about
+    only those (or more) it ends with the row it gives for the whole history, to within the
+    rounding of running sums. The live agent then asks it about a bounded window of bars
+    (``ffe.agent.stepper.StrategyStepper``) instead of everything it has seen."""
+
+    def memory(self) -> int:
+        """Bars of history the newest target depends on."""
+        ...
+
+
 def explain(strategy: Strategy, history: History) -> Explained:
     """``strategy.explain`` when it has one, otherwise its targets with no decisions."""
     if isinstance(strategy, ExplainingStrategy):

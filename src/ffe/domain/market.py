@@ -149,6 +149,11 @@ class History:
     def __len__(self) -> int:
         return self._length
 
+    def tail(self, bars: int) -> History:
+        """The last ``bars`` bars of this history, as a history of their own (a copy)."""
+        start = max(0, self._length - bars)
+        return History(self._market.select(start, self._length), self._length - start)
+
     @property
     def symbols(self) -> Sequence[str]:
         return self._market.symbols

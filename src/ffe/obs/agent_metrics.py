@@ -197,6 +197,29 @@ class AgentMetrics:
             multiprocess_mode="mostrecent",
         )
 
+        self._feed_up = Gauge(
+            "ffe_agent_feed_up",
+            "1 while the agent's live feed answers, 0 during an outage (feed_down to feed_up).",
+            ["account"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self._feed_stale = Gauge(
+            "ffe_agent_feed_stale",
+            "1 while the agent's newest bar is stale (the next one is agent.stale_bars bar "
+            "intervals late): it trades nothing until fresh bars come.",
+            ["account"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self._feed_events = Counter(
+            "ffe_agent_feed_events",
+            "The live feed's events by account and event: feed_down, feed_up, stale, fresh, "
+            "gap_filled, caught_up.",
+            ["account", "event"],
+            registry=registry,
+        )
+
     def _build_trading(self) -> None:
         registry = self.registry
         # The agent's gauges are its own process's (one agent per account): "mostrecent" keeps
@@ -377,6 +400,13 @@ class AgentMetrics:
     def set_agent_heartbeat(self, account: str, unix_time: float) -> None:
         """Export the Unix time of an agent's last heartbeat."""
         self._heartbeat.labels(account=account).set(unix_time)
+
+    def record_feed_event(self, account: str, event: str) -> None:
+        """Count a live feed's event and set the feed's gauges from it."""
+        self._feed_events.labels(account=account, event=event).inc()
+        self._feed_up.labels(account=account).set(0.0 if event == "feed_down" else 1.0)
+        if event in ("stale", "fresh", "gap_filled", "caught_up"):
+            self._feed_stale.labels(account=account).set(1.0 if event == "stale" else 0.0)
 
     def set_agent_running(self, account: str, running: bool) -> None:
         """Export whether the account's agent runs (1) or was stopped or paused on purpose

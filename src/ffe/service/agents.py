@@ -49,6 +49,8 @@ class AgentLaunch:
     cash: float | None = None
     commission: float | None = None
     live: bool = False  # real money, when the configuration allows it too
+    feed: str | None = None  # a venue's live bars (ccxt:binance) instead of stored ones
+    timeframe: str | None = None  # the feed's bars (1m when None)
     api_url: str | None = None  # the live feed's REST base (`--api-url`; never from the API)
 
 
@@ -71,6 +73,9 @@ class BuildAgent(Protocol):
         speed: float | None = None,
         fresh: bool = False,
         live: bool = False,
+        feed: str | None = None,
+        timeframe: str | None = None,
+        api_url: str | None = None,
     ) -> Awaitable[Agent]: ...
 
 
@@ -99,6 +104,9 @@ class AgentLauncher:
             speed=launch.speed,
             fresh=launch.fresh and owner is None,
             live=launch.live,
+            feed=launch.feed,
+            timeframe=launch.timeframe,
+            api_url=launch.api_url,
         )
         if owner is not None:
             agent.owner = owner

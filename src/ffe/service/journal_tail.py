@@ -12,7 +12,10 @@ is held by a live agent of another process it:
 - with a ``publisher`` (no Redis: nothing else carries that agent's events here), publishes
   what the agent journaled since the last poll as the events the agent would have sent
   itself: its decisions, fills and orders waiting for approval (the newest ``most`` of each
-  per poll), its latest equity point and its state when that changes.
+  per poll), its latest equity point and its state when that changes;
+- counts its live feed's events (outages, stale data, gaps filled: the audit log's
+  ``agent.feed_down`` and the like, written as they happen) in the feed metrics and, with a
+  publisher, publishes them as the agent's ``feed`` events.
 
 It starts from the rows journaled when it first sees the agent, never replaying a run's
 history, and it never reads what an agent of this process journals (that one publishes for
@@ -39,11 +42,21 @@ from ffe.kv.events import Publisher
 from ffe.obs.metrics import Metrics
 from ffe.runs.journal import journaled_target
 from ffe.store.database import Database
-from ffe.store.models import AgentState, Approval, Decision, EquityPoint, Fill, Order, Run
+from ffe.store.models import (
+    AgentState,
+    Approval,
+    AuditEntry,
+    Decision,
+    EquityPoint,
+    Fill,
+    Order,
+    Run,
+)
 from ffe.store.types import utc_now
 
 log = logging.getLogger(__name__)
 
+FEED_EVENTS = ("feed_down", "feed_up", "stale", "fresh", "gap_filled", "caught_up")
 POLL_S = 1.0
 MOST_PER_POLL = 100  # decisions (fills, approvals) published per account and poll: the newest
 
@@ -59,6 +72,7 @@ class _Followed:
     approval_id: int
     equity_time: datetime | None
     shown: tuple[Any, ...] | None = None  # the state last published
+    audit_id: int = 0  # the newest feed event already seen
 
 
 class JournalTail:
@@ -119,6 +133,7 @@ class JournalTail:
         # Paused, or stopped on purpose and waiting for resume (``--on-stop wait``): no bars,
         # no heartbeat to expect, so not an outage.
         self.metrics.set_agent_running(account, state.status not in ("paused", "stopped"))
+        await self._feed_events(account, followed)
         await self._tell_state(followed, state, now)
 
     async def _start(self, run_id: str, state: AgentState) -> _Followed:
@@ -133,7 +148,11 @@ class JournalTail:
                 approval = await session.scalar(
                     select(func.max(Approval.id)).where(Approval.run_id == run_id)
                 )
+                audit = await session.scalar(
+                    select(func.max(AuditEntry.id)).where(AuditEntry.target == state.account)
+                )
         followed = _Followed(run_id, params, decision or 0, fill or 0, approval or 0, None)
+        followed.audit_id = audit or 0
         await self._catch_up(state.account, followed, state, publish=False)
         return followed
 
@@ -143,6 +162,32 @@ class JournalTail:
         if shown != followed.shown and self.publisher is not None:
             await self.publisher.publish("agent", status.as_dict())
         followed.shown = shown
+
+    async def _feed_events(self, account: str, followed: _Followed) -> None:
+        """The agent's feed events audited since the last look: counted, and published."""
+        actions = [f"agent.{event}" for event in FEED_EVENTS]
+        query = (
+            select(AuditEntry)
+            .where(
+                AuditEntry.id > followed.audit_id,
+                AuditEntry.target == account,
+                AuditEntry.action.in_(actions),
+            )
+            .order_by(AuditEntry.id)
+            .limit(self.most)
+        )
+        with self.db.errors("read the agent's journal"):
+            async with self.db.session() as session:
+                rows = (await session.scalars(query)).all()
+        for row in rows:
+            followed.audit_id = max(followed.audit_id, row.id)
+            event = row.action.removeprefix("agent.")
+            self.metrics.record_feed_event(account, event)
+            if self.publisher is not None:
+                details = dict(row.details or {})
+                data = {**details, "kind": "feed", "event": event, "account": account}
+                data.setdefault("text", event.replace("_", " "))
+                await self.publisher.publish("event", data)
 
     # -- the rows since the last poll -----------------------------------------------------
 

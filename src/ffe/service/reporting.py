@@ -76,6 +76,10 @@ class AgentReporter:
             on_order=self.metrics.observe_decision_to_order,
             on_running=lambda running: self._on_running(agent.config.account, running),
         )
+        # A beat with every lease renewal too: a live agent on long bars waits minutes
+        # between them, and the heartbeat alert pages after one minute without a beat.
+        account = agent.config.account
+        agent.on_beat = lambda: self.metrics.set_agent_heartbeat(account, time.time())
 
     def seed(self, peak: float, worst: float) -> None:
         """Carry over the peak and worst drawdown the run reached before this agent took it
@@ -197,6 +201,8 @@ class AgentReporter:
         data.setdefault("account", agent.config.account)
         if event.kind == "fill":
             self.metrics.record_fill(str(data.get("symbol")), float(data.get("quantity", 0.0)))
+        elif event.kind == "feed":
+            self.metrics.record_feed_event(str(data["account"]), str(data.get("event")))
         self.send(_KIND_OF.get(event.kind, "event"), data)
         if event.kind in _STATE_CHANGES:
             self.spawn(self.publish_state(agent))

@@ -230,7 +230,8 @@ def _warm(bars: BarSource, launch: AgentLaunch) -> None:
     from ffe.data import load_market
     from ffe.decide.strategy import make_strategy
 
-    load_market(bars, list(launch.symbols))
+    if launch.feed is None:  # a live feed's bars are fetched by the agent itself
+        load_market(bars, list(launch.symbols))
     make_strategy(launch.strategy, dict(launch.params))  # imports the strategy's libraries
 
 

@@ -301,3 +301,32 @@ async def test_tail_when_agent_of_this_process_stops_then_running_left_to_its_re
     await tail.poll()
 
     assert _running(metrics) is None
+
+
+async def test_tail_when_the_agents_feed_fails_and_returns_then_its_feed_events_counted_and_published(  # noqa: E501
+    db,
+):
+    agent = FakeAgent(db, ELSEWHERE)
+    await agent.start()
+    await persist.record_event(db, "paper", "agent.caught_up", {"bars": 500, "text": "before"})
+    published = Recorder()
+    tail, metrics = _tail(db, published)
+    await tail.poll()  # the first look: nothing from before it
+
+    await persist.record_event(db, "paper", "agent.feed_down", {"error": "503", "text": "down"})
+    await persist.record_event(db, "paper", "agent.reconcile", {"consistent": True})
+    await tail.poll()
+    up = metrics.registry.get_sample_value("ffe_agent_feed_up", {"account": "paper"})
+    await persist.record_event(db, "paper", "agent.feed_up", {"down_s": 3.0, "text": "up"})
+    await tail.poll()
+    await tail.poll()
+
+    events = published.of("event")
+    assert [(e["event"], e["text"]) for e in events] == [("feed_down", "down"), ("feed_up", "up")]
+    assert events[0] | {"kind": "feed", "account": "paper", "error": "503"} == events[0]
+    assert up == 0.0
+    assert metrics.registry.get_sample_value("ffe_agent_feed_up", {"account": "paper"}) == 1.0
+    counted = metrics.registry.get_sample_value(
+        "ffe_agent_feed_events_total", {"account": "paper", "event": "feed_down"}
+    )
+    assert counted == 1.0

@@ -229,3 +229,52 @@ async def test_polling_ticks_when_max_polls_reached_then_stops():
 def test_polling_clock_when_interval_not_positive_then_config_error(interval):
     with pytest.raises(ConfigError, match="polling interval must be positive"):
         PollingClock(FakeSource([_all_bars(2)]), interval)
+
+
+async def test_polling_wait_when_idle_hook_set_then_sliced_and_ends_when_it_says_so():
+    full = _all_bars(3)
+    sleep = FakeSleep()
+    clock = PollingClock(FakeSource([full]), 2.0, sleep=sleep)
+    asked = []
+
+    async def idle() -> bool:
+        asked.append(len(sleep.requests))
+        return len(asked) > 5  # a stop command, during the wait for the next poll
+
+    clock.idle = idle
+    ticks = await _collect(clock)
+
+    assert [bar for _, bar in ticks] == [0, 1, 2]
+    assert sleep.requests == [0.25] * 5  # slices of the 2 s interval, then it ended
+    assert clock.finished is False
+
+
+async def test_polling_ticks_when_end_given_then_bars_after_it_not_ticked_and_finished():
+    full = _all_bars(6)
+    source = FakeSource([full.select(0, 2), full])
+    end = full.time_of(3)
+    now = end.timestamp() - 10  # the end is ahead when the polls begin
+
+    def clock_now() -> float:
+        return now + 5 * source.fetches  # 5 s later with every poll
+
+    clock = PollingClock(source, 1.0, sleep=FakeSleep(), max_polls=5, end=end, now=clock_now)
+
+    ticks = await _collect(clock)
+
+    assert [bar for _, bar in ticks] == [0, 1, 2, 3]
+    assert clock.finished is True
+    assert source.fetches == 2
+
+
+async def test_polling_ticks_when_end_passed_and_no_bar_after_it_then_finished_at_once():
+    full = _all_bars(3)
+    source = FakeSource([full])
+    end = full.time_of(2)  # a Saturday, say: no later bar will come to tell the end
+    clock = PollingClock(source, 1.0, sleep=FakeSleep(), max_polls=5, end=end)
+
+    ticks = await _collect(clock)
+
+    assert [bar for _, bar in ticks] == [0, 1, 2]
+    assert clock.finished is True
+    assert source.fetches == 1

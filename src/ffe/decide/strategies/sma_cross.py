@@ -36,6 +36,10 @@ class SmaCross:
     def warmup(self) -> int:
         return self.slow
 
+    def memory(self) -> int:
+        """Bars the newest target depends on: the slow average now and a bar ago."""
+        return self.slow + 1
+
     def targets(self, history: History) -> FloatArray:
         return self.targets_sharing(history, {})
 

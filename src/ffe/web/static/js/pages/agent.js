@@ -220,7 +220,11 @@ startPage(async () => {
 
   const mine = (data) => !data.account || !account || data.account === account;
   onStream("agent", () => loadAgent().catch(showError));
-  onStream("event", () => followUp());
+  onStream("event", (data) => {
+    // A live feed's outage, stale data, gap filled: said where the operator looks.
+    if (data.kind === "feed" && mine(data)) toast(data.text, data.event === "feed_down" || data.event === "stale" ? "error" : "ok", 15000);
+    followUp();
+  });
   onStream("approval", () => loadApprovals().catch(showError));
   onStream("decision", (data) => {
     if (!mine(data)) return;
