@@ -88,7 +88,7 @@ def test_backtest_run_when_unknown_strategy_then_exit_2_with_choices() -> None:
     result = runner.invoke(app, ["backtest", "run", "--strategy", "nope"])
 
     assert result.exit_code == 2
-    assert "available: buy_and_hold, ensemble, momentum, sma_cross" in result.output
+    assert "available: binary_edge, buy_and_hold, ensemble, momentum, sma_cross" in result.output
 
 
 def test_backtest_run_when_bad_param_syntax_then_exit_2() -> None:

@@ -39,6 +39,7 @@ def test_config_show_when_default_then_yaml_with_every_section_and_key():
         "database",
         "llm",
         "agent",
+        "kalshi",
         "notify",
         "api",
         "jobs",
