@@ -240,3 +240,14 @@ def test_agent_approve_when_its_run_no_longer_runs_then_refused_and_still_pendin
     assert f"approval {approval_id} belongs to run {report['run_id'][:8]}" in result.output
     assert "no agent is trading now" in result.output
     assert [a["id"] for a in _json("agent", "approvals", "--json")] == [approval_id]
+
+
+def test_health_when_an_agent_ran_then_agent_check_says_when_it_stopped():
+    report = _json(*AGENT_RUN)
+
+    health = json.loads(runner.invoke(app, ["health", "--json"]).stdout)
+
+    agent = health["checks"]["agent"]
+    assert agent["ok"] is True
+    assert f"the last one (run {report['run_id'][:8]}) stopped" in agent["detail"]
+    assert set(health["checks"]) == {"database", "disk", "memory", "agent"}  # as /health/ready

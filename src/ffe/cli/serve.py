@@ -233,19 +233,9 @@ def health_command(
     """Check what the API's /health/ready checks (database, Redis, disk, memory, agent)
     from here; exit 1 when a critical check fails."""
     with user_errors():
-        from ffe import bootstrap
-        from ffe.api.services import Services
         from ffe.config import load_settings
 
-        async def check() -> Any:
-            components = bootstrap.components(load_settings())
-            services = await Services.open(components, background=False)
-            try:
-                return await services.health.run()
-            finally:
-                await services.close()
-
-        report = asyncio.run(check())
+        report = asyncio.run(_readiness(load_settings()))
         body = report.as_dict()
         if as_json:
             typer.echo(json.dumps(body, indent=2))
@@ -256,6 +246,45 @@ def health_command(
             console.print(f"status: {body['status']}")
         if not report.ok:
             raise typer.Exit(1)
+
+
+async def _readiness(settings: Settings) -> Any:
+    """The checks of the API's /health/ready (``Services._add_checks``), built without the
+    API: the journal (checked at its schema), Redis when configured, disk, memory and the
+    configured account's agent, read from the journal."""
+    from ffe import bootstrap
+    from ffe.agent.health import agent_probe
+    from ffe.domain.errors import StoreError
+    from ffe.obs.health import HealthChecks, ProbeError, disk_probe, memory_probe, ping_probe
+    from ffe.store.migrate import ensure_schema
+
+    db = bootstrap.database(settings)
+    kv = bootstrap.kv_backends(settings) if settings.redis.url else None
+    try:
+        failure: StoreError | None = None
+        try:
+            await ensure_schema(db, auto_upgrade=bootstrap.auto_upgrade(settings, db))
+        except StoreError as exc:
+            failure = exc
+
+        async def journal() -> str:
+            if failure is not None:
+                raise ProbeError(str(failure))
+            await db.ping()
+            return str(db)
+
+        checks = HealthChecks()
+        checks.add("database", ping_probe(journal, "database"), dependency="database")
+        if kv is not None:
+            checks.add("redis", ping_probe(kv.ping, "redis"), critical=False, dependency="redis")
+        checks.add("disk", disk_probe(settings.data.dir))
+        checks.add("memory", memory_probe(), critical=False)
+        checks.add("agent", agent_probe(db, settings.agent.account), critical=False)
+        return await checks.run()
+    finally:
+        if kv is not None:
+            await kv.close()
+        await db.dispose()
 
 
 def _with_db(work: Any) -> Any:
