@@ -355,35 +355,54 @@ def keys_revoke(
         console.print(f"revoked {row.prefix} ({row.name})")
 
 
+PASSWORD = typer.Option(
+    None, "--password", help="The password; asked twice (hidden) when not given."
+)
+
+
 @users_app.command("create")
 def users_create(
     username: str = typer.Argument(...),
     role: str = typer.Option("viewer", "--role", help="viewer, trader or admin."),
-    password: str = typer.Option(
-        ..., "--password", prompt=True, hide_input=True, confirmation_prompt=True
-    ),
+    password: str | None = PASSWORD,
 ) -> None:
-    """Add a dashboard user."""
+    """Add a dashboard user. The name and role are checked before the password is asked."""
     from ffe.api import auth
+    from ffe.domain.errors import ConfigError
 
     with user_errors():
-        _with_db(lambda db: auth.create_user(db, username, password, role, "cli"))
-        console.print(f"user {username} ({role}) created")
+        name = auth.check_new_user(username, role)
+        if _with_db(lambda db: auth.user_exists(db, name)):
+            raise ConfigError(f"user {name!r} exists: pick another name")
+        secret = _new_password() if password is None else password
+        _with_db(lambda db: auth.create_user(db, name, secret, role, "cli"))
+        console.print(f"user {name} ({role}) created")
 
 
 @users_app.command("passwd")
-def users_passwd(
-    username: str = typer.Argument(...),
-    password: str = typer.Option(
-        ..., "--password", prompt=True, hide_input=True, confirmation_prompt=True
-    ),
-) -> None:
+def users_passwd(username: str = typer.Argument(...), password: str | None = PASSWORD) -> None:
     """Set a user's password."""
     from ffe.api import auth
+    from ffe.domain.errors import NotFoundError
 
     with user_errors():
-        _with_db(lambda db: auth.set_password(db, username, password, "cli"))
+        if not _with_db(lambda db: auth.user_exists(db, username)):
+            raise NotFoundError(f"no user {username!r} (see `ffe users list`)")
+        secret = _new_password() if password is None else password
+        _with_db(lambda db: auth.set_password(db, username, secret, "cli"))
         console.print(f"password of {username} changed")
+
+
+def _new_password() -> str:
+    """Ask for a password, check it, then ask again to confirm it."""
+    from ffe.api.auth import check_password
+    from ffe.domain.errors import ConfigError
+
+    first: str = typer.prompt("Password", hide_input=True)
+    check_password(first)
+    if typer.prompt("Repeat for confirmation", hide_input=True) != first:
+        raise ConfigError("the two passwords differ: nothing changed, run the command again")
+    return first
 
 
 @users_app.command("list")
