@@ -127,7 +127,13 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     from ffe.api.app import create_app
     from ffe.api.server import server_options
     from ffe.api.services import journal_unreachable
-    from ffe.cli.startup import agent_report, announce_when_up, check_port, preflight
+    from ffe.cli.startup import (
+        agent_report,
+        announce_when_up,
+        check_port,
+        preflight,
+        stopped_report,
+    )
     from ffe.domain.errors import StoreError
 
     check_port(settings.api.host, settings.api.port)
@@ -174,7 +180,12 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     )
     server = uvicorn.Server(config)
     announce_when_up(server, url, say, banner)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then raised the Ctrl-C again
+        if launch is not None:
+            say(stopped_report(settings, launch.account))
+        # exit 0: a Ctrl-C is how a user ends `ffe run`, not a failure (make says Error 130)
 
 
 def _serve_workers(settings: Settings) -> None:
