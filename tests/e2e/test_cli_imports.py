@@ -61,10 +61,13 @@ def test_simple_command_when_run_then_no_heavy_library_imported(tmp_path: Path, 
     assert loaded & HEAVY == set()
 
 
-def test_runs_list_when_journal_at_head_then_only_the_database_driver_loaded(tmp_path: Path):
+@pytest.mark.parametrize(
+    "argv", [("runs", "list"), ("health",), ("keys", "create", "ci"), ("users", "list")]
+)
+def test_journal_command_when_at_head_then_only_the_database_driver_loaded(tmp_path: Path, argv):
     _loaded(tmp_path, "runs", "list")  # makes and migrates the journal
 
-    loaded = _loaded(tmp_path, "runs", "list")
+    loaded = _loaded(tmp_path, *argv)
 
     assert "sqlalchemy" in loaded
     assert loaded & (NUMERIC | SERVERS | {"alembic", "mako"}) == set()
