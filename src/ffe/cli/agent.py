@@ -137,7 +137,7 @@ def run(
     if not as_json:
         _say(f"agent: {pace.speed()}")
     if pace.interrupted:
-        _say(f"stopped by Ctrl-C after {pace.where()}; resume with: {resume_command(['--fresh'])}")
+        _say(f"stopped by Ctrl-C {pace.stopped()}; resume with: {resume_command(['--fresh'])}")
 
 
 def _say(line: str) -> None:

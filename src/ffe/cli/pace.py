@@ -62,11 +62,15 @@ class BarPace:
             self._say(f"agent: {self.where()}, {self.rate():,.0f} bars/s")
 
     def where(self) -> str:
-        """``bar 1,234 of 5,000 (2008-12-01)``: the last bar finished."""
+        """``bar 1,234 of 5,000 (2008-12-01)``: the last bar finished (``no bar yet``)."""
         if self.last is None:
-            return "no bar stepped"
+            return "no bar yet"
         of = f" of {self.total:,}" if self.total else ""
         return f"bar {self.last.bar + 1:,}{of} ({self.last.time:%Y-%m-%d})"
+
+    def stopped(self) -> str:
+        """Where a run stopped: ``after bar ...``, or ``before its first bar``."""
+        return "before its first bar" if self.last is None else f"after {self.where()}"
 
     def rate(self) -> float:
         return self.stepped / max(self._clock() - self._started, 1e-9)
