@@ -51,8 +51,9 @@ def test_agent_run_when_ctrl_c_then_says_where_it_stopped_and_the_resume_command
         time.sleep(0.05)
 
     agent.send_signal(signal.SIGINT)
-    out = agent.communicate(timeout=60)[0]
-    reader.join(timeout=10)
+    agent.wait(timeout=60)
+    reader.join(timeout=10)  # stderr is the reader's alone: communicate() would take lines
+    out = agent.stdout.read()
 
     assert agent.returncode == 0, said
     stopped = said[-1].strip()
