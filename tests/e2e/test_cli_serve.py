@@ -54,13 +54,13 @@ def test_run_when_ctrl_c_under_make_then_exit_0_saying_where_the_agent_stopped(t
     port = url.rsplit(":", 1)[1]
     stopped = re.search(
         r"stopped by Ctrl-C: paper agent run (\w{8}): sma_cross \(fast=10, slow=20\) on SP500, "
-        r"approval auto, stopped after bar ([\d,]+) \(\d{4}-\d{2}-\d{2}\)\. Resume it with "
+        r"approval auto, stopped (after bar [\d,]+ \(\d{4}-\d{2}-\d{2}\)|before its first bar)\. "
+        r"Resume it with "
         r"`make run` \(or `ffe run --speed 50 --port (\d+)`\)",
         " ".join(printed.split()),
     )
     assert stopped is not None, printed
-    assert stopped.group(3) == port
-    assert int(stopped.group(2).replace(",", "")) > 0
+    assert stopped.group(3) == port  # the command as it was given
 
 
 def _printed(log: Path, last: str, timeout_s: float = 30.0) -> str:
