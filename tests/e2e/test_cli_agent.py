@@ -259,3 +259,14 @@ def test_run_on_a_feed_when_it_is_misnamed_then_refused_saying_what_to_fix(args,
     result = _refused("agent", "run", "--symbol", "BTC/USDT", *args)
 
     assert message in " ".join(result.output.split())
+
+
+def test_health_when_an_agent_ran_then_agent_check_says_when_it_stopped():
+    report = _json(*AGENT_RUN)
+
+    health = json.loads(runner.invoke(app, ["health", "--json"]).stdout)
+
+    agent = health["checks"]["agent"]
+    assert agent["ok"] is True
+    assert f"the last one (run {report['run_id'][:8]}) stopped" in agent["detail"]
+    assert set(health["checks"]) == {"database", "disk", "memory", "agent"}  # as /health/ready

@@ -97,3 +97,48 @@ def test_data_list_json_then_parseable_list_of_entries(data_dir, tmp_path):
     assert entries["ACME"]["first"] == "2024-01-02T00:00:00+00:00"
     assert entries["ACME"]["source"] == "imported"
     assert entries["SP500"]["count"] == 5031
+
+
+def _bundled_daily_csv(tmp_path: Path, bars: int = 30) -> Path:
+    """The first ``bars`` of the bundled S&P 500, written as a CSV as a user would export it."""
+    from ffe.data.bundled import _load
+
+    frame = _load("SP500").iloc[:bars]
+    path = tmp_path / "sp500_daily.csv"
+    frame.rename_axis("Date").to_csv(path, date_format="%Y-%m-%d")
+    return path
+
+
+def test_data_import_when_daily_bars_declared_hourly_then_refused_naming_the_spacing(
+    data_dir, tmp_path
+):
+    path = _bundled_daily_csv(tmp_path)
+
+    result = runner.invoke(app, ["data", "import", str(path), "-s", "SPX", "--timeframe", "1h"])
+
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "the bars are 1d apart or more" in message
+    assert "wider than the declared timeframe 1h: declare the timeframe 1d (--timeframe 1d)" in (
+        message
+    )
+    assert not [p for p in data_dir.rglob("*") if "SPX" in p.name]
+    listed = runner.invoke(app, ["data", "list", "--json"])
+    assert "SPX" not in listed.stdout
+
+
+def test_data_import_when_daily_bars_declared_daily_then_weekends_pass(data_dir, tmp_path):
+    path = _bundled_daily_csv(tmp_path)
+
+    result = runner.invoke(app, ["data", "import", str(path), "-s", "SPX", "--timeframe", "1d"])
+
+    assert result.exit_code == 0, result.output
+    assert "imported SPX: 30 1d bars" in result.output
+
+
+def test_data_import_when_few_bars_over_a_weekend_then_not_judged_too_wide(data_dir, tmp_path):
+    text = "time,open,high,low,close\n2024-01-05,1,1,1,1\n2024-01-08,1,1,1,1\n"
+
+    result = runner.invoke(app, ["data", "import", str(_csv(tmp_path, text)), "-s", "TWO"])
+
+    assert result.exit_code == 0, result.output

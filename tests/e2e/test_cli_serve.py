@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.support.server import ffe_server
+from tests.support.server import ffe_process, ffe_server, wait_live
 from typer.testing import CliRunner
 
 from ffe.cli.app import app
@@ -39,6 +39,28 @@ def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
     with ffe_server("run", "--no-agent") as (_, log):
         printed = _printed(log, "log in with your dashboard user")
         assert "password" not in printed.split("log in")[-1].split("\n")[0]
+
+
+def test_run_when_ctrl_c_under_make_then_exit_0_saying_where_the_agent_stopped(tmp_path):
+    log = tmp_path / "run.log"
+    with ffe_process(log, "run", "--speed", "50", env={"MAKELEVEL": "1"}) as (url, process):
+        wait_live(url, process, log)
+        _printed(log, "paper agent: replaying")
+        time.sleep(1.0)  # a few bars
+    # leaving sent Ctrl-C
+    printed = log.read_text()
+    assert process.returncode == 0, printed  # make has no Error 130 to report
+    assert "Traceback" not in printed
+    port = url.rsplit(":", 1)[1]
+    stopped = re.search(
+        r"stopped by Ctrl-C: paper agent run (\w{8}): sma_cross \(fast=10, slow=20\) on SP500, "
+        r"approval auto, stopped (after bar [\d,]+ \(\d{4}-\d{2}-\d{2}\)|before its first bar)\. "
+        r"Resume it with "
+        r"`make run` \(or `ffe run --speed 50 --port (\d+)`\)",
+        " ".join(printed.split()),
+    )
+    assert stopped is not None, printed
+    assert stopped.group(3) == port  # the command as it was given
 
 
 def _printed(log: Path, last: str, timeout_s: float = 30.0) -> str:

@@ -24,7 +24,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ffe import __version__
 from ffe.agent.control import AgentService
-from ffe.agent.persist import LEASE_TTL
 from ffe.api.auth import KeyVerifier
 from ffe.api.clients import TrustedProxies
 from ffe.api.fresh import FreshCache
@@ -37,9 +36,9 @@ from ffe.kv.events import publish_event, publisher
 from ffe.obs.health import (
     DependencyScrape,
     HealthChecks,
+    Probe,
     ProbeError,
     disk_probe,
-    heartbeat_probe,
     memory_probe,
     ping_probe,
 )
@@ -274,7 +273,7 @@ class Services:
             )
         checks.add("disk", disk_probe(self.options.data_dir))
         checks.add("memory", memory_probe(), critical=False)
-        checks.add("agent", heartbeat_probe(self._agent_heartbeat, 60.0), critical=False)
+        checks.add("agent", self._agent_probe(), critical=False)
 
     async def _ping_database(self) -> str:
         from sqlalchemy import text
@@ -285,18 +284,23 @@ class Services:
             raise StoreError(f"{self.db} answers; its schema is checked again shortly")
         return str(self.db)
 
-    async def _agent_heartbeat(self) -> Any:
-        """When the account's agent last renewed its lease (None: no agent running)."""
+    def _agent_probe(self) -> Probe:
+        """The account's agent from the journal (``ffe.agent.health``), whichever process
+        runs it; while the in-process agent waits to restart, that is the detail."""
+        from ffe.agent.health import agent_probe
+
+        probe = agent_probe(self.db, self.options.account)
         supervisor = self.supervisor
-        if supervisor.restarting:
-            raise ProbeError(
-                f"the agent stopped on a journal failure and is restarted once the journal "
-                f"answers (restarts so far: {supervisor.restarts})"
-            )
-        for state in await self.agents.status(self.options.account):
-            if state.running and state.lease_expires_at is not None:
-                return state.lease_expires_at - LEASE_TTL
-        return None
+
+        async def agent() -> str:
+            if supervisor.restarting:
+                raise ProbeError(
+                    f"the agent stopped on a journal failure and is restarted once the "
+                    f"journal answers (restarts so far: {supervisor.restarts})"
+                )
+            return await probe()
+
+        return agent
 
     async def close(self) -> None:
         """Stop the agent and the workers, and close Redis and the journal."""

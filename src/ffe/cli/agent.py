@@ -23,7 +23,8 @@ from ffe.cli.common import (
 
 if TYPE_CHECKING:
     from ffe.agent.control import AgentService
-    from ffe.agent.reports import AgentReport
+    from ffe.agent.reports import AgentReport, BarReport
+    from ffe.cli.pace import BarPace
     from ffe.config import Settings
     from ffe.service.agents import AgentLaunch
 
@@ -111,6 +112,7 @@ def run(
     redis.url is set, else from its journal, about three seconds later."""
     from ffe.bootstrap.feeds import check_api_url
     from ffe.cli.common import parse_params
+    from ffe.cli.pace import BarPace, resume_command
     from ffe.config import load_settings
     from ffe.service.agents import AgentLaunch
 
@@ -137,8 +139,18 @@ def run(
         chosen = settings.agent
         port = chosen.health_port if health_port is None else health_port
         probes = (health_host or chosen.health_host, port)
-        report = asyncio.run(_run(settings, launch, probes, quiet=as_json, on_stop=on_stop.value))
+        pace = BarPace(_say, plain=not as_json and not err_console.is_terminal)
+        stop = on_stop.value
+        report = asyncio.run(_run(settings, launch, probes, quiet=as_json, on_stop=stop, pace=pace))
     _print_report(report, as_json)
+    if not as_json:
+        _say(f"agent: {pace.speed()}")
+    if pace.interrupted:
+        _say(f"stopped by Ctrl-C {pace.stopped()}; resume with: {resume_command(['--fresh'])}")
+
+
+def _say(line: str) -> None:
+    typer.echo(line, err=True)  # plain, flushed: a log file shows it at once
 
 
 async def _run(
@@ -148,12 +160,14 @@ async def _run(
     *,
     quiet: bool,
     on_stop: str = "exit",
+    pace: BarPace | None = None,
 ) -> AgentReport:
     """Run the agent ``launch`` asks for as ``ffe.service.agents`` runs every agent, its
     events through Redis when configured, with a progress bar of the replay."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ffe import bootstrap
+    from ffe.cli.pace import BarPace
     from ffe.obs.metrics import Metrics
     from ffe.service.agents import AgentLauncher, AgentSession
     from ffe.service.supervisor import AgentSupervisor, serve_supervised
@@ -165,8 +179,14 @@ async def _run(
         launcher = AgentLauncher(components.agent, publisher, Metrics())
         supervisor = AgentSupervisor(launcher, components.catalog(), settings.agent.account)
         loop = asyncio.get_running_loop()
+        pace = pace or BarPace(_say, plain=False)
+
+        def on_signal(sig: signal.Signals) -> None:
+            pace.interrupted = pace.interrupted or sig == signal.SIGINT
+            supervisor.request_stop()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, supervisor.request_stop)
+            loop.add_signal_handler(sig, on_signal, sig)
         columns = (TextColumn("[bold]agent"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"))
         with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
             task = progress.add_task("replay", total=None)
@@ -176,7 +196,13 @@ async def _run(
                 agent.on_stop = on_stop
                 total = agent.market.n_bars if not agent.clock.live else None
                 progress.update(task, total=total)
-                agent.watch(on_bar=lambda bar: progress.update(task, completed=bar.bar + 1))
+                pace.start(total)
+
+                def on_bar(bar: BarReport) -> None:
+                    progress.update(task, completed=bar.bar + 1)
+                    pace.bar(bar)
+
+                agent.watch(on_bar=on_bar)
 
             supervisor.on_session = attach
             host, port = probes

@@ -109,10 +109,35 @@ def run(
         )
         # A plain run shows no bar; a walk-forward run counts its segments.
         quiet = as_json or request.walk_forward is None
-        with ProgressBar(quiet=quiet, description="segments") as advance:
+        done: list[int] = []
+        with ProgressBar(quiet=quiet, description="segments") as bar:
+
+            def advance(count: int, total: int) -> None:
+                done[:] = [count, total]
+                bar(count, total)
+
             settings = load_settings(**compute_overrides(executor, ray_address))
-            outcome = backtests.run(bootstrap.components(settings), request, advance)
+            try:
+                outcome = backtests.run(bootstrap.components(settings), request, advance)
+            except KeyboardInterrupt:
+                _interrupted(done, request.walk_forward is not None)
         _show(outcome, report=report, as_json=as_json)
+
+
+def _interrupted(done: list[int], walking: bool) -> None:
+    """After Ctrl-C: how far the run got, that nothing was recorded, and how to run it again
+    (a backtest starts over; only the agent resumes). Exit 130, as an interrupted command."""
+    from ffe.cli.pace import resume_command
+
+    where = f" after {done[0]} of {done[1]} segments" if walking and done else ""
+    err_console.print(
+        f"stopped by Ctrl-C{where}; nothing was recorded. A backtest starts over: run it "
+        f"again with `{resume_command()}`",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    raise typer.Exit(130)
 
 
 def _show(outcome: BacktestOutcome, *, report: Path | None, as_json: bool) -> None:

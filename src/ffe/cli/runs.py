@@ -43,22 +43,28 @@ def list_runs(
         _print_runs(runs)
 
 
-def _print_runs(runs: list[Run]) -> None:
+def _narrow() -> dict[str, Any]:
+    """A table without a frame or edge padding, one space between columns: the most text an
+    80-column terminal can show."""
     from rich import box
+
+    return {"box": box.SIMPLE_HEAD, "pad_edge": False, "show_edge": False, "collapse_padding": True}
+
+
+def _print_runs(runs: list[Run]) -> None:
     from rich.table import Table
 
     if not runs:
         console.print("no runs recorded yet: `ffe backtest run` records one")
         return
-    table = Table(
-        title=f"{len(runs)} newest runs", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
-    table.add_column("id", no_wrap=True, min_width=8)  # never cut: it is what users type next
-    for column in ("strategy", "params", "symbols"):
-        table.add_column(column, overflow="fold", ratio=1)
+    # Fits 80 columns: the run's name and parameters wrap at spaces, the figures never do.
+    table = Table(title=f"{len(runs)} newest runs", **_narrow())
+    table.add_column("id", no_wrap=True)  # never cut: it is what users type next
     table.add_column("started", no_wrap=True)
+    table.add_column("strategy", overflow="fold")
+    table.add_column("symbols", overflow="fold")
     for name in ("return", "sharpe", "trades"):
-        table.add_column(name, justify="right", no_wrap=True, min_width=len(name) + 2)
+        table.add_column(name, justify="right", no_wrap=True)
     for run in runs:
         stats = run.stats or {}
         label = run.strategy if run.kind == "backtest" else f"{run.kind} {run.strategy}"
@@ -66,10 +72,9 @@ def _print_runs(runs: list[Run]) -> None:
             label += f" ({run.status})"
         table.add_row(
             run.id[:8],
-            label,
-            " ".join(f"{k}={v}" for k, v in run.params.items()),
-            ",".join(run.symbols),
             f"{run.started_at:%Y-%m-%d}",
+            " ".join([label, *(f"{k}={v}" for k, v in run.params.items())]),
+            " ".join(run.symbols),
             format_stat("total_return", stats.get("total_return")),
             format_stat("sharpe", stats.get("sharpe")),
             format_stat("n_trades", stats.get("n_trades")),
@@ -148,21 +153,27 @@ def _print_run(stored: StoredBacktest, *, with_trades: bool) -> None:
 def _print_trades(stored: StoredBacktest) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{len(stored.trades)} trades")
-    for column in ("symbol", "side", "entry", "exit", "entry price", "exit price", "size", "P&L"):
-        table.add_column(column, justify="right")
+    # Fits 80 columns: prices to the cent (4 significant digits under 1), no frame.
+    table = Table(title=f"{len(stored.trades)} trades", **_narrow())
+    table.add_column("symbol", overflow="fold")
+    for column in ("side", "entry", "exit", "in at", "out at", "size", "P&L"):
+        table.add_column(column, justify="right", no_wrap=True)
     for t in stored.trades:
         table.add_row(
             t.symbol,
             t.direction,
             f"{t.entry_time:%Y-%m-%d}",
             f"{t.exit_time:%Y-%m-%d}",
-            f"{t.entry_price:,.4f}",
-            f"{t.exit_price:,.4f}",
+            _price(t.entry_price),
+            _price(t.exit_price),
             f"{abs(t.quantity):,.4g}",
             f"{t.pnl:,.2f}",
         )
     console.print(table)
+
+
+def _price(value: float) -> str:
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4g}"
 
 
 @runs_app.command("compare")

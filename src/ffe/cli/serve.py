@@ -127,7 +127,13 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     from ffe.api.app import create_app
     from ffe.api.server import server_options
     from ffe.api.services import journal_unreachable
-    from ffe.cli.startup import agent_report, announce_when_up, check_port, preflight
+    from ffe.cli.startup import (
+        agent_report,
+        announce_when_up,
+        check_port,
+        preflight,
+        stopped_report,
+    )
     from ffe.domain.errors import StoreError
 
     check_port(settings.api.host, settings.api.port)
@@ -174,7 +180,12 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     )
     server = uvicorn.Server(config)
     announce_when_up(server, url, say, banner)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then raised the Ctrl-C again
+        if launch is not None:
+            say(stopped_report(settings, launch.account))
+        # exit 0: a Ctrl-C is how a user ends `ffe run`, not a failure (make says Error 130)
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -233,19 +244,9 @@ def health_command(
     """Check what the API's /health/ready checks (database, Redis, disk, memory, agent)
     from here; exit 1 when a critical check fails."""
     with user_errors():
-        from ffe import bootstrap
-        from ffe.api.services import Services
         from ffe.config import load_settings
 
-        async def check() -> Any:
-            components = bootstrap.components(load_settings())
-            services = await Services.open(components, background=False)
-            try:
-                return await services.health.run()
-            finally:
-                await services.close()
-
-        report = asyncio.run(check())
+        report = asyncio.run(_readiness(load_settings()))
         body = report.as_dict()
         if as_json:
             typer.echo(json.dumps(body, indent=2))
@@ -256,6 +257,45 @@ def health_command(
             console.print(f"status: {body['status']}")
         if not report.ok:
             raise typer.Exit(1)
+
+
+async def _readiness(settings: Settings) -> Any:
+    """The checks of the API's /health/ready (``Services._add_checks``), built without the
+    API: the journal (checked at its schema), Redis when configured, disk, memory and the
+    configured account's agent, read from the journal."""
+    from ffe import bootstrap
+    from ffe.agent.health import agent_probe
+    from ffe.domain.errors import StoreError
+    from ffe.obs.health import HealthChecks, ProbeError, disk_probe, memory_probe, ping_probe
+    from ffe.store.migrate import ensure_schema
+
+    db = bootstrap.database(settings)
+    kv = bootstrap.kv_backends(settings) if settings.redis.url else None
+    try:
+        failure: StoreError | None = None
+        try:
+            await ensure_schema(db, auto_upgrade=bootstrap.auto_upgrade(settings, db))
+        except StoreError as exc:
+            failure = exc
+
+        async def journal() -> str:
+            if failure is not None:
+                raise ProbeError(str(failure))
+            await db.ping()
+            return str(db)
+
+        checks = HealthChecks()
+        checks.add("database", ping_probe(journal, "database"), dependency="database")
+        if kv is not None:
+            checks.add("redis", ping_probe(kv.ping, "redis"), critical=False, dependency="redis")
+        checks.add("disk", disk_probe(settings.data.dir))
+        checks.add("memory", memory_probe(), critical=False)
+        checks.add("agent", agent_probe(db, settings.agent.account), critical=False)
+        return await checks.run()
+    finally:
+        if kv is not None:
+            await kv.close()
+        await db.dispose()
 
 
 def _with_db(work: Any) -> Any:
@@ -326,35 +366,54 @@ def keys_revoke(
         console.print(f"revoked {row.prefix} ({row.name})")
 
 
+PASSWORD = typer.Option(
+    None, "--password", help="The password; asked twice (hidden) when not given."
+)
+
+
 @users_app.command("create")
 def users_create(
     username: str = typer.Argument(...),
     role: str = typer.Option("viewer", "--role", help="viewer, trader or admin."),
-    password: str = typer.Option(
-        ..., "--password", prompt=True, hide_input=True, confirmation_prompt=True
-    ),
+    password: str | None = PASSWORD,
 ) -> None:
-    """Add a dashboard user."""
+    """Add a dashboard user. The name and role are checked before the password is asked."""
     from ffe.api import auth
+    from ffe.domain.errors import ConfigError
 
     with user_errors():
-        _with_db(lambda db: auth.create_user(db, username, password, role, "cli"))
-        console.print(f"user {username} ({role}) created")
+        name = auth.check_new_user(username, role)
+        if _with_db(lambda db: auth.user_exists(db, name)):
+            raise ConfigError(f"user {name!r} exists: pick another name")
+        secret = _new_password() if password is None else password
+        _with_db(lambda db: auth.create_user(db, name, secret, role, "cli"))
+        console.print(f"user {name} ({role}) created")
 
 
 @users_app.command("passwd")
-def users_passwd(
-    username: str = typer.Argument(...),
-    password: str = typer.Option(
-        ..., "--password", prompt=True, hide_input=True, confirmation_prompt=True
-    ),
-) -> None:
+def users_passwd(username: str = typer.Argument(...), password: str | None = PASSWORD) -> None:
     """Set a user's password."""
     from ffe.api import auth
+    from ffe.domain.errors import NotFoundError
 
     with user_errors():
-        _with_db(lambda db: auth.set_password(db, username, password, "cli"))
+        if not _with_db(lambda db: auth.user_exists(db, username)):
+            raise NotFoundError(f"no user {username!r} (see `ffe users list`)")
+        secret = _new_password() if password is None else password
+        _with_db(lambda db: auth.set_password(db, username, secret, "cli"))
         console.print(f"password of {username} changed")
+
+
+def _new_password() -> str:
+    """Ask for a password, check it, then ask again to confirm it."""
+    from ffe.api.auth import check_password
+    from ffe.domain.errors import ConfigError
+
+    first: str = typer.prompt("Password", hide_input=True)
+    check_password(first)
+    if typer.prompt("Repeat for confirmation", hide_input=True) != first:
+        raise ConfigError("the two passwords differ: nothing changed, run the command again")
+    return first
 
 
 @users_app.command("list")

@@ -189,6 +189,27 @@ def agent_report(app: Any, previous: LastRun | None, wait_s: float = 30.0) -> st
     )
 
 
+def stopped_report(settings: Settings, account: str | None) -> str:
+    """After Ctrl-C: where the agent's run stopped, and the command that resumes it."""
+    from ffe import bootstrap
+    from ffe.cli.pace import resume_command
+
+    async def work() -> LastRun | None:
+        db = await bootstrap.open_journal(settings)
+        try:
+            return await last_run(db, account or settings.agent.account)
+        finally:
+            await db.dispose()
+
+    command = f"`{resume_command(['--new'])}`"
+    if os.environ.get("MAKELEVEL"):  # started by `make run`
+        command = f"`make run` (or {command})"
+    last = asyncio.run(work())
+    if last is None:
+        return f"stopped by Ctrl-C; the paper agent has no unfinished run. Start with {command}"
+    return f"stopped by Ctrl-C: paper agent {escape(last.describe())}. Resume it with {command}"
+
+
 # --- the URL, once the server answers --------------------------------------------------------
 
 

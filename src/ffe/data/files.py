@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ffe.data.source import TIME_INDEX
-from ffe.data.validate import Rows, check_bars
+from ffe.data.validate import Rows, check_bars, check_not_wider
 from ffe.domain import DataError, Timeframe
 
 FloatArray = npt.NDArray[np.float64]
@@ -45,7 +45,10 @@ def read_bars_file(path: Path, *, timeframe: Timeframe | None = None) -> pd.Data
         raw, rows = _read_parquet(data, str(path))
     else:
         raw, rows = _read_csv(data, str(path))
-    return check_bars(normalize_bars(raw, rows), rows, timeframe)
+    frame = check_bars(normalize_bars(raw, rows), rows, timeframe)
+    if timeframe is not None:
+        check_not_wider(pd.DatetimeIndex(frame.index), rows, timeframe)
+    return frame
 
 
 def normalize_bars(raw: pd.DataFrame, rows: Rows) -> pd.DataFrame:

@@ -22,6 +22,7 @@ _NS = 1_000_000_000
 _UNIT_SECONDS = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 # Daily bars stamped at local midnight and converted to UTC are 23h apart across a DST switch.
 _DST_SLACK_NS = 3_600 * _NS
+_SPACING_STEPS = 5  # a week of daily bars holds a one-day step whatever the weekend
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,26 @@ def _check_spacing(index: pd.DatetimeIndex, rows: Rows, timeframe: Timeframe) ->
         )
 
     rows.check(np.concatenate([[False], steps < declared - slack]), too_close)
+
+
+def check_not_wider(index: pd.DatetimeIndex, rows: Rows, timeframe: Timeframe) -> None:
+    """Refuse bars that are all further apart than the declared timeframe (daily bars
+    imported as ``1h``, say). Gaps are normal (nights, weekends, quiet markets), so only a
+    file of several bars none of which follows the previous one at the declared spacing is
+    refused; a short file cannot tell and passes."""
+    steps = np.diff(nanos(index))
+    if steps.size < _SPACING_STEPS:
+        return
+    slack = _DST_SLACK_NS if timeframe.seconds >= 86_400 else 0
+    closest = int(steps.argmin())
+    if steps[closest] <= timeframe.seconds * _NS + slack:
+        return
+    found = timeframe_for(max(int(steps[closest] // _NS), 1))
+    raise rows.file_error(
+        f"the bars are {found} apart or more (the closest two: {rows.where(closest)} and "
+        f"{rows.where(closest + 1)}), wider than the declared timeframe {timeframe}: "
+        f"declare the timeframe {found} (--timeframe {found})"
+    )
 
 
 def nanos(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:

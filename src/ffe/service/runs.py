@@ -27,7 +27,6 @@ from sqlalchemy import (
     true,
 )
 
-from ffe.runs.journal import compare_runs, load_backtest, render_stored_report
 from ffe.store.database import Database
 from ffe.store.models import EquityPoint, Run
 from ffe.store.repositories import unit_of_work
@@ -57,11 +56,15 @@ async def get_run(db: Database, ref: str) -> Run:
 
 async def load_run(db: Database, ref: str, *, curves: bool = True) -> StoredBacktest:
     """The run ``ref`` with its trades and equity curve (``curves``), or without them."""
+    from ffe.runs.journal import load_backtest  # numpy: not for `ffe runs list`
+
     return await load_backtest(db, ref, with_curves=curves)
 
 
 async def compare(db: Database, a: str, b: str) -> tuple[Run, Run, dict[str, Any]]:
     """Runs ``a`` and ``b`` and their comparison: settings, data, code and every statistic."""
+    from ffe.runs.journal import compare_runs
+
     first, second = await get_run(db, a), await get_run(db, b)
     return first, second, compare_runs(first, second)
 
@@ -69,6 +72,8 @@ async def compare(db: Database, a: str, b: str) -> tuple[Run, Run, dict[str, Any
 async def report_html(db: Database, ref: str) -> str:
     """The HTML report of a finished run, drawn from the journal alone (on a thread: a long
     run's report takes a while to draw)."""
+    from ffe.runs.journal import load_backtest, render_stored_report
+
     stored = await load_backtest(db, ref)
     return await asyncio.to_thread(render_stored_report, stored)
 

@@ -110,3 +110,17 @@ def test_upgrade_when_processes_start_on_a_new_database_at_once_then_all_succeed
         assert asyncio.run(migrate.current(db)) == migrate.head()
     finally:
         asyncio.run(db.dispose())
+
+
+def test_quick_head_when_read_from_the_scripts_then_alembic_agrees():
+    assert migrate._quick_head() == migrate.head()
+
+
+async def test_ensure_schema_when_at_head_then_quick_path_reads_the_revision(database_url):
+    async with Database(database_url) as db:
+        assert await migrate._quick_current(db) is None  # empty: Alembic decides
+        await migrate.ensure_schema(db, auto_upgrade=True)
+
+        assert await migrate._quick_current(db) == migrate.head()
+        await migrate.ensure_schema(db, auto_upgrade=False)  # at head: nothing to do
+        assert await migrate.current(db) == migrate.head()
