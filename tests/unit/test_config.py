@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ffe.config import load_settings, masked
+from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
 
 
@@ -30,9 +31,9 @@ def write(directory: Path, name: str, text: str) -> Path:
 def test_load_settings_when_no_files_nor_env_then_defaults():
     settings = load_settings()
 
-    assert settings.backtest.cash == 10_000.0
+    assert settings.backtest.cash == DEFAULTS.cash
     assert settings.backtest.fill_at == "next_open"
-    assert settings.risk.max_drawdown is None
+    assert settings.risk.max_drawdown == DEFAULTS.max_drawdown
     assert settings.database.url is None
     assert settings.database_url() == f"sqlite:///{(settings.data.dir / 'ffe.db').as_posix()}"
 
@@ -43,7 +44,7 @@ def test_load_settings_when_config_yaml_then_overrides_defaults(config_dir):
     settings = load_settings()
 
     assert settings.backtest.cash == 500.0
-    assert settings.backtest.commission == 0.0  # other keys of the section keep defaults
+    assert settings.backtest.commission == DEFAULTS.commission  # other keys keep defaults
 
 
 def test_load_settings_when_local_yaml_then_overrides_config_yaml_key_by_key(config_dir):
