@@ -312,6 +312,7 @@ async def agent(
     from ffe.data import load_market
     from ffe.decide.plugins import recorded
     from ffe.decide.strategy import make_strategy, plain_params
+    from ffe.domain.defaults import lot_for
 
     chosen = settings.agent
     real_money = _real_money(settings)
@@ -324,15 +325,17 @@ async def agent(
         )
     catalog = data_catalog(settings)
     market = load_market(catalog, symbols, start=start, end=end)
+    contracts = recorded_contracts(settings.data.dir, symbols)
+    whole = bool(contracts) or chosen.broker == "kalshi"  # binary contracts: whole units
     config = AgentConfig(
         account=account or chosen.account,
         cash=settings.backtest.cash if cash is None else cash,
         fill=fill_model(settings, commission=commission),
-        lot_size=settings.backtest.lot_size,
+        lot_size=lot_for(settings.backtest.lot_size, whole=whole),
         approval=(approval or chosen.approval),  # type: ignore[arg-type]
         approval_ttl_s=chosen.approval_ttl_s,
         flush_every=chosen.flush_every,
-        contracts=recorded_contracts(settings.data.dir, symbols),
+        contracts=contracts,
     )
     made = make_strategy(strategy, strategy_params(settings, strategy, params))
     broker = agent_broker(settings, market, config, live=live)

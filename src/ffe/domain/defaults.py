@@ -42,3 +42,9 @@ class TradingDefaults:
 
 
 DEFAULTS = TradingDefaults()
+
+
+def lot_for(lot_size: float, *, whole: bool) -> float:
+    """``lot_size``, or at least one whole unit when the instrument trades only in whole
+    units (a binary contract), so a fractional default never reaches such a venue."""
+    return max(lot_size, WHOLE_UNITS) if whole else lot_size
