@@ -297,3 +297,21 @@ def test_load_settings_when_command_line_overrides_compute_then_other_keys_kept(
     compute = load_settings(compute={"executor": "ray", "ray_address": "head:6380"}).compute
 
     assert (compute.max_workers, compute.executor, compute.ray_address) == (3, "ray", "head:6380")
+
+
+@pytest.mark.parametrize("text", ["none", "null", "None"])
+def test_load_settings_when_env_says_none_then_the_risk_limit_is_off(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("FFE__RISK__MAX_DRAWDOWN", text)
+
+    assert load_settings().risk.max_drawdown is None
+
+
+def test_load_settings_when_env_limit_is_not_a_number_then_error_names_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FFE__RISK__MAX_DRAWDOWN", "off")
+
+    with pytest.raises(ConfigError, match=r"risk\.max_drawdown"):
+        load_settings()

@@ -8,7 +8,7 @@ from typing import Literal
 from ffe.domain.contracts import BinaryContract
 from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
-from ffe.execution.fill_model import FillModel
+from ffe.execution.fill_model import DEFAULT_FILL, FillModel
 
 ApprovalMode = Literal["auto", "manual", "on_new_asset"]
 APPROVAL_MODES = ("auto", "manual", "on_new_asset")
@@ -20,7 +20,7 @@ class AgentConfig:
 
     account: str = "paper"
     cash: float = DEFAULTS.cash
-    fill: FillModel = field(default_factory=FillModel)
+    fill: FillModel = field(default_factory=lambda: DEFAULT_FILL)
     lot_size: float = DEFAULTS.lot_size
     approval: ApprovalMode = "auto"
     approval_ttl_s: float = 3600.0

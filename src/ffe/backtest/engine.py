@@ -22,19 +22,13 @@ from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
 from ffe.domain.market import FloatArray, MarketData, finite_marks, utc_datetime
 from ffe.domain.orders import Decision, Denied, OrderIntent
-from ffe.execution.fill_model import FillModel
+from ffe.execution.fill_model import DEFAULT_FILL, FillModel
 from ffe.execution.simulated import SimulatedBroker
 from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reductions_first
 from ffe.risk.sizing import order_sizes, sizing_budget
 
 log = logging.getLogger(__name__)
-
-DEFAULT_FILL = FillModel(
-    commission=DEFAULTS.commission,
-    fixed_commission=DEFAULTS.fixed_commission,
-    slippage_bps=DEFAULTS.slippage_bps,
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,25 @@ class RiskSettings(Section):
         30.0, ge=0, description="seconds the broker circuit stays open before one probe call"
     )
 
+    @field_validator(
+        "max_drawdown",
+        "max_daily_loss",
+        "max_trades_per_day",
+        "min_confidence",
+        "max_bar_age_s",
+        "loss_cooldown_bars",
+        "max_contracts_per_market",
+        "max_contracts_per_event",
+        mode="before",
+    )
+    @classmethod
+    def _none_disables(cls, value: object) -> object:
+        # An environment variable is a string: "none" (or "null") turns a limit off there
+        # too, as null does in YAML; the drawdown halt is on by default.
+        if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+            return None
+        return value
+
 
 class LlmSettings(Section):
     provider: Literal["none", "ollama", "openai"] = Field(
