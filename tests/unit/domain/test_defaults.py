@@ -110,3 +110,18 @@ def test_lot_for_when_whole_units_only_then_at_least_one_unit() -> None:
     assert lot_for(DEFAULTS.lot_size, whole=True) == WHOLE_UNITS
     assert lot_for(5.0, whole=True) == 5.0
     assert lot_for(DEFAULTS.lot_size, whole=False) == DEFAULTS.lot_size
+
+
+def test_cli_backtest_when_nothing_given_then_fractional_sizes_and_commission_paid(
+    no_config: None,
+) -> None:
+    args = ["backtest", "run", "--synthetic", "1", "--bars", "300", "--json", "--no-record"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    sizes = [abs(trade["size"]) for trade in data["trades"]]
+    assert sizes
+    assert all(size != round(size) for size in sizes)  # not whole units
+    assert data["stats"]["commissions"] > 0
