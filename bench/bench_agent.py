@@ -33,6 +33,7 @@ from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.data import load_market
 from ffe.data.bundled import BundledBarSource
 from ffe.decide.strategy import make_strategy
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.execution.fill_model import FillModel
 from ffe.risk.engine import RiskEngine
 from ffe.store import migrate
@@ -50,7 +51,7 @@ def _risk() -> RiskEngine:
 async def _replay(market: Any, folder: Path) -> dict[str, Any]:
     db = Database(f"sqlite:///{folder / 'journal.db'}")
     await migrate.upgrade(db)
-    config = AgentConfig(cash=10_000.0, fill=FillModel(commission=0.002))
+    config = AgentConfig(cash=10_000.0, fill=FillModel(commission=0.002), lot_size=WHOLE_UNITS)
     agent = paper_agent(db, market, make_strategy("sma_cross", PARAMS), PARAMS, config, _risk())
     agent.time_steps = True
     started = time.perf_counter()
@@ -83,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as folder:
             runs.append(asyncio.run(_replay(market, Path(folder))))
         started = time.perf_counter()
-        config = BacktestConfig(cash=10_000.0, fill=FillModel(commission=0.002))
+        config = BacktestConfig(
+            cash=10_000.0, fill=FillModel(commission=0.002), lot_size=WHOLE_UNITS
+        )
         backtest = run_backtest(market, make_strategy("sma_cross", PARAMS), config, _risk())
         backtests.append(time.perf_counter() - started)
     same = all(run["trades"] == backtest.trades for run in runs)

@@ -31,11 +31,13 @@ from ffe.backtest.walkforward import run_walk_forward
 from ffe.data import load_market
 from ffe.data.bundled import BundledBarSource
 from ffe.decide.ensemble import EnsembleDecider, EnsembleStrategy
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.execution.fill_model import FillModel
 from ffe.forecast.base import Series
 from ffe.forecast.evaluate import evaluate
 from ffe.forecast.models import DEFAULT_MODELS
 from ffe.forecast.rolling import RollingSpec, rolling_forecasts
+from ffe.risk import RiskEngine
 
 STEP_P99_MS = 20.0
 WALK_FORWARD_S = 120.0
@@ -69,9 +71,11 @@ def bench_step(steps: int, start: int) -> dict[str, Any]:
 
 def bench_walk_forward() -> dict[str, Any]:
     market = load_market(BundledBarSource(), ["SP500"])
-    config = BacktestConfig(fill=FillModel(commission=0.001))
+    # The figures docs/forecasting.md gives: whole units, no slippage, no drawdown halt.
+    config = BacktestConfig(fill=FillModel(commission=0.001), lot_size=WHOLE_UNITS)
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
     began = time.perf_counter()
-    walked = run_walk_forward(market, "ensemble", {}, 750, 250, config)
+    walked = run_walk_forward(market, "ensemble", {}, 750, 250, config, risk)
     seconds = time.perf_counter() - began
     stats = walked.backtest.stats
     return {

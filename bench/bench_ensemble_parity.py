@@ -30,6 +30,7 @@ from ffe.data import load_market
 from ffe.data.bundled import BundledBarSource
 from ffe.decide.strategy import make_strategy
 from ffe.domain import MarketData
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.execution.fill_model import FillModel
 from ffe.risk.engine import RiskEngine
 from ffe.store import migrate
@@ -51,7 +52,7 @@ async def _agent(market: MarketData, params: dict[str, str], folder: Path) -> di
 
     db = Database(f"sqlite:///{folder / 'journal.db'}")
     await migrate.upgrade(db)
-    config = AgentConfig(cash=CASH, fill=FILL)
+    config = AgentConfig(cash=CASH, fill=FILL, lot_size=WHOLE_UNITS)
     stop_at = market.n_bars // 2
     first = paper_agent(db, market, make_strategy("ensemble", params), params, config, _risk())
     first.watch(on_bar=lambda report: report.bar >= stop_at and first.request_stop())
@@ -80,7 +81,9 @@ def compare(symbol: str, params: dict[str, str]) -> dict[str, Any]:
     batch = strategy.explain(market.history()).decisions  # type: ignore[attr-defined]
     explain_s = time.perf_counter() - began
     began = time.perf_counter()
-    backtest = run_backtest(market, strategy, BacktestConfig(cash=CASH, fill=FILL), _risk())
+    backtest = run_backtest(
+        market, strategy, BacktestConfig(cash=CASH, fill=FILL, lot_size=WHOLE_UNITS), _risk()
+    )
     backtest_s = time.perf_counter() - began
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ffe-parity-") as folder:

@@ -42,7 +42,9 @@ from ffe.backtest.result import BacktestResult
 from ffe.data import SyntheticMarket
 from ffe.decide import make_strategy
 from ffe.domain import MarketData
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.execution import FillModel
+from ffe.risk import RiskEngine
 
 TARGET_BAR_STEPS = 2_000_000.0
 TARGET_MEMORY_MB = 500.0
@@ -59,8 +61,10 @@ _FIELDS = ("open", "high", "low", "close", "volume")
 
 def run_ffe(market: MarketData) -> BacktestResult:
     """What is timed: the backtest and its statistics."""
-    config = BacktestConfig(cash=CASH, fill=FillModel(commission=COMMISSION))
-    result = run_backtest(market, make_strategy("momentum", PARAMS), config)
+    # Whole units and no drawdown halt, as the peers trade (not ffe's defaults).
+    config = BacktestConfig(cash=CASH, fill=FillModel(commission=COMMISSION), lot_size=WHOLE_UNITS)
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
+    result = run_backtest(market, make_strategy("momentum", PARAMS), config, risk)
     _ = result.stats
     return result
 

@@ -50,7 +50,9 @@ from ffe.backtest.result import BacktestResult
 from ffe.data import BundledBarSource, load_market
 from ffe.decide import make_strategy
 from ffe.domain import MarketData
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.execution import FillModel
+from ffe.risk import RiskEngine
 
 TARGET_RATIO = 20.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,10 +92,13 @@ def bars_frame(market: MarketData) -> pd.DataFrame:
 
 def ffe_case(market: MarketData, **config: Any) -> Callable[[], BacktestResult]:
     strategy = make_strategy("sma_cross", {"fast": FAST, "slow": SLOW})
+    # Whole units and no drawdown halt, as the peers trade (not ffe's defaults).
+    config = {"lot_size": WHOLE_UNITS, **config}
     settings = BacktestConfig(cash=CASH, fill=FillModel(commission=COMMISSION), **config)
+    risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
 
     def run(with_stats: bool = True) -> BacktestResult:
-        result = run_backtest(market, strategy, settings)
+        result = run_backtest(market, strategy, settings, risk)
         if with_stats:
             _ = result.stats
         return result

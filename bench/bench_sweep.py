@@ -39,6 +39,7 @@ from ffe.backtest.sweep import SweepRow, run_sweep
 from ffe.compute import LocalExecutor
 from ffe.data import BundledBarSource, load_market
 from ffe.domain import MarketData
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.execution import FillModel
 from ffe.risk import RiskEngine
 
@@ -84,7 +85,9 @@ def ffe_sweep(
     task: int | None = None,
 ) -> Callable[[], Best]:
     """ffe's sweep; ``task`` overrides how many kernel points a task holds (to force a pool)."""
-    config = BacktestConfig(cash=CASH, fill=FillModel(at="next_open", commission=COMMISSION))
+    config = BacktestConfig(
+        cash=CASH, fill=FillModel(at="next_open", commission=COMMISSION), lot_size=WHOLE_UNITS
+    )
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
 
     def run() -> Best:

@@ -50,7 +50,10 @@ def test_backtest_run_when_demo_then_table_and_report(tmp_path: Path) -> None:
     assert html.lstrip().lower().startswith("<!doctype html")
 
 
-def test_backtest_run_when_json_then_stats_and_every_trade(tmp_path: Path) -> None:
+def test_backtest_run_when_json_then_stats_and_every_trade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FFE__RISK__MAX_DRAWDOWN", "none")  # every trade of 1999-2018, no halt
     result = runner.invoke(
         app,
         [

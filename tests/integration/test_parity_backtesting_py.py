@@ -30,7 +30,9 @@ from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.data import BundledBarSource, SyntheticMarket, load_market
 from ffe.decide import make_strategy
 from ffe.domain import MarketData
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.execution import FillModel
+from ffe.risk import RiskEngine
 
 # Both engines buy as many whole units as equity affords, but each sizes from a different
 # price (see the module docstring). With little cash one of them could be unable to afford a
@@ -40,6 +42,7 @@ from ffe.execution import FillModel
 CASH = 10_000_000.0
 COMMISSION = 0.002
 REL_TOL = 1e-9
+NO_HALT = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
 
 # backtesting.py warns that the last position stays open (finalize_trades=False), which is
 # the behaviour being matched.
@@ -107,7 +110,10 @@ def _backtesting_py_trades(market: MarketData, fast: int, slow: int) -> list[Rou
 
 
 def _ffe_trades(market: MarketData, fast: int, slow: int) -> list[RoundTrip]:
-    config = BacktestConfig(cash=CASH, fill=FillModel(at="next_open", commission=COMMISSION))
+    # backtesting.py trades whole units and has no drawdown halt: pinned here, not defaulted.
+    config = BacktestConfig(
+        cash=CASH, fill=FillModel(at="next_open", commission=COMMISSION), lot_size=WHOLE_UNITS
+    )
     strategy = make_strategy("sma_cross", {"fast": fast, "slow": slow})
     return [
         RoundTrip(
@@ -117,7 +123,7 @@ def _ffe_trades(market: MarketData, fast: int, slow: int) -> list[RoundTrip]:
             trade.exit_price,
             trade.quantity > 0,
         )
-        for trade in run_backtest(market, strategy, config).trades
+        for trade in run_backtest(market, strategy, config, NO_HALT).trades
     ]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ffe.config import load_settings, masked
+from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
 
 
@@ -30,9 +31,9 @@ def write(directory: Path, name: str, text: str) -> Path:
 def test_load_settings_when_no_files_nor_env_then_defaults():
     settings = load_settings()
 
-    assert settings.backtest.cash == 10_000.0
+    assert settings.backtest.cash == DEFAULTS.cash
     assert settings.backtest.fill_at == "next_open"
-    assert settings.risk.max_drawdown is None
+    assert settings.risk.max_drawdown == DEFAULTS.max_drawdown
     assert settings.database.url is None
     assert settings.database_url() == f"sqlite:///{(settings.data.dir / 'ffe.db').as_posix()}"
 
@@ -43,7 +44,7 @@ def test_load_settings_when_config_yaml_then_overrides_defaults(config_dir):
     settings = load_settings()
 
     assert settings.backtest.cash == 500.0
-    assert settings.backtest.commission == 0.0  # other keys of the section keep defaults
+    assert settings.backtest.commission == DEFAULTS.commission  # other keys keep defaults
 
 
 def test_load_settings_when_local_yaml_then_overrides_config_yaml_key_by_key(config_dir):
@@ -296,3 +297,21 @@ def test_load_settings_when_command_line_overrides_compute_then_other_keys_kept(
     compute = load_settings(compute={"executor": "ray", "ray_address": "head:6380"}).compute
 
     assert (compute.max_workers, compute.executor, compute.ray_address) == (3, "ray", "head:6380")
+
+
+@pytest.mark.parametrize("text", ["none", "null", "None"])
+def test_load_settings_when_env_says_none_then_the_risk_limit_is_off(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("FFE__RISK__MAX_DRAWDOWN", text)
+
+    assert load_settings().risk.max_drawdown is None
+
+
+def test_load_settings_when_env_limit_is_not_a_number_then_error_names_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FFE__RISK__MAX_DRAWDOWN", "off")
+
+    with pytest.raises(ConfigError, match=r"risk\.max_drawdown"):
+        load_settings()

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ffe.domain.contracts import BinaryContract
+from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
-from ffe.execution.fill_model import FillModel
+from ffe.execution.fill_model import DEFAULT_FILL, FillModel
 
 ApprovalMode = Literal["auto", "manual", "on_new_asset"]
 APPROVAL_MODES = ("auto", "manual", "on_new_asset")
@@ -18,9 +19,9 @@ class AgentConfig:
     """How an agent trades one account. Risk limits live in the RiskEngine beside it."""
 
     account: str = "paper"
-    cash: float = 10_000.0
-    fill: FillModel = field(default_factory=FillModel)
-    lot_size: float = 1.0
+    cash: float = DEFAULTS.cash
+    fill: FillModel = field(default_factory=lambda: DEFAULT_FILL)
+    lot_size: float = DEFAULTS.lot_size
     approval: ApprovalMode = "auto"
     approval_ttl_s: float = 3600.0
     flush_every: int = 256  # bars between journal writes when no order forces one

@@ -91,8 +91,13 @@ class BacktestRequest(Dated):
     strategy: StrategyName = "sma_cross"
     symbols: list[Symbol] = Field(default_factory=lambda: ["SP500"], min_length=1, max_length=500)
     params: dict[ParamName, Scalar] = Field(default_factory=dict, json_schema_extra=CLOSED)
-    cash: float | None = Field(None, gt=0, le=1e15)
-    commission: float | None = Field(None, ge=0, lt=1)
+    cash: float | None = Field(None, gt=0, le=1e15, description="none: backtest.cash")
+    commission: float | None = Field(
+        None, ge=0, lt=1, description="fraction of the traded notional; none: backtest.commission"
+    )
+    slippage_bps: float | None = Field(
+        None, ge=0, lt=10_000, description="basis points; none: backtest.slippage_bps"
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -227,6 +232,21 @@ class AgentState(Answer):
         description="the run's decisions its LLM voter failed to vote on so far (0 for a "
         "strategy without one); each says why in its rationale",
     )
+
+
+class RunDefaults(Answer):
+    """What a backtest takes from this server's ``backtest`` and ``risk`` settings when its
+    request leaves it out; the dashboard's forms start from these."""
+
+    cash: float
+    commission: float = Field(description="fraction of the traded notional")
+    fixed_commission: float = Field(description="currency per fill")
+    slippage_bps: float
+    fill_at: Literal["next_open", "close"]
+    lot_size: float = Field(description="smallest tradable quantity; 1 is whole units")
+    max_position_pct: float
+    max_gross_leverage: float
+    max_drawdown: float | None = Field(description="halt and flatten at this drawdown")
 
 
 class JobCounts(Answer):

@@ -18,10 +18,11 @@ import numpy as np
 from ffe.backtest.causality import batch_explained, stream_targets, verify_point_in_time
 from ffe.backtest.result import BacktestResult
 from ffe.decide.strategy import Strategy
+from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
 from ffe.domain.market import FloatArray, MarketData, finite_marks, utc_datetime
 from ffe.domain.orders import Decision, Denied, OrderIntent
-from ffe.execution.fill_model import FillModel
+from ffe.execution.fill_model import DEFAULT_FILL, FillModel
 from ffe.execution.simulated import SimulatedBroker
 from ffe.portfolio.ledger import Ledger
 from ffe.risk.engine import AccountState, RiskEngine, reductions_first
@@ -34,9 +35,9 @@ log = logging.getLogger(__name__)
 class BacktestConfig:
     """How a backtest is run. Risk limits live in the RiskEngine passed beside it."""
 
-    cash: float = 10_000.0
-    fill: FillModel = field(default_factory=FillModel)
-    lot_size: float = 1.0
+    cash: float = DEFAULTS.cash
+    fill: FillModel = field(default_factory=lambda: DEFAULT_FILL)
+    lot_size: float = DEFAULTS.lot_size
     mode: Literal["batch", "stream"] = "batch"
     check_lookahead: bool = True
 
@@ -62,7 +63,9 @@ def run_backtest(
     """Run ``strategy`` over ``market`` and return the result (stats are computed lazily)."""
     config = config or BacktestConfig()
     risk = risk or RiskEngine.from_limits(
-        max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None
+        max_position_pct=DEFAULTS.max_position_pct,
+        max_gross_leverage=DEFAULTS.max_gross_leverage,
+        max_drawdown=DEFAULTS.max_drawdown,
     )
     decisions: tuple[Decision, ...] = ()
     if config.mode == "stream":

@@ -317,6 +317,7 @@ async def agent(
     from ffe.bootstrap.venues import recorded_contracts
     from ffe.decide.plugins import recorded
     from ffe.decide.strategy import make_strategy, plain_params
+    from ffe.domain.defaults import lot_for
 
     chosen = settings.agent
     real_money = _real_money(settings)
@@ -340,15 +341,17 @@ async def agent(
         end=end,
         warmup=made.warmup(),
     )
+    contracts = recorded_contracts(settings.data.dir, symbols)
+    whole = bool(contracts) or chosen.broker == "kalshi"  # binary contracts: whole units
     config = AgentConfig(
         account=account or chosen.account,
         cash=settings.backtest.cash if cash is None else cash,
         fill=fill_model(settings, commission=commission),
-        lot_size=settings.backtest.lot_size,
+        lot_size=lot_for(settings.backtest.lot_size, whole=whole),
         approval=(approval or chosen.approval),  # type: ignore[arg-type]
         approval_ttl_s=chosen.approval_ttl_s,
         flush_every=chosen.flush_every,
-        contracts=recorded_contracts(settings.data.dir, symbols),
+        contracts=contracts,
     )
     broker = agent_broker(settings, market, config, live=live)
     window = None if feed is None else chosen.window_bars  # replays ask the whole history

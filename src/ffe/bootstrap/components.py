@@ -60,6 +60,22 @@ class Components:
 
         return bootstrap.backtest_config(self._settings, cash=cash, **fill)
 
+    def run_defaults(self) -> dict[str, Any]:
+        """What a run takes from the ``backtest`` and ``risk`` settings when its request
+        leaves it out (the settings default to ``ffe.domain.defaults``)."""
+        backtest, risk = self._settings.backtest, self._settings.risk
+        return {
+            "cash": backtest.cash,
+            "commission": backtest.commission,
+            "fixed_commission": backtest.fixed_commission,
+            "slippage_bps": backtest.slippage_bps,
+            "fill_at": backtest.fill_at,
+            "lot_size": backtest.lot_size,
+            "max_position_pct": risk.max_position_pct,
+            "max_gross_leverage": risk.max_gross_leverage,
+            "max_drawdown": risk.max_drawdown,
+        }
+
     def risk_engine(self) -> RiskEngine:
         """Pre-trade checks from the ``risk`` settings, new each time (it keeps state)."""
         from ffe import bootstrap

@@ -21,6 +21,7 @@ from ffe.cli.common import (
     parse_params,
     user_errors,
 )
+from ffe.domain.defaults import DEFAULTS
 
 if TYPE_CHECKING:
     from ffe.backtest.objective import Direction
@@ -40,9 +41,22 @@ BARS = typer.Option(2520, "--bars", help="Bars per synthetic symbol.", min=2)
 SEED = typer.Option(0, "--seed", help="Seed of the synthetic market.")
 START = typer.Option(None, "--start", help="First date to use (YYYY-MM-DD).")
 END = typer.Option(None, "--end", help="Last date to use (YYYY-MM-DD).")
-CASH = typer.Option(None, "--cash", help="Starting cash [config: backtest.cash].")
-COMMISSION = typer.Option(None, "--commission", help="Commission, fraction of notional.")
-SLIPPAGE = typer.Option(None, "--slippage-bps", help="Slippage in basis points.")
+# None: the setting, whose default is ffe.domain.defaults' (the help says both).
+CASH = typer.Option(
+    None, "--cash", help=f"Starting cash [config: backtest.cash; default {DEFAULTS.cash:g}]."
+)
+COMMISSION = typer.Option(
+    None,
+    "--commission",
+    help="Commission, fraction of notional "
+    f"[config: backtest.commission; default {DEFAULTS.commission:g}].",
+)
+SLIPPAGE = typer.Option(
+    None,
+    "--slippage-bps",
+    help="Slippage in basis points "
+    f"[config: backtest.slippage_bps; default {DEFAULTS.slippage_bps:g}].",
+)
 FILL = typer.Option(None, "--fill", help="Fill at next_open (default) or close.")
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from ffe.config.base import Section
+from ffe.domain.defaults import DEFAULTS
 
 
 def _default_data_dir() -> Path:
@@ -63,20 +64,33 @@ class StrategiesSettings(Section):
 
 
 class BacktestSettings(Section):
-    cash: float = Field(10_000.0, gt=0)
-    commission: float = Field(0.0, ge=0, lt=1, description="fraction of traded notional")
-    fixed_commission: float = Field(0.0, ge=0, description="currency per fill")
-    slippage_bps: float = Field(0.0, ge=0, lt=10_000)
+    cash: float = Field(DEFAULTS.cash, gt=0)
+    commission: float = Field(
+        DEFAULTS.commission, ge=0, lt=1, description="fraction of traded notional"
+    )
+    fixed_commission: float = Field(
+        DEFAULTS.fixed_commission, ge=0, description="currency per fill"
+    )
+    slippage_bps: float = Field(DEFAULTS.slippage_bps, ge=0, lt=10_000)
     fill_at: Literal["next_open", "close"] = "next_open"
-    lot_size: float = Field(1.0, gt=0, description="smallest tradable quantity")
+    lot_size: float = Field(
+        DEFAULTS.lot_size,
+        gt=0,
+        description="smallest tradable quantity (1: whole units; binary contracts always are)",
+    )
     report_dir: Path = Path("reports")
 
 
 class RiskSettings(Section):
-    max_position_pct: float = Field(1.0, gt=0, description="largest position, fraction of equity")
-    max_gross_leverage: float = Field(1.0, gt=0)
+    max_position_pct: float = Field(
+        DEFAULTS.max_position_pct, gt=0, description="largest position, fraction of equity"
+    )
+    max_gross_leverage: float = Field(DEFAULTS.max_gross_leverage, gt=0)
     max_drawdown: float | None = Field(
-        None, gt=0, le=1, description="halt and flatten at this drawdown; none disables"
+        DEFAULTS.max_drawdown,
+        gt=0,
+        le=1,
+        description="halt and flatten at this drawdown; none disables",
     )
     # Live agent only (a backtest has no trading day to track); none disables each.
     max_daily_loss: float | None = Field(
@@ -106,6 +120,25 @@ class RiskSettings(Section):
     broker_cooldown_s: float = Field(
         30.0, ge=0, description="seconds the broker circuit stays open before one probe call"
     )
+
+    @field_validator(
+        "max_drawdown",
+        "max_daily_loss",
+        "max_trades_per_day",
+        "min_confidence",
+        "max_bar_age_s",
+        "loss_cooldown_bars",
+        "max_contracts_per_market",
+        "max_contracts_per_event",
+        mode="before",
+    )
+    @classmethod
+    def _none_disables(cls, value: object) -> object:
+        # An environment variable is a string: "none" (or "null") turns a limit off there
+        # too, as null does in YAML; the drawdown halt is on by default.
+        if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+            return None
+        return value
 
 
 class LlmSettings(Section):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
 
 FillAt = Literal["next_open", "close"]
@@ -48,3 +49,11 @@ class FillModel:
     def fee(self, quantity: float, price: float) -> float:
         """Commission paid on a fill."""
         return abs(quantity) * price * self.commission + self.fixed_commission
+
+
+# The costs of ffe.domain.defaults; ``FillModel()`` alone is frictionless.
+DEFAULT_FILL = FillModel(
+    commission=DEFAULTS.commission,
+    fixed_commission=DEFAULTS.fixed_commission,
+    slippage_bps=DEFAULTS.slippage_bps,
+)

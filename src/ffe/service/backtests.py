@@ -10,7 +10,7 @@ running event loop (recording runs a loop of its own).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ffe.service.markets import MarketSpec, load_bars
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ffe.backtest.sweep import SweepRow
     from ffe.backtest.walkforward import WalkForwardResult, WalkForwardSpec
     from ffe.bootstrap import Components
+    from ffe.domain.contracts import BinaryContract
     from ffe.domain.errors import StoreError
     from ffe.domain.market import MarketData
     from ffe.risk.engine import RiskEngine
@@ -82,11 +83,13 @@ def run(
     params = components.strategy_params(request.strategy, request.params)
     strategy = make_strategy(request.strategy, params)  # a bad parameter fails before bars load
     market = load_bars(components, request.market)
-    config, risk = _costs(components, request.costs), components.risk_engine()
+    contracts = _contracts(components, market.symbols)
+    config = _costs(components, request.costs, whole=bool(contracts))
+    risk = components.risk_engine()
     walked = None
     if request.walk_forward is None:
         report(0, 1)
-        result = _settled(components, run_backtest(market, strategy, config, risk))
+        result = _settled(run_backtest(market, strategy, config, risk), contracts)
         report(1, 1)
     else:
         setup = (request.walk_forward, config, risk)
@@ -98,27 +101,39 @@ def run(
     return BacktestOutcome(result, walked, run_id, unrecorded)
 
 
-def _settled(components: Components, result: BacktestResult) -> BacktestResult:
-    """``result`` with its positions in recorded binary markets (``ffe.data.kalshi``) settled
-    at their results, when the run reaches their close."""
-    from ffe.backtest.settlement import settle_at_expiry
+def _contracts(components: Components, symbols: Sequence[str]) -> dict[str, BinaryContract]:
+    """The binary contracts recorded with ``symbols``' bars (``ffe.data.kalshi``)."""
     from ffe.data.kalshi import load_contract
 
     contracts = {}
-    for symbol in result.market.symbols:
+    for symbol in symbols:
         contract = load_contract(components.data_dir, symbol)
         if contract is not None:
             contracts[symbol] = contract
+    return contracts
+
+
+def _settled(result: BacktestResult, contracts: dict[str, BinaryContract]) -> BacktestResult:
+    """``result`` with its positions in ``contracts`` settled at their results, when the
+    run reaches their close."""
+    from ffe.backtest.settlement import settle_at_expiry
+
     return settle_at_expiry(result, contracts)[0] if contracts else result
 
 
-def _costs(components: Components, costs: Costs) -> BacktestConfig:
-    return components.backtest_config(
+def _costs(components: Components, costs: Costs, *, whole: bool = False) -> BacktestConfig:
+    """The ``backtest`` settings with ``costs``; whole units when ``whole`` (binary
+    contracts trade only in whole contracts)."""
+    from ffe.domain.defaults import lot_for
+
+    config = components.backtest_config(
         cash=costs.cash,
         commission=costs.commission,
         slippage_bps=costs.slippage_bps,
         at=costs.fill,
     )
+    lot = lot_for(config.lot_size, whole=whole)
+    return config if lot == config.lot_size else replace(config, lot_size=lot)
 
 
 def _walk_forward(

@@ -106,7 +106,7 @@ def _kill_and_restart(env: dict[str, str], kills: int, seed: int) -> tuple[int, 
 def _expected(tmp_path):
     market = load_market(DataCatalog(tmp_path), ["SP500"], start=START)
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
-    config = BacktestConfig(cash=10_000.0, fill=FillModel(commission=0.002))
+    config = BacktestConfig(cash=10_000.0, fill=FillModel(commission=0.002), lot_size=1.0)
     return run_backtest(market, make_strategy("sma_cross", {"fast": 10, "slow": 20}), config, risk)
 
 
@@ -158,6 +158,10 @@ def _check_kills(url: str, tmp_path, seed: int) -> None:
         "FFE__DATABASE__URL": url,
         "FFE__AGENT__FLUSH_EVERY": "16",
         "FFE__DATABASE__AUTO_UPGRADE": "always",
+        # The run _expected builds: whole units, no slippage, no drawdown halt.
+        "FFE__BACKTEST__LOT_SIZE": "1",
+        "FFE__BACKTEST__SLIPPAGE_BPS": "0",
+        "FFE__RISK__MAX_DRAWDOWN": "none",
     }
     expected = _expected(tmp_path)
     asyncio.run(_migrate(url))  # the agent is under test here, not a kill during migration

@@ -22,8 +22,10 @@ from ffe.backtest.engine import BacktestConfig, run_backtest
 from ffe.backtest.settlement import settle_at_expiry
 from ffe.decide.strategies.binary_edge import BinaryEdge
 from ffe.domain.contracts import BinaryContract
+from ffe.domain.defaults import WHOLE_UNITS
 from ffe.domain.market import MarketData
 from ffe.domain.timeframe import Timeframe
+from ffe.execution.fill_model import FillModel
 from ffe.execution.kalshi_broker import KalshiBroker
 from ffe.risk.engine import RiskEngine
 from ffe.store.models import Fill, Order
@@ -58,9 +60,11 @@ async def test_paper_agent_when_market_settles_then_closes_at_result_like_the_ba
 ) -> None:
     market, strategy = contract_market(), BinaryEdge(probability=0.6, margin=0.05, stake=0.5)
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
-    backtest = run_backtest(market, strategy, BacktestConfig(cash=100.0), risk)
+    # Binary contracts trade in whole units; no costs, so the figures below are exact.
+    costs = {"fill": FillModel(), "lot_size": WHOLE_UNITS}
+    backtest = run_backtest(market, strategy, BacktestConfig(cash=100.0, **costs), risk)
     expected, settlements = settle_at_expiry(backtest, {SYMBOL: contract(result)})
-    config = AgentConfig(cash=100.0, contracts=(contract(result),))
+    config = AgentConfig(cash=100.0, contracts=(contract(result),), **costs)
 
     async with sqlite_journal(tmp_path) as db:
         agent = paper_agent(db, market, strategy, {}, config, risk)
@@ -121,7 +125,13 @@ async def test_paper_agent_when_restarted_after_settlement_then_not_settled_twic
         timeframe=Timeframe.parse("1h"),
     )
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
-    config = AgentConfig(cash=100.0, contracts=(contract("yes"),), command_poll_s=0.01)
+    config = AgentConfig(
+        cash=100.0,
+        contracts=(contract("yes"),),
+        command_poll_s=0.01,
+        fill=FillModel(),
+        lot_size=WHOLE_UNITS,
+    )
     (tmp_path / "whole").mkdir()
     (tmp_path / "parts").mkdir()
 
@@ -154,7 +164,7 @@ async def test_agent_on_kalshi_when_venue_settles_then_books_its_result_and_matc
     market, strategy = contract_market(), BinaryEdge(probability=0.6, margin=0.05, stake=0.5)
     risk = RiskEngine.from_limits(max_position_pct=1.0, max_gross_leverage=1.0, max_drawdown=None)
     recorded = BinaryContract(SYMBOL, "KXRAIN-26DEC08", contract("yes").expiry)  # no result
-    config = AgentConfig(cash=1000.0, contracts=(recorded,))
+    config = AgentConfig(cash=1000.0, contracts=(recorded,), fill=FillModel(), lot_size=WHOLE_UNITS)
     spec = RunSpec(strategy=strategy.name, kind="live", broker="kalshi")
 
     def venue_moves(report: BarReport) -> None:

@@ -26,6 +26,7 @@ DESCRIBED = [  # the answers the spec declares, and a path that gets one
     ("/api/v1/approvals", "/api/v1/approvals?status=pending"),
     ("/api/v1/approvals", "/api/v1/approvals?status=approved"),
     ("/api/v1/runs", "/api/v1/runs"),
+    ("/api/v1/backtests/defaults", "/api/v1/backtests/defaults"),
 ]
 
 

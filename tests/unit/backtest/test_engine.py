@@ -35,6 +35,11 @@ class Scripted:
         return table[: len(history)].copy()
 
 
+def _config(**given: object) -> BacktestConfig:
+    """Whole units and no costs unless given: the figures below are worked by hand."""
+    return BacktestConfig(**{"lot_size": 1.0, "fill": FillModel(), **given})  # type: ignore[arg-type]
+
+
 def _limits(**overrides: float | None) -> RiskEngine:
     values: dict[str, float | None] = {
         "max_position_pct": 1.0,
@@ -49,7 +54,7 @@ def test_run_when_long_instruction_then_fills_at_next_open_sized_from_close(make
     market = make_market([100.0, 110.0, 121.0, 130.0], open_=[100.0, 105.0, 120.0, 125.0])
     strategy = Scripted(np.array([1.0, NAN, NAN, NAN]))
 
-    result = run_backtest(market, strategy, BacktestConfig(cash=1_000.0))
+    result = run_backtest(market, strategy, _config(cash=1_000.0))
 
     # 1,000 of equity at a close of 100 buys 10 units, filled at bar 1's open of 105.
     assert result.positions[:, 0].tolist() == [0.0, 10.0, 10.0, 10.0]
@@ -59,7 +64,7 @@ def test_run_when_long_instruction_then_fills_at_next_open_sized_from_close(make
 
 def test_run_when_fill_at_close_then_fills_on_the_deciding_bar(make_market) -> None:
     market = make_market([100.0, 110.0, 121.0], open_=[100.0, 105.0, 120.0])
-    config = BacktestConfig(cash=1_000.0, fill=FillModel(at="close"))
+    config = _config(cash=1_000.0, fill=FillModel(at="close"))
 
     result = run_backtest(market, Scripted(np.array([NAN, 1.0, NAN])), config)
 
@@ -72,7 +77,7 @@ def test_run_when_commission_and_slippage_then_costs_are_charged(make_market) ->
     fill = FillModel(commission=0.01, fixed_commission=1.0, slippage_bps=50)
     rows = np.array([1.0, NAN, 0.0, NAN])
 
-    result = run_backtest(market, Scripted(rows), BacktestConfig(cash=10_000.0, fill=fill))
+    result = run_backtest(market, Scripted(rows), _config(cash=10_000.0, fill=fill))
 
     bought = result.ledger.trades[0]
     quantity = np.floor(10_000 / (100 * (1 + 0.01 + 0.005)))
@@ -87,7 +92,7 @@ def test_run_when_commission_and_slippage_then_costs_are_charged(make_market) ->
 def test_run_when_short_and_price_falls_then_profit(make_market) -> None:
     market = make_market([100.0, 100.0, 80.0, 80.0], open_=[100.0, 100.0, 80.0, 80.0])
 
-    result = run_backtest(market, Scripted(np.array([-1.0, NAN, 0.0, NAN])))
+    result = run_backtest(market, Scripted(np.array([-1.0, NAN, 0.0, NAN])), _config())
 
     trade = result.trades[0]
     assert trade.direction == "short"
@@ -101,7 +106,7 @@ def test_run_when_reversal_then_one_trade_closes_and_the_next_opens_at_the_same_
 ) -> None:
     market = make_market([10.0, 10.0, 12.0, 12.0, 12.0], open_=[10.0, 10.0, 11.0, 12.0, 12.0])
 
-    result = run_backtest(market, Scripted(np.array([1.0, -1.0, NAN, NAN, NAN])))
+    result = run_backtest(market, Scripted(np.array([1.0, -1.0, NAN, NAN, NAN])), _config())
 
     assert len(result.trades) == 1
     assert result.trades[0].exit_time == result.trades[0].entry_time.replace(day=3)
@@ -128,7 +133,7 @@ def test_run_when_drawdown_limit_hit_then_flattens_and_denies_new_exposure(make_
     market = make_market(close)
     rows = np.array([1.0, NAN, NAN, NAN, NAN, 1.0, NAN])
 
-    result = run_backtest(market, Scripted(rows), risk=_limits(max_drawdown=0.1))
+    result = run_backtest(market, Scripted(rows), _config(), _limits(max_drawdown=0.1))
 
     # Equity is 10% below its peak at bar 3's close; the flattening order fills at bar 4.
     assert result.halted_at == 3
@@ -184,8 +189,8 @@ def test_run_when_streamed_then_same_trades_and_equity_as_batch() -> None:
     strategy = make_strategy("sma_cross", {"fast": 5, "slow": 20})
     fill = FillModel(commission=0.001)
 
-    batch = run_backtest(market, strategy, BacktestConfig(fill=fill))
-    stream = run_backtest(market, strategy, BacktestConfig(fill=fill, mode="stream"))
+    batch = run_backtest(market, strategy, _config(fill=fill), _limits())
+    stream = run_backtest(market, strategy, _config(fill=fill, mode="stream"), _limits())
 
     assert len(batch.trades) > 5
     assert batch.trades == stream.trades
@@ -196,7 +201,7 @@ def test_run_when_multi_asset_momentum_then_holds_top_fraction_without_denials()
     market = SyntheticMarket(30, 300, seed=4).to_market()
     strategy = make_strategy("momentum", {"lookback": 40, "top": 0.2, "rebalance": 20})
 
-    result = run_backtest(market, strategy, BacktestConfig(cash=1_000_000.0))
+    result = run_backtest(market, strategy, _config(cash=1_000_000.0))
 
     assert result.stats.n_trades > 10
     assert result.denials == []  # equal weights summing to 1 fit under 1x gross leverage

@@ -118,7 +118,9 @@ def test_kernel_when_wide_grid_on_one_market_then_every_point_same_as_engine(at:
 
 def test_kernel_when_bars_missing_then_skipped_and_rejected_orders_as_engine() -> None:
     market = _with_gaps(SyntheticMarket(1, 400, seed=5).to_market(), [60, 61, 150, 151, 152, 300])
-    config = BacktestConfig(fill=FillModel(commission=0.001))
+    # Whole units: a repeated instruction then holds its lot (a fractional one would top it
+    # up, which the kernel hands to the engine).
+    config = BacktestConfig(fill=FillModel(commission=0.001), lot_size=1.0)
 
     for params in ({"fast": 2, "slow": 5}, {"fast": 3, "slow": 9}, {"fast": 5, "slow": 20}):
         run = BatchKernel(market, "sma_cross", config, FULL).run(params)

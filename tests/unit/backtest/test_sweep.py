@@ -61,7 +61,7 @@ def test_run_sweep_when_grid_then_each_row_matches_a_single_backtest(jobs: int) 
     bad = rows[2]  # fast=10, slow=10
     assert bad.error is not None
     assert "fast < slow" in bad.error
-    single = run_backtest(market, make_strategy("sma_cross", {"fast": 5, "slow": 30}), config)
+    single = run_backtest(market, make_strategy("sma_cross", {"fast": 5, "slow": 30}), config, risk)
     assert rows[1].stats["sharpe"] == pytest.approx(single.stats.sharpe)
     assert rows[1].stats["n_trades"] == single.stats.n_trades
 

@@ -301,7 +301,9 @@ def test_run_when_joined_then_one_run_over_the_test_bars_with_the_strategy_and_c
 def test_run_when_segments_then_their_stats_add_up_to_the_joined_run() -> None:
     market = SyntheticMarket(1, 1000, seed=8).to_market()
 
-    walked = run_walk_forward(market, "sma_cross", {"fast": 5, "slow": 20}, 250, 200, workers=1)
+    walked = run_walk_forward(
+        market, "sma_cross", {"fast": 5, "slow": 20}, 250, 200, risk=RISK, workers=1
+    )
 
     segments = walked.segments
     assert [s.test_start for s in segments] == [250, 450, 650, 850]
@@ -326,7 +328,9 @@ def test_trade_segments_when_first_segments_only_then_the_joined_run_up_to_there
     full = trade_segments(market, windows, parts, config, RISK)
     first_two = trade_segments(market, windows, parts[:2], config, RISK)
 
-    walked = run_walk_forward(market, "sma_cross", {"fast": 5, "slow": 20}, 250, 150, workers=1)
+    walked = run_walk_forward(
+        market, "sma_cross", {"fast": 5, "slow": 20}, 250, 150, config, RISK, workers=1
+    )
     assert np.array_equal(full.equity, walked.backtest.equity)
     assert first_two.market.n_bars == windows[1][1] - windows[0][0]
     assert np.array_equal(first_two.equity, full.equity[: first_two.market.n_bars])

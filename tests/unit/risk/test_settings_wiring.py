@@ -9,6 +9,7 @@ import pytest
 
 from ffe import bootstrap
 from ffe.config import load_settings
+from ffe.domain.defaults import DEFAULTS
 from ffe.domain.errors import ConfigError
 from ffe.risk.rules import LossCooldown, MaxDailyLoss, MaxTradesPerDay, MinConfidence, StaleData
 
@@ -22,12 +23,13 @@ def _no_config(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_risk_engine_when_defaults_then_emergency_halt_and_position_limits_only():
+def test_risk_engine_when_defaults_then_emergency_halt_position_limits_and_drawdown_halt():
     engine = bootstrap.risk_engine(load_settings())
 
     names = [check.name for check in engine.checks]
 
-    assert names == ["emergency_halt", "max_position_pct", "max_gross_leverage"]
+    assert names == ["emergency_halt", "max_position_pct", "max_gross_leverage", "max_drawdown"]
+    assert engine.max_drawdown == DEFAULTS.max_drawdown
 
 
 def test_risk_engine_when_live_rules_configured_then_each_check_built_with_its_limit():

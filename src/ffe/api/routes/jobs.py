@@ -17,7 +17,13 @@ from ffe.api.routes.common import (
     refusal,
     refuse_server_settings,
 )
-from ffe.api.schemas import BacktestRequest, ForecastBenchRequest, JobAnswer, SweepRequest
+from ffe.api.schemas import (
+    BacktestRequest,
+    ForecastBenchRequest,
+    JobAnswer,
+    RunDefaults,
+    SweepRequest,
+)
 from ffe.api.services import Services
 from ffe.domain.errors import DataError, StrategyError
 
@@ -60,6 +66,13 @@ async def list_backtests(
 ) -> Any:
     """Backtest jobs, newest first."""
     return await jobs_page(services, "backtest", limit, offset)
+
+
+@router.get("/backtests/defaults", responses={200: {"model": RunDefaults}})
+async def run_defaults(services: ServicesDep, who: Reader) -> Any:
+    """The cash, costs, sizing and risk limits a backtest uses for what its request leaves
+    out: this server's settings."""
+    return services.components.run_defaults()
 
 
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED)

@@ -60,7 +60,11 @@ def _backtest(
         payload["strategy"],
         params,
         MarketSpec(tuple(payload["symbols"]), payload.get("start"), payload.get("end")),
-        backtests.Costs(cash=payload.get("cash"), commission=payload.get("commission")),
+        backtests.Costs(
+            cash=payload.get("cash"),
+            commission=payload.get("commission"),
+            slippage_bps=payload.get("slippage_bps"),
+        ),
         run_id=progress.job_id,  # a job redone records its run once, under its id
         extra_config={"source": "api"},
     )

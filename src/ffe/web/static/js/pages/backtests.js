@@ -12,7 +12,12 @@ const ACTIVE = new Set(["queued", "running"]);
 
 async function setupForm() {
   const form = $("backtest-form");
-  const [all, symbols] = await Promise.all([getJson("/strategies").then((d) => d.items || []), marketSymbols()]);
+  const [all, symbols, defaults] = await Promise.all([
+    getJson("/strategies").then((d) => d.items || []), marketSymbols(), getJson("/backtests/defaults"),
+  ]);
+  // The server's own defaults (its backtest settings), so the form starts from what a run
+  // with nothing changed would use.
+  for (const name of ["cash", "commission", "slippage_bps"]) form[name].value = defaults[name];
   fillSelect(form.strategy, all.map((s) => ({ value: s.name })), "sma_cross");
   const names = symbols.map((s) => s.symbol);
   fillSelect(form.symbol, symbols.map((s) => ({ value: s.symbol, label: `${s.symbol} · ${s.timeframe} · ${s.bars} bars` })), names.includes("SP500") ? "SP500" : names[0]);
@@ -45,6 +50,7 @@ function requestOf(form) {
   const body = { strategy: form.strategy.value, symbols: [form.symbol.value], params: readParams(form) };
   if (form.cash.value) body.cash = Number(form.cash.value);
   if (form.commission.value) body.commission = Number(form.commission.value);
+  if (form.slippage_bps.value) body.slippage_bps = Number(form.slippage_bps.value);
   if (form.start.value) body.start = form.start.value;
   if (form.end.value) body.end = form.end.value;
   return body;
