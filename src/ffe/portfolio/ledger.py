@@ -85,8 +85,8 @@ class Ledger:
 
     def __init__(self, n_symbols: int, cash: float) -> None:
         self.n_symbols = n_symbols
-        self.initial_cash = cash
-        self.cash = cash
+        self.initial_cash = float(cash)  # an int given stays a float, as a compiled build has it
+        self.cash = float(cash)
         self.held: dict[int, float] = {}
         self.commissions = 0.0
         self.realized_pnl = 0.0
