@@ -149,8 +149,11 @@ def _run_twice(venue: FakeBinanceFeed, folder: Path) -> dict[str, Any]:
         agent.send_signal(signal.SIGINT)
         found["stopped"] = agent.wait(30)
         found["stop_s"] = time.monotonic() - sent
-    text = log.read_text()  # log lines, then the report
-    found["report"] = json.loads(text[text.rindex('{\n  "run_id"') :])
+    # Log lines, the report, and what Ctrl-C stopped and how to resume (stderr: in either
+    # order with the report, which is on stdout)
+    text = log.read_text()
+    found["report"] = json.JSONDecoder().raw_decode(text[text.rindex('{\n  "run_id"') :])[0]
+    found["log"] = text
     return found
 
 
@@ -187,6 +190,8 @@ def test_live_agent_killed_and_restarted_then_its_orders_are_the_backtests_on_ev
     assert found["stop_s"] < 5  # Ctrl-C while it waits for a bar: out at once, journal written
     assert journal["runs"] == 1  # the restart resumed the run
     assert found["report"]["resumed"] is True
+    assert "stopped by Ctrl-C after bar" in found["log"]
+    assert "resume with: ffe agent run --feed ccxt:binance" in found["log"]
     assert found["before_kill"] >= 2
     assert len(agent) - found["before_kill"] >= 2  # it traded again after the restart
     assert agent.keys() == expected.keys()

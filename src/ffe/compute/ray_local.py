@@ -84,12 +84,21 @@ class LocalRayCluster:
             self.add_node()
         return self
 
-    def add_node(self) -> Any:
-        """One more node, on the next free port range; returns Ray's handle of it."""
-        self._added += 1
-        node = self._cluster.add_node(**self._node_args(self._added))
-        self.workers.append(node)
-        return node
+    def add_node(self, attempts: int = 2) -> Any:
+        """One more node, on the next free port range; returns Ray's handle of it. A node
+        whose raylet does not register within Ray's 30 s ("timed out during startup", seen
+        on a busy 2-core machine) is started once more on the next range."""
+        for attempt in range(1, attempts + 1):
+            self._added += 1
+            try:
+                node = self._cluster.add_node(**self._node_args(self._added))
+            except Exception as exc:
+                if attempt == attempts or "timed out during startup" not in str(exc):
+                    raise
+                continue
+            self.workers.append(node)
+            return node
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def remove_node(self, node: Any) -> None:
         """Kill ``node``'s processes at once, as a lost machine would stop."""
