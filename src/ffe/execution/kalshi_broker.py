@@ -47,7 +47,7 @@ from ffe.execution.kalshi_wire import (
     reading,
     whole_contracts,
 )
-from ffe.execution.venue_http import RetryableError, retry_after
+from ffe.execution.venue_http import RetryableError, send
 
 log = logging.getLogger(__name__)
 
@@ -322,26 +322,21 @@ class KalshiBroker:
         full_path = self._path_prefix + path
         await (self._reads if method == "GET" else self._writes).wait()
         headers = self._signer.headers(method, full_path)
-        try:
-            response = await self._client.request(
-                method, self._url + path, params=params, json=body, headers=headers
-            )
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{what} timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"{what} could not reach Kalshi ({type(exc).__name__}: {exc})"
-            ) from exc
-        status = response.status_code
-        if status in (401, 403):
-            raise BrokerError(
-                f"Kalshi refused {what} (HTTP {status}: {error_message(response)}): check "
-                "kalshi.key_id and the private key file (they must be one API key, made in the "
-                "environment base_url points to), and that this machine's clock is right"
-            )
-        if status == 429 or status >= 500:
-            raise RetryableError(f"{what} answered HTTP {status}", retry_after(response))
-        return response
+        return await send(
+            self._client,
+            method,
+            self._url + path,
+            venue="Kalshi",
+            what=what,
+            refused=lambda response: (
+                f"{error_message(response)}): check kalshi.key_id and the private key file "
+                "(they must be one API key, made in the environment base_url points to), and "
+                "that this machine's clock is right"
+            ),
+            params=params,
+            json=body,
+            headers=headers,
+        )
 
     async def _after_failure(self, attempt: int, failure: RetryableError, what: str) -> None:
         """Wait before the next attempt, or raise once the retries are spent."""

@@ -26,7 +26,7 @@ import httpx
 from ffe.domain.errors import BrokerError, ConfigError, TemporaryBrokerError
 from ffe.domain.orders import OrderStatus
 from ffe.execution.broker import AccountSnapshot, BrokerOrder
-from ffe.execution.venue_http import RetryableError, reading, retry_after
+from ffe.execution.venue_http import RetryableError, reading, send
 
 log = logging.getLogger(__name__)
 
@@ -270,25 +270,18 @@ class OandaBroker:
             attempt += 1
 
     async def _attempt(self, method: str, path: str, body: Json | None = None) -> httpx.Response:
-        what = f"{method} {path}"
-        try:
-            response = await self._client.request(method, self._prefix + path, json=body)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{what} timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"{what} could not reach OANDA ({type(exc).__name__}: {exc})"
-            ) from exc
-        status = response.status_code
-        if status in (401, 403):
-            raise BrokerError(
-                f"OANDA refused {what} (HTTP {status}: {_message(response)}): "
-                "check the API token and the account id, and that they belong to the same "
-                "environment (practice or live)"
-            )
-        if status == 429 or status >= 500:
-            raise RetryableError(f"{what} answered HTTP {status}", retry_after(response))
-        return response
+        return await send(
+            self._client,
+            method,
+            self._prefix + path,
+            venue="OANDA",
+            what=f"{method} {path}",
+            refused=lambda response: (
+                f"{_message(response)}): check the API token and the account id, and that "
+                "they belong to the same environment (practice or live)"
+            ),
+            json=body,
+        )
 
     async def _after_failure(
         self, attempt: int, failure: RetryableError, what: str, hint: str = "retry later"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -44,3 +45,32 @@ def reading(venue: str, api: str, what: str) -> Iterator[None]:
             f"{venue}'s answer to {what} is not shaped as the {api} describes "
             f"({type(exc).__name__}: {exc})"
         ) from exc
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    venue: str,
+    what: str,
+    refused: Callable[[httpx.Response], str],
+    **request: Any,
+) -> httpx.Response:
+    """One request to ``venue``: timeouts, unreachable hosts, 429 and 5xx become a
+    ``RetryableError`` (with the venue's Retry-After); 401/403 a BrokerError that says what to
+    check (``refused`` writes it from the answer); any other answer is returned."""
+    try:
+        response = await client.request(method, url, **request)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{what} timed out ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(
+            f"{what} could not reach {venue} ({type(exc).__name__}: {exc})"
+        ) from exc
+    status = response.status_code
+    if status in (401, 403):
+        raise BrokerError(f"{venue} refused {what} (HTTP {status}: {refused(response)}")
+    if status == 429 or status >= 500:
+        raise RetryableError(f"{what} answered HTTP {status}", retry_after(response))
+    return response
