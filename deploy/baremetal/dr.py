@@ -320,7 +320,12 @@ class Standby:
             env=_pg_env(self.stack),
         )
         self.stack._write_postgres_conf(self.data, self.port, self.archive)
-        self.pg_ctl("-l", str(self.dir / "postgres.log"), "-t", str(int(timeout)), "start")
+        log = self.dir / "postgres.log"
+        try:
+            self.pg_ctl("-l", str(log), "-t", str(int(timeout)), "start")
+        except StackError as exc:  # pg_ctl says only "examine the log": say what it holds
+            tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
+            raise StackError(f"{exc}\nthe standby's log ({log}):\n" + "\n".join(tail)) from None
         _wait(self.streaming, timeout, "the standby to stream from the primary")
         return self
 

@@ -69,8 +69,9 @@ Python API, for tests and benches (``tests/support/stack.py`` puts this folder o
 
 ``rules_for_override`` (tests only): Prometheus loads copies of the rule files in which every
 alert's ``for:`` is that duration and no group keeps its own ``interval:`` (all run every
-evaluation_interval, 5 s), so a forced condition reaches the webhook in seconds, not minutes.
-The thresholds and expressions stay the repository's.
+evaluation_interval, 5 s), and Alertmanager groups for 1 s instead of 10-30 s, so a forced
+condition reaches the webhook in seconds, not minutes. The thresholds, expressions and routes
+stay the repository's.
 
 Every process the stack starts carries FFE_STACK_DIR=<its folder> in its environment, so
 ``down`` finds and ends all of them (children too: job processes, nginx workers, PostgreSQL
@@ -788,10 +789,12 @@ class Stack:
         am = ALERTMANAGER_YML.read_text()
         if ALERT_WEBHOOK not in am:
             raise StackError(f"{ALERTMANAGER_YML} no longer names {ALERT_WEBHOOK}")
+        am = am.replace(ALERT_WEBHOOK, f"http://{HOST}:{p.webhook}/")
+        if self.rules_for_override:
+            am = _alertmanager_quickened(am)
         _write(
             self.path("alertmanager", "alertmanager.yml"),
-            "# deploy/monitoring/alertmanager.yml with its receivers pointed at webhook.py\n"
-            + am.replace(ALERT_WEBHOOK, f"http://{HOST}:{p.webhook}/"),
+            "# deploy/monitoring/alertmanager.yml with its receivers pointed at webhook.py\n" + am,
         )
         blocks = []
         programs = self.programs()
@@ -1508,6 +1511,26 @@ def _rules_quickened(rule_file: Path, for_: str) -> str:
     return (
         f"# {rule_file.name} with for: {for_} and no group interval (rules_for_override)\n"
         + yaml.safe_dump(doc, sort_keys=False)
+    )
+
+
+def _alertmanager_quickened(text: str) -> str:
+    """Alertmanager's configuration with every route's group_wait at 1 s and group_interval at
+    5 s (``rules_for_override``): a forced alert reaches the webhook seconds after it fires,
+    not after the 10-30 s a real pager waits to batch alerts. Routing stays the repository's."""
+    import yaml
+
+    doc = yaml.safe_load(text)
+    routes = [doc["route"]]
+    while routes:
+        route = routes.pop()
+        if route is doc["route"] or "group_wait" in route:
+            route["group_wait"] = "1s"
+        if route is doc["route"] or "group_interval" in route:
+            route["group_interval"] = "5s"
+        routes.extend(route.get("routes", []))
+    return "# group_wait 1s, group_interval 5s (rules_for_override)\n" + yaml.safe_dump(
+        doc, sort_keys=False
     )
 
 

@@ -37,7 +37,7 @@ SETTINGS = {
     "FFE__AGENT__WINDOW_BARS": "60",  # a minute of warm-up
     "FFE__API__ANALYSIS_SYMBOLS": "[]",
 }
-FIRST_RUN_S, DOWN_S, SECOND_RUN_S, OUTAGE_S = 60.0, 10.0, 50.0, 4.0
+FIRST_RUN_S, DOWN_S, SECOND_RUN_S, OUTAGE_S = 30.0, 6.0, 30.0, 4.0
 
 
 def _agent_args(url: str) -> list[str]:

@@ -110,7 +110,14 @@ def test_worker_when_killed_mid_job_under_load_then_it_heals_and_no_job_is_lost_
     assert seen.recovered_s is not None
     assert seen.recovered_s < RECOVERY_S, seen
     # Errors (if any) stopped once it was healthy again.
-    assert seen.last_error is None or seen.last_error <= seen.healthy_at, seen
+    why = {
+        "wrk_statuses": result.bad_statuses,
+        "wrk_sockets": result.socket_errors,
+        "wrk_bad": result.bad_by_second,
+        "prober_bad": dict(prober.bad),
+        "submitter_failed": [int(t) for t in submitter.failed_at],
+    }
+    assert seen.last_error is None or seen.last_error <= seen.healthy_at, (seen, why)
     assert result.requests > 0
     assert subscribers.received > 0
     jobs = load.jobs_report(stack, [first, *submitter.ids], wait_s=240)

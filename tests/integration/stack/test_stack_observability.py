@@ -27,6 +27,7 @@ from tests.support.stack import (
     ROOT,
     Stack,
     StackError,
+    baremetal,
     free_port_base,
     observe,
     require_stack,
@@ -131,7 +132,9 @@ def test_panels_when_traffic_flows_then_every_query_but_the_allowed_returns_data
         time.sleep(5)
 
     missing = {record: expr for record, expr in empty.items() if record not in allowed}
-    assert not missing, f"panels with no data: {json.dumps(missing, indent=1)}"
+    assert not missing, f"panels with no data: {json.dumps(missing, indent=1)}\n" + "\n".join(
+        traffic.log_tail("precompute", 40)
+    )
     # The allow-list stays honest: an entry whose panel has data has lost its reason.
     stale = sorted(allowed - set(empty))
     assert not stale, f"allow-listed in observe.EMPTY_ON_BAREMETAL but has data: {stale}"
@@ -336,6 +339,40 @@ def test_rules_for_override_when_rendered_then_every_alert_waits_5s_and_promtool
     if promtool:
         done = subprocess.run(
             [promtool, "check", "rules", *map(str, copies)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alertmanager_when_quickened_then_every_route_groups_in_seconds_and_amtool_accepts(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    original = (ROOT / "deploy" / "monitoring" / "alertmanager.yml").read_text()
+    quick = baremetal._alertmanager_quickened(original)
+
+    doc, before = yaml.safe_load(quick), yaml.safe_load(original)
+    assert doc["route"]["group_wait"] == "1s"
+    assert doc["route"]["group_interval"] == "5s"
+    children = doc["route"]["routes"]
+    assert [r.get("group_wait") for r in children] == [
+        "1s" if "group_wait" in r else None for r in before["route"]["routes"]
+    ]
+    # Only the timings change: receivers, matchers and inhibitions are the repository's.
+    for route in (doc["route"], *children, before["route"], *before["route"]["routes"]):
+        for key in ("group_wait", "group_interval"):
+            route.pop(key, None)
+    assert doc == before
+    amtool = shutil.which("amtool")
+    if amtool:
+        copy = tmp_path / "alertmanager.yml"
+        copy.write_text(quick)
+        done = subprocess.run(
+            [amtool, "check-config", str(copy)],
             capture_output=True,
             text=True,
             timeout=60,
