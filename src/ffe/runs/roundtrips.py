@@ -13,6 +13,7 @@ trades table and chart markers read them from here.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -160,8 +161,9 @@ def round_trips(
     executions: Iterable[Execution], marks: Mapping[str, Mark] | None = None
 ) -> list[RoundTrip]:
     """The round trips of ``executions`` (in the order they happened), by entry time; those
-    still open valued at ``marks`` (by symbol). A fill with no quantity or a price that is
-    not positive is refused with a ValueError: it is not a fill."""
+    still open valued at ``marks`` (by symbol). A fill with no quantity, or a price that is
+    negative or not a number, is refused with a ValueError: it is not a fill. (A price of 0
+    is one: a binary contract that settled against the position.)"""
     marks = marks or {}
     building: dict[str, _Open] = {}
     done: list[RoundTrip] = []
@@ -173,10 +175,10 @@ def round_trips(
 
 
 def _check(execution: Execution) -> None:
-    if not abs(execution.quantity) > DUST or not execution.price > 0:
+    if not abs(execution.quantity) > DUST or not 0 <= execution.price < math.inf:
         raise ValueError(
             f"not a fill: {execution.symbol} {execution.quantity} at {execution.price} "
-            f"({execution.time.isoformat()}); a fill has a quantity and a positive price"
+            f"({execution.time.isoformat()}); a fill has a quantity and a price of 0 or more"
         )
 
 

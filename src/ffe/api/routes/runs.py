@@ -70,28 +70,34 @@ async def run_equity(
     return {"run_id": run.id, "points": await runs.equity_points(services.db, run.id, limit)}
 
 
-@router.get("/runs/{run_id}/trades")
+@router.get(
+    "/runs/{run_id}/trades",
+    responses={200: {"model": schemas.RoundTripPage}, 404: refusal("No run has this id")},
+)
 async def run_trades(
     run_id: RunRef, services: ServicesDep, who: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> Any:
-    """A run's closed trades, in order."""
-    async with unit_of_work(services.db) as uow:
-        run = await uow.runs.get(run_id)
-        trades = await uow.journal.trades(run.id)
-    items = [
-        {
-            "symbol": t.symbol,
-            "entry_time": queries.iso(t.entry_time),
-            "exit_time": queries.iso(t.exit_time),
-            "entry_price": t.entry_price,
-            "exit_price": t.exit_price,
-            "quantity": t.quantity,
-            "pnl": queries.finite(t.pnl),
-            "commission": t.commission,
-        }
-        for t in trades[offset : offset + limit]
-    ]
-    return queries.page(items, len(trades), limit, offset)
+    """A run's round trips (flat to flat, open ones valued at their last mark), oldest
+    entry first, derived from its fills (``ffe.runs.roundtrips``)."""
+    _, trips, source = await runs.round_trips(services.db, run_id)
+    items = [queries.round_trip_dict(t) for t in trips[offset : offset + limit]]
+    return queries.page(items, len(trips), limit, offset) | {"source": source}
+
+
+@router.get(
+    "/runs/{run_id}/returns",
+    responses={200: {"model": schemas.CalendarReturns}, 404: refusal("No run has this id")},
+)
+async def run_returns(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
+    """A run's returns by UTC day, month and year (each period's last equity over the last
+    of the period before), for a calendar heatmap."""
+    run, found = await runs.calendar(services.db, run_id)
+    periods = {
+        name: [{"period": p.period, "value": queries.finite(p.value)} for p in rows]
+        for name, rows in (("daily", found.daily), ("monthly", found.monthly),
+                           ("yearly", found.yearly))
+    }  # fmt: skip
+    return {"run_id": run.id, **periods}
 
 
 @router.get(
