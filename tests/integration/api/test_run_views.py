@@ -155,3 +155,43 @@ def test_run_views_without_a_key_then_401(api, recorded):
 
     assert api.client.get(f"/api/v1/runs/{run_id}/trades").status_code == 401
     assert api.client.get(f"/api/v1/runs/{run_id}/returns").status_code == 401
+
+
+def _seed_run(api, **fields) -> str:
+    from ffe import bootstrap
+    from ffe.store.repositories import unit_of_work
+
+    async def seed() -> str:
+        db = await bootstrap.open_journal(api.settings)
+        try:
+            async with unit_of_work(db) as uow:
+                run = await uow.runs.add(kind="backtest", strategy="s", code_version="0", **fields)
+                return run.id
+        finally:
+            await db.dispose()
+
+    return asyncio.run(seed())
+
+
+def test_run_bars_are_the_symbols_bars_over_the_run_only(api):
+    window = {"first_bar": "2010-01-04T00:00:00+00:00", "last_bar": "2010-02-26T00:00:00+00:00"}
+    run_id = _seed_run(api, symbols=["SP500"], config=window)
+
+    found = api.client.get(f"/api/v1/runs/{run_id}/bars", headers=api.headers()).json()
+
+    times = [b["time"] for b in found["bars"]]
+    assert found["symbol"] == "SP500"
+    assert times[0][:10] == "2010-01-04"
+    assert times[-1][:10] == "2010-02-26"
+    assert 30 < len(times) < 45
+
+
+def test_run_bars_of_a_symbol_the_run_did_not_trade_then_422_naming_it(api):
+    run_id = _seed_run(api, symbols=["SP500"])
+
+    response = api.client.get(
+        f"/api/v1/runs/{run_id}/bars", params={"symbol": "BTCUSD"}, headers=api.headers()
+    )
+
+    assert response.status_code == 422
+    assert "BTCUSD" in response.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ffe.api import queries, schemas
@@ -101,6 +102,33 @@ async def run_returns(run_id: RunRef, services: ServicesDep, who: Reader) -> Any
 
 
 @router.get(
+    "/runs/{run_id}/bars",
+    responses={404: refusal("No run has this id, or no bars of the symbol are stored")},
+)
+async def run_bars(
+    run_id: RunRef,
+    services: ServicesDep,
+    who: Reader,
+    symbol: Annotated[str | None, Query(max_length=64, description="default: its first")] = None,
+    limit: Annotated[int, Query(ge=1, le=20_000)] = 5000,
+) -> Any:
+    """The bars one of the run's symbols had over the run (its last ``limit``), to draw its
+    trades on: the shape of ``/market/{symbol}/bars``."""
+    import asyncio
+
+    run = await runs.get_run(services.db, run_id)
+    chosen = symbol or (run.symbols[0] if run.symbols else "")
+    if chosen not in run.symbols:
+        named = ", ".join(run.symbols[:5]) + (", …" if len(run.symbols) > 5 else "")
+        problem = f"{symbol!r} is not one of the run's symbols ({named})"
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "symbol"), "msg": problem, "input": symbol}]
+        )
+    window = (run.config.get("first_bar"), run.config.get("last_bar"))
+    return await asyncio.to_thread(_bars, services, chosen, limit, window)
+
+
+@router.get(
     "/runs/{run_id}/report",
     response_class=HTMLResponse,
     responses={409: refusal("The run has not finished: no report yet")},
@@ -185,11 +213,14 @@ async def bars(
     return found
 
 
-def _bars(services: Any, symbol: str, limit: int) -> dict[str, Any]:
+def _bars(
+    services: Any, symbol: str, limit: int, window: tuple[str | None, str | None] = (None, None)
+) -> dict[str, Any]:
     from ffe.data import load_market
     from ffe.domain.market import utc_datetime
 
-    market = load_market(services.components.catalog(), [symbol])
+    start, end = window
+    market = load_market(services.components.catalog(), [symbol], start=start, end=end)
     first = max(0, market.n_bars - limit)
     times = market.times.view("int64")
     rows = [
