@@ -23,7 +23,8 @@ function cell(value, label, scale, extra = {}) {
   if (!isNum(value)) return el("td", { class: "none", title: `${label}: no data` }, "—");
   const text = fmtPct(value, { sign: true, digits: Math.abs(value) < 0.1 ? 2 : 1 });
   const td = el("td", { title: `${label}: ${text}`, ...extra }, text);
-  td.style.background = shade(value, scale);
+  if (value !== 0) td.style.background = shade(value, scale);
+  else td.classList.add("flat"); // no change: neither green nor red
   return td;
 }
 

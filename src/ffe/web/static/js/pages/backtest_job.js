@@ -110,14 +110,18 @@ function fmtDuration(seconds) {
   return `${Math.floor(hours / 24)}d ${hours % 24}h`;
 }
 
+const price2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+/** A price: cents from 1 up, significant digits below (a coin at 0.000123). */
+const fmtPrice = (x) => (typeof x !== "number" ? "—" : Math.abs(x) >= 1 ? price2.format(x) : x.toPrecision(4));
+
 function tradeRow(t, index) {
   const open = t.status === "open";
-  const marked = open && t.mark_price !== null ? `valued at ${fmtQty(t.mark_price)} on ${fmtTime(t.mark_time)} (the last bar)` : "";
+  const marked = open && t.mark_price !== null ? `valued at ${fmtPrice(t.mark_price)} on ${fmtTime(t.mark_time)} (the last bar)` : "";
   const status = el("span", { class: "state", "data-status": t.status, title: open ? `Still open: P&L unrealised, ${marked || "no last price known"}` : "" }, t.status);
   return el("tr", { "data-testid": "trade-row", "data-status": t.status },
     num(index + 1), td(t.symbol), td(t.direction), el("td", {}, status),
-    td(fmtTime(t.entry_time)), num(fmtQty(t.entry_price)),
-    td(open ? "open" : fmtTime(t.exit_time)), num(fmtQty(t.exit_price)),
+    td(fmtTime(t.entry_time)), num(fmtPrice(t.entry_price)),
+    td(open ? "open" : fmtTime(t.exit_time)), num(fmtPrice(t.exit_price)),
     num(fmtQty(t.quantity)),
     el("td", { class: `num ${signClass(t.pnl)}`, title: open ? `unrealised: ${marked}` : "" }, fmtSigned(t.pnl) + (open && t.pnl !== null ? " *" : "")),
     num(fmtPct(t.pnl_pct, { sign: true }), signClass(t.pnl_pct)),
@@ -139,18 +143,22 @@ function pageTrades(items) {
   show();
 }
 
+const LABELLED = 40; // more arrows than this are drawn without their text, which would pile up
+
 /** A round trip's fills as chart arrows: its entry, and its exit once closed. */
-function arrows(t) {
+function arrows(t, labelled) {
   const long = t.direction === "long";
-  const found = [{ time: t.entry_time, side: long ? "buy" : "sell", text: `${long ? "Long" : "Short"} ${fmtQty(t.quantity)}` }];
-  if (t.exit_time) found.push({ time: t.exit_time, side: long ? "sell" : "buy", text: `Exit ${fmtPct(t.pnl_pct, { sign: true, digits: 1 })}` });
+  const text = (words) => (labelled ? words : "");
+  const found = [{ time: t.entry_time, side: long ? "buy" : "sell", text: text(long ? "Long" : "Short") }];
+  if (t.exit_time) found.push({ time: t.exit_time, side: long ? "sell" : "buy", text: text(`Exit ${fmtPct(t.pnl_pct, { sign: true, digits: 1 })}`) });
   return found;
 }
 
 async function drawSymbol(chart, runId, symbol, items) {
   const bars = await getJson(`/runs/${encodeURIComponent(runId)}/bars`, { symbol, limit: 5000 });
   chart.setBars(bars.bars || []);
-  chart.setTrades(items.filter((t) => t.symbol === symbol).flatMap(arrows));
+  const mine = items.filter((t) => t.symbol === symbol);
+  chart.setTrades(mine.flatMap((t) => arrows(t, mine.length * 2 <= LABELLED)));
 }
 
 async function showTrades(runId) {
