@@ -460,48 +460,6 @@ class RunPage(Page):
     items: list[RunSummary]
 
 
-class RoundTrip(Answer):
-    """A position from flat to flat, or still open (``status``) and valued at ``mark_price``."""
-
-    symbol: str
-    direction: Literal["long", "short"]
-    status: Literal["open", "closed"]
-    entry_time: datetime
-    entry_price: float = Field(description="average price of the fills that opened or added")
-    exit_time: datetime | None
-    exit_price: float | None = Field(description="average price of the fills that closed")
-    quantity: float = Field(description="all it bought (long) or sold short, unsigned")
-    closed_quantity: float
-    pnl: float | None = Field(description="net of commissions; null: open without a mark")
-    pnl_pct: float | None = Field(description="pnl over entry price times quantity")
-    unrealized_pnl: float | None
-    commission: float
-    duration_s: float | None = Field(description="to the exit, or to the mark while open")
-    mark_time: datetime | None
-    mark_price: float | None
-
-
-class RoundTripPage(Page):
-    """A page of a run's round trips, oldest entry first, and what they were derived from."""
-
-    items: list[RoundTrip]
-    source: Literal["fills", "trades"]
-
-
-class PeriodReturn(Answer):
-    period: str = Field(description="2024-03-15, 2024-03 or 2024 (UTC)")
-    value: float | None = Field(description="a fraction: 0.01 is 1 %")
-
-
-class CalendarReturns(Answer):
-    """A run's returns by UTC day, month and year, from its equity curve."""
-
-    run_id: str
-    daily: list[PeriodReturn]
-    monthly: list[PeriodReturn]
-    yearly: list[PeriodReturn]
-
-
 class JobAnswer(Answer):
     """A background job: a backtest, a parameter sweep, a forecast benchmark or a study."""
 

@@ -195,3 +195,18 @@ def test_run_bars_of_a_symbol_the_run_did_not_trade_then_422_naming_it(api):
 
     assert response.status_code == 422
     assert "BTCUSD" in response.text
+
+
+def test_run_views_answers_match_the_schemas_the_spec_declares(api, recorded):
+    from .test_openapi_spec import _conforms, _spec
+
+    run_id, _ = recorded
+    spec = _spec(api)
+
+    trades = _conforms(api, spec, "/api/v1/runs/{run_id}/trades", f"/api/v1/runs/{run_id}/trades")
+    returns = _conforms(
+        api, spec, "/api/v1/runs/{run_id}/returns", f"/api/v1/runs/{run_id}/returns"
+    )
+
+    assert trades["items"]
+    assert returns["monthly"]

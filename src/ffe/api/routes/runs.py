@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ffe.api import queries, schemas
+from ffe.api import queries, run_schemas, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
 from ffe.api.routes.common import Limit, Offset, refusal
 from ffe.service import runs
@@ -73,7 +73,7 @@ async def run_equity(
 
 @router.get(
     "/runs/{run_id}/trades",
-    responses={200: {"model": schemas.RoundTripPage}, 404: refusal("No run has this id")},
+    responses={200: {"model": run_schemas.RoundTripPage}, 404: refusal("No run has this id")},
 )
 async def run_trades(
     run_id: RunRef, services: ServicesDep, who: Reader, limit: Limit = 100, offset: Offset = 0
@@ -87,7 +87,7 @@ async def run_trades(
 
 @router.get(
     "/runs/{run_id}/returns",
-    responses={200: {"model": schemas.CalendarReturns}, 404: refusal("No run has this id")},
+    responses={200: {"model": run_schemas.CalendarReturns}, 404: refusal("No run has this id")},
 )
 async def run_returns(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """A run's returns by UTC day, month and year (each period's last equity over the last
