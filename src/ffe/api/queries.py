@@ -26,6 +26,7 @@ from ffe.agent import persist
 from ffe.agent.reports import Snapshot
 from ffe.domain.orders import action_of
 from ffe.runs.journal import journaled_target
+from ffe.runs.roundtrips import RoundTrip
 from ffe.store.database import Database
 from ffe.store.models import Approval, Decision, DecisionOutcome, EquityPoint, Fill, Order, Run
 
@@ -330,6 +331,29 @@ def fill_dict(fill: Fill) -> dict[str, Any]:
         "quantity": fill.quantity,
         "price": fill.price,
         "commission": fill.commission,
+    }
+
+
+def round_trip_dict(trip: RoundTrip) -> dict[str, Any]:
+    """A round trip as the trades route sends it."""
+    mark = trip.mark
+    return {
+        "symbol": trip.symbol,
+        "direction": trip.direction,
+        "status": "open" if trip.is_open else "closed",
+        "entry_time": iso(trip.entry_time),
+        "entry_price": finite(trip.entry_price),
+        "exit_time": iso(trip.exit_time),
+        "exit_price": finite(trip.exit_price),
+        "quantity": trip.quantity,
+        "closed_quantity": trip.closed_quantity,
+        "pnl": finite(trip.pnl),
+        "pnl_pct": finite(trip.pnl_pct),
+        "unrealized_pnl": finite(trip.unrealized_pnl),
+        "commission": finite(trip.commission),
+        "duration_s": trip.duration_s,
+        "mark_time": iso(mark.time) if mark else None,
+        "mark_price": finite(mark.price) if mark else None,
     }
 
 

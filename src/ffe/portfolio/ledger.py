@@ -95,6 +95,7 @@ class Ledger:
         # bar, symbol, quantity, cash flow of every fill, flat: no tuple per fill for the
         # garbage collector to count (a backtest would otherwise trigger a collection or two).
         self._changes: list[float] = []
+        self._prices: list[float] = []  # price and fee of every fill, in _changes' order
         self._columns: tuple[int, _Columns] | None = None  # _changes as arrays, and its length
 
     def __reduce__(self) -> tuple[type[Ledger], tuple[int, float], object]:
@@ -154,6 +155,7 @@ class Ledger:
         else:
             held[symbol] = after
         self._changes.extend((bar, symbol, quantity, flow))
+        self._prices.extend((price, fee))
         lots = self.lots[symbol]
         fee_per_unit = fee / abs(quantity) if quantity else 0.0
         remaining = quantity
@@ -161,6 +163,15 @@ class Ledger:
             remaining = self._close_lots(lots, bar, symbol, quantity, price, fee_per_unit)
         if abs(remaining) > DUST:
             lots.append(Lot(bar, remaining, price, abs(remaining) * fee_per_unit))
+
+    def fills(self) -> list[tuple[int, int, float, float, float]]:
+        """Every fill booked, oldest first: ``(bar, symbol, quantity, price, commission)``
+        (what the journal records of a backtest, for its round trips)."""
+        changes, prices = self._changes, self._prices
+        return [
+            (int(changes[i]), int(changes[i + 1]), changes[i + 2], prices[k], prices[k + 1])
+            for k, i in zip(range(0, len(prices), 2), range(0, len(changes), 4), strict=True)
+        ]
 
     def settle(self, bar: int, symbol: int, price: float) -> float:
         """Close the position in ``symbol`` at its settlement ``price`` (a binary contract's

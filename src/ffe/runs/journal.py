@@ -136,6 +136,8 @@ async def _record(
             started_at=None,
         )
         await uow.journal.add_trades(run.id, result.trades)
+        await uow.journal.add_fills(run.id, fill_rows(result, times))
+        await uow.journal.add_positions(run.id, closing_positions(result, times))
         await uow.journal.add_equity(run.id, times, result.equity.tolist(), benchmark=benchmark)
         if result.decisions:
             await uow.journal.add_decisions(run.id, [decision_row(d) for d in result.decisions])
@@ -146,6 +148,35 @@ async def _record(
             stats["warnings"] = list(result.warnings)
         await uow.runs.finish(run, stats)
         return run.id
+
+
+def fill_rows(result: BacktestResult, times: Sequence[datetime]) -> list[dict[str, Any]]:
+    """Every fill the run's ledger booked, as journal rows (its round trips are read from
+    them, ``ffe.runs.roundtrips``)."""
+    symbols = result.market.symbols
+    return [
+        {"time": times[bar], "symbol": symbols[column], "quantity": quantity, "price": price,
+         "commission": commission}
+        for bar, column, quantity, price, commission in result.ledger.fills()
+    ]  # fmt: skip
+
+
+def closing_positions(result: BacktestResult, times: Sequence[datetime]) -> list[dict[str, Any]]:
+    """The positions still open at the end, each with the last price it was marked at:
+    what values a round trip still open."""
+    market, rows = result.market, []
+    for column, quantity in sorted(result.ledger.held.items()):
+        known = np.flatnonzero(~np.isnan(market.mark[:, column]))
+        last = int(known[-1]) if known.size else None
+        rows.append(
+            {
+                "time": times[-1] if last is None else times[last],
+                "symbol": market.symbols[column],
+                "quantity": quantity,
+                "mark_price": None if last is None else float(market.mark[last, column]),
+            }
+        )
+    return rows
 
 
 def decision_row(decision: Decision) -> dict[str, Any]:

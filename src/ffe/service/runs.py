@@ -32,7 +32,9 @@ from ffe.store.models import EquityPoint, Run
 from ffe.store.repositories import unit_of_work
 
 if TYPE_CHECKING:
+    from ffe.runs.calendar import CalendarReturns
     from ffe.runs.journal import StoredBacktest
+    from ffe.runs.roundtrips import RoundTrip
 
 
 async def list_runs(
@@ -76,6 +78,48 @@ async def report_html(db: Database, ref: str) -> str:
 
     stored = await load_backtest(db, ref)
     return await asyncio.to_thread(render_stored_report, stored)
+
+
+# -- trades and returns --------------------------------------------------------------------
+
+
+async def round_trips(db: Database, ref: str) -> tuple[Run, list[RoundTrip], str]:
+    """The run's round trips, oldest entry first, and what they were derived from:
+    ``"fills"`` (those still open valued at their last mark), or ``"trades"`` for a backtest
+    recorded before its fills were (closed lots only: what was open is not known)."""
+    from ffe.runs.roundtrips import Execution, Mark, executions_of_trades
+    from ffe.runs.roundtrips import round_trips as derive
+
+    async with unit_of_work(db) as uow:
+        run = await uow.runs.get(ref)
+        fills = await uow.journal.fills(run.id)
+        trades = [] if fills else await uow.journal.trades(run.id)
+        snapshots = await uow.journal.positions(run.id) if fills else []
+    if not fills:
+        return run, await asyncio.to_thread(derive, executions_of_trades(trades)), "trades"
+    executions = [Execution(f.time, f.symbol, f.quantity, f.price, f.commission) for f in fills]
+    marks = {
+        p.symbol: Mark(p.time, p.mark_price) for p in snapshots if p.mark_price is not None
+    }  # the newest snapshot of a symbol wins
+    return run, await asyncio.to_thread(derive, executions, marks), "fills"
+
+
+async def calendar(db: Database, ref: str) -> tuple[Run, CalendarReturns]:
+    """The run's returns by UTC day, month and year, from its whole equity curve."""
+    from ffe.runs.calendar import calendar_returns
+
+    async with unit_of_work(db) as uow:
+        run = await uow.runs.get(ref)
+    query = (
+        select(EquityPoint.time, EquityPoint.equity)
+        .where(EquityPoint.run_id == run.id)
+        .order_by(EquityPoint.time)
+    )
+    async with db.session() as session:
+        rows = (await session.execute(query)).all()
+    times = [r.time for r in rows if _finite(r.equity) is not None]
+    equity = [float(r.equity) for r in rows if _finite(r.equity) is not None]
+    return run, await asyncio.to_thread(calendar_returns, times, equity)
 
 
 # -- curves ---------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from ffe.store.models import (
     EquityPoint,
     Fill,
     Order,
+    PositionSnapshot,
     Run,
     TradeRow,
 )
@@ -338,6 +339,26 @@ class JournalRepository:
         self.session.add(fill)
         await self.session.flush()
         return fill
+
+    async def add_fills(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Many fills at once (a backtest's): ``time``, ``symbol``, ``quantity``, ``price``
+        and ``commission`` each, in the order they happened."""
+        return await self._insert_many(Fill, rows, run_id=run_id)
+
+    async def fills(self, run_id: str) -> list[Fill]:
+        """A run's fills in the order they were journaled (the order they happened)."""
+        query = select(Fill).where(Fill.run_id == run_id).order_by(Fill.id)
+        return list((await self.session.scalars(query)).all())
+
+    async def add_positions(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Position snapshots: ``time``, ``symbol``, ``quantity``, ``mark_price`` and maybe
+        ``average_price`` each."""
+        return await self._insert_many(PositionSnapshot, rows, run_id=run_id)
+
+    async def positions(self, run_id: str) -> list[PositionSnapshot]:
+        """A run's position snapshots, oldest first."""
+        query = select(PositionSnapshot).where(PositionSnapshot.run_id == run_id)
+        return list((await self.session.scalars(query.order_by(PositionSnapshot.id))).all())
 
 
 class AuditRepository:

@@ -139,6 +139,17 @@ def test_run_a_backtest_then_open_its_report(
     expect(page.get_by_test_id("stat-sharpe")).not_to_have_text("—")
     shot(page, "finished")
 
+    # the trader's views: round trips in a table, arrows on the price chart, and returns
+    # by month and day with each number written in its cell
+    expect(page.get_by_test_id("trade-row").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("trades-summary")).to_contain_text("round trips")
+    expect(page.get_by_test_id("trades-chart").locator("canvas").first).to_be_visible()
+    expect(page.get_by_test_id("monthly-table")).to_contain_text("%")
+    expect(page.get_by_test_id("daily-returns").locator("table").first).to_be_visible()
+    expect(page.get_by_test_id("job-params")).not_to_contain_text("{")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "trades")
+
     page.get_by_test_id("open-report").click()
     report = page.frame_locator('[data-testid="report-frame"]')
     expect(report.locator("h1")).to_contain_text("sma_cross on SP500", timeout=30_000)

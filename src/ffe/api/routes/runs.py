@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ffe.api import queries, schemas
+from ffe.api import queries, run_schemas, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
 from ffe.api.routes.common import Limit, Offset, refusal
 from ffe.service import runs
@@ -70,28 +71,61 @@ async def run_equity(
     return {"run_id": run.id, "points": await runs.equity_points(services.db, run.id, limit)}
 
 
-@router.get("/runs/{run_id}/trades")
+@router.get(
+    "/runs/{run_id}/trades",
+    responses={200: {"model": run_schemas.RoundTripPage}, 404: refusal("No run has this id")},
+)
 async def run_trades(
     run_id: RunRef, services: ServicesDep, who: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> Any:
-    """A run's closed trades, in order."""
-    async with unit_of_work(services.db) as uow:
-        run = await uow.runs.get(run_id)
-        trades = await uow.journal.trades(run.id)
-    items = [
-        {
-            "symbol": t.symbol,
-            "entry_time": queries.iso(t.entry_time),
-            "exit_time": queries.iso(t.exit_time),
-            "entry_price": t.entry_price,
-            "exit_price": t.exit_price,
-            "quantity": t.quantity,
-            "pnl": queries.finite(t.pnl),
-            "commission": t.commission,
-        }
-        for t in trades[offset : offset + limit]
-    ]
-    return queries.page(items, len(trades), limit, offset)
+    """A run's round trips (flat to flat, open ones valued at their last mark), oldest
+    entry first, derived from its fills (``ffe.runs.roundtrips``)."""
+    _, trips, source = await runs.round_trips(services.db, run_id)
+    items = [queries.round_trip_dict(t) for t in trips[offset : offset + limit]]
+    return queries.page(items, len(trips), limit, offset) | {"source": source}
+
+
+@router.get(
+    "/runs/{run_id}/returns",
+    responses={200: {"model": run_schemas.CalendarReturns}, 404: refusal("No run has this id")},
+)
+async def run_returns(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
+    """A run's returns by UTC day, month and year (each period's last equity over the last
+    of the period before), for a calendar heatmap."""
+    run, found = await runs.calendar(services.db, run_id)
+    periods = {
+        name: [{"period": p.period, "value": queries.finite(p.value)} for p in rows]
+        for name, rows in (("daily", found.daily), ("monthly", found.monthly),
+                           ("yearly", found.yearly))
+    }  # fmt: skip
+    return {"run_id": run.id, **periods}
+
+
+@router.get(
+    "/runs/{run_id}/bars",
+    responses={404: refusal("No run has this id, or no bars of the symbol are stored")},
+)
+async def run_bars(
+    run_id: RunRef,
+    services: ServicesDep,
+    who: Reader,
+    symbol: Annotated[str | None, Query(max_length=64, description="default: its first")] = None,
+    limit: Annotated[int, Query(ge=1, le=20_000)] = 5000,
+) -> Any:
+    """The bars one of the run's symbols had over the run (its last ``limit``), to draw its
+    trades on: the shape of ``/market/{symbol}/bars``."""
+    import asyncio
+
+    run = await runs.get_run(services.db, run_id)
+    chosen = symbol or (run.symbols[0] if run.symbols else "")
+    if chosen not in run.symbols:
+        named = ", ".join(run.symbols[:5]) + (", …" if len(run.symbols) > 5 else "")
+        problem = f"{symbol!r} is not one of the run's symbols ({named})"
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "symbol"), "msg": problem, "input": symbol}]
+        )
+    window = (run.config.get("first_bar"), run.config.get("last_bar"))
+    return await asyncio.to_thread(_bars, services, chosen, limit, window)
 
 
 @router.get(
@@ -179,11 +213,14 @@ async def bars(
     return found
 
 
-def _bars(services: Any, symbol: str, limit: int) -> dict[str, Any]:
+def _bars(
+    services: Any, symbol: str, limit: int, window: tuple[str | None, str | None] = (None, None)
+) -> dict[str, Any]:
     from ffe.data import load_market
     from ffe.domain.market import utc_datetime
 
-    market = load_market(services.components.catalog(), [symbol])
+    start, end = window
+    market = load_market(services.components.catalog(), [symbol], start=start, end=end)
     first = max(0, market.n_bars - limit)
     times = market.times.view("int64")
     rows = [

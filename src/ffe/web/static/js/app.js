@@ -216,6 +216,49 @@ export function showWaiting(node, job) {
   node.textContent = job.waiting ? `${job.waiting[0].toUpperCase()}${job.waiting.slice(1)}. ${WORKER_HINT}` : "";
 }
 
+// -- parameters as a readable list -------------------------------------------------------------
+
+const LIST_SHOWN = 5;
+const TEXT_SHOWN = 60;
+
+/** A list of values as text: the first `shown`, then "and N more"; `full` is all of them
+ *  (for a tooltip). */
+export function listText(values, shown = LIST_SHOWN) {
+  const all = (values || []).map(String);
+  const full = all.join(", ");
+  if (all.length <= shown) return { text: full, full };
+  return { text: `${all.slice(0, shown).join(", ")} and ${all.length - shown} more`, full };
+}
+
+/** A parameter's value as short text and its full text: lists shortened, objects as
+ *  "key=value" pairs, long text cut with an ellipsis. Never JSON. */
+export function paramText(value) {
+  if (Array.isArray(value)) return listText(value);
+  if (value && typeof value === "object") {
+    const pairs = Object.entries(value).map(([k, v]) => `${k}=${paramText(v).full}`);
+    return listText(pairs, 3);
+  }
+  const full = value === null || value === undefined ? "—" : String(value);
+  return { text: full.length > TEXT_SHOWN ? `${full.slice(0, TEXT_SHOWN - 1)}…` : full, full };
+}
+
+/** Parameters as a definition list, one "key: value" line each (long values shortened, the
+ *  whole value in the line's tooltip); "defaults" when there are none. */
+export function paramList(params, { empty = "defaults", testid } = {}) {
+  const entries = Object.entries(params || {});
+  if (!entries.length) return el("span", { class: "muted", "data-testid": testid }, empty);
+  return el("dl", { class: "param-list", "data-testid": testid }, entries.map(([name, value]) => {
+    const { text, full } = paramText(value);
+    return el("div", { title: `${name}: ${full}` }, el("dt", {}, name), el("dd", {}, text));
+  }));
+}
+
+/** A run's or job's symbols as short text, all of them in `title`: for a table cell. */
+export function symbolsCell(symbols) {
+  const { text, full } = listText(symbols);
+  return el("td", { class: "clip", title: full }, text || "—");
+}
+
 // -- formatting --------------------------------------------------------------------------------
 
 const DASH = "—";

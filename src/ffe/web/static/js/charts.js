@@ -1,6 +1,7 @@
 // Charts on TradingView's Lightweight Charts (vendored, loaded by the pages that chart as the
 // global `LightweightCharts`). The only module that calls the library: equity with drawdown,
-// candlesticks with forecast bands, and two equity curves compared.
+// candlesticks with forecast bands, candlesticks with a run's trades, and two equity curves
+// compared.
 
 const COLORS = {
   text: "#8391a7",
@@ -188,6 +189,62 @@ export function candleChart(container) {
         target.setData(data);
       }
       focus((path || []).length);
+    },
+  };
+}
+
+/** The bar time at or before `time` (seconds) among sorted `times`, or the first. */
+function barAtOrBefore(times, time) {
+  let lo = 0;
+  let hi = times.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (times[mid] <= time) lo = mid;
+    else hi = mid - 1;
+  }
+  return times[lo];
+}
+
+/** Candlesticks with a run's entries and exits as arrows: a buy below the bar pointing up,
+ *  a sell above it pointing down, each with its text. */
+export function tradesChart(container) {
+  const charts = lib();
+  const chart = create(container);
+  const candles = chart.addSeries(charts.CandlestickSeries, {
+    upColor: COLORS.up, downColor: COLORS.down, borderVisible: false,
+    wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+  });
+  const markers = charts.createSeriesMarkers(candles, []);
+  let times = [];
+  return {
+    chart,
+    /** Bars [{time, open, high, low, close}]; returns how many were drawn. */
+    setBars(rawBars) {
+      const bars = series(rawBars, (b) => (Number.isFinite(b.close) ? { open: b.open, high: b.high, low: b.low, close: b.close } : null));
+      candles.setData(bars);
+      times = bars.map((b) => b.time);
+      fitTime(chart, bars);
+      return bars.length;
+    },
+    /** Fills to mark [{time (ISO), side: "buy"|"sell", text}], placed on the bar they fell in;
+     *  those outside the bars drawn are left out. Returns how many were drawn. */
+    setTrades(fills) {
+      if (!times.length) return 0;
+      const first = times[0];
+      const last = times[times.length - 1];
+      const shown = fills
+        .map((f) => ({ ...f, at: toTime(f.time) }))
+        .filter((f) => Number.isFinite(f.at) && f.at >= first && f.at <= last)
+        .map((f) => ({
+          time: barAtOrBefore(times, f.at),
+          position: f.side === "buy" ? "belowBar" : "aboveBar",
+          shape: f.side === "buy" ? "arrowUp" : "arrowDown",
+          color: f.side === "buy" ? COLORS.up : COLORS.down,
+          text: f.text,
+        }))
+        .sort((a, b) => a.time - b.time);
+      markers.setMarkers(shown);
+      return shown.length;
     },
   };
 }

@@ -1,9 +1,12 @@
-// One backtest job: status and progress until it ends, then its statistics, equity and report.
+// One backtest job: status and progress until it ends, then its statistics, equity, trades
+// (a table, and arrows on the price chart), returns by month and day, and its report.
 import {
-  $, API, ApiError, canTrade, cancelJob, el, fmtMoney, fmtStat, fmtTime, getJson,
-  labelOf, onStream, showError, showWaiting, startPage, stateBadge,
+  $, API, ApiError, canTrade, cancelJob, el, fillSelect, fillTable, fmtMoney, fmtPct, fmtQty,
+  fmtSigned, fmtStat, fmtTime, getJson, labelOf, listText, num, onStream, paramList, showError,
+  showWaiting, signClass, startPage, stateBadge, td,
 } from "../app.js";
-import { equityChart } from "../charts.js";
+import { dailyCalendars, monthlyTable, yearsOf } from "../calendar.js";
+import { equityChart, tradesChart } from "../charts.js";
 
 const jobId = $("job").dataset.jobId;
 const ENDED = new Set(["finished", "failed", "cancelled"]);
@@ -14,7 +17,13 @@ const SHOWN = [
 let shownResult = false;
 
 function fact(label, value) {
+  if (value instanceof Node) return el("div", { class: "wide" }, el("dt", {}, label), el("dd", {}, value));
   return el("div", {}, el("dt", {}, label), el("dd", { title: String(value) }, value));
+}
+
+function symbolsFact(symbols) {
+  const { text, full } = listText(symbols);
+  return el("div", {}, el("dt", {}, "Symbols"), el("dd", { title: full }, text || "—"));
 }
 
 function renderJob(job) {
@@ -27,8 +36,8 @@ function renderJob(job) {
   const p = job.payload || {};
   const facts = [
     fact("Strategy", p.strategy || "—"),
-    fact("Symbols", (p.symbols || [p.symbol]).filter(Boolean).join(", ") || "—"),
-    fact("Parameters", Object.keys(p.params || {}).length ? JSON.stringify(p.params) : "defaults"),
+    symbolsFact((p.symbols || [p.symbol]).filter(Boolean)),
+    fact("Parameters", paramList(p.params, { testid: "job-params" })),
     fact("Period", `${p.start || "first bar"} → ${p.end || "last bar"}`),
     fact("Cash", p.cash ? fmtMoney(p.cash) : "as configured"),
     fact("Commission", p.commission ?? "as configured"),
@@ -74,6 +83,122 @@ async function showResult(job) {
   });
   const equity = await getJson(`/runs/${encodeURIComponent(job.run_id)}/equity`, { limit: 5000 });
   equityChart($("run-equity-chart")).setData(equity.points || []);
+  await Promise.all([showTrades(job.run_id), showReturns(job.run_id)]);
+}
+
+// -- trades: the table and the arrows on the price chart ----------------------------------------
+
+const PER_PAGE = 50;
+const MOST = 5000; // round trips read for the table and chart; the API pages the rest
+
+async function roundTrips(runId) {
+  const items = [];
+  let page = { total: 0, source: "fills" };
+  do {
+    page = await getJson(`/runs/${encodeURIComponent(runId)}/trades`, { limit: 1000, offset: items.length });
+    items.push(...(page.items || []));
+  } while ((page.items || []).length && items.length < page.total && items.length < MOST);
+  return { items, total: page.total, source: page.source };
+}
+
+function fmtDuration(seconds) {
+  if (typeof seconds !== "number") return "—";
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes}m`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours}h ${minutes % 60}m`;
+  return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+}
+
+const price2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+/** A price: cents from 1 up, significant digits below (a coin at 0.000123). */
+const fmtPrice = (x) => (typeof x !== "number" ? "—" : Math.abs(x) >= 1 ? price2.format(x) : x.toPrecision(4));
+
+function tradeRow(t, index) {
+  const open = t.status === "open";
+  const marked = open && t.mark_price !== null ? `valued at ${fmtPrice(t.mark_price)} on ${fmtTime(t.mark_time)} (the last bar)` : "";
+  const status = el("span", { class: "state", "data-status": t.status, title: open ? `Still open: P&L unrealised, ${marked || "no last price known"}` : "" }, t.status);
+  return el("tr", { "data-testid": "trade-row", "data-status": t.status },
+    num(index + 1), td(t.symbol), td(t.direction), el("td", {}, status),
+    td(fmtTime(t.entry_time)), num(fmtPrice(t.entry_price)),
+    td(open ? "open" : fmtTime(t.exit_time)), num(fmtPrice(t.exit_price)),
+    num(fmtQty(t.quantity)),
+    el("td", { class: `num ${signClass(t.pnl)}`, title: open ? `unrealised: ${marked}` : "" }, fmtSigned(t.pnl) + (open && t.pnl !== null ? " *" : "")),
+    num(fmtPct(t.pnl_pct, { sign: true }), signClass(t.pnl_pct)),
+    num(fmtDuration(t.duration_s)));
+}
+
+function pageTrades(items) {
+  let at = 0;
+  const pages = Math.max(1, Math.ceil(items.length / PER_PAGE));
+  const show = () => {
+    fillTable("trades-table", items.slice(at * PER_PAGE, (at + 1) * PER_PAGE), (t, i) => tradeRow(t, at * PER_PAGE + i), "No trades");
+    $("trades-page").textContent = `page ${at + 1} of ${pages}`;
+    $("trades-prev").disabled = at === 0;
+    $("trades-next").disabled = at >= pages - 1;
+  };
+  $("trades-pager").hidden = pages < 2;
+  $("trades-prev").addEventListener("click", () => { at = Math.max(0, at - 1); show(); });
+  $("trades-next").addEventListener("click", () => { at = Math.min(pages - 1, at + 1); show(); });
+  show();
+}
+
+const LABELLED = 40; // more arrows than this are drawn without their text, which would pile up
+
+/** A round trip's fills as chart arrows: its entry, and its exit once closed. */
+function arrows(t, labelled) {
+  const long = t.direction === "long";
+  const text = (words) => (labelled ? words : "");
+  const found = [{ time: t.entry_time, side: long ? "buy" : "sell", text: text(long ? "Long" : "Short") }];
+  if (t.exit_time) found.push({ time: t.exit_time, side: long ? "sell" : "buy", text: text(`Exit ${fmtPct(t.pnl_pct, { sign: true, digits: 1 })}`) });
+  return found;
+}
+
+async function drawSymbol(chart, runId, symbol, items) {
+  const bars = await getJson(`/runs/${encodeURIComponent(runId)}/bars`, { symbol, limit: 5000 });
+  chart.setBars(bars.bars || []);
+  const mine = items.filter((t) => t.symbol === symbol);
+  chart.setTrades(mine.flatMap((t) => arrows(t, mine.length * 2 <= LABELLED)));
+}
+
+async function showTrades(runId) {
+  const [run, found] = await Promise.all([getJson(`/runs/${encodeURIComponent(runId)}`), roundTrips(runId)]);
+  const { items, total, source } = found;
+  $("trades-panel").hidden = false;
+  const open = items.filter((t) => t.status === "open").length;
+  const net = items.reduce((sum, t) => sum + (t.pnl ?? 0), 0);
+  $("trades-summary").textContent = `${total} round trips${open ? ` (${open} open, * unrealised at the last bar)` : ""} · net ${fmtSigned(net)}`;
+  const notes = [];
+  if (source === "trades") notes.push("This run was recorded before its fills were: its trades are its closed lots; what was still open at the end is not known.");
+  if (items.length < total) notes.push(`Showing the first ${items.length} of ${total} round trips; the API pages them all (/runs/{id}/trades).`);
+  $("trades-note").hidden = !notes.length;
+  $("trades-note").textContent = notes.join(" ");
+  pageTrades(items);
+  const symbols = run.symbols || [];
+  if (!symbols.length) return;
+  const counts = (s) => items.filter((t) => t.symbol === s).length;
+  const busiest = [...symbols].sort((a, b) => counts(b) - counts(a))[0];
+  const select = $("chart-symbol");
+  fillSelect(select, symbols.map((s) => ({ value: s, label: `${s} (${counts(s)} trades)` })), busiest);
+  $("chart-symbol-label").hidden = symbols.length < 2;
+  const chart = tradesChart($("trades-chart"));
+  select.addEventListener("change", () => drawSymbol(chart, runId, select.value, items).catch(showError));
+  await drawSymbol(chart, runId, busiest, items).catch(showError);
+}
+
+// -- returns by month and by day ---------------------------------------------------------------
+
+async function showReturns(runId) {
+  const returns = await getJson(`/runs/${encodeURIComponent(runId)}/returns`);
+  if (!(returns.monthly || []).length) return;
+  $("returns-panel").hidden = false;
+  $("monthly-returns").replaceChildren(monthlyTable(returns));
+  const years = yearsOf(returns);
+  const select = $("daily-year");
+  fillSelect(select, years.map((y) => ({ value: y })), years[0]);
+  const showYear = () => $("daily-returns").replaceChildren(...dailyCalendars(returns, select.value));
+  select.addEventListener("change", showYear);
+  showYear();
 }
 
 startPage(async () => {

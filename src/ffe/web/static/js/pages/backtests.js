@@ -1,7 +1,8 @@
 // Backtests: submit one (then follow it on its own page), recent jobs, and two runs compared.
 import {
   $, betterClass, busy, canTrade, el, every, fillSelect, fillTable, fmtStat, fmtTime, getJson, jobState,
-  labelOf, marketSymbols, num, onStream, paramInputs, postJson, readParams, showError, startPage, td,
+  labelOf, marketSymbols, num, onStream, paramInputs, paramList, postJson, readParams, showError, startPage,
+  symbolsCell, td,
 } from "../app.js";
 import { compareChart } from "../charts.js";
 
@@ -63,7 +64,7 @@ function jobRow(job) {
   const link = `/backtests/${encodeURIComponent(job.id)}`;
   return el("tr", {},
     el("td", {}, el("a", { href: link }, short(job.id))),
-    td(fmtTime(job.created_at)), td(payload.strategy || "—"), td((payload.symbols || []).join(", ") || "—"),
+    td(fmtTime(job.created_at)), td(payload.strategy || "—"), symbolsCell(payload.symbols || [payload.symbol].filter(Boolean)),
     el("td", {}, jobState(job)),
     el("td", {}, el("progress", { max: 1, value: job.progress ?? 0 })),
     el("td", { class: "actions" }, el("a", { class: "btn small ghost", href: link }, job.status === "finished" ? "Result" : "Follow")));
@@ -87,7 +88,7 @@ function runRow(run) {
   box.checked = picked.includes(run.id);
   box.addEventListener("change", () => pick(run.id, box.checked));
   return el("tr", {},
-    el("td", {}, box), td(short(run.id)), td(run.strategy || "—"), td((run.symbols || []).join(", ")),
+    el("td", {}, box), td(short(run.id)), td(run.strategy || "—"), symbolsCell(run.symbols),
     td(fmtTime(run.finished_at)), num(fmtStat("total_return", s.total_return)), num(fmtStat("sharpe", s.sharpe)),
     num(fmtStat("max_drawdown", s.max_drawdown)), num(fmtStat("n_trades", s.n_trades)));
 }
@@ -125,10 +126,16 @@ async function compare() {
   $("compare-result").hidden = false;
   chart ??= compareChart($("compare-chart"));
   chart.setData(ea.points || [], eb.points || []);
-  const name = (r, fallback) => `${short(r?.id || fallback)} ${r?.strategy || ""} ${JSON.stringify(r?.params || {})}`;
+  const name = (r, fallback) => `${short(r?.id || fallback)} ${r?.strategy || ""}`;
   $("compare-legend").replaceChildren(
     el("span", {}, el("i", { class: "swatch sw-a" }), `A ${name(found.a, a)}`),
     el("span", {}, el("i", { class: "swatch sw-b" }), `B ${name(found.b, b)}`));
+  // Each run's settings as "key: value" lines (long symbol lists shortened), never raw JSON:
+  // a 100-symbol run or a long parameter must not widen the page.
+  const settings = (r, label) => el("div", { class: "compare-run" },
+    el("h3", {}, `${label} ${name(r, "")}`),
+    paramList({ symbols: r?.symbols || [], ...(r?.params || {}) }, { testid: `compare-params-${label.toLowerCase()}` }));
+  $("compare-params").replaceChildren(settings(found.a, "A"), settings(found.b, "B"));
   fillTable("compare-table", statRows(found.stats).filter((r) => !/^(start|end)$/.test(r.name)), (r) => el("tr", {},
     td(labelOf(r.name)), num(fmtStat(r.name, r.a)), num(fmtStat(r.name, r.b)),
     num(r.diff === null || r.diff === undefined ? "—" : fmtStat(r.name, r.diff), betterClass(r.name, r.diff))), "No statistics");
