@@ -333,6 +333,16 @@ def fill_dict(fill: Fill) -> dict[str, Any]:
     }
 
 
+async def approval_of(db: Database, client_order_id: str | None) -> dict[str, Any] | None:
+    """The approval an order waits for, as JSON; None when there is none."""
+    if client_order_id is None:
+        return None
+    query = select(Approval).where(Approval.client_order_id == client_order_id)
+    async with db.session() as session:
+        row = await session.scalar(query.order_by(Approval.id.desc()).limit(1))
+    return None if row is None else approval_dict(row)
+
+
 def approval_dict(row: Approval) -> dict[str, Any]:
     """An approval as JSON."""
     return {
@@ -392,3 +402,55 @@ def _decision_dict(row: Any, params: dict[str, Any] | None) -> dict[str, Any]:
 
 def _outcome(row: Any) -> dict[str, Any]:
     return {"horizon": row.horizon, "realized_return": finite(row.realized_return), "hit": row.hit}
+
+
+async def trades(
+    db: Database, run: str | None, symbol: str | None, marks: dict[str, float], as_of: Any
+) -> dict[str, Any]:
+    """The run's round trips (``ffe.portfolio.trades``, first in first out) from its fills:
+    closed ones with their P&L, open ones marked at ``marks`` (unrealised); newest first."""
+    from ffe.portfolio.trades import TradeFill, round_trips
+
+    query = select(Fill.symbol, Fill.quantity, Fill.price, Fill.commission, Fill.time)
+    query = query.where(Fill.run_id == (run or "")).order_by(Fill.id)
+    if symbol:
+        query = query.where(Fill.symbol == symbol)
+    async with db.session() as session:
+        rows = (await session.execute(query)).all()
+    fills = [TradeFill.signed(*row) for row in rows if row.quantity and row.price > 0]
+    found = round_trips(fills, marks)
+    items = [_trade_dict(t, as_of) for t in sorted(found, key=_trade_order, reverse=True)]
+    closed = [t.pnl for t in found if not t.open and t.pnl is not None]
+    still = [t.pnl for t in found if t.open]
+    return {
+        "run_id": run,
+        "as_of": iso(as_of),
+        "items": items,
+        "closed": len(closed),
+        "open": len(still),
+        "wins": sum(1 for pnl in closed if pnl > 0),
+        "realized_pnl": finite(sum(closed)),
+        "unrealized_pnl": None if None in still else finite(sum(p or 0.0 for p in still)),
+    }
+
+
+def _trade_order(trade: Any) -> datetime:
+    return trade.exit_time or trade.entry_time  # type: ignore[no-any-return]
+
+
+def _trade_dict(trade: Any, as_of: datetime | None) -> dict[str, Any]:
+    duration = trade.duration(as_of)
+    return {
+        "symbol": trade.symbol,
+        "side": trade.side,
+        "quantity": trade.quantity,
+        "status": "open" if trade.open else "closed",
+        "entry_time": iso(trade.entry_time),
+        "entry_price": trade.entry_price,
+        "exit_time": iso(trade.exit_time),
+        "exit_price": finite(trade.exit_price),
+        "fees": finite(trade.fees),
+        "pnl": finite(trade.pnl),
+        "return_pct": finite(trade.return_pct),
+        "duration_s": None if duration is None else duration.total_seconds(),
+    }

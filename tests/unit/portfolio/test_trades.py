@@ -45,11 +45,14 @@ def test_round_trips_when_two_entries_and_one_exit_then_fifo_matched() -> None:
 def test_round_trips_when_exit_is_partial_then_lot_and_entry_fee_are_split() -> None:
     closed, still = round_trips([buy(4, 50, 0, fee=4.0), sell(1, 60, 1, fee=0.5)], {"SP500": 55})
 
-    assert closed.quantity == 1 and closed.fees == pytest.approx(1.0 + 0.5)
+    assert closed.quantity == 1
+    assert closed.fees == pytest.approx(1.0 + 0.5)
     assert closed.pnl == pytest.approx(10 - 1.5)
-    assert still.quantity == 3 and still.fees == pytest.approx(3.0)
+    assert still.quantity == 3
+    assert still.fees == pytest.approx(3.0)
     assert still.pnl == pytest.approx(3 * 5 - 3.0)  # unrealised at the mark, net of its fee
-    assert still.exit_price == 55 and still.exit_time is None
+    assert still.exit_price == 55
+    assert still.exit_time is None
 
 
 def test_round_trips_when_fill_crosses_zero_then_short_opens_with_the_rest() -> None:
@@ -73,7 +76,8 @@ def test_open_trade_duration_when_as_of_given_then_runs_to_it() -> None:
 
     assert trade.duration() is None
     assert trade.duration(at(5)) == timedelta(days=5)
-    assert isinstance(trade, RoundTrip) and trade.return_pct is None
+    assert isinstance(trade, RoundTrip)
+    assert trade.return_pct is None
 
 
 def test_signed_fill_when_quantity_negative_then_a_sell() -> None:
