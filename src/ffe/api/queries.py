@@ -9,7 +9,7 @@ import functools
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -380,8 +380,49 @@ async def decisions(
     async with db.session() as session:
         total = int(await session.scalar(counted) or 0)
         rows = (await session.execute(query.limit(limit).offset(offset))).all()
-        params = await session.scalar(select(Run.params).where(Run.id == run_id))
-    return page([_decision_dict(r, params) for r in rows], total, limit, offset)
+        run = (
+            await session.execute(select(Run.params, Run.status).where(Run.id == run_id))
+        ).first()
+        statuses = await _outcome_statuses(
+            session, run_id, rows, run is not None and run.status == "running"
+        )
+    params = None if run is None else run.params
+    items = [{**_decision_dict(r, params), "outcome_status": statuses[r.id]} for r in rows]
+    return page(items, total, limit, offset)
+
+
+async def _outcome_statuses(
+    session: AsyncSession, run_id: str, rows: Sequence[Any], run_open: bool
+) -> dict[int, dict[str, Any]]:
+    """Each decision's outcome in words (``ffe.runs.outcome_status``): a waiting one is
+    placed against the run's bars journaled after it."""
+    from ffe.runs import outcome_status as status
+
+    e = EquityPoint.__table__
+    step: timedelta | None = None
+    found: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row.horizon is not None:
+            found[row.id] = status.resolved(
+                row.horizon, finite(row.realized_return), row.hit
+            ).as_dict()
+            continue
+        horizon = status.scored_horizon(row.votes, row.confidence)
+        if horizon is None:
+            found[row.id] = status.unscored().as_dict()
+            continue
+        if step is None:
+            last = (
+                await session.scalars(
+                    select(e.c.time).where(e.c.run_id == run_id).order_by(e.c.time.desc()).limit(2)
+                )
+            ).all()
+            step = last[0] - last[1] if len(last) == 2 else timedelta(0)
+        later = select(e.c.time).where(e.c.run_id == run_id, e.c.time > row.time)
+        times = (await session.scalars(later.order_by(e.c.time).limit(horizon))).all()
+        waits = status.waiting(horizon, row.time, times, step or None, run_open)
+        found[row.id] = waits.as_dict()
+    return found
 
 
 def _decision_dict(row: Any, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -402,55 +443,3 @@ def _decision_dict(row: Any, params: dict[str, Any] | None) -> dict[str, Any]:
 
 def _outcome(row: Any) -> dict[str, Any]:
     return {"horizon": row.horizon, "realized_return": finite(row.realized_return), "hit": row.hit}
-
-
-async def trades(
-    db: Database, run: str | None, symbol: str | None, marks: dict[str, float], as_of: Any
-) -> dict[str, Any]:
-    """The run's round trips (``ffe.portfolio.trades``, first in first out) from its fills:
-    closed ones with their P&L, open ones marked at ``marks`` (unrealised); newest first."""
-    from ffe.portfolio.trades import TradeFill, round_trips
-
-    query = select(Fill.symbol, Fill.quantity, Fill.price, Fill.commission, Fill.time)
-    query = query.where(Fill.run_id == (run or "")).order_by(Fill.id)
-    if symbol:
-        query = query.where(Fill.symbol == symbol)
-    async with db.session() as session:
-        rows = (await session.execute(query)).all()
-    fills = [TradeFill.signed(*row) for row in rows if row.quantity and row.price > 0]
-    found = round_trips(fills, marks)
-    items = [_trade_dict(t, as_of) for t in sorted(found, key=_trade_order, reverse=True)]
-    closed = [t.pnl for t in found if not t.open and t.pnl is not None]
-    still = [t.pnl for t in found if t.open]
-    return {
-        "run_id": run,
-        "as_of": iso(as_of),
-        "items": items,
-        "closed": len(closed),
-        "open": len(still),
-        "wins": sum(1 for pnl in closed if pnl > 0),
-        "realized_pnl": finite(sum(closed)),
-        "unrealized_pnl": None if None in still else finite(sum(p or 0.0 for p in still)),
-    }
-
-
-def _trade_order(trade: Any) -> datetime:
-    return trade.exit_time or trade.entry_time  # type: ignore[no-any-return]
-
-
-def _trade_dict(trade: Any, as_of: datetime | None) -> dict[str, Any]:
-    duration = trade.duration(as_of)
-    return {
-        "symbol": trade.symbol,
-        "side": trade.side,
-        "quantity": trade.quantity,
-        "status": "open" if trade.open else "closed",
-        "entry_time": iso(trade.entry_time),
-        "entry_price": trade.entry_price,
-        "exit_time": iso(trade.exit_time),
-        "exit_price": finite(trade.exit_price),
-        "fees": finite(trade.fees),
-        "pnl": finite(trade.pnl),
-        "return_pct": finite(trade.return_pct),
-        "duration_s": None if duration is None else duration.total_seconds(),
-    }

@@ -430,6 +430,19 @@ class Outcome(Answer):
     hit: bool | None
 
 
+class OutcomeStatus(Answer):
+    """Where a decision's outcome stands, and why, in one sentence (``text``)."""
+
+    state: Literal["resolved", "pending", "unresolved", "unscored"]
+    text: str
+    horizon: int | None = Field(description="bars the decision is scored over")
+    bars_left: int | None = Field(description="bars still to come before it resolves")
+    resolves_at: datetime | None = Field(description="when it resolves (or did, unresolved)")
+    estimated: bool = Field(description="resolves_at extrapolated from the bar spacing")
+    realized_return: float | None = Field(description="log return over the horizon")
+    hit: bool | None
+
+
 class Decision(Answer):
     """What the engine decided for one symbol at one bar, and why."""
 
@@ -443,6 +456,7 @@ class Decision(Answer):
     rationale: str | None
     votes: dict[str, Any] | None
     outcome: Outcome | None
+    outcome_status: OutcomeStatus
 
 
 class DecisionPage(Page):

@@ -14,9 +14,11 @@ def test_trades_when_agent_ran_then_realised_and_unrealised_pnl_add_up_to_the_ac
     )
     assert started.status_code == 202
     wait_for(
-        lambda: not api.client.get("/api/v1/agent", headers=api.headers()).json()["supervised"][
-            "running"
-        ]
+        lambda: (
+            not api.client.get("/api/v1/agent", headers=api.headers()).json()["supervised"][
+                "running"
+            ]
+        )
     )
 
     found = api.client.get("/api/v1/trades", headers=api.headers()).json()

@@ -24,6 +24,7 @@ from ffe.api.routes.common import (
 )
 from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
+from ffe.api.trades import live_trades
 from ffe.domain.errors import FfeError
 from ffe.service import runs
 
@@ -189,7 +190,7 @@ async def trades(
         if same and p["mark_price"] is not None
     }
     as_of = datetime.fromisoformat(portfolio["as_of"]) if same and portfolio["as_of"] else None
-    return await queries.trades(services.db, run, symbol, marks, as_of)
+    return await live_trades(services.db, run, symbol, marks, as_of)
 
 
 @router.get("/equity", responses={200: {"model": schemas.EquityCurve}})
