@@ -21,7 +21,7 @@ _ROW_KEYS = frozenset({"weights", "horizon"})
 UNSCORED = (
     "not scored: this strategy's decisions are plain targets (a one-bar horizon, full "
     "confidence, no side or cost), so the agent judges no outcome for them; strategies that "
-    "state a horizon or a confidence (the ensemble, forecasters) are scored"
+    "state a horizon or a confidence (such as the ensemble) are scored"
 )
 
 
