@@ -55,6 +55,9 @@ def test_close_when_trader_confirms_then_order_sent_audited_and_position_gone(ap
     assert entry["target"] == "paper/SP500"
     assert entry["details"]["command_id"] == answer["command_id"]
     _stop(api)
+    again = _close(api)
+    assert again.status_code == 409
+    assert "no agent is running on account 'paper'" in again.json()["detail"]
 
 
 def test_close_when_quantity_changed_since_confirmed_then_409_saying_so(api):
@@ -113,8 +116,18 @@ def test_close_when_approval_policy_is_manual_then_202_with_the_approval(api):
     _stop(api)
 
 
-def test_close_when_no_agent_runs_then_409(api):
+def test_close_when_no_agent_ever_ran_on_the_account_then_404(api):
     answer = _close(api)
 
-    assert answer.status_code in (404, 409)
-    assert "agent" in answer.json()["detail"]
+    assert answer.status_code == 404
+    assert answer.json()["detail"].startswith("no agent has run on account 'paper'")
+
+
+def test_close_when_body_quantity_not_a_number_then_422(api):
+    answer = api.client.post(
+        "/api/v1/positions/SP500/close",
+        content=b'{"quantity": "all"}',
+        headers={**api.headers("trader"), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 422

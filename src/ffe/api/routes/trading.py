@@ -363,6 +363,8 @@ async def close_position(
     command_id = await services.agents.close_position(account, symbol, confirmed, who.actor)
     outcome = await services.agents.close_outcome(command_id, CLOSE_WAIT_S)
     await services.written("portfolio", "orders")
+    event = {"kind": "command", "command": "close", "account": account, "symbol": symbol}
+    await services.publish("event", event)
     if outcome is None:
         response.status_code = status.HTTP_202_ACCEPTED
         outcome = {"status": "queued", "detail": f"sent to the agent on {account}, which "
