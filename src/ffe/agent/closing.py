@@ -76,10 +76,13 @@ async def close_position(
 
 def _refusal(core: StepCore, symbol: str, confirmed: float | None) -> str | None:
     """Why there is nothing to close as asked, or None."""
-    column = core.index.get(symbol)
-    held = 0.0 if column is None else core.ledger.held.get(column, 0.0)
-    if column is None or abs(held) <= DUST:
-        return f"no open position in {symbol} on account {core.config.account}"
+    column, account = core.index.get(symbol), core.config.account
+    if column is None:
+        trades = ", ".join(core.market.symbols)
+        return f"the agent on account {account} does not trade {symbol} (it trades {trades})"
+    held = core.ledger.held.get(column, 0.0)
+    if abs(held) <= DUST:
+        return f"no open position in {symbol} on account {account}"
     if core.last_bar < 0:
         return f"no bar has been seen yet: no price to close {symbol} at"
     if confirmed is not None and not math.isclose(confirmed, held, rel_tol=_SAME, abs_tol=DUST):
