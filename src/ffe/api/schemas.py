@@ -398,7 +398,8 @@ class Trades(Answer):
 
     run_id: str | None
     as_of: datetime | None
-    items: list[Trade]
+    items: list[Trade] = Field(description="the newest `limit`")
+    total: int = Field(description="all of them, open and closed")
     closed: int
     open: int
     wins: int

@@ -15,10 +15,16 @@ from ffe.store.models import Fill
 
 
 async def live_trades(
-    db: Database, run: str | None, symbol: str | None, marks: dict[str, float], as_of: Any
+    db: Database,
+    run: str | None,
+    symbol: str | None,
+    marks: dict[str, float],
+    as_of: datetime | None,
+    limit: int,
 ) -> dict[str, Any]:
     """The run's round trips (``ffe.portfolio.trades``, first in first out) from its fills:
-    closed ones with their P&L, open ones marked at ``marks`` (unrealised); newest first."""
+    closed ones with their P&L, open ones marked at ``marks`` (unrealised); the newest
+    ``limit`` of them, and the counts and P&L of all."""
     query = select(Fill.symbol, Fill.quantity, Fill.price, Fill.commission, Fill.time)
     query = query.where(Fill.run_id == (run or "")).order_by(Fill.id)
     if symbol:
@@ -27,13 +33,15 @@ async def live_trades(
         rows = (await session.execute(query)).all()
     fills = [TradeFill.signed(*row) for row in rows if row.quantity and row.price > 0]
     found = round_trips(fills, marks)
-    items = [_trade_dict(t, as_of) for t in sorted(found, key=_trade_order, reverse=True)]
+    newest = sorted(found, key=_trade_order, reverse=True)[:limit]
+    items = [_trade_dict(t, as_of) for t in newest]
     closed = [t.pnl for t in found if not t.open and t.pnl is not None]
     still = [t.pnl for t in found if t.open]
     return {
         "run_id": run,
         "as_of": iso(as_of),
         "items": items,
+        "total": len(found),
         "closed": len(closed),
         "open": len(still),
         "wins": sum(1 for pnl in closed if pnl > 0),

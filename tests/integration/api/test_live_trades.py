@@ -21,7 +21,8 @@ def test_trades_when_agent_ran_then_realised_and_unrealised_pnl_add_up_to_the_ac
         )
     )
 
-    found = api.client.get("/api/v1/trades", headers=api.headers()).json()
+    found = api.client.get("/api/v1/trades?limit=1000", headers=api.headers()).json()
+    newest = api.client.get("/api/v1/trades?limit=2", headers=api.headers()).json()
     portfolio = api.client.get("/api/v1/portfolio", headers=api.headers()).json()
 
     assert found["closed"] > 5
@@ -32,6 +33,9 @@ def test_trades_when_agent_ran_then_realised_and_unrealised_pnl_add_up_to_the_ac
     assert sum(t["pnl"] for t in closed) == pytest.approx(found["realized_pnl"])
     unrealized = found["unrealized_pnl"] or 0.0
     assert found["realized_pnl"] + unrealized == pytest.approx(portfolio["pnl"], abs=1e-6)
+    assert found["total"] == len(items) == found["closed"] + found["open"]
+    assert newest["items"] == items[:2]
+    assert newest["realized_pnl"] == found["realized_pnl"]
     times = [t["exit_time"] or t["entry_time"] for t in items]
     assert times == sorted(times, reverse=True)
 

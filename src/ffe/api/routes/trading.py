@@ -177,20 +177,26 @@ async def trades(
     account: Account = None,
     run_id: RunId = None,
     symbol: Symbol = None,
+    limit: Limit = 50,
 ) -> Any:
     """The account's round trips from its fills: closed ones with their P&L and duration,
     open ones marked at the portfolio's prices (unrealised P&L); newest first."""
     chosen = account_of(services, account)
-    portfolio = await _portfolio(services, chosen)
-    run = run_id or portfolio["run_id"]
-    same = run == portfolio["run_id"]  # another run's open trades have no mark here
-    marks = {
-        p["symbol"]: p["mark_price"]
-        for p in portfolio["positions"]
-        if same and p["mark_price"] is not None
-    }
-    as_of = datetime.fromisoformat(portfolio["as_of"]) if same and portfolio["as_of"] else None
-    return await live_trades(services.db, run, symbol, marks, as_of)
+
+    async def read() -> Any:
+        portfolio = await _portfolio(services, chosen)
+        run = run_id or portfolio["run_id"]
+        same = run == portfolio["run_id"]  # another run's open trades have no mark here
+        marks = {
+            p["symbol"]: p["mark_price"]
+            for p in portfolio["positions"]
+            if same and p["mark_price"] is not None
+        }
+        stamp = portfolio["as_of"] if same else None
+        as_of = datetime.fromisoformat(stamp) if stamp else None
+        return await live_trades(services.db, run, symbol, marks, as_of, limit)
+
+    return await polled(services, f"trades:{chosen}:{run_id}:{symbol}:{limit}", read)
 
 
 @router.get("/equity", responses={200: {"model": schemas.EquityCurve}})
