@@ -131,3 +131,25 @@ def test_close_when_body_quantity_not_a_number_then_422(api):
     )
 
     assert answer.status_code == 422
+
+
+def test_close_from_cli_when_agent_runs_in_the_api_then_same_outcomes(api):
+    from typer.testing import CliRunner
+
+    from ffe.cli.app import app
+
+    _start(api, strategy="buy_and_hold", speed=20)
+    wait_for(lambda: _positions(api))
+
+    wrong = CliRunner().invoke(app, ["agent", "close", "SP500", "--quantity", "999"])
+    closed = CliRunner().invoke(app, ["agent", "close", "SP500"])
+
+    assert wrong.exit_code == 2
+    assert "not the 999 confirmed" in wrong.output
+    assert closed.exit_code == 0, closed.output
+    assert closed.output.startswith("order ")
+    assert "sent: SP500" in closed.output
+    wait_for(lambda: not _positions(api))
+    audit = api.client.get("/api/v1/audit", headers=api.headers()).json()["items"]
+    assert [e["actor"] for e in audit if e["action"] == "position.close"] == ["cli", "cli"]
+    _stop(api)
