@@ -343,18 +343,21 @@ PositionSymbol = Annotated[str, Path(min_length=1, max_length=64)]
 # How long a close request waits for the agent (which polls for commands every quarter second)
 # to say what it did; past it, the answer is 202 "queued".
 CLOSE_WAIT_S = 10.0
+_CLOSE_WAITS = "It waits for approval, or the agent has not answered yet"
+_CLOSE_REFUSED = (
+    "No agent runs, nothing to close, the position changed since it was confirmed, or the "
+    "risk engine denied the order"
+)
 
 
 @router.post(
     "/positions/{symbol}/close",
     responses={
         200: {"model": schemas.PositionClosed, "description": "The closing order was sent"},
-        202: {"model": schemas.PositionClosed, "description": "It waits for approval, or "
-              "the agent has not answered yet"},
-        409: refusal("No agent runs, nothing to close, the position changed since it was "
-                     "confirmed, or the risk engine denied the order"),
+        202: {"model": schemas.PositionClosed, "description": _CLOSE_WAITS},
+        409: refusal(_CLOSE_REFUSED),
     },
-)  # fmt: skip
+)
 async def close_position(
     symbol: PositionSymbol,
     services: ServicesDep,
@@ -373,8 +376,8 @@ async def close_position(
     await services.publish("event", event)
     if outcome is None:
         response.status_code = status.HTTP_202_ACCEPTED
-        outcome = {"status": "queued", "detail": f"sent to the agent on {account}, which "
-                   "has not answered yet: see its orders and approvals"}  # fmt: skip
+        silent = f"sent to the agent on {account}, which has not answered yet: see its orders"
+        outcome = {"status": "queued", "detail": f"{silent} and approvals"}
     elif outcome["status"] in ("denied", "refused"):
         raise HTTPException(status.HTTP_409_CONFLICT, outcome["detail"])
     approval = None
