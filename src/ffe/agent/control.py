@@ -8,7 +8,9 @@ decided in the database too and picked up by the agent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,6 +105,8 @@ class AgentService:
         """Send ``command`` (pause, resume, stop, emergency_stop, reset) to the account's
         running agent; with none running, apply a halt or reset to the stored state at once,
         and refuse the others with NoAgentRunningError."""
+        if command == "close":  # it needs a symbol: close_position
+            raise FfeError("close names a position: use close_position (or the API's close)")
         if command not in AGENT_COMMANDS:
             raise FfeError(f"unknown command {command!r}: use one of {', '.join(AGENT_COMMANDS)}")
         state = await persist.get_state(self.db, account)
@@ -144,6 +148,47 @@ class AgentService:
         else:
             message = f"no agent is running on {account} and the account was not halted"
         return CommandSent(command_id, False, message)
+
+    async def close_position(
+        self, account: str, symbol: str, quantity: float | None, actor: str = "cli"
+    ) -> int:
+        """Ask the account's running agent to close its position in ``symbol`` (``quantity``:
+        the one the person confirmed, checked by the agent); the command's id, for
+        ``close_outcome``. The order goes through the agent's risk engine and approval policy;
+        NoAgentRunningError when no agent runs to carry it out."""
+        state = await persist.get_state(self.db, account)
+        if state is None:
+            raise NotFoundError(f"no agent has run on account {account!r} (see `ffe agent status`)")
+        if not persist.lease_live(state):
+            raise NoAgentRunningError(
+                f"no agent is running on account {account!r}: positions are closed by the "
+                "agent that holds them (start it, or use emergency-stop to close everything)"
+            )
+        payload = {"symbol": symbol, "quantity": quantity}
+        command_id = await persist.queue_command(self.db, account, "close", actor, payload)
+        async with unit_of_work(self.db) as uow:
+            details = {"command_id": command_id, **payload}
+            await uow.audit.record(actor, "position.close", f"{account}/{symbol}", details)
+        return command_id
+
+    async def close_outcome(self, command_id: int, wait_s: float) -> dict[str, Any] | None:
+        """What the agent did with close command ``command_id`` (``ffe.agent.closing``'s
+        outcome; ``refused`` when it was dropped unhandled), waiting up to ``wait_s``; None
+        when it has not answered by then."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            row = await persist.get_command(self.db, command_id)
+            if row is None:
+                raise NotFoundError(f"no command {command_id}")
+            outcome = (row.payload or {}).get("outcome")
+            if outcome is not None:
+                return dict(outcome)
+            if row.handled_at is not None and row.result not in (None, "taken"):
+                symbol = (row.payload or {}).get("symbol")
+                return {"status": "refused", "detail": row.result, "symbol": symbol}
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.1)
 
     async def approvals(self, account: str | None = None) -> list[Approval]:
         return await persist.pending_approvals(self.db, account)

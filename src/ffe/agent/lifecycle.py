@@ -17,13 +17,14 @@ from typing import Any, Protocol
 
 from ffe.agent import persist
 from ffe.agent.clock import utcnow
+from ffe.agent.closing import CloseOutcome, close_position
 from ffe.agent.control import state_change
 from ffe.agent.reports import Watchers
 from ffe.agent.step import AgentConfig, StepCore
 from ffe.domain.errors import FfeError
 from ffe.execution.broker import Broker
 from ffe.store.database import Database
-from ffe.store.models import AgentState
+from ffe.store.models import AgentCommand, AgentState
 
 __all__ = ["Lifecycle", "Notify"]
 
@@ -100,6 +101,9 @@ class Lifecycle:
         while not self.stopping:
             for command in await persist.take_commands(self.db, account):
                 log.warning("control: %s from %s on %s", command.command, command.actor, account)
+                if command.command == "close":
+                    await _refuse_close(self.db, command, "the account is stopped on purpose")
+                    continue
                 change = state_change(command.command, command.actor)
                 if change is not None:
                     current = await persist.get_state(self.db, account)
@@ -185,7 +189,19 @@ class Lifecycle:
             return
         self._last_commands = now
         for command in await persist.take_commands(self.db, self.config.account):
-            await self.control(core, command.command, command.actor)
+            if command.command == "close":
+                await self._close(core, command)
+            else:
+                await self.control(core, command.command, command.actor)
+
+    async def _close(self, core: StepCore, command: AgentCommand) -> None:
+        """Close the position the command names (``ffe.agent.closing``) and record the
+        outcome on the command for whoever sent it."""
+        payload = command.payload or {}
+        symbol, confirmed = str(payload.get("symbol", "")), payload.get("quantity")
+        log.warning("control: close %s from %s", symbol, command.actor)
+        outcome = await close_position(core, symbol, confirmed, str(command.id))
+        await persist.finish_command(self.db, command.id, outcome.detail, outcome.as_dict())
 
     async def control(self, core: StepCore, command: str, actor: str) -> None:
         """Do what ``command`` (pause, resume, stop, emergency_stop, reset) says, now."""
@@ -287,3 +303,10 @@ class Lifecycle:
             self.notify.publish(event)
         for watcher in self._watchers.events:
             watcher(event)
+
+
+async def _refuse_close(db: Database, command: AgentCommand, why: str) -> None:
+    symbol = str((command.payload or {}).get("symbol", ""))
+    detail = f"nothing closed: {why} (`ffe agent resume` first)"
+    outcome = CloseOutcome("refused", detail, symbol)
+    await persist.finish_command(db, command.id, detail, outcome.as_dict())

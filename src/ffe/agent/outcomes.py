@@ -13,6 +13,7 @@ from typing import Any
 from ffe.agent.journal import AgentJournal, PendingDecision
 from ffe.domain.market import MarketData
 from ffe.domain.orders import Decision
+from ffe.runs.outcome_status import is_scored
 
 
 @dataclass(slots=True)
@@ -38,7 +39,7 @@ class OutcomeWatch:
     def track(self, pending: PendingDecision, decision: Decision, bar: int, symbol: int) -> None:
         """Watch ``decision`` (made at ``bar`` on column ``symbol``) if it asks to be judged:
         plain targets (horizon 1, full confidence, no details) are not."""
-        if not (decision.details or decision.horizon != 1 or decision.confidence != 1.0):
+        if not is_scored(decision.details, decision.horizon, decision.confidence):
             return
         side = int(decision.details.get("side", 1 if decision.target > 0 else -1))
         cost = float(decision.details.get("cost", 0.0))

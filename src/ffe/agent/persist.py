@@ -277,10 +277,14 @@ async def list_states(db: Database) -> Sequence[AgentState]:
 # -- commands -------------------------------------------------------------------------------
 
 
-async def queue_command(db: Database, account: str, command: str, actor: str) -> int:
+async def queue_command(
+    db: Database, account: str, command: str, actor: str, payload: dict[str, Any] | None = None
+) -> int:
     with db.errors("queue the command"):
         async with db.session() as session:
-            row = AgentCommand(account=account, command=command, actor=actor, created_at=utc_now())
+            row = AgentCommand(
+                account=account, command=command, actor=actor, created_at=utc_now(), payload=payload
+            )
             session.add(row)
             await session.flush()
             return row.id
@@ -393,6 +397,25 @@ async def take_commands(db: Database, account: str) -> list[AgentCommand]:
             for command in commands:
                 command.handled_at, command.result = now, "taken"
             return commands
+
+
+async def finish_command(
+    db: Database, command_id: int, result: str, outcome: dict[str, Any]
+) -> None:
+    """Record what came of a command the agent carried out (a close: the order sent, waiting
+    for approval, denied or refused), for whoever sent it and waits for the answer."""
+    with db.errors("record the command's outcome"):
+        async with db.session() as session:
+            row = await session.get(AgentCommand, command_id)
+            if row is not None:
+                row.result = result
+                row.payload = {**(row.payload or {}), "outcome": outcome}
+
+
+async def get_command(db: Database, command_id: int) -> AgentCommand | None:
+    with db.errors("read the command"):
+        async with db.session() as session:
+            return await session.get(AgentCommand, command_id)
 
 
 # -- approvals ------------------------------------------------------------------------------

@@ -233,7 +233,7 @@ class StepCore:
         reductions_first(intents, account)
         for verdict in self.risk.evaluate(intents, account):
             decision = pending.get(verdict.intent.symbol)
-            self._journal_verdict(decision, verdict)
+            self.journal_verdict(decision, verdict)
             if isinstance(verdict, Denied):
                 self.denials.append((bar, verdict))
                 continue
@@ -279,7 +279,7 @@ class StepCore:
         self.outcomes.track(pending, decision, bar, self.index[decision.symbol])
         return pending
 
-    def _journal_verdict(self, decision: PendingDecision | None, verdict: Any) -> None:
+    def journal_verdict(self, decision: PendingDecision | None, verdict: Any) -> None:
         intent = verdict.intent
         denied = isinstance(verdict, Denied)
         self.journal.verdict(
@@ -344,7 +344,7 @@ class StepCore:
             self.halted_at is not None,
         )
         verdict = self.risk.evaluate([intent], account)[0]
-        self._journal_verdict(decision, verdict)
+        self.journal_verdict(decision, verdict)
         if isinstance(verdict, Denied):
             self.denials.append((bar, verdict))
             return

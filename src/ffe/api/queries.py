@@ -9,7 +9,7 @@ import functools
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +357,16 @@ def round_trip_dict(trip: RoundTrip) -> dict[str, Any]:
     }
 
 
+async def approval_of(db: Database, client_order_id: str | None) -> dict[str, Any] | None:
+    """The approval an order waits for, as JSON; None when there is none."""
+    if client_order_id is None:
+        return None
+    query = select(Approval).where(Approval.client_order_id == client_order_id)
+    async with db.session() as session:
+        row = await session.scalar(query.order_by(Approval.id.desc()).limit(1))
+    return None if row is None else approval_dict(row)
+
+
 def approval_dict(row: Approval) -> dict[str, Any]:
     """An approval as JSON."""
     return {
@@ -394,8 +404,49 @@ async def decisions(
     async with db.session() as session:
         total = int(await session.scalar(counted) or 0)
         rows = (await session.execute(query.limit(limit).offset(offset))).all()
-        params = await session.scalar(select(Run.params).where(Run.id == run_id))
-    return page([_decision_dict(r, params) for r in rows], total, limit, offset)
+        run = (
+            await session.execute(select(Run.params, Run.status).where(Run.id == run_id))
+        ).first()
+        statuses = await _outcome_statuses(
+            session, run_id, rows, run is not None and run.status == "running"
+        )
+    params = None if run is None else run.params
+    items = [{**_decision_dict(r, params), "outcome_status": statuses[r.id]} for r in rows]
+    return page(items, total, limit, offset)
+
+
+async def _outcome_statuses(
+    session: AsyncSession, run_id: str, rows: Sequence[Any], run_open: bool
+) -> dict[int, dict[str, Any]]:
+    """Each decision's outcome in words (``ffe.runs.outcome_status``): a waiting one is
+    placed against the run's bars journaled after it."""
+    from ffe.runs import outcome_status as status
+
+    e = EquityPoint.__table__
+    step: timedelta | None = None
+    found: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row.horizon is not None:
+            found[row.id] = status.resolved(
+                row.horizon, finite(row.realized_return), row.hit
+            ).as_dict()
+            continue
+        horizon = status.scored_horizon(row.votes, row.confidence)
+        if horizon is None:
+            found[row.id] = status.unscored().as_dict()
+            continue
+        if step is None:
+            last = (
+                await session.scalars(
+                    select(e.c.time).where(e.c.run_id == run_id).order_by(e.c.time.desc()).limit(2)
+                )
+            ).all()
+            step = last[0] - last[1] if len(last) == 2 else timedelta(0)
+        later = select(e.c.time).where(e.c.run_id == run_id, e.c.time > row.time)
+        times = (await session.scalars(later.order_by(e.c.time).limit(horizon))).all()
+        waits = status.waiting(horizon, row.time, times, step or None, run_open)
+        found[row.id] = waits.as_dict()
+    return found
 
 
 def _decision_dict(row: Any, params: dict[str, Any] | None) -> dict[str, Any]:

@@ -85,6 +85,17 @@ class AgentCommandBody(Body):
     account: str | None = Field(None, min_length=1, max_length=64)
 
 
+class PositionCloseBody(Body):
+    """Which account's position to close, and the quantity the person confirmed."""
+
+    account: str | None = Field(None, min_length=1, max_length=64)
+    quantity: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="the position's signed quantity as confirmed; refused when it changed",
+    )
+
+
 class BacktestRequest(Dated):
     """A backtest to run as a job."""
 
@@ -365,6 +376,37 @@ class FillPage(Page):
     items: list[Fill]
 
 
+class Trade(Answer):
+    """A round trip of the live account, from its fills (first in, first out)."""
+
+    symbol: str
+    side: Literal["long", "short"]
+    quantity: float = Field(description="positive; side says which way")
+    status: Literal["open", "closed"]
+    entry_time: datetime
+    entry_price: float
+    exit_time: datetime | None = Field(description="null while open")
+    exit_price: float | None = Field(description="the exit's price, or the mark while open")
+    fees: float | None
+    pnl: float | None = Field(description="net of fees; unrealised while open, null unmarked")
+    return_pct: float | None = Field(description="pnl over the entry's value")
+    duration_s: float | None = Field(description="entry to exit, or to as_of while open")
+
+
+class Trades(Answer):
+    """The account's round trips, newest first (by exit, or entry while open)."""
+
+    run_id: str | None
+    as_of: datetime | None
+    items: list[Trade] = Field(description="the newest `limit`")
+    total: int = Field(description="all of them, open and closed")
+    closed: int
+    open: int
+    wins: int
+    realized_pnl: float | None
+    unrealized_pnl: float | None
+
+
 class EquityPoint(Answer):
     """The account's value at one time, and its drawdown from the peak before it."""
 
@@ -389,6 +431,19 @@ class Outcome(Answer):
     hit: bool | None
 
 
+class OutcomeStatus(Answer):
+    """Where a decision's outcome stands, and why, in one sentence (``text``)."""
+
+    state: Literal["resolved", "pending", "unresolved", "unscored"]
+    text: str
+    horizon: int | None = Field(description="bars the decision is scored over")
+    bars_left: int | None = Field(description="bars still to come before it resolves")
+    resolves_at: datetime | None = Field(description="when it resolves (or did, unresolved)")
+    estimated: bool = Field(description="resolves_at extrapolated from the bar spacing")
+    realized_return: float | None = Field(description="log return over the horizon")
+    hit: bool | None
+
+
 class Decision(Answer):
     """What the engine decided for one symbol at one bar, and why."""
 
@@ -402,6 +457,7 @@ class Decision(Answer):
     rationale: str | None
     votes: dict[str, Any] | None
     outcome: Outcome | None
+    outcome_status: OutcomeStatus
 
 
 class DecisionPage(Page):
@@ -427,6 +483,21 @@ class Approval(Answer):
     expires_at: datetime
     decided_at: datetime | None
     decided_by: str | None
+
+
+class PositionClosed(Answer):
+    """What the agent did with a request to close a position."""
+
+    status: Literal["sent", "waiting", "queued"] = Field(
+        description="sent to the broker; waiting for approval; or queued (no answer yet)"
+    )
+    detail: str
+    account: str
+    symbol: str
+    quantity: float | None = Field(description="the closing order's, signed")
+    client_order_id: str | None
+    command_id: int
+    approval: Approval | None = Field(description="the approval it waits for, if it does")
 
 
 class ApprovalPage(Page):

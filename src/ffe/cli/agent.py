@@ -299,6 +299,36 @@ _command(
 _command("reset", "reset", "Lift an emergency stop or a risk halt.")
 
 
+@agent_app.command("close")
+def close(
+    symbol: str = typer.Argument(..., help="The position to close, e.g. SP500."),
+    quantity: float | None = typer.Option(
+        None, "--quantity", help="The position you expect (signed); refused if it differs."
+    ),
+    account: str = ACCOUNT,
+) -> None:
+    """Close one position: the running agent orders it closed at market through its risk
+    checks and approval policy."""
+    from ffe.config import load_settings
+
+    async def ask(service: AgentService) -> dict[str, object] | None:
+        command_id = await service.close_position(target, symbol, quantity, "cli")
+        return await service.close_outcome(command_id, 10.0)
+
+    with user_errors():
+        settings = load_settings()
+        target = account or settings.agent.account
+        outcome = _with_service(settings, ask)
+        if outcome is not None and outcome["status"] in ("denied", "refused"):
+            from ffe.domain.errors import ConflictError
+
+            raise ConflictError(str(outcome["detail"]))
+    if outcome is None:
+        console.print(f"sent to the agent on {target}, which has not answered yet")
+    else:
+        console.print(str(outcome["detail"]))
+
+
 @agent_app.command("approvals")
 def approvals(account: str = ACCOUNT, as_json: bool = JSON) -> None:
     """Orders waiting for approval."""

@@ -43,7 +43,9 @@ RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 JOB_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 ROLES = ("viewer", "trader", "admin")
 AGENT_STATUSES = ("running", "paused", "halted", "stopped")
-AGENT_COMMANDS = ("pause", "resume", "stop", "emergency_stop", "reset")
+# "close" closes one position (its symbol in the command's payload) through the agent's risk
+# engine and approval policy.
+AGENT_COMMANDS = ("pause", "resume", "stop", "emergency_stop", "reset", "close")
 APPROVAL_STATUSES = ("pending", "approved", "rejected", "expired", "sent")
 
 
@@ -368,6 +370,9 @@ class AgentCommand(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     result: Mapped[str | None] = mapped_column(Text)
+    # What the command is about (close: the symbol and the quantity the person saw) and,
+    # once carried out, what came of it ("outcome").
+    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class Approval(Base):

@@ -66,3 +66,22 @@ def test_page_route_does_not_take_the_paths_of_other_routes(logged_in):
     assert client.get("/static", follow_redirects=False).headers["location"].endswith("/static/")
     assert client.get("/overview/", follow_redirects=False).status_code == 307
     assert client.post("/overview").status_code == 405
+
+
+def _positions_header(api, password, user: str) -> str:
+    login = {"username": user, "password": password}
+    assert api.client.post("/api/v1/auth/login", json=login).status_code == 200
+    page = api.client.get("/overview").text
+    start = page.index('id="positions-table"')
+    return page[start : page.index("</thead>", start)]
+
+
+def test_overview_when_trader_then_positions_have_a_close_column_and_trades_table(api, password):
+    header = _positions_header(api, password, "trader")
+
+    assert header.count("<th ") == 7
+    assert 'id="trades-table"' in api.client.get("/overview").text
+
+
+def test_overview_when_viewer_then_no_close_column(api, password):
+    assert _positions_header(api, password, "viewer").count("<th ") == 6

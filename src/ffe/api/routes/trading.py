@@ -4,6 +4,7 @@ and the agent's controls."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
@@ -23,6 +24,7 @@ from ffe.api.routes.common import (
 )
 from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
+from ffe.api.trades import live_trades
 from ffe.domain.errors import FfeError
 from ffe.service import runs
 
@@ -168,6 +170,35 @@ async def fills(
     return await polled(services, key, read)
 
 
+@router.get("/trades", responses={200: {"model": schemas.Trades}})
+async def trades(
+    services: ServicesDep,
+    who: Reader,
+    account: Account = None,
+    run_id: RunId = None,
+    symbol: Symbol = None,
+    limit: Limit = 50,
+) -> Any:
+    """The account's round trips from its fills: closed ones with their P&L and duration,
+    open ones marked at the portfolio's prices (unrealised P&L); newest first."""
+    chosen = account_of(services, account)
+
+    async def read() -> Any:
+        portfolio = await _portfolio(services, chosen)
+        run = run_id or portfolio["run_id"]
+        same = run == portfolio["run_id"]  # another run's open trades have no mark here
+        marks = {
+            p["symbol"]: p["mark_price"]
+            for p in portfolio["positions"]
+            if same and p["mark_price"] is not None
+        }
+        stamp = portfolio["as_of"] if same else None
+        as_of = datetime.fromisoformat(stamp) if stamp else None
+        return await live_trades(services.db, run, symbol, marks, as_of, limit)
+
+    return await polled(services, f"trades:{chosen}:{run_id}:{symbol}:{limit}", read)
+
+
 @router.get("/equity", responses={200: {"model": schemas.EquityCurve}})
 async def equity(
     services: ServicesDep,
@@ -306,6 +337,65 @@ async def reject(approval_id: ApprovalId, services: ServicesDep, who: Trader) ->
     row = await services.agents.reject(approval_id, who.actor)
     await services.publish("approval", queries.approval_dict(row))
     return queries.approval_dict(row)
+
+
+PositionSymbol = Annotated[str, Path(min_length=1, max_length=64)]
+# How long a close request waits for the agent (which polls for commands every quarter second)
+# to say what it did; past it, the answer is 202 "queued".
+CLOSE_WAIT_S = 10.0
+_CLOSE_WAITS = "It waits for approval, or the agent has not answered yet"
+_CLOSE_REFUSED = (
+    "No agent runs, nothing to close, the position changed since it was confirmed, or the "
+    "risk engine denied the order"
+)
+
+
+@router.post(
+    "/positions/{symbol}/close",
+    responses={
+        200: {"model": schemas.PositionClosed, "description": "The closing order was sent"},
+        202: {"model": schemas.PositionClosed, "description": _CLOSE_WAITS},
+        409: refusal(_CLOSE_REFUSED),
+    },
+)
+async def close_position(
+    symbol: PositionSymbol,
+    services: ServicesDep,
+    who: Trader,
+    response: Response,
+    body: Annotated[schemas.PositionCloseBody | None, Body()] = None,
+) -> Any:
+    """Close one position: the running agent orders it closed at market through its risk
+    engine and approval policy (never straight to the broker). Audited as ``position.close``."""
+    account = account_of(services, body.account if body else None)
+    confirmed = body.quantity if body else None
+    command_id = await services.agents.close_position(account, symbol, confirmed, who.actor)
+    outcome = await services.agents.close_outcome(command_id, CLOSE_WAIT_S)
+    await services.written("portfolio", "orders")
+    event = {"kind": "command", "command": "close", "account": account, "symbol": symbol}
+    await services.publish("event", event)
+    if outcome is None:
+        response.status_code = status.HTTP_202_ACCEPTED
+        silent = f"sent to the agent on {account}, which has not answered yet: see its orders"
+        outcome = {"status": "queued", "detail": f"{silent} and approvals"}
+    elif outcome["status"] in ("denied", "refused"):
+        raise HTTPException(status.HTTP_409_CONFLICT, outcome["detail"])
+    approval = None
+    if outcome["status"] == "waiting":
+        response.status_code = status.HTTP_202_ACCEPTED
+        approval = await queries.approval_of(services.db, outcome["client_order_id"])
+        if approval is not None:
+            await services.publish("approval", approval)
+    return {
+        "status": outcome["status"],
+        "detail": outcome["detail"],
+        "account": account,
+        "symbol": symbol,
+        "quantity": outcome.get("quantity"),
+        "client_order_id": outcome.get("client_order_id"),
+        "command_id": command_id,
+        "approval": approval,
+    }
 
 
 @router.get("/agent", responses={200: {"model": schemas.Agents}})

@@ -20,24 +20,42 @@ function confidenceCell(c) {
   return num(el("span", {}, el("span", { class: "bar" }, el("i", { style: `width:${Math.round(c * 100)}%` })), fmtPct(c, { digits: 0 })));
 }
 
-function outcomeCell(o) {
-  if (!o) return num("pending", "muted");
+// What a decision's outcome cell says while there is no return to show, by its state.
+const WAITING = { pending: "pending", unresolved: "unresolved", unscored: "not scored" };
+
+function outcomeCell(d) {
+  const o = d.outcome;
+  const state = d.outcome_status || { state: o ? "resolved" : "pending", text: "" };
+  if (!o || state.state !== "resolved") {
+    const left = state.state === "pending" && isNum(state.bars_left) ? ` · ${state.bars_left} bar${state.bars_left === 1 ? "" : "s"}` : "";
+    return el("td", { class: "num muted", title: state.text, "data-outcome": state.state }, `${WAITING[state.state] ?? state.state}${left}`);
+  }
   const mark = o.hit === true ? "✓ " : o.hit === false ? "✗ " : "";
   const cls = o.hit === true ? "up" : o.hit === false ? "down" : "";
-  return el("td", { class: `num ${cls}`, title: `over ${o.horizon ?? "?"} bars` }, mark + fmtPct(o.realized_return, { sign: true }));
+  return el("td", { class: `num ${cls}`, title: state.text || `over ${o.horizon ?? "?"} bars`, "data-outcome": "resolved" },
+    mark + fmtPct(o.realized_return, { sign: true }));
 }
 
 function detailRow(d) {
   const votes = d.votes && Object.keys(d.votes).length ? `\n\nModel votes: ${JSON.stringify(d.votes, null, 1).replace(/\s+/g, " ")}` : "";
-  const outcome = d.outcome ? `\nOutcome over ${d.outcome.horizon} bars: ${fmtPct(d.outcome.realized_return, { sign: true })}` : "";
+  const said = d.outcome_status?.text;
+  const outcome = said ? `\nOutcome: ${said}` : d.outcome ? `\nOutcome over ${d.outcome.horizon} bars: ${fmtPct(d.outcome.realized_return, { sign: true })}` : "";
   return el("tr", { class: "detail" }, el("td", { colspan: 7 },
     `${d.rationale || "No rationale recorded."}${votes}\n\nRun ${d.run_id || "—"} · decision ${d.id}${outcome}`));
+}
+
+/** When no decision on the page is scored, say why once, above the table. */
+function showOutcomeNote(items) {
+  const note = $("outcome-note");
+  const unscored = items.length > 0 && items.every((d) => d.outcome_status?.state === "unscored");
+  note.hidden = !unscored;
+  note.textContent = unscored ? `Outcomes are ${items[0].outcome_status.text}.` : "";
 }
 
 function decisionRow(d) {
   const row = el("tr", { class: "clickable", title: "Show the full rationale" },
     td(fmtTime(d.time)), td(d.symbol), el("td", {}, actionBadge(d.action)),
-    num(fmtTarget(d)), confidenceCell(d.confidence), outcomeCell(d.outcome),
+    num(fmtTarget(d)), confidenceCell(d.confidence), outcomeCell(d),
     el("td", { class: "text" }, el("span", { class: "clamp" }, d.rationale || "—")));
   row.addEventListener("click", () => {
     const next = row.nextElementSibling;
@@ -51,6 +69,7 @@ async function loadDecisions() {
   const page = await getJson("/decisions", { ...filters(), limit: PAGE, offset });
   const items = page.items || [];
   fillTable("decisions-table", items, decisionRow, "No decisions match");
+  showOutcomeNote(items);
   const total = page.total ?? items.length;
   setText("page-info", items.length ? `${offset + 1}–${offset + items.length} of ${total}` : "");
   $("prev").disabled = offset === 0;

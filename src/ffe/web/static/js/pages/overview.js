@@ -2,8 +2,9 @@
 // The cards come from one /portfolio answer at a time (one state of the account), never
 // partly from a stream event: cash and positions then always add up to the equity shown.
 import {
-  $, every, fillSelect, fillTable, fmtMoney, fmtPct, fmtQty, fmtSigned, fmtTime, getJson, isNum,
-  num, onResync, onStream, prependRow, serviceStatus, setText, signClass, startPage, td, el,
+  $, api, busy, canTrade, confirmAction, every, fillSelect, fillTable, fmtMoney, fmtPct, fmtQty,
+  fmtSigned, fmtTime, getJson, isNum, num, onResync, onStream, prependRow, serviceStatus, setText,
+  signClass, startPage, td, el, toast,
 } from "../app.js";
 import { equityChart } from "../charts.js";
 
@@ -29,13 +30,70 @@ function renderPortfolio(p) {
 }
 
 function positionRow(x) {
-  return el("tr", {},
+  const row = el("tr", {},
     td(x.symbol),
     num(fmtQty(x.quantity), x.quantity < 0 ? "down" : ""),
     num(fmtMoney(x.average_price)),
     num(fmtMoney(x.mark_price)),
     num(fmtMoney(x.market_value)),
     num(fmtSigned(x.unrealized_pnl), signClass(x.unrealized_pnl)));
+  if (canTrade) {
+    const button = el("button", { type: "button", class: "btn small danger", "data-testid": `close-${x.symbol}` }, "Close");
+    button.addEventListener("click", () => closePosition(button, x));
+    row.append(el("td", { class: "num" }, button));
+  }
+  return row;
+}
+
+/** Ask, naming the symbol and quantity, then have the agent close the position: its order
+ *  passes the risk engine and the approval policy like any other. */
+async function closePosition(button, position) {
+  const side = position.quantity > 0 ? "sell" : "buy";
+  const confirmed = await confirmAction({
+    title: `Close ${position.symbol}?`,
+    message: `The agent will ${side} ${fmtQty(Math.abs(position.quantity))} ${position.symbol} at market ` +
+      `(position ${fmtQty(position.quantity)}), after its risk checks; if the approval policy ` +
+      "asks for it, the order waits on the Agent page.",
+    confirmLabel: `Close ${fmtQty(position.quantity)} ${position.symbol}`,
+    keepLabel: "Keep it",
+  });
+  if (!confirmed) return;
+  await busy(button, async () => {
+    const body = { quantity: position.quantity, ...(account ? { account } : {}) };
+    const { data } = await api(`/positions/${encodeURIComponent(position.symbol)}/close`, { method: "POST", body });
+    toast(data.detail, data.status === "sent" ? "ok" : "info", 9000);
+  });
+}
+
+function fmtDuration(seconds) {
+  if (!isNum(seconds)) return "—";
+  const days = seconds / 86400;
+  if (days >= 1) return `${days.toFixed(days >= 10 ? 0 : 1)} d`;
+  const hours = seconds / 3600;
+  return hours >= 1 ? `${hours.toFixed(1)} h` : `${Math.round(seconds / 60)} min`;
+}
+
+function tradeRow(t) {
+  const open = t.status === "open";
+  return el("tr", open ? { class: "open", title: "Open: P&L unrealised at the mark" } : {},
+    td(fmtTime(t.entry_time)),
+    td(t.symbol),
+    el("td", {}, el("span", { class: `action ${t.side === "long" ? "buy" : "sell"}` }, t.side)),
+    num(fmtQty(t.quantity)),
+    num(fmtMoney(t.entry_price)),
+    num(open ? "open" : fmtTime(t.exit_time), open ? "muted" : ""),
+    num(fmtMoney(t.exit_price), open ? "muted" : ""),
+    num(fmtDuration(t.duration_s)),
+    num(fmtSigned(t.pnl), signClass(t.pnl)),
+    num(fmtPct(t.return_pct, { sign: true }), signClass(t.return_pct)));
+}
+
+function renderTrades(found) {
+  fillTable("trades-table", (found.items || []).slice(0, 50), tradeRow, "No trades yet");
+  const closed = found.closed ?? 0;
+  const wins = closed ? ` (${fmtPct((found.wins ?? 0) / closed, { digits: 0 })} won)` : "";
+  setText("trades-summary", `${closed} closed${wins}, realised ${fmtSigned(found.realized_pnl)}` +
+    ` · ${found.open ?? 0} open, unrealised ${fmtSigned(found.unrealized_pnl)}`);
 }
 
 function fillRow(f) {
@@ -95,6 +153,9 @@ startPage(async () => {
   ]);
   showCurve(equity.points || []);
   fillTable("fills-table", fills.items || [], fillRow, "No fills yet");
+  const loadTrades = async () => renderTrades(await getJson("/trades", scope()));
+  await loadTrades();
+  const refreshTrades = throttled(loadTrades, 5000);
   setupAccounts(status.agents);
   showAgent((status.agents || []).find((a) => a.account === account));
 
@@ -109,6 +170,7 @@ startPage(async () => {
     if (!mine(data)) return;
     prependRow("fills-table", fillRow(data), 15);
     refresh();
+    refreshTrades();
   });
   onStream("agent", (data) => { if (mine(data)) showAgent(data); });
   // The stream is the fast path; a slow poll covers a dropped connection and fills that were
@@ -116,10 +178,10 @@ startPage(async () => {
   const loadFills = async () =>
     fillTable("fills-table", (await getJson("/fills", { ...scope(), limit: 15 })).items || [],
       fillRow, "No fills yet");
-  every(20000, async () => { await loadPortfolio(); await loadFills(); }, false);
+  every(20000, async () => { await loadPortfolio(); await loadFills(); await loadTrades(); }, false);
   // A new connection, or a missed event: read again all that the page shows.
   onResync(async () => {
-    const [, curve] = await Promise.all([loadPortfolio(), getJson("/equity", { ...scope(), limit: 5000 }), loadFills()]);
+    const [, curve] = await Promise.all([loadPortfolio(), getJson("/equity", { ...scope(), limit: 5000 }), loadFills(), loadTrades()]);
     showCurve(curve.points || []);
   });
   setTimeout(loadFills, 3000);
