@@ -44,6 +44,9 @@ function create(container, extra = {}) {
       fontSize: 11,
       fontFamily: getComputedStyle(document.body).fontFamily,
       panes: { separatorColor: COLORS.border, separatorHoverColor: "rgba(77, 155, 255, 0.2)" },
+      // The logo sat over the drawdown pane's data; the attribution is a link in the page's
+      // footer instead (base.html), as the library's licence allows.
+      attributionLogo: false,
     },
     grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
     rightPriceScale: { borderColor: COLORS.border },
@@ -81,7 +84,9 @@ export function equityChart(container) {
     priceFormat: { type: "percent", precision: 1, minMove: 0.1 },
     priceLineVisible: false, lastValueVisible: true, title: "drawdown",
   }, 1);
-  chart.panes()[1]?.setStretchFactor(0.35);
+  // Tall enough for its zero line, one tick and its last value without the labels colliding.
+  chart.panes()[1]?.setStretchFactor(0.5);
+  drawdown.priceScale().applyOptions({ scaleMargins: { top: 0.12, bottom: 0.08 } });
   let peak = -Infinity;
   let last = -Infinity;
 
