@@ -69,6 +69,12 @@ def _axe_script() -> Path:
     pytest.skip(f"{problem}: run `make deploy-tools` to check the views' accessibility")
 
 
+@pytest.fixture(scope="module")
+def axe() -> Path:
+    """The script, looked for before a server or a browser is started for nothing."""
+    return _axe_script()
+
+
 # -- the server and its data ---------------------------------------------------------------
 
 
@@ -267,7 +273,7 @@ def _check(page: Page, main: str) -> None:
     expect(page.get_by_test_id(main)).to_be_visible()
     assert page.evaluate(FITS), f"wider than the screen: {page.evaluate(WIDEST)}"
     assert page.evaluate(CLIPPED_TABLES) == [], "tables cut off instead of scrolling"
-    page.add_script_tag(path=str(_axe_script()))
+    page.add_script_tag(path=str(AXE))
     violations = page.evaluate(AXE_RUN)
     assert not violations, "axe-core:\n" + "\n".join(violations)
 
@@ -303,9 +309,14 @@ def _visit(page: Page, view: str, server: Server, jobs: Jobs, viewport: str) -> 
 
 @pytest.mark.parametrize(("viewport", "view"), CASES)
 def test_view_shows_its_data_fits_the_screen_and_passes_axe(
-    viewport: str, view: str, browser: Browser, server: Server, pages: dict[str, Page], jobs: Jobs
+    axe: Path,
+    viewport: str,
+    view: str,
+    browser: Browser,
+    server: Server,
+    pages: dict[str, Page],
+    jobs: Jobs,
 ) -> None:
-    _axe_script()
     if view != "login":
         _visit(pages[viewport], view, server, jobs, viewport)
         return
