@@ -258,10 +258,14 @@ VIEWS: dict[str, View] = {
     "compare": _compare,
     "optimization": _optimization,
 }
+# The views that wait for no job first, at both sizes, so that the jobs have finished by the
+# time the others are visited.
+ON_JOBS = ("backtests", "backtest_job", "compare", "optimization")
 CASES = [
     pytest.param(viewport, view, id=f"{view}-{viewport}")
+    for group in (["login", *(v for v in VIEWS if v not in ON_JOBS)], ON_JOBS)
     for viewport in VIEWPORTS
-    for view in ["login", *VIEWS]
+    for view in group
 ]
 
 
@@ -302,6 +306,7 @@ def _visit(page: Page, view: str, server: Server, jobs: Jobs, viewport: str) -> 
     try:
         main = VIEWS[view](page, server, jobs)
     finally:  # the state it reached, data or not, for whoever reads a failure
+        page.evaluate("window.scrollTo(0, 0)")  # else the sticky top bar lands mid-picture
         page.screenshot(path=str(shot), full_page=True)
     _check(page, main)
     _check_navigation(page, viewport)
