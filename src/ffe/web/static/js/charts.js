@@ -82,11 +82,13 @@ export function equityChart(container) {
     topFillColor1: "rgba(0, 0, 0, 0)", topFillColor2: "rgba(0, 0, 0, 0)",
     bottomFillColor1: "rgba(239, 91, 91, 0.08)", bottomFillColor2: "rgba(239, 91, 91, 0.4)",
     priceFormat: { type: "percent", precision: 1, minMove: 0.1 },
-    priceLineVisible: false, lastValueVisible: true, title: "drawdown",
+    // No last-value label: in a pane this short it hid the tick next to it, and the current
+    // drawdown is in the page's stats.
+    priceLineVisible: false, lastValueVisible: false,
   }, 1);
-  // Tall enough for its zero line, one tick and its last value without the labels colliding.
-  chart.panes()[1]?.setStretchFactor(0.5);
-  drawdown.priceScale().applyOptions({ scaleMargins: { top: 0.12, bottom: 0.08 } });
+  // Tall enough for its zero line and a tick or two on a phone.
+  chart.panes()[1]?.setStretchFactor(0.8);
+  drawdown.priceScale().applyOptions({ scaleMargins: { top: 0.15, bottom: 0.2 } });
   let peak = -Infinity;
   let last = -Infinity;
 
