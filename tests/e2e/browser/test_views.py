@@ -334,3 +334,20 @@ def test_view_shows_its_data_fits_the_screen_and_passes_axe(
         _check(page, "login-submit")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", [768, 1080])
+def test_top_bar_folds_into_the_menu_before_it_overflows(
+    width: int, server: Server, pages: dict[str, Page]
+) -> None:
+    # Between the phone and the laptop: a tablet, and the narrowest width that shows the links.
+    page = pages["laptop"]
+    page.set_viewport_size({"width": width, "height": 800})
+    try:
+        page.goto(f"{server.url}/health")
+        expect(page.get_by_test_id("health-status")).not_to_have_attribute("data-status", "unknown")
+        assert page.evaluate(FITS), f"wider than {width} px: {page.evaluate(WIDEST)}"
+        folded = page.get_by_test_id("nav-toggle").is_visible()
+        assert folded == (width < 1080), f"menu button shown: {folded} at {width} px"
+    finally:
+        page.set_viewport_size(VIEWPORTS["laptop"])
