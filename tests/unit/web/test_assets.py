@@ -174,6 +174,19 @@ def test_vendored_chart_library_ships_with_its_license() -> None:
     assert "lightweight-charts" in vendor.joinpath("README.md").read_text()
 
 
+def test_chart_pages_credit_the_chart_library_in_their_footer() -> None:
+    # Its licence asks for the attribution notice and a link to TradingView on the pages
+    # that use it; the logo the library would draw over each chart is turned off instead.
+    for name in ALL_PAGES:
+        footer = re.search(r"<footer class=\"footer\">(.*?)</footer>", _page(name), re.DOTALL)
+        assert (footer is not None) == (name in CHART_PAGES), name
+        if footer is not None:
+            assert 'href="https://www.tradingview.com/"' in footer.group(1)
+            assert "Copyright © 2023 TradingView, Inc." in footer.group(1)
+    charts = static_root().joinpath("js", "charts.js").read_text()
+    assert "attributionLogo: false" in charts
+
+
 def test_page_values_are_escaped() -> None:
     html = render(
         "backtest_job.html",
@@ -186,13 +199,15 @@ def test_page_values_are_escaped() -> None:
     assert "<img src=x" not in html
 
 
-# XML namespace names are identifiers that are never fetched.
+# XML namespace names are identifiers that are never fetched, and a link's target is loaded only
+# when a person follows it.
 _NAMESPACE = re.compile(r"https?://www\.w3\.org/\d{4}/\w+")
+_LINK = re.compile(r"<a\s[^>]*?href=\"https://[^\"]+\"")
 
 
 def test_no_template_or_script_reaches_another_host() -> None:
     for source in _own_sources():
-        text = _NAMESPACE.sub("", source.read_text())
+        text = _LINK.sub("", _NAMESPACE.sub("", source.read_text()))
         found = re.findall(r"https?://[^\s\"'`)]+|//[a-z0-9.-]+\.[a-z]{2,}/", text, re.IGNORECASE)
         assert not found, f"{source.name}: {found}"
 

@@ -45,6 +45,9 @@ function create(container, extra = {}) {
       fontSize: 11,
       fontFamily: getComputedStyle(document.body).fontFamily,
       panes: { separatorColor: COLORS.border, separatorHoverColor: "rgba(77, 155, 255, 0.2)" },
+      // The logo sat over the drawdown pane's data; the attribution is a link in the page's
+      // footer instead (base.html), as the library's licence allows.
+      attributionLogo: false,
     },
     grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
     rightPriceScale: { borderColor: COLORS.border },
@@ -80,9 +83,13 @@ export function equityChart(container) {
     topFillColor1: "rgba(0, 0, 0, 0)", topFillColor2: "rgba(0, 0, 0, 0)",
     bottomFillColor1: "rgba(239, 91, 91, 0.08)", bottomFillColor2: "rgba(239, 91, 91, 0.4)",
     priceFormat: { type: "percent", precision: 1, minMove: 0.1 },
-    priceLineVisible: false, lastValueVisible: true, title: "drawdown",
+    // No last-value label: in a pane this short it hid the tick next to it, and the current
+    // drawdown is in the page's stats.
+    priceLineVisible: false, lastValueVisible: false,
   }, 1);
-  chart.panes()[1]?.setStretchFactor(0.35);
+  // Tall enough for its zero line and a tick or two on a phone.
+  chart.panes()[1]?.setStretchFactor(0.8);
+  drawdown.priceScale().applyOptions({ scaleMargins: { top: 0.15, bottom: 0.2 } });
   let peak = -Infinity;
   let last = -Infinity;
 

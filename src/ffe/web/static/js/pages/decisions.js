@@ -87,7 +87,7 @@ const svg = (tag, attrs = {}, text) => {
 };
 
 function drawCalibration(box, bins, note = "No decisions with an outcome yet") {
-  const W = 360, H = 290, L = 40, R = 10, T = 10, B = 34;
+  const W = 360, H = 290, L = 40, R = 18, T = 10, B = 34; // R: room for the "100%" tick's second half
   const x = (v) => L + v * (W - L - R);
   const y = (v) => H - B - v * (H - T - B);
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "xMidYMid meet" });

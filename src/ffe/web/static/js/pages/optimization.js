@@ -148,9 +148,10 @@ function cancelSweep(button) {
 const sortValues = (values) => [...values].sort((a, b) => (typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b))));
 const key = (v) => JSON.stringify(v);
 
-/** Red (worst) through amber to green (best). */
+/** Red (worst) through amber to green (best), light enough everywhere for the cells' dark
+ * text to keep a 4.5:1 contrast (the red end is the darkest). */
 function heat(t) {
-  return `hsl(${Math.round(4 + t * 146)}, 62%, ${Math.round(44 + 8 * Math.sin(t * Math.PI))}%)`;
+  return `hsl(${Math.round(4 + t * 146)}, 62%, ${Math.round(57 + 5 * Math.sin(t * Math.PI))}%)`;
 }
 
 function drawHeatmap(result) {
