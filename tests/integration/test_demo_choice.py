@@ -19,9 +19,7 @@ def test_demo_choice_when_swept_before_the_replay_then_the_same_parameters(
 ) -> None:
     components = bootstrap.components(Settings(data={"dir": tmp_path}))
     market = MarketSpec((DEMO.symbol,), start=DEMO.chosen_from, end=DEMO.chosen_to)
-    request = backtests.SweepRequest(
-        DEMO.strategy, dict(DEMO.grid), DEMO.metric, market, workers=1
-    )
+    request = backtests.SweepRequest(DEMO.strategy, dict(DEMO.grid), DEMO.metric, market, workers=1)
     outcome = backtests.sweep(components, request)
     assert outcome.best.params == dict(DEMO.params)
     assert outcome.best.stats["end"] < DEMO.replay_start  # nothing of the replay was used
