@@ -155,13 +155,12 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     from ffe.api.server import server_options
     from ffe.api.services import journal_unreachable
     from ffe.cli.startup import (
-        agent_report,
+        announce_summary,
         announce_when_up,
         check_port,
         preflight,
         stopped_report,
     )
-    from ffe.domain.defaults import DEMO
     from ffe.domain.errors import StoreError
 
     check_port(settings.api.host, settings.api.port)
@@ -191,13 +190,7 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
         if unreachable is None:
             yield login or "log in with your dashboard user (`ffe users create` adds one)"
         if launch is not None:
-            yield from filter(None, [agent_report(app, previous)])
-            if launch.demo:
-                yield f'paper agent: {DEMO.story()} (docs/configuration.md, "The demo")'
-            yield (
-                f"paper agent: replaying at {launch.speed or 'full'} bars/s; "
-                "Ctrl-C stops everything"
-            )
+            yield from _agent_banner(app, launch, previous)
 
     config = uvicorn.Config(
         app,
@@ -210,12 +203,26 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     )
     server = uvicorn.Server(config)
     announce_when_up(server, url, say, banner)
+    if launch is not None:
+        announce_summary(server, app, say)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn shut down cleanly, then raised the Ctrl-C again
         if launch is not None:
             say(stopped_report(settings, launch.account))
         # exit 0: a Ctrl-C is how a user ends `ffe run`, not a failure (make says Error 130)
+
+
+def _agent_banner(app: Any, launch: Any, previous: Any) -> Iterator[str]:
+    """What ``ffe run`` says of its agent once the server answers: the run it resumed or
+    began, the demo's story when it trades the demo, and how fast it replays."""
+    from ffe.cli.startup import agent_report
+    from ffe.domain.defaults import DEMO
+
+    yield from filter(None, [agent_report(app, previous)])
+    if launch.demo:
+        yield f'paper agent: {DEMO.story()} (docs/configuration.md, "The demo")'
+    yield f"paper agent: replaying at {launch.speed or 'full'} bars/s; Ctrl-C stops everything"
 
 
 def _serve_workers(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from ffe.api import queries, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
 from ffe.api.routes.common import Limit, Offset, refusal
-from ffe.service import runs
+from ffe.service import benchmark, runs
 from ffe.store.repositories import unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -65,9 +65,9 @@ async def run_equity(
     who: Reader,
     limit: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ) -> Any:
-    """A run's equity curve and drawdown, thinned to ``limit`` points."""
+    """A run's equity curve and drawdown, thinned to ``limit`` points, with buy and hold."""
     run = await runs.get_run(services.db, run_id)
-    return {"run_id": run.id, "points": await runs.equity_points(services.db, run.id, limit)}
+    return await benchmark.equity_curve(services.db, services.components.catalog(), run.id, limit)
 
 
 @router.get("/runs/{run_id}/trades")
