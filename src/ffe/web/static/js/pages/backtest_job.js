@@ -3,7 +3,7 @@ import {
   $, API, ApiError, canTrade, cancelJob, el, fmtMoney, fmtStat, fmtTime, getJson,
   labelOf, onStream, showError, showWaiting, startPage, stateBadge,
 } from "../app.js";
-import { equityChart } from "../charts.js";
+import { addBenchmark, equityChart } from "../charts.js";
 
 const jobId = $("job").dataset.jobId;
 const ENDED = new Set(["finished", "failed", "cancelled"]);
@@ -73,7 +73,9 @@ async function showResult(job) {
     if (!frame.hidden) frame.scrollIntoView({ behavior: "smooth", block: "start" });
   });
   const equity = await getJson(`/runs/${encodeURIComponent(job.run_id)}/equity`, { limit: 5000 });
-  equityChart($("run-equity-chart")).setData(equity.points || []);
+  const chart = equityChart($("run-equity-chart"));
+  chart.setData(equity.points || []);
+  addBenchmark(chart, equity.points, equity.benchmark);
 }
 
 startPage(async () => {

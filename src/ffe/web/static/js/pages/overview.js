@@ -5,7 +5,7 @@ import {
   $, every, fillSelect, fillTable, fmtMoney, fmtPct, fmtQty, fmtSigned, fmtTime, getJson, isNum,
   num, onResync, onStream, prependRow, serviceStatus, setText, signClass, startPage, td, el,
 } from "../app.js";
-import { equityChart } from "../charts.js";
+import { addBenchmark, equityChart } from "../charts.js";
 
 const query = new URLSearchParams(location.search);
 let account = query.get("account") || null;
@@ -81,8 +81,9 @@ startPage(async () => {
   const empty = $("equity-chart").querySelector(".chart-empty");
   const scope = () => (account ? { account } : {});
   const loadPortfolio = async () => renderPortfolio(await getJson("/portfolio", scope()));
-  const showCurve = (points) => {
+  const showCurve = (points, about) => {
     empty.hidden = chart.setData(points) > 0;
+    addBenchmark(chart, points, about);
     worstDrawdown = points.reduce((worst, p) => (isNum(p.drawdown) ? Math.min(worst, p.drawdown) : worst), 0);
     if (!isNum(lastPortfolio?.max_drawdown)) renderPortfolio(lastPortfolio);
   };
@@ -93,7 +94,7 @@ startPage(async () => {
     getJson("/fills", { ...scope(), limit: 15 }),
     serviceStatus(),
   ]);
-  showCurve(equity.points || []);
+  showCurve(equity.points || [], equity.benchmark);
   fillTable("fills-table", fills.items || [], fillRow, "No fills yet");
   setupAccounts(status.agents);
   showAgent((status.agents || []).find((a) => a.account === account));
@@ -120,7 +121,7 @@ startPage(async () => {
   // A new connection, or a missed event: read again all that the page shows.
   onResync(async () => {
     const [, curve] = await Promise.all([loadPortfolio(), getJson("/equity", { ...scope(), limit: 5000 }), loadFills()]);
-    showCurve(curve.points || []);
+    showCurve(curve.points || [], curve.benchmark);
   });
   setTimeout(loadFills, 3000);
 });
