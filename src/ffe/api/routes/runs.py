@@ -103,7 +103,7 @@ async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """The run's HTML report (equity, drawdown, trades), as ``ffe runs report`` writes it."""
     from ffe.api.headers import REPORT_CSP
 
-    html = await runs.report_html(services.db, run_id)
+    html = await runs.report_html(services.db, run_id, standalone=True)
     return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_CSP})
 
 
