@@ -101,10 +101,16 @@ startPage(async () => {
 
   const mine = (data) => !data.account || !account || data.account === account;
   const refresh = throttled(loadPortfolio, 1500);
+  // Buy and hold comes with the whole curve only: read it again now and then while bars come.
+  const reloadCurve = throttled(async () => {
+    const curve = await getJson("/equity", { ...scope(), limit: 5000 });
+    showCurve(curve.points || [], curve.benchmark);
+  }, 10000);
   onStream("equity", (data) => {
     if (!mine(data)) return;
     if (chart.append(data)) empty.hidden = true;
     refresh(); // the cards: from the next whole answer, not from this event's two numbers
+    reloadCurve();
   });
   onStream("fill", (data) => {
     if (!mine(data)) return;
