@@ -235,13 +235,25 @@ class AgentSupervisor:
 def summarize(
     report: AgentReport, session: AgentSession, launch: AgentLaunch | None
 ) -> RunSummary | None:
-    """What a replay that ran to its end comes to (None for any other ending)."""
-    if report.status != "finished" or not report.stats or session.agent.clock.live:
+    """What a replay that ran to its end comes to (None for any other ending, or when it
+    cannot be told: a summary never fails the agent's run)."""
+    try:
+        return _summary(report, session, launch)
+    except Exception as exc:
+        log.warning("agent: no summary of the replay: %s", exc)
+        return None
+
+
+def _summary(
+    report: AgentReport, session: AgentSession, launch: AgentLaunch | None
+) -> RunSummary | None:
+    stats = getattr(report, "stats", None)
+    if report.status != "finished" or not stats or session.agent.clock.live:
         return None
     fill = session.agent.config.fill
     costs = Costs(fill.commission, fill.slippage_bps, fill.fixed_commission)
     return RunSummary.of(
-        report.stats,
+        stats,
         strategy=session.agent.spec.strategy,
         symbols=list(session.agent.market.symbols),
         costs=costs,
