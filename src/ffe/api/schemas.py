@@ -301,6 +301,9 @@ class Supervised(Answer):
         False, description="it failed on the journal and is restarted once the journal answers"
     )
     restarts: int = Field(0, description="restarts after journal failures since it was started")
+    chosen: str | None = Field(
+        None, description="how its strategy was chosen, when it trades the demo's (ffe run)"
+    )
     finished: bool = Field(False, description="its replay ran to the end of the data")
     summary: ReplaySummary | None = Field(None, description="the finished replay's summary")
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ffe.agent.reports import AgentReport, Snapshot
 from ffe.backtest.benchmark import Costs
 from ffe.backtest.summary import RunSummary
+from ffe.domain.defaults import DEMO
 from ffe.domain.errors import ConfigError, ConflictError, FfeError, StoreError
 from ffe.service import heap
 from ffe.service.agents import AgentLaunch, AgentLauncher, AgentSession, agent_checks
@@ -102,6 +103,7 @@ class AgentSupervisor:
             "error": self.error,
             "restarting": self.restarting and self.active,
             "restarts": self.restarts,
+            "chosen": DEMO.story() if self.launch is not None and self.launch.demo else None,
             "finished": self.summary is not None and not self.active,
             "summary": None if self.summary is None else self.summary.as_dict(),
         }

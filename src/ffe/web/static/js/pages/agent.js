@@ -49,6 +49,8 @@ function showState(agents, supervised) {
   const here = supervised && supervised.account === account && supervised.strategy;
   $("fact-strategy").textContent = here ? supervised.strategy : "—";
   $("fact-symbols").textContent = here ? (supervised.symbols || []).join(", ") : "—";
+  $("agent-chosen").hidden = !(here && supervised.chosen);
+  $("agent-chosen").textContent = here && supervised.chosen ? `How it was chosen: ${supervised.chosen}.` : "";
   $("agent-halted").hidden = !current?.halted_reason;
   $("agent-halted").textContent = current?.halted_reason ? `Halted: ${current.halted_reason}` : "";
   $("agent-error").hidden = !supervised?.error;
@@ -70,7 +72,7 @@ function showSummary(summary) {
   $("summary-benchmark").textContent = fmtPct(summary.benchmark_return, { sign: true, digits: 1 });
   $("summary-drawdown").textContent = fmtPct(summary.max_drawdown, { digits: 1 });
   $("summary-trades").textContent = String(summary.trades);
-  $("summary-win-rate").textContent = summary.win_rate === null ? "no closed trade" : fmtPct(summary.win_rate);
+  $("summary-win-rate").textContent = summary.win_rate === null ? "no closed trade" : fmtPct(summary.win_rate, { digits: 0 });
   $("summary-costs").textContent = `Buy and hold: the same cash and symbols, ${summary.costs}.`;
   $("summary-next").replaceChildren(...summary.next_steps.map((command) => el("li", {}, el("code", {}, command))));
 }
