@@ -30,6 +30,7 @@ def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
             assert supervised["params"] == {"fast": 50, "slow": 200}  # typed, not "50"
             assert "never seen by that choice" in printed  # the demo says how it was chosen
             assert "sweep on 1999-2009" in supervised["chosen"]  # and so does the dashboard
+            assert "risk limits: halts 30% below its peak" in printed
             deadline = time.monotonic() + 60
             while client.get("/api/v1/fills").json()["total"] == 0:
                 assert time.monotonic() < deadline, "the paper agent made no fill"

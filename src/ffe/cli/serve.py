@@ -190,7 +190,7 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
         if unreachable is None:
             yield login or "log in with your dashboard user (`ffe users create` adds one)"
         if launch is not None:
-            yield from _agent_banner(app, launch, previous)
+            yield from _agent_banner(app, launch, previous, settings)
 
     config = uvicorn.Config(
         app,
@@ -213,15 +213,26 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
         # exit 0: a Ctrl-C is how a user ends `ffe run`, not a failure (make says Error 130)
 
 
-def _agent_banner(app: Any, launch: Any, previous: Any) -> Iterator[str]:
+def _agent_banner(app: Any, launch: Any, previous: Any, settings: Settings) -> Iterator[str]:
     """What ``ffe run`` says of its agent once the server answers: the run it resumed or
-    began, the demo's story when it trades the demo, and how fast it replays."""
+    began, the demo's story when it trades the demo, its risk limits, and how fast it
+    replays."""
     from ffe.cli.startup import agent_report
     from ffe.domain.defaults import DEMO
 
     yield from filter(None, [agent_report(app, previous)])
     if launch.demo:
         yield f'paper agent: {DEMO.story()} (docs/configuration.md, "The demo")'
+    risk = settings.risk
+    halt = (
+        "no drawdown halt"
+        if risk.max_drawdown is None
+        else (f"halts {risk.max_drawdown:.0%} below its peak")
+    )
+    yield (
+        f"paper agent: risk limits: {halt}, a position at most {risk.max_position_pct:.0%} "
+        f"of equity, gross exposure at most {risk.max_gross_leverage:g}x"
+    )
     yield f"paper agent: replaying at {launch.speed or 'full'} bars/s; Ctrl-C stops everything"
 
 
