@@ -211,7 +211,7 @@ def _equity_chart(
     benchmark = _scaled_benchmark(benchmark_equity, float(equity[0]))
     if benchmark is not None:
         style = {"color": "#8c959f", "width": 1.2, "dash": "dot"}
-        figure.add_scatter(y=benchmark, name="Buy & hold", line=style, **line)
+        figure.add_scatter(y=benchmark, name="Buy & hold (no costs)", line=style, **line)
     marked = _thin(trades, MAX_MARKED_TRADES)
     for trace in _marker_traces(times, equity, marked):
         figure.add_scatter(row=1, col=1, **trace)

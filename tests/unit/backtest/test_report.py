@@ -337,7 +337,7 @@ def test_backtest_chart_has_scaled_benchmark_markers_and_shared_drawdown_axis():
     traces = {trace["name"]: trace for trace in data}
     assert list(traces) == [
         "Strategy",
-        "Buy & hold",
+        "Buy & hold (no costs)",
         "Long entry",
         "Short entry",
         "Exit",
@@ -350,7 +350,7 @@ def test_backtest_chart_has_scaled_benchmark_markers_and_shared_drawdown_axis():
     assert traces["Drawdown"]["fill"] == "tozeroy"
     assert traces["Drawdown"]["yaxis"] == "y2"
     assert layout["xaxis"]["matches"] == "x2"
-    benchmark = traces["Buy & hold"]["y"]
+    benchmark = traces["Buy & hold (no costs)"]["y"]
     scaled = np.frombuffer(base64.b64decode(benchmark["bdata"]), dtype=benchmark["dtype"])
     assert scaled[0] == pytest.approx(stats.initial_equity)
     assert scaled[-1] == pytest.approx(stats.initial_equity * 60.0 / 50.0)
