@@ -15,6 +15,8 @@ DEV_LOCK := requirements-dev.lock
 BENCH_LOCK := requirements-bench.lock
 RAY_LOCK := requirements-ray.lock
 DEPLOY_LOCK := requirements-deploy.lock
+# `make run RUN_ARGS="--port 8001 --new"`: options for ffe run (docs/configuration.md)
+RUN_ARGS ?=
 
 .PHONY: run test lint types imports lockcheck pytest bench lock clean deploy-check deploy-tools \
 	stack-up stack-down stack-status
@@ -36,8 +38,13 @@ $(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip check
 	touch $(VENV)/.installed $@
 
+# Ctrl-C is how `make run` ends: the shell waits for ffe (the trap keeps it from dying with
+# the signal, so make does not report "Interrupt"), and an ffe ended by Ctrl-C (130) counts
+# as a success, so make does not report "Error 130"; any other failure still fails the target.
 run: $(VENV)/.installed
-	$(BIN)/ffe run --strategy sma_cross --symbol SP500 --param fast=10 --param slow=20
+	@echo "$(BIN)/ffe run $(RUN_ARGS)"
+	@trap : INT; $(BIN)/ffe run $(RUN_ARGS); status=$$?; \
+		if [ $$status -ne 0 ] && [ $$status -ne 130 ]; then exit $$status; fi
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench tools deploy

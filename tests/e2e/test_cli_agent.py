@@ -78,6 +78,25 @@ def test_agent_run_when_replay_then_finished_paper_run_with_backtest_trades():
     assert kinds[backtest["run_id"]] == "backtest"
 
 
+def test_agent_run_when_replay_ends_then_summary_against_buy_and_hold():
+    plain = _ok("agent", "run", *SETTINGS).stdout
+    report = _json(*AGENT_RUN)
+
+    summary = report["summary"]
+    stats = report["stats"]
+    assert summary["total_return"] == pytest.approx(stats["total_return"])
+    assert summary["benchmark_return"] < stats["buy_and_hold_return"]  # the purchase's costs
+    assert summary["trades"] == stats["n_trades"]
+    assert summary["max_drawdown"] == pytest.approx(stats["max_drawdown"])
+    assert len(summary["next_steps"]) == 3
+    lines = plain.splitlines()
+    assert "replay finished: sma_cross on SP500" in plain
+    assert any(line.startswith("  return ") and "(buy and hold " in line for line in lines)
+    assert "what to try next:" in lines
+    assert "  ffe backtest run --strategy sma_cross --param fast=10 --param slow=20" in plain
+    assert "\x1b[" not in plain  # plain lines, no terminal codes
+
+
 def test_agent_run_when_previous_run_finished_then_new_run_started():
     first = _json(*AGENT_RUN)
 
@@ -116,7 +135,7 @@ def test_agent_status_when_run_finished_then_account_listed_not_running():
     assert status[0]["account"] == "paper"
     assert status[0]["running"] is False
     assert status[0]["owner"] is None
-    assert status[0]["status"] == "stopped"
+    assert status[0]["status"] == "finished"  # the replay reached the end of the data
     assert status[0]["run_id"] == report["run_id"]
     assert status[0]["bar"] == report["bars"] - 1
     assert "not running" in table
@@ -181,7 +200,10 @@ def test_agent_reset_after_emergency_stop_when_no_agent_running_then_not_halted(
     assert (halted["status"], halted["running"]) == ("halted", False)
     assert halted["halted_reason"] == "emergency stop by cli"
     assert "no longer halted" in reset
-    assert (lifted["status"], lifted["halted_reason"]) == ("stopped", None)
+    assert (lifted["status"], lifted["halted_reason"]) == (
+        "finished",
+        None,
+    )  # its last run reached the end of the data
 
 
 @pytest.mark.parametrize("command", ["pause", "resume", "stop"])
@@ -191,7 +213,7 @@ def test_agent_command_when_no_agent_running_then_refused_saying_so(command):
     result = _refused("agent", command)
 
     assert "no agent is running on account 'paper'" in result.output
-    assert _json("agent", "status", "--json")[0]["status"] == "stopped"
+    assert _json("agent", "status", "--json")[0]["status"] == "finished"
 
 
 def test_agent_status_when_holder_killed_and_its_lease_expired_then_not_running():

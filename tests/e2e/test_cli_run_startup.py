@@ -86,7 +86,7 @@ def test_run_when_last_run_interrupted_then_says_it_resumes_it_and_new_starts_af
     with _started(new_log, "--speed", "0", "--new"):
         fresh = _wait_for_line(new_log, r"paper agent: new run ([0-9a-f]{8})").group(1)
 
-    assert f"resuming run {first}: sma_cross (fast=10, slow=20) on SP500" in said
+    assert f"resuming run {first}: sma_cross (fast=50, slow=200) on SP500" in said
     assert "approval manual" in said
     assert re.search(r"stopped after bar [\d,]+ \(\d{4}-\d\d-\d\d\)", said), said
     assert re.search(r"\d+ order\(s\) wait for approval", said), said

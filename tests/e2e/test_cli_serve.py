@@ -27,7 +27,10 @@ def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
             login = {"username": "admin", "password": password.group(1)}
             assert client.post("/api/v1/auth/login", json=login).status_code == 200
             supervised = client.get("/api/v1/agent").json()["supervised"]
-            assert supervised["params"] == {"fast": 10, "slow": 20}  # typed, not "10"
+            assert supervised["params"] == {"fast": 50, "slow": 200}  # typed, not "50"
+            assert "never seen by that choice" in printed  # the demo says how it was chosen
+            assert "sweep on 1999-2009" in supervised["chosen"]  # and so does the dashboard
+            assert "risk limits: halts 30% below its peak" in printed
             deadline = time.monotonic() + 60
             while client.get("/api/v1/fills").json()["total"] == 0:
                 assert time.monotonic() < deadline, "the paper agent made no fill"
@@ -35,6 +38,18 @@ def test_run_prints_url_and_first_login_then_the_agent_trades(tmp_path):
             page = client.get("/overview")
             assert page.status_code == 200
             assert "<html" in page.text.lower()
+            # the replay runs to its end: the summary is printed and served
+            ended = _printed(log, "the dashboard stays up", timeout_s=120)
+            assert "replay finished: sma_cross on SP500" in ended
+            assert re.search(r"return +[+-]\d+\.\d%  \(buy and hold [+-]\d+\.\d%", ended)
+            assert "ffe tune --strategy sma_cross" in ended
+            agent = client.get("/api/v1/agent").json()
+            assert agent["supervised"]["finished"] is True
+            assert agent["supervised"]["summary"]["trades"] > 0
+            assert agent["agents"][0]["status"] == "finished"
+            equity = client.get("/api/v1/equity").json()
+            assert equity["benchmark"]["drawn"] is True
+            assert equity["points"][0]["time"].startswith("2010-01-04")
     # a second start finds the user and prints no new password
     with ffe_server("run", "--no-agent") as (_, log):
         printed = _printed(log, "log in with your dashboard user")
@@ -53,7 +68,7 @@ def test_run_when_ctrl_c_under_make_then_exit_0_saying_where_the_agent_stopped(t
     assert "Traceback" not in printed
     port = url.rsplit(":", 1)[1]
     stopped = re.search(
-        r"stopped by Ctrl-C: paper agent run (\w{8}): sma_cross \(fast=10, slow=20\) on SP500, "
+        r"stopped by Ctrl-C: paper agent run (\w{8}): sma_cross \(fast=50, slow=200\) on SP500, "
         r"approval auto, stopped (after bar [\d,]+ \(\d{4}-\d{2}-\d{2}\)|before its first bar)\. "
         r"Resume it with "
         r"`make run` \(or `ffe run --speed 50 --port (\d+)`\)",

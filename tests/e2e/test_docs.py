@@ -34,3 +34,18 @@ def test_docs_example_when_run_then_succeeds(
     module = types.ModuleType("docs_example")
     monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look it up
     exec(compile(code, where, "exec"), module.__dict__)  # the examples assert their results
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def test_docs_links_when_relative_then_inside_the_repository(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert "../shared/" not in text, f"{path.name} points outside the repository"
+    for target in LINK.findall(text):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        resolved = (path.parent / target).resolve()
+        assert resolved.is_relative_to(ROOT), f"{path.name}: {target} is outside the repository"
+        assert resolved.exists(), f"{path.name}: {target} does not exist"

@@ -12,15 +12,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from ffe.agent import persist
 from ffe.agent.persist import NoAgentRunningError
 from ffe.domain.errors import FfeError, NotFoundError
 from ffe.store.database import Database
-from ffe.store.models import AGENT_COMMANDS, AgentState, Approval
+from ffe.store.models import AGENT_COMMANDS, AgentState, Approval, Run
 from ffe.store.repositories import unit_of_work
 from ffe.store.types import utc_now
 
@@ -97,9 +99,22 @@ class AgentService:
         self.db = db
 
     async def status(self, account: str | None = None) -> list[AgentStatus]:
+        """Each account's agent; one stopped because its replay reached the end of the data
+        reads "finished" (its run's status), not "stopped"."""
         states = await persist.list_states(self.db)
         now = utc_now()
-        return [AgentStatus.of(s, now) for s in states if account is None or s.account == account]
+        found = [AgentStatus.of(s, now) for s in states if account is None or s.account == account]
+        ended = await self._finished({s.run_id for s in found if s.status == "stopped"})
+        return [replace(s, status="finished") if s.run_id in ended else s for s in found]
+
+    async def _finished(self, run_ids: set[str | None]) -> set[str]:
+        """Those of ``run_ids`` whose run finished (the data ended)."""
+        wanted = [run_id for run_id in run_ids if run_id is not None]
+        if not wanted:
+            return set()
+        query = select(Run.id).where(Run.id.in_(wanted), Run.status == "finished")
+        async with self.db.session() as session:
+            return set((await session.scalars(query)).all())
 
     async def command(self, account: str, command: str, actor: str = "cli") -> CommandSent:
         """Send ``command`` (pause, resume, stop, emergency_stop, reset) to the account's

@@ -56,16 +56,22 @@ class StrategyStepper:
         nanos = int(history.times[-1].astype("datetime64[ns]").astype(np.int64))
         time = utc_datetime(nanos)
         decisions = [
-            Decision(
-                time,
-                symbol,
-                float(row[j]),
-                rationale=f"{self.strategy.name}: hold {float(row[j]):+.2f} of equity",
-            )
+            Decision(time, symbol, float(row[j]), rationale=self._rationale(history, j, row[j]))
             for j, symbol in enumerate(history.symbols)
             if not math.isnan(row[j])
         ]
         return row, decisions
+
+    def _rationale(self, history: History, column: int, target: float) -> str:
+        """The strategy's own words for a decision (``rationale_for``, as sma_cross says
+        which averages crossed), or what it asked for and that it gives no reasons."""
+        said = getattr(self.strategy, "rationale_for", None)
+        if said is not None:
+            return str(said(history, column, float(target)))
+        return (
+            f"{self.strategy.name}: hold {float(target):+.2f} of equity "
+            "(this strategy states targets only, no reasons)"
+        )
 
 
 class EnsembleStepper:

@@ -227,7 +227,9 @@ class AgentState(Answer):
     """An account's agent as the journal records it."""
 
     account: str
-    status: Literal["running", "paused", "halted", "stopped"]
+    status: Literal["running", "paused", "halted", "stopped", "finished"] = Field(
+        description="finished: its replay reached the end of the data"
+    )
     running: bool = Field(
         description="whether a live agent holds the account's lease now (unexpired, and not "
         "held by a process of this host that has ended)"
@@ -281,6 +283,21 @@ class Status(Answer):
     jobs: JobCounts
 
 
+class ReplaySummary(Answer):
+    """A finished replay set against buy and hold, and what to try next."""
+
+    strategy: str
+    symbols: list[str]
+    total_return: float
+    benchmark_return: float = Field(description="buy and hold, its purchase paying the costs")
+    beat_benchmark: bool
+    max_drawdown: float = Field(description="a fraction <= 0")
+    trades: int
+    win_rate: float | None = Field(description="null: no closed trade")
+    costs: str
+    next_steps: list[str] = Field(description="commands to run next")
+
+
 class Supervised(Answer):
     """The paper agent this process runs (or last ran)."""
 
@@ -295,6 +312,11 @@ class Supervised(Answer):
         False, description="it failed on the journal and is restarted once the journal answers"
     )
     restarts: int = Field(0, description="restarts after journal failures since it was started")
+    chosen: str | None = Field(
+        None, description="how its strategy was chosen, when it trades the demo's (ffe run)"
+    )
+    finished: bool = Field(False, description="its replay ran to the end of the data")
+    summary: ReplaySummary | None = Field(None, description="the finished replay's summary")
 
 
 class Agents(Answer):
@@ -414,13 +436,26 @@ class EquityPoint(Answer):
     equity: float | None
     cash: float | None
     drawdown: float | None
+    benchmark: float | None = Field(
+        None, description="buy and hold's value at this time (see the curve's benchmark)"
+    )
+
+
+class Benchmark(Answer):
+    """What an equity curve is set against: buy and hold of the run's symbols."""
+
+    label: str = Field(description="the legend's name, e.g. 'Buy & hold SP500'")
+    note: str = Field(description="how it is made (cash, costs), or why it is not drawn")
+    drawn: bool = Field(description="whether the points carry its values")
 
 
 class EquityCurve(Answer):
-    """A run's equity curve, thinned evenly (keeping its deepest drawdown)."""
+    """A run's equity curve, thinned evenly (keeping its deepest drawdown), with buy and
+    hold of the same symbols from the same cash, paying the same costs."""
 
     run_id: str | None = Field(description="null: the account has no run yet")
     points: list[EquityPoint]
+    benchmark: Benchmark | None = Field(None, description="null: no run, or no points yet")
 
 
 class Outcome(Answer):

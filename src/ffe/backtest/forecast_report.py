@@ -85,7 +85,7 @@ def _figure(result: BenchResult) -> Any:
             row=2,
             col=1,
         )
-    figure.update_layout(template="plotly_white", height=760, barmode="group")
+    figure.update_layout(template="plotly_dark", height=760, barmode="group")
     figure.update_yaxes(tickformat=".1%", row=1, col=1)
     figure.update_yaxes(tickformat=".0%", range=[0, 1], row=2, col=1)
     return figure

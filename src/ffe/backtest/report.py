@@ -31,7 +31,7 @@ MAX_TABLE_TRADES = 1000
 _TABLE_EDGE = MAX_TABLE_TRADES // 2
 _LONG_COLOUR, _SHORT_COLOUR = "#1a9850", "#d73027"
 _TRADE_COLUMNS = "#|Entry time|Exit time|Direction|Quantity|Entry price|Exit price|P&amp;L|Return"
-_BAND_COLOUR, _BOUNDARY_COLOUR = "#2c5cc5", "#8c959f"
+_BAND_COLOUR, _BOUNDARY_COLOUR = "#4d9bff", "#8c959f"
 _SEGMENT_COLUMNS = "#|Test from|Test to|Bars|Return|Sharpe|Max drawdown|Trades"
 
 
@@ -136,6 +136,20 @@ def render_walk_forward_report(result: WalkForwardResult) -> str:
     )
 
 
+def stat_label(name: str) -> tuple[str, str]:
+    """A statistic's readable name and kind (pct, ratio, money, int, days, time); a name we do
+    not know reads as itself with spaces, shown as a ratio."""
+    for known, label, kind in _STAT_ROWS:
+        if known == name:
+            return label, kind
+    return name.replace("_", " ").capitalize(), "ratio"
+
+
+def format_value(value: object, kind: str) -> str:
+    """``value`` as text for a table, by kind (``stat_label``)."""
+    return _format_value(value, kind)
+
+
 def _format_value(value: object, kind: str) -> str:
     """``value`` as text for a table: percentages with %, durations in days."""
     if isinstance(value, datetime):
@@ -193,11 +207,11 @@ def _equity_chart(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.03
     )
     line = {"x": x, "mode": "lines", "row": 1, "col": 1}
-    figure.add_scatter(y=equity, name="Strategy", line={"color": "#2c5cc5", "width": 1.6}, **line)
+    figure.add_scatter(y=equity, name="Strategy", line={"color": "#4d9bff", "width": 1.6}, **line)
     benchmark = _scaled_benchmark(benchmark_equity, float(equity[0]))
     if benchmark is not None:
         style = {"color": "#8c959f", "width": 1.2, "dash": "dot"}
-        figure.add_scatter(y=benchmark, name="Buy & hold", line=style, **line)
+        figure.add_scatter(y=benchmark, name="Buy & hold (no costs)", line=style, **line)
     marked = _thin(trades, MAX_MARKED_TRADES)
     for trace in _marker_traces(times, equity, marked):
         figure.add_scatter(row=1, col=1, **trace)
@@ -206,7 +220,7 @@ def _equity_chart(
         line={"color": _SHORT_COLOUR, "width": 1}, row=2, col=1,
     )  # fmt: skip
     figure.update_layout(
-        template="plotly_white", height=620, hovermode="x unified",
+        template="plotly_dark", height=620, hovermode="x unified",
         margin={"l": 60, "r": 20, "t": 20, "b": 40},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
     )  # fmt: skip
@@ -240,7 +254,7 @@ def _mark_segments(
         figure.add_vline(x=x0, line=line, row="all", col=1)
         figure.add_annotation(
             x=x0, y=1, yref="y domain", text=f"#{segment.number}", showarrow=False,
-            xanchor="left", yanchor="top", font={"size": 10, "color": "#57606a"}, row=1, col=1,
+            xanchor="left", yanchor="top", font={"size": 10, "color": "#8391a7"}, row=1, col=1,
         )  # fmt: skip
 
 
@@ -293,7 +307,7 @@ def _marker_traces(
     specs = (
         ("Long entry", longs, "entry_time", "triangle-up", _LONG_COLOUR),
         ("Short entry", shorts, "entry_time", "triangle-down", _SHORT_COLOUR),
-        ("Exit", trades, "exit_time", "x-thin-open", "#57606a"),
+        ("Exit", trades, "exit_time", "x-thin-open", "#8391a7"),
     )
     traces = []
     for name, group, attribute, symbol, colour in specs:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ffe.backtest.html import SORT_SCRIPT, figure_html, header, page, section
 from ffe.backtest.objective import DIRECTIONS, Direction, describe, is_better, rank_key
+from ffe.backtest.report import format_value, stat_label
 
 
 def render_sweep_report(
@@ -34,10 +35,11 @@ def render_sweep_report(
     chart = _sweep_chart(param_names, rows, metric, direction)
     sections = []
     if chart:
-        sections.append(section(f"{metric} over the grid", chart))
+        sections.append(section(f"{stat_label(metric)[0]} over the grid", chart))
     table = _sweep_table(param_names, ranked, metric, direction)
     sections.append(section(f"Runs ({len(rows):,})", table))
-    subtitle = f"{len(rows):,} runs ranked by {metric} ({describe(direction)}), best first"
+    named = stat_label(metric)[0]
+    subtitle = f"{len(rows):,} runs ranked by {named} ({describe(direction)}), best first"
     shown = {}
     if source:
         shown = {"strategy file": f"{source['path']}:{source['class']}", "sha256": source["sha256"]}
@@ -68,21 +70,37 @@ def _sweep_table(
     others = [key for row in rows for key in row if key not in param_names and key != metric]
     columns = [*param_names, metric, *dict.fromkeys(others)]
     order = f" data-order={'desc' if direction == 'maximize' else 'asc'}"
-    head = "".join(f"<th{order if name == metric else ''}>{escape(name)}</th>" for name in columns)
+    kinds = {name: "param" if name in param_names else stat_label(name)[1] for name in columns}
+    head = "".join(
+        f'<th{order if name == metric else ""} title="{escape(name)}">'
+        f"{escape(_heading(name, kinds))}</th>"
+        for name in columns
+    )
     body = "".join(
-        "<tr>" + "".join(_sweep_cell(row.get(name)) for name in columns) + "</tr>" for row in rows
+        "<tr>" + "".join(_sweep_cell(row.get(name), kinds[name]) for name in columns) + "</tr>"
+        for row in rows
     )
     table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     note = '<p class="note">Click a column header to sort by it.</p>'
     return f'<div class="table-wrap">{table}</div>{note}'
 
 
-def _sweep_cell(value: object) -> str:
+def _heading(name: str, kinds: Mapping[str, str]) -> str:
+    """A column's header: a parameter as named, a statistic by its readable name."""
+    return name if kinds[name] == "param" else stat_label(name)[0]
+
+
+def _sweep_cell(value: object, kind: str) -> str:
+    """A cell: parameters as given, statistics as the backtest report shows them
+    (percentages with %, ratios with two decimals, counts whole); the raw number sorts."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         number = float(value)
         if math.isnan(number):
             return '<td data-value="">—</td>'
-        text = f"{number:,.0f}" if isinstance(value, numbers.Integral) else f"{number:.4g}"
+        if kind == "param":
+            text = f"{number:,.0f}" if isinstance(value, numbers.Integral) else f"{number:g}"
+        else:
+            text = format_value(number, kind)
         return f'<td data-value="{number!r}">{escape(text)}</td>'
     text = "" if value is None else str(value)
     return f'<td class="text" data-value="{escape(text)}">{escape(text)}</td>'
@@ -142,7 +160,9 @@ def _line_chart(
     xs = sorted(best, key=_value_key)
     ys = [_or_none(best[x]) for x in xs]
     figure = go.Figure(go.Scatter(x=[str(x) for x in xs], y=ys, mode="lines+markers"))
-    figure.update_layout(template="plotly_white", height=420, xaxis_title=name, yaxis_title=metric)
+    figure.update_layout(
+        template="plotly_dark", height=420, xaxis_title=name, yaxis_title=stat_label(metric)[0]
+    )
     figure.update_xaxes(type="category")
     return figure_html(figure)
 
@@ -163,13 +183,11 @@ def _heatmap(
     z = [[_or_none(best.get((x, y), math.nan)) for x in xs] for y in ys]
     heatmap = go.Heatmap(
         x=[str(x) for x in xs], y=[str(y) for y in ys], z=z, colorscale="Viridis",
-        colorbar={"title": {"text": metric}}, hoverongaps=False,
+        colorbar={"title": {"text": stat_label(metric)[0]}}, hoverongaps=False,
         reversescale=direction == "minimize",  # the best cells stay the bright ones
     )  # fmt: skip
     figure = go.Figure(heatmap)
-    figure.update_layout(
-        template="plotly_white", height=520, xaxis_title=x_name, yaxis_title=y_name
-    )
+    figure.update_layout(template="plotly_dark", height=520, xaxis_title=x_name, yaxis_title=y_name)
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="category")
     return figure_html(figure)

@@ -24,6 +24,7 @@ from ffe.cli.common import (
 if TYPE_CHECKING:
     from ffe.agent.control import AgentService
     from ffe.agent.reports import AgentReport, BarReport
+    from ffe.backtest.summary import RunSummary
     from ffe.cli.pace import BarPace
     from ffe.config import Settings
     from ffe.service.agents import AgentLaunch
@@ -141,8 +142,11 @@ def run(
         probes = (health_host or chosen.health_host, port)
         pace = BarPace(_say, plain=not as_json and not err_console.is_terminal)
         stop = on_stop.value
-        report = asyncio.run(_run(settings, launch, probes, quiet=as_json, on_stop=stop, pace=pace))
-    _print_report(report, as_json)
+        summaries: list[RunSummary] = []
+        report = asyncio.run(
+            _run(settings, launch, probes, quiet=as_json, on_stop=stop, pace=pace, told=summaries)
+        )
+    _print_report(report, as_json, summaries[0] if summaries else None)
     if not as_json:
         _say(f"agent: {pace.speed()}")
     if pace.interrupted:
@@ -161,9 +165,11 @@ async def _run(
     quiet: bool,
     on_stop: str = "exit",
     pace: BarPace | None = None,
+    told: list[RunSummary] | None = None,
 ) -> AgentReport:
     """Run the agent ``launch`` asks for as ``ffe.service.agents`` runs every agent, its
-    events through Redis when configured, with a progress bar of the replay."""
+    events through Redis when configured, with a progress bar of the replay; the summary of
+    a replay that ran to its end is added to ``told``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ffe import bootstrap
@@ -206,12 +212,15 @@ async def _run(
 
             supervisor.on_session = attach
             host, port = probes
-            return await serve_supervised(supervisor, launch, health_host=host, health_port=port)
+            report = await serve_supervised(supervisor, launch, health_host=host, health_port=port)
+            if told is not None and supervisor.summary is not None:
+                told.append(supervisor.summary)
+            return report
     finally:
         await kv.close()
 
 
-def _print_report(report: AgentReport, as_json: bool) -> None:
+def _print_report(report: AgentReport, as_json: bool, summary: RunSummary | None = None) -> None:
     data = {
         "run_id": report.run_id,
         "status": report.status,
@@ -220,6 +229,7 @@ def _print_report(report: AgentReport, as_json: bool) -> None:
         "bars": report.bars,
         "reconciliation": report.reconciliation,
         "stats": report.stats,
+        "summary": None if summary is None else summary.as_dict(),
     }
     if as_json:
         console.print_json(json.dumps(data, default=str))
@@ -237,6 +247,8 @@ def _print_report(report: AgentReport, as_json: bool) -> None:
     for name in ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades", "llm_failures"):
         if report.stats and name in report.stats:
             console.print(f"  {name:<14} {format_stat(name, report.stats[name])}")
+    for line in [] if summary is None else summary.lines():
+        typer.echo(line)  # plain lines, whether or not a terminal reads them
 
 
 @agent_app.command("status")

@@ -25,11 +25,16 @@ def run_command(
     host: str = typer.Option(None, "--host", help="Address to listen on [config: api.host]."),
     port: int = typer.Option(None, "--port", help="Port [config: api.port].", min=1, max=65535),
     strategy: str = typer.Option(
-        "sma_cross", "--strategy", "-s", help="The agent's strategy: " + STRATEGY_HELP
+        None,
+        "--strategy",
+        "-s",
+        help="The agent's strategy (without one, and without --param: the demo's, "
+        "docs/configuration.md): " + STRATEGY_HELP,
     ),
-    symbols: list[str] = typer.Option(["SP500"], "--symbol", help="Symbol; repeat for several."),
-    param: list[str] = typer.Option(
-        ["fast=10", "slow=20"], "--param", "-p", help="Strategy parameter KEY=VALUE."
+    symbols: list[str] = typer.Option(None, "--symbol", help="Symbol; repeat for several."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="Strategy parameter KEY=VALUE."),
+    start: str = typer.Option(
+        None, "--start", help="Replay from this date (YYYY-MM-DD); the demo's: 2010-01-01."
     ),
     speed: float = typer.Option(20.0, "--speed", help="Replay N bars per second.", min=0),
     no_agent: bool = typer.Option(False, "--no-agent", help="Start the API and dashboard only."),
@@ -38,18 +43,40 @@ def run_command(
     ),
 ) -> None:
     """Start everything on embedded defaults: the API, the dashboard, the jobs and the paper
-    agent replaying the bundled S&P 500. Prints the URL once the server answers, how to log in
-    the first time, and which run the agent resumes (`--new` starts a new one)."""
-    from ffe.cli.common import parse_params
-    from ffe.service.agents import AgentLaunch
-
+    agent replaying the bundled S&P 500 with the demo's strategy (chosen on 1999-2009, replayed
+    from 2010). Prints the URL once the server answers, how to log in the first time, and which
+    run the agent resumes (`--new` starts a new one)."""
     with user_errors():
         settings = _with_precompute(_settings(host, port, jobs=True))  # one process: all
         launch = None
         if not no_agent:
-            params = parse_params(param)
-            launch = AgentLaunch(strategy, list(symbols), params, speed or None, fresh=new)
+            launch = _launch(strategy, symbols, param, start, speed or None, fresh=new)
         _serve(settings, launch, worker_kind="run")
+
+
+def _launch(
+    strategy: str | None,
+    symbols: list[str] | None,
+    param: list[str] | None,
+    start: str | None,
+    speed: float | None,
+    *,
+    fresh: bool,
+) -> Any:
+    """The agent ``ffe run`` starts: the demo's (``ffe.domain.defaults.DEMO``) when neither a
+    strategy nor parameters are given, otherwise what was asked."""
+    from ffe.cli.common import parse_params
+    from ffe.domain.defaults import DEMO
+    from ffe.service.agents import AgentLaunch
+
+    demo = strategy is None and not param
+    if demo:
+        strategy, param, start = DEMO.strategy, DEMO.param_args(), start or DEMO.replay_start
+    chosen = list(symbols or [DEMO.symbol])
+    launch = AgentLaunch(strategy or DEMO.strategy, chosen, parse_params(param or []), speed)
+    launch.fresh, launch.start = fresh, start
+    launch.demo = demo and chosen == [DEMO.symbol]
+    return launch
 
 
 def serve_command(
@@ -128,7 +155,7 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     from ffe.api.server import server_options
     from ffe.api.services import journal_unreachable
     from ffe.cli.startup import (
-        agent_report,
+        announce_summary,
         announce_when_up,
         check_port,
         preflight,
@@ -163,11 +190,7 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
         if unreachable is None:
             yield login or "log in with your dashboard user (`ffe users create` adds one)"
         if launch is not None:
-            yield from filter(None, [agent_report(app, previous)])
-            yield (
-                f"paper agent: replaying at {launch.speed or 'full'} bars/s; "
-                "Ctrl-C stops everything"
-            )
+            yield from _agent_banner(app, launch, previous, settings)
 
     config = uvicorn.Config(
         app,
@@ -180,12 +203,37 @@ def _serve(settings: Settings, launch: Any, worker_kind: str = "api") -> None:
     )
     server = uvicorn.Server(config)
     announce_when_up(server, url, say, banner)
+    if launch is not None:
+        announce_summary(server, app, say)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn shut down cleanly, then raised the Ctrl-C again
         if launch is not None:
             say(stopped_report(settings, launch.account))
         # exit 0: a Ctrl-C is how a user ends `ffe run`, not a failure (make says Error 130)
+
+
+def _agent_banner(app: Any, launch: Any, previous: Any, settings: Settings) -> Iterator[str]:
+    """What ``ffe run`` says of its agent once the server answers: the run it resumed or
+    began, the demo's story when it trades the demo, its risk limits, and how fast it
+    replays."""
+    from ffe.cli.startup import agent_report
+    from ffe.domain.defaults import DEMO
+
+    yield from filter(None, [agent_report(app, previous)])
+    if launch.demo:
+        yield f'paper agent: {DEMO.story()} (docs/configuration.md, "The demo")'
+    risk = settings.risk
+    halt = (
+        "no drawdown halt"
+        if risk.max_drawdown is None
+        else (f"halts {risk.max_drawdown:.0%} below its peak")
+    )
+    yield (
+        f"paper agent: risk limits: {halt}, a position at most {risk.max_position_pct:.0%} "
+        f"of equity, gross exposure at most {risk.max_gross_leverage:g}x"
+    )
+    yield f"paper agent: replaying at {launch.speed or 'full'} bars/s; Ctrl-C stops everything"
 
 
 def _serve_workers(settings: Settings) -> None:

@@ -238,6 +238,28 @@ def announce_when_up(
     return thread
 
 
+def announce_summary(
+    server: Any, app: Any, say: Callable[[str], None], poll_s: float = 0.5
+) -> threading.Thread:
+    """Print the in-process agent's summary (``AgentSupervisor.summary``) once its replay
+    has run to the end of the data, while the server goes on serving the dashboard."""
+
+    def watch() -> None:
+        while not server.should_exit:
+            services = getattr(app.state, "services", None)  # set once the app has started
+            summary = None if services is None else services.supervisor.summary
+            if summary is not None:
+                for line in summary.lines():
+                    say(escape(line))
+                say("the dashboard stays up (the Agent page shows this summary); Ctrl-C ends it")
+                return
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=watch, name="ffe-summary", daemon=True)
+    thread.start()
+    return thread
+
+
 def preflight(settings: Settings, account: str | None) -> tuple[str | None, LastRun | None]:
     """The first login (making the admin user if there is none) and the account's last run."""
     from ffe import bootstrap

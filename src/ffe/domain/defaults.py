@@ -48,3 +48,47 @@ def lot_for(lot_size: float, *, whole: bool) -> float:
     """``lot_size``, or at least one whole unit when the instrument trades only in whole
     units (a binary contract), so a fractional default never reaches such a venue."""
     return max(lot_size, WHOLE_UNITS) if whole else lot_size
+
+
+@dataclass(frozen=True, slots=True)
+class DemoChoice:
+    """What ``ffe run`` (``make run``) trades when told nothing, and how it was chosen: by a
+    sweep ranked on ``metric`` over bars that end before the replay begins, so the replay
+    shows the choice on a period it never saw. ``tests/integration/test_demo_choice.py``
+    runs that sweep again and checks it still picks ``params``."""
+
+    strategy: str = "sma_cross"
+    params: tuple[tuple[str, int], ...] = (("fast", 50), ("slow", 200))
+    symbol: str = "SP500"
+    chosen_from: str = "1999-01-01"
+    chosen_to: str = "2009-12-31"
+    grid: tuple[tuple[str, tuple[int, ...]], ...] = (
+        ("fast", (10, 20, 30, 40, 50)),
+        ("slow", (50, 100, 150, 200)),
+    )
+    metric: str = "sharpe"
+    replay_start: str = "2010-01-01"
+
+    def param_args(self) -> list[str]:
+        """The parameters as ``--param`` values (``fast=50``)."""
+        return [f"{key}={value}" for key, value in self.params]
+
+    def sweep_command(self) -> str:
+        """The command that made the choice."""
+        axes = " ".join(f"--param {key}={','.join(map(str, vals))}" for key, vals in self.grid)
+        return (
+            f"ffe backtest sweep --strategy {self.strategy} --symbol {self.symbol} {axes} "
+            f"--metric {self.metric} --start {self.chosen_from} --end {self.chosen_to}"
+        )
+
+    def story(self) -> str:
+        """One line: what trades, how it was chosen, what it has not seen."""
+        params = ", ".join(f"{key}={value}" for key, value in self.params)
+        return (
+            f"{self.strategy} ({params}) on {self.symbol}, the best {self.metric} of a sweep "
+            f"on {self.chosen_from[:4]}-{self.chosen_to[:4]}; the replay from "
+            f"{self.replay_start} was never seen by that choice"
+        )
+
+
+DEMO = DemoChoice()

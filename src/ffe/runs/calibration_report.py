@@ -50,7 +50,7 @@ def _figure(result: Calibration) -> Any:
             )
         )
     figure.update_layout(
-        template="plotly_white",
+        template="plotly_dark",
         height=560,
         xaxis={"title": "confidence", "tickformat": ".0%", "range": [0, 1]},
         yaxis={"title": "realized hit rate", "tickformat": ".0%", "range": [0, 1]},

@@ -52,6 +52,7 @@ class AgentLaunch:
     feed: str | None = None  # a venue's live bars (ccxt:binance) instead of stored ones
     timeframe: str | None = None  # the feed's bars (1m when None)
     api_url: str | None = None  # the live feed's REST base (`--api-url`; never from the API)
+    demo: bool = False  # the demo's choice (``ffe.domain.defaults.DEMO``), as `ffe run` makes it
 
 
 class BuildAgent(Protocol):

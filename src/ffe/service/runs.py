@@ -71,13 +71,17 @@ async def compare(db: Database, a: str, b: str) -> tuple[Run, Run, dict[str, Any
     return first, second, compare_runs(first, second)
 
 
-async def report_html(db: Database, ref: str) -> str:
+async def report_html(db: Database, ref: str, *, standalone: bool = False) -> str:
     """The HTML report of a finished run, drawn from the journal alone (on a thread: a long
-    run's report takes a while to draw)."""
+    run's report takes a while to draw). It loads plotly.js from beside it, as
+    ``write_report`` writes it, or with ``standalone`` carries it (a page that loads
+    nothing else, as the API serves it)."""
+    from ffe.backtest.html import with_inline_library
     from ffe.runs.journal import load_backtest, render_stored_report
 
     stored = await load_backtest(db, ref)
-    return await asyncio.to_thread(render_stored_report, stored)
+    html = await asyncio.to_thread(render_stored_report, stored)
+    return with_inline_library(html) if standalone else html
 
 
 # -- trades and returns --------------------------------------------------------------------

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ffe.agent.reports import AgentReport, Snapshot
+from ffe.backtest.benchmark import Costs
+from ffe.backtest.summary import RunSummary
+from ffe.domain.defaults import DEMO
 from ffe.domain.errors import ConfigError, ConflictError, FfeError, StoreError
 from ffe.service import heap
 from ffe.service.agents import AgentLaunch, AgentLauncher, AgentSession, agent_checks
@@ -52,6 +55,7 @@ class AgentSupervisor:
         self.report: AgentReport | None = None  # how the last run ended, when it ended
         self.failure: BaseException | None = None  # what the last run failed with, if it did
         self.on_session: Callable[[AgentSession], None] | None = None  # told of each new one
+        self.summary: RunSummary | None = None  # the last replay's, once it finished
 
     @property
     def agent(self) -> Any:
@@ -99,6 +103,9 @@ class AgentSupervisor:
             "error": self.error,
             "restarting": self.restarting and self.active,
             "restarts": self.restarts,
+            "chosen": DEMO.story() if self.launch is not None and self.launch.demo else None,
+            "finished": self.summary is not None and not self.active,
+            "summary": None if self.summary is None else self.summary.as_dict(),
         }
 
     async def start(self, launch: AgentLaunch) -> None:
@@ -111,7 +118,7 @@ class AgentSupervisor:
             if self._stop.is_set():
                 await self._close(session)
                 return
-            self.restarts, self.restarting = 0, False
+            self.restarts, self.restarting, self.summary = 0, False, None
             task = asyncio.create_task(self._supervise(session, launch), name="ffe-agent")
             self.task = watched(task, "the agent's supervisor")
 
@@ -191,6 +198,7 @@ class AgentSupervisor:
         try:
             report = await session.run()
             self.report = report
+            self.summary = summarize(report, session, self.launch)
             log.info("agent %s: %s after %d bars", report.run_id[:8], report.status, report.bars)
         except asyncio.CancelledError:
             raise
@@ -224,6 +232,36 @@ class AgentSupervisor:
         except TimeoutError:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def summarize(
+    report: AgentReport, session: AgentSession, launch: AgentLaunch | None
+) -> RunSummary | None:
+    """What a replay that ran to its end comes to (None for any other ending, or when it
+    cannot be told: a summary never fails the agent's run)."""
+    try:
+        return _summary(report, session, launch)
+    except Exception as exc:
+        log.warning("agent: no summary of the replay: %s", exc)
+        return None
+
+
+def _summary(
+    report: AgentReport, session: AgentSession, launch: AgentLaunch | None
+) -> RunSummary | None:
+    stats = getattr(report, "stats", None)
+    if report.status != "finished" or not stats or session.agent.clock.live:
+        return None
+    fill = session.agent.config.fill
+    costs = Costs(fill.commission, fill.slippage_bps, fill.fixed_commission)
+    return RunSummary.of(
+        stats,
+        strategy=session.agent.spec.strategy,
+        symbols=list(session.agent.market.symbols),
+        costs=costs,
+        params=session.params,
+        start=None if launch is None else launch.start,
+    )
 
 
 def _warm(bars: BarSource, launch: AgentLaunch) -> None:

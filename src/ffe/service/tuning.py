@@ -138,10 +138,13 @@ def delete(components: Components, name: str) -> None:
     delete_study(components.tune.storage_url, name)
 
 
-def report(components: Components, name: str) -> str:
-    """Study ``name``'s HTML report."""
+def report(components: Components, name: str, *, standalone: bool = False) -> str:
+    """Study ``name``'s HTML report; with ``standalone``, carrying plotly.js itself (see
+    ``ffe.service.runs.report_html``)."""
+    from ffe.backtest.html import with_inline_library
     from ffe.tune.report import render_tune_report
     from ffe.tune.storage import loaded_study
 
     with loaded_study(components.tune.storage_url, name) as study:
-        return render_tune_report(study)
+        html = render_tune_report(study)
+    return with_inline_library(html) if standalone else html

@@ -363,7 +363,7 @@ async def test_reset_when_no_agent_running_then_halt_lifted_and_next_run_trades(
     assert report.run_id == run_id
     assert report.status == "finished"
     assert await _count(db, Order, Order.run_id == run_id) > orders_halted  # it traded again
-    assert (await service.status("paper"))[0].status == "stopped"
+    assert (await service.status("paper"))[0].status == "finished"  # its replay reached the end
 
 
 async def test_paused_agent_when_its_lease_period_passes_then_still_running(

@@ -35,6 +35,9 @@ def test_agent_started_through_the_api_trades_and_the_portfolio_matches_the_jour
     assert len(equity["points"]) <= 101
     assert abs(equity["points"][-1]["equity"] - portfolio["equity"]) < 1e-6
     assert min(p["drawdown"] for p in equity["points"]) <= 0
+    assert equity["benchmark"]["drawn"] is True  # buy and hold beside the curve
+    assert all(p["benchmark"] > 0 for p in equity["points"])
+    assert equity["points"][0]["benchmark"] < 10_000  # the purchase paid its costs
     decisions = api.client.get("/api/v1/decisions?limit=5", headers=api.headers()).json()
     assert decisions["total"] > 0
     assert len(decisions["items"]) == 5
@@ -131,6 +134,7 @@ def test_backtest_job_runs_and_its_report_and_run_are_served(jobs_api):
     report = api.client.get(f"/api/v1/runs/{finished['run_id']}/report", headers=api.headers())
     assert report.status_code == 200
     assert "<html" in report.text.lower()
+    assert report.text.count("plotly.js v") == 1  # served with the library, once
     listed = api.client.get("/api/v1/backtests", headers=api.headers()).json()
     assert listed["items"][0]["id"] == job["id"]
 

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ffe.backtest.html import write_report
+from ffe.backtest.html import with_inline_library, write_report
 from ffe.backtest.report import render_backtest_report
 from ffe.backtest.sweep_report import render_sweep_report
 from ffe.domain.orders import Trade
 from ffe.portfolio.stats import Stats, compute_stats
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
+PLOTLY_JS = "plotly.js v"  # the banner at the top of the library
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 
 
@@ -89,13 +90,49 @@ def test_backtest_report_lists_trades_with_direction_and_pnl():
     assert "Trades (3)" in html
 
 
-def test_backtest_report_is_self_contained():
+def test_backtest_report_when_written_then_small_and_loads_plotly_from_beside_it(tmp_path):
     html, _ = backtest_html(make_trades(3))
 
-    assert EXTERNAL_SCRIPT.search(html) is None
-    assert "<link" not in html
-    assert len(FIGURE_CALL.findall(html)) == 1
-    assert len(html) > 1_000_000  # plotly.js itself is embedded
+    path = write_report(tmp_path / "run.html", html)
+    written = path.read_text(encoding="utf-8")
+    assert EXTERNAL_SCRIPT.search(written) is None  # nothing from a network
+    assert "<link" not in written
+    assert len(FIGURE_CALL.findall(written)) == 1
+    assert len(written.encode()) < 1_000_000  # the library is referenced, not carried
+    assert '<script src="plotly.min.js" charset="utf-8"></script>' in written
+    assert (tmp_path / "plotly.min.js").read_text(encoding="utf-8").count(PLOTLY_JS) == 1
+    assert "The charts need plotly.min.js" in written  # said when it is missing
+
+
+def test_report_when_served_standalone_then_carries_plotly_once():
+    html, _ = backtest_html(make_trades(3))
+
+    served = with_inline_library(html)
+    assert served.count(PLOTLY_JS) == 1
+    assert 'src="plotly.min.js"' not in served
+    assert len(served) > 1_000_000
+
+
+def test_reports_when_written_then_dark_like_the_dashboard(tmp_path):
+    html, _ = backtest_html(make_trades(3))
+
+    assert "color-scheme: dark" in html
+    _, layout = figure_of(html)
+    assert layout["paper_bgcolor"] == "#111723"
+
+
+def test_sweep_report_when_statistics_then_readable_headers_and_formats():
+    rows = [{"fast": 5, "sharpe": 1.23456, "total_return": 0.1234, "n_trades": 7}]
+
+    html = render_sweep_report(title="Sweep", param_names=["fast"], rows=rows, metric="sharpe")
+
+    head = html.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", head) == [
+        "fast", "Sharpe ratio", "Total return", "Trades",
+    ]  # fmt: skip
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", body) == ["5", "1.23", "12.34%", "7"]
+    assert 'data-value="0.1234"' in body  # sorted by the number, not the text
 
 
 def test_backtest_report_escapes_user_strings():
@@ -166,7 +203,7 @@ def test_sweep_report_ranks_best_first_and_nan_last():
         title="Sweep", param_names=["fast", "slow"], rows=SWEEP_ROWS, metric="sharpe"
     )
 
-    assert metric_column(html) == ["1.25", "0.5", "-0.75", "—"]
+    assert metric_column(html) == ["1.25", "0.50", "-0.75", "—"]
 
 
 def test_sweep_report_when_lower_is_better_then_smallest_first_and_said_so():
@@ -176,9 +213,9 @@ def test_sweep_report_when_lower_is_better_then_smallest_first_and_said_so():
         title="Sweep", param_names=["fast", "slow"], rows=rows, metric="vol", direction="minimize"
     )
 
-    assert metric_column(html) == ["-0.75", "0.5", "1.25", "—"]
-    assert "ranked by vol (lower is better), best first" in html
-    assert "<th data-order=asc>vol</th>" in html
+    assert metric_column(html) == ["-0.75", "0.50", "1.25", "—"]
+    assert "ranked by Vol (lower is better), best first" in html
+    assert '<th data-order=asc title="vol">Vol</th>' in html
     (heatmap,), _ = figure_of(html)
     assert heatmap["reversescale"] is True
 
@@ -206,7 +243,7 @@ def test_sweep_report_when_no_direction_given_then_the_metrics_own():
         title="Sweep", param_names=["fast"], rows=rows, metric="annual_volatility"
     )
 
-    assert "ranked by annual_volatility (lower is better)" in html
+    assert "ranked by Annual volatility (lower is better)" in html
     assert html.index('data-value="0.1"') < html.index('data-value="0.2"')
 
 
@@ -300,7 +337,7 @@ def test_backtest_chart_has_scaled_benchmark_markers_and_shared_drawdown_axis():
     traces = {trace["name"]: trace for trace in data}
     assert list(traces) == [
         "Strategy",
-        "Buy & hold",
+        "Buy & hold (no costs)",
         "Long entry",
         "Short entry",
         "Exit",
@@ -313,7 +350,7 @@ def test_backtest_chart_has_scaled_benchmark_markers_and_shared_drawdown_axis():
     assert traces["Drawdown"]["fill"] == "tozeroy"
     assert traces["Drawdown"]["yaxis"] == "y2"
     assert layout["xaxis"]["matches"] == "x2"
-    benchmark = traces["Buy & hold"]["y"]
+    benchmark = traces["Buy & hold (no costs)"]["y"]
     scaled = np.frombuffer(base64.b64decode(benchmark["bdata"]), dtype=benchmark["dtype"])
     assert scaled[0] == pytest.approx(stats.initial_equity)
     assert scaled[-1] == pytest.approx(stats.initial_equity * 60.0 / 50.0)

@@ -154,3 +154,50 @@ async def test_supervision_when_it_fails_unforeseen_then_error_set_and_not_left_
     assert task.exception() is None
     assert watched.error == "RuntimeError: a bug in the supervisor"
     assert any("not restarted" in r.getMessage() for r in caplog.records)
+
+
+class _ReplayAgent(_FakeAgent):
+    """An agent whose replay ran to the end of the data, with a backtest's statistics."""
+
+    def __init__(self, *, live: bool = False) -> None:
+        super().__init__()
+        self.spec = SimpleNamespace(params={"fast": 50, "slow": 200}, strategy="sma_cross")
+        self.config = SimpleNamespace(
+            account="paper",
+            fill=SimpleNamespace(commission=0.001, slippage_bps=2.0, fixed_commission=0.0),
+        )
+        self.clock = SimpleNamespace(live=live)
+        self.market = SimpleNamespace(symbols=("SP500",))
+
+    async def run(self) -> Any:
+        stats = {"total_return": 0.48, "buy_and_hold_return": 1.21, "max_drawdown": -0.26}
+        stats |= {"n_trades": 7, "win_rate": 2 / 7}
+        return SimpleNamespace(run_id="0123456789", status="finished", bars=3, stats=stats)
+
+
+async def test_replay_when_it_reached_the_end_then_finished_with_its_summary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    watched, _ = _supervisor(monkeypatch, tmp_path, _ReplayAgent())
+
+    await watched.start(AgentLaunch(start="2010-01-01"))
+    await _ended(watched)
+
+    described = watched.describe()
+    assert described["finished"] is True
+    assert described["summary"]["trades"] == 7
+    assert described["summary"]["beat_benchmark"] is False
+    assert "--start 2010-01-01" in described["summary"]["next_steps"][1]
+
+
+async def test_live_clock_when_it_ended_then_no_summary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    watched, _ = _supervisor(monkeypatch, tmp_path, _ReplayAgent(live=True))
+
+    await watched.start(AgentLaunch())
+    await _ended(watched)
+
+    assert watched.describe()["finished"] is False
+    assert watched.describe()["summary"] is None
+    assert watched.error is None  # no summary is no failure

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ffe.backtest.html import with_inline_library
 from ffe.backtest.walkforward import WalkForwardSpec
 from ffe.compute import LocalExecutor
 from ffe.data import SyntheticMarket
@@ -35,7 +36,8 @@ def test_render_when_study_then_best_holdout_caveats_and_optunas_plots_once_each
     assert "holdout (never seen by a trial)" in html
     assert "deflated Sharpe ratio" in html
     assert len(FIGURE_CALL.findall(html)) == 5
-    assert html.count(PLOTLY_JS) == 1
+    assert html.count(PLOTLY_JS) == 0  # loaded from beside the report, or inlined once:
+    assert with_inline_library(html).count(PLOTLY_JS) == 1
 
 
 def test_render_when_no_trial_finished_then_says_so_without_plots(tmp_path: Path) -> None:

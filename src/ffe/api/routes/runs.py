@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from ffe.api import queries, run_schemas, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
 from ffe.api.routes.common import Limit, Offset, refusal
-from ffe.service import runs
+from ffe.service import benchmark, runs
 from ffe.store.repositories import unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -66,9 +66,9 @@ async def run_equity(
     who: Reader,
     limit: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ) -> Any:
-    """A run's equity curve and drawdown, thinned to ``limit`` points."""
+    """A run's equity curve and drawdown, thinned to ``limit`` points, with buy and hold."""
     run = await runs.get_run(services.db, run_id)
-    return {"run_id": run.id, "points": await runs.equity_points(services.db, run.id, limit)}
+    return await benchmark.equity_curve(services.db, services.components.catalog(), run.id, limit)
 
 
 @router.get(
@@ -137,7 +137,7 @@ async def run_report(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     """The run's HTML report (equity, drawdown, trades), as ``ffe runs report`` writes it."""
     from ffe.api.headers import REPORT_CSP
 
-    html = await runs.report_html(services.db, run_id)
+    html = await runs.report_html(services.db, run_id, standalone=True)
     return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_CSP})
 
 

@@ -26,7 +26,7 @@ from ffe.api.schemas import AgentCommandBody, AgentStart
 from ffe.api.services import Services
 from ffe.api.trades import live_trades
 from ffe.domain.errors import FfeError
-from ffe.service import runs
+from ffe.service import benchmark
 
 router = APIRouter(prefix="/api/v1", tags=["trading"])
 
@@ -207,10 +207,11 @@ async def equity(
     run_id: RunId = None,
     limit: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ) -> Any:
-    """The equity curve and its drawdown, thinned to ``limit`` points."""
+    """The equity curve and its drawdown, thinned to ``limit`` points, with buy and hold."""
     run = await _run_of(services, account, run_id)
-    points = [] if run is None else await runs.equity_points(services.db, run, limit)
-    return {"run_id": run, "points": points}
+    if run is None:
+        return {"run_id": None, "points": [], "benchmark": None}
+    return await benchmark.equity_curve(services.db, services.components.catalog(), run, limit)
 
 
 @router.get("/decisions", responses={200: {"model": schemas.DecisionPage}})

@@ -91,5 +91,5 @@ async def study_report(name: StudyName, services: ServicesDep, who: Reader) -> A
     from ffe.api.headers import REPORT_CSP
     from ffe.service import tuning
 
-    html = await asyncio.to_thread(tuning.report, services.components, name)
+    html = await asyncio.to_thread(tuning.report, services.components, name, standalone=True)
     return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_CSP})

@@ -43,6 +43,17 @@ class SmaCross:
     def targets(self, history: History) -> FloatArray:
         return self.targets_sharing(history, {})
 
+    def rationale_for(self, history: History, column: int, target: float) -> str:
+        """Why the newest bar's ``target`` for the symbol in ``column``: the two averages, the
+        way they crossed and the close, in words."""
+        close = history.close[-(self.slow + 1) :, column]
+        fast, slow = float(np.mean(close[-self.fast :])), float(np.mean(close[-self.slow :]))
+        way, side = ("above", "long") if target > 0 else ("below", "short")
+        return (
+            f"SMA({self.fast}) {fast:,.2f} crossed {way} SMA({self.slow}) {slow:,.2f} at the "
+            f"close of {float(close[-1]):,.2f}: go {side}, {target:+.0%} of equity"
+        )
+
     def targets_sharing(self, history: History, shared: dict[Hashable, FloatArray]) -> FloatArray:
         """``targets``, with each window's SMA taken from ``shared`` or added to it."""
         close = history.close

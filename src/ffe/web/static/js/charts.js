@@ -100,6 +100,7 @@ export function equityChart(container) {
   };
   return {
     chart,
+    container,
     /** Replace the data with points [{time, equity, drawdown?}]; returns how many. */
     setData(points) {
       peak = -Infinity;
@@ -121,6 +122,55 @@ export function equityChart(container) {
       return true;
     },
   };
+}
+
+/** A small legend in the chart's corner: [{label, color, dashed}] (the library draws none). */
+function legend(container, items) {
+  let box = container.querySelector(".chart-legend");
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "chart-legend";
+    box.dataset.testid = "chart-legend";
+    box.style.cssText = "position:absolute;top:6px;left:8px;z-index:3;display:flex;gap:12px;"
+      + `font-size:11px;color:${COLORS.text};pointer-events:none`;
+    if (getComputedStyle(container).position === "static") container.style.position = "relative";
+    container.append(box);
+  }
+  box.replaceChildren(...items.map(({ label, color, dashed }) => {
+    const item = document.createElement("span");
+    const swatch = document.createElement("span");
+    swatch.style.cssText = `display:inline-block;width:14px;margin-right:5px;vertical-align:middle;`
+      + `border-top:2px ${dashed ? "dashed" : "solid"} ${color}`;
+    item.append(swatch, label);
+    return item;
+  }));
+}
+
+/**
+ * Buy and hold beside an equity chart (`equityChart`'s handle): the points' `benchmark`
+ * values ([{time, benchmark}], as the equity endpoints send them) as a dashed line on the
+ * equity's scale, and a legend naming both lines. `about` is the answer's `benchmark`
+ * ({label, note, drawn}); without values the legend says why none is drawn. Call it again
+ * with fresh points to redraw. Returns how many benchmark points were drawn.
+ */
+export function addBenchmark(handle, points, about = null) {
+  const charts = lib();
+  handle.benchmark ??= handle.chart.addSeries(charts.LineSeries, {
+    color: COLORS.warn, lineWidth: 1, lineStyle: DASHED, priceLineVisible: false,
+    lastValueVisible: true, crosshairMarkerVisible: false, title: "buy & hold",
+  });
+  const data = series(points || [], (p) => (Number.isFinite(p.benchmark) ? { value: p.benchmark } : null));
+  handle.benchmark.setData(data);
+  const label = about?.label || "Buy & hold";
+  const items = [{ label: handle.title || "Strategy", color: COLORS.accent }];
+  if (data.length) items.push({ label, color: COLORS.warn, dashed: true });
+  else if (about?.note) items.push({ label: about.note, color: "transparent" });
+  const container = handle.container ?? handle.chart.chartElement().parentElement;
+  if (container) {
+    legend(container, items);
+    if (about?.note) container.title = about.note;
+  }
+  return data.length;
 }
 
 /** Simple moving average of closes over `n` bars, as line data. */
@@ -263,17 +313,28 @@ export function compareChart(container) {
   const percent = { type: "percent", precision: 1, minMove: 0.1 };
   const a = chart.addSeries(charts.LineSeries, { color: COLORS.accent, lineWidth: 2, priceFormat: percent, title: "A" });
   const b = chart.addSeries(charts.LineSeries, { color: COLORS.warn, lineWidth: 2, priceFormat: percent, title: "B" });
-  const growth = (points) => {
-    const data = series(points, (p) => (Number.isFinite(p.equity) ? { value: p.equity } : null));
+  const hold = chart.addSeries(charts.LineSeries, {
+    color: COLORS.text, lineWidth: 1, lineStyle: DASHED, priceFormat: percent, title: "buy & hold A",
+    priceLineVisible: false, crosshairMarkerVisible: false,
+  });
+  const growth = (points, key = "equity") => {
+    const data = series(points, (p) => (Number.isFinite(p[key]) ? { value: p[key] } : null));
     const first = data.length ? data[0].value : 0;
     return first > 0 ? data.map((p) => ({ time: p.time, value: (p.value / first - 1) * 100 })) : [];
   };
   return {
     chart,
+    /** Two runs' points; A's buy and hold (its points' `benchmark`) is drawn dashed. */
     setData(pointsA, pointsB) {
       const da = growth(pointsA);
       a.setData(da);
       b.setData(growth(pointsB));
+      const held = growth(pointsA, "benchmark");
+      hold.setData(held);
+      legend(container, [
+        { label: "A", color: COLORS.accent }, { label: "B", color: COLORS.warn },
+        ...(held.length ? [{ label: "Buy & hold (A's symbols)", color: COLORS.text, dashed: true }] : []),
+      ]);
       fitTime(chart, da);
     },
   };

@@ -16,7 +16,7 @@ let liveBar = null;
 const ENABLED = {
   pause: (s) => s === "running",
   resume: (s) => s === "paused",
-  stop: (s) => s !== "stopped",
+  stop: (s) => s !== "stopped" && s !== "finished",
   reset: (s) => s === "halted",
   "emergency-stop": () => true,
 };
@@ -49,6 +49,8 @@ function showState(agents, supervised) {
   const here = supervised && supervised.account === account && supervised.strategy;
   $("fact-strategy").textContent = here ? supervised.strategy : "—";
   $("fact-symbols").textContent = here ? (supervised.symbols || []).join(", ") : "—";
+  $("agent-chosen").hidden = !(here && supervised.chosen);
+  $("agent-chosen").textContent = here && supervised.chosen ? `How it was chosen: ${supervised.chosen}.` : "";
   $("agent-halted").hidden = !current?.halted_reason;
   $("agent-halted").textContent = current?.halted_reason ? `Halted: ${current.halted_reason}` : "";
   $("agent-error").hidden = !supervised?.error;
@@ -57,6 +59,22 @@ function showState(agents, supervised) {
     button.disabled = !ENABLED[button.dataset.command](status);
   }
   showAgents(agents);
+  showSummary(supervised && supervised.account === account ? supervised.summary : null);
+}
+
+/** A finished replay against buy and hold, and the commands worth running next. */
+function showSummary(summary) {
+  $("agent-summary").hidden = !summary;
+  if (!summary) return;
+  $("summary-verdict").textContent = `${summary.strategy} on ${summary.symbols.join(", ")} `
+    + (summary.beat_benchmark ? "beat buy and hold" : "did not beat buy and hold");
+  $("summary-return").textContent = fmtPct(summary.total_return, { sign: true, digits: 1 });
+  $("summary-benchmark").textContent = fmtPct(summary.benchmark_return, { sign: true, digits: 1 });
+  $("summary-drawdown").textContent = fmtPct(summary.max_drawdown, { digits: 1 });
+  $("summary-trades").textContent = String(summary.trades);
+  $("summary-win-rate").textContent = summary.win_rate === null ? "no closed trade" : fmtPct(summary.win_rate, { digits: 0 });
+  $("summary-costs").textContent = `Buy and hold: the same cash and symbols, ${summary.costs}.`;
+  $("summary-next").replaceChildren(...summary.next_steps.map((command) => el("li", {}, el("code", {}, command))));
 }
 
 /** The bar facts: the journal's, or the stream's when newer. */
@@ -67,7 +85,7 @@ function showBar() {
 }
 
 function onLiveBar(data) {
-  if (!current || current.status === "stopped") return;
+  if (!current || current.status === "stopped" || current.status === "finished") return;
   liveBar = latestBar(liveBar, { run: current.run_id, time: data.time, bar: data.bar });
   liveBar.run = current.run_id;
   showBar();

@@ -6,7 +6,7 @@ import {
   showWaiting, signClass, startPage, stateBadge, td,
 } from "../app.js";
 import { dailyCalendars, monthlyTable, yearsOf } from "../calendar.js";
-import { equityChart, tradesChart } from "../charts.js";
+import { addBenchmark, equityChart, tradesChart } from "../charts.js";
 
 const jobId = $("job").dataset.jobId;
 const ENDED = new Set(["finished", "failed", "cancelled"]);
@@ -82,7 +82,9 @@ async function showResult(job) {
     if (!frame.hidden) frame.scrollIntoView({ behavior: "smooth", block: "start" });
   });
   const equity = await getJson(`/runs/${encodeURIComponent(job.run_id)}/equity`, { limit: 5000 });
-  equityChart($("run-equity-chart")).setData(equity.points || []);
+  const chart = equityChart($("run-equity-chart"));
+  chart.setData(equity.points || []);
+  addBenchmark(chart, equity.points, equity.benchmark);
   await Promise.all([showTrades(job.run_id), showReturns(job.run_id)]);
 }
 

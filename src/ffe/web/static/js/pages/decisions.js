@@ -56,7 +56,7 @@ function decisionRow(d) {
   const row = el("tr", { class: "clickable", title: "Show the full rationale" },
     td(fmtTime(d.time)), td(d.symbol), el("td", {}, actionBadge(d.action)),
     num(fmtTarget(d)), confidenceCell(d.confidence), outcomeCell(d),
-    el("td", { class: "text" }, el("span", { class: "clamp" }, d.rationale || "—")));
+    el("td", { class: "text" }, el("span", { class: "clamp" }, d.rationale || "None recorded: this strategy gives targets without reasons")));
   row.addEventListener("click", () => {
     const next = row.nextElementSibling;
     if (next?.classList.contains("detail")) next.remove();

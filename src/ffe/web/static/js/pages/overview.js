@@ -6,7 +6,7 @@ import {
   fmtSigned, fmtTime, getJson, isNum, num, onResync, onStream, prependRow, serviceStatus, setText,
   signClass, startPage, td, el, toast,
 } from "../app.js";
-import { equityChart } from "../charts.js";
+import { addBenchmark, equityChart } from "../charts.js";
 
 const query = new URLSearchParams(location.search);
 let account = query.get("account") || null;
@@ -139,8 +139,9 @@ startPage(async () => {
   const empty = $("equity-chart").querySelector(".chart-empty");
   const scope = () => (account ? { account } : {});
   const loadPortfolio = async () => renderPortfolio(await getJson("/portfolio", scope()));
-  const showCurve = (points) => {
+  const showCurve = (points, about) => {
     empty.hidden = chart.setData(points) > 0;
+    addBenchmark(chart, points, about);
     worstDrawdown = points.reduce((worst, p) => (isNum(p.drawdown) ? Math.min(worst, p.drawdown) : worst), 0);
     if (!isNum(lastPortfolio?.max_drawdown)) renderPortfolio(lastPortfolio);
   };
@@ -151,7 +152,7 @@ startPage(async () => {
     getJson("/fills", { ...scope(), limit: 15 }),
     serviceStatus(),
   ]);
-  showCurve(equity.points || []);
+  showCurve(equity.points || [], equity.benchmark);
   fillTable("fills-table", fills.items || [], fillRow, "No fills yet");
   const loadTrades = async () => renderTrades(await getJson("/trades", scope()));
   await loadTrades();
@@ -161,10 +162,16 @@ startPage(async () => {
 
   const mine = (data) => !data.account || !account || data.account === account;
   const refresh = throttled(loadPortfolio, 1500);
+  // Buy and hold comes with the whole curve only: read it again now and then while bars come.
+  const reloadCurve = throttled(async () => {
+    const curve = await getJson("/equity", { ...scope(), limit: 5000 });
+    showCurve(curve.points || [], curve.benchmark);
+  }, 10000);
   onStream("equity", (data) => {
     if (!mine(data)) return;
     if (chart.append(data)) empty.hidden = true;
     refresh(); // the cards: from the next whole answer, not from this event's two numbers
+    reloadCurve();
   });
   onStream("fill", (data) => {
     if (!mine(data)) return;
@@ -182,7 +189,7 @@ startPage(async () => {
   // A new connection, or a missed event: read again all that the page shows.
   onResync(async () => {
     const [, curve] = await Promise.all([loadPortfolio(), getJson("/equity", { ...scope(), limit: 5000 }), loadFills(), loadTrades()]);
-    showCurve(curve.points || []);
+    showCurve(curve.points || [], curve.benchmark);
   });
   setTimeout(loadFills, 3000);
 });
