@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ffe.agent import persist
 from ffe.agent.reports import Snapshot
 from ffe.domain.orders import action_of
+from ffe.portfolio.trades import RoundTrip
 from ffe.runs.journal import journaled_target
-from ffe.runs.roundtrips import RoundTrip
 from ffe.store.database import Database
 from ffe.store.models import Approval, Decision, DecisionOutcome, EquityPoint, Fill, Order, Run
 
@@ -334,9 +334,11 @@ def fill_dict(fill: Fill) -> dict[str, Any]:
     }
 
 
-def round_trip_dict(trip: RoundTrip) -> dict[str, Any]:
-    """A round trip as the trades route sends it."""
+def round_trip_dict(trip: RoundTrip, as_of: datetime | None = None) -> dict[str, Any]:
+    """A round trip (a trade) as both trades routes send it, a run's and the live account's;
+    an open one without a mark lasts to ``as_of`` when given."""
     mark = trip.mark
+    duration = trip.duration(as_of)
     return {
         "symbol": trip.symbol,
         "direction": trip.direction,
@@ -349,9 +351,10 @@ def round_trip_dict(trip: RoundTrip) -> dict[str, Any]:
         "closed_quantity": trip.closed_quantity,
         "pnl": finite(trip.pnl),
         "pnl_pct": finite(trip.pnl_pct),
+        "realized_pnl": finite(trip.realized_pnl),
         "unrealized_pnl": finite(trip.unrealized_pnl),
         "commission": finite(trip.commission),
-        "duration_s": trip.duration_s,
+        "duration_s": None if duration is None else duration.total_seconds(),
         "mark_time": iso(mark.time) if mark else None,
         "mark_price": finite(mark.price) if mark else None,
     }

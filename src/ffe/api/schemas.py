@@ -398,25 +398,46 @@ class FillPage(Page):
     items: list[Fill]
 
 
-class Trade(Answer):
-    """A round trip of the live account, from its fills (first in, first out)."""
+class RoundTrip(Answer):
+    """A trade: a position from flat to flat, or still open and valued at ``mark_price``
+    (``ffe.portfolio.trades``). The same for a recorded run and the live account."""
 
     symbol: str
-    side: Literal["long", "short"]
-    quantity: float = Field(description="positive; side says which way")
+    direction: Literal["long", "short"]
     status: Literal["open", "closed"]
     entry_time: datetime
-    entry_price: float
-    exit_time: datetime | None = Field(description="null while open")
-    exit_price: float | None = Field(description="the exit's price, or the mark while open")
-    fees: float | None
-    pnl: float | None = Field(description="net of fees; unrealised while open, null unmarked")
-    return_pct: float | None = Field(description="pnl over the entry's value")
-    duration_s: float | None = Field(description="entry to exit, or to as_of while open")
+    entry_price: float = Field(description="the average of the fills that opened or added")
+    exit_time: datetime | None = Field(description="the fill that made it flat; null while open")
+    exit_price: float | None = Field(
+        description="the average of the fills that closed it (or part of it, while open)"
+    )
+    quantity: float = Field(description="all it bought, or sold short; unsigned")
+    closed_quantity: float = Field(description="how much of quantity was closed")
+    pnl: float | None = Field(
+        description="net of every commission; realised plus unrealised while open, null "
+        "while open without a mark"
+    )
+    pnl_pct: float | None = Field(description="pnl over entry_price times quantity")
+    realized_pnl: float | None = Field(description="of the part closed, net of its commissions")
+    unrealized_pnl: float | None = Field(description="of the part open, at mark_price")
+    commission: float | None = Field(description="all it paid")
+    duration_s: float | None = Field(description="entry to exit, or to mark_time while open")
+    mark_time: datetime | None
+    mark_price: float | None
+
+
+class Trade(RoundTrip):
+    """A round trip of the live account, with the names this route used before it answered
+    the same round trips as a run's trades."""
+
+    side: Literal["long", "short"] = Field(description="direction")
+    fees: float | None = Field(description="commission")
+    return_pct: float | None = Field(description="pnl_pct")
 
 
 class Trades(Answer):
-    """The account's round trips, newest first (by exit, or entry while open)."""
+    """The account's round trips, newest first (by exit, or entry while open);
+    ``realized_pnl`` plus ``unrealized_pnl`` is the account's P&L."""
 
     run_id: str | None
     as_of: datetime | None

@@ -1,169 +1,237 @@
-"""Round trips from a list of fills: each entry matched first in, first out against the exits
-that close it, and what is still open marked at a price.
+"""Trades from fills: what a trader reads as "the trades", for a backtest and the live
+account alike (one definition, so the backtest page and the overview show the same thing).
 
-Pure and small, for anything that has fills and wants trades (the live journal's, a
-backtest's): no ledger, no bars, no store. A fill that closes part of a lot splits the lot;
-one that crosses zero closes every lot and opens the rest the other way. Fees go with the
-quantity they paid for: an entry's fee is shared among the trades its lot ends up in, an
-exit's among the lots it closes.
+A trade is a round trip: it runs from the fill that opens a position in a symbol (from flat)
+to the fill that makes it flat again. Fills in between add to it or close part of it; a fill
+that goes through zero (long to short) closes the round trip and opens the next with what is
+left. Its entry price is the average of the fills that opened or added to it, its exit price
+the average of those that closed it, and its P&L is net of every commission paid on it.
+
+Why flat to flat rather than one trade per lot: a trader thinks of "the trade" as the
+position they took and left, not as the lots the books match (a partial exit, scaling in,
+would otherwise split one decision into several rows whose sizes and prices nobody chose).
+It is also what trading tools show (FreqUI's trades, a broker's round trips). The P&L loses
+nothing: within a round trip the lots are matched first in, first out, as the ledger
+matches them, so a round trip's realised P&L is the sum of the ledger's closed trades over
+it. A round trip still open is valued at its symbol's mark (unrealised), when known.
+
+Pure: no ledger, no bars, no store. ``ffe.service.runs`` (a recorded run's trades) and
+``ffe.api.trades`` (the live account's) both derive their trades here.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-Side = Literal["buy", "sell"]
+from ffe.domain.orders import Trade
 
-# A quantity within this of zero (relative to the fill it is part of) is nothing left.
-_EPS = 1e-9
+DUST = 1e-12  # as the ledger: a position smaller than this is none
+CLOSE_TOLERANCE = 1e-9  # a fill within this (relative) of a lot's size closes it
 
 
 @dataclass(frozen=True, slots=True)
-class TradeFill:
-    """One execution: ``quantity`` is positive, ``side`` says which way."""
+class Execution:
+    """A fill as the journal keeps it: signed quantity (positive buys), price, commission.
+    ValueError for one that is not a fill (no quantity, a price negative or not a number)."""
 
+    time: datetime
     symbol: str
-    side: Side
     quantity: float
     price: float
-    fee: float
-    time: datetime
+    commission: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.side not in ("buy", "sell"):
-            raise ValueError(f"a fill's side is 'buy' or 'sell', not {self.side!r}")
-        if not self.quantity > 0:
-            raise ValueError(f"a fill's quantity must be positive, got {self.quantity!r}")
-        if not self.price > 0:
-            raise ValueError(f"a fill's price must be positive, got {self.price!r}")
+        # A price of 0 is a fill: a binary contract that settled against the position.
+        if not abs(self.quantity) > DUST or not 0 <= self.price < math.inf:
+            raise ValueError(
+                f"not a fill: {self.symbol} {self.quantity} at {self.price} "
+                f"({self.time.isoformat()}); a fill has a quantity and a price of 0 or more"
+            )
+        if not math.isfinite(self.commission):  # negative is a rebate, still a number
+            raise ValueError(
+                f"not a fill: {self.symbol} at {self.time.isoformat()} paid a commission of "
+                f"{self.commission}; a commission is a number"
+            )
 
-    @classmethod
-    def signed(
-        cls, symbol: str, quantity: float, price: float, fee: float, time: datetime
-    ) -> TradeFill:
-        """A fill from a signed quantity (positive bought, negative sold), as journals keep it."""
-        side: Side = "buy" if quantity > 0 else "sell"
-        return cls(symbol, side, abs(quantity), price, fee, time)
 
-    @property
-    def direction(self) -> int:
-        return 1 if self.side == "buy" else -1
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A symbol's last known price, to value what is still open."""
+
+    time: datetime | None  # None: when is not known (the round trip then has no end yet)
+    price: float
 
 
 @dataclass(frozen=True, slots=True)
 class RoundTrip:
-    """A trade: an entry and, once closed, its exit. ``pnl`` is net of both fees; for an open
-    trade it is unrealised at ``exit_price`` (the mark), or None without a mark."""
+    """One position from flat to flat (or still open at the end)."""
 
     symbol: str
-    side: Literal["long", "short"]
-    quantity: float
+    direction: Literal["long", "short"]
     entry_time: datetime
-    entry_price: float
+    entry_price: float  # the average price of the fills that opened or added to it
+    quantity: float  # everything it bought (long) or sold short, unsigned
     exit_time: datetime | None  # None while open
-    exit_price: float | None  # the exit fill's price, or the mark of an open trade
-    fees: float
-    pnl: float | None
-    open: bool
+    exit_price: float | None  # the average price of the fills that closed part or all of it
+    closed_quantity: float
+    realized_pnl: float  # net of the commissions of the quantity closed
+    unrealized_pnl: float | None  # what is open, at the mark, net of its entry commission
+    commission: float
+    mark: Mark | None = None  # the price the open part is valued at
 
     @property
-    def return_pct(self) -> float | None:
-        """``pnl`` over the money the entry put at stake."""
-        if self.pnl is None:
-            return None
-        return self.pnl / (self.quantity * self.entry_price)
+    def is_open(self) -> bool:
+        return self.exit_time is None
+
+    @property
+    def pnl(self) -> float | None:
+        """Profit net of commissions: realized, plus unrealized while open (None while open
+        without a mark)."""
+        if not self.is_open:
+            return self.realized_pnl
+        return None if self.unrealized_pnl is None else self.realized_pnl + self.unrealized_pnl
+
+    @property
+    def pnl_pct(self) -> float | None:
+        """``pnl`` as a fraction of what was paid to enter (entry price times quantity)."""
+        cost = self.entry_price * self.quantity
+        pnl = self.pnl
+        return None if pnl is None or cost <= 0 else pnl / cost
 
     def duration(self, as_of: datetime | None = None) -> timedelta | None:
-        """Entry to exit; for an open trade entry to ``as_of`` (None without one)."""
-        end = self.exit_time if self.exit_time is not None else as_of
+        """Entry to exit; while open, entry to the mark's time, else to ``as_of`` (None
+        without either)."""
+        end = self.exit_time or (self.mark.time if self.mark else None) or as_of
         return None if end is None else end - self.entry_time
+
+    @property
+    def duration_s(self) -> float | None:
+        """``duration()`` in seconds."""
+        length = self.duration()
+        return None if length is None else length.total_seconds()
 
 
 @dataclass(slots=True)
 class _Lot:
-    time: datetime
-    quantity: float  # left open, positive
+    quantity: float  # signed
     price: float
-    fee: float  # entry fee of what is left open
+    commission: float  # entry commission not yet attributed to a closed part
+
+
+@dataclass(slots=True)
+class _Open:
+    """A round trip being built."""
+
+    symbol: str
+    sign: float
+    entry_time: datetime
+    lots: deque[_Lot] = field(default_factory=deque)
+    entered: float = 0.0
+    entered_value: float = 0.0
+    exited: float = 0.0
+    exited_value: float = 0.0
+    realized: float = 0.0
+    commission: float = 0.0
+
+    def add(self, quantity: float, price: float, fee: float) -> None:
+        self.lots.append(_Lot(quantity, price, fee))
+        self.entered += abs(quantity)
+        self.entered_value += abs(quantity) * price
+        self.commission += fee
+
+    def close(self, quantity: float, price: float, fee_per_unit: float) -> float:
+        """Close the oldest lots against ``quantity`` (opposite sign); return what is left."""
+        remaining = quantity
+        while self.lots and abs(remaining) > DUST:
+            lot = self.lots[0]
+            partial = abs(remaining) < abs(lot.quantity) * (1.0 - CLOSE_TOLERANCE)
+            closed = -remaining if partial else lot.quantity
+            entry_fee = lot.commission * (closed / lot.quantity)
+            exit_fee = abs(closed) * fee_per_unit
+            self.realized += closed * (price - lot.price) - entry_fee - exit_fee
+            self.commission += exit_fee
+            self.exited += abs(closed)
+            self.exited_value += abs(closed) * price
+            if partial:
+                lot.quantity -= closed
+                lot.commission -= entry_fee
+            else:
+                self.lots.popleft()
+            remaining += closed
+        return remaining
+
+    def finish(self, exit_time: datetime | None, mark: Mark | None) -> RoundTrip:
+        unrealized = None
+        if exit_time is None and mark is not None:
+            unrealized = sum(lot.quantity * (mark.price - lot.price) for lot in self.lots)
+            unrealized -= sum(lot.commission for lot in self.lots)
+        return RoundTrip(
+            symbol=self.symbol,
+            direction="long" if self.sign > 0 else "short",
+            entry_time=self.entry_time,
+            entry_price=self.entered_value / self.entered,
+            quantity=self.entered,
+            exit_time=exit_time,
+            exit_price=self.exited_value / self.exited if self.exited else None,
+            closed_quantity=self.exited,
+            realized_pnl=self.realized,
+            unrealized_pnl=unrealized,
+            commission=self.commission,
+            mark=mark if exit_time is None else None,
+        )
 
 
 def round_trips(
-    fills: Iterable[TradeFill], marks: Mapping[str, float] | None = None
+    executions: Iterable[Execution], marks: Mapping[str, Mark] | None = None
 ) -> list[RoundTrip]:
-    """The trades the fills make, in the order they closed, then the open ones in the order
-    they opened; open ones are marked at ``marks[symbol]`` when given. Fills are taken in the
-    order given (sort them by time first)."""
-    books: dict[str, tuple[int, deque[_Lot]]] = {}
-    closed: list[RoundTrip] = []
-    for fill in fills:
-        direction, lots = books.get(fill.symbol, (fill.direction, deque()))
-        if lots and direction != fill.direction:
-            left = _close(fill, direction, lots, closed)
-        else:
-            left = fill.quantity
-        if left > _EPS * fill.quantity:
-            fee = fill.fee * left / fill.quantity
-            lots.append(_Lot(fill.time, left, fill.price, fee))
-            direction = fill.direction
-        books[fill.symbol] = (direction, lots)
+    """The round trips of ``executions`` (in the order they happened), by entry time; those
+    still open valued at ``marks`` (by symbol)."""
     marks = marks or {}
-    still = [
-        _open_trade(symbol, direction, lot, marks.get(symbol))
-        for symbol, (direction, lots) in books.items()
-        for lot in lots
-    ]
-    return closed + sorted(still, key=lambda trade: trade.entry_time)
+    building: dict[str, _Open] = {}
+    done: list[RoundTrip] = []
+    for execution in executions:
+        done.extend(_apply(building, execution))
+    done.extend(trip.finish(None, marks.get(symbol)) for symbol, trip in building.items())
+    return sorted(done, key=lambda t: t.entry_time)
 
 
-def _close(fill: TradeFill, direction: int, lots: deque[_Lot], closed: list[RoundTrip]) -> float:
-    """Close the oldest ``lots`` (held ``direction``) with ``fill``; what is left of it."""
-    left = fill.quantity
-    while lots and left > _EPS * fill.quantity:
-        lot = lots[0]
-        matched = min(left, lot.quantity)
-        whole = matched >= lot.quantity * (1 - _EPS)
-        entry_fee = lot.fee if whole else lot.fee * matched / lot.quantity
-        exit_fee = fill.fee * matched / fill.quantity
-        gross = direction * matched * (fill.price - lot.price)
-        fees = entry_fee + exit_fee
-        closed.append(
-            RoundTrip(
-                fill.symbol,
-                "long" if direction > 0 else "short",
-                matched,
-                lot.time,
-                lot.price,
-                fill.time,
-                fill.price,
-                fees,
-                gross - fees,
-                open=False,
-            )
+def _apply(building: dict[str, _Open], execution: Execution) -> list[RoundTrip]:
+    """Book one fill; return the round trip it closed, if it closed one."""
+    quantity, symbol = execution.quantity, execution.symbol
+    fee_per_unit = execution.commission / abs(quantity)
+    closed = []
+    trip = building.get(symbol)
+    if trip is not None and (trip.sign > 0) != (quantity > 0):
+        quantity = trip.close(quantity, execution.price, fee_per_unit)
+        if not trip.lots:
+            closed.append(trip.finish(execution.time, None))
+            del building[symbol]
+            trip = None
+    if abs(quantity) > DUST:
+        if trip is None:
+            trip = building[symbol] = _Open(symbol, 1.0 if quantity > 0 else -1.0, execution.time)
+        trip.add(quantity, execution.price, abs(quantity) * fee_per_unit)
+    return closed
+
+
+def executions_of_trades(trades: Iterable[Trade]) -> list[Execution]:
+    """Fills that reproduce closed lot trades (the journal's ``trades`` of a backtest recorded
+    before its fills were): each lot's entry, and its exit with the lot's commission. Their
+    round trips have the trades' profit; what was still open is not in them."""
+    pieces: list[tuple[datetime, int, Execution]] = []
+    for trade in trades:
+        entry = Execution(trade.entry_time, trade.symbol, trade.quantity, trade.entry_price)
+        exit_ = Execution(
+            trade.exit_time, trade.symbol, -trade.quantity, trade.exit_price, trade.commission
         )
-        left -= matched
-        if whole:
-            lots.popleft()
-        else:
-            lot.quantity -= matched
-            lot.fee -= entry_fee
-    return max(left, 0.0)
-
-
-def _open_trade(symbol: str, direction: int, lot: _Lot, mark: float | None) -> RoundTrip:
-    pnl = None if mark is None else direction * lot.quantity * (mark - lot.price) - lot.fee
-    return RoundTrip(
-        symbol,
-        "long" if direction > 0 else "short",
-        lot.quantity,
-        lot.time,
-        lot.price,
-        None,
-        mark,
-        lot.fee,
-        pnl,
-        open=True,
-    )
+        # At one time, exits of earlier lots come first (a flip), then entries, then the
+        # exits of lots entered at that same time.
+        pieces.append((trade.entry_time, 1, entry))
+        pieces.append((trade.exit_time, 0 if trade.exit_time > trade.entry_time else 2, exit_))
+    pieces.sort(key=lambda p: (p[0], p[1]))
+    return [execution for _, _, execution in pieces]

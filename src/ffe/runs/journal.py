@@ -152,7 +152,7 @@ async def _record(
 
 def fill_rows(result: BacktestResult, times: Sequence[datetime]) -> list[dict[str, Any]]:
     """Every fill the run's ledger booked, as journal rows (its round trips are read from
-    them, ``ffe.runs.roundtrips``)."""
+    them, ``ffe.portfolio.trades``)."""
     symbols = result.market.symbols
     return [
         {"time": times[bar], "symbol": symbols[column], "quantity": quantity, "price": price,

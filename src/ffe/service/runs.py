@@ -32,9 +32,9 @@ from ffe.store.models import EquityPoint, Run
 from ffe.store.repositories import unit_of_work
 
 if TYPE_CHECKING:
+    from ffe.portfolio.trades import RoundTrip
     from ffe.runs.calendar import CalendarReturns
     from ffe.runs.journal import StoredBacktest
-    from ffe.runs.roundtrips import RoundTrip
 
 
 async def list_runs(
@@ -91,8 +91,8 @@ async def round_trips(db: Database, ref: str) -> tuple[Run, list[RoundTrip], str
     """The run's round trips, oldest entry first, and what they were derived from:
     ``"fills"`` (those still open valued at their last mark), or ``"trades"`` for a backtest
     recorded before its fills were (closed lots only: what was open is not known)."""
-    from ffe.runs.roundtrips import Execution, Mark, executions_of_trades
-    from ffe.runs.roundtrips import round_trips as derive
+    from ffe.portfolio.trades import Execution, Mark, executions_of_trades
+    from ffe.portfolio.trades import round_trips as derive
 
     async with unit_of_work(db) as uow:
         run = await uow.runs.get(ref)

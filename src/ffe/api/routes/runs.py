@@ -79,7 +79,7 @@ async def run_trades(
     run_id: RunRef, services: ServicesDep, who: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> Any:
     """A run's round trips (flat to flat, open ones valued at their last mark), oldest
-    entry first, derived from its fills (``ffe.runs.roundtrips``)."""
+    entry first, derived from its fills (``ffe.portfolio.trades``)."""
     _, trips, source = await runs.round_trips(services.db, run_id)
     items = [queries.round_trip_dict(t) for t in trips[offset : offset + limit]]
     return queries.page(items, len(trips), limit, offset) | {"source": source}

@@ -1,12 +1,13 @@
 // One backtest job: status and progress until it ends, then its statistics, equity, trades
 // (a table, and arrows on the price chart), returns by month and day, and its report.
 import {
-  $, API, ApiError, canTrade, cancelJob, el, fillSelect, fillTable, fmtMoney, fmtPct, fmtQty,
+  $, API, ApiError, canTrade, cancelJob, el, fillSelect, fillTable, fmtMoney, fmtPct,
   fmtSigned, fmtStat, fmtTime, getJson, labelOf, listText, num, onStream, paramList, showError,
-  showWaiting, signClass, startPage, stateBadge, td,
+  showWaiting, startPage, stateBadge,
 } from "../app.js";
 import { dailyCalendars, monthlyTable, yearsOf } from "../calendar.js";
 import { addBenchmark, equityChart, tradesChart } from "../charts.js";
+import { tradeCells } from "../trades.js";
 
 const jobId = $("job").dataset.jobId;
 const ENDED = new Set(["finished", "failed", "cancelled"]);
@@ -103,31 +104,9 @@ async function roundTrips(runId) {
   return { items, total: page.total, source: page.source };
 }
 
-function fmtDuration(seconds) {
-  if (typeof seconds !== "number") return "—";
-  const minutes = Math.round(seconds / 60);
-  if (minutes < 60) return `${minutes}m`;
-  const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${hours}h ${minutes % 60}m`;
-  return `${Math.floor(hours / 24)}d ${hours % 24}h`;
-}
-
-const price2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-/** A price: cents from 1 up, significant digits below (a coin at 0.000123). */
-const fmtPrice = (x) => (typeof x !== "number" ? "—" : Math.abs(x) >= 1 ? price2.format(x) : x.toPrecision(4));
-
 function tradeRow(t, index) {
-  const open = t.status === "open";
-  const marked = open && t.mark_price !== null ? `valued at ${fmtPrice(t.mark_price)} on ${fmtTime(t.mark_time)} (the last bar)` : "";
-  const status = el("span", { class: "state", "data-status": t.status, title: open ? `Still open: P&L unrealised, ${marked || "no last price known"}` : "" }, t.status);
   return el("tr", { "data-testid": "trade-row", "data-status": t.status },
-    num(index + 1), td(t.symbol), td(t.direction), el("td", {}, status),
-    td(fmtTime(t.entry_time)), num(fmtPrice(t.entry_price)),
-    td(open ? "open" : fmtTime(t.exit_time)), num(fmtPrice(t.exit_price)),
-    num(fmtQty(t.quantity)),
-    el("td", { class: `num ${signClass(t.pnl)}`, title: open ? `unrealised: ${marked}` : "" }, fmtSigned(t.pnl) + (open && t.pnl !== null ? " *" : "")),
-    num(fmtPct(t.pnl_pct, { sign: true }), signClass(t.pnl_pct)),
-    num(fmtDuration(t.duration_s)));
+    num(index + 1), ...tradeCells(t, "the last bar"));
 }
 
 function pageTrades(items) {

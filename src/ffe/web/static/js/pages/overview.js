@@ -7,6 +7,7 @@ import {
   signClass, startPage, td, el, toast,
 } from "../app.js";
 import { addBenchmark, equityChart } from "../charts.js";
+import { tradeCells } from "../trades.js";
 
 const query = new URLSearchParams(location.search);
 let account = query.get("account") || null;
@@ -65,27 +66,9 @@ async function closePosition(button, position) {
   });
 }
 
-function fmtDuration(seconds) {
-  if (!isNum(seconds)) return "—";
-  const days = seconds / 86400;
-  if (days >= 1) return `${days.toFixed(days >= 10 ? 0 : 1)} d`;
-  const hours = seconds / 3600;
-  return hours >= 1 ? `${hours.toFixed(1)} h` : `${Math.round(seconds / 60)} min`;
-}
-
 function tradeRow(t) {
-  const open = t.status === "open";
-  return el("tr", open ? { class: "open", title: "Open: P&L unrealised at the mark" } : {},
-    td(fmtTime(t.entry_time)),
-    td(t.symbol),
-    el("td", {}, el("span", { class: `action ${t.side === "long" ? "buy" : "sell"}` }, t.side)),
-    num(fmtQty(t.quantity)),
-    num(fmtMoney(t.entry_price)),
-    num(open ? "open" : fmtTime(t.exit_time), open ? "muted" : ""),
-    num(fmtMoney(t.exit_price), open ? "muted" : ""),
-    num(fmtDuration(t.duration_s)),
-    num(fmtSigned(t.pnl), signClass(t.pnl)),
-    num(fmtPct(t.return_pct, { sign: true }), signClass(t.return_pct)));
+  return el("tr", { class: t.status === "open" ? "open" : false, "data-testid": "trade-row", "data-status": t.status },
+    ...tradeCells(t, "the account's last price"));
 }
 
 function renderTrades(found) {
