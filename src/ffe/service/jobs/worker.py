@@ -107,7 +107,7 @@ class Worker:
             log.error("worker %s not registered yet: %s", self.owner, exc)
         with contextlib.suppress(FfeError):
             await self.queue.registry.forget_gone()
-        log.warning(
+        log.info(
             "worker %s (%s) runs up to %d job(s) at once", self.owner, self.kind, self.concurrency
         )
         upkeep = asyncio.create_task(self._upkeep(), name="ffe-worker-upkeep")
