@@ -127,7 +127,7 @@ def test_compare_view_draws_settings_as_lists_and_its_tables_scroll_in_their_own
     assert 'id="compare-params"' in html
     for table in ("runs-table", "compare-table"):
         assert re.search(
-            rf'<div class="table-wrap[^"]*">\s*<table class="table" id="{table}"', html
+            rf'<div class="table-wrap[^"]*"[^>]*>\s*<table class="table" id="{table}"', html
         )
     assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", css)
     assert re.search(r"\.main \{[^}]*grid-template-columns: minmax\(0, 1fr\)", css)
