@@ -62,8 +62,10 @@ def _is_fill(quantity: float | None, price: float | None) -> bool:
     )
 
 
-def _trade_order(trade: RoundTrip) -> datetime:
-    return trade.exit_time or trade.entry_time
+def _trade_order(trade: RoundTrip) -> tuple[datetime, bool]:
+    """When a trade last changed; on a tie (a fill that closes one trade and opens the next)
+    the trade it opened is the newer."""
+    return trade.exit_time or trade.entry_time, trade.is_open
 
 
 def _trade_dict(trade: RoundTrip, as_of: datetime | None) -> dict[str, Any]:

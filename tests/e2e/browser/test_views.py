@@ -1,7 +1,10 @@
 """Every dashboard view at a laptop's and a phone's size: it loads its data, fits the screen
 without a horizontal scroll bar, shows its main element, and passes axe-core's accessibility
 rules with no serious or critical violation. Each visit leaves ``<view>-<viewport>.png`` in
-the test artifacts.
+the test artifacts. Beyond that, each view checks what it is for: the overview's round trips
+and buy-and-hold line, the Close dialog (checked open, then kept, then confirmed), the
+decisions' outcomes, a finished backtest's trades, arrows and heatmap, and, on a server of its
+own, the demo's agent page once its short replay has ended.
 
 One server, one browser and one logged-in context per viewport serve the whole module, and
 each view is visited once per viewport: CI's serial group has little time to spare.
@@ -10,6 +13,7 @@ each view is visited once per viewport: CI's serial group has little time to spa
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 from tests.e2e.browser.conftest import REPO, Server, artifacts_dir, start_server
 
 # Chromium and a server of their own: one at a time, after the other tests (Makefile).
@@ -91,6 +95,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The paper agent on sma_cross over SP500, trading every few seconds."""
     data = tmp_path_factory.mktemp("views-server")
     yield from start_server("views", data, "--speed", "10", "--strategy", "sma_cross")
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``ffe run`` told only where to begin: the demo's strategy over two years of bars, all at
+    once, so that its replay has ended within a second of the server's start."""
+    data = tmp_path_factory.mktemp("demo-server")
+    yield from start_server("demo", data, "--start", "2017-01-01", "--speed", "0")
 
 
 def _context(browser: Browser, viewport: str) -> BrowserContext:
@@ -172,18 +184,89 @@ def _finished(page: Page, server: Server, job: str) -> None:
     pytest.fail(f"job {job} still {status} after {2 * DATA_MS / 1000:.0f} s")
 
 
+def _legend(page: Page, chart: str) -> None:
+    """The equity chart names its buy-and-hold line (drawn; else the legend gives the reason)."""
+    legend = page.get_by_test_id(chart).get_by_test_id("chart-legend")
+    expect(legend).to_contain_text("Buy & hold SP500", timeout=DATA_MS)
+
+
 def _overview(page: Page, server: Server, jobs: Jobs) -> str:
     page.goto(f"{server.url}/overview")
     _rows(page, "fills-table")  # positions may be closed: the agent halts at a 30 % drawdown
     _filled(page, "stat-equity")
     _canvas(page, "equity-chart")
+    _legend(page, "equity-chart")
+    # sma_cross goes long and short every few seconds: round trips close within the first ones
+    _rows(page, "trades-table")
+    expect(page.get_by_test_id("trades-summary")).to_contain_text(
+        re.compile(r"[1-9]\d* closed"), timeout=DATA_MS
+    )
     return "equity-chart"
+
+
+def _close_dialog(page: Page, server: Server, jobs: Jobs) -> str:
+    """The overview's Close on the open position asks first, naming symbol and quantity; the
+    dialog, left open, is what the checks look at."""
+    page.goto(f"{server.url}/overview")
+    button = page.locator('#positions-table [data-testid^="close-"]').first
+    expect(button).to_be_visible(timeout=DATA_MS)
+    symbol = str(button.get_attribute("data-testid")).removeprefix("close-")
+    button.click()
+    expect(page.get_by_test_id("confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-title")).to_have_text(f"Close {symbol}?")
+    label = page.get_by_test_id("confirm-yes").inner_text()
+    named = re.fullmatch(rf"Close (-?\d[\d,]*(?:\.\d+)?) {re.escape(symbol)}", label)
+    assert named, f"the confirm button does not name the quantity and {symbol}: {label!r}"
+    size = named.group(1).removeprefix("-")
+    expect(page.locator("#confirm-message")).to_contain_text(f" {size} {symbol} at market")
+    return "confirm-dialog"
+
+
+def _close_answered(page: Page, server: Server) -> None:
+    """After the dialog's checks: Keep it sends nothing and the position stays; confirming
+    sends the close and the page shows the agent's answer."""
+    symbol = page.locator("#confirm-title").inner_text().removeprefix("Close ").rstrip("?")
+    sent: list[str] = []
+
+    def closing(request: Request) -> None:
+        if request.url.endswith("/close"):
+            sent.append(request.url)
+
+    page.on("request", closing)
+    try:
+        page.get_by_test_id("confirm-no").click()
+        expect(page.get_by_test_id("confirm-dialog")).to_be_hidden()
+        expect(page.get_by_test_id(f"close-{symbol}")).to_be_visible()
+    finally:
+        page.remove_listener("request", closing)
+    assert sent == [], f"Keep it sent {sent}"
+    path = f"/api/v1/positions/{symbol}/close"
+    held = page.locator("#positions-table tbody tr").filter(has_text=symbol).locator("td").nth(1)
+    for _ in range(5):  # the replay may turn the position between the page's read and ours
+        page.get_by_test_id(f"close-{symbol}").click()
+        confirmed = page.get_by_test_id("confirm-yes").inner_text().split()[1]
+        with page.expect_response(lambda r: r.url.endswith(path), timeout=DATA_MS) as waited:
+            page.get_by_test_id("confirm-yes").click()
+        answer = waited.value
+        if answer.status != 409:
+            break
+        detail = str(answer.json().get("detail", ""))
+        assert re.search(r"confirmed|no open position", detail), f"close refused: {detail}"
+        expect(page.get_by_test_id("toast").filter(has_text=detail)).to_be_visible()
+        expect(held).not_to_have_text(confirmed)  # the page read the position again
+    assert answer.status in (200, 202), f"close: {answer.status} {answer.text()}"
+    said = answer.json()
+    assert said["status"] in ("sent", "waiting", "queued"), said
+    expect(page.get_by_test_id("toast").filter(has_text=said["detail"])).to_be_visible()
 
 
 def _agent(page: Page, server: Server, jobs: Jobs) -> str:
     page.goto(f"{server.url}/agent")
     expect(page.get_by_test_id("agent-state")).not_to_have_attribute("data-status", "unknown")
     _rows(page, "agent-decisions")
+    # --strategy was given: not the demo, so no line on how the demo's strategy was chosen
+    expect(page.get_by_test_id("agent-chosen")).to_be_hidden()
+    expect(page.get_by_test_id("agent-summary")).to_be_hidden()  # the replay runs on
     return "agent-decisions"
 
 
@@ -196,8 +279,20 @@ def _analysis(page: Page, server: Server, jobs: Jobs) -> str:
 
 
 def _decisions(page: Page, server: Server, jobs: Jobs) -> str:
+    """sma_cross states plain targets: every row says its outcome is not scored, with the
+    sentence why, and the note above the table says it once."""
     page.goto(f"{server.url}/decisions")
     _rows(page, "decisions-table")
+    outcomes = page.get_by_test_id("decisions-table").locator("td[data-outcome]")
+    states = outcomes.evaluate_all("(cells) => cells.map((c) => [c.dataset.outcome, c.title])")
+    assert states, "no outcome cell"
+    assert all(state == "unscored" and "not scored" in why for state, why in states), states
+    expect(outcomes.first).to_have_text("not scored")
+    expect(page.get_by_test_id("outcome-note")).to_be_visible()
+    expect(page.get_by_test_id("outcome-note")).to_contain_text("Outcomes are not scored: ")
+    page.get_by_test_id("decisions-table").locator("tr.clickable").first.click()
+    detail = page.get_by_test_id("decisions-table").locator("tr.detail")
+    expect(detail).to_contain_text("Outcome: not scored")
     return "decisions-table"
 
 
@@ -223,6 +318,21 @@ def _backtest_job(page: Page, server: Server, jobs: Jobs) -> str:
     expect(page.get_by_test_id("job-status")).to_have_text("finished")
     _filled(page, "stat-sharpe")
     _canvas(page, "run-equity-chart")
+    _legend(page, "run-equity-chart")
+    # its round trips: rows in the table, an arrow on the price chart for each entry and exit
+    trades = page.get_by_test_id("trades-table").get_by_test_id("trade-row")
+    expect(trades.first).to_be_visible(timeout=DATA_MS)
+    _canvas(page, "trades-chart")
+    chart = page.get_by_test_id("trades-chart")
+    expect(chart).to_have_attribute("data-markers", re.compile(r"^[1-9]\d*$"))
+    closed = page.locator('[data-testid="trade-row"][data-status="closed"]').count()
+    assert int(str(chart.get_attribute("data-markers"))) >= 2 * closed > 0
+    # the heatmap of months: 2018's row with each month's return written in its cell
+    months = page.get_by_test_id("monthly-table")
+    expect(months.locator("tbody tr")).to_have_count(1)
+    expect(months.locator("tbody th")).to_have_text("2018")
+    written = months.locator("tbody td").filter(has_text=re.compile(r"^[+-]?\d+\.\d+%$"))
+    assert written.count() >= 12, f"monthly cells: {months.locator('tbody td').all_inner_texts()}"
     return "run-equity-chart"
 
 
@@ -249,6 +359,7 @@ def _optimization(page: Page, server: Server, jobs: Jobs) -> str:
 View = Callable[[Page, Server, Jobs], str]
 VIEWS: dict[str, View] = {
     "overview": _overview,
+    "close_dialog": _close_dialog,
     "agent": _agent,
     "analysis": _analysis,
     "decisions": _decisions,
@@ -258,12 +369,16 @@ VIEWS: dict[str, View] = {
     "compare": _compare,
     "optimization": _optimization,
 }
-# The views that wait for no job first, at both sizes, so that the jobs have finished by the
-# time the others are visited.
+# First, at both sizes, what needs an open position: the agent halts and goes flat at a 30 %
+# drawdown, at its 400th bar (40 s after it starts, at 10 bars/s). Then the views that wait
+# for no job, so that the jobs have finished by the time the others are visited.
+EARLY = ("close_dialog",)
 ON_JOBS = ("backtests", "backtest_job", "compare", "optimization")
+# What a view does once its checks passed (the dialog is checked open, then answered).
+AFTER: dict[str, Callable[[Page, Server], None]] = {"close_dialog": _close_answered}
 CASES = [
     pytest.param(viewport, view, id=f"{view}-{viewport}")
-    for group in (["login", *(v for v in VIEWS if v not in ON_JOBS)], ON_JOBS)
+    for group in (EARLY, ["login", *(v for v in VIEWS if v not in EARLY + ON_JOBS)], ON_JOBS)
     for viewport in VIEWPORTS
     for view in group
 ]
@@ -310,6 +425,8 @@ def _visit(page: Page, view: str, server: Server, jobs: Jobs, viewport: str) -> 
         page.screenshot(path=str(shot), full_page=True)
     _check(page, main)
     _check_navigation(page, viewport)
+    if view in AFTER:
+        AFTER[view](page, server)
 
 
 @pytest.mark.parametrize(("viewport", "view"), CASES)
@@ -351,3 +468,44 @@ def test_top_bar_folds_into_the_menu_before_it_overflows(
         assert folded == (width < 1080), f"menu button shown: {folded} at {width} px"
     finally:
         page.set_viewport_size(VIEWPORTS["laptop"])
+
+
+PERCENT = re.compile(r"^[+-]?\d+\.\d%$")
+
+
+def _replay_summary(page: Page) -> None:
+    """The demo's agent page: how its strategy was chosen, and the finished replay's panel."""
+    chosen = "How it was chosen: sma_cross (fast=50, slow=200) on SP500, the best sharpe"
+    expect(page.get_by_test_id("agent-chosen")).to_contain_text(chosen)
+    expect(page.get_by_test_id("agent-summary")).to_be_visible(timeout=DATA_MS)  # polled: 5 s
+    verdict = re.compile(r"^sma_cross on SP500 (beat|did not beat) buy and hold$")
+    expect(page.locator("#summary-verdict")).to_have_text(verdict)
+    for each in ("summary-return", "summary-benchmark", "summary-drawdown"):
+        expect(page.locator(f"#{each}")).to_have_text(PERCENT)
+    expect(page.locator("#summary-trades")).to_have_text(re.compile(r"^\d+$"))
+    expect(page.locator("#summary-costs")).to_contain_text("Buy and hold: the same cash")
+    steps = page.get_by_test_id("summary-next").locator("li code")
+    expect(steps.first).to_have_text(re.compile(r"^ffe (tune|backtest) "))
+    assert steps.count() >= 2, steps.all_inner_texts()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_demo_agent_says_how_it_was_chosen_and_sums_up_its_finished_replay(
+    axe: Path, viewport: str, browser: Browser, demo_server: Server
+) -> None:
+    context = _context(browser, viewport)  # cookies of its own: another server, another login
+    try:
+        context.set_default_timeout(15_000)
+        _log_in(context, demo_server)
+        page = context.new_page()
+        page.goto(f"{demo_server.url}/agent")
+        try:
+            _replay_summary(page)
+        finally:
+            page.screenshot(
+                path=str(artifacts_dir() / f"agent_finished-{viewport}.png"), full_page=True
+            )
+        _check(page, "agent-summary")
+        _check_navigation(page, viewport)
+    finally:
+        context.close()

@@ -6,9 +6,10 @@ import { el, fmtPct, isNum } from "./app.js";
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-/** The background of a return, as strong as `value` is large next to `scale`. */
+/** The background of a return, as strong as `value` is large next to `scale`; at most half
+ *  opaque, so the cell's text keeps a contrast of 4.5:1 on the panel (WCAG AA). */
 function shade(value, scale) {
-  const strength = 0.12 + 0.68 * Math.min(1, Math.abs(value) / (scale || 1));
+  const strength = 0.1 + 0.4 * Math.min(1, Math.abs(value) / (scale || 1));
   return value >= 0 ? `rgba(38, 176, 137, ${strength.toFixed(2)})` : `rgba(239, 91, 91, ${strength.toFixed(2)})`;
 }
 

@@ -74,7 +74,13 @@ function showSummary(summary) {
   $("summary-trades").textContent = String(summary.trades);
   $("summary-win-rate").textContent = summary.win_rate === null ? "no closed trade" : fmtPct(summary.win_rate, { digits: 0 });
   $("summary-costs").textContent = `Buy and hold: the same cash and symbols, ${summary.costs}.`;
-  $("summary-next").replaceChildren(...summary.next_steps.map((command) => el("li", {}, el("code", {}, command))));
+  $("summary-next").replaceChildren(...summary.next_steps.map((command) => el("li", {}, commandText(command))));
+}
+
+/** A command whose words wrap as wholes: a narrow screen never splits "--param" at a hyphen. */
+function commandText(command) {
+  const words = command.split(" ").map((word) => el("span", { class: "word" }, word));
+  return el("code", {}, ...words.flatMap((word, i) => (i ? [" ", word] : [word])));
 }
 
 /** The bar facts: the journal's, or the stream's when newer. */

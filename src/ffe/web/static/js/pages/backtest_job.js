@@ -139,7 +139,9 @@ async function drawSymbol(chart, runId, symbol, items) {
   const bars = await getJson(`/runs/${encodeURIComponent(runId)}/bars`, { symbol, limit: 5000 });
   chart.setBars(bars.bars || []);
   const mine = items.filter((t) => t.symbol === symbol);
-  chart.setTrades(mine.flatMap((t) => arrows(t, mine.length * 2 <= LABELLED)));
+  const drawn = chart.setTrades(mine.flatMap((t) => arrows(t, mine.length * 2 <= LABELLED)));
+  // Arrows are drawn on a canvas: say how many, for whoever checks the page (tests, tools).
+  $("trades-chart").dataset.markers = String(drawn);
 }
 
 async function showTrades(runId) {

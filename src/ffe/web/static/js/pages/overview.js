@@ -13,6 +13,7 @@ const query = new URLSearchParams(location.search);
 let account = query.get("account") || null;
 let lastPortfolio = null;
 let worstDrawdown = null; // from the equity curve, when the portfolio does not say
+let reloadPortfolio = async () => {}; // the cards and positions read again (set by startPage)
 
 function renderPortfolio(p) {
   lastPortfolio = p;
@@ -64,6 +65,9 @@ async function closePosition(button, position) {
     const { data } = await api(`/positions/${encodeURIComponent(position.symbol)}/close`, { method: "POST", body });
     toast(data.detail, data.status === "sent" ? "ok" : "info", 9000);
   });
+  // Whatever the answer (a refusal says the position changed: "look again"), show the
+  // position as it is now rather than at the page's last read.
+  await reloadPortfolio().catch(() => {});
 }
 
 function tradeRow(t) {
@@ -122,6 +126,7 @@ startPage(async () => {
   const empty = $("equity-chart").querySelector(".chart-empty");
   const scope = () => (account ? { account } : {});
   const loadPortfolio = async () => renderPortfolio(await getJson("/portfolio", scope()));
+  reloadPortfolio = loadPortfolio;
   const showCurve = (points, about) => {
     empty.hidden = chart.setData(points) > 0;
     addBenchmark(chart, points, about);
