@@ -47,7 +47,10 @@ def _make_run(folder: Path) -> subprocess.Popen[str]:
 
 def test_make_run_when_ctrl_c_then_no_make_error(tmp_path: Path) -> None:
     # Like ffe: prints once it is up, and dies of Ctrl-C (a shell's status for that is 130).
-    folder = _stand_in(tmp_path, "trap 'exit 130' INT\necho up\nsleep 30 &\nwait\n")
+    # Its sleep (in the background, so immune to SIGINT) is ended with it and never holds
+    # make's output open: otherwise communicate() waits the whole sleep out.
+    script = "trap 'kill $pid; exit 130' INT\necho up\nsleep 30 >/dev/null 2>&1 &\npid=$!\nwait\n"
+    folder = _stand_in(tmp_path, script)
     make = _make_run(folder)
     assert make.stdout is not None
     while "up" not in make.stdout.readline():

@@ -186,15 +186,16 @@ def test_run_bars_are_the_symbols_bars_over_the_run_only(api):
     assert 30 < len(times) < 45
 
 
-def test_run_bars_of_a_symbol_the_run_did_not_trade_then_422_naming_it(api):
+def test_run_bars_of_a_symbol_the_run_did_not_trade_then_404_naming_it(api):
     run_id = _seed_run(api, symbols=["SP500"])
 
     response = api.client.get(
         f"/api/v1/runs/{run_id}/bars", params={"symbol": "BTCUSD"}, headers=api.headers()
     )
 
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert "BTCUSD" in response.text
+    assert "SP500" in response.text  # what it did trade
 
 
 def test_run_views_answers_match_the_schemas_the_spec_declares(api, recorded):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ffe.api import queries, run_schemas, schemas
@@ -103,7 +102,9 @@ async def run_returns(run_id: RunRef, services: ServicesDep, who: Reader) -> Any
 
 @router.get(
     "/runs/{run_id}/bars",
-    responses={404: refusal("No run has this id, or no bars of the symbol are stored")},
+    responses={
+        404: refusal("No run has this id, it did not trade the symbol, or its bars are gone")
+    },
 )
 async def run_bars(
     run_id: RunRef,
@@ -118,12 +119,11 @@ async def run_bars(
 
     run = await runs.get_run(services.db, run_id)
     chosen = symbol or (run.symbols[0] if run.symbols else "")
-    if chosen not in run.symbols:
+    if chosen not in run.symbols:  # a well-formed name: the run has no bars of it (404)
+        from ffe.domain.errors import NotFoundError
+
         named = ", ".join(run.symbols[:5]) + (", …" if len(run.symbols) > 5 else "")
-        problem = f"{symbol!r} is not one of the run's symbols ({named})"
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("query", "symbol"), "msg": problem, "input": symbol}]
-        )
+        raise NotFoundError(f"run {run_id} did not trade {symbol!r}: its symbols are {named}")
     window = (run.config.get("first_bar"), run.config.get("last_bar"))
     return await asyncio.to_thread(_bars, services, chosen, limit, window)
 
