@@ -4,15 +4,7 @@ Run by Node against stand-ins for the chart library and the page."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from importlib.resources import as_file
-
-import pytest
-
-from ffe.web.render import static_root
+from tests.support.node import run_module
 
 # Stand-ins: a chart whose series remember their data, elements that remember children.
 HARNESS = """
@@ -28,7 +20,7 @@ const element = () => ({
 globalThis.document = { createElement: () => element() };
 globalThis.getComputedStyle = () => ({ position: "static" });
 globalThis.window = { LightweightCharts: { LineSeries: "line" } };
-const { addBenchmark } = await import("CHARTS");
+const { addBenchmark } = await import("./charts.js");
 const made = [];
 const chart = { addSeries(kind, options) {
   const s = { kind, options, data: null, setData(d) { this.data = d; } };
@@ -40,27 +32,10 @@ const handle = { chart, container };
 """
 
 
-def _run(script: str) -> object:
-    node = shutil.which("node")
-    if node is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("node is not installed; CI=true requires it")
-        pytest.skip("node is not installed: the dashboard's modules cannot be run")
-    with as_file(static_root().joinpath("js/charts.js")) as charts:
-        module = HARNESS.replace("CHARTS", charts.resolve().as_uri()) + script
-        done = subprocess.run(
-            [node, "--input-type=module", "-e", module],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
 def test_add_benchmark_when_points_carry_it_then_a_dashed_line_and_a_legend() -> None:
-    out = _run("""
+    out = run_module(
+        HARNESS
+        + """
 const points = [
   { time: "2010-01-05T00:00:00Z", equity: 10000, benchmark: 10100 },
   { time: "2010-01-04T00:00:00Z", equity: 10000, benchmark: 9988 },
@@ -73,7 +48,8 @@ console.log(JSON.stringify({
   drawn, series: made.length, dashed: made[0].options.lineStyle,
   data: made[0].data, legend: legend.children.map((c) => c.textContent),
 }));
-""")
+"""
+    )
     assert out == {
         "drawn": 2,
         "series": 1,  # drawn again on the same line, not a new one
@@ -84,10 +60,13 @@ console.log(JSON.stringify({
 
 
 def test_add_benchmark_when_none_then_the_legend_says_why() -> None:
-    out = _run("""
+    out = run_module(
+        HARNESS
+        + """
 const about = { label: "Buy & hold X", note: "no benchmark: no bars of X", drawn: false };
 const drawn = addBenchmark(handle, [{ time: "2010-01-04T00:00:00Z", equity: 1 }], about);
 const legend = container.querySelector(".chart-legend");
 console.log(JSON.stringify({ drawn, legend: legend.children.map((c) => c.textContent) }));
-""")
+"""
+    )
     assert out == {"drawn": 0, "legend": ["Strategy", "no benchmark: no bars of X"]}

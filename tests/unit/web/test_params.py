@@ -6,13 +6,10 @@ JSON."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-from importlib.resources import as_file
 
 import pytest
+from tests.support.node import run_module
 
 from ffe.web.render import environment, static_root
 
@@ -44,22 +41,7 @@ globalThis.location = { protocol: "http:", host: "test", pathname: "/", search: 
 
 
 def _node(script: str) -> object:
-    node = shutil.which("node")
-    if node is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("node is not installed; CI=true requires it")
-        pytest.skip("node is not installed: the dashboard's modules cannot be run")
-    with as_file(static_root().joinpath("js")) as folder:
-        script = script.replace('"./app.js"', json.dumps((folder / "app.js").resolve().as_uri()))
-        done = subprocess.run(
-            [node, "--input-type=module", "-e", FAKE_DOM + script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return run_module(FAKE_DOM + script)
 
 
 def test_param_list_when_100_symbols_and_nested_values_then_lines_without_json():

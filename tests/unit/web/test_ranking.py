@@ -4,39 +4,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-from importlib.resources import as_file
 
 import pytest
+from tests.support.node import run_module
 
 from ffe.backtest.objective import DIRECTIONS
 from ffe.web.render import static_root
 
 ROWS = [{"value": 0.3}, {"value": None}, {"value": 0.1}, {"value": 0.2}]
-
-
-def _run_module(script: str) -> object:
-    """What ``script`` (an ES module that may import ./ranking.js) prints as JSON, run by Node."""
-    node = shutil.which("node")
-    if node is None:
-        problem = "node is not installed: the dashboard's modules cannot be run"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
-    with as_file(static_root().joinpath("js/ranking.js")) as ranking:
-        module = script.replace("./ranking.js", ranking.resolve().as_uri())
-        done = subprocess.run(
-            [node, "--input-type=module", "-e", module],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +28,7 @@ def test_rank_rows_when_direction_given_then_best_first_and_missing_last(
         "console.log(JSON.stringify(rows.map((r) => r.value)));"
     )
 
-    assert _run_module(script) == expected
+    assert run_module(script) == expected
 
 
 def test_rank_rows_when_no_direction_then_highest_first_as_older_sweeps_were() -> None:
@@ -61,7 +37,7 @@ def test_rank_rows_when_no_direction_then_highest_first_as_older_sweeps_were() -
         f"console.log(JSON.stringify(rankRows({json.dumps(ROWS)}).map((r) => r.value)));"
     )
 
-    assert _run_module(script) == [0.3, 0.2, 0.1, None]
+    assert run_module(script) == [0.3, 0.2, 0.1, None]
 
 
 def test_is_better_when_minimize_then_the_smaller_value() -> None:
@@ -70,7 +46,7 @@ def test_is_better_when_minimize_then_the_smaller_value() -> None:
         'console.log(JSON.stringify([isBetter(1, 2, "minimize"), isBetter(1, 2, "maximize")]));'
     )
 
-    assert _run_module(script) == [True, False]
+    assert run_module(script) == [True, False]
 
 
 def test_app_better_table_agrees_with_the_server_directions() -> None:

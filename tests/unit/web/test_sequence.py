@@ -5,14 +5,8 @@ ones; the Agent page's bar facts take the newest of the journal and the stream."
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-from importlib.resources import as_file
 
-import pytest
-
-from ffe.web.render import static_root
+from tests.support.node import run_module
 
 # Just enough of a browser for app.js: no page elements, and a WebSocket the test drives.
 FAKE_BROWSER = """
@@ -28,28 +22,6 @@ globalThis.WebSocket = class {
 globalThis.fetch = async () => { throw new Error("no network in this test"); };
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
 """
-
-
-def _run(script: str) -> object:
-    """What ``script`` (an ES module importing ./app.js or ./sequence.js) prints as JSON."""
-    node = shutil.which("node")
-    if node is None:
-        problem = "node is not installed: the dashboard's modules cannot be run"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
-    with as_file(static_root().joinpath("js")) as folder:
-        for name in ("app.js", "sequence.js"):
-            script = script.replace(f'"./{name}"', json.dumps((folder / name).resolve().as_uri()))
-        done = subprocess.run(
-            [node, "--input-type=module", "-e", script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def _event(seq: int, source: str = "a", kind: str = "decision") -> dict[str, object]:
@@ -77,7 +49,7 @@ def test_sequenced_when_numbers_jump_or_connection_is_new_then_resync():
         "console.log(JSON.stringify(calls));"
     )
 
-    assert _run(script) == ["connected", "missed", "missed", "connected"]
+    assert run_module(script) == ["connected", "missed", "missed", "connected"]
 
 
 def test_sequenced_when_a_worker_is_first_heard_mid_stream_past_one_then_resync():
@@ -90,7 +62,7 @@ def test_sequenced_when_a_worker_is_first_heard_mid_stream_past_one_then_resync(
         "console.log(JSON.stringify(calls));"
     )
 
-    assert _run(script) == ["connected", "missed"]
+    assert run_module(script) == ["connected", "missed"]
 
 
 def test_dashboard_when_stream_misses_an_event_then_page_reads_again_and_still_gets_events():
@@ -110,7 +82,7 @@ def test_dashboard_when_stream_misses_an_event_then_page_reads_again_and_still_g
         "console.log(JSON.stringify({ sockets: sockets.length, reads, seen }));"
     )
 
-    found = _run(script)
+    found = run_module(script)
 
     # once on connecting (nothing seen yet), once on the hole where 3 should have come
     assert found == {"sockets": 1, "reads": [0, 2], "seen": [1, 2, 4, 5]}
@@ -130,7 +102,7 @@ def test_dashboard_when_stream_reconnects_then_page_reads_again():
         "console.log(JSON.stringify(reads));"
     )
 
-    assert _run(script) == 2
+    assert run_module(script) == 2
 
 
 def test_coalesced_when_called_while_running_then_one_more_run_after():
@@ -143,7 +115,7 @@ def test_coalesced_when_called_while_running_then_one_more_run_after():
         "console.log(JSON.stringify(runs));"
     )
 
-    assert _run(script) == 2
+    assert run_module(script) == 2
 
 
 def test_merge_decisions_when_read_again_then_streamed_newer_ones_stay_on_top_once():
@@ -161,7 +133,7 @@ def test_merge_decisions_when_read_again_then_streamed_newer_ones_stay_on_top_on
         "console.log(JSON.stringify(merged.map((d) => [d.time, d.id ?? null])));"
     )
 
-    assert _run(script) == [["2018-01-05", None], ["2018-01-03", 2], ["2018-01-02", 1]]
+    assert run_module(script) == [["2018-01-05", None], ["2018-01-03", 2], ["2018-01-02", 1]]
 
 
 def test_latest_bar_when_stream_is_ahead_of_the_journal_then_the_streams():
@@ -173,4 +145,4 @@ def test_latest_bar_when_stream_is_ahead_of_the_journal_then_the_streams():
         " latestBar(journal, null).bar]));"
     )
 
-    assert _run(script) == [90, 90, 10]
+    assert run_module(script) == [90, 90, 10]
