@@ -50,6 +50,18 @@ def make_market() -> MarketFactory:
 
 
 @pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Whatever a test leaves changed in os.environ is undone after it: a test that once set
+    FFE__API__ANALYSIS_SYMBOLS=[] for itself emptied the pre-compute of every stack the
+    later tests of its process started."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Every test gets its own data directory (and so its own SQLite journal), so no test
     writes to the user's real one. Tests that care set FFE__DATA__DIR themselves."""

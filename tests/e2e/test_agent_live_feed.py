@@ -7,7 +7,6 @@ the bars missed while it was down, the bars that came late after the outage)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import time
@@ -158,7 +157,7 @@ def _run_twice(venue: FakeBinanceFeed, folder: Path) -> dict[str, Any]:
 
 
 def test_live_agent_killed_and_restarted_then_its_orders_are_the_backtests_on_every_traded_bar(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
     venue = FakeBinanceFeed(origin_ms=int(time.time() - 240) * 1000, seed=20)  # real time
     venue.start()
@@ -171,7 +170,8 @@ def test_live_agent_killed_and_restarted_then_its_orders_are_the_backtests_on_ev
         venue.stop()
 
     history = _bars_of(journal["events"], checkpoint["origin"])
-    os.environ.update(SETTINGS)
+    for name, value in SETTINGS.items():  # for this test only: undone after it
+        monkeypatch.setenv(name, value)
     settings = load_settings()
     config = BacktestConfig(
         cash=settings.backtest.cash,

@@ -50,7 +50,8 @@ async def _wait_for_backoff(services: Services, address: str, username: str) -> 
         retry = max(1, math.ceil(wait_s))
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many wrong passwords for {username!r} from {address}: retry in {retry}s",
+            f"too many login attempts for {username!r} from {address} (wrong passwords, "
+            f"or several at once): retry in {retry}s",
             headers={"Retry-After": str(retry)},
         )
 

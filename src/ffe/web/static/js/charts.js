@@ -185,14 +185,19 @@ function sma(bars, n) {
   return out;
 }
 
+/** The candlestick series every price chart draws, in the dashboard's up and down colours. */
+function addCandles(chart, charts) {
+  return chart.addSeries(charts.CandlestickSeries, {
+    upColor: COLORS.up, downColor: COLORS.down, borderVisible: false,
+    wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+  });
+}
+
 /** Candlesticks with volume, two moving averages and forecast bands (80% and 95%). */
 export function candleChart(container) {
   const charts = lib();
   const chart = create(container);
-  const candles = chart.addSeries(charts.CandlestickSeries, {
-    upColor: COLORS.up, downColor: COLORS.down, borderVisible: false,
-    wickUpColor: COLORS.up, wickDownColor: COLORS.down,
-  });
+  const candles = addCandles(chart, charts);
   const volume = chart.addSeries(charts.HistogramSeries, {
     priceFormat: { type: "volume" }, priceScaleId: "volume", lastValueVisible: false, priceLineVisible: false,
   });
@@ -267,10 +272,7 @@ function barAtOrBefore(times, time) {
 export function tradesChart(container) {
   const charts = lib();
   const chart = create(container);
-  const candles = chart.addSeries(charts.CandlestickSeries, {
-    upColor: COLORS.up, downColor: COLORS.down, borderVisible: false,
-    wickUpColor: COLORS.up, wickDownColor: COLORS.down,
-  });
+  const candles = addCandles(chart, charts);
   const markers = charts.createSeriesMarkers(candles, []);
   let times = [];
   return {
