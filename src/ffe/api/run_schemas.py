@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ffe.api.schemas import Answer, Page, RoundTrip
+from ffe.api.account_schemas import RoundTrip
+from ffe.api.schemas import Answer, Page
 
 
 class RoundTripPage(Page):

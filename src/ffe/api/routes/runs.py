@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ffe.api import queries, run_schemas, schemas
+from ffe.api import account_schemas, queries, run_schemas, schemas
 from ffe.api.deps import Admin, Reader, ServicesDep
 from ffe.api.routes.common import Limit, Offset, refusal
 from ffe.service import benchmark, runs
@@ -58,7 +58,7 @@ async def get_run(run_id: RunRef, services: ServicesDep, who: Reader) -> Any:
     return run_summary(await runs.get_run(services.db, run_id))
 
 
-@router.get("/runs/{run_id}/equity", responses={200: {"model": schemas.EquityCurve}})
+@router.get("/runs/{run_id}/equity", responses={200: {"model": account_schemas.EquityCurve}})
 async def run_equity(
     run_id: RunRef,
     services: ServicesDep,

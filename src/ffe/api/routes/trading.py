@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from ffe.api import queries, schemas
+from ffe.api import account_schemas, queries, schemas
 from ffe.api.deps import Reader, ServicesDep, Trader, authenticate, checks_scope
 from ffe.api.routes.common import (
     Account,
@@ -59,7 +59,7 @@ _INVALID_SPEC = {
 @router.get(
     "/portfolio",
     openapi_extra={"parameters": [_ACCOUNT_SPEC]},
-    responses={200: {"model": schemas.Portfolio}, 422: _INVALID_SPEC},
+    responses={200: {"model": account_schemas.Portfolio}, 422: _INVALID_SPEC},
 )
 @checks_scope("read")
 async def portfolio(request: Request) -> Any:
@@ -112,7 +112,7 @@ async def _journal_portfolio(services: Services, account: str) -> bytes:
     return await services.fresh(f"portfolio:{account}", read)
 
 
-@router.get("/positions", responses={200: {"model": schemas.Positions}})
+@router.get("/positions", responses={200: {"model": account_schemas.Positions}})
 async def positions(services: ServicesDep, who: Reader, account: Account = None) -> Any:
     """The account's open positions."""
     found = await _portfolio(services, account_of(services, account))
@@ -129,7 +129,7 @@ RunId = Annotated[
 Symbol = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 
-@router.get("/orders", responses={200: {"model": schemas.OrderPage}})
+@router.get("/orders", responses={200: {"model": account_schemas.OrderPage}})
 async def orders(
     services: ServicesDep,
     who: Reader,
@@ -150,7 +150,7 @@ async def orders(
     return await polled(services, f"{key}:{limit}:{offset}", read)
 
 
-@router.get("/fills", responses={200: {"model": schemas.FillPage}})
+@router.get("/fills", responses={200: {"model": account_schemas.FillPage}})
 async def fills(
     services: ServicesDep,
     who: Reader,
@@ -170,7 +170,7 @@ async def fills(
     return await polled(services, key, read)
 
 
-@router.get("/trades", responses={200: {"model": schemas.Trades}})
+@router.get("/trades", responses={200: {"model": account_schemas.Trades}})
 async def trades(
     services: ServicesDep,
     who: Reader,
@@ -199,7 +199,7 @@ async def trades(
     return await polled(services, f"trades:{chosen}:{run_id}:{symbol}:{limit}", read)
 
 
-@router.get("/equity", responses={200: {"model": schemas.EquityCurve}})
+@router.get("/equity", responses={200: {"model": account_schemas.EquityCurve}})
 async def equity(
     services: ServicesDep,
     who: Reader,
